@@ -1,0 +1,84 @@
+/* approvals — approval requests and queue, signed CSC v0.1 approval
+ * artifacts, verification against the policy's approver trust store,
+ * single-use consumption, dual control, expiry and revocation.
+ *
+ * A signed artifact is the csc.approval.v0.1 object plus
+ *   "signature": {"algorithm":"ed25519","key_id":…,"public_key":…,"signature":base64}
+ * signed over the canonical JSON of the artifact with only
+ * signature.signature removed (the receipt rule). */
+#ifndef WR_APPROVALS_H
+#define WR_APPROVALS_H
+
+#include "contracts/contracts.h"
+#include "policies/policies.h"
+#include "store/store.h"
+
+/* Queues (or finds the pending) request for a needs_approval decision.
+ * request_id_out holds WR_ID_MAX bytes. */
+int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decision *d, const wr_policy *p,
+                             const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err);
+
+typedef struct wr_approval_params {
+    const char *identity;   /* approver identity */
+    const char *method;     /* cli | api | manual | ticket | elicitation */
+    const char *contract_sha256;
+    int64_t approved_at_ms;
+    int64_t expires_at_ms;
+    bool time_window;       /* scope time_window instead of single_execution */
+    const char *reason;     /* may be NULL */
+    const char *ticket_id;  /* may be NULL */
+} wr_approval_params;
+
+/* Creates and signs an artifact with the approver's own key. */
+int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const wr_ctx *ctx,
+                     json_object **artifact_out, wr_error *err);
+
+/* One approval that counts toward a run. */
+typedef struct wr_approval_use {
+    char *approval_id;
+    char *identity;
+    char *method;
+    char *key_id;
+    bool single_use; /* scope single_execution: must be consumed atomically */
+} wr_approval_use;
+
+typedef enum wr_authz_status {
+    WR_AUTHZ_GRANTED = 0, /* enough valid approvals: uses[] lists them */
+    WR_AUTHZ_PENDING,     /* not enough yet (none, or one of two) */
+    WR_AUTHZ_EXPIRED,     /* the only candidates had expired */
+    WR_AUTHZ_REFUSED,     /* a supplied artifact was refused: err says why */
+} wr_authz_status;
+
+typedef struct wr_authz {
+    wr_authz_status status;
+    wr_approval_use *uses;
+    size_t nuses;
+    char reason[512]; /* for PENDING/EXPIRED/REFUSED: precise reason */
+} wr_authz;
+
+/* Checks supplied artifacts (from run's approvals[] / --approval) and those
+ * stored for this contract hash: signature by a declared approver allowed
+ * for the contract's risk class and the decision's approval effects, bound
+ * to ct->sha256, approved_at <= now < expires_at, lifetime within policy,
+ * not revoked, not already consumed (single use), approver != initiating
+ * user, window scope only if policy allows it, and the number of distinct
+ * approver identities and keys the decision requires. Valid supplied
+ * artifacts are stored. server_key, when given, is refused as an approver
+ * key unless the artifact's method is "elicitation" and the policy allows
+ * interactive approval for the risk class. */
+int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *ct, const wr_decision *d,
+                           json_object *const *supplied, size_t nsupplied, const wr_keypair *server_key,
+                           const wr_ctx *ctx, wr_authz *out, wr_error *err);
+void wr_authz_clear(wr_authz *a);
+
+/* Verifies one artifact for submit_approval / approvals CLI without a run:
+ * schema, signature, trusted approver, binding to the request's contract. */
+int wr_approval_check_artifact(wr_store *st, const wr_policy *p, json_object *artifact, const wr_ctx *ctx,
+                               wr_error *err);
+
+/* Status of a request for get_approval: pending|approved|denied|expired|consumed|revoked
+ * and its stored artifacts (array). */
+int wr_approval_status(wr_store *st, const char *request_id, const wr_ctx *ctx, char **status_out,
+                       json_object **approvals_out, wr_error *err);
+
+#endif

@@ -1,0 +1,33 @@
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "clients/cli.h"
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("warrant: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_fail_err(int code, const char *what, const wr_error *err) {
+    if (err->path[0])
+        fprintf(stderr, "warrant: %s: %s: %s\n", what, err->path, err->message);
+    else
+        fprintf(stderr, "warrant: %s: %s\n", what, err->message);
+    return code;
+}
+
+void cli_print_json(json_object *obj) {
+    puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+const char *cli_state_dir(const char *opt) {
+    if (opt) return opt;
+    const char *env = getenv("WARRANT_STATE_DIR");
+    return env && *env ? env : ".warrant";
+}

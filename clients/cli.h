@@ -1,0 +1,31 @@
+/* Private to the `warrant` CLI: shared helpers for its subcommand files.
+ * Exit codes (style.md, signify): 0 ok, 1 rejected, 2 usage or bad input. */
+#ifndef WR_CLI_H
+#define WR_CLI_H
+
+#include "lib/lib.h"
+
+enum { CLI_OK = 0, CLI_REJECTED = 1, CLI_USAGE = 2 };
+
+/* One line "warrant: message" on stderr; returns CLI_USAGE. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One line naming the file and the error; returns code. */
+int cli_fail_err(int code, const char *what, const wr_error *err);
+/* Pretty JSON on stdout, "/" unescaped, newline-terminated. */
+void cli_print_json(json_object *obj);
+/* The state dir: --state-dir, else $WARRANT_STATE_DIR, else ./.warrant */
+const char *cli_state_dir(const char *opt);
+
+/* Subcommands: argv[0] is the subcommand name. */
+int cmd_validate(int argc, char **argv);
+int cmd_hash(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_pubkey(int argc, char **argv);
+int cmd_receipts(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_approvals(int argc, char **argv);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: contracts/contracts.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: contracts/paths.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: executor/capture.c is written by the module's owner */

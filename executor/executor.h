@@ -1,0 +1,84 @@
+/* executor — run a validated contract's commands in a bwrap sandbox built
+ * only from its declared scope. Only gate/ calls wr_exec_run.
+ *
+ * The sandbox is first built as a plan (bubblewrap style: an ordered list of
+ * typed operations plus limits, uid and seccomp profile), which can be
+ * inspected and hashed; then rendered to a bwrap argv and executed. */
+#ifndef WR_EXECUTOR_H
+#define WR_EXECUTOR_H
+
+#include "contracts/contracts.h"
+#include "policies/policies.h"
+
+enum wr_stream { WR_STDOUT = 1, WR_STDERR = 2 };
+
+/* Called from the executing thread as output arrives (already redacted of
+ * secret values). Must not block for long. */
+typedef void (*wr_output_fn)(void *ud, const char *command_id, int stream,
+                             const unsigned char *data, size_t len);
+
+typedef struct wr_secret {
+    const char *name;  /* the secret_ref, exposed to the command as this env name */
+    const char *value; /* redacted from captured and streamed output */
+} wr_secret;
+
+typedef struct wr_exec_request {
+    const wr_contract *contract;
+    const wr_sandbox_limits *limits;
+    char *const *host_env;       /* where env_allow names take their values (NULL: none) */
+    const wr_secret *secrets;    /* resolved secret_refs, only after approval */
+    size_t nsecrets;
+    wr_output_fn on_output;      /* may be NULL */
+    void *ud;
+    int cancel_fd;               /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    const wr_ctx *ctx;
+} wr_exec_request;
+
+typedef struct wr_exec_stream {
+    unsigned char *captured;     /* first cap bytes (all commands, in order) */
+    size_t captured_len;
+    bool truncated;
+    uint64_t total_bytes;        /* everything the commands wrote */
+    char captured_sha256[WR_SHA256_HEX_LEN]; /* CSC stdout_hash: of captured bytes */
+    char stream_sha256[WR_SHA256_HEX_LEN];   /* of the whole stream */
+} wr_exec_stream;
+
+typedef struct wr_artifact {
+    char *path;
+    char sha256[WR_SHA256_HEX_LEN];
+} wr_artifact;
+
+typedef enum wr_exec_status {
+    WR_EXEC_SUCCESS = 0,
+    WR_EXEC_FAILED,   /* a command failed, timed out, or was cancelled */
+    WR_EXEC_BLOCKED,  /* refused at run time before anything ran (e.g. symlink escape) */
+} wr_exec_status;
+
+typedef struct wr_exec_result {
+    wr_exec_status status;
+    int exit_code;               /* of the failing (or last) command; 124 on timeout */
+    char *error;                 /* NULL on success; e.g. "timeout after 5s", "cancelled" */
+    wr_strv completed_command_ids;
+    char *failed_command_id;     /* NULL when none failed */
+    wr_exec_stream out, err;
+    wr_artifact *artifacts;
+    size_t nartifacts;
+    char sandbox_profile_id[96]; /* e.g. "bwrap-default-<first 16 hex of plan sha256>" */
+    char sandbox_profile_sha256[WR_SHA256_HEX_LEN];
+    json_object *sandbox_profile; /* the plan as JSON (owned) */
+    int64_t started_ms, ended_ms;
+    bool network_used;
+    int secrets_used;
+    bool timed_out, cancelled;
+} wr_exec_result;
+
+/* Runs the commands in order, stopping at the first failure. Blocks the
+ * calling thread. Returns WR_OK whenever a result was produced (even
+ * failed/blocked); an error only when the executor itself could not work. */
+int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err);
+void wr_exec_result_free(wr_exec_result *r);
+
+/* The sandbox plan for one command, as JSON (for tests and the receipt). */
+int wr_exec_plan_json(const wr_exec_request *req, size_t command_index, json_object **out, wr_error *err);
+
+#endif

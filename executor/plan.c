@@ -1,0 +1,1 @@
+/* placeholder: executor/plan.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: gate/gate.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: lib/canonical.c is written by the module's owner */

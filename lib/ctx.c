@@ -1,0 +1,1 @@
+/* placeholder: lib/ctx.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: lib/error.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: lib/schema.c is written by the module's owner */

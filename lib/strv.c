@@ -1,0 +1,1 @@
+/* placeholder: lib/strv.c is written by the module's owner */

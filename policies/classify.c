@@ -1,0 +1,1 @@
+/* placeholder: policies/classify.c is written by the module's owner */

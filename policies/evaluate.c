@@ -1,0 +1,1 @@
+/* placeholder: policies/evaluate.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: policies/loader.c is written by the module's owner */

@@ -1,0 +1,1 @@
+/* placeholder: receipts/bundle.c is written by the module's owner */

@@ -1,0 +1,90 @@
+/* receipts — build, sign, store and verify CSC v0.1 execution receipts,
+ * hash-chained per state dir; evidence bundles (libarchive).
+ *
+ * Signing payload (design.md): canonical JSON of the receipt with only
+ * signature.signature removed, so algorithm, key_id and signed_at are
+ * signed; Ed25519; byte-for-byte the CSC reference runner's rule. */
+#ifndef WR_RECEIPTS_H
+#define WR_RECEIPTS_H
+
+#include "lib/lib.h"
+#include "store/store.h"
+
+/* The state dir's signing key: DIR/receipt-signing.key, created on first use
+ * (dir 0700, key 0600). Refuses a key file that is group/world readable. */
+int wr_server_key_load_or_create(const char *state_dir, const wr_ctx *ctx, wr_keypair *kp, wr_error *err);
+/* Loads the public half only (for `warrant pubkey`); never creates. */
+int wr_server_pubkey_load(const char *state_dir, unsigned char pk[WR_PK_LEN], wr_error *err);
+
+typedef struct wr_receipt_approval {
+    const char *approval_id;
+    const char *identity;
+    const char *method;  /* cli | api | manual | ticket | elicitation */
+    const char *key_id;
+} wr_receipt_approval;
+
+typedef struct wr_receipt_artifact {
+    const char *path;
+    const char *sha256;
+} wr_receipt_artifact;
+
+/* Plain values: receipts/ does not depend on executor/ or policies/. */
+typedef struct wr_receipt_input {
+    const char *execution_id;
+    const char *contract_id;
+    const char *contract_sha256;
+    const char *status;            /* success | failed | blocked | expired */
+    int64_t started_ms, ended_ms;
+    bool has_exit_code;
+    int exit_code;
+    const char *error;             /* NULL or text */
+    const char *stdout_hash, *stderr_hash;  /* bare hex of captured bytes, NULL if not run */
+    bool stdout_truncated, stderr_truncated;
+    const char *stdout_stream_sha256, *stderr_stream_sha256; /* bare hex, NULL if not run */
+    uint64_t stdout_bytes, stderr_bytes;
+    const wr_receipt_artifact *artifacts;
+    size_t nartifacts;
+    const wr_strv *completed_command_ids;
+    const char *failed_command_id;
+    bool network_used;
+    int secrets_used;
+    const char *policy_profile;
+    const char *policy_schema_version;
+    const char *policy_sha256;
+    const char *sandbox_profile_id;      /* NULL when nothing ran */
+    const char *sandbox_profile_sha256;
+    const char *decision;                /* allow | deny | needs_approval */
+    const char *reason_code;
+    const wr_receipt_approval *approvals;
+    size_t napprovals;
+    const char *agent_id;
+} wr_receipt_input;
+
+/* Builds the unsigned receipt JSON (CSC fields + documented extensions). */
+json_object *wr_receipt_build(const wr_receipt_input *in);
+
+/* Assigns seq and prev_receipt_sha256, signs with kp, and appends it to the
+ * store durably (one transaction). On success *signed_out is the signed
+ * receipt (new reference) — only then may a caller show it to anyone. */
+int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, json_object *unsigned_receipt,
+                    const char *execution_id, json_object **signed_out, wr_error *err);
+
+/* Signs a receipt object in place (adds "signature"); no store involved. */
+int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err);
+/* Checks schema, key id and signature. WR_OK or WR_E_CRYPTO/WR_E_INVALID. */
+int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err);
+/* sha256 (bare hex) of the canonical signed form: what the next receipt links to. */
+int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error *err);
+
+/* Walk a chain: every receipt verifies, seq runs 1..n without gap or
+ * duplicate, and each links to its predecessor. On failure err names the
+ * seq and the reason. count_out may be NULL. */
+int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err);
+int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err);
+
+/* Evidence bundle: contract, decision, approvals, receipt, stdout, stderr,
+ * policy, public key and a manifest of sha256 sums, as tar.gz. */
+int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_path, wr_error *err);
+int wr_bundle_verify(const char *path, const unsigned char pk[WR_PK_LEN], wr_error *err);
+
+#endif

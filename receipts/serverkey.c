@@ -1,0 +1,1 @@
+/* placeholder: receipts/serverkey.c is written by the module's owner */

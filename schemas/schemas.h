@@ -1,0 +1,15 @@
+/* schemas — the JSON Schemas warrant validates against and publishes as MCP
+ * tool schemas, embedded into the binaries at build time (data only). */
+#ifndef WR_SCHEMAS_H
+#define WR_SCHEMAS_H
+
+#include <stddef.h>
+
+/* The embedded text of a schema file by its file name relative to schemas/,
+ * e.g. "csc.contract.v0.1.schema.json" or "tools/run.input.json".
+ * NULL when there is no such file. */
+const char *wr_schema_text(const char *name);
+/* All embedded names, NULL-terminated, in file-name order. */
+const char *const *wr_schema_names(void);
+
+#endif

@@ -1,0 +1,3 @@
+#include "server/server.h"
+
+int main(int argc, char **argv) { return wr_server_main(argc, argv); }

@@ -1,0 +1,1 @@
+/* placeholder: store/store.c is written by the module's owner */

@@ -1,0 +1,109 @@
+/* store — durable state of a state dir: contracts, decisions, approval
+ * requests and artifacts, the consumed-approval ledger, executions, receipts
+ * and the receipt chain head. SQLite (WAL, synchronous=FULL) is the embedded
+ * backend; callers see only this interface so that a PostgreSQL backend can
+ * be added behind it (wr_store_ops) without touching them.
+ *
+ * Every function is one transaction and is safe to call from several
+ * threads on one wr_store (an internal mutex serialises them) and from
+ * several processes on one state dir (SQLite locking with a busy timeout). */
+#ifndef WR_STORE_H
+#define WR_STORE_H
+
+#include "lib/lib.h"
+
+typedef struct wr_store wr_store;
+
+/* Opens (creating with mode 0700 / 0600) DIR/warrant.db and migrates it.
+ * A database written by a newer schema version is WR_E_VERSION. */
+int wr_store_open(const char *state_dir, wr_store **out, wr_error *err);
+void wr_store_close(wr_store *s);
+const char *wr_store_dir(const wr_store *s);
+
+/* ---- contracts and decisions ------------------------------------------- */
+/* Idempotent by sha256. */
+int wr_store_put_contract(wr_store *s, const char *contract_id, const char *sha256,
+                          const char *agent_id, const char *contract_json, int64_t now_ms, wr_error *err);
+/* By contract_id (latest stored) or by sha256. *json_out malloc'd. */
+int wr_store_get_contract(wr_store *s, const char *id_or_sha256, char **json_out, wr_error *err);
+int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *decision_json,
+                          int64_t now_ms, wr_error *err);
+
+/* Policies by canonical sha256 (idempotent), so bundles carry the exact policy. */
+int wr_store_put_policy(wr_store *s, const char *sha256, const char *policy_json, wr_error *err);
+int wr_store_get_policy(wr_store *s, const char *sha256, char **json_out, wr_error *err);
+/* The newest decision stored for a contract hash. */
+int wr_store_get_decision(wr_store *s, const char *contract_sha256, char **json_out, wr_error *err);
+
+/* ---- approval requests ------------------------------------------------- */
+typedef struct wr_approval_request {
+    char *request_id;
+    char *contract_id;
+    char *contract_sha256;
+    char *agent_id;
+    char *status;        /* pending | approved | denied | expired | consumed | revoked */
+    char *contract_json;
+    char *decision_json;
+    char *reason;        /* deny/revoke reason, may be NULL */
+    int required_approvals;
+    int64_t requested_at_ms, expires_at_ms;
+} wr_approval_request;
+
+/* Inserts unless a pending request for the same contract_sha256 exists, in
+ * which case that one is returned in *existing_id_out (malloc'd, may be NULL). */
+int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r,
+                                  char **existing_id_out, wr_error *err);
+int wr_store_get_approval_request(wr_store *s, const char *request_id, wr_approval_request *out, wr_error *err);
+/* The newest request for a contract hash (any status); WR_E_NOTFOUND if none. */
+int wr_store_find_approval_request(wr_store *s, const char *contract_sha256, wr_approval_request *out, wr_error *err);
+/* status NULL = all. Calls fn for each, newest first; fn returns non-zero to stop. */
+int wr_store_list_approval_requests(wr_store *s, const char *status,
+                                    int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err);
+/* Changes status only if the current one is from_status (NULL = any). */
+int wr_store_set_approval_request_status(wr_store *s, const char *request_id, const char *from_status,
+                                         const char *to_status, const char *reason, wr_error *err);
+void wr_approval_request_clear(wr_approval_request *r);
+
+/* ---- approval artifacts ------------------------------------------------ */
+int wr_store_put_approval(wr_store *s, const char *approval_id, const char *request_id,
+                          const char *contract_sha256, const char *approver_identity,
+                          const char *artifact_json, int64_t expires_at_ms, int64_t now_ms, wr_error *err);
+/* Artifacts stored for a contract hash, oldest first (revoked ones included,
+ * flagged). fn returns non-zero to stop. */
+int wr_store_list_approvals(wr_store *s, const char *contract_sha256,
+                            int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
+                            void *ud, wr_error *err);
+int wr_store_revoke_approval(wr_store *s, const char *approval_id, const char *reason, int64_t now_ms, wr_error *err);
+bool wr_store_approval_revoked(wr_store *s, const char *approval_id);
+bool wr_store_approval_consumed(wr_store *s, const char *approval_id);
+
+/* ---- executions: atomic consumption of single-use approvals ------------
+ * In one transaction: refuses (WR_E_CONFLICT, err names the id) if any of
+ * consume_ids is already in the consumed ledger or revoked; otherwise
+ * records them as consumed by execution_id and inserts the execution row
+ * (status "running"). Two racing callers with the same id: exactly one wins. */
+int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *contract_sha256,
+                             const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
+/* Captured output kept for evidence bundles. */
+int wr_store_put_output(wr_store *s, const char *execution_id, const unsigned char *out, size_t out_len,
+                        const unsigned char *errb, size_t err_len, wr_error *err);
+int wr_store_get_output(wr_store *s, const char *execution_id, unsigned char **out, size_t *out_len,
+                        unsigned char **errb, size_t *err_len, wr_error *err);
+
+/* ---- receipts and the chain --------------------------------------------
+ * seal is called inside the transaction with the next seq and the previous
+ * receipt's sha256 (64 zeros for the first); it returns the signed receipt's
+ * canonical JSON (malloc'd) and its sha256. The row and the new chain head
+ * are committed together, durably, before wr_store_append_receipt returns. */
+typedef int (*wr_receipt_seal_fn)(void *ud, int64_t seq, const char prev_sha256[WR_SHA256_HEX_LEN],
+                                  char **signed_json_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err);
+int wr_store_append_receipt(wr_store *s, const char *execution_id, const char *contract_id, const char *status,
+                            wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);
+int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out, wr_error *err);
+/* In seq order; fn returns non-zero to stop. */
+int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
+
+/* The raw SQLite integrity check ("ok" on success), for tests and `warrant doctor`. */
+int wr_store_integrity_check(wr_store *s, char **result_out, wr_error *err);
+
+#endif
