@@ -1,1 +1,578 @@
-/* placeholder: gate/gate.c is written by the module's owner */
+/* gate — see gate.h. Every path through wr_gate_run ends in exactly one
+ * sealed receipt; the executor is reached only after a fresh policy
+ * evaluation and, where needed, an atomic consumption of approvals. */
+#include "gate/gate.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sodium.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* A loaded policy with the number of callers still using it, so SIGHUP can
+ * swap policies while runs that began under the old one finish with it. */
+typedef struct policy_ref {
+    wr_policy *policy;
+    int refs;
+    struct policy_ref *next; /* retired, still referenced */
+} policy_ref;
+
+struct wr_gate {
+    wr_ctx ctx;
+    char *state_dir;
+    char *const *host_env;
+    wr_store *store;
+    wr_contracts *contracts;
+    wr_keypair key;
+    pthread_mutex_t mu; /* guards active and retired */
+    policy_ref *active;
+    policy_ref *retired;
+};
+
+#define SECRET_MAX_BYTES (64u * 1024u)
+
+/* ---- policy lifecycle --------------------------------------------------- */
+
+static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err) {
+    int rc = path ? wr_policy_load_file(path, out, err) : wr_policy_load_bundled("default", out, err);
+    if (rc != WR_OK) return rc;
+    /* Bundles and auditors need the exact policy a receipt names. */
+    char *canon = wr_canonical_json((*out)->json, false, NULL, err);
+    if (!canon) goto fail;
+    rc = wr_store_put_policy(g->store, (*out)->sha256, canon, err);
+    free(canon);
+    if (rc == WR_OK) return WR_OK;
+fail:
+    wr_policy_free(*out);
+    *out = NULL;
+    return err->code ? err->code : WR_E_INTERNAL;
+}
+
+int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err) {
+    wr_policy *p = NULL;
+    int rc = load_policy(g, path, &p, err);
+    if (rc != WR_OK) return rc;
+    policy_ref *ref = calloc(1, sizeof *ref);
+    if (!ref) {
+        wr_policy_free(p);
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    ref->policy = p;
+    ref->refs = 1; /* the gate's own reference while active */
+    pthread_mutex_lock(&g->mu);
+    policy_ref *old = g->active;
+    g->active = ref;
+    if (old && --old->refs > 0) {
+        old->next = g->retired;
+        g->retired = old;
+        old = NULL;
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (old) {
+        wr_policy_free(old->policy);
+        free(old);
+    }
+    return WR_OK;
+}
+
+const wr_policy *wr_gate_policy_acquire(wr_gate *g) {
+    pthread_mutex_lock(&g->mu);
+    g->active->refs++;
+    const wr_policy *p = g->active->policy;
+    pthread_mutex_unlock(&g->mu);
+    return p;
+}
+
+void wr_gate_policy_release(wr_gate *g, const wr_policy *p) {
+    policy_ref *dead = NULL;
+    pthread_mutex_lock(&g->mu);
+    if (g->active->policy == p) {
+        g->active->refs--;
+    } else {
+        for (policy_ref **pp = &g->retired; *pp; pp = &(*pp)->next) {
+            if ((*pp)->policy != p) continue;
+            if (--(*pp)->refs == 0) {
+                dead = *pp;
+                *pp = dead->next;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (dead) {
+        wr_policy_free(dead->policy);
+        free(dead);
+    }
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err) {
+    *out = NULL;
+    if (!cfg->state_dir || !*cfg->state_dir) return wr_errorf(err, WR_E_INVALID, "", "a state dir is required");
+    wr_gate *g = calloc(1, sizeof *g);
+    if (!g) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    pthread_mutex_init(&g->mu, NULL);
+    g->ctx = cfg->ctx ? *cfg->ctx : wr_ctx_system();
+    g->host_env = cfg->host_env;
+    int rc = WR_E_NOMEM;
+    if (!(g->state_dir = strdup(cfg->state_dir))) goto fail;
+    if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK) goto fail;
+    if ((rc = wr_server_key_load_or_create(cfg->state_dir, &g->ctx, &g->key, err)) != WR_OK) goto fail;
+    rc = WR_E_INTERNAL;
+    if (!(g->contracts = wr_contracts_new(err))) goto fail;
+    if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK) goto fail;
+    *out = g;
+    return WR_OK;
+fail:
+    if (err && !err->code) wr_errorf(err, rc, "", "out of memory");
+    wr_gate_close(g);
+    return rc;
+}
+
+void wr_gate_close(wr_gate *g) {
+    if (!g) return;
+    /* Callers stop all runs before closing: remaining refs are a bug, but
+     * freeing everything here keeps the process clean on shutdown. */
+    if (g->active) g->active->next = g->retired;
+    for (policy_ref *r = g->active ? g->active : g->retired, *next; r; r = next) {
+        next = r->next;
+        wr_policy_free(r->policy);
+        free(r);
+    }
+    wr_contracts_free(g->contracts);
+    wr_store_close(g->store);
+    wr_keypair_wipe(&g->key);
+    pthread_mutex_destroy(&g->mu);
+    free(g->state_dir);
+    free(g);
+}
+
+wr_store *wr_gate_store(wr_gate *g) { return g->store; }
+const wr_contracts *wr_gate_contracts(wr_gate *g) { return g->contracts; }
+const wr_keypair *wr_gate_server_key(wr_gate *g) { return &g->key; }
+const wr_ctx *wr_gate_ctx(wr_gate *g) { return &g->ctx; }
+
+/* ---- decisions ------------------------------------------------------------ */
+
+int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error *err) {
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
+    wr_gate_policy_release(g, p);
+    return rc;
+}
+
+static int identity_mismatch(const wr_contract *ct, const char *client_identity, wr_error *err) {
+    if (!client_identity || strcmp(ct->actor.agent_id, client_identity) == 0) return WR_OK;
+    return wr_errorf(err, WR_E_DENIED, "/actor/agent_id",
+                     "actor.agent_id '%s' does not match the authenticated client identity '%s'",
+                     ct->actor.agent_id, client_identity);
+}
+
+/* Stores the contract and the decision made for it (evidence for bundles). */
+static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_error *err) {
+    int64_t now = wr_now_ms(&g->ctx);
+    char *canon = wr_canonical_json(ct->json, false, NULL, err);
+    if (!canon) return err->code ? err->code : WR_E_INTERNAL;
+    int rc = wr_store_put_contract(g->store, ct->contract_id, ct->sha256, ct->actor.agent_id, canon, now, err);
+    free(canon);
+    if (rc != WR_OK || !d) return rc;
+    json_object *dj = wr_decision_to_json(d);
+    rc = wr_store_put_decision(g->store, ct->sha256, wr_json_compact(dj), now, err);
+    json_object_put(dj);
+    return rc;
+}
+
+int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_proposal *out, wr_error *err) {
+    memset(out, 0, sizeof *out);
+    int rc = identity_mismatch(ct, client_identity, err);
+    if (rc != WR_OK) return rc;
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    rc = wr_policy_evaluate(p, ct, &g->ctx, &out->decision, err);
+    if (rc == WR_OK) rc = store_contract_and_decision(g, ct, out->decision, err);
+    if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
+        rc = wr_approval_request_open(g->store, ct, out->decision, p, &g->ctx, out->request_id, err);
+        out->has_request = rc == WR_OK;
+    }
+    wr_gate_policy_release(g, p);
+    if (rc != WR_OK) wr_proposal_clear(out);
+    return rc;
+}
+
+void wr_proposal_clear(wr_proposal *p) {
+    wr_decision_free(p->decision);
+    memset(p, 0, sizeof *p);
+}
+
+int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_error *err) {
+    char *json = NULL;
+    int rc = wr_store_get_contract(g->store, id, &json, err);
+    if (rc != WR_OK) return rc;
+    rc = wr_contract_parse(g->contracts, json, strlen(json), out, err);
+    free(json);
+    return rc;
+}
+
+/* ---- receipts ------------------------------------------------------------- */
+
+/* Everything a receipt needs, gathered along the run. */
+typedef struct run_state {
+    wr_gate *g;
+    const wr_contract *ct;
+    const wr_policy *policy;
+    const wr_decision *decision;
+    const char *client_identity;
+    char execution_id[WR_ID_MAX];
+    int64_t started_ms;
+    wr_exec_result *exec;
+    wr_authz authz;
+} run_state;
+
+static int seal(run_state *rs, const char *status, const char *error, json_object **receipt_out, wr_error *err) {
+    wr_receipt_input in = {
+        .execution_id = rs->execution_id,
+        .contract_id = rs->ct->contract_id,
+        .contract_sha256 = rs->ct->sha256,
+        .status = status,
+        .started_ms = rs->started_ms,
+        .ended_ms = wr_now_ms(&rs->g->ctx),
+        .error = error,
+        .agent_id = rs->ct->actor.agent_id,
+    };
+    if (rs->policy) {
+        in.policy_profile = rs->policy->name;
+        in.policy_schema_version = rs->policy->schema_version;
+        in.policy_sha256 = rs->policy->sha256;
+    }
+    if (rs->decision) {
+        in.decision = wr_decision_kind_name(rs->decision->kind);
+        in.reason_code = rs->decision->reason_code;
+    }
+    wr_receipt_approval approvals[8];
+    for (size_t i = 0; i < rs->authz.nuses && i < 8; i++) {
+        const wr_approval_use *u = &rs->authz.uses[i];
+        approvals[i] = (wr_receipt_approval){u->approval_id, u->identity, u->method, u->key_id};
+        in.napprovals = i + 1;
+    }
+    in.approvals = approvals;
+    wr_receipt_artifact *arts = NULL;
+    const wr_exec_result *x = rs->exec;
+    if (x) {
+        in.has_exit_code = x->status != WR_EXEC_BLOCKED;
+        in.exit_code = x->exit_code;
+        if (in.has_exit_code) {
+            in.stdout_hash = x->out.captured_sha256;
+            in.stderr_hash = x->err.captured_sha256;
+            in.stdout_stream_sha256 = x->out.stream_sha256;
+            in.stderr_stream_sha256 = x->err.stream_sha256;
+        }
+        in.stdout_truncated = x->out.truncated;
+        in.stderr_truncated = x->err.truncated;
+        in.stdout_bytes = x->out.total_bytes;
+        in.stderr_bytes = x->err.total_bytes;
+        in.completed_command_ids = &x->completed_command_ids;
+        in.failed_command_id = x->failed_command_id;
+        in.network_used = x->network_used;
+        in.secrets_used = x->secrets_used;
+        in.sandbox_profile_id = x->sandbox_profile_id[0] ? x->sandbox_profile_id : NULL;
+        in.sandbox_profile_sha256 = x->sandbox_profile_sha256[0] ? x->sandbox_profile_sha256 : NULL;
+        if (x->nartifacts) {
+            arts = calloc(x->nartifacts, sizeof *arts);
+            if (!arts) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            for (size_t i = 0; i < x->nartifacts; i++) arts[i] = (wr_receipt_artifact){x->artifacts[i].path, x->artifacts[i].sha256};
+            in.artifacts = arts;
+            in.nartifacts = x->nartifacts;
+        }
+    }
+    json_object *unsigned_receipt = wr_receipt_build(&in);
+    free(arts);
+    if (!unsigned_receipt) return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
+    int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, unsigned_receipt, rs->execution_id, receipt_out, err);
+    json_object_put(unsigned_receipt);
+    return rc;
+}
+
+int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err) {
+    run_state rs = {.g = g, .ct = ct, .started_ms = wr_now_ms(&g->ctx)};
+    wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
+    rs.policy = wr_gate_policy_acquire(g);
+    int rc = seal(&rs, "blocked", error, receipt_out, err);
+    wr_gate_policy_release(g, rs.policy);
+    return rc;
+}
+
+/* ---- approvals ------------------------------------------------------------ */
+
+static bool cancel_requested(int fd, int timeout_ms) {
+    if (fd < 0) {
+        if (timeout_ms > 0) poll(NULL, 0, timeout_ms);
+        return false;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, timeout_ms) > 0;
+}
+
+/* The human answered in the client (MCP elicitation): the server signs an
+ * artifact recording exactly that, which counts only where the policy
+ * allows interactive approval for this risk class (approvals/ checks). */
+static int record_elicitation(run_state *rs, const char *request_id, wr_error *err) {
+    int64_t now = wr_now_ms(&rs->g->ctx);
+    int64_t life = rs->policy->approval.max_lifetime_sec > 0 ? rs->policy->approval.max_lifetime_sec : 300;
+    if (life > 300) life = 300; /* an in-band answer is for this run, not for later */
+    wr_approval_params ap = {
+        .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
+        .method = "elicitation",
+        .contract_sha256 = rs->ct->sha256,
+        .approved_at_ms = now,
+        .expires_at_ms = now + life * 1000,
+        .reason = "accepted by the user in the MCP client (elicitation)",
+    };
+    json_object *artifact = NULL;
+    int rc = wr_approval_sign(&rs->g->key, &ap, &rs->g->ctx, &artifact, err);
+    if (rc != WR_OK) return rc;
+    json_object *id = json_object_object_get(artifact, "approval_id");
+    rc = wr_store_put_approval(rs->g->store, json_object_get_string(id), request_id, rs->ct->sha256, ap.identity,
+                               wr_json_compact(artifact), ap.expires_at_ms, now, err);
+    json_object_put(artifact);
+    return rc;
+}
+
+/* Returns the receipt status to seal when approval is not granted, or NULL
+ * when it is (rs->authz then lists the approvals to use). */
+static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_outcome *out, char *why, size_t whylen,
+                             wr_error *err) {
+    wr_gate *g = rs->g;
+    if (wr_approval_request_open(g->store, rs->ct, rs->decision, rs->policy, &g->ctx, out->request_id, err) != WR_OK) {
+        snprintf(why, whylen, "could not queue the approval request: %s", err->message);
+        return "blocked";
+    }
+    int64_t waited = 0, limit = req->wait_for_approval_ms;
+    int64_t max_wait = rs->policy->approval.max_wait_sec * 1000;
+    if (limit > max_wait) limit = max_wait;
+    bool asked = false;
+    for (;;) {
+        wr_authz_clear(&rs->authz);
+        wr_error aerr = {0};
+        if (wr_approvals_authorize(g->store, rs->policy, rs->ct, rs->decision, req->approvals, req->napprovals,
+                                   &g->key, &g->ctx, &rs->authz, &aerr) != WR_OK) {
+            snprintf(why, whylen, "approval check failed: %s", aerr.message);
+            return "blocked";
+        }
+        switch (rs->authz.status) {
+        case WR_AUTHZ_GRANTED: return NULL;
+        case WR_AUTHZ_EXPIRED: snprintf(why, whylen, "%s", rs->authz.reason); return "expired";
+        case WR_AUTHZ_REFUSED: snprintf(why, whylen, "approval refused: %s", rs->authz.reason); return "blocked";
+        case WR_AUTHZ_PENDING: break;
+        }
+        if (!asked && req->ask_human &&
+            wr_strv_contains(&rs->policy->approval.interactive_risk_classes, rs->ct->risk_class)) {
+            asked = true;
+            if (req->ask_human(req->ud, rs->ct, rs->decision, out->request_id) == 1) {
+                if (record_elicitation(rs, out->request_id, err) != WR_OK) {
+                    snprintf(why, whylen, "could not record the in-band approval: %s", err->message);
+                    return "blocked";
+                }
+                continue;
+            }
+        }
+        if (waited >= limit) break;
+        if (cancel_requested(req->cancel_fd, 1000)) {
+            snprintf(why, whylen, "cancelled while waiting for approval of request %s", out->request_id);
+            return "failed";
+        }
+        waited += 1000;
+        if (req->on_wait) req->on_wait(req->ud, waited, out->request_id);
+    }
+    out->pending = true;
+    snprintf(why, whylen, "approval pending: request %s needs %d approval(s) (%s); an approver runs "
+             "`warrant approvals approve %s`", out->request_id, rs->decision->required_approvals,
+             rs->authz.reason[0] ? rs->authz.reason : "none yet", out->request_id);
+    return "blocked";
+}
+
+/* ---- secrets and environment ----------------------------------------------- */
+
+/* Secret values live in STATE_DIR/secrets/NAME (owner-only files): never in
+ * the contract, never in argv; the executor redacts them from output. */
+static int load_secrets(run_state *rs, wr_secret **out, size_t *n, char *why, size_t whylen) {
+    *out = NULL;
+    *n = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < rs->ct->ncommands; i++) total += rs->ct->commands[i].secret_refs.n;
+    if (!total) return WR_OK;
+    if (rs->authz.nuses == 0) {
+        snprintf(why, whylen, "secret_refs are released only to an approved run");
+        return WR_E_DENIED;
+    }
+    wr_secret *s = calloc(total, sizeof *s);
+    if (!s) return WR_E_NOMEM;
+    for (size_t i = 0; i < rs->ct->ncommands; i++) {
+        const wr_strv *refs = &rs->ct->commands[i].secret_refs;
+        for (size_t j = 0; j < refs->n; j++) {
+            const char *name = refs->v[j];
+            bool seen = false;
+            for (size_t k = 0; k < *n; k++) seen |= strcmp(s[k].name, name) == 0;
+            if (seen) continue;
+            if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name)) {
+                snprintf(why, whylen, "secret_ref '%.64s' must be [A-Za-z0-9_]+", name);
+                goto fail;
+            }
+            char path[4096];
+            snprintf(path, sizeof path, "%s/secrets/%s", rs->g->state_dir, name);
+            struct stat st;
+            if (stat(path, &st) != 0 || (st.st_mode & 077)) {
+                snprintf(why, whylen, "secret '%s' is not available (needs an owner-only file secrets/%s in the state dir)",
+                         name, name);
+                goto fail;
+            }
+            char *value = NULL;
+            size_t len = 0;
+            wr_error e = {0};
+            if (wr_read_file(path, SECRET_MAX_BYTES, &value, &len, &e) != WR_OK) {
+                snprintf(why, whylen, "secret '%s': %s", name, e.message);
+                goto fail;
+            }
+            while (len && (value[len - 1] == '\n' || value[len - 1] == '\r')) value[--len] = 0;
+            s[*n].name = name;
+            s[(*n)++].value = value;
+        }
+    }
+    *out = s;
+    return WR_OK;
+fail:
+    for (size_t k = 0; k < *n; k++) free((char *)s[k].value);
+    free(s);
+    *n = 0;
+    return WR_E_DENIED;
+}
+
+static void free_secrets(wr_secret *s, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        char *v = (char *)s[k].value;
+        sodium_memzero(v, strlen(v));
+        free(v);
+    }
+    free(s);
+}
+
+/* ---- run ------------------------------------------------------------------- */
+
+static int finish(run_state *rs, const char *status, const char *error, wr_run_outcome *out, wr_error *err) {
+    int rc = seal(rs, status, error, &out->receipt, err);
+    if (rc != WR_OK) return rc;
+    json_object *st = json_object_object_get(out->receipt, "status");
+    out->status = json_object_get_string(st);
+    return WR_OK;
+}
+
+int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err) {
+    memset(out, 0, sizeof *out);
+    run_state rs = {.g = g, .ct = req->contract, .client_identity = req->client_identity};
+    rs.started_ms = wr_now_ms(&g->ctx);
+    wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
+    rs.policy = wr_gate_policy_acquire(g);
+    char why[1024] = "";
+    int rc;
+    wr_error e = {0};
+
+    if (identity_mismatch(rs.ct, req->client_identity, &e) != WR_OK) {
+        rc = finish(&rs, "blocked", e.message, out, err);
+        goto done;
+    }
+    /* Always a fresh evaluation: a decision computed earlier is never trusted. */
+    if ((rc = wr_policy_evaluate(rs.policy, rs.ct, &g->ctx, &out->decision, err)) != WR_OK) goto done;
+    rs.decision = out->decision;
+    if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK) goto done;
+
+    if (rs.decision->kind == WR_DENY) {
+        snprintf(why, sizeof why, "denied by policy %s: %s: %s", rs.policy->name, rs.decision->reason_code,
+                 rs.decision->reason ? rs.decision->reason : "");
+        rc = finish(&rs, "blocked", why, out, err);
+        goto done;
+    }
+    if (rs.decision->kind == WR_NEEDS_APPROVAL) {
+        const char *status = authorize(&rs, req, out, why, sizeof why, err);
+        if (status) {
+            rc = finish(&rs, status, why, out, err);
+            goto done;
+        }
+    }
+
+    /* Single-use approvals are consumed in the same transaction that records
+     * the execution: of two racing runs with one artifact, one proceeds. */
+    wr_strv consume = {0};
+    for (size_t i = 0; i < rs.authz.nuses; i++)
+        if (rs.authz.uses[i].single_use && wr_strv_push(&consume, rs.authz.uses[i].approval_id) != WR_OK) {
+            wr_strv_free(&consume);
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            goto done;
+        }
+    rc = wr_store_begin_execution(g->store, rs.execution_id, rs.ct->sha256, &consume, wr_now_ms(&g->ctx), &e);
+    wr_strv_free(&consume);
+    if (rc == WR_E_CONFLICT) {
+        snprintf(why, sizeof why, "approval already used: %s", e.message);
+        rc = finish(&rs, "blocked", why, out, err);
+        goto done;
+    }
+    if (rc != WR_OK) {
+        *err = e;
+        goto done;
+    }
+    if (out->request_id[0])
+        wr_store_set_approval_request_status(g->store, out->request_id, NULL, "consumed", NULL, &e);
+
+    wr_secret *secrets = NULL;
+    size_t nsecrets = 0;
+    if (load_secrets(&rs, &secrets, &nsecrets, why, sizeof why) != WR_OK) {
+        rc = finish(&rs, "blocked", why[0] ? why : "out of memory", out, err);
+        goto done;
+    }
+    wr_exec_request xr = {
+        .contract = rs.ct,
+        .limits = &rs.policy->sandbox,
+        .host_env = g->host_env,
+        .secrets = secrets,
+        .nsecrets = nsecrets,
+        .on_output = req->on_output,
+        .ud = req->ud,
+        .cancel_fd = req->cancel_fd,
+        .ctx = &g->ctx,
+    };
+    rc = wr_exec_run(&xr, &rs.exec, &e);
+    free_secrets(secrets, nsecrets);
+    if (rc != WR_OK) {
+        snprintf(why, sizeof why, "sandbox could not start: %s", e.message);
+        rc = finish(&rs, "failed", why, out, err);
+        goto done;
+    }
+    wr_store_put_output(g->store, rs.execution_id, rs.exec->out.captured, rs.exec->out.captured_len,
+                        rs.exec->err.captured, rs.exec->err.captured_len, &e);
+    const char *status = rs.exec->status == WR_EXEC_SUCCESS  ? "success"
+                         : rs.exec->status == WR_EXEC_BLOCKED ? "blocked"
+                                                              : "failed";
+    rc = finish(&rs, status, rs.exec->error, out, err);
+    if (rc == WR_OK) {
+        /* Hand the captured output to the caller without copying it. */
+        out->out = rs.exec->out;
+        out->err = rs.exec->err;
+        memset(&rs.exec->out, 0, sizeof rs.exec->out);
+        memset(&rs.exec->err, 0, sizeof rs.exec->err);
+    }
+done:
+    wr_exec_result_free(rs.exec);
+    wr_authz_clear(&rs.authz);
+    wr_gate_policy_release(g, rs.policy);
+    if (rc != WR_OK) wr_run_outcome_clear(out);
+    return rc;
+}
+
+void wr_run_outcome_clear(wr_run_outcome *o) {
+    if (o->receipt) json_object_put(o->receipt);
+    wr_decision_free(o->decision);
+    free(o->out.captured);
+    free(o->err.captured);
+    memset(o, 0, sizeof *o);
+}
