@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the gate through the real `warrant run`: policy first,
+a sealed receipt for every outcome, nothing executed when denied or pending,
+the chain intact afterwards, and the unprivileged (non-root) path."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+BUILD = os.environ.get("WARRANT_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+WARRANT = os.path.join(BUILD, "clients", "warrant")
+
+POLICY = """\
+policy_schema_version: csc.policy.v0.1
+name: gate-test
+allow_commands: [echo, cat, touch, sh, ls, sleep, "true", "false"]
+deny_argv_prefixes:
+  - [sh, -c]
+allowed_effect_types: [observe, transform_local]
+manual_approval_for_classified_effect_types: [mutate_repo]
+allowed_risk_classes: [low, medium]
+max_timeout_sec: 30
+network: deny
+allow_secret_refs: false
+require_write_paths_empty: false
+allowed_cwd_prefixes: [{ws}]
+allowed_read_prefixes: [{ws}]
+allowed_write_prefixes: [{ws}/out]
+"""
+
+
+def contract(ws, argv, cid="gate-test-contract-1", effect="observe", write=(), risk="low", mode="policy_only"):
+    return {
+        "version": "csc.v0.1",
+        "contract_id": cid,
+        "intent": "gate test",
+        "actor": {"agent_id": "tester", "session_id": "s-1", "initiating_user": "alice", "delegation_scope": "test"},
+        "commands": [{
+            "id": "cmd_1", "exec": {"argv": argv}, "cwd": ws, "read_paths": [ws], "write_paths": list(write),
+            "network": "deny", "env_allow": [], "secret_refs": [], "timeout_sec": 10,
+            "proposed_effect_type": effect,
+        }],
+        "risk_class": risk,
+        "approval_mode": mode,
+        "justification": "exercise the gate",
+    }
+
+
+class GateTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="warrant-gate-")
+        os.chmod(self.tmp, 0o755)
+        self.ws = os.path.join(self.tmp, "ws")
+        os.makedirs(os.path.join(self.ws, "out"))
+        os.chmod(self.ws, 0o755)
+        os.chmod(os.path.join(self.ws, "out"), 0o777)  # the sandbox runs as an unprivileged user
+        with open(os.path.join(self.ws, "note.txt"), "w") as f:
+            f.write("the note\n")
+        os.chmod(os.path.join(self.ws, "note.txt"), 0o644)
+        self.state = os.path.join(self.tmp, "state")
+        self.policy = os.path.join(self.tmp, "policy.yaml")
+        with open(self.policy, "w") as f:
+            f.write(POLICY.format(ws=self.ws))
+        os.chmod(self.policy, 0o644)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write_contract(self, c, name="contract.json"):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            json.dump(c, f)
+        os.chmod(path, 0o644)
+        return path
+
+    def run_warrant(self, *args, user=None):
+        cmd = [WARRANT, *args]
+        if user is not None:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    def run_contract(self, c, *extra, user=None):
+        path = self.write_contract(c)
+        p = self.run_warrant("run", "--policy", self.policy, "--state-dir", self.state, *extra, path, user=user)
+        receipt = json.loads(p.stdout) if p.stdout.strip() else None
+        return p, receipt
+
+    def pubkey(self):
+        p = self.run_warrant("pubkey", "--state-dir", self.state)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        path = os.path.join(self.tmp, "server.pub")
+        with open(path, "w") as f:
+            f.write(p.stdout)
+        return path
+
+    def test_allowed_command_runs_and_receipt_verifies(self):
+        p, r = self.run_contract(contract(self.ws, ["cat", os.path.join(self.ws, "note.txt")]))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(r["status"], "success")
+        self.assertEqual(r["exit_code"], 0)
+        self.assertEqual(r["stdout_hash"], "sha256:" + hashlib.sha256(b"the note\n").hexdigest())
+        self.assertEqual(r["completed_command_ids"], ["cmd_1"])
+        self.assertEqual(r["execution_mode"], "hardened")
+        self.assertEqual(r["seq"], 1)
+        self.assertEqual(r["prev_receipt_sha256"], "0" * 64)
+        path = self.write_contract(r, "receipt.json")
+        v = self.run_warrant("verify", "receipt", path, "--pubkey", self.pubkey())
+        self.assertEqual(v.returncode, 0, v.stderr)
+
+    def test_denied_command_never_runs(self):
+        marker = os.path.join(self.ws, "out", "marker")
+        c = contract(self.ws, ["rm", "-f", marker], effect="transform_local", write=[self.ws + "/out"])
+        open(marker, "w").close()
+        p, r = self.run_contract(c)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(r["status"], "blocked")
+        self.assertIn("COMMAND_NOT_ALLOWED", r["error"])
+        self.assertTrue(os.path.exists(marker), "a denied command must not run")
+        self.assertNotIn("exit_code", r)
+
+    def test_shell_inline_code_denied(self):
+        p, r = self.run_contract(contract(self.ws, ["sh", "-c", "touch " + self.ws + "/out/x"]))
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(r["status"], "blocked")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "out", "x")))
+
+    def test_failed_command_is_failed_receipt(self):
+        p, r = self.run_contract(contract(self.ws, ["false"]))
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(r["status"], "failed")
+        self.assertEqual(r["exit_code"], 1)
+        self.assertEqual(r["failed_command_id"], "cmd_1")
+
+    def test_write_inside_declared_path_only(self):
+        out = os.path.join(self.ws, "out", "made")
+        c = contract(self.ws, ["touch", out], effect="transform_local", write=[self.ws + "/out"])
+        p, r = self.run_contract(c)
+        self.assertEqual(p.returncode, 0, p.stderr + json.dumps(r))
+        self.assertTrue(os.path.exists(out))
+        self.assertEqual([a["path"] for a in r.get("artifacts", [])], [out])
+        # Same command against a path the contract did not declare writable.
+        p, r = self.run_contract(contract(self.ws, ["touch", os.path.join(self.ws, "sneaky")]))
+        self.assertEqual(r["status"], "failed")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "sneaky")))
+
+    def test_needs_approval_is_blocked_with_request_id(self):
+        c = contract(self.ws, ["ls"], mode="human_required")
+        p, r = self.run_contract(c)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(r["status"], "blocked")
+        self.assertRegex(r["error"], r"apr_[0-9a-f]{32}")
+        self.assertEqual(r["decision"], "needs_approval")
+
+    def test_chain_of_mixed_outcomes_verifies(self):
+        self.run_contract(contract(self.ws, ["true"]))
+        self.run_contract(contract(self.ws, ["curl", "http://example.com"]))
+        self.run_contract(contract(self.ws, ["false"]))
+        lst = self.run_warrant("receipts", "list", "--state-dir", self.state)
+        self.assertEqual(lst.returncode, 0, lst.stderr)
+        self.assertEqual(len(lst.stdout.strip().splitlines()), 3)
+        v = self.run_warrant("verify", "chain", "--state-dir", self.state, "--pubkey", self.pubkey())
+        self.assertEqual(v.returncode, 0, v.stderr)
+
+    def test_bad_inputs_exit_2(self):
+        bad = os.path.join(self.tmp, "bad.json")
+        with open(bad, "w") as f:
+            f.write("{not json")
+        p = self.run_warrant("run", "--policy", self.policy, "--state-dir", self.state, bad)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("bad.json", p.stderr)
+        p = self.run_warrant("run", "--policy", os.path.join(self.tmp, "missing.yaml"), "--state-dir", self.state,
+                             self.write_contract(contract(self.ws, ["true"])))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("failed to read", p.stderr)
+        p = self.run_warrant("run")
+        self.assertEqual(p.returncode, 2)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to switch to an unprivileged user")
+    def test_runs_as_unprivileged_user(self):
+        # Most people run warrant as themselves: no root, no setuid helper.
+        os.makedirs(self.state, mode=0o700)
+        os.chown(self.state, 65534, 65534)
+        p, r = self.run_contract(contract(self.ws, ["cat", os.path.join(self.ws, "note.txt")]), user=65534)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(r["status"], "success")
+        self.assertEqual(r["stdout_hash"], "sha256:" + hashlib.sha256(b"the note\n").hexdigest())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
