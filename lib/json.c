@@ -9,6 +9,7 @@
  * grammar for tokens and counts each object's keys; comparing those counts
  * with json-c's objects finds duplicate keys. */
 #include "lib/lib.h"
+#include "lib/lib_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -343,30 +344,20 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
     return obj;
 }
 
-int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err) {
+int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err) {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, path,
-                                 "cannot open %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        /* a FIFO or device could block forever or never end */
+    /* a FIFO or device could block forever or never end */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return wr_errorf(err, WR_E_INVALID, path, "%s is not a regular file", path);
-    }
-    if ((uintmax_t)st.st_size > max_bytes) {
-        close(fd);
+    if ((uintmax_t)st.st_size > max_bytes)
         return wr_errorf(err, WR_E_LIMIT, path, "%s is %jd bytes, over the limit of %zu", path,
                          (intmax_t)st.st_size, max_bytes);
-    }
     /* The size may change while we read: read up to one byte past the limit. */
     size_t cap = (size_t)st.st_size + 1, n = 0;
     char *b = malloc(cap + 1);
-    if (!b) {
-        close(fd);
-        return wr_errorf(err, WR_E_NOMEM, path, "out of memory reading %s", path);
-    }
+    if (!b) return wr_errorf(err, WR_E_NOMEM, path, "out of memory reading %s", path);
     for (;;) {
         if (n == cap) {
             if (n > max_bytes) break;
@@ -374,7 +365,6 @@ int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr
             char *nb = realloc(b, ncap + 1);
             if (!nb) {
                 free(b);
-                close(fd);
                 return wr_errorf(err, WR_E_NOMEM, path, "out of memory reading %s", path);
             }
             b = nb;
@@ -385,13 +375,11 @@ int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr
         if (r < 0) {
             int e = errno;
             free(b);
-            close(fd);
             return wr_errorf(err, WR_E_IO, path, "cannot read %s: %s", path, strerror(e));
         }
         if (r == 0) break;
         n += (size_t)r;
     }
-    close(fd);
     if (n > max_bytes) {
         free(b);
         return wr_errorf(err, WR_E_LIMIT, path, "%s exceeds the limit of %zu bytes", path, max_bytes);
@@ -400,6 +388,20 @@ int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr
     *buf = b;
     *len = n;
     return WR_OK;
+}
+
+int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err) {
+    *buf = NULL;
+    *len = 0;
+    /* O_NONBLOCK: opening a FIFO with no writer must not hang before the
+     * regular-file check can refuse it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, path, "cannot open %s: %s",
+                         path, strerror(errno));
+    int rc = wr_read_fd(fd, path, max_bytes, buf, len, err);
+    close(fd);
+    return rc;
 }
 
 json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, wr_error *err) {
