@@ -6,7 +6,9 @@
  *
  * Every function is one transaction and is safe to call from several
  * threads on one wr_store (an internal mutex serialises them) and from
- * several processes on one state dir (SQLite locking with a busy timeout). */
+ * several processes on one state dir (SQLite locking with a busy timeout).
+ * Callbacks (list/iter functions) run inside that call, under the mutex:
+ * they must not call back into the same wr_store. */
 #ifndef WR_STORE_H
 #define WR_STORE_H
 
@@ -50,7 +52,9 @@ typedef struct wr_approval_request {
 } wr_approval_request;
 
 /* Inserts unless a pending request for the same contract_sha256 exists, in
- * which case that one is returned in *existing_id_out (malloc'd, may be NULL). */
+ * which case nothing is inserted, WR_OK is returned and that request's id is
+ * put in *existing_id_out (malloc'd; set to NULL when r was inserted;
+ * existing_id_out itself may be NULL). A duplicate request_id is WR_E_CONFLICT. */
 int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r,
                                   char **existing_id_out, wr_error *err);
 int wr_store_get_approval_request(wr_store *s, const char *request_id, wr_approval_request *out, wr_error *err);
@@ -59,7 +63,9 @@ int wr_store_find_approval_request(wr_store *s, const char *contract_sha256, wr_
 /* status NULL = all. Calls fn for each, newest first; fn returns non-zero to stop. */
 int wr_store_list_approval_requests(wr_store *s, const char *status,
                                     int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err);
-/* Changes status only if the current one is from_status (NULL = any). */
+/* Changes status only if the current one is from_status (NULL = any):
+ * otherwise WR_E_CONFLICT naming the current status; WR_E_NOTFOUND if no
+ * such request. reason NULL keeps the stored reason. */
 int wr_store_set_approval_request_status(wr_store *s, const char *request_id, const char *from_status,
                                          const char *to_status, const char *reason, wr_error *err);
 void wr_approval_request_clear(wr_approval_request *r);
@@ -73,7 +79,10 @@ int wr_store_put_approval(wr_store *s, const char *approval_id, const char *requ
 int wr_store_list_approvals(wr_store *s, const char *contract_sha256,
                             int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
                             void *ud, wr_error *err);
+/* A revocation is recorded by approval id even if the artifact was never
+ * stored (it may only have been seen inline); revoking twice is WR_E_CONFLICT. */
 int wr_store_revoke_approval(wr_store *s, const char *approval_id, const char *reason, int64_t now_ms, wr_error *err);
+/* Both fail closed: true when the store cannot answer. */
 bool wr_store_approval_revoked(wr_store *s, const char *approval_id);
 bool wr_store_approval_consumed(wr_store *s, const char *approval_id);
 
@@ -84,7 +93,8 @@ bool wr_store_approval_consumed(wr_store *s, const char *approval_id);
  * (status "running"). Two racing callers with the same id: exactly one wins. */
 int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *contract_sha256,
                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
-/* Captured output kept for evidence bundles. */
+/* Captured output kept for evidence bundles; once per execution
+ * (WR_E_CONFLICT otherwise). get returns NUL-terminated malloc'd buffers. */
 int wr_store_put_output(wr_store *s, const char *execution_id, const unsigned char *out, size_t out_len,
                         const unsigned char *errb, size_t err_len, wr_error *err);
 int wr_store_get_output(wr_store *s, const char *execution_id, unsigned char **out, size_t *out_len,
@@ -103,7 +113,8 @@ int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out,
 /* In seq order; fn returns non-zero to stop. */
 int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
 
-/* The raw SQLite integrity check ("ok" on success), for tests and `warrant doctor`. */
+/* The raw SQLite integrity check ("ok" on success), for tests and `warrant doctor`.
+ * When the check runs but finds damage: WR_E_IO and *result_out still holds the report. */
 int wr_store_integrity_check(wr_store *s, char **result_out, wr_error *err);
 
 #endif

@@ -1,0 +1,801 @@
+/* store — the embedded SQLite backend, the only place with SQL.
+ *
+ * Durability: WAL with synchronous=FULL, so a commit is on disk (WAL fsync)
+ * before any call returns; a SIGKILL or power loss loses at most the
+ * transaction in flight. Concurrency: writes start with BEGIN IMMEDIATE
+ * (the write lock is taken before anything is read, so a read-then-write
+ * can never hit SQLITE_BUSY_SNAPSHOT half way) and other processes wait on
+ * the busy timeout. Schema changes are numbered migrations; the database
+ * records the version it is at in PRAGMA user_version. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store_internal.h"
+
+#define DB_NAME "warrant.db"
+#define BUSY_TIMEOUT_MS 15000
+#define ZERO_SHA256 "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* Append only: migrations[i] takes a database from version i to i + 1.
+ * Never edit a released entry; add a new one. */
+static const char *const migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE contracts("
+    "  sha256 TEXT PRIMARY KEY,"
+    "  contract_id TEXT NOT NULL,"
+    "  agent_id TEXT,"
+    "  json TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE INDEX contracts_by_id ON contracts(contract_id);"
+    "CREATE TABLE decisions("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  contract_sha256 TEXT NOT NULL,"
+    "  json TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE INDEX decisions_by_contract ON decisions(contract_sha256);"
+    "CREATE TABLE policies("
+    "  sha256 TEXT PRIMARY KEY,"
+    "  json TEXT NOT NULL);"
+    "CREATE TABLE approval_requests("
+    "  request_id TEXT PRIMARY KEY,"
+    "  contract_id TEXT,"
+    "  contract_sha256 TEXT NOT NULL,"
+    "  agent_id TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN"
+    "    ('pending','approved','denied','expired','consumed','revoked')),"
+    "  contract_json TEXT,"
+    "  decision_json TEXT,"
+    "  reason TEXT,"
+    "  required_approvals INTEGER NOT NULL,"
+    "  requested_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL);"
+    "CREATE INDEX approval_requests_by_contract ON approval_requests(contract_sha256);"
+    /* At most one pending request per contract, even across processes. */
+    "CREATE UNIQUE INDEX approval_requests_one_pending ON approval_requests(contract_sha256)"
+    "  WHERE status = 'pending';"
+    "CREATE TABLE approvals("
+    "  approval_id TEXT PRIMARY KEY,"
+    "  request_id TEXT,"
+    "  contract_sha256 TEXT NOT NULL,"
+    "  approver_identity TEXT NOT NULL,"
+    "  json TEXT NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE INDEX approvals_by_contract ON approvals(contract_sha256);"
+    /* Separate from approvals: an artifact only ever seen inline can be revoked too. */
+    "CREATE TABLE revocations("
+    "  approval_id TEXT PRIMARY KEY,"
+    "  reason TEXT,"
+    "  revoked_ms INTEGER NOT NULL);"
+    "CREATE TABLE executions("
+    "  execution_id TEXT PRIMARY KEY,"
+    "  contract_sha256 TEXT,"
+    "  status TEXT NOT NULL,"
+    "  started_ms INTEGER);"
+    /* The replay ledger: the PRIMARY KEY is what makes single use race-proof. */
+    "CREATE TABLE consumed_approvals("
+    "  approval_id TEXT PRIMARY KEY,"
+    "  execution_id TEXT NOT NULL REFERENCES executions(execution_id),"
+    "  consumed_ms INTEGER NOT NULL);"
+    "CREATE TABLE outputs("
+    "  execution_id TEXT PRIMARY KEY REFERENCES executions(execution_id),"
+    "  stdout BLOB NOT NULL,"
+    "  stderr BLOB NOT NULL);"
+    "CREATE TABLE receipts("
+    "  seq INTEGER PRIMARY KEY CHECK (seq > 0),"
+    "  execution_id TEXT NOT NULL UNIQUE REFERENCES executions(execution_id),"
+    "  contract_id TEXT,"
+    "  status TEXT NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  json TEXT NOT NULL);"
+    "CREATE TABLE chain_head("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  seq INTEGER NOT NULL,"
+    "  sha256 TEXT NOT NULL);"
+    "INSERT INTO chain_head VALUES (1, 0, '" ZERO_SHA256 "');",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+typedef struct sq {
+    sqlite3 *db;
+    char path[PATH_MAX];
+} sq;
+
+static int fail(sq *q, int rc, const char *what, wr_error *err) {
+    int code = WR_E_IO;
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT: code = WR_E_CONFLICT; break;
+    case SQLITE_NOMEM: code = WR_E_NOMEM; break;
+    case SQLITE_TOOBIG: code = WR_E_LIMIT; break;
+    default: break;
+    }
+    return wr_errorf(err, code, q->path, "%s: %s", what, sqlite3_errmsg(q->db));
+}
+
+static int nomem(wr_error *err) { return wr_errorf(err, WR_E_NOMEM, "", "out of memory"); }
+
+/* Prepares sql and binds its parameters from fmt: 't' text (NULL binds
+ * NULL), 'i' int64, 'b' blob (pointer, size_t). Bound memory must outlive
+ * the statement (SQLITE_STATIC): every statement here is finalised in the
+ * call that made it. */
+static int vprep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const char *sql, const char *fmt,
+                 va_list ap) {
+    int rc = sqlite3_prepare_v2(q->db, sql, -1, st, NULL);
+    if (rc != SQLITE_OK) return fail(q, rc, what, err);
+    for (int i = 1; fmt && fmt[i - 1]; i++) {
+        switch (fmt[i - 1]) {
+        case 't': rc = sqlite3_bind_text(*st, i, va_arg(ap, const char *), -1, SQLITE_STATIC); break;
+        case 'i': rc = sqlite3_bind_int64(*st, i, va_arg(ap, int64_t)); break;
+        default: {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            rc = sqlite3_bind_blob64(*st, i, n ? p : "", n, SQLITE_STATIC);
+        }
+        }
+        if (rc != SQLITE_OK) {
+            rc = fail(q, rc, what, err);
+            sqlite3_finalize(*st);
+            *st = NULL;
+            return rc;
+        }
+    }
+    return WR_OK;
+}
+
+static int prep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const char *sql, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vprep(q, st, what, err, sql, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* One step: WR_OK with *row telling whether a row came back. */
+static int step(sq *q, sqlite3_stmt *st, bool *row, const char *what, wr_error *err) {
+    int rc = sqlite3_step(st);
+    *row = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return WR_OK;
+    return fail(q, rc, what, err);
+}
+
+/* Runs a statement that returns no rows. */
+static int run(sq *q, const char *what, wr_error *err, const char *sql, const char *fmt, ...) {
+    sqlite3_stmt *st;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vprep(q, &st, what, err, sql, fmt, ap);
+    va_end(ap);
+    if (rc) return rc;
+    bool row;
+    rc = step(q, st, &row, what, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int begin(sq *q, bool write, wr_error *err) {
+    int rc = sqlite3_exec(q->db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? WR_OK : fail(q, rc, "begin transaction", err);
+}
+
+/* Commits when rc is WR_OK, otherwise rolls back; returns the outcome. */
+static int finish(sq *q, int rc, wr_error *err) {
+    if (rc == WR_OK) {
+        int src = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+        if (src == SQLITE_OK) return WR_OK;
+        rc = fail(q, src, "commit", err);
+    }
+    if (!sqlite3_get_autocommit(q->db)) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Copies a text column; NULL stays NULL. */
+static int col_dup(sqlite3_stmt *st, int i, char **out, wr_error *err) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    *out = NULL;
+    if (!t) return sqlite3_column_type(st, i) == SQLITE_NULL ? WR_OK : nomem(err);
+    *out = strdup((const char *)t);
+    return *out ? WR_OK : nomem(err);
+}
+
+/* Reads the one row a lookup found into out. */
+typedef int (*row_reader)(sqlite3_stmt *st, void *out, wr_error *err);
+
+/* A lookup by one key in a read transaction: WR_E_NOTFOUND (message
+ * "<notfound> '<key>'") when there is no row. */
+static int lookup(sq *q, const char *what, const char *notfound, const char *sql, const char *key, row_reader rd,
+                  void *out, wr_error *err) {
+    int rc = begin(q, false, err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, what, err, sql, "t", key);
+    if (rc == WR_OK) {
+        bool row;
+        rc = step(q, st, &row, what, err);
+        if (rc == WR_OK && !row) rc = wr_errorf(err, WR_E_NOTFOUND, "", "%s '%s'", notfound, key);
+        if (rc == WR_OK) rc = rd(st, out, err);
+        sqlite3_finalize(st);
+    }
+    return finish(q, rc, err);
+}
+
+static int read_text(sqlite3_stmt *st, void *out, wr_error *err) { return col_dup(st, 0, out, err); }
+
+static int get_text(sq *q, const char *what, const char *notfound, const char *key, char **json_out, wr_error *err,
+                    const char *sql) {
+    *json_out = NULL;
+    return lookup(q, what, notfound, sql, key, read_text, json_out, err);
+}
+
+/* ---- open and migrate --------------------------------------------------- */
+
+/* SQLite would create the file 0644 minus umask; the database holds
+ * contracts and command output, so it is created 0600 by us first (and a
+ * looser existing one is tightened). SQLite gives -wal and -shm the mode
+ * of the database file. O_NOFOLLOW: never follow a planted symlink. */
+static int create_db_file(const char *path, wr_error *err) {
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return wr_errorf(err, WR_E_IO, path, "cannot open database: %s", strerror(errno));
+    struct stat st;
+    int rc = WR_OK;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = wr_errorf(err, WR_E_IO, path, "database is not a regular file");
+    else if ((st.st_mode & 077) && fchmod(fd, 0600) != 0)
+        rc = wr_errorf(err, WR_E_IO, path, "cannot chmod database to 0600: %s", strerror(errno));
+    close(fd);
+    return rc;
+}
+
+static int read_version(sq *q, int *version, wr_error *err) {
+    sqlite3_stmt *st;
+    int rc = prep(q, &st, "read schema version", err, "PRAGMA user_version", NULL);
+    if (rc) return rc;
+    bool row;
+    rc = step(q, st, &row, "read schema version", err);
+    *version = row ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int migrate(sq *q, wr_error *err) {
+    int rc = begin(q, true, err);
+    if (rc) return rc;
+    int version = 0;
+    rc = read_version(q, &version, err);
+    if (rc == WR_OK && version > SCHEMA_VERSION)
+        rc = wr_errorf(err, WR_E_VERSION, q->path,
+                       "database schema version %d was written by a newer warrant (this one supports up to %d)",
+                       version, SCHEMA_VERSION);
+    for (; rc == WR_OK && version < SCHEMA_VERSION; version++) {
+        int src = sqlite3_exec(q->db, migrations[version], NULL, NULL, NULL);
+        if (src != SQLITE_OK) {
+            rc = fail(q, src, "schema migration", err);
+            break;
+        }
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+        src = sqlite3_exec(q->db, pragma, NULL, NULL, NULL);
+        if (src != SQLITE_OK) rc = fail(q, src, "schema migration", err);
+    }
+    return finish(q, rc, err);
+}
+
+static int configure(sq *q, wr_error *err) {
+    /* Defensive mode: no writable_schema tricks can corrupt the file. */
+    sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    sqlite3_db_config(q->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+    sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
+    sqlite3_stmt *st;
+    int rc = prep(q, &st, "enable WAL", err, "PRAGMA journal_mode = WAL", NULL);
+    if (rc) return rc;
+    bool row;
+    rc = step(q, st, &row, "enable WAL", err);
+    if (rc == WR_OK && (!row || sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0))
+        rc = wr_errorf(err, WR_E_IO, q->path, "enable WAL: the database refused journal_mode=WAL");
+    sqlite3_finalize(st);
+    if (rc) return rc;
+    int src = sqlite3_exec(q->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
+    if (src != SQLITE_OK) return fail(q, src, "configure database", err);
+    return migrate(q, err);
+}
+
+static void sq_close(void *impl) {
+    sq *q = impl;
+    if (!q) return;
+    sqlite3_close(q->db);
+    free(q);
+}
+
+static int sq_open(const char *state_dir, void **impl, wr_error *err) {
+    sq *q = calloc(1, sizeof *q);
+    if (!q) return nomem(err);
+    if ((size_t)snprintf(q->path, sizeof q->path, "%s/%s", state_dir, DB_NAME) >= sizeof q->path) {
+        free(q);
+        return wr_errorf(err, WR_E_INVALID, state_dir, "state dir path is too long");
+    }
+    int rc = create_db_file(q->path, err);
+    if (rc) {
+        free(q);
+        return rc;
+    }
+    /* NOMUTEX: the front serialises access to this handle. */
+    int src = sqlite3_open_v2(q->path, &q->db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+    if (src != SQLITE_OK) {
+        rc = q->db ? fail(q, src, "open database", err) : nomem(err);
+        sq_close(q);
+        return rc;
+    }
+    sqlite3_extended_result_codes(q->db, 1);
+    rc = configure(q, err);
+    if (rc) {
+        sq_close(q);
+        return rc;
+    }
+    *impl = q;
+    return WR_OK;
+}
+
+/* ---- contracts, decisions, policies ------------------------------------- */
+
+static int sq_put_contract(void *impl, const char *contract_id, const char *sha256, const char *agent_id,
+                           const char *contract_json, int64_t now_ms, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = run(q, "put contract", err,
+                 "INSERT INTO contracts(sha256, contract_id, agent_id, json, created_ms) VALUES (?,?,?,?,?)"
+                 " ON CONFLICT(sha256) DO NOTHING",
+                 "tttti", sha256, contract_id, agent_id, contract_json, now_ms);
+    return finish(q, rc, err);
+}
+
+static int sq_get_contract(void *impl, const char *id_or_sha256, char **json_out, wr_error *err) {
+    /* A hash match wins over an id match; among ids, the latest stored. */
+    return get_text(impl, "get contract", "no contract with id or sha256", id_or_sha256, json_out, err,
+                    "SELECT json FROM contracts WHERE sha256 = ?1 OR contract_id = ?1"
+                    " ORDER BY sha256 = ?1 DESC, created_ms DESC, rowid DESC LIMIT 1");
+}
+
+static int sq_put_decision(void *impl, const char *contract_sha256, const char *decision_json, int64_t now_ms,
+                           wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = run(q, "put decision", err, "INSERT INTO decisions(contract_sha256, json, created_ms) VALUES (?,?,?)",
+                 "tti", contract_sha256, decision_json, now_ms);
+    return finish(q, rc, err);
+}
+
+static int sq_get_decision(void *impl, const char *contract_sha256, char **json_out, wr_error *err) {
+    return get_text(impl, "get decision", "no decision for contract sha256", contract_sha256, json_out, err,
+                    "SELECT json FROM decisions WHERE contract_sha256 = ? ORDER BY id DESC LIMIT 1");
+}
+
+static int sq_put_policy(void *impl, const char *sha256, const char *policy_json, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = run(q, "put policy", err, "INSERT INTO policies(sha256, json) VALUES (?,?) ON CONFLICT DO NOTHING",
+                 "tt", sha256, policy_json);
+    return finish(q, rc, err);
+}
+
+static int sq_get_policy(void *impl, const char *sha256, char **json_out, wr_error *err) {
+    return get_text(impl, "get policy", "no policy with sha256", sha256, json_out, err,
+                    "SELECT json FROM policies WHERE sha256 = ?");
+}
+
+/* ---- approval requests -------------------------------------------------- */
+
+#define REQUEST_COLUMNS                                                                                           \
+    "SELECT request_id, contract_id, contract_sha256, agent_id, status, contract_json, decision_json, reason,"     \
+    " required_approvals, requested_ms, expires_ms FROM approval_requests "
+
+static int read_request(sqlite3_stmt *st, void *out, wr_error *err) {
+    wr_approval_request *r = out;
+    char **text[] = {&r->request_id, &r->contract_id,   &r->contract_sha256, &r->agent_id,
+                     &r->status,     &r->contract_json, &r->decision_json,   &r->reason};
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < (int)(sizeof text / sizeof text[0]); i++) {
+        int rc = col_dup(st, i, text[i], err);
+        if (rc) {
+            wr_approval_request_clear(r);
+            return rc;
+        }
+    }
+    r->required_approvals = sqlite3_column_int(st, 8);
+    r->requested_at_ms = sqlite3_column_int64(st, 9);
+    r->expires_at_ms = sqlite3_column_int64(st, 10);
+    return WR_OK;
+}
+
+static int sq_put_approval_request(void *impl, const wr_approval_request *r, char **existing_id_out,
+                                   wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc) return rc;
+    sqlite3_stmt *st = NULL;
+    bool row = false;
+    if (!strcmp(r->status, "pending")) {
+        rc = prep(q, &st, "put approval request", err,
+                  "SELECT request_id FROM approval_requests WHERE contract_sha256 = ? AND status = 'pending'", "t",
+                  r->contract_sha256);
+        if (rc == WR_OK) rc = step(q, st, &row, "put approval request", err);
+        if (rc == WR_OK && row && existing_id_out) rc = col_dup(st, 0, existing_id_out, err);
+        sqlite3_finalize(st);
+    }
+    if (rc == WR_OK && !row) {
+        rc = run(q, "put approval request", err,
+                 "INSERT INTO approval_requests(request_id, contract_id, contract_sha256, agent_id, status,"
+                 " contract_json, decision_json, reason, required_approvals, requested_ms, expires_ms)"
+                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                 "ttttttttiii", r->request_id, r->contract_id, r->contract_sha256, r->agent_id, r->status,
+                 r->contract_json, r->decision_json, r->reason, (int64_t)r->required_approvals, r->requested_at_ms,
+                 r->expires_at_ms);
+        if (rc == WR_E_CONFLICT)
+            rc = wr_errorf(err, WR_E_CONFLICT, "", "approval request '%s' already exists", r->request_id);
+    }
+    return finish(q, rc, err);
+}
+
+static int sq_get_approval_request(void *impl, const char *request_id, wr_approval_request *out, wr_error *err) {
+    return lookup(impl, "get approval request", "no approval request", REQUEST_COLUMNS "WHERE request_id = ?",
+                  request_id, read_request, out, err);
+}
+
+static int sq_find_approval_request(void *impl, const char *contract_sha256, wr_approval_request *out,
+                                    wr_error *err) {
+    return lookup(impl, "find approval request", "no approval request for contract sha256",
+                  REQUEST_COLUMNS "WHERE contract_sha256 = ? ORDER BY requested_ms DESC, rowid DESC LIMIT 1",
+                  contract_sha256, read_request, out, err);
+}
+
+static int sq_list_approval_requests(void *impl, const char *status,
+                                     int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, false, err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, "list approval requests", err,
+              REQUEST_COLUMNS "WHERE ?1 IS NULL OR status = ?1 ORDER BY requested_ms DESC, rowid DESC", "t", status);
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "list approval requests", err);
+        if (rc || !row) break;
+        wr_approval_request r;
+        rc = read_request(st, &r, err);
+        if (rc) break;
+        int stop = fn(ud, &r);
+        wr_approval_request_clear(&r);
+        if (stop) break;
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+static int sq_set_approval_request_status(void *impl, const char *request_id, const char *from_status,
+                                          const char *to_status, const char *reason, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc) return rc;
+    rc = run(q, "set approval request status", err,
+             "UPDATE approval_requests SET status = ?1, reason = COALESCE(?2, reason)"
+             " WHERE request_id = ?3 AND (?4 IS NULL OR status = ?4)",
+             "tttt", to_status, reason, request_id, from_status);
+    if (rc == WR_OK && sqlite3_changes(q->db) == 0) {
+        /* Say why: no such request, or it is no longer in from_status. */
+        sqlite3_stmt *st;
+        rc = prep(q, &st, "set approval request status", err,
+                  "SELECT status FROM approval_requests WHERE request_id = ?", "t", request_id);
+        bool row = false;
+        if (rc == WR_OK) rc = step(q, st, &row, "set approval request status", err);
+        if (rc == WR_OK && !row)
+            rc = wr_errorf(err, WR_E_NOTFOUND, "", "no approval request '%s'", request_id);
+        else if (rc == WR_OK)
+            rc = wr_errorf(err, WR_E_CONFLICT, "", "approval request '%s' is %s, not %s", request_id,
+                           (const char *)sqlite3_column_text(st, 0), from_status);
+        sqlite3_finalize(st);
+    } else if (rc == WR_E_CONFLICT) {
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "another request for the same contract is already pending");
+    }
+    return finish(q, rc, err);
+}
+
+/* ---- approval artifacts ------------------------------------------------- */
+
+static int sq_put_approval(void *impl, const char *approval_id, const char *request_id, const char *contract_sha256,
+                           const char *approver_identity, const char *artifact_json, int64_t expires_at_ms,
+                           int64_t now_ms, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = run(q, "put approval", err,
+                 "INSERT INTO approvals(approval_id, request_id, contract_sha256, approver_identity, json,"
+                 " expires_ms, created_ms) VALUES (?,?,?,?,?,?,?)",
+                 "tttttii", approval_id, request_id, contract_sha256, approver_identity, artifact_json,
+                 expires_at_ms, now_ms);
+    if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' is already stored", approval_id);
+    return finish(q, rc, err);
+}
+
+static int sq_list_approvals(void *impl, const char *contract_sha256,
+                             int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
+                             void *ud, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, false, err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, "list approvals", err,
+              "SELECT a.approval_id, a.json, r.approval_id IS NOT NULL FROM approvals a"
+              " LEFT JOIN revocations r ON r.approval_id = a.approval_id"
+              " WHERE a.contract_sha256 = ? ORDER BY a.created_ms, a.rowid",
+              "t", contract_sha256);
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "list approvals", err);
+        if (rc || !row) break;
+        if (fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+               sqlite3_column_int(st, 2) != 0))
+            break;
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+static int sq_revoke_approval(void *impl, const char *approval_id, const char *reason, int64_t now_ms,
+                              wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = run(q, "revoke approval", err,
+                 "INSERT INTO revocations(approval_id, reason, revoked_ms) VALUES (?,?,?)", "tti", approval_id,
+                 reason, now_ms);
+    if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' is already revoked", approval_id);
+    return finish(q, rc, err);
+}
+
+static int exists(sq *q, const char *what, const char *sql, const char *key, bool *yes, wr_error *err) {
+    int rc = begin(q, false, err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, what, err, sql, "t", key);
+    if (rc == WR_OK) rc = step(q, st, yes, what, err);
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+static int sq_approval_revoked(void *impl, const char *approval_id, bool *yes, wr_error *err) {
+    return exists(impl, "approval revoked", "SELECT 1 FROM revocations WHERE approval_id = ?", approval_id, yes, err);
+}
+
+static int sq_approval_consumed(void *impl, const char *approval_id, bool *yes, wr_error *err) {
+    return exists(impl, "approval consumed", "SELECT 1 FROM consumed_approvals WHERE approval_id = ?", approval_id,
+                  yes, err);
+}
+
+/* ---- executions ---------------------------------------------------------- */
+
+static int sq_begin_execution(void *impl, const char *execution_id, const char *contract_sha256,
+                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc) return rc;
+    rc = run(q, "begin execution", err,
+             "INSERT INTO executions(execution_id, contract_sha256, status, started_ms) VALUES (?,?,'running',?)",
+             "tti", execution_id, contract_sha256, now_ms);
+    if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already exists", execution_id);
+    for (size_t i = 0; rc == WR_OK && consume_ids && i < consume_ids->n; i++) {
+        const char *id = consume_ids->v[i];
+        bool revoked = false;
+        sqlite3_stmt *st;
+        rc = prep(q, &st, "begin execution", err, "SELECT 1 FROM revocations WHERE approval_id = ?", "t", id);
+        if (rc == WR_OK) rc = step(q, st, &revoked, "begin execution", err);
+        sqlite3_finalize(st);
+        if (rc == WR_OK && revoked) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' has been revoked", id);
+        if (rc) break;
+        /* The ledger's PRIMARY KEY decides a race: the second insert fails. */
+        rc = run(q, "begin execution", err,
+                 "INSERT INTO consumed_approvals(approval_id, execution_id, consumed_ms) VALUES (?,?,?)", "tti", id,
+                 execution_id, now_ms);
+        if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' was already consumed", id);
+    }
+    return finish(q, rc, err);
+}
+
+/* Output and receipts may exist without begin_execution (a run blocked
+ * before anything started), so they create the execution row if needed. */
+static int ensure_execution(sq *q, const char *execution_id, const char *status, wr_error *err) {
+    return run(q, "record execution", err,
+               "INSERT INTO executions(execution_id, status) VALUES (?1, COALESCE(?2, 'running'))"
+               " ON CONFLICT(execution_id) DO UPDATE SET status = COALESCE(?2, status)",
+               "tt", execution_id, status);
+}
+
+static int sq_put_output(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
+                         const unsigned char *errb, size_t err_len, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc) return rc;
+    rc = ensure_execution(q, execution_id, NULL, err);
+    if (rc == WR_OK)
+        rc = run(q, "put output", err, "INSERT INTO outputs(execution_id, stdout, stderr) VALUES (?,?,?)", "tbb",
+                 execution_id, (const void *)out, out_len, (const void *)errb, err_len);
+    if (rc == WR_E_CONFLICT)
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "output of execution '%s' is already stored", execution_id);
+    return finish(q, rc, err);
+}
+
+typedef struct output_bufs {
+    unsigned char **out, **errb;
+    size_t *out_len, *err_len;
+} output_bufs;
+
+static int blob_dup(sqlite3_stmt *st, int i, unsigned char **out, size_t *len, wr_error *err) {
+    const void *p = sqlite3_column_blob(st, i);
+    *len = (size_t)sqlite3_column_bytes(st, i);
+    *out = malloc(*len + 1); /* never malloc(0): callers get a real pointer */
+    if (!*out) return nomem(err);
+    if (*len) memcpy(*out, p, *len);
+    (*out)[*len] = 0;
+    return WR_OK;
+}
+
+static int read_output(sqlite3_stmt *st, void *out, wr_error *err) {
+    output_bufs *b = out;
+    int rc = blob_dup(st, 0, b->out, b->out_len, err);
+    return rc ? rc : blob_dup(st, 1, b->errb, b->err_len, err);
+}
+
+static int sq_get_output(void *impl, const char *execution_id, unsigned char **out, size_t *out_len,
+                         unsigned char **errb, size_t *err_len, wr_error *err) {
+    output_bufs b = {out, errb, out_len, err_len};
+    int rc = lookup(impl, "get output", "no output stored for execution",
+                    "SELECT stdout, stderr FROM outputs WHERE execution_id = ?", execution_id, read_output, &b, err);
+    if (rc) {
+        free(*out);
+        free(*errb);
+        *out = *errb = NULL;
+        *out_len = *err_len = 0;
+    }
+    return rc;
+}
+
+/* ---- receipts and the chain head ---------------------------------------- */
+
+static int sq_append_receipt(void *impl, const char *execution_id, const char *contract_id, const char *status,
+                             wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    int64_t head = 0, max_seq = 0;
+    char prev[WR_SHA256_HEX_LEN] = "";
+    rc = prep(q, &st, "append receipt", err,
+              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts) FROM chain_head h WHERE id = 1",
+              NULL);
+    if (rc == WR_OK) {
+        bool row;
+        rc = step(q, st, &row, "append receipt", err);
+        if (rc == WR_OK && !row) rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the receipt chain head is missing");
+        if (rc == WR_OK) {
+            head = sqlite3_column_int64(st, 0);
+            max_seq = sqlite3_column_int64(st, 2);
+            const char *h = (const char *)sqlite3_column_text(st, 1);
+            if (h && strlen(h) == WR_SHA256_HEX_LEN - 1) memcpy(prev, h, WR_SHA256_HEX_LEN);
+        }
+        sqlite3_finalize(st);
+    }
+    /* Both move in one transaction; disagreement means someone edited the file. */
+    if (rc == WR_OK && (head != max_seq || !prev[0]))
+        rc = wr_errorf(err, WR_E_INTERNAL, q->path, "receipt chain head (seq %lld) disagrees with receipts (seq %lld)",
+                       (long long)head, (long long)max_seq);
+    char *json = NULL;
+    char sha[WR_SHA256_HEX_LEN] = "";
+    if (rc == WR_OK) rc = seal(ud, head + 1, prev, &json, sha, err);
+    if (rc == WR_OK) rc = ensure_execution(q, execution_id, status, err);
+    if (rc == WR_OK) {
+        rc = run(q, "append receipt", err,
+                 "INSERT INTO receipts(seq, execution_id, contract_id, status, sha256, json) VALUES (?,?,?,?,?,?)",
+                 "ittttt", head + 1, execution_id, contract_id, status, sha, json);
+        if (rc == WR_E_CONFLICT)
+            rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already has a receipt", execution_id);
+    }
+    if (rc == WR_OK)
+        rc = run(q, "append receipt", err, "UPDATE chain_head SET seq = ?, sha256 = ? WHERE id = 1", "it", head + 1,
+                 sha);
+    free(json);
+    rc = finish(q, rc, err);
+    if (rc == WR_OK && seq_out) *seq_out = head + 1;
+    return rc;
+}
+
+static int sq_get_receipt(void *impl, const char *execution_id, char **json_out, wr_error *err) {
+    return get_text(impl, "get receipt", "no receipt for execution", execution_id, json_out, err,
+                    "SELECT json FROM receipts WHERE execution_id = ?");
+}
+
+static int sq_iter_receipts(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud,
+                            wr_error *err) {
+    sq *q = impl;
+    int rc = begin(q, false, err);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, "iterate receipts", err, "SELECT seq, json FROM receipts ORDER BY seq", NULL);
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "iterate receipts", err);
+        if (rc || !row) break;
+        if (fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1))) break;
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+static int sq_integrity_check(void *impl, char **result_out, wr_error *err) {
+    sq *q = impl;
+    *result_out = NULL;
+    sqlite3_stmt *st;
+    int rc = prep(q, &st, "integrity check", err, "PRAGMA integrity_check", NULL);
+    size_t len = 0;
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "integrity check", err);
+        if (rc || !row) break;
+        const char *line = (const char *)sqlite3_column_text(st, 0);
+        size_t n = line ? strlen(line) : 0;
+        char *p = realloc(*result_out, len + n + 2);
+        if (!p) {
+            rc = nomem(err);
+            break;
+        }
+        *result_out = p;
+        if (len) p[len++] = '\n';
+        memcpy(p + len, line ? line : "", n);
+        len += n;
+        p[len] = 0;
+    }
+    sqlite3_finalize(st);
+    if (rc == WR_OK && !*result_out) rc = wr_errorf(err, WR_E_IO, q->path, "integrity check returned nothing");
+    if (rc) {
+        free(*result_out);
+        *result_out = NULL;
+        return rc;
+    }
+    /* The report itself stays with the caller, also when it is not "ok". */
+    if (strcmp(*result_out, "ok") != 0)
+        return wr_errorf(err, WR_E_IO, q->path, "integrity check failed: %.200s", *result_out);
+    return WR_OK;
+}
+
+const wr_store_ops wr_store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .put_contract = sq_put_contract,
+    .get_contract = sq_get_contract,
+    .put_decision = sq_put_decision,
+    .get_decision = sq_get_decision,
+    .put_policy = sq_put_policy,
+    .get_policy = sq_get_policy,
+    .put_approval_request = sq_put_approval_request,
+    .get_approval_request = sq_get_approval_request,
+    .find_approval_request = sq_find_approval_request,
+    .list_approval_requests = sq_list_approval_requests,
+    .set_approval_request_status = sq_set_approval_request_status,
+    .put_approval = sq_put_approval,
+    .list_approvals = sq_list_approvals,
+    .revoke_approval = sq_revoke_approval,
+    .approval_revoked = sq_approval_revoked,
+    .approval_consumed = sq_approval_consumed,
+    .begin_execution = sq_begin_execution,
+    .put_output = sq_put_output,
+    .get_output = sq_get_output,
+    .append_receipt = sq_append_receipt,
+    .get_receipt = sq_get_receipt,
+    .iter_receipts = sq_iter_receipts,
+    .integrity_check = sq_integrity_check,
+};

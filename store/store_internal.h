@@ -1,0 +1,66 @@
+/* store — private: the backend interface behind store/store.h.
+ *
+ * store.c is the front: it validates arguments, creates the state dir and
+ * serialises calls on one wr_store with a mutex, then forwards each call to
+ * a backend through this table. Each backend call is exactly one
+ * transaction (writes take the write lock up front). All SQL lives in the
+ * backend file (sqlite.c); a PostgreSQL backend for several servers sharing
+ * one queue is one more table like wr_store_sqlite_ops (e.g. selected by a
+ * "postgresql://" state URL in wr_store_open) and no caller changes. */
+#ifndef WR_STORE_INTERNAL_H
+#define WR_STORE_INTERNAL_H
+
+#include "store/store.h"
+
+typedef struct wr_store_ops {
+    const char *name;
+    int (*open)(const char *state_dir, void **impl, wr_error *err);
+    void (*close)(void *impl);
+
+    int (*put_contract)(void *impl, const char *contract_id, const char *sha256, const char *agent_id,
+                        const char *contract_json, int64_t now_ms, wr_error *err);
+    int (*get_contract)(void *impl, const char *id_or_sha256, char **json_out, wr_error *err);
+    int (*put_decision)(void *impl, const char *contract_sha256, const char *decision_json, int64_t now_ms,
+                        wr_error *err);
+    int (*get_decision)(void *impl, const char *contract_sha256, char **json_out, wr_error *err);
+    int (*put_policy)(void *impl, const char *sha256, const char *policy_json, wr_error *err);
+    int (*get_policy)(void *impl, const char *sha256, char **json_out, wr_error *err);
+
+    int (*put_approval_request)(void *impl, const wr_approval_request *r, char **existing_id_out, wr_error *err);
+    int (*get_approval_request)(void *impl, const char *request_id, wr_approval_request *out, wr_error *err);
+    int (*find_approval_request)(void *impl, const char *contract_sha256, wr_approval_request *out,
+                                 wr_error *err);
+    int (*list_approval_requests)(void *impl, const char *status,
+                                  int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err);
+    int (*set_approval_request_status)(void *impl, const char *request_id, const char *from_status,
+                                       const char *to_status, const char *reason, wr_error *err);
+
+    int (*put_approval)(void *impl, const char *approval_id, const char *request_id, const char *contract_sha256,
+                        const char *approver_identity, const char *artifact_json, int64_t expires_at_ms,
+                        int64_t now_ms, wr_error *err);
+    int (*list_approvals)(void *impl, const char *contract_sha256,
+                          int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
+                          void *ud, wr_error *err);
+    int (*revoke_approval)(void *impl, const char *approval_id, const char *reason, int64_t now_ms, wr_error *err);
+    /* *yes_out is set on WR_OK. */
+    int (*approval_revoked)(void *impl, const char *approval_id, bool *yes_out, wr_error *err);
+    int (*approval_consumed)(void *impl, const char *approval_id, bool *yes_out, wr_error *err);
+
+    int (*begin_execution)(void *impl, const char *execution_id, const char *contract_sha256,
+                           const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
+    int (*put_output)(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
+                      const unsigned char *errb, size_t err_len, wr_error *err);
+    int (*get_output)(void *impl, const char *execution_id, unsigned char **out, size_t *out_len,
+                      unsigned char **errb, size_t *err_len, wr_error *err);
+
+    int (*append_receipt)(void *impl, const char *execution_id, const char *contract_id, const char *status,
+                          wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);
+    int (*get_receipt)(void *impl, const char *execution_id, char **json_out, wr_error *err);
+    int (*iter_receipts)(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
+
+    int (*integrity_check)(void *impl, char **result_out, wr_error *err);
+} wr_store_ops;
+
+extern const wr_store_ops wr_store_sqlite_ops;
+
+#endif
