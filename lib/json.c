@@ -22,6 +22,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+void wr_json_ptr_append(char *ptr, size_t cap, const char *key) {
+    size_t n = strlen(ptr);
+    if (n + 1 >= cap) return;
+    ptr[n++] = '/';
+    /* RFC 6901: '~' and '/' are escaped as ~0 and ~1 */
+    for (; *key && n + 2 < cap; key++) {
+        if (*key == '~' || *key == '/') {
+            ptr[n++] = '~';
+            ptr[n++] = *key == '~' ? '0' : '1';
+        } else {
+            ptr[n++] = *key;
+        }
+    }
+    ptr[n] = '\0';
+}
+
 bool wr_utf8_valid(const char *s, size_t len) {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
@@ -207,22 +223,6 @@ static int scan_doc(scan *sc, int max_depth) {
     return rc;
 }
 
-static void ptr_append(char *ptr, size_t cap, const char *key) {
-    size_t n = strlen(ptr);
-    if (n + 1 >= cap) return;
-    ptr[n++] = '/';
-    /* RFC 6901: '~' and '/' are escaped as ~0 and ~1 */
-    for (; *key && n + 2 < cap; key++) {
-        if (*key == '~' || *key == '/') {
-            ptr[n++] = '~';
-            ptr[n++] = *key == '~' ? '0' : '1';
-        } else {
-            ptr[n++] = *key;
-        }
-    }
-    ptr[n] = '\0';
-}
-
 /* Walks json-c's tree in document order beside the scanned key counts: the
  * first object whose member count is lower than its key count holds a
  * duplicate (every object before it matched, so the two orders agree). */
@@ -237,7 +237,7 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
             return wr_errorf(err, WR_E_INVALID, ptr[0] ? ptr : "",
                              "duplicate key in the object at '%s'", ptr[0] ? ptr : "/");
         json_object_object_foreach(o, k, v) {
-            ptr_append(ptr, cap, k);
+            wr_json_ptr_append(ptr, cap, k);
             rc = check_tree(v, sc, next, ptr, cap, err);
             ptr[plen] = '\0';
             if (rc != WR_OK) return rc;
@@ -248,7 +248,7 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
         for (size_t i = 0, n = json_object_array_length(o); i < n && rc == WR_OK; i++) {
             char idx[24];
             snprintf(idx, sizeof idx, "%zu", i);
-            ptr_append(ptr, cap, idx);
+            wr_json_ptr_append(ptr, cap, idx);
             rc = check_tree(json_object_array_get_idx(o, i), sc, next, ptr, cap, err);
             ptr[plen] = '\0';
         }

@@ -151,10 +151,13 @@ void wr_keypair_wipe(wr_keypair *kp);
 
 /* ---- JSON Schema (draft 2020-12 subset) --------------------------------
  * Keywords: type, enum, const, required, properties, additionalProperties,
+ * patternProperties, minProperties, maxProperties,
  * items, prefixItems, minItems, maxItems, uniqueItems, minLength, maxLength,
  * pattern (PCRE2, compiled once), minimum, maximum, exclusiveMinimum,
  * exclusiveMaximum, anyOf, oneOf, allOf, not, if/then/else, local $ref into
- * $defs/definitions, format date-time. Unknown keywords are annotations.
+ * $defs/definitions, format date-time. Unknown keywords are annotations;
+ * other standard assertion keywords (contains, multipleOf, ...) make
+ * wr_schema_new fail rather than being silently ignored.
  * Network $refs are never dereferenced. */
 typedef struct wr_schema wr_schema;
 /* Compiles a schema document (takes its own reference to root). */

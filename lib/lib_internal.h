@@ -9,4 +9,8 @@
  * Does not close fd. */
 int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err);
 
+/* Appends "/" and key to the JSON pointer in ptr (RFC 6901 escaping of '~'
+ * and '/'), truncating at cap. */
+void wr_json_ptr_append(char *ptr, size_t cap, const char *key);
+
 #endif

@@ -1,1 +1,785 @@
-/* placeholder: lib/schema.c is written by the module's owner */
+/* JSON Schema validation, the draft 2020-12 subset that CSC v0.1 and
+ * warrant's own schemas use (the keyword list is in lib.h).
+ *
+ * wr_schema_new checks the whole schema once: every keyword value has the
+ * right shape, every $ref resolves inside the document, and every pattern is
+ * compiled with PCRE2 (UTF mode; "$" only at the very end, as in ECMA-262).
+ * Assertion keywords of the standard that are not implemented here (e.g.
+ * contains, multipleOf, unevaluatedProperties) make wr_schema_new fail rather
+ * than being silently ignored, which would accept documents the schema's
+ * author meant to refuse. Annotation keywords (title, description, default,
+ * examples, $comment, ...) and unknown keywords are ignored; "format" asserts
+ * only date-time (RFC 3339 via wr_time_parse).
+ *
+ * $ref is evaluated with 2020-12 semantics (its sibling keywords apply too)
+ * and must be local: "#", "#/$defs/...", "#/definitions/..." or any other
+ * JSON pointer into the same document. Nothing is ever fetched. Evaluation
+ * depth is bounded, so a schema that refers to itself without consuming
+ * the instance ("$ref": "#" at the root) fails cleanly.
+ *
+ * The conformance runner in tests/lib/test_schema_suite.c runs this against
+ * the official JSON-Schema-Test-Suite; see the comment there for which files. */
+#include "lib/lib.h"
+#include "lib/lib_internal.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SCHEMA_DEPTH 128 /* nesting of the schema document itself */
+#define MAX_EVAL_DEPTH 256   /* instance depth plus $ref hops while validating */
+/* Backtracking budget per match, far below PCRE2's default, so a hostile
+ * string against a schema pattern cannot pin a core (ReDoS). */
+#define PCRE2_MATCH_LIMIT 1000000
+#define PCRE2_DEPTH_LIMIT 10000
+
+typedef struct pat {
+    const void *key; /* the pattern's json string, or a patternProperties key */
+    pcre2_code *code;
+} pat;
+
+struct wr_schema {
+    json_object *root;
+    pat *pats;
+    size_t npats, cap;
+    pcre2_match_context *mctx;
+    json_object **seen; /* schema nodes already checked (compile time only) */
+    size_t nseen, seencap;
+};
+
+/* ---- JSON values --------------------------------------------------------- */
+
+static bool is_number(json_object *o) {
+    return json_object_is_type(o, json_type_int) || json_object_is_type(o, json_type_double);
+}
+
+/* json-c keeps integers above INT64_MAX as uint64; long double holds both
+ * exactly on x86-64, so comparisons with schema bounds stay exact there. */
+static long double num(json_object *o) {
+    if (json_object_is_type(o, json_type_double)) return json_object_get_double(o);
+    int64_t v = json_object_get_int64(o);
+    return v == INT64_MAX ? (long double)json_object_get_uint64(o) : (long double)v;
+}
+
+static bool is_integer(json_object *o) {
+    if (json_object_is_type(o, json_type_int)) return true;
+    if (!json_object_is_type(o, json_type_double)) return false;
+    double d = json_object_get_double(o);
+    return isfinite(d) && d == floor(d); /* 2020-12: 1.0 is an integer */
+}
+
+static int type_rank(json_object *o) {
+    switch (json_object_get_type(o)) {
+    case json_type_null: return 0;
+    case json_type_boolean: return 1;
+    case json_type_int:
+    case json_type_double: return 2;
+    case json_type_string: return 3;
+    case json_type_array: return 4;
+    case json_type_object: return 5;
+    }
+    return 6;
+}
+
+static const char *type_name(json_object *o) {
+    static const char *const names[] = {"null", "boolean", "number", "string", "array", "object"};
+    if (is_integer(o) && json_object_is_type(o, json_type_int)) return "integer";
+    int r = type_rank(o);
+    return r < 6 ? names[r] : "unknown";
+}
+
+static int cmp_strp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int json_cmp(json_object *a, json_object *b);
+
+/* Objects compare by member count, then sorted keys, then values. */
+static int object_cmp(json_object *a, json_object *b) {
+    size_t na = (size_t)json_object_object_length(a), nb = (size_t)json_object_object_length(b);
+    if (na != nb) return na < nb ? -1 : 1;
+    const char **ka = malloc((na ? na : 1) * sizeof *ka), **kb = malloc((nb ? nb : 1) * sizeof *kb);
+    int c = 0;
+    if (!ka || !kb) {
+        /* Out of memory: distinct addresses keep the order total, at worst
+         * calling two equal objects different. */
+        c = a < b ? -1 : a > b;
+    } else {
+        size_t i = 0, j = 0;
+        json_object_object_foreach(a, k1, v1) {
+            (void)v1;
+            ka[i++] = k1;
+        }
+        json_object_object_foreach(b, k2, v2) {
+            (void)v2;
+            kb[j++] = k2;
+        }
+        qsort(ka, na, sizeof *ka, cmp_strp);
+        qsort(kb, nb, sizeof *kb, cmp_strp);
+        for (i = 0; i < na && c == 0; i++) c = strcmp(ka[i], kb[i]);
+        for (i = 0; i < na && c == 0; i++)
+            c = json_cmp(json_object_object_get(a, ka[i]), json_object_object_get(b, ka[i]));
+    }
+    free(ka);
+    free(kb);
+    return c;
+}
+
+/* A total order consistent with JSON Schema equality (1 == 1.0, member
+ * order irrelevant), so uniqueItems can sort instead of comparing all pairs. */
+static int json_cmp(json_object *a, json_object *b) {
+    int ra = type_rank(a), rb = type_rank(b);
+    if (ra != rb) return ra < rb ? -1 : 1;
+    switch (json_object_get_type(a)) {
+    case json_type_null: return 0;
+    case json_type_boolean: return json_object_get_boolean(a) - json_object_get_boolean(b);
+    case json_type_int:
+    case json_type_double: {
+        long double x = num(a), y = num(b);
+        return x < y ? -1 : x > y;
+    }
+    case json_type_string: {
+        size_t la = (size_t)json_object_get_string_len(a), lb = (size_t)json_object_get_string_len(b);
+        int c = memcmp(json_object_get_string(a), json_object_get_string(b), la < lb ? la : lb);
+        return c ? c : la < lb ? -1 : la > lb;
+    }
+    case json_type_array: {
+        size_t la = json_object_array_length(a), lb = json_object_array_length(b);
+        if (la != lb) return la < lb ? -1 : 1;
+        for (size_t i = 0; i < la; i++) {
+            int c = json_cmp(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i));
+            if (c) return c;
+        }
+        return 0;
+    }
+    case json_type_object: return object_cmp(a, b);
+    }
+    return 0;
+}
+
+/* A count keyword's value (checked non-negative integral at compile time). */
+static size_t count_of(json_object *v) {
+    long double d = num(v);
+    return d >= (long double)SIZE_MAX ? SIZE_MAX : (size_t)d;
+}
+
+static size_t utf8_chars(const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* A short rendering of a value for error messages. */
+static void describe(json_object *o, char *out, size_t cap) {
+    size_t len;
+    char *c = wr_canonical_json(o, false, &len, NULL);
+    if (!c) {
+        snprintf(out, cap, "(%s)", type_name(o));
+        return;
+    }
+    if (len + 1 > cap && cap > 4) snprintf(out, cap, "%.*s...", (int)(cap - 4), c);
+    else snprintf(out, cap, "%s", c);
+    free(c);
+}
+
+/* ---- $ref ------------------------------------------------------------------ */
+
+/* Resolves a local reference "#<JSON pointer>" (RFC 6901, URI-fragment form
+ * so %XX escapes are decoded too). NULL when it does not resolve. */
+static json_object *resolve_ref(json_object *root, const char *ref) {
+    if (ref[0] != '#') return NULL;
+    const char *p = ref + 1;
+    json_object *cur = root;
+    if (*p == '\0') return root;
+    if (*p != '/') return NULL; /* "#name" anchors are not supported */
+    char tok[256];
+    while (*p == '/' && cur) {
+        p++;
+        size_t n = 0;
+        while (*p && *p != '/') {
+            char c = *p++;
+            if (c == '%' && p[0] && p[1]) {
+                char hex[3] = {p[0], p[1], 0};
+                char *end;
+                long v = strtol(hex, &end, 16);
+                if (*end || v <= 0) return NULL;
+                c = (char)v;
+                p += 2;
+            } else if (c == '~') {
+                if (*p != '0' && *p != '1') return NULL;
+                c = *p++ == '0' ? '~' : '/';
+            }
+            if (n + 1 >= sizeof tok) return NULL;
+            tok[n++] = c;
+        }
+        tok[n] = '\0';
+        if (json_object_is_type(cur, json_type_object)) {
+            if (!json_object_object_get_ex(cur, tok, &cur)) return NULL;
+        } else if (json_object_is_type(cur, json_type_array)) {
+            char *end;
+            unsigned long idx = strtoul(tok, &end, 10);
+            if (!n || *end || (n > 1 && tok[0] == '0') || idx >= json_object_array_length(cur))
+                return NULL;
+            cur = json_object_array_get_idx(cur, idx);
+        } else {
+            return NULL;
+        }
+    }
+    return *p ? NULL : cur;
+}
+
+/* ---- compiling ------------------------------------------------------------- */
+
+static int pat_cmp(const void *a, const void *b) {
+    const pat *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static const pcre2_code *find_pat(const wr_schema *s, const void *key) {
+    pat k = {.key = key};
+    const pat *p = bsearch(&k, s->pats, s->npats, sizeof *s->pats, pat_cmp);
+    return p ? p->code : NULL;
+}
+
+static int add_pattern(wr_schema *s, const void *key, const char *re, const char *where, wr_error *err) {
+    int errcode;
+    PCRE2_SIZE erroff;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
+                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, NULL);
+    if (!code) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(errcode, msg, sizeof msg);
+        return wr_errorf(err, WR_E_INVALID, where, "schema %s: pattern '%.80s' does not compile at offset %zu: %s",
+                         where, re, (size_t)erroff, (const char *)msg);
+    }
+    if (s->npats == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 16;
+        pat *np = realloc(s->pats, ncap * sizeof *np);
+        if (!np) {
+            pcre2_code_free(code);
+            return wr_errorf(err, WR_E_NOMEM, where, "out of memory");
+        }
+        s->pats = np;
+        s->cap = ncap;
+    }
+    s->pats[s->npats++] = (pat){.key = key, .code = code};
+    return WR_OK;
+}
+
+/* Standard assertion keywords this validator does not implement. */
+static const char *const unsupported[] = {
+    "multipleOf", "contains", "minContains", "maxContains", "dependentRequired",
+    "dependentSchemas", "dependencies", "propertyNames", "unevaluatedProperties",
+    "unevaluatedItems", "additionalItems", "$dynamicRef", "$recursiveRef", NULL,
+};
+
+static bool in_list(const char *const *list, const char *s) {
+    for (; *list; list++)
+        if (strcmp(*list, s) == 0) return true;
+    return false;
+}
+
+static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err);
+
+static int compile_child(wr_schema *s, json_object *node, char *ptr, size_t cap, const char *tok,
+                         int depth, wr_error *err) {
+    size_t plen = strlen(ptr);
+    wr_json_ptr_append(ptr, cap, tok);
+    int rc = compile_node(s, node, ptr, cap, depth + 1, err);
+    ptr[plen] = '\0';
+    return rc;
+}
+
+static int compile_array_of_schemas(wr_schema *s, json_object *arr, char *ptr, size_t cap,
+                                    const char *kw, int depth, wr_error *err) {
+    if (!json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0)
+        return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a non-empty array of schemas",
+                         ptr, kw);
+    size_t plen = strlen(ptr);
+    wr_json_ptr_append(ptr, cap, kw);
+    int rc = WR_OK;
+    for (size_t i = 0, n = json_object_array_length(arr); i < n && rc == WR_OK; i++) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i);
+        rc = compile_child(s, json_object_array_get_idx(arr, i), ptr, cap, idx, depth, err);
+    }
+    ptr[plen] = '\0';
+    return rc;
+}
+
+static bool valid_type_name(json_object *t) {
+    static const char *const types[] = {"null", "boolean", "object", "array", "number", "string", "integer", NULL};
+    return json_object_is_type(t, json_type_string) && in_list(types, json_object_get_string(t));
+}
+
+static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr,
+                         size_t cap, int depth, wr_error *err) {
+    if (in_list(unsupported, kw))
+        return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: keyword %s is not supported", ptr, kw);
+    if (strcmp(kw, "type") == 0) {
+        bool ok = valid_type_name(v);
+        if (json_object_is_type(v, json_type_array)) {
+            ok = json_object_array_length(v) > 0;
+            for (size_t i = 0; ok && i < json_object_array_length(v); i++)
+                ok = valid_type_name(json_object_array_get_idx(v, i));
+        }
+        if (!ok) return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: bad type", ptr);
+    } else if (strcmp(kw, "enum") == 0 || strcmp(kw, "required") == 0) {
+        if (!json_object_is_type(v, json_type_array))
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be an array", ptr, kw);
+        for (size_t i = 0; kw[0] == 'r' && i < json_object_array_length(v); i++)
+            if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string))
+                return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: required must list strings", ptr);
+    } else if (strcmp(kw, "properties") == 0 || strcmp(kw, "patternProperties") == 0 ||
+               strcmp(kw, "$defs") == 0 || strcmp(kw, "definitions") == 0) {
+        if (!json_object_is_type(v, json_type_object))
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be an object", ptr, kw);
+        size_t plen = strlen(ptr);
+        wr_json_ptr_append(ptr, cap, kw);
+        int rc = WR_OK;
+        json_object_object_foreach(v, name, sub) {
+            if (strcmp(kw, "patternProperties") == 0) rc = add_pattern(s, name, name, ptr, err);
+            if (rc == WR_OK) rc = compile_child(s, sub, ptr, cap, name, depth, err);
+            if (rc != WR_OK) break;
+        }
+        ptr[plen] = '\0';
+        return rc;
+    } else if (strcmp(kw, "additionalProperties") == 0 || strcmp(kw, "items") == 0 ||
+               strcmp(kw, "not") == 0 || strcmp(kw, "if") == 0 || strcmp(kw, "then") == 0 ||
+               strcmp(kw, "else") == 0) {
+        if (json_object_is_type(v, json_type_array))
+            return wr_errorf(err, WR_E_INVALID, ptr,
+                             "schema %s: %s must be a schema (array-form items is prefixItems in 2020-12)",
+                             ptr, kw);
+        return compile_child(s, v, ptr, cap, kw, depth, err);
+    } else if (strcmp(kw, "prefixItems") == 0 || strcmp(kw, "anyOf") == 0 ||
+               strcmp(kw, "oneOf") == 0 || strcmp(kw, "allOf") == 0) {
+        return compile_array_of_schemas(s, v, ptr, cap, kw, depth, err);
+    } else if (strcmp(kw, "minItems") == 0 || strcmp(kw, "maxItems") == 0 ||
+               strcmp(kw, "minLength") == 0 || strcmp(kw, "maxLength") == 0 ||
+               strcmp(kw, "minProperties") == 0 || strcmp(kw, "maxProperties") == 0) {
+        if (!is_integer(v) || num(v) < 0)
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a non-negative integer", ptr, kw);
+    } else if (strcmp(kw, "minimum") == 0 || strcmp(kw, "maximum") == 0 ||
+               strcmp(kw, "exclusiveMinimum") == 0 || strcmp(kw, "exclusiveMaximum") == 0) {
+        if (!is_number(v)) return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a number", ptr, kw);
+    } else if (strcmp(kw, "uniqueItems") == 0) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: uniqueItems must be a boolean", ptr);
+    } else if (strcmp(kw, "pattern") == 0 || strcmp(kw, "format") == 0 || strcmp(kw, "$ref") == 0) {
+        if (!json_object_is_type(v, json_type_string))
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a string", ptr, kw);
+        const char *str = json_object_get_string(v);
+        if (kw[0] == 'p') return add_pattern(s, v, str, ptr, err);
+        if (kw[0] == '$') {
+            json_object *target = resolve_ref(s->root, str);
+            if (!target)
+                return wr_errorf(err, WR_E_INVALID, ptr,
+                                 "schema %s: $ref '%.100s' does not resolve to a local schema "
+                                 "(only '#' JSON pointers are supported)", ptr, str);
+            /* The target may sit outside $defs; check it where it is. */
+            char tptr[256];
+            snprintf(tptr, sizeof tptr, "%s", str + 1);
+            return compile_node(s, target, tptr, sizeof tptr, depth + 1, err);
+        }
+    }
+    return WR_OK;
+}
+
+static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err) {
+    if (depth > MAX_SCHEMA_DEPTH)
+        return wr_errorf(err, WR_E_LIMIT, ptr, "schema %s: nested deeper than %d levels", ptr, MAX_SCHEMA_DEPTH);
+    if (json_object_is_type(node, json_type_boolean)) return WR_OK;
+    if (!json_object_is_type(node, json_type_object))
+        return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: a schema must be an object or a boolean",
+                         ptr[0] ? ptr : "(root)");
+    for (size_t i = 0; i < s->nseen; i++)
+        if (s->seen[i] == node) return WR_OK; /* reached again through a $ref */
+    if (s->nseen == s->seencap) {
+        size_t ncap = s->seencap ? s->seencap * 2 : 32;
+        json_object **ns = realloc(s->seen, ncap * sizeof *ns);
+        if (!ns) return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
+        s->seen = ns;
+        s->seencap = ncap;
+    }
+    s->seen[s->nseen++] = node;
+    json_object_object_foreach(node, kw, v) {
+        int rc = check_keyword(s, kw, v, ptr, cap, depth, err);
+        if (rc != WR_OK) return rc;
+    }
+    return WR_OK;
+}
+
+wr_schema *wr_schema_new(json_object *root, wr_error *err) {
+    wr_schema *s = calloc(1, sizeof *s);
+    if (!s) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    s->root = json_object_get(root);
+    s->mctx = pcre2_match_context_create(NULL);
+    if (!s->mctx) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        wr_schema_free(s);
+        return NULL;
+    }
+    pcre2_set_match_limit(s->mctx, PCRE2_MATCH_LIMIT);
+    pcre2_set_depth_limit(s->mctx, PCRE2_DEPTH_LIMIT);
+    char ptr[256] = "";
+    int rc = compile_node(s, root, ptr, sizeof ptr, 0, err);
+    free(s->seen);
+    s->seen = NULL;
+    s->nseen = s->seencap = 0;
+    if (rc != WR_OK) {
+        wr_schema_free(s);
+        return NULL;
+    }
+    qsort(s->pats, s->npats, sizeof *s->pats, pat_cmp);
+    return s;
+}
+
+wr_schema *wr_schema_parse(const char *text, wr_error *err) {
+    json_object *root = wr_json_parse(text, strlen(text), NULL, err);
+    if (!root) {
+        if (err) wr_error_prefix(err, "schema");
+        return NULL;
+    }
+    wr_schema *s = wr_schema_new(root, err);
+    json_object_put(root);
+    return s;
+}
+
+void wr_schema_free(wr_schema *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->npats; i++) pcre2_code_free(s->pats[i].code);
+    free(s->pats);
+    free(s->seen);
+    pcre2_match_context_free(s->mctx);
+    json_object_put(s->root);
+    free(s);
+}
+
+/* ---- validating ------------------------------------------------------------ */
+
+typedef struct eval {
+    const wr_schema *s;
+    char ptr[256]; /* JSON pointer of the instance value being checked */
+    wr_error *err;
+} eval;
+
+static int validate(eval *ev, json_object *schema, json_object *inst, int depth);
+
+static int fail(eval *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(eval *ev, int code, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return wr_errorf(ev->err, code, ev->ptr, "%s: %s", ev->ptr[0] ? ev->ptr : "(root)", msg);
+}
+
+/* Validates a child value (member or element) under its own pointer. */
+static int validate_at(eval *ev, json_object *schema, json_object *inst, const char *tok, int depth) {
+    size_t plen = strlen(ev->ptr);
+    wr_json_ptr_append(ev->ptr, sizeof ev->ptr, tok);
+    int rc = validate(ev, schema, inst, depth + 1);
+    ev->ptr[plen] = '\0';
+    return rc;
+}
+
+static bool type_matches(json_object *t, json_object *inst) {
+    const char *n = json_object_get_string(t);
+    if (strcmp(n, "integer") == 0) return is_integer(inst);
+    if (strcmp(n, "number") == 0) return is_number(inst);
+    return strcmp(n, type_name(inst)) == 0;
+}
+
+static int check_type(eval *ev, json_object *t, json_object *inst) {
+    if (json_object_is_type(t, json_type_string)) {
+        if (type_matches(t, inst)) return WR_OK;
+        return fail(ev, WR_E_INVALID, "expected type %s, got %s", json_object_get_string(t), type_name(inst));
+    }
+    for (size_t i = 0; i < json_object_array_length(t); i++)
+        if (type_matches(json_object_array_get_idx(t, i), inst)) return WR_OK;
+    char d[120];
+    describe(t, d, sizeof d);
+    return fail(ev, WR_E_INVALID, "type %s is not one of %s", type_name(inst), d);
+}
+
+static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const char *str, size_t len,
+                         bool *matched) {
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+    if (!md) return fail(ev, WR_E_NOMEM, "out of memory");
+    int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, md, ev->s->mctx);
+    pcre2_match_data_free(md);
+    *matched = r >= 0;
+    if (r >= 0 || r == PCRE2_ERROR_NOMATCH) return WR_OK;
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(r, msg, sizeof msg);
+    return fail(ev, r == PCRE2_ERROR_MATCHLIMIT || r == PCRE2_ERROR_DEPTHLIMIT ? WR_E_LIMIT : WR_E_INVALID,
+                "cannot match pattern '%.80s': %s", re, (const char *)msg);
+}
+
+static int check_string(eval *ev, json_object *schema, json_object *inst) {
+    const char *str = json_object_get_string(inst);
+    size_t len = (size_t)json_object_get_string_len(inst);
+    json_object *v;
+    if (json_object_object_get_ex(schema, "minLength", &v) && utf8_chars(str, len) < count_of(v))
+        return fail(ev, WR_E_INVALID, "string is shorter than minLength %lld", (long long)count_of(v));
+    if (json_object_object_get_ex(schema, "maxLength", &v) && utf8_chars(str, len) > count_of(v))
+        return fail(ev, WR_E_INVALID, "string is longer than maxLength %lld", (long long)count_of(v));
+    if (json_object_object_get_ex(schema, "pattern", &v)) {
+        const char *re = json_object_get_string(v);
+        bool m;
+        int rc = check_pattern(ev, find_pat(ev->s, v), re, str, len, &m);
+        if (rc != WR_OK) return rc;
+        if (!m) return fail(ev, WR_E_INVALID, "'%.80s' does not match pattern '%.80s'", str, re);
+    }
+    if (json_object_object_get_ex(schema, "format", &v) && strcmp(json_object_get_string(v), "date-time") == 0) {
+        int64_t ms;
+        if (wr_time_parse(str, &ms, NULL) != WR_OK)
+            return fail(ev, WR_E_INVALID, "'%.80s' is not an RFC 3339 date-time (format)", str);
+    }
+    return WR_OK;
+}
+
+static int check_number(eval *ev, json_object *schema, json_object *inst) {
+    static const struct {
+        const char *kw, *what;
+        int bad_sign; /* instance compared with the bound: fail when cmp has this sign or is 0 */
+        bool fail_equal;
+    } bounds[] = {
+        {"minimum", "less than minimum", -1, false},
+        {"maximum", "greater than maximum", 1, false},
+        {"exclusiveMinimum", "not greater than exclusiveMinimum", -1, true},
+        {"exclusiveMaximum", "not less than exclusiveMaximum", 1, true},
+    };
+    long double x = num(inst);
+    for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+        json_object *v;
+        if (!json_object_object_get_ex(schema, bounds[i].kw, &v)) continue;
+        long double b = num(v);
+        int c = x < b ? -1 : x > b;
+        if (c == bounds[i].bad_sign || (c == 0 && bounds[i].fail_equal)) {
+            char a[64], bs[64];
+            describe(inst, a, sizeof a);
+            describe(v, bs, sizeof bs);
+            return fail(ev, WR_E_INVALID, "%s is %s %s", a, bounds[i].what, bs);
+        }
+    }
+    return WR_OK;
+}
+
+typedef struct indexed {
+    json_object *o;
+    size_t i;
+} indexed;
+
+static int cmp_indexed(const void *a, const void *b) {
+    const indexed *x = a, *y = b;
+    int c = json_cmp(x->o, y->o);
+    return c ? c : x->i < y->i ? -1 : 1;
+}
+
+static int check_array(eval *ev, json_object *schema, json_object *inst, int depth) {
+    size_t n = json_object_array_length(inst), prefix = 0;
+    json_object *v;
+    if (json_object_object_get_ex(schema, "minItems", &v) && n < count_of(v))
+        return fail(ev, WR_E_INVALID, "array has fewer than minItems %lld items", (long long)count_of(v));
+    if (json_object_object_get_ex(schema, "maxItems", &v) && n > count_of(v))
+        return fail(ev, WR_E_INVALID, "array has more than maxItems %lld items", (long long)count_of(v));
+    if (json_object_object_get_ex(schema, "uniqueItems", &v) && json_object_get_boolean(v) && n > 1) {
+        indexed *els = malloc(n * sizeof *els);
+        if (!els) return fail(ev, WR_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) els[i] = (indexed){json_object_array_get_idx(inst, i), i};
+        qsort(els, n, sizeof *els, cmp_indexed);
+        for (size_t i = 1; i < n; i++) {
+            if (json_cmp(els[i - 1].o, els[i].o) == 0) {
+                size_t a = els[i - 1].i, b = els[i].i;
+                free(els);
+                return fail(ev, WR_E_INVALID, "items %zu and %zu are equal (uniqueItems)", a, b);
+            }
+        }
+        free(els);
+    }
+    char idx[24];
+    if (json_object_object_get_ex(schema, "prefixItems", &v)) {
+        prefix = json_object_array_length(v);
+        for (size_t i = 0; i < prefix && i < n; i++) {
+            snprintf(idx, sizeof idx, "%zu", i);
+            int rc = validate_at(ev, json_object_array_get_idx(v, i), json_object_array_get_idx(inst, i), idx, depth);
+            if (rc != WR_OK) return rc;
+        }
+    }
+    if (json_object_object_get_ex(schema, "items", &v)) {
+        for (size_t i = prefix; i < n; i++) {
+            snprintf(idx, sizeof idx, "%zu", i);
+            int rc = validate_at(ev, v, json_object_array_get_idx(inst, i), idx, depth);
+            if (rc != WR_OK) return rc;
+        }
+    }
+    return WR_OK;
+}
+
+static int check_object(eval *ev, json_object *schema, json_object *inst, int depth) {
+    json_object *v, *props = NULL, *pprops = NULL, *addl = NULL;
+    size_t n = (size_t)json_object_object_length(inst);
+    if (json_object_object_get_ex(schema, "minProperties", &v) && n < count_of(v))
+        return fail(ev, WR_E_INVALID, "object has fewer than minProperties %lld members", (long long)count_of(v));
+    if (json_object_object_get_ex(schema, "maxProperties", &v) && n > count_of(v))
+        return fail(ev, WR_E_INVALID, "object has more than maxProperties %lld members", (long long)count_of(v));
+    if (json_object_object_get_ex(schema, "required", &v)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            const char *name = json_object_get_string(json_object_array_get_idx(v, i));
+            if (!json_object_object_get_ex(inst, name, NULL))
+                return fail(ev, WR_E_INVALID, "required property '%.100s' is missing", name);
+        }
+    }
+    json_object_object_get_ex(schema, "properties", &props);
+    json_object_object_get_ex(schema, "patternProperties", &pprops);
+    json_object_object_get_ex(schema, "additionalProperties", &addl);
+    json_object_object_foreach(inst, key, val) {
+        bool covered = false;
+        json_object *sub;
+        if (props && json_object_object_get_ex(props, key, &sub)) {
+            covered = true;
+            int rc = validate_at(ev, sub, val, key, depth);
+            if (rc != WR_OK) return rc;
+        }
+        if (pprops) {
+            json_object_object_foreach(pprops, re, psub) {
+                bool m;
+                int rc = check_pattern(ev, find_pat(ev->s, re), re, key, strlen(key), &m);
+                if (rc == WR_OK && m) {
+                    covered = true;
+                    rc = validate_at(ev, psub, val, key, depth);
+                }
+                if (rc != WR_OK) return rc;
+            }
+        }
+        if (!covered && addl) {
+            if (json_object_is_type(addl, json_type_boolean) && !json_object_get_boolean(addl))
+                return fail(ev, WR_E_INVALID, "property '%.100s' is not allowed (additionalProperties)", key);
+            int rc = validate_at(ev, addl, val, key, depth);
+            if (rc != WR_OK) return rc;
+        }
+    }
+    return WR_OK;
+}
+
+/* Runs each alternative with its own error; returns how many matched and
+ * keeps the error of the failing alternative whose failure lies deepest in
+ * the instance (usually the one the author meant). */
+static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, wr_error *best,
+                         size_t *first, size_t *second) {
+    int matched = 0;
+    wr_error *outer = ev->err;
+    best->code = WR_OK;
+    best->path[0] = '\0';
+    for (size_t i = 0, n = json_object_array_length(alts); i < n; i++) {
+        wr_error e = {0};
+        ev->err = &e;
+        int rc = validate(ev, json_object_array_get_idx(alts, i), inst, depth + 1);
+        ev->err = outer;
+        if (rc == WR_OK) {
+            if (matched == 0) *first = i;
+            else if (matched == 1) *second = i;
+            matched++;
+        } else if (rc != WR_E_INVALID) {
+            *best = e; /* resource limits are not "does not match" */
+            return -1;
+        } else if (best->code == WR_OK || strlen(e.path) > strlen(best->path)) {
+            *best = e;
+        }
+    }
+    return matched;
+}
+
+static int check_combinators(eval *ev, json_object *schema, json_object *inst, int depth) {
+    json_object *v;
+    wr_error inner;
+    size_t first = 0, second = 0;
+    if (json_object_object_get_ex(schema, "allOf", &v)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            int rc = validate(ev, json_object_array_get_idx(v, i), inst, depth + 1);
+            if (rc != WR_OK) return rc;
+        }
+    }
+    if (json_object_object_get_ex(schema, "anyOf", &v)) {
+        int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
+        if (m < 0) return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
+        if (m == 0) return fail(ev, WR_E_INVALID, "matches none of the anyOf alternatives; closest: %s", inner.message);
+    }
+    if (json_object_object_get_ex(schema, "oneOf", &v)) {
+        int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
+        if (m < 0) return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
+        if (m == 0) return fail(ev, WR_E_INVALID, "matches none of the oneOf alternatives; closest: %s", inner.message);
+        if (m > 1) return fail(ev, WR_E_INVALID, "matches oneOf alternatives %zu and %zu, not exactly one", first, second);
+    }
+    if (json_object_object_get_ex(schema, "not", &v)) {
+        wr_error e = {0}, *outer = ev->err;
+        ev->err = &e;
+        int rc = validate(ev, v, inst, depth + 1);
+        ev->err = outer;
+        if (rc == WR_OK) return fail(ev, WR_E_INVALID, "must not match the 'not' schema");
+        if (rc != WR_E_INVALID) return wr_errorf(ev->err, e.code, e.path, "%s", e.message);
+    }
+    if (json_object_object_get_ex(schema, "if", &v)) {
+        wr_error e = {0}, *outer = ev->err;
+        ev->err = &e;
+        int rc = validate(ev, v, inst, depth + 1);
+        ev->err = outer;
+        if (rc != WR_OK && rc != WR_E_INVALID) return wr_errorf(ev->err, e.code, e.path, "%s", e.message);
+        json_object *branch;
+        if (json_object_object_get_ex(schema, rc == WR_OK ? "then" : "else", &branch))
+            return validate(ev, branch, inst, depth + 1);
+    }
+    return WR_OK;
+}
+
+static int validate(eval *ev, json_object *schema, json_object *inst, int depth) {
+    if (depth > MAX_EVAL_DEPTH)
+        return fail(ev, WR_E_LIMIT, "schema evaluation deeper than %d levels (recursive $ref?)", MAX_EVAL_DEPTH);
+    if (json_object_is_type(schema, json_type_boolean))
+        return json_object_get_boolean(schema) ? WR_OK : fail(ev, WR_E_INVALID, "no value is allowed here (false schema)");
+    json_object *v;
+    int rc;
+    if (json_object_object_get_ex(schema, "$ref", &v) &&
+        (rc = validate(ev, resolve_ref(ev->s->root, json_object_get_string(v)), inst, depth + 1)) != WR_OK)
+        return rc;
+    if (json_object_object_get_ex(schema, "type", &v) && (rc = check_type(ev, v, inst)) != WR_OK) return rc;
+    if (json_object_object_get_ex(schema, "const", &v) && json_cmp(v, inst) != 0) {
+        char d[80];
+        describe(v, d, sizeof d);
+        return fail(ev, WR_E_INVALID, "must equal const %s", d);
+    }
+    if (json_object_object_get_ex(schema, "enum", &v)) {
+        size_t i = 0, n = json_object_array_length(v);
+        while (i < n && json_cmp(json_object_array_get_idx(v, i), inst) != 0) i++;
+        if (i == n) {
+            char a[80], d[160];
+            describe(inst, a, sizeof a);
+            describe(v, d, sizeof d);
+            return fail(ev, WR_E_INVALID, "%s is not one of enum %s", a, d);
+        }
+    }
+    switch (json_object_get_type(inst)) {
+    case json_type_string: rc = check_string(ev, schema, inst); break;
+    case json_type_int:
+    case json_type_double: rc = check_number(ev, schema, inst); break;
+    case json_type_array: rc = check_array(ev, schema, inst, depth); break;
+    case json_type_object: rc = check_object(ev, schema, inst, depth); break;
+    default: rc = WR_OK;
+    }
+    if (rc != WR_OK) return rc;
+    return check_combinators(ev, schema, inst, depth);
+}
+
+int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err) {
+    eval ev = {.s = s, .err = err};
+    return validate(&ev, s->root, instance, 0);
+}
