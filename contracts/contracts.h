@@ -23,7 +23,7 @@ typedef struct wr_command {
     wr_strv *segments;    /* argv of each pipeline segment */
     size_t nsegments;
     char *cwd;            /* normalised */
-    wr_strv read_paths;   /* normalised; may end in "/**" (a subtree glob) */
+    wr_strv read_paths;   /* normalised; a last component "**" is a subtree glob */
     wr_strv write_paths;  /* normalised */
     wr_network_mode network;
     wr_strv env_allow;
@@ -76,10 +76,10 @@ int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *er
 /* Lexical normalisation of an absolute POSIX path: collapses "//" and ".",
  * resolves "..", drops a trailing "/". A path that climbs above "/", is not
  * absolute, is too long, or holds NUL/control bytes or invalid UTF-8 is
- * WR_E_INVALID. A trailing "/**" glob is kept. */
+ * WR_E_INVALID. A last component "**" (subtree glob) is kept. */
 int wr_path_normalize(const char *in, char **out, wr_error *err);
 /* Component-wise containment of normalised paths: "/a/b" is within "/a" and
- * "/a", "/ab" is not within "/a". A prefix ending in "/**" means its root. */
+ * "/a", "/ab" is not within "/a". A prefix whose last component is "**" means its root. */
 bool wr_path_within(const char *path, const char *prefix);
 
 const char *wr_network_mode_name(wr_network_mode m);

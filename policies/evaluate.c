@@ -1,1 +1,312 @@
-/* placeholder: policies/evaluate.c is written by the module's owner */
+/* Policy evaluation: contract -> allow | deny | needs_approval with one CSC
+ * reason code.
+ *
+ * Order (CSC v0.1 reference): risk class; then per command: allowlist, argv
+ * rules (deny_argv_prefixes, indirect execution), effect type (after
+ * trusted classification), timeout, network, secrets, cwd, read paths,
+ * write-paths-empty, write paths; then approval mode. The first failing
+ * rule is reported. A classified effect listed for manual approval does not
+ * stop the walk: every later rule still runs, so a contract that any deny
+ * rule rejects is denied and never sent to a human (an approval must never
+ * cover an out-of-scope contract). */
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policies/policies_internal.h"
+
+typedef struct eval {
+    const wr_policy *p;
+    const wr_command *cmd;
+    const char *code; /* first deny, or NULL */
+    char reason[768];
+    char note[512]; /* reclassifications, appended to the reason */
+    wr_decision *d;
+} eval;
+
+static bool deny(eval *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool deny(eval *e, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(e->reason, sizeof e->reason, "%s: ", e->cmd ? e->cmd->id : "contract");
+    vsnprintf(e->reason + n, sizeof e->reason - (size_t)n, fmt, ap);
+    va_end(ap);
+    e->code = code;
+    return false;
+}
+
+static bool exe_allowed(const wr_policy *p, const char *argv0) {
+    if (wr_strv_contains(&p->allow_commands, argv0)) return true;
+    if (!strchr(argv0, '/')) return false;
+    return wr_strv_contains(&p->allow_commands, wr__exe_name(argv0)) && wr__argv0_is_path_resolution(argv0);
+}
+
+static bool check_allowlist(eval *e, const wr_strv *argv) {
+    const char *a0 = argv->v[0];
+    if (exe_allowed(e->p, a0)) return true;
+    if (strchr(a0, '/') && wr_strv_contains(&e->p->allow_commands, wr__exe_name(a0)))
+        return deny(e, "COMMAND_NOT_ALLOWED",
+                    "argv[0] '%.200s' is not the '%.100s' found on the sandbox PATH (%s); use the bare name", a0,
+                    wr__exe_name(a0), WR_SANDBOX_PATH);
+    return deny(e, "COMMAND_NOT_ALLOWED", "'%.200s' is not in allow_commands of policy %s", a0, e->p->name);
+}
+
+static void join_argv(const wr_strv *v, char *out, size_t outlen) {
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < v->n && n + 1 < outlen; i++)
+        n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? " " : "", v->v[i]);
+}
+
+/* Deny prefixes and indirect execution of one argv; a wrapped program that
+ * the policy lets its wrapper run (allow_indirect_exec) is checked in turn,
+ * allowlist included. */
+static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
+    const wr_policy *p = e->p;
+    for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
+        if (wr__argv_rule_matches(&p->deny_argv_prefixes[i], argv)) {
+            char pre[256];
+            join_argv(&p->deny_argv_prefixes[i], pre, sizeof pre);
+            return deny(e, "ARGV_PREFIX_DENIED", "argv matches denied prefix [%s]", pre);
+        }
+    const char *why;
+    size_t elem;
+    long wrapped;
+    if (!wr__indirect_exec(argv, &why, &elem, &wrapped)) return true;
+    const char *name = wr__exe_name(argv->v[0]);
+    if (!wr_strv_contains(&p->allow_indirect_exec, name))
+        return deny(e, "ARGV_PREFIX_DENIED",
+                    "indirect execution: %.100s %s (argv[%zu] '%.120s'); not in allow_indirect_exec of policy %s",
+                    name, why, elem, argv->v[elem], p->name);
+    if (wrapped < 0 || depth > 8) return true;
+    wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
+    return check_allowlist(e, &inner) && check_argv_rules(e, &inner, depth + 1);
+}
+
+/* Raises *effect to what the trusted rules give argv (and the programs
+ * it wraps); records the first raise for the reasons. */
+static void classify(eval *e, const wr_strv *argv, const char **effect, int depth) {
+    const wr_classify_rule *rule = NULL;
+    const char *c = wr__classify_argv(e->p, argv, &rule);
+    if (c && wr__effect_severity(c) > wr__effect_severity(*effect)) {
+        char pre[160] = "";
+        if (rule->argv_prefix.n) join_argv(&rule->argv_prefix, pre, sizeof pre);
+        size_t n = strlen(e->note);
+        snprintf(e->note + n, sizeof e->note - n, "%s%s reclassified from %s to %s (rule: %s%s%s)", n ? "; " : "",
+                 e->cmd->id, *effect, c, pre, rule->host_pattern ? " host " : "",
+                 rule->host_pattern ? rule->host_pattern : "");
+        *effect = c;
+    }
+    const char *why;
+    size_t elem;
+    long wrapped;
+    if (depth < 8 && wr__indirect_exec(argv, &why, &elem, &wrapped) && wrapped > 0) {
+        wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
+        classify(e, &inner, effect, depth + 1);
+    }
+}
+
+static int add_effect(wr_decision *d, const char *cmd_id, const char *effect) {
+    wr_classified_effect *ne = realloc(d->effects, (d->neffects + 1) * sizeof *ne);
+    if (!ne) return WR_E_NOMEM;
+    d->effects = ne;
+    ne[d->neffects] = (wr_classified_effect){strdup(cmd_id), strdup(effect)};
+    d->neffects++;
+    return ne[d->neffects - 1].command_id && ne[d->neffects - 1].effect_type ? WR_OK : WR_E_NOMEM;
+}
+
+static bool host_allowed(const wr_policy *p, const char *host) {
+    for (size_t i = 0; i < p->allowed_egress_hosts.n; i++)
+        if (fnmatch(p->allowed_egress_hosts.v[i], host, FNM_CASEFOLD) == 0) return true;
+    return false;
+}
+
+/* With network "allowlisted", every URL the argv names must go to an
+ * allowed host (CSC: allowed_egress_hosts is used by classification). */
+static bool check_egress(eval *e, const wr_strv *argv) {
+    for (size_t i = 1; i < argv->n; i++) {
+        const char *h;
+        size_t hl;
+        if (!strstr(argv->v[i], "://") || !(hl = wr__arg_host(argv->v[i], &h))) continue;
+        char host[256];
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        if (!host_allowed(e->p, host))
+            return deny(e, "NETWORK_EXCEEDS_POLICY", "host '%s' (argv[%zu]) is not in allowed_egress_hosts", host, i);
+    }
+    return true;
+}
+
+static bool within_any(const char *path, const wr_strv *prefixes) {
+    for (size_t i = 0; i < prefixes->n; i++)
+        if (wr_path_within(path, prefixes->v[i])) return true;
+    return false;
+}
+
+/* One command, in reference order. Returns false at the first deny. */
+static bool check_command(eval *e, size_t *approvals, int *rc) {
+    const wr_command *cmd = e->cmd;
+    const wr_policy *p = e->p;
+    for (size_t s = 0; s < cmd->nsegments; s++)
+        if (!check_allowlist(e, &cmd->segments[s])) return false;
+    for (size_t s = 0; s < cmd->nsegments; s++)
+        if (!check_argv_rules(e, &cmd->segments[s], 0)) return false;
+
+    const char *effect = cmd->proposed_effect_type;
+    for (size_t s = 0; s < cmd->nsegments; s++) classify(e, &cmd->segments[s], &effect, 0);
+    if (p->classify_writes_as && cmd->write_paths.n &&
+        wr__effect_severity(p->classify_writes_as) > wr__effect_severity(effect)) {
+        size_t n = strlen(e->note);
+        snprintf(e->note + n, sizeof e->note - n, "%s%s reclassified from %s to %s (it declares write paths)",
+                 n ? "; " : "", cmd->id, effect, p->classify_writes_as);
+        effect = p->classify_writes_as;
+    }
+    if ((*rc = add_effect(e->d, cmd->id, effect))) return false;
+    if (wr_strv_contains(&p->manual_approval_effect_types, effect)) {
+        (*approvals)++;
+        if (!wr_strv_contains(&e->d->approval_effects, effect) && wr_strv_push(&e->d->approval_effects, effect))
+            return (*rc = WR_E_NOMEM), false;
+    } else if (!wr_strv_contains(&p->allowed_effect_types, effect)) {
+        return deny(e, "EFFECT_TYPE_NOT_ALLOWED", "effect type '%s' is not allowed by policy %s%s%s", effect, p->name,
+                    e->note[0] ? "; " : "", e->note);
+    }
+
+    if (cmd->timeout_sec > p->max_timeout_sec)
+        return deny(e, "TIMEOUT_EXCEEDS_POLICY", "timeout_sec %lld exceeds max_timeout_sec %lld",
+                    (long long)cmd->timeout_sec, (long long)p->max_timeout_sec);
+    if (cmd->network > p->network)
+        return deny(e, "NETWORK_EXCEEDS_POLICY", "network '%s' exceeds the policy's '%s'",
+                    wr_network_mode_name(cmd->network), wr_network_mode_name(p->network));
+    if (cmd->network == WR_NET_ALLOWLISTED)
+        for (size_t s = 0; s < cmd->nsegments; s++)
+            if (!check_egress(e, &cmd->segments[s])) return false;
+    if (cmd->secret_refs.n && !p->allow_secret_refs)
+        return deny(e, "SECRET_REF_NOT_ALLOWED", "secret_refs are not allowed by policy %s", p->name);
+    if (!within_any(cmd->cwd, &p->allowed_cwd_prefixes))
+        return deny(e, "CWD_NOT_ALLOWED", "cwd '%.300s' is not under allowed_cwd_prefixes", cmd->cwd);
+    for (size_t i = 0; i < cmd->read_paths.n; i++)
+        if (!within_any(cmd->read_paths.v[i], &p->allowed_read_prefixes))
+            return deny(e, "READ_SCOPE_DENIED", "read path '%.300s' is not under allowed_read_prefixes",
+                        cmd->read_paths.v[i]);
+    if (p->require_write_paths_empty && cmd->write_paths.n)
+        return deny(e, "WRITE_PATHS_NOT_EMPTY", "policy %s requires empty write_paths", p->name);
+    for (size_t i = 0; i < cmd->write_paths.n; i++)
+        if (!within_any(cmd->write_paths.v[i], &p->allowed_write_prefixes))
+            return deny(e, "WRITE_SCOPE_DENIED", "write path '%.300s' is not under allowed_write_prefixes",
+                        cmd->write_paths.v[i]);
+    return true;
+}
+
+static int finish(eval *e, wr_decision_kind kind, const char *code, const char *reason) {
+    wr_decision *d = e->d;
+    d->kind = kind;
+    char buf[1400];
+    snprintf(buf, sizeof buf, "%s%s%s", reason, e->note[0] && kind != WR_DENY ? "; " : "",
+             kind != WR_DENY ? e->note : "");
+    d->reason_code = strdup(code);
+    d->reason = strdup(buf);
+    return d->reason_code && d->reason ? WR_OK : WR_E_NOMEM;
+}
+
+int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out,
+                       wr_error *err) {
+    *out = NULL;
+    wr_decision *d = calloc(1, sizeof *d);
+    if (!d) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    eval e = {.p = p, .d = d};
+    d->contract_id = strdup(ct->contract_id);
+    d->policy_profile = strdup(p->name);
+    memcpy(d->contract_sha256, ct->sha256, sizeof d->contract_sha256);
+    d->expires_at_ms = wr_now_ms(ctx) + p->decision_ttl_sec * 1000;
+    int rc = d->contract_id && d->policy_profile ? WR_OK : WR_E_NOMEM;
+
+    size_t approvals = 0;
+    if (!rc && !wr_strv_contains(&p->allowed_risk_classes, ct->risk_class))
+        deny(&e, "RISK_CLASS_NOT_ALLOWED", "risk class '%s' is not allowed by policy %s", ct->risk_class, p->name);
+    for (size_t i = 0; !rc && !e.code && i < ct->ncommands; i++) {
+        e.cmd = &ct->commands[i];
+        check_command(&e, &approvals, &rc);
+    }
+    e.cmd = NULL;
+    if (!rc) {
+        bool dual = !strcmp(ct->approval_mode, "dual_control_required");
+        bool human = dual || !strcmp(ct->approval_mode, "human_required");
+        if (e.code) {
+            rc = finish(&e, WR_DENY, e.code, e.reason);
+        } else if (human || approvals) {
+            d->required_approvals = dual ? 2 : 1;
+            /* A human approving the contract vouches for all its effects. */
+            for (size_t i = 0; human && !rc && i < d->neffects; i++)
+                if (!wr_strv_contains(&d->approval_effects, d->effects[i].effect_type) &&
+                    wr_strv_push(&d->approval_effects, d->effects[i].effect_type))
+                    rc = WR_E_NOMEM;
+            char why[512];
+            if (approvals)
+                snprintf(why, sizeof why, "approval required: policy %s requires manual approval for classified effects",
+                         p->name);
+            else
+                snprintf(why, sizeof why, "approval required: contract approval_mode is %s", ct->approval_mode);
+            if (!rc) rc = finish(&e, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", why);
+        } else {
+            char why[256];
+            snprintf(why, sizeof why, "allowed by policy %s", p->name);
+            rc = finish(&e, WR_ALLOW, "ALLOW", why);
+        }
+    }
+    if (rc) {
+        wr_decision_free(d);
+        return wr_errorf(err, rc, "", "out of memory");
+    }
+    *out = d;
+    return WR_OK;
+}
+
+const char *wr_decision_kind_name(wr_decision_kind k) {
+    switch (k) {
+    case WR_ALLOW: return "allow";
+    case WR_DENY: return "deny";
+    case WR_NEEDS_APPROVAL: return "needs_approval";
+    }
+    return "deny";
+}
+
+json_object *wr_decision_to_json(const wr_decision *d) {
+    json_object *o = json_object_new_object(), *effects = json_object_new_array(), *reasons = json_object_new_array(),
+                *codes = json_object_new_array();
+    char ts[WR_TIME_LEN];
+    wr_time_format(d->expires_at_ms, ts);
+    json_object_object_add(o, "contract_id", json_object_new_string(d->contract_id));
+    json_object_object_add(o, "contract_sha256", json_object_new_string(d->contract_sha256));
+    json_object_object_add(o, "decision", json_object_new_string(wr_decision_kind_name(d->kind)));
+    json_object_object_add(o, "policy_profile", json_object_new_string(d->policy_profile));
+    for (size_t i = 0; i < d->neffects; i++) {
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "command_id", json_object_new_string(d->effects[i].command_id));
+        json_object_object_add(e, "effect_type", json_object_new_string(d->effects[i].effect_type));
+        json_object_array_add(effects, e);
+    }
+    json_object_object_add(o, "classified_effects", effects);
+    json_object_array_add(reasons, json_object_new_string(d->reason));
+    json_object_object_add(o, "reasons", reasons);
+    json_object_array_add(codes, json_object_new_string(d->reason_code));
+    json_object_object_add(o, "reason_codes", codes);
+    json_object_object_add(o, "expires_at", json_object_new_string(ts));
+    return o;
+}
+
+void wr_decision_free(wr_decision *d) {
+    if (!d) return;
+    free(d->reason_code);
+    free(d->reason);
+    for (size_t i = 0; i < d->neffects; i++) {
+        free(d->effects[i].command_id);
+        free(d->effects[i].effect_type);
+    }
+    free(d->effects);
+    free(d->contract_id);
+    free(d->policy_profile);
+    wr_strv_free(&d->approval_effects);
+    free(d);
+}

@@ -72,6 +72,7 @@ typedef struct wr_policy {
     size_t napprovers;
     wr_approval_config approval;
     int64_t decision_ttl_sec;
+    char *classify_writes_as;          /* or NULL: effect of any command declaring write_paths */
 } wr_policy;
 
 /* Loaders. Errors contain the CSC loader phrases: "failed to read",
@@ -79,9 +80,19 @@ typedef struct wr_policy {
  * errors with the JSON pointer. Anchors/aliases are refused. */
 int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err);
 int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err);
+/* Only the YAML stage: one document whose root is a mapping -> a new JSON
+ * object (no schema check). For callers that must tell unparsable input
+ * from a policy that breaks the schema. */
+int wr_policy_yaml_to_json(const char *buf, size_t len, json_object **out, wr_error *err);
 /* From an already-parsed JSON document (conformance fixtures). */
 int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err);
 void wr_policy_free(wr_policy *p);
+
+/* Bundled policy packs (the YAML files in policies/, embedded at build time): "default",
+ * "dev-write", "ci". wr_policy_bundled_text is NULL for an unknown name. */
+const char *wr_policy_bundled_text(const char *name);
+const char *const *wr_policy_bundled_names(void); /* NULL-terminated */
+int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err);
 /* The policy for agents (describe_policy): limits, allowed commands, prefixes. */
 json_object *wr_policy_describe(const wr_policy *p);
 

@@ -1,0 +1,529 @@
+/* Indirect execution: argv that makes an allowed program run another
+ * program or program text. argv-only contracts are pointless if `find
+ * -exec sh -c …`, `python3 -Ic …` or `git -c core.sshCommand=…` slip through
+ * an allowlist of "find", "python3" and "git", so every argv is parsed the
+ * way the tool itself parses it (option clusters, attached and detached
+ * option arguments, "--opt=value"), not matched as a literal prefix.
+ * Anything found here is denied unless the policy names the tool in
+ * allow_indirect_exec; where the wrapped program's argv is known (xargs,
+ * timeout, find -exec, …) the evaluator checks that program in turn. */
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "policies/policies_internal.h"
+
+typedef struct scan {
+    const wr_strv *argv;
+    const char *why;
+    size_t elem;
+    long wrapped;
+} scan;
+
+static bool hit(scan *s, size_t elem, const char *why, long wrapped) {
+    s->elem = elem;
+    s->why = why;
+    s->wrapped = wrapped;
+    return true;
+}
+
+static bool in_set(const char *s, const char *const *set) {
+    for (; *set; set++)
+        if (!strcmp(s, *set)) return true;
+    return false;
+}
+
+static bool starts(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
+
+/* "--opt" or "--opt=value" */
+static bool long_opt(const char *arg, const char *opt) {
+    size_t n = strlen(opt);
+    return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+/* ---- interpreters ----------------------------------------------------------
+ * Each one is described by the option letters that carry program text, that
+ * take an argument, that take only an attached optional argument, that
+ * name a module/file to run instead of a script, and that print and exit.
+ * With none of these and no script operand, the program text comes from
+ * standard input (`echo … | python3`): inline code as well. */
+typedef struct interp {
+    const char *prefix;           /* basename prefix: python matches python3.11 */
+    const char *inline_short;     /* -c, -e, … */
+    const char *arg_short;        /* take the rest of the cluster or the next argv */
+    const char *attached_short;   /* take only the rest of the cluster */
+    const char *runner_short;     /* -m module, -f file: runs a named file */
+    const char *info_short;       /* -V, -h: print and exit */
+    const char *const *inline_long;
+    const char *const *arg_long;
+    bool stdin_program;           /* with no script operand, reads the program from stdin */
+} interp;
+
+static const char *const no_long[] = {NULL};
+static const char *const node_inline[] = {"--eval", "--print", "--interactive", NULL};
+static const char *const node_arg[] = {"--require", "--import", "--loader", "--experimental-loader", "--input-type",
+                                       "--conditions", "--title", "--env-file", NULL};
+static const char *const julia_inline[] = {"--eval", "--print", NULL};
+static const char *const info_long[] = {"--version", "--help", "--help-all", "--v8-options", NULL};
+
+static const interp interps[] = {
+    {"python", "c", "WXQ", "", "m", "Vh?", no_long, no_long, true},
+    {"pypy", "c", "WXQ", "", "m", "Vh?", no_long, no_long, true},
+    {"node", "epi", "r", "", "", "vh", node_inline, node_arg, true},
+    {"nodejs", "epi", "r", "", "", "vh", node_inline, node_arg, true},
+    {"bun", "ep", "r", "", "", "vh", node_inline, node_arg, false},
+    {"perl", "eEMm", "I", "ilxCdD0", "", "vVh", no_long, no_long, true},
+    {"ruby", "e", "IrCEFK", "ixT0W", "", "vh", no_long, no_long, true},
+    {"php", "rRBEaS", "cdzt", "", "fF", "vhim", no_long, no_long, true},
+    {"lua", "ei", "l", "", "", "v", no_long, no_long, true},
+    {"luajit", "ei", "lbjO", "", "", "v", no_long, no_long, true},
+    {"Rscript", "e", "", "", "", "", no_long, no_long, false},
+    {"R", "e", "f", "", "", "h", no_long, no_long, true},
+    {"julia", "eEi", "JCLtpOgHX", "", "", "vh", julia_inline, no_long, true},
+    {"tclsh", "", "", "", "", "", no_long, no_long, true},
+    {"wish", "", "", "", "", "", no_long, no_long, true},
+    {"osascript", "e", "l", "", "", "", no_long, no_long, true},
+};
+
+static const interp *find_interp(const char *name) {
+    for (size_t i = 0; i < sizeof interps / sizeof interps[0]; i++) {
+        size_t pl = strlen(interps[i].prefix);
+        if (strncmp(name, interps[i].prefix, pl)) continue;
+        /* python3, python3.11, perl5.36, lua5.4: a version may follow */
+        const char *rest = name + pl;
+        bool versioned = true;
+        for (; *rest && versioned; rest++) versioned = isdigit((unsigned char)*rest) || *rest == '.';
+        if (versioned) return &interps[i];
+    }
+    return NULL;
+}
+
+static bool interpreter(scan *s, const interp *in) {
+    const wr_strv *a = s->argv;
+    for (size_t i = 1; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (!strcmp(arg, "--")) {
+            if (i + 1 < a->n && strcmp(a->v[i + 1], "-") != 0) return false;
+            break;
+        }
+        if (!strcmp(arg, "-")) return hit(s, i, "reads program text from standard input", -1);
+        if (arg[0] == '-' && arg[1] == '-') {
+            for (const char *const *o = in->inline_long; *o; o++)
+                if (long_opt(arg, *o)) return hit(s, i, "runs inline program text", -1);
+            if (in_set(arg, info_long)) return false;
+            for (const char *const *o = in->arg_long; *o; o++)
+                if (long_opt(arg, *o)) {
+                    const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
+                    if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
+                    break;
+                }
+            continue;
+        }
+        if (arg[0] != '-') return false; /* the script operand: a script runner */
+        for (const char *c = arg + 1; *c; c++) {
+            if (strchr(in->inline_short, *c)) return hit(s, i, "runs inline program text", -1);
+            if (strchr(in->runner_short, *c)) return false;
+            if (strchr(in->info_short, *c)) return false;
+            if (strchr(in->attached_short, *c)) break;
+            if (strchr(in->arg_short, *c)) {
+                const char *val = c[1] ? c + 1 : (i + 1 < a->n ? a->v[++i] : "");
+                if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
+                break;
+            }
+        }
+    }
+    if (in->stdin_program) return hit(s, 0, "names no script, so it reads program text from standard input", -1);
+    return false;
+}
+
+/* ---- awk: program text is code; what matters is whether it can start
+ * processes (system(), pipes to or from commands) or load extensions. */
+static bool awk_text_execs(const char *t) {
+    for (const char *p = t; (p = strstr(p, "system")); p++) {
+        const char *q = p + 6;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q == '(') return true;
+    }
+    if (strstr(t, "@load")) return true;
+    for (const char *p = t; (p = strchr(p, '|')); p++) {
+        if (p[1] == '|') {
+            p++;
+            continue;
+        }
+        if (p > t && p[-1] == '|') continue;
+        const char *q = p + 1;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q == '"' || *q == '&' || starts(q, "getline") || isalpha((unsigned char)*q) || *q == '_') return true;
+    }
+    return false;
+}
+
+static bool awk(scan *s) {
+    const wr_strv *a = s->argv;
+    bool have_program_file = false;
+    for (size_t i = 1; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (long_opt(arg, "--load") || !strcmp(arg, "-l") || long_opt(arg, "--exec") || !strcmp(arg, "-E"))
+            return hit(s, i, "loads an extension or program file that runs programs", -1);
+        if (!strcmp(arg, "-f") || long_opt(arg, "--file")) {
+            have_program_file = true;
+            if (!strchr(arg, '=')) i++;
+            continue;
+        }
+        if (!strcmp(arg, "-e") || long_opt(arg, "--source")) {
+            const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
+            if (awk_text_execs(val)) return hit(s, i, "awk program calls system() or pipes to a command", -1);
+            have_program_file = true;
+            continue;
+        }
+        if ((!strcmp(arg, "-F") || !strcmp(arg, "-v")) && i + 1 < a->n) {
+            i++;
+            continue;
+        }
+        if (arg[0] == '-' && arg[1] != '\0') continue;
+        if (!have_program_file && awk_text_execs(arg))
+            return hit(s, i, "awk program calls system() or pipes to a command", -1);
+        have_program_file = true; /* later operands are input files */
+    }
+    return false;
+}
+
+/* ---- sed: the `e` command and the `e` flag of `s` run shell commands. The
+ * script is walked command by command; anything we cannot parse is refused
+ * rather than guessed. */
+static const char *skip_delimited(const char *p, char delim) {
+    for (; *p && *p != delim; p++)
+        if (*p == '\\' && p[1]) p++;
+    return *p ? p + 1 : NULL;
+}
+
+static bool sed_script_execs(const char *p) {
+    while (p && *p) {
+        while (*p && (isspace((unsigned char)*p) || *p == ';' || *p == '{' || *p == '}' || *p == '!')) p++;
+        /* addresses: numbers, $, /re/, \cREc, ranges, steps, +N, ~N, I/M */
+        for (;;) {
+            if (isdigit((unsigned char)*p) || *p == '$' || *p == ',' || *p == '~' || *p == '+' || *p == ' ') p++;
+            else if (*p == '/') p = skip_delimited(p + 1, '/');
+            else if (*p == '\\' && p[1]) p = skip_delimited(p + 2, p[1]);
+            else break;
+            if (!p) return true;
+            while (*p == 'I' || *p == 'M') p++;
+        }
+        while (*p == '!' || *p == ' ') p++;
+        char cmd = *p;
+        if (!cmd) return false;
+        p++;
+        switch (cmd) {
+        case 'e': return true;
+        case 's':
+        case 'y': {
+            char d = *p;
+            if (!d || d == '\n' || d == '\\') return true;
+            p = skip_delimited(p + 1, d);
+            if (p) p = skip_delimited(p, d);
+            if (!p) return true;
+            if (cmd == 'y') break;
+            for (; *p && *p != ';' && *p != '\n' && *p != '}'; p++) {
+                if (*p == 'e') return true;
+                if (*p == 'w') return false; /* the rest is a file name */
+            }
+            break;
+        }
+        case 'a': case 'i': case 'c': case 'r': case 'R': case 'w': case 'W':
+            /* text or a file name up to the end of the line */
+            while (*p && *p != '\n') {
+                if (*p == '\\' && p[1]) p++;
+                p++;
+            }
+            break;
+        case 'b': case 't': case 'T': case ':':
+            p += strcspn(p, ";\n");
+            break;
+        case 'q': case 'Q': case 'l': case 'L':
+            while (isspace((unsigned char)*p) && *p != '\n') p++;
+            while (isdigit((unsigned char)*p)) p++;
+            break;
+        case '=': case 'd': case 'D': case 'g': case 'G': case 'h': case 'H': case 'n': case 'N':
+        case 'p': case 'P': case 'x': case 'z': case 'F': case '#':
+            if (cmd == '#') p += strcspn(p, "\n");
+            break;
+        default: return true; /* not a sed command we know: refuse */
+        }
+    }
+    return false;
+}
+
+static bool sed(scan *s) {
+    const wr_strv *a = s->argv;
+    bool have_script = false;
+    for (size_t i = 1; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (!strcmp(arg, "--")) break;
+        if (long_opt(arg, "--expression")) {
+            const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
+            if (sed_script_execs(val)) return hit(s, i, "sed script runs a command (e)", -1);
+            have_script = true;
+            continue;
+        }
+        if (long_opt(arg, "--file") || long_opt(arg, "--line-length")) {
+            if (long_opt(arg, "--file")) have_script = true;
+            if (!strchr(arg, '=')) i++;
+            continue;
+        }
+        if (arg[0] == '-' && arg[1] == '-') continue;
+        if (arg[0] == '-' && arg[1]) {
+            for (const char *c = arg + 1; *c; c++) {
+                if (*c == 'i') break; /* -i[SUFFIX] */
+                if (*c == 'e' || *c == 'f' || *c == 'l') {
+                    const char *val = c[1] ? c + 1 : (i + 1 < a->n ? a->v[++i] : "");
+                    if (*c != 'l') have_script = true;
+                    if (*c == 'e' && sed_script_execs(val)) return hit(s, i, "sed script runs a command (e)", -1);
+                    break;
+                }
+            }
+            continue;
+        }
+        if (!have_script) {
+            if (sed_script_execs(arg)) return hit(s, i, "sed script runs a command (e)", -1);
+            have_script = true;
+        }
+    }
+    return false;
+}
+
+/* ---- git: configuration that names programs, and options that run them. */
+static bool git_config_runs(const char *kv) {
+    /* Only presentation and identity settings are harmless; every other
+     * section has keys that name commands (core.sshCommand, core.pager,
+     * core.fsmonitor, alias.x=!…, filter.*.clean, diff.external,
+     * credential.helper, protocol.ext.allow, include.path, …). */
+    static const char *const safe[] = {"color.", "user.", "advice.", "log.", "init.", "safe.", "status.",
+                                       "column.", "i18n.", "grep.", "blame.", "pretty.", NULL};
+    for (const char *const *p = safe; *p; p++)
+        if (!strncasecmp(kv, *p, strlen(*p))) return false;
+    return true;
+}
+
+static bool git(scan *s) {
+    const wr_strv *a = s->argv;
+    static const char *const run_opts[] = {"--upload-pack", "--receive-pack", "--exec", "--exec-path", "--extcmd",
+                                           "--template", "--config-env", "--tool", "--sendmail-cmd", NULL};
+    static const char *const run_subcommands[] = {"filter-branch", "difftool", "mergetool", "instaweb",
+                                                  "web--browse", "daemon", "send-email", NULL};
+    const char *sub = NULL;
+    for (size_t i = 1; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (!strcmp(arg, "-c") || !strcmp(arg, "--config")) {
+            if (i + 1 < a->n && git_config_runs(a->v[i + 1]))
+                return hit(s, i + 1, "git configuration that can run a program", -1);
+            i++;
+            continue;
+        }
+        if (starts(arg, "--config=") && git_config_runs(arg + 9))
+            return hit(s, i, "git configuration that can run a program", -1);
+        for (const char *const *o = run_opts; *o; o++)
+            if (long_opt(arg, *o)) return hit(s, i, "git option that runs a program", -1);
+        if (starts(arg, "ext::") || starts(arg, "fd::")) return hit(s, i, "git transport that runs a program", -1);
+        if (arg[0] == '-') {
+            /* -u <upload-pack> of clone/fetch/ls-remote/archive; -x <cmd> of rebase */
+            if (sub && (!strcmp(arg, "-u") || starts(arg, "--upload")) &&
+                (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") ||
+                 !strcmp(sub, "pull") || !strcmp(sub, "archive")))
+                return hit(s, i, "git option that runs a program", -1);
+            if (sub && !strcmp(sub, "rebase") && arg[1] != '-' && strchr(arg + 1, 'x'))
+                return hit(s, i, "git rebase option that runs a command", -1);
+            if (!sub && (!strcmp(arg, "-C") || !strcmp(arg, "--git-dir") || !strcmp(arg, "--work-tree") ||
+                         !strcmp(arg, "--namespace")))
+                i++;
+            continue;
+        }
+        if (!sub) {
+            sub = arg;
+            if (in_set(sub, run_subcommands)) return hit(s, i, "git subcommand that runs programs", -1);
+            continue;
+        }
+        if ((!strcmp(sub, "bisect") && !strcmp(arg, "run")) || (!strcmp(sub, "submodule") && !strcmp(arg, "foreach")))
+            return hit(s, i, "git subcommand that runs commands", -1);
+    }
+    return false;
+}
+
+/* ---- tools whose options name programs to run ---------------------------- */
+static bool tar(scan *s) {
+    const wr_strv *a = s->argv;
+    static const char *const run_opts[] = {"--to-command", "--use-compress-program", "--info-script",
+                                           "--new-volume-script", "--checkpoint-action", "--rsh-command",
+                                           "--rmt-command", NULL};
+    for (size_t i = 1; i < a->n; i++) {
+        const char *arg = a->v[i];
+        for (const char *const *o = run_opts; *o; o++)
+            if (long_opt(arg, *o)) return hit(s, i, "tar option that runs a program", -1);
+        if (arg[0] == '-' && arg[1] == '-') continue;
+        /* "-I prog", "-F script", also in a cluster; old-style first
+         * argument "xIf" has no dash */
+        if ((arg[0] == '-' || i == 1) && strpbrk(arg, "IF")) return hit(s, i, "tar option that runs a program", -1);
+    }
+    return false;
+}
+
+static bool any_option(scan *s, const char *const *long_opts, const char *short_letters, const char *why) {
+    const wr_strv *a = s->argv;
+    for (size_t i = 1; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (!strcmp(arg, "--")) break;
+        for (const char *const *o = long_opts; *o; o++)
+            if (long_opt(arg, *o)) return hit(s, i, why, -1);
+        if (arg[0] == '-' && arg[1] != '-' && strpbrk(arg + 1, short_letters)) return hit(s, i, why, -1);
+    }
+    return false;
+}
+
+/* ---- wrappers: their operand is another program's argv -------------------
+ * The index of the wrapped argv (after the wrapper's own options), or -1
+ * when there is none. opts_with_arg: short options whose value is the
+ * next element when not attached. */
+static long wrapped_after_options(const wr_strv *a, size_t from, const char *opts_with_arg, int fixed_operands) {
+    size_t i = from;
+    for (; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (!strcmp(arg, "--")) {
+            i++;
+            break;
+        }
+        if (arg[0] != '-' || !arg[1]) break;
+        if (arg[1] == '-') continue; /* --long or --long=value */
+        if (!arg[2] && strchr(opts_with_arg, arg[1])) i++;
+    }
+    for (; fixed_operands > 0 && i < a->n; fixed_operands--) i++;
+    return i < a->n ? (long)i : -1;
+}
+
+static bool env(scan *s) {
+    const wr_strv *a = s->argv;
+    size_t i = 1;
+    for (; i < a->n; i++) {
+        const char *arg = a->v[i];
+        if (!strcmp(arg, "-S") || starts(arg, "-S") || long_opt(arg, "--split-string"))
+            return hit(s, i, "env -S splits a string into a command", -1);
+        if (!strcmp(arg, "--")) {
+            i++;
+            break;
+        }
+        if ((!strcmp(arg, "-u") || !strcmp(arg, "-C") || !strcmp(arg, "--unset") || !strcmp(arg, "--chdir")) &&
+            i + 1 < a->n) {
+            i++;
+            continue;
+        }
+        if (arg[0] == '-' || strchr(arg, '=')) continue;
+        break;
+    }
+    for (; i < a->n && strchr(a->v[i], '='); i++) {}
+    if (i >= a->n) return false; /* bare env prints the environment */
+    return hit(s, i, "runs another program", (long)i);
+}
+
+static bool find(scan *s) {
+    const wr_strv *a = s->argv;
+    static const char *const run[] = {"-exec", "-execdir", "-ok", "-okdir", NULL};
+    for (size_t i = 1; i < a->n; i++)
+        if (in_set(a->v[i], run)) return hit(s, i, "find action runs a program", i + 1 < a->n ? (long)i + 1 : -1);
+    return false;
+}
+
+typedef struct wrapper {
+    const char *name;
+    const char *opts_with_arg;
+    int fixed_operands; /* operands before the wrapped argv (timeout's DURATION) */
+    bool bare_is_harmless; /* with no operand it only prints something */
+} wrapper;
+
+static const wrapper wrappers[] = {
+    {"xargs", "adEILnPs", 0, true}, {"timeout", "sk", 1, false}, {"nice", "n", 0, true},
+    {"nohup", "", 0, false},        {"setsid", "", 0, false},     {"stdbuf", "ioe", 0, false},
+    {"ionice", "cnpPut", 0, true},  {"taskset", "", 1, false},    {"time", "fo", 0, false},
+    {"chrt", "", 1, false},         {"flock", "wEc", 1, false},   {"strace", "eoOpPsSuabIX", 0, false},
+    {"ltrace", "eoOpPsSuabnA", 0, false}, {"unbuffer", "", 0, false}, {"caffeinate", "tw", 0, false},
+};
+
+/* No knowable wrapped argv, or a command *string*: the tool itself must be
+ * trusted through allow_indirect_exec. */
+static const char *const opaque_runners[] = {
+    "watch",  "sudo",   "su",        "doas",       "runuser", "setpriv", "prlimit",  "unshare",  "nsenter",
+    "chroot", "gdb",    "valgrind",  "parallel",   "script",  "expect",  "numactl",  "cgexec",   "firejail",
+    "bwrap",  "fakeroot", "proot",   "systemd-run", "exec",   "command", "builtin",  "eval",     "sg",
+    "newgrp", "ssh",    "rlwrap",    "entr",       "npx",     "pnpx",    "bunx",     "uvx",      "pipx",
+    "vi",     "vim",    "nvim",      "ex",         "view",    "ed",      "emacs",    "nano",     "run-parts",
+    "start-stop-daemon", "catchsegv", "sem", "dtach", "tmux", "screen", "pwsh", "powershell", NULL};
+
+static const char *const shells[] = {"sh",  "bash", "dash", "zsh",  "ksh",     "mksh",   "pdksh", "fish", "csh",
+                                     "tcsh", "ash", "yash", "rbash", "busybox", "toybox", "elvish", "nu",  "xonsh",
+                                     NULL};
+
+/* Subcommands that run code: package runners, containers, cluster shells. */
+static bool runs_via_subcommand(scan *s, const char *name) {
+    static const char *const container[] = {"run", "exec", "create", "start", "build", "buildx", "compose", NULL};
+    static const char *const cluster[] = {"exec", "run", "debug", "attach", "cp", "plugin", NULL};
+    const wr_strv *a = s->argv;
+    size_t at = 1;
+    while (at < a->n && a->v[at][0] == '-') at++;
+    if (at >= a->n) return false;
+    const char *sub = a->v[at];
+    if ((!strcmp(name, "docker") || !strcmp(name, "podman")) && in_set(sub, container))
+        return hit(s, at, "runs a program in a container or cluster", -1);
+    /* kubectl's global options take values (-n NS): look at every word */
+    for (size_t i = 1; i < a->n; i++)
+        if (!strcmp(name, "kubectl") && in_set(a->v[i], cluster))
+            return hit(s, i, "runs a program in a container or cluster", -1);
+    sub = a->v[1];
+    if ((!strcmp(name, "npm") && (!strcmp(sub, "exec") || !strcmp(sub, "x"))) ||
+        ((!strcmp(name, "yarn") || !strcmp(name, "pnpm")) && (!strcmp(sub, "dlx") || !strcmp(sub, "exec"))) ||
+        (!strcmp(name, "uv") && (!strcmp(sub, "run") || !strcmp(sub, "tool"))) ||
+        (!strcmp(name, "deno") && (!strcmp(sub, "eval") || !strcmp(sub, "repl"))))
+        return hit(s, 1, "runs a program or inline code", -1);
+    return false;
+}
+
+bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long *wrapped) {
+    scan s = {argv, NULL, 0, -1};
+    const char *name = wr__exe_name(argv->v[0]);
+    const interp *in;
+    bool found = false;
+    if (in_set(name, shells)) found = hit(&s, 0, "is a shell: it runs command text", -1);
+    else if (in_set(name, opaque_runners)) found = hit(&s, 0, "runs other programs or commands", -1);
+    else if ((in = find_interp(name))) found = interpreter(&s, in);
+    else if (!strcmp(name, "awk") || !strcmp(name, "gawk") || !strcmp(name, "mawk") || !strcmp(name, "nawk"))
+        found = awk(&s);
+    else if (!strcmp(name, "sed") || !strcmp(name, "gsed")) found = sed(&s);
+    else if (!strcmp(name, "git")) found = git(&s);
+    else if (!strcmp(name, "tar") || !strcmp(name, "gtar") || !strcmp(name, "bsdtar")) found = tar(&s);
+    else if (!strcmp(name, "env")) found = env(&s);
+    else if (!strcmp(name, "find")) found = find(&s);
+    else if (!strcmp(name, "rsync")) {
+        static const char *const o[] = {"--rsh", "--rsync-path", NULL};
+        found = any_option(&s, o, "e", "rsync option that runs a program");
+    } else if (!strcmp(name, "zip")) {
+        for (size_t i = 1; i < argv->n && !found; i++)
+            if (starts(argv->v[i], "-TT") || long_opt(argv->v[i], "--unzip-command"))
+                found = hit(&s, i, "zip option that runs a program", -1);
+    } else if (!strcmp(name, "scp") || !strcmp(name, "sftp")) {
+        static const char *const o[] = {NULL};
+        found = any_option(&s, o, "SoF", "option that runs a program (-S, -o ProxyCommand, -F)");
+    } else if (runs_via_subcommand(&s, name)) {
+        found = true;
+    } else {
+        for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++) {
+            const wrapper *w = &wrappers[i];
+            if (strcmp(name, w->name)) continue;
+            long at = wrapped_after_options(argv, 1, w->opts_with_arg, w->fixed_operands);
+            if (at < 0 && w->bare_is_harmless) break;
+            found = hit(&s, at < 0 ? 0 : (size_t)at, "runs another program", at);
+            break;
+        }
+    }
+    if (found) {
+        *why = s.why;
+        *elem = s.elem;
+        *wrapped = s.wrapped;
+    }
+    return found;
+}
