@@ -1,1 +1,288 @@
-/* placeholder: receipts/receipt.c is written by the module's owner */
+/* receipts — build, sign, seal (into the store's chain) and verify one
+ * receipt. The signing rule is the CSC reference runner's, byte for byte:
+ * Ed25519 over the canonical JSON (lib's wr_canonical_json = Python's
+ * json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+ * of the receipt with only signature.signature removed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "receipts/receipts_internal.h"
+#include "schemas/schemas.h"
+
+const char *wr_receipt_str(json_object *obj, const char *key) {
+    json_object *v = NULL;
+    if (!json_object_is_type(obj, json_type_object) || !json_object_object_get_ex(obj, key, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static void put_str(json_object *o, const char *key, const char *val) {
+    if (val) json_object_object_add(o, key, json_object_new_string(val));
+}
+
+static void put_hash(json_object *o, const char *key, const char *hex) {
+    if (!hex) return;
+    char buf[8 + WR_SHA256_HEX_LEN];
+    snprintf(buf, sizeof buf, "sha256:%s", hex);
+    put_str(o, key, buf);
+}
+
+static void put_time(json_object *o, const char *key, int64_t ms) {
+    char t[WR_TIME_LEN];
+    wr_time_format(ms, t);
+    put_str(o, key, t);
+}
+
+json_object *wr_receipt_build(const wr_receipt_input *in) {
+    if (!in) return NULL;
+    json_object *r = json_object_new_object();
+    if (!r) return NULL;
+    /* CSC v0.1 fields */
+    put_str(r, "receipt_version", "csc.receipt.v0.1");
+    put_str(r, "contract_id", in->contract_id);
+    put_str(r, "execution_id", in->execution_id);
+    put_str(r, "contract_sha256", in->contract_sha256);
+    put_str(r, "status", in->status);
+    put_time(r, "started_at", in->started_ms);
+    put_time(r, "ended_at", in->ended_ms);
+    if (in->has_exit_code) json_object_object_add(r, "exit_code", json_object_new_int(in->exit_code));
+    put_hash(r, "stdout_hash", in->stdout_hash);
+    put_hash(r, "stderr_hash", in->stderr_hash);
+    bool ran = in->stdout_hash || in->stderr_hash;
+    if (ran) {
+        json_object_object_add(r, "stdout_truncated", json_object_new_boolean(in->stdout_truncated));
+        json_object_object_add(r, "stderr_truncated", json_object_new_boolean(in->stderr_truncated));
+    }
+    json_object *arts = json_object_new_array();
+    for (size_t i = 0; i < in->nartifacts; i++) {
+        json_object *a = json_object_new_object();
+        put_str(a, "path", in->artifacts[i].path);
+        put_str(a, "sha256", in->artifacts[i].sha256);
+        json_object_array_add(arts, a);
+    }
+    json_object_object_add(r, "artifacts", arts);
+    put_str(r, "policy_profile", in->policy_profile);
+    put_str(r, "policy_schema_version", in->policy_schema_version);
+    put_str(r, "policy_sha256", in->policy_sha256);
+    put_str(r, "runner_version", WR_VERSION);
+    put_str(r, "execution_mode", "hardened");
+    put_str(r, "sandbox_profile_id", in->sandbox_profile_id);
+    json_object *eff = json_object_new_object();
+    json_object_object_add(eff, "files_written", json_object_new_int64((int64_t)in->nartifacts));
+    json_object_object_add(eff, "network_used", json_object_new_boolean(in->network_used));
+    json_object_object_add(eff, "secrets_used", json_object_new_int(in->secrets_used > 0 ? in->secrets_used : 0));
+    json_object_object_add(r, "effect_summary", eff);
+    json_object *done = json_object_new_array();
+    for (size_t i = 0; in->completed_command_ids && i < in->completed_command_ids->n; i++)
+        json_object_array_add(done, json_object_new_string(in->completed_command_ids->v[i]));
+    json_object_object_add(r, "completed_command_ids", done);
+    json_object_object_add(r, "failed_command_id",
+                           in->failed_command_id ? json_object_new_string(in->failed_command_id) : NULL);
+    put_str(r, "error", in->error);
+
+    /* warrant extensions (schemas/warrant.receipt.schema.json) */
+    put_str(r, "stdout_stream_sha256", in->stdout_stream_sha256);
+    put_str(r, "stderr_stream_sha256", in->stderr_stream_sha256);
+    if (ran) {
+        json_object_object_add(r, "stdout_bytes", json_object_new_int64((int64_t)in->stdout_bytes));
+        json_object_object_add(r, "stderr_bytes", json_object_new_int64((int64_t)in->stderr_bytes));
+    }
+    put_str(r, "sandbox_profile_sha256", in->sandbox_profile_sha256);
+    put_str(r, "decision", in->decision);
+    put_str(r, "reason_code", in->reason_code);
+    json_object *aps = json_object_new_array();
+    for (size_t i = 0; i < in->napprovals; i++) {
+        json_object *a = json_object_new_object();
+        put_str(a, "approval_id", in->approvals[i].approval_id);
+        put_str(a, "identity", in->approvals[i].identity);
+        put_str(a, "method", in->approvals[i].method);
+        put_str(a, "key_id", in->approvals[i].key_id);
+        json_object_array_add(aps, a);
+    }
+    json_object_object_add(r, "approvals", aps);
+    put_str(r, "agent_id", in->agent_id);
+    return r;
+}
+
+/* ---- signing -------------------------------------------------------------- */
+
+/* The signing payload: canonical JSON with only signature.signature left
+ * out. The member is detached and put back, so obj is unchanged after. */
+static char *signing_payload(json_object *obj, size_t *len, wr_error *err) {
+    json_object *sig = NULL, *value = NULL;
+    if (!json_object_object_get_ex(obj, "signature", &sig) || !json_object_is_type(sig, json_type_object)) {
+        wr_errorf(err, WR_E_CRYPTO, "/signature", "not signed: no signature object");
+        return NULL;
+    }
+    if (json_object_object_get_ex(sig, "signature", &value)) {
+        json_object_get(value);
+        json_object_object_del(sig, "signature");
+    }
+    char *payload = wr_canonical_json(obj, false, len, err);
+    if (value) json_object_object_add(sig, "signature", value);
+    return payload;
+}
+
+int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err) {
+    if (!json_object_is_type(receipt, json_type_object) || !kp || !ctx)
+        return wr_errorf(err, WR_E_INVALID, "", "sign receipt: not a JSON object, or no key");
+    char signed_at[WR_TIME_LEN];
+    wr_time_format(wr_now_ms(ctx), signed_at);
+    json_object *sig = json_object_new_object();
+    put_str(sig, "algorithm", "ed25519");
+    put_str(sig, "key_id", kp->key_id);
+    put_str(sig, "signed_at", signed_at);
+    put_str(receipt, "signing_key_id", kp->key_id);
+    json_object_object_add(receipt, "signature", sig);
+    size_t len;
+    char *payload = signing_payload(receipt, &len, err);
+    if (!payload) return err && err->code ? err->code : WR_E_INTERNAL;
+    char *b64 = wr_sign_b64(kp, payload, len);
+    free(payload);
+    if (!b64) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    json_object_object_add(sig, "signature", json_object_new_string(b64));
+    free(b64);
+    return WR_OK;
+}
+
+int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+    json_object *sig = NULL;
+    if (!json_object_object_get_ex(obj, "signature", &sig) || !json_object_is_type(sig, json_type_object))
+        return wr_errorf(err, WR_E_CRYPTO, "/signature", "not signed: no signature object");
+    const char *alg = wr_receipt_str(sig, "algorithm");
+    if (!alg || strcmp(alg, "ed25519") != 0)
+        return wr_errorf(err, WR_E_CRYPTO, "/signature/algorithm", "signature algorithm is not ed25519");
+    char want[WR_KEY_ID_LEN];
+    wr_key_id(pk, want);
+    const char *key_id = wr_receipt_str(sig, "key_id");
+    if (!key_id || strcmp(key_id, want) != 0)
+        return wr_errorf(err, WR_E_CRYPTO, "/signature/key_id",
+                         "signed by key %.64s, not by the given public key (key id %s)", key_id ? key_id : "(none)",
+                         want);
+    const char *b64 = wr_receipt_str(sig, "signature");
+    if (!b64) return wr_errorf(err, WR_E_CRYPTO, "/signature/signature", "signature value is missing");
+    size_t len;
+    char *payload = signing_payload(obj, &len, err);
+    if (!payload) return err && err->code ? err->code : WR_E_INTERNAL;
+    bool ok = wr_verify_b64(pk, payload, len, b64);
+    free(payload);
+    if (!ok)
+        return wr_errorf(err, WR_E_CRYPTO, "/signature/signature",
+                         "signature does not verify: the content was altered after signing");
+    return WR_OK;
+}
+
+/* ---- verification ----------------------------------------------------- */
+
+wr_schema *wr_receipt_schema_new(wr_error *err) {
+    const char *text = wr_schema_text(WR_RECEIPT_SCHEMA);
+    if (!text) {
+        wr_errorf(err, WR_E_INTERNAL, "", "schema %s is not embedded", WR_RECEIPT_SCHEMA);
+        return NULL;
+    }
+    return wr_schema_parse(text, err);
+}
+
+int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+    memset(v, 0, sizeof *v);
+    memcpy(v->pk, pk, WR_PK_LEN);
+    wr_key_id(pk, v->key_id);
+    v->schema = wr_receipt_schema_new(err);
+    return v->schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
+}
+
+void wr_receipt_verifier_clear(wr_receipt_verifier *v) {
+    wr_schema_free(v->schema);
+    v->schema = NULL;
+}
+
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, wr_error *err) {
+    if (!json_object_is_type(receipt, json_type_object))
+        return wr_errorf(err, WR_E_INVALID, "", "a receipt is a JSON object");
+    int rc = wr_schema_validate(v->schema, receipt, err);
+    if (rc) {
+        wr_error_prefix(err, "receipt does not match %s", WR_RECEIPT_SCHEMA);
+        return rc;
+    }
+    rc = wr_signed_object_verify(receipt, v->pk, err);
+    if (rc) return rc;
+    /* signing_key_id is signed too; it must name the same key. */
+    const char *sk = wr_receipt_str(receipt, "signing_key_id");
+    if (sk && strcmp(sk, v->key_id) != 0)
+        return wr_errorf(err, WR_E_CRYPTO, "/signing_key_id", "signing_key_id %.64s differs from signature.key_id %s",
+                         sk, v->key_id);
+    return WR_OK;
+}
+
+int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+    wr_receipt_verifier v;
+    int rc = wr_receipt_verifier_init(&v, pk, err);
+    if (rc == WR_OK) rc = wr_receipt_verifier_check(&v, receipt, err);
+    wr_receipt_verifier_clear(&v);
+    return rc;
+}
+
+int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error *err) {
+    return wr_canonical_sha256(receipt, false, out, err);
+}
+
+/* ---- sealing into the chain --------------------------------------------- */
+
+typedef struct seal_state {
+    json_object *receipt;
+    const wr_keypair *kp;
+    const wr_ctx *ctx;
+    wr_schema *schema;
+} seal_state;
+
+/* Runs inside the store's write transaction, so seq and prev are exactly
+ * the chain head the row is appended to. */
+static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], char **json_out,
+                   char sha_out[WR_SHA256_HEX_LEN], wr_error *err) {
+    seal_state *s = ud;
+    json_object_object_add(s->receipt, "seq", json_object_new_int64(seq));
+    put_str(s->receipt, "prev_receipt_sha256", prev);
+    int rc = wr_receipt_sign(s->receipt, s->kp, s->ctx, err);
+    /* Nothing that our own verifier would reject may enter the chain. */
+    if (rc == WR_OK && (rc = wr_schema_validate(s->schema, s->receipt, err)) != WR_OK)
+        wr_error_prefix(err, "refusing to seal a receipt that does not match %s", WR_RECEIPT_SCHEMA);
+    if (rc) return rc;
+    size_t len;
+    *json_out = wr_canonical_json(s->receipt, false, &len, err);
+    if (!*json_out) return err && err->code ? err->code : WR_E_INTERNAL;
+    wr_sha256_hex(*json_out, len, sha_out);
+    return WR_OK;
+}
+
+int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, json_object *unsigned_receipt,
+                    const char *execution_id, json_object **signed_out, wr_error *err) {
+    if (signed_out) *signed_out = NULL;
+    if (!st || !kp || !ctx || !signed_out || !json_object_is_type(unsigned_receipt, json_type_object))
+        return wr_errorf(err, WR_E_INVALID, "", "seal receipt: missing store, key, context or receipt");
+    const char *rid = wr_receipt_str(unsigned_receipt, "execution_id");
+    const char *status = wr_receipt_str(unsigned_receipt, "status");
+    if (!execution_id || !rid || strcmp(rid, execution_id) != 0)
+        return wr_errorf(err, WR_E_INVALID, "/execution_id", "seal receipt: execution_id does not match '%s'",
+                         execution_id ? execution_id : "(null)");
+    if (!status) return wr_errorf(err, WR_E_INVALID, "/status", "seal receipt: the receipt has no status");
+    seal_state s = {.kp = kp, .ctx = ctx};
+    if (json_object_deep_copy(unsigned_receipt, &s.receipt, NULL) != 0)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    /* A receipt is sealed once: stale chain or signature members from a
+     * caller's copy would otherwise be signed as if they were ours. */
+    json_object_object_del(s.receipt, "signature");
+    s.schema = wr_receipt_schema_new(err);
+    int rc = s.schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
+    if (rc == WR_OK)
+        rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, seal_cb,
+                                     &s, NULL, err);
+    wr_schema_free(s.schema);
+    if (rc) {
+        json_object_put(s.receipt);
+        return rc;
+    }
+    *signed_out = s.receipt;
+    return WR_OK;
+}

@@ -720,6 +720,27 @@ static int sq_get_receipt(void *impl, const char *execution_id, char **json_out,
                     "SELECT json FROM receipts WHERE execution_id = ?");
 }
 
+typedef struct head {
+    int64_t *seq;
+    char *sha;
+} head;
+
+static int read_head(sqlite3_stmt *st, void *out, wr_error *err) {
+    head *h = out;
+    const char *sha = (const char *)sqlite3_column_text(st, 1);
+    if (!sha || strlen(sha) != WR_SHA256_HEX_LEN - 1)
+        return wr_errorf(err, WR_E_INTERNAL, "", "the receipt chain head is damaged");
+    *h->seq = sqlite3_column_int64(st, 0);
+    memcpy(h->sha, sha, WR_SHA256_HEX_LEN);
+    return WR_OK;
+}
+
+static int sq_chain_head(void *impl, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err) {
+    head h = {seq_out, sha256_out};
+    return lookup(impl, "chain head", "no chain head", "SELECT seq, sha256 FROM chain_head WHERE id = CAST(? AS INTEGER)", "1",
+                  read_head, &h, err);
+}
+
 static int sq_iter_receipts(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud,
                             wr_error *err) {
     sq *q = impl;
@@ -796,6 +817,7 @@ const wr_store_ops wr_store_sqlite_ops = {
     .get_output = sq_get_output,
     .append_receipt = sq_append_receipt,
     .get_receipt = sq_get_receipt,
+    .chain_head = sq_chain_head,
     .iter_receipts = sq_iter_receipts,
     .integrity_check = sq_integrity_check,
 };

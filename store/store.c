@@ -315,6 +315,14 @@ int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out,
     return rc;
 }
 
+int wr_store_chain_head(wr_store *s, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err) {
+    if (!s || !seq_out || !sha256_out) return missing(err, "chain head", "store or output");
+    lock(s);
+    int rc = s->ops->chain_head(s->impl, seq_out, sha256_out, err);
+    unlock(s);
+    return rc;
+}
+
 int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud,
                            wr_error *err) {
     if (!s || !fn) return missing(err, "iterate receipts", "store or callback");

@@ -110,6 +110,9 @@ typedef int (*wr_receipt_seal_fn)(void *ud, int64_t seq, const char prev_sha256[
 int wr_store_append_receipt(wr_store *s, const char *execution_id, const char *contract_id, const char *status,
                             wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);
 int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out, wr_error *err);
+/* The chain head: seq of the newest receipt (0 when there is none) and its
+ * sha256 (64 zeros then). Lets a verifier notice receipts cut off the end. */
+int wr_store_chain_head(wr_store *s, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err);
 /* In seq order; fn returns non-zero to stop. */
 int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
 

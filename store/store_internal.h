@@ -56,6 +56,7 @@ typedef struct wr_store_ops {
     int (*append_receipt)(void *impl, const char *execution_id, const char *contract_id, const char *status,
                           wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);
     int (*get_receipt)(void *impl, const char *execution_id, char **json_out, wr_error *err);
+    int (*chain_head)(void *impl, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err);
     int (*iter_receipts)(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
 
     int (*integrity_check)(void *impl, char **result_out, wr_error *err);

@@ -1,0 +1,33 @@
+/* receipts — private helpers shared by receipt.c, chain.c and bundle.c. */
+#ifndef WR_RECEIPTS_INTERNAL_H
+#define WR_RECEIPTS_INTERNAL_H
+
+#include "receipts/receipts.h"
+
+#define WR_RECEIPT_SCHEMA "warrant.receipt.schema.json"
+
+/* Everything needed to check many receipts against one key: the schema is
+ * compiled once (a chain of 100 000 receipts must not recompile it). */
+typedef struct wr_receipt_verifier {
+    wr_schema *schema;
+    unsigned char pk[WR_PK_LEN];
+    char key_id[WR_KEY_ID_LEN];
+} wr_receipt_verifier;
+
+int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err);
+void wr_receipt_verifier_clear(wr_receipt_verifier *v);
+/* Schema, key id and signature of one receipt. */
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, wr_error *err);
+
+/* The compiled superset receipt schema (caller frees). */
+wr_schema *wr_receipt_schema_new(wr_error *err);
+
+/* Verifies obj's Ed25519 signature object (receipt or approval artifact:
+ * the payload is the canonical JSON of obj without signature.signature)
+ * with pk. WR_E_CRYPTO with a precise reason on failure. */
+int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err);
+
+/* Member accessors that tolerate a missing or mistyped member (NULL / 0). */
+const char *wr_receipt_str(json_object *obj, const char *key);
+
+#endif
