@@ -1,10 +1,123 @@
 /* server — JSON-RPC 2.0 core, MCP lifecycle and tools, transports (stdio,
- * WebSocket and Streamable HTTP on libwebsockets), and warrantd's main. */
+ * WebSocket and Streamable HTTP on libwebsockets), and warrantd's main.
+ *
+ * The core below is transport-independent: a transport owns connections,
+ * turns bytes into messages and hands each one to wr_session_handle()
+ * together with a wr_outlet, the "stream" the answers for that message go
+ * to (a stdio/WebSocket connection, or one HTTP POST's JSON/SSE response).
+ * Everything in the core runs on the event-loop thread except `run`, which
+ * executes in a worker thread and hands its messages back through a queue
+ * drained by wr_server_drain() after the waker fired. */
 #ifndef WR_SERVER_H
 #define WR_SERVER_H
+
+#include "gate/gate.h"
 
 /* warrantd: parses the command line (design.md) and serves until stopped.
  * Returns the process exit status. */
 int wr_server_main(int argc, char **argv);
+
+/* ---- core --------------------------------------------------------------- */
+typedef struct wr_server wr_server;
+typedef struct wr_session wr_session;
+
+/* MCP protocol versions we negotiate, newest first. */
+#define WR_MCP_LATEST "2025-11-25"
+extern const char *const wr_mcp_versions[];
+bool wr_mcp_version_known(const char *v);
+
+typedef struct wr_server_config {
+    size_t max_message_bytes;       /* one JSON-RPC message; 0: 4 MiB */
+    int max_depth;                  /* JSON nesting; 0: 64 */
+    int max_runs;                   /* concurrent runs in total; 0: 32 */
+    int max_runs_per_client;        /* per client identity; 0: 16 */
+    int64_t elicitation_timeout_ms; /* our elicitation/create requests; 0: 120 s */
+    int64_t heartbeat_ms;           /* progress while silent; 0: 15 s (must stay <= 30 s) */
+    int64_t progress_interval_ms;   /* minimum gap between output progress; 0: 200 ms */
+} wr_server_config;
+
+/* Where the messages for one inbound message go. Called on the loop thread
+ * only. `final` marks the response to the request that opened the outlet;
+ * begin_stream (may be NULL) announces that the request is asynchronous
+ * (Streamable HTTP switches to SSE). */
+typedef struct wr_outlet wr_outlet;
+struct wr_outlet {
+    void (*send)(wr_outlet *o, const char *json, size_t len, bool final);
+    void (*begin_stream)(wr_outlet *o);
+};
+
+/* The gate is borrowed and must outlive the server. */
+int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_error *err);
+void wr_server_free(wr_server *s);
+/* wake(ud) is called from worker threads when wr_server_drain has work
+ * (libwebsockets: lws_cancel_service). */
+void wr_server_set_waker(wr_server *s, void (*wake)(void *ud), void *ud);
+/* Loop thread: delivers what workers queued and finishes completed runs. */
+void wr_server_drain(wr_server *s);
+/* Loop thread, about every 100 ms while runs are active: output progress
+ * (rate-limited) and heartbeats. */
+void wr_server_tick(wr_server *s);
+int wr_server_active_runs(wr_server *s);
+/* Cancels every running call (shutdown); receipts record the cancellation. */
+void wr_server_cancel_all(wr_server *s, const char *reason);
+const wr_server_config *wr_server_get_config(const wr_server *s);
+wr_gate *wr_server_gate(wr_server *s);
+
+/* A session is one MCP session: a stdio process, a WebSocket connection, or
+ * an Mcp-Session-Id. identity is the authenticated client (contracts'
+ * actor.agent_id must equal it). default_outlet (may be NULL) receives
+ * messages not tied to a request (logging). */
+wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *default_outlet);
+/* Ends the session: with cancel_runs its runs are cancelled (their receipts
+ * say so), otherwise they finish. It is freed once its last run finished. */
+void wr_session_close(wr_session *ss, bool cancel_runs);
+/* The transport's outlet is going away: nothing is sent to it any more. */
+void wr_session_outlet_gone(wr_session *ss, wr_outlet *o);
+void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o);
+const char *wr_session_identity(const wr_session *ss);
+/* "" until initialize succeeded. */
+const char *wr_session_version(const wr_session *ss);
+bool wr_session_initialized(const wr_session *ss);
+
+enum wr_rpc_kind {
+    WR_RPC_NONE = 0,  /* notification or response: nothing sent (HTTP 202) */
+    WR_RPC_REPLIED,   /* the final response was sent to the outlet */
+    WR_RPC_ASYNC,     /* a run started: more follows on the outlet */
+};
+typedef struct wr_rpc_result {
+    int kind;
+    int http_status;  /* for a reply: 200, or 400/413 for envelope errors */
+    bool is_initialize; /* the message was an initialize that succeeded */
+} wr_rpc_result;
+
+/* Handles one message (bytes as received, without framing). Errors in the
+ * message itself are answered on the outlet; the session keeps serving. */
+void wr_session_handle(wr_session *ss, const char *buf, size_t len, wr_outlet *out, wr_rpc_result *res);
+
+/* JSON-RPC envelopes (malloc'd, compact, no newline). id_json is the
+ * serialized request id or NULL to omit it (unreadable id). */
+char *wr_rpc_result_msg(const char *id_json, const char *result_json);
+char *wr_rpc_error_msg(const char *id_json, int code, const char *message, json_object *data);
+
+/* Copies bytes into a NUL-terminated string that is valid UTF-8: invalid
+ * sequences become U+FFFD. */
+char *wr_utf8_sanitize(const unsigned char *buf, size_t len);
+/* Largest n <= len such that buf[0..n) does not end inside a UTF-8 sequence. */
+size_t wr_utf8_cut(const unsigned char *buf, size_t len);
+
+/* ---- network auth (loop-independent helpers) ---------------------------- */
+typedef struct wr_tokens wr_tokens;
+/* "AGENT_ID TOKEN" per line, '#' comments; refuses a group/world readable
+ * file, duplicate tokens and tokens shorter than 16 bytes. */
+int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err);
+void wr_tokens_free(wr_tokens *t);
+/* The identity bound to token, compared in constant time; NULL if none. */
+const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len);
+
+/* Origin / Host checks against the loopback names of the bound port, plus
+ * extra allowed origins (exact "scheme://host:port" strings). */
+bool wr_host_allowed(const char *host, int port, const char *bind_host);
+bool wr_origin_allowed(const char *origin, int port, const char *bind_host, const wr_strv *extra);
+bool wr_host_is_loopback(const char *host);
 
 #endif

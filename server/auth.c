@@ -1,0 +1,178 @@
+/* Network authentication helpers: the token file, constant-time token
+ * lookup, and Origin/Host allow-listing against DNS rebinding
+ * (A/basic/transports.mdx "Security Warning"; SBP "Local MCP Server"). */
+#include "server/server.h"
+
+#include <ctype.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+typedef struct token_entry {
+    char *identity;
+    unsigned char digest[32]; /* sha256(token): compared in constant time */
+} token_entry;
+
+struct wr_tokens {
+    token_entry *v;
+    size_t n;
+};
+
+#define WR_TOKEN_MIN_LEN 16
+#define WR_TOKENS_MAX_BYTES (1024u * 1024u)
+
+void wr_tokens_free(wr_tokens *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].identity);
+    sodium_memzero(t->v, t->n * sizeof *t->v);
+    free(t->v);
+    free(t);
+}
+
+static bool identity_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!isgraph((unsigned char)*s))
+            return false;
+    return true;
+}
+
+int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return wr_errorf(err, WR_E_IO, path, "%s: cannot read the token file", path);
+    /* A token file others can read leaks every agent's credential. */
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        return wr_errorf(err, WR_E_DENIED, path,
+                         "%s: token file must not be group or world accessible (chmod 600)", path);
+    char *buf = NULL;
+    size_t len = 0;
+    if (wr_read_file(path, WR_TOKENS_MAX_BYTES, &buf, &len, err) != WR_OK)
+        return err->code;
+    wr_tokens *t = calloc(1, sizeof *t);
+    if (!t) {
+        free(buf);
+        return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+    }
+    int rc = WR_OK, lineno = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r')
+            line[--l] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p || *p == '#')
+            continue;
+        char *id = strtok_r(p, " \t", &p);
+        char *tok = strtok_r(NULL, " \t", &p);
+        char *extra = strtok_r(NULL, " \t", &p);
+        if (!id || !tok || extra) {
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: expected \"AGENT_ID TOKEN\"", path, lineno);
+            break;
+        }
+        if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id)) {
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad agent id", path,
+                           lineno, WR_TOKEN_MIN_LEN);
+            break;
+        }
+        unsigned char d[32];
+        crypto_hash_sha256(d, (const unsigned char *)tok, strlen(tok));
+        bool dup = false;
+        for (size_t i = 0; i < t->n; i++)
+            dup |= sodium_memcmp(t->v[i].digest, d, 32) == 0;
+        if (dup) {
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: the same token is listed twice", path, lineno);
+            break;
+        }
+        token_entry *nv = realloc(t->v, (t->n + 1) * sizeof *nv);
+        if (!nv) {
+            rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+            break;
+        }
+        t->v = nv;
+        t->v[t->n].identity = strdup(id);
+        memcpy(t->v[t->n].digest, d, 32);
+        t->n++;
+    }
+    sodium_memzero(buf, len);
+    free(buf);
+    if (rc == WR_OK && t->n == 0)
+        rc = wr_errorf(err, WR_E_INVALID, path, "%s: no tokens", path);
+    if (rc != WR_OK) {
+        wr_tokens_free(t);
+        return rc;
+    }
+    *out = t;
+    return WR_OK;
+}
+
+const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len)
+{
+    unsigned char d[32];
+    crypto_hash_sha256(d, (const unsigned char *)token, len);
+    const char *found = NULL;
+    /* Compare digests of equal length against every entry: no early exit. */
+    for (size_t i = 0; i < t->n; i++)
+        if (sodium_memcmp(t->v[i].digest, d, 32) == 0)
+            found = t->v[i].identity;
+    return found;
+}
+
+/* ---- Host / Origin ---------------------------------------------------------- */
+
+bool wr_host_is_loopback(const char *host)
+{
+    return !strcasecmp(host, "localhost") || !strcmp(host, "::1") || !strcmp(host, "[::1]") ||
+           !strncmp(host, "127.", 4);
+}
+
+/* "host:port" (or "[v6]:port") equal to name at port? */
+static bool authority_is(const char *auth, const char *name, int port)
+{
+    char want[300];
+    if (strchr(name, ':') && name[0] != '[')
+        snprintf(want, sizeof want, "[%s]:%d", name, port);
+    else
+        snprintf(want, sizeof want, "%s:%d", name, port);
+    return !strcasecmp(auth, want);
+}
+
+static bool authority_allowed(const char *auth, int port, const char *bind_host)
+{
+    static const char *const loop[] = {"127.0.0.1", "localhost", "::1", NULL};
+    for (int i = 0; loop[i]; i++)
+        if (authority_is(auth, loop[i], port))
+            return true;
+    return bind_host && !wr_host_is_loopback(bind_host) && authority_is(auth, bind_host, port);
+}
+
+bool wr_host_allowed(const char *host, int port, const char *bind_host)
+{
+    return host && authority_allowed(host, port, bind_host);
+}
+
+bool wr_origin_allowed(const char *origin, int port, const char *bind_host, const wr_strv *extra)
+{
+    if (!origin)
+        return true; /* non-browser clients send none */
+    if (extra && wr_strv_contains(extra, origin))
+        return true;
+    const char *rest = NULL;
+    if (!strncasecmp(origin, "http://", 7))
+        rest = origin + 7;
+    else if (!strncasecmp(origin, "https://", 8))
+        rest = origin + 8;
+    if (!rest || strchr(rest, '/'))
+        return false;
+    return authority_allowed(rest, port, bind_host);
+}

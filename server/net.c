@@ -1,0 +1,1190 @@
+/* One libwebsockets event loop for every transport. stdin, stdout and the
+ * signal self-pipe are adopted as raw file descriptors; WebSocket (/ws,
+ * subprotocol "mcp") and Streamable HTTP (/mcp) share one listener. Tool
+ * workers hand results back with lws_cancel_service(), which lands in
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED on this thread. */
+#include "server/net.h"
+
+#include "server/server_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define TICK_US (100 * LWS_US_PER_MS)
+#define HTTP_SESSION_IDLE_MS (60LL * 60 * 1000)
+#define SSE_KEEPALIVE_MS 15000
+
+typedef struct qmsg {
+    struct qmsg *next;
+    size_t len, off;
+    bool final;
+    unsigned char buf[]; /* LWS_PRE headroom + payload */
+} qmsg;
+
+typedef struct hsess {
+    struct hsess *next;
+    char id[WR_ID_MAX];
+    char identity[256];
+    wr_session *ss;
+    int64_t last_used_ms;
+    uint64_t event_seq;
+} hsess;
+
+typedef struct net net;
+
+enum { CONN_NONE = 0, CONN_WS, CONN_HTTP };
+enum { H_IDLE = 0, H_BODY, H_JSON, H_SSE, H_DONE };
+
+/* per-session data of the "mcp" protocol: one WebSocket connection or one
+ * HTTP transaction (reset on each request for keep-alive). */
+typedef struct conn {
+    wr_outlet outlet; /* first: outlet callbacks cast back to conn */
+    struct lws *wsi;
+    net *n;
+    int kind;
+    bool counted;
+    wr_session *ss;
+    qmsg *qh, *qt;
+    /* WebSocket reassembly */
+    char *rx;
+    size_t rx_len;
+    bool rx_overflow;
+    /* HTTP */
+    int hstate;
+    hsess *hs;
+    char *body;
+    size_t body_len;
+    int status;            /* a refusal decided before the body */
+    char *err_body;
+    bool close_after;
+    bool headers_sent;
+    bool ended;            /* final message queued */
+    bool add_session_header;
+    int64_t last_write_ms;
+    char who[256];         /* the authenticated identity of this request */
+} conn;
+
+typedef enum { RAW_STDIN = 1, RAW_STDOUT, RAW_SIGNAL } raw_kind;
+typedef struct raw {
+    raw_kind kind;
+    net *n;
+} raw;
+
+struct net {
+    wr_server *srv;
+    const wr_net_options *o;
+    const wr_ctx *ctx;
+    struct lws_context *lctx;
+    struct lws_vhost *vh;
+    int port;
+    bool stop, draining, stdin_eof;
+    int exit_code;
+    lws_sorted_usec_list_t sul;
+    /* stdio */
+    raw r_in, r_out, r_sig;
+    struct lws *w_in, *w_out;
+    wr_outlet stdio_outlet;
+    wr_session *stdio_ss;
+    char *line;
+    size_t line_len, line_cap;
+    bool line_discard;
+    qmsg *oh, *ot;
+    /* network */
+    int conns;
+    hsess *hsessions;
+    int nhsessions;
+    int64_t drain_deadline_ms;
+};
+
+static int sig_pipe[2] = {-1, -1}; /* the only process-global: signal handlers need it */
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(sig_pipe[1], &b, 1);
+    (void)w;
+    errno = saved;
+}
+
+static void on_sigpipe(int sig)
+{
+    /* A handler, not SIG_IGN: exec resets it to default in children, while
+     * an ignored SIGPIPE would be inherited by every command we run. */
+    (void)sig;
+}
+
+static qmsg *qmsg_new(const char *a, size_t alen, const char *b, size_t blen, const char *c, size_t clen, bool final)
+{
+    qmsg *m = malloc(sizeof *m + LWS_PRE + alen + blen + clen);
+    if (!m)
+        return NULL;
+    m->next = NULL;
+    m->off = 0;
+    m->final = final;
+    m->len = alen + blen + clen;
+    unsigned char *p = m->buf + LWS_PRE;
+    memcpy(p, a, alen);
+    memcpy(p + alen, b, blen);
+    memcpy(p + alen + blen, c, clen);
+    return m;
+}
+
+static void q_push(qmsg **h, qmsg **t, qmsg *m)
+{
+    if (!m)
+        return;
+    if (*t)
+        (*t)->next = m;
+    else
+        *h = m;
+    *t = m;
+}
+
+static qmsg *q_pop(qmsg **h, qmsg **t)
+{
+    qmsg *m = *h;
+    if (m) {
+        *h = m->next;
+        if (!*h)
+            *t = NULL;
+    }
+    return m;
+}
+
+static void q_free(qmsg **h, qmsg **t)
+{
+    while (*h) {
+        qmsg *m = *h;
+        *h = m->next;
+        free(m);
+    }
+    *t = NULL;
+}
+
+/* ======================================================================
+ * stdio
+ * ====================================================================== */
+
+static void stdio_send(wr_outlet *o, const char *json, size_t len, bool final)
+{
+    net *n = (net *)((char *)o - offsetof(net, stdio_outlet));
+    (void)final;
+    /* json-c output never holds a raw newline: one message per line. */
+    q_push(&n->oh, &n->ot, qmsg_new(json, len, "\n", 1, "", 0, false));
+    if (n->w_out)
+        lws_callback_on_writable(n->w_out);
+}
+
+static void stdio_line(net *n, char *line, size_t len)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    if (i == len)
+        return; /* blank lines are tolerated */
+    wr_rpc_result res;
+    wr_session_handle(n->stdio_ss, line, len, &n->stdio_outlet, &res);
+}
+
+static void stdio_oversized(net *n)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "invalid request: line exceeds the limit of %zu bytes",
+             wr_server_get_config(n->srv)->max_message_bytes);
+    char *m = wr_rpc_error_msg(NULL, WR_RPC_INVALID_REQUEST, msg, NULL);
+    if (m)
+        stdio_send(&n->stdio_outlet, m, strlen(m), true);
+    free(m);
+}
+
+static void stdio_read(net *n)
+{
+    char buf[65536];
+    ssize_t r = read(0, buf, sizeof buf);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        r = 0;
+    }
+    if (r == 0) {
+        /* EOF: the client is done sending. Running commands finish and
+         * their results are still written; then we exit. */
+        n->stdin_eof = true;
+        if (n->w_in)
+            lws_rx_flow_control(n->w_in, 0);
+        wr_log(n->ctx, WR_LOG_INFO, "server", "stdin closed: finishing %d run(s), then exiting",
+               wr_server_active_runs(n->srv));
+        return;
+    }
+    size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
+    for (ssize_t i = 0; i < r;) {
+        char *nl = memchr(buf + i, '\n', (size_t)(r - i));
+        size_t chunk = nl ? (size_t)(nl - (buf + i)) : (size_t)(r - i);
+        if (!n->line_discard) {
+            if (n->line_len + chunk > cap + 1) {
+                n->line_discard = true; /* resync at the next newline */
+                n->line_len = 0;
+            } else {
+                if (n->line_len + chunk > n->line_cap) {
+                    size_t nc = n->line_cap ? n->line_cap : 4096;
+                    while (nc < n->line_len + chunk)
+                        nc *= 2;
+                    char *nb = realloc(n->line, nc);
+                    if (!nb) {
+                        n->line_discard = true;
+                        n->line_len = 0;
+                        goto next;
+                    }
+                    n->line = nb;
+                    n->line_cap = nc;
+                }
+                memcpy(n->line + n->line_len, buf + i, chunk);
+                n->line_len += chunk;
+            }
+        }
+    next:
+        i += (ssize_t)chunk;
+        if (nl) {
+            i++;
+            if (n->line_discard)
+                stdio_oversized(n);
+            else
+                stdio_line(n, n->line, n->line_len);
+            n->line_discard = false;
+            n->line_len = 0;
+        }
+    }
+}
+
+static int stdio_write(net *n)
+{
+    while (n->oh) {
+        qmsg *m = n->oh;
+        ssize_t w = write(1, m->buf + LWS_PRE + m->off, m->len - m->off);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            /* EPIPE: the client is gone; shut down like on EOF. */
+            wr_log(n->ctx, WR_LOG_WARNING, "server", "stdout: %s; shutting down", strerror(errno));
+            q_free(&n->oh, &n->ot);
+            n->stdin_eof = true;
+            wr_server_cancel_all(n->srv, "stdout closed");
+            return 0;
+        }
+        m->off += (size_t)w;
+        if (m->off < m->len)
+            break;
+        n->oh = m->next;
+        if (!n->oh)
+            n->ot = NULL;
+        free(m);
+    }
+    if (n->oh && n->w_out)
+        lws_callback_on_writable(n->w_out);
+    return 0;
+}
+
+static void begin_shutdown(net *n, const char *why)
+{
+    if (!n->draining)
+        wr_log(n->ctx, WR_LOG_NOTICE, "server", "%s: stopping; cancelling %d run(s)", why,
+               wr_server_active_runs(n->srv));
+    n->draining = true;
+    n->drain_deadline_ms = wr_now_ms(n->ctx) + 30000;
+    wr_server_cancel_all(n->srv, why);
+}
+
+static void handle_signals(net *n)
+{
+    unsigned char sigs[32];
+    ssize_t r = read(sig_pipe[0], sigs, sizeof sigs);
+    for (ssize_t i = 0; i < r; i++) {
+        if (sigs[i] == SIGHUP) {
+            wr_error err;
+            wr_error_clear(&err);
+            if (!n->o->policy_path)
+                wr_log(n->ctx, WR_LOG_WARNING, "server", "SIGHUP: no --policy file, the bundled policy stays");
+            else if (wr_gate_reload_policy(wr_server_gate(n->srv), n->o->policy_path, &err) != WR_OK)
+                wr_log(n->ctx, WR_LOG_ERROR, "server", "SIGHUP: policy %s refused, the previous policy stays: %s",
+                       n->o->policy_path, err.message);
+            else
+                wr_log(n->ctx, WR_LOG_NOTICE, "server", "SIGHUP: policy %s reloaded", n->o->policy_path);
+        } else {
+            begin_shutdown(n, sigs[i] == SIGINT ? "SIGINT" : "SIGTERM");
+        }
+    }
+}
+
+static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    raw *r = lws_get_opaque_user_data(wsi);
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (!r)
+            break;
+        if (r->kind == RAW_STDIN)
+            stdio_read(r->n);
+        else if (r->kind == RAW_SIGNAL)
+            handle_signals(r->n);
+        break;
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        if (r && r->kind == RAW_STDOUT)
+            return stdio_write(r->n);
+        break;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (!r)
+            break;
+        if (r->kind == RAW_STDIN) {
+            r->n->w_in = NULL;
+            r->n->stdin_eof = true;
+        } else if (r->kind == RAW_STDOUT) {
+            /* the reader hung up (POLLHUP/POLLERR) */
+            r->n->w_out = NULL;
+            q_free(&r->n->oh, &r->n->ot);
+            if (!r->n->stdin_eof)
+                begin_shutdown(r->n, "stdout closed");
+            r->n->stdin_eof = true;
+        }
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        break; /* handled once, by the "mcp" protocol */
+    default:
+        break;
+    }
+    return 0;
+}
+
+static struct lws *adopt_fd(net *n, int fd, raw *r)
+{
+    lws_sock_file_fd_type u;
+    u.filefd = fd;
+    struct lws *w = lws_adopt_descriptor_vhost(n->vh, LWS_ADOPT_RAW_FILE_DESC, u, "wr-raw", NULL);
+    if (w)
+        lws_set_opaque_user_data(w, r);
+    return w;
+}
+
+/* ======================================================================
+ * network: shared helpers
+ * ====================================================================== */
+
+static int64_t now_ms(net *n) { return wr_now_ms(n->ctx); }
+
+static bool hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+{
+    buf[0] = '\0';
+    int l = lws_hdr_total_length(wsi, t);
+    if (l <= 0 || l >= len)
+        return false;
+    return lws_hdr_copy(wsi, buf, len, t) >= 0;
+}
+
+static bool custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
+{
+    buf[0] = '\0';
+    int nl = (int)strlen(name);
+    int l = lws_hdr_custom_length(wsi, name, nl);
+    if (l <= 0 || l >= len)
+        return false;
+    return lws_hdr_custom_copy(wsi, buf, len, name, nl) >= 0;
+}
+
+/* Origin and Host (DNS rebinding), then the bearer token. Returns 0 and the
+ * identity, or the HTTP status to refuse with. */
+static int check_access(net *n, struct lws *wsi, bool allow_query_token, const char **identity, const char **why)
+{
+    char host[300], origin[300];
+    if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) || !wr_host_allowed(host, n->port, n->o->listen_host)) {
+        *why = "Host header not allowed";
+        return 403;
+    }
+    if (hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) || lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0) {
+        if (!origin[0] || !wr_origin_allowed(origin, n->port, n->o->listen_host, n->o->allowed_origins)) {
+            *why = "Origin not allowed";
+            return 403;
+        }
+    }
+    if (n->o->auth_none) {
+        *identity = n->o->agent_id;
+        return 0;
+    }
+    char auth[600];
+    const char *tok = NULL;
+    size_t toklen = 0;
+    if (hdr(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth) && !strncasecmp(auth, "Bearer ", 7)) {
+        tok = auth + 7;
+        while (*tok == ' ')
+            tok++;
+        toklen = strlen(tok);
+    } else if (allow_query_token) {
+        /* The SDK's WebSocket transport cannot set headers. The value never
+         * reaches a log: lws logs are limited to errors and warnings. */
+        static char q[600];
+        if (lws_get_urlarg_by_name(wsi, "access_token=", q, sizeof q)) {
+            const char *v = strchr(q, '=');
+            tok = v ? v + 1 : q;
+            toklen = strlen(tok);
+        }
+    }
+    const char *who = tok && toklen ? wr_tokens_identity(n->o->tokens, tok, toklen) : NULL;
+    explicit_bzero(auth, sizeof auth);
+    if (!who) {
+        *why = tok ? "invalid token" : "missing bearer token";
+        return 401;
+    }
+    *identity = who;
+    return 0;
+}
+
+/* ======================================================================
+ * WebSocket
+ * ====================================================================== */
+
+static void ws_send(wr_outlet *o, const char *json, size_t len, bool final)
+{
+    conn *c = (conn *)o;
+    (void)final;
+    q_push(&c->qh, &c->qt, qmsg_new(json, len, "", 0, "", 0, false));
+    lws_callback_on_writable(c->wsi);
+}
+
+static void ws_message(conn *c)
+{
+    if (c->rx_overflow) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "invalid request: message exceeds the limit of %zu bytes",
+                 wr_server_get_config(c->n->srv)->max_message_bytes);
+        char *m = wr_rpc_error_msg(NULL, WR_RPC_INVALID_REQUEST, msg, NULL);
+        if (m)
+            ws_send(&c->outlet, m, strlen(m), true);
+        free(m);
+    } else {
+        wr_rpc_result res;
+        wr_session_handle(c->ss, c->rx ? c->rx : "", c->rx_len, &c->outlet, &res);
+    }
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = 0;
+    c->rx_overflow = false;
+}
+
+/* ======================================================================
+ * Streamable HTTP
+ * ====================================================================== */
+
+static void http_reset(conn *c)
+{
+    free(c->body);
+    free(c->err_body);
+    q_free(&c->qh, &c->qt);
+    c->body = c->err_body = NULL;
+    c->body_len = 0;
+    c->status = 0;
+    c->hstate = H_IDLE;
+    c->hs = NULL;
+    c->ss = NULL;
+    c->close_after = c->headers_sent = c->ended = c->add_session_header = false;
+}
+
+static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
+{
+    conn *c = (conn *)o;
+    if (c->hstate == H_SSE) {
+        char head[128];
+        /* Event ids are unique in the MCP session and name their stream. */
+        int hl = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ",
+                          (unsigned long long)(c->hs ? ++c->hs->event_seq : 0));
+        q_push(&c->qh, &c->qt, qmsg_new(head, (size_t)hl, json, len, "\n\n", 2, final));
+        if (final)
+            c->ended = true;
+        lws_callback_on_writable(c->wsi);
+    } else {
+        /* a quick request: exactly one JSON response, written after handle() */
+        q_push(&c->qh, &c->qt, qmsg_new(json, len, "", 0, "", 0, true));
+        c->ended = true;
+    }
+}
+
+static void http_begin_stream(wr_outlet *o)
+{
+    conn *c = (conn *)o;
+    c->hstate = H_SSE;
+    /* SEP-1699 priming event: an id and empty data; only 2025-11-25
+     * clients expect it. */
+    if (c->ss && !strcmp(wr_session_version(c->ss), "2025-11-25")) {
+        char head[64];
+        int hl = snprintf(head, sizeof head, "id: %llu\ndata: \n\n",
+                          (unsigned long long)(c->hs ? ++c->hs->event_seq : 0));
+        q_push(&c->qh, &c->qt, qmsg_new(head, (size_t)hl, "", 0, "", 0, false));
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+/* A refusal with a JSON-RPC error body (no id). */
+static void http_refuse(conn *c, int status, int code, const char *message)
+{
+    c->status = status;
+    free(c->err_body);
+    c->err_body = code ? wr_rpc_error_msg(NULL, code, message, NULL) : NULL;
+    c->hstate = H_JSON;
+    lws_callback_on_writable(c->wsi);
+}
+
+static hsess *hsess_find(net *n, const char *id)
+{
+    for (hsess *h = n->hsessions; h; h = h->next)
+        if (!strcmp(h->id, id))
+            return h;
+    return NULL;
+}
+
+static void hsess_drop(net *n, hsess *h)
+{
+    hsess **pp = &n->hsessions;
+    while (*pp && *pp != h)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = h->next;
+    n->nhsessions--;
+    wr_session_close(h->ss, true);
+    free(h);
+}
+
+static bool accept_lists(const char *accept, const char *type)
+{
+    /* a comma-separated list, in any order, parameters allowed */
+    const char *p = accept;
+    size_t tl = strlen(type);
+    while (p && *p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!strncasecmp(p, type, tl) && (p[tl] == '\0' || p[tl] == ',' || p[tl] == ';' || p[tl] == ' '))
+            return true;
+        if (!strncasecmp(p, "*/*", 3))
+            return false; /* a wildcard is not an explicit listing */
+        p = strchr(p, ',');
+    }
+    return false;
+}
+
+static void http_post_body(conn *c)
+{
+    net *n = c->n;
+    wr_rpc_result res;
+    if (!c->hs) {
+        /* No Mcp-Session-Id: only initialize may create a session. */
+        wr_session *ss = wr_session_new(n->srv, c->who, NULL);
+        if (!ss) {
+            http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
+            return;
+        }
+        json_object *peek = wr_json_parse(c->body ? c->body : "", c->body_len, NULL, NULL);
+        json_object *m = NULL;
+        bool is_init = peek && json_object_is_type(peek, json_type_object) &&
+                       json_object_object_get_ex(peek, "method", &m) && json_object_is_type(m, json_type_string) &&
+                       !strcmp(json_object_get_string(m), "initialize");
+        json_object_put(peek);
+        if (!is_init && peek) {
+            wr_session_close(ss, true);
+            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
+            return;
+        }
+        c->ss = ss;
+        c->hstate = H_JSON;
+        wr_session_handle(ss, c->body ? c->body : "", c->body_len, &c->outlet, &res);
+        if (res.is_initialize) {
+            if (n->nhsessions >= n->o->max_http_sessions) {
+                wr_session_close(ss, true);
+                c->ss = NULL;
+                q_free(&c->qh, &c->qt);
+                http_refuse(c, 503, WR_RPC_INTERNAL, "too many MCP sessions");
+                return;
+            }
+            hsess *h = calloc(1, sizeof *h);
+            if (!h) {
+                wr_session_close(ss, true);
+                c->ss = NULL;
+                q_free(&c->qh, &c->qt);
+                http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
+                return;
+            }
+            /* crypto-random, visible ASCII; bound to the token identity */
+            wr_random_id(n->ctx, "mcp-", h->id, sizeof h->id);
+            snprintf(h->identity, sizeof h->identity, "%s", wr_session_identity(ss));
+            h->ss = ss;
+            h->last_used_ms = now_ms(n);
+            h->next = n->hsessions;
+            n->hsessions = h;
+            n->nhsessions++;
+            c->hs = h;
+            c->add_session_header = true;
+        } else {
+            /* a failed initialize (or garbage): no session survives it */
+            wr_session_close(ss, true);
+            c->ss = NULL;
+        }
+    } else {
+        c->hstate = H_JSON;
+        wr_session_handle(c->ss, c->body ? c->body : "", c->body_len, &c->outlet, &res);
+    }
+    if (res.kind == WR_RPC_NONE) {
+        c->status = 202;
+        c->ended = true;
+    } else if (res.kind == WR_RPC_REPLIED && c->hstate == H_JSON) {
+        c->status = res.http_status ? res.http_status : 200;
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t clen)
+{
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    if (lws_add_http_common_headers(c->wsi, (unsigned)status, ctype, clen, &p, end))
+        return -1;
+    if (c->add_session_header && c->hs &&
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"mcp-session-id:", (const unsigned char *)c->hs->id,
+                                    (int)strlen(c->hs->id), &p, end))
+        return -1;
+    if (c->hstate == H_SSE &&
+        (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                     (const unsigned char *)"no-cache", 8, &p, end) ||
+         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
+                                     (const unsigned char *)"no", 2, &p, end)))
+        return -1;
+    if (status == 401 &&
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
+                                    (const unsigned char *)"Bearer", 6, &p, end))
+        return -1;
+    if (status == 405 &&
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"allow:",
+                                    (const unsigned char *)"POST, DELETE", 12, &p, end))
+        return -1;
+    if (lws_finalize_write_http_header(c->wsi, start, &p, end))
+        return -1;
+    c->headers_sent = true;
+    c->last_write_ms = now_ms(c->n);
+    return 0;
+}
+
+static int http_done(conn *c)
+{
+    c->hstate = H_DONE;
+    if (c->close_after)
+        return -1;
+    return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+}
+
+static int http_writeable(conn *c)
+{
+    if (c->hstate == H_JSON) {
+        if (!c->status && !c->ended)
+            return 0; /* still waiting */
+        int status = c->status ? c->status : 200;
+        const char *body = c->err_body;
+        size_t blen = body ? strlen(body) : 0;
+        if (!body && c->qh) {
+            body = (const char *)c->qh->buf + LWS_PRE;
+            blen = c->qh->len;
+        }
+        if (!c->headers_sent) {
+            if (http_headers(c, status, body ? "application/json" : NULL, blen) < 0)
+                return -1;
+            if (!blen)
+                return http_done(c);
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+        unsigned char *tmp = malloc(LWS_PRE + blen);
+        if (!tmp)
+            return -1;
+        memcpy(tmp + LWS_PRE, body, blen);
+        int w = lws_write(c->wsi, tmp + LWS_PRE, blen, LWS_WRITE_HTTP_FINAL);
+        free(tmp);
+        if (w < (int)blen)
+            return -1;
+        return http_done(c);
+    }
+    if (c->hstate == H_SSE) {
+        if (!c->headers_sent) {
+            if (http_headers(c, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN) < 0)
+                return -1;
+            lws_http_mark_sse(c->wsi);
+            if (c->qh)
+                lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+        qmsg *m = q_pop(&c->qh, &c->qt);
+        if (!m)
+            return 0;
+        bool last = m->final;
+        int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+        free(m);
+        if (w < 0)
+            return -1;
+        c->last_write_ms = now_ms(c->n);
+        if (last) {
+            /* The response ends this stream (A/basic/transports.mdx). */
+            c->close_after = true;
+            return http_done(c);
+        }
+        if (c->qh)
+            lws_callback_on_writable(c->wsi);
+    }
+    return 0;
+}
+
+/* LWS_CALLBACK_HTTP: the request line and headers are in. */
+static int http_request(conn *c, const char *uri)
+{
+    net *n = c->n;
+    http_reset(c);
+    c->kind = CONN_HTTP;
+    c->outlet.send = http_send;
+    c->outlet.begin_stream = http_begin_stream;
+    c->hstate = H_JSON;
+    if (n->draining) {
+        c->close_after = true;
+        http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");
+        return 0;
+    }
+    if (strcmp(uri, "/mcp") != 0) {
+        c->close_after = true;
+        http_refuse(c, 404, 0, NULL);
+        return 0;
+    }
+    const char *who = NULL, *why = NULL;
+    int st = check_access(n, c->wsi, false, &who, &why);
+    if (st) {
+        wr_log(n->ctx, WR_LOG_WARNING, "server", "http: refused (%d): %s", st, why);
+        c->close_after = true;
+        http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
+        return 0;
+    }
+    snprintf(c->who, sizeof c->who, "%s", who);
+    bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
+    bool del = lws_hdr_total_length(c->wsi, WSI_TOKEN_DELETE_URI) > 0;
+    bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
+    char sid[WR_ID_MAX + 8], ver[40], accept[300], ctype[200];
+    bool have_sid = custom_hdr(c->wsi, "mcp-session-id:", sid, sizeof sid);
+    if (have_sid) {
+        hsess *h = hsess_find(n, sid);
+        /* a session id never authenticates: it must belong to this identity */
+        if (!h || strcmp(h->identity, who)) {
+            c->close_after = !post;
+            http_refuse(c, 404, WR_RPC_INVALID_REQUEST, "unknown or terminated MCP session");
+            return 0;
+        }
+        c->hs = h;
+        c->ss = h->ss;
+        h->last_used_ms = now_ms(n);
+        if (custom_hdr(c->wsi, "mcp-protocol-version:", ver, sizeof ver) && !wr_mcp_version_known(ver)) {
+            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "unsupported MCP-Protocol-Version");
+            return 0;
+        }
+    }
+    if (del) {
+        if (!c->hs) {
+            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
+            return 0;
+        }
+        hsess_drop(n, c->hs);
+        c->hs = NULL;
+        c->ss = NULL;
+        http_refuse(c, 200, 0, NULL);
+        return 0;
+    }
+    if (get) {
+        hdr(c->wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
+        if (!accept_lists(accept, "text/event-stream"))
+            http_refuse(c, 406, WR_RPC_INVALID_REQUEST, "not acceptable: GET needs Accept: text/event-stream");
+        else
+            http_refuse(c, 405, 0, NULL); /* no standalone stream: everything rides on POST */
+        return 0;
+    }
+    if (!post) {
+        http_refuse(c, 405, 0, NULL);
+        return 0;
+    }
+    hdr(c->wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
+    hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+    size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
+    char clen_s[32];
+    long long clen = hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? atoll(clen_s) : -1;
+    if (!accept_lists(accept, "application/json") || !accept_lists(accept, "text/event-stream")) {
+        c->close_after = true;
+        http_refuse(c, 406, WR_RPC_INVALID_REQUEST,
+                    "not acceptable: Accept must list application/json and text/event-stream");
+    } else if (strncasecmp(ctype, "application/json", 16) != 0 ||
+               (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
+        c->close_after = true;
+        http_refuse(c, 415, WR_RPC_INVALID_REQUEST, "unsupported media type: Content-Type must be application/json");
+    } else if (clen > (long long)cap) {
+        c->close_after = true;
+        http_refuse(c, 413, WR_RPC_INVALID_REQUEST, "payload too large");
+    } else if (clen <= 0) {
+        c->close_after = true;
+        http_refuse(c, 400, WR_RPC_PARSE_ERROR, "parse error: empty body");
+    } else {
+        c->hstate = H_BODY;
+        c->body = malloc((size_t)clen + 1);
+        if (!c->body) {
+            c->close_after = true;
+            http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* ======================================================================
+ * the "mcp" protocol callback: HTTP and WebSocket
+ * ====================================================================== */
+
+static bool net_idle(net *n)
+{
+    return wr_server_active_runs(n->srv) == 0 && !n->oh;
+}
+
+static void check_stop(net *n)
+{
+    bool stdio_only = !n->o->listen_host;
+    if ((n->draining || (stdio_only && n->stdin_eof)) && net_idle(n))
+        n->stop = true;
+    if (n->draining && now_ms(n) > n->drain_deadline_ms)
+        n->stop = true;
+    if (n->stop)
+        lws_cancel_service(n->lctx);
+}
+
+static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    conn *c = user;
+    net *n = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        wr_server_drain(n->srv);
+        check_stop(n);
+        return 0;
+
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return n->draining || n->conns >= n->o->max_connections;
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        /* WebSocket handshake: path, Origin/Host, token, capacity. */
+        const char *who = NULL, *why = "not found";
+        char uri[64];
+        int st = 0;
+        if (strcmp((const char *)in, "websocket") || !hdr(wsi, WSI_TOKEN_GET_URI, uri, sizeof uri) ||
+            strcmp(uri, "/ws"))
+            st = 404;
+        else if (n->draining || n->conns >= n->o->max_connections) {
+            st = 503;
+            why = "too many connections";
+        } else
+            st = check_access(n, wsi, true, &who, &why);
+        if (st) {
+            wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused (%d): %s", st, why);
+            lws_return_http_status(wsi, (unsigned)st, why);
+            return 1;
+        }
+        c->ss = wr_session_new(n->srv, who, &c->outlet); /* adopted at ESTABLISHED */
+        return c->ss ? 0 : -1;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED:
+        c->wsi = wsi;
+        c->n = n;
+        c->kind = CONN_WS;
+        c->outlet.send = ws_send;
+        c->outlet.begin_stream = NULL;
+        if (!c->ss)
+            return -1;
+        wr_session_set_default_outlet(c->ss, &c->outlet);
+        n->conns++;
+        c->counted = true;
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE: {
+        if (lws_frame_is_binary(wsi)) {
+            static const char why[] = "binary frames are not accepted: send JSON-RPC as text";
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)why, sizeof why - 1);
+            return -1;
+        }
+        size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
+        if (!c->rx_overflow) {
+            if (c->rx_len + len > cap) {
+                c->rx_overflow = true;
+                free(c->rx);
+                c->rx = NULL;
+                c->rx_len = 0;
+            } else {
+                char *nb = realloc(c->rx, c->rx_len + len + 1);
+                if (!nb)
+                    return -1;
+                c->rx = nb;
+                memcpy(c->rx + c->rx_len, in, len);
+                c->rx_len += len;
+            }
+        }
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
+            ws_message(c);
+        return 0;
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        qmsg *m = q_pop(&c->qh, &c->qt);
+        if (!m)
+            return 0;
+        int w = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        free(m);
+        if (w < 0)
+            return -1;
+        if (c->qh)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+
+    case LWS_CALLBACK_CLOSED:
+        if (c->kind == CONN_WS && c->ss) {
+            /* the output channel is gone: its runs are cancelled (receipts say so) */
+            wr_session_close(c->ss, true);
+            c->ss = NULL;
+        } else if (c->ss && !c->counted) {
+            wr_session_close(c->ss, true); /* handshake never completed */
+            c->ss = NULL;
+        }
+        q_free(&c->qh, &c->qt);
+        free(c->rx);
+        c->rx = NULL;
+        if (c->counted)
+            n->conns--;
+        c->counted = false;
+        return 0;
+
+    case LWS_CALLBACK_HTTP:
+        c->wsi = wsi;
+        c->n = n;
+        if (!c->counted) {
+            n->conns++;
+            c->counted = true;
+        }
+        return http_request(c, (const char *)in);
+
+    case LWS_CALLBACK_HTTP_BODY:
+        if (c->hstate == H_BODY && c->body) {
+            char clen_s[32];
+            size_t clen = hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? (size_t)atoll(clen_s) : 0;
+            if (c->body_len + len > clen)
+                return -1; /* more than announced */
+            memcpy(c->body + c->body_len, in, len);
+            c->body_len += len;
+        }
+        return 0;
+
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (c->hstate == H_BODY)
+            http_post_body(c);
+        return 0;
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_writeable(c);
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (c && c->kind == CONN_HTTP) {
+            if (c->ss)
+                wr_session_outlet_gone(c->ss, &c->outlet);
+            http_reset(c);
+            c->kind = CONN_NONE;
+            if (c->counted)
+                n->conns--;
+            c->counted = false;
+        }
+        return 0;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ======================================================================
+ * timers and the loop
+ * ====================================================================== */
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+    net *n = lws_container_of(sul, net, sul);
+    wr_server_drain(n->srv);
+    wr_server_tick(n->srv);
+    /* idle HTTP sessions without runs expire */
+    int64_t now = now_ms(n);
+    for (hsess *h = n->hsessions, *next; h; h = next) {
+        next = h->next;
+        if (now - h->last_used_ms > HTTP_SESSION_IDLE_MS && !h->ss->calls)
+            hsess_drop(n, h);
+    }
+    check_stop(n);
+    if (!n->stop)
+        lws_sul_schedule(n->lctx, 0, &n->sul, on_tick, TICK_US);
+}
+
+static void waker(void *ud) { lws_cancel_service(ud); }
+
+static const struct lws_protocols protocols[] = {
+    {"mcp", cb_mcp, sizeof(conn), 0, 0, NULL, 0},
+    {"wr-raw", cb_raw, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_log_stderr(int level, const char *line)
+{
+    (void)level;
+    fputs(line, stderr); /* stdout carries protocol messages only */
+}
+
+int wr_net_serve(wr_server *srv, const wr_net_options *o)
+{
+    net *n = calloc(1, sizeof *n);
+    if (!n)
+        return 1;
+    n->srv = srv;
+    n->o = o;
+    n->ctx = wr_gate_ctx(wr_server_gate(srv));
+    n->stdio_outlet.send = stdio_send;
+    n->r_in = (raw){RAW_STDIN, n};
+    n->r_out = (raw){RAW_STDOUT, n};
+    n->r_sig = (raw){RAW_SIGNAL, n};
+    int rc = 1;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_stderr);
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        wr_log(n->ctx, WR_LOG_ERROR, "server", "pipe: %s", strerror(errno));
+        free(n);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = on_sigpipe;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (o->tls_cert)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.protocols = protocols;
+    info.user = n;
+    info.fd_limit_per_thread = (unsigned)(o->max_connections + 64);
+    n->lctx = lws_create_context(&info);
+    if (!n->lctx) {
+        wr_log(n->ctx, WR_LOG_ERROR, "server", "cannot create the event loop");
+        goto out;
+    }
+    memset(&info, 0, sizeof info);
+    info.protocols = protocols;
+    info.user = n;
+    info.vhost_name = "warrant";
+    if (o->listen_host) {
+        info.port = o->listen_port;
+        info.iface = !strcasecmp(o->listen_host, "localhost") ? "127.0.0.1" : o->listen_host;
+        if (o->tls_cert) {
+            info.ssl_cert_filepath = o->tls_cert;
+            info.ssl_private_key_filepath = o->tls_key;
+        }
+        info.timeout_secs = 30;
+    } else {
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    }
+    n->vh = lws_create_vhost(n->lctx, &info);
+    if (!n->vh) {
+        wr_log(n->ctx, WR_LOG_ERROR, "server", "cannot listen on %s:%d", o->listen_host ? o->listen_host : "-",
+               o->listen_port);
+        goto out;
+    }
+    if (o->listen_host) {
+        n->port = lws_get_vhost_listen_port(n->vh);
+        const char *sch = o->tls_cert ? "s" : "";
+        const char *h = info.iface;
+        bool v6 = strchr(h, ':') != NULL;
+        wr_log(n->ctx, WR_LOG_NOTICE, "server", "listening on %s%s%s:%d: http%s://…/mcp and ws%s://…/ws (auth: %s)",
+               v6 ? "[" : "", h, v6 ? "]" : "", n->port, sch, sch, o->auth_none ? "none" : "bearer token");
+        if (o->auth_none)
+            wr_log(n->ctx, WR_LOG_WARNING, "server",
+                   "--auth none: any local process can use this server as agent \"%s\"", o->agent_id);
+    }
+    wr_server_set_waker(srv, waker, n->lctx);
+    if (!adopt_fd(n, sig_pipe[0], &n->r_sig)) {
+        wr_log(n->ctx, WR_LOG_ERROR, "server", "cannot watch signals");
+        goto out;
+    }
+    if (o->stdio) {
+        n->stdio_ss = wr_session_new(srv, o->agent_id, &n->stdio_outlet);
+        /* stdout is written without blocking the loop; a slow reader only
+         * delays its own messages. */
+        int fl = fcntl(1, F_GETFL);
+        if (fl >= 0)
+            fcntl(1, F_SETFL, fl | O_NONBLOCK);
+        n->w_in = adopt_fd(n, 0, &n->r_in);
+        n->w_out = adopt_fd(n, 1, &n->r_out);
+        if (!n->stdio_ss || !n->w_in || !n->w_out) {
+            wr_log(n->ctx, WR_LOG_ERROR, "server", "cannot attach stdin/stdout to the event loop");
+            goto out;
+        }
+        lws_rx_flow_control(n->w_out, 0); /* only POLLOUT matters on stdout */
+    }
+    lws_sul_schedule(n->lctx, 0, &n->sul, on_tick, TICK_US);
+    while (!n->stop)
+        if (lws_service(n->lctx, 0) < 0)
+            break;
+    /* flush what is left for stdout before leaving */
+    if (n->oh) {
+        int fl = fcntl(1, F_GETFL);
+        if (fl >= 0)
+            fcntl(1, F_SETFL, fl & ~O_NONBLOCK);
+        stdio_write(n);
+    }
+    rc = 0;
+out:
+    if (n->lctx) {
+        lws_sul_cancel(&n->sul);
+        wr_server_set_waker(srv, NULL, NULL);
+        lws_context_destroy(n->lctx);
+    }
+    while (n->hsessions)
+        hsess_drop(n, n->hsessions);
+    if (n->stdio_ss)
+        wr_session_close(n->stdio_ss, true);
+    /* Runs cancelled above still seal their receipts before we return. */
+    while (wr_server_active_runs(srv) > 0) {
+        wr_server_drain(srv);
+        usleep(20000);
+    }
+    wr_server_drain(srv);
+    q_free(&n->oh, &n->ot);
+    free(n->line);
+    close(sig_pipe[0]);
+    close(sig_pipe[1]);
+    sig_pipe[0] = sig_pipe[1] = -1;
+    free(n);
+    return rc;
+}

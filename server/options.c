@@ -1,0 +1,371 @@
+/* warrantd's command line and config file (design.md "warrantd"). */
+#include "server/net.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct opts {
+    char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level;
+    bool stdio;
+    long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions;
+    wr_strv origins;
+} opts;
+
+static const char usage[] =
+    "usage: warrantd [--config FILE] [--policy FILE] [--state-dir DIR] [--agent-id ID]\n"
+    "                [--stdio] [--listen HOST:PORT] [--token-file FILE | --auth none]\n"
+    "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]...\n"
+    "                [--max-message-bytes N] [--max-runs N] [--max-runs-per-client N]\n"
+    "                [--max-connections N] [--max-sessions N] [--log-level debug|info|notice|warning|error]\n"
+    "State dir default: $WARRANT_STATE_DIR, else $XDG_STATE_HOME/warrant, else ~/.local/state/warrant.\n"
+    "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
+
+enum {
+    O_CONFIG = 256, O_POLICY, O_STATE, O_AGENT, O_STDIO, O_LISTEN, O_TOKENS, O_AUTH, O_CERT, O_KEY, O_ORIGIN,
+    O_MAXMSG, O_MAXRUNS, O_MAXRUNSC, O_MAXCONN, O_MAXSESS, O_LOGLEVEL, O_HELP, O_VERSION,
+};
+
+static const struct option longopts[] = {
+    {"config", required_argument, NULL, O_CONFIG},
+    {"policy", required_argument, NULL, O_POLICY},
+    {"state-dir", required_argument, NULL, O_STATE},
+    {"agent-id", required_argument, NULL, O_AGENT},
+    {"stdio", no_argument, NULL, O_STDIO},
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"token-file", required_argument, NULL, O_TOKENS},
+    {"auth", required_argument, NULL, O_AUTH},
+    {"tls-cert", required_argument, NULL, O_CERT},
+    {"tls-key", required_argument, NULL, O_KEY},
+    {"allowed-origin", required_argument, NULL, O_ORIGIN},
+    {"max-message-bytes", required_argument, NULL, O_MAXMSG},
+    {"max-runs", required_argument, NULL, O_MAXRUNS},
+    {"max-runs-per-client", required_argument, NULL, O_MAXRUNSC},
+    {"max-connections", required_argument, NULL, O_MAXCONN},
+    {"max-sessions", required_argument, NULL, O_MAXSESS},
+    {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"help", no_argument, NULL, O_HELP},
+    {"version", no_argument, NULL, O_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static int set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = strdup(v);
+    return *dst ? 0 : -1;
+}
+
+static int set_num(long long *dst, const char *name, const char *v, long long lo, long long hi)
+{
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || !end || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "warrantd: --%s: expected an integer in [%lld, %lld], got \"%s\"\n", name, lo, hi, v);
+        return -1;
+    }
+    *dst = x;
+    return 0;
+}
+
+/* One option; returns 0, 1 (help/version printed), or -1. */
+static int apply(opts *o, int id, const char *name, const char *v)
+{
+    switch (id) {
+    case O_CONFIG: return set_str(&o->config, v);
+    case O_POLICY: return set_str(&o->policy, v);
+    case O_STATE: return set_str(&o->state_dir, v);
+    case O_AGENT: return set_str(&o->agent_id, v);
+    case O_STDIO: o->stdio = true; return 0;
+    case O_LISTEN: return set_str(&o->listen, v);
+    case O_TOKENS: return set_str(&o->token_file, v);
+    case O_AUTH: return set_str(&o->auth, v);
+    case O_CERT: return set_str(&o->tls_cert, v);
+    case O_KEY: return set_str(&o->tls_key, v);
+    case O_ORIGIN: return wr_strv_push(&o->origins, v) == WR_OK ? 0 : -1;
+    case O_MAXMSG: return set_num(&o->max_message_bytes, name, v, 1024, 64LL * 1024 * 1024);
+    case O_MAXRUNS: return set_num(&o->max_runs, name, v, 1, 4096);
+    case O_MAXRUNSC: return set_num(&o->max_runs_per_client, name, v, 1, 4096);
+    case O_MAXCONN: return set_num(&o->max_connections, name, v, 1, 100000);
+    case O_MAXSESS: return set_num(&o->max_sessions, name, v, 1, 100000);
+    case O_LOGLEVEL: return set_str(&o->log_level, v);
+    case O_HELP: fputs(usage, stdout); return 1;
+    case O_VERSION: printf("warrantd %s\n", WR_VERSION); return 1;
+    default: return -1;
+    }
+}
+
+/* The config file holds the same options, one per line without the leading
+ * "--": "listen 127.0.0.1:8765", "stdio", "# comment". The command line
+ * wins over it. */
+static int load_config(opts *o, const char *path)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    wr_error err;
+    if (wr_read_file(path, 256 * 1024, &buf, &len, &err) != WR_OK) {
+        fprintf(stderr, "warrantd: %s\n", err.message);
+        return -1;
+    }
+    int rc = 0, lineno = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line && rc == 0; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        while (*line == ' ' || *line == '\t')
+            line++;
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == ' ' || line[l - 1] == '\t' || line[l - 1] == '\r'))
+            line[--l] = '\0';
+        if (!*line || *line == '#')
+            continue;
+        char *val = strpbrk(line, " \t");
+        if (val) {
+            *val++ = '\0';
+            while (*val == ' ' || *val == '\t')
+                val++;
+        }
+        const struct option *opt = NULL;
+        for (const struct option *p = longopts; p->name; p++)
+            if (!strcmp(p->name, line))
+                opt = p;
+        if (!opt || opt->val == O_CONFIG || opt->val == O_HELP || opt->val == O_VERSION ||
+            (opt->has_arg == required_argument) != (val && *val)) {
+            fprintf(stderr, "warrantd: %s:%d: unknown option or wrong value for \"%s\"\n", path, lineno, line);
+            rc = -1;
+        } else {
+            rc = apply(o, opt->val, opt->name, val ? val : "") < 0 ? -1 : 0;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static int parse_cli(opts *o, int argc, char **argv, bool config_only)
+{
+    optind = 1;
+    opterr = config_only ? 0 : 1;
+    int c, idx = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
+        if (c == '?' || c == ':') {
+            if (config_only)
+                continue;
+            fputs(usage, stderr);
+            return -1;
+        }
+        if (config_only != (c == O_CONFIG))
+            continue;
+        int r = apply(o, c, longopts[idx].name, optarg ? optarg : "");
+        if (r)
+            return r;
+    }
+    if (!config_only && optind < argc) {
+        fprintf(stderr, "warrantd: unexpected argument \"%s\"\n%s", argv[optind], usage);
+        return -1;
+    }
+    return 0;
+}
+
+static void opts_free(opts *o)
+{
+    free(o->config);
+    free(o->policy);
+    free(o->state_dir);
+    free(o->agent_id);
+    free(o->listen);
+    free(o->token_file);
+    free(o->auth);
+    free(o->tls_cert);
+    free(o->tls_key);
+    free(o->log_level);
+    wr_strv_free(&o->origins);
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static char *default_state_dir(void)
+{
+    const char *e = getenv("WARRANT_STATE_DIR");
+    char buf[4096];
+    if (e && *e)
+        return strdup(e);
+    if ((e = getenv("XDG_STATE_HOME")) && *e == '/')
+        snprintf(buf, sizeof buf, "%s/warrant", e);
+    else if ((e = getenv("HOME")) && *e == '/')
+        snprintf(buf, sizeof buf, "%s/.local/state/warrant", e);
+    else
+        return NULL;
+    return strdup(buf);
+}
+
+/* "HOST:PORT" or "[V6]:PORT". */
+static int parse_listen(const char *s, char **host, int *port)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        *host = strndup(s + 1, (size_t)(rb - s - 1));
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s)
+            return -1;
+        *host = strndup(s, (size_t)(colon - s));
+    }
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (!*host || !end || *end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+int wr_server_main(int argc, char **argv)
+{
+    opts o;
+    memset(&o, 0, sizeof o);
+    int status = 2;
+    wr_gate *g = NULL;
+    wr_server *srv = NULL;
+    wr_tokens *tokens = NULL;
+    char *host = NULL;
+    int r = parse_cli(&o, argc, argv, true);
+    if (r == 0 && o.config)
+        r = load_config(&o, o.config);
+    if (r == 0)
+        r = parse_cli(&o, argc, argv, false);
+    if (r) {
+        opts_free(&o);
+        return r > 0 ? 0 : 2;
+    }
+
+    wr_ctx ctx = wr_ctx_system();
+    static const char *const levels[] = {"debug", "info", "notice", "warning", "error", NULL};
+    if (o.log_level) {
+        int found = -1;
+        for (int i = 0; levels[i]; i++)
+            if (!strcasecmp(o.log_level, levels[i]))
+                found = i;
+        if (found < 0) {
+            fprintf(stderr, "warrantd: --log-level: unknown level \"%s\"\n", o.log_level);
+            goto out;
+        }
+        ctx.log_level = found;
+    }
+    if (!o.agent_id) {
+        const char *e = getenv("WARRANT_AGENT_ID");
+        o.agent_id = strdup(e && *e ? e : "local");
+    }
+    if (!o.state_dir && !(o.state_dir = default_state_dir())) {
+        fprintf(stderr, "warrantd: no --state-dir, and neither WARRANT_STATE_DIR nor HOME is set\n");
+        goto out;
+    }
+    wr_net_options no;
+    memset(&no, 0, sizeof no);
+    no.agent_id = o.agent_id;
+    no.stdio = o.stdio || !o.listen;
+    no.allowed_origins = &o.origins;
+    no.max_connections = o.max_connections ? (int)o.max_connections : 256;
+    no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : 1024;
+    no.policy_path = o.policy;
+    if (o.listen) {
+        if (parse_listen(o.listen, &host, &no.listen_port) != 0) {
+            fprintf(stderr, "warrantd: --listen: expected HOST:PORT or [V6]:PORT, got \"%s\"\n", o.listen);
+            goto out;
+        }
+        no.listen_host = host;
+        bool loop = wr_host_is_loopback(host);
+        if (o.auth && strcmp(o.auth, "none") != 0) {
+            fprintf(stderr, "warrantd: --auth: only \"none\" is accepted\n");
+            goto out;
+        }
+        if (o.auth && o.token_file) {
+            fprintf(stderr, "warrantd: --auth none and --token-file exclude each other\n");
+            goto out;
+        }
+        if (!o.auth && !o.token_file) {
+            fprintf(stderr, "warrantd: --listen needs --token-file FILE (or --auth none on loopback)\n");
+            goto out;
+        }
+        if (o.auth && !loop) {
+            fprintf(stderr, "warrantd: --auth none is refused on a non-loopback address (%s)\n", host);
+            goto out;
+        }
+        if (!!o.tls_cert != !!o.tls_key) {
+            fprintf(stderr, "warrantd: --tls-cert and --tls-key go together\n");
+            goto out;
+        }
+        if (!loop && !o.tls_cert) {
+            /* Bearer tokens must never cross a network in clear text. */
+            fprintf(stderr, "warrantd: refusing to listen on non-loopback %s without TLS (--tls-cert/--tls-key)\n",
+                    host);
+            goto out;
+        }
+        no.auth_none = o.auth != NULL;
+        no.tls_cert = o.tls_cert;
+        no.tls_key = o.tls_key;
+        wr_error err;
+        if (o.token_file && wr_tokens_load(o.token_file, &tokens, &err) != WR_OK) {
+            fprintf(stderr, "warrantd: %s\n", err.message);
+            goto out;
+        }
+        no.tokens = tokens;
+    } else if (o.token_file || o.auth || o.tls_cert) {
+        fprintf(stderr, "warrantd: --token-file, --auth and --tls-* only apply with --listen\n");
+        goto out;
+    }
+
+    if (mkdir_p(o.state_dir) != 0) {
+        fprintf(stderr, "warrantd: cannot create state dir %s: %s\n", o.state_dir, strerror(errno));
+        goto out;
+    }
+    wr_error err;
+    wr_error_clear(&err);
+    /* env_allow names take their values from our environment (design.md). */
+    wr_gate_config gc = {.state_dir = o.state_dir, .policy_path = o.policy, .ctx = &ctx, .host_env = environ};
+    if (wr_gate_open(&gc, &g, &err) != WR_OK) {
+        fprintf(stderr, "warrantd: %s\n", err.message);
+        goto out;
+    }
+    wr_server_config sc = {
+        .max_message_bytes = (size_t)o.max_message_bytes,
+        .max_runs = (int)o.max_runs,
+        .max_runs_per_client = (int)o.max_runs_per_client,
+    };
+    if (wr_server_new(g, &sc, &srv, &err) != WR_OK) {
+        fprintf(stderr, "warrantd: %s\n", err.message);
+        status = 1;
+        goto out;
+    }
+    wr_log(wr_gate_ctx(g), WR_LOG_INFO, "server", "warrantd %s: state dir %s, policy %s%s%s", WR_VERSION,
+           o.state_dir, o.policy ? o.policy : "(bundled default)", no.stdio ? ", stdio as agent " : "",
+           no.stdio ? o.agent_id : "");
+    status = wr_net_serve(srv, &no);
+out:
+    wr_server_free(srv);
+    wr_gate_close(g);
+    wr_tokens_free(tokens);
+    free(host);
+    opts_free(&o);
+    return status;
+}
