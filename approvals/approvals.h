@@ -5,7 +5,8 @@
  * A signed artifact is the csc.approval.v0.1 object plus
  *   "signature": {"algorithm":"ed25519","key_id":…,"public_key":…,"signature":base64}
  * signed over the canonical JSON of the artifact with only
- * signature.signature removed (the receipt rule). */
+ * signature.signature removed (the receipt rule); schema
+ * schemas/warrant.approval.schema.json. Functions here need a non-NULL err. */
 #ifndef WR_APPROVALS_H
 #define WR_APPROVALS_H
 
@@ -14,7 +15,11 @@
 #include "store/store.h"
 
 /* Queues (or finds the pending) request for a needs_approval decision.
- * request_id_out holds WR_ID_MAX bytes. */
+ * request_id_out holds WR_ID_MAX bytes. The request's decision_json is the
+ * CSC PolicyDecision plus "policy_sha256" of the policy it was made under,
+ * which is stored too (wr_store_put_policy); see wr_approval_request_policy.
+ * A pending request whose approval was used up or that has expired is
+ * closed (consumed/expired) and a new one is opened. */
 int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decision *d, const wr_policy *p,
                              const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err);
 
@@ -72,9 +77,44 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
 void wr_authz_clear(wr_authz *a);
 
 /* Verifies one artifact for submit_approval / approvals CLI without a run:
- * schema, signature, trusted approver, binding to the request's contract. */
+ * schema, signature, trusted approver, binding to the request's contract.
+ * It runs exactly the checks of wr_approvals_authorize against the newest
+ * request for the artifact's contract_sha256 (that request must still be
+ * pending or approved) and a fresh policy decision, and stores the artifact
+ * when it passes (idempotent), so that the next run finds it. */
 int wr_approval_check_artifact(wr_store *st, const wr_policy *p, json_object *artifact, const wr_ctx *ctx,
                                wr_error *err);
+/* The same, also refusing the server's receipt key (server_pk, may be NULL)
+ * as an approver's, and telling which request the artifact was stored for
+ * (request_id_out may be NULL). */
+int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, const unsigned char *server_pk,
+                       const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err);
+
+/* A request with its effective status: the stored one, or for a stored
+ * "pending" request what its artifacts and the clock make of it (approved
+ * once enough distinct approvers hold a usable artifact, consumed once one
+ * given for it was used, expired past expires_at). */
+typedef struct wr_approval_state {
+    wr_approval_request request;
+    char status[16];
+    int approvals_valid;    /* distinct identities with a usable (unused, unrevoked, current) artifact */
+    json_object *approvals; /* stored artifacts for the contract hash, oldest first (owned) */
+} wr_approval_state;
+int wr_approval_state_get(wr_store *st, const char *request_id, const wr_ctx *ctx, wr_approval_state *out,
+                          wr_error *err);
+void wr_approval_state_clear(wr_approval_state *s);
+
+/* The policy a request was decided under, from the store (for approvers
+ * who do not name one). WR_E_NOTFOUND if it is not stored. */
+int wr_approval_request_policy(wr_store *st, const wr_approval_request *r, wr_policy **out, wr_error *err);
+
+/* A human's refusal: the request (pending or approved, not yet used) becomes
+ * denied and every artifact stored for its contract is revoked, so that an
+ * approval already given (say one of two) stops counting. */
+int wr_approval_deny(wr_store *st, const char *request_id, const char *reason, const wr_ctx *ctx, wr_error *err);
+/* Revokes a request and every artifact stored for its contract, or, given an
+ * approval id ("apv_..."), that one artifact. */
+int wr_approval_revoke(wr_store *st, const char *id, const char *reason, const wr_ctx *ctx, wr_error *err);
 
 /* Status of a request for get_approval: pending|approved|denied|expired|consumed|revoked
  * and its stored artifacts (array). */

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""`warrant approvals list|show|approve|deny|revoke` as an approver uses it:
+real state dirs, real keys (PKCS#8 PEM written by `cryptography`, and raw
+base64), exit codes 0/1/2 and the messages a human reads. Artifacts printed
+by `approve` are verified here independently (canonical JSON + Ed25519), so
+the CLI's signatures interoperate with any CSC verifier.
+
+usage: test_approvals_cli.py WARRANT_BIN MKREQUEST_BIN"""
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from datetime import datetime
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+WARRANT, MKREQUEST = sys.argv[1], sys.argv[2]
+
+
+def canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def contract(cid, mode="human_required", user="fabio", intent="inspect the repository", why="tests"):
+    return {
+        "version": "csc.v0.1", "contract_id": cid, "intent": intent,
+        "actor": {"agent_id": "agent-1", "session_id": "s-1", "initiating_user": user, "delegation_scope": "repo"},
+        "commands": [{"id": "cmd_1", "exec": {"argv": ["git", "status", "--short"]}, "cwd": "/workspace//repo/.",
+                      "read_paths": ["/workspace/**"], "write_paths": [], "network": "deny", "env_allow": [],
+                      "secret_refs": [], "timeout_sec": 10, "proposed_effect_type": "observe"}],
+        "risk_class": "medium", "approval_mode": mode, "justification": why,
+    }
+
+
+class World:
+    def __init__(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="wr-apv-cli-")
+        self.dir = self.tmp.name
+        self.state = os.path.join(self.dir, "state")
+        self.keys = {}
+        for name in ("alice", "bob", "carol", "mallory"):
+            sk = Ed25519PrivateKey.generate()
+            self.keys[name] = sk
+            path = os.path.join(self.dir, name + ".key")
+            if name == "bob":  # raw base64 seed: accepted on input too
+                raw = sk.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                       serialization.NoEncryption())
+                data = base64.b64encode(raw) + b"\n"
+            else:
+                data = sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, data)
+            os.close(fd)
+
+        def approver(name, risks):
+            pem = self.pub_pem(name).strip().replace("\n", "\n      ")
+            return (f"  - identity: {name}@example.com\n    public_key: |\n      {pem}\n"
+                    f"    may_approve: {{risk_classes: [{risks}], effect_types: [observe]}}\n")
+        self.policy = os.path.join(self.dir, "policy.yaml")
+        with open(self.policy, "w") as f:
+            f.write("policy_schema_version: csc.policy.v0.1\nname: approvals-cli\nallow_commands: [git]\n"
+                    "allowed_effect_types: [observe]\nallowed_risk_classes: [low, medium]\nmax_timeout_sec: 60\n"
+                    "network: deny\nallow_secret_refs: false\nallowed_cwd_prefixes: [/workspace]\n"
+                    "allowed_read_prefixes: [/workspace]\napprovers:\n" + approver("alice", "low, medium") +
+                    approver("bob", "low, medium") + approver("carol", "low") +
+                    "approval:\n  max_lifetime_sec: 7200\n  allow_time_window: false\n")
+
+    def pub_pem(self, name):
+        return self.keys[name].public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def key(self, name):
+        return os.path.join(self.dir, name + ".key")
+
+    def request(self, doc):
+        path = os.path.join(self.dir, doc["contract_id"] + ".json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        r = subprocess.run([MKREQUEST, self.state, self.policy, path], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        rid, sha = r.stdout.split()
+        return rid, sha
+
+    def warrant(self, *args, state=True):
+        argv = [WARRANT, "approvals", *args] + (["--state-dir", self.state] if state else [])
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+class ApprovalsCli(unittest.TestCase):
+    def setUp(self):
+        self.w = World()
+        self.addCleanup(self.w.tmp.cleanup)
+
+    def ok(self, *args):
+        r = self.w.warrant(*args)
+        self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
+        return r
+
+    def fails(self, code, want, *args):
+        r = self.w.warrant(*args)
+        self.assertEqual(r.returncode, code, f"{args}: stdout {r.stdout!r} stderr {r.stderr!r}")
+        self.assertIn(want, r.stderr)
+        self.assertEqual(r.stdout, "")
+        return r
+
+    def listed(self, *extra):
+        return {r["request_id"]: r for r in json.loads(self.ok("list", "--json", *extra).stdout)}
+
+    def verify_artifact(self, art, signer):
+        sig = art["signature"]
+        self.assertEqual(sig["algorithm"], "ed25519")
+        unsigned = json.loads(json.dumps(art))
+        del unsigned["signature"]["signature"]
+        pub = self.w.keys[signer].public_key()
+        pub.verify(base64.b64decode(sig["signature"]), canonical(unsigned))  # raises if it does not hold
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.assertEqual(base64.b64decode(sig["public_key"]), raw)
+        import hashlib
+        self.assertEqual(sig["key_id"], hashlib.sha256(raw).hexdigest()[:16])
+
+    def test_list_show_approve(self):
+        rid, sha = self.w.request(contract("contract-list"))
+        text = self.ok("list").stdout
+        self.assertIn(rid, text)
+        self.assertIn("pending", text)
+        self.assertIn("0/1 approvals", text)
+        self.assertIn("git status --short", text)
+        self.assertIn("cwd /workspace/repo", text)  # normalised, as the sandbox will see it
+        self.assertIn("network deny", text)
+        self.assertIn("risk medium", text)
+        self.assertIn("agent agent-1", text)
+        item = self.listed()[rid]
+        self.assertEqual(item["contract_sha256"], sha)
+        self.assertEqual(item["status"], "pending")
+        self.assertEqual(item["agent_id"], "agent-1")
+        self.assertEqual(item["intent"], "inspect the repository")
+        self.assertEqual(item["commands"][0]["argv"], ["git", "status", "--short"])
+        self.assertEqual(item["commands"][0]["read_paths"], ["/workspace/**"])
+        self.assertEqual(item["required_approvals"], 1)
+
+        shown = self.ok("show", rid).stdout
+        self.assertIn("WARNING", shown)
+        self.assertIn("untrusted", shown)
+        self.assertIn('"justification": "tests"', shown)
+        self.assertIn(sha, shown)
+        full = json.loads(self.ok("show", rid, "--json").stdout)
+        self.assertEqual(full["contract"]["contract_id"], "contract-list")
+        self.assertEqual(full["decision"]["decision"], "needs_approval")
+
+        r = self.ok("approve", rid, "--key", self.w.key("alice"), "--reason", "ok by me", "--policy", self.w.policy)
+        art = json.loads(r.stdout)
+        self.verify_artifact(art, "alice")
+        self.assertEqual(art["approval_version"], "csc.approval.v0.1")
+        self.assertEqual(art["contract_sha256"], sha)
+        self.assertEqual(art["approver"], {"identity": "alice@example.com", "method": "cli"})
+        self.assertEqual(art["scope"], "single_execution")
+        self.assertEqual(art["reason"], "ok by me")
+        span = (datetime.fromisoformat(art["expires_at"].replace("Z", "+00:00")) -
+                datetime.fromisoformat(art["approved_at"].replace("Z", "+00:00"))).total_seconds()
+        self.assertEqual(span, 3600)
+        self.assertIn("1 of 1 approvals", r.stderr)
+        # approved: no longer waiting for a human, still visible with --all
+        self.assertNotIn(rid, self.listed())
+        self.assertEqual(self.listed("--all")[rid]["status"], "approved")
+        full = json.loads(self.ok("show", rid, "--json").stdout)
+        self.assertEqual([a["approval_id"] for a in full["artifacts"]], [art["approval_id"]])
+
+        # revoke: the request and its artifacts
+        self.assertIn("revoked", self.ok("revoke", rid, "--reason", "oops").stdout)
+        self.assertEqual(self.listed("--all")[rid]["status"], "revoked")
+        self.fails(1, "is revoked", "approve", rid, "--key", self.w.key("bob"), "--policy", self.w.policy)
+
+    def test_refusals_store_nothing(self):
+        rid, _ = self.w.request(contract("contract-refuse"))
+        p = ("--policy", self.w.policy)
+        self.fails(2, "--key KEY", "approve", rid, *p)
+        self.fails(1, "approver carol@example.com may not approve risk class medium",
+                   "approve", rid, "--key", self.w.key("carol"), *p)
+        self.fails(1, "is not the key of any approver", "approve", rid, "--key", self.w.key("mallory"), *p)
+        self.fails(1, "claims identity bob@example.com but is signed with the key of approver alice@example.com",
+                   "approve", rid, "--key", self.w.key("alice"), "--identity", "bob@example.com", *p)
+        self.fails(1, "exceeds the policy's maximum approval lifetime of 7200s",
+                   "approve", rid, "--key", self.w.key("alice"), "--expires", "1d", *p)
+        self.fails(2, "not a duration", "approve", rid, "--key", self.w.key("alice"), "--expires", "soon", *p)
+        self.fails(1, "scope time_window is not allowed by the policy",
+                   "approve", rid, "--key", self.w.key("alice"), "--scope", "window", *p)
+        self.fails(2, "--scope must be single or window", "approve", rid, "--key", self.w.key("alice"),
+                   "--scope", "forever", *p)
+        self.fails(2, "no approval request", "approve", "apr_unknown", "--key", self.w.key("alice"), *p)
+        os.chmod(self.w.key("alice"), 0o644)
+        self.fails(2, "accessible by group or others", "approve", rid, "--key", self.w.key("alice"), *p)
+        item = self.listed()[rid]
+        self.assertEqual((item["status"], item["approvals"]), ("pending", 0))
+        self.assertEqual(json.loads(self.ok("show", rid, "--json").stdout)["artifacts"], [])
+
+    def test_self_approval(self):
+        rid, _ = self.w.request(contract("contract-self", user="alice@example.com"))
+        self.fails(1, "self-approval refused: alice@example.com is the initiating user",
+                   "approve", rid, "--key", self.w.key("alice"), "--policy", self.w.policy)
+
+    def test_dual_control_with_stored_policy(self):
+        rid, _ = self.w.request(contract("contract-dual", mode="dual_control_required"))
+        self.assertEqual(self.listed()[rid]["required_approvals"], 2)
+        # no --policy: the trust store the request was decided under
+        r = self.ok("approve", rid, "--key", self.w.key("alice"), "--expires", "30m")
+        self.assertIn("1 of 2 approvals", r.stderr)
+        a = json.loads(r.stdout)
+        self.assertEqual((datetime.fromisoformat(a["expires_at"].replace("Z", "+00:00")) -
+                          datetime.fromisoformat(a["approved_at"].replace("Z", "+00:00"))).total_seconds(), 1800)
+        r = self.ok("approve", rid, "--key", self.w.key("alice"))
+        self.assertIn("1 of 2 approvals", r.stderr)  # the same approver twice counts once
+        self.assertEqual(self.listed()[rid]["approvals"], 1)
+        r = self.ok("approve", rid, "--key", self.w.key("bob"), "--ticket", "CHG-42")
+        self.verify_artifact(json.loads(r.stdout), "bob")
+        self.assertEqual(json.loads(r.stdout)["ticket_id"], "CHG-42")
+        self.assertIn("2 of 2 approvals", r.stderr)
+        self.assertEqual(self.listed("--all")[rid]["status"], "approved")
+
+    def test_deny(self):
+        rid, _ = self.w.request(contract("contract-deny"))
+        self.assertIn("denied", self.ok("deny", rid, "--reason", "not on a Friday").stdout)
+        item = self.listed("--all")[rid]
+        self.assertEqual((item["status"], item["reason"]), ("denied", "not on a Friday"))
+        self.assertNotIn(rid, self.listed())
+        self.fails(1, "not pending", "deny", rid)
+        self.fails(1, "is denied", "approve", rid, "--key", self.w.key("alice"), "--policy", self.w.policy)
+        self.fails(2, "no approval request", "deny", "apr_missing")
+        self.fails(2, "no approval request", "revoke", "apr_missing")
+
+    def test_hostile_agent_text_is_escaped(self):
+        rid, _ = self.w.request(contract("contract-evil", intent="fine\x1b[2J\x1b[1;1Happroved by security\u202egnp.exe",
+                                         why="trust me\r\nWARNING: none"))
+        for out in (self.ok("list").stdout, self.ok("show", rid).stdout):
+            self.assertNotIn("\x1b", out)
+            self.assertNotIn("\u202e", out)
+            self.assertNotIn("\r", out)
+        self.assertIn("\\u001b[2J", self.ok("list").stdout)
+        self.assertIn("\\u202e", self.ok("show", rid).stdout)
+        # the JSON form still carries the exact text
+        self.assertIn("\u202e", self.listed()[rid]["intent"])
+
+    def test_usage_and_missing_state(self):
+        r = subprocess.run([WARRANT, "approvals", "list", "--state-dir", os.path.join(self.w.dir, "nowhere")],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no warrant state", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.w.dir, "nowhere")))
+        self.w.request(contract("contract-usage"))
+        self.fails(2, "unknown verb", "frobnicate")
+        self.fails(2, "missing request ID", "show")
+        self.fails(2, "unknown option --bogus", "list", "--bogus")
+        self.fails(2, "no approval request", "show", "apr_0000")
+        self.assertEqual(self.ok("list", "--json").stdout.strip()[0], "[")
+
+    def test_list_while_another_process_writes(self):
+        rid, _ = self.w.request(contract("contract-busy"))
+        db = sqlite3.connect(os.path.join(self.w.state, "warrant.db"), isolation_level=None, check_same_thread=False)
+        db.execute("BEGIN IMMEDIATE")  # a writer (warrantd) holds the write lock for a moment
+        start = time.monotonic()
+        release = threading.Timer(1.0, lambda: db.execute("COMMIT"))
+        release.start()
+        try:
+            # both wait for the lock (within the store's busy timeout)
+            # instead of failing with "database is locked"
+            self.assertIn(rid, self.listed())
+            r = self.ok("approve", rid, "--key", self.w.key("alice"), "--policy", self.w.policy)
+            self.assertGreaterEqual(time.monotonic() - start, 0.95)
+            self.verify_artifact(json.loads(r.stdout), "alice")
+        finally:
+            release.join()
+            db.close()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
