@@ -78,8 +78,8 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
     const char *name = wr__exe_name(argv->v[0]);
     if (!wr_strv_contains(&p->allow_indirect_exec, name))
         return deny(e, "ARGV_PREFIX_DENIED",
-                    "indirect execution: %.100s %s (argv[%zu] '%.120s'); not in allow_indirect_exec of policy %s",
-                    name, why, elem, argv->v[elem], p->name);
+                    "argv[%zu] '%.120s': %.100s %s; indirect execution is not allowed by policy %s (allow_indirect_exec)",
+                    elem, argv->v[elem], name, why, p->name);
     if (wrapped < 0 || depth > 8) return true;
     wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
     return check_allowlist(e, &inner) && check_argv_rules(e, &inner, depth + 1);

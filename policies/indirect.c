@@ -153,7 +153,15 @@ static bool awk_text_execs(const char *t) {
         if (p > t && p[-1] == '|') continue;
         const char *q = p + 1;
         while (*q == ' ' || *q == '\t') q++;
-        if (*q == '"' || *q == '&' || starts(q, "getline") || isalpha((unsigned char)*q) || *q == '_') return true;
+        if (*q == '"' || *q == '&' || starts(q, "getline")) return true;
+        /* `print … | cmd`: an identifier after "|" is a command only in a
+         * print statement; elsewhere it is regex alternation (/a|b/). */
+        if (isalpha((unsigned char)*q) || *q == '_') {
+            const char *stmt = p;
+            while (stmt > t && !strchr(";{}\n", stmt[-1])) stmt--;
+            for (const char *w = stmt; w < p; w++)
+                if (starts(w, "print")) return true;
+        }
     }
     return false;
 }
@@ -172,7 +180,7 @@ static bool awk(scan *s) {
         }
         if (!strcmp(arg, "-e") || long_opt(arg, "--source")) {
             const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
-            if (awk_text_execs(val)) return hit(s, i, "awk program calls system() or pipes to a command", -1);
+            if (awk_text_execs(val)) return hit(s, i, "program calls system() or pipes to a command", -1);
             have_program_file = true;
             continue;
         }
@@ -182,7 +190,7 @@ static bool awk(scan *s) {
         }
         if (arg[0] == '-' && arg[1] != '\0') continue;
         if (!have_program_file && awk_text_execs(arg))
-            return hit(s, i, "awk program calls system() or pipes to a command", -1);
+            return hit(s, i, "program calls system() or pipes to a command", -1);
         have_program_file = true; /* later operands are input files */
     }
     return false;
@@ -243,7 +251,7 @@ static bool sed_script_execs(const char *p) {
             while (isspace((unsigned char)*p) && *p != '\n') p++;
             while (isdigit((unsigned char)*p)) p++;
             break;
-        case '=': case 'd': case 'D': case 'g': case 'G': case 'h': case 'H': case 'n': case 'N':
+        case '{': case '}': case '=': case 'd': case 'D': case 'g': case 'G': case 'h': case 'H': case 'n': case 'N':
         case 'p': case 'P': case 'x': case 'z': case 'F': case '#':
             if (cmd == '#') p += strcspn(p, "\n");
             break;
@@ -261,7 +269,7 @@ static bool sed(scan *s) {
         if (!strcmp(arg, "--")) break;
         if (long_opt(arg, "--expression")) {
             const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
-            if (sed_script_execs(val)) return hit(s, i, "sed script runs a command (e)", -1);
+            if (sed_script_execs(val)) return hit(s, i, "script runs a shell command (e)", -1);
             have_script = true;
             continue;
         }
@@ -277,14 +285,14 @@ static bool sed(scan *s) {
                 if (*c == 'e' || *c == 'f' || *c == 'l') {
                     const char *val = c[1] ? c + 1 : (i + 1 < a->n ? a->v[++i] : "");
                     if (*c != 'l') have_script = true;
-                    if (*c == 'e' && sed_script_execs(val)) return hit(s, i, "sed script runs a command (e)", -1);
+                    if (*c == 'e' && sed_script_execs(val)) return hit(s, i, "script runs a shell command (e)", -1);
                     break;
                 }
             }
             continue;
         }
         if (!have_script) {
-            if (sed_script_execs(arg)) return hit(s, i, "sed script runs a command (e)", -1);
+            if (sed_script_execs(arg)) return hit(s, i, "script runs a shell command (e)", -1);
             have_script = true;
         }
     }
@@ -315,23 +323,23 @@ static bool git(scan *s) {
         const char *arg = a->v[i];
         if (!strcmp(arg, "-c") || !strcmp(arg, "--config")) {
             if (i + 1 < a->n && git_config_runs(a->v[i + 1]))
-                return hit(s, i + 1, "git configuration that can run a program", -1);
+                return hit(s, i + 1, "configuration can run a program", -1);
             i++;
             continue;
         }
         if (starts(arg, "--config=") && git_config_runs(arg + 9))
-            return hit(s, i, "git configuration that can run a program", -1);
+            return hit(s, i, "configuration can run a program", -1);
         for (const char *const *o = run_opts; *o; o++)
-            if (long_opt(arg, *o)) return hit(s, i, "git option that runs a program", -1);
-        if (starts(arg, "ext::") || starts(arg, "fd::")) return hit(s, i, "git transport that runs a program", -1);
+            if (long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
+        if (starts(arg, "ext::") || starts(arg, "fd::")) return hit(s, i, "transport runs a program", -1);
         if (arg[0] == '-') {
             /* -u <upload-pack> of clone/fetch/ls-remote/archive; -x <cmd> of rebase */
             if (sub && (!strcmp(arg, "-u") || starts(arg, "--upload")) &&
                 (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") ||
                  !strcmp(sub, "pull") || !strcmp(sub, "archive")))
-                return hit(s, i, "git option that runs a program", -1);
+                return hit(s, i, "option runs a program", -1);
             if (sub && !strcmp(sub, "rebase") && arg[1] != '-' && strchr(arg + 1, 'x'))
-                return hit(s, i, "git rebase option that runs a command", -1);
+                return hit(s, i, "rebase option runs a command", -1);
             if (!sub && (!strcmp(arg, "-C") || !strcmp(arg, "--git-dir") || !strcmp(arg, "--work-tree") ||
                          !strcmp(arg, "--namespace")))
                 i++;
@@ -339,11 +347,11 @@ static bool git(scan *s) {
         }
         if (!sub) {
             sub = arg;
-            if (in_set(sub, run_subcommands)) return hit(s, i, "git subcommand that runs programs", -1);
+            if (in_set(sub, run_subcommands)) return hit(s, i, "subcommand runs programs", -1);
             continue;
         }
         if ((!strcmp(sub, "bisect") && !strcmp(arg, "run")) || (!strcmp(sub, "submodule") && !strcmp(arg, "foreach")))
-            return hit(s, i, "git subcommand that runs commands", -1);
+            return hit(s, i, "subcommand runs commands", -1);
     }
     return false;
 }
@@ -357,11 +365,11 @@ static bool tar(scan *s) {
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
         for (const char *const *o = run_opts; *o; o++)
-            if (long_opt(arg, *o)) return hit(s, i, "tar option that runs a program", -1);
+            if (long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
         if (arg[0] == '-' && arg[1] == '-') continue;
         /* "-I prog", "-F script", also in a cluster; old-style first
          * argument "xIf" has no dash */
-        if ((arg[0] == '-' || i == 1) && strpbrk(arg, "IF")) return hit(s, i, "tar option that runs a program", -1);
+        if ((arg[0] == '-' || i == 1) && strpbrk(arg, "IF")) return hit(s, i, "option runs a program", -1);
     }
     return false;
 }
@@ -404,7 +412,7 @@ static bool env(scan *s) {
     for (; i < a->n; i++) {
         const char *arg = a->v[i];
         if (!strcmp(arg, "-S") || starts(arg, "-S") || long_opt(arg, "--split-string"))
-            return hit(s, i, "env -S splits a string into a command", -1);
+            return hit(s, i, "-S splits a string into a command", -1);
         if (!strcmp(arg, "--")) {
             i++;
             break;
@@ -426,7 +434,7 @@ static bool find(scan *s) {
     const wr_strv *a = s->argv;
     static const char *const run[] = {"-exec", "-execdir", "-ok", "-okdir", NULL};
     for (size_t i = 1; i < a->n; i++)
-        if (in_set(a->v[i], run)) return hit(s, i, "find action runs a program", i + 1 < a->n ? (long)i + 1 : -1);
+        if (in_set(a->v[i], run)) return hit(s, i, "action runs a program", i + 1 < a->n ? (long)i + 1 : -1);
     return false;
 }
 
@@ -500,14 +508,14 @@ bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long
     else if (!strcmp(name, "find")) found = find(&s);
     else if (!strcmp(name, "rsync")) {
         static const char *const o[] = {"--rsh", "--rsync-path", NULL};
-        found = any_option(&s, o, "e", "rsync option that runs a program");
+        found = any_option(&s, o, "e", "option runs a program");
     } else if (!strcmp(name, "zip")) {
         for (size_t i = 1; i < argv->n && !found; i++)
             if (starts(argv->v[i], "-TT") || long_opt(argv->v[i], "--unzip-command"))
-                found = hit(&s, i, "zip option that runs a program", -1);
+                found = hit(&s, i, "option runs a program", -1);
     } else if (!strcmp(name, "scp") || !strcmp(name, "sftp")) {
         static const char *const o[] = {NULL};
-        found = any_option(&s, o, "SoF", "option that runs a program (-S, -o ProxyCommand, -F)");
+        found = any_option(&s, o, "SoF", "option can run a program (-S, -o ProxyCommand, -F)");
     } else if (runs_via_subcommand(&s, name)) {
         found = true;
     } else {
