@@ -69,6 +69,7 @@ typedef struct conn {
     bool add_session_header;
     int64_t last_write_ms;
     char who[256];         /* the authenticated identity of this request */
+    struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
 } conn;
 
 typedef enum { RAW_STDIN = 1, RAW_STDOUT, RAW_SIGNAL } raw_kind;
@@ -100,6 +101,7 @@ struct net {
     int conns;
     hsess *hsessions;
     int nhsessions;
+    conn *sse;
     int64_t drain_deadline_ms;
 };
 
@@ -485,8 +487,20 @@ static void ws_message(conn *c)
  * Streamable HTTP
  * ====================================================================== */
 
+static void sse_unlink(conn *c)
+{
+    for (conn **pp = &c->n->sse; *pp; pp = &(*pp)->sse_next)
+        if (*pp == c) {
+            *pp = c->sse_next;
+            break;
+        }
+    c->sse_next = NULL;
+}
+
 static void http_reset(conn *c)
 {
+    if (c->n)
+        sse_unlink(c);
     free(c->body);
     free(c->err_body);
     q_free(&c->qh, &c->qt);
@@ -522,6 +536,9 @@ static void http_begin_stream(wr_outlet *o)
 {
     conn *c = (conn *)o;
     c->hstate = H_SSE;
+    c->sse_next = c->n->sse;
+    c->n->sse = c;
+    c->last_write_ms = now_ms(c->n);
     /* SEP-1699 priming event: an id and empty data; only 2025-11-25
      * clients expect it. */
     if (c->ss && !strcmp(wr_session_version(c->ss), "2025-11-25")) {
@@ -681,6 +698,7 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
 
 static int http_done(conn *c)
 {
+    sse_unlink(c);
     c->hstate = H_DONE;
     if (c->close_after)
         return -1;
@@ -721,7 +739,9 @@ static int http_writeable(conn *c)
         if (!c->headers_sent) {
             if (http_headers(c, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN) < 0)
                 return -1;
-            lws_http_mark_sse(c->wsi);
+            /* h2 streams need this to escape idle timeouts; h1 has none here */
+            if (lws_get_network_wsi(c->wsi) != c->wsi)
+                lws_http_mark_sse(c->wsi);
             if (c->qh)
                 lws_callback_on_writable(c->wsi);
             return 0;
@@ -900,22 +920,27 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             lws_return_http_status(wsi, (unsigned)st, why);
             return 1;
         }
-        c->ss = wr_session_new(n->srv, who, &c->outlet); /* adopted at ESTABLISHED */
-        return c->ss ? 0 : -1;
+        return 0;
     }
 
-    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_ESTABLISHED: {
+        /* The per-connection data is fresh here (not yet at CONFIRM_UPGRADE);
+         * the headers are still attached, so the identity is read again. */
+        const char *who = NULL, *why = NULL;
+        if (check_access(n, wsi, true, &who, &why) != 0)
+            return -1;
+        memset(c, 0, sizeof *c);
         c->wsi = wsi;
         c->n = n;
         c->kind = CONN_WS;
         c->outlet.send = ws_send;
-        c->outlet.begin_stream = NULL;
+        c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
-        wr_session_set_default_outlet(c->ss, &c->outlet);
         n->conns++;
         c->counted = true;
         return 0;
+    }
 
     case LWS_CALLBACK_RECEIVE: {
         if (lws_frame_is_binary(wsi)) {
@@ -961,9 +986,6 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (c->kind == CONN_WS && c->ss) {
             /* the output channel is gone: its runs are cancelled (receipts say so) */
             wr_session_close(c->ss, true);
-            c->ss = NULL;
-        } else if (c->ss && !c->counted) {
-            wr_session_close(c->ss, true); /* handshake never completed */
             c->ss = NULL;
         }
         q_free(&c->qh, &c->qt);
@@ -1037,6 +1059,13 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         if (now - h->last_used_ms > HTTP_SESSION_IDLE_MS && !h->ss->calls)
             hsess_drop(n, h);
     }
+    /* SSE comments keep proxies and clients from timing out a quiet run */
+    for (conn *c = n->sse; c; c = c->sse_next)
+        if (c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
+            q_push(&c->qh, &c->qt, qmsg_new(": keepalive\n\n", 13, "", 0, "", 0, false));
+            c->last_write_ms = now;
+            lws_callback_on_writable(c->wsi);
+        }
     check_stop(n);
     if (!n->stop)
         lws_sul_schedule(n->lctx, 0, &n->sul, on_tick, TICK_US);
@@ -1070,7 +1099,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     n->r_sig = (raw){RAW_SIGNAL, n};
     int rc = 1;
 
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_stderr);
+    lws_set_log_level(getenv("WR_LWS_DEBUG") ? 0x7ff : (LLL_ERR | LLL_WARN), lws_log_stderr);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         wr_log(n->ctx, WR_LOG_ERROR, "server", "pipe: %s", strerror(errno));
         free(n);
