@@ -66,8 +66,9 @@ bool wr_utf8_valid(const char *s, size_t len) {
 
 /* ---- second pass over the accepted text -------------------------------- */
 typedef struct scan {
-    const char *buf;
+    char *buf;      /* a private copy: compacted in place, see emit() */
     size_t len, pos;
+    size_t out;     /* end of the compacted text, never beyond pos */
     size_t *keys; /* key count per object, in order of their '{' */
     size_t nobj, cap;
     wr_error *err;
@@ -89,9 +90,18 @@ static int hex4(const char *p) {
     return v;
 }
 
-/* At the opening quote; leaves pos after the closing one. */
+/* Moves buf[from, to) to the end of the compacted text. */
+static void emit(scan *sc, size_t from, size_t to) {
+    memmove(sc->buf + sc->out, sc->buf + from, to - from);
+    sc->out += to - from;
+}
+
+/* At the opening quote; leaves pos after the closing one. A surrogate pair
+ * escape is replaced by the UTF-8 of its code point, because json-c 0.16
+ * decodes some valid pairs (e.g. \udab6\udec7) to U+FFFD. */
 static int scan_string(scan *sc) {
     const char *b = sc->buf;
+    size_t seg = sc->pos;
     sc->pos++;
     while (sc->pos < sc->len && b[sc->pos] != '"') {
         unsigned char c = (unsigned char)b[sc->pos];
@@ -110,16 +120,25 @@ static int scan_string(scan *sc) {
         /* A NUL would silently cut the string wherever C code reads it. */
         if (u == 0) return scan_fail(sc, "string contains \\u0000");
         if (u >= 0xDC00 && u <= 0xDFFF) return scan_fail(sc, "lone low surrogate escape");
-        sc->pos += 6;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            int lo = sc->pos + 6 <= sc->len && b[sc->pos] == '\\' && b[sc->pos + 1] == 'u'
-                         ? hex4(b + sc->pos + 2) : -1;
-            if (lo < 0xDC00 || lo > 0xDFFF) return scan_fail(sc, "lone high surrogate escape");
+        if (u < 0xD800 || u > 0xDBFF) {
             sc->pos += 6;
+            continue;
         }
+        int lo = sc->pos + 12 <= sc->len && b[sc->pos + 6] == '\\' && b[sc->pos + 7] == 'u'
+                     ? hex4(b + sc->pos + 8) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF) return scan_fail(sc, "lone high surrogate escape");
+        unsigned cp = 0x10000 + ((unsigned)(u - 0xD800) << 10) + (unsigned)(lo - 0xDC00);
+        emit(sc, seg, sc->pos);
+        char utf8[4] = {(char)(0xF0 | cp >> 18), (char)(0x80 | (cp >> 12 & 0x3F)),
+                        (char)(0x80 | (cp >> 6 & 0x3F)), (char)(0x80 | (cp & 0x3F))};
+        memcpy(sc->buf + sc->out, utf8, 4); /* 12 bytes read, 4 written: out stays behind pos */
+        sc->out += 4;
+        sc->pos += 12;
+        seg = sc->pos;
     }
     if (sc->pos >= sc->len) return scan_fail(sc, "unterminated string");
     sc->pos++;
+    emit(sc, seg, sc->pos);
     return WR_OK;
 }
 
@@ -171,12 +190,13 @@ static int scan_doc(scan *sc, int max_depth) {
     const char *b = sc->buf;
     while (rc == WR_OK && sc->pos < sc->len) {
         char c = b[sc->pos];
+        size_t start = sc->pos;
         struct level *top = depth > 0 ? &stack[depth - 1] : NULL;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
             sc->pos++;
         } else if (c == '{' || c == '[') {
-            if (depth > max_depth) {
-                rc = scan_fail(sc, "nesting too deep");
+            if (depth >= max_depth) { /* json-c lets an object's value nest one deeper */
+                rc = wr_errorf(sc->err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
                 break;
             }
             stack[depth] = (struct level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
@@ -196,6 +216,7 @@ static int scan_doc(scan *sc, int max_depth) {
             depth++;
             sc->pos++;
         } else if (c == '}' || c == ']') {
+            if (depth == 0) rc = scan_fail(sc, "unbalanced bracket");
             depth--;
             sc->pos++;
         } else if (c == ',' || c == ':') {
@@ -204,6 +225,7 @@ static int scan_doc(scan *sc, int max_depth) {
         } else if (c == '"') {
             if (top && top->object && top->want_key) sc->keys[top->obj]++;
             rc = scan_string(sc);
+            continue; /* emitted its own text */
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             rc = scan_number(sc);
         } else {
@@ -218,6 +240,7 @@ static int scan_doc(scan *sc, int max_depth) {
             }
             if (i == 3) rc = scan_fail(sc, "unexpected token");
         }
+        emit(sc, start, sc->pos);
     }
     free(stack);
     return rc;
@@ -286,28 +309,30 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
         wr_errorf(err, WR_E_INVALID, "", "JSON text is not valid UTF-8");
         return NULL;
     }
-    /* json-c counts the top-level value as one level of its depth. */
-    struct json_tokener *tok = json_tokener_new_ex(max_depth + 1);
-    if (!tok) {
-        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    /* Feeding the terminating NUL tells json-c the text ends here (a bare
-     * number at the end is otherwise "continue"). buf may not be terminated. */
     char *copy = malloc(len + 1);
     if (!copy) {
-        json_tokener_free(tok);
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         return NULL;
     }
     memcpy(copy, buf, len);
-    copy[len] = '\0';
-    json_object *obj = json_tokener_parse_ex(tok, copy, (int)len + 1);
+    scan sc = {.buf = copy, .len = len, .err = err};
+    json_object *obj = NULL;
+    struct json_tokener *tok = NULL;
+    if (scan_doc(&sc, max_depth) != WR_OK) goto out;
+    copy[sc.out] = '\0';
+    /* json-c counts the top-level value as one level of its depth. */
+    tok = json_tokener_new_ex(max_depth + 1);
+    if (!tok) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        goto out;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    /* Feeding the terminating NUL tells json-c the text ends here (a bare
+     * number at the end is otherwise "continue"). */
+    obj = json_tokener_parse_ex(tok, copy, (int)sc.out + 1);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (obj && end < len) { /* json-c's strict mode already refuses this */
+    if (obj && end < sc.out) { /* json-c's strict mode already refuses this */
         json_object_put(obj);
         obj = NULL;
         jerr = json_tokener_error_parse_unexpected;
@@ -315,32 +340,22 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
     if (!obj && jerr == json_tokener_success) {
         /* NULL is our error return, so a bare null cannot be returned. */
         wr_errorf(err, WR_E_INVALID, "", "JSON document is null");
-        free(copy);
-        return NULL;
-    }
-    if (!obj) {
-        int code = jerr == json_tokener_error_depth ? WR_E_LIMIT : WR_E_INVALID;
-        if (jerr == json_tokener_error_depth)
-            wr_errorf(err, code, "", "JSON nesting deeper than %d levels", max_depth);
-        else
-            wr_errorf(err, code, "", "invalid JSON at byte %zu: %s", end,
-                      json_tokener_error_desc(jerr));
-        free(copy);
-        return NULL;
-    }
-    scan sc = {.buf = copy, .len = len, .err = err};
-    int rc = scan_doc(&sc, max_depth);
-    if (rc == WR_OK) {
+    } else if (!obj && jerr == json_tokener_error_depth) {
+        wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
+    } else if (!obj) {
+        wr_errorf(err, WR_E_INVALID, "", "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(jerr));
+    } else {
         char ptr[sizeof err->path] = "";
         size_t next = 0;
-        rc = check_tree(obj, &sc, &next, ptr, sizeof ptr, err);
+        if (check_tree(obj, &sc, &next, ptr, sizeof ptr, err) != WR_OK) {
+            json_object_put(obj);
+            obj = NULL;
+        }
     }
+out:
+    if (tok) json_tokener_free(tok);
     free(sc.keys);
     free(copy);
-    if (rc != WR_OK) {
-        json_object_put(obj);
-        return NULL;
-    }
     return obj;
 }
 

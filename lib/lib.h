@@ -154,9 +154,11 @@ void wr_keypair_wipe(wr_keypair *kp);
  * patternProperties, minProperties, maxProperties,
  * items, prefixItems, minItems, maxItems, uniqueItems, minLength, maxLength,
  * pattern (PCRE2, compiled once), minimum, maximum, exclusiveMinimum,
- * exclusiveMaximum, anyOf, oneOf, allOf, not, if/then/else, local $ref into
- * $defs/definitions, format date-time. Unknown keywords are annotations;
- * other standard assertion keywords (contains, multipleOf, ...) make
+ * exclusiveMaximum, multipleOf, anyOf, oneOf, allOf, not, if/then/else,
+ * $ref ("#<JSON pointer>" in the current resource, "URI#..." to a subschema
+ * of this document whose $id is URI: embedded resources resolve their own
+ * "#/$defs/..."), format date-time. Unknown keywords are annotations;
+ * other standard assertion keywords (contains, dependentRequired, ...) make
  * wr_schema_new fail rather than being silently ignored.
  * Network $refs are never dereferenced. */
 typedef struct wr_schema wr_schema;

@@ -12,8 +12,11 @@
  * only date-time (RFC 3339 via wr_time_parse).
  *
  * $ref is evaluated with 2020-12 semantics (its sibling keywords apply too)
- * and must be local: "#", "#/$defs/...", "#/definitions/..." or any other
- * JSON pointer into the same document. Nothing is ever fetched. Evaluation
+ * and must resolve inside the document: "#<JSON pointer>" against the
+ * current resource (a subschema with "$id" is a resource of its own, so a
+ * whole schema embedded in another keeps resolving its own "#/$defs/..."),
+ * or "URI#<pointer>" where URI is exactly some subschema's $id. Nothing is
+ * ever fetched and relative URIs are not resolved. Evaluation
  * depth is bounded, so a schema that refers to itself without consuming
  * the instance ("$ref": "#" at the root) fails cleanly.
  *
@@ -46,8 +49,15 @@ struct wr_schema {
     pat *pats;
     size_t npats, cap;
     pcre2_match_context *mctx;
-    json_object **seen; /* schema nodes already checked (compile time only) */
+    struct id {
+        const char *uri; /* a subschema's "$id" */
+        json_object *node;
+    } *ids;
+    size_t nids, idcap;
+    /* compile time only: schema nodes already checked, the current resource */
+    json_object **seen;
     size_t nseen, seencap;
+    json_object *resource;
 };
 
 /* ---- JSON values --------------------------------------------------------- */
@@ -187,13 +197,12 @@ static void describe(json_object *o, char *out, size_t cap) {
 
 /* ---- $ref ------------------------------------------------------------------ */
 
-/* Resolves a local reference "#<JSON pointer>" (RFC 6901, URI-fragment form
- * so %XX escapes are decoded too). NULL when it does not resolve. */
-static json_object *resolve_ref(json_object *root, const char *ref) {
-    if (ref[0] != '#') return NULL;
-    const char *p = ref + 1;
-    json_object *cur = root;
-    if (*p == '\0') return root;
+/* Resolves a fragment "<JSON pointer>" (RFC 6901, URI-fragment form so %XX
+ * escapes are decoded too) inside base. NULL when it does not resolve. */
+static json_object *resolve_pointer(json_object *base, const char *frag) {
+    const char *p = frag;
+    json_object *cur = base;
+    if (*p == '\0') return base;
     if (*p != '/') return NULL; /* "#name" anchors are not supported */
     char tok[256];
     while (*p == '/' && cur) {
@@ -229,6 +238,39 @@ static json_object *resolve_ref(json_object *root, const char *ref) {
         }
     }
     return *p ? NULL : cur;
+}
+
+/* 2020-12 section 8.2.1: a subschema with "$id" is a resource of its own, and
+ * "#..." references inside it resolve against it. This is what lets a
+ * complete schema (with its own $id and $defs) be embedded in another one. */
+static json_object *resource_of(json_object *node, json_object *current) {
+    json_object *id;
+    return json_object_is_type(node, json_type_object) && json_object_object_get_ex(node, "$id", &id) &&
+                   json_object_is_type(id, json_type_string)
+               ? node
+               : current;
+}
+
+/* "#frag" resolves in the current resource, "URI#frag" in the embedded
+ * resource whose $id is exactly URI. Nothing else: no relative URI
+ * resolution, no fetching. */
+static json_object *find_ref(const wr_schema *s, json_object *resource, const char *ref,
+                             json_object **base_out) {
+    const char *hash = strchr(ref, '#');
+    size_t ulen = hash ? (size_t)(hash - ref) : strlen(ref);
+    json_object *base = resource;
+    if (ulen > 0) {
+        base = NULL;
+        for (size_t i = 0; i < s->nids && !base; i++) {
+            const char *u = s->ids[i].uri;
+            size_t n = strlen(u);
+            if (n > 0 && u[n - 1] == '#') n--; /* "$id": "...#" names the same resource */
+            if (n == ulen && memcmp(u, ref, n) == 0) base = s->ids[i].node;
+        }
+        if (!base) return NULL;
+    }
+    *base_out = base;
+    return resolve_pointer(base, hash ? hash + 1 : "");
 }
 
 /* ---- compiling ------------------------------------------------------------- */
@@ -271,7 +313,7 @@ static int add_pattern(wr_schema *s, const void *key, const char *re, const char
 
 /* Standard assertion keywords this validator does not implement. */
 static const char *const unsupported[] = {
-    "multipleOf", "contains", "minContains", "maxContains", "dependentRequired",
+    "contains", "minContains", "maxContains", "dependentRequired",
     "dependentSchemas", "dependencies", "propertyNames", "unevaluatedProperties",
     "unevaluatedItems", "additionalItems", "$dynamicRef", "$recursiveRef", NULL,
 };
@@ -366,6 +408,9 @@ static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr
     } else if (strcmp(kw, "minimum") == 0 || strcmp(kw, "maximum") == 0 ||
                strcmp(kw, "exclusiveMinimum") == 0 || strcmp(kw, "exclusiveMaximum") == 0) {
         if (!is_number(v)) return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a number", ptr, kw);
+    } else if (strcmp(kw, "multipleOf") == 0) {
+        if (!is_number(v) || num(v) <= 0)
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: multipleOf must be a number above 0", ptr);
     } else if (strcmp(kw, "uniqueItems") == 0) {
         if (!json_object_is_type(v, json_type_boolean))
             return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: uniqueItems must be a boolean", ptr);
@@ -375,21 +420,67 @@ static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr
         const char *str = json_object_get_string(v);
         if (kw[0] == 'p') return add_pattern(s, v, str, ptr, err);
         if (kw[0] == '$') {
-            json_object *target = resolve_ref(s->root, str);
+            json_object *base, *target = find_ref(s, s->resource, str, &base);
             if (!target)
                 return wr_errorf(err, WR_E_INVALID, ptr,
-                                 "schema %s: $ref '%.100s' does not resolve to a local schema "
-                                 "(only '#' JSON pointers are supported)", ptr, str);
+                                 "schema %s: $ref '%.100s' does not resolve inside this document "
+                                 "(references are never fetched)", ptr, str);
             /* The target may sit outside $defs; check it where it is. */
             char tptr[256];
-            snprintf(tptr, sizeof tptr, "%s", str + 1);
-            return compile_node(s, target, tptr, sizeof tptr, depth + 1, err);
+            snprintf(tptr, sizeof tptr, "%s", str);
+            json_object *saved = s->resource;
+            s->resource = base;
+            int rc = compile_node(s, target, tptr, sizeof tptr, depth + 1, err);
+            s->resource = saved;
+            return rc;
         }
     }
     return WR_OK;
 }
 
+/* Every "$id" in the document, so that "URI#..." references can find it.
+ * Values of enum/const/default/examples are data, not schemas. */
+static int collect_ids(wr_schema *s, json_object *node, int depth, wr_error *err) {
+    if (depth > MAX_SCHEMA_DEPTH)
+        return wr_errorf(err, WR_E_LIMIT, "", "schema nested deeper than %d levels", MAX_SCHEMA_DEPTH);
+    if (json_object_is_type(node, json_type_array)) {
+        for (size_t i = 0, n = json_object_array_length(node); i < n; i++) {
+            int rc = collect_ids(s, json_object_array_get_idx(node, i), depth + 1, err);
+            if (rc != WR_OK) return rc;
+        }
+        return WR_OK;
+    }
+    if (!json_object_is_type(node, json_type_object)) return WR_OK;
+    if (resource_of(node, NULL)) {
+        if (s->nids == s->idcap) {
+            size_t ncap = s->idcap ? s->idcap * 2 : 8;
+            struct id *ni = realloc(s->ids, ncap * sizeof *ni);
+            if (!ni) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            s->ids = ni;
+            s->idcap = ncap;
+        }
+        s->ids[s->nids++] = (struct id){json_object_get_string(json_object_object_get(node, "$id")), node};
+    }
+    static const char *const data_keywords[] = {"enum", "const", "default", "examples", NULL};
+    json_object_object_foreach(node, k, v) {
+        if (in_list(data_keywords, k)) continue;
+        int rc = collect_ids(s, v, depth + 1, err);
+        if (rc != WR_OK) return rc;
+    }
+    return WR_OK;
+}
+
+static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err);
+
 static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err) {
+    json_object *saved = s->resource;
+    s->resource = resource_of(node, saved);
+    int rc = compile_keywords(s, node, ptr, cap, depth, err);
+    s->resource = saved;
+    return rc;
+}
+
+static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err) {
     if (depth > MAX_SCHEMA_DEPTH)
         return wr_errorf(err, WR_E_LIMIT, ptr, "schema %s: nested deeper than %d levels", ptr, MAX_SCHEMA_DEPTH);
     if (json_object_is_type(node, json_type_boolean)) return WR_OK;
@@ -429,7 +520,9 @@ wr_schema *wr_schema_new(json_object *root, wr_error *err) {
     pcre2_set_match_limit(s->mctx, PCRE2_MATCH_LIMIT);
     pcre2_set_depth_limit(s->mctx, PCRE2_DEPTH_LIMIT);
     char ptr[256] = "";
-    int rc = compile_node(s, root, ptr, sizeof ptr, 0, err);
+    s->resource = root;
+    int rc = collect_ids(s, root, 0, err);
+    if (rc == WR_OK) rc = compile_node(s, root, ptr, sizeof ptr, 0, err);
     free(s->seen);
     s->seen = NULL;
     s->nseen = s->seencap = 0;
@@ -456,6 +549,7 @@ void wr_schema_free(wr_schema *s) {
     if (!s) return;
     for (size_t i = 0; i < s->npats; i++) pcre2_code_free(s->pats[i].code);
     free(s->pats);
+    free(s->ids);
     free(s->seen);
     pcre2_match_context_free(s->mctx);
     json_object_put(s->root);
@@ -466,6 +560,7 @@ void wr_schema_free(wr_schema *s) {
 
 typedef struct eval {
     const wr_schema *s;
+    json_object *resource; /* where "#..." references resolve */
     char ptr[256]; /* JSON pointer of the instance value being checked */
     wr_error *err;
 } eval;
@@ -547,6 +642,18 @@ static int check_string(eval *ev, json_object *schema, json_object *inst) {
     return WR_OK;
 }
 
+/* Exact for two int64 values; otherwise the quotient must be integral up to
+ * a relative 1e-9, since 0.0075 / 0.0001 is not exactly 75 in binary. */
+static bool is_multiple(json_object *inst, json_object *m) {
+    if (json_object_is_type(inst, json_type_int) && json_object_is_type(m, json_type_int)) {
+        int64_t a = json_object_get_int64(inst), b = json_object_get_int64(m);
+        if (a != INT64_MAX && b != INT64_MAX) return b == -1 || a % b == 0;
+    }
+    long double q = num(inst) / num(m);
+    if (!isfinite(q)) return false;
+    return fabsl(q - roundl(q)) <= 1e-9L * (fabsl(q) > 1 ? fabsl(q) : 1);
+}
+
 static int check_number(eval *ev, json_object *schema, json_object *inst) {
     static const struct {
         const char *kw, *what;
@@ -559,6 +666,13 @@ static int check_number(eval *ev, json_object *schema, json_object *inst) {
         {"exclusiveMaximum", "not less than exclusiveMaximum", 1, true},
     };
     long double x = num(inst);
+    json_object *m;
+    if (json_object_object_get_ex(schema, "multipleOf", &m) && !is_multiple(inst, m)) {
+        char a[64], ms[64];
+        describe(inst, a, sizeof a);
+        describe(m, ms, sizeof ms);
+        return fail(ev, WR_E_INVALID, "%s is not a multiple of %s (multipleOf)", a, ms);
+    }
     for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
         json_object *v;
         if (!json_object_object_get_ex(schema, bounds[i].kw, &v)) continue;
@@ -741,16 +855,31 @@ static int check_combinators(eval *ev, json_object *schema, json_object *inst, i
     return WR_OK;
 }
 
+static int validate_here(eval *ev, json_object *schema, json_object *inst, int depth);
+
 static int validate(eval *ev, json_object *schema, json_object *inst, int depth) {
+    json_object *saved = ev->resource;
+    ev->resource = resource_of(schema, saved);
+    int rc = validate_here(ev, schema, inst, depth);
+    ev->resource = saved;
+    return rc;
+}
+
+static int validate_here(eval *ev, json_object *schema, json_object *inst, int depth) {
     if (depth > MAX_EVAL_DEPTH)
         return fail(ev, WR_E_LIMIT, "schema evaluation deeper than %d levels (recursive $ref?)", MAX_EVAL_DEPTH);
     if (json_object_is_type(schema, json_type_boolean))
         return json_object_get_boolean(schema) ? WR_OK : fail(ev, WR_E_INVALID, "no value is allowed here (false schema)");
     json_object *v;
     int rc;
-    if (json_object_object_get_ex(schema, "$ref", &v) &&
-        (rc = validate(ev, resolve_ref(ev->s->root, json_object_get_string(v)), inst, depth + 1)) != WR_OK)
-        return rc;
+    if (json_object_object_get_ex(schema, "$ref", &v)) {
+        json_object *saved = ev->resource, *base = NULL;
+        json_object *target = find_ref(ev->s, ev->resource, json_object_get_string(v), &base);
+        ev->resource = base; /* resolved at compile time: never NULL here */
+        rc = validate(ev, target, inst, depth + 1);
+        ev->resource = saved;
+        if (rc != WR_OK) return rc;
+    }
     if (json_object_object_get_ex(schema, "type", &v) && (rc = check_type(ev, v, inst)) != WR_OK) return rc;
     if (json_object_object_get_ex(schema, "const", &v) && json_cmp(v, inst) != 0) {
         char d[80];
@@ -780,6 +909,6 @@ static int validate(eval *ev, json_object *schema, json_object *inst, int depth)
 }
 
 int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err) {
-    eval ev = {.s = s, .err = err};
+    eval ev = {.s = s, .resource = s->root, .err = err};
     return validate(&ev, s->root, instance, 0);
 }

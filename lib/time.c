@@ -73,7 +73,7 @@ int wr_time_parse(const char *s, int64_t *unix_ms, wr_error *err) {
     if (!s) return wr_errorf(err, WR_E_INVALID, "", "missing timestamp");
     size_t len = strlen(s);
     int y, mo, d, h, mi, se;
-    if (len < 20 || (y = digits(s, 4)) < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 0 ||
+    if (len < 19 || (y = digits(s, 4)) < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 0 ||
         s[7] != '-' || (d = digits(s + 8, 2)) < 0 || (s[10] != 'T' && s[10] != 't') ||
         (h = digits(s + 11, 2)) < 0 || s[13] != ':' || (mi = digits(s + 14, 2)) < 0 ||
         s[16] != ':' || (se = digits(s + 17, 2)) < 0)

@@ -1,0 +1,43 @@
+/* The C side of canonical_xcheck.py: reads one JSON document per line and
+ * prints, tab-separated, its canonical form, its canonical form with null
+ * members dropped and the sha256 of the first; or "ERR <code>" when
+ * wr_json_parse refuses the line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/lib.h"
+
+int main(void) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    while ((n = getline(&line, &cap, stdin)) > 0) {
+        if (line[n - 1] == '\n') n--;
+        wr_error err = {0};
+        json_object *o = wr_json_parse(line, (size_t)n, NULL, &err);
+        if (!o) {
+            printf("ERR %s\n", wr_code_name(err.code));
+            continue;
+        }
+        size_t len, dlen;
+        char *c = wr_canonical_json(o, false, &len, &err);
+        char *d = wr_canonical_json(o, true, &dlen, &err);
+        char hex[WR_SHA256_HEX_LEN];
+        if (!c || !d || wr_canonical_sha256(o, false, hex, &err) != WR_OK) {
+            fprintf(stderr, "canonical_json failed: %s\n", err.message);
+            rc = 1;
+        } else {
+            fwrite(c, 1, len, stdout);
+            putchar('\t');
+            fwrite(d, 1, dlen, stdout);
+            printf("\t%s\n", hex);
+        }
+        free(c);
+        free(d);
+        json_object_put(o);
+    }
+    free(line);
+    return rc;
+}

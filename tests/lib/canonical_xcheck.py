@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Cross-checks wr_canonical_json with the reference definition, Python's
+json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+byte for byte: fixed edge cases, every CSC fixture and example document, and
+seeded random documents (strings over the whole Unicode range including
+controls, "/", non-BMP; integers up to the int64/uint64 limits; doubles from
+random bit patterns and short decimals). Each document is written in a
+randomly chosen but equivalent textual form (ASCII escapes or literal UTF-8,
+spacing, key order), so the parser is exercised too.
+
+usage: canonical_xcheck.py CANON_TOOL [SEED]"""
+import glob, hashlib, json, math, os, random, struct, subprocess, sys
+
+def canon(o):
+    return json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+def drop_nulls(o):
+    if isinstance(o, dict):
+        return {k: drop_nulls(v) for k, v in o.items() if v is not None}
+    if isinstance(o, list):
+        return [drop_nulls(v) for v in o]
+    return o
+
+def rand_char(r):
+    pick = r.random()
+    if pick < 0.3:
+        return chr(r.randint(0x20, 0x7e))
+    if pick < 0.4:
+        return chr(r.randint(1, 0x1f))  # U+0000 is refused by design (tested below)
+    if pick < 0.45:
+        return r.choice('/\\"\x7f')
+    if pick < 0.75:
+        return chr(r.randint(0x80, 0xd7ff))
+    if pick < 0.85:
+        return chr(r.randint(0xe000, 0xffff))
+    return chr(r.randint(0x10000, 0x10ffff))
+
+def rand_string(r):
+    return "".join(rand_char(r) for _ in range(r.randint(0, 12)))
+
+def rand_number(r):
+    pick = r.random()
+    if pick < 0.2:
+        return r.choice([0, 1, -1, 2**63 - 1, -2**63, 2**64 - 1, 2**53, 2**53 + 1, 2**63])
+    if pick < 0.45:
+        return r.randint(-2**63, 2**64 - 1)
+    if pick < 0.6:
+        return r.randint(-1000, 1000)
+    if pick < 0.8:
+        while True:
+            d = struct.unpack("<d", struct.pack("<Q", r.getrandbits(64)))[0]
+            if math.isfinite(d):
+                return d
+    digits = r.randint(1, 17)
+    return float(f"{r.randint(0, 10**digits)}e{r.randint(-30, 30)}") * r.choice([1, -1])
+
+def rand_value(r, depth):
+    pick = r.random()
+    if depth < 5 and pick < 0.2:
+        return {rand_string(r): rand_value(r, depth + 1) for _ in range(r.randint(0, 6))}
+    if depth < 5 and pick < 0.35:
+        return [rand_value(r, depth + 1) for _ in range(r.randint(0, 6))]
+    if pick < 0.55:
+        return rand_string(r)
+    if pick < 0.85:
+        return rand_number(r)
+    return r.choice([None, True, False])
+
+def shuffled(o, r):
+    if isinstance(o, dict):
+        items = list(o.items())
+        r.shuffle(items)
+        return {k: shuffled(v, r) for k, v in items}
+    if isinstance(o, list):
+        return [shuffled(v, r) for v in o]
+    return o
+
+def text_of(o, r):
+    return json.dumps(shuffled(o, r), ensure_ascii=r.random() < 0.5,
+                      separators=r.choice([(",", ":"), (", ", ": "), (" ,", " : ")]))
+
+FIXED = [
+    '{"b":1,"a":2}', '{}', '[]', '{"a":{},"b":[]}', '"a/b"', '"\\u00e9\\ud83d\\ude00"',
+    '"\\u0001\\u001f\\b\\f\\n\\r\\t\\"\\\\\x7f"', '[1.0,10.0,1e16,1e15,0.1,1e-05,0.0001,-0.0,5e-324]',
+    '[9223372036854775807,-9223372036854775808,18446744073709551615]',
+    '{"a":null,"b":{"c":null},"d":[null]}', '[1E+2,2.5e-3,123456789.123456789]',
+    '{"\\u20ac":1,"\\u00e9":2,"z":3,"Z":4,"\\ud83d\\ude00":5}',
+]
+
+# refused by wr_json_parse although Python accepts them
+REFUSED = ['null', '"\\u0000"', '{"a":1,"a":2}', '18446744073709551616', 'NaN', '1e400', '"\\ud800"']
+
+def main():
+    tool = sys.argv[1]
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 20261122
+    r = random.Random(seed)
+    docs = list(FIXED)
+    csc = os.environ.get("CSC_DIR")
+    if csc:
+        for path in sorted(glob.glob(f"{csc}/**/*.json", recursive=True)):
+            data = json.load(open(path, encoding="utf-8"))
+            docs.append(json.dumps(data, ensure_ascii=False))
+            if isinstance(data, list):  # each fixture's input on its own too
+                docs += [json.dumps(x, ensure_ascii=False) for x in data]
+    randoms = []
+    while len(randoms) < 3000:
+        v = rand_value(r, 0)
+        if v is not None:  # a bare null document is refused (NULL is the error return)
+            randoms.append(text_of(v, r))
+    docs += randoms
+    docs += REFUSED
+    inp = "".join(d + "\n" for d in docs).encode("utf-8")
+    out = subprocess.run([tool], input=inp, capture_output=True, check=True).stdout.decode("utf-8")
+    lines = out.split("\n")[:-1]
+    assert len(lines) == len(docs), f"{len(lines)} outputs for {len(docs)} inputs"
+    failures = 0
+    for doc, line in zip(docs, lines):
+        if doc in REFUSED:
+            if not line.startswith("ERR "):
+                print(f"FAIL: accepted {doc!r}: {line!r}")
+                failures += 1
+            continue
+        o = json.loads(doc)
+        c = canon(o)
+        want = f"{c}\t{canon(drop_nulls(o))}\t{hashlib.sha256(c.encode()).hexdigest()}"
+        if line != want:
+            failures += 1
+            if failures <= 10:
+                print(f"FAIL: input {doc!r}\n  C:      {line!r}\n  Python: {want!r}")
+    print(f"{len(docs)} documents compared ({len(FIXED)} fixed, {len(REFUSED)} refused, "
+          f"{len(docs) - len(FIXED) - len(REFUSED) - 3000} CSC, 3000 random, seed {seed}); "
+          f"{failures} differences")
+    sys.exit(1 if failures else 0)
+
+main()

@@ -1,0 +1,205 @@
+/* wr_json_parse against hostile input, and the file helpers. Every case
+ * checks the error code and the message, so a crash or a silently accepted
+ * document fails the test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/lib.h"
+
+static void expect_reject(const char *buf, size_t len, const wr_json_limits *lim, int code, const char *msg) {
+    wr_error err = {0};
+    json_object *o = wr_json_parse(buf, len, lim, &err);
+    if (o) fail_msg("accepted: %.*s", (int)(len > 60 ? 60 : len), buf);
+    assert_int_equal(err.code, code);
+    if (!strstr(err.message, msg)) fail_msg("message '%s' lacks '%s'", err.message, msg);
+}
+
+#define REJECT(lit, code, msg) expect_reject(lit, sizeof lit - 1, NULL, code, msg)
+
+static void test_accepts_plain_documents(void **state) {
+    (void)state;
+    const char *ok[] = {"{}", " [1, 2.5, \"x\", true, false, null] ", "\"s\"", "0", "-1.5e-3",
+                        "{\"a\":{\"a\":{\"a\":1}}}", "{\"a\":1,\"b\":{\"a\":2}}", "\"\\ud83d\\ude00\"",
+                        "\"\\\\u0000\"" /* an escaped backslash, not a NUL */};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        wr_error err = {0};
+        json_object *o = wr_json_parse(ok[i], strlen(ok[i]), NULL, &err);
+        if (!o) fail_msg("rejected %s: %s", ok[i], err.message);
+        json_object_put(o);
+    }
+}
+
+static void test_deep_nesting(void **state) {
+    (void)state;
+    size_t n = 100000;
+    char *buf = malloc(2 * n);
+    memset(buf, '[', n);
+    memset(buf + n, ']', n);
+    expect_reject(buf, 2 * n, NULL, WR_E_LIMIT, "nesting deeper than 64");
+    expect_reject(buf, n, NULL, WR_E_LIMIT, "nesting deeper"); /* unbalanced too */
+    for (size_t i = 0; i + 5 <= n; i += 5) memcpy(buf + i, "{\"a\":", 5);
+    expect_reject(buf, n, NULL, WR_E_LIMIT, "nesting deeper");
+    free(buf);
+    /* exactly at the limit is fine, one more is not */
+    wr_json_limits lim = {.max_bytes = 1000, .max_depth = 3};
+    wr_error err = {0};
+    json_object *o = wr_json_parse("[[[1]]]", 7, &lim, &err);
+    assert_non_null(o);
+    json_object_put(o);
+    expect_reject("[[[[1]]]]", 9, &lim, WR_E_LIMIT, "deeper than 3");
+    expect_reject("{\"a\":{\"b\":{\"c\":{}}}}", 20, &lim, WR_E_LIMIT, "deeper than 3");
+}
+
+static void test_size_limit(void **state) {
+    (void)state;
+    wr_json_limits lim = {.max_bytes = 10, .max_depth = 8};
+    expect_reject("[1,2,3,4,5,6]", 13, &lim, WR_E_LIMIT, "13 bytes exceeds the limit of 10");
+    size_t big = WR_JSON_DEFAULT_MAX_BYTES + 1;
+    char *buf = malloc(big);
+    memset(buf, ' ', big);
+    buf[0] = '1';
+    expect_reject(buf, big, NULL, WR_E_LIMIT, "exceeds the limit");
+    free(buf);
+}
+
+static void test_invalid_utf8(void **state) {
+    (void)state;
+    REJECT("\"\xff\"", WR_E_INVALID, "not valid UTF-8");
+    REJECT("\"\xc0\xaf\"", WR_E_INVALID, "not valid UTF-8");         /* overlong "/" */
+    REJECT("\"\xed\xa0\x80\"", WR_E_INVALID, "not valid UTF-8");     /* encoded surrogate */
+    REJECT("\"\xf4\x90\x80\x80\"", WR_E_INVALID, "not valid UTF-8"); /* above U+10FFFF */
+    REJECT("\"\xe2\x82\"", WR_E_INVALID, "not valid UTF-8");         /* truncated */
+    REJECT("{\"\x80\":1}", WR_E_INVALID, "not valid UTF-8");
+    /* escapes that do not denote a Unicode scalar value */
+    REJECT("\"\\ud800\"", WR_E_INVALID, "lone high surrogate");
+    REJECT("\"\\ud800\\u0041\"", WR_E_INVALID, "lone high surrogate");
+    REJECT("\"\\udc00\"", WR_E_INVALID, "lone low surrogate");
+    assert_true(wr_utf8_valid("\xf0\x9f\x98\x80 \xc3\xa9", 7));
+    /* valid pairs json-c 0.16 alone would turn into U+FFFD */
+    wr_error err = {0};
+    const char *pairs = "[\"\\udab6\\udec7\",\"a\\udbf7\\udeecb\"]";
+    json_object *o = wr_json_parse(pairs, strlen(pairs), NULL, &err);
+    assert_non_null(o);
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(o, 0)), "\xf2\xbd\xab\x87");
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(o, 1)), "a\xf4\x8d\xbb\xac" "b");
+    json_object_put(o);
+    assert_false(wr_utf8_valid("\xf0\x9f\x98", 3));
+}
+
+static void test_nul(void **state) {
+    (void)state;
+    REJECT("{\"a\":\"x\0y\"}", WR_E_INVALID, "NUL byte at offset 7");
+    REJECT("{\"a\":1}\0", WR_E_INVALID, "NUL byte");
+    REJECT("\"a\\u0000b\"", WR_E_INVALID, "\\u0000");
+    REJECT("{\"a\\u0000\":1}", WR_E_INVALID, "\\u0000"); /* json-c would truncate the key */
+}
+
+static void test_trailing_and_grammar(void **state) {
+    (void)state;
+    REJECT("{} x", WR_E_INVALID, "invalid JSON");
+    REJECT("[1] [2]", WR_E_INVALID, "invalid JSON");
+    REJECT("1 2", WR_E_INVALID, "invalid JSON");
+    REJECT("{\"a\":1},", WR_E_INVALID, "invalid JSON");
+    REJECT("[1,2,]", WR_E_INVALID, "invalid JSON");
+    REJECT("{'a':1}", WR_E_INVALID, "invalid JSON");
+    REJECT("", WR_E_INVALID, "invalid JSON");
+    REJECT("NaN", WR_E_INVALID, "unexpected token");
+    REJECT("[Infinity]", WR_E_INVALID, "invalid JSON");
+    REJECT("1.", WR_E_INVALID, "malformed number");
+    REJECT("[01]", WR_E_INVALID, "invalid JSON");
+    REJECT("\"a\tb\"", WR_E_INVALID, "unescaped control character");
+    REJECT("1e400", WR_E_INVALID, "out of the double range");
+    REJECT("null", WR_E_INVALID, "null");
+    /* integers json-c would saturate without a word */
+    REJECT("18446744073709551616", WR_E_LIMIT, "out of the 64-bit range");
+    REJECT("[-9223372036854775809]", WR_E_LIMIT, "out of the 64-bit range");
+}
+
+static void test_duplicate_keys(void **state) {
+    (void)state;
+    wr_error err = {0};
+    expect_reject("{\"a\":1,\"a\":2}", 13, NULL, WR_E_INVALID, "duplicate key");
+    /* the same key spelled with an escape is the same key */
+    expect_reject("{\"a\":1,\"\\u0061\":2}", 18, NULL, WR_E_INVALID, "duplicate key");
+    const char *nested = "{\"x\":[{\"ok\":1},{\"b\":{\"c\":1,\"c\":{\"d\":1}}}],\"y\":2}";
+    assert_null(wr_json_parse(nested, strlen(nested), NULL, &err));
+    assert_string_equal(err.path, "/x/1/b");
+    /* a duplicate whose first value held objects: the trees no longer line up */
+    const char *shadow = "{\"a\":{\"p\":{}},\"b\":{},\"a\":{}}";
+    expect_reject(shadow, strlen(shadow), NULL, WR_E_INVALID, "duplicate key");
+    /* same key in sibling objects is fine */
+    json_object *o = wr_json_parse("[{\"a\":1},{\"a\":2}]", 17, NULL, &err);
+    assert_non_null(o);
+    json_object_put(o);
+}
+
+static void test_files(void **state) {
+    (void)state;
+    char dir[] = "/tmp/wr-test-json-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/doc.json", dir);
+    wr_error err = {0};
+    assert_int_equal(wr_write_file_atomic(path, "{\"k\": [1]}", 10, 0640, &err), WR_OK);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    json_object *o = wr_json_read_file(path, NULL, &err);
+    assert_non_null(o);
+    json_object_put(o);
+    /* replacing keeps no temp files behind */
+    assert_int_equal(wr_write_file_atomic(path, "[]", 2, 0600, &err), WR_OK);
+    char *buf;
+    size_t len;
+    assert_int_equal(wr_read_file(path, 100, &buf, &len, &err), WR_OK);
+    assert_string_equal(buf, "[]");
+    free(buf);
+    assert_int_equal(wr_read_file(path, 1, &buf, &len, &err), WR_E_LIMIT);
+    assert_null(buf);
+    /* errors name the file */
+    assert_null(wr_json_read_file(dir, NULL, &err));
+    assert_int_equal(err.code, WR_E_INVALID);
+    assert_non_null(strstr(err.message, "not a regular file"));
+    snprintf(path, sizeof path, "%s/missing.json", dir);
+    assert_null(wr_json_read_file(path, NULL, &err));
+    assert_int_equal(err.code, WR_E_NOTFOUND);
+    assert_string_equal(err.path, path);
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(wr_read_file(path, 100, &buf, &len, &err), WR_E_INVALID); /* does not hang */
+    unlink(path);
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    assert_int_equal(wr_write_file_atomic(path, "{\"a\":1,\"a\":1}", 13, 0600, &err), WR_OK);
+    assert_null(wr_json_read_file(path, NULL, &err));
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "duplicate key"));
+    unlink(path);
+    snprintf(path, sizeof path, "%s/doc.json", dir);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0); /* fails if a temp file was left behind */
+    assert_int_equal(wr_write_file_atomic("/nonexistent-dir/x.json", "1", 1, 0600, &err), WR_E_IO);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accepts_plain_documents),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_nul),
+        cmocka_unit_test(test_trailing_and_grammar),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
