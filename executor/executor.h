@@ -70,6 +70,8 @@ typedef struct wr_exec_result {
     bool network_used;
     int secrets_used;
     bool timed_out, cancelled;
+    bool artifacts_truncated;    /* a write path held more than WR_ARTIFACT_MAX_FILES files */
+    bool output_killed;          /* killed for passing limits->output_kill_bytes */
 } wr_exec_result;
 
 /* Runs the commands in order, stopping at the first failure. Blocks the

@@ -1,1 +1,761 @@
-/* placeholder: executor/launch.c is written by the module's owner */
+/* Launcher and supervisor: checks every command's sandbox plan before
+ * anything runs, then starts each pipeline segment as its own bwrap after
+ * dropping privileges, and watches output, exits, the wall clock and the
+ * cancel fd in one poll loop. */
+#include "executor/executor_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KILL_GRACE_MS 1000  /* SIGTERM -> SIGKILL */
+#define DRAIN_MS 2000       /* output still open after every segment exited */
+#define READ_CHUNK 65536
+#define MAX_SLOTS 256
+
+/* Deadlines follow CLOCK_MONOTONIC, not wr_ctx: a timeout must measure
+ * real elapsed time even when a test fixes the wall clock. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Everything the forked child needs, prepared before fork: between fork
+ * and exec only async-signal-safe calls are allowed (the server has
+ * threads). */
+typedef struct spawn {
+    char *const *argv;
+    char *const *envp;
+    int src[MAX_SLOTS];  /* parent fds, installed at slot index */
+    int tmp[MAX_SLOTS];
+    int nslots;
+    bool drop_root;
+    uid_t uid;
+    gid_t gid;
+    struct { int res; rlim_t v; } rl[5];
+    int nrl;
+} spawn;
+
+static void child_fail(const char *what)
+{
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "warrant: sandbox launch failed: %s: %s\n", what, strerror(errno));
+    if (n > 0 && write(2, buf, (size_t)n) < 0) {
+        /* nothing left to report to */
+    }
+    _exit(127);
+}
+
+static void __attribute__((noreturn)) child_exec(spawn *s)
+{
+    /* Move every fd above the slot range first so that installing slot i
+     * cannot clobber a source still needed for slot j. */
+    int *tmp = s->tmp;
+    for (int i = 0; i < s->nslots; i++)
+        if ((tmp[i] = fcntl(s->src[i], F_DUPFD_CLOEXEC, s->nslots)) < 0)
+            child_fail("dup");
+    for (int i = 0; i < s->nslots; i++)
+        if (dup2(tmp[i], i) < 0)
+            child_fail("dup2");
+    syscall(SYS_close_range, (unsigned)s->nslots, ~0U, 0);
+
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL); /* ignored signals survive exec (SIGPIPE in servers) */
+
+    for (int i = 0; i < s->nrl; i++) {
+        struct rlimit r = {s->rl[i].v, s->rl[i].v};
+        if (setrlimit(s->rl[i].res, &r) != 0)
+            child_fail("setrlimit");
+    }
+    if (s->drop_root) {
+        /* Empty the bounding set while we still hold CAP_SETPCAP, then
+         * become the run_as user with no supplementary groups. */
+        for (int cap = 0; cap <= 63; cap++)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+                child_fail("drop capability bounding set");
+        if (setgroups(0, NULL) != 0)
+            child_fail("setgroups");
+        if (setresgid(s->gid, s->gid, s->gid) != 0)
+            child_fail("setresgid");
+        if (setresuid(s->uid, s->uid, s->uid) != 0)
+            child_fail("setresuid");
+        if (getuid() == 0 || geteuid() == 0)
+            child_fail("still root");
+    }
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        child_fail("no_new_privs");
+    execve(s->argv[0], s->argv, s->envp);
+    child_fail("exec " WR_EXEC_BWRAP);
+    _exit(127);
+}
+
+static int data_fd(const char *name, const void *data, size_t len, wr_error *err)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0)
+        return wr_errorf(err, WR_E_IO, "", "memfd_create: %s", strerror(errno)), -1;
+    if (write(fd, data, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return wr_errorf(err, WR_E_IO, "", "memfd write: %s", strerror(errno)), -1;
+    }
+    return fd;
+}
+
+typedef struct seg {
+    pid_t pid;
+    int pidfd;
+    bool exited;
+    int code;            /* exit code, or 128+N for a signal */
+    int errfd, infofd;
+    char info[1024];
+    size_t ninfo;
+    pid_t ns_init;       /* host pid of the sandbox's pid 1 */
+    ino_t pidns;         /* its pid namespace */
+} seg;
+
+static void set_rlimits(spawn *s, const wr_plan *p)
+{
+    const struct { int res; int64_t v; } want[] = {
+        {RLIMIT_CPU, p->rl.cpu_sec},     {RLIMIT_AS, p->rl.as_bytes},   {RLIMIT_NPROC, p->rl.nproc},
+        {RLIMIT_FSIZE, p->rl.fsize_bytes}, {RLIMIT_NOFILE, p->rl.nofile},
+    };
+    s->nrl = 0;
+    for (size_t i = 0; i < 5; i++) {
+        if (want[i].v <= 0)
+            continue;
+        struct rlimit cur;
+        rlim_t v = (rlim_t)want[i].v;
+        /* Never above the current hard limit: only root may raise it. */
+        if (getrlimit(want[i].res, &cur) == 0 && cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max)
+            v = cur.rlim_max;
+        s->rl[s->nrl].res = want[i].res;
+        s->rl[s->nrl].v = v;
+        s->nrl++;
+    }
+}
+
+/* Starts one segment. fds in/out/errw/infow become 0/1/2/3 in the child. */
+static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw,
+                         int infow, seg *sg, wr_error *err)
+{
+    spawn s;
+    memset(&s, 0, sizeof s);
+    s.argv = argv;
+    s.envp = envp;
+    s.drop_root = p->drop_root;
+    s.uid = p->uid;
+    s.gid = p->gid;
+    set_rlimits(&s, p);
+    int owned[MAX_SLOTS];
+    int nowned = 0, rc = WR_OK;
+    s.src[0] = in;
+    s.src[1] = out;
+    s.src[2] = errw;
+    s.src[WR_SLOT_INFO] = infow;
+    /* Each bwrap reads the seccomp program and the file data from its own
+     * fresh descriptor: a shared file offset would leave the next segment
+     * an empty read. */
+    int fd = data_fd("wr-seccomp", p->bpf, p->bpf_len, err);
+    if (fd < 0)
+        return err ? err->code : WR_E_IO;
+    owned[nowned++] = fd;
+    s.src[WR_SLOT_SECCOMP] = fd;
+    s.nslots = WR_SLOT_FIRST;
+    for (size_t i = 0; i < p->nops && rc == WR_OK; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        int f = -1;
+        if ((op->kind == WR_OP_RO_BIND || op->kind == WR_OP_BIND) && !op->missing && op->fd >= 0)
+            f = op->fd;
+        else if (op->kind == WR_OP_FILE) {
+            f = data_fd("wr-file", op->data, strlen(op->data), err);
+            if (f < 0) {
+                rc = err ? err->code : WR_E_IO;
+                break;
+            }
+            owned[nowned++] = f;
+        } else
+            continue;
+        if (s.nslots >= MAX_SLOTS || nowned >= MAX_SLOTS) {
+            rc = wr_errorf(err, WR_E_LIMIT, "", "too many declared paths for one sandbox");
+            break;
+        }
+        s.src[s.nslots++] = f;
+    }
+    if (rc == WR_OK) {
+        pid_t pid = fork();
+        if (pid == 0)
+            child_exec(&s);
+        if (pid < 0)
+            rc = wr_errorf(err, WR_E_IO, "", "fork: %s", strerror(errno));
+        else {
+            sg->pid = pid;
+            sg->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        }
+    }
+    for (int i = 0; i < nowned; i++)
+        close(owned[i]);
+    return rc;
+}
+
+enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_OUTPUT };
+
+/* Sends sig to every process in the segment's pid namespace, found by the
+ * namespace inode: a grandchild that left the process group or session is
+ * still in the namespace. */
+static void signal_namespace(const seg *sg, int sig)
+{
+    if (!sg->pidns)
+        return;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/%ld/ns/pid", pid);
+        if (stat(path, &st) == 0 && st.st_ino == sg->pidns)
+            kill((pid_t)pid, sig);
+    }
+    closedir(d);
+}
+
+static void parse_info(seg *sg)
+{
+    json_object *j = wr_json_parse(sg->info, sg->ninfo, NULL, NULL);
+    json_object *v;
+    if (j && json_object_object_get_ex(j, "child-pid", &v))
+        sg->ns_init = (pid_t)json_object_get_int64(v);
+    if (j && json_object_object_get_ex(j, "pid-namespace", &v))
+        sg->pidns = (ino_t)json_object_get_uint64(v);
+    json_object_put(j);
+}
+
+typedef struct cmd_outcome {
+    int exit_code;
+    char error[512];
+    bool failed;
+    enum kill_reason killed;
+} cmd_outcome;
+
+static void describe_exit(int code, char *buf, size_t len)
+{
+    if (code > 128 && code < 128 + NSIG) {
+        const char *abbr = sigabbrev_np(code - 128);
+        snprintf(buf, len, "killed by signal SIG%s (exit %d)", abbr ? abbr : "?", code);
+    } else {
+        snprintf(buf, len, "exited with status %d", code);
+    }
+}
+
+static bool set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+typedef struct run_io {
+    const wr_exec_request *req;
+    wr_capture *cout, *cerr;
+} run_io;
+
+static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p, cmd_outcome *oc, wr_error *err)
+{
+    memset(oc, 0, sizeof *oc);
+    size_t n = cmd->nsegments;
+    seg *segs = calloc(n, sizeof *segs);
+    wr_strv envp = {0};
+    int outp[2] = {-1, -1}, devnull = -1, prev_read = -1, rc = WR_OK;
+    if (!segs)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    for (size_t i = 0; i < n; i++)
+        segs[i].pidfd = segs[i].errfd = segs[i].infofd = -1, segs[i].pid = -1;
+    rc = wr_plan_envp(p, &envp, err);
+    if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 ||
+                        (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
+        rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
+    io->cout->command_id = io->cerr->command_id = cmd->id;
+
+    for (size_t i = 0; i < n && rc == WR_OK; i++) {
+        int ep[2], ip[2], np[2] = {-1, -1};
+        if (pipe2(ep, O_CLOEXEC) != 0)
+            { rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno)); break; }
+        if (pipe2(ip, O_CLOEXEC) != 0) {
+            close(ep[0]), close(ep[1]);
+            rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
+            break;
+        }
+        if (i + 1 < n && pipe2(np, O_CLOEXEC) != 0) {
+            close(ep[0]), close(ep[1]), close(ip[0]), close(ip[1]);
+            rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
+            break;
+        }
+        segs[i].errfd = ep[0];
+        segs[i].infofd = ip[0];
+        set_nonblock(ep[0]);
+        set_nonblock(ip[0]);
+        wr_strv argv = {0};
+        rc = wr_plan_render(p, true, true, cmd->segments[i].v, &argv, err);
+        if (rc == WR_OK)
+            rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1],
+                               ep[1], ip[1], &segs[i], err);
+        wr_strv_free(&argv);
+        close(ep[1]);
+        close(ip[1]);
+        if (prev_read >= 0)
+            close(prev_read);
+        prev_read = np[0];
+        if (np[1] >= 0)
+            close(np[1]);
+    }
+    if (prev_read >= 0)
+        close(prev_read);
+    if (outp[1] >= 0)
+        close(outp[1]);
+    if (outp[0] >= 0)
+        set_nonblock(outp[0]);
+    if (devnull >= 0)
+        close(devnull);
+    wr_strv_free(&envp); /* the children hold their copies */
+
+    int64_t now = mono_ms();
+    int64_t deadline = cmd->timeout_sec > 0 ? now + cmd->timeout_sec * 1000 : INT64_MAX;
+    int64_t kill_at = INT64_MAX, drain_until = INT64_MAX;
+    int64_t kill_bytes = io->req->limits ? io->req->limits->output_kill_bytes : 0;
+    bool killed_hard = false;
+    unsigned char *buf = malloc(READ_CHUNK);
+    if (!buf && rc == WR_OK)
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc != WR_OK) {
+        /* Could not start everything: stop what did start. */
+        for (size_t i = 0; i < n; i++)
+            if (segs[i].pid > 0)
+                kill(segs[i].pid, SIGKILL);
+    }
+
+    for (;;) {
+        bool all_exited = true;
+        for (size_t i = 0; i < n; i++)
+            if (segs[i].pid > 0 && !segs[i].exited)
+                all_exited = false;
+        struct pollfd pf[3 * WR_CONTRACT_MAX_SEGMENTS + 3];
+        size_t np = 0;
+        if (outp[0] >= 0)
+            pf[np++] = (struct pollfd){.fd = outp[0], .events = POLLIN};
+        for (size_t i = 0; i < n; i++) {
+            if (segs[i].errfd >= 0)
+                pf[np++] = (struct pollfd){.fd = segs[i].errfd, .events = POLLIN};
+            if (segs[i].infofd >= 0)
+                pf[np++] = (struct pollfd){.fd = segs[i].infofd, .events = POLLIN};
+            if (segs[i].pidfd >= 0 && !segs[i].exited)
+                pf[np++] = (struct pollfd){.fd = segs[i].pidfd, .events = POLLIN};
+        }
+        bool have_cancel = io->req->cancel_fd >= 0 && oc->killed == KILL_NONE;
+        if (have_cancel)
+            pf[np++] = (struct pollfd){.fd = io->req->cancel_fd, .events = POLLIN};
+        if (all_exited) {
+            bool open_out = outp[0] >= 0;
+            for (size_t i = 0; i < n; i++)
+                open_out = open_out || segs[i].errfd >= 0 || segs[i].infofd >= 0;
+            if (!open_out)
+                break;
+            if (drain_until == INT64_MAX)
+                drain_until = mono_ms() + DRAIN_MS;
+        }
+        now = mono_ms();
+        int64_t next = deadline;
+        if (kill_at < next)
+            next = kill_at;
+        if (drain_until < next)
+            next = drain_until;
+        int timeout = next == INT64_MAX ? -1 : (int)(next > now ? (next - now > 60000 ? 60000 : next - now) : 0);
+        /* pidfd_open can fail on old kernels: fall back to polling waitpid. */
+        for (size_t i = 0; i < n; i++)
+            if (segs[i].pid > 0 && !segs[i].exited && segs[i].pidfd < 0 && (timeout < 0 || timeout > 50))
+                timeout = 50;
+        int pr = poll(pf, np, timeout);
+        if (pr < 0 && errno != EINTR) {
+            rc = wr_errorf(err, WR_E_IO, "", "poll: %s", strerror(errno));
+            for (size_t i = 0; i < n; i++)
+                if (segs[i].pid > 0 && !segs[i].exited)
+                    kill(segs[i].pid, SIGKILL);
+            kill_at = 0;
+        }
+        for (size_t k = 0; pr > 0 && k < np; k++) {
+            if (!pf[k].revents)
+                continue;
+            int fd = pf[k].fd;
+            if (fd == io->req->cancel_fd) {
+                oc->killed = KILL_CANCEL;
+                continue;
+            }
+            {
+                seg *owner = NULL;
+                bool is_info = false, is_pid = false;
+                for (size_t i = 0; i < n; i++) {
+                    if (segs[i].errfd == fd)
+                        owner = &segs[i];
+                    else if (segs[i].infofd == fd)
+                        owner = &segs[i], is_info = true;
+                    else if (segs[i].pidfd == fd)
+                        owner = &segs[i], is_pid = true;
+                }
+                if (is_pid) {
+                    int st;
+                    if (waitpid(owner->pid, &st, WNOHANG) == owner->pid) {
+                        owner->exited = true;
+                        owner->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                    }
+                    continue;
+                }
+                /* A few chunks per wake-up keeps a flood from starving the
+                 * clock and the other fds. */
+                for (int rounds = 0; rounds < 16; rounds++) {
+                    ssize_t got = is_info ? read(fd, owner->info + owner->ninfo,
+                                                 sizeof owner->info - 1 - owner->ninfo)
+                                          : read(fd, buf, READ_CHUNK);
+                    if (got > 0) {
+                        if (is_info) {
+                            owner->ninfo += (size_t)got;
+                            if (owner->ninfo >= sizeof owner->info - 1)
+                                got = 0; /* bwrap never writes this much: stop listening */
+                        } else {
+                            wr_capture *c = fd == outp[0] ? io->cout : io->cerr;
+                            if (wr_capture_feed(c, buf, (size_t)got, err) != WR_OK) {
+                                rc = err ? err->code : WR_E_NOMEM;
+                                kill_at = 0;
+                            }
+                            if (kill_bytes > 0 && (int64_t)c->cmd_raw_bytes > kill_bytes &&
+                                oc->killed == KILL_NONE) {
+                                oc->killed = KILL_OUTPUT;
+                                snprintf(oc->error, sizeof oc->error,
+                                         "%s exceeded the output limit of %lld bytes: command killed",
+                                         c == io->cout ? "stdout" : "stderr", (long long)kill_bytes);
+                                kill_at = 0; /* a hard cap: no grace */
+                            }
+                        }
+                    }
+                    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+                        if (is_info) {
+                            parse_info(owner);
+                            close(owner->infofd);
+                            owner->infofd = -1;
+                        } else if (fd == outp[0]) {
+                            close(outp[0]);
+                            outp[0] = -1;
+                        } else {
+                            close(owner->errfd);
+                            owner->errfd = -1;
+                        }
+                        break;
+                    }
+                    if (got < 0)
+                        break;
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (segs[i].pid > 0 && !segs[i].exited && segs[i].pidfd < 0) {
+                int st;
+                if (waitpid(segs[i].pid, &st, WNOHANG) == segs[i].pid) {
+                    segs[i].exited = true;
+                    segs[i].code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                }
+            }
+        }
+        now = mono_ms();
+        if (oc->killed == KILL_NONE && now >= deadline)
+            oc->killed = KILL_TIMEOUT;
+        if (oc->killed != KILL_NONE && kill_at == INT64_MAX) {
+            /* Grace: SIGTERM every process of the sandbox; the outer bwrap
+             * is left alone (killing it would SIGKILL at once). */
+            for (size_t i = 0; i < n; i++)
+                if (!segs[i].exited) {
+                    if (segs[i].pidns)
+                        signal_namespace(&segs[i], SIGTERM);
+                    else if (segs[i].pid > 0)
+                        kill(segs[i].pid, SIGKILL); /* still setting up */
+                }
+            kill_at = now + KILL_GRACE_MS;
+        }
+        if (now >= kill_at && !killed_hard) {
+            /* SIGKILL the namespace's init: the kernel then kills every
+             * process left in it; bwrap's die-with-parent covers the rest. */
+            for (size_t i = 0; i < n; i++)
+                if (!segs[i].exited) {
+                    if (segs[i].ns_init > 0)
+                        kill(segs[i].ns_init, SIGKILL);
+                    signal_namespace(&segs[i], SIGKILL);
+                    if (segs[i].pid > 0)
+                        kill(segs[i].pid, SIGKILL);
+                }
+            killed_hard = true;
+        }
+        if (all_exited && now >= drain_until) {
+            /* Every segment is gone but something still holds a pipe open:
+             * stop waiting for it. */
+            if (outp[0] >= 0)
+                close(outp[0]), outp[0] = -1;
+            for (size_t i = 0; i < n; i++) {
+                if (segs[i].errfd >= 0)
+                    close(segs[i].errfd), segs[i].errfd = -1;
+                if (segs[i].infofd >= 0)
+                    close(segs[i].infofd), segs[i].infofd = -1;
+            }
+        }
+    }
+    free(buf);
+    for (size_t i = 0; i < n; i++) {
+        if (segs[i].pid > 0 && !segs[i].exited) {
+            int st;
+            if (waitpid(segs[i].pid, &st, 0) == segs[i].pid)
+                segs[i].code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            segs[i].exited = true;
+        }
+        if (segs[i].pidfd >= 0)
+            close(segs[i].pidfd);
+    }
+
+    if (rc == WR_OK) {
+        char why[160];
+        if (oc->killed == KILL_TIMEOUT) {
+            oc->exit_code = 124;
+            snprintf(oc->error, sizeof oc->error, "timeout after %llds: command %s killed",
+                     (long long)cmd->timeout_sec, cmd->id);
+        } else if (oc->killed == KILL_CANCEL) {
+            oc->exit_code = 124;
+            snprintf(oc->error, sizeof oc->error, "cancelled");
+        } else if (oc->killed == KILL_OUTPUT) {
+            oc->exit_code = 128 + SIGKILL;
+        } else {
+            /* Rightmost failing segment decides (like pipefail). An upstream
+             * segment killed by SIGPIPE only saw its reader finish early. */
+            for (size_t i = 0; i < n; i++) {
+                int c = segs[i].code;
+                if (c == 0 || (i + 1 < n && c == 128 + SIGPIPE))
+                    continue;
+                oc->exit_code = c;
+                describe_exit(c, why, sizeof why);
+                if (n > 1)
+                    snprintf(oc->error, sizeof oc->error, "command %s: pipeline segment %zu (%s) %s", cmd->id,
+                             i + 1, cmd->segments[i].v[0], why);
+                else
+                    snprintf(oc->error, sizeof oc->error, "command %s %s", cmd->id, why);
+            }
+        }
+        oc->failed = oc->killed != KILL_NONE || oc->error[0];
+    }
+    free(segs);
+    return rc;
+}
+
+/* Arguments reach execve: bound them here too (the contract parser does the
+ * same), so an oversized argument is a clear refusal, not an E2BIG from
+ * inside bwrap. */
+static int check_argv(const wr_command *cmd, wr_error *err)
+{
+    if (cmd->nsegments == 0 || cmd->nsegments > WR_CONTRACT_MAX_SEGMENTS)
+        return wr_errorf(err, WR_E_DENIED, "", "command %s has %zu segments (1..%d allowed)", cmd->id,
+                         cmd->nsegments, WR_CONTRACT_MAX_SEGMENTS);
+    for (size_t s = 0; s < cmd->nsegments; s++) {
+        const wr_strv *a = &cmd->segments[s];
+        if (a->n == 0 || !a->v[0][0])
+            return wr_errorf(err, WR_E_DENIED, "", "command %s: empty argv", cmd->id);
+        if (a->n > WR_CONTRACT_MAX_ARGV)
+            return wr_errorf(err, WR_E_DENIED, "", "command %s: %zu arguments (limit %d)", cmd->id, a->n,
+                             WR_CONTRACT_MAX_ARGV);
+        for (size_t i = 0; i < a->n; i++) {
+            size_t len = strlen(a->v[i]);
+            if (len > WR_CONTRACT_MAX_ARG_BYTES)
+                return wr_errorf(err, WR_E_DENIED, "", "command %s: argument %zu is %zu bytes (limit %d)", cmd->id,
+                                 i, len, WR_CONTRACT_MAX_ARG_BYTES);
+        }
+    }
+    return WR_OK;
+}
+
+void wr_exec_result_free(wr_exec_result *r)
+{
+    if (!r)
+        return;
+    free(r->error);
+    wr_strv_free(&r->completed_command_ids);
+    free(r->failed_command_id);
+    free(r->out.captured);
+    free(r->err.captured);
+    for (size_t i = 0; i < r->nartifacts; i++)
+        free(r->artifacts[i].path);
+    free(r->artifacts);
+    json_object_put(r->sandbox_profile);
+    free(r);
+}
+
+static int set_error(wr_exec_result *r, const char *msg, wr_error *err)
+{
+    free(r->error);
+    r->error = strdup(msg);
+    return r->error ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+}
+
+/* The sandbox profile of the run: every command's plan; its canonical
+ * sha256 is what the receipt records. */
+static int profile(wr_exec_result *r, const wr_exec_request *req, wr_plan *plans, size_t nplans, wr_error *err)
+{
+    json_object *o = json_object_new_object(), *cmds = json_object_new_array();
+    json_object_object_add(o, "version", json_object_new_int(1));
+    json_object_object_add(o, "commands", cmds);
+    for (size_t i = 0; i < nplans; i++) {
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "id", json_object_new_string(req->contract->commands[i].id));
+        json_object_object_add(c, "plan", wr_plan_to_json(&plans[i]));
+        json_object_array_add(cmds, c);
+    }
+    r->sandbox_profile = o;
+    int rc = wr_canonical_sha256(o, false, r->sandbox_profile_sha256, err);
+    if (rc == WR_OK)
+        snprintf(r->sandbox_profile_id, sizeof r->sandbox_profile_id, "bwrap-%s-%.16s",
+                 req->limits && req->limits->seccomp_strict ? "strict" : "default", r->sandbox_profile_sha256);
+    return rc;
+}
+
+int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
+{
+    *out = NULL;
+    if (!req || !req->contract || !req->ctx)
+        return wr_errorf(err, WR_E_INVALID, "", "wr_exec_run: contract and ctx are required");
+    const wr_contract *ct = req->contract;
+    wr_exec_result *r = calloc(1, sizeof *r);
+    if (!r)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    r->started_ms = wr_now_ms(req->ctx);
+    wr_plan *plans = calloc(ct->ncommands ? ct->ncommands : 1, sizeof *plans);
+    wr_capture cout, cerr;
+    memset(&cout, 0, sizeof cout);
+    memset(&cerr, 0, sizeof cerr);
+    size_t nplans = 0;
+    int rc = plans ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc == WR_OK)
+        rc = wr_capture_init(&cout, &r->out, WR_STDOUT, req, err);
+    if (rc == WR_OK)
+        rc = wr_capture_init(&cerr, &r->err, WR_STDERR, req, err);
+    if (rc != WR_OK)
+        goto done;
+
+    /* Every command's sandbox is checked before the first one runs: a
+     * refusal anywhere means nothing runs. */
+    for (size_t i = 0; i < ct->ncommands; i++) {
+        wr_error e = {0};
+        int prc = check_argv(&ct->commands[i], &e);
+        if (prc == WR_OK)
+            prc = wr_plan_build(req, i, true, &plans[i], &e);
+        if (prc == WR_E_DENIED || prc == WR_E_INVALID) {
+            r->status = WR_EXEC_BLOCKED;
+            char msg[900];
+            snprintf(msg, sizeof msg, "command %s: %s", ct->commands[i].id, e.message);
+            rc = set_error(r, msg, err);
+            goto done;
+        }
+        if (prc != WR_OK) {
+            *err = e;
+            rc = prc;
+            goto done;
+        }
+        nplans++;
+    }
+    if (ct->ncommands == 0) {
+        r->status = WR_EXEC_BLOCKED;
+        rc = set_error(r, "contract has no commands", err);
+        goto done;
+    }
+    rc = profile(r, req, plans, nplans, err);
+    run_io io = {req, &cout, &cerr};
+    for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
+        const wr_command *cmd = &ct->commands[i];
+        wr_snapshot *before = NULL;
+        rc = wr_snapshot_take(&plans[i], &before, err);
+        if (rc != WR_OK)
+            break;
+        cmd_outcome oc;
+        rc = run_command(&io, cmd, &plans[i], &oc, err);
+        if (rc == WR_OK)
+            rc = wr_capture_flush(&cout, err);
+        if (rc == WR_OK)
+            rc = wr_capture_flush(&cerr, err);
+        if (rc == WR_OK)
+            rc = wr_snapshot_diff(before, &plans[i], r, err);
+        wr_snapshot_free(before);
+        if (rc != WR_OK)
+            break;
+        r->network_used |= plans[i].share_net;
+        for (size_t k = 0; k < plans[i].nops; k++)
+            if (plans[i].ops[k].kind == WR_OP_SETENV && !strcmp(plans[i].ops[k].origin, "secret"))
+                r->secrets_used++;
+        r->exit_code = oc.exit_code;
+        if (oc.failed) {
+            r->status = WR_EXEC_FAILED;
+            r->timed_out = oc.killed == KILL_TIMEOUT;
+            r->cancelled = oc.killed == KILL_CANCEL;
+            r->output_killed = oc.killed == KILL_OUTPUT;
+            r->failed_command_id = strdup(cmd->id);
+            rc = r->failed_command_id ? set_error(r, oc.error, err) : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            break;
+        }
+        if (wr_strv_push(&r->completed_command_ids, cmd->id) != WR_OK)
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+done:
+    if (cout.md)
+        wr_capture_finish(&cout);
+    if (cerr.md)
+        wr_capture_finish(&cerr);
+    wr_capture_free(&cout);
+    wr_capture_free(&cerr);
+    for (size_t i = 0; i < nplans; i++)
+        wr_plan_free(&plans[i]);
+    free(plans);
+    r->ended_ms = wr_now_ms(req->ctx);
+    if (rc != WR_OK) {
+        wr_exec_result_free(r);
+        return rc;
+    }
+    *out = r;
+    return WR_OK;
+}
+
+int wr_exec_plan_json(const wr_exec_request *req, size_t command_index, json_object **out, wr_error *err)
+{
+    *out = NULL;
+    wr_plan p;
+    int rc = wr_plan_build(req, command_index, false, &p, err);
+    if (rc != WR_OK)
+        return rc;
+    *out = wr_plan_to_json(&p);
+    wr_plan_free(&p);
+    return WR_OK;
+}

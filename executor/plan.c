@@ -1,1 +1,686 @@
-/* placeholder: executor/plan.c is written by the module's owner */
+/* The sandbox plan (bubblewrap style): an ordered list of typed mount and
+ * environment operations plus user, limits and seccomp profile, built from
+ * the contract's declared scope only. It is data: printed as JSON, hashed
+ * into the receipt's sandbox profile, and rendered to a bwrap argv. */
+#include "executor/executor_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int add_op(wr_plan *p, wr_op_kind kind, const char *src, const char *dest, const char *data,
+                  const char *origin, wr_error *err)
+{
+    if (p->nops == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 32;
+        wr_plan_op *n = realloc(p->ops, ncap * sizeof *n);
+        if (!n)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        p->ops = n;
+        p->cap = ncap;
+    }
+    wr_plan_op *op = &p->ops[p->nops];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->fd = -1;
+    op->origin = origin;
+    op->src = src ? strdup(src) : NULL;
+    op->dest = dest ? strdup(dest) : NULL;
+    op->data = data ? strdup(data) : NULL;
+    if ((src && !op->src) || (dest && !op->dest) || (data && !op->data)) {
+        free(op->src);
+        free(op->dest);
+        free(op->data);
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    p->nops++;
+    return WR_OK;
+}
+
+void wr_plan_free(wr_plan *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nops; i++) {
+        free(p->ops[i].src);
+        free(p->ops[i].dest);
+        if (p->ops[i].data && p->ops[i].kind == WR_OP_SETENV) /* may be a secret value */
+            explicit_bzero(p->ops[i].data, strlen(p->ops[i].data));
+        free(p->ops[i].data);
+        if (p->ops[i].fd >= 0)
+            close(p->ops[i].fd);
+    }
+    free(p->ops);
+    free(p->run_as);
+    free(p->bpf);
+    memset(p, 0, sizeof *p);
+}
+
+/* A trailing subtree glob ("/a/b/" followed by "**") binds its root "/a/b". */
+static char *declared_root(const char *path)
+{
+    size_t n = strlen(path);
+    if (n >= 3 && strcmp(path + n - 3, "/**") == 0)
+        n = n > 3 ? n - 3 : 1;
+    return strndup(path, n);
+}
+
+static bool within_any(const char *path, const wr_strv *roots)
+{
+    for (size_t i = 0; i < roots->n; i++) {
+        char *r = declared_root(roots->v[i]);
+        bool in = r && wr_path_within(path, r);
+        free(r);
+        if (in)
+            return true;
+    }
+    return false;
+}
+
+/* Paths the sandbox itself provides: declaring them would shadow the fresh
+ * /proc and /dev (a host /proc bind would show host processes) or the whole
+ * root. */
+static bool reserved_path(const char *root)
+{
+    return strcmp(root, "/") == 0 || wr_path_within(root, "/proc") || wr_path_within(root, "/dev");
+}
+
+/* The fd must still name the path we checked: if a component was swapped
+ * for a symlink between realpath() and open(), /proc/self/fd shows where the
+ * fd really points. */
+static int open_checked(const char *resolved, const char *what, const char *decl, int *fd, wr_error *err)
+{
+    int f = open(resolved, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+    if (f < 0)
+        return wr_errorf(err, WR_E_DENIED, decl, "%s %s: cannot open %s: %s", what, decl, resolved,
+                         strerror(errno));
+    char link[64], now[PATH_MAX + 1];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", f);
+    ssize_t n = readlink(link, now, sizeof now - 1);
+    if (n < 0 || (size_t)n >= sizeof now - 1 || (now[n] = 0, strcmp(now, resolved) != 0)) {
+        close(f);
+        return wr_errorf(err, WR_E_DENIED, decl, "%s %s changed while the sandbox was built", what, decl);
+    }
+    *fd = f;
+    return WR_OK;
+}
+
+/* Creates the missing tail of `path` under the existing directory `root`
+ * (both resolved), one component at a time without following symlinks, and
+ * hands the new directories to the sandbox user. */
+static int create_under(const char *root, const char *path, const wr_plan *p, wr_error *err)
+{
+    int dfd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return wr_errorf(err, WR_E_DENIED, path, "write root %s: %s", root, strerror(errno));
+    char *rest = strdup(path + strlen(root));
+    if (!rest) {
+        close(dfd);
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    int rc = WR_OK;
+    char *save = NULL;
+    for (char *c = strtok_r(rest, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (mkdirat(dfd, c, 0755) == 0) {
+            if (p->drop_root && fchownat(dfd, c, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+                rc = wr_errorf(err, WR_E_IO, path, "write path %s: chown: %s", path, strerror(errno));
+                break;
+            }
+        } else if (errno != EEXIST) {
+            rc = wr_errorf(err, WR_E_DENIED, path, "write path %s: mkdir %s: %s", path, c, strerror(errno));
+            break;
+        }
+        int nfd = openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            rc = wr_errorf(err, WR_E_DENIED, path, "write path %s: component %s is not a directory (or is a symlink)",
+                           path, c);
+            break;
+        }
+        close(dfd);
+        dfd = nfd;
+    }
+    free(rest);
+    close(dfd);
+    return rc;
+}
+
+/* Re-resolves one declared path at run time. A path that resolves
+ * elsewhere (itself or a parent is a symlink) is accepted only when its
+ * target lies inside the declared roots of the same kind: a symlink out of
+ * the declared scope is refused. */
+static int add_declared(wr_plan *p, const wr_command *cmd, const char *decl, const char *kind, bool apply,
+                        wr_error *err)
+{
+    bool is_write = strcmp(kind, "write") == 0;
+    char *root = declared_root(decl);
+    if (!root)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    int rc = WR_OK;
+    char *res = NULL;
+    if (root[0] != '/' || strstr(root, "/../") || strstr(root, "/./")) {
+        rc = wr_errorf(err, WR_E_DENIED, decl, "%s path %s is not a normalised absolute path", kind, decl);
+        goto out;
+    }
+    if (reserved_path(root)) {
+        rc = wr_errorf(err, WR_E_DENIED, decl, "%s path %s would cover the sandbox's own / /proc or /dev", kind,
+                       decl);
+        goto out;
+    }
+    res = realpath(root, NULL);
+    if (!res && errno == ENOENT) {
+        if (!is_write) {
+            /* Absent read path: nothing to show. Recorded, not mounted. */
+            if (strcmp(kind, "cwd") == 0) {
+                rc = wr_errorf(err, WR_E_DENIED, decl, "cwd %s does not exist", decl);
+                goto out;
+            }
+            rc = add_op(p, WR_OP_RO_BIND, NULL, root, NULL, kind, err);
+            if (rc == WR_OK)
+                p->ops[p->nops - 1].missing = true;
+            goto out;
+        }
+        /* A missing write path is created only inside an existing declared
+         * write root, never anywhere the contract merely names. */
+        const char *parent = NULL;
+        char *parent_res = NULL;
+        for (size_t i = 0; i < cmd->write_paths.n && !parent; i++) {
+            char *w = declared_root(cmd->write_paths.v[i]);
+            if (w && strcmp(w, root) != 0 && wr_path_within(root, w)) {
+                parent_res = realpath(w, NULL);
+                if (parent_res && strcmp(parent_res, w) == 0)
+                    parent = cmd->write_paths.v[i];
+                else {
+                    free(parent_res);
+                    parent_res = NULL;
+                }
+            }
+            free(w);
+        }
+        if (!parent) {
+            rc = wr_errorf(err, WR_E_DENIED, decl,
+                           "write path %s does not exist and is not under an existing declared write root", decl);
+            goto out;
+        }
+        if (apply)
+            rc = create_under(parent_res, root, p, err);
+        free(parent_res);
+        if (rc != WR_OK)
+            goto out;
+        if (!apply) {
+            rc = add_op(p, WR_OP_BIND, root, root, NULL, kind, err);
+            if (rc == WR_OK)
+                p->ops[p->nops - 1].created = true;
+            goto out;
+        }
+        res = realpath(root, NULL);
+        if (!res) {
+            rc = wr_errorf(err, WR_E_DENIED, decl, "write path %s: %s", decl, strerror(errno));
+            goto out;
+        }
+        if (strcmp(res, root) != 0) {
+            rc = wr_errorf(err, WR_E_DENIED, decl, "write path %s: resolves to %s (symlink)", decl, res);
+            goto out;
+        }
+        rc = add_op(p, WR_OP_BIND, res, root, NULL, kind, err);
+        if (rc == WR_OK)
+            p->ops[p->nops - 1].created = true;
+        goto fd;
+    }
+    if (!res) {
+        rc = wr_errorf(err, WR_E_DENIED, decl, "%s path %s: %s", kind, decl, strerror(errno));
+        goto out;
+    }
+    if (strcmp(res, root) != 0) {
+        bool ok = is_write ? within_any(res, &cmd->write_paths)
+                           : (within_any(res, &cmd->read_paths) || within_any(res, &cmd->write_paths));
+        if (!ok) {
+            rc = wr_errorf(err, WR_E_DENIED, decl,
+                           "%s path %s is or passes through a symlink resolving to %s, outside the declared paths",
+                           kind, decl, res);
+            goto out;
+        }
+    }
+    rc = add_op(p, is_write ? WR_OP_BIND : WR_OP_RO_BIND, res, root, NULL, kind, err);
+fd:
+    if (rc == WR_OK && apply)
+        rc = open_checked(res, kind, decl, &p->ops[p->nops - 1].fd, err);
+out:
+    free(res);
+    free(root);
+    return rc;
+}
+
+/* Declared binds are mounted parents first, so a write path under a read
+ * path ends up writable and a read path under a write path read-only. */
+static size_t depth(const char *path)
+{
+    size_t d = 0;
+    for (; *path; path++)
+        d += *path == '/';
+    return d;
+}
+
+typedef struct decl_ref {
+    const char *path;
+    const char *kind;
+    size_t order;
+} decl_ref;
+
+static int cmp_decl(const void *a, const void *b)
+{
+    const decl_ref *x = a, *y = b;
+    char *rx = declared_root(x->path), *ry = declared_root(y->path);
+    size_t dx = rx ? depth(rx) : 0, dy = ry ? depth(ry) : 0;
+    free(rx);
+    free(ry);
+    if (dx != dy)
+        return dx < dy ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int add_system(wr_plan *p, bool network, wr_error *err)
+{
+    int rc = add_op(p, WR_OP_RO_BIND, "/usr", "/usr", NULL, "system", err);
+    /* Debian merged-usr: /bin, /lib... are symlinks into /usr; keep the same
+     * layout, or bind the directory on a non-merged host. */
+    static const char *const top[] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+    for (size_t i = 0; rc == WR_OK && i < sizeof top / sizeof *top; i++) {
+        struct stat st;
+        if (lstat(top[i], &st) != 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            char tgt[PATH_MAX];
+            ssize_t n = readlink(top[i], tgt, sizeof tgt - 1);
+            if (n <= 0)
+                continue;
+            tgt[n] = 0;
+            rc = add_op(p, WR_OP_SYMLINK, tgt, top[i], NULL, "system", err);
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = add_op(p, WR_OP_RO_BIND, top[i], top[i], NULL, "system", err);
+        }
+    }
+    /* The few /etc files a dynamically linked program needs; passwd and
+     * group are synthetic so host accounts are not disclosed. alternatives
+     * holds Debian's command symlinks (awk, editor...). */
+    static const char *const etc[] = {"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/nsswitch.conf",
+                                      "/etc/localtime", "/etc/alternatives"};
+    static const char *const etc_net[] = {"/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
+                                          "/etc/gai.conf"};
+    for (size_t i = 0; rc == WR_OK && i < sizeof etc / sizeof *etc; i++)
+        rc = add_op(p, WR_OP_RO_BIND_TRY, etc[i], etc[i], NULL, "system", err);
+    for (size_t i = 0; rc == WR_OK && network && i < sizeof etc_net / sizeof *etc_net; i++)
+        rc = add_op(p, WR_OP_RO_BIND_TRY, etc_net[i], etc_net[i], NULL, "system", err);
+    if (rc != WR_OK)
+        return rc;
+
+    char passwd[512], group[256];
+    const char *name = p->run_as ? p->run_as : "sandbox";
+    if (p->uid == 0) {
+        snprintf(passwd, sizeof passwd, "root:x:0:0:root:/tmp:/usr/sbin/nologin\n");
+        snprintf(group, sizeof group, "root:x:0:\n");
+    } else {
+        snprintf(passwd, sizeof passwd, "root:x:0:0:root:/root:/usr/sbin/nologin\n%s:x:%u:%u:%s:/tmp:/usr/sbin/nologin\n",
+                 name, (unsigned)p->uid, (unsigned)p->gid, name);
+        snprintf(group, sizeof group, "root:x:0:\n%s:x:%u:\n", p->gid == 65534 ? "nogroup" : name, (unsigned)p->gid);
+    }
+    rc = add_op(p, WR_OP_FILE, NULL, "/etc/passwd", passwd, "system", err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_FILE, NULL, "/etc/group", group, "system", err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_PROC, NULL, "/proc", NULL, "system", err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_DEV, NULL, "/dev", NULL, "system", err);
+    return rc;
+}
+
+static const char *env_lookup(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (; env && *env; env++)
+        if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+            return *env + n + 1;
+    return NULL;
+}
+
+/* Valid env names only: a name with '=' would smuggle a different variable. */
+static bool env_name_ok(const char *s)
+{
+    if (!*s || (*s >= '0' && *s <= '9'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+static int add_env(wr_plan *p, const wr_exec_request *req, const wr_command *cmd, wr_error *err)
+{
+    int rc = add_op(p, WR_OP_SETENV, NULL, "PATH", WR_EXEC_PATH, "fixed", err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_SETENV, NULL, "HOME", WR_EXEC_HOME, "fixed", err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_SETENV, NULL, "LANG", WR_EXEC_LANG, "fixed", err);
+    for (size_t i = 0; rc == WR_OK && i < cmd->env_allow.n; i++) {
+        const char *name = cmd->env_allow.v[i];
+        if (!env_name_ok(name))
+            return wr_errorf(err, WR_E_DENIED, "env_allow", "env_allow name \"%s\" is not a valid variable name",
+                             name);
+        if (!strcmp(name, "PATH") || !strcmp(name, "HOME") || !strcmp(name, "LANG"))
+            continue; /* fixed values win */
+        const char *v = env_lookup(req->host_env, name);
+        if (v)
+            rc = add_op(p, WR_OP_SETENV, NULL, name, v, "host", err);
+    }
+    for (size_t i = 0; rc == WR_OK && i < cmd->secret_refs.n; i++) {
+        const char *name = cmd->secret_refs.v[i];
+        const wr_secret *s = NULL;
+        for (size_t j = 0; j < req->nsecrets && !s; j++)
+            if (req->secrets[j].name && !strcmp(req->secrets[j].name, name))
+                s = &req->secrets[j];
+        if (!s || !s->value)
+            return wr_errorf(err, WR_E_DENIED, "secret_refs", "secret %s was not provided", name);
+        if (!env_name_ok(name))
+            return wr_errorf(err, WR_E_DENIED, "secret_refs", "secret name \"%s\" is not a valid variable name",
+                             name);
+        rc = add_op(p, WR_OP_SETENV, NULL, name, s->value, "secret", err);
+    }
+    return rc;
+}
+
+static int set_user(wr_plan *p, const wr_sandbox_limits *lim, wr_error *err)
+{
+    if (geteuid() != 0) {
+        /* Already unprivileged: bwrap maps our own uid into the sandbox. */
+        p->uid = geteuid();
+        p->gid = getegid();
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwuid_r(p->uid, &pw, buf, sizeof buf, &res) == 0 && res)
+            p->run_as = strdup(pw.pw_name);
+        return WR_OK;
+    }
+    const char *name = lim && lim->run_as && *lim->run_as ? lim->run_as : "nobody";
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    if (getpwnam_r(name, &pw, buf, sizeof buf, &res) != 0 || !res)
+        return wr_errorf(err, WR_E_DENIED, "sandbox.run_as", "run_as user %s does not exist", name);
+    if (pw.pw_uid == 0)
+        return wr_errorf(err, WR_E_DENIED, "sandbox.run_as", "run_as user %s is root: commands never run as root",
+                         name);
+    p->drop_root = true;
+    p->uid = pw.pw_uid;
+    p->gid = pw.pw_gid;
+    p->run_as = strdup(name);
+    if (!p->run_as)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    return WR_OK;
+}
+
+static int64_t mb(int64_t v)
+{
+    return v > 0 && v < INT64_MAX / (1024 * 1024) ? v * 1024 * 1024 : v;
+}
+
+int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p, wr_error *err)
+{
+    memset(p, 0, sizeof *p);
+    if (!req || !req->contract || ci >= req->contract->ncommands)
+        return wr_errorf(err, WR_E_INVALID, "", "no such command %zu", ci);
+    const wr_command *cmd = &req->contract->commands[ci];
+    const wr_sandbox_limits *lim = req->limits;
+    int rc = set_user(p, lim, err);
+    if (rc != WR_OK)
+        goto fail;
+    p->share_net = cmd->network != WR_NET_DENY;
+    if (lim) {
+        p->rl.cpu_sec = lim->cpu_sec;
+        p->rl.as_bytes = mb(lim->memory_mb);
+        p->rl.nproc = lim->max_processes;
+        p->rl.fsize_bytes = mb(lim->max_file_mb);
+        p->rl.nofile = lim->max_open_files;
+    }
+    p->seccomp_id = lim && lim->seccomp_strict ? WR_SECCOMP_STRICT_ID : WR_SECCOMP_DEFAULT_ID;
+    p->seccomp_unix_only = lim && lim->seccomp_strict && !p->share_net;
+    rc = wr_seccomp_bpf(p->seccomp_unix_only, &p->bpf, &p->bpf_len, err);
+    if (rc != WR_OK)
+        goto fail;
+    wr_sha256_hex(p->bpf, p->bpf_len, p->bpf_sha256);
+
+    rc = add_system(p, p->share_net, err);
+    if (rc != WR_OK)
+        goto fail;
+    /* The private /tmp comes before the declared paths, so a declared path
+     * under /tmp is mounted on top of it rather than hidden by it. */
+    rc = add_op(p, WR_OP_TMPFS, NULL, "/tmp", NULL, "system", err);
+    if (rc != WR_OK)
+        goto fail;
+    p->ops[p->nops - 1].size = mb(lim && lim->tmp_mb > 0 ? lim->tmp_mb : 64);
+
+    size_t nd = cmd->read_paths.n + cmd->write_paths.n;
+    decl_ref *d = calloc(nd ? nd : 1, sizeof *d);
+    if (!d) {
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cmd->read_paths.n; i++)
+        d[i] = (decl_ref){cmd->read_paths.v[i], "read", i};
+    for (size_t i = 0; i < cmd->write_paths.n; i++)
+        d[cmd->read_paths.n + i] = (decl_ref){cmd->write_paths.v[i], "write", cmd->read_paths.n + i};
+    qsort(d, nd, sizeof *d, cmp_decl);
+    for (size_t i = 0; i < nd && rc == WR_OK; i++)
+        rc = add_declared(p, cmd, d[i].path, d[i].kind, apply, err);
+    free(d);
+    if (rc != WR_OK)
+        goto fail;
+
+    if (!cmd->cwd || !*cmd->cwd) {
+        rc = wr_errorf(err, WR_E_DENIED, "cwd", "command %s has no cwd", cmd->id);
+        goto fail;
+    }
+    /* cwd stays visible; read-only unless a declared path already covers it. */
+    if (!within_any(cmd->cwd, &cmd->read_paths) && !within_any(cmd->cwd, &cmd->write_paths) &&
+        !wr_path_within(cmd->cwd, "/usr")) {
+        rc = add_declared(p, cmd, cmd->cwd, "cwd", apply, err);
+        if (rc != WR_OK)
+            goto fail;
+    }
+    rc = add_env(p, req, cmd, err);
+    /* bwrap's root is a writable tmpfs holding the mount points (/etc for
+     * the synthetic files, parents of declared paths): freeze it. */
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_REMOUNT_RO, NULL, "/", NULL, "system", err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_CHDIR, NULL, cmd->cwd, NULL, NULL, err);
+    if (rc == WR_OK)
+        return WR_OK;
+fail:
+    wr_plan_free(p);
+    return rc;
+}
+
+/* Name in the recorded plan and bwrap option of each operation, by kind. */
+static const struct {
+    const char *name, *opt;
+} op_table[] = {
+    [WR_OP_RO_BIND] = {"ro-bind", "--ro-bind"},    [WR_OP_BIND] = {"bind", "--bind"},
+    [WR_OP_RO_BIND_TRY] = {"ro-bind-try", "--ro-bind-try"}, [WR_OP_TMPFS] = {"tmpfs", "--tmpfs"},
+    [WR_OP_PROC] = {"proc", "--proc"},             [WR_OP_DEV] = {"dev", "--dev"},
+    [WR_OP_DIR] = {"dir", "--dir"},                [WR_OP_SYMLINK] = {"symlink", "--symlink"},
+    [WR_OP_FILE] = {"file", "--ro-bind-data"},     [WR_OP_SETENV] = {"setenv", NULL},
+    [WR_OP_REMOUNT_RO] = {"remount-ro", "--remount-ro"}, [WR_OP_CHDIR] = {"chdir", "--chdir"},
+};
+
+static void set_str(json_object *o, const char *k, const char *v)
+{
+    if (v)
+        json_object_object_add(o, k, json_object_new_string(v));
+}
+
+json_object *wr_plan_to_json(const wr_plan *p)
+{
+    json_object *o = json_object_new_object();
+    json_object *ns = json_object_new_array();
+    static const char *const spaces[] = {"user", "mount", "pid", "ipc", "uts", "cgroup", "net"};
+    for (size_t i = 0; i < 7; i++)
+        if (i < 6 || !p->share_net)
+            json_object_array_add(ns, json_object_new_string(spaces[i]));
+    json_object_object_add(o, "launcher", json_object_new_string("bwrap"));
+    json_object_object_add(o, "unshare", ns);
+    json_object_object_add(o, "share_net", json_object_new_boolean(p->share_net));
+    json_object_object_add(o, "die_with_parent", json_object_new_boolean(true));
+    json_object_object_add(o, "new_session", json_object_new_boolean(true));
+    json_object_object_add(o, "clearenv", json_object_new_boolean(true));
+    json_object *ops = json_object_new_array();
+    for (size_t i = 0; i < p->nops; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        json_object *j = json_object_new_object();
+        set_str(j, "op", op_table[op->kind].name);
+        set_str(j, "src", op->src);
+        set_str(j, "dest", op->dest);
+        set_str(j, "origin", op->origin);
+        if (op->kind == WR_OP_FILE)
+            set_str(j, "content", op->data);
+        if (op->kind == WR_OP_SETENV && op->origin && !strcmp(op->origin, "fixed"))
+            set_str(j, "value", op->data); /* host and secret values stay out of the record */
+        if (op->kind == WR_OP_TMPFS)
+            json_object_object_add(j, "size", json_object_new_int64(op->size));
+        if (op->missing)
+            json_object_object_add(j, "missing", json_object_new_boolean(true));
+        if (op->created)
+            json_object_object_add(j, "created", json_object_new_boolean(true));
+        json_object_array_add(ops, j);
+    }
+    json_object_object_add(o, "ops", ops);
+    json_object *u = json_object_new_object();
+    set_str(u, "name", p->run_as);
+    json_object_object_add(u, "uid", json_object_new_int64(p->uid));
+    json_object_object_add(u, "gid", json_object_new_int64(p->gid));
+    json_object_object_add(u, "supplementary_groups", json_object_new_array());
+    json_object_object_add(u, "dropped_from_root", json_object_new_boolean(p->drop_root));
+    json_object_object_add(o, "user", u);
+    json_object_object_add(o, "no_new_privs", json_object_new_boolean(true));
+    json_object_object_add(o, "capability_bounding_set", json_object_new_array());
+    json_object *rl = json_object_new_object();
+    json_object_object_add(rl, "method", json_object_new_string("setrlimit"));
+    json_object_object_add(rl, "cpu_sec", json_object_new_int64(p->rl.cpu_sec));
+    json_object_object_add(rl, "as_bytes", json_object_new_int64(p->rl.as_bytes));
+    json_object_object_add(rl, "nproc", json_object_new_int64(p->rl.nproc));
+    json_object_object_add(rl, "fsize_bytes", json_object_new_int64(p->rl.fsize_bytes));
+    json_object_object_add(rl, "nofile", json_object_new_int64(p->rl.nofile));
+    json_object_object_add(o, "rlimits", rl);
+    json_object *sc = json_object_new_object();
+    set_str(sc, "profile", p->seccomp_id);
+    json_object_object_add(sc, "socket_families", json_object_new_string(p->seccomp_unix_only ? "unix" : "any"));
+    set_str(sc, "bpf_sha256", p->bpf_sha256);
+    json_object_object_add(o, "seccomp", sc);
+    return o;
+}
+
+static int push(wr_strv *sv, const char *s, wr_error *err)
+{
+    return wr_strv_push(sv, s) == WR_OK ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+}
+
+/* Appends the NULL-terminated list of words. */
+static int pushv(wr_strv *sv, wr_error *err, ...)
+{
+    va_list ap;
+    va_start(ap, err);
+    int rc = WR_OK;
+    for (const char *w = va_arg(ap, const char *); w && rc == WR_OK; w = va_arg(ap, const char *))
+        rc = push(sv, w, err);
+    va_end(ap);
+    return rc;
+}
+
+int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out,
+                   wr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char num[32], slotbuf[32];
+    int rc = pushv(out, err, WR_EXEC_BWRAP, "--unshare-all", "--die-with-parent", "--new-session", NULL);
+    if (rc == WR_OK && p->share_net)
+        rc = push(out, "--share-net", err);
+    snprintf(num, sizeof num, "%d", WR_SLOT_INFO);
+    if (rc == WR_OK && use_fds)
+        rc = pushv(out, err, "--info-fd", num, NULL);
+    snprintf(num, sizeof num, "%d", WR_SLOT_SECCOMP);
+    if (rc == WR_OK && with_seccomp)
+        rc = pushv(out, err, "--seccomp", num, NULL);
+    int slot = WR_SLOT_FIRST;
+    for (size_t i = 0; rc == WR_OK && i < p->nops; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        const char *opt = op_table[op->kind].opt;
+        switch (op->kind) {
+        case WR_OP_RO_BIND:
+        case WR_OP_BIND:
+            if (op->missing)
+                break;
+            if (use_fds && op->fd >= 0) {
+                /* the fd checked in add_declared, not the path again */
+                snprintf(slotbuf, sizeof slotbuf, "%d", slot++);
+                rc = pushv(out, err, op->kind == WR_OP_BIND ? "--bind-fd" : "--ro-bind-fd", slotbuf, op->dest, NULL);
+            } else {
+                rc = pushv(out, err, opt, op->src, op->dest, NULL);
+            }
+            break;
+        case WR_OP_RO_BIND_TRY:
+        case WR_OP_SYMLINK:
+            rc = pushv(out, err, opt, op->src, op->dest, NULL);
+            break;
+        case WR_OP_TMPFS:
+            snprintf(num, sizeof num, "%lld", (long long)op->size);
+            rc = pushv(out, err, "--size", num, opt, op->dest, NULL);
+            break;
+        case WR_OP_FILE:
+            snprintf(slotbuf, sizeof slotbuf, "%d", slot++);
+            rc = pushv(out, err, "--perms", "0644", opt, slotbuf, op->dest, NULL);
+            break;
+        case WR_OP_SETENV:
+            break; /* through envp, see wr_plan_envp */
+        default:
+            rc = pushv(out, err, opt, op->dest, NULL);
+            break;
+        }
+    }
+    if (rc == WR_OK)
+        rc = push(out, "--", err);
+    for (size_t i = 0; rc == WR_OK && argv && argv[i]; i++)
+        rc = push(out, argv[i], err);
+    if (rc != WR_OK)
+        wr_strv_free(out);
+    return rc;
+}
+
+int wr_plan_envp(const wr_plan *p, wr_strv *out, wr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < p->nops; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        if (op->kind != WR_OP_SETENV)
+            continue;
+        size_t n = strlen(op->dest) + strlen(op->data) + 2;
+        char *kv = malloc(n);
+        if (!kv) {
+            wr_strv_free(out);
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        }
+        snprintf(kv, n, "%s=%s", op->dest, op->data);
+        int rc = push(out, kv, err);
+        explicit_bzero(kv, n);
+        free(kv);
+        if (rc != WR_OK) {
+            wr_strv_free(out);
+            return rc;
+        }
+    }
+    return WR_OK;
+}
