@@ -1,0 +1,229 @@
+// MCP benchmarks for warrantd: `check` round-trip latency and throughput over
+// stdio and WebSocket (1 and 32 clients), pipelined check/s over one stdio
+// connection, and resident memory idle and with 1 000 idle WebSocket sessions.
+// Raw newline/frame JSON-RPC clients, so that SDK overhead is not measured.
+// Prints figures; it is not a test. Run through bench/mcp/run.sh.
+import fs from 'node:fs';
+
+import {
+  contract, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl, WsWebSocket,
+} from '../../tests/sdk/lib/harness.mjs';
+
+const env = (name, dflt) => Number(process.env[name] ?? dflt);
+const SEQ_N = env('BENCH_SEQ_N', 3000);       // requests per single client
+const MULTI_N = env('BENCH_MULTI_N', 300);    // requests per client with 32 clients
+const PIPE_N = env('BENCH_PIPE_N', 50000);    // pipelined requests on one stdio connection
+const IDLE_WS = env('BENCH_IDLE_WS', 1000);   // idle WebSocket sessions for the RSS figure
+const INIT = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } };
+
+/** JSON-RPC over some framing: send(text), and feed(text) per received message. */
+class Rpc {
+  constructor(sendText) {
+    this.sendText = sendText;
+    this.nextId = 1;
+    this.pending = new Map();
+  }
+
+  feed(text) {
+    const m = JSON.parse(text);
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.error) p.reject(new Error(`${m.error.code} ${m.error.message}`));
+    else p.resolve(m.result);
+  }
+
+  request(method, params) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.sendText(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+    });
+  }
+
+  async initialize() {
+    await this.request('initialize', INIT);
+    this.sendText(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  }
+}
+
+function stdioServer(world) {
+  const child = spawnStdio(world, { stderr: 'inherit' });
+  const rpc = new Rpc((t) => child.stdin.write(t + '\n'));
+  onLines(child.stdout, (line) => rpc.feed(line));
+  const exited = new Promise((r) => child.once('exit', r));
+  return { child, rpc, async close() { child.stdin.end(); const t = setTimeout(() => child.kill('SIGKILL'), 5000); await exited; clearTimeout(t); } };
+}
+
+function wsClient(daemon, token) {
+  return new Promise((resolve, reject) => {
+    const ws = new WsWebSocket(wsUrl(daemon, token), 'mcp');
+    const rpc = new Rpc((t) => ws.send(t));
+    ws.on('message', (d) => rpc.feed(d.toString('utf8')));
+    ws.once('open', () => resolve({ ws, rpc, close() { ws.terminate(); } }));
+    ws.once('error', reject);
+  });
+}
+
+function checkParams(world) {
+  return { name: 'check', arguments: { contract: contract(world, ['cat', 'hello.txt']) } };
+}
+
+function quantile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/** Each client sends n sequential checks; returns latency stats and rate. */
+async function roundTrips(rpcs, n, params) {
+  for (const rpc of rpcs) {
+    for (let i = 0; i < 50; i++) await rpc.request('tools/call', params); // warm-up
+  }
+  const lat = [];
+  const t0 = performance.now();
+  await Promise.all(rpcs.map(async (rpc) => {
+    for (let i = 0; i < n; i++) {
+      const s = performance.now();
+      const r = await rpc.request('tools/call', params);
+      lat.push(performance.now() - s);
+      if (i === 0 && r.structuredContent?.decision !== 'allow') throw new Error(`check did not allow: ${JSON.stringify(r).slice(0, 300)}`);
+    }
+  }));
+  const wall = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  return { n: lat.length, median: quantile(lat, 0.5), p99: quantile(lat, 0.99), rate: lat.length / wall };
+}
+
+/** Writes n requests at once on one stdio connection and counts the replies. */
+async function pipelined(world, n) {
+  const child = spawnStdio(world, { stderr: 'inherit' });
+  const lines = [];
+  lines.push(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT }));
+  lines.push(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  const body = JSON.stringify(checkParams(world));
+  for (let i = 1; i <= n; i++) lines.push(`{"jsonrpc":"2.0","id":${i},"method":"tools/call","params":${body}}`);
+  const payload = Buffer.from(lines.join('\n') + '\n');
+
+  let seen = 0;
+  let first = null;
+  let last = '';
+  let t0 = 0;
+  const done = new Promise((resolve, reject) => {
+    let tail = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      let from = 0;
+      let i;
+      while ((i = chunk.indexOf('\n', from)) >= 0) {
+        seen += 1;
+        if (seen === 2) first = tail + chunk.slice(from, i);
+        if (seen === n + 1) { last = tail + chunk.slice(from, i); resolve(performance.now() - t0); }
+        tail = '';
+        from = i + 1;
+      }
+      tail += chunk.slice(from);
+    });
+    child.once('exit', (code) => reject(new Error(`warrantd exited ${code} after ${seen} replies`)));
+  });
+  t0 = performance.now();
+  child.stdin.write(payload);
+  const ms = await done;
+  child.stdin.end();
+  for (const l of [first, last]) {
+    const m = JSON.parse(l);
+    if (!m.result || m.result.isError) throw new Error(`pipelined reply is not a check result: ${l.slice(0, 300)}`);
+  }
+  await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r()));
+  return { n, rate: n / (ms / 1000), ms };
+}
+
+function rssKiB(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(s)[1]);
+}
+
+const fmt = (x, d = 2) => (x === undefined ? '-' : x.toFixed(d));
+const rows = [];
+function row(name, clients, r) {
+  rows.push([name, String(clients), String(r.n), fmt(r.median, 3), fmt(r.p99, 3), fmt(r.rate, 0)]);
+}
+
+async function main() {
+  const world = makeWorld({ agents: ['agent-sdk'] });
+  const params = checkParams(world);
+  const extra = [];
+  try {
+    // stdio: one warrantd per client (stdio serves exactly one client).
+    {
+      const s = stdioServer(world);
+      await s.rpc.initialize();
+      const idle = rssKiB(s.child.pid);
+      row('stdio check', 1, await roundTrips([s.rpc], SEQ_N, params));
+      extra.push(['warrantd --stdio RSS idle (after initialize)', `${(idle / 1024).toFixed(1)} MiB`]);
+      await s.close();
+    }
+    {
+      const ss = Array.from({ length: 32 }, () => stdioServer(world));
+      await Promise.all(ss.map((s) => s.rpc.initialize()));
+      row('stdio check (32 processes)', 32, await roundTrips(ss.map((s) => s.rpc), MULTI_N, params));
+      await Promise.all(ss.map((s) => s.close()));
+    }
+    {
+      const p = await pipelined(world, PIPE_N);
+      rows.push(['stdio check pipelined', '1', String(p.n), '-', '-', fmt(p.rate, 0)]);
+    }
+
+    // WebSocket: one warrantd, many connections.
+    const daemon = await startNetworkDaemon(world);
+    try {
+      const token = world.tokens[world.agent];
+      await new Promise((r) => setTimeout(r, 300));
+      extra.push(['warrantd --listen RSS idle', `${(rssKiB(daemon.pid) / 1024).toFixed(1)} MiB`]);
+      {
+        const c = await wsClient(daemon, token);
+        await c.rpc.initialize();
+        row('ws check', 1, await roundTrips([c.rpc], SEQ_N, params));
+        c.close();
+      }
+      {
+        const cs = await Promise.all(Array.from({ length: 32 }, () => wsClient(daemon, token)));
+        await Promise.all(cs.map((c) => c.rpc.initialize()));
+        row('ws check', 32, await roundTrips(cs.map((c) => c.rpc), MULTI_N, params));
+        cs.forEach((c) => c.close());
+      }
+      {
+        const cs = [];
+        let refused = '';
+        for (let i = 0; i < IDLE_WS; i += 50) {
+          const batch = await Promise.allSettled(Array.from({ length: Math.min(50, IDLE_WS - i) }, async () => {
+            const c = await wsClient(daemon, token);
+            await c.rpc.initialize();
+            return c;
+          }));
+          for (const b of batch) {
+            if (b.status === 'fulfilled') cs.push(b.value);
+            else refused ||= String(b.reason?.message ?? b.reason);
+          }
+        }
+        await new Promise((r) => setTimeout(r, 500));
+        extra.push([`warrantd RSS with ${cs.length} idle WebSocket sessions`, `${(rssKiB(daemon.pid) / 1024).toFixed(1)} MiB`
+          + (cs.length < IDLE_WS ? ` (${IDLE_WS - cs.length} refused: ${refused})` : '')]);
+        cs.forEach((c) => c.close());
+      }
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    world.cleanup();
+  }
+
+  const head = ['scenario', 'clients', 'requests', 'median ms', 'p99 ms', 'req/s'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+  console.log();
+  for (const [k, v] of extra) console.log(`${k}: ${v}`);
+  console.log('targets: pipelined stdio >= 40000 check/s; p99 < 5 ms at 32 WebSocket clients; idle RSS < 16 MiB');
+}
+
+await main();

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# MCP benchmarks of warrantd (latency, throughput, memory); prints a table.
+# Uses $WARRANT_BUILD (set by bench/run.sh) or ./build; the Node clients come
+# from tests/sdk (installed here with npm ci when missing).
+# Knobs: BENCH_SEQ_N, BENCH_MULTI_N, BENCH_PIPE_N, BENCH_IDLE_WS.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export WARRANT_SRC=$root
+export WARRANT_BUILD=${WARRANT_BUILD:-$root/build}
+if [ ! -x "$WARRANT_BUILD/server/warrantd" ]; then
+  echo "no $WARRANT_BUILD/server/warrantd: build first (or set WARRANT_BUILD)" >&2
+  exit 2
+fi
+if [ ! -d "$root/tests/sdk/node_modules/ws" ]; then
+  npm ci --prefix "$root/tests/sdk" --no-audit --no-fund --loglevel=error
+fi
+# 1 000 idle WebSocket sessions need ~1 000 descriptors on each side.
+want=4096
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+  ulimit -Hn "$want" 2>/dev/null || want=$hard
+fi
+ulimit -n "$want"
+exec node "$here/mcp_bench.mjs"
