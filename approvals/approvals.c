@@ -682,7 +682,7 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
     }
 
     for (size_t i = 0; i < sl.n; i++) {
-        if (sl.v[i].seen || sl.v[i].revoked) continue;
+        if (sl.v[i].seen) continue; /* revoked ones too: their reason explains a pending state */
         wr_error e = {0};
         parsed[i] = wr_json_parse(sl.v[i].json, strlen(sl.v[i].json), NULL, &e);
         bool expired = false;

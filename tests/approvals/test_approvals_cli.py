@@ -7,6 +7,7 @@ the CLI's signatures interoperate with any CSC verifier.
 
 usage: test_approvals_cli.py WARRANT_BIN MKREQUEST_BIN"""
 import base64
+import hashlib
 import json
 import os
 import sqlite3
@@ -64,14 +65,24 @@ class World:
             pem = self.pub_pem(name).strip().replace("\n", "\n      ")
             return (f"  - identity: {name}@example.com\n    public_key: |\n      {pem}\n"
                     f"    may_approve: {{risk_classes: [{risks}], effect_types: [observe]}}\n")
+        # a real workspace for `warrant run`; the sandbox runs as an
+        # unprivileged user, so it must be world-readable
+        os.chmod(self.dir, 0o755)
+        self.ws = os.path.join(self.dir, "ws")
+        os.mkdir(self.ws, 0o755)
+        self.note = os.path.join(self.ws, "note.txt")
+        with open(self.note, "w") as f:
+            f.write("approved content\n")
+        os.chmod(self.note, 0o644)
         self.policy = os.path.join(self.dir, "policy.yaml")
         with open(self.policy, "w") as f:
-            f.write("policy_schema_version: csc.policy.v0.1\nname: approvals-cli\nallow_commands: [git]\n"
+            f.write("policy_schema_version: csc.policy.v0.1\nname: approvals-cli\nallow_commands: [git, cat]\n"
                     "allowed_effect_types: [observe]\nallowed_risk_classes: [low, medium]\nmax_timeout_sec: 60\n"
-                    "network: deny\nallow_secret_refs: false\nallowed_cwd_prefixes: [/workspace]\n"
-                    "allowed_read_prefixes: [/workspace]\napprovers:\n" + approver("alice", "low, medium") +
+                    f"network: deny\nallow_secret_refs: false\nallowed_cwd_prefixes: [/workspace, {self.ws}]\n"
+                    f"allowed_read_prefixes: [/workspace, {self.ws}]\napprovers:\n" + approver("alice", "low, medium") +
                     approver("bob", "low, medium") + approver("carol", "low") +
                     "approval:\n  max_lifetime_sec: 7200\n  allow_time_window: false\n")
+        os.chmod(self.policy, 0o644)
 
     def pub_pem(self, name):
         return self.keys[name].public_key().public_bytes(
@@ -123,7 +134,6 @@ class ApprovalsCli(unittest.TestCase):
         pub.verify(base64.b64decode(sig["signature"]), canonical(unsigned))  # raises if it does not hold
         raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self.assertEqual(base64.b64decode(sig["public_key"]), raw)
-        import hashlib
         self.assertEqual(sig["key_id"], hashlib.sha256(raw).hexdigest()[:16])
 
     def test_list_show_approve(self):
@@ -278,6 +288,87 @@ class ApprovalsCli(unittest.TestCase):
             release.join()
             db.close()
 
+
+class RunWithApproval(unittest.TestCase):
+    """`warrant run` queues the request, an approver approves, the next run
+    consumes the approval exactly once (design.md, the CLI)."""
+
+    def setUp(self):
+        self.w = World()
+        self.addCleanup(self.w.tmp.cleanup)
+        doc = contract("contract-run")
+        doc["commands"][0].update({"exec": {"argv": ["cat", self.w.note]}, "cwd": self.w.ws,
+                                   "read_paths": [self.w.ws]})
+        self.contract = os.path.join(self.w.dir, "run.json")
+        with open(self.contract, "w") as f:
+            json.dump(doc, f)
+        os.chmod(self.contract, 0o644)
+
+    def run_contract(self, *approvals):
+        extra = [a for path in approvals for a in ("--approval", path)]
+        p = subprocess.run([WARRANT, "run", "--policy", self.w.policy, "--state-dir", self.w.state, *extra,
+                            self.contract], capture_output=True, text=True, timeout=120)
+        return p, (json.loads(p.stdout) if p.stdout.strip() else None)
+
+    def approve(self, key="alice"):
+        rid = next(iter(json.loads(self.w.warrant("list", "--json").stdout)))["request_id"]
+        r = self.w.warrant("approve", rid, "--key", self.w.key(key), "--policy", self.w.policy)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return rid, json.loads(r.stdout)
+
+    def test_blocked_then_approved_then_replay_refused(self):
+        p, r = self.run_contract()
+        self.assertEqual((p.returncode, r["status"]), (1, "blocked"), p.stderr)
+        rid, art = self.approve()
+        self.assertIn(rid, r["error"])
+        p, r = self.run_contract()
+        self.assertEqual((p.returncode, r["status"]), (0, "success"), p.stderr + json.dumps(r))
+        used = json.dumps(r)
+        self.assertIn(art["approval_id"], used)
+        self.assertIn("alice@example.com", used)
+        status = json.loads(self.w.warrant("show", rid, "--json").stdout)["status"]
+        self.assertEqual(status, "consumed")
+        # single_execution: a second run is blocked, also when the artifact is handed in again
+        path = os.path.join(self.w.dir, "approval.json")
+        with open(path, "w") as f:
+            json.dump(art, f)
+        p, r = self.run_contract(path)
+        self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
+        self.assertIn("has already been used", r["error"])
+
+    def test_tampered_and_revoked_artifacts_block(self):
+        self.run_contract()
+        rid, art = self.approve()
+        art["reason"] = "edited after signing"
+        path = os.path.join(self.w.dir, "tampered.json")
+        with open(path, "w") as f:
+            json.dump(art, f)
+        p, r = self.run_contract(path)
+        self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
+        self.assertIn("signature does not verify", r["error"])
+        self.assertEqual(self.w.warrant("revoke", art["approval_id"]).returncode, 0)
+        p, r = self.run_contract()
+        self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
+        self.assertIn("has been revoked", r["error"])
+
+    def test_concurrent_runs_one_approval_one_execution(self):
+        self.run_contract()
+        self.approve()
+        argv = [WARRANT, "run", "--policy", self.w.policy, "--state-dir", self.w.state, self.contract]
+        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(RUNNERS)]
+        results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+        statuses = sorted(json.loads(out)["status"] for out, _, _ in results)
+        self.assertEqual(statuses, ["blocked"] * (RUNNERS - 1) + ["success"], [e for _, e, _ in results])
+        ran = [json.loads(out) for out, _, _ in results if json.loads(out)["status"] == "success"]
+        self.assertEqual(ran[0]["stdout_hash"], "sha256:" + hashlib.sha256(b"approved content\n").hexdigest())
+        blocked = [json.loads(out) for out, _, _ in results if json.loads(out)["status"] == "blocked"]
+        for r in blocked:  # lost the race either at the check or at the atomic consumption
+            self.assertRegex(r["error"], "has already been used|approval already used")
+            self.assertIsNone(r.get("exit_code"))
+
+
+RUNNERS = 12
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
