@@ -39,7 +39,7 @@ typedef struct fx {
     wr_ctx ctx;
     wr_store *st;
     wr_contracts *cs;
-    wr_keypair alice, bob, carol, mallory, server;
+    wr_keypair alice, bob, carol, dave, mallory, server;
     wr_policy *policy;
 } fx;
 
@@ -47,10 +47,10 @@ typedef struct fx {
 
 static char *b64(const wr_keypair *k) { return wr_base64_encode(k->pk, WR_PK_LEN); }
 
-/* alice and bob may approve anything up to high; carol only low risk.
- * mallory is nobody's key. */
+/* alice and bob may approve anything up to high; carol only low risk; dave
+ * only repository mutations. mallory is nobody's key. */
 static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive, int64_t max_lifetime) {
-    char *a = b64(&f->alice), *b = b64(&f->bob), *c = b64(&f->carol);
+    char *a = b64(&f->alice), *b = b64(&f->bob), *c = b64(&f->carol), *dv = b64(&f->dave);
     char yaml[4096];
     snprintf(yaml, sizeof yaml,
              "policy_schema_version: csc.policy.v0.1\n"
@@ -74,15 +74,19 @@ static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive,
              "  - identity: carol@example.com\n"
              "    public_key: \"%s\"\n"
              "    may_approve: {risk_classes: [low], effect_types: [observe, mutate_repo]}\n"
+             "  - identity: dave@example.com\n"
+             "    public_key: \"%s\"\n"
+             "    may_approve: {risk_classes: [medium, high], effect_types: [mutate_repo]}\n"
              "approval:\n"
              "  max_lifetime_sec: %lld\n"
              "  allow_time_window: %s\n"
              "  interactive_risk_classes: [%s]\n"
              "  request_ttl_sec: 3600\n",
-             a, b, c, (long long)max_lifetime, allow_window ? "true" : "false", interactive);
+             a, b, c, dv, (long long)max_lifetime, allow_window ? "true" : "false", interactive);
     free(a);
     free(b);
     free(c);
+    free(dv);
     wr_policy *p = NULL;
     wr_error err = {0};
     int rc = wr_policy_load_yaml(yaml, strlen(yaml), &p, &err);
@@ -103,8 +107,8 @@ static int setup(void **state) {
     wr_error err = {0};
     assert_int_equal(wr_store_open(f->dir, &f->st, &err), WR_OK);
     assert_non_null(f->cs = wr_contracts_new(&err));
-    wr_keypair *keys[] = {&f->alice, &f->bob, &f->carol, &f->mallory, &f->server};
-    for (size_t i = 0; i < 5; i++) assert_int_equal(wr_key_generate(&f->ctx, keys[i], &err), WR_OK);
+    wr_keypair *keys[] = {&f->alice, &f->bob, &f->carol, &f->dave, &f->mallory, &f->server};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_int_equal(wr_key_generate(&f->ctx, keys[i], &err), WR_OK);
     f->policy = make_policy(f, false, "", 3600);
     *state = f;
     return 0;
@@ -496,12 +500,17 @@ static void test_unknown_key_and_identity_mismatch(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_approver_not_allowed_for_risk(void **state) {
+static void test_approver_not_allowed_for_risk_or_effect(void **state) {
     fx *f = *state;
     wr_contract *ct = plain_contract(f); /* risk medium; carol may approve low only */
     json_object *c = sign(f, &f->carol, "carol@example.com", ct);
     expect(f, f->policy, ct, &c, 1, WR_AUTHZ_REFUSED, "approver carol@example.com may not approve risk class medium");
+    /* a human approving the contract vouches for all its effects: dave may
+     * approve repository mutations only, and this one observes */
+    json_object *d = sign(f, &f->dave, "dave@example.com", ct);
+    expect(f, f->policy, ct, &d, 1, WR_AUTHZ_REFUSED, "approver dave@example.com may not approve effect type observe");
     json_object_put(c);
+    json_object_put(d);
     wr_contract_free(ct);
 }
 
@@ -783,7 +792,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_tampered_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_contract_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key_and_identity_mismatch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_approver_not_allowed_for_risk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approver_not_allowed_for_risk_or_effect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self_approval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_control, setup, teardown),

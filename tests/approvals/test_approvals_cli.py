@@ -299,10 +299,14 @@ class RunWithApproval(unittest.TestCase):
         doc = contract("contract-run")
         doc["commands"][0].update({"exec": {"argv": ["cat", self.w.note]}, "cwd": self.w.ws,
                                    "read_paths": [self.w.ws]})
-        self.contract = os.path.join(self.w.dir, "run.json")
-        with open(self.contract, "w") as f:
+        self.contract = self.write("run.json", doc)
+
+    def write(self, name, doc):
+        path = os.path.join(self.w.dir, name)
+        with open(path, "w") as f:
             json.dump(doc, f)
-        os.chmod(self.contract, 0o644)
+        os.chmod(path, 0o644)
+        return path
 
     def run_contract(self, *approvals):
         extra = [a for path in approvals for a in ("--approval", path)]
@@ -329,10 +333,7 @@ class RunWithApproval(unittest.TestCase):
         status = json.loads(self.w.warrant("show", rid, "--json").stdout)["status"]
         self.assertEqual(status, "consumed")
         # single_execution: a second run is blocked, also when the artifact is handed in again
-        path = os.path.join(self.w.dir, "approval.json")
-        with open(path, "w") as f:
-            json.dump(art, f)
-        p, r = self.run_contract(path)
+        p, r = self.run_contract(self.write("approval.json", art))
         self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
         self.assertIn("has already been used", r["error"])
 
@@ -340,10 +341,7 @@ class RunWithApproval(unittest.TestCase):
         self.run_contract()
         rid, art = self.approve()
         art["reason"] = "edited after signing"
-        path = os.path.join(self.w.dir, "tampered.json")
-        with open(path, "w") as f:
-            json.dump(art, f)
-        p, r = self.run_contract(path)
+        p, r = self.run_contract(self.write("tampered.json", art))
         self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
         self.assertIn("signature does not verify", r["error"])
         self.assertEqual(self.w.warrant("revoke", art["approval_id"]).returncode, 0)
