@@ -2,15 +2,17 @@
  * auditor needs to check it offline, as a tar.gz (libarchive).
  *
  * Layout (flat, fixed names): receipt.json, contract.json, decision.json,
- * approvals.json, policy.json, stdout, stderr, receipt-signing.pub and
- * SHA256SUMS (`sha256sum -c` format) over all the others. The manifest
- * catches a changed file; the signed receipt anchors the rest, so a file
- * changed together with its manifest line is caught too: the contract and
- * policy hashes, the output hashes and the approvals used are all in the
- * signed receipt, and approval artifacts carry their approvers' signatures,
+ * approvals.json, policy.json, stdout, stderr, receipt-signing.pub,
+ * SHA256SUMS (`sha256sum -c` format) over all of those, and
+ * SHA256SUMS.sig, the server key's Ed25519 signature of SHA256SUMS (base64).
+ * The signed manifest catches any changed file, also one that was changed
+ * together with its manifest line. Independently, the signed receipt
+ * anchors what it names: contract and policy hashes, output hashes and the
+ * approvals used, whose artifacts carry their approvers' signatures,
  * checked against the keys of the (hash-bound) policy. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +21,13 @@
 #include "receipts/receipts_internal.h"
 
 #define MANIFEST "SHA256SUMS"
+#define MANIFEST_SIG "SHA256SUMS.sig"
 #define PUBKEY_FILE "receipt-signing.pub"
 #define BUNDLE_FILE_MAX (256u << 20) /* stdout/stderr are capped far below this by policy */
 
 static const char *const bundle_names[] = {"receipt.json", "contract.json", "decision.json", "approvals.json",
                                            "policy.json",  "stdout",        "stderr",        PUBKEY_FILE,
-                                           MANIFEST};
+                                           MANIFEST,       MANIFEST_SIG};
 #define NFILES (sizeof bundle_names / sizeof bundle_names[0])
 
 typedef struct bfile {
@@ -117,9 +120,12 @@ static int collect_approvals(wr_store *st, json_object *receipt, bundle *b, wr_e
     return rc;
 }
 
-/* Loads the optional piece (WR_E_NOTFOUND is fine: e.g. a contract refused
- * before it was stored) or fails on any other error. */
-static int optional_text(int rc, bundle *b, const char *name, char *text, wr_error *err) {
+/* Adds an optional piece fetched by get (WR_E_NOTFOUND is fine: e.g. a
+ * contract refused before it was stored); any other error fails. */
+static int add_optional(wr_store *st, const char *key, int (*get)(wr_store *, const char *, char **, wr_error *),
+                        bundle *b, const char *name, wr_error *err) {
+    char *text = NULL;
+    int rc = get(st, key, &text, err);
     if (rc == WR_E_NOTFOUND) {
         wr_error_clear(err);
         return WR_OK;
@@ -136,12 +142,9 @@ static int collect(wr_store *st, const char *execution_id, bundle *b, json_objec
     if (!r) return err && err->code ? err->code : WR_E_INVALID;
     const char *csha = wr_receipt_str(r, "contract_sha256"), *psha = wr_receipt_str(r, "policy_sha256");
     if (!csha) return wr_errorf(err, WR_E_INVALID, "receipt.json", "stored receipt has no contract_sha256");
-    text = NULL;
-    rc = optional_text(wr_store_get_contract(st, csha, &text, err), b, "contract.json", text, err);
-    text = NULL;
-    if (rc == WR_OK) rc = optional_text(wr_store_get_decision(st, csha, &text, err), b, "decision.json", text, err);
-    text = NULL;
-    if (rc == WR_OK && psha) rc = optional_text(wr_store_get_policy(st, psha, &text, err), b, "policy.json", text, err);
+    rc = add_optional(st, csha, wr_store_get_contract, b, "contract.json", err);
+    if (rc == WR_OK) rc = add_optional(st, csha, wr_store_get_decision, b, "decision.json", err);
+    if (rc == WR_OK && psha) rc = add_optional(st, psha, wr_store_get_policy, b, "policy.json", err);
     if (rc == WR_OK) rc = collect_approvals(st, r, b, err);
     unsigned char *out = NULL, *errb = NULL;
     size_t out_len = 0, err_len = 0;
@@ -164,12 +167,32 @@ static int make_manifest(bundle *b, wr_error *err) {
     if (!m) return wr_errorf(err, WR_E_NOMEM, MANIFEST, "out of memory");
     m[0] = 0;
     for (size_t i = 0; i < NFILES; i++) {
-        if (!b->f[i].data || !strcmp(bundle_names[i], MANIFEST)) continue;
+        if (!b->f[i].data || !strncmp(bundle_names[i], MANIFEST, strlen(MANIFEST))) continue;
         char hex[WR_SHA256_HEX_LEN];
         wr_sha256_hex(b->f[i].data, b->f[i].len, hex);
         len += (size_t)snprintf(m + len, cap - len, "%s  %s\n", hex, bundle_names[i]);
     }
     set_file(b, MANIFEST, m, len);
+    return WR_OK;
+}
+
+/* Exported by whoever may read the server key: the signature binds the
+ * unsigned pieces (decision, contract) to this server, not just to a hash. */
+static int sign_manifest(bundle *b, const char *state_dir, wr_error *err) {
+    wr_keypair kp;
+    int rc = wr_server_key_load(state_dir, &kp, err);
+    if (rc) return rc;
+    bfile *m = file(b, MANIFEST);
+    char *sig = wr_sign_b64(&kp, m->data, m->len);
+    wr_keypair_wipe(&kp);
+    size_t n = sig ? strlen(sig) : 0;
+    char *text = sig ? realloc(sig, n + 2) : NULL;
+    if (!text) {
+        free(sig);
+        return wr_errorf(err, WR_E_NOMEM, MANIFEST_SIG, "out of memory");
+    }
+    memcpy(text + n, "\n", 2);
+    set_file(b, MANIFEST_SIG, text, n + 1);
     return WR_OK;
 }
 
@@ -207,6 +230,7 @@ int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_pat
     json_object *receipt = NULL;
     int rc = collect(st, execution_id, &b, &receipt, err);
     if (rc == WR_OK) rc = make_manifest(&b, err);
+    if (rc == WR_OK) rc = sign_manifest(&b, wr_store_dir(st), err);
     /* The receipt's own end time: the same execution exports to the same bytes. */
     int64_t ended = 0;
     if (rc == WR_OK && wr_receipt_str(receipt, "ended_at")) wr_time_parse(wr_receipt_str(receipt, "ended_at"), &ended, NULL);
@@ -233,8 +257,12 @@ static int read_bundle(const char *path, bundle *b, wr_error *err) {
     archive_read_support_filter_gzip(a);
     archive_read_support_format_tar(a);
     int rc = WR_OK;
-    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK)
-        rc = wr_errorf(err, WR_E_IO, path, "cannot read bundle %s: %s", path, archive_error_string(a));
+    /* An unreadable path is bad input (exit 2); an unreadable archive is a
+     * rejected bundle (exit 1). */
+    if (access(path, R_OK) != 0)
+        rc = wr_errorf(err, WR_E_IO, path, "cannot read bundle %s: %s", path, strerror(errno));
+    else if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK)
+        rc = wr_errorf(err, WR_E_INVALID, path, "not a valid bundle: %s", archive_error_string(a));
     struct archive_entry *e;
     while (rc == WR_OK) {
         int ar = archive_read_next_header(a, &e);
@@ -275,9 +303,16 @@ static int read_bundle(const char *path, bundle *b, wr_error *err) {
     return rc;
 }
 
-static int check_manifest(bundle *b, wr_error *err) {
-    bfile *m = file(b, MANIFEST);
+static int check_manifest(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+    bfile *m = file(b, MANIFEST), *sig = file(b, MANIFEST_SIG);
     if (!m->data) return wr_errorf(err, WR_E_INVALID, MANIFEST, "the bundle has no " MANIFEST);
+    if (!sig->data) return wr_errorf(err, WR_E_INVALID, MANIFEST_SIG, "the bundle has no " MANIFEST_SIG);
+    char b64[128] = "";
+    if (sig->len < sizeof b64) memcpy(b64, sig->data, sig->len);
+    b64[strcspn(b64, "\n")] = 0;
+    if (!wr_verify_b64(pk, m->data, m->len, b64))
+        return wr_errorf(err, WR_E_CRYPTO, MANIFEST_SIG,
+                         MANIFEST_SIG ": the signature of " MANIFEST " does not verify with the trusted key");
     bool listed[NFILES] = {false};
     const char *p = (const char *)m->data, *end = p + m->len;
     for (int line = 1; p < end; line++) {
@@ -290,7 +325,7 @@ static int check_manifest(bundle *b, wr_error *err) {
             return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " line %d: not '<sha256>  <name>'", line);
         memcpy(name, p + 66, nlen);
         int idx = name_index(name);
-        if (idx < 0 || !strcmp(name, MANIFEST))
+        if (idx < 0 || !strncmp(name, MANIFEST, strlen(MANIFEST)))
             return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " line %d: unexpected file name '%s'", line, name);
         if (listed[idx]) return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " lists %s twice", name);
         listed[idx] = true;
@@ -304,7 +339,7 @@ static int check_manifest(bundle *b, wr_error *err) {
         p = nl + 1;
     }
     for (size_t i = 0; i < NFILES; i++)
-        if (b->f[i].data && !listed[i] && strcmp(bundle_names[i], MANIFEST) != 0)
+        if (b->f[i].data && !listed[i] && strncmp(bundle_names[i], MANIFEST, strlen(MANIFEST)) != 0)
             return wr_errorf(err, WR_E_INVALID, bundle_names[i], "%s: not listed in " MANIFEST, bundle_names[i]);
     return WR_OK;
 }
@@ -480,7 +515,7 @@ int wr_bundle_verify(const char *path, const unsigned char pk[WR_PK_LEN], wr_err
     if (!path || !*path || !pk) return wr_errorf(err, WR_E_INVALID, "", "verify bundle: missing path or key");
     bundle b = {0};
     int rc = read_bundle(path, &b, err);
-    if (rc == WR_OK) rc = check_manifest(&b, err);
+    if (rc == WR_OK) rc = check_manifest(&b, pk, err);
     if (rc == WR_OK) rc = check_contents(&b, pk, err);
     bundle_free(&b);
     return rc;

@@ -27,6 +27,9 @@ wr_schema *wr_receipt_schema_new(wr_error *err);
  * with pk. WR_E_CRYPTO with a precise reason on failure. */
 int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err);
 
+/* Loads the state dir's signing key; never creates one. */
+int wr_server_key_load(const char *state_dir, wr_keypair *kp, wr_error *err);
+
 /* Member accessors that tolerate a missing or mistyped member (NULL / 0). */
 const char *wr_receipt_str(json_object *obj, const char *key);
 

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "receipts/receipts.h"
+#include "receipts/receipts_internal.h"
 
 #define KEY_BASENAME "receipt-signing"
 
@@ -68,6 +68,12 @@ int wr_server_key_load_or_create(const char *state_dir, const wr_ctx *ctx, wr_ke
     if (rc == WR_OK) rc = ensure_pub(pub, kp, err);
     if (rc) wr_keypair_wipe(kp);
     return rc;
+}
+
+int wr_server_key_load(const char *state_dir, wr_keypair *kp, wr_error *err) {
+    char key[PATH_MAX], pub[PATH_MAX];
+    int rc = key_paths(state_dir, key, pub, err);
+    return rc ? rc : wr_key_load_secret(key, true, kp, err);
 }
 
 int wr_server_pubkey_load(const char *state_dir, unsigned char pk[WR_PK_LEN], wr_error *err) {

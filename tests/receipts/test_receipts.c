@@ -1,0 +1,450 @@
+/* receipts/: the server key, sealing into the chain, single-receipt
+ * verification and chain verification (store and directory) against
+ * concrete tampering: deletion, swap, duplicate, alteration, re-signing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "receipts/receipts.h"
+
+#define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
+#define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+typedef struct fixture {
+    char root[64], dir[80], out[80];
+    int64_t now;
+    wr_ctx ctx;
+    wr_keypair kp;
+    wr_store *st;
+} fixture;
+
+static int64_t clock_fn(void *ud) { return ((fixture *)ud)->now++; }
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->root, sizeof f->root, "/tmp/wr-receipts-XXXXXX");
+    if (!mkdtemp(f->root)) return -1;
+    snprintf(f->dir, sizeof f->dir, "%s/state", f->root);
+    snprintf(f->out, sizeof f->out, "%s/out", f->root);
+    f->now = 1795000000000;
+    f->ctx = wr_ctx_system();
+    f->ctx.now_ms = clock_fn;
+    f->ctx.ud = f;
+    wr_error err = {0};
+    if (wr_server_key_load_or_create(f->dir, &f->ctx, &f->kp, &err) != WR_OK ||
+        wr_store_open(f->dir, &f->st, &err) != WR_OK) {
+        fprintf(stderr, "setup: %s\n", err.message);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    wr_store_close(f->st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
+    if (system(cmd) != 0) return -1;
+    free(f);
+    return 0;
+}
+
+static json_object *build(fixture *f, const char *execution_id, const char *status) {
+    wr_strv done = {0};
+    wr_strv_push(&done, "cmd_1");
+    wr_receipt_approval ap = {"apr_1", "alice@example.com", "cli", "0123456789abcdef"};
+    wr_receipt_input in = {
+        .execution_id = execution_id,
+        .contract_id = "contract_1",
+        .contract_sha256 = EMPTY_SHA,
+        .status = status,
+        .started_ms = f->now,
+        .ended_ms = f->now + 10,
+        .has_exit_code = true,
+        .exit_code = 0,
+        .stdout_hash = EMPTY_SHA,
+        .stderr_hash = EMPTY_SHA,
+        .stdout_stream_sha256 = EMPTY_SHA,
+        .stderr_stream_sha256 = EMPTY_SHA,
+        .stdout_bytes = 0,
+        .completed_command_ids = &done,
+        .policy_profile = "default",
+        .policy_schema_version = "csc.policy.v0.1",
+        .policy_sha256 = EMPTY_SHA,
+        .sandbox_profile_id = "default",
+        .sandbox_profile_sha256 = EMPTY_SHA,
+        .decision = "needs_approval",
+        .reason_code = "APPROVAL_REQUIRED",
+        .approvals = &ap,
+        .napprovals = 1,
+        .agent_id = "agent-1",
+    };
+    json_object *r = wr_receipt_build(&in);
+    wr_strv_free(&done);
+    return r;
+}
+
+static json_object *seal(fixture *f, const char *execution_id) {
+    json_object *r = build(f, execution_id, "success"), *s = NULL;
+    wr_error err = {0};
+    int rc = wr_receipt_seal(f->st, &f->kp, &f->ctx, r, execution_id, &s, &err);
+    if (rc) fprintf(stderr, "seal: %s\n", err.message);
+    assert_int_equal(rc, WR_OK);
+    json_object_put(r);
+    return s;
+}
+
+static void seal_n(fixture *f, int n) {
+    for (int i = 1; i <= n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "exe_%d", i);
+        json_object_put(seal(f, id));
+    }
+}
+
+static unsigned mode_of(const char *dir, const char *name) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    return st.st_mode & 0777;
+}
+
+/* ---- server key ----------------------------------------------------------- */
+
+static void test_server_key(void **state) {
+    fixture *f = *state;
+    assert_int_equal(mode_of(f->root, "state"), 0700);
+    assert_int_equal(mode_of(f->dir, "receipt-signing.key"), 0600);
+    unsigned char raw[32];
+    char hex[65], want[17];
+    wr_sha256_hex(f->kp.pk, 32, hex);
+    memcpy(want, hex, 16);
+    want[16] = 0;
+    assert_string_equal(f->kp.key_id, want);
+
+    wr_keypair again;
+    wr_error err = {0};
+    assert_int_equal(wr_server_key_load_or_create(f->dir, &f->ctx, &again, &err), WR_OK);
+    assert_memory_equal(again.pk, f->kp.pk, 32); /* loaded, not replaced */
+    assert_int_equal(wr_server_pubkey_load(f->dir, raw, &err), WR_OK);
+    assert_memory_equal(raw, f->kp.pk, 32);
+
+    /* The .pub is derived: a deleted one comes back. */
+    char p[256];
+    snprintf(p, sizeof p, "%s/receipt-signing.pub", f->dir);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(wr_server_pubkey_load(f->dir, raw, &err), WR_OK);
+    assert_int_equal(wr_server_key_load_or_create(f->dir, &f->ctx, &again, &err), WR_OK);
+    assert_int_equal(access(p, F_OK), 0);
+
+    snprintf(p, sizeof p, "%s/receipt-signing.key", f->dir);
+    assert_int_equal(chmod(p, 0640), 0);
+    assert_int_equal(wr_server_key_load_or_create(f->dir, &f->ctx, &again, &err), WR_E_DENIED);
+    assert_non_null(strstr(err.message, "group or others"));
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_int_equal(wr_server_pubkey_load(f->root, raw, &err), WR_E_NOTFOUND);
+    wr_keypair_wipe(&again);
+}
+
+/* ---- seal and verify ------------------------------------------------------ */
+
+static void test_seal_links_and_verifies(void **state) {
+    fixture *f = *state;
+    json_object *r1 = seal(f, "exe_1"), *r2 = seal(f, "exe_2");
+    wr_error err = {0};
+    assert_int_equal(json_object_get_int64(json_object_object_get(r1, "seq")), 1);
+    assert_string_equal(json_object_get_string(json_object_object_get(r1, "prev_receipt_sha256")), ZEROS);
+    char h1[65];
+    assert_int_equal(wr_receipt_hash(r1, h1, &err), WR_OK);
+    assert_string_equal(json_object_get_string(json_object_object_get(r2, "prev_receipt_sha256")), h1);
+    assert_int_equal(json_object_get_int64(json_object_object_get(r2, "seq")), 2);
+    assert_string_equal(json_object_get_string(json_object_object_get(r2, "execution_mode")), "hardened");
+    assert_string_equal(json_object_get_string(json_object_object_get(r2, "runner_version")), WR_VERSION);
+    assert_string_equal(json_object_get_string(json_object_object_get(r2, "signing_key_id")), f->kp.key_id);
+    assert_int_equal(wr_receipt_verify(r1, f->kp.pk, &err), WR_OK);
+
+    /* What the store holds is the canonical signed form of what came back. */
+    char *stored = NULL, *canon = wr_canonical_json(r2, false, NULL, &err);
+    assert_int_equal(wr_store_get_receipt(f->st, "exe_2", &stored, &err), WR_OK);
+    assert_string_equal(stored, canon);
+    int64_t head;
+    char head_sha[65], h2[65];
+    assert_int_equal(wr_store_chain_head(f->st, &head, head_sha, &err), WR_OK);
+    assert_int_equal(wr_receipt_hash(r2, h2, &err), WR_OK);
+    assert_int_equal(head, 2);
+    assert_string_equal(head_sha, h2);
+    free(stored);
+    free(canon);
+
+    /* Rejections, each with its reason. */
+    wr_keypair other;
+    assert_int_equal(wr_key_generate(&f->ctx, &other, &err), WR_OK);
+    assert_int_equal(wr_receipt_verify(r1, other.pk, &err), WR_E_CRYPTO);
+    assert_non_null(strstr(err.message, "not by the given public key"));
+    json_object_object_add(r1, "exit_code", json_object_new_int(1));
+    assert_int_equal(wr_receipt_verify(r1, f->kp.pk, &err), WR_E_CRYPTO);
+    assert_string_equal(err.message, "signature does not verify: the content was altered after signing");
+    json_object_object_add(r1, "surprise", json_object_new_int(1));
+    assert_int_equal(wr_receipt_verify(r1, f->kp.pk, &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "warrant.receipt.schema.json"));
+    json_object_object_del(r1, "surprise");
+    json_object_object_del(r1, "signature");
+    assert_int_equal(wr_receipt_verify(r1, f->kp.pk, &err), WR_E_CRYPTO);
+    assert_non_null(strstr(err.message, "not signed"));
+    /* Re-signed with another key: signing_key_id still names ours. */
+    json_object_object_del(r1, "signing_key_id");
+    assert_int_equal(wr_receipt_sign(r1, &other, &f->ctx, &err), WR_OK);
+    assert_int_equal(wr_receipt_verify(r1, other.pk, &err), WR_OK);
+    assert_int_equal(wr_receipt_verify(r1, f->kp.pk, &err), WR_E_CRYPTO);
+    wr_keypair_wipe(&other);
+    json_object_put(r1);
+    json_object_put(r2);
+}
+
+static void test_seal_refuses_incomplete_receipt(void **state) {
+    fixture *f = *state;
+    json_object *r = build(f, "exe_bad", "success"), *s = NULL;
+    json_object_object_del(r, "exit_code"); /* required for success by CSC */
+    wr_error err = {0};
+    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, r, "exe_bad", &s, &err), WR_E_INVALID);
+    assert_null(s);
+    assert_non_null(strstr(err.message, "refusing to seal"));
+    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, r, "exe_other", &s, &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "execution_id does not match"));
+    json_object_put(r);
+    int64_t head;
+    char sha[65];
+    assert_int_equal(wr_store_chain_head(f->st, &head, sha, &err), WR_OK);
+    assert_int_equal(head, 0); /* nothing entered the chain */
+    assert_string_equal(sha, ZEROS);
+
+    /* Blocked receipts carry no exit code or hashes and still seal. */
+    wr_receipt_input in = {.execution_id = "exe_blocked", .contract_id = "c", .contract_sha256 = EMPTY_SHA,
+                           .status = "blocked", .policy_profile = "default", .error = "denied: ARGV_PREFIX_DENIED"};
+    r = wr_receipt_build(&in);
+    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, r, "exe_blocked", &s, &err), WR_OK);
+    assert_null(json_object_object_get(s, "exit_code"));
+    assert_int_equal(wr_receipt_verify(s, f->kp.pk, &err), WR_OK);
+    json_object_put(r);
+    json_object_put(s);
+}
+
+/* ---- chain: store ----------------------------------------------------------- */
+
+static void sql(fixture *f, const char *stmt) {
+    char db[128];
+    snprintf(db, sizeof db, "%s/warrant.db", f->dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(h, stmt, NULL, NULL, &msg);
+    if (rc) fprintf(stderr, "sql: %s\n", msg);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_close(h);
+}
+
+static void expect_store(fixture *f, int code, const char *msg) {
+    wr_error err = {0};
+    int64_t n = -1;
+    int rc = wr_chain_verify_store(f->st, f->kp.pk, &n, &err);
+    if (rc != code || (msg && !strstr(err.message, msg))) fprintf(stderr, "got %d: %s\n", rc, err.message);
+    assert_int_equal(rc, code);
+    if (msg) assert_non_null(strstr(err.message, msg));
+}
+
+static void test_chain_store_ok_and_deleted(void **state) {
+    fixture *f = *state;
+    expect_store(f, WR_OK, NULL); /* empty chain */
+    seal_n(f, 5);
+    wr_error err = {0};
+    int64_t n = 0;
+    assert_int_equal(wr_chain_verify_store(f->st, f->kp.pk, &n, &err), WR_OK);
+    assert_int_equal(n, 5);
+    sql(f, "DELETE FROM receipts WHERE seq = 3");
+    expect_store(f, WR_E_INVALID, "seq 3: gap: seq 3 is missing (seq 4 follows seq 2)");
+}
+
+static void test_chain_store_swapped(void **state) {
+    fixture *f = *state;
+    seal_n(f, 4);
+    sql(f, "UPDATE receipts SET json = CASE seq WHEN 2 THEN (SELECT json FROM receipts WHERE seq = 3)"
+           " ELSE (SELECT json FROM receipts WHERE seq = 2) END WHERE seq IN (2, 3)");
+    expect_store(f, WR_E_INVALID, "seq 3: reordered: found in place of seq 2");
+}
+
+static void test_chain_store_altered(void **state) {
+    fixture *f = *state;
+    seal_n(f, 4);
+    sql(f, "UPDATE receipts SET json = replace(json, '\"exit_code\":0', '\"exit_code\":7') WHERE seq = 2");
+    expect_store(f, WR_E_CRYPTO, "seq 2: altered: /signature/signature: signature does not verify");
+}
+
+static void test_chain_store_truncated(void **state) {
+    fixture *f = *state;
+    seal_n(f, 4);
+    sql(f, "DELETE FROM receipts WHERE seq = 4");
+    expect_store(f, WR_E_INVALID, "the chain head is seq 4 but the receipts end at seq 3");
+}
+
+static void test_chain_store_resigned(void **state) {
+    fixture *f = *state;
+    seal_n(f, 3);
+    /* A consistent chain signed by another key is still not ours. */
+    wr_keypair other;
+    wr_error err = {0};
+    assert_int_equal(wr_key_generate(&f->ctx, &other, &err), WR_OK);
+    expect_store(f, WR_OK, NULL);
+    assert_int_equal(wr_chain_verify_store(f->st, other.pk, NULL, &err), WR_E_CRYPTO);
+    assert_non_null(strstr(err.message, "seq 1: altered: /signature/key_id: signed by key"));
+    wr_keypair_wipe(&other);
+}
+
+/* ---- chain: directory --------------------------------------------------- */
+
+static int export_fn(void *ud, int64_t seq, const char *json) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%06lld.json", (const char *)ud, (long long)seq);
+    return wr_write_file_atomic(path, json, strlen(json), 0644, NULL) != WR_OK;
+}
+
+static void export_dir(fixture *f, int n) {
+    seal_n(f, n);
+    assert_int_equal(mkdir(f->out, 0700), 0);
+    wr_error err = {0};
+    assert_int_equal(wr_store_iter_receipts(f->st, export_fn, f->out, &err), WR_OK);
+}
+
+static char *out_path(fixture *f, const char *name) {
+    static char p[256];
+    snprintf(p, sizeof p, "%s/%s", f->out, name);
+    return p;
+}
+
+static void expect_dir(fixture *f, const unsigned char *pk, int code, const char *msg) {
+    wr_error err = {0};
+    int64_t n = -1;
+    int rc = wr_chain_verify_dir(f->out, pk, &n, &err);
+    if (rc != code || (msg && !strstr(err.message, msg))) fprintf(stderr, "got %d: %s\n", rc, err.message);
+    assert_int_equal(rc, code);
+    if (msg) assert_non_null(strstr(err.message, msg));
+}
+
+static void test_chain_dir(void **state) {
+    fixture *f = *state;
+    export_dir(f, 12); /* 000010.json and on: numeric order matters */
+    wr_error err = {0};
+    int64_t n = 0;
+    assert_int_equal(wr_chain_verify_dir(f->out, f->kp.pk, &n, &err), WR_OK);
+    assert_int_equal(n, 12);
+
+    /* duplicate: a stray copy next to the original */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cd '%s' && cp 000005.json '000005 copy.json'", f->out);
+    assert_int_equal(system(cmd), 0);
+    expect_dir(f, f->kp.pk, WR_E_INVALID, "seq 5: duplicate seq (");
+    assert_int_equal(unlink(out_path(f, "000005 copy.json")), 0);
+
+    /* swapped contents */
+    snprintf(cmd, sizeof cmd, "cd '%s' && mv 000007.json t && mv 000008.json 000007.json && mv t 000008.json", f->out);
+    assert_int_equal(system(cmd), 0);
+    expect_dir(f, f->kp.pk, WR_E_INVALID, "seq 8: reordered: found in place of seq 7 (000007.json)");
+    assert_int_equal(system(cmd), 0); /* swap back */
+    expect_dir(f, f->kp.pk, WR_OK, NULL);
+
+    /* one byte flipped */
+    char *buf;
+    size_t len;
+    assert_int_equal(wr_read_file(out_path(f, "000004.json"), 1 << 20, &buf, &len, &err), WR_OK);
+    char *p = strstr(buf, "\"agent-1\"");
+    p[1] = 'A';
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000004.json"), buf, len, 0644, &err), WR_OK);
+    expect_dir(f, f->kp.pk, WR_E_CRYPTO, "seq 4: altered: /signature/signature: signature does not verify");
+    p[1] = 'a';
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000004.json"), buf, len, 0644, &err), WR_OK);
+    free(buf);
+
+    /* deleted from the middle */
+    assert_int_equal(unlink(out_path(f, "000010.json")), 0);
+    expect_dir(f, f->kp.pk, WR_E_INVALID, "seq 10: gap: seq 10 is missing (seq 11 follows seq 9)");
+}
+
+static void test_chain_dir_resigned_and_relinked(void **state) {
+    fixture *f = *state;
+    export_dir(f, 3);
+    /* Re-sign receipt 2 with another key after changing it: caught by key. */
+    wr_keypair other;
+    wr_error err = {0};
+    assert_int_equal(wr_key_generate(&f->ctx, &other, &err), WR_OK);
+    json_object *r = wr_json_read_file(out_path(f, "000002.json"), NULL, &err);
+    json_object_object_add(r, "exit_code", json_object_new_int(3));
+    json_object_object_del(r, "signature");
+    assert_int_equal(wr_receipt_sign(r, &other, &f->ctx, &err), WR_OK);
+    char *c = wr_canonical_json(r, false, NULL, &err);
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000002.json"), c, strlen(c), 0644, &err), WR_OK);
+    free(c);
+    expect_dir(f, f->kp.pk, WR_E_CRYPTO, "seq 2: altered: /signature/key_id: signed by key");
+    /* Even with the right key (an insider), the next link breaks. */
+    json_object_object_del(r, "signature");
+    assert_int_equal(wr_receipt_sign(r, &f->kp, &f->ctx, &err), WR_OK);
+    c = wr_canonical_json(r, false, NULL, &err);
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000002.json"), c, strlen(c), 0644, &err), WR_OK);
+    free(c);
+    expect_dir(f, f->kp.pk, WR_E_INVALID, "seq 3: broken link: prev_receipt_sha256 is not the hash of seq 2");
+    json_object_put(r);
+    wr_keypair_wipe(&other);
+
+    /* garbage and missing directories */
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000001.json"), "{\"seq\":", 7, 0644, &err), WR_OK);
+    expect_dir(f, f->kp.pk, WR_E_INVALID, "000001.json: not a valid JSON receipt");
+    assert_int_equal(wr_chain_verify_dir("/nonexistent/x", f->kp.pk, NULL, &err), WR_E_NOTFOUND);
+}
+
+/* ---- bundle --------------------------------------------------------------- */
+
+static void test_bundle_export_errors(void **state) {
+    fixture *f = *state;
+    seal_n(f, 2);
+    wr_error err = {0};
+    const unsigned char out[] = "hello\n";
+    char bundle[128];
+    snprintf(bundle, sizeof bundle, "%s/b.tar.gz", f->root);
+    /* exe_1 claims the empty-output hash; stored output must match it. */
+    assert_int_equal(wr_store_put_output(f->st, "exe_1", out, 0, out, 0, &err), WR_OK);
+    assert_int_equal(wr_store_put_policy(f->st, EMPTY_SHA, "{}", &err), WR_OK);
+    int rc = wr_bundle_export(f->st, "exe_1", bundle, &err);
+    if (rc != WR_E_NOTFOUND) fprintf(stderr, "export: %s\n", err.message);
+    /* The receipt names approval apr_1, which the store does not have. */
+    assert_int_equal(rc, WR_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "lacks an approval artifact"));
+    assert_int_equal(access(bundle, F_OK), -1);
+    assert_int_equal(wr_bundle_export(f->st, "exe_nope", bundle, &err), WR_E_NOTFOUND);
+    assert_int_equal(wr_bundle_verify(bundle, f->kp.pk, &err), WR_E_IO);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_server_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_links_and_verifies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_refuses_incomplete_receipt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_store_ok_and_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_store_swapped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_store_altered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_store_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_store_resigned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_dir_resigned_and_relinked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bundle_export_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
