@@ -73,31 +73,84 @@ static void put_string(buf *b, const char *s, size_t n) {
     put(b, "\"", 1);
 }
 
-/* Python's float repr: the shortest digit string that reads back as the
- * same double, positional for 1e-4 <= |x| < 1e16 (with ".0" when it has no
- * fraction), else d[.ddd]e±XX with at least two exponent digits. */
+/* A decimal D.DDD x 10^exp with nd significant digits. */
+typedef struct decimal {
+    char digits[20];
+    int nd, exp;
+} decimal;
+
+static double decimal_value(const decimal *x) {
+    char s[48];
+    snprintf(s, sizeof s, "%c.%.*se%d", x->digits[0], x->nd - 1, x->digits + 1, x->exp);
+    return strtod(s, NULL);
+}
+
+/* Moves x one unit in its last digit up (dir 1) or down (dir -1), keeping nd
+ * digits (999 -> 100 with exp + 1, 100 -> 999 with exp - 1). */
+static decimal decimal_step(decimal x, int dir) {
+    int i = x.nd - 1;
+    while (i >= 0 && x.digits[i] == (dir > 0 ? '9' : '0')) x.digits[i--] = dir > 0 ? '0' : '9';
+    if (i >= 0) x.digits[i] = (char)(x.digits[i] + dir);
+    if (dir > 0 && i < 0) { /* all nines rolled over */
+        x.digits[0] = '1';
+        x.exp++;
+    } else if (dir < 0 && x.digits[0] == '0') { /* 100 -> 099: renormalise */
+        memmove(x.digits, x.digits + 1, (size_t)x.nd - 1);
+        x.digits[x.nd - 1] = '9';
+        x.exp--;
+    }
+    return x;
+}
+
+/* The shortest decimal that reads back as d (d > 0, finite), and of those
+ * the nearest to d, as Python's repr (David Gay's mode 0) chooses. printf's
+ * correctly rounded nd-digit value is the nearest nd-digit decimal, but just
+ * above a power of two the interval that rounds to d is lopsided, so a
+ * neighbour may read back as d where the nearest does not. */
+static decimal shortest_decimal(double d) {
+    decimal best = {0};
+    for (int nd = 1; nd <= 17; nd++) {
+        char sci[40];
+        snprintf(sci, sizeof sci, "%.*e", nd - 1, d);
+        decimal x = {.nd = nd};
+        int k = 0;
+        for (const char *p = sci; *p != 'e'; p++)
+            if (*p != '.') x.digits[k++] = *p;
+        x.exp = atoi(strchr(sci, 'e') + 1);
+        if (decimal_value(&x) == d) return x;
+        decimal up = decimal_step(x, 1), down = decimal_step(x, -1);
+        bool up_ok = decimal_value(&up) == d, down_ok = decimal_value(&down) == d;
+        if (up_ok && down_ok) {
+            char su[48], sd[48];
+            snprintf(su, sizeof su, "%c.%.*se%d", up.digits[0], nd - 1, up.digits + 1, up.exp);
+            snprintf(sd, sizeof sd, "%c.%.*se%d", down.digits[0], nd - 1, down.digits + 1, down.exp);
+            return fabsl(strtold(su, NULL) - d) <= fabsl(strtold(sd, NULL) - d) ? up : down;
+        }
+        if (up_ok) return up;
+        if (down_ok) return down;
+        best = x;
+    }
+    return best; /* 17 digits always read back; not reached */
+}
+
+/* Python's float repr: the shortest round-tripping digits, positional for
+ * 1e-4 <= |x| < 1e16 (with ".0" when it has no fraction), else
+ * d[.ddd]e±XX with at least two exponent digits. */
 static int put_double(buf *b, double d) {
     if (!isfinite(d)) return -1;
-    char sci[40];
-    for (int prec = 0; prec <= 16; prec++) {
-        snprintf(sci, sizeof sci, "%.*e", prec, d);
-        if (strtod(sci, NULL) == d) break;
-    }
-    /* sci = [-]D[.DDD]e±XX: split into sign, digits and exponent */
+    bool neg = signbit(d);
+    decimal x = {.digits = "0", .nd = 1};
+    if (d != 0) x = shortest_decimal(fabs(d));
     char digits[24];
-    size_t nd = 0;
-    const char *p = sci;
-    bool neg = *p == '-';
-    if (neg) p++;
-    for (; *p != 'e'; p++)
-        if (*p != '.') digits[nd++] = *p;
+    size_t nd = (size_t)x.nd;
+    memcpy(digits, x.digits, nd);
     while (nd > 1 && digits[nd - 1] == '0') nd--;
     digits[nd] = '\0';
-    int exp = atoi(p + 1); /* value = 0.D1D2... * 10^(exp+1) */
+    int exp = x.exp;
     char out[64];
     size_t o = 0;
     if (neg) out[o++] = '-';
-    if (exp >= -5 + 1 && exp < 16) { /* repr switches to exponent below 1e-4 */
+    if (exp >= -4 && exp < 16) { /* repr switches to exponent below 1e-4 and from 1e16 */
         if (exp < 0) {
             out[o++] = '0';
             out[o++] = '.';

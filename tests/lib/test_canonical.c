@@ -75,6 +75,9 @@ static void test_numbers(void **state) {
     expect("[0.0001, 0.00001, 1e-7, 5e-324, 0.30000000000000004]",
            "[0.0001,1e-05,1e-07,5e-324,0.30000000000000004]");
     expect("[1E+2, 1.25E-10, 3.14159]", "[100.0,1.25e-10,3.14159]");
+    /* powers of two (2^-1017, 2^-921) where the nearest 16-digit decimal does
+     * not read back but its neighbour does: repr has 16 digits, not 17 */
+    expect("[7.120236347223045e-307, 5.641232424577593e-278]", "[7.120236347223045e-307,5.641232424577593e-278]");
 }
 
 static void test_drop_nulls(void **state) {
