@@ -3,7 +3,8 @@
  *
  * wr_schema_new checks the whole schema once: every keyword value has the
  * right shape, every $ref resolves inside the document, and every pattern is
- * compiled with PCRE2 (UTF mode; "$" only at the very end, as in ECMA-262).
+ * compiled with PCRE2 in UTF mode with the ECMA-262 readings of "$" (only at
+ * the very end) and of \uhhhh (PCRE2_ALT_BSUX).
  * Assertion keywords of the standard that are not implemented here (e.g.
  * contains, multipleOf, unevaluatedProperties) make wr_schema_new fail rather
  * than being silently ignored, which would accept documents the schema's
@@ -290,7 +291,8 @@ static int add_pattern(wr_schema *s, const void *key, const char *re, const char
     int errcode;
     PCRE2_SIZE erroff;
     pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
-                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, NULL);
+                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX, &errcode,
+                                     &erroff, NULL);
     if (!code) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(errcode, msg, sizeof msg);

@@ -96,6 +96,12 @@ static void test_2020_12_semantics(void **state) {
     assert_int_equal(check(s, "18446744073709551614", &err), WR_OK);
     assert_int_equal(check(s, "18446744073709551615", &err), WR_E_INVALID);
     wr_schema_free(s);
+    /* ECMA-262 pattern readings: \\u escapes, "$" only at the very end */
+    s = compile("{\"pattern\":\"^\\\\u00e9[a-z]+$\"}");
+    assert_int_equal(check(s, "\"\xc3\xa9t\xc3\xa9\"", &err), WR_E_INVALID); /* "été": é is not [a-z] */
+    assert_int_equal(check(s, "\"\xc3\xa9te\"", &err), WR_OK);
+    assert_int_equal(check(s, "\"\xc3\xa9te\\n\"", &err), WR_E_INVALID);
+    wr_schema_free(s);
     /* recursion through $ref into nested data */
     s = compile("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\","
                 "\"items\":{\"$ref\":\"#/$defs/node\"}}},\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}");
