@@ -38,8 +38,16 @@ static json_object *jobj(json_object *o, const char *key) {
     return v;
 }
 
+/* Policy durations are clamped so that "now + seconds * 1000" cannot
+ * overflow, whatever integer a policy file holds. */
+#define MAX_DURATION_SEC (100LL * 366 * 86400)
+
+static int64_t clamp_sec(int64_t sec, int64_t dflt) {
+    return sec <= 0 ? dflt : sec > MAX_DURATION_SEC ? MAX_DURATION_SEC : sec;
+}
+
 static int64_t policy_max_lifetime_sec(const wr_policy *p) {
-    return p->approval.max_lifetime_sec > 0 ? p->approval.max_lifetime_sec : DEFAULT_MAX_LIFETIME_SEC;
+    return clamp_sec(p->approval.max_lifetime_sec, DEFAULT_MAX_LIFETIME_SEC);
 }
 
 /* Dual control comes from the decision (policy) or from the contract itself:
@@ -500,7 +508,7 @@ int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decis
         free(contract_json);
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
-    int64_t ttl = p->approval.request_ttl_sec > 0 ? p->approval.request_ttl_sec : DEFAULT_REQUEST_TTL_SEC;
+    int64_t ttl = clamp_sec(p->approval.request_ttl_sec, DEFAULT_REQUEST_TTL_SEC);
     wr_approval_request r = {
         .request_id = id,
         .contract_id = ct->contract_id,

@@ -113,7 +113,9 @@ int wr_approval_request_policy(wr_store *st, const wr_approval_request *r, wr_po
  * approval already given (say one of two) stops counting. */
 int wr_approval_deny(wr_store *st, const char *request_id, const char *reason, const wr_ctx *ctx, wr_error *err);
 /* Revokes a request and every artifact stored for its contract, or, given an
- * approval id ("apv_..."), that one artifact. */
+ * approval id ("apv_..."), that one artifact. The id need not be stored
+ * here: revoking an artifact that was handed out but never presented makes
+ * it refused wherever it turns up later. */
 int wr_approval_revoke(wr_store *st, const char *id, const char *reason, const wr_ctx *ctx, wr_error *err);
 
 /* Status of a request for get_approval: pending|approved|denied|expired|consumed|revoked

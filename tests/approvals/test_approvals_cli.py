@@ -177,6 +177,11 @@ class ApprovalsCli(unittest.TestCase):
                 datetime.fromisoformat(art["approved_at"].replace("Z", "+00:00"))).total_seconds()
         self.assertEqual(span, 3600)
         self.assertIn("1 of 1 approvals", r.stderr)
+        path = os.path.join(self.w.dir, "artifact.json")
+        with open(path, "w") as f:
+            f.write(r.stdout)
+        v = subprocess.run([WARRANT, "validate", "approval", path], capture_output=True, text=True)
+        self.assertEqual(v.returncode, 0, v.stderr)
         # approved: no longer waiting for a human, still visible with --all
         self.assertNotIn(rid, self.listed())
         self.assertEqual(self.listed("--all")[rid]["status"], "approved")
