@@ -6,7 +6,9 @@ seeded random documents (strings over the whole Unicode range including
 controls, "/", non-BMP; integers up to the int64/uint64 limits; doubles from
 random bit patterns and short decimals). Each document is written in a
 randomly chosen but equivalent textual form (ASCII escapes or literal UTF-8,
-spacing, key order), so the parser is exercised too.
+spacing, key order), so the parser is exercised too. Finally randomly
+mutated (mostly broken) documents: anything wr_json_parse accepts must be
+JSON that Python accepts and prints identically.
 
 usage: canonical_xcheck.py CANON_TOOL [SEED]"""
 import glob, hashlib, json, math, os, random, struct, subprocess, sys
@@ -90,6 +92,27 @@ FIXED = [
 # refused by wr_json_parse although Python accepts them
 REFUSED = ['null', '"\\u0000"', '{"a":1,"a":2}', '18446744073709551616', 'NaN', '1e400', '"\\ud800"']
 
+def mutate(r, seeds):
+    """A seed document with a few random edits: mostly invalid JSON."""
+    alphabet = list('{}[]",:\\u0123456789abcdefABCDEF-+.eE tnrfl') + ["\\ud800", "\\udc00", "\x00", "\x7f"]
+    s = list(r.choice(seeds))
+    for _ in range(r.randint(1, 4)):
+        i = r.randrange(len(s) + 1)
+        op = r.random()
+        if op < 0.4 and s:
+            del s[min(i, len(s) - 1)]
+        elif op < 0.8 or not s:
+            s.insert(i, r.choice(alphabet))
+        else:
+            s[i:i] = s[r.randrange(len(s)):][:r.randint(1, 5)]
+    return "".join(s).replace("\n", " ")
+
+def python_canon(doc):
+    try:
+        return canon(json.loads(doc))
+    except ValueError:
+        return None
+
 def main():
     tool = sys.argv[1]
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 20261122
@@ -114,12 +137,26 @@ def main():
             randoms.append(text_of(v, r))
     docs += randoms
     docs += REFUSED
+    # mutated documents: whatever the C side accepts, Python must accept and
+    # print the same way (the C side may refuse more: duplicates, NUL, ...)
+    mutated = [mutate(r, FIXED + randoms[:50]) for _ in range(5000)]
+    docs += mutated
     inp = "".join(d + "\n" for d in docs).encode("utf-8")
     out = subprocess.run([tool], input=inp, capture_output=True, check=True).stdout.decode("utf-8")
     lines = out.split("\n")[:-1]
     assert len(lines) == len(docs), f"{len(lines)} outputs for {len(docs)} inputs"
     failures = 0
+    mutated_set, accepted = set(mutated), 0
     for doc, line in zip(docs, lines):
+        if doc in mutated_set:
+            if line.startswith("ERR "):
+                continue
+            accepted += 1
+            want = python_canon(doc)
+            if want is None or line.split("\t")[0] != want:
+                failures += 1
+                print(f"FAIL: mutated input {doc!r}\n  C:      {line!r}\n  Python: {want!r}")
+            continue
         if doc in REFUSED:
             if not line.startswith("ERR "):
                 print(f"FAIL: accepted {doc!r}: {line!r}")
@@ -133,8 +170,8 @@ def main():
             if failures <= 10:
                 print(f"FAIL: input {doc!r}\n  C:      {line!r}\n  Python: {want!r}")
     print(f"{len(docs)} documents compared ({len(FIXED) + 1} fixed, {len(REFUSED)} refused, "
-          f"{len(docs) - len(FIXED) - 1 - len(REFUSED) - 3000} CSC, 3000 random, seed {seed}); "
-          f"{failures} differences")
+          f"{len(docs) - len(FIXED) - 1 - len(REFUSED) - 3000 - len(mutated)} CSC, 3000 random, "
+          f"{len(mutated)} mutated of which {accepted} accepted; seed {seed}); {failures} differences")
     sys.exit(1 if failures else 0)
 
 main()
