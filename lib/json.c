@@ -4,10 +4,11 @@
  * duplicate keys, accepts NaN, "1.", raw control characters in strings,
  * saturates out-of-range integers and turns lone surrogates into U+FFFD. Any
  * of these is a parser differential (another CSC implementation would read a
- * different document than we hash or check). So after json-c has accepted
- * the text, a second pass over the same bytes (`scan_*`) enforces the RFC 8259
- * grammar for tokens and counts each object's keys; comparing those counts
- * with json-c's objects finds duplicate keys. */
+ * different document than we hash or check). So before json-c builds the
+ * tree, a pass over the bytes (`scan_*`) enforces the RFC 8259 grammar for
+ * tokens, the depth limit, and counts each object's keys; json-c then checks
+ * the structure, and comparing the key counts with json-c's objects finds
+ * duplicate keys. */
 #include "lib/lib.h"
 #include "lib/lib_internal.h"
 
@@ -64,11 +65,11 @@ bool wr_utf8_valid(const char *s, size_t len) {
     return true;
 }
 
-/* ---- second pass over the accepted text -------------------------------- */
+/* ---- the token pass ---------------------------------------------------- */
 typedef struct scan {
-    char *buf;      /* a private copy: compacted in place, see emit() */
+    char *buf;    /* a private copy: compacted in place, see emit() */
     size_t len, pos;
-    size_t out;     /* end of the compacted text, never beyond pos */
+    size_t out;   /* end of the compacted text, never beyond pos */
     size_t *keys; /* key count per object, in order of their '{' */
     size_t nobj, cap;
     wr_error *err;
@@ -257,8 +258,8 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
     case json_type_object: {
         size_t idx = (*next)++;
         if (idx >= sc->nobj || sc->keys[idx] != (size_t)json_object_object_length(o))
-            return wr_errorf(err, WR_E_INVALID, ptr[0] ? ptr : "",
-                             "duplicate key in the object at '%s'", ptr[0] ? ptr : "/");
+            return wr_errorf(err, WR_E_INVALID, ptr, "duplicate key in the object at %s",
+                             ptr[0] ? ptr : "(root)");
         json_object_object_foreach(o, k, v) {
             wr_json_ptr_append(ptr, cap, k);
             rc = check_tree(v, sc, next, ptr, cap, err);
@@ -278,8 +279,8 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
         break;
     case json_type_double:
         if (!isfinite(json_object_get_double(o)))
-            return wr_errorf(err, WR_E_INVALID, ptr, "number at '%s' is out of the double range",
-                             ptr[0] ? ptr : "/");
+            return wr_errorf(err, WR_E_INVALID, ptr, "number at %s is out of the double range",
+                             ptr[0] ? ptr : "(root)");
         break;
     default:
         break;
