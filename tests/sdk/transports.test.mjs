@@ -5,8 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
+import fs from 'node:fs';
+
 import {
-  contract, findKey, makeWorld, openSession, resultText, serverPubkey, sleep,
+  contract, findKey, makeFifo, makeWorld, openSession, resultText, serverPubkey, sleep,
   warrant, warrantOk, writeJson,
 } from './lib/harness.mjs';
 
@@ -80,6 +82,7 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
       assert.match(s, /sdk-test/, 'policy name');
       assert.match(s, /"sleep"/, 'allowed commands');
       assert.equal(findKey(r.structuredContent, 'max_timeout_sec'), 120);
+      assert.equal(r.structuredContent.agent_id, world.agent, 'tells the agent its identity');
     });
 
     test('check: allow with the canonical contract hash, nothing stored', async () => {
@@ -111,8 +114,11 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
         (e) => e instanceof McpError && e.code === -32602);
     });
 
-    test('propose_contract, then run by id: output streamed as progress, signed receipt', async () => {
-      const c = contract(world, ['cat', 'hello.txt']);
+    test('propose_contract, then run by id: output streamed live as progress, signed receipt', async () => {
+      // cat prints hello.txt, then blocks on a FIFO until the test writes to
+      // it: the first chunk must reach us as progress while the command runs.
+      const fifo = makeFifo(world, 'live.fifo');
+      const c = contract(world, ['cat', 'hello.txt', 'live.fifo']);
       const p = await client.callTool({ name: 'propose_contract', arguments: { contract: c } });
       assert.notEqual(p.isError, true, resultText(p));
       assert.equal(p.structuredContent.contract_id, c.contract_id);
@@ -121,24 +127,30 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
       assert.equal(decision?.decision ?? decision, 'allow');
 
       const progress = [];
-      const r = await client.callTool({ name: 'run', arguments: { contract_id: c.contract_id } }, undefined, {
-        onprogress: (n) => progress.push(n),
+      let sawFirstChunk;
+      const firstChunk = new Promise((resolve) => { sawFirstChunk = resolve; });
+      const call = client.callTool({ name: 'run', arguments: { contract_id: c.contract_id } }, undefined, {
+        onprogress: (n) => {
+          progress.push(n);
+          if (/hello from the warrant workspace/.test(progress.map((x) => x.message ?? '').join(''))) sawFirstChunk();
+        },
         resetTimeoutOnProgress: true,
         timeout: 60_000,
       });
+      const early = await Promise.race([firstChunk.then(() => true), call.then(() => false), sleep(20_000).then(() => false)]);
+      // Unblock cat whatever happened, so that the run ends either way.
+      await Promise.race([fs.promises.writeFile(fifo, 'second chunk\n'), sleep(20_000)]);
+      const r = await call;
+      assert.ok(early, `the first chunk arrived as progress while the command was still running (${progress.length} notifications)`);
       assert.notEqual(r.isError, true, resultText(r));
       const s = r.structuredContent;
-      assert.equal(s.stdout, 'hello from the warrant workspace\n');
+      assert.equal(s.stdout, 'hello from the warrant workspace\nsecond chunk\n');
       assert.equal(s.stdout_truncated, false);
       assert.equal(s.receipt.status, 'success');
       assert.equal(s.receipt.exit_code, 0);
       assert.equal(s.receipt.contract_id, c.contract_id);
       assert.equal(s.receipt.contract_sha256, p.structuredContent.contract_sha256);
       assert.equal(s.receipt.signature?.algorithm, 'ed25519');
-
-      assert.ok(progress.length >= 1, 'at least one progress notification');
-      const streamed = progress.map((n) => n.message ?? '').join('');
-      assert.match(streamed, /hello from the warrant workspace/, 'output carried by progress messages');
       for (let i = 1; i < progress.length; i++) {
         assert.ok(progress[i].progress > progress[i - 1].progress, 'progress increases');
       }

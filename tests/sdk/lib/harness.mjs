@@ -1,7 +1,7 @@
 // Shared fixtures for the SDK tests: they drive build/server/warrantd and
 // build/clients/warrant from the outside, through the interfaces documented in
 // design.md (warrantd flags, token file, /ws and /mcp, the warrant CLI).
-import { spawn, execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -80,7 +80,7 @@ export function makeWorld({ approvers = [], agents = ['agent-sdk'], extraPolicy 
 }
 
 function yamlList(items, indent) {
-  return items.map((i) => `${' '.repeat(indent)}- ${i}\n`).join('');
+  return items.map((i) => `${' '.repeat(indent)}- ${JSON.stringify(i)}\n`).join('');
 }
 
 export function policyYaml({ ws, approvers = [] }) {
@@ -337,6 +337,13 @@ export function findKey(obj, key) {
     if (f !== undefined) return f;
   }
   return undefined;
+}
+
+/** A FIFO in the workspace that the sandboxed user can open. */
+export function makeFifo(world, name) {
+  const p = path.join(world.ws, name);
+  execFileSync('mkfifo', ['-m', '0666', p]);
+  return p;
 }
 
 /** Writes a JSON value to a file in the world and returns the path. */
