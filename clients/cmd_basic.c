@@ -15,13 +15,25 @@
 #define DOC_MAX_BYTES (4u * 1024u * 1024u)
 #define DOC_MAX_DEPTH 64
 
+/* One line naming the file, then the failing JSON pointer, then the error,
+ * without repeating what the message already says (lib's file errors name
+ * the file themselves). */
+static int fail_file(int code, const char *file, const wr_error *err) {
+    const char *m = err->message;
+    bool say_file = strncmp(m, file, strlen(file)) != 0;
+    bool say_ptr = err->path[0] && strcmp(err->path, file) != 0 && !strstr(m, err->path);
+    fprintf(stderr, "warrant: %s%s%s%s%s\n", say_file ? file : "", say_file ? ": " : "", say_ptr ? err->path : "",
+            say_ptr ? ": " : "", m);
+    return code;
+}
+
 /* Reads and parses a JSON file; a file that is not one JSON document is
  * bad input (exit 2), distinct from a document that fails its schema. */
 static json_object *read_doc(const char *path, size_t max_bytes, int max_depth, int *exit_code) {
     wr_error err = {0};
     wr_json_limits lim = {max_bytes, max_depth};
     json_object *obj = wr_json_read_file(path, &lim, &err);
-    if (!obj) *exit_code = cli_fail_err(CLI_USAGE, path, &err);
+    if (!obj) *exit_code = fail_file(CLI_USAGE, path, &err);
     return obj;
 }
 
@@ -53,7 +65,7 @@ static int load_contract(const char *path, wr_contract **ct) {
     int rc = wr_contract_from_json(cs, obj, ct, &err);
     wr_contracts_free(cs);
     json_object_put(obj);
-    return rc ? cli_fail_err(CLI_REJECTED, path, &err) : CLI_OK;
+    return rc ? fail_file(CLI_REJECTED, path, &err) : CLI_OK;
 }
 
 /* A policy file that cannot be read or is not one YAML mapping is bad
@@ -65,14 +77,14 @@ static int load_policy(const char *path, wr_policy **p) {
     json_object *doc = NULL;
     if (wr_read_file(path, WR_POLICY_MAX_BYTES, &buf, &len, &err)) {
         wr_error_prefix(&err, "failed to read policy file");
-        return cli_fail_err(CLI_USAGE, path, &err);
+        return fail_file(CLI_USAGE, path, &err);
     }
     int rc = wr_policy_yaml_to_json(buf, len, &doc, &err);
     free(buf);
-    if (rc) return cli_fail_err(CLI_USAGE, path, &err);
+    if (rc) return fail_file(CLI_USAGE, path, &err);
     rc = wr_policy_from_json(doc, p, &err);
     json_object_put(doc);
-    return rc ? cli_fail_err(CLI_REJECTED, path, &err) : CLI_OK;
+    return rc ? fail_file(CLI_REJECTED, path, &err) : CLI_OK;
 }
 
 int cmd_validate(int argc, char **argv) {
@@ -98,7 +110,7 @@ int cmd_validate(int argc, char **argv) {
     wr_error err = {0};
     wr_schema *s = wr_schema_parse(wr_schema_text(schema_name), &err);
     if (!s) code = cli_fail_err(CLI_USAGE, schema_name, &err);
-    else if (wr_schema_validate(s, obj, &err)) code = cli_fail_err(CLI_REJECTED, path, &err);
+    else if (wr_schema_validate(s, obj, &err)) code = fail_file(CLI_REJECTED, path, &err);
     else printf("%s: valid %s (%s)\n", path, kind, schema_name);
     wr_schema_free(s);
     json_object_put(obj);

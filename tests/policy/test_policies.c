@@ -1,0 +1,362 @@
+/* policies/: YAML loader edge cases, the bundled packs, evaluation
+ * details the fixtures do not show (reason texts, approval counts,
+ * expiry, describe_policy). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "policies/policies.h"
+
+#define NOW_MS 1795000000000LL
+
+static const char *const base_yaml =
+    "policy_schema_version: csc.policy.v0.1\nname: unit\nallow_commands: [git, ls, cat, python3, cp]\n"
+    "allowed_effect_types: [observe]\nallowed_risk_classes: [low]\nmax_timeout_sec: 30\nnetwork: deny\n"
+    "allow_secret_refs: false\nallowed_cwd_prefixes: [/workspace/]\nallowed_read_prefixes: [/workspace]\n";
+
+static int64_t fixed_now(void *ud) {
+    (void)ud;
+    return NOW_MS;
+}
+
+static wr_policy *load(const char *text) {
+    wr_error err = {0};
+    wr_policy *p = NULL;
+    if (wr_policy_load_yaml(text, strlen(text), &p, &err)) fail_msg("%s", err.message);
+    return p;
+}
+
+/* out = in with the first "from" replaced by "to" */
+static void subst(char *out, size_t n, const char *in, const char *from, const char *to) {
+    const char *at = strstr(in, from);
+    assert_non_null(at);
+    snprintf(out, n, "%.*s%s%s", (int)(at - in), in, to, at + strlen(from));
+}
+
+static void assert_load_fails(const char *text, size_t len, const char *msg) {
+    wr_error err = {0};
+    wr_policy *p = NULL;
+    assert_int_not_equal(wr_policy_load_yaml(text, len, &p, &err), WR_OK);
+    assert_null(p);
+    if (!strstr(err.message, msg)) fail_msg("'%s' lacks '%s'", err.message, msg);
+}
+
+static void test_loader_types_and_defaults(void **state) {
+    (void)state;
+    wr_policy *p = load(base_yaml);
+    assert_string_equal(p->name, "unit");
+    assert_int_equal(p->max_timeout_sec, 30);
+    assert_false(p->allow_secret_refs);
+    assert_int_equal(p->network, WR_NET_DENY);
+    /* prefixes are normalised */
+    assert_string_equal(p->allowed_cwd_prefixes.v[0], "/workspace");
+    /* design.md defaults for the extension keys */
+    assert_string_equal(p->sandbox.run_as, "nobody");
+    assert_int_equal(p->sandbox.cpu_sec, 60);
+    assert_int_equal(p->sandbox.output_cap_bytes, 1048576);
+    assert_int_equal(p->approval.max_lifetime_sec, 3600);
+    assert_false(p->approval.allow_time_window);
+    assert_int_equal(p->decision_ttl_sec, 300);
+    /* the bundled classification pack follows the (absent) policy rules */
+    assert_true(p->nclassify > 50);
+    /* policy_sha256 is of the JSON document (python3 + PyYAML agree: see
+     * tests/policy/test_cli.py) and is stable */
+    wr_policy *q = load(base_yaml);
+    assert_string_equal(p->sha256, q->sha256);
+    wr_policy_free(q);
+    wr_policy_free(p);
+}
+
+static void test_loader_rejects(void **state) {
+    (void)state;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%sname: again\n", base_yaml);
+    assert_load_fails(buf, strlen(buf), "duplicate key 'name'");
+    assert_load_fails("x: &a 1\ny: *a\n", 14, "anchors and aliases");
+    assert_load_fails("- a\n", 4, "must contain a YAML mapping");
+    assert_load_fails("a: 1\n---\nb: 2\n", 14, "single YAML document");
+    assert_load_fails("a: [1, 2\n", 9, "invalid YAML");
+    assert_load_fails("a: \"\\0\"\n", 8, "NUL byte");
+    assert_load_fails("a: \xff\n", 5, "invalid YAML");
+    assert_load_fails("? [a, b]\n: 1\n", 13, "mapping keys must be plain strings");
+    /* an integer beyond int64 stays a string, and the schema says so */
+    subst(buf, sizeof buf, base_yaml, "max_timeout_sec: 30", "max_timeout_sec: 99999999999999999999999");
+    assert_load_fails(buf, strlen(buf), "/max_timeout_sec");
+    size_t big = WR_POLICY_MAX_BYTES + 1;
+    char *huge = malloc(big);
+    memset(huge, '#', big);
+    assert_load_fails(huge, big, "more than 262144");
+    free(huge);
+    wr_error err = {0};
+    wr_policy *p = NULL;
+    assert_int_equal(wr_policy_load_file("/nonexistent/policy.yaml", &p, &err), WR_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "failed to read"));
+}
+
+static void test_approver_keys(void **state) {
+    (void)state;
+    /* one key as raw base64, the same key as SPKI PEM: both parse to the same key id */
+    static const char raw[] = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    char *pem = NULL;
+    unsigned char pk[WR_PK_LEN];
+    wr_error err = {0};
+    assert_int_equal(wr_pubkey_parse(raw, pk, &err), WR_OK);
+    pem = wr_pubkey_pem(pk);
+    assert_non_null(pem);
+    char yaml[8192];
+    int n = snprintf(yaml, sizeof yaml,
+                     "%sapprovers:\n  - identity: alice\n    public_key: \"%s\"\n    may_approve: {risk_classes: [low]}\n"
+                     "  - identity: bob\n    public_key: |\n",
+                     base_yaml, raw);
+    for (char *line = strtok(pem, "\n"); line; line = strtok(NULL, "\n"))
+        n += snprintf(yaml + n, sizeof yaml - (size_t)n, "      %s\n", line);
+    free(pem);
+    wr_policy *p = load(yaml);
+    assert_int_equal(p->napprovers, 2);
+    assert_string_equal(p->approvers[0].key_id, p->approvers[1].key_id);
+    assert_memory_equal(p->approvers[1].public_key, pk, WR_PK_LEN);
+    /* without may_approve: what the policy allows or sends for approval */
+    assert_true(wr_strv_contains(&p->approvers[1].effect_types, "observe"));
+    assert_true(wr_strv_contains(&p->approvers[1].risk_classes, "low"));
+    wr_policy_free(p);
+    snprintf(yaml, sizeof yaml, "%sapprovers:\n  - {identity: a, public_key: \"%s\"}\n  - {identity: a, public_key: \"%s\"}\n",
+             base_yaml, raw, raw);
+    assert_load_fails(yaml, strlen(yaml), "duplicate approver identity");
+}
+
+static void test_bundled_packs(void **state) {
+    (void)state;
+    const char *const *names = wr_policy_bundled_names();
+    int count = 0;
+    for (; names[count]; count++) {
+        wr_error err = {0};
+        wr_policy *p = NULL;
+        if (wr_policy_load_bundled(names[count], &p, &err)) fail_msg("%s: %s", names[count], err.message);
+        assert_string_equal(p->name, names[count]);
+        wr_policy_free(p);
+    }
+    assert_int_equal(count, 3);
+    assert_non_null(wr_policy_bundled_text("default"));
+    assert_non_null(wr_policy_bundled_text("dev-write"));
+    assert_non_null(wr_policy_bundled_text("ci"));
+    assert_null(wr_policy_bundled_text("nope"));
+    wr_error err = {0};
+    wr_policy *p = NULL;
+    assert_int_equal(wr_policy_load_bundled("nope", &p, &err), WR_E_NOTFOUND);
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+/* A one-command contract; extra (e.g. ",\"network\":\"full\"") replaces
+ * members of the command. */
+static wr_contract *contract(const char *argv_json, const char *extra_cmd, const char *approval_mode) {
+    char text[8192];
+    snprintf(text, sizeof text,
+             "{\"version\":\"csc.v0.1\",\"contract_id\":\"unit-contract-1\",\"intent\":\"t\","
+             "\"actor\":{\"agent_id\":\"a\",\"session_id\":\"s\",\"initiating_user\":\"u\",\"delegation_scope\":\"d\"},"
+             "\"commands\":[{\"id\":\"cmd_1\",\"exec\":{\"argv\":%s},\"cwd\":\"/workspace\","
+             "\"read_paths\":[\"/workspace/**\"],\"write_paths\":[],\"network\":\"deny\",\"env_allow\":[],"
+             "\"secret_refs\":[],\"timeout_sec\":10,\"proposed_effect_type\":\"observe\"}],"
+             "\"risk_class\":\"low\",\"approval_mode\":\"%s\",\"justification\":\"j\"}",
+             argv_json, approval_mode ? approval_mode : "policy_only");
+    wr_error err = {0};
+    json_object *doc = wr_json_parse(text, strlen(text), NULL, &err), *cmds;
+    if (!doc) fail_msg("%s", err.message);
+    if (extra_cmd) {
+        char obj[1024];
+        snprintf(obj, sizeof obj, "{%s}", extra_cmd + 1);
+        json_object *x = wr_json_parse(obj, strlen(obj), NULL, &err);
+        if (!x) fail_msg("%s: %s", obj, err.message);
+        json_object_object_get_ex(doc, "commands", &cmds);
+        json_object_object_foreach(x, k, v) json_object_object_add(json_object_array_get_idx(cmds, 0), k, json_object_get(v));
+        json_object_put(x);
+    }
+    wr_contracts *cs = wr_contracts_new(&err);
+    wr_contract *ct = NULL;
+    if (wr_contract_from_json(cs, doc, &ct, &err)) fail_msg("%s %s", err.path, err.message);
+    json_object_put(doc);
+    wr_contracts_free(cs);
+    return ct;
+}
+
+static wr_decision *decide(const wr_policy *p, const wr_contract *ct) {
+    wr_ctx ctx = wr_ctx_system();
+    ctx.now_ms = fixed_now;
+    wr_error err = {0};
+    wr_decision *d = NULL;
+    if (wr_policy_evaluate(p, ct, &ctx, &d, &err)) fail_msg("%s", err.message);
+    return d;
+}
+
+/* Evaluates argv under a policy and checks kind, code and a reason fragment. */
+static void expect(const wr_policy *p, const char *argv_json, const char *extra, const char *mode,
+                   wr_decision_kind kind, const char *code, const char *reason_part) {
+    wr_contract *ct = contract(argv_json, extra, mode);
+    wr_decision *d = decide(p, ct);
+    if (d->kind != kind || strcmp(d->reason_code, code) || (reason_part && !strstr(d->reason, reason_part)))
+        fail_msg("%s: got %s %s '%s', expected %s %s '%s'", argv_json, wr_decision_kind_name(d->kind), d->reason_code,
+                 d->reason, wr_decision_kind_name(kind), code, reason_part ? reason_part : "");
+    wr_decision_free(d);
+    wr_contract_free(ct);
+}
+
+static void test_decision_json(void **state) {
+    (void)state;
+    wr_policy *p = load(base_yaml);
+    wr_contract *ct = contract("[\"git\",\"status\"]", NULL, NULL);
+    wr_decision *d = decide(p, ct);
+    json_object *j = wr_decision_to_json(d), *v;
+    assert_true(json_object_object_get_ex(j, "expires_at", &v));
+    assert_string_equal(json_object_get_string(v), "2026-11-18T11:11:40.000Z"); /* NOW_MS + 300 s */
+    assert_true(json_object_object_get_ex(j, "contract_sha256", &v));
+    assert_string_equal(json_object_get_string(v), ct->sha256);
+    assert_true(json_object_object_get_ex(j, "policy_profile", &v));
+    assert_string_equal(json_object_get_string(v), "unit");
+    assert_int_equal(d->required_approvals, 0);
+    json_object_put(j);
+    wr_decision_free(d);
+    wr_contract_free(ct);
+    wr_policy_free(p);
+}
+
+static void test_reasons_name_the_element(void **state) {
+    (void)state;
+    wr_policy *p = load(base_yaml);
+    expect(p, "[\"python3\",\"-I\",\"-c\",\"1\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", "argv[2] '-c'");
+    expect(p, "[\"cat\",\"x\"]", ",\"secret_refs\":[\"K\"]", NULL, WR_DENY, "SECRET_REF_NOT_ALLOWED", "cmd_1");
+    expect(p, "[\"/workspace/git\",\"status\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED",
+           "is not the 'git' found on the sandbox PATH");
+    expect(p, "[\"git\",\"push\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED",
+           "cmd_1 reclassified from observe to mutate_repo (rule: git push)");
+    expect(p, "[\"cp\",\"a\",\"b\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED", "to transform_local");
+    wr_policy_free(p);
+}
+
+static void test_approval_counts(void **state) {
+    (void)state;
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml, "%smanual_approval_for_classified_effect_types: [mutate_repo]\n", base_yaml);
+    wr_policy *p = load(yaml);
+    wr_contract *ct = contract("[\"git\",\"push\"]", NULL, "dual_control_required");
+    wr_decision *d = decide(p, ct);
+    assert_int_equal(d->kind, WR_NEEDS_APPROVAL);
+    assert_int_equal(d->required_approvals, 2);
+    assert_true(wr_strv_contains(&d->approval_effects, "mutate_repo"));
+    /* the reclassification shows in the reason of an approval as well */
+    assert_non_null(strstr(d->reason, "reclassified from observe to mutate_repo"));
+    wr_decision_free(d);
+    wr_contract_free(ct);
+    ct = contract("[\"git\",\"push\"]", NULL, NULL);
+    d = decide(p, ct);
+    assert_int_equal(d->kind, WR_NEEDS_APPROVAL);
+    assert_int_equal(d->required_approvals, 1);
+    wr_decision_free(d);
+    wr_contract_free(ct);
+    wr_policy_free(p);
+}
+
+static wr_policy *bundled(const char *name) {
+    wr_error err = {0};
+    wr_policy *p = NULL;
+    if (wr_policy_load_bundled(name, &p, &err)) fail_msg("%s", err.message);
+    return p;
+}
+
+static void test_default_pack(void **state) {
+    (void)state;
+    wr_policy *p = bundled("default");
+    expect(p, "[\"git\",\"log\",\"--oneline\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"rg\",\"-n\",\"TODO\",\"src\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"python3\",\"tools/report.py\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"python3\",\"-Ic\",\"1\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    expect(p, "[\"node\",\"--eval=1\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    expect(p, "[\"find\",\".\",\"-name\",\"*.c\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"find\",\".\",\"-execdir\",\"cat\",\"{}\",\";\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    expect(p, "[\"env\",\"ls\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED", NULL);
+    expect(p, "[\"bash\",\"-c\",\"id\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED", NULL);
+    expect(p, "[\"git\",\"commit\",\"-m\",\"x\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED", NULL);
+    expect(p, "[\"sort\",\"-o\",\"out\",\"in\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED", NULL);
+    expect(p, "[\"ls\"]", ",\"write_paths\":[\"/workspace/x\"]", NULL, WR_DENY, "WRITE_PATHS_NOT_EMPTY", NULL);
+    expect(p, "[\"ls\"]", ",\"network\":\"full\"", NULL, WR_DENY, "NETWORK_EXCEEDS_POLICY", NULL);
+    expect(p, "[\"ls\"]", ",\"cwd\":\"/\"", NULL, WR_DENY, "CWD_NOT_ALLOWED", NULL);
+    expect(p, "[\"ls\"]", NULL, "human_required", WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", NULL);
+    wr_policy_free(p);
+}
+
+static void test_dev_write_pack(void **state) {
+    (void)state;
+    wr_policy *p = bundled("dev-write");
+    expect(p, "[\"cat\",\"README\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"cp\",\"a\",\"b\"]", ",\"write_paths\":[\"/workspace/b\"]", NULL, WR_NEEDS_APPROVAL,
+           "APPROVAL_REQUIRED", "transform_local");
+    /* writes need approval even when the tool looks harmless */
+    expect(p, "[\"make\"]", ",\"write_paths\":[\"/workspace/build\"]", NULL, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED",
+           "it declares write paths");
+    expect(p, "[\"git\",\"commit\",\"-m\",\"x\"]", NULL, NULL, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", NULL);
+    /* ... but never outside the workspace */
+    expect(p, "[\"cp\",\"a\",\"/etc/b\"]", ",\"write_paths\":[\"/etc/b\"]", NULL, WR_DENY, "WRITE_SCOPE_DENIED", NULL);
+    expect(p, "[\"rm\",\"-rf\",\"/\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    wr_policy_free(p);
+}
+
+static void test_ci_pack(void **state) {
+    (void)state;
+    wr_policy *p = bundled("ci");
+    expect(p, "[\"npm\",\"ci\"]", ",\"network\":\"allowlisted\",\"write_paths\":[\"/workspace/node_modules\"]", NULL,
+           WR_ALLOW, "ALLOW", "fetch_external");
+    expect(p, "[\"make\",\"-j2\",\"test\"]", ",\"write_paths\":[\"/workspace/build/**\"]", NULL, WR_ALLOW, "ALLOW",
+           NULL);
+    expect(p, "[\"git\",\"clone\",\"https://evil.example.net/x\"]", ",\"network\":\"allowlisted\"", NULL, WR_DENY,
+           "NETWORK_EXCEEDS_POLICY", "evil.example.net");
+    expect(p, "[\"git\",\"tag\",\"v1\"]", NULL, NULL, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", "mutate_repo");
+    expect(p, "[\"git\",\"push\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    expect(p, "[\"ls\"]", ",\"secret_refs\":[\"NPM_TOKEN\"]", NULL, WR_DENY, "SECRET_REF_NOT_ALLOWED", NULL);
+    wr_policy_free(p);
+}
+
+static void test_describe(void **state) {
+    (void)state;
+    wr_policy *p = bundled("default");
+    json_object *j = wr_policy_describe(p), *v, *tmpl;
+    assert_true(json_object_object_get_ex(j, "allow_commands", &v));
+    assert_true(json_object_array_length(v) > 10);
+    assert_true(json_object_object_get_ex(j, "max_timeout_sec", &v));
+    assert_int_equal(json_object_get_int64(v), 300);
+    assert_true(json_object_object_get_ex(j, "policy_sha256", &v));
+    assert_string_equal(json_object_get_string(v), p->sha256);
+    assert_false(strstr(wr_json_compact(j), "public_key"));
+    /* the template, with its placeholders filled in, is allowed */
+    assert_true(json_object_object_get_ex(j, "contract_template", &tmpl));
+    wr_error err = {0};
+    wr_contracts *cs = wr_contracts_new(&err);
+    wr_contract *ct = NULL;
+    if (wr_contract_from_json(cs, tmpl, &ct, &err)) fail_msg("template: %s %s", err.path, err.message);
+    wr_decision *d = decide(p, ct);
+    assert_int_equal(d->kind, WR_ALLOW);
+    wr_decision_free(d);
+    wr_contract_free(ct);
+    wr_contracts_free(cs);
+    json_object_put(j);
+    wr_policy_free(p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loader_types_and_defaults),
+        cmocka_unit_test(test_loader_rejects),
+        cmocka_unit_test(test_approver_keys),
+        cmocka_unit_test(test_bundled_packs),
+        cmocka_unit_test(test_decision_json),
+        cmocka_unit_test(test_reasons_name_the_element),
+        cmocka_unit_test(test_approval_counts),
+        cmocka_unit_test(test_default_pack),
+        cmocka_unit_test(test_dev_write_pack),
+        cmocka_unit_test(test_ci_pack),
+        cmocka_unit_test(test_describe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
