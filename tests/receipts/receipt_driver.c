@@ -5,6 +5,7 @@
  *   receipt_driver seal STATE_DIR N                      seals N receipts, one line each once durable
  *   receipt_driver fixture STATE_DIR                     a state dir with an approved, run
  *                                                        execution and a blocked one; prints their ids
+ *   receipt_driver integrity STATE_DIR                   wr_store_integrity_check: prints "ok" or the damage
  *
  * SEED_HEX is a 32-byte Ed25519 seed in hex; PUBKEY is PEM/base64 text or a file. */
 #include <sodium.h>
@@ -230,11 +231,24 @@ static int do_fixture(const char *dir) {
     return rc ? 1 : 0;
 }
 
+static int do_integrity(const char *dir) {
+    wr_error err = {0};
+    wr_store *st = NULL;
+    char *res = NULL;
+    if (wr_store_open(dir, &st, &err) != WR_OK) return fail(dir, &err);
+    int rc = wr_store_integrity_check(st, &res, &err);
+    if (res) puts(res);
+    free(res);
+    wr_store_close(st);
+    return rc ? fail("integrity", &err) : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "sign")) return do_sign(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "verify")) return do_verify(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "seal")) return do_seal(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "fixture")) return do_fixture(argv[2]);
-    fprintf(stderr, "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR\n");
+    if (argc == 3 && !strcmp(argv[1], "integrity")) return do_integrity(argv[2]);
+    fprintf(stderr, "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR | integrity DIR\n");
     return 2;
 }

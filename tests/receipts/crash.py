@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Crash safety of the store and the receipt chain (issue 4, item 6).
+
+50 sequential `warrant run`s of /bin/true against one state dir; most are
+SIGKILLed at a random moment of their life (>= 20 kills must land while the
+process is still running). Afterwards:
+- wr_store_integrity_check (PRAGMA integrity_check) says "ok",
+- `warrant verify chain --state-dir` passes,
+- every receipt printed before a kill (or by a run that finished) is in the
+  store, byte for byte in canonical form, and verifies on its own.
+A receipt is printed only after it is durable, so none may be missing.
+
+usage: crash.py RECEIPT_DRIVER WARRANT_CLI  (as root: `warrant run` needs it
+for the sandbox's unprivileged user). WARRANT_CRASH_SEED fixes the schedule.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+DRIVER, WARRANT = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+RUNS, MIN_KILLS = 50, 20
+
+if os.geteuid() != 0:
+    print("skip: warrant run needs root here")
+    sys.exit(77)
+
+seed = int(os.environ.get("WARRANT_CRASH_SEED", random.randrange(1 << 30)))
+rng = random.Random(seed)
+print("seed %d (set WARRANT_CRASH_SEED to replay)" % seed)
+
+
+def fail(msg):
+    print("FAIL (seed %d): %s" % (seed, msg), file=sys.stderr)
+    sys.exit(1)
+
+
+def canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+tmp = tempfile.mkdtemp(prefix="wr-crash-")
+try:
+    os.chmod(tmp, 0o755)
+    ws, state = os.path.join(tmp, "ws"), os.path.join(tmp, "state")
+    os.mkdir(ws)
+    os.chmod(ws, 0o755)
+    with open(os.path.join(tmp, "policy.yaml"), "w") as f:
+        f.write("""\
+policy_schema_version: csc.policy.v0.1
+name: crash-test
+allow_commands: ["true"]
+deny_argv_prefixes: []
+allowed_effect_types: [observe]
+manual_approval_for_classified_effect_types: []
+allowed_risk_classes: [low]
+max_timeout_sec: 10
+network: deny
+allow_secret_refs: false
+require_write_paths_empty: true
+allowed_cwd_prefixes: [%s]
+allowed_read_prefixes: [%s]
+allowed_write_prefixes: []
+""" % (ws, ws))
+    with open(os.path.join(tmp, "contract.json"), "w") as f:
+        json.dump({"version": "csc.v0.1", "contract_id": "crash-test-contract", "intent": "crash test",
+                   "actor": {"agent_id": "tester", "session_id": "s-1", "initiating_user": "alice",
+                             "delegation_scope": "test"},
+                   "commands": [{"id": "cmd_1", "exec": {"argv": ["/bin/true"]}, "cwd": ws, "read_paths": [ws],
+                                 "write_paths": [], "network": "deny", "env_allow": [], "secret_refs": [],
+                                 "timeout_sec": 5, "proposed_effect_type": "observe"}],
+                   "risk_class": "low", "approval_mode": "policy_only", "justification": "crash test"}, f)
+    cmd = [WARRANT, "run", "--policy", os.path.join(tmp, "policy.yaml"), "--state-dir", state,
+           os.path.join(tmp, "contract.json")]
+
+    def start():
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    # How long one run lives (the shortest of a few uninterrupted runs; the
+    # first also creates the key and the database), so that kills land
+    # anywhere in a lifetime.
+    printed, lives = [], []
+    for _ in range(3):
+        t0 = time.monotonic()
+        p = start()
+        out, _ = p.communicate(timeout=60)
+        lives.append(time.monotonic() - t0)
+        if p.returncode != 0:
+            fail("an uninterrupted warrant run failed (exit %d)" % p.returncode)
+        printed.append(out)
+    life = min(lives)
+
+    kills = 0
+    for i in range(RUNS):
+        p = start()
+        # 4 out of 5 runs are killed, at a uniformly random moment of a typical lifetime.
+        if i % 5:
+            time.sleep(rng.uniform(0, life))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+        out, _ = p.communicate(timeout=60)
+        printed.append(out)
+    if kills < MIN_KILLS:
+        fail("only %d of the runs were killed while alive (want >= %d)" % (kills, MIN_KILLS))
+
+    r = subprocess.run([DRIVER, "integrity", state], capture_output=True, text=True)
+    if r.returncode != 0 or r.stdout.strip() != "ok":
+        fail("integrity check: %s %s" % (r.stdout, r.stderr))
+    pub = os.path.join(tmp, "server.pub")
+    with open(pub, "w") as f:
+        f.write(subprocess.run([WARRANT, "pubkey", "--state-dir", state], capture_output=True, text=True,
+                               check=True).stdout)
+    r = subprocess.run([WARRANT, "verify", "chain", "--state-dir", state, "--pubkey", pub], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        fail("verify chain: " + r.stderr)
+    total = json.loads(r.stdout)["receipts"]
+
+    exported = os.path.join(tmp, "exported")
+    subprocess.run([WARRANT, "receipts", "export", "--state-dir", state, "--dir", exported], check=True,
+                   capture_output=True)
+    seen = 0
+    for out in printed:
+        text = out.decode(errors="replace").strip()
+        if not text:
+            continue
+        try:
+            receipt = json.loads(text)
+        except ValueError:
+            continue  # killed mid-print: never acknowledged as a whole
+        seen += 1
+        path = os.path.join(exported, "%06d.json" % receipt["seq"])
+        if not os.path.exists(path) or open(path, "rb").read() != canonical(receipt):
+            fail("printed receipt seq %d is not in the store as printed" % receipt["seq"])
+        r = subprocess.run([WARRANT, "verify", "receipt", path, "--pubkey", pub], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail("printed receipt seq %d does not verify: %s" % (receipt["seq"], r.stderr))
+    print("ok - %d runs, %d killed while running, %d receipts in an intact chain, all %d printed ones present "
+          "and valid; integrity_check ok" % (RUNS + len(lives), kills, total, seen))
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
