@@ -473,9 +473,10 @@ int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decis
             if (rc == WR_OK) {
                 const char *eff = effective_status(&cur, &t, now);
                 json_object_put(t.array);
-                if (strcmp(eff, "consumed") == 0 || strcmp(eff, "expired") == 0)
+                if (strcmp(eff, "consumed") == 0 || strcmp(eff, "expired") == 0) {
                     rc = wr_store_set_approval_request_status(st, cur.request_id, "pending", eff, NULL, err);
-                else
+                    if (rc == WR_E_CONFLICT) rc = WR_OK; /* another process closed it first */
+                } else
                     snprintf(request_id_out, WR_ID_MAX, "%s", cur.request_id);
             }
             if (rc != WR_OK || request_id_out[0]) {

@@ -49,7 +49,8 @@ static char *b64(const wr_keypair *k) { return wr_base64_encode(k->pk, WR_PK_LEN
 
 /* alice and bob may approve anything up to high; carol only low risk; dave
  * only repository mutations. mallory is nobody's key. */
-static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive, int64_t max_lifetime) {
+static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive, int64_t max_lifetime,
+                              const char *more_approvers) {
     char *a = b64(&f->alice), *b = b64(&f->bob), *c = b64(&f->carol), *dv = b64(&f->dave);
     char yaml[4096];
     snprintf(yaml, sizeof yaml,
@@ -77,12 +78,13 @@ static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive,
              "  - identity: dave@example.com\n"
              "    public_key: \"%s\"\n"
              "    may_approve: {risk_classes: [medium, high], effect_types: [mutate_repo]}\n"
+             "%s"
              "approval:\n"
              "  max_lifetime_sec: %lld\n"
              "  allow_time_window: %s\n"
              "  interactive_risk_classes: [%s]\n"
              "  request_ttl_sec: 3600\n",
-             a, b, c, dv, (long long)max_lifetime, allow_window ? "true" : "false", interactive);
+             a, b, c, dv, more_approvers, (long long)max_lifetime, allow_window ? "true" : "false", interactive);
     free(a);
     free(b);
     free(c);
@@ -109,7 +111,7 @@ static int setup(void **state) {
     assert_non_null(f->cs = wr_contracts_new(&err));
     wr_keypair *keys[] = {&f->alice, &f->bob, &f->carol, &f->dave, &f->mallory, &f->server};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_int_equal(wr_key_generate(&f->ctx, keys[i], &err), WR_OK);
-    f->policy = make_policy(f, false, "", 3600);
+    f->policy = make_policy(f, false, "", 3600, "");
     *state = f;
     return 0;
 }
@@ -566,6 +568,23 @@ static void test_dual_control(void **state) {
     assert_string_not_equal(az.uses[0].key_id, az.uses[1].key_id);
     wr_authz_clear(&az);
 
+    /* two identities sharing one key are one approver */
+    char *apk = b64(&f->alice), extra[256];
+    snprintf(extra, sizeof extra,
+             "  - identity: alice-alt@example.com\n    public_key: \"%s\"\n"
+             "    may_approve: {risk_classes: [medium], effect_types: [observe]}\n", apk);
+    free(apk);
+    wr_policy *shared = make_policy(f, false, "", 3600, extra);
+    wr_contract *third = make_contract(f, "contract-dual-3", "dual_control_required", "fabio", "tests");
+    json_object *one = sign(f, &f->alice, "alice@example.com", third);
+    json_object *alt = sign(f, &f->alice, "alice-alt@example.com", third);
+    json_object *same_key[] = {one, alt};
+    expect(f, shared, third, same_key, 2, WR_AUTHZ_REFUSED, "are signed with the same key");
+    wr_policy_free(shared);
+    wr_contract_free(third);
+    json_object_put(one);
+    json_object_put(alt);
+
     json_object *ok[] = {a1, b};
     assert_int_equal(authorize(f, f->policy, ct, ok, 2, &az), WR_AUTHZ_GRANTED);
     assert_int_equal(az.nuses, 2);
@@ -588,7 +607,7 @@ static void test_server_key(void **state) {
     json_object *e = sign_full(f, &f->server, "agent-1-user", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
     expect(f, f->policy, ct, &e, 1, WR_AUTHZ_REFUSED,
            "in-band approval (elicitation) is not enabled by the policy for risk class medium");
-    wr_policy *interactive = make_policy(f, false, "medium", 3600);
+    wr_policy *interactive = make_policy(f, false, "medium", 3600, "");
     wr_authz az;
     assert_int_equal(authorize(f, interactive, ct, &e, 1, &az), WR_AUTHZ_GRANTED);
     assert_string_equal(az.uses[0].method, "elicitation");
@@ -609,7 +628,7 @@ static void test_time_window(void **state) {
     json_object *w = sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - MIN, NOW + 30 * MIN, true);
     expect(f, f->policy, ct, &w, 1, WR_AUTHZ_REFUSED, "scope time_window is not allowed by the policy");
     /* allowed: reusable until expiry, never consumed */
-    wr_policy *windows = make_policy(f, true, "", 3600);
+    wr_policy *windows = make_policy(f, true, "", 3600, "");
     wr_authz az;
     assert_int_equal(authorize(f, windows, ct, &w, 1, &az), WR_AUTHZ_GRANTED);
     assert_false(az.uses[0].single_use);
