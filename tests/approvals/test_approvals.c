@@ -413,6 +413,42 @@ static void test_racing_processes_one_wins(void **state) {
     wr_contract_free(ct);
 }
 
+typedef struct opener {
+    fx *f;
+    wr_contract *ct;
+    char id[WR_ID_MAX];
+    int rc;
+} opener;
+
+static void *opener_main(void *arg) {
+    opener *o = arg;
+    wr_store *st = NULL;
+    wr_decision *d = NULL;
+    wr_error e = {0};
+    o->rc = wr_store_open(o->f->dir, &st, &e);
+    if (o->rc == WR_OK) o->rc = wr_policy_evaluate(o->f->policy, o->ct, &o->f->ctx, &d, &e);
+    if (o->rc == WR_OK) o->rc = wr_approval_request_open(st, o->ct, d, o->f->policy, &o->f->ctx, o->id, &e);
+    wr_decision_free(d);
+    wr_store_close(st);
+    return NULL;
+}
+
+/* Several servers proposing the same contract at once share one request. */
+static void test_concurrent_proposals_share_one_request(void **state) {
+    fx *f = *state;
+    enum { N = 10 };
+    opener os[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) os[i] = (opener){.f = f, .ct = plain_contract(f), .rc = -1};
+    for (int i = 0; i < N; i++) assert_int_equal(pthread_create(&th[i], NULL, opener_main, &os[i]), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(os[i].rc, WR_OK);
+        assert_string_equal(os[i].id, os[0].id);
+        wr_contract_free(os[i].ct);
+    }
+}
+
 /* ---- one refusal each ----------------------------------------------------------------- */
 
 static void test_expired_and_not_yet_valid(void **state) {
@@ -807,6 +843,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_replay_from_second_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifty_racing_consumers_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_processes_one_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_proposals_share_one_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_and_not_yet_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_contract_hash, setup, teardown),
