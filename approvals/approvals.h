@@ -92,8 +92,9 @@ int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, 
 
 /* A request with its effective status: the stored one, or for a stored
  * "pending" request what its artifacts and the clock make of it (approved
- * once enough distinct approvers hold a usable artifact, consumed once one
- * given for it was used, expired past expires_at). */
+ * once enough distinct approvers hold a usable artifact, consumed once an
+ * artifact approved after the request opened was used, expired past
+ * expires_at). */
 typedef struct wr_approval_state {
     wr_approval_request request;
     char status[16];
