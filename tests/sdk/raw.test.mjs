@@ -210,11 +210,12 @@ describe('raw frames over WebSocket', { timeout: 60_000 }, () => {
   });
 });
 
-/** One raw HTTP request to /mcp; resolves to {status, headers, body}. */
-function post(daemon, body, headers = {}, method = 'POST') {
+/** One raw HTTP request to /mcp on a fresh connection (or the given agent's);
+ * resolves to {status, headers, body}. */
+function post(daemon, body, headers = {}, method = 'POST', agent = false) {
   return new Promise((resolve, reject) => {
     const req = http.request({
-      host: '127.0.0.1', port: daemon.port, path: '/mcp', method,
+      host: '127.0.0.1', port: daemon.port, path: '/mcp', method, agent,
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
     }, (res) => {
       let data = '';
@@ -294,6 +295,22 @@ describe('raw requests over Streamable HTTP', { timeout: 60_000 }, () => {
     assert.equal((await post(daemon, ping, { ...inSession(), host: 'evil.example.com' })).status, 403);
     const ok = await post(daemon, ping, { ...inSession(), origin: `http://127.0.0.1:${daemon.port}` });
     assert.equal(ok.status, 200, 'own origin accepted');
+  });
+
+  test('a kept-alive connection survives a refused request (or is closed with Connection: close)', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (const bad of [{ 'content-type': 'text/plain' }, { origin: 'http://evil.example.com' }, {}]) {
+        const r = await post(daemon, '{"jsonrpc":', { ...inSession(), ...bad }, 'POST', agent);
+        assert.ok(r.status >= 400 && r.status < 500, `refused: ${r.status}`);
+        const ping = await post(daemon, JSON.stringify({ jsonrpc: '2.0', id: 11, method: 'ping' }), inSession(), 'POST', agent)
+          .catch((e) => assert.fail(`request after a ${r.status} on the same connection failed (${e.message}); `
+            + `the ${r.status} response said Connection: ${r.headers.connection ?? '(nothing)'}`));
+        assert.equal(ping.status, 200);
+      }
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('missing session id → 400, unknown session id → 404, bad protocol version → 400', async () => {
