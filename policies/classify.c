@@ -13,6 +13,8 @@
  * "--opt=value". Matching more than an exact prefix can only over-classify,
  * which at worst asks for approval or denies: the safe direction. */
 #include <fnmatch.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -75,7 +77,8 @@ static const struct pack_rule {
     R("fetch_external", "socat"), R("fetch_external", "telnet"), R("fetch_external", "ftp"),
     R("fetch_external", "scp"), R("fetch_external", "sftp"), R("fetch_external", "ssh"),
     R("fetch_external", "rsync"), R("fetch_external", "pip", "install"), R("fetch_external", "pip3", "install"),
-    R("fetch_external", "pip", "download"), R("fetch_external", "npm", "install"), R("fetch_external", "npm", "ci"),
+    R("fetch_external", "pip", "download"), R("fetch_external", "python3", "pip", "install"),
+    R("fetch_external", "python", "pip", "install"), R("fetch_external", "npm", "install"), R("fetch_external", "npm", "ci"),
     R("fetch_external", "npm", "i"), R("fetch_external", "yarn", "install"), R("fetch_external", "yarn", "add"),
     R("fetch_external", "pnpm", "install"), R("fetch_external", "pnpm", "add"), R("fetch_external", "go", "get"),
     R("fetch_external", "go", "install"), R("fetch_external", "go", "mod", "download"),
@@ -144,24 +147,30 @@ const char *wr__exe_name(const char *argv0) {
 }
 
 /* An agent may write /workspace/git; only the file that "git" resolves to
- * on the sandbox PATH is git. Compared by (device, inode) after following
- * symlinks, so /bin/git on a merged-/usr system is still the PATH's git. */
+ * on the sandbox PATH is git. Compared by (device, inode), and the
+ * directory argv0 names must itself be that PATH directory once symlinks
+ * are resolved (/bin is /usr/bin on merged-/usr systems): a symlink planted
+ * in the workspace that points at /usr/bin/git now could point elsewhere by
+ * the time the command runs. */
 bool wr__argv0_is_path_resolution(const char *argv0) {
     const char *name = wr__exe_name(argv0);
+    size_t dl = (size_t)(name - argv0);
+    char dir[PATH_MAX], real_dir[PATH_MAX], cand[PATH_MAX], real_cand_dir[PATH_MAX];
     struct stat given, resolved;
-    if (argv0[0] != '/' || !*name || stat(argv0, &given) != 0) return false;
-    const char *dir = WR_SANDBOX_PATH;
-    while (*dir) {
-        size_t dl = strcspn(dir, ":");
-        char cand[4096 + 256];
-        if (dl + 1 + strlen(name) < sizeof cand) {
-            memcpy(cand, dir, dl);
-            cand[dl] = '/';
-            strcpy(cand + dl + 1, name);
-            if (access(cand, X_OK) == 0 && stat(cand, &resolved) == 0 && S_ISREG(resolved.st_mode))
-                return given.st_dev == resolved.st_dev && given.st_ino == resolved.st_ino;
+    if (argv0[0] != '/' || !*name || dl >= sizeof dir) return false;
+    memcpy(dir, argv0, dl);
+    dir[dl] = '\0';
+    if (!realpath(dir, real_dir) || stat(argv0, &given) != 0 || !S_ISREG(given.st_mode)) return false;
+    for (const char *p = WR_SANDBOX_PATH; *p;) {
+        size_t pl = strcspn(p, ":");
+        int n = snprintf(cand, sizeof cand, "%.*s/%s", (int)pl, p, name);
+        if (n > 0 && (size_t)n < sizeof cand && access(cand, X_OK) == 0 && stat(cand, &resolved) == 0 &&
+            S_ISREG(resolved.st_mode)) {
+            cand[pl] = '\0';
+            return realpath(cand, real_cand_dir) && !strcmp(real_cand_dir, real_dir) &&
+                   given.st_dev == resolved.st_dev && given.st_ino == resolved.st_ino;
         }
-        dir += dl + (dir[dl] == ':');
+        p += pl + (p[pl] == ':');
     }
     return false;
 }

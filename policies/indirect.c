@@ -338,6 +338,8 @@ static bool git(scan *s) {
                 (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") ||
                  !strcmp(sub, "pull") || !strcmp(sub, "archive")))
                 return hit(s, i, "option runs a program", -1);
+            if (sub && !strcmp(sub, "grep") && (starts(arg, "-O") || long_opt(arg, "--open-files-in-pager")))
+                return hit(s, i, "option runs a pager command", -1);
             if (sub && !strcmp(sub, "rebase") && arg[1] != '-' && strchr(arg + 1, 'x'))
                 return hit(s, i, "rebase option runs a command", -1);
             if (!sub && (!strcmp(arg, "-C") || !strcmp(arg, "--git-dir") || !strcmp(arg, "--work-tree") ||
@@ -374,15 +376,68 @@ static bool tar(scan *s) {
     return false;
 }
 
-static bool any_option(scan *s, const char *const *long_opts, const char *short_letters, const char *why) {
+/* Options that name a program to run (or code to load), per tool: a long
+ * (or single-dash long) option, also as "--opt=value"; an option whose value
+ * may be attached ("-B/dir"); short letters found in any option cluster. */
+static const struct program_option {
+    const char *tools[7];
+    const char *opts[6];
+    const char *attached;
+    const char *cluster;
+} program_options[] = {
+    {{"rsync"}, {"--rsh", "--rsync-path"}, NULL, "e"},
+    {{"zip"}, {"--unzip-command"}, "-TT", ""},
+    {{"scp", "sftp"}, {NULL}, NULL, "SoF"}, /* -S program, -o ProxyCommand=…, -F config */
+    {{"rg"}, {"--pre"}, NULL, ""},
+    {{"sort"}, {"--compress-program"}, NULL, ""},
+    {{"make", "gmake"}, {"--eval", "-E"}, NULL, ""},
+    {{"go"}, {"-exec", "--exec", "-toolexec", "--toolexec"}, NULL, ""},
+    {{"cargo"}, {"--config"}, NULL, ""}, /* target.*.runner */
+    {{"npm"}, {"--script-shell", "--node-options"}, NULL, ""},
+    {{"meson"}, {"--wrapper", "--wrap"}, NULL, ""},
+    /* a wrapper program, a plugin, a specs file, or a directory searched for as/ld/cc1 */
+    {{"gcc", "cc", "c++", "g++", "clang", "clang++"}, {"-wrapper", "-fplugin", "-specs", "--specs", "-fpass-plugin", "-load"},
+     "-B", ""},
+};
+
+/* "gcc" also names gcc-12, "clang" clang-16 */
+static bool tool_is(const char *name, const char *tool) {
+    size_t n = strlen(tool);
+    if (strncmp(name, tool, n)) return false;
+    if (!name[n]) return true;
+    if (name[n] != '-' || !name[n + 1]) return false;
+    for (const char *c = name + n + 1; *c; c++)
+        if (!isdigit((unsigned char)*c) && *c != '.') return false;
+    return true;
+}
+
+static const struct program_option *program_option_for(const char *name) {
+    for (size_t i = 0; i < sizeof program_options / sizeof program_options[0]; i++)
+        for (const char *const *t = program_options[i].tools; *t; t++)
+            if (tool_is(name, *t)) return &program_options[i];
+    return NULL;
+}
+
+static bool option_runs(scan *s, const struct program_option *po) {
     const wr_strv *a = s->argv;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
         if (!strcmp(arg, "--")) break;
-        for (const char *const *o = long_opts; *o; o++)
-            if (long_opt(arg, *o)) return hit(s, i, why, -1);
-        if (arg[0] == '-' && arg[1] != '-' && strpbrk(arg + 1, short_letters)) return hit(s, i, why, -1);
+        for (const char *const *o = po->opts; *o; o++)
+            if (long_opt(arg, *o)) return hit(s, i, "option runs a program or loads code", -1);
+        if (po->attached && starts(arg, po->attached)) return hit(s, i, "option runs a program or loads code", -1);
+        if (arg[0] == '-' && arg[1] != '-' && *po->cluster && strpbrk(arg + 1, po->cluster))
+            return hit(s, i, "option runs a program or loads code", -1);
     }
+    return false;
+}
+
+/* cmake -E env|chdir|time COMMAND… runs COMMAND; the other -E tools do not. */
+static bool cmake(scan *s) {
+    const wr_strv *a = s->argv;
+    static const char *const runners[] = {"env", "chdir", "time", NULL};
+    for (size_t i = 1; i + 1 < a->n; i++)
+        if (!strcmp(a->v[i], "-E") && in_set(a->v[i + 1], runners)) return hit(s, i + 1, "runs another program", -1);
     return false;
 }
 
@@ -486,7 +541,8 @@ static bool runs_via_subcommand(scan *s, const char *name) {
     if ((!strcmp(name, "npm") && (!strcmp(sub, "exec") || !strcmp(sub, "x"))) ||
         ((!strcmp(name, "yarn") || !strcmp(name, "pnpm")) && (!strcmp(sub, "dlx") || !strcmp(sub, "exec"))) ||
         (!strcmp(name, "uv") && (!strcmp(sub, "run") || !strcmp(sub, "tool"))) ||
-        (!strcmp(name, "deno") && (!strcmp(sub, "eval") || !strcmp(sub, "repl"))))
+        (!strcmp(name, "deno") && (!strcmp(sub, "eval") || !strcmp(sub, "repl"))) ||
+        (!strcmp(name, "meson") && !strcmp(sub, "devenv")))
         return hit(s, 1, "runs a program or inline code", -1);
     return false;
 }
@@ -495,6 +551,7 @@ bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long
     scan s = {argv, NULL, 0, -1};
     const char *name = wr__exe_name(argv->v[0]);
     const interp *in;
+    const struct program_option *po;
     bool found = false;
     if (in_set(name, shells)) found = hit(&s, 0, "is a shell: it runs command text", -1);
     else if (in_set(name, opaque_runners)) found = hit(&s, 0, "runs other programs or commands", -1);
@@ -506,19 +563,10 @@ bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long
     else if (!strcmp(name, "tar") || !strcmp(name, "gtar") || !strcmp(name, "bsdtar")) found = tar(&s);
     else if (!strcmp(name, "env")) found = env(&s);
     else if (!strcmp(name, "find")) found = find(&s);
-    else if (!strcmp(name, "rsync")) {
-        static const char *const o[] = {"--rsh", "--rsync-path", NULL};
-        found = any_option(&s, o, "e", "option runs a program");
-    } else if (!strcmp(name, "zip")) {
-        for (size_t i = 1; i < argv->n && !found; i++)
-            if (starts(argv->v[i], "-TT") || long_opt(argv->v[i], "--unzip-command"))
-                found = hit(&s, i, "option runs a program", -1);
-    } else if (!strcmp(name, "scp") || !strcmp(name, "sftp")) {
-        static const char *const o[] = {NULL};
-        found = any_option(&s, o, "SoF", "option can run a program (-S, -o ProxyCommand, -F)");
-    } else if (runs_via_subcommand(&s, name)) {
-        found = true;
-    } else {
+    else if (!strcmp(name, "cmake")) found = cmake(&s);
+    else if (runs_via_subcommand(&s, name)) found = true;
+    else if ((po = program_option_for(name))) found = option_runs(&s, po);
+    else {
         for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++) {
             const wrapper *w = &wrappers[i];
             if (strcmp(name, w->name)) continue;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -236,6 +237,25 @@ static void test_reasons_name_the_element(void **state) {
     wr_policy_free(p);
 }
 
+/* A symlink to the real ls, planted outside the PATH directories, is not
+ * ls: it could be re-pointed between the decision and the run. */
+static void test_argv0_symlink(void **state) {
+    (void)state;
+    char dir[] = "/tmp/wr-argv0-XXXXXX", link[64], argv_json[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(link, sizeof link, "%s/ls", dir);
+    assert_int_equal(symlink("/usr/bin/ls", link), 0);
+    wr_policy *p = load(base_yaml);
+    snprintf(argv_json, sizeof argv_json, "[\"%s\"]", link);
+    expect(p, argv_json, NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED", "not the 'ls' found on the sandbox PATH");
+    expect(p, "[\"/usr/bin/ls\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"/usr/bin/../bin/ls\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"/usr/bin/nonexistent-tool\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED", NULL);
+    unlink(link);
+    rmdir(dir);
+    wr_policy_free(p);
+}
+
 static void test_approval_counts(void **state) {
     (void)state;
     char yaml[4096];
@@ -352,6 +372,7 @@ int main(void) {
         cmocka_unit_test(test_bundled_packs),
         cmocka_unit_test(test_decision_json),
         cmocka_unit_test(test_reasons_name_the_element),
+        cmocka_unit_test(test_argv0_symlink),
         cmocka_unit_test(test_approval_counts),
         cmocka_unit_test(test_default_pack),
         cmocka_unit_test(test_dev_write_pack),
