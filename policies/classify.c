@@ -199,7 +199,8 @@ bool wr__argv_rule_matches(const wr_strv *rule, const wr_strv *argv) {
  * length of the host at *start, 0 if none. */
 size_t wr__arg_host(const char *arg, const char **start) {
     const char *s = strstr(arg, "://");
-    if (s) s += 3;
+    bool url = s != NULL;
+    if (url) s += 3;
     else if (arg[0] == '-' || arg[0] == '/' || arg[0] == '.') return 0;
     else s = arg;
     size_t end = strcspn(s, "/?#");
@@ -208,9 +209,11 @@ size_t wr__arg_host(const char *arg, const char **start) {
         end -= (size_t)(at + 1 - s);
         s = at + 1;
     }
-    size_t hl = strcspn(s, ":/?#");
+    /* "[v6::addr]" keeps its colons */
+    size_t hl = s[0] == '[' ? strcspn(s, "]") + 1 : strcspn(s, ":/?#");
     if (hl > end) hl = end;
-    if (hl == 0 || hl > 253 || !memchr(s, '.', hl)) return 0;
+    /* outside a URL, only dotted words look like hosts ("deploy" does not) */
+    if (hl == 0 || hl > 253 || (!url && !memchr(s, '.', hl))) return 0;
     *start = s;
     return hl;
 }

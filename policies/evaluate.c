@@ -129,7 +129,10 @@ static bool check_egress(eval *e, const wr_strv *argv) {
     for (size_t i = 1; i < argv->n; i++) {
         const char *h;
         size_t hl;
-        if (!strstr(argv->v[i], "://") || !(hl = wr__arg_host(argv->v[i], &h))) continue;
+        if (!strstr(argv->v[i], "://")) continue;
+        if (!(hl = wr__arg_host(argv->v[i], &h)))
+            return deny(e, "NETWORK_EXCEEDS_POLICY", "the host of the URL in argv[%zu] cannot be checked against "
+                        "allowed_egress_hosts", i);
         char host[256];
         memcpy(host, h, hl);
         host[hl] = '\0';

@@ -24,7 +24,8 @@ bool wr__argv_rule_matches(const wr_strv *rule, const wr_strv *argv);
 const char *wr__classify_argv(const wr_policy *p, const wr_strv *argv, const wr_classify_rule **rule_out);
 
 /* The host named by a URL-ish argument ("scheme://[user@]host[:port]/...",
- * "user@host:path", "host.tld/path"): its length at *start, 0 if none. */
+ * "user@host:path", "host.tld/path"): its length at *start, 0 if none (a
+ * URL with an empty or over-long host also gives 0). */
 size_t wr__arg_host(const char *arg, const char **start);
 
 /* indirect.c: indirect execution (programs that run other programs or inline code).
