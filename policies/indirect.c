@@ -44,7 +44,8 @@ static bool long_opt(const char *arg, const char *opt) {
 /* ---- interpreters ----------------------------------------------------------
  * Each one is described by the option letters that carry program text, that
  * take an argument, that take only an attached optional argument, that
- * name a module/file to run instead of a script, and that print and exit.
+ * name a module/file to run instead of a script (-m timeit and friends
+ * still run program text), and that print and exit.
  * With none of these and no script operand, the program text comes from
  * standard input (`echo … | python3`): inline code as well. */
 typedef struct interp {
@@ -67,8 +68,8 @@ static const char *const julia_inline[] = {"--eval", "--print", NULL};
 static const char *const info_long[] = {"--version", "--help", "--help-all", "--v8-options", NULL};
 
 static const interp interps[] = {
-    {"python", "c", "WXQ", "", "m", "Vh?", no_long, no_long, true},
-    {"pypy", "c", "WXQ", "", "m", "Vh?", no_long, no_long, true},
+    {"python", "ci", "WXQ", "", "m", "Vh?", no_long, no_long, true},
+    {"pypy", "ci", "WXQ", "", "m", "Vh?", no_long, no_long, true},
     {"node", "epi", "r", "", "", "vh", node_inline, node_arg, true},
     {"nodejs", "epi", "r", "", "", "vh", node_inline, node_arg, true},
     {"bun", "ep", "r", "", "", "vh", node_inline, node_arg, false},
@@ -122,7 +123,14 @@ static bool interpreter(scan *s, const interp *in) {
         if (arg[0] != '-') return false; /* the script operand: a script runner */
         for (const char *c = arg + 1; *c; c++) {
             if (strchr(in->inline_short, *c)) return hit(s, i, "runs inline program text", -1);
-            if (strchr(in->runner_short, *c)) return false;
+            if (strchr(in->runner_short, *c)) {
+                /* python -m timeit 'code', -m code (a REPL on stdin), -m pdb … */
+                static const char *const code_modules[] = {"timeit", "code", "pdb", "trace", "cProfile", "profile",
+                                                           "runpy", "asyncio", "idlelib", "IPython", NULL};
+                const char *mod = c[1] ? c + 1 : (i + 1 < a->n ? a->v[i + 1] : "");
+                if (*c == 'm' && in_set(mod, code_modules)) return hit(s, i, "runs a module that executes program text", -1);
+                return false;
+            }
             if (strchr(in->info_short, *c)) return false;
             if (strchr(in->attached_short, *c)) break;
             if (strchr(in->arg_short, *c)) {
