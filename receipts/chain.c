@@ -5,76 +5,160 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "receipts/receipts_internal.h"
 
 #define RECEIPT_FILE_MAX (1u << 20)
+#define BATCH 512
+#define MAX_WORKERS 8
+
+/* One receipt of a batch. Parsing, the schema and the signature (nearly
+ * all the work) need nothing from the other receipts, so workers do them
+ * in parallel; the order-dependent checks then run in seq order on the
+ * results, so the first problem reported is the same as in a serial walk. */
+typedef struct item {
+    char *json; /* owned */
+    size_t len;
+    int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
+    char where[64];   /* names it in messages */
+    bool parsed;
+    int rc; /* of the schema/signature check */
+    wr_error err;
+    int64_t seq;
+    char prev[WR_SHA256_HEX_LEN]; /* "" when absent */
+    char hash[WR_SHA256_HEX_LEN];
+} item;
 
 typedef struct chain_walk {
-    wr_receipt_verifier v;
+    wr_receipt_verifier v[MAX_WORKERS]; /* one each: compiled schemas are not shared across threads */
+    int nworkers;
+    item items[BATCH];
+    size_t n;
     int64_t last;                 /* seq of the last receipt accepted, 0 before the first */
     char prev[WR_SHA256_HEX_LEN]; /* and its hash */
     wr_error *err;
 } chain_walk;
 
-static int walk_init(chain_walk *w, const unsigned char pk[WR_PK_LEN], wr_error *err) {
-    memset(w, 0, sizeof *w);
-    memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
-    w->err = err;
-    return wr_receipt_verifier_init(&w->v, pk, err);
+static void walk_free(chain_walk *w) {
+    for (int i = 0; i < w->nworkers; i++) wr_receipt_verifier_clear(&w->v[i]);
+    for (size_t i = 0; i < w->n; i++) free(w->items[i].json);
+    free(w);
 }
 
-/* Checks the next receipt. position is the seq its container claims for it
- * (store row, file name), 0 when unknown; where names it in messages. */
-static int walk_one(chain_walk *w, int64_t position, const char *where, const char *json, size_t len) {
-    wr_error *err = w->err;
-    wr_error inner = {0};
-    json_object *r = wr_json_parse(json, len, NULL, &inner);
-    if (!r) return wr_errorf(err, WR_E_INVALID, where, "%s: not a valid JSON receipt: %s", where, inner.message);
-    json_object *sv = NULL;
-    int64_t seq = 0;
-    if (json_object_object_get_ex(r, "seq", &sv) && json_object_is_type(sv, json_type_int))
-        seq = json_object_get_int64(sv);
-    int rc = WR_OK;
-    char hash[WR_SHA256_HEX_LEN];
-    const char *prev = wr_receipt_str(r, "prev_receipt_sha256");
-    if (seq < 1)
-        rc = wr_errorf(err, WR_E_INVALID, where, "%s: receipt after seq %lld has no valid seq", where,
-                       (long long)w->last);
-    else if (seq == w->last)
-        rc = wr_errorf(err, WR_E_INVALID, where, "seq %lld: duplicate seq (%s repeats seq %lld)", (long long)seq,
-                       where, (long long)seq);
-    else if (seq < w->last)
-        rc = wr_errorf(err, WR_E_INVALID, where, "seq %lld: reordered: it comes after seq %lld (%s)", (long long)seq,
-                       (long long)w->last, where);
-    else if (position && position != seq)
-        rc = wr_errorf(err, WR_E_INVALID, where, "seq %lld: reordered: found in place of seq %lld (%s)",
-                       (long long)seq, (long long)position, where);
-    else if (seq > w->last + 1)
-        rc = wr_errorf(err, WR_E_INVALID, where, "seq %lld: gap: seq %lld is missing (seq %lld follows seq %lld)",
-                       (long long)(w->last + 1), (long long)(w->last + 1), (long long)seq, (long long)w->last);
-    else if ((rc = wr_receipt_verifier_check(&w->v, r, &inner)) != WR_OK)
-        rc = wr_errorf(err, rc, where, "seq %lld: altered: %s%s%s", (long long)seq, inner.path,
-                       inner.path[0] ? ": " : "", inner.message);
-    else if (!prev || strcmp(prev, w->prev) != 0)
-        rc = wr_errorf(err, WR_E_INVALID, where,
-                       "seq %lld: broken link: prev_receipt_sha256 is not the hash of %s%lld", (long long)seq,
-                       w->last ? "seq " : "the chain start, seq ", (long long)w->last);
-    else if ((rc = wr_receipt_hash(r, hash, err)) == WR_OK) {
-        memcpy(w->prev, hash, sizeof hash);
-        w->last = seq;
+static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+    chain_walk *w = *out = calloc(1, sizeof *w);
+    if (!w) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
+    w->err = err;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (int)cpus;
+    for (; w->nworkers < want; w->nworkers++) {
+        int rc = wr_receipt_verifier_init(&w->v[w->nworkers], pk, err);
+        if (rc) {
+            walk_free(w);
+            *out = NULL;
+            return rc;
+        }
     }
+    return WR_OK;
+}
+
+static void check_item(const wr_receipt_verifier *v, item *it) {
+    json_object *r = wr_json_parse(it->json, it->len, NULL, &it->err);
+    it->parsed = r != NULL;
+    if (!r) return;
+    json_object *sv = NULL;
+    it->seq = json_object_object_get_ex(r, "seq", &sv) && json_object_is_type(sv, json_type_int)
+                  ? json_object_get_int64(sv)
+                  : 0;
+    const char *prev = wr_receipt_str(r, "prev_receipt_sha256");
+    snprintf(it->prev, sizeof it->prev, "%s", prev && strlen(prev) == WR_SHA256_HEX_LEN - 1 ? prev : "");
+    it->rc = wr_receipt_verifier_check(v, r, it->hash, &it->err);
     json_object_put(r);
+}
+
+typedef struct worker {
+    chain_walk *w;
+    int index;
+} worker;
+
+static void *work(void *arg) {
+    worker *k = arg;
+    for (size_t i = (size_t)k->index; i < k->w->n; i += (size_t)k->w->nworkers)
+        check_item(&k->w->v[k->index], &k->w->items[i]);
+    return NULL;
+}
+
+/* The checks that depend on the receipts before it, in order. */
+static int decide(chain_walk *w, const item *it) {
+    wr_error *err = w->err;
+    const char *where = it->where;
+    long long seq = (long long)it->seq, last = (long long)w->last;
+    if (!it->parsed)
+        return wr_errorf(err, WR_E_INVALID, where, "%s: not a valid JSON receipt: %s", where, it->err.message);
+    if (seq < 1) return wr_errorf(err, WR_E_INVALID, where, "%s: receipt after seq %lld has no valid seq", where, last);
+    if (seq == last)
+        return wr_errorf(err, WR_E_INVALID, where, "seq %lld: duplicate seq (%s repeats seq %lld)", seq, where, seq);
+    if (seq < last)
+        return wr_errorf(err, WR_E_INVALID, where, "seq %lld: reordered: it comes after seq %lld (%s)", seq, last,
+                         where);
+    if (it->position && it->position != seq)
+        return wr_errorf(err, WR_E_INVALID, where, "seq %lld: reordered: found in place of seq %lld (%s)", seq,
+                         (long long)it->position, where);
+    if (seq > last + 1)
+        return wr_errorf(err, WR_E_INVALID, where, "seq %lld: gap: seq %lld is missing (seq %lld follows seq %lld)",
+                         last + 1, last + 1, seq, last);
+    if (it->rc)
+        return wr_errorf(err, it->rc, where, "seq %lld: altered: %s%s%s", seq, it->err.path,
+                         it->err.path[0] ? ": " : "", it->err.message);
+    if (strcmp(it->prev, w->prev) != 0)
+        return wr_errorf(err, WR_E_INVALID, where, "seq %lld: broken link: prev_receipt_sha256 is not the hash of %s%lld",
+                         seq, last ? "seq " : "the chain start, seq ", last);
+    memcpy(w->prev, it->hash, sizeof w->prev);
+    w->last = it->seq;
+    return WR_OK;
+}
+
+static int run_batch(chain_walk *w) {
+    pthread_t threads[MAX_WORKERS];
+    worker ks[MAX_WORKERS];
+    bool started[MAX_WORKERS] = {false};
+    for (int k = 0; k < w->nworkers; k++) ks[k] = (worker){w, k};
+    for (int k = 1; k < w->nworkers && (size_t)k < w->n; k++)
+        started[k] = pthread_create(&threads[k], NULL, work, &ks[k]) == 0;
+    for (int k = 0; k < w->nworkers; k++)
+        if (!started[k]) work(&ks[k]); /* ours, or a thread that could not start */
+    for (int k = 1; k < w->nworkers; k++)
+        if (started[k]) pthread_join(threads[k], NULL);
+    int rc = WR_OK;
+    for (size_t i = 0; i < w->n; i++) {
+        if (rc == WR_OK) rc = decide(w, &w->items[i]);
+        free(w->items[i].json);
+    }
+    w->n = 0;
     return rc;
+}
+
+/* Queues one receipt (taking json), checking a batch when it is full. */
+static int walk_add(chain_walk *w, char *json, size_t len, int64_t position, const char *where) {
+    item *it = &w->items[w->n++];
+    memset(it, 0, sizeof *it);
+    it->json = json;
+    it->len = len;
+    it->position = position;
+    snprintf(it->where, sizeof it->where, "%s", where);
+    return w->n == BATCH ? run_batch(w) : WR_OK;
 }
 
 /* ---- from the store --------------------------------------------------- */
 
 typedef struct store_walk {
-    chain_walk w;
+    chain_walk *w;
     int rc;
 } store_walk;
 
@@ -82,7 +166,8 @@ static int store_step(void *ud, int64_t seq, const char *json) {
     store_walk *s = ud;
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
-    s->rc = walk_one(&s->w, seq, where, json, strlen(json));
+    char *copy = strdup(json);
+    s->rc = copy ? walk_add(s->w, copy, strlen(copy), seq, where) : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
 }
 
@@ -90,22 +175,24 @@ int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64
     if (count_out) *count_out = 0;
     if (!st || !pk) return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing store or key");
     store_walk s = {.rc = WR_OK};
-    int rc = walk_init(&s.w, pk, err);
-    if (rc == WR_OK) rc = wr_store_iter_receipts(st, store_step, &s, err);
+    int rc = walk_new(&s.w, pk, err);
+    if (rc) return rc;
+    rc = wr_store_iter_receipts(st, store_step, &s, err);
     if (rc == WR_OK) rc = s.rc;
-    int64_t head = 0;
+    if (rc == WR_OK) rc = run_batch(s.w);
+    int64_t head = 0, last = s.w->last;
     char head_sha[WR_SHA256_HEX_LEN];
     if (rc == WR_OK) rc = wr_store_chain_head(st, &head, head_sha, err);
     /* A receipt cut off the end leaves every remaining link intact; the
      * head, moved in the same transaction as each append, still tells. */
-    if (rc == WR_OK && head != s.w.last)
+    if (rc == WR_OK && head != last)
         rc = wr_errorf(err, WR_E_INVALID, "", "seq %lld: gap: the chain head is seq %lld but the receipts end at seq %lld",
-                       (long long)(s.w.last + 1), (long long)head, (long long)s.w.last);
-    else if (rc == WR_OK && strcmp(head_sha, s.w.prev) != 0)
+                       (long long)(last + 1), (long long)head, (long long)last);
+    else if (rc == WR_OK && strcmp(head_sha, s.w->prev) != 0)
         rc = wr_errorf(err, WR_E_INVALID, "", "seq %lld: altered: the chain head's hash does not match it",
                        (long long)head);
-    wr_receipt_verifier_clear(&s.w.v);
-    if (rc == WR_OK && count_out) *count_out = s.w.last;
+    walk_free(s.w);
+    if (rc == WR_OK && count_out) *count_out = last;
     return rc;
 }
 
@@ -178,8 +265,8 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
     size_t n = 0;
     int rc = list_dir(dir, &files, &n, err);
     if (rc) return rc;
-    chain_walk w;
-    rc = walk_init(&w, pk, err);
+    chain_walk *w = NULL;
+    rc = walk_new(&w, pk, err);
     for (size_t i = 0; rc == WR_OK && i < n; i++) {
         char path[PATH_MAX];
         if (snprintf(path, sizeof path, "%s/%s", dir, files[i].name) >= (int)sizeof path) {
@@ -189,12 +276,12 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
         char *buf;
         size_t len;
         rc = wr_read_file(path, RECEIPT_FILE_MAX, &buf, &len, err);
-        if (rc) break;
-        rc = walk_one(&w, files[i].position, files[i].name, buf, len);
-        free(buf);
+        if (rc == WR_OK) rc = walk_add(w, buf, len, files[i].position, files[i].name);
     }
-    wr_receipt_verifier_clear(&w.v);
+    if (rc == WR_OK) rc = run_batch(w);
+    int64_t last = w ? w->last : 0;
+    if (w) walk_free(w);
     rfiles_free(files, n);
-    if (rc == WR_OK && count_out) *count_out = w.last;
+    if (rc == WR_OK && count_out) *count_out = last;
     return rc;
 }

@@ -147,7 +147,9 @@ int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ct
     return WR_OK;
 }
 
-int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+/* The signature object's algorithm and key id, before any hashing. On
+ * WR_OK *b64 is the signature value. */
+static int signature_header(json_object *obj, const unsigned char pk[WR_PK_LEN], const char **b64, wr_error *err) {
     json_object *sig = NULL;
     if (!json_object_object_get_ex(obj, "signature", &sig) || !json_object_is_type(sig, json_type_object))
         return wr_errorf(err, WR_E_CRYPTO, "/signature", "not signed: no signature object");
@@ -161,17 +163,55 @@ int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN],
         return wr_errorf(err, WR_E_CRYPTO, "/signature/key_id",
                          "signed by key %.64s, not by the given public key (key id %s)", key_id ? key_id : "(none)",
                          want);
-    const char *b64 = wr_receipt_str(sig, "signature");
-    if (!b64) return wr_errorf(err, WR_E_CRYPTO, "/signature/signature", "signature value is missing");
+    *b64 = wr_receipt_str(sig, "signature");
+    if (!*b64) return wr_errorf(err, WR_E_CRYPTO, "/signature/signature", "signature value is missing");
+    return WR_OK;
+}
+
+static int bad_signature(wr_error *err) {
+    return wr_errorf(err, WR_E_CRYPTO, "/signature/signature",
+                     "signature does not verify: the content was altered after signing");
+}
+
+int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+    const char *b64;
+    int rc = signature_header(obj, pk, &b64, err);
+    if (rc) return rc;
     size_t len;
     char *payload = signing_payload(obj, &len, err);
     if (!payload) return err && err->code ? err->code : WR_E_INTERNAL;
     bool ok = wr_verify_b64(pk, payload, len, b64);
     free(payload);
-    if (!ok)
-        return wr_errorf(err, WR_E_CRYPTO, "/signature/signature",
-                         "signature does not verify: the content was altered after signing");
-    return WR_OK;
+    return ok ? WR_OK : bad_signature(err);
+}
+
+/* For a receipt that passed the schema: the canonical signed form and, cut
+ * out of it, the signing payload, from one canonicalization. The cut is
+ * exact: signature.signature is base64 (schema), an unescaped '"' cannot
+ * occur inside a JSON string, and every other object in the schema is
+ * closed, so the member "signature":"<b64>" occurs once, in the signature
+ * object, where sorted keys put it before "signed_at". */
+static int verify_receipt_signature(json_object *r, const unsigned char pk[WR_PK_LEN], const char *b64,
+                                    char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
+    size_t len;
+    char *canon = wr_canonical_json(r, false, &len, err);
+    if (!canon) return err && err->code ? err->code : WR_E_INTERNAL;
+    if (hash_out) wr_sha256_hex(canon, len, hash_out);
+    char member[128];
+    int mlen = snprintf(member, sizeof member, "\"signature\":\"%s\"", b64);
+    char *at = mlen > 0 && (size_t)mlen < sizeof member ? memmem(canon, len, member, (size_t)mlen) : NULL;
+    int rc = WR_OK;
+    if (!at) {
+        rc = wr_errorf(err, WR_E_INTERNAL, "/signature", "signature member not found in the canonical form");
+    } else {
+        size_t start = (size_t)(at - canon), cut = (size_t)mlen;
+        if (start + cut < len && canon[start + cut] == ',') cut++; /* "signature":"…", "signed_at":… */
+        else if (start > 0 && canon[start - 1] == ',') start--, cut++; /* …,"signature":"…" last */
+        memmove(canon + start, canon + start + cut, len - start - cut);
+        if (!wr_verify_b64(pk, canon, len - cut, b64)) rc = bad_signature(err);
+    }
+    free(canon);
+    return rc;
 }
 
 /* ---- verification ----------------------------------------------------- */
@@ -198,7 +238,8 @@ void wr_receipt_verifier_clear(wr_receipt_verifier *v) {
     v->schema = NULL;
 }
 
-int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, wr_error *err) {
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, char hash_out[WR_SHA256_HEX_LEN],
+                              wr_error *err) {
     if (!json_object_is_type(receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "a receipt is a JSON object");
     int rc = wr_schema_validate(v->schema, receipt, err);
@@ -206,8 +247,9 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
         wr_error_prefix(err, "receipt does not match %s", WR_RECEIPT_SCHEMA);
         return rc;
     }
-    rc = wr_signed_object_verify(receipt, v->pk, err);
-    if (rc) return rc;
+    const char *b64;
+    if ((rc = signature_header(receipt, v->pk, &b64, err)) != WR_OK) return rc;
+    if ((rc = verify_receipt_signature(receipt, v->pk, b64, hash_out, err)) != WR_OK) return rc;
     /* signing_key_id is signed too; it must name the same key. */
     const char *sk = wr_receipt_str(receipt, "signing_key_id");
     if (sk && strcmp(sk, v->key_id) != 0)
@@ -219,7 +261,7 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
 int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err) {
     wr_receipt_verifier v;
     int rc = wr_receipt_verifier_init(&v, pk, err);
-    if (rc == WR_OK) rc = wr_receipt_verifier_check(&v, receipt, err);
+    if (rc == WR_OK) rc = wr_receipt_verifier_check(&v, receipt, NULL, err);
     wr_receipt_verifier_clear(&v);
     return rc;
 }

@@ -16,8 +16,10 @@ typedef struct wr_receipt_verifier {
 
 int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err);
 void wr_receipt_verifier_clear(wr_receipt_verifier *v);
-/* Schema, key id and signature of one receipt. */
-int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, wr_error *err);
+/* Schema, key id and signature of one receipt; hash_out (may be NULL)
+ * receives its chain hash (wr_receipt_hash) from the same canonicalization. */
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, char hash_out[WR_SHA256_HEX_LEN],
+                              wr_error *err);
 
 /* The compiled superset receipt schema (caller frees). */
 wr_schema *wr_receipt_schema_new(wr_error *err);

@@ -78,8 +78,8 @@ allowed_write_prefixes: []
     cmd = [WARRANT, "run", "--policy", os.path.join(tmp, "policy.yaml"), "--state-dir", state,
            os.path.join(tmp, "contract.json")]
 
-    def start():
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    def start(stderr=subprocess.DEVNULL):
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)
 
     # How long one run lives (the shortest of a few uninterrupted runs; the
     # first also creates the key and the database), so that kills land
@@ -87,11 +87,11 @@ allowed_write_prefixes: []
     printed, lives = [], []
     for _ in range(3):
         t0 = time.monotonic()
-        p = start()
-        out, _ = p.communicate(timeout=60)
+        p = start(subprocess.PIPE)
+        out, err = p.communicate(timeout=60)
         lives.append(time.monotonic() - t0)
         if p.returncode != 0:
-            fail("an uninterrupted warrant run failed (exit %d)" % p.returncode)
+            fail("an uninterrupted warrant run failed (exit %d): %s %s" % (p.returncode, out[-300:], err[-300:]))
         printed.append(out)
     life = min(lives)
 

@@ -275,6 +275,22 @@ static void test_chain_store_ok_and_deleted(void **state) {
     expect_store(f, WR_E_INVALID, "seq 3: gap: seq 3 is missing (seq 4 follows seq 2)");
 }
 
+/* Longer than one batch of the parallel walk: the first problem is still
+ * the one reported, wherever the batches split. */
+static void test_chain_store_long(void **state) {
+    fixture *f = *state;
+    seal_n(f, 1100);
+    wr_error err = {0};
+    int64_t n = 0;
+    assert_int_equal(wr_chain_verify_store(f->st, f->kp.pk, &n, &err), WR_OK);
+    assert_int_equal(n, 1100);
+    sql(f, "DELETE FROM receipts WHERE seq = 1000");
+    sql(f, "UPDATE receipts SET json = replace(json, '\"agent-1\"', '\"agent-2\"') WHERE seq = 1050");
+    expect_store(f, WR_E_INVALID, "seq 1000: gap: seq 1000 is missing (seq 1001 follows seq 999)");
+    sql(f, "UPDATE receipts SET json = replace(json, '\"agent-1\"', '\"agent-2\"') WHERE seq = 600");
+    expect_store(f, WR_E_CRYPTO, "seq 600: altered");
+}
+
 static void test_chain_store_swapped(void **state) {
     fixture *f = *state;
     seal_n(f, 4);
@@ -438,6 +454,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_seal_links_and_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_refuses_incomplete_receipt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_store_ok_and_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_store_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_store_swapped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_store_altered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_store_truncated, setup, teardown),
