@@ -36,6 +36,10 @@ require_write_paths_empty: true
 allowed_cwd_prefixes: [{ws}]
 allowed_read_prefixes: [{ws}]
 allowed_write_prefixes: []
+sandbox:
+  # RLIMIT_NPROC counts every process of the sandbox user, so concurrent
+  # runs (and other tests on the machine) share this budget.
+  max_processes: 4096
 """
 
 
@@ -85,12 +89,13 @@ class Stdio:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.buf = b""
 
-    def send_raw(self, data):
-        self.p.stdin.write(data)
+    def send_raw(self, data, frame=True):
+        """One message; frame=False writes the bytes exactly as given."""
+        self.p.stdin.write(data + (b"\n" if frame else b""))
         self.p.stdin.flush()
 
     def send(self, obj):
-        self.send_raw(json.dumps(obj).encode() + b"\n")
+        self.send_raw(json.dumps(obj).encode())
 
     def recv(self, timeout=10):
         deadline = time.monotonic() + timeout

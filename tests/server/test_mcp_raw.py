@@ -1,0 +1,596 @@
+#!/usr/bin/env python3
+"""Raw-protocol tests of warrantd over stdio, WebSocket and Streamable HTTP:
+hostile frames get the right JSON-RPC error (or HTTP status) and the
+connection keeps serving; lifecycle, auth, Origin/Host, limits, streaming,
+cancellation and shutdown behave as mcp-checklist.md requires."""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mcpraw  # noqa: E402
+from mcpraw import INIT, INITIALIZED, contract  # noqa: E402
+
+TOKEN = "tok-tester-0123456789abcdef"
+OTHER = "tok-other-0123456789abcdefgh"
+WARRANT = os.path.join(mcpraw.BUILD, "clients", "warrant")
+
+
+def req(i, method, params=None):
+    m = {"jsonrpc": "2.0", "id": i, "method": method}
+    if params is not None:
+        m["params"] = params
+    return m
+
+
+def call(i, name, args, token=None):
+    p = {"name": name, "arguments": args}
+    if token is not None:
+        p["_meta"] = {"progressToken": token}
+    return req(i, "tools/call", p)
+
+
+class StreamCases:
+    """Cases shared by the message-stream transports (stdio, WebSocket).
+    Subclasses provide open() returning an object with send/send_raw/recv."""
+
+    def init(self, c, version="2025-11-25"):
+        m = dict(INIT)
+        m["params"] = dict(INIT["params"], protocolVersion=version)
+        c.send(m)
+        r = c.recv()
+        c.send(INITIALIZED)
+        return r
+
+    def assert_serving(self, c, i=900):
+        c.send(req(i, "ping"))
+        self.assertEqual(c.recv(), {"jsonrpc": "2.0", "id": i, "result": {}})
+
+    def assert_error(self, msg, code, has_id=None):
+        self.assertIn("error", msg, msg)
+        self.assertEqual(msg["error"]["code"], code, msg)
+        self.assertIsInstance(msg["error"]["message"], str)
+        self.assertNotIn("result", msg)
+        if has_id is None:
+            self.assertNotIn("id", msg)  # the SDK rejects "id": null
+        else:
+            self.assertEqual(msg["id"], has_id)
+            self.assertIs(type(msg["id"]), type(has_id))
+
+    def test_lifecycle(self):
+        c = self.open()
+        # ping answers before initialize, with exactly {}
+        self.assert_serving(c, 0)
+        c.send(req(1, "tools/list"))
+        self.assert_error(c.recv(), -32600, 1)
+        c.send(req(2, "initialize", {"capabilities": {}}))
+        e = c.recv()
+        self.assert_error(e, -32602, 2)
+        self.assertIn("2025-11-25", e["error"]["data"]["supported"])
+        r = self.init(c, "1999-01-01")
+        self.assertEqual(r["result"]["protocolVersion"], "2025-11-25")
+        caps = r["result"]["capabilities"]
+        self.assertEqual(caps["tools"], {"listChanged": False})
+        self.assertEqual(caps["logging"], {})
+        self.assertNotIn("resources", caps)
+        self.assertIn("propose_contract", r["result"]["instructions"])
+        c.send(req(3, "initialize", INIT["params"]))
+        self.assert_error(c.recv(), -32600, 3)
+        c.send(req("4", "tools/list"))
+        tools = c.recv()
+        self.assertEqual(tools["id"], "4")
+        names = [t["name"] for t in tools["result"]["tools"]]
+        self.assertEqual(names, ["check", "propose_contract", "run", "get_receipt", "get_approval",
+                                 "submit_approval", "describe_policy"])
+        for t in tools["result"]["tools"]:
+            self.assertTrue(t["description"])
+            self.assertEqual(t["inputSchema"]["type"], "object")
+            self.assertEqual(t["outputSchema"]["type"], "object")
+            self.assertNotIn("csc.contract.v0.1.schema.json", json.dumps(t["inputSchema"]))
+        ann = {t["name"]: t["annotations"] for t in tools["result"]["tools"]}
+        self.assertTrue(ann["check"]["readOnlyHint"])
+        self.assertFalse(ann["run"]["readOnlyHint"])
+        self.assertTrue(ann["run"]["destructiveHint"])
+        c.send(req(5, "logging/setLevel", {"level": "info"}))
+        self.assertEqual(c.recv(), {"jsonrpc": "2.0", "id": 5, "result": {}})
+        c.send(req(6, "logging/setLevel", {"level": "loud"}))
+        self.assert_error(c.recv(), -32602, 6)
+        c.send(req(7, "server/discover"))
+        self.assert_error(c.recv(), -32601, 7)
+        c.send(req(8, "resources/list"))
+        self.assert_error(c.recv(), -32601, 8)
+        c.send(req(9, "tools/list", {"cursor": "bogus"}))
+        self.assert_error(c.recv(), -32602, 9)
+
+    def test_version_echo(self):
+        c = self.open()
+        self.assertEqual(self.init(c, "2025-06-18")["result"]["protocolVersion"], "2025-06-18")
+
+    def test_malformed_frames(self):
+        c = self.open()
+        self.init(c)
+        cases = [
+            (b'{"jsonrpc":"2.0","id":1,"method":"ping"', -32700),     # truncated
+            (b'\xff\xfe{"jsonrpc":"2.0"}', -32700),                  # invalid UTF-8
+            (b'{"jsonrpc":"2.0","id":1,"method":"p\xc3\x28"}', -32700),
+            (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}', -32700),  # duplicate key
+            (b"[" * 200 + b"]" * 200, -32600),                        # nesting
+            (b'"just a string"', -32600),
+            (b"42", -32600),
+            (b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600),  # batch
+            (b'{"jsonrpc":"2.0","id":null,"method":"ping"}', -32600),
+            (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', -32600),
+            (b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', -32600),
+            (b'{"jsonrpc":"2.0","id":{},"method":"ping"}', -32600),
+        ]
+        for i, (raw, code) in enumerate(cases):
+            with self.subTest(raw=raw[:40]):
+                c.send_raw(raw)
+                self.assert_error(c.recv(), code)
+                self.assert_serving(c, 1000 + i)
+        with_id = [
+            (b'{"jsonrpc":"1.0","id":7,"method":"ping"}', -32600),
+            (b'{"jsonrpc":"2.0","id":7,"method":5}', -32600),
+            (b'{"jsonrpc":"2.0","id":7}', -32600),
+            (b'{"jsonrpc":"2.0","id":7,"method":"tools/list","params":[1]}', -32602),
+            (b'{"jsonrpc":"2.0","id":7,"method":"no/such"}', -32601),
+            (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"nope","arguments":{}}}', -32602),
+            (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"check","arguments":[1]}}', -32602),
+            (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{}}}', -32602),
+        ]
+        for raw, code in with_id:
+            with self.subTest(raw=raw[:60]):
+                c.send_raw(raw)
+                self.assert_error(c.recv(), code, 7)
+        # notifications are never answered, even unknown or malformed ones
+        c.send_raw(b'{"jsonrpc":"2.0","method":"notifications/whatever"}')
+        c.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":12345}}')
+        c.send_raw(b'{"jsonrpc":"2.0","method":"x","params":7}')
+        c.send_raw(b'{"jsonrpc":"2.0","id":"wr-unknown","result":{}}')  # a response to nothing
+        self.assert_serving(c, 2000)
+
+    def test_ids_echoed_exactly(self):
+        c = self.open()
+        self.init(c)
+        for i in ["1", 1, 0, -5, "", "ü-id", 2**53]:
+            c.send(req(i, "ping"))
+            r = c.recv()
+            self.assertEqual(r["id"], i)
+            self.assertIs(type(r["id"]), type(i))
+
+    def test_oversized(self):
+        c = self.open()
+        self.init(c)
+        big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + b"x" * 70000 + b'"}}'
+        c.send_raw(big)
+        e = c.recv()
+        self.assert_error(e, -32600)
+        self.assertIn("limit", e["error"]["message"])
+        self.assert_serving(c)
+
+    def test_tool_errors_are_results(self):
+        c = self.open()
+        self.init(c)
+        # schema-invalid arguments: isError with a JSON pointer, not a JSON-RPC error
+        c.send(call(1, "check", {"contract": {"version": "csc.v0.1"}}))
+        r = c.recv()["result"]
+        self.assertTrue(r["isError"])
+        self.assertIn("pointer", r["structuredContent"])
+        c.send(call(2, "check", {"contract": contract(self.fx.ws, ["rm", "-rf", "/"])}))
+        r = c.recv()["result"]
+        self.assertTrue(r["isError"])
+        self.assertEqual(r["structuredContent"]["decision"], "deny")
+        c.send(call(3, "check", {"contract": contract(self.fx.ws, ["echo", "hi"])}))
+        r = c.recv()["result"]
+        self.assertNotIn("isError", r)
+        self.assertEqual(r["structuredContent"]["decision"], "allow")
+        self.assertEqual(json.loads(r["content"][1]["text"]), r["structuredContent"])
+        c.send(call(4, "get_receipt", {"execution_id": "exe_nope"}))
+        self.assertTrue(c.recv()["result"]["isError"])
+        c.send(call(5, "describe_policy", {}))
+        r = c.recv()["result"]
+        self.assertEqual(r["structuredContent"]["agent_id"], "tester")
+
+    def test_identity_mismatch_is_refused_with_receipt(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["echo", "hi"], agent="mallory")}))
+        r = c.recv(30)["result"]
+        self.assertTrue(r["isError"])
+        self.assertIn("identity mismatch", r["structuredContent"]["error"])
+        self.assertEqual(r["structuredContent"]["receipt"]["status"], "blocked")
+        c.send(call(2, "propose_contract", {"contract": contract(self.fx.ws, ["echo", "hi"], agent="mallory")}))
+        self.assertTrue(c.recv(30)["result"]["isError"])
+
+    def test_propose_then_run_streams_progress(self):
+        c = self.open()
+        self.init(c)
+        ct = contract(self.fx.ws, ["seq", "1", "2000"])
+        c.send(call(1, "propose_contract", {"contract": ct}))
+        p = c.recv(30)["result"]["structuredContent"]
+        self.assertEqual(p["contract_id"], ct["contract_id"])
+        c.send(call(2, "run", {"contract_id": ct["contract_id"]}, token="tok-1"))
+        progress, final = [], None
+        while final is None:
+            m = c.recv(60)
+            if m.get("method") == "notifications/progress":
+                self.assertEqual(m["params"]["progressToken"], "tok-1")
+                progress.append(m["params"])
+            else:
+                final = m
+        self.assertEqual(final["id"], 2)
+        sc = final["result"]["structuredContent"]
+        self.assertEqual(sc["status"], "success")
+        self.assertTrue(sc["stdout"].startswith("1\n2\n3\n"))
+        self.assertEqual(sc["receipt"]["status"], "success")
+        self.assertIn("signature", sc["receipt"])
+        self.assertTrue(progress)
+        values = [p["progress"] for p in progress]
+        self.assertEqual(values, sorted(set(values)))  # strictly increasing
+        self.assertIn("1\n2\n", progress[0]["message"])
+        c.send(call(3, "get_receipt", {"execution_id": sc["execution_id"]}))
+        r = c.recv()["result"]["structuredContent"]["receipt"]
+        self.assertEqual(r, sc["receipt"])
+
+    def test_cancel_run(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "30"])}, token=1))
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        c.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "test"}})
+        # no response for the cancelled request: the next message is the ping's
+        self.assert_serving(c, 77)
+        c.send(call(2, "run", {"contract": contract(self.fx.ws, ["echo", "after"])}))
+        m = c.recv(30)
+        while m.get("method"):
+            m = c.recv(30)
+        self.assertEqual(m["id"], 2)
+        self.assertLess(time.monotonic() - t0, 15)
+        out = subprocess.run([WARRANT, "receipts", "list", "--state-dir", self.fx.state],
+                             capture_output=True, text=True)
+        self.assertIn("failed", out.stdout, out.stdout + out.stderr)
+
+    def test_run_does_not_block_ping(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "2"])}))
+        t0 = time.monotonic()
+        self.assert_serving(c, 5)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        c.send(call(6, "check", {"contract": contract(self.fx.ws, ["echo", "x"])}))
+        self.assertEqual(c.recv()["id"], 6)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        self.assertEqual(c.recv(30)["id"], 1)
+
+
+class StdioTest(StreamCases, unittest.TestCase):
+    def setUp(self):
+        self.fx = mcpraw.Fixture()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            if c.p.poll() is None:
+                c.p.kill()
+                c.p.wait()
+            for f in (c.p.stdin, c.p.stdout, c.p.stderr):
+                try:
+                    f.close()
+                except Exception:
+                    pass
+        self.fx.cleanup()
+
+    def open(self, *extra):
+        c = mcpraw.Stdio(self.fx, "--max-message-bytes", "65536", *extra)
+        self.clients.append(c)
+        return c
+
+    def test_oversized_line_resyncs(self):
+        c = self.open()
+        self.init(c)
+        c.send_raw(b"x" * 200000 + b"\n" + json.dumps(req(3, "ping")).encode() + b"\r\n\n\n", frame=False)
+        self.assert_error(c.recv(), -32600)
+        self.assertEqual(c.recv(), {"jsonrpc": "2.0", "id": 3, "result": {}})
+
+    def test_batch_on_2025_03_26(self):
+        c = self.open()
+        self.init(c, "2025-03-26")
+        c.send_raw(json.dumps([req(1, "ping"), {"jsonrpc": "2.0", "method": "notifications/x"},
+                               req(2, "tools/list"), req(3, "initialize", INIT["params"])]).encode())
+        arr = c.recv()
+        self.assertIsInstance(arr, list)
+        self.assertEqual([m["id"] for m in arr], [1, 2, 3])
+        self.assertEqual(arr[0]["result"], {})
+        self.assertEqual(arr[2]["error"]["code"], -32600)
+        c.send_raw(b'[{"jsonrpc":"2.0","method":"notifications/x"}]')
+        self.assert_serving(c)  # only notifications: nothing was sent
+
+    def test_eof_finishes_running_command(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "1"])}))
+        c.p.stdin.close()
+        self.assertEqual(c.recv(30)["id"], 1)
+        self.assertEqual(c.p.wait(30), 0)
+
+    def test_sigterm_cancels_with_receipt(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "30"])}))
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        c.p.send_signal(signal.SIGTERM)
+        self.assertEqual(c.p.wait(20), 0)
+        self.assertLess(time.monotonic() - t0, 15)
+        out = subprocess.run([WARRANT, "receipts", "list", "--state-dir", self.fx.state],
+                             capture_output=True, text=True)
+        self.assertIn("failed", out.stdout)
+
+    def test_sighup_bad_policy_keeps_old(self):
+        c = self.open()
+        self.init(c)
+        with open(self.fx.policy, "a") as f:
+            f.write("allow_commands: [oops]\n")  # duplicate key: invalid
+        c.p.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        c.send(call(1, "check", {"contract": contract(self.fx.ws, ["echo", "x"])}))
+        self.assertEqual(c.recv()["result"]["structuredContent"]["decision"], "allow")
+        c.p.stdin.close()
+        c.p.wait(10)
+        err = c.p.stderr.read().decode()
+        self.assertIn("previous policy stays", err)
+
+    def test_stdout_is_protocol_only(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["echo", "out"])}))
+        c.send(req(2, "ping"))
+        c.p.stdin.close()
+        data = c.p.stdout.read()
+        c.p.wait(10)
+        for line in data.splitlines():
+            json.loads(line)  # every line is one JSON-RPC message
+
+    def test_concurrency_limit(self):
+        c = self.open("--max-runs-per-client", "2")
+        self.init(c)
+        for i in range(3):
+            c.send(call(i, "run", {"contract": contract(self.fx.ws, ["sleep", "2"])}))
+        first = c.recv(10)
+        self.assertEqual(first["id"], 2)
+        self.assertTrue(first["result"]["isError"])
+        self.assertIn("too many concurrent runs", first["result"]["content"][0]["text"])
+        self.assertEqual(sorted([c.recv(30)["id"], c.recv(30)["id"]]), [0, 1])
+
+
+class WebSocketTest(StreamCases, unittest.TestCase):
+    extra = ()
+
+    def setUp(self):
+        self.fx = mcpraw.Fixture()
+        self.srv = mcpraw.Listener(self.fx, "--max-message-bytes", "65536", *self.extra)
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.assertEqual(self.srv.stop(), 0)
+        self.assertNotIn(TOKEN, self.srv.stderr)
+        self.fx.cleanup()
+
+    def open(self, **kw):
+        kw.setdefault("token", TOKEN)
+        c = mcpraw.WS(self.srv.port, **kw)
+        self.socks.append(c)
+        self.assertEqual(c.status, 101)
+        return c
+
+    def test_handshake_refusals(self):
+        def status(**kw):
+            c = mcpraw.WS(self.srv.port, **kw)
+            c.close()
+            return c.status
+        self.assertEqual(status(), 401)
+        self.assertEqual(status(token="wrong-token-0123456789"), 401)
+        self.assertEqual(status(token=TOKEN, headers={"Origin": "http://evil.example"}), 403)
+        self.assertEqual(status(token=TOKEN, headers={"Host": "evil.example:%d" % self.srv.port}), 403)
+        self.assertEqual(status(token=TOKEN, path="/other"), 404)
+        ok = "http://localhost:%d" % self.srv.port
+        self.assertEqual(status(token=TOKEN, headers={"Origin": ok}), 101)
+        self.assertEqual(status(query_token=TOKEN), 101)  # the SDK cannot set headers
+
+    def test_binary_frame_closes_1003(self):
+        c = self.open()
+        self.init(c)
+        c.frame(2, b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+        op, data = c.recv_frame()
+        self.assertEqual(op, 8)
+        self.assertEqual(struct.unpack("!H", data[:2])[0], 1003)
+
+    def test_fragments_reassembled(self):
+        c = self.open()
+        self.init(c)
+        msg = json.dumps(req(5, "ping")).encode()
+        c.frame(1, msg[:10], fin=False)
+        c.frame(0, msg[10:20], fin=False)
+        c.frame(0, msg[20:], fin=True)
+        self.assertEqual(c.recv(), {"jsonrpc": "2.0", "id": 5, "result": {}})
+
+    def test_ten_concurrent_runs(self):
+        c = self.open()
+        self.init(c)
+        t0 = time.monotonic()
+        for i in range(10):
+            c.send(call(i, "run", {"contract": contract(self.fx.ws, ["sleep", "2"])}))
+        c.send(call(100, "check", {"contract": contract(self.fx.ws, ["echo", "x"])}))
+        got = {}
+        while len(got) < 11:
+            m = c.recv(30)
+            got[m["id"]] = (time.monotonic() - t0, m)
+        self.assertLess(got[100][0], 1.5)  # check answered during the runs
+        for i in range(10):
+            self.assertEqual(got[i][1]["result"]["structuredContent"]["status"], "success")
+        self.assertLess(max(t for t, _ in got.values()), 8)
+
+    def test_close_cancels_runs(self):
+        c = self.open()
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "30"])}))
+        time.sleep(1)
+        c.s.close()
+        self.socks.remove(c)
+        c2 = self.open()
+        self.init(c2)
+        self.assert_serving(c2)
+
+
+class HTTPTest(unittest.TestCase):
+    def setUp(self):
+        self.fx = mcpraw.Fixture()
+        self.srv = mcpraw.Listener(self.fx, "--max-message-bytes", "65536")
+        self.h = mcpraw.HTTP(self.srv.port)
+
+    def tearDown(self):
+        self.assertEqual(self.srv.stop(), 0)
+        self.assertNotIn(TOKEN, self.srv.stderr)
+        self.fx.cleanup()
+
+    def test_session_lifecycle(self):
+        init = self.h.initialize()
+        self.assertEqual(init["result"]["protocolVersion"], "2025-11-25")
+        sid = self.h.session
+        self.assertRegex(sid, r"^[\x21-\x7e]{16,}$")
+        st, h, body = self.h.post(req(1, "ping"))
+        self.assertEqual((st, body), (200, {"jsonrpc": "2.0", "id": 1, "result": {}}))
+        self.assertTrue(h["content-type"].startswith("application/json"))
+        # a second initialize on the session
+        st, _, body = self.h.post(INIT)
+        self.assertEqual(st, 400)
+        self.assertEqual(body["error"]["code"], -32600)
+        # recognised versions are accepted, unknown ones are 400
+        self.assertEqual(self.h.post(req(2, "ping"), headers={"MCP-Protocol-Version": "2025-03-26"})[0], 200)
+        self.assertEqual(self.h.post(req(3, "ping"), headers={"MCP-Protocol-Version": "1.0"})[0], 400)
+        # the session belongs to its token's identity
+        other = mcpraw.HTTP(self.srv.port, token=OTHER)
+        other.session = sid
+        self.assertEqual(other.post(req(4, "ping"))[0], 404)
+        self.assertEqual(self.h.request("GET", {"Accept": "text/event-stream"}), 405)
+        self.assertEqual(self.h.request("DELETE"), 200)
+        self.assertEqual(self.h.post(req(5, "ping"))[0], 404)
+
+    def test_status_codes(self):
+        self.h.initialize()
+        cases = [
+            ({"Accept": "application/json"}, 406),
+            ({"Accept": "text/event-stream"}, 406),
+            ({"Content-Type": "text/plain"}, 415),
+            ({"Authorization": None}, 401),
+            ({"Authorization": "Bearer nope-nope-nope-nope"}, 401),
+            ({"Origin": "http://evil.example"}, 403),
+            ({"Host": "evil.example:%d" % self.srv.port}, 403),
+        ]
+        for hdrs, want in cases:
+            with self.subTest(h=hdrs):
+                self.assertEqual(self.h.post(req(1, "ping"), headers=hdrs)[0], want)
+        st, _, body = self.h.post_raw(b"{not json")
+        self.assertEqual(st, 400)
+        self.assertEqual(body["error"]["code"], -32700)
+        st, _, body = self.h.post_raw(b'{"jsonrpc":"2.0","id":1,"method":"p\xff"}')
+        self.assertEqual((st, body["error"]["code"]), (400, -32700))
+        st, _, body = self.h.post_raw(b"[" + json.dumps(req(1, "ping")).encode() + b"]")
+        self.assertEqual((st, body["error"]["code"]), (400, -32600))
+        st, _, _ = self.h.post_raw(b'{"x":"' + b"y" * 70000 + b'"}')
+        self.assertEqual(st, 413)
+        self.assertEqual(self.h.post(req(2, "ping"), session=False)[0], 400)  # no session id
+        st, _, _ = self.h.post({"jsonrpc": "2.0", "method": "notifications/whatever"})
+        self.assertEqual(st, 202)
+        # accepted in either order, with parameters
+        st, _, _ = self.h.post(req(3, "ping"), headers={"Accept": "text/event-stream;q=1, application/json"})
+        self.assertEqual(st, 200)
+        # still serving after all of that
+        self.assertEqual(self.h.post(req(9, "ping"))[2], {"jsonrpc": "2.0", "id": 9, "result": {}})
+
+    def test_dns_rebinding(self):
+        st, _, _ = self.h.post(INIT, session=False, headers={"Host": "evil.example.com",
+                                                            "Origin": "http://evil.example.com"})
+        self.assertEqual(st, 403)
+        st, _, _ = self.h.post(INIT, session=False, headers={"Origin": "http://127.0.0.1:%d" % self.srv.port})
+        self.assertEqual(st, 200)
+
+    def test_run_over_sse(self):
+        self.h.initialize()
+        ct = contract(self.fx.ws, ["seq", "1", "50"])
+        st, h, msgs = self.h.post(call(1, "run", {"contract": ct}, token="p"))
+        self.assertEqual(st, 200)
+        self.assertTrue(h["content-type"].startswith("text/event-stream"))
+        self.assertEqual(h.get("x-accel-buffering"), "no")
+        self.assertEqual(msgs[-1]["id"], 1)
+        self.assertEqual(msgs[-1]["result"]["structuredContent"]["status"], "success")
+        self.assertTrue(any(m.get("method") == "notifications/progress" for m in msgs[:-1]))
+
+    def test_concurrent_posts(self):
+        self.h.initialize()
+        res = []
+
+        def one(i):
+            res.append(self.h.post(req(1000 + i, "tools/list"))[0])
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(res, [200, 200, 200])
+
+
+class CommandLineTest(unittest.TestCase):
+    def setUp(self):
+        self.fx = mcpraw.Fixture()
+
+    def tearDown(self):
+        self.fx.cleanup()
+
+    def run_d(self, *args):
+        return subprocess.run([mcpraw.WARRANTD, "--state-dir", self.fx.state, *args], capture_output=True,
+                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+
+    def test_refusals(self):
+        r = self.run_d("--listen", "0.0.0.0:0", "--token-file", self.fx.tokens)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("without TLS", r.stderr)
+        r = self.run_d("--listen", "0.0.0.0:0", "--auth", "none")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("non-loopback", r.stderr)
+        r = self.run_d("--listen", "127.0.0.1:0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--token-file", r.stderr)
+        os.chmod(self.fx.tokens, 0o644)
+        r = self.run_d("--listen", "127.0.0.1:0", "--token-file", self.fx.tokens)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("group or world", r.stderr)
+        r = self.run_d("--max-runs", "zero")
+        self.assertEqual(r.returncode, 2)
+        r = self.run_d("--bogus")
+        self.assertEqual(r.returncode, 2)
+
+    def test_config_file(self):
+        cfg = os.path.join(self.fx.tmp, "warrantd.conf")
+        with open(cfg, "w") as f:
+            f.write("# test\nagent-id from-config\npolicy %s\n" % self.fx.policy)
+        p = subprocess.run([mcpraw.WARRANTD, "--config", cfg, "--state-dir", self.fx.state],
+                           input=(json.dumps(INIT) + "\n" + json.dumps(call(1, "describe_policy", {})) + "\n").encode(),
+                           capture_output=True, timeout=20)
+        lines = [json.loads(l) for l in p.stdout.splitlines()]
+        self.assertEqual(lines[1]["result"]["structuredContent"]["agent_id"], "from-config")
+        self.assertEqual(lines[1]["result"]["structuredContent"]["policy"]["name"], "server-test")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

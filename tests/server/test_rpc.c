@@ -1,0 +1,361 @@
+/* Unit tests of the transport-independent JSON-RPC core: a session fed
+ * bytes directly, answers captured by a test outlet. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "server/server.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct capture {
+    wr_outlet base;
+    char *msgs[64];
+    bool final[64];
+    int n;
+    bool streamed;
+} capture;
+
+static void cap_send(wr_outlet *o, const char *json, size_t len, bool final)
+{
+    capture *c = (capture *)o;
+    assert_true(c->n < 64);
+    c->msgs[c->n] = strndup(json, len);
+    c->final[c->n] = final;
+    c->n++;
+}
+
+static void cap_stream(wr_outlet *o) { ((capture *)o)->streamed = true; }
+
+static void cap_reset(capture *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->msgs[i]);
+    c->n = 0;
+    c->streamed = false;
+}
+
+typedef struct fixture {
+    char dir[64];
+    wr_ctx ctx;
+    wr_gate *gate;
+    wr_server *srv;
+    wr_session *ss;
+    capture cap;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int wakes;
+} fixture;
+
+static void waker(void *ud)
+{
+    fixture *f = ud;
+    pthread_mutex_lock(&f->mu);
+    f->wakes++;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/wr-rpc-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->ctx = wr_ctx_system();
+    f->ctx.log_level = WR_LOG_ERROR;
+    wr_error err;
+    wr_gate_config gc = {.state_dir = f->dir, .ctx = &f->ctx};
+    assert_int_equal(wr_gate_open(&gc, &f->gate, &err), WR_OK);
+    wr_server_config sc = {.max_message_bytes = 4096, .max_depth = 16, .progress_interval_ms = 1};
+    assert_int_equal(wr_server_new(f->gate, &sc, &f->srv, &err), WR_OK);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    wr_server_set_waker(f->srv, waker, f);
+    f->cap.base.send = cap_send;
+    f->cap.base.begin_stream = cap_stream;
+    f->ss = wr_session_new(f->srv, "tester", &f->cap.base);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    wr_session_close(f->ss, true);
+    while (wr_server_active_runs(f->srv) > 0) {
+        wr_server_drain(f->srv);
+        usleep(10000);
+    }
+    wr_server_drain(f->srv);
+    cap_reset(&f->cap);
+    wr_server_free(f->srv);
+    wr_gate_close(f->gate);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+    return 0;
+}
+
+/* Sends text, returns the single reply (or NULL when none). */
+static const char *send1(fixture *f, const char *text, wr_rpc_result *res)
+{
+    cap_reset(&f->cap);
+    wr_rpc_result r;
+    wr_session_handle(f->ss, text, strlen(text), &f->cap.base, res ? res : &r);
+    assert_true(f->cap.n <= 1);
+    return f->cap.n ? f->cap.msgs[0] : NULL;
+}
+
+static void init(fixture *f)
+{
+    wr_rpc_result res;
+    const char *m = send1(f,
+                          "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+                          "\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}",
+                          &res);
+    assert_non_null(m);
+    assert_true(res.is_initialize);
+    assert_non_null(strstr(m, "\"protocolVersion\":\"2025-06-18\""));
+    assert_string_equal(wr_session_version(f->ss), "2025-06-18");
+}
+
+static void test_ping_before_initialize(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send1(f, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"ping\"}", NULL),
+                        "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{}}");
+    const char *m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"tools/list\"}", NULL);
+    assert_non_null(strstr(m, "\"id\":\"x\""));
+    assert_non_null(strstr(m, "-32600"));
+    assert_non_null(strstr(m, "not initialized"));
+}
+
+static void test_envelope_errors(void **state)
+{
+    fixture *f = *state;
+    init(f);
+    struct {
+        const char *in;
+        const char *want;
+        int http;
+    } cases[] = {
+        {"{", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700", 400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}", "\"code\":-32700", 400},
+        {"[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]", "\"code\":-32600", 400},
+        {"[]", "\"code\":-32600", 400},
+        {"7", "\"code\":-32600", 400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600", 400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":2.5,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600", 400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"nope\"}", "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", 200},
+        {"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":[]}", "\"id\":4,\"error\":{\"code\":-32602", 200},
+        {"{\"id\":5,\"method\":\"ping\"}", "\"id\":5,\"error\":{\"code\":-32600", 400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}",
+         "\"id\":6,\"error\":{\"code\":-32600", 400},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wr_rpc_result res;
+        const char *m = send1(f, cases[i].in, &res);
+        assert_non_null(m);
+        if (!strstr(m, cases[i].want))
+            fail_msg("case %zu: %s does not contain %s", i, m, cases[i].want);
+        assert_int_equal(res.kind, WR_RPC_REPLIED);
+        assert_int_equal(res.http_status, cases[i].http);
+    }
+    /* over the 4096-byte cap */
+    char *big = malloc(5000);
+    memset(big, ' ', 4999);
+    big[4999] = '\0';
+    wr_rpc_result res;
+    assert_non_null(strstr(send1(f, big, &res), "exceeds the limit of 4096 bytes"));
+    assert_int_equal(res.http_status, 413);
+    free(big);
+}
+
+static void test_notifications_never_answered(void **state)
+{
+    fixture *f = *state;
+    wr_rpc_result res;
+    assert_null(send1(f, "{\"jsonrpc\":\"2.0\",\"method\":\"unknown/thing\"}", &res));
+    assert_int_equal(res.kind, WR_RPC_NONE);
+    assert_null(send1(f, "{\"jsonrpc\":\"1.0\",\"method\":\"bad\"}", &res));
+    assert_null(send1(f, "{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":3}", &res));
+    assert_null(send1(f, "{\"jsonrpc\":\"2.0\",\"id\":\"wr-elicit-none\",\"result\":{}}", &res));
+    assert_int_equal(res.kind, WR_RPC_NONE);
+}
+
+static void test_version_negotiation(void **state)
+{
+    fixture *f = *state;
+    const char *m = send1(f,
+                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+                          "\"2030-01-01\",\"capabilities\":{\"elicitation\":{}}}}",
+                          NULL);
+    assert_non_null(strstr(m, "\"protocolVersion\":\"" WR_MCP_LATEST "\""));
+    assert_non_null(strstr(m, "\"tools\":{\"listChanged\":false}"));
+    assert_true(wr_mcp_version_known("2025-03-26"));
+    assert_false(wr_mcp_version_known("2024-11-05"));
+}
+
+static void test_tools_call_errors(void **state)
+{
+    fixture *f = *state;
+    init(f);
+    const char *m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"zap\"}}", NULL);
+    assert_non_null(strstr(m, "\"code\":-32602"));
+    assert_non_null(strstr(m, "unknown tool: zap"));
+    m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run\",\"arguments\":\"x\"}}",
+              NULL);
+    assert_non_null(strstr(m, "\"code\":-32602"));
+    /* schema violations are results the model can fix */
+    m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"get_receipt\","
+                 "\"arguments\":{\"execution_id\":5}}}",
+              NULL);
+    assert_non_null(strstr(m, "\"isError\":true"));
+    assert_non_null(strstr(m, "\"pointer\":\"/execution_id\""));
+    m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"run\","
+                 "\"arguments\":{\"contract_id\":\"nope-nope\"}}}",
+              NULL);
+    assert_non_null(strstr(m, "\"isError\":true"));
+    assert_non_null(strstr(m, "no stored contract"));
+}
+
+static void test_run_streams_and_completes(void **state)
+{
+    fixture *f = *state;
+    init(f);
+    char req[2048];
+    snprintf(req, sizeof req,
+             "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"run\",\"_meta\":"
+             "{\"progressToken\":\"pt\"},\"arguments\":{\"contract\":{\"version\":\"csc.v0.1\",\"contract_id\":"
+             "\"unit-run-0001\",\"intent\":\"t\",\"actor\":{\"agent_id\":\"tester\",\"session_id\":\"s\","
+             "\"initiating_user\":\"u\",\"delegation_scope\":\"d\"},\"commands\":[{\"id\":\"c1\",\"exec\":{\"argv\":"
+             "[\"echo\",\"hello\"]},\"cwd\":\"/workspace\",\"read_paths\":[\"/workspace\"],\"write_paths\":[],"
+             "\"network\":\"deny\",\"env_allow\":[],\"secret_refs\":[],\"timeout_sec\":10,\"proposed_effect_type\":"
+             "\"observe\"}],\"risk_class\":\"low\",\"approval_mode\":\"policy_only\",\"justification\":\"t\"}}}}");
+    wr_rpc_result res;
+    cap_reset(&f->cap);
+    wr_session_handle(f->ss, req, strlen(req), &f->cap.base, &res);
+    assert_int_equal(res.kind, WR_RPC_ASYNC);
+    assert_true(f->cap.streamed);
+    /* wait for the worker's final message through the waker */
+    bool final = false;
+    for (int i = 0; i < 600 && !final; i++) {
+        pthread_mutex_lock(&f->mu);
+        if (!f->wakes) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+        }
+        f->wakes = 0;
+        pthread_mutex_unlock(&f->mu);
+        wr_server_drain(f->srv);
+        wr_server_tick(f->srv);
+        for (int k = 0; k < f->cap.n; k++)
+            final |= f->cap.final[k];
+    }
+    assert_true(final);
+    const char *last = f->cap.msgs[f->cap.n - 1];
+    assert_non_null(strstr(last, "\"id\":9"));
+    /* /workspace does not exist here: the run is refused or fails, but it
+     * is always a tool result with a sealed receipt, never a JSON-RPC error */
+    assert_non_null(strstr(last, "\"receipt\":{"));
+    assert_int_equal(wr_server_active_runs(f->srv), 0);
+}
+
+static void test_utf8_helpers(void **state)
+{
+    (void)state;
+    char *s = wr_utf8_sanitize((const unsigned char *)"a\xff" "b\xc3\xa9\xed\xa0\x80", 8);
+    assert_string_equal(s, "a\xef\xbf\xbd" "b\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    free(s);
+    assert_int_equal(wr_utf8_cut((const unsigned char *)"ab\xc3", 3), 2);
+    assert_int_equal(wr_utf8_cut((const unsigned char *)"ab\xc3\xa9", 4), 4);
+    assert_int_equal(wr_utf8_cut((const unsigned char *)"\xe2\x82", 2), 0);
+    assert_int_equal(wr_utf8_cut((const unsigned char *)"abc", 3), 3);
+}
+
+static void test_envelopes(void **state)
+{
+    (void)state;
+    char *m = wr_rpc_result_msg("\"1\"", "{}");
+    assert_string_equal(m, "{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{}}");
+    free(m);
+    m = wr_rpc_error_msg(NULL, -32700, "bad \xff", NULL);
+    assert_string_equal(m, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700,\"message\":\"bad \xef\xbf\xbd\"}}");
+    free(m);
+}
+
+static void test_tokens_and_origins(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/wr-tokens-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "# c\nalice aaaaaaaaaaaaaaaaaaaa\n\nbob   bbbbbbbbbbbbbbbbbbbb\r\n";
+    assert_int_equal(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    wr_tokens *t = NULL;
+    wr_error err;
+    chmod(path, 0644);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_DENIED);
+    assert_non_null(strstr(err.message, "group or world"));
+    chmod(path, 0600);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_OK);
+    assert_string_equal(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbb", 20), "bob");
+    assert_null(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbc", 20));
+    assert_null(wr_tokens_identity(t, "", 0));
+    wr_tokens_free(t);
+    FILE *fp = fopen(path, "w");
+    fputs("alice short\n", fp);
+    fclose(fp);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_INVALID);
+    unlink(path);
+
+    assert_true(wr_host_allowed("127.0.0.1:8080", 8080, "127.0.0.1"));
+    assert_true(wr_host_allowed("localhost:8080", 8080, "127.0.0.1"));
+    assert_true(wr_host_allowed("[::1]:8080", 8080, "127.0.0.1"));
+    assert_false(wr_host_allowed("127.0.0.1:8081", 8080, "127.0.0.1"));
+    assert_false(wr_host_allowed("evil.example:8080", 8080, "127.0.0.1"));
+    assert_false(wr_host_allowed(NULL, 8080, "127.0.0.1"));
+    assert_true(wr_origin_allowed(NULL, 8080, "127.0.0.1", NULL));
+    assert_true(wr_origin_allowed("http://localhost:8080", 8080, "127.0.0.1", NULL));
+    assert_false(wr_origin_allowed("http://localhost:8080/x", 8080, "127.0.0.1", NULL));
+    assert_false(wr_origin_allowed("http://evil.example", 8080, "127.0.0.1", NULL));
+    assert_false(wr_origin_allowed("null", 8080, "127.0.0.1", NULL));
+    wr_strv extra = {0};
+    wr_strv_push(&extra, "https://app.example");
+    assert_true(wr_origin_allowed("https://app.example", 8080, "127.0.0.1", &extra));
+    wr_strv_free(&extra);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ping_before_initialize, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notifications_never_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_negotiation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tools_call_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_streams_and_completes, setup, teardown),
+        cmocka_unit_test(test_utf8_helpers),
+        cmocka_unit_test(test_envelopes),
+        cmocka_unit_test(test_tokens_and_origins),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
