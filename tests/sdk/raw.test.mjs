@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { WebSocket } from 'ws';
 
-import { Daemon, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl } from './lib/harness.mjs';
+import { Daemon, deadline, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl } from './lib/harness.mjs';
 
 const INIT = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } };
 
@@ -159,7 +159,7 @@ describe('raw frames over stdio', { timeout: 60_000 }, () => {
 
   test('EOF on stdin ends warrantd with status 0', async () => {
     d.child.stdin.end();
-    const { code, signal } = await Promise.race([d.exit, new Promise((r) => setTimeout(() => r({ code: 'timeout' }), 10_000))]);
+    const { code, signal } = await Promise.race([d.exit, deadline(10_000).then(() => ({ code: 'timeout' }))]);
     assert.equal(signal ?? null, null);
     assert.equal(code, 0, d.stderr);
   });

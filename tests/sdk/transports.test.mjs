@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import fs from 'node:fs';
 
 import {
-  contract, findKey, makeFifo, makeWorld, openSession, resultText, serverPubkey, sleep,
+  contract, deadline, findKey, makeFifo, makeWorld, openSession, resultText, serverPubkey, sleep,
   warrant, warrantOk, writeJson,
 } from './lib/harness.mjs';
 
@@ -137,9 +137,9 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
         resetTimeoutOnProgress: true,
         timeout: 60_000,
       });
-      const early = await Promise.race([firstChunk.then(() => true), call.then(() => false), sleep(20_000).then(() => false)]);
+      const early = await Promise.race([firstChunk.then(() => true), call.then(() => false), deadline(20_000).then(() => false)]);
       // Unblock cat whatever happened, so that the run ends either way.
-      await Promise.race([fs.promises.writeFile(fifo, 'second chunk\n'), sleep(20_000)]);
+      await Promise.race([fs.promises.writeFile(fifo, 'second chunk\n'), deadline(20_000)]);
       const r = await call;
       assert.ok(early, `the first chunk arrived as progress while the command was still running (${progress.length} notifications)`);
       assert.notEqual(r.isError, true, resultText(r));

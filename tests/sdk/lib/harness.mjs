@@ -29,6 +29,8 @@ export const WARRANT = path.join(BUILD, 'clients', 'warrant');
 
 const execFileP = promisify(execFile);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Like sleep, but does not keep the process alive (for Promise.race bounds). */
+const deadline = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** Runs the warrant CLI; never throws on a non-zero exit. */
 export async function warrant(args, { input, timeout = 30_000 } = {}) {
@@ -266,6 +268,8 @@ export async function connectStdio(world, { agent = world.agent, extraArgs = [] 
   const transport = new StdioClientTransport({
     command: WARRANTD,
     args: ['--stdio', '--policy', world.policy, '--state-dir', world.state, '--agent-id', agent, ...extraArgs],
+    // The SDK passes only a few variables by default; keep ASAN_OPTIONS etc.
+    env: { ...process.env },
     stderr: 'pipe',
   });
   recordVersion(transport);
@@ -366,4 +370,4 @@ function assertPem(s) {
   if (!/-----BEGIN PUBLIC KEY-----/.test(s)) throw new Error(`warrant pubkey printed no PEM public key: ${s.slice(0, 200)}`);
 }
 
-export { sleep, execFileP, WsWebSocket };
+export { deadline, sleep, execFileP, WsWebSocket };
