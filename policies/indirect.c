@@ -55,6 +55,7 @@ typedef struct interp {
     const char *attached_short;   /* take only the rest of the cluster */
     const char *runner_short;     /* -m module, -f file: runs a named file */
     const char *info_short;       /* -V, -h: print and exit */
+    const char *flag_short;       /* known to take no argument */
     const char *const *inline_long;
     const char *const *arg_long;
     bool stdin_program;           /* with no script operand, reads the program from stdin */
@@ -65,25 +66,26 @@ static const char *const node_inline[] = {"--eval", "--print", "--interactive", 
 static const char *const node_arg[] = {"--require", "--import", "--loader", "--experimental-loader", "--input-type",
                                        "--conditions", "--title", "--env-file", NULL};
 static const char *const julia_inline[] = {"--eval", "--print", NULL};
+static const char *const python_arg[] = {"--check-hash-based-pycs", NULL};
 static const char *const info_long[] = {"--version", "--help", "--help-all", "--v8-options", NULL};
 
 static const interp interps[] = {
-    {"python", "ci", "WXQ", "", "m", "Vh?", no_long, no_long, true},
-    {"pypy", "ci", "WXQ", "", "m", "Vh?", no_long, no_long, true},
-    {"node", "epi", "r", "", "", "vh", node_inline, node_arg, true},
-    {"nodejs", "epi", "r", "", "", "vh", node_inline, node_arg, true},
-    {"bun", "ep", "r", "", "", "vh", node_inline, node_arg, false},
-    {"perl", "eEMm", "I", "ilxCdD0", "", "vVh", no_long, no_long, true},
-    {"ruby", "e", "IrCEFK", "ixT0W", "", "vh", no_long, no_long, true},
-    {"php", "rRBEaS", "cdzt", "", "fF", "vhim", no_long, no_long, true},
-    {"lua", "ei", "l", "", "", "v", no_long, no_long, true},
-    {"luajit", "ei", "lbjO", "", "", "v", no_long, no_long, true},
-    {"Rscript", "e", "", "", "", "", no_long, no_long, false},
-    {"R", "e", "f", "", "", "h", no_long, no_long, true},
-    {"julia", "eEi", "JCLtpOgHX", "", "", "vh", julia_inline, no_long, true},
-    {"tclsh", "", "", "", "", "", no_long, no_long, true},
-    {"wish", "", "", "", "", "", no_long, no_long, true},
-    {"osascript", "e", "l", "", "", "", no_long, no_long, true},
+    {"python", "ci", "WXQ", "", "m", "Vh?", "bBdEIOPqsSuvx", no_long, python_arg, true},
+    {"pypy", "ci", "WXQ", "", "m", "Vh?", "bBdEIOPqsSuvx", no_long, python_arg, true},
+    {"node", "epi", "rC", "", "", "vh", "c", node_inline, node_arg, true},
+    {"nodejs", "epi", "rC", "", "", "vh", "c", node_inline, node_arg, true},
+    {"bun", "ep", "r", "", "", "vh", "", node_inline, node_arg, false},
+    {"perl", "eEMm", "I", "ilxCdD0F", "", "vVh", "acnpsStTuUwWX", no_long, no_long, true},
+    {"ruby", "e", "IrCEFK", "ixT0W", "", "vh", "acdlnpsSwy", no_long, no_long, true},
+    {"php", "rRBEaS", "cdzt", "", "fF", "vhim", "CHnqslw", no_long, no_long, true},
+    {"lua", "ei", "l", "", "", "v", "EW", no_long, no_long, true},
+    {"luajit", "ei", "lbjO", "", "", "v", "E", no_long, no_long, true},
+    {"Rscript", "e", "", "", "", "", "", no_long, no_long, false},
+    {"R", "e", "f", "", "", "h", "q", no_long, no_long, true},
+    {"julia", "eEi", "JCLtpOgHX", "", "", "vh", "q", julia_inline, no_long, true},
+    {"tclsh", "", "", "", "", "", "", no_long, no_long, true},
+    {"wish", "", "", "", "", "", "", no_long, no_long, true},
+    {"osascript", "e", "l", "", "", "", "", no_long, no_long, true},
 };
 
 static const interp *find_interp(const char *name) {
@@ -101,8 +103,14 @@ static const interp *find_interp(const char *name) {
 
 static bool interpreter(scan *s, const interp *in) {
     const wr_strv *a = s->argv;
+    /* An option we do not know might take the next element as its value
+     * (node -C cond, --stack-size 1000): that element is then not taken
+     * for the script, and scanning goes on, so `node -C x -e code` is
+     * still inline code. */
+    bool prev_unknown = false, maybe_script = false;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
+        bool unknown = false;
         if (!strcmp(arg, "--")) {
             if (i + 1 < a->n && strcmp(a->v[i + 1], "-") != 0) return false;
             break;
@@ -112,15 +120,23 @@ static bool interpreter(scan *s, const interp *in) {
             for (const char *const *o = in->inline_long; *o; o++)
                 if (long_opt(arg, *o)) return hit(s, i, "runs inline program text", -1);
             if (in_set(arg, info_long)) return false;
+            unknown = !strchr(arg, '=');
             for (const char *const *o = in->arg_long; *o; o++)
                 if (long_opt(arg, *o)) {
                     const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
                     if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
+                    unknown = false;
                     break;
                 }
+            prev_unknown = unknown;
             continue;
         }
-        if (arg[0] != '-') return false; /* the script operand: a script runner */
+        if (arg[0] != '-') {
+            if (!prev_unknown) return false; /* the script operand: a script runner */
+            maybe_script = true;
+            prev_unknown = false;
+            continue;
+        }
         for (const char *c = arg + 1; *c; c++) {
             if (strchr(in->inline_short, *c)) return hit(s, i, "runs inline program text", -1);
             if (strchr(in->runner_short, *c)) {
@@ -138,9 +154,12 @@ static bool interpreter(scan *s, const interp *in) {
                 if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
                 break;
             }
+            if (!c[1] && !strchr(in->flag_short, *c)) unknown = true;
         }
+        prev_unknown = unknown;
     }
-    if (in->stdin_program) return hit(s, 0, "names no script, so it reads program text from standard input", -1);
+    if (in->stdin_program && !maybe_script)
+        return hit(s, 0, "names no script, so it reads program text from standard input", -1);
     return false;
 }
 

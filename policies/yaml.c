@@ -55,13 +55,16 @@ static json_object *resolve_plain(const char *s, size_t len) {
     if (is_one_of(s, trues)) return json_object_new_boolean(1);
     if (is_one_of(s, falses)) return json_object_new_boolean(0);
 
+    /* [-+]?digits, or [-+]?digits.digits*([eE][-+]digits)? (YAML 1.1
+     * floats need the dot and a signed exponent) */
     const char *d = s + (s[0] == '-' || s[0] == '+');
     bool digits = *d >= '0' && *d <= '9', dot = false, exp = false;
     for (const char *c = d; *c && digits; c++) {
-        if (*c == '.') dot = true;
-        else if (*c == 'e' || *c == 'E') exp = true;
-        else if (!((*c >= '0' && *c <= '9') || ((*c == '-' || *c == '+') && (c[-1] == 'e' || c[-1] == 'E'))))
-            digits = false;
+        if (*c == '.' && !dot && !exp) dot = true;
+        else if ((*c == 'e' || *c == 'E') && dot && !exp && (c[1] == '-' || c[1] == '+') && c[2]) {
+            exp = true;
+            c++;
+        } else if (*c < '0' || *c > '9') digits = false;
     }
     if (digits && !dot && !exp && (d[0] != '0' || d[1] == '\0')) {
         errno = 0;
@@ -170,7 +173,7 @@ static int document(ystate *y, json_object **out, wr_error *err) {
     if (y->ev.type == YAML_STREAM_END_EVENT)
         return wr_errorf(err, WR_E_INVALID, "", "policy must contain a YAML mapping (the document is empty)");
     if ((rc = next(y, err))) return rc; /* first event of the root node */
-    if (y->ev.type != YAML_MAPPING_START_EVENT && !(y->ev.type == YAML_ALIAS_EVENT))
+    if (y->ev.type != YAML_MAPPING_START_EVENT && y->ev.type != YAML_ALIAS_EVENT)
         return wr_errorf(err, WR_E_INVALID, "", "policy must contain a YAML mapping at the top level");
     if ((rc = node(y, 0, out, err))) return rc;
     if ((rc = next(y, err)) == WR_OK) /* DOCUMENT-END */

@@ -73,6 +73,23 @@ static void test_loader_types_and_defaults(void **state) {
     wr_policy_free(p);
 }
 
+/* Scalar typing follows PyYAML's safe_load (values from python3 -c
+ * "import yaml; print(yaml.safe_load(...))"), except that octal, hex and
+ * binary integers stay strings (PyYAML: i = 83): the schema then refuses
+ * them instead of a policy meaning 83 where its author wrote 0123. */
+static void test_yaml_scalars(void **state) {
+    (void)state;
+    static const char doc[] = "a: 1\nb: -5\nc: 1.5\nd: 1.5e+3\ne: 1.5e3\nf: yes\ng: 'yes'\nh: ~\n"
+                              "i: 0123\nj: \"1\"\nk: 1e5\nl: Off\nm: +7\nn: 2.\n";
+    json_object *o = NULL;
+    wr_error err = {0};
+    assert_int_equal(wr_policy_yaml_to_json(doc, sizeof doc - 1, &o, &err), WR_OK);
+    assert_string_equal(wr_json_compact(o), "{\"a\":1,\"b\":-5,\"c\":1.5,\"d\":1500.0,\"e\":\"1.5e3\",\"f\":true,"
+                                            "\"g\":\"yes\",\"h\":null,\"i\":\"0123\",\"j\":\"1\",\"k\":\"1e5\","
+                                            "\"l\":false,\"m\":7,\"n\":2.0}");
+    json_object_put(o);
+}
+
 static void test_loader_rejects(void **state) {
     (void)state;
     char buf[4096];
@@ -367,6 +384,7 @@ static void test_describe(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loader_types_and_defaults),
+        cmocka_unit_test(test_yaml_scalars),
         cmocka_unit_test(test_loader_rejects),
         cmocka_unit_test(test_approver_keys),
         cmocka_unit_test(test_bundled_packs),
