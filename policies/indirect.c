@@ -408,7 +408,7 @@ static bool tar(scan *s) {
  * may be attached ("-B/dir"); short letters found in any option cluster. */
 static const struct program_option {
     const char *tools[7];
-    const char *opts[6];
+    const char *opts[8]; /* NULL-terminated */
     const char *attached;
     const char *cluster;
 } program_options[] = {
