@@ -49,6 +49,17 @@ static int parse_opts(int argc, char **argv, opts *o, const char *usage) {
     return CLI_OK;
 }
 
+/* One line; the path only when the message does not already name it
+ * (lib and receipts errors usually do). */
+static int fail_err(int code, const char *what, const wr_error *err) {
+    const char *path = err->path[0] ? err->path : what;
+    if (path && *path && !strstr(err->message, path))
+        fprintf(stderr, "warrant: %s: %s\n", path, err->message);
+    else
+        fprintf(stderr, "warrant: %s\n", err->message);
+    return code;
+}
+
 /* Content problems reject (1); input that cannot be read at all is 2. */
 static int exit_for(int code) {
     return code == WR_E_INVALID || code == WR_E_CRYPTO || code == WR_E_LIMIT || code == WR_E_VERSION ? CLI_REJECTED
@@ -67,7 +78,7 @@ static int open_existing(const char *state_dir, wr_store **st, wr_error *err) {
 static int load_pubkey(const char *path, unsigned char pk[WR_PK_LEN], const char *what) {
     if (!path) return cli_fail("%s: --pubkey PUB is required (the trusted receipt-signing public key)", what);
     wr_error err = {0};
-    if (wr_pubkey_load(path, pk, &err) != WR_OK) return cli_fail_err(CLI_USAGE, path, &err);
+    if (wr_pubkey_load(path, pk, &err) != WR_OK) return fail_err(CLI_USAGE, path, &err);
     return CLI_OK;
 }
 
@@ -88,7 +99,7 @@ int cmd_keygen(int argc, char **argv) {
     wr_error err = {0};
     if (wr_key_generate(&ctx, &kp, &err) != WR_OK || wr_key_write_pair(&kp, o.out, &err) != WR_OK) {
         wr_keypair_wipe(&kp);
-        return cli_fail_err(CLI_USAGE, o.out, &err);
+        return fail_err(CLI_USAGE, o.out, &err);
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "key_id", json_object_new_string(kp.key_id));
@@ -111,7 +122,7 @@ int cmd_pubkey(int argc, char **argv) {
     const char *dir = cli_state_dir(o.state_dir);
     unsigned char pk[WR_PK_LEN];
     wr_error err = {0};
-    if (wr_server_pubkey_load(dir, pk, &err) != WR_OK) return cli_fail_err(CLI_USAGE, dir, &err);
+    if (wr_server_pubkey_load(dir, pk, &err) != WR_OK) return fail_err(CLI_USAGE, dir, &err);
     char *pem = wr_pubkey_pem(pk);
     if (!pem) return cli_fail("pubkey: out of memory");
     fputs(pem, stdout);
@@ -190,11 +201,11 @@ int cmd_receipts(int argc, char **argv) {
     wr_store *st = NULL;
     walk w = {.json = o.json, .dir = export ? o.dir : NULL};
     wr_error err = {0};
-    if (open_existing(state_dir, &st, &err) != WR_OK) return cli_fail_err(CLI_USAGE, state_dir, &err);
+    if (open_existing(state_dir, &st, &err) != WR_OK) return fail_err(CLI_USAGE, state_dir, &err);
     rc = wr_store_iter_receipts(st, walk_receipt, &w, &err);
     wr_store_close(st);
-    if (rc) return cli_fail_err(CLI_USAGE, state_dir, &err);
-    if (w.err.code) return cli_fail_err(CLI_USAGE, export ? o.dir : state_dir, &w.err);
+    if (rc) return fail_err(CLI_USAGE, state_dir, &err);
+    if (w.err.code) return fail_err(CLI_USAGE, export ? o.dir : state_dir, &w.err);
     if (export) {
         json_object *res = json_object_new_object();
         json_object_object_add(res, "exported", json_object_new_int64(w.count));
@@ -210,11 +221,11 @@ static int verify_receipt(const opts *o, const unsigned char pk[WR_PK_LEN]) {
     if (o->npos != 1) return cli_fail("usage: warrant verify receipt FILE --pubkey PUB");
     wr_error err = {0};
     json_object *r = wr_json_read_file(o->pos[0], NULL, &err);
-    if (!r) return cli_fail_err(exit_for(err.code), o->pos[0], &err);
+    if (!r) return fail_err(exit_for(err.code), o->pos[0], &err);
     int rc = wr_receipt_verify(r, pk, &err);
     if (rc) {
         json_object_put(r);
-        return cli_fail_err(exit_for(rc), o->pos[0], &err);
+        return fail_err(exit_for(rc), o->pos[0], &err);
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "valid", json_object_new_boolean(true));
@@ -239,12 +250,12 @@ static int verify_chain(const opts *o, const unsigned char pk[WR_PK_LEN]) {
         rc = wr_chain_verify_dir(o->dir, pk, &n, &err);
     } else {
         wr_store *st = NULL;
-        if (open_existing(o->state_dir, &st, &err) != WR_OK) return cli_fail_err(CLI_USAGE, where, &err);
+        if (open_existing(o->state_dir, &st, &err) != WR_OK) return fail_err(CLI_USAGE, where, &err);
         rc = wr_chain_verify_store(st, pk, &n, &err);
         wr_store_close(st);
     }
-    if (rc) {
-        fprintf(stderr, "warrant: verify chain %s: %s\n", where, err.message);
+    if (rc) { /* the message names the seq; say which chain */
+        fprintf(stderr, "warrant: %s: %s\n", where, err.message);
         return exit_for(rc);
     }
     json_object *res = json_object_new_object();
@@ -258,8 +269,8 @@ static int verify_bundle(const opts *o, const unsigned char pk[WR_PK_LEN]) {
     if (o->npos != 1) return cli_fail("usage: warrant verify bundle BUNDLE.tar.gz --pubkey PUB");
     wr_error err = {0};
     int rc = wr_bundle_verify(o->pos[0], pk, &err);
-    if (rc) {
-        fprintf(stderr, "warrant: verify bundle %s: %s\n", o->pos[0], err.message);
+    if (rc) { /* the message names the member; say which bundle */
+        fprintf(stderr, "warrant: %s: %s\n", o->pos[0], err.message);
         return exit_for(rc);
     }
     json_object *res = json_object_new_object();
@@ -299,10 +310,10 @@ int cmd_export(int argc, char **argv) {
     const char *state_dir = cli_state_dir(o.state_dir);
     wr_store *st = NULL;
     wr_error err = {0};
-    if (open_existing(state_dir, &st, &err) != WR_OK) return cli_fail_err(CLI_USAGE, state_dir, &err);
+    if (open_existing(state_dir, &st, &err) != WR_OK) return fail_err(CLI_USAGE, state_dir, &err);
     rc = wr_bundle_export(st, o.pos[0], o.out, &err);
     wr_store_close(st);
-    if (rc) return cli_fail_err(CLI_USAGE, o.pos[0], &err);
+    if (rc) return fail_err(CLI_USAGE, o.pos[0], &err);
     json_object *res = json_object_new_object();
     json_object_object_add(res, "execution_id", json_object_new_string(o.pos[0]));
     json_object_object_add(res, "bundle", json_object_new_string(o.out));

@@ -50,12 +50,13 @@ static void walk_free(chain_walk *w) {
     free(w);
 }
 
-static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+/* workers 0 = one per online CPU (at most MAX_WORKERS). */
+static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int workers, wr_error *err) {
     chain_walk *w = *out = calloc(1, sizeof *w);
     if (!w) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
     w->err = err;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
     int want = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (int)cpus;
     for (; w->nworkers < want; w->nworkers++) {
         int rc = wr_receipt_verifier_init(&w->v[w->nworkers], pk, err);
@@ -172,10 +173,15 @@ static int store_step(void *ud, int64_t seq, const char *json) {
 }
 
 int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err) {
+    return wr_chain_verify_store_workers(st, pk, 0, count_out, err);
+}
+
+int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN], int workers, int64_t *count_out,
+                                  wr_error *err) {
     if (count_out) *count_out = 0;
     if (!st || !pk) return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing store or key");
     store_walk s = {.rc = WR_OK};
-    int rc = walk_new(&s.w, pk, err);
+    int rc = walk_new(&s.w, pk, workers, err);
     if (rc) return rc;
     rc = wr_store_iter_receipts(st, store_step, &s, err);
     if (rc == WR_OK) rc = s.rc;
@@ -266,7 +272,7 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
     int rc = list_dir(dir, &files, &n, err);
     if (rc) return rc;
     chain_walk *w = NULL;
-    rc = walk_new(&w, pk, err);
+    rc = walk_new(&w, pk, 0, err);
     for (size_t i = 0; rc == WR_OK && i < n; i++) {
         char path[PATH_MAX];
         if (snprintf(path, sizeof path, "%s/%s", dir, files[i].name) >= (int)sizeof path) {

@@ -29,6 +29,11 @@ wr_schema *wr_receipt_schema_new(wr_error *err);
  * with pk. WR_E_CRYPTO with a precise reason on failure. */
 int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err);
 
+/* wr_chain_verify_store with a given number of worker threads (0 = one per
+ * online CPU), so the benchmark can show the single-threaded rate too. */
+int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN], int workers, int64_t *count_out,
+                                  wr_error *err);
+
 /* Loads the state dir's signing key; never creates one. */
 int wr_server_key_load(const char *state_dir, wr_keypair *kp, wr_error *err);
 
