@@ -72,6 +72,7 @@ json_object *wr_policy_describe(const wr_policy *p) {
     add_strv(o, "allowed_read_prefixes", &p->allowed_read_prefixes);
     add_strv(o, "allowed_write_prefixes", &p->allowed_write_prefixes);
     add_strv(o, "allowed_egress_hosts", &p->allowed_egress_hosts);
+    add_strv(o, "allowed_env", &p->allowed_env);
     if (p->classify_writes_as) add_str(o, "classify_writes_as", p->classify_writes_as);
     add_int(o, "decision_ttl_sec", p->decision_ttl_sec);
 

@@ -142,6 +142,15 @@ static bool check_egress(eval *e, const wr_strv *argv) {
     return true;
 }
 
+static bool env_allowed(const wr_strv *allowed, const char *name) {
+    for (size_t i = 0; i < allowed->n; i++) {
+        const char *a = allowed->v[i];
+        size_t n = strlen(a);
+        if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a)) return true;
+    }
+    return false;
+}
+
 static bool within_any(const char *path, const wr_strv *prefixes) {
     for (size_t i = 0; i < prefixes->n; i++)
         if (wr_path_within(path, prefixes->v[i])) return true;
@@ -187,6 +196,12 @@ static bool check_command(eval *e, size_t *approvals, int *rc) {
             if (!check_egress(e, &cmd->segments[s])) return false;
     if (cmd->secret_refs.n && !p->allow_secret_refs)
         return deny(e, "SECRET_REF_NOT_ALLOWED", "secret_refs are not allowed by policy %s", p->name);
+    /* env_allow values come from the server's environment: a name the
+     * policy does not list could read its credentials. */
+    for (size_t i = 0; i < cmd->env_allow.n; i++)
+        if (!env_allowed(&p->allowed_env, cmd->env_allow.v[i]))
+            return deny(e, "SECRET_REF_NOT_ALLOWED", "env_allow name '%s' is not in allowed_env of policy %s",
+                        cmd->env_allow.v[i], p->name);
     if (!within_any(cmd->cwd, &p->allowed_cwd_prefixes))
         return deny(e, "CWD_NOT_ALLOWED", "cwd '%.300s' is not under allowed_cwd_prefixes", cmd->cwd);
     for (size_t i = 0; i < cmd->read_paths.n; i++)

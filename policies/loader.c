@@ -156,6 +156,7 @@ static int build(wr_policy *p, wr_error *err) {
         {"allowed_risk_classes", offsetof(wr_policy, allowed_risk_classes)},
         {"allowed_egress_hosts", offsetof(wr_policy, allowed_egress_hosts)},
         {"allow_indirect_exec", offsetof(wr_policy, allow_indirect_exec)},
+        {"allowed_env", offsetof(wr_policy, allowed_env)},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if ((rc = strv_at(doc, lists[i].key, "", (wr_strv *)((char *)p + lists[i].off), err))) return rc;
@@ -251,7 +252,7 @@ void wr_policy_free(wr_policy *p) {
     json_object_put(p->json);
     wr_strv *lists[] = {&p->allow_commands,         &p->allowed_effect_types,   &p->manual_approval_effect_types,
                         &p->allowed_risk_classes,   &p->allowed_cwd_prefixes,   &p->allowed_read_prefixes,
-                        &p->allowed_write_prefixes, &p->allowed_egress_hosts,   &p->allow_indirect_exec,
+                        &p->allowed_write_prefixes, &p->allowed_egress_hosts,   &p->allow_indirect_exec,      &p->allowed_env,
                         &p->approval.interactive_risk_classes};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) wr_strv_free(lists[i]);
     for (size_t i = 0; i < p->ndeny_argv_prefixes; i++) wr_strv_free(&p->deny_argv_prefixes[i]);

@@ -65,6 +65,7 @@ typedef struct wr_policy {
     wr_strv allowed_egress_hosts;
     /* warrant extensions */
     wr_strv allow_indirect_exec;       /* tools allowed to run other programs (find -exec, xargs…) */
+    wr_strv allowed_env;               /* env_allow names a command may import; "NAME*" is a prefix */
     wr_sandbox_limits sandbox;
     wr_classify_rule *classify;        /* policy rules first, then the bundled pack */
     size_t nclassify;

@@ -321,6 +321,10 @@ static void test_default_pack(void **state) {
     expect(p, "[\"ls\"]", ",\"network\":\"full\"", NULL, WR_DENY, "NETWORK_EXCEEDS_POLICY", NULL);
     expect(p, "[\"ls\"]", ",\"cwd\":\"/\"", NULL, WR_DENY, "CWD_NOT_ALLOWED", NULL);
     expect(p, "[\"ls\"]", NULL, "human_required", WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", NULL);
+    /* env_allow reads the server's environment: only allowed_env names */
+    expect(p, "[\"ls\"]", ",\"env_allow\":[\"AWS_SECRET_ACCESS_KEY\"]", NULL, WR_DENY, "SECRET_REF_NOT_ALLOWED",
+           "env_allow name 'AWS_SECRET_ACCESS_KEY'");
+    expect(p, "[\"ls\"]", ",\"env_allow\":[\"TZ\",\"LC_ALL\"]", NULL, WR_ALLOW, "ALLOW", NULL);
     wr_policy_free(p);
 }
 
