@@ -123,13 +123,21 @@ static bool host_allowed(const wr_policy *p, const char *host) {
     return false;
 }
 
-/* With network "allowlisted", every URL the argv names must go to an
- * allowed host (CSC: allowed_egress_hosts is used by classification). */
+/* "user@host:path" as scp, rsync and git take it (a bare "a:b" is too
+ * often something else: git's HEAD:file). */
+static bool scp_like(const char *arg) {
+    const char *at = strchr(arg, '@'), *colon = strchr(arg, ':');
+    return arg[0] != '-' && at && colon && at < colon && !memchr(arg, '/', (size_t)(at - arg));
+}
+
+/* With network "allowlisted", every URL (or scp-style remote) the argv
+ * names must go to an allowed host (CSC: allowed_egress_hosts is used by
+ * classification). */
 static bool check_egress(eval *e, const wr_strv *argv) {
     for (size_t i = 1; i < argv->n; i++) {
         const char *h;
         size_t hl;
-        if (!strstr(argv->v[i], "://")) continue;
+        if (!strstr(argv->v[i], "://") && !scp_like(argv->v[i])) continue;
         if (!(hl = wr__arg_host(argv->v[i], &h)))
             return deny(e, "NETWORK_EXCEEDS_POLICY", "the host of the URL in argv[%zu] cannot be checked against "
                         "allowed_egress_hosts", i);
