@@ -17,6 +17,10 @@
 
 #include "policies/policies_internal.h"
 
+/* timeout 5 nice xargs …: a wrapped program is checked like any argv, up
+ * to this depth; deeper nesting is refused rather than left unchecked. */
+#define WRAP_DEPTH 8
+
 typedef struct eval {
     const wr_policy *p;
     const wr_command *cmd;
@@ -80,7 +84,10 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
         return deny(e, "ARGV_PREFIX_DENIED",
                     "argv[%zu] '%.120s': %.100s %s; indirect execution is not allowed by policy %s (allow_indirect_exec)",
                     elem, argv->v[elem], name, why, p->name);
-    if (wrapped < 0 || depth > 8) return true;
+    if (wrapped < 0) return true;
+    if (depth >= WRAP_DEPTH)
+        return deny(e, "ARGV_PREFIX_DENIED", "programs wrapped more than %d deep (argv[%ld] '%.120s')", WRAP_DEPTH,
+                    wrapped, argv->v[wrapped]);
     wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
     return check_allowlist(e, &inner) && check_argv_rules(e, &inner, depth + 1);
 }
@@ -95,14 +102,14 @@ static void classify(eval *e, const wr_strv *argv, const char **effect, int dept
         if (rule->argv_prefix.n) join_argv(&rule->argv_prefix, pre, sizeof pre);
         size_t n = strlen(e->note);
         snprintf(e->note + n, sizeof e->note - n, "%s%s reclassified from %s to %s (rule: %s%s%s)", n ? "; " : "",
-                 e->cmd->id, *effect, c, pre, rule->host_pattern ? " host " : "",
+                 e->cmd->id, *effect, c, pre, rule->host_pattern ? (pre[0] ? " host " : "host ") : "",
                  rule->host_pattern ? rule->host_pattern : "");
         *effect = c;
     }
     const char *why;
     size_t elem;
     long wrapped;
-    if (depth < 8 && wr__indirect_exec(argv, &why, &elem, &wrapped) && wrapped > 0) {
+    if (depth < WRAP_DEPTH && wr__indirect_exec(argv, &why, &elem, &wrapped) && wrapped > 0) {
         wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
         classify(e, &inner, effect, depth + 1);
     }
