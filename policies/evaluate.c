@@ -275,10 +275,11 @@ int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *
                 if (!wr_strv_contains(&d->approval_effects, d->effects[i].effect_type) &&
                     wr_strv_push(&d->approval_effects, d->effects[i].effect_type))
                     rc = WR_E_NOMEM;
-            char why[512];
+            char why[512], effects[256];
+            join_argv(&d->approval_effects, effects, sizeof effects);
             if (approvals)
-                snprintf(why, sizeof why, "approval required: policy %s requires manual approval for classified effects",
-                         p->name);
+                snprintf(why, sizeof why, "approval required: policy %s requires manual approval for %s%s%s", p->name,
+                         effects, human ? " and the contract's approval_mode is " : "", human ? ct->approval_mode : "");
             else
                 snprintf(why, sizeof why, "approval required: contract approval_mode is %s", ct->approval_mode);
             if (!rc) rc = finish(&e, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", why);
