@@ -260,7 +260,10 @@ static bool sed_script_execs(const char *p) {
             if (cmd == 'y') break;
             for (; *p && *p != ';' && *p != '\n' && *p != '}'; p++) {
                 if (*p == 'e') return true;
-                if (*p == 'w') return false; /* the rest is a file name */
+                if (*p == 'w') { /* the rest of the line is a file name */
+                    p += strcspn(p, "\n");
+                    break;
+                }
             }
             break;
         }
