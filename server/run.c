@@ -115,7 +115,7 @@ static void on_wait(void *ud, int64_t waited_ms, const char *request_id)
 {
     wr_call *c = ud;
     /* about once a second from the gate: report every 5 s */
-    if (!c->progress_token || (waited_ms / 1000) % 5 != 0)
+    if (!c->progress_token || (waited_ms > 1000 && (waited_ms / 1000) % 5 != 0))
         return;
     char text[200];
     snprintf(text, sizeof text, "waiting for approval of request %.80s (%llds)", request_id ? request_id : "?",
@@ -260,7 +260,7 @@ static json_object *stream_text(const wr_exec_stream *s)
     return o;
 }
 
-static char *build_final(wr_call *c, int rc, wr_run_outcome *o, const wr_error *err)
+static char *build_final(wr_call *c, int rc, wr_run_outcome *o, const wr_error *err, char **summary)
 {
     if (rc != WR_OK) {
         /* No receipt could be sealed: a server fault, not a tool result. */
@@ -297,6 +297,7 @@ static char *build_final(wr_call *c, int rc, wr_run_outcome *o, const wr_error *
                       "; approval request %s is pending - poll get_approval, then run again", o->request_id);
     if (eid)
         snprintf(text + n, sizeof text - (size_t)n, " (execution_id %.100s)", json_object_get_string(eid));
+    *summary = strdup(text);
     json_object *res = wr_tool_result(sc, text, strcmp(status, "success") != 0);
     char *msg = wr_rpc_result_msg(c->id_json, wr_json_compact(res));
     json_object_put(res);
@@ -330,7 +331,8 @@ static void *worker(void *arg)
     wr_error err;
     wr_error_clear(&err);
     int rc = wr_gate_run(c->srv->gate, &rq, &o, &err);
-    char *final = build_final(c, rc, &o, &err);
+    char *summary = NULL;
+    char *final = build_final(c, rc, &o, &err, &summary);
     if (rc == WR_OK)
         wr_run_outcome_clear(&o);
     free(apps);
@@ -338,6 +340,7 @@ static void *worker(void *arg)
     int expect = CALL_RUNNING;
     bool completed = atomic_compare_exchange_strong(&c->state, &expect, CALL_COMPLETED);
     pthread_mutex_lock(&c->srv->mu);
+    c->summary = summary;
     if (completed)
         c->final_json = final;
     else
@@ -364,6 +367,7 @@ static void call_free(wr_call *c)
         free(m);
     }
     free(c->final_json);
+    free(c->summary);
     pthread_cond_destroy(&c->cv);
     free(c->id_json);
     free(c->progress_token);
@@ -491,6 +495,8 @@ static void finish(wr_call *c)
         pthread_join(c->thread, NULL);
     if (c->final_json && c->out)
         c->out->send(c->out, c->final_json, strlen(c->final_json), true);
+    if (c->summary)
+        wr_session_log(c->ss, 1 /* info */, c->summary);
     wr_session *ss = c->ss;
     wr_call **pp = &ss->calls;
     while (*pp && *pp != c)

@@ -48,6 +48,7 @@ struct wr_call {
     /* worker -> loop, under srv->mu */
     wr_msg *q_head, *q_tail; /* messages in order (elicitation requests, wait progress) */
     char *final_json;        /* the response, once done */
+    char *summary;           /* one line for notifications/message */
     bool done;
     bool queued;             /* on srv->ready */
     wr_call *ready_next;

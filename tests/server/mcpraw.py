@@ -40,10 +40,15 @@ sandbox:
   # RLIMIT_NPROC counts every process of the sandbox user, so concurrent
   # runs (and other tests on the machine) share this budget.
   max_processes: 4096
+approval:
+  max_lifetime_sec: 3600
+  interactive_risk_classes: [low]
+  request_ttl_sec: 3600
+  max_wait_sec: 5
 """
 
 
-def contract(ws, argv, agent="tester", cid=None, timeout=20):
+def contract(ws, argv, agent="tester", cid=None, timeout=20, mode="policy_only"):
     return {
         "version": "csc.v0.1",
         "contract_id": cid or "server-test-%d-%d" % (os.getpid(), time.monotonic_ns()),
@@ -55,7 +60,7 @@ def contract(ws, argv, agent="tester", cid=None, timeout=20):
             "proposed_effect_type": "observe",
         }],
         "risk_class": "low",
-        "approval_mode": "policy_only",
+        "approval_mode": mode,
         "justification": "exercise the server",
     }
 
@@ -293,8 +298,17 @@ class HTTP:
         c.close()
         return r.status
 
-    def initialize(self):
-        st, h, body = self.post(INIT, session=False)
+    def headers(self, extra=None):
+        h = {"Host": "127.0.0.1:%d" % self.port, "Accept": "application/json, text/event-stream",
+             "Content-Type": "application/json", "Authorization": "Bearer " + self.token,
+             "Mcp-Session-Id": self.session, "MCP-Protocol-Version": "2025-11-25"}
+        h.update(extra or {})
+        return h
+
+    def initialize(self, capabilities=None):
+        m = dict(INIT)
+        m["params"] = dict(INIT["params"], capabilities=capabilities or {})
+        st, h, body = self.post(m, session=False)
         assert st == 200, (st, body)
         self.session = h["mcp-session-id"]
         st, _, _ = self.post(INITIALIZED)

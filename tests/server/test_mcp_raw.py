@@ -271,6 +271,68 @@ class StreamCases:
         self.assertEqual(c.recv(30)["id"], 1)
 
 
+    def test_logging_after_set_level(self):
+        c = self.open()
+        self.init(c)
+        c.send(req(1, "logging/setLevel", {"level": "info"}))
+        c.recv()
+        c.send(call(2, "run", {"contract": contract(self.fx.ws, ["true"])}))
+        self.assertEqual(c.recv(30)["id"], 2)
+        log = c.recv(10)
+        self.assertEqual(log["method"], "notifications/message")
+        self.assertEqual(log["params"]["level"], "info")
+        self.assertIn("run success", log["params"]["data"])
+
+    def test_wait_for_approval_sends_progress(self):
+        c = self.open()
+        self.init(c)
+        ct = contract(self.fx.ws, ["echo", "x"], mode="human_required")
+        t0 = time.monotonic()
+        c.send(call(1, "run", {"contract": ct, "wait_for_approval_sec": 2}, token="w"))
+        m = c.recv(30)
+        self.assertEqual(m["method"], "notifications/progress")
+        self.assertIn("waiting for approval", m["params"]["message"])
+        while "id" not in m:
+            m = c.recv(30)
+        self.assertGreaterEqual(time.monotonic() - t0, 1.5)
+        r = m["result"]
+        self.assertTrue(r["isError"])
+        self.assertTrue(r["structuredContent"]["pending"])
+        rid = r["structuredContent"]["approval_request_id"]
+        c.send(call(2, "get_approval", {"request_id": rid}))
+        self.assertEqual(c.recv()["result"]["structuredContent"]["status"], "pending")
+
+    def elicit(self, answer):
+        c = self.open()
+        m = dict(INIT)
+        m["params"] = dict(INIT["params"], capabilities={"elicitation": {}})
+        c.send(m)
+        c.recv()
+        c.send(INITIALIZED)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["echo", "approved"], mode="human_required")}))
+        e = c.recv(30)
+        self.assertEqual(e["method"], "elicitation/create")
+        self.assertIn("echo", e["params"]["message"])
+        self.assertEqual(e["params"]["requestedSchema"]["type"], "object")
+        self.assert_serving(c, 55)  # the loop still serves while the human decides
+        c.send({"jsonrpc": "2.0", "id": e["id"], "result": answer})
+        m = c.recv(30)
+        while "id" not in m:
+            m = c.recv(30)
+        return m["result"]
+
+    def test_elicitation_accept_runs(self):
+        r = self.elicit({"action": "accept", "content": {"approve": True}})
+        self.assertNotIn("isError", r, r)
+        self.assertEqual(r["structuredContent"]["stdout"], "approved\n")
+        self.assertIn("elicitation", json.dumps(r["structuredContent"]["receipt"]))
+
+    def test_elicitation_decline_stays_pending(self):
+        r = self.elicit({"action": "accept", "content": {"approve": False}})
+        self.assertTrue(r["isError"])
+        self.assertEqual(r["structuredContent"]["status"], "blocked")
+
+
 class StdioTest(StreamCases, unittest.TestCase):
     def setUp(self):
         self.fx = mcpraw.Fixture()
@@ -279,8 +341,22 @@ class StdioTest(StreamCases, unittest.TestCase):
     def tearDown(self):
         for c in self.clients:
             if c.p.poll() is None:
-                c.p.kill()
-                c.p.wait()
+                # stdin EOF: warrantd must finish and exit 0 (and leak-free under ASan)
+                try:
+                    c.p.stdin.close()
+                except OSError:
+                    pass
+                try:
+                    self.assertEqual(c.p.wait(30), 0)
+                except subprocess.TimeoutExpired:
+                    c.p.kill()
+                    c.p.wait()
+                    self.fail("warrantd did not exit after stdin EOF")
+            err = getattr(c, "stderr", None)
+            if err is None and not c.p.stderr.closed:
+                err = c.p.stderr.read().decode(errors="replace")
+            self.assertNotIn("Sanitizer", err or "")
+            self.assertNotIn("runtime error", err or "")
             for f in (c.p.stdin, c.p.stdout, c.p.stderr):
                 try:
                     f.close()
@@ -384,6 +460,8 @@ class WebSocketTest(StreamCases, unittest.TestCase):
             s.close()
         self.assertEqual(self.srv.stop(), 0)
         self.assertNotIn(TOKEN, self.srv.stderr)
+        self.assertNotIn("Sanitizer", self.srv.stderr)
+        self.assertNotIn("runtime error", self.srv.stderr)
         self.fx.cleanup()
 
     def open(self, **kw):
@@ -461,6 +539,8 @@ class HTTPTest(unittest.TestCase):
     def tearDown(self):
         self.assertEqual(self.srv.stop(), 0)
         self.assertNotIn(TOKEN, self.srv.stderr)
+        self.assertNotIn("Sanitizer", self.srv.stderr)
+        self.assertNotIn("runtime error", self.srv.stderr)
         self.fx.cleanup()
 
     def test_session_lifecycle(self):
@@ -535,6 +615,34 @@ class HTTPTest(unittest.TestCase):
         self.assertEqual(msgs[-1]["id"], 1)
         self.assertEqual(msgs[-1]["result"]["structuredContent"]["status"], "success")
         self.assertTrue(any(m.get("method") == "notifications/progress" for m in msgs[:-1]))
+
+    def test_elicitation_over_sse(self):
+        import http.client
+        self.h.initialize({"elicitation": {}})
+        ct = contract(self.fx.ws, ["echo", "ok"], mode="human_required")
+        conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=30)
+        conn.request("POST", "/mcp", body=json.dumps(call(1, "run", {"contract": ct})), headers=self.h.headers())
+        r = conn.getresponse()
+        self.assertTrue(r.getheader("content-type").startswith("text/event-stream"))
+        first = r.readline()
+        self.assertTrue(first.startswith(b"id: "), first)  # priming event first (SEP-1699)
+
+        def next_message():
+            while True:
+                line = r.readline()
+                if not line:
+                    raise EOFError
+                if line.startswith(b"data: ") and line[6:].strip():
+                    return json.loads(line[6:])
+        e = next_message()
+        self.assertEqual(e["method"], "elicitation/create")
+        st, _, _ = self.h.post({"jsonrpc": "2.0", "id": e["id"],
+                                "result": {"action": "accept", "content": {"approve": True}}})
+        self.assertEqual(st, 202)
+        final = next_message()
+        conn.close()
+        self.assertEqual(final["id"], 1)
+        self.assertEqual(final["result"]["structuredContent"]["status"], "success")
 
     def test_concurrent_posts(self):
         self.h.initialize()
