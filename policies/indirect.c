@@ -351,7 +351,9 @@ static bool git(scan *s) {
     const char *sub = NULL;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
-        if (!strcmp(arg, "-c") || !strcmp(arg, "--config")) {
+        /* -c KEY=VALUE before the subcommand, and clone's -c/--config
+         * (after other subcommands -c is e.g. log's combined diff) */
+        if ((!strcmp(arg, "-c") && (!sub || !strcmp(sub, "clone"))) || !strcmp(arg, "--config")) {
             if (i + 1 < a->n && git_config_runs(a->v[i + 1]))
                 return hit(s, i + 1, "configuration can run a program", -1);
             i++;
