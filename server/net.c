@@ -423,7 +423,7 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, const c
         *identity = n->o->agent_id;
         return 0;
     }
-    char auth[600];
+    char auth[600], q[600] = "";
     const char *tok = NULL;
     size_t toklen = 0;
     if (hdr(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth) && !strncasecmp(auth, "Bearer ", 7)) {
@@ -432,9 +432,9 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, const c
             tok++;
         toklen = strlen(tok);
     } else if (allow_query_token) {
+        q[0] = '\0';
         /* The SDK's WebSocket transport cannot set headers. The value never
          * reaches a log: lws logs are limited to errors and warnings. */
-        static char q[600];
         if (lws_get_urlarg_by_name(wsi, "access_token=", q, sizeof q)) {
             const char *v = strchr(q, '=');
             tok = v ? v + 1 : q;
@@ -443,6 +443,7 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, const c
     }
     const char *who = tok && toklen ? wr_tokens_identity(n->o->tokens, tok, toklen) : NULL;
     explicit_bzero(auth, sizeof auth);
+    explicit_bzero(q, sizeof q);
     if (!who) {
         *why = tok ? "invalid token" : "missing bearer token";
         return 401;
