@@ -79,7 +79,7 @@ static void check_item(const wr_receipt_verifier *v, item *it) {
                   : 0;
     const char *prev = wr_receipt_str(r, "prev_receipt_sha256");
     snprintf(it->prev, sizeof it->prev, "%s", prev && strlen(prev) == WR_SHA256_HEX_LEN - 1 ? prev : "");
-    it->rc = wr_receipt_verifier_check(v, r, it->hash, &it->err);
+    it->rc = wr_receipt_verifier_check(v, r, it->json, it->len, it->hash, &it->err);
     json_object_put(r);
 }
 

@@ -185,33 +185,49 @@ int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN],
     return ok ? WR_OK : bad_signature(err);
 }
 
-/* For a receipt that passed the schema: the canonical signed form and, cut
- * out of it, the signing payload, from one canonicalization. The cut is
- * exact: signature.signature is base64 (schema), an unescaped '"' cannot
- * occur inside a JSON string, and every other object in the schema is
- * closed, so the member "signature":"<b64>" occurs once, in the signature
- * object, where sorted keys put it before "signed_at". */
-static int verify_receipt_signature(json_object *r, const unsigned char pk[WR_PK_LEN], const char *b64,
-                                    char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
+/* The signing payload is `text` with the member "signature":"<b64>" cut
+ * out, when text is a receipt's canonical signed form (after the schema
+ * passed, the cut is exact: signature.signature is base64, an unescaped
+ * '"' cannot occur inside a JSON string and every other object in the
+ * schema is closed, so that member occurs once, in the signature object,
+ * where sorted keys put it before "signed_at"). Returns false when the
+ * member is not found as such or the signature does not verify. */
+static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_PK_LEN], const char *b64) {
+    char member[128];
+    int mlen = snprintf(member, sizeof member, "\"signature\":\"%s\"", b64);
+    const char *at = mlen > 0 && (size_t)mlen < sizeof member ? memmem(text, len, member, (size_t)mlen) : NULL;
+    if (!at) return false;
+    size_t start = (size_t)(at - text), cut = (size_t)mlen;
+    if (start + cut < len && text[start + cut] == ',') cut++; /* "signature":"…","signed_at":… */
+    else if (start > 0 && text[start - 1] == ',') start--, cut++; /* …,"signature":"…" last */
+    char *payload = malloc(len - cut + 1);
+    if (!payload) return false;
+    memcpy(payload, text, start);
+    memcpy(payload + start, text + start + cut, len - start - cut);
+    bool ok = wr_verify_b64(pk, payload, len - cut, b64);
+    free(payload);
+    return ok;
+}
+
+/* Signature and chain hash of a schema-valid receipt. Stored and exported
+ * receipts are canonical already, so their own text is tried first: a
+ * valid signature over it shows it is the signed canonical form (nobody
+ * without the key can make one verify), and its sha256 is the chain hash.
+ * Anything else (another serialisation, or a bad signature, to report it
+ * precisely) goes through one canonicalization. */
+static int verify_receipt_signature(json_object *r, const char *text, size_t text_len, const unsigned char pk[WR_PK_LEN],
+                                    const char *b64, char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
+    if (text && verify_cut(text, text_len, pk, b64)) {
+        if (hash_out) wr_sha256_hex(text, text_len, hash_out);
+        return WR_OK;
+    }
     size_t len;
     char *canon = wr_canonical_json(r, false, &len, err);
     if (!canon) return err && err->code ? err->code : WR_E_INTERNAL;
     if (hash_out) wr_sha256_hex(canon, len, hash_out);
-    char member[128];
-    int mlen = snprintf(member, sizeof member, "\"signature\":\"%s\"", b64);
-    char *at = mlen > 0 && (size_t)mlen < sizeof member ? memmem(canon, len, member, (size_t)mlen) : NULL;
-    int rc = WR_OK;
-    if (!at) {
-        rc = wr_errorf(err, WR_E_INTERNAL, "/signature", "signature member not found in the canonical form");
-    } else {
-        size_t start = (size_t)(at - canon), cut = (size_t)mlen;
-        if (start + cut < len && canon[start + cut] == ',') cut++; /* "signature":"…", "signed_at":… */
-        else if (start > 0 && canon[start - 1] == ',') start--, cut++; /* …,"signature":"…" last */
-        memmove(canon + start, canon + start + cut, len - start - cut);
-        if (!wr_verify_b64(pk, canon, len - cut, b64)) rc = bad_signature(err);
-    }
+    bool ok = verify_cut(canon, len, pk, b64);
     free(canon);
-    return rc;
+    return ok ? WR_OK : bad_signature(err);
 }
 
 /* ---- verification ----------------------------------------------------- */
@@ -238,8 +254,8 @@ void wr_receipt_verifier_clear(wr_receipt_verifier *v) {
     v->schema = NULL;
 }
 
-int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, char hash_out[WR_SHA256_HEX_LEN],
-                              wr_error *err) {
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, const char *text, size_t text_len,
+                              char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
     if (!json_object_is_type(receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "a receipt is a JSON object");
     int rc = wr_schema_validate(v->schema, receipt, err);
@@ -249,7 +265,7 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
     }
     const char *b64;
     if ((rc = signature_header(receipt, v->pk, &b64, err)) != WR_OK) return rc;
-    if ((rc = verify_receipt_signature(receipt, v->pk, b64, hash_out, err)) != WR_OK) return rc;
+    if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, err)) != WR_OK) return rc;
     /* signing_key_id is signed too; it must name the same key. */
     const char *sk = wr_receipt_str(receipt, "signing_key_id");
     if (sk && strcmp(sk, v->key_id) != 0)
@@ -261,7 +277,7 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
 int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err) {
     wr_receipt_verifier v;
     int rc = wr_receipt_verifier_init(&v, pk, err);
-    if (rc == WR_OK) rc = wr_receipt_verifier_check(&v, receipt, NULL, err);
+    if (rc == WR_OK) rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, err);
     wr_receipt_verifier_clear(&v);
     return rc;
 }

@@ -17,9 +17,11 @@ typedef struct wr_receipt_verifier {
 int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err);
 void wr_receipt_verifier_clear(wr_receipt_verifier *v);
 /* Schema, key id and signature of one receipt; hash_out (may be NULL)
- * receives its chain hash (wr_receipt_hash) from the same canonicalization. */
-int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, char hash_out[WR_SHA256_HEX_LEN],
-                              wr_error *err);
+ * receives its chain hash (wr_receipt_hash). text (may be NULL) is the
+ * text receipt was parsed from: when it is the canonical signed form, as
+ * stored and exported receipts are, no re-serialisation is needed. */
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, const char *text, size_t text_len,
+                              char hash_out[WR_SHA256_HEX_LEN], wr_error *err);
 
 /* The compiled superset receipt schema (caller frees). */
 wr_schema *wr_receipt_schema_new(wr_error *err);

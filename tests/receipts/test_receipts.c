@@ -364,6 +364,18 @@ static void test_chain_dir(void **state) {
     assert_int_equal(wr_chain_verify_dir(f->out, f->kp.pk, &n, &err), WR_OK);
     assert_int_equal(n, 12);
 
+    /* Re-serialised (not canonical) but unchanged: still the same receipt. */
+    json_object *pretty = wr_json_read_file(out_path(f, "000003.json"), NULL, &err);
+    char *orig;
+    size_t orig_len;
+    assert_int_equal(wr_read_file(out_path(f, "000003.json"), 1 << 20, &orig, &orig_len, &err), WR_OK);
+    const char *text = json_object_to_json_string_ext(pretty, JSON_C_TO_STRING_PRETTY);
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000003.json"), text, strlen(text), 0644, &err), WR_OK);
+    expect_dir(f, f->kp.pk, WR_OK, NULL);
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000003.json"), orig, orig_len, 0644, &err), WR_OK);
+    json_object_put(pretty);
+    free(orig);
+
     /* duplicate: a stray copy next to the original */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "cd '%s' && cp 000005.json '000005 copy.json'", f->out);
