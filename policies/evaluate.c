@@ -64,9 +64,18 @@ static void join_argv(const wr_strv *v, char *out, size_t outlen) {
         n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? " " : "", v->v[i]);
 }
 
-/* Deny prefixes and indirect execution of one argv; a wrapped program that
- * the policy lets its wrapper run (allow_indirect_exec) is checked in turn,
- * allowlist included. */
+/* The view argv[0] + argv[from..]: the rest of a tool's own argv after a
+ * program it runs (find's next action). buf has room for argv->n entries. */
+static wr_strv rest_of(const wr_strv *argv, size_t from, char **buf) {
+    size_t n = 0;
+    buf[n++] = argv->v[0];
+    for (size_t i = from; i < argv->n; i++) buf[n++] = argv->v[i];
+    return (wr_strv){buf, n};
+}
+
+/* Deny prefixes and indirect execution of one argv; a program that the
+ * policy lets a wrapper run (allow_indirect_exec) is checked in turn,
+ * allowlist included, and so is the rest of the wrapper's own argv. */
 static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
     const wr_policy *p = e->p;
     for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
@@ -75,25 +84,29 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
             join_argv(&p->deny_argv_prefixes[i], pre, sizeof pre);
             return deny(e, "ARGV_PREFIX_DENIED", "argv matches denied prefix [%s]", pre);
         }
-    const char *why;
-    size_t elem;
-    long wrapped;
-    if (!wr__indirect_exec(argv, &why, &elem, &wrapped)) return true;
+    wr_indirect ind;
+    if (!wr__indirect_exec(argv, &ind)) return true;
     const char *name = wr__exe_name(argv->v[0]);
     if (!wr_strv_contains(&p->allow_indirect_exec, name))
         return deny(e, "ARGV_PREFIX_DENIED",
                     "argv[%zu] '%.120s': %.100s %s; indirect execution is not allowed by policy %s (allow_indirect_exec)",
-                    elem, argv->v[elem], name, why, p->name);
-    if (wrapped < 0) return true;
-    if (depth >= WRAP_DEPTH)
-        return deny(e, "ARGV_PREFIX_DENIED", "programs wrapped more than %d deep (argv[%ld] '%.120s')", WRAP_DEPTH,
-                    wrapped, argv->v[wrapped]);
-    wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
-    return check_allowlist(e, &inner) && check_argv_rules(e, &inner, depth + 1);
+                    ind.elem, argv->v[ind.elem], name, ind.why, p->name);
+    if (ind.wrapped < 0 && ind.resume < 0) return true;
+    if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV)
+        return deny(e, "ARGV_PREFIX_DENIED", "programs wrapped more than %d deep (argv[%zu] '%.120s')", WRAP_DEPTH,
+                    ind.elem, argv->v[ind.elem]);
+    if (ind.wrapped >= 0) {
+        wr_strv inner = {argv->v + ind.wrapped, ind.wrapped_end - (size_t)ind.wrapped};
+        if (!check_allowlist(e, &inner) || !check_argv_rules(e, &inner, depth + 1)) return false;
+    }
+    if (ind.resume < 0) return true;
+    char *buf[WR_CONTRACT_MAX_ARGV];
+    wr_strv rest = rest_of(argv, (size_t)ind.resume, buf);
+    return check_argv_rules(e, &rest, depth + 1);
 }
 
 /* Raises *effect to what the trusted rules give argv (and the programs
- * it wraps); records the first raise for the reasons. */
+ * it wraps); records each raise for the reasons. */
 static void classify(eval *e, const wr_strv *argv, const char **effect, int depth) {
     const wr_classify_rule *rule = NULL;
     const char *c = wr__classify_argv(e->p, argv, &rule);
@@ -106,12 +119,16 @@ static void classify(eval *e, const wr_strv *argv, const char **effect, int dept
                  rule->host_pattern ? rule->host_pattern : "");
         *effect = c;
     }
-    const char *why;
-    size_t elem;
-    long wrapped;
-    if (depth < WRAP_DEPTH && wr__indirect_exec(argv, &why, &elem, &wrapped) && wrapped > 0) {
-        wr_strv inner = {.v = argv->v + wrapped, .n = argv->n - (size_t)wrapped};
+    wr_indirect ind;
+    if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV || !wr__indirect_exec(argv, &ind)) return;
+    if (ind.wrapped >= 0) {
+        wr_strv inner = {argv->v + ind.wrapped, ind.wrapped_end - (size_t)ind.wrapped};
         classify(e, &inner, effect, depth + 1);
+    }
+    if (ind.resume >= 0) {
+        char *buf[WR_CONTRACT_MAX_ARGV];
+        wr_strv rest = rest_of(argv, (size_t)ind.resume, buf);
+        classify(e, &rest, effect, depth + 1);
     }
 }
 

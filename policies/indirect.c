@@ -15,15 +15,11 @@
 
 typedef struct scan {
     const wr_strv *argv;
-    const char *why;
-    size_t elem;
-    long wrapped;
+    wr_indirect r;
 } scan;
 
 static bool hit(scan *s, size_t elem, const char *why, long wrapped) {
-    s->elem = elem;
-    s->why = why;
-    s->wrapped = wrapped;
+    s->r = (wr_indirect){why, elem, wrapped, s->argv->n, -1};
     return true;
 }
 
@@ -517,11 +513,21 @@ static bool env(scan *s) {
     return hit(s, i, "runs another program", (long)i);
 }
 
+/* Each -exec/-execdir/-ok/-okdir runs the program after it up to ";" (or
+ * "{} +"); further actions follow, so the caller checks the rest too. */
 static bool find(scan *s) {
     const wr_strv *a = s->argv;
     static const char *const run[] = {"-exec", "-execdir", "-ok", "-okdir", NULL};
-    for (size_t i = 1; i < a->n; i++)
-        if (in_set(a->v[i], run)) return hit(s, i, "action runs a program", i + 1 < a->n ? (long)i + 1 : -1);
+    for (size_t i = 1; i < a->n; i++) {
+        if (!in_set(a->v[i], run)) continue;
+        size_t end = i + 1;
+        while (end < a->n && strcmp(a->v[end], ";") && !(!strcmp(a->v[end], "+") && !strcmp(a->v[end - 1], "{}")))
+            end++;
+        hit(s, i, "action runs a program", end > i + 1 ? (long)i + 1 : -1);
+        s->r.wrapped_end = end;
+        s->r.resume = end + 1 < a->n ? (long)end + 1 : -1;
+        return true;
+    }
     return false;
 }
 
@@ -579,8 +585,8 @@ static bool runs_via_subcommand(scan *s, const char *name) {
     return false;
 }
 
-bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long *wrapped) {
-    scan s = {argv, NULL, 0, -1};
+bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out) {
+    scan s = {.argv = argv};
     const char *name = wr__exe_name(argv->v[0]);
     const interp *in;
     const struct program_option *po;
@@ -608,10 +614,6 @@ bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long
             break;
         }
     }
-    if (found) {
-        *why = s.why;
-        *elem = s.elem;
-        *wrapped = s.wrapped;
-    }
+    if (found) *out = s.r;
     return found;
 }

@@ -28,12 +28,18 @@ const char *wr__classify_argv(const wr_policy *p, const wr_strv *argv, const wr_
  * URL with an empty or over-long host also gives 0). */
 size_t wr__arg_host(const char *arg, const char **start);
 
-/* indirect.c: indirect execution (programs that run other programs or inline code).
- * Returns true when argv does so; *why is a static description and *elem
- * the index of the argv element that triggers it. *wrapped, when >= 0, is
- * the index where the argv of a wrapped program starts (xargs, timeout,
- * find -exec ...), so the caller can check that program in turn. */
-bool wr__indirect_exec(const wr_strv *argv, const char **why, size_t *elem, long *wrapped);
+/* indirect.c: indirect execution (programs that run other programs or
+ * inline code). */
+typedef struct wr_indirect {
+    const char *why;    /* static description */
+    size_t elem;        /* the argv element that triggers it */
+    long wrapped;       /* where a wrapped program's argv starts (xargs, timeout, find -exec …), or -1 */
+    size_t wrapped_end; /* one past its last element (find: its ";" or "+") */
+    long resume;        /* where the tool's own argv goes on after it (find's next action), or -1 */
+} wr_indirect;
+/* True when argv runs another program or program text; *out says how, so
+ * the caller can check a wrapped program in turn. */
+bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out);
 
 /* The basename of argv[0]: what allow_commands names are compared with. */
 const char *wr__exe_name(const char *argv0);
