@@ -233,7 +233,8 @@ int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_pat
     if (rc == WR_OK) rc = sign_manifest(&b, wr_store_dir(st), err);
     /* The receipt's own end time: the same execution exports to the same bytes. */
     int64_t ended = 0;
-    if (rc == WR_OK && wr_receipt_str(receipt, "ended_at")) wr_time_parse(wr_receipt_str(receipt, "ended_at"), &ended, NULL);
+    if (rc == WR_OK && wr_receipt_str(receipt, "ended_at"))
+        wr_time_parse(wr_receipt_str(receipt, "ended_at"), &ended, NULL);
     char tmp[4096];
     if (rc == WR_OK && snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= (int)sizeof tmp)
         rc = wr_errorf(err, WR_E_INVALID, out_path, "output path is too long");
@@ -395,8 +396,8 @@ static int check_decision(bundle *b, json_object *r, wr_error *err) {
     for (size_t i = 0; rc == WR_OK && i < sizeof bound / sizeof bound[0]; i++) {
         const char *dv = wr_receipt_str(d, bound[i][0]), *rv = wr_receipt_str(r, bound[i][1]);
         if (dv && rv && strcmp(dv, rv) != 0)
-            rc = wr_errorf(err, WR_E_INVALID, "decision.json", "decision.json: %s '%.80s' does not match the receipt's '%.80s'",
-                           bound[i][0], dv, rv);
+            rc = wr_errorf(err, WR_E_INVALID, "decision.json",
+                           "decision.json: %s '%.80s' does not match the receipt's '%.80s'", bound[i][0], dv, rv);
     }
     json_object_put(d);
     return rc;
@@ -438,15 +439,17 @@ static int check_one_approval(json_object *used, json_object *artifacts, json_ob
         if (aid && !strcmp(id, aid)) art = json_object_array_get_idx(artifacts, j);
     }
     if (!art)
-        return wr_errorf(err, WR_E_INVALID, "approvals.json", "approvals.json: approval '%.80s' used by the receipt is missing",
-                         id ? id : "");
+        return wr_errorf(err, WR_E_INVALID, "approvals.json",
+                         "approvals.json: approval '%.80s' used by the receipt is missing", id ? id : "");
     const char *csha = wr_receipt_str(art, "contract_sha256");
     if (!csha || strcmp(csha, wr_receipt_str(r, "contract_sha256")) != 0)
-        return wr_errorf(err, WR_E_INVALID, "approvals.json", "approvals.json: approval '%.80s' is for another contract", id);
+        return wr_errorf(err, WR_E_INVALID, "approvals.json",
+                         "approvals.json: approval '%.80s' is for another contract", id);
     unsigned char pk[WR_PK_LEN];
     if (approver_key(policy, art, server_pk, pk) != WR_OK)
         return wr_errorf(err, WR_E_CRYPTO, "approvals.json",
-                         "approvals.json: approval '%.80s' is not signed by a key the policy lists for its approver", id);
+                         "approvals.json: approval '%.80s' is not signed by a key the policy lists for its approver",
+                         id);
     wr_error inner = {0};
     if (wr_signed_object_verify(art, pk, &inner) != WR_OK)
         return wr_errorf(err, WR_E_CRYPTO, "approvals.json", "approvals.json: approval '%.80s': %s", id, inner.message);
@@ -488,7 +491,8 @@ static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
         return wr_errorf(err, WR_E_INVALID, PUBKEY_FILE, PUBKEY_FILE ": not a public key");
     wr_key_id(bpk, have);
     if (memcmp(bpk, pk, WR_PK_LEN) != 0)
-        return wr_errorf(err, WR_E_CRYPTO, PUBKEY_FILE, PUBKEY_FILE ": key id %s is not the trusted key %s", have, want);
+        return wr_errorf(err, WR_E_CRYPTO, PUBKEY_FILE, PUBKEY_FILE ": key id %s is not the trusted key %s", have,
+                         want);
 
     json_object *r = parse_file(b, "receipt.json", err);
     if (!r) return err && err->code ? err->code : WR_E_INVALID;

@@ -118,8 +118,9 @@ static int decide(chain_walk *w, const item *it) {
         return wr_errorf(err, it->rc, where, "seq %lld: altered: %s%s%s", seq, it->err.path,
                          it->err.path[0] ? ": " : "", it->err.message);
     if (strcmp(it->prev, w->prev) != 0)
-        return wr_errorf(err, WR_E_INVALID, where, "seq %lld: broken link: prev_receipt_sha256 is not the hash of %s%lld",
-                         seq, last ? "seq " : "the chain start, seq ", last);
+        return wr_errorf(err, WR_E_INVALID, where,
+                         "seq %lld: broken link: prev_receipt_sha256 is not the hash of %s%lld", seq,
+                         last ? "seq " : "the chain start, seq ", last);
     memcpy(w->prev, it->hash, sizeof w->prev);
     w->last = it->seq;
     return WR_OK;
@@ -168,7 +169,8 @@ static int store_step(void *ud, int64_t seq, const char *json) {
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
     char *copy = strdup(json);
-    s->rc = copy ? walk_add(s->w, copy, strlen(copy), seq, where) : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
+    s->rc =
+        copy ? walk_add(s->w, copy, strlen(copy), seq, where) : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
 }
 
@@ -192,7 +194,8 @@ int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN
     /* A receipt cut off the end leaves every remaining link intact; the
      * head, moved in the same transaction as each append, still tells. */
     if (rc == WR_OK && head != last)
-        rc = wr_errorf(err, WR_E_INVALID, "", "seq %lld: gap: the chain head is seq %lld but the receipts end at seq %lld",
+        rc = wr_errorf(err, WR_E_INVALID, "",
+                       "seq %lld: gap: the chain head is seq %lld but the receipts end at seq %lld",
                        (long long)(last + 1), (long long)head, (long long)last);
     else if (rc == WR_OK && strcmp(head_sha, s.w->prev) != 0)
         rc = wr_errorf(err, WR_E_INVALID, "", "seq %lld: altered: the chain head's hash does not match it",

@@ -215,8 +215,9 @@ static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_P
  * without the key can make one verify), and its sha256 is the chain hash.
  * Anything else (another serialisation, or a bad signature, to report it
  * precisely) goes through one canonicalization. */
-static int verify_receipt_signature(json_object *r, const char *text, size_t text_len, const unsigned char pk[WR_PK_LEN],
-                                    const char *b64, char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
+static int verify_receipt_signature(json_object *r, const char *text, size_t text_len,
+                                    const unsigned char pk[WR_PK_LEN], const char *b64,
+                                    char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
     if (text && verify_cut(text, text_len, pk, b64)) {
         if (hash_out) wr_sha256_hex(text, text_len, hash_out);
         return WR_OK;

@@ -737,8 +737,8 @@ static int read_head(sqlite3_stmt *st, void *out, wr_error *err) {
 
 static int sq_chain_head(void *impl, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err) {
     head h = {seq_out, sha256_out};
-    return lookup(impl, "chain head", "no chain head", "SELECT seq, sha256 FROM chain_head WHERE id = CAST(? AS INTEGER)", "1",
-                  read_head, &h, err);
+    return lookup(impl, "chain head", "no chain head",
+                  "SELECT seq, sha256 FROM chain_head WHERE id = CAST(? AS INTEGER)", "1", read_head, &h, err);
 }
 
 static int sq_iter_receipts(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud,

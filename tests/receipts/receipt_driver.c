@@ -249,6 +249,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "seal")) return do_seal(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "fixture")) return do_fixture(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "integrity")) return do_integrity(argv[2]);
-    fprintf(stderr, "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR | integrity DIR\n");
+    fprintf(stderr,
+            "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR | integrity DIR\n");
     return 2;
 }
