@@ -494,7 +494,7 @@ static bool env(scan *s) {
     size_t i = 1;
     for (; i < a->n; i++) {
         const char *arg = a->v[i];
-        if (!strcmp(arg, "-S") || starts(arg, "-S") || long_opt(arg, "--split-string"))
+        if ((arg[0] == '-' && arg[1] != '-' && strchr(arg + 1, 'S')) || long_opt(arg, "--split-string"))
             return hit(s, i, "-S splits a string into a command", -1);
         if (!strcmp(arg, "--")) {
             i++;
