@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +386,78 @@ static void test_describe(void **state) {
     wr_policy_free(p);
 }
 
+/* Random damage to a real policy and a real contract: every result is a
+ * loaded object or an error with a message; never a crash (ASan) or leak. */
+static uint64_t next_rand(uint64_t *x) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static size_t mutate(char *buf, size_t len, size_t cap, uint64_t *rng) {
+    for (int k = 1 + (int)(next_rand(rng) % 4); k > 0 && len > 0; k--) {
+        size_t at = next_rand(rng) % len;
+        switch (next_rand(rng) % 4) {
+        case 0: buf[at] = (char)(next_rand(rng) & 0xff); break;
+        case 1: memmove(buf + at, buf + at + 1, len - at - 1), len--; break;
+        case 2: buf[at] = "{}[]:,-\"'&*!|>#\n"[next_rand(rng) % 16]; break;
+        default: {
+            size_t n = 1 + next_rand(rng) % 16;
+            if (len + n >= cap || at + n > len) break;
+            memmove(buf + at + n, buf + at, len - at);
+            len += n;
+        }
+        }
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+static void test_mutated_inputs(void **state) {
+    (void)state;
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    const char *yaml = wr_policy_bundled_text("default");
+    size_t ylen = strlen(yaml), cap = ylen * 2 + 64;
+    char *buf = malloc(cap);
+    int loaded = 0;
+    wr_policy *dflt = bundled("default");
+    for (int i = 0; i < 1500; i++) {
+        memcpy(buf, yaml, ylen + 1);
+        size_t len = mutate(buf, ylen, cap, &rng);
+        wr_error err = {0};
+        wr_policy *p = NULL;
+        if (wr_policy_load_yaml(buf, len, &p, &err) == WR_OK) loaded++;
+        else assert_true(err.message[0] != '\0');
+        wr_policy_free(p);
+    }
+    wr_contracts *cs = wr_contracts_new(&(wr_error){0});
+    wr_contract *base = contract("[\"git\",\"log\",\"-c\"]", ",\"write_paths\":[\"/workspace/a/../b/**\"]", NULL);
+    const char *text = wr_json_compact(base->json);
+    size_t tlen = strlen(text);
+    char *cbuf = malloc(tlen * 2 + 64);
+    int parsed = 0;
+    for (int i = 0; i < 3000; i++) {
+        memcpy(cbuf, text, tlen + 1);
+        size_t len = mutate(cbuf, tlen, tlen * 2 + 64, &rng);
+        wr_error err = {0};
+        wr_contract *ct = NULL;
+        if (wr_contract_parse(cs, cbuf, len, &ct, &err) == WR_OK) {
+            parsed++;
+            wr_decision_free(decide(dflt, ct));
+        } else {
+            assert_true(err.message[0] != '\0');
+        }
+        wr_contract_free(ct);
+    }
+    printf("mutated inputs: %d/1500 policies loaded, %d/3000 contracts parsed and evaluated\n", loaded, parsed);
+    wr_contract_free(base);
+    wr_contracts_free(cs);
+    wr_policy_free(dflt);
+    free(cbuf);
+    free(buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loader_types_and_defaults),
@@ -400,6 +473,7 @@ int main(void) {
         cmocka_unit_test(test_dev_write_pack),
         cmocka_unit_test(test_ci_pack),
         cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_mutated_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
