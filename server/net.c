@@ -554,6 +554,8 @@ static void http_begin_stream(wr_outlet *o)
 /* A refusal with a JSON-RPC error body (no id). */
 static void http_refuse(conn *c, int status, int code, const char *message)
 {
+    if (!c->body)
+        c->close_after = true; /* refused before the body was read */
     c->status = status;
     free(c->err_body);
     c->err_body = code ? wr_rpc_error_msg(NULL, code, message, NULL) : NULL;
@@ -681,6 +683,11 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
                                      (const unsigned char *)"no-cache", 8, &p, end) ||
          lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
                                      (const unsigned char *)"no", 2, &p, end)))
+        return -1;
+    /* a refusal leaves the body unread: the connection cannot be reused */
+    if (c->close_after &&
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5,
+                                    &p, end))
         return -1;
     if (status == 401 &&
         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",

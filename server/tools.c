@@ -205,6 +205,17 @@ json_object *wr_tool_result(json_object *structured, const char *summary, bool i
     return r;
 }
 
+/* An error without the tool's output shape: the details go in the text
+ * content only, because clients validate any structuredContent against the
+ * outputSchema, error or not (the SDK's callTool does). */
+/* details stays owned by the caller. */
+static json_object *error_result(json_object *details, const char *summary)
+{
+    json_object *r = wr_tool_result(json_object_get(details), summary, true);
+    json_object_object_del(r, "structuredContent");
+    return r;
+}
+
 json_object *wr_tool_error(const char *message, const char *pointer)
 {
     json_object *st = json_object_new_object();
@@ -216,7 +227,9 @@ json_object *wr_tool_error(const char *message, const char *pointer)
         snprintf(text, sizeof text, "%s (at %s)", message, pointer);
     else
         snprintf(text, sizeof text, "%s", message);
-    return wr_tool_result(st, text, true);
+    json_object *r = error_result(st, text);
+    json_object_put(st);
+    return r;
 }
 
 /* Gate errors: bad input or refusals are for the model (isError); faults
@@ -276,8 +289,9 @@ static json_object *parse_contract(tool_call *tc, json_object *args, wr_contract
 }
 
 /* The actor must be the authenticated client; a mismatch leaves a blocked
- * receipt (every refusal leaves a trace) and is an error result. */
-static json_object *identity_refusal(tool_call *tc, wr_contract *ct, wr_error *rpc_err)
+ * receipt (every refusal leaves a trace) and is an error result, shaped as
+ * a run result for run. */
+static json_object *identity_refusal(tool_call *tc, wr_contract *ct, bool run_shape, wr_error *rpc_err)
 {
     const char *who = tc->ss->identity;
     if (ct->actor.agent_id && !strcmp(ct->actor.agent_id, who))
@@ -296,7 +310,21 @@ static json_object *identity_refusal(tool_call *tc, wr_contract *ct, wr_error *r
     json_object *st = json_object_new_object();
     json_object_object_add(st, "error", json_object_new_string(reason));
     json_object_object_add(st, "pointer", json_object_new_string("/contract/actor/agent_id"));
+    if (!run_shape) {
+        json_object_object_add(st, "receipt", receipt);
+        json_object *r = error_result(st, reason);
+        json_object_put(st);
+        return r;
+    }
+    json_object *eid = NULL;
+    if (json_object_object_get_ex(receipt, "execution_id", &eid))
+        json_object_object_add(st, "execution_id", json_object_get(eid));
+    json_object_object_add(st, "status", json_object_new_string("blocked"));
     json_object_object_add(st, "receipt", receipt);
+    json_object_object_add(st, "stdout", json_object_new_string(""));
+    json_object_object_add(st, "stderr", json_object_new_string(""));
+    json_object_object_add(st, "stdout_truncated", json_object_new_boolean(false));
+    json_object_object_add(st, "stderr_truncated", json_object_new_boolean(false));
     return wr_tool_result(st, reason, true);
 }
 
@@ -340,7 +368,7 @@ static json_object *t_propose(tool_call *tc, json_object *args, tool_status *st,
     json_object *res = parse_contract(tc, args, &ct);
     if (res)
         return res;
-    json_object *refused = identity_refusal(tc, ct, rpc_err);
+    json_object *refused = identity_refusal(tc, ct, false, rpc_err);
     if (refused || rpc_err->message[0]) {
         wr_contract_free(ct);
         return refused;
@@ -395,7 +423,7 @@ static json_object *t_run(tool_call *tc, json_object *args, tool_status *st, wr_
     } else if ((res = parse_contract(tc, args, &ct))) {
         return res;
     }
-    json_object *refused = identity_refusal(tc, ct, rpc_err);
+    json_object *refused = identity_refusal(tc, ct, true, rpc_err);
     if (refused || rpc_err->message[0]) {
         wr_contract_free(ct);
         return refused;

@@ -182,7 +182,9 @@ class StreamCases:
         c.send(call(1, "check", {"contract": {"version": "csc.v0.1"}}))
         r = c.recv()["result"]
         self.assertTrue(r["isError"])
-        self.assertIn("pointer", r["structuredContent"])
+        # no structuredContent: clients validate it against outputSchema even on errors
+        self.assertNotIn("structuredContent", r)
+        self.assertTrue(json.loads(r["content"][1]["text"])["pointer"].startswith("/contract"))
         c.send(call(2, "check", {"contract": contract(self.fx.ws, ["rm", "-rf", "/"])}))
         r = c.recv()["result"]
         self.assertTrue(r["isError"])
