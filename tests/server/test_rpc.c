@@ -222,7 +222,8 @@ static void test_tools_call_errors(void **state)
                  "\"arguments\":{\"execution_id\":5}}}",
               NULL);
     assert_non_null(strstr(m, "\"isError\":true"));
-    assert_non_null(strstr(m, "\"pointer\":\"/execution_id\""));
+    assert_non_null(strstr(m, "(at /execution_id)"));
+    assert_null(strstr(m, "structuredContent")); /* it would not match the outputSchema */
     m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"run\","
                  "\"arguments\":{\"contract_id\":\"nope-nope\"}}}",
               NULL);
