@@ -23,7 +23,7 @@
 #define MANIFEST "SHA256SUMS"
 #define MANIFEST_SIG "SHA256SUMS.sig"
 #define PUBKEY_FILE "receipt-signing.pub"
-#define BUNDLE_FILE_MAX (256u << 20) /* stdout/stderr are capped far below this by policy */
+#define BUNDLE_FILE_MAX (64u << 20) /* per member; stdout/stderr are capped far below this by policy */
 
 static const char *const bundle_names[] = {"receipt.json", "contract.json", "decision.json", "approvals.json",
                                            "policy.json",  "stdout",        "stderr",        PUBKEY_FILE,

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "receipts/receipts.h"
+#include "receipts/receipts_internal.h" /* the compiled superset schema */
 
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 #define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -460,6 +460,39 @@ static void test_bundle_export_errors(void **state) {
     assert_int_equal(wr_bundle_verify(bundle, f->kp.pk, &err), WR_E_IO);
 }
 
+/* ---- the superset schema against the CSC receipt fixtures ----------------- */
+
+/* Every CSC v0.1 receipt fixture gets the same verdict from our superset:
+ * extensions are optional, and nothing CSC forbids becomes allowed. */
+static void test_schema_csc_fixtures(void **state) {
+    (void)state;
+    const char *csc = getenv("CSC_DIR");
+    if (!csc) skip();
+    wr_error err = {0};
+    wr_schema *schema = wr_receipt_schema_new(&err);
+    assert_non_null(schema);
+    int checked = 0;
+    for (int valid = 0; valid < 2; valid++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/conformance/receipts/%s.json", csc, valid ? "valid" : "invalid");
+        json_object *fixtures = wr_json_read_file(path, NULL, &err);
+        assert_non_null(fixtures);
+        for (size_t i = 0; i < json_object_array_length(fixtures); i++) {
+            json_object *fx = json_object_array_get_idx(fixtures, i);
+            bool want = json_object_get_boolean(json_object_object_get(fx, "valid"));
+            int rc = wr_schema_validate(schema, json_object_object_get(fx, "input"), &err);
+            if ((rc == WR_OK) != want)
+                fprintf(stderr, "%s: want %s, got %s\n", json_object_get_string(json_object_object_get(fx, "id")),
+                        want ? "valid" : "invalid", err.message);
+            assert_int_equal(rc == WR_OK, want);
+            checked++;
+        }
+        json_object_put(fixtures);
+    }
+    assert_true(checked > 5);
+    wr_schema_free(schema);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_server_key, setup, teardown),
@@ -474,6 +507,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_chain_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir_resigned_and_relinked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle_export_errors, setup, teardown),
+        cmocka_unit_test(test_schema_csc_fixtures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
