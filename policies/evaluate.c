@@ -154,23 +154,107 @@ static bool scp_like(const char *arg) {
     return arg[0] != '-' && at && colon && at < colon && !memchr(arg, '/', (size_t)(at - arg));
 }
 
+static bool check_host(eval *e, const char *arg, size_t i) {
+    const char *h = arg;
+    size_t hl = wr__arg_host(arg, &h);
+    if (!hl && !strstr(arg, "://")) {
+        /* a bare "localhost:8080/x" has no dot but is still a host to curl */
+        const char *at = strchr(arg, '@');
+        h = at && at < arg + strcspn(arg, "/") ? at + 1 : arg;
+        hl = strcspn(h, ":/?#");
+    }
+    if (!hl || hl > 253)
+        return deny(e, "NETWORK_EXCEEDS_POLICY",
+                    "the host in argv[%zu] cannot be checked against allowed_egress_hosts", i);
+    char host[256];
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (!host_allowed(e->p, host))
+        return deny(e, "NETWORK_EXCEEDS_POLICY", "host '%s' (argv[%zu]) is not in allowed_egress_hosts", host, i);
+    return true;
+}
+
+/* HTTP clients take every operand as a URL, scheme or not ("curl host/x"),
+ * and have options that name a proxy or hide or redirect the target. */
+static const struct http_client {
+    const char *tool;
+    const char *value_short;          /* the value is attached or the next element */
+    const char *value_long[40];
+    const char *host_opts[5];         /* their value is a host or URL to check */
+    const char *opaque_opts[8];       /* targets we cannot see: refused */
+    const char *opaque_short;         /* the same as short options, also in a cluster */
+} http_clients[] = {
+    {"curl", "dDeEFHoQrTuUwXyYzbcAmPtx",
+     {"--data", "--data-raw", "--data-binary", "--data-urlencode", "--data-ascii", "--header", "--output",
+      "--user", "--user-agent", "--referer", "--request", "--upload-file", "--form", "--form-string", "--cookie",
+      "--cookie-jar", "--dump-header", "--cert", "--key", "--cacert", "--capath", "--connect-timeout", "--max-time",
+      "--retry", "--write-out", "--interface", "--limit-rate", "--range", "--output-dir", "--proxy-user",
+      "--max-filesize", "--json", "--oauth2-bearer", "--variable", "--expand-url", "--proxy", "--url",
+      "--preproxy", NULL},
+     {"-x", "--proxy", "--url", "--preproxy", NULL},
+     {"--connect-to", "--resolve", "--config", "--doh-url", "--unix-socket", "--abstract-unix-socket", NULL},
+     "K"},
+    {"wget", "OoaPUtTwBDlQ",
+     {"--output-document", "--output-file", "--append-output", "--directory-prefix", "--user-agent", "--tries",
+      "--timeout", "--wait", "--header", "--user", "--password", "--post-data", "--post-file", "--body-data",
+      "--body-file", "--method", "--load-cookies", "--save-cookies", "--ca-certificate", "--domains", "--level",
+      "--quota", "--base", NULL},
+     {NULL},
+     {"--input-file", "--execute", "--config", "--input-metalink", NULL},
+     "ie"},
+};
+
+static bool is_opt(const char *arg, const char *const *opts) {
+    for (const char *const *o = opts; *o; o++)
+        if (wr__long_opt(arg, *o)) return true;
+    return false;
+}
+
+static bool hides_target(eval *e, const char *arg, size_t i) {
+    return deny(e, "NETWORK_EXCEEDS_POLICY",
+                "argv[%zu] '%.100s' hides or redirects the target host; allowed_egress_hosts cannot be checked", i, arg);
+}
+
+static bool check_http_client(eval *e, const wr_strv *argv, const struct http_client *c) {
+    bool operands_only = false;
+    for (size_t i = 1; i < argv->n; i++) {
+        const char *arg = argv->v[i];
+        if (operands_only || arg[0] != '-' || !arg[1]) {
+            if (!check_host(e, arg, i)) return false;
+            continue;
+        }
+        if (!strcmp(arg, "--")) {
+            operands_only = true;
+            continue;
+        }
+        if (is_opt(arg, c->opaque_opts)) return hides_target(e, arg, i);
+        const char *eq = strchr(arg, '=');
+        if (arg[1] == '-') {
+            if (!eq && is_opt(arg, c->value_long) && i + 1 < argv->n) i++;
+            if (is_opt(arg, c->host_opts) && !check_host(e, eq ? eq + 1 : argv->v[i], i)) return false;
+            continue;
+        }
+        /* a cluster of short options; the first that takes a value ends it */
+        for (const char *l = arg + 1; *l; l++) {
+            if (strchr(c->opaque_short, *l)) return hides_target(e, arg, i);
+            if (!strchr(c->value_short, *l)) continue;
+            const char *val = l[1] ? l + 1 : (i + 1 < argv->n ? argv->v[++i] : NULL);
+            if (*l == 'x' && val && !check_host(e, val, i)) return false;
+            break;
+        }
+    }
+    return true;
+}
+
 /* With network "allowlisted", every URL (or scp-style remote) the argv
  * names must go to an allowed host (CSC: allowed_egress_hosts is used by
- * classification). */
+ * classification); HTTP clients are read option by option. */
 static bool check_egress(eval *e, const wr_strv *argv) {
-    for (size_t i = 1; i < argv->n; i++) {
-        const char *h;
-        size_t hl;
-        if (!strstr(argv->v[i], "://") && !scp_like(argv->v[i])) continue;
-        if (!(hl = wr__arg_host(argv->v[i], &h)))
-            return deny(e, "NETWORK_EXCEEDS_POLICY", "the host of the URL in argv[%zu] cannot be checked against "
-                        "allowed_egress_hosts", i);
-        char host[256];
-        memcpy(host, h, hl);
-        host[hl] = '\0';
-        if (!host_allowed(e->p, host))
-            return deny(e, "NETWORK_EXCEEDS_POLICY", "host '%s' (argv[%zu]) is not in allowed_egress_hosts", host, i);
-    }
+    const char *name = wr__exe_name(argv->v[0]);
+    for (size_t c = 0; c < sizeof http_clients / sizeof http_clients[0]; c++)
+        if (!strcmp(name, http_clients[c].tool)) return check_http_client(e, argv, &http_clients[c]);
+    for (size_t i = 1; i < argv->n; i++)
+        if ((strstr(argv->v[i], "://") || scp_like(argv->v[i])) && !check_host(e, argv->v[i], i)) return false;
     return true;
 }
 

@@ -31,8 +31,7 @@ static bool in_set(const char *s, const char *const *set) {
 
 static bool starts(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
 
-/* "--opt" or "--opt=value" */
-static bool long_opt(const char *arg, const char *opt) {
+bool wr__long_opt(const char *arg, const char *opt) {
     size_t n = strlen(opt);
     return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
 }
@@ -114,11 +113,11 @@ static bool interpreter(scan *s, const interp *in) {
         if (!strcmp(arg, "-")) return hit(s, i, "reads program text from standard input", -1);
         if (arg[0] == '-' && arg[1] == '-') {
             for (const char *const *o = in->inline_long; *o; o++)
-                if (long_opt(arg, *o)) return hit(s, i, "runs inline program text", -1);
+                if (wr__long_opt(arg, *o)) return hit(s, i, "runs inline program text", -1);
             if (in_set(arg, info_long)) return false;
             unknown = !strchr(arg, '=');
             for (const char *const *o = in->arg_long; *o; o++)
-                if (long_opt(arg, *o)) {
+                if (wr__long_opt(arg, *o)) {
                     const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
                     if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
                     unknown = false;
@@ -194,14 +193,14 @@ static bool awk(scan *s) {
     bool have_program_file = false;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
-        if (long_opt(arg, "--load") || !strcmp(arg, "-l") || long_opt(arg, "--exec") || !strcmp(arg, "-E"))
+        if (wr__long_opt(arg, "--load") || !strcmp(arg, "-l") || wr__long_opt(arg, "--exec") || !strcmp(arg, "-E"))
             return hit(s, i, "loads an extension or program file that runs programs", -1);
-        if (!strcmp(arg, "-f") || long_opt(arg, "--file")) {
+        if (!strcmp(arg, "-f") || wr__long_opt(arg, "--file")) {
             have_program_file = true;
             if (!strchr(arg, '=')) i++;
             continue;
         }
-        if (!strcmp(arg, "-e") || long_opt(arg, "--source")) {
+        if (!strcmp(arg, "-e") || wr__long_opt(arg, "--source")) {
             const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
             if (awk_text_execs(val)) return hit(s, i, "program calls system() or pipes to a command", -1);
             have_program_file = true;
@@ -293,14 +292,14 @@ static bool sed(scan *s) {
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
         if (!strcmp(arg, "--")) break;
-        if (long_opt(arg, "--expression")) {
+        if (wr__long_opt(arg, "--expression")) {
             const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
             if (sed_script_execs(val)) return hit(s, i, "script runs a shell command (e)", -1);
             have_script = true;
             continue;
         }
-        if (long_opt(arg, "--file") || long_opt(arg, "--line-length")) {
-            if (long_opt(arg, "--file")) have_script = true;
+        if (wr__long_opt(arg, "--file") || wr__long_opt(arg, "--line-length")) {
+            if (wr__long_opt(arg, "--file")) have_script = true;
             if (!strchr(arg, '=')) i++;
             continue;
         }
@@ -358,7 +357,7 @@ static bool git(scan *s) {
         if (starts(arg, "--config=") && git_config_runs(arg + 9))
             return hit(s, i, "configuration can run a program", -1);
         for (const char *const *o = run_opts; *o; o++)
-            if (long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
+            if (wr__long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
         if (starts(arg, "ext::") || starts(arg, "fd::")) return hit(s, i, "transport runs a program", -1);
         if (arg[0] == '-') {
             /* -u <upload-pack> of clone/fetch/ls-remote/archive; -x <cmd> of rebase */
@@ -366,7 +365,7 @@ static bool git(scan *s) {
                 (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") ||
                  !strcmp(sub, "pull") || !strcmp(sub, "archive")))
                 return hit(s, i, "option runs a program", -1);
-            if (sub && !strcmp(sub, "grep") && (starts(arg, "-O") || long_opt(arg, "--open-files-in-pager")))
+            if (sub && !strcmp(sub, "grep") && (starts(arg, "-O") || wr__long_opt(arg, "--open-files-in-pager")))
                 return hit(s, i, "option runs a pager command", -1);
             if (sub && !strcmp(sub, "rebase") && arg[1] != '-' && strchr(arg + 1, 'x'))
                 return hit(s, i, "rebase option runs a command", -1);
@@ -395,7 +394,7 @@ static bool tar(scan *s) {
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
         for (const char *const *o = run_opts; *o; o++)
-            if (long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
+            if (wr__long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
         if (arg[0] == '-' && arg[1] == '-') continue;
         /* "-I prog", "-F script", also in a cluster; old-style first
          * argument "xIf" has no dash */
@@ -452,7 +451,7 @@ static bool option_runs(scan *s, const struct program_option *po) {
         const char *arg = a->v[i];
         if (!strcmp(arg, "--")) break;
         for (const char *const *o = po->opts; *o; o++)
-            if (long_opt(arg, *o)) return hit(s, i, "option runs a program or loads code", -1);
+            if (wr__long_opt(arg, *o)) return hit(s, i, "option runs a program or loads code", -1);
         if (po->attached && starts(arg, po->attached)) return hit(s, i, "option runs a program or loads code", -1);
         if (arg[0] == '-' && arg[1] != '-' && *po->cluster && strpbrk(arg + 1, po->cluster))
             return hit(s, i, "option runs a program or loads code", -1);
@@ -494,7 +493,7 @@ static bool env(scan *s) {
     size_t i = 1;
     for (; i < a->n; i++) {
         const char *arg = a->v[i];
-        if ((arg[0] == '-' && arg[1] != '-' && strchr(arg + 1, 'S')) || long_opt(arg, "--split-string"))
+        if ((arg[0] == '-' && arg[1] != '-' && strchr(arg + 1, 'S')) || wr__long_opt(arg, "--split-string"))
             return hit(s, i, "-S splits a string into a command", -1);
         if (!strcmp(arg, "--")) {
             i++;

@@ -28,6 +28,9 @@ const char *wr__classify_argv(const wr_policy *p, const wr_strv *argv, const wr_
  * URL with an empty or over-long host also gives 0). */
 size_t wr__arg_host(const char *arg, const char **start);
 
+/* "--opt" or "--opt=value" (also single-dash long options: "-exec"). */
+bool wr__long_opt(const char *arg, const char *opt);
+
 /* indirect.c: indirect execution (programs that run other programs or
  * inline code). */
 typedef struct wr_indirect {
