@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "receipts/receipts_internal.h" /* the compiled superset schema */
@@ -460,6 +463,73 @@ static void test_bundle_export_errors(void **state) {
     assert_int_equal(wr_bundle_verify(bundle, f->kp.pk, &err), WR_E_IO);
 }
 
+/* ---- disk full ---------------------------------------------------------------- */
+
+/* A child seals until the file size limit (standing in for a full disk)
+ * makes the store fail: it must fail with an error, not crash, and
+ * afterwards the database is intact, the chain verifies and every receipt
+ * whose seal returned WR_OK is there. */
+static void test_disk_full(void **state) {
+    fixture *f = *state;
+    seal_n(f, 3);
+    /* Room for some receipts more than the database and its WAL have now. */
+    rlim_t limit = 0;
+    for (int i = 0; i < 2; i++) {
+        char p[128];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/warrant.db%s", f->dir, i ? "-wal" : "");
+        if (stat(p, &st) == 0 && (rlim_t)st.st_size > limit) limit = (rlim_t)st.st_size;
+    }
+    limit += 1024 * 1024;
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG */
+        struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(3);
+        int ok = 0, code = 0;
+        for (int i = 0; i < 100000 && !code; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "exe_full_%d", i);
+            json_object *r = build(f, id, "success"), *s = NULL;
+            wr_error err = {0};
+            if (wr_receipt_seal(f->st, &f->kp, &f->ctx, r, id, &s, &err) == WR_OK) ok++;
+            else code = err.code;
+            json_object_put(r);
+            json_object_put(s);
+        }
+        int res[2] = {ok, code};
+        _exit(write(pipefd[1], res, sizeof res) == sizeof res ? 0 : 4);
+    }
+    close(pipefd[1]);
+    int status, res[2] = {0, 0};
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(read(pipefd[0], res, sizeof res), (ssize_t)sizeof res);
+    close(pipefd[0]);
+    if (res[0] <= 10) fprintf(stderr, "sealed %d before error %d (limit %lu)\n", res[0], res[1], (unsigned long)limit);
+    assert_true(res[0] > 10);          /* it did fill up */
+    assert_int_equal(res[1], WR_E_IO); /* and then failed cleanly */
+
+    wr_store_close(f->st);
+    wr_error err = {0};
+    assert_int_equal(wr_store_open(f->dir, &f->st, &err), WR_OK);
+    char *check = NULL;
+    assert_int_equal(wr_store_integrity_check(f->st, &check, &err), WR_OK);
+    assert_string_equal(check, "ok");
+    free(check);
+    int64_t n = 0;
+    assert_int_equal(wr_chain_verify_store(f->st, f->kp.pk, &n, &err), WR_OK);
+    assert_int_equal(n, 3 + res[0]);
+    char *js = NULL, last[32];
+    snprintf(last, sizeof last, "exe_full_%d", res[0] - 1);
+    assert_int_equal(wr_store_get_receipt(f->st, last, &js, &err), WR_OK);
+    free(js);
+    json_object_put(seal(f, "exe_after_full")); /* and the store works again */
+}
+
 /* ---- the superset schema against the CSC receipt fixtures ----------------- */
 
 /* Every CSC v0.1 receipt fixture gets the same verdict from our superset:
@@ -507,6 +577,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_chain_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir_resigned_and_relinked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle_export_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test(test_schema_csc_fixtures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
