@@ -278,10 +278,23 @@ try:
     files["extra"] = b"x"
     pack("t.tar.gz", files)
     warrant("verify", "bundle", "t.tar.gz", "--pubkey", "server.pub", code=1, err="unexpected entry 'extra'")
+    with tarfile.open("t.tar.gz", "w:gz") as t:  # a symlink where a file belongs
+        for n, data in members.items():
+            info = tarfile.TarInfo(n)
+            if n == "stdout":
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    warrant("verify", "bundle", "t.tar.gz", "--pubkey", "server.pub", code=1, err="stdout: not a regular file")
+    pack("t.tar.gz", {"../receipt.json": members["receipt.json"], **members})
+    warrant("verify", "bundle", "t.tar.gz", "--pubkey", "server.pub", code=1, err="unexpected entry '../receipt.json'")
     open("t.tar.gz", "wb").write(open("run.tar.gz", "rb").read()[:200])
     warrant("verify", "bundle", "t.tar.gz", "--pubkey", "server.pub", code=1)
     warrant("verify", "bundle", "absent.tar.gz", "--pubkey", "server.pub", code=2)
-    ok("a removed approval, an extra entry and a truncated archive are rejected; an absent file is exit 2")
+    ok("a removed approval, an extra entry, a symlink, a ../ name and a truncated archive are rejected; "
+       "an absent file is exit 2")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 print("1..%d" % count)
