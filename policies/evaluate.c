@@ -2,8 +2,9 @@
  * reason code.
  *
  * Order (CSC v0.1 reference): risk class; then per command: allowlist, argv
- * rules (deny_argv_prefixes, indirect execution), effect type (after
- * trusted classification), timeout, network, secrets, cwd, read paths,
+ * rules (deny_argv_prefixes, indirect execution), effect type (the proposed
+ * one: EFFECT_TYPE_NOT_ALLOWED; then the one trusted classification gives:
+ * EFFECT_RECLASSIFIED unless allowed or sent for approval), timeout, network, secrets, cwd, read paths,
  * write-paths-empty, write paths; then approval mode. The first failing
  * rule is reported. A classified effect listed for manual approval does not
  * stop the walk: every later rule still runs, so a contract that any deny
@@ -292,13 +293,22 @@ static bool check_command(eval *e, size_t *approvals, int *rc) {
         effect = p->classify_writes_as;
     }
     if ((*rc = add_effect(e->d, cmd->id, effect))) return false;
+    /* CSC: allowed_effect_types bounds the proposed type; a classified type
+     * is either allowed, or listed for manual approval, or the command is
+     * denied as reclassified. A type listed for manual approval is never
+     * denied just for being proposed honestly. */
+    const char *proposed = cmd->proposed_effect_type;
+    if (!wr_strv_contains(&p->allowed_effect_types, proposed) &&
+        !wr_strv_contains(&p->manual_approval_effect_types, proposed))
+        return deny(e, "EFFECT_TYPE_NOT_ALLOWED", "effect type '%s' is not allowed by policy %s", proposed, p->name);
     if (wr_strv_contains(&p->manual_approval_effect_types, effect)) {
         (*approvals)++;
         if (!wr_strv_contains(&e->d->approval_effects, effect) && wr_strv_push(&e->d->approval_effects, effect))
             return (*rc = WR_E_NOMEM), false;
     } else if (!wr_strv_contains(&p->allowed_effect_types, effect)) {
-        return deny(e, "EFFECT_TYPE_NOT_ALLOWED", "effect type '%s' is not allowed by policy %s%s%s", effect, p->name,
-                    e->note[0] ? "; " : "", e->note);
+        return deny(e, "EFFECT_RECLASSIFIED",
+                    "'%s' (proposed '%s') is neither allowed nor listed for manual approval by policy %s: %s", effect,
+                    proposed, p->name, e->note);
     }
 
     if (cmd->timeout_sec > p->max_timeout_sec)

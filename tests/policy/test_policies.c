@@ -249,9 +249,11 @@ static void test_reasons_name_the_element(void **state) {
     expect(p, "[\"cat\",\"x\"]", ",\"secret_refs\":[\"K\"]", NULL, WR_DENY, "SECRET_REF_NOT_ALLOWED", "cmd_1");
     expect(p, "[\"/workspace/git\",\"status\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED",
            "is not the 'git' found on the sandbox PATH");
-    expect(p, "[\"git\",\"push\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED",
+    expect(p, "[\"git\",\"push\"]", NULL, NULL, WR_DENY, "EFFECT_RECLASSIFIED",
            "cmd_1 reclassified from observe to mutate_repo (rule: git push)");
-    expect(p, "[\"cp\",\"a\",\"b\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED", "to transform_local");
+    expect(p, "[\"cp\",\"a\",\"b\"]", NULL, NULL, WR_DENY, "EFFECT_RECLASSIFIED", "to transform_local");
+    expect(p, "[\"ls\"]", ",\"proposed_effect_type\":\"deploy\"", NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED",
+           "effect type 'deploy' is not allowed");
     wr_policy_free(p);
 }
 
@@ -316,8 +318,8 @@ static void test_default_pack(void **state) {
     expect(p, "[\"find\",\".\",\"-execdir\",\"cat\",\"{}\",\";\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
     expect(p, "[\"env\",\"ls\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED", NULL);
     expect(p, "[\"bash\",\"-c\",\"id\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED", NULL);
-    expect(p, "[\"git\",\"commit\",\"-m\",\"x\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED", NULL);
-    expect(p, "[\"sort\",\"-o\",\"out\",\"in\"]", NULL, NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED", NULL);
+    expect(p, "[\"git\",\"commit\",\"-m\",\"x\"]", NULL, NULL, WR_DENY, "EFFECT_RECLASSIFIED", NULL);
+    expect(p, "[\"sort\",\"-o\",\"out\",\"in\"]", NULL, NULL, WR_DENY, "EFFECT_RECLASSIFIED", NULL);
     expect(p, "[\"ls\"]", ",\"write_paths\":[\"/workspace/x\"]", NULL, WR_DENY, "WRITE_PATHS_NOT_EMPTY", NULL);
     expect(p, "[\"ls\"]", ",\"network\":\"full\"", NULL, WR_DENY, "NETWORK_EXCEEDS_POLICY", NULL);
     expect(p, "[\"ls\"]", ",\"cwd\":\"/\"", NULL, WR_DENY, "CWD_NOT_ALLOWED", NULL);
