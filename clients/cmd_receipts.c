@@ -139,20 +139,22 @@ typedef struct walk {
     wr_error err;
 } walk;
 
+/* A string member, or "-" (a stored receipt should always have them). */
+static const char *member(json_object *r, const char *key) {
+    json_object *v = NULL;
+    return json_object_object_get_ex(r, key, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                                             : "-";
+}
+
 static int list_one(walk *w, int64_t seq, json_object *r) {
+    static const char *const keys[] = {"execution_id", "status", "contract_id"};
     if (w->json) {
         json_object *o = json_object_new_object();
         json_object_object_add(o, "seq", json_object_new_int64(seq));
-        static const char *const keys[] = {"execution_id", "status", "contract_id"};
-        for (size_t i = 0; i < 3; i++) {
-            const char *v = json_object_get_string(json_object_object_get(r, keys[i]));
-            json_object_object_add(o, keys[i], v ? json_object_new_string(v) : NULL);
-        }
+        for (size_t i = 0; i < 3; i++) json_object_object_add(o, keys[i], json_object_new_string(member(r, keys[i])));
         print_compact(o);
     } else {
-        printf("%lld\t%s\t%s\t%s\n", (long long)seq, json_object_get_string(json_object_object_get(r, "execution_id")),
-               json_object_get_string(json_object_object_get(r, "status")),
-               json_object_get_string(json_object_object_get(r, "contract_id")));
+        printf("%lld\t%s\t%s\t%s\n", (long long)seq, member(r, keys[0]), member(r, keys[1]), member(r, keys[2]));
     }
     return WR_OK;
 }

@@ -391,13 +391,26 @@ static int check_decision(bundle *b, json_object *r, wr_error *err) {
     json_object *d = parse_file(b, "decision.json", err);
     if (!d) return err && err->code ? err->code : WR_E_INVALID;
     int rc = WR_OK;
-    static const char *const bound[][2] = {
-        {"contract_sha256", "contract_sha256"}, {"contract_id", "contract_id"}, {"decision", "decision"}};
+    /* The decision is not signed by itself: it must agree with the receipt
+     * on everything both state (and the manifest signature covers it). */
+    static const char *const bound[] = {"contract_sha256", "contract_id", "decision", "policy_profile"};
     for (size_t i = 0; rc == WR_OK && i < sizeof bound / sizeof bound[0]; i++) {
-        const char *dv = wr_receipt_str(d, bound[i][0]), *rv = wr_receipt_str(r, bound[i][1]);
+        const char *dv = wr_receipt_str(d, bound[i]), *rv = wr_receipt_str(r, bound[i]);
         if (dv && rv && strcmp(dv, rv) != 0)
             rc = wr_errorf(err, WR_E_INVALID, "decision.json",
-                           "decision.json: %s '%.80s' does not match the receipt's '%.80s'", bound[i][0], dv, rv);
+                           "decision.json: %s '%.80s' does not match the receipt's '%.80s'", bound[i], dv, rv);
+    }
+    json_object *codes = NULL;
+    const char *code = wr_receipt_str(r, "reason_code");
+    if (rc == WR_OK && code && json_object_object_get_ex(d, "reason_codes", &codes)) {
+        bool found = false;
+        for (size_t i = 0; json_object_is_type(codes, json_type_array) && i < json_object_array_length(codes); i++) {
+            json_object *c = json_object_array_get_idx(codes, i);
+            found |= json_object_is_type(c, json_type_string) && !strcmp(json_object_get_string(c), code);
+        }
+        if (!found)
+            rc = wr_errorf(err, WR_E_INVALID, "decision.json",
+                           "decision.json: reason_codes do not include the receipt's reason_code '%.80s'", code);
     }
     json_object_put(d);
     return rc;
