@@ -34,7 +34,6 @@ typedef struct hsess {
     char identity[256];
     wr_session *ss;
     int64_t last_used_ms;
-    uint64_t event_seq;
 } hsess;
 
 typedef struct net net;
@@ -58,7 +57,7 @@ typedef struct conn {
     bool rx_overflow;
     /* HTTP */
     int hstate;
-    hsess *hs;
+    char sid[WR_ID_MAX];   /* Mcp-Session-Id to announce (set by initialize) */
     char *body;
     size_t body_len;
     int status;            /* a refusal decided before the body */
@@ -102,6 +101,7 @@ struct net {
     hsess *hsessions;
     int nhsessions;
     conn *sse;
+    uint64_t event_seq;    /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
 };
 
@@ -509,8 +509,13 @@ static void http_reset(conn *c)
     c->body_len = 0;
     c->status = 0;
     c->hstate = H_IDLE;
-    c->hs = NULL;
-    c->ss = NULL;
+    c->sid[0] = '\0';
+    if (c->ss) {
+        /* the conn's own reference: a DELETE elsewhere may have ended the session */
+        wr_session_outlet_gone(c->ss, &c->outlet);
+        wr_session_unref(c->ss);
+        c->ss = NULL;
+    }
     c->close_after = c->headers_sent = c->ended = c->add_session_header = false;
 }
 
@@ -521,7 +526,7 @@ static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
         char head[128];
         /* Event ids are unique in the MCP session and name their stream. */
         int hl = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ",
-                          (unsigned long long)(c->hs ? ++c->hs->event_seq : 0));
+                          (unsigned long long)++c->n->event_seq);
         q_push(&c->qh, &c->qt, qmsg_new(head, (size_t)hl, json, len, "\n\n", 2, final));
         if (final)
             c->ended = true;
@@ -545,7 +550,7 @@ static void http_begin_stream(wr_outlet *o)
     if (c->ss && !strcmp(wr_session_version(c->ss), "2025-11-25")) {
         char head[64];
         int hl = snprintf(head, sizeof head, "id: %llu\ndata: \n\n",
-                          (unsigned long long)(c->hs ? ++c->hs->event_seq : 0));
+                          (unsigned long long)++c->n->event_seq);
         q_push(&c->qh, &c->qt, qmsg_new(head, (size_t)hl, "", 0, "", 0, false));
     }
     lws_callback_on_writable(c->wsi);
@@ -604,7 +609,7 @@ static void http_post_body(conn *c)
 {
     net *n = c->n;
     wr_rpc_result res;
-    if (!c->hs) {
+    if (!c->ss) {
         /* No Mcp-Session-Id: only initialize may create a session. */
         wr_session *ss = wr_session_new(n->srv, c->who, NULL);
         if (!ss) {
@@ -649,7 +654,8 @@ static void http_post_body(conn *c)
             h->next = n->hsessions;
             n->hsessions = h;
             n->nhsessions++;
-            c->hs = h;
+            wr_session_ref(ss); /* the hsess owns the first reference, this conn the second */
+            snprintf(c->sid, sizeof c->sid, "%s", h->id);
             c->add_session_header = true;
         } else {
             /* a failed initialize (or garbage): no session survives it */
@@ -674,9 +680,9 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
     unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
     if (lws_add_http_common_headers(c->wsi, (unsigned)status, ctype, clen, &p, end))
         return -1;
-    if (c->add_session_header && c->hs &&
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"mcp-session-id:", (const unsigned char *)c->hs->id,
-                                    (int)strlen(c->hs->id), &p, end))
+    if (c->add_session_header && c->sid[0] &&
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"mcp-session-id:", (const unsigned char *)c->sid,
+                                    (int)strlen(c->sid), &p, end))
         return -1;
     if (c->hstate == H_SSE &&
         (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
@@ -807,16 +813,16 @@ static int http_request(conn *c, const char *uri)
     bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
     char sid[WR_ID_MAX + 8], ver[40], accept[300], ctype[200];
     bool have_sid = custom_hdr(c->wsi, "mcp-session-id:", sid, sizeof sid);
+    hsess *h = NULL;
     if (have_sid) {
-        hsess *h = hsess_find(n, sid);
+        h = hsess_find(n, sid);
         /* a session id never authenticates: it must belong to this identity */
         if (!h || strcmp(h->identity, who)) {
-            c->close_after = !post;
             http_refuse(c, 404, WR_RPC_INVALID_REQUEST, "unknown or terminated MCP session");
             return 0;
         }
-        c->hs = h;
         c->ss = h->ss;
+        wr_session_ref(c->ss);
         h->last_used_ms = now_ms(n);
         if (custom_hdr(c->wsi, "mcp-protocol-version:", ver, sizeof ver) && !wr_mcp_version_known(ver)) {
             http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "unsupported MCP-Protocol-Version");
@@ -824,13 +830,11 @@ static int http_request(conn *c, const char *uri)
         }
     }
     if (del) {
-        if (!c->hs) {
+        if (!h) {
             http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
             return 0;
         }
-        hsess_drop(n, c->hs);
-        c->hs = NULL;
-        c->ss = NULL;
+        hsess_drop(n, h);
         http_refuse(c, 200, 0, NULL);
         return 0;
     }

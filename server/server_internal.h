@@ -135,6 +135,7 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
 void wr_call_cancel(wr_call *c, const char *reason);
 /* Routes a response to one of our elicitation requests; true if it matched. */
 bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *msg);
+static inline void wr_session_ref(wr_session *ss) { ss->refs++; }
 void wr_session_unref(wr_session *ss);
 void wr_session_send(wr_session *ss, wr_outlet *o, const char *json, bool final);
 /* notifications/message to the session's default outlet when the client's

@@ -646,6 +646,33 @@ class HTTPTest(unittest.TestCase):
         self.assertEqual(final["id"], 1)
         self.assertEqual(final["result"]["structuredContent"]["status"], "success")
 
+    def test_delete_during_run(self):
+        import http.client
+        self.h.initialize()
+        conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=30)
+        conn.request("POST", "/mcp", body=json.dumps(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "20"])})),
+                     headers=self.h.headers())
+        r = conn.getresponse()
+        self.assertTrue(r.readline().startswith(b"id: "))
+        t0 = time.monotonic()
+        self.assertEqual(self.h.request("DELETE"), 200)  # cancels the session's run
+        conn.close()
+        fresh = mcpraw.HTTP(self.srv.port)
+        fresh.initialize()
+        self.assertEqual(fresh.post(req(2, "ping"))[0], 200)
+        self.assertLess(time.monotonic() - t0, 10)
+
+    def test_receipts_are_per_agent(self):
+        self.h.initialize()
+        st, _, msgs = self.h.post(call(1, "run", {"contract": contract(self.fx.ws, ["true"])}))
+        eid = msgs[-1]["result"]["structuredContent"]["execution_id"]
+        other = mcpraw.HTTP(self.srv.port, token=OTHER)
+        other.initialize()
+        r = other.post(call(2, "get_receipt", {"execution_id": eid}))[2]["result"]
+        self.assertTrue(r["isError"])
+        r = self.h.post(call(3, "get_receipt", {"execution_id": eid}))[2]["result"]
+        self.assertEqual(r["structuredContent"]["receipt"]["execution_id"], eid)
+
     def test_concurrent_posts(self):
         self.h.initialize()
         res = []
