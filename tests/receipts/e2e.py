@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Evidence from real runs: `warrant run` of a contract that needs a human
+approval (blocked receipt), `warrant approvals approve` with the approver's
+own key, the run again (success receipt naming the approval), then
+`warrant export` of both and `warrant verify bundle|chain` offline. The
+approval inside the bundle is checked against the approver key of the
+hash-bound policy: an artifact re-attributed to someone else is refused even
+when the whole bundle is re-signed with the server key.
+
+usage: e2e.py WARRANT_CLI   (as root: `warrant run` needs it for the sandbox user)
+"""
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from cryptography.hazmat.primitives import serialization
+
+WARRANT = os.path.abspath(sys.argv[1])
+if os.geteuid() != 0:
+    print("skip: warrant run needs root here")
+    sys.exit(77)
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def warrant(*args, code=0, err=None):
+    r = subprocess.run([WARRANT, *args], capture_output=True)
+    if r.returncode != code or (err and err not in r.stderr.decode()):
+        fail("warrant %s: exit %d (want %d): %s" % (" ".join(args), r.returncode, code, r.stderr.decode()))
+    return r.stdout.decode()
+
+
+tmp = tempfile.mkdtemp(prefix="wr-e2e-")
+try:
+    os.chmod(tmp, 0o755)
+    os.chdir(tmp)
+    ws = os.path.join(tmp, "ws")
+    os.mkdir(ws)
+    os.chmod(ws, 0o755)
+    warrant("keygen", "--out", "alice")
+    with open("policy.yaml", "w") as f:
+        f.write("""\
+policy_schema_version: csc.policy.v0.1
+name: e2e-approval
+allow_commands: ["true"]
+deny_argv_prefixes: []
+allowed_effect_types: [observe]
+manual_approval_for_classified_effect_types: []
+allowed_risk_classes: [low, medium]
+max_timeout_sec: 10
+network: deny
+allow_secret_refs: false
+require_write_paths_empty: true
+allowed_cwd_prefixes: [%s]
+allowed_read_prefixes: [%s]
+allowed_write_prefixes: []
+approvers:
+  - identity: alice@example.com
+    public_key: %s
+    may_approve: {risk_classes: [medium], effect_types: [observe]}
+""" % (ws, ws, json.dumps(open("alice.pub").read())))
+    with open("contract.json", "w") as f:
+        json.dump({"version": "csc.v0.1", "contract_id": "e2e-approval-contract", "intent": "needs approval",
+                   "actor": {"agent_id": "tester", "session_id": "s-1", "initiating_user": "bob",
+                             "delegation_scope": "test"},
+                   "commands": [{"id": "cmd_1", "exec": {"argv": ["/bin/true"]}, "cwd": ws, "read_paths": [ws],
+                                 "write_paths": [], "network": "deny", "env_allow": [], "secret_refs": [],
+                                 "timeout_sec": 5, "proposed_effect_type": "observe"}],
+                   "risk_class": "medium", "approval_mode": "human_required", "justification": "e2e"}, f)
+    run = ["run", "--policy", "policy.yaml", "--state-dir", "state", "contract.json"]
+    blocked = json.loads(warrant(*run, code=1))
+    if blocked["status"] != "blocked":
+        fail("first run: %r" % blocked)
+    request = json.loads(warrant("approvals", "list", "--json", "--state-dir", "state"))[0]["request_id"]
+    warrant("approvals", "approve", request, "--key", "alice.key", "--identity", "alice@example.com",
+            "--state-dir", "state")
+    done = json.loads(warrant(*run))
+    if done["status"] != "success" or [a["identity"] for a in done["approvals"]] != ["alice@example.com"]:
+        fail("second run: %r" % done)
+
+    open("server.pub", "w").write(warrant("pubkey", "--state-dir", "state"))
+    for r in (blocked, done):
+        warrant("export", r["execution_id"], "--state-dir", "state", "-o", r["status"] + ".tar.gz")
+        warrant("verify", "bundle", r["status"] + ".tar.gz", "--pubkey", "server.pub")
+    if json.loads(warrant("verify", "chain", "--state-dir", "state", "--pubkey", "server.pub"))["receipts"] != 2:
+        fail("chain length")
+    print("ok 1 - blocked and approved runs export to bundles that verify offline; the chain holds both")
+
+    # An insider with the server key re-attributes the approval to someone the policy does not list.
+    with tarfile.open("success.tar.gz") as t:
+        files = {m.name: t.extractfile(m).read() for m in t.getmembers()}
+    arts = json.loads(files["approvals.json"])
+    arts[0]["approver"]["identity"] = "mallory@example.com"
+    files["approvals.json"] = json.dumps(arts).encode()
+    files["SHA256SUMS"] = "".join("%s  %s\n" % (hashlib.sha256(files[n]).hexdigest(), n)
+                                  for n in files if not n.startswith("SHA256SUMS")).encode()
+    key = serialization.load_pem_private_key(open("state/receipt-signing.key", "rb").read(), None)
+    files["SHA256SUMS.sig"] = base64.b64encode(key.sign(files["SHA256SUMS"])) + b"\n"
+    with tarfile.open("forged.tar.gz", "w:gz") as t:
+        for n, data in files.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    warrant("verify", "bundle", "forged.tar.gz", "--pubkey", "server.pub", code=1,
+            err="is not signed by a key the policy lists for its approver")
+    print("ok 2 - a re-attributed approval is refused even in a bundle re-signed with the server key")
+finally:
+    os.chdir("/")
+    shutil.rmtree(tmp, ignore_errors=True)
+print("1..2")
