@@ -160,6 +160,44 @@ static void test_server_key(void **state) {
     wr_keypair_wipe(&again);
 }
 
+/* Servers starting together on a fresh state dir agree on one key. */
+static void test_server_key_race(void **state) {
+    fixture *f = *state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/fresh", f->root);
+    enum { N = 6 };
+    int pipes[N][2];
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pipe(pipes[i]), 0);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            wr_keypair kp;
+            wr_error err = {0};
+            wr_ctx ctx = wr_ctx_system();
+            if (wr_server_key_load_or_create(dir, &ctx, &kp, &err) != WR_OK) _exit(3);
+            _exit(write(pipes[i][1], kp.pk, WR_PK_LEN) == WR_PK_LEN ? 0 : 4);
+        }
+        close(pipes[i][1]);
+    }
+    unsigned char first[WR_PK_LEN];
+    for (int i = 0; i < N; i++) {
+        unsigned char pk[WR_PK_LEN];
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(read(pipes[i][0], pk, WR_PK_LEN), WR_PK_LEN);
+        close(pipes[i][0]);
+        if (i == 0) memcpy(first, pk, WR_PK_LEN);
+        assert_memory_equal(pk, first, WR_PK_LEN);
+    }
+    unsigned char pub[WR_PK_LEN];
+    wr_error err = {0};
+    assert_int_equal(wr_server_pubkey_load(dir, pub, &err), WR_OK);
+    assert_memory_equal(pub, first, WR_PK_LEN);
+}
+
 /* ---- seal and verify ------------------------------------------------------ */
 
 static void test_seal_links_and_verifies(void **state) {
@@ -566,6 +604,7 @@ static void test_schema_csc_fixtures(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_server_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_key_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_links_and_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_refuses_incomplete_receipt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_store_ok_and_deleted, setup, teardown),
