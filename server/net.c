@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define TICK_US (100 * LWS_US_PER_MS)
@@ -1128,6 +1129,18 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     sa.sa_handler = on_sigpipe;
     sigaction(SIGPIPE, &sa, NULL);
 
+    /* Connections need descriptors: raise the soft limit to the hard one.
+     * Commands get their own limits from the sandbox (prlimit). */
+    struct rlimit rl = {1024, 1024};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (o->listen_host && rl.rlim_cur < (rlim_t)o->max_connections + 64)
+        wr_log(n->ctx, WR_LOG_WARNING, "server", "only %llu descriptors for --max-connections %d",
+               (unsigned long long)rl.rlim_cur, o->max_connections);
+
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
@@ -1135,7 +1148,10 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.protocols = protocols;
     info.user = n;
-    info.fd_limit_per_thread = (unsigned)(o->max_connections + 64);
+    /* lws indexes its table by descriptor number, and runs open pipes and
+     * database files too: size it to the process limit, not to the
+     * connection cap. */
+    info.fd_limit_per_thread = (unsigned)(rl.rlim_cur > 65536 ? 65536 : rl.rlim_cur);
     n->lctx = lws_create_context(&info);
     if (!n->lctx) {
         wr_log(n->ctx, WR_LOG_ERROR, "server", "cannot create the event loop");
