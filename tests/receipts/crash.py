@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from truerun import write_truerun  # noqa: E402
+
 DRIVER, WARRANT = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 RUNS, MIN_KILLS = 50, 20
 
@@ -47,36 +50,8 @@ def canonical(obj):
 tmp = tempfile.mkdtemp(prefix="wr-crash-")
 try:
     os.chmod(tmp, 0o755)
-    ws, state = os.path.join(tmp, "ws"), os.path.join(tmp, "state")
-    os.mkdir(ws)
-    os.chmod(ws, 0o755)
-    with open(os.path.join(tmp, "policy.yaml"), "w") as f:
-        f.write("""\
-policy_schema_version: csc.policy.v0.1
-name: crash-test
-allow_commands: ["true"]
-deny_argv_prefixes: []
-allowed_effect_types: [observe]
-manual_approval_for_classified_effect_types: []
-allowed_risk_classes: [low]
-max_timeout_sec: 10
-network: deny
-allow_secret_refs: false
-require_write_paths_empty: true
-allowed_cwd_prefixes: [%s]
-allowed_read_prefixes: [%s]
-allowed_write_prefixes: []
-""" % (ws, ws))
-    with open(os.path.join(tmp, "contract.json"), "w") as f:
-        json.dump({"version": "csc.v0.1", "contract_id": "crash-test-contract", "intent": "crash test",
-                   "actor": {"agent_id": "tester", "session_id": "s-1", "initiating_user": "alice",
-                             "delegation_scope": "test"},
-                   "commands": [{"id": "cmd_1", "exec": {"argv": ["/bin/true"]}, "cwd": ws, "read_paths": [ws],
-                                 "write_paths": [], "network": "deny", "env_allow": [], "secret_refs": [],
-                                 "timeout_sec": 5, "proposed_effect_type": "observe"}],
-                   "risk_class": "low", "approval_mode": "policy_only", "justification": "crash test"}, f)
-    cmd = [WARRANT, "run", "--policy", os.path.join(tmp, "policy.yaml"), "--state-dir", state,
-           os.path.join(tmp, "contract.json")]
+    state = os.path.join(tmp, "state")
+    cmd = [WARRANT, "run", *write_truerun(tmp, "crash-test")]
 
     def start(stderr=subprocess.DEVNULL):
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)

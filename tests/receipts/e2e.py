@@ -22,6 +22,9 @@ import tempfile
 
 from cryptography.hazmat.primitives import serialization
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from truerun import write_truerun  # noqa: E402
+
 WARRANT = os.path.abspath(sys.argv[1])
 if os.geteuid() != 0:
     print("skip: warrant run needs root here")
@@ -44,40 +47,9 @@ tmp = tempfile.mkdtemp(prefix="wr-e2e-")
 try:
     os.chmod(tmp, 0o755)
     os.chdir(tmp)
-    ws = os.path.join(tmp, "ws")
-    os.mkdir(ws)
-    os.chmod(ws, 0o755)
     warrant("keygen", "--out", "alice")
-    with open("policy.yaml", "w") as f:
-        f.write("""\
-policy_schema_version: csc.policy.v0.1
-name: e2e-approval
-allow_commands: ["true"]
-deny_argv_prefixes: []
-allowed_effect_types: [observe]
-manual_approval_for_classified_effect_types: []
-allowed_risk_classes: [low, medium]
-max_timeout_sec: 10
-network: deny
-allow_secret_refs: false
-require_write_paths_empty: true
-allowed_cwd_prefixes: [%s]
-allowed_read_prefixes: [%s]
-allowed_write_prefixes: []
-approvers:
-  - identity: alice@example.com
-    public_key: %s
-    may_approve: {risk_classes: [medium], effect_types: [observe]}
-""" % (ws, ws, json.dumps(open("alice.pub").read())))
-    with open("contract.json", "w") as f:
-        json.dump({"version": "csc.v0.1", "contract_id": "e2e-approval-contract", "intent": "needs approval",
-                   "actor": {"agent_id": "tester", "session_id": "s-1", "initiating_user": "bob",
-                             "delegation_scope": "test"},
-                   "commands": [{"id": "cmd_1", "exec": {"argv": ["/bin/true"]}, "cwd": ws, "read_paths": [ws],
-                                 "write_paths": [], "network": "deny", "env_allow": [], "secret_refs": [],
-                                 "timeout_sec": 5, "proposed_effect_type": "observe"}],
-                   "risk_class": "medium", "approval_mode": "human_required", "justification": "e2e"}, f)
-    run = ["run", "--policy", "policy.yaml", "--state-dir", "state", "contract.json"]
+    run = ["run", *write_truerun(tmp, "e2e-approval", risk="medium", mode="human_required",
+                                 approver_pem=open("alice.pub").read())]
     blocked = json.loads(warrant(*run, code=1))
     if blocked["status"] != "blocked":
         fail("first run: %r" % blocked)
