@@ -72,9 +72,8 @@ json_object *wr_plan_to_json(const wr_plan *plan);
  * fd numbers the child will hold (see wr_plan_fd_slots); seccomp and file
  * data at their slots too. With use_fds=false the same sandbox is written
  * with plain paths (the bare-bwrap benchmark). argv is appended after "--". */
-#define WR_SLOT_INFO 3
-#define WR_SLOT_SECCOMP 4
-#define WR_SLOT_FIRST 5
+#define WR_SLOT_SECCOMP 3
+#define WR_SLOT_FIRST 4
 int wr_plan_render(const wr_plan *plan, bool use_fds, bool with_seccomp, char *const *argv,
                    wr_strv *out, wr_error *err);
 /* The environment of bwrap (= of the command): values never go through argv,

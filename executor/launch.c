@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +38,10 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Everything the forked child needs, prepared before fork: between fork
- * and exec only async-signal-safe calls are allowed (the server has
- * threads). */
+/* Everything the child needs, prepared before it starts. The child shares
+ * our memory until it execs bwrap (CLONE_VM | CLONE_VFORK: no page-table
+ * copy of a large server process), so it may only make plain syscalls:
+ * no malloc, no locks, nothing that touches other threads. */
 typedef struct spawn {
     char *const *argv;
     char *const *envp;
@@ -53,18 +55,27 @@ typedef struct spawn {
     int nrl;
 } spawn;
 
+/* Reports a launch failure on the command's stderr with nothing but
+ * write(): this runs in the CLONE_VM child (no stdio, no allocation). */
 static void child_fail(const char *what)
 {
-    char buf[160];
-    int n = snprintf(buf, sizeof buf, "warrant: sandbox launch failed: %s: %s\n", what, strerror(errno));
-    if (n > 0 && write(2, buf, (size_t)n) < 0) {
-        /* nothing left to report to */
+    char num[16];
+    int e = errno, n = 0;
+    do
+        num[sizeof num - 1 - n++] = (char)('0' + e % 10);
+    while ((e /= 10) && n < 15);
+    const char *parts[] = {"warrant: sandbox launch failed: ", what, ": errno ", num + sizeof num - n, "\n"};
+    for (size_t i = 0; i < 5; i++) {
+        size_t len = i == 3 ? (size_t)n : strlen(parts[i]);
+        if (write(2, parts[i], len) < 0)
+            break;
     }
     _exit(127);
 }
 
-static void __attribute__((noreturn)) child_exec(spawn *s)
+static int child_exec(void *arg)
 {
+    spawn *s = arg;
     /* Move every fd above the slot range first so that installing slot i
      * cannot clobber a source still needed for slot j. */
     int *tmp = s->tmp;
@@ -79,9 +90,13 @@ static void __attribute__((noreturn)) child_exec(spawn *s)
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL); /* ignored signals survive exec (SIGPIPE in servers) */
+    /* Ignored signals stay ignored across exec (SIGPIPE in servers); the
+     * handled ones are reset by exec itself. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+            signal(sig, SIG_DFL);
+    }
 
     for (int i = 0; i < s->nrl; i++) {
         struct rlimit r = {s->rl[i].v, s->rl[i].v};
@@ -92,13 +107,18 @@ static void __attribute__((noreturn)) child_exec(spawn *s)
         /* Empty the bounding set while we still hold CAP_SETPCAP, then
          * become the run_as user with no supplementary groups. */
         for (int cap = 0; cap <= 63; cap++)
-            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+                if (errno == EINVAL)
+                    break; /* past the kernel's last capability */
                 child_fail("drop capability bounding set");
-        if (setgroups(0, NULL) != 0)
+            }
+        /* Raw syscalls: glibc's wrappers would broadcast the change to
+         * every thread of the process whose memory this child shares. */
+        if (syscall(SYS_setgroups, 0, NULL) != 0)
             child_fail("setgroups");
-        if (setresgid(s->gid, s->gid, s->gid) != 0)
+        if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) != 0)
             child_fail("setresgid");
-        if (setresuid(s->uid, s->uid, s->uid) != 0)
+        if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) != 0)
             child_fail("setresuid");
         if (getuid() == 0 || geteuid() == 0)
             child_fail("still root");
@@ -108,7 +128,7 @@ static void __attribute__((noreturn)) child_exec(spawn *s)
         child_fail("no_new_privs");
     execve(s->argv[0], s->argv, s->envp);
     child_fail("exec " WR_EXEC_BWRAP);
-    _exit(127);
+    return 127;
 }
 
 static int data_fd(const char *name, const void *data, size_t len, wr_error *err)
@@ -128,9 +148,7 @@ typedef struct seg {
     int pidfd;
     bool exited;
     int code;            /* exit code, or 128+N for a signal */
-    int errfd, infofd;
-    char info[1024];
-    size_t ninfo;
+    int errfd;
     pid_t ns_init;       /* host pid of the sandbox's pid 1 */
     ino_t pidns;         /* its pid namespace */
 } seg;
@@ -156,9 +174,9 @@ static void set_rlimits(spawn *s, const wr_plan *p)
     }
 }
 
-/* Starts one segment. fds in/out/errw/infow become 0/1/2/3 in the child. */
+/* Starts one segment. fds in/out/errw become 0/1/2 in the child. */
 static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw,
-                         int infow, seg *sg, wr_error *err)
+                         seg *sg, wr_error *err)
 {
     spawn s;
     memset(&s, 0, sizeof s);
@@ -173,7 +191,6 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
     s.src[0] = in;
     s.src[1] = out;
     s.src[2] = errw;
-    s.src[WR_SLOT_INFO] = infow;
     /* Each bwrap reads the seccomp program and the file data from its own
      * fresh descriptor: a shared file offset would leave the next segment
      * an empty read. */
@@ -204,11 +221,15 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
         s.src[s.nslots++] = f;
     }
     if (rc == WR_OK) {
-        pid_t pid = fork();
-        if (pid == 0)
-            child_exec(&s);
+        const size_t stack_size = 256 * 1024;
+        void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        pid_t pid = stack == MAP_FAILED ? -1
+                                        : clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
+        int e = errno;
+        if (stack != MAP_FAILED)
+            munmap(stack, stack_size);
         if (pid < 0)
-            rc = wr_errorf(err, WR_E_IO, "", "fork: %s", strerror(errno));
+            rc = wr_errorf(err, WR_E_IO, "", "clone: %s", strerror(e));
         else {
             sg->pid = pid;
             sg->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -246,15 +267,28 @@ static void signal_namespace(const seg *sg, int sig)
     closedir(d);
 }
 
-static void parse_info(seg *sg)
+/* Finds the sandbox of a segment when it has to be stopped: bwrap's only
+ * child is the pid namespace's init. Looked up then rather than reported
+ * by bwrap (--info-fd) on every run, which would cost a wake-up each time. */
+static void find_sandbox(seg *sg)
 {
-    json_object *j = wr_json_parse(sg->info, sg->ninfo, NULL, NULL);
-    json_object *v;
-    if (j && json_object_object_get_ex(j, "child-pid", &v))
-        sg->ns_init = (pid_t)json_object_get_int64(v);
-    if (j && json_object_object_get_ex(j, "pid-namespace", &v))
-        sg->pidns = (ino_t)json_object_get_uint64(v);
-    json_object_put(j);
+    char path[96], buf[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)sg->pid, (int)sg->pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    long child = strtol(buf, NULL, 10);
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%ld/ns/pid", child);
+    if (child > 0 && stat(path, &st) == 0) {
+        sg->ns_init = (pid_t)child;
+        sg->pidns = st.st_ino;
+    }
 }
 
 typedef struct cmd_outcome {
@@ -280,6 +314,37 @@ static bool set_nonblock(int fd)
     return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
 }
 
+/* Collects a segment's exit: its code, or 128+N when a signal killed it. */
+static void reap(seg *sg, int flags)
+{
+    int st;
+    if (sg->pid > 0 && !sg->exited && waitpid(sg->pid, &st, flags) == sg->pid) {
+        sg->exited = true;
+        sg->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+}
+
+/* Reads what is there (a few chunks per wake-up, so a flood cannot starve
+ * the clock and the other fds) into the capture; closes *fd at EOF. */
+static int read_stream(int *fd, wr_capture *c, unsigned char *buf, wr_error *err)
+{
+    for (int rounds = 0; rounds < 16; rounds++) {
+        ssize_t got = read(*fd, buf, READ_CHUNK);
+        if (got > 0) {
+            int rc = wr_capture_feed(c, buf, (size_t)got, err);
+            if (rc != WR_OK)
+                return rc;
+            continue;
+        }
+        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+            return WR_OK;
+        close(*fd);
+        *fd = -1;
+        return WR_OK;
+    }
+    return WR_OK;
+}
+
 typedef struct run_io {
     const wr_exec_request *req;
     wr_capture *cout, *cerr;
@@ -295,7 +360,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     if (!segs)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
-        segs[i].pidfd = segs[i].errfd = segs[i].infofd = -1, segs[i].pid = -1;
+        segs[i].pidfd = segs[i].errfd = -1, segs[i].pid = -1;
     rc = wr_plan_envp(p, &envp, err);
     if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 ||
                         (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
@@ -303,31 +368,25 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     io->cout->command_id = io->cerr->command_id = cmd->id;
 
     for (size_t i = 0; i < n && rc == WR_OK; i++) {
-        int ep[2], ip[2], np[2] = {-1, -1};
-        if (pipe2(ep, O_CLOEXEC) != 0)
-            { rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno)); break; }
-        if (pipe2(ip, O_CLOEXEC) != 0) {
-            close(ep[0]), close(ep[1]);
+        int ep[2], np[2] = {-1, -1};
+        if (pipe2(ep, O_CLOEXEC) != 0) {
             rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
             break;
         }
         if (i + 1 < n && pipe2(np, O_CLOEXEC) != 0) {
-            close(ep[0]), close(ep[1]), close(ip[0]), close(ip[1]);
+            close(ep[0]), close(ep[1]);
             rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
             break;
         }
         segs[i].errfd = ep[0];
-        segs[i].infofd = ip[0];
         set_nonblock(ep[0]);
-        set_nonblock(ip[0]);
         wr_strv argv = {0};
         rc = wr_plan_render(p, true, true, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
             rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1],
-                               ep[1], ip[1], &segs[i], err);
+                               ep[1], &segs[i], err);
         wr_strv_free(&argv);
         close(ep[1]);
-        close(ip[1]);
         if (prev_read >= 0)
             close(prev_read);
         prev_read = np[0];
@@ -364,15 +423,13 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         for (size_t i = 0; i < n; i++)
             if (segs[i].pid > 0 && !segs[i].exited)
                 all_exited = false;
-        struct pollfd pf[3 * WR_CONTRACT_MAX_SEGMENTS + 3];
+        struct pollfd pf[2 * WR_CONTRACT_MAX_SEGMENTS + 2];
         size_t np = 0;
         if (outp[0] >= 0)
             pf[np++] = (struct pollfd){.fd = outp[0], .events = POLLIN};
         for (size_t i = 0; i < n; i++) {
             if (segs[i].errfd >= 0)
                 pf[np++] = (struct pollfd){.fd = segs[i].errfd, .events = POLLIN};
-            if (segs[i].infofd >= 0)
-                pf[np++] = (struct pollfd){.fd = segs[i].infofd, .events = POLLIN};
             if (segs[i].pidfd >= 0 && !segs[i].exited)
                 pf[np++] = (struct pollfd){.fd = segs[i].pidfd, .events = POLLIN};
         }
@@ -382,7 +439,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (all_exited) {
             bool open_out = outp[0] >= 0;
             for (size_t i = 0; i < n; i++)
-                open_out = open_out || segs[i].errfd >= 0 || segs[i].infofd >= 0;
+                open_out = open_out || segs[i].errfd >= 0;
             if (!open_out)
                 break;
             if (drain_until == INT64_MAX)
@@ -415,80 +472,30 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                 oc->killed = KILL_CANCEL;
                 continue;
             }
-            {
-                seg *owner = NULL;
-                bool is_info = false, is_pid = false;
-                for (size_t i = 0; i < n; i++) {
-                    if (segs[i].errfd == fd)
-                        owner = &segs[i];
-                    else if (segs[i].infofd == fd)
-                        owner = &segs[i], is_info = true;
-                    else if (segs[i].pidfd == fd)
-                        owner = &segs[i], is_pid = true;
-                }
-                if (is_pid) {
-                    int st;
-                    if (waitpid(owner->pid, &st, WNOHANG) == owner->pid) {
-                        owner->exited = true;
-                        owner->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                    }
-                    continue;
-                }
-                /* A few chunks per wake-up keeps a flood from starving the
-                 * clock and the other fds. */
-                for (int rounds = 0; rounds < 16; rounds++) {
-                    ssize_t got = is_info ? read(fd, owner->info + owner->ninfo,
-                                                 sizeof owner->info - 1 - owner->ninfo)
-                                          : read(fd, buf, READ_CHUNK);
-                    if (got > 0) {
-                        if (is_info) {
-                            owner->ninfo += (size_t)got;
-                            if (owner->ninfo >= sizeof owner->info - 1)
-                                got = 0; /* bwrap never writes this much: stop listening */
-                        } else {
-                            wr_capture *c = fd == outp[0] ? io->cout : io->cerr;
-                            if (wr_capture_feed(c, buf, (size_t)got, err) != WR_OK) {
-                                rc = err ? err->code : WR_E_NOMEM;
-                                kill_at = 0;
-                            }
-                            if (kill_bytes > 0 && (int64_t)c->cmd_raw_bytes > kill_bytes &&
-                                oc->killed == KILL_NONE) {
-                                oc->killed = KILL_OUTPUT;
-                                snprintf(oc->error, sizeof oc->error,
-                                         "%s exceeded the output limit of %lld bytes: command killed",
-                                         c == io->cout ? "stdout" : "stderr", (long long)kill_bytes);
-                                kill_at = 0; /* a hard cap: no grace */
-                            }
-                        }
-                    }
-                    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-                        if (is_info) {
-                            parse_info(owner);
-                            close(owner->infofd);
-                            owner->infofd = -1;
-                        } else if (fd == outp[0]) {
-                            close(outp[0]);
-                            outp[0] = -1;
-                        } else {
-                            close(owner->errfd);
-                            owner->errfd = -1;
-                        }
-                        break;
-                    }
-                    if (got < 0)
-                        break;
-                }
+            seg *owner = NULL; /* stays NULL for the shared stdout pipe */
+            for (size_t i = 0; i < n; i++)
+                if (segs[i].errfd == fd || segs[i].pidfd == fd)
+                    owner = &segs[i];
+            if (owner && owner->pidfd == fd) {
+                reap(owner, WNOHANG);
+                continue;
+            }
+            int *fdp = owner ? &owner->errfd : &outp[0];
+            wr_capture *c = owner ? io->cerr : io->cout;
+            if (read_stream(fdp, c, buf, err) != WR_OK) {
+                rc = err ? err->code : WR_E_NOMEM;
+                kill_at = 0;
+            }
+            if (kill_bytes > 0 && (int64_t)c->cmd_raw_bytes > kill_bytes && oc->killed == KILL_NONE) {
+                oc->killed = KILL_OUTPUT;
+                snprintf(oc->error, sizeof oc->error, "%s exceeded the output limit of %lld bytes: command killed",
+                         c == io->cout ? "stdout" : "stderr", (long long)kill_bytes);
+                kill_at = 0; /* a hard cap: no grace */
             }
         }
-        for (size_t i = 0; i < n; i++) {
-            if (segs[i].pid > 0 && !segs[i].exited && segs[i].pidfd < 0) {
-                int st;
-                if (waitpid(segs[i].pid, &st, WNOHANG) == segs[i].pid) {
-                    segs[i].exited = true;
-                    segs[i].code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                }
-            }
-        }
+        for (size_t i = 0; i < n; i++)
+            if (segs[i].pidfd < 0)
+                reap(&segs[i], WNOHANG);
         now = mono_ms();
         if (oc->killed == KILL_NONE && now >= deadline)
             oc->killed = KILL_TIMEOUT;
@@ -496,10 +503,11 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             /* Grace: SIGTERM every process of the sandbox; the outer bwrap
              * is left alone (killing it would SIGKILL at once). */
             for (size_t i = 0; i < n; i++)
-                if (!segs[i].exited) {
+                if (!segs[i].exited && segs[i].pid > 0) {
+                    find_sandbox(&segs[i]);
                     if (segs[i].pidns)
                         signal_namespace(&segs[i], SIGTERM);
-                    else if (segs[i].pid > 0)
+                    else
                         kill(segs[i].pid, SIGKILL); /* still setting up */
                 }
             kill_at = now + KILL_GRACE_MS;
@@ -509,6 +517,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
              * process left in it; bwrap's die-with-parent covers the rest. */
             for (size_t i = 0; i < n; i++)
                 if (!segs[i].exited) {
+                    if (!segs[i].pidns && segs[i].pid > 0)
+                        find_sandbox(&segs[i]);
                     if (segs[i].ns_init > 0)
                         kill(segs[i].ns_init, SIGKILL);
                     signal_namespace(&segs[i], SIGKILL);
@@ -525,19 +535,13 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             for (size_t i = 0; i < n; i++) {
                 if (segs[i].errfd >= 0)
                     close(segs[i].errfd), segs[i].errfd = -1;
-                if (segs[i].infofd >= 0)
-                    close(segs[i].infofd), segs[i].infofd = -1;
             }
         }
     }
     free(buf);
     for (size_t i = 0; i < n; i++) {
-        if (segs[i].pid > 0 && !segs[i].exited) {
-            int st;
-            if (waitpid(segs[i].pid, &st, 0) == segs[i].pid)
-                segs[i].code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            segs[i].exited = true;
-        }
+        reap(&segs[i], 0);
+        segs[i].exited = true;
         if (segs[i].pidfd >= 0)
             close(segs[i].pidfd);
     }

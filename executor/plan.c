@@ -609,9 +609,6 @@ int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *cons
     int rc = pushv(out, err, WR_EXEC_BWRAP, "--unshare-all", "--die-with-parent", "--new-session", NULL);
     if (rc == WR_OK && p->share_net)
         rc = push(out, "--share-net", err);
-    snprintf(num, sizeof num, "%d", WR_SLOT_INFO);
-    if (rc == WR_OK && use_fds)
-        rc = pushv(out, err, "--info-fd", num, NULL);
     snprintf(num, sizeof num, "%d", WR_SLOT_SECCOMP);
     if (rc == WR_OK && with_seccomp)
         rc = pushv(out, err, "--seccomp", num, NULL);
