@@ -382,7 +382,9 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     pthread_mutex_lock(&s->mu);
     client_count *cc = client_slot(s, who, true);
     char msg[400] = "";
-    if (s->active_runs >= s->cfg.max_runs)
+    if (s->stopping)
+        snprintf(msg, sizeof msg, "the server is shutting down: no new runs");
+    else if (s->active_runs >= s->cfg.max_runs)
         snprintf(msg, sizeof msg, "too many concurrent runs: the server runs at most %d at once; retry when one finished",
                  s->cfg.max_runs);
     else if (!cc || cc->runs >= s->cfg.max_runs_per_client)
@@ -416,7 +418,8 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->id_json = strdup(tc->id_json);
     c->progress_token = tc->progress_token ? strdup(tc->progress_token) : NULL;
     snprintf(c->identity, sizeof c->identity, "%s", who);
-    c->elicitation_ok = tc->ss->client_elicitation;
+    /* No server requests before notifications/initialized (A/basic/lifecycle.mdx). */
+    c->elicitation_ok = tc->ss->client_elicitation && tc->ss->initialized;
     c->started_ms = c->last_emit_ms = wr_now_ms(s->ctx);
     atomic_init(&c->state, CALL_RUNNING);
     /* O_CLOEXEC: commands never inherit server descriptors. */
@@ -470,6 +473,9 @@ void wr_call_cancel(wr_call *c, const char *reason)
 
 void wr_server_cancel_all(wr_server *s, const char *reason)
 {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
     for (wr_session *ss = s->sessions; ss; ss = ss->next)
         for (wr_call *c = ss->calls; c; c = c->next)
             wr_call_cancel(c, reason);

@@ -58,7 +58,8 @@ void wr_server_drain(wr_server *s);
  * (rate-limited) and heartbeats. */
 void wr_server_tick(wr_server *s);
 int wr_server_active_runs(wr_server *s);
-/* Cancels every running call (shutdown); receipts record the cancellation. */
+/* Shutdown: cancels every running call (receipts record the cancellation)
+ * and refuses new runs from now on. */
 void wr_server_cancel_all(wr_server *s, const char *reason);
 const wr_server_config *wr_server_get_config(const wr_server *s);
 wr_gate *wr_server_gate(wr_server *s);

@@ -99,6 +99,7 @@ struct wr_server {
     pthread_mutex_t mu;      /* guards the worker -> loop queues below and in calls */
     wr_call *ready;
     int active_runs;
+    bool stopping;           /* shutting down: no new runs */
     client_count *clients;
     size_t nclients;
 

@@ -228,8 +228,10 @@ static void do_initialize(req *r, json_object *params)
         ss->client_caps = json_object_get(caps);
         json_object *el = NULL;
         /* {} means form mode; a form member also means form (A/client/elicitation.mdx). */
+        json_object *form = NULL;
         ss->client_elicitation = json_object_object_get_ex(caps, "elicitation", &el) &&
-                                 json_object_is_type(el, json_type_object);
+                                 json_object_is_type(el, json_type_object) &&
+                                 (json_object_object_length(el) == 0 || json_object_object_get_ex(el, "form", &form));
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "protocolVersion", json_object_new_string(ss->version));
