@@ -204,7 +204,7 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
     c->identity = jstr(approver, "identity");
     c->method = jstr(approver, "method");
     const char *key_id = jstr(sig, "key_id"), *pub = jstr(sig, "public_key");
-    snprintf(c->key_id, sizeof c->key_id, "%s", key_id);
+    snprintf(c->key_id, sizeof c->key_id, "%s", key_id ? key_id : "");
 
     if (pub) {
         unsigned char pk[WR_PK_LEN];

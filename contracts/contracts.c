@@ -66,7 +66,7 @@ static int dup_field(json_object *parent, const char *key, const char *ptr, char
     if (!json_object_object_get_ex(parent, key, &v) || !json_object_is_type(v, json_type_string)) return WR_OK;
     char p[256];
     snprintf(p, sizeof p, "%s/%s", ptr, key);
-    const char *s;
+    const char *s = NULL;
     int rc = get_str(v, p, &s, err);
     if (rc) return rc;
     *out = strdup(s);
@@ -78,7 +78,7 @@ static int str_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *
     for (size_t i = 0; i < n; i++) {
         char p[256];
         snprintf(p, sizeof p, "%s/%zu", ptr, i);
-        const char *s;
+        const char *s = NULL;
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
         if (rc) return rc;
         if (wr_strv_push(out, s)) return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
@@ -97,7 +97,7 @@ static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error 
     for (size_t i = 0; i < n; i++) {
         char p[256];
         snprintf(p, sizeof p, "%s/%zu", ptr, i);
-        const char *s;
+        const char *s = NULL;
         char *norm;
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
         if (rc) return rc;
@@ -178,7 +178,7 @@ static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error 
         }
     }
 
-    const char *s;
+    const char *s = NULL;
     json_object_object_get_ex(jc, "cwd", &v);
     snprintf(p, sizeof p, "%s/cwd", ptr);
     if ((rc = get_str(v, p, &s, err))) return rc;
