@@ -63,9 +63,10 @@ typedef struct wr_exec_result {
     wr_exec_stream out, err;
     wr_artifact *artifacts;
     size_t nartifacts;
-    char sandbox_profile_id[96]; /* e.g. "bwrap-default-<first 16 hex of plan sha256>" */
+    char sandbox_profile_id[96]; /* "bwrap-default-" or "bwrap-strict-" + first 16 hex of the sha256 */
     char sandbox_profile_sha256[WR_SHA256_HEX_LEN];
-    json_object *sandbox_profile; /* the plan as JSON (owned) */
+    json_object *sandbox_profile; /* {"version":1,"commands":[{"id","plan"}]} (owned); its canonical
+                                     sha256 is sandbox_profile_sha256 */
     int64_t started_ms, ended_ms;
     bool network_used;
     int secrets_used;
@@ -76,7 +77,29 @@ typedef struct wr_exec_result {
 
 /* Runs the commands in order, stopping at the first failure. Blocks the
  * calling thread. Returns WR_OK whenever a result was produced (even
- * failed/blocked); an error only when the executor itself could not work. */
+ * failed/blocked); an error only when the executor itself could not work.
+ *
+ * Before anything runs, every command's sandbox is built and its declared
+ * paths re-resolved: a symlink leading out of the declared paths, a write
+ * path missing outside an existing declared write root, a reserved path
+ * (/, /proc, /dev), an unknown or root run_as user, a missing secret or an
+ * argv over the contract limits gives WR_EXEC_BLOCKED and nothing runs.
+ *
+ * Exit codes: the command's own; 128+N when signal N killed it (error names
+ * the signal; an upstream pipeline segment's SIGPIPE is not a failure);
+ * 124 on timeout (error "timeout after Ns: command ID killed") and on
+ * cancel (error "cancelled"); 137 when limits->output_kill_bytes was passed.
+ *
+ * As root, commands run as limits->run_as (default nobody) with no
+ * supplementary groups: that user needs write access to the declared write
+ * paths (and to traverse to cwd); directories the executor creates under a
+ * write root are given to it. Unprivileged, commands run as the caller.
+ * RLIMIT_NPROC (max_processes) counts every process of that user on the
+ * host, so run_as should be a user nothing else runs as.
+ *
+ * Output is redacted of secret values before it is hashed, counted,
+ * captured or delivered: total_bytes and stream_sha256 describe the
+ * redacted stream. */
 int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err);
 void wr_exec_result_free(wr_exec_result *r);
 

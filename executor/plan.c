@@ -485,9 +485,10 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         rc = wr_errorf(err, WR_E_DENIED, "cwd", "command %s has no cwd", cmd->id);
         goto fail;
     }
-    /* cwd stays visible; read-only unless a declared path already covers it. */
+    /* cwd stays visible; read-only unless a declared path already covers it
+     * (/, /proc and /dev are the sandbox's own). */
     if (!within_any(cmd->cwd, &cmd->read_paths) && !within_any(cmd->cwd, &cmd->write_paths) &&
-        !wr_path_within(cmd->cwd, "/usr")) {
+        !wr_path_within(cmd->cwd, "/usr") && !reserved_path(cmd->cwd)) {
         rc = add_declared(p, cmd, cmd->cwd, "cwd", apply, err);
         if (rc != WR_OK)
             goto fail;

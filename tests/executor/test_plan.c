@@ -128,6 +128,13 @@ static void test_cwd_readonly_and_hash(void **state)
     assert_string_not_equal(h1, h2);
     json_object_put(p2);
     json_object_put(p);
+    /* cwd "/" is the sandbox's own read-only root: nothing of the host's / is bound */
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .cwd = "/"}, {0}});
+    p = plan_json(&f, 0, &e);
+    assert_non_null(p);
+    assert_int_equal(find_op(p, "ro-bind", "/"), -1);
+    assert_true(find_op(p, "chdir", "/") > find_op(p, "remount-ro", "/"));
+    json_object_put(p);
     fx_rmtree(d);
     free(d), free(c);
 }
