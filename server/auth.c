@@ -156,9 +156,14 @@ static bool authority_allowed(const char *auth, int port, const char *bind_host)
     return bind_host && !wr_host_is_loopback(bind_host) && authority_is(auth, bind_host, port);
 }
 
-bool wr_host_allowed(const char *host, int port, const char *bind_host)
+bool wr_host_allowed(const char *host, int port, const char *bind_host, const wr_strv *extra)
 {
-    return host && authority_allowed(host, port, bind_host);
+    if (!host)
+        return false;
+    for (size_t i = 0; extra && i < extra->n; i++)
+        if (!strcasecmp(host, extra->v[i]))
+            return true;
+    return authority_allowed(host, port, bind_host);
 }
 
 bool wr_origin_allowed(const char *origin, int port, const char *bind_host, const wr_strv *extra)

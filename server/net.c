@@ -410,7 +410,7 @@ static bool custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
 static int check_access(net *n, struct lws *wsi, bool allow_query_token, const char **identity, const char **why)
 {
     char host[300], origin[300];
-    if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) || !wr_host_allowed(host, n->port, n->o->listen_host)) {
+    if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) || !wr_host_allowed(host, n->port, n->o->listen_host, n->o->allowed_hosts)) {
         *why = "Host header not allowed";
         return 403;
     }
@@ -1165,6 +1165,8 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         info.port = o->listen_port;
         info.iface = !strcasecmp(o->listen_host, "localhost") ? "127.0.0.1" : o->listen_host;
         if (o->tls_cert) {
+            /* lws decides per vhost from this option whether it uses TLS */
+            info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
             info.ssl_cert_filepath = o->tls_cert;
             info.ssl_private_key_filepath = o->tls_key;
         }

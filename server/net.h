@@ -14,6 +14,7 @@ typedef struct wr_net_options {
     bool auth_none;
     const char *tls_cert, *tls_key;
     const wr_strv *allowed_origins;
+    const wr_strv *allowed_hosts;
     int max_connections;
     const char *policy_path;     /* reloaded on SIGHUP; NULL: bundled default */
     int max_http_sessions;

@@ -14,20 +14,20 @@ typedef struct opts {
     char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level;
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions;
-    wr_strv origins;
+    wr_strv origins, hosts;
 } opts;
 
 static const char usage[] =
     "usage: warrantd [--config FILE] [--policy FILE] [--state-dir DIR] [--agent-id ID]\n"
     "                [--stdio] [--listen HOST:PORT] [--token-file FILE | --auth none]\n"
-    "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]...\n"
+    "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--allowed-host HOST:PORT]...\n"
     "                [--max-message-bytes N] [--max-runs N] [--max-runs-per-client N]\n"
     "                [--max-connections N] [--max-sessions N] [--log-level debug|info|notice|warning|error]\n"
     "State dir default: $WARRANT_STATE_DIR, else $XDG_STATE_HOME/warrant, else ~/.local/state/warrant.\n"
     "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
 
 enum {
-    O_CONFIG = 256, O_POLICY, O_STATE, O_AGENT, O_STDIO, O_LISTEN, O_TOKENS, O_AUTH, O_CERT, O_KEY, O_ORIGIN,
+    O_CONFIG = 256, O_POLICY, O_STATE, O_AGENT, O_STDIO, O_LISTEN, O_TOKENS, O_AUTH, O_CERT, O_KEY, O_ORIGIN, O_HOST,
     O_MAXMSG, O_MAXRUNS, O_MAXRUNSC, O_MAXCONN, O_MAXSESS, O_LOGLEVEL, O_HELP, O_VERSION,
 };
 
@@ -43,6 +43,7 @@ static const struct option longopts[] = {
     {"tls-cert", required_argument, NULL, O_CERT},
     {"tls-key", required_argument, NULL, O_KEY},
     {"allowed-origin", required_argument, NULL, O_ORIGIN},
+    {"allowed-host", required_argument, NULL, O_HOST},
     {"max-message-bytes", required_argument, NULL, O_MAXMSG},
     {"max-runs", required_argument, NULL, O_MAXRUNS},
     {"max-runs-per-client", required_argument, NULL, O_MAXRUNSC},
@@ -89,6 +90,7 @@ static int apply(opts *o, int id, const char *name, const char *v)
     case O_CERT: return set_str(&o->tls_cert, v);
     case O_KEY: return set_str(&o->tls_key, v);
     case O_ORIGIN: return wr_strv_push(&o->origins, v) == WR_OK ? 0 : -1;
+    case O_HOST: return wr_strv_push(&o->hosts, v) == WR_OK ? 0 : -1;
     case O_MAXMSG: return set_num(&o->max_message_bytes, name, v, 1024, 64LL * 1024 * 1024);
     case O_MAXRUNS: return set_num(&o->max_runs, name, v, 1, 4096);
     case O_MAXRUNSC: return set_num(&o->max_runs_per_client, name, v, 1, 4096);
@@ -184,6 +186,7 @@ static void opts_free(opts *o)
     free(o->tls_key);
     free(o->log_level);
     wr_strv_free(&o->origins);
+    wr_strv_free(&o->hosts);
 }
 
 static int mkdir_p(const char *path)
@@ -285,6 +288,7 @@ int wr_server_main(int argc, char **argv)
     no.agent_id = o.agent_id;
     no.stdio = o.stdio || !o.listen;
     no.allowed_origins = &o.origins;
+    no.allowed_hosts = &o.hosts;
     no.max_connections = o.max_connections ? (int)o.max_connections : 256;
     no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : 1024;
     no.policy_path = o.policy;

@@ -115,9 +115,10 @@ void wr_tokens_free(wr_tokens *t);
 /* The identity bound to token, compared in constant time; NULL if none. */
 const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len);
 
-/* Origin / Host checks against the loopback names of the bound port, plus
- * extra allowed origins (exact "scheme://host:port" strings). */
-bool wr_host_allowed(const char *host, int port, const char *bind_host);
+/* Origin / Host checks against the loopback names of the bound port (and
+ * the bind address itself), plus extra allowed hosts ("name:port") and
+ * origins ("scheme://name:port"), compared exactly. */
+bool wr_host_allowed(const char *host, int port, const char *bind_host, const wr_strv *extra);
 bool wr_origin_allowed(const char *origin, int port, const char *bind_host, const wr_strv *extra);
 bool wr_host_is_loopback(const char *host);
 

@@ -140,9 +140,9 @@ def free_port():
 class Listener:
     """warrantd --listen on a free loopback port."""
 
-    def __init__(self, fx, *extra, auth=True):
+    def __init__(self, fx, *extra, auth=True, bind="127.0.0.1"):
         self.port = free_port()
-        args = [WARRANTD, "--listen", "127.0.0.1:%d" % self.port, "--state-dir", fx.state, "--policy", fx.policy]
+        args = [WARRANTD, "--listen", "%s:%d" % (bind, self.port), "--state-dir", fx.state, "--policy", fx.policy]
         args += ["--token-file", fx.tokens] if auth else ["--auth", "none", "--agent-id", "tester"]
         self.p = subprocess.Popen(args + list(extra), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
@@ -248,10 +248,16 @@ class WS:
 class HTTP:
     """Streamable HTTP POSTs; returns (status, headers, body or SSE messages)."""
 
-    def __init__(self, port, token="tok-tester-0123456789abcdef"):
+    def __init__(self, port, token="tok-tester-0123456789abcdef", tls=None):
         self.port = port
         self.token = token
         self.session = None
+        self.tls = tls  # an ssl.SSLContext for https
+
+    def connection(self):
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30, context=self.tls)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def post_raw(self, body, headers=None, session=True):
         h = {"Host": "127.0.0.1:%d" % self.port, "Accept": "application/json, text/event-stream",
@@ -266,7 +272,7 @@ class HTTP:
                 h.pop(k, None)
             else:
                 h[k] = v
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c = self.connection()
         c.request("POST", "/mcp", body=body, headers=h)
         r = c.getresponse()
         data = r.read()
@@ -291,7 +297,7 @@ class HTTP:
         if self.session:
             h["Mcp-Session-Id"] = self.session
         h.update(headers or {})
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        c = self.connection()
         c.request(method, "/mcp", headers=h)
         r = c.getresponse()
         r.read()

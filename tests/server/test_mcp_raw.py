@@ -717,6 +717,26 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_d("--bogus")
         self.assertEqual(r.returncode, 2)
 
+    def test_tls_allows_a_non_loopback_bind(self):
+        import ssl
+        cert, key = os.path.join(self.fx.tmp, "c.pem"), os.path.join(self.fx.tmp, "k.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        srv = mcpraw.Listener(self.fx, "--tls-cert", cert, "--tls-key", key, bind="0.0.0.0")
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            h = mcpraw.HTTP(srv.port, tls=ctx)
+            h.initialize()
+            self.assertEqual(h.post(req(1, "ping"))[2], {"jsonrpc": "2.0", "id": 1, "result": {}})
+            # plain HTTP on the TLS port gets nowhere
+            with self.assertRaises(Exception):
+                mcpraw.HTTP(srv.port).post(req(2, "ping"), session=False)
+        finally:
+            self.assertEqual(srv.stop(), 0)
+
     def test_config_file(self):
         cfg = os.path.join(self.fx.tmp, "warrantd.conf")
         with open(cfg, "w") as f:

@@ -328,12 +328,18 @@ static void test_tokens_and_origins(void **state)
     assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_INVALID);
     unlink(path);
 
-    assert_true(wr_host_allowed("127.0.0.1:8080", 8080, "127.0.0.1"));
-    assert_true(wr_host_allowed("localhost:8080", 8080, "127.0.0.1"));
-    assert_true(wr_host_allowed("[::1]:8080", 8080, "127.0.0.1"));
-    assert_false(wr_host_allowed("127.0.0.1:8081", 8080, "127.0.0.1"));
-    assert_false(wr_host_allowed("evil.example:8080", 8080, "127.0.0.1"));
-    assert_false(wr_host_allowed(NULL, 8080, "127.0.0.1"));
+    assert_true(wr_host_allowed("127.0.0.1:8080", 8080, "127.0.0.1", NULL));
+    assert_true(wr_host_allowed("localhost:8080", 8080, "127.0.0.1", NULL));
+    assert_true(wr_host_allowed("[::1]:8080", 8080, "127.0.0.1", NULL));
+    assert_false(wr_host_allowed("127.0.0.1:8081", 8080, "127.0.0.1", NULL));
+    assert_false(wr_host_allowed("evil.example:8080", 8080, "127.0.0.1", NULL));
+    assert_false(wr_host_allowed(NULL, 8080, "127.0.0.1", NULL));
+    assert_true(wr_host_allowed("10.0.0.5:8080", 8080, "10.0.0.5", NULL));
+    wr_strv hosts = {0};
+    wr_strv_push(&hosts, "box.example:8443");
+    assert_true(wr_host_allowed("box.example:8443", 8080, "0.0.0.0", &hosts));
+    assert_false(wr_host_allowed("box.example:8080", 8080, "0.0.0.0", &hosts));
+    wr_strv_free(&hosts);
     assert_true(wr_origin_allowed(NULL, 8080, "127.0.0.1", NULL));
     assert_true(wr_origin_allowed("http://localhost:8080", 8080, "127.0.0.1", NULL));
     assert_false(wr_origin_allowed("http://localhost:8080/x", 8080, "127.0.0.1", NULL));
