@@ -46,6 +46,7 @@ typedef struct wr_plan_op {
 typedef struct wr_plan {
     wr_plan_op *ops;
     size_t nops, cap;
+    wr_network_mode network; /* allowlisted shares the host network: hosts are checked by policy, not here */
     bool share_net;
     bool drop_root;     /* we are root: drop to uid/gid before bwrap */
     char *run_as;       /* user name when drop_root */

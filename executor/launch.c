@@ -51,7 +51,7 @@ typedef struct spawn {
     bool drop_root;
     uid_t uid;
     gid_t gid;
-    struct { int res; rlim_t v; } rl[5];
+    struct { int res; rlim_t v; } rl[6];
     int nrl;
 } spawn;
 
@@ -123,6 +123,7 @@ static int child_exec(void *arg)
         if (getuid() == 0 || geteuid() == 0)
             child_fail("still root");
     }
+    umask(022); /* not the server's: files the command creates get the usual modes */
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail("no_new_privs");
@@ -149,6 +150,8 @@ typedef struct seg {
     bool exited;
     int code;            /* exit code, or 128+N for a signal */
     int errfd;
+    char head[200];      /* first stderr bytes: bwrap's own error, if it failed */
+    size_t nhead;
     pid_t ns_init;       /* host pid of the sandbox's pid 1 */
     ino_t pidns;         /* its pid namespace */
 } seg;
@@ -172,6 +175,11 @@ static void set_rlimits(spawn *s, const wr_plan *p)
         s->rl[s->nrl].v = v;
         s->nrl++;
     }
+    /* No core dumps: a crashing command would write its memory (secrets
+     * from its environment) into the write paths. */
+    s->rl[s->nrl].res = RLIMIT_CORE;
+    s->rl[s->nrl].v = 0;
+    s->nrl++;
 }
 
 /* Starts one segment. fds in/out/errw become 0/1/2 in the child. */
@@ -326,10 +334,16 @@ static void reap(seg *sg, int flags)
 
 /* Reads what is there (a few chunks per wake-up, so a flood cannot starve
  * the clock and the other fds) into the capture; closes *fd at EOF. */
-static int read_stream(int *fd, wr_capture *c, unsigned char *buf, wr_error *err)
+static int read_stream(int *fd, wr_capture *c, seg *sg, unsigned char *buf, wr_error *err)
 {
     for (int rounds = 0; rounds < 16; rounds++) {
         ssize_t got = read(*fd, buf, READ_CHUNK);
+        if (got > 0 && sg && sg->nhead < sizeof sg->head - 1) {
+            size_t take = sizeof sg->head - 1 - sg->nhead;
+            take = take < (size_t)got ? take : (size_t)got;
+            memcpy(sg->head + sg->nhead, buf, take);
+            sg->nhead += take;
+        }
         if (got > 0) {
             int rc = wr_capture_feed(c, buf, (size_t)got, err);
             if (rc != WR_OK)
@@ -401,7 +415,9 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         set_nonblock(outp[0]);
     if (devnull >= 0)
         close(devnull);
-    wr_strv_free(&envp); /* the children hold their copies */
+    for (size_t i = 0; i < envp.n; i++) /* may hold secret values; the children have their copies */
+        explicit_bzero(envp.v[i], strlen(envp.v[i]));
+    wr_strv_free(&envp);
 
     int64_t now = mono_ms();
     int64_t deadline = cmd->timeout_sec > 0 ? now + cmd->timeout_sec * 1000 : INT64_MAX;
@@ -482,7 +498,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             }
             int *fdp = owner ? &owner->errfd : &outp[0];
             wr_capture *c = owner ? io->cerr : io->cout;
-            if (read_stream(fdp, c, buf, err) != WR_OK) {
+            if (read_stream(fdp, c, owner, buf, err) != WR_OK) {
                 rc = err ? err->code : WR_E_NOMEM;
                 kill_at = 0;
             }
@@ -547,7 +563,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     }
 
     if (rc == WR_OK) {
-        char why[160];
+        char why[256];
         if (oc->killed == KILL_TIMEOUT) {
             oc->exit_code = 124;
             snprintf(oc->error, sizeof oc->error, "timeout after %llds: command %s killed",
@@ -566,6 +582,12 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                     continue;
                 oc->exit_code = c;
                 describe_exit(c, why, sizeof why);
+                /* bwrap reports its own failures as "bwrap: ..." with exit 1:
+                 * the command never started. (A command could print the
+                 * same; it would only change this message.) */
+                if (c == 1 && strncmp(segs[i].head, "bwrap: ", 7) == 0)
+                    snprintf(why, sizeof why, "could not start: sandbox setup failed: %.*s",
+                             (int)strcspn(segs[i].head + 7, "\n"), segs[i].head + 7);
                 if (n > 1)
                     snprintf(oc->error, sizeof oc->error, "command %s: pipeline segment %zu (%s) %s", cmd->id,
                              i + 1, cmd->segments[i].v[0], why);

@@ -439,6 +439,7 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
     int rc = set_user(p, lim, err);
     if (rc != WR_OK)
         goto fail;
+    p->network = cmd->network;
     p->share_net = cmd->network != WR_NET_DENY;
     if (lim) {
         p->rl.cpu_sec = lim->cpu_sec;
@@ -536,6 +537,7 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(o, "launcher", json_object_new_string("bwrap"));
     json_object_object_add(o, "unshare", ns);
     json_object_object_add(o, "share_net", json_object_new_boolean(p->share_net));
+    json_object_object_add(o, "network", json_object_new_string(wr_network_mode_name(p->network)));
     json_object_object_add(o, "die_with_parent", json_object_new_boolean(true));
     json_object_object_add(o, "new_session", json_object_new_boolean(true));
     json_object_object_add(o, "clearenv", json_object_new_boolean(true));
@@ -576,6 +578,7 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(rl, "nproc", json_object_new_int64(p->rl.nproc));
     json_object_object_add(rl, "fsize_bytes", json_object_new_int64(p->rl.fsize_bytes));
     json_object_object_add(rl, "nofile", json_object_new_int64(p->rl.nofile));
+    json_object_object_add(rl, "core_bytes", json_object_new_int64(0));
     json_object_object_add(o, "rlimits", rl);
     json_object *sc = json_object_new_object();
     set_str(sc, "profile", p->seccomp_id);

@@ -180,7 +180,23 @@ static void test_identity(void **s)
     assert_non_null(strstr(o, "Seccomp:\t2"));
     assert_non_null(strstr(o, "Max open files            123                  123"));
     assert_non_null(strstr(o, "Max cpu time              17                   17"));
+    assert_non_null(strstr(o, "Max core file size        0                    0"));
     assert_int_equal(r->completed_command_ids.n, 2);
+    wr_exec_result_free(r);
+}
+
+/* A program that does not exist: bwrap's own error, reported as such. */
+static void test_setup_failure(void **s)
+{
+    (void)s;
+    const char *argv[] = {"/no/such/program", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_FAILED);
+    assert_int_equal(r->exit_code, 1);
+    assert_string_equal(r->error,
+                        "command c1 could not start: sandbox setup failed: execvp /no/such/program: No such file or directory");
     wr_exec_result_free(r);
 }
 
@@ -808,6 +824,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest all[] = {
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_setup_failure),
         cmocka_unit_test(test_host_files_invisible),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_write_containment),
