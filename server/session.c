@@ -289,7 +289,8 @@ static void do_tools_call(req *r, json_object *params)
     char *token = NULL;
     if (json_object_object_get_ex(params, "_meta", &meta) && json_object_is_type(meta, json_type_object) &&
         json_object_object_get_ex(meta, "progressToken", &tok) &&
-        (json_object_is_type(tok, json_type_string) || json_object_is_type(tok, json_type_int)))
+        (json_object_is_type(tok, json_type_string) || json_object_is_type(tok, json_type_int)) &&
+        strlen(wr_json_compact(tok)) <= 256) /* echoed in every notification: keep it small */
         token = strdup(wr_json_compact(tok));
     tool_call tc = {.ss = r->ss, .out = r->out, .id_json = r->id_json, .progress_token = token};
     json_object *result = NULL;

@@ -129,6 +129,9 @@ class StreamCases:
             (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', -32600),
             (b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', -32600),
             (b'{"jsonrpc":"2.0","id":{},"method":"ping"}', -32600),
+            # NUL inside strings is refused by the parser ("check\u0000x" never passes for "check")
+            (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"check\\u0000x"}}', -32700),
+            (b'{"jsonrpc":"2.0","id":7,"method":"ping\\u0000"}', -32700),
         ]
         for i, (raw, code) in enumerate(cases):
             with self.subTest(raw=raw[:40]):
