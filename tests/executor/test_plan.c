@@ -440,6 +440,42 @@ static void test_argv_limits(void **state)
     free(big);
 }
 
+/* A NUL byte cannot reach the executor: argv are C strings, and the
+ * contract parser refuses the \u0000 escape that would carry one. */
+static void test_argv_nul_refused_at_parse(void **state)
+{
+    (void)state;
+    static const char tmpl[] =
+        "{\"version\":\"csc.v0.1\",\"contract_id\":\"contract_nul_001\",\"intent\":\"t\","
+        "\"actor\":{\"agent_id\":\"a\",\"session_id\":\"s\",\"initiating_user\":\"u\",\"delegation_scope\":\"d\"},"
+        "\"commands\":[{\"id\":\"c1\",\"exec\":{\"argv\":[\"/bin/echo\",\"%s\"]},\"cwd\":\"/tmp\","
+        "\"read_paths\":[],\"write_paths\":[],\"network\":\"deny\",\"env_allow\":[],\"secret_refs\":[],"
+        "\"timeout_sec\":5,\"proposed_effect_type\":\"observe\"}],"
+        "\"risk_class\":\"low\",\"approval_mode\":\"policy_only\",\"expected_outputs\":[],\"justification\":\"j\"}";
+    wr_error e = {0};
+    wr_contracts *cs = wr_contracts_new(&e);
+    assert_non_null(cs);
+    char doc[2048];
+    wr_contract *ct = NULL;
+    snprintf(doc, sizeof doc, tmpl, "a\\u0000b");
+    assert_int_equal(wr_contract_parse(cs, doc, strlen(doc), &ct, &e), WR_E_INVALID);
+    assert_non_null(strstr(e.message, "string contains \\u0000"));
+    assert_null(ct);
+    /* the same contract with a newline parses, and its plan builds */
+    snprintf(doc, sizeof doc, tmpl, "a\\nb");
+    if (wr_contract_parse(cs, doc, strlen(doc), &ct, &e) != WR_OK)
+        fail_msg("parse: %s %s", e.path, e.message);
+    assert_string_equal(ct->commands[0].segments[0].v[1], "a\nb");
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{0}});
+    f.req.contract = ct;
+    json_object *p = NULL;
+    assert_int_equal(wr_exec_plan_json(&f.req, 0, &p, &e), WR_OK);
+    json_object_put(p);
+    wr_contract_free(ct);
+    wr_contracts_free(cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_symlink_escape),   cmocka_unit_test(test_missing_write_paths),
         cmocka_unit_test(test_env_and_user),     cmocka_unit_test(test_seccomp_filter),
         cmocka_unit_test(test_capture_redaction), cmocka_unit_test(test_argv_limits),
+        cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
