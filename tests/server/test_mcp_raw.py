@@ -592,6 +592,13 @@ class HTTPTest(unittest.TestCase):
         self.assertEqual((st, body["error"]["code"]), (400, -32700))
         st, _, body = self.h.post_raw(b"[" + json.dumps(req(1, "ping")).encode() + b"]")
         self.assertEqual((st, body["error"]["code"]), (400, -32600))
+        st, _, body = self.h.post_raw(b"[" * 100 + b"]" * 100)
+        self.assertEqual((st, body["error"]["code"]), (400, -32600))
+        st, _, body = self.h.post(call(4, "no_such_tool", {}))
+        self.assertEqual((st, body["error"]["code"], body["id"]), (200, -32602, 4))
+        st, _, body = self.h.post({"jsonrpc": "2.0", "id": None, "method": "ping"})
+        self.assertEqual(st, 400)
+        self.assertNotIn("id", body)
         st, _, _ = self.h.post_raw(b'{"x":"' + b"y" * 70000 + b'"}')
         self.assertEqual(st, 413)
         self.assertEqual(self.h.post(req(2, "ping"), session=False)[0], 400)  # no session id
