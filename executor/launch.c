@@ -420,7 +420,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     wr_strv_free(&envp);
 
     int64_t now = mono_ms();
-    int64_t deadline = cmd->timeout_sec > 0 ? now + cmd->timeout_sec * 1000 : INT64_MAX;
+    int64_t deadline = cmd->timeout_sec > 0 && cmd->timeout_sec < INT32_MAX ? now + cmd->timeout_sec * 1000 : INT64_MAX;
     int64_t kill_at = INT64_MAX, drain_until = INT64_MAX;
     int64_t kill_bytes = io->req->limits ? io->req->limits->output_kill_bytes : 0;
     bool killed_hard = false;
