@@ -597,10 +597,9 @@ static bool accept_lists(const char *accept, const char *type)
     while (p && *p) {
         while (*p == ' ' || *p == ',')
             p++;
+        /* exact media types only: a wildcard is not an explicit listing */
         if (!strncasecmp(p, type, tl) && (p[tl] == '\0' || p[tl] == ',' || p[tl] == ';' || p[tl] == ' '))
             return true;
-        if (!strncasecmp(p, "*/*", 3))
-            return false; /* a wildcard is not an explicit listing */
         p = strchr(p, ',');
     }
     return false;
@@ -791,12 +790,10 @@ static int http_request(conn *c, const char *uri)
     c->outlet.begin_stream = http_begin_stream;
     c->hstate = H_JSON;
     if (n->draining) {
-        c->close_after = true;
         http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");
         return 0;
     }
     if (strcmp(uri, "/mcp") != 0) {
-        c->close_after = true;
         http_refuse(c, 404, 0, NULL);
         return 0;
     }
@@ -804,7 +801,6 @@ static int http_request(conn *c, const char *uri)
     int st = check_access(n, c->wsi, false, &who, &why);
     if (st) {
         wr_log(n->ctx, WR_LOG_WARNING, "server", "http: refused (%d): %s", st, why);
-        c->close_after = true;
         http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
         return 0;
     }
@@ -857,24 +853,19 @@ static int http_request(conn *c, const char *uri)
     char clen_s[32];
     long long clen = hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? atoll(clen_s) : -1;
     if (!accept_lists(accept, "application/json") || !accept_lists(accept, "text/event-stream")) {
-        c->close_after = true;
         http_refuse(c, 406, WR_RPC_INVALID_REQUEST,
                     "not acceptable: Accept must list application/json and text/event-stream");
     } else if (strncasecmp(ctype, "application/json", 16) != 0 ||
                (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
-        c->close_after = true;
         http_refuse(c, 415, WR_RPC_INVALID_REQUEST, "unsupported media type: Content-Type must be application/json");
     } else if (clen > (long long)cap) {
-        c->close_after = true;
         http_refuse(c, 413, WR_RPC_INVALID_REQUEST, "payload too large");
     } else if (clen <= 0) {
-        c->close_after = true;
         http_refuse(c, 400, WR_RPC_PARSE_ERROR, "parse error: empty body");
     } else {
         c->hstate = H_BODY;
         c->body = malloc((size_t)clen + 1);
         if (!c->body) {
-            c->close_after = true;
             http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
             return 0;
         }
@@ -920,8 +911,10 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         const char *who = NULL, *why = "not found";
         char uri[64];
         int st = 0;
-        if (strcmp((const char *)in, "websocket") || !hdr(wsi, WSI_TOKEN_GET_URI, uri, sizeof uri) ||
-            strcmp(uri, "/ws"))
+        if (strcmp((const char *)in, "websocket")) {
+            st = 400;
+            why = "only the websocket upgrade is supported";
+        } else if (!hdr(wsi, WSI_TOKEN_GET_URI, uri, sizeof uri) || strcmp(uri, "/ws"))
             st = 404;
         else if (n->draining || n->conns >= n->o->max_connections) {
             st = 503;
