@@ -460,10 +460,15 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         goto fail;
     /* The private /tmp comes before the declared paths, so a declared path
      * under /tmp is mounted on top of it rather than hidden by it. */
-    rc = add_op(p, WR_OP_TMPFS, NULL, "/tmp", NULL, "system", err);
-    if (rc != WR_OK)
-        goto fail;
-    p->ops[p->nops - 1].size = mb(lim && lim->tmp_mb > 0 ? lim->tmp_mb : 64);
+    /* /dev/shm too: bwrap's /dev is an uncapped tmpfs, and tmpfs pages are
+     * not charged to RLIMIT_AS, so it would be an unbounded RAM disk. */
+    static const char *const scratch[] = {"/dev/shm", "/tmp"};
+    for (size_t i = 0; i < 2; i++) {
+        rc = add_op(p, WR_OP_TMPFS, NULL, scratch[i], NULL, "system", err);
+        if (rc != WR_OK)
+            goto fail;
+        p->ops[p->nops - 1].size = mb(lim && lim->tmp_mb > 0 ? lim->tmp_mb : 64);
+    }
 
     size_t nd = cmd->read_paths.n + cmd->write_paths.n;
     decl_ref *d = calloc(nd ? nd : 1, sizeof *d);

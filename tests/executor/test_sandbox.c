@@ -365,6 +365,32 @@ static void test_symlink_root_blocked(void **s)
     free(base), free(w), free(evil), free(marker);
 }
 
+/* A write path that does not exist yet is created inside its declared
+ * write root, for the sandbox user. */
+static void test_created_write_path(void **s)
+{
+    (void)s;
+    char *w = fx_subdir(g_dir, "created", true);
+    char *sub = path_in(w, "new/deeper");
+    char *file = path_in(sub, "f");
+    const char *argv[] = {"/usr/bin/touch", file, NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .cwd = w, .writes = {w, sub}}, {0}});
+    wr_exec_result *r = run(&f);
+    if (r->status != WR_EXEC_SUCCESS)
+        dump(r);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    struct stat st;
+    assert_int_equal(stat(sub, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    if (geteuid() == 0)
+        assert_int_equal(st.st_uid, 65534);
+    assert_int_equal(r->nartifacts, 1);
+    assert_string_equal(r->artifacts[0].path, file);
+    wr_exec_result_free(r);
+    free(w), free(sub), free(file);
+}
+
 /* ---- network --------------------------------------------------------------- */
 
 static void test_network_denied(void **s)
@@ -445,6 +471,7 @@ static void test_memory_and_tmp_limits(void **s)
     (void)s;
     const char *bomb[] = {"/usr/bin/python3", "-c", "b = bytearray(2 * 1024**3)", NULL};
     const char *fill[] = {"/bin/sh", "-c", "echo x > /tmp/wr-private-probe && head -c 20M /dev/zero > /tmp/big", NULL};
+    const char *fill_shm[] = {"/bin/sh", "-c", "head -c 20M /dev/zero > /dev/shm/big", NULL};
     struct {
         const char *const *argv;
         int64_t memory_mb, tmp_mb;
@@ -452,6 +479,7 @@ static void test_memory_and_tmp_limits(void **s)
     } cases[] = {
         {bomb, 256, 64, "MemoryError"},
         {fill, 1024, 4, "No space left on device"},
+        {fill_shm, 1024, 4, "No space left on device"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         fx f;
@@ -829,6 +857,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_write_containment),
         cmocka_unit_test(test_symlink_root_blocked),
+        cmocka_unit_test(test_created_write_path),
         cmocka_unit_test(test_network_denied),
         cmocka_unit_test(test_fork_bomb),
         cmocka_unit_test(test_memory_and_tmp_limits),
