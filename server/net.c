@@ -1221,6 +1221,8 @@ out:
         lws_sul_cancel(&n->sul);
         wr_server_set_waker(srv, NULL, NULL);
         lws_context_destroy(n->lctx);
+        /* the wsis are gone: late messages only queue (and are dropped) */
+        n->w_in = n->w_out = NULL;
     }
     while (n->hsessions)
         hsess_drop(n, n->hsessions);
