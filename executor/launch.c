@@ -308,7 +308,9 @@ typedef struct cmd_outcome {
 
 static void describe_exit(int code, char *buf, size_t len)
 {
-    if (code > 128 && code < 128 + NSIG) {
+    if (code < 0) {
+        snprintf(buf, len, "ended with an unknown status (SIGCHLD is ignored by the executor's process)");
+    } else if (code > 128 && code < 128 + NSIG) {
         const char *abbr = sigabbrev_np(code - 128);
         snprintf(buf, len, "killed by signal SIG%s (exit %d)", abbr ? abbr : "?", code);
     } else {
@@ -326,9 +328,16 @@ static bool set_nonblock(int fd)
 static void reap(seg *sg, int flags)
 {
     int st;
-    if (sg->pid > 0 && !sg->exited && waitpid(sg->pid, &st, flags) == sg->pid) {
+    if (sg->pid <= 0 || sg->exited)
+        return;
+    pid_t w = waitpid(sg->pid, &st, flags);
+    if (w == sg->pid) {
         sg->exited = true;
         sg->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    } else if (w < 0 && errno == ECHILD) {
+        /* SIGCHLD is ignored in this process: the kernel reaped it. */
+        sg->exited = true;
+        sg->code = -1;
     }
 }
 

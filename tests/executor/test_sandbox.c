@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,6 +198,24 @@ static void test_setup_failure(void **s)
     assert_int_equal(r->exit_code, 1);
     assert_string_equal(r->error,
                         "command c1 could not start: sandbox setup failed: execvp /no/such/program: No such file or directory");
+    wr_exec_result_free(r);
+}
+
+/* A host process that ignores SIGCHLD (children reaped by the kernel):
+ * the run ends, with a clear error rather than a hang or a false success. */
+static void test_sigchld_ignored(void **s)
+{
+    (void)s;
+    const char *argv[] = {"/bin/true", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .timeout = 10}, {0}});
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGCHLD, &ign, &old);
+    wr_exec_result *r = run(&f);
+    sigaction(SIGCHLD, &old, NULL);
+    assert_int_equal(r->status, WR_EXEC_FAILED);
+    assert_false(r->timed_out);
+    assert_non_null(strstr(r->error, "unknown status (SIGCHLD is ignored"));
     wr_exec_result_free(r);
 }
 
@@ -853,6 +872,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_setup_failure),
+        cmocka_unit_test(test_sigchld_ignored),
         cmocka_unit_test(test_host_files_invisible),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_write_containment),
