@@ -29,6 +29,15 @@ typedef struct qmsg {
     unsigned char buf[]; /* LWS_PRE headroom + payload */
 } qmsg;
 
+/* An ordered outbound queue. A peer that does not read makes it grow: past
+ * WR_OUT_HIGH bytes we stop reading from that peer (lws_rx_flow_control)
+ * until half of it drained, so requests cannot be amplified into memory. */
+#define WR_OUT_HIGH (8u * 1024u * 1024u)
+typedef struct mq {
+    qmsg *h, *t;
+    size_t bytes;
+} mq;
+
 typedef struct hsess {
     struct hsess *next;
     char id[WR_ID_MAX];
@@ -51,7 +60,8 @@ typedef struct conn {
     int kind;
     bool counted;
     wr_session *ss;
-    qmsg *qh, *qt;
+    mq q;
+    bool rx_paused;
     /* WebSocket reassembly */
     char *rx;
     size_t rx_len;
@@ -96,7 +106,8 @@ struct net {
     char *line;
     size_t line_len, line_cap;
     bool line_discard;
-    qmsg *oh, *ot;
+    mq out;
+    bool in_paused;
     /* network */
     int conns;
     hsess *hsessions;
@@ -140,36 +151,34 @@ static qmsg *qmsg_new(const char *a, size_t alen, const char *b, size_t blen, co
     return m;
 }
 
-static void q_push(qmsg **h, qmsg **t, qmsg *m)
+static void q_push(mq *q, qmsg *m)
 {
     if (!m)
         return;
-    if (*t)
-        (*t)->next = m;
+    if (q->t)
+        q->t->next = m;
     else
-        *h = m;
-    *t = m;
+        q->h = m;
+    q->t = m;
+    q->bytes += m->len;
 }
 
-static qmsg *q_pop(qmsg **h, qmsg **t)
+static qmsg *q_pop(mq *q)
 {
-    qmsg *m = *h;
+    qmsg *m = q->h;
     if (m) {
-        *h = m->next;
-        if (!*h)
-            *t = NULL;
+        q->h = m->next;
+        if (!q->h)
+            q->t = NULL;
+        q->bytes -= m->len;
     }
     return m;
 }
 
-static void q_free(qmsg **h, qmsg **t)
+static void q_free(mq *q)
 {
-    while (*h) {
-        qmsg *m = *h;
-        *h = m->next;
-        free(m);
-    }
-    *t = NULL;
+    while (q->h)
+        free(q_pop(q));
 }
 
 /* ======================================================================
@@ -181,7 +190,11 @@ static void stdio_send(wr_outlet *o, const char *json, size_t len, bool final)
     net *n = (net *)((char *)o - offsetof(net, stdio_outlet));
     (void)final;
     /* json-c output never holds a raw newline: one message per line. */
-    q_push(&n->oh, &n->ot, qmsg_new(json, len, "\n", 1, "", 0, false));
+    q_push(&n->out, qmsg_new(json, len, "\n", 1, "", 0, false));
+    if (n->out.bytes > WR_OUT_HIGH && n->w_in && !n->in_paused) {
+        n->in_paused = true;
+        lws_rx_flow_control(n->w_in, 0);
+    }
     if (n->w_out)
         lws_callback_on_writable(n->w_out);
 }
@@ -271,15 +284,15 @@ static void stdio_read(net *n)
 
 static int stdio_write(net *n)
 {
-    while (n->oh) {
-        qmsg *m = n->oh;
+    while (n->out.h) {
+        qmsg *m = n->out.h;
         ssize_t w = write(1, m->buf + LWS_PRE + m->off, m->len - m->off);
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
             /* EPIPE: the client is gone; shut down like on EOF. */
             wr_log(n->ctx, WR_LOG_WARNING, "server", "stdout: %s; shutting down", strerror(errno));
-            q_free(&n->oh, &n->ot);
+            q_free(&n->out);
             n->stdin_eof = true;
             wr_server_cancel_all(n->srv, "stdout closed");
             return 0;
@@ -287,12 +300,13 @@ static int stdio_write(net *n)
         m->off += (size_t)w;
         if (m->off < m->len)
             break;
-        n->oh = m->next;
-        if (!n->oh)
-            n->ot = NULL;
-        free(m);
+        free(q_pop(&n->out));
     }
-    if (n->oh && n->w_out)
+    if (n->in_paused && n->out.bytes < WR_OUT_HIGH / 2 && !n->stdin_eof && n->w_in) {
+        n->in_paused = false;
+        lws_rx_flow_control(n->w_in, 1);
+    }
+    if (n->out.h && n->w_out)
         lws_callback_on_writable(n->w_out);
     return 0;
 }
@@ -356,7 +370,7 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         } else if (r->kind == RAW_STDOUT) {
             /* the reader hung up (POLLHUP/POLLERR) */
             r->n->w_out = NULL;
-            q_free(&r->n->oh, &r->n->ot);
+            q_free(&r->n->out);
             if (!r->n->stdin_eof)
                 begin_shutdown(r->n, "stdout closed");
             r->n->stdin_eof = true;
@@ -461,7 +475,11 @@ static void ws_send(wr_outlet *o, const char *json, size_t len, bool final)
 {
     conn *c = (conn *)o;
     (void)final;
-    q_push(&c->qh, &c->qt, qmsg_new(json, len, "", 0, "", 0, false));
+    q_push(&c->q, qmsg_new(json, len, "", 0, "", 0, false));
+    if (c->q.bytes > WR_OUT_HIGH && !c->rx_paused) {
+        c->rx_paused = true;
+        lws_rx_flow_control(c->wsi, 0);
+    }
     lws_callback_on_writable(c->wsi);
 }
 
@@ -505,7 +523,7 @@ static void http_reset(conn *c)
         sse_unlink(c);
     free(c->body);
     free(c->err_body);
-    q_free(&c->qh, &c->qt);
+    q_free(&c->q);
     c->body = c->err_body = NULL;
     c->body_len = 0;
     c->status = 0;
@@ -528,13 +546,13 @@ static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
         /* Event ids are unique in the MCP session and name their stream. */
         int hl = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ",
                           (unsigned long long)++c->n->event_seq);
-        q_push(&c->qh, &c->qt, qmsg_new(head, (size_t)hl, json, len, "\n\n", 2, final));
+        q_push(&c->q, qmsg_new(head, (size_t)hl, json, len, "\n\n", 2, final));
         if (final)
             c->ended = true;
         lws_callback_on_writable(c->wsi);
     } else {
         /* a quick request: exactly one JSON response, written after handle() */
-        q_push(&c->qh, &c->qt, qmsg_new(json, len, "", 0, "", 0, true));
+        q_push(&c->q, qmsg_new(json, len, "", 0, "", 0, true));
         c->ended = true;
     }
 }
@@ -552,7 +570,7 @@ static void http_begin_stream(wr_outlet *o)
         char head[64];
         int hl = snprintf(head, sizeof head, "id: %llu\ndata: \n\n",
                           (unsigned long long)++c->n->event_seq);
-        q_push(&c->qh, &c->qt, qmsg_new(head, (size_t)hl, "", 0, "", 0, false));
+        q_push(&c->q, qmsg_new(head, (size_t)hl, "", 0, "", 0, false));
     }
     lws_callback_on_writable(c->wsi);
 }
@@ -634,7 +652,7 @@ static void http_post_body(conn *c)
             if (n->nhsessions >= n->o->max_http_sessions) {
                 wr_session_close(ss, true);
                 c->ss = NULL;
-                q_free(&c->qh, &c->qt);
+                q_free(&c->q);
                 http_refuse(c, 503, WR_RPC_INTERNAL, "too many MCP sessions");
                 return;
             }
@@ -642,7 +660,7 @@ static void http_post_body(conn *c)
             if (!h) {
                 wr_session_close(ss, true);
                 c->ss = NULL;
-                q_free(&c->qh, &c->qt);
+                q_free(&c->q);
                 http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
                 return;
             }
@@ -727,9 +745,9 @@ static int http_writeable(conn *c)
         int status = c->status ? c->status : 200;
         const char *body = c->err_body;
         size_t blen = body ? strlen(body) : 0;
-        if (!body && c->qh) {
-            body = (const char *)c->qh->buf + LWS_PRE;
-            blen = c->qh->len;
+        if (!body && c->q.h) {
+            body = (const char *)c->q.h->buf + LWS_PRE;
+            blen = c->q.h->len;
         }
         if (!c->headers_sent) {
             if (http_headers(c, status, body ? "application/json" : NULL, blen) < 0)
@@ -756,11 +774,11 @@ static int http_writeable(conn *c)
             /* h2 streams need this to escape idle timeouts; h1 has none here */
             if (lws_get_network_wsi(c->wsi) != c->wsi)
                 lws_http_mark_sse(c->wsi);
-            if (c->qh)
+            if (c->q.h)
                 lws_callback_on_writable(c->wsi);
             return 0;
         }
-        qmsg *m = q_pop(&c->qh, &c->qt);
+        qmsg *m = q_pop(&c->q);
         if (!m)
             return 0;
         bool last = m->final;
@@ -774,7 +792,7 @@ static int http_writeable(conn *c)
             c->close_after = true;
             return http_done(c);
         }
-        if (c->qh)
+        if (c->q.h)
             lws_callback_on_writable(c->wsi);
     }
     return 0;
@@ -879,7 +897,7 @@ static int http_request(conn *c, const char *uri)
 
 static bool net_idle(net *n)
 {
-    return wr_server_active_runs(n->srv) == 0 && !n->oh;
+    return wr_server_active_runs(n->srv) == 0 && !n->out.h;
 }
 
 static void check_stop(net *n)
@@ -976,14 +994,18 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
-        qmsg *m = q_pop(&c->qh, &c->qt);
+        qmsg *m = q_pop(&c->q);
         if (!m)
             return 0;
         int w = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
         free(m);
         if (w < 0)
             return -1;
-        if (c->qh)
+        if (c->rx_paused && c->q.bytes < WR_OUT_HIGH / 2) {
+            c->rx_paused = false;
+            lws_rx_flow_control(wsi, 1);
+        }
+        if (c->q.h)
             lws_callback_on_writable(wsi);
         return 0;
     }
@@ -994,7 +1016,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             wr_session_close(c->ss, true);
             c->ss = NULL;
         }
-        q_free(&c->qh, &c->qt);
+        q_free(&c->q);
         free(c->rx);
         c->rx = NULL;
         if (c->counted)
@@ -1068,7 +1090,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     /* SSE comments keep proxies and clients from timing out a quiet run */
     for (conn *c = n->sse; c; c = c->sse_next)
         if (c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
-            q_push(&c->qh, &c->qt, qmsg_new(": keepalive\n\n", 13, "", 0, "", 0, false));
+            q_push(&c->q, qmsg_new(": keepalive\n\n", 13, "", 0, "", 0, false));
             c->last_write_ms = now;
             lws_callback_on_writable(c->wsi);
         }
@@ -1209,7 +1231,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         if (lws_service(n->lctx, 0) < 0)
             break;
     /* flush what is left for stdout before leaving */
-    if (n->oh) {
+    if (n->out.h) {
         int fl = fcntl(1, F_GETFL);
         if (fl >= 0)
             fcntl(1, F_SETFL, fl & ~O_NONBLOCK);
@@ -1234,7 +1256,7 @@ out:
         usleep(20000);
     }
     wr_server_drain(srv);
-    q_free(&n->oh, &n->ot);
+    q_free(&n->out);
     free(n->line);
     close(sig_pipe[0]);
     close(sig_pipe[1]);

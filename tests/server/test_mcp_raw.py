@@ -507,6 +507,30 @@ class WebSocketTest(StreamCases, unittest.TestCase):
         c.frame(0, msg[20:], fin=True)
         self.assertEqual(c.recv(), {"jsonrpc": "2.0", "id": 5, "result": {}})
 
+    def test_unread_responses_are_bounded(self):
+        c = self.open()
+        self.init(c)
+        def rss_kb():
+            with open("/proc/%d/status" % self.srv.p.pid) as f:
+                return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+        base = rss_kb()
+        n = 2500  # ~20 KB of tools/list each: 50 MB queued if reading never paused
+        c.s.sendall(b"".join(self.frame_bytes(c, json.dumps(req(i, "tools/list")).encode()) for i in range(n)))
+        time.sleep(1.5)
+        grown = rss_kb() - base
+        got = [c.recv(30)["id"] for _ in range(n)]
+        self.assertEqual(got, list(range(n)))
+        # ASan's quarantine keeps freed buffers resident: no RSS bound there
+        if "libasan" not in subprocess.run(["ldd", mcpraw.WARRANTD], capture_output=True, text=True).stdout:
+            self.assertLess(grown, 24 * 1024)
+
+    @staticmethod
+    def frame_bytes(c, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        hdr = struct.pack("!BB", 0x81, 0x80 | n) if n < 126 else struct.pack("!BBH", 0x81, 0x80 | 126, n)
+        return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
     def test_ten_concurrent_runs(self):
         c = self.open()
         self.init(c)
