@@ -13,7 +13,7 @@
 typedef struct opts {
     char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level;
     bool stdio;
-    long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions;
+    long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
     wr_strv origins, hosts;
 } opts;
 
@@ -22,13 +22,14 @@ static const char usage[] =
     "                [--stdio] [--listen HOST:PORT] [--token-file FILE | --auth none]\n"
     "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--allowed-host HOST:PORT]...\n"
     "                [--max-message-bytes N] [--max-runs N] [--max-runs-per-client N]\n"
-    "                [--max-connections N] [--max-sessions N] [--log-level debug|info|notice|warning|error]\n"
+    "                [--max-connections N] [--max-sessions N] [--heartbeat-sec 1..30]\n"
+    "                [--log-level debug|info|notice|warning|error]\n"
     "State dir default: $WARRANT_STATE_DIR, else $XDG_STATE_HOME/warrant, else ~/.local/state/warrant.\n"
     "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
 
 enum {
     O_CONFIG = 256, O_POLICY, O_STATE, O_AGENT, O_STDIO, O_LISTEN, O_TOKENS, O_AUTH, O_CERT, O_KEY, O_ORIGIN, O_HOST,
-    O_MAXMSG, O_MAXRUNS, O_MAXRUNSC, O_MAXCONN, O_MAXSESS, O_LOGLEVEL, O_HELP, O_VERSION,
+    O_MAXMSG, O_MAXRUNS, O_MAXRUNSC, O_MAXCONN, O_MAXSESS, O_HEARTBEAT, O_LOGLEVEL, O_HELP, O_VERSION,
 };
 
 static const struct option longopts[] = {
@@ -49,6 +50,7 @@ static const struct option longopts[] = {
     {"max-runs-per-client", required_argument, NULL, O_MAXRUNSC},
     {"max-connections", required_argument, NULL, O_MAXCONN},
     {"max-sessions", required_argument, NULL, O_MAXSESS},
+    {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
@@ -96,6 +98,7 @@ static int apply(opts *o, int id, const char *name, const char *v)
     case O_MAXRUNSC: return set_num(&o->max_runs_per_client, name, v, 1, 4096);
     case O_MAXCONN: return set_num(&o->max_connections, name, v, 1, 100000);
     case O_MAXSESS: return set_num(&o->max_sessions, name, v, 1, 100000);
+    case O_HEARTBEAT: return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_LOGLEVEL: return set_str(&o->log_level, v);
     case O_HELP: fputs(usage, stdout); return 1;
     case O_VERSION: printf("warrantd %s\n", WR_VERSION); return 1;
@@ -355,6 +358,7 @@ int wr_server_main(int argc, char **argv)
         .max_message_bytes = (size_t)o.max_message_bytes,
         .max_runs = (int)o.max_runs,
         .max_runs_per_client = (int)o.max_runs_per_client,
+        .heartbeat_ms = o.heartbeat_sec * 1000,
     };
     if (wr_server_new(g, &sc, &srv, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);

@@ -440,6 +440,19 @@ class StdioTest(StreamCases, unittest.TestCase):
         for line in data.splitlines():
             json.loads(line)  # every line is one JSON-RPC message
 
+    def test_heartbeats_while_silent(self):
+        c = self.open("--heartbeat-sec", "1")
+        self.init(c)
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["sleep", "3"])}, token=5))
+        beats = []
+        m = c.recv(30)
+        while "id" not in m:
+            beats.append(m["params"])
+            m = c.recv(30)
+        self.assertGreaterEqual(len(beats), 2, beats)
+        self.assertTrue(all(b["message"].startswith("running (") for b in beats))
+        self.assertEqual([b["progress"] for b in beats], sorted({b["progress"] for b in beats}))
+
     def test_concurrency_limit(self):
         c = self.open("--max-runs-per-client", "2")
         self.init(c)
