@@ -292,7 +292,7 @@ int wr_server_main(int argc, char **argv)
     no.stdio = o.stdio || !o.listen;
     no.allowed_origins = &o.origins;
     no.allowed_hosts = &o.hosts;
-    no.max_connections = o.max_connections ? (int)o.max_connections : 256;
+    no.max_connections = o.max_connections ? (int)o.max_connections : 1024;
     no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : 1024;
     no.policy_path = o.policy;
     if (o.listen) {
