@@ -673,6 +673,7 @@ static void http_post_body(conn *c)
             n->hsessions = h;
             n->nhsessions++;
             wr_session_ref(ss); /* the hsess owns the first reference, this conn the second */
+            wr_log(n->ctx, WR_LOG_INFO, "server", "http: new MCP session for agent \"%s\"", h->identity);
             snprintf(c->sid, sizeof c->sid, "%s", h->id);
             c->add_session_header = true;
         } else {
@@ -961,6 +962,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
+        wr_log(n->ctx, WR_LOG_INFO, "server", "websocket: connection for agent \"%s\"", who);
         n->conns++;
         c->counted = true;
         return 0;
