@@ -401,9 +401,11 @@ static void handle_object(req *r, json_object *msg)
     }
     if (!has_method) {
         json_object *x;
-        if (has_id && r->id_json &&
-            (json_object_object_get_ex(msg, "result", &x) || json_object_object_get_ex(msg, "error", &x))) {
-            wr_call_route_response(r->ss, r->id_json, msg); /* unknown ids are ignored */
+        if (has_id && (json_object_object_get_ex(msg, "result", &x) || json_object_object_get_ex(msg, "error", &x))) {
+            /* A response to one of our requests; unknown (or null) ids are
+             * ignored: a response is never answered. */
+            if (r->id_json)
+                wr_call_route_response(r->ss, r->id_json, msg);
             return;
         }
         reply_error(r, WR_RPC_INVALID_REQUEST, 400,

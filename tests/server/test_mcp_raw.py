@@ -157,6 +157,7 @@ class StreamCases:
         c.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":12345}}')
         c.send_raw(b'{"jsonrpc":"2.0","method":"x","params":7}')
         c.send_raw(b'{"jsonrpc":"2.0","id":"wr-unknown","result":{}}')  # a response to nothing
+        c.send_raw(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}')
         self.assert_serving(c, 2000)
 
     def test_ids_echoed_exactly(self):
