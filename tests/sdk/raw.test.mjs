@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { WebSocket } from 'ws';
 
-import { Daemon, deadline, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl } from './lib/harness.mjs';
+import { contract, Daemon, deadline, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl } from './lib/harness.mjs';
 
 const INIT = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } };
 
@@ -125,24 +125,30 @@ async function malformedScript(send, inbox, { lines }) {
   assert.equal(m.result.tools.length, 7);
 }
 
+/** warrantd --stdio with raw pipes: send(text) writes one line. */
+function rawStdio(world) {
+  const d = new Daemon(spawnStdio(world));
+  const inbox = new Inbox();
+  onLines(d.child.stdout, (line) => inbox.push(line));
+  const send = (s) => d.child.stdin.write(Buffer.concat([Buffer.from(s), Buffer.from('\n')]));
+  return { d, inbox, send };
+}
+
 describe('raw frames over stdio', { timeout: 60_000 }, () => {
   let world;
   let d;
   let inbox;
+  let send;
 
   before(() => {
     world = makeWorld();
-    d = new Daemon(spawnStdio(world));
-    inbox = new Inbox();
-    onLines(d.child.stdout, (line) => inbox.push(line));
+    ({ d, inbox, send } = rawStdio(world));
   });
 
   after(async () => {
     await d?.stop();
     world?.cleanup();
   });
-
-  const send = (s) => d.child.stdin.write(Buffer.concat([Buffer.from(s), Buffer.from('\n')]));
 
   test('malformed messages get errors and the stream keeps serving', async () => {
     await malformedScript(send, inbox, { lines: true });
@@ -163,6 +169,42 @@ describe('raw frames over stdio', { timeout: 60_000 }, () => {
     assert.equal(signal ?? null, null);
     assert.equal(code, 0, d.stderr);
   });
+});
+
+describe('pipelined requests over stdio', { timeout: 60_000 }, () => {
+  let world;
+  let d;
+  let inbox;
+  let send;
+
+  before(async () => {
+    world = makeWorld();
+    ({ d, inbox, send } = rawStdio(world));
+    send(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT }));
+    assert.equal((await inbox.next()).id, 0);
+    send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  });
+
+  after(async () => {
+    await d?.stop();
+    world?.cleanup();
+  });
+
+  test('1000 requests written at once all get answers (no line left behind in the buffer)', async () => {
+    // About 1 MB in one write: the reads split it at arbitrary points, and
+    // complete lines must not wait in the buffer for more input to arrive.
+    const params = { name: 'check', arguments: { contract: contract(world, ['cat', 'hello.txt']) } };
+    const burst = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ jsonrpc: '2.0', id: 1000 + i, method: 'tools/call', params })).join('\n');
+    send(burst);
+    const ids = new Set();
+    for (let i = 0; i < 1000; i++) {
+      const m = await inbox.next(10_000).catch(() => assert.fail(`only ${ids.size} of 1000 pipelined requests answered`));
+      assert.equal(m.result?.structuredContent?.decision, 'allow');
+      ids.add(m.id);
+    }
+    assert.equal(ids.size, 1000);
+  });
+
 });
 
 describe('raw frames over WebSocket', { timeout: 60_000 }, () => {

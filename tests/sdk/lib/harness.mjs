@@ -193,8 +193,8 @@ export class Daemon {
 }
 
 /** Spawns warrantd --stdio for the world's agent, with raw pipes (no SDK). */
-export function spawnStdio(world, { stderr = 'pipe' } = {}) {
-  return spawn(WARRANTD, ['--stdio', '--policy', world.policy, '--state-dir', world.state, '--agent-id', world.agent],
+export function spawnStdio(world, { stderr = 'pipe', extraArgs = [] } = {}) {
+  return spawn(WARRANTD, ['--stdio', '--policy', world.policy, '--state-dir', world.state, '--agent-id', world.agent, ...extraArgs],
     { stdio: ['pipe', 'pipe', stderr] });
 }
 
