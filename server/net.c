@@ -107,7 +107,7 @@ struct net {
     size_t line_len, line_cap;
     bool line_discard;
     mq out;
-    bool in_paused;
+    lws_sorted_usec_list_t sul_out;
     /* network */
     int conns;
     hsess *hsessions;
@@ -190,11 +190,9 @@ static void stdio_send(wr_outlet *o, const char *json, size_t len, bool final)
     net *n = (net *)((char *)o - offsetof(net, stdio_outlet));
     (void)final;
     /* json-c output never holds a raw newline: one message per line. */
+    /* The one client of stdio is not throttled: pausing stdin would let
+     * lws close it on POLLHUP with requests still unread in the pipe. */
     q_push(&n->out, qmsg_new(json, len, "\n", 1, "", 0, false));
-    if (n->out.bytes > WR_OUT_HIGH && n->w_in && !n->in_paused) {
-        n->in_paused = true;
-        lws_rx_flow_control(n->w_in, 0);
-    }
     if (n->w_out)
         lws_callback_on_writable(n->w_out);
 }
@@ -282,6 +280,13 @@ static void stdio_read(net *n)
     }
 }
 
+static void stdout_again(lws_sorted_usec_list_t *sul)
+{
+    net *n = lws_container_of(sul, net, sul_out);
+    if (n->w_out && n->out.h)
+        lws_callback_on_writable(n->w_out);
+}
+
 static int stdio_write(net *n)
 {
     while (n->out.h) {
@@ -302,12 +307,10 @@ static int stdio_write(net *n)
             break;
         free(q_pop(&n->out));
     }
-    if (n->in_paused && n->out.bytes < WR_OUT_HIGH / 2 && !n->stdin_eof && n->w_in) {
-        n->in_paused = false;
-        lws_rx_flow_control(n->w_in, 1);
-    }
-    if (n->out.h && n->w_out)
-        lws_callback_on_writable(n->w_out);
+    /* lws clears POLLOUT on a raw file after its writeable callback, so a
+     * request made inside it would be lost: ask again from a timer. */
+    if (n->out.h && n->w_out && n->lctx)
+        lws_sul_schedule(n->lctx, 0, &n->sul_out, stdout_again, 1000);
     return 0;
 }
 
@@ -1243,6 +1246,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
 out:
     if (n->lctx) {
         lws_sul_cancel(&n->sul);
+        lws_sul_cancel(&n->sul_out);
         wr_server_set_waker(srv, NULL, NULL);
         lws_context_destroy(n->lctx);
         /* the wsis are gone: late messages only queue (and are dropped) */
