@@ -395,6 +395,18 @@ class StdioTest(StreamCases, unittest.TestCase):
         c.send_raw(b'[{"jsonrpc":"2.0","method":"notifications/x"}]')
         self.assert_serving(c)  # only notifications: nothing was sent
 
+    def test_pipelined_burst_then_eof(self):
+        # more output than a pipe holds (stdout hits EAGAIN) and stdin closed
+        # with requests still unread: every request gets its answer, in order
+        ct = contract(self.fx.ws, ["echo", "hi"])
+        msgs = [INIT] + [call(i, "check", {"contract": ct}) for i in range(1, 3001)]
+        p = subprocess.run([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state, "--policy", self.fx.policy,
+                            "--agent-id", "tester"], input="".join(json.dumps(m) + "\n" for m in msgs).encode(),
+                           capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0)
+        ids = [json.loads(l)["id"] for l in p.stdout.splitlines()]
+        self.assertEqual(ids, list(range(0, 3001)))
+
     def test_eof_finishes_running_command(self):
         c = self.open()
         self.init(c)
