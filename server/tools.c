@@ -120,6 +120,26 @@ static int load_tool_schema(const char *file, json_object **out, wr_error *err)
     return WR_OK;
 }
 
+/* The arguments check leaves the contract to contracts/, which validates
+ * it anyway (with the same JSON pointers): checking it twice would halve
+ * the throughput of check. */
+static wr_schema *compile_arguments_schema(json_object *in, wr_error *err)
+{
+    json_object *copy = NULL, *defs = NULL;
+    if (json_object_deep_copy(in, &copy, NULL) != 0) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    if (json_object_object_get_ex(copy, "$defs", &defs) && json_object_object_get_ex(defs, "contract", NULL)) {
+        json_object *shallow = json_object_new_object();
+        json_object_object_add(shallow, "type", json_object_new_string("object"));
+        json_object_object_add(defs, "contract", shallow);
+    }
+    wr_schema *sc = wr_schema_new(copy, err);
+    json_object_put(copy);
+    return sc;
+}
+
 int wr_tools_build(wr_server *s, wr_error *err)
 {
     s->tool_schemas = calloc(NTOOLS, sizeof *s->tool_schemas);
@@ -138,7 +158,7 @@ int wr_tools_build(wr_server *s, wr_error *err)
             json_object_put(in);
             goto fail;
         }
-        s->tool_schemas[i] = wr_schema_new(in, err);
+        s->tool_schemas[i] = compile_arguments_schema(in, err);
         if (!s->tool_schemas[i]) {
             json_object_put(in);
             json_object_put(outs);
@@ -266,14 +286,16 @@ tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object
 
 static wr_gate *gate_of(tool_call *tc) { return tc->ss->srv->gate; }
 
-/* Parses args.contract into a contract that owns a private copy of the JSON
- * (it may travel to a worker thread; json-c refcounts are not atomic). */
-static json_object *parse_contract(tool_call *tc, json_object *args, wr_contract **ct)
+/* Parses args.contract. A contract bound for a worker thread owns a
+ * private copy of the JSON: json-c reference counts are not atomic. */
+static json_object *parse_contract(tool_call *tc, json_object *args, bool for_worker, wr_contract **ct)
 {
     json_object *doc = NULL;
     json_object_object_get_ex(args, "contract", &doc);
     json_object *copy = NULL;
-    if (json_object_deep_copy(doc, &copy, NULL) != 0)
+    if (!for_worker)
+        copy = json_object_get(doc);
+    else if (json_object_deep_copy(doc, &copy, NULL) != 0)
         return wr_tool_error("out of memory", "");
     wr_error err;
     wr_error_clear(&err);
@@ -340,7 +362,7 @@ static json_object *t_check(tool_call *tc, json_object *args, tool_status *st, w
 {
     (void)st;
     wr_contract *ct = NULL;
-    json_object *bad = parse_contract(tc, args, &ct);
+    json_object *bad = parse_contract(tc, args, false, &ct);
     if (bad)
         return bad;
     wr_decision *d = NULL;
@@ -365,7 +387,7 @@ static json_object *t_propose(tool_call *tc, json_object *args, tool_status *st,
 {
     (void)st;
     wr_contract *ct = NULL;
-    json_object *res = parse_contract(tc, args, &ct);
+    json_object *res = parse_contract(tc, args, false, &ct);
     if (res)
         return res;
     json_object *refused = identity_refusal(tc, ct, false, rpc_err);
@@ -420,7 +442,7 @@ static json_object *t_run(tool_call *tc, json_object *args, tool_status *st, wr_
             }
             return gate_failure(&err, "run: cannot load the contract", rpc_err);
         }
-    } else if ((res = parse_contract(tc, args, &ct))) {
+    } else if ((res = parse_contract(tc, args, true, &ct))) {
         return res;
     }
     json_object *refused = identity_refusal(tc, ct, true, rpc_err);
