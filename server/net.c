@@ -882,7 +882,10 @@ static int http_request(conn *c, const char *uri)
         http_refuse(c, 415, WR_RPC_INVALID_REQUEST, "unsupported media type: Content-Type must be application/json");
     } else if (clen > (long long)cap) {
         http_refuse(c, 413, WR_RPC_INVALID_REQUEST, "payload too large");
-    } else if (clen <= 0) {
+    } else if (clen < 0) {
+        /* lws 4.1 does not decode chunked request bodies */
+        http_refuse(c, 411, WR_RPC_INVALID_REQUEST, "length required: send the body with Content-Length");
+    } else if (clen == 0) {
         http_refuse(c, 400, WR_RPC_PARSE_ERROR, "parse error: empty body");
     } else {
         c->hstate = H_BODY;

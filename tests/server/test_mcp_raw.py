@@ -651,6 +651,11 @@ class HTTPTest(unittest.TestCase):
         self.assertNotIn("id", body)
         st, _, _ = self.h.post_raw(b'{"x":"' + b"y" * 70000 + b'"}')
         self.assertEqual(st, 413)
+        st, _, _ = self.h.post_raw(b"")
+        self.assertEqual(st, 400)
+        st, _, _ = self.h.post_raw(iter([json.dumps(req(5, "ping")).encode()]),
+                                   headers={"Transfer-Encoding": "chunked"})
+        self.assertEqual(st, 411)
         self.assertEqual(self.h.post(req(2, "ping"), session=False)[0], 400)  # no session id
         st, _, _ = self.h.post({"jsonrpc": "2.0", "method": "notifications/whatever"})
         self.assertEqual(st, 202)
