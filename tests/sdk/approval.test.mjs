@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   connectWs, connectStdio, contract, findKey, makeWorld, resultText, serverPubkey,
-  startNetworkDaemon, warrant, warrantOk, writeJson,
+  startNetworkDaemon, teardown, warrant, warrantOk, writeJson,
 } from './lib/harness.mjs';
 
 const APPROVER = 'alice@example.com';
@@ -38,11 +38,7 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws']) {
       }
     });
 
-    after(async () => {
-      await session?.close();
-      await daemon?.stop();
-      world?.cleanup();
-    });
+    after(() => teardown(() => session?.close(), () => daemon?.stopClean(), () => world?.cleanup()));
 
     test('propose → pending → warrant approvals approve → run → receipt lists the approver', async () => {
       const { client } = session;

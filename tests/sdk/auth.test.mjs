@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   connectHttp, connectWs, contract, freePort, httpUrl, makeWorld, resultText,
-  startNetworkDaemon, WARRANTD,
+  startNetworkDaemon, teardown, WARRANTD,
 } from './lib/harness.mjs';
 
 describe('token authentication', { timeout: 60_000 }, () => {
@@ -19,10 +19,7 @@ describe('token authentication', { timeout: 60_000 }, () => {
     daemon = await startNetworkDaemon(world);
   });
 
-  after(async () => {
-    await daemon?.stop();
-    world?.cleanup();
-  });
+  after(() => teardown(() => daemon?.stopClean(), () => world?.cleanup()));
 
   for (const [name, token] of [['a wrong', 'not-a-valid-token'], ['no', undefined]]) {
     test(`WebSocket with ${name} access_token is rejected`, async () => {

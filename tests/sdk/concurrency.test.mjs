@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { connectWs, contract, makeWorld, resultText, startNetworkDaemon } from './lib/harness.mjs';
+import {
+  connectWs, contract, makeWorld, resultText, startNetworkDaemon, teardown,
+} from './lib/harness.mjs';
 
 // Generous bounds for 2 shared cores under ASan: serial execution would take
 // 20 s; overlapping runs take about 2-3 s.
@@ -22,11 +24,7 @@ describe('concurrency on one WebSocket', { timeout: 60_000 }, () => {
     session = await connectWs(daemon, world.tokens[world.agent]);
   });
 
-  after(async () => {
-    await session?.close();
-    await daemon?.stop();
-    world?.cleanup();
-  });
+  after(() => teardown(() => session?.close(), () => daemon?.stopClean(), () => world?.cleanup()));
 
   test(`${RUNS} concurrent runs of sleep 2 overlap; check answers meanwhile`, async () => {
     const { client } = session;

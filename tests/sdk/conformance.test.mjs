@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
-import { httpUrl, makeWorld, startNetworkDaemon } from './lib/harness.mjs';
+import { httpUrl, makeWorld, startNetworkDaemon, teardown } from './lib/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const suite = path.join(here, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
@@ -23,10 +23,7 @@ describe('MCP conformance suite 0.1.16', { timeout: 240_000 }, () => {
     daemon = await startNetworkDaemon(world, { auth: 'none' });
   });
 
-  after(async () => {
-    await daemon?.stop();
-    world?.cleanup();
-  });
+  after(() => teardown(() => daemon?.stopClean(), () => world?.cleanup()));
 
   test('active scenarios pass, except the fixture-driven baseline', async () => {
     const args = ['--import', path.join(here, 'conformance', 'polyfill.mjs'), suite, 'server',

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 
 import {
-  contract, Daemon, deadline, makeWorld, onLines, sleep, spawnStdio, startNetworkDaemon, wsUrl,
+  contract, Daemon, deadline, makeWorld, onLines, sleep, spawnStdio, startNetworkDaemon, teardown, wsUrl,
 } from './lib/harness.mjs';
 
 const INIT = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } };
@@ -147,10 +147,7 @@ describe('raw frames over stdio', { timeout: 60_000 }, () => {
     ({ d, inbox, send } = rawStdio(world));
   });
 
-  after(async () => {
-    await d?.stop();
-    world?.cleanup();
-  });
+  after(() => teardown(() => d?.stopClean(), () => world?.cleanup()));
 
   test('malformed messages get errors and the stream keeps serving', async () => {
     await malformedScript(send, inbox, { lines: true });
@@ -187,10 +184,7 @@ describe('pipelined requests over stdio', { timeout: 60_000 }, () => {
     send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   });
 
-  after(async () => {
-    await d?.stop();
-    world?.cleanup();
-  });
+  after(() => teardown(() => d?.stopClean(), () => world?.cleanup()));
 
   test('1000 requests written at once to a slow reader all get answers', async () => {
     // About 0.7 MB in one write, split by reads at arbitrary points.
@@ -222,12 +216,8 @@ describe('raw frames over WebSocket', { timeout: 60_000 }, () => {
     daemon = await startNetworkDaemon(world);
   });
 
-  after(async () => {
-    const r = await daemon?.stop();
-    world?.cleanup();
-    // SIGTERM drains and exits 0 (design.md, warrantd).
-    assert.deepEqual(r, { code: 0, signal: null }, daemon?.stderr);
-  });
+  // SIGTERM drains and exits 0 (design.md, warrantd); stopClean checks it.
+  after(() => teardown(() => daemon?.stopClean(), () => world?.cleanup()));
 
   function open(opts = {}, token = world.tokens[world.agent]) {
     const ws = new WebSocket(wsUrl(daemon, token), 'mcp', opts);
@@ -306,10 +296,7 @@ describe('raw requests over Streamable HTTP', { timeout: 60_000 }, () => {
     assert.equal(n.status, 202);
   });
 
-  after(async () => {
-    await daemon?.stop();
-    world?.cleanup();
-  });
+  after(() => teardown(() => daemon?.stopClean(), () => world?.cleanup()));
 
   const inSession = () => ({ ...auth, 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' });
 

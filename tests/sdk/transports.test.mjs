@@ -9,7 +9,7 @@ import fs from 'node:fs';
 
 import {
   contract, deadline, findKey, makeFifo, makeWorld, openSession, resultText, serverPubkey, sleep,
-  warrant, warrantOk, writeJson,
+  teardown, warrant, warrantOk, writeJson,
 } from './lib/harness.mjs';
 
 const { McpError } = await import('@modelcontextprotocol/sdk/types.js');
@@ -32,10 +32,7 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
       pubkey = await serverPubkey(world);
     });
 
-    after(async () => {
-      await session?.close();
-      world?.cleanup();
-    });
+    after(() => teardown(() => session?.close(), () => world?.cleanup()));
 
     test('initialize negotiates 2025-11-25 and declares tools', () => {
       const info = client.getServerVersion();

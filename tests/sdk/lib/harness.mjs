@@ -179,6 +179,14 @@ export class Daemon {
 
   alive() { return this.child.exitCode === null && this.child.signalCode === null; }
 
+  /** stop(), then fail unless warrantd exited 0 without a sanitizer report
+   * (CI runs it under ASan/UBSan/LeakSanitizer: a leak fails the test). */
+  async stopClean(graceMs) {
+    const r = await this.stop(graceMs);
+    assertCleanExit('warrantd', r.code, r.signal, this.stderr);
+    return r;
+  }
+
   /** SIGTERM, wait up to graceMs, then SIGKILL. Resolves to {code, signal}. */
   async stop(graceMs = 5000) {
     if (this.alive()) {
@@ -211,6 +219,17 @@ export function onLines(stream, onLine) {
       onLine(line);
     }
   });
+}
+
+const SANITIZER = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: \w+Sanitizer/;
+
+/** Throws unless a warrantd process exited 0 and printed no sanitizer report. */
+export function assertCleanExit(what, code, signal, stderr) {
+  const report = SANITIZER.exec(stderr);
+  if (code !== 0 || signal || report) {
+    const at = report ? stderr.slice(Math.max(0, report.index - 200), report.index + 3000) : stderr.slice(-3000);
+    throw new Error(`${what} exited ${signal ?? code}${report ? ' with a sanitizer report' : ''}:\n${at}`);
+  }
 }
 
 /** Starts warrantd --listen on a free loopback port and waits until it accepts. */
@@ -282,7 +301,18 @@ export async function connectStdio(world, { agent = world.agent, extraArgs = [] 
     await client.close().catch(() => {});
     throw new Error(`stdio connect failed: ${e.message}; warrantd stderr: ${stderr.trim()}`);
   }
-  return { client, transport, close: () => client.close(), stderr: () => stderr };
+  // The SDK keeps the child private; we need it to see how warrantd ended.
+  const proc = transport._process;
+  return {
+    client, transport, stderr: () => stderr,
+    /** Closes stdin (EOF ends warrantd) and fails unless it exited cleanly. */
+    async close() {
+      const closed = new Promise((r) => (proc.exitCode !== null ? r() : proc.once('close', r)));
+      await client.close();
+      await closed;
+      assertCleanExit('warrantd --stdio', proc.exitCode, proc.signalCode, stderr);
+    },
+  };
 }
 
 export async function connectWs(daemon, token) {
@@ -319,12 +349,26 @@ export async function openSession(kind, world) {
       : await connectHttp(daemon, world.tokens[world.agent]);
     return {
       ...s, daemon,
-      async close() { await s.close().catch(() => {}); await daemon.stop(); },
+      async close() { await s.close().catch(() => {}); await daemon.stopClean(); },
     };
   } catch (e) {
     await daemon.stop();
     throw new Error(`${kind} connect failed: ${e.message}; warrantd stderr: ${daemon.stderr.trim()}`);
   }
+}
+
+/** Runs every cleanup step even when one fails, then throws the first error
+ * (so a warrantd that leaked still fails the suite, and temp dirs still go). */
+export async function teardown(...steps) {
+  let first;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  if (first) throw first;
 }
 
 /** The text of a tool result's text blocks, for error messages. */
