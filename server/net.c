@@ -427,15 +427,17 @@ static bool custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
 static int check_access(net *n, struct lws *wsi, bool allow_query_token, const char **identity, const char **why)
 {
     char host[300], origin[300];
-    if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) || !wr_host_allowed(host, n->port, n->o->listen_host, n->o->allowed_hosts)) {
+    if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) ||
+        !wr_host_allowed(host, n->port, n->o->listen_host, n->o->allowed_hosts)) {
         *why = "Host header not allowed";
         return 403;
     }
-    if (hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) || lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0) {
-        if (!origin[0] || !wr_origin_allowed(origin, n->port, n->o->listen_host, n->o->allowed_origins)) {
-            *why = "Origin not allowed";
-            return 403;
-        }
+    /* browsers send Origin; an oversized one is refused like a bad one */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
+        (!hdr(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) ||
+         !wr_origin_allowed(origin, n->port, n->o->listen_host, n->o->allowed_origins))) {
+        *why = "Origin not allowed";
+        return 403;
     }
     if (n->o->auth_none) {
         *identity = n->o->agent_id;
@@ -450,7 +452,6 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, const c
             tok++;
         toklen = strlen(tok);
     } else if (allow_query_token) {
-        q[0] = '\0';
         /* The SDK's WebSocket transport cannot set headers. The value never
          * reaches a log: lws logs are limited to errors and warnings. */
         if (lws_get_urlarg_by_name(wsi, "access_token=", q, sizeof q)) {

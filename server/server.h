@@ -21,9 +21,8 @@ int wr_server_main(int argc, char **argv);
 typedef struct wr_server wr_server;
 typedef struct wr_session wr_session;
 
-/* MCP protocol versions we negotiate, newest first. */
+/* MCP protocol versions: we negotiate 2025-11-25, 2025-06-18 and 2025-03-26. */
 #define WR_MCP_LATEST "2025-11-25"
-extern const char *const wr_mcp_versions[];
 bool wr_mcp_version_known(const char *v);
 
 typedef struct wr_server_config {
@@ -74,11 +73,9 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
 void wr_session_close(wr_session *ss, bool cancel_runs);
 /* The transport's outlet is going away: nothing is sent to it any more. */
 void wr_session_outlet_gone(wr_session *ss, wr_outlet *o);
-void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o);
 const char *wr_session_identity(const wr_session *ss);
-/* "" until initialize succeeded. */
+/* The negotiated protocol version; "" until initialize succeeded. */
 const char *wr_session_version(const wr_session *ss);
-bool wr_session_initialized(const wr_session *ss);
 
 enum wr_rpc_kind {
     WR_RPC_NONE = 0,  /* notification or response: nothing sent (HTTP 202) */

@@ -138,7 +138,6 @@ void wr_call_cancel(wr_call *c, const char *reason);
 bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *msg);
 static inline void wr_session_ref(wr_session *ss) { ss->refs++; }
 void wr_session_unref(wr_session *ss);
-void wr_session_send(wr_session *ss, wr_outlet *o, const char *json, bool final);
 /* notifications/message to the session's default outlet when the client's
  * level (logging/setLevel; warning until then) admits it. level indexes
  * debug..emergency. */

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const wr_mcp_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
+/* Newest first; 2025-03-26 comes with batches (handle_batch). */
+static const char *const wr_mcp_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
 
 bool wr_mcp_version_known(const char *v)
 {
@@ -145,14 +146,11 @@ void wr_session_outlet_gone(wr_session *ss, wr_outlet *o)
             c->out = NULL;
 }
 
-void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o) { ss->default_out = o; }
 const char *wr_session_identity(const wr_session *ss) { return ss->identity; }
 const char *wr_session_version(const wr_session *ss) { return ss->version; }
-bool wr_session_initialized(const wr_session *ss) { return ss->initialize_seen; }
 
-void wr_session_send(wr_session *ss, wr_outlet *o, const char *json, bool final)
+static void outlet_send(wr_outlet *o, const char *json, bool final)
 {
-    (void)ss;
     if (o && json)
         o->send(o, json, strlen(json), final);
 }
@@ -170,7 +168,7 @@ static void reply_error(req *r, int code, int http_status, const char *msg, json
 {
     char *m = wr_rpc_error_msg(r->id_json, code, msg, data);
     json_object_put(data);
-    wr_session_send(r->ss, r->out, m, true);
+    outlet_send(r->out, m, true);
     free(m);
     r->res->kind = WR_RPC_REPLIED;
     r->res->http_status = http_status;
@@ -180,7 +178,7 @@ static void reply_result(req *r, json_object *result)
 {
     char *m = wr_rpc_result_msg(r->id_json, wr_json_compact(result));
     json_object_put(result);
-    wr_session_send(r->ss, r->out, m, true);
+    outlet_send(r->out, m, true);
     free(m);
     r->res->kind = WR_RPC_REPLIED;
     r->res->http_status = 200;
@@ -340,7 +338,7 @@ static void do_request(req *r, const char *method, json_object *params)
             return;
         }
         char *m = wr_rpc_result_msg(r->id_json, ss->srv->tools_list_json);
-        wr_session_send(ss, r->out, m, true);
+        outlet_send(r->out, m, true);
         free(m);
         r->res->kind = WR_RPC_REPLIED;
         r->res->http_status = 200;
@@ -489,7 +487,7 @@ static void handle_batch(wr_session *ss, json_object *arr, wr_outlet *out, wr_rp
     }
     res->http_status = 200;
     if (json_object_array_length(b.responses) > 0) {
-        wr_session_send(ss, out, wr_json_compact(b.responses), true);
+        outlet_send(out, wr_json_compact(b.responses), true);
         res->kind = WR_RPC_REPLIED;
     } else {
         res->kind = WR_RPC_NONE; /* only notifications: nothing is sent */
@@ -551,6 +549,6 @@ void wr_session_log(wr_session *ss, int level, const char *text)
     json_object_object_add(p, "data", json_object_new_string(clean ? clean : ""));
     free(clean);
     json_object_object_add(n, "params", p);
-    wr_session_send(ss, ss->default_out, wr_json_compact(n), false);
+    outlet_send(ss->default_out, wr_json_compact(n), false);
     json_object_put(n);
 }
