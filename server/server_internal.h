@@ -1,4 +1,4 @@
-/* server internals shared by the core files (session.c, tools.c, run.c). */
+/* server internals shared by the core (session.c, tools.c, run.c) and the loop (net.c). */
 #ifndef WR_SERVER_INTERNAL_H
 #define WR_SERVER_INTERNAL_H
 
