@@ -283,7 +283,7 @@ static int pat_cmp(const void *a, const void *b) {
 
 static const pcre2_code *find_pat(const wr_schema *s, const void *key) {
     pat k = {.key = key};
-    const pat *p = bsearch(&k, s->pats, s->npats, sizeof *s->pats, pat_cmp);
+    const pat *p = s->npats == 0 ? NULL : bsearch(&k, s->pats, s->npats, sizeof *s->pats, pat_cmp);
     return p ? p->code : NULL;
 }
 
@@ -532,7 +532,7 @@ wr_schema *wr_schema_new(json_object *root, wr_error *err) {
         wr_schema_free(s);
         return NULL;
     }
-    qsort(s->pats, s->npats, sizeof *s->pats, pat_cmp);
+    if (s->npats) qsort(s->pats, s->npats, sizeof *s->pats, pat_cmp);
     return s;
 }
 
