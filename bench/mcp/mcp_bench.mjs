@@ -150,6 +150,25 @@ async function pipelined(world, n) {
   return { n, rate: n / (ms / 1000), ms };
 }
 
+/** The same requests from a file to /dev/null: warrantd alone, no client. */
+async function pipelinedFromFile(world, n) {
+  const file = `${world.root}/pipelined.jsonl`;
+  const body = JSON.stringify(checkParams(world));
+  const out = fs.createWriteStream(file);
+  out.write(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT }) + '\n');
+  out.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) + '\n');
+  for (let i = 1; i <= n; i++) out.write(`{"jsonrpc":"2.0","id":${i},"method":"tools/call","params":${body}}\n`);
+  await new Promise((r) => out.end(r));
+  const fd = fs.openSync(file, 'r');
+  const t0 = performance.now();
+  const child = spawnStdio(world, { stderr: 'inherit', extraArgs: QUIET, stdin: fd, stdout: 'ignore' });
+  const code = await new Promise((r) => child.once('exit', r));
+  const ms = performance.now() - t0;
+  fs.closeSync(fd);
+  if (code !== 0) throw new Error(`warrantd exited ${code}`);
+  return { n, rate: n / (ms / 1000) };
+}
+
 function rssKiB(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(s)[1]);
@@ -187,6 +206,11 @@ async function main() {
     } catch (e) {
       rows.push(['stdio check pipelined (partial)', '1', String(PIPE_N), '-', '-', e.rate ? fmt(e.rate, 0) : 'n/a']);
       extra.push(['stdio pipelined', e.message]);
+    }
+
+    {
+      const p = await pipelinedFromFile(world, PIPE_N);
+      rows.push(['stdio check pipelined, file→/dev/null', '1', String(p.n), '-', '-', fmt(p.rate, 0)]);
     }
 
     // WebSocket: one warrantd, many connections.

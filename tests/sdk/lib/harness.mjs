@@ -201,9 +201,9 @@ export class Daemon {
 }
 
 /** Spawns warrantd --stdio for the world's agent, with raw pipes (no SDK). */
-export function spawnStdio(world, { stderr = 'pipe', extraArgs = [] } = {}) {
+export function spawnStdio(world, { stdin = 'pipe', stdout = 'pipe', stderr = 'pipe', extraArgs = [] } = {}) {
   return spawn(WARRANTD, ['--stdio', '--policy', world.policy, '--state-dir', world.state, '--agent-id', world.agent, ...extraArgs],
-    { stdio: ['pipe', 'pipe', stderr] });
+    { stdio: [stdin, stdout, stderr] });
 }
 
 /** Calls onLine(text) for each newline-terminated line read from a stream. */
