@@ -10,7 +10,7 @@ import {
 // Generous bounds for 2 shared cores under ASan: serial execution would take
 // 20 s; overlapping runs take about 2-3 s.
 const RUNS = 10;
-const MAX_WALL_MS = 6_000;
+const MAX_WALL_MS = 5_000;
 const MAX_CHECK_MS = 500;
 
 describe('concurrency on one WebSocket', { timeout: 60_000 }, () => {
