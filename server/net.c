@@ -724,7 +724,7 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
         return -1;
     if (status == 405 &&
         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"allow:",
-                                    (const unsigned char *)"POST, DELETE", 12, &p, end))
+                                    (const unsigned char *)"GET, POST, DELETE", 17, &p, end))
         return -1;
     if (lws_finalize_write_http_header(c->wsi, start, &p, end))
         return -1;
@@ -776,7 +776,9 @@ static int http_writeable(conn *c)
         if (!c->headers_sent) {
             if (http_headers(c, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN) < 0)
                 return -1;
-            /* h2 streams need this to escape idle timeouts; h1 has none here */
+            /* a stream lives as long as its run or session: no idle timeout
+             * (h2 streams also need to be marked) */
+            lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
             if (lws_get_network_wsi(c->wsi) != c->wsi)
                 lws_http_mark_sse(c->wsi);
             if (c->q.h)
@@ -862,8 +864,16 @@ static int http_request(conn *c, const char *uri)
         hdr(c->wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
         if (!accept_lists(accept, "text/event-stream"))
             http_refuse(c, 406, WR_RPC_INVALID_REQUEST, "not acceptable: GET needs Accept: text/event-stream");
-        else
-            http_refuse(c, 405, 0, NULL); /* no standalone stream: everything rides on POST */
+        else if (!c->ss)
+            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
+        else if (wr_session_default_outlet(c->ss))
+            http_refuse(c, 409, WR_RPC_INVALID_REQUEST, "this session already has a GET stream");
+        else {
+            /* The standalone stream: messages not tied to a request
+             * (notifications/message) go here; it never carries responses. */
+            wr_session_set_default_outlet(c->ss, &c->outlet);
+            http_begin_stream(&c->outlet);
+        }
         return 0;
     }
     if (!post) {
@@ -1093,12 +1103,16 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     int64_t now = now_ms(n);
     for (hsess *h = n->hsessions, *next; h; h = next) {
         next = h->next;
-        if (now - h->last_used_ms > HTTP_SESSION_IDLE_MS && !h->ss->calls)
+        if (now - h->last_used_ms > HTTP_SESSION_IDLE_MS && !h->ss->calls && !wr_session_default_outlet(h->ss))
             hsess_drop(n, h);
     }
     /* SSE comments keep proxies and clients from timing out a quiet run */
     for (conn *c = n->sse; c; c = c->sse_next)
-        if (c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
+        if (c->ss && c->ss->closed && !c->ended) {
+            /* DELETE ended the session: end its streams too */
+            c->ended = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        } else if (c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
             q_push(&c->q, qmsg_new(": keepalive\n\n", 13, "", 0, "", 0, false));
             c->last_write_ms = now;
             lws_callback_on_writable(c->wsi);

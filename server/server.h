@@ -73,6 +73,9 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
 void wr_session_close(wr_session *ss, bool cancel_runs);
 /* The transport's outlet is going away: nothing is sent to it any more. */
 void wr_session_outlet_gone(wr_session *ss, wr_outlet *o);
+/* The outlet for messages not tied to a request (HTTP: the GET stream). */
+void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o);
+wr_outlet *wr_session_default_outlet(const wr_session *ss);
 const char *wr_session_identity(const wr_session *ss);
 /* The negotiated protocol version; "" until initialize succeeded. */
 const char *wr_session_version(const wr_session *ss);

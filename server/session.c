@@ -146,6 +146,8 @@ void wr_session_outlet_gone(wr_session *ss, wr_outlet *o)
             c->out = NULL;
 }
 
+void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o) { ss->default_out = o; }
+wr_outlet *wr_session_default_outlet(const wr_session *ss) { return ss->default_out; }
 const char *wr_session_identity(const wr_session *ss) { return ss->identity; }
 const char *wr_session_version(const wr_session *ss) { return ss->version; }
 

@@ -617,7 +617,8 @@ class HTTPTest(unittest.TestCase):
         other = mcpraw.HTTP(self.srv.port, token=OTHER)
         other.session = sid
         self.assertEqual(other.post(req(4, "ping"))[0], 404)
-        self.assertEqual(self.h.request("GET", {"Accept": "text/event-stream"}), 405)
+        self.assertEqual(self.h.request("GET", {"Accept": "application/json"}), 406)
+        self.assertEqual(self.h.request("PUT"), 405)
         self.assertEqual(self.h.request("DELETE"), 200)
         self.assertEqual(self.h.post(req(5, "ping"))[0], 404)
 
@@ -737,6 +738,32 @@ class HTTPTest(unittest.TestCase):
         self.assertTrue(r["isError"])
         r = self.h.post(call(3, "get_receipt", {"execution_id": eid}))[2]["result"]
         self.assertEqual(r["structuredContent"]["receipt"]["execution_id"], eid)
+
+    def test_get_stream_carries_logging(self):
+        import http.client
+        self.h.initialize()
+        conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=30)
+        conn.request("GET", "/mcp", headers=self.h.headers({"Accept": "text/event-stream"}))
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.getheader("content-type").startswith("text/event-stream"))
+        self.assertEqual(self.h.request("GET", {"Accept": "text/event-stream"}), 409)  # one per session
+        self.h.post(req(1, "logging/setLevel", {"level": "info"}))
+        st, _, msgs = self.h.post(call(2, "run", {"contract": contract(self.fx.ws, ["true"])}))
+        self.assertEqual(msgs[-1]["id"], 2)
+        while True:
+            line = r.readline()
+            self.assertTrue(line, "stream ended early")
+            if line.startswith(b"data: ") and line[6:].strip():
+                m = json.loads(line[6:])
+                break
+        self.assertEqual(m["method"], "notifications/message")
+        self.assertIn("run success", m["params"]["data"])
+        self.assertEqual(self.h.request("DELETE"), 200)
+        t0 = time.monotonic()
+        while r.readline():  # DELETE ends the stream too
+            self.assertLess(time.monotonic() - t0, 5)
+        conn.close()
 
     def test_concurrent_posts(self):
         self.h.initialize()
