@@ -79,6 +79,8 @@ typedef struct conn {
     bool add_session_header;
     int64_t last_write_ms;
     char who[256];         /* the authenticated identity of this request */
+    char origin[300];      /* an allowed Origin, echoed for CORS; "" if none */
+    bool preflight;        /* OPTIONS */
     struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
 } conn;
 
@@ -424,9 +426,13 @@ static bool custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
 
 /* Origin and Host (DNS rebinding), then the bearer token. Returns 0 and the
  * identity, or the HTTP status to refuse with. */
-static int check_access(net *n, struct lws *wsi, bool allow_query_token, const char **identity, const char **why)
+/* origin_out (may be NULL, 300 bytes) receives an allowed Origin; without
+ * need_token only Host and Origin are checked (CORS preflights carry no
+ * credentials). */
+static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool need_token, char *origin_out,
+                        const char **identity, const char **why)
 {
-    char host[300], origin[300];
+    char host[300], origin[300] = "";
     if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) ||
         !wr_host_allowed(host, n->port, n->o->listen_host, n->o->allowed_hosts)) {
         *why = "Host header not allowed";
@@ -439,6 +445,10 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, const c
         *why = "Origin not allowed";
         return 403;
     }
+    if (origin_out)
+        snprintf(origin_out, 300, "%s", origin);
+    if (!need_token)
+        return 0;
     if (n->o->auth_none) {
         *identity = n->o->agent_id;
         return 0;
@@ -539,7 +549,8 @@ static void http_reset(conn *c)
         wr_session_unref(c->ss);
         c->ss = NULL;
     }
-    c->close_after = c->headers_sent = c->ended = c->add_session_header = false;
+    c->close_after = c->headers_sent = c->ended = c->add_session_header = c->preflight = false;
+    c->origin[0] = '\0';
 }
 
 static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
@@ -698,33 +709,32 @@ static void http_post_body(conn *c)
     lws_callback_on_writable(c->wsi);
 }
 
+static bool add_hdr(conn *c, bool when, const char *name, const char *value, unsigned char **p, unsigned char *end)
+{
+    return !when || lws_add_http_header_by_name(c->wsi, (const unsigned char *)name, (const unsigned char *)value,
+                                                (int)strlen(value), p, end) == 0;
+}
+
 static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t clen)
 {
-    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    if (lws_add_http_common_headers(c->wsi, (unsigned)status, ctype, clen, &p, end))
-        return -1;
-    if (c->add_session_header && c->sid[0] &&
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"mcp-session-id:", (const unsigned char *)c->sid,
-                                    (int)strlen(c->sid), &p, end))
-        return -1;
-    if (c->hstate == H_SSE &&
-        (lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                     (const unsigned char *)"no-cache", 8, &p, end) ||
-         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
-                                     (const unsigned char *)"no", 2, &p, end)))
-        return -1;
-    /* a refusal leaves the body unread: the connection cannot be reused */
-    if (c->close_after &&
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5,
-                                    &p, end))
-        return -1;
-    if (status == 401 &&
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"www-authenticate:",
-                                    (const unsigned char *)"Bearer", 6, &p, end))
-        return -1;
-    if (status == 405 &&
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"allow:",
-                                    (const unsigned char *)"GET, POST, DELETE", 17, &p, end))
+    unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    bool sse = c->hstate == H_SSE, cors = c->origin[0] != '\0';
+    if (lws_add_http_common_headers(c->wsi, (unsigned)status, ctype, clen, &p, end) ||
+        !add_hdr(c, c->add_session_header && c->sid[0], "mcp-session-id:", c->sid, &p, end) ||
+        !add_hdr(c, sse, "cache-control:", "no-cache", &p, end) ||
+        !add_hdr(c, sse, "x-accel-buffering:", "no", &p, end) ||
+        /* a refusal leaves the body unread: the connection cannot be reused */
+        !add_hdr(c, c->close_after, "connection:", "close", &p, end) ||
+        !add_hdr(c, status == 401, "www-authenticate:", "Bearer", &p, end) ||
+        !add_hdr(c, status == 405, "allow:", "GET, POST, DELETE, OPTIONS", &p, end) ||
+        /* CORS, only for an Origin that passed the allow-list */
+        !add_hdr(c, cors, "access-control-allow-origin:", c->origin, &p, end) ||
+        !add_hdr(c, cors, "vary:", "Origin", &p, end) ||
+        !add_hdr(c, cors, "access-control-expose-headers:", "Mcp-Session-Id", &p, end) ||
+        !add_hdr(c, cors && c->preflight, "access-control-allow-methods:", "GET, POST, DELETE", &p, end) ||
+        !add_hdr(c, cors && c->preflight, "access-control-allow-headers:",
+                 "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID", &p, end) ||
+        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end))
         return -1;
     if (lws_finalize_write_http_header(c->wsi, start, &p, end))
         return -1;
@@ -823,10 +833,15 @@ static int http_request(conn *c, const char *uri)
         return 0;
     }
     const char *who = NULL, *why = NULL;
-    int st = check_access(n, c->wsi, false, &who, &why);
+    c->preflight = lws_hdr_total_length(c->wsi, WSI_TOKEN_OPTIONS_URI) > 0;
+    int st = check_access(n, c->wsi, false, !c->preflight, c->origin, &who, &why);
     if (st) {
         wr_log(n->ctx, WR_LOG_WARNING, "server", "http: refused (%d): %s", st, why);
         http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
+        return 0;
+    }
+    if (c->preflight) {
+        http_refuse(c, c->origin[0] ? 204 : 400, 0, NULL);
         return 0;
     }
     snprintf(c->who, sizeof c->who, "%s", who);
@@ -956,7 +971,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             st = 503;
             why = "too many connections";
         } else
-            st = check_access(n, wsi, true, &who, &why);
+            st = check_access(n, wsi, true, true, NULL, &who, &why);
         if (st) {
             wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused (%d): %s", st, why);
             lws_return_http_status(wsi, (unsigned)st, why);
@@ -969,7 +984,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         /* The per-connection data is fresh here (not yet at CONFIRM_UPGRADE);
          * the headers are still attached, so the identity is read again. */
         const char *who = NULL, *why = NULL;
-        if (check_access(n, wsi, true, &who, &why) != 0)
+        if (check_access(n, wsi, true, true, NULL, &who, &why) != 0)
             return -1;
         memset(c, 0, sizeof *c);
         c->wsi = wsi;

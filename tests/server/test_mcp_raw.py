@@ -673,6 +673,34 @@ class HTTPTest(unittest.TestCase):
         st, _, _ = self.h.post(INIT, session=False, headers={"Origin": "http://127.0.0.1:%d" % self.srv.port})
         self.assertEqual(st, 200)
 
+    def test_cors_for_allowed_origins(self):
+        import http.client
+        ok = "http://localhost:%d" % self.srv.port
+
+        def options(origin):
+            c = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=10)
+            h = {"Host": "127.0.0.1:%d" % self.srv.port, "Access-Control-Request-Method": "POST"}
+            if origin:
+                h["Origin"] = origin
+            c.request("OPTIONS", "/mcp", headers=h)  # preflights carry no token
+            r = c.getresponse()
+            r.read()
+            c.close()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}
+        st, h = options(ok)
+        self.assertEqual(st, 204)
+        self.assertEqual(h["access-control-allow-origin"], ok)
+        self.assertIn("Authorization", h["access-control-allow-headers"])
+        self.assertIn("Mcp-Session-Id", h["access-control-allow-headers"])
+        self.assertEqual(options("http://evil.example")[0], 403)
+        self.assertEqual(options(None)[0], 400)
+        st, h, _ = self.h.post(INIT, session=False, headers={"Origin": ok})
+        self.assertEqual(st, 200)
+        self.assertEqual(h["access-control-allow-origin"], ok)
+        self.assertEqual(h["access-control-expose-headers"], "Mcp-Session-Id")
+        st, h, _ = self.h.post(INIT, session=False)
+        self.assertNotIn("access-control-allow-origin", h)
+
     def test_run_over_sse(self):
         self.h.initialize()
         ct = contract(self.fx.ws, ["seq", "1", "50"])
