@@ -111,6 +111,8 @@ struct net {
     mq out;
     lws_sorted_usec_list_t sul_out;
     /* network */
+    const wr_tokens *tokens; /* o->tokens, or the last reload (owned then) */
+    wr_tokens *reloaded;
     int conns;
     hsess *hsessions;
     int nhsessions;
@@ -326,6 +328,25 @@ static void begin_shutdown(net *n, const char *why)
     wr_server_cancel_all(n->srv, why);
 }
 
+/* Token rotation without a restart: new connections and requests use the
+ * new file; established WebSocket sessions keep their identity. */
+static void reload_tokens(net *n)
+{
+    if (!n->o->token_file)
+        return;
+    wr_tokens *t = NULL;
+    wr_error err;
+    wr_error_clear(&err);
+    if (wr_tokens_load(n->o->token_file, &t, &err) != WR_OK) {
+        wr_log(n->ctx, WR_LOG_ERROR, "server", "SIGHUP: tokens refused, the previous ones stay: %s", err.message);
+        return;
+    }
+    wr_tokens_free(n->reloaded);
+    n->reloaded = t;
+    n->tokens = t;
+    wr_log(n->ctx, WR_LOG_NOTICE, "server", "SIGHUP: tokens reloaded from %s", n->o->token_file);
+}
+
 static void handle_signals(net *n)
 {
     unsigned char sigs[32];
@@ -341,6 +362,7 @@ static void handle_signals(net *n)
                        n->o->policy_path, err.message);
             else
                 wr_log(n->ctx, WR_LOG_NOTICE, "server", "SIGHUP: policy %s reloaded", n->o->policy_path);
+            reload_tokens(n);
         } else {
             begin_shutdown(n, sigs[i] == SIGINT ? "SIGINT" : "SIGTERM");
         }
@@ -470,7 +492,7 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool ne
             toklen = strlen(tok);
         }
     }
-    const char *who = tok && toklen ? wr_tokens_identity(n->o->tokens, tok, toklen) : NULL;
+    const char *who = tok && toklen ? wr_tokens_identity(n->tokens, tok, toklen) : NULL;
     explicit_bzero(auth, sizeof auth);
     explicit_bzero(q, sizeof q);
     if (!who) {
@@ -1163,6 +1185,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     n->r_in = (raw){RAW_STDIN, n};
     n->r_out = (raw){RAW_STDOUT, n};
     n->r_sig = (raw){RAW_SIGNAL, n};
+    n->tokens = o->tokens;
     int rc = 1;
 
     lws_set_log_level(getenv("WR_LWS_DEBUG") ? 0x7ff : (LLL_ERR | LLL_WARN), lws_log_stderr);
@@ -1296,6 +1319,7 @@ out:
     }
     wr_server_drain(srv);
     q_free(&n->out);
+    wr_tokens_free(n->reloaded);
     free(n->line);
     close(sig_pipe[0]);
     close(sig_pipe[1]);

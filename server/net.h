@@ -11,6 +11,7 @@ typedef struct wr_net_options {
     const char *listen_host;     /* NULL: no network listener */
     int listen_port;
     const wr_tokens *tokens;     /* NULL only with auth_none */
+    const char *token_file;      /* reloaded on SIGHUP */
     bool auth_none;
     const char *tls_cert, *tls_key;
     const wr_strv *allowed_origins;

@@ -337,6 +337,7 @@ int wr_server_main(int argc, char **argv)
             goto out;
         }
         no.tokens = tokens;
+        no.token_file = o.token_file;
     } else if (o.token_file || o.auth || o.tls_cert) {
         fprintf(stderr, "warrantd: --token-file, --auth and --tls-* only apply with --listen\n");
         goto out;

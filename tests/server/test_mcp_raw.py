@@ -756,6 +756,19 @@ class HTTPTest(unittest.TestCase):
         self.assertEqual(fresh.post(req(2, "ping"))[0], 200)
         self.assertLess(time.monotonic() - t0, 10)
 
+    def test_sighup_rotates_tokens(self):
+        fresh = "tok-rotated-0123456789abcdef"
+        with open(self.fx.tokens, "w") as f:
+            f.write("tester %s\n" % fresh)
+        self.srv.p.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertEqual(mcpraw.HTTP(self.srv.port).post(INIT, session=False)[0], 401)
+        self.assertEqual(mcpraw.HTTP(self.srv.port, token=fresh).post(INIT, session=False)[0], 200)
+        os.chmod(self.fx.tokens, 0o644)  # refused: the rotated tokens stay
+        self.srv.p.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertEqual(mcpraw.HTTP(self.srv.port, token=fresh).post(INIT, session=False)[0], 200)
+
     def test_receipts_are_per_agent(self):
         self.h.initialize()
         st, _, msgs = self.h.post(call(1, "run", {"contract": contract(self.fx.ws, ["true"])}))
