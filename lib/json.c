@@ -250,37 +250,41 @@ static int scan_doc(scan *sc, int max_depth) {
 /* Walks json-c's tree in document order beside the scanned key counts: the
  * first object whose member count is lower than its key count holds a
  * duplicate (every object before it matched, so the two orders agree). */
+/* ptr == NULL checks quietly (no pointer bookkeeping): the caller re-runs
+ * with a pointer buffer only when something failed, to name the place. */
 static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, size_t cap,
                       wr_error *err) {
-    size_t plen = strlen(ptr);
+    size_t plen = ptr ? strlen(ptr) : 0;
     int rc = WR_OK;
     switch (json_object_get_type(o)) {
     case json_type_object: {
         size_t idx = (*next)++;
         if (idx >= sc->nobj || sc->keys[idx] != (size_t)json_object_object_length(o))
-            return wr_errorf(err, WR_E_INVALID, ptr, "duplicate key in the object at %s",
-                             ptr[0] ? ptr : "(root)");
+            return wr_errorf(err, WR_E_INVALID, ptr ? ptr : "", "duplicate key in the object at %s",
+                             ptr && ptr[0] ? ptr : "(root)");
         json_object_object_foreach(o, k, v) {
-            wr_json_ptr_append(ptr, cap, k);
+            if (ptr) wr_json_ptr_append(ptr, cap, k);
             rc = check_tree(v, sc, next, ptr, cap, err);
-            ptr[plen] = '\0';
+            if (ptr) ptr[plen] = '\0';
             if (rc != WR_OK) return rc;
         }
         break;
     }
     case json_type_array:
         for (size_t i = 0, n = json_object_array_length(o); i < n && rc == WR_OK; i++) {
-            char idx[24];
-            snprintf(idx, sizeof idx, "%zu", i);
-            wr_json_ptr_append(ptr, cap, idx);
+            if (ptr) {
+                char idx[24];
+                snprintf(idx, sizeof idx, "%zu", i);
+                wr_json_ptr_append(ptr, cap, idx);
+            }
             rc = check_tree(json_object_array_get_idx(o, i), sc, next, ptr, cap, err);
-            ptr[plen] = '\0';
+            if (ptr) ptr[plen] = '\0';
         }
         break;
     case json_type_double:
         if (!isfinite(json_object_get_double(o)))
-            return wr_errorf(err, WR_E_INVALID, ptr, "number at %s is out of the double range",
-                             ptr[0] ? ptr : "(root)");
+            return wr_errorf(err, WR_E_INVALID, ptr ? ptr : "", "number at %s is out of the double range",
+                             ptr && ptr[0] ? ptr : "(root)");
         break;
     default:
         break;
@@ -348,7 +352,8 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
     } else {
         char ptr[sizeof err->path] = "";
         size_t next = 0;
-        if (check_tree(obj, &sc, &next, ptr, sizeof ptr, err) != WR_OK) {
+        if (check_tree(obj, &sc, &next, NULL, 0, NULL) != WR_OK &&
+            (next = 0, check_tree(obj, &sc, &next, ptr, sizeof ptr, err)) != WR_OK) {
             json_object_put(obj);
             obj = NULL;
         }

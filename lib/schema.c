@@ -45,8 +45,42 @@ typedef struct pat {
     pcre2_code *code;
 } pat;
 
+/* The keywords validation reads. Each schema object's values for them are
+ * looked up once at compile time (cnode), so validating does one binary
+ * search per schema node instead of a hash lookup per keyword. */
+enum kw {
+    KW_REF, KW_TYPE, KW_CONST, KW_ENUM, KW_MINLENGTH, KW_MAXLENGTH, KW_PATTERN, KW_FORMAT,
+    KW_MULTIPLEOF, KW_MINIMUM, KW_MAXIMUM, KW_XMINIMUM, KW_XMAXIMUM, KW_MINITEMS, KW_MAXITEMS,
+    KW_UNIQUEITEMS, KW_PREFIXITEMS, KW_ITEMS, KW_MINPROPERTIES, KW_MAXPROPERTIES, KW_REQUIRED,
+    KW_PROPERTIES, KW_PATTERNPROPERTIES, KW_ADDITIONALPROPERTIES, KW_ALLOF, KW_ANYOF, KW_ONEOF,
+    KW_NOT, KW_IF, KW_THEN, KW_ELSE, KW_COUNT
+};
+static const char *const kw_names[KW_COUNT] = {
+    "$ref", "type", "const", "enum", "minLength", "maxLength", "pattern", "format",
+    "multipleOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
+    "uniqueItems", "prefixItems", "items", "minProperties", "maxProperties", "required",
+    "properties", "patternProperties", "additionalProperties", "allOf", "anyOf", "oneOf",
+    "not", "if", "then", "else",
+};
+
+typedef struct cnode {
+    json_object *schema;         /* key: the schema object */
+    json_object *resource;       /* the resource it resolves "#..." in when it has its own $id, else NULL */
+    json_object *kw[KW_COUNT];   /* keyword values (json-c's NULL is also JSON null) */
+    uint32_t present;            /* bit k: keyword k is present */
+} cnode;
+
+_Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
+
+static bool kw_get(const cnode *sn, enum kw k, json_object **v) {
+    *v = sn->kw[k];
+    return (sn->present >> k) & 1u;
+}
+
 struct wr_schema {
     json_object *root;
+    cnode *nodes; /* sorted by schema pointer after compiling */
+    size_t nnodes, nodecap;
     pat *pats;
     size_t npats, cap;
     pcre2_match_context *mctx;
@@ -474,6 +508,33 @@ static int collect_ids(wr_schema *s, json_object *node, int depth, wr_error *err
 
 static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err);
 
+static void fill_cnode(cnode *c, json_object *node) {
+    c->schema = node;
+    c->resource = resource_of(node, NULL);
+    c->present = 0;
+    for (int k = 0; k < KW_COUNT; k++) {
+        c->kw[k] = NULL;
+        if (json_object_object_get_ex(node, kw_names[k], &c->kw[k])) c->present |= 1u << k;
+    }
+}
+
+static int add_cnode(wr_schema *s, json_object *node, wr_error *err) {
+    if (s->nnodes == s->nodecap) {
+        size_t ncap = s->nodecap ? s->nodecap * 2 : 32;
+        cnode *nn = realloc(s->nodes, ncap * sizeof *nn);
+        if (!nn) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        s->nodes = nn;
+        s->nodecap = ncap;
+    }
+    fill_cnode(&s->nodes[s->nnodes++], node);
+    return WR_OK;
+}
+
+static int cnode_cmp(const void *a, const void *b) {
+    const cnode *x = a, *y = b;
+    return x->schema < y->schema ? -1 : x->schema > y->schema;
+}
+
 static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err) {
     json_object *saved = s->resource;
     s->resource = resource_of(node, saved);
@@ -499,6 +560,8 @@ static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t c
         s->seencap = ncap;
     }
     s->seen[s->nseen++] = node;
+    int added = add_cnode(s, node, err);
+    if (added != WR_OK) return added;
     json_object_object_foreach(node, kw, v) {
         int rc = check_keyword(s, kw, v, ptr, cap, depth, err);
         if (rc != WR_OK) return rc;
@@ -533,6 +596,7 @@ wr_schema *wr_schema_new(json_object *root, wr_error *err) {
         return NULL;
     }
     if (s->npats) qsort(s->pats, s->npats, sizeof *s->pats, pat_cmp);
+    if (s->nnodes) qsort(s->nodes, s->nnodes, sizeof *s->nodes, cnode_cmp);
     return s;
 }
 
@@ -553,6 +617,7 @@ void wr_schema_free(wr_schema *s) {
     free(s->pats);
     free(s->ids);
     free(s->seen);
+    free(s->nodes);
     pcre2_match_context_free(s->mctx);
     json_object_put(s->root);
     free(s);
@@ -563,6 +628,10 @@ void wr_schema_free(wr_schema *s) {
 typedef struct eval {
     const wr_schema *s;
     json_object *resource; /* where "#..." references resolve */
+    /* Quiet: only the verdict, no pointers or messages. Valid input, the
+     * common case, is checked quietly; a failure is re-run loudly to say
+     * precisely where and why. */
+    bool quiet;
     char ptr[256]; /* JSON pointer of the instance value being checked */
     wr_error *err;
 } eval;
@@ -571,6 +640,7 @@ static int validate(eval *ev, json_object *schema, json_object *inst, int depth)
 
 static int fail(eval *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(eval *ev, int code, const char *fmt, ...) {
+    if (ev->quiet) return code;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -581,6 +651,7 @@ static int fail(eval *ev, int code, const char *fmt, ...) {
 
 /* Validates a child value (member or element) under its own pointer. */
 static int validate_at(eval *ev, json_object *schema, json_object *inst, const char *tok, int depth) {
+    if (ev->quiet) return validate(ev, schema, inst, depth + 1);
     size_t plen = strlen(ev->ptr);
     wr_json_ptr_append(ev->ptr, sizeof ev->ptr, tok);
     int rc = validate(ev, schema, inst, depth + 1);
@@ -621,22 +692,22 @@ static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const
                 "cannot match pattern '%.80s': %s", re, (const char *)msg);
 }
 
-static int check_string(eval *ev, json_object *schema, json_object *inst) {
+static int check_string(eval *ev, const cnode *sn, json_object *inst) {
     const char *str = json_object_get_string(inst);
     size_t len = (size_t)json_object_get_string_len(inst);
     json_object *v;
-    if (json_object_object_get_ex(schema, "minLength", &v) && utf8_chars(str, len) < count_of(v))
+    if (kw_get(sn, KW_MINLENGTH, &v) && utf8_chars(str, len) < count_of(v))
         return fail(ev, WR_E_INVALID, "string is shorter than minLength %lld", (long long)count_of(v));
-    if (json_object_object_get_ex(schema, "maxLength", &v) && utf8_chars(str, len) > count_of(v))
+    if (kw_get(sn, KW_MAXLENGTH, &v) && utf8_chars(str, len) > count_of(v))
         return fail(ev, WR_E_INVALID, "string is longer than maxLength %lld", (long long)count_of(v));
-    if (json_object_object_get_ex(schema, "pattern", &v)) {
+    if (kw_get(sn, KW_PATTERN, &v)) {
         const char *re = json_object_get_string(v);
         bool m;
         int rc = check_pattern(ev, find_pat(ev->s, v), re, str, len, &m);
         if (rc != WR_OK) return rc;
         if (!m) return fail(ev, WR_E_INVALID, "'%.80s' does not match pattern '%.80s'", str, re);
     }
-    if (json_object_object_get_ex(schema, "format", &v) && strcmp(json_object_get_string(v), "date-time") == 0) {
+    if (kw_get(sn, KW_FORMAT, &v) && strcmp(json_object_get_string(v), "date-time") == 0) {
         int64_t ms;
         if (wr_time_parse(str, &ms, NULL) != WR_OK)
             return fail(ev, WR_E_INVALID, "'%.80s' is not an RFC 3339 date-time (format)", str);
@@ -656,20 +727,21 @@ static bool is_multiple(json_object *inst, json_object *m) {
     return fabsl(q - roundl(q)) <= 1e-9L * (fabsl(q) > 1 ? fabsl(q) : 1);
 }
 
-static int check_number(eval *ev, json_object *schema, json_object *inst) {
+static int check_number(eval *ev, const cnode *sn, json_object *inst) {
     static const struct {
-        const char *kw, *what;
+        enum kw id;
+        const char *what;
         int bad_sign; /* instance compared with the bound: fail when cmp has this sign or is 0 */
         bool fail_equal;
     } bounds[] = {
-        {"minimum", "less than minimum", -1, false},
-        {"maximum", "greater than maximum", 1, false},
-        {"exclusiveMinimum", "not greater than exclusiveMinimum", -1, true},
-        {"exclusiveMaximum", "not less than exclusiveMaximum", 1, true},
+        {KW_MINIMUM, "less than minimum", -1, false},
+        {KW_MAXIMUM, "greater than maximum", 1, false},
+        {KW_XMINIMUM, "not greater than exclusiveMinimum", -1, true},
+        {KW_XMAXIMUM, "not less than exclusiveMaximum", 1, true},
     };
     long double x = num(inst);
     json_object *m;
-    if (json_object_object_get_ex(schema, "multipleOf", &m) && !is_multiple(inst, m)) {
+    if (kw_get(sn, KW_MULTIPLEOF, &m) && !is_multiple(inst, m)) {
         char a[64], ms[64];
         describe(inst, a, sizeof a);
         describe(m, ms, sizeof ms);
@@ -677,7 +749,7 @@ static int check_number(eval *ev, json_object *schema, json_object *inst) {
     }
     for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
         json_object *v;
-        if (!json_object_object_get_ex(schema, bounds[i].kw, &v)) continue;
+        if (!kw_get(sn, bounds[i].id, &v)) continue;
         long double b = num(v);
         int c = x < b ? -1 : x > b;
         if (c == bounds[i].bad_sign || (c == 0 && bounds[i].fail_equal)) {
@@ -701,14 +773,14 @@ static int cmp_indexed(const void *a, const void *b) {
     return c ? c : x->i < y->i ? -1 : 1;
 }
 
-static int check_array(eval *ev, json_object *schema, json_object *inst, int depth) {
+static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth) {
     size_t n = json_object_array_length(inst), prefix = 0;
     json_object *v;
-    if (json_object_object_get_ex(schema, "minItems", &v) && n < count_of(v))
+    if (kw_get(sn, KW_MINITEMS, &v) && n < count_of(v))
         return fail(ev, WR_E_INVALID, "array has fewer than minItems %lld items", (long long)count_of(v));
-    if (json_object_object_get_ex(schema, "maxItems", &v) && n > count_of(v))
+    if (kw_get(sn, KW_MAXITEMS, &v) && n > count_of(v))
         return fail(ev, WR_E_INVALID, "array has more than maxItems %lld items", (long long)count_of(v));
-    if (json_object_object_get_ex(schema, "uniqueItems", &v) && json_object_get_boolean(v) && n > 1) {
+    if (kw_get(sn, KW_UNIQUEITEMS, &v) && json_object_get_boolean(v) && n > 1) {
         indexed *els = malloc(n * sizeof *els);
         if (!els) return fail(ev, WR_E_NOMEM, "out of memory");
         for (size_t i = 0; i < n; i++) els[i] = (indexed){json_object_array_get_idx(inst, i), i};
@@ -723,17 +795,17 @@ static int check_array(eval *ev, json_object *schema, json_object *inst, int dep
         free(els);
     }
     char idx[24];
-    if (json_object_object_get_ex(schema, "prefixItems", &v)) {
+    if (kw_get(sn, KW_PREFIXITEMS, &v)) {
         prefix = json_object_array_length(v);
         for (size_t i = 0; i < prefix && i < n; i++) {
-            snprintf(idx, sizeof idx, "%zu", i);
+            if (!ev->quiet) snprintf(idx, sizeof idx, "%zu", i);
             int rc = validate_at(ev, json_object_array_get_idx(v, i), json_object_array_get_idx(inst, i), idx, depth);
             if (rc != WR_OK) return rc;
         }
     }
-    if (json_object_object_get_ex(schema, "items", &v)) {
+    if (kw_get(sn, KW_ITEMS, &v)) {
         for (size_t i = prefix; i < n; i++) {
-            snprintf(idx, sizeof idx, "%zu", i);
+            if (!ev->quiet) snprintf(idx, sizeof idx, "%zu", i);
             int rc = validate_at(ev, v, json_object_array_get_idx(inst, i), idx, depth);
             if (rc != WR_OK) return rc;
         }
@@ -741,23 +813,23 @@ static int check_array(eval *ev, json_object *schema, json_object *inst, int dep
     return WR_OK;
 }
 
-static int check_object(eval *ev, json_object *schema, json_object *inst, int depth) {
+static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth) {
     json_object *v, *props = NULL, *pprops = NULL, *addl = NULL;
     size_t n = (size_t)json_object_object_length(inst);
-    if (json_object_object_get_ex(schema, "minProperties", &v) && n < count_of(v))
+    if (kw_get(sn, KW_MINPROPERTIES, &v) && n < count_of(v))
         return fail(ev, WR_E_INVALID, "object has fewer than minProperties %lld members", (long long)count_of(v));
-    if (json_object_object_get_ex(schema, "maxProperties", &v) && n > count_of(v))
+    if (kw_get(sn, KW_MAXPROPERTIES, &v) && n > count_of(v))
         return fail(ev, WR_E_INVALID, "object has more than maxProperties %lld members", (long long)count_of(v));
-    if (json_object_object_get_ex(schema, "required", &v)) {
+    if (kw_get(sn, KW_REQUIRED, &v)) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             const char *name = json_object_get_string(json_object_array_get_idx(v, i));
             if (!json_object_object_get_ex(inst, name, NULL))
                 return fail(ev, WR_E_INVALID, "required property '%.100s' is missing", name);
         }
     }
-    json_object_object_get_ex(schema, "properties", &props);
-    json_object_object_get_ex(schema, "patternProperties", &pprops);
-    json_object_object_get_ex(schema, "additionalProperties", &addl);
+    kw_get(sn, KW_PROPERTIES, &props);
+    kw_get(sn, KW_PATTERNPROPERTIES, &pprops);
+    kw_get(sn, KW_ADDITIONALPROPERTIES, &addl);
     json_object_object_foreach(inst, key, val) {
         bool covered = false;
         json_object *sub;
@@ -807,6 +879,7 @@ static int count_matches(eval *ev, json_object *alts, json_object *inst, int dep
             matched++;
         } else if (rc != WR_E_INVALID) {
             *best = e; /* resource limits are not "does not match" */
+            best->code = rc; /* e is left empty when evaluating quietly */
             return -1;
         } else if (best->code == WR_OK || strlen(e.path) > strlen(best->path)) {
             *best = e;
@@ -815,66 +888,78 @@ static int count_matches(eval *ev, json_object *alts, json_object *inst, int dep
     return matched;
 }
 
-static int check_combinators(eval *ev, json_object *schema, json_object *inst, int depth) {
+static int check_combinators(eval *ev, const cnode *sn, json_object *inst, int depth) {
     json_object *v;
     wr_error inner;
     size_t first = 0, second = 0;
-    if (json_object_object_get_ex(schema, "allOf", &v)) {
+    if (kw_get(sn, KW_ALLOF, &v)) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             int rc = validate(ev, json_object_array_get_idx(v, i), inst, depth + 1);
             if (rc != WR_OK) return rc;
         }
     }
-    if (json_object_object_get_ex(schema, "anyOf", &v)) {
+    if (kw_get(sn, KW_ANYOF, &v)) {
         int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
         if (m < 0) return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
         if (m == 0) return fail(ev, WR_E_INVALID, "matches none of the anyOf alternatives; closest: %s", inner.message);
     }
-    if (json_object_object_get_ex(schema, "oneOf", &v)) {
+    if (kw_get(sn, KW_ONEOF, &v)) {
         int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
         if (m < 0) return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
         if (m == 0) return fail(ev, WR_E_INVALID, "matches none of the oneOf alternatives; closest: %s", inner.message);
         if (m > 1) return fail(ev, WR_E_INVALID, "matches oneOf alternatives %zu and %zu, not exactly one", first, second);
     }
-    if (json_object_object_get_ex(schema, "not", &v)) {
+    if (kw_get(sn, KW_NOT, &v)) {
         wr_error e = {0}, *outer = ev->err;
         ev->err = &e;
         int rc = validate(ev, v, inst, depth + 1);
         ev->err = outer;
         if (rc == WR_OK) return fail(ev, WR_E_INVALID, "must not match the 'not' schema");
-        if (rc != WR_E_INVALID) return wr_errorf(ev->err, e.code, e.path, "%s", e.message);
+        if (rc != WR_E_INVALID) return wr_errorf(ev->err, rc, e.path, "%s", e.message);
     }
-    if (json_object_object_get_ex(schema, "if", &v)) {
+    if (kw_get(sn, KW_IF, &v)) {
         wr_error e = {0}, *outer = ev->err;
         ev->err = &e;
         int rc = validate(ev, v, inst, depth + 1);
         ev->err = outer;
-        if (rc != WR_OK && rc != WR_E_INVALID) return wr_errorf(ev->err, e.code, e.path, "%s", e.message);
+        if (rc != WR_OK && rc != WR_E_INVALID) return wr_errorf(ev->err, rc, e.path, "%s", e.message);
         json_object *branch;
-        if (json_object_object_get_ex(schema, rc == WR_OK ? "then" : "else", &branch))
+        if (kw_get(sn, rc == WR_OK ? KW_THEN : KW_ELSE, &branch))
             return validate(ev, branch, inst, depth + 1);
     }
     return WR_OK;
 }
 
-static int validate_here(eval *ev, json_object *schema, json_object *inst, int depth);
+static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth);
 
-static int validate(eval *ev, json_object *schema, json_object *inst, int depth) {
-    json_object *saved = ev->resource;
-    ev->resource = resource_of(schema, saved);
-    int rc = validate_here(ev, schema, inst, depth);
-    ev->resource = saved;
-    return rc;
+/* The compiled keywords of a schema node; a node the compiler never saw
+ * (not reachable from the root) is read directly, which is only slower. */
+static const cnode *node_of(const wr_schema *s, json_object *schema, cnode *scratch) {
+    cnode key = {.schema = schema};
+    const cnode *c = s->nnodes ? bsearch(&key, s->nodes, s->nnodes, sizeof *s->nodes, cnode_cmp) : NULL;
+    if (c) return c;
+    fill_cnode(scratch, schema);
+    return scratch;
 }
 
-static int validate_here(eval *ev, json_object *schema, json_object *inst, int depth) {
+static int validate(eval *ev, json_object *schema, json_object *inst, int depth) {
     if (depth > MAX_EVAL_DEPTH)
         return fail(ev, WR_E_LIMIT, "schema evaluation deeper than %d levels (recursive $ref?)", MAX_EVAL_DEPTH);
     if (json_object_is_type(schema, json_type_boolean))
         return json_object_get_boolean(schema) ? WR_OK : fail(ev, WR_E_INVALID, "no value is allowed here (false schema)");
+    cnode scratch;
+    const cnode *sn = node_of(ev->s, schema, &scratch);
+    json_object *saved = ev->resource;
+    if (sn->resource) ev->resource = sn->resource;
+    int rc = validate_here(ev, sn, inst, depth);
+    ev->resource = saved;
+    return rc;
+}
+
+static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth) {
     json_object *v;
     int rc;
-    if (json_object_object_get_ex(schema, "$ref", &v)) {
+    if (kw_get(sn, KW_REF, &v)) {
         json_object *saved = ev->resource, *base = NULL;
         json_object *target = find_ref(ev->s, ev->resource, json_object_get_string(v), &base);
         ev->resource = base; /* resolved at compile time: never NULL here */
@@ -882,13 +967,13 @@ static int validate_here(eval *ev, json_object *schema, json_object *inst, int d
         ev->resource = saved;
         if (rc != WR_OK) return rc;
     }
-    if (json_object_object_get_ex(schema, "type", &v) && (rc = check_type(ev, v, inst)) != WR_OK) return rc;
-    if (json_object_object_get_ex(schema, "const", &v) && json_cmp(v, inst) != 0) {
+    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, v, inst)) != WR_OK) return rc;
+    if (kw_get(sn, KW_CONST, &v) && json_cmp(v, inst) != 0) {
         char d[80];
         describe(v, d, sizeof d);
         return fail(ev, WR_E_INVALID, "must equal const %s", d);
     }
-    if (json_object_object_get_ex(schema, "enum", &v)) {
+    if (kw_get(sn, KW_ENUM, &v)) {
         size_t i = 0, n = json_object_array_length(v);
         while (i < n && json_cmp(json_object_array_get_idx(v, i), inst) != 0) i++;
         if (i == n) {
@@ -899,18 +984,21 @@ static int validate_here(eval *ev, json_object *schema, json_object *inst, int d
         }
     }
     switch (json_object_get_type(inst)) {
-    case json_type_string: rc = check_string(ev, schema, inst); break;
+    case json_type_string: rc = check_string(ev, sn, inst); break;
     case json_type_int:
-    case json_type_double: rc = check_number(ev, schema, inst); break;
-    case json_type_array: rc = check_array(ev, schema, inst, depth); break;
-    case json_type_object: rc = check_object(ev, schema, inst, depth); break;
+    case json_type_double: rc = check_number(ev, sn, inst); break;
+    case json_type_array: rc = check_array(ev, sn, inst, depth); break;
+    case json_type_object: rc = check_object(ev, sn, inst, depth); break;
     default: rc = WR_OK;
     }
     if (rc != WR_OK) return rc;
-    return check_combinators(ev, schema, inst, depth);
+    return check_combinators(ev, sn, inst, depth);
 }
 
 int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err) {
-    eval ev = {.s = s, .resource = s->root, .err = err};
+    wr_error quiet_err = {0};
+    eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err};
+    if (validate(&ev, s->root, instance, 0) == WR_OK) return WR_OK;
+    ev = (eval){.s = s, .resource = s->root, .err = err};
     return validate(&ev, s->root, instance, 0);
 }

@@ -184,14 +184,19 @@ static bool token_matches(const char *rule, const char *arg) {
     return false;
 }
 
-bool wr__argv_rule_matches(const wr_strv *rule, const wr_strv *argv) {
+/* name: wr__exe_name(argv->v[0]), computed once by callers that try many rules. */
+static bool rule_matches_named(const wr_strv *rule, const wr_strv *argv, const char *name) {
     if (!rule->n) return true;
-    const char *a0 = strchr(rule->v[0], '/') ? argv->v[0] : wr__exe_name(argv->v[0]);
+    const char *a0 = strchr(rule->v[0], '/') ? argv->v[0] : name;
     if (strcmp(rule->v[0], a0)) return false;
     size_t j = 1;
     for (size_t i = 1; i < argv->n && j < rule->n; i++)
         if (token_matches(rule->v[j], argv->v[i])) j++;
     return j == rule->n;
+}
+
+bool wr__argv_rule_matches(const wr_strv *rule, const wr_strv *argv) {
+    return rule_matches_named(rule, argv, wr__exe_name(argv->v[0]));
 }
 
 /* The host of a URL-ish argument: "scheme://[user@]host[:port]/...",
@@ -232,9 +237,10 @@ static bool host_matches(const char *pattern, const wr_strv *argv) {
 }
 
 const char *wr__classify_argv(const wr_policy *p, const wr_strv *argv, const wr_classify_rule **rule_out) {
+    const char *name = wr__exe_name(argv->v[0]);
     for (size_t i = 0; i < p->nclassify; i++) {
         const wr_classify_rule *r = &p->classify[i];
-        if (!wr__argv_rule_matches(&r->argv_prefix, argv)) continue;
+        if (!rule_matches_named(&r->argv_prefix, argv, name)) continue;
         if (r->host_pattern && !host_matches(r->host_pattern, argv)) continue;
         if (rule_out) *rule_out = r;
         return r->effect;
