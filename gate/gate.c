@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <limits.h>
+#include <unistd.h>
 
 /* A loaded policy with the number of callers still using it, so SIGHUP can
  * swap policies while runs that began under the old one finish with it. */
@@ -27,6 +29,9 @@ struct wr_gate {
     wr_store *store;
     wr_contracts *contracts;
     wr_keypair key;
+    /* The state dir (signing key, database, secrets) and the server's own
+     * secrets, lexically normalised and with symlinks resolved. */
+    wr_strv protected_paths;
     pthread_mutex_t mu; /* guards active and retired */
     policy_ref *active;
     policy_ref *retired;
@@ -108,6 +113,61 @@ void wr_gate_policy_release(wr_gate *g, const wr_policy *p) {
     }
 }
 
+/* ---- protected paths ------------------------------------------------------ */
+
+/* Adds a path in both spellings a declared path could be compared with:
+ * lexically normalised and with symlinks resolved (when it exists). */
+static int protect_path(wr_gate *g, const char *path, wr_error *err) {
+    char *abs = NULL, *norm = NULL, real[PATH_MAX];
+    if (path[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) return wr_errorf(err, WR_E_IO, path, "cannot resolve %s", path);
+        if (asprintf(&abs, "%s/%s", cwd, path) < 0) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    int rc = wr_path_normalize(abs ? abs : path, &norm, err);
+    free(abs);
+    if (rc != WR_OK) return rc;
+    rc = wr_strv_push(&g->protected_paths, norm);
+    free(norm);
+    if (rc == WR_OK && realpath(path, real)) rc = wr_strv_push(&g->protected_paths, real);
+    return rc == WR_OK ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+}
+
+/* A declared path exposes a protected one when either contains the other:
+ * reading "/home/me" would expose "/home/me/.local/state/warrant". The
+ * resolved form catches a declared path that is a symlink into it. */
+static const char *exposed_by(const wr_gate *g, const char *declared) {
+    char root[PATH_MAX], real[PATH_MAX];
+    snprintf(root, sizeof root, "%s", declared);
+    size_t n = strlen(root);
+    if (n >= 3 && strcmp(root + n - 3, "/**") == 0) root[n == 3 ? 1 : n - 3] = '\0';
+    bool resolved = realpath(root, real) != NULL;
+    for (size_t i = 0; i < g->protected_paths.n; i++) {
+        const char *p = g->protected_paths.v[i];
+        if (wr_path_within(root, p) || wr_path_within(p, root)) return p;
+        if (resolved && (wr_path_within(real, p) || wr_path_within(p, real))) return p;
+    }
+    return NULL;
+}
+
+static bool exposes_protected(const wr_gate *g, const wr_contract *ct, char *why, size_t whylen) {
+    for (size_t i = 0; i < ct->ncommands; i++) {
+        const wr_command *c = &ct->commands[i];
+        const wr_strv *lists[] = {&c->read_paths, &c->write_paths};
+        const char *hit = NULL, *what = NULL;
+        if ((hit = exposed_by(g, c->cwd))) what = c->cwd;
+        for (size_t l = 0; !hit && l < 2; l++)
+            for (size_t j = 0; !hit && j < lists[l]->n; j++)
+                if ((hit = exposed_by(g, lists[l]->v[j]))) what = lists[l]->v[j];
+        if (hit) {
+            snprintf(why, whylen, "command %s: declared path %s would expose %s, which holds warrant's own "
+                     "keys and records; no contract may see it", c->id, what, hit);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- open / close ------------------------------------------------------- */
 
 int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err) {
@@ -121,6 +181,9 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err) {
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir))) goto fail;
     if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK) goto fail;
+    if ((rc = protect_path(g, cfg->state_dir, err)) != WR_OK) goto fail;
+    for (size_t i = 0; cfg->protected_paths && cfg->protected_paths[i]; i++)
+        if ((rc = protect_path(g, cfg->protected_paths[i], err)) != WR_OK) goto fail;
     if ((rc = wr_server_key_load_or_create(cfg->state_dir, &g->ctx, &g->key, err)) != WR_OK) goto fail;
     rc = WR_E_INTERNAL;
     if (!(g->contracts = wr_contracts_new(err))) goto fail;
@@ -146,6 +209,7 @@ void wr_gate_close(wr_gate *g) {
     wr_contracts_free(g->contracts);
     wr_store_close(g->store);
     wr_keypair_wipe(&g->key);
+    wr_strv_free(&g->protected_paths);
     pthread_mutex_destroy(&g->mu);
     free(g->state_dir);
     free(g);
@@ -490,6 +554,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     if (rs.decision->kind == WR_DENY) {
         snprintf(why, sizeof why, "denied by policy %s: %s: %s", rs.policy->name, rs.decision->reason_code,
                  rs.decision->reason ? rs.decision->reason : "");
+        rc = finish(&rs, "blocked", why, out, err);
+        goto done;
+    }
+    /* Whatever the policy allows, no sandbox sees warrant's own secrets:
+     * refused before any approval is consumed. */
+    if (exposes_protected(g, rs.ct, why, sizeof why)) {
         rc = finish(&rs, "blocked", why, out, err);
         goto done;
     }

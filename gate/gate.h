@@ -23,6 +23,9 @@ typedef struct wr_gate_config {
     const char *policy_path;/* NULL: the bundled default policy */
     const wr_ctx *ctx;      /* copied */
     char *const *host_env;  /* values for env_allow names; NULL: none */
+    /* Besides the state dir, paths no contract may expose whatever the
+     * policy allows (token file, TLS key, config); NULL-terminated or NULL. */
+    const char *const *protected_paths;
 } wr_gate_config;
 
 int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err);

@@ -178,6 +178,54 @@ class GateTest(unittest.TestCase):
         p = self.run_warrant("run")
         self.assertEqual(p.returncode, 2)
 
+    def broad_policy(self):
+        """A policy that lets contracts read everything under the temp dir,
+        which also holds the state dir."""
+        with open(self.policy, "w") as f:
+            f.write(POLICY.format(ws=self.ws).replace("allowed_read_prefixes: [%s]" % self.ws,
+                                                    "allowed_read_prefixes: [%s]" % self.tmp))
+        os.chmod(self.policy, 0o644)
+
+    def test_state_dir_never_exposed(self):
+        # Even when the policy allows it, no contract reads the signing key.
+        self.broad_policy()
+        self.run_contract(contract(self.ws, ["true"]))  # creates the state dir and key
+        key = os.path.join(self.state, "receipt-signing.key")
+        self.assertTrue(os.path.exists(key))
+        for declared in (self.tmp, self.tmp + "/**", self.state):
+            c = contract(self.ws, ["cat", key])
+            c["commands"][0]["read_paths"] = [declared]
+            p, r = self.run_contract(c)
+            self.assertEqual(p.returncode, 1, declared)
+            self.assertEqual(r["status"], "blocked", declared)
+            self.assertIn("would expose", r["error"])
+            self.assertNotIn("stdout_bytes", r)
+
+    def test_symlink_into_state_dir_refused(self):
+        self.broad_policy()
+        self.run_contract(contract(self.ws, ["true"]))
+        link = os.path.join(self.tmp, "innocent")
+        os.symlink(self.state, link)
+        c = contract(self.ws, ["cat", os.path.join(link, "receipt-signing.key")])
+        c["commands"][0]["read_paths"] = [link]
+        p, r = self.run_contract(c)
+        self.assertEqual(r["status"], "blocked")
+        self.assertIn("would expose", r["error"])
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to switch to an unprivileged user")
+    def test_unprivileged_server_key_not_readable(self):
+        # Run as the key's owner: only the gate stands between the key and the agent.
+        self.broad_policy()
+        os.makedirs(self.state, mode=0o700)
+        os.chown(self.state, 65534, 65534)
+        key = os.path.join(self.state, "receipt-signing.key")
+        self.run_contract(contract(self.ws, ["true"]), user=65534)
+        c = contract(self.ws, ["cat", key])
+        c["commands"][0]["read_paths"] = [self.tmp]
+        p, r = self.run_contract(c, user=65534)
+        self.assertEqual(r["status"], "blocked")
+        self.assertNotIn("PRIVATE KEY", p.stdout + p.stderr)
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to switch to an unprivileged user")
     def test_runs_as_unprivileged_user(self):
         # Most people run warrant as themselves: no root, no setuid helper.
