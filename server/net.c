@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TICK_US (100 * LWS_US_PER_MS)
@@ -1016,7 +1017,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
-        wr_log(n->ctx, WR_LOG_INFO, "server", "websocket: connection for agent \"%s\"", who);
+        wr_log(n->ctx, WR_LOG_DEBUG, "server", "websocket: connection for agent \"%s\"", who);
         n->conns++;
         c->counted = true;
         return 0;
@@ -1161,6 +1162,16 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 
 static void waker(void *ud) { lws_cancel_service(ud); }
 
+/* Only pipes and sockets: a terminal's open file description is shared with
+ * the shell, which would find its own stdin non-blocking afterwards. */
+static void set_nonblocking_if_pipe(int fd)
+{
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 static const struct lws_protocols protocols[] = {
     {"mcp", cb_mcp, sizeof(conn), 0, 0, NULL, 0},
     {"wr-raw", cb_raw, 0, 0, 0, NULL, 0},
@@ -1272,13 +1283,14 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         wr_log(n->ctx, WR_LOG_ERROR, "server", "cannot watch signals");
         goto out;
     }
+    /* Logs must never stall the loop when nobody drains a stderr pipe: a
+     * line that does not fit is dropped. */
+    set_nonblocking_if_pipe(2);
     if (o->stdio) {
         n->stdio_ss = wr_session_new(srv, o->agent_id, &n->stdio_outlet);
         /* stdout is written without blocking the loop; a slow reader only
          * delays its own messages. */
-        int fl = fcntl(1, F_GETFL);
-        if (fl >= 0)
-            fcntl(1, F_SETFL, fl | O_NONBLOCK);
+        set_nonblocking_if_pipe(1);
         n->w_in = adopt_fd(n, 0, &n->r_in);
         n->w_out = adopt_fd(n, 1, &n->r_out);
         if (!n->stdio_ss || !n->w_in || !n->w_out) {

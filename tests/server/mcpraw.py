@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("WARRANT_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
@@ -87,11 +88,31 @@ class Fixture:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class StderrDrain:
+    """Reads a child's stderr in the background (a full pipe would block the
+    child's logging); .text() is everything so far."""
+
+    def __init__(self, f):
+        self.chunks = []
+        self.t = threading.Thread(target=self.run, args=(f,), daemon=True)
+        self.t.start()
+
+    def run(self, f):
+        for chunk in iter(lambda: os.read(f.fileno(), 65536), b""):
+            self.chunks.append(chunk)
+
+    def text(self, wait=False):
+        if wait:
+            self.t.join(10)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
 class Stdio:
     def __init__(self, fx, *extra, agent="tester"):
         self.p = subprocess.Popen(
             [WARRANTD, "--stdio", "--state-dir", fx.state, "--policy", fx.policy, "--agent-id", agent, *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.err = StderrDrain(self.p.stderr)
         self.buf = b""
 
     def send_raw(self, data, frame=True):
@@ -123,7 +144,7 @@ class Stdio:
         except BrokenPipeError:
             pass
         rc = self.p.wait(timeout)
-        self.stderr = self.p.stderr.read().decode(errors="replace")
+        self.stderr = self.err.text(wait=True)
         self.p.stdout.close()
         self.p.stderr.close()
         return rc
@@ -146,6 +167,7 @@ class Listener:
         args += ["--token-file", fx.tokens] if auth else ["--auth", "none", "--agent-id", "tester"]
         self.p = subprocess.Popen(args + list(extra), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
+        self.err = StderrDrain(self.p.stderr)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -153,14 +175,14 @@ class Listener:
                 return
             except OSError:
                 if self.p.poll() is not None:
-                    raise RuntimeError("warrantd exited: " + self.p.stderr.read().decode())
+                    raise RuntimeError("warrantd exited: " + self.err.text(wait=True))
                 time.sleep(0.05)
         raise TimeoutError("warrantd did not listen")
 
     def stop(self, timeout=30):
         self.p.terminate()
         rc = self.p.wait(timeout)
-        self.stderr = self.p.stderr.read().decode(errors="replace")
+        self.stderr = self.err.text(wait=True)
         self.p.stdout.close()
         self.p.stderr.close()
         return rc

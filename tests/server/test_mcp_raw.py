@@ -359,8 +359,8 @@ class StdioTest(StreamCases, unittest.TestCase):
                     c.p.wait()
                     self.fail("warrantd did not exit after stdin EOF")
             err = getattr(c, "stderr", None)
-            if err is None and not c.p.stderr.closed:
-                err = c.p.stderr.read().decode(errors="replace")
+            if err is None:
+                err = c.err.text(wait=True)
             self.assertNotIn("Sanitizer", err or "")
             self.assertNotIn("runtime error", err or "")
             for f in (c.p.stdin, c.p.stdout, c.p.stderr):
@@ -439,7 +439,7 @@ class StdioTest(StreamCases, unittest.TestCase):
         self.assertEqual(c.recv()["result"]["structuredContent"]["decision"], "allow")
         c.p.stdin.close()
         c.p.wait(10)
-        err = c.p.stderr.read().decode()
+        err = c.err.text(wait=True)
         self.assertIn("previous policy stays", err)
 
     def test_stdout_is_protocol_only(self):
@@ -869,6 +869,34 @@ class CommandLineTest(unittest.TestCase):
                 mcpraw.HTTP(srv.port).post(req(2, "ping"), session=False)
         finally:
             self.assertEqual(srv.stop(), 0)
+
+    def test_undrained_stderr_never_blocks(self):
+        # a client that pipes our stderr and never reads it: logging must not
+        # stall the loop (debug logs one line per connection, > 64 KiB here)
+        port = mcpraw.free_port()
+        p = subprocess.Popen([mcpraw.WARRANTD, "--listen", "127.0.0.1:%d" % port, "--state-dir", self.fx.state,
+                              "--token-file", self.fx.tokens, "--log-level", "debug"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.05)
+            for i in range(900):
+                c = mcpraw.WS(port, token=TOKEN)
+                self.assertEqual(c.status, 101, i)
+                c.close()
+            p.terminate()
+            self.assertEqual(p.wait(20), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stderr.close()
 
     def test_config_file(self):
         cfg = os.path.join(self.fx.tmp, "warrantd.conf")
