@@ -313,15 +313,21 @@ static json_object *parse_contract(tool_call *tc, json_object *args, bool for_wo
 /* The actor must be the authenticated client; a mismatch leaves a blocked
  * receipt (every refusal leaves a trace) and is an error result, shaped as
  * a run result for run. */
-static json_object *identity_refusal(tool_call *tc, wr_contract *ct, bool run_shape, wr_error *rpc_err)
+static bool identity_mismatch(tool_call *tc, const wr_contract *ct, char *reason, size_t len)
 {
     const char *who = tc->ss->identity;
     if (ct->actor.agent_id && !strcmp(ct->actor.agent_id, who))
-        return NULL;
-    char reason[700];
-    snprintf(reason, sizeof reason,
-             "identity mismatch: actor.agent_id \"%.200s\" is not the authenticated client \"%.200s\"",
+        return false;
+    snprintf(reason, len, "identity mismatch: actor.agent_id \"%.200s\" is not the authenticated client \"%.200s\"",
              ct->actor.agent_id ? ct->actor.agent_id : "", who);
+    return true;
+}
+
+static json_object *identity_refusal(tool_call *tc, wr_contract *ct, bool run_shape, wr_error *rpc_err)
+{
+    char reason[700];
+    if (!identity_mismatch(tc, ct, reason, sizeof reason))
+        return NULL;
     json_object *receipt = NULL;
     wr_error err;
     wr_error_clear(&err);
@@ -365,6 +371,12 @@ static json_object *t_check(tool_call *tc, json_object *args, tool_status *st, w
     json_object *bad = parse_contract(tc, args, false, &ct);
     if (bad)
         return bad;
+    char reason[700];
+    if (identity_mismatch(tc, ct, reason, sizeof reason)) {
+        /* check stores nothing, so no receipt: just the answer run would give */
+        wr_contract_free(ct);
+        return wr_tool_error(reason, "/contract/actor/agent_id");
+    }
     wr_decision *d = NULL;
     wr_error err;
     wr_error_clear(&err);

@@ -214,6 +214,10 @@ class StreamCases:
         self.assertEqual(r["structuredContent"]["receipt"]["status"], "blocked")
         c.send(call(2, "propose_contract", {"contract": contract(self.fx.ws, ["echo", "hi"], agent="mallory")}))
         self.assertTrue(c.recv(30)["result"]["isError"])
+        c.send(call(3, "check", {"contract": contract(self.fx.ws, ["echo", "hi"], agent="mallory")}))
+        r = c.recv(30)["result"]
+        self.assertTrue(r["isError"])
+        self.assertIn("identity mismatch", r["content"][0]["text"])
 
     def test_propose_then_run_streams_progress(self):
         c = self.open()
