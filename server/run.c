@@ -161,6 +161,8 @@ static int ask_human(void *ud, const wr_contract *ct, const wr_decision *d, cons
     free(msgtext);
 
     wr_random_id(c->srv->ctx, "wr-elicit-", c->elicit_id, sizeof c->elicit_id);
+    /* the id as it comes back serialized (hex: nothing to escape) */
+    snprintf(c->elicit_key, sizeof c->elicit_key, "\"%s\"", c->elicit_id);
     json_object *schema = json_object_new_object();
     json_object_object_add(schema, "type", json_object_new_string("object"));
     json_object *props = json_object_new_object();
@@ -227,9 +229,7 @@ bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *ms
 {
     for (wr_call *c = ss->calls; c; c = c->next) {
         pthread_mutex_lock(&ss->srv->mu);
-        bool match = c->elicit_waiting && !c->elicit_answered && id_json[0] == '"' &&
-                     !strncmp(id_json + 1, c->elicit_id, strlen(c->elicit_id)) &&
-                     id_json[strlen(c->elicit_id) + 1] == '"' && id_json[strlen(c->elicit_id) + 2] == '\0';
+        bool match = c->elicit_waiting && !c->elicit_answered && !strcmp(id_json, c->elicit_key);
         if (match) {
             json_object *result = NULL, *action = NULL, *content = NULL, *approve = NULL;
             /* Only an explicit accept with approve:true counts; anything else is a no. */

@@ -65,6 +65,7 @@ struct wr_call {
     /* elicitation (ask_human): the worker waits on cv, the loop answers */
     pthread_cond_t cv;
     char elicit_id[WR_ID_MAX];
+    char elicit_key[WR_ID_MAX + 2];
     bool elicit_waiting, elicit_answered;
     int elicit_accept;
 };
