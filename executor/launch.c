@@ -156,6 +156,29 @@ typedef struct seg {
     ino_t pidns;         /* its pid namespace */
 } seg;
 
+/* Processes the uid owns right now (the owner of /proc/PID is the process's
+ * uid). RLIMIT_NPROC counts every process of the real uid on the host, not
+ * only the sandbox's: applied as is, max_processes would be shared by all
+ * concurrent runs and by whatever else the user runs (a desktop session
+ * with 300 processes could run nothing). So a run may create up to
+ * max_processes more than the uid already has. */
+static int64_t processes_of(uid_t uid)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int64_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        struct stat st;
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+            st.st_uid == uid)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static void set_rlimits(spawn *s, const wr_plan *p)
 {
     const struct { int res; int64_t v; } want[] = {
@@ -168,6 +191,8 @@ static void set_rlimits(spawn *s, const wr_plan *p)
             continue;
         struct rlimit cur;
         rlim_t v = (rlim_t)want[i].v;
+        if (want[i].res == RLIMIT_NPROC)
+            v += (rlim_t)processes_of(p->uid);
         /* Never above the current hard limit: only root may raise it. */
         if (getrlimit(want[i].res, &cur) == 0 && cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max)
             v = cur.rlim_max;

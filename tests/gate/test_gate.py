@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 BUILD = os.environ.get("WARRANT_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
@@ -225,6 +227,26 @@ class GateTest(unittest.TestCase):
         p, r = self.run_contract(c, user=65534)
         self.assertEqual(r["status"], "blocked")
         self.assertNotIn("PRIVATE KEY", p.stdout + p.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to switch to an unprivileged user")
+    def test_busy_user_can_still_run(self):
+        # RLIMIT_NPROC counts all of a uid's processes: a user already running
+        # more than max_processes (128 by default) must still be able to run.
+        os.makedirs(self.state, mode=0o700)
+        os.chown(self.state, 65534, 65534)
+        busy = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                 "sh", "-c", "for i in $(seq 150); do sleep 30 & done; wait"],
+                                start_new_session=True)
+        try:
+            deadline = time.time() + 10
+            while sum(1 for d in os.listdir("/proc") if d.isdigit() and os.stat("/proc/" + d).st_uid == 65534
+                      ) < 150 and time.time() < deadline:
+                time.sleep(0.05)
+            p, r = self.run_contract(contract(self.ws, ["cat", os.path.join(self.ws, "note.txt")]), user=65534)
+            self.assertEqual(r["status"], "success", r.get("error"))
+        finally:
+            os.killpg(busy.pid, signal.SIGKILL)  # only our own sleeps: other tests run as 65534 too
+            busy.wait()
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to switch to an unprivileged user")
     def test_runs_as_unprivileged_user(self):
