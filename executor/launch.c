@@ -53,6 +53,7 @@ typedef struct spawn {
     gid_t gid;
     struct { int res; rlim_t v; } rl[6];
     int nrl;
+    pid_t parent;        /* warrant's pid, to notice it died before PDEATHSIG was armed */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -127,6 +128,13 @@ static int child_exec(void *arg)
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail("no_new_privs");
+    /* If warrant is killed, bwrap dies with it, and the sandbox with bwrap
+     * (--die-with-parent): no orphaned command keeps running unsupervised.
+     * Armed last, since a uid change clears it; bwrap is not setuid. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        child_fail("parent-death signal");
+    if (getppid() != s->parent)
+        child_fail("warrant exited");
     execve(s->argv[0], s->argv, s->envp);
     child_fail("exec " WR_EXEC_BWRAP);
     return 127;
@@ -254,6 +262,7 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
         s.src[s.nslots++] = f;
     }
     if (rc == WR_OK) {
+        s.parent = getpid();
         const size_t stack_size = 256 * 1024;
         void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         pid_t pid = stack == MAP_FAILED ? -1

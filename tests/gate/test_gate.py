@@ -228,6 +228,38 @@ class GateTest(unittest.TestCase):
         self.assertEqual(r["status"], "blocked")
         self.assertNotIn("PRIVATE KEY", p.stdout + p.stderr)
 
+    def test_killing_warrant_kills_the_sandbox(self):
+        # A SIGKILLed runner must not leave its command running unsupervised.
+        marker = "29.%06d" % (os.getpid() % 1000000)  # a unique sleep argument to find it by
+        path = self.write_contract(contract(self.ws, ["sleep", marker]))
+        p = subprocess.Popen([WARRANT, "run", "--policy", self.policy, "--state-dir", self.state, path],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def live_sleeps():
+            found = []
+            for d in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        args = f.read().split(b"\0")
+                    with open(f"/proc/{d}/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue
+                if marker.encode() in args and state != "Z":
+                    found.append(d)
+            return found
+
+        deadline = time.time() + 10
+        while not live_sleeps() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(live_sleeps(), "the command never started")
+        p.kill()
+        p.wait()
+        deadline = time.time() + 5
+        while live_sleeps() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(live_sleeps(), [], "the sandboxed command outlived warrant")
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to switch to an unprivileged user")
     def test_busy_user_can_still_run(self):
         # RLIMIT_NPROC counts all of a uid's processes: a user already running

@@ -85,6 +85,27 @@ try:
     if kills < MIN_KILLS:
         fail("only %d of the runs were killed while alive (want >= %d)" % (kills, MIN_KILLS))
 
+    # A killed runner takes its sandbox with it, even when the kill lands
+    # before bwrap could arm its own parent-death signal.
+    def survivors():
+        found = []
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    args = f.read()
+                with open("/proc/%s/stat" % d) as f:
+                    state_char = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if tmp.encode() in args and state_char != "Z":
+                found.append(d)
+        return found
+    deadline = time.time() + 5
+    while survivors() and time.time() < deadline:
+        time.sleep(0.05)
+    if survivors():
+        fail("%d sandbox processes outlived their killed runner" % len(survivors()))
+
     r = subprocess.run([DRIVER, "integrity", state], capture_output=True, text=True)
     if r.returncode != 0 or r.stdout.strip() != "ok":
         fail("integrity check: %s %s" % (r.stdout, r.stderr))
