@@ -350,7 +350,14 @@ int wr_server_main(int argc, char **argv)
     wr_error err;
     wr_error_clear(&err);
     /* env_allow names take their values from our environment (design.md). */
-    wr_gate_config gc = {.state_dir = o.state_dir, .policy_path = o.policy, .ctx = &ctx, .host_env = environ};
+    /* The server's own secrets stay out of every sandbox, whatever the policy allows. */
+    const char *protected_paths[4] = {0};
+    size_t np = 0;
+    if (o.token_file) protected_paths[np++] = o.token_file;
+    if (o.tls_key) protected_paths[np++] = o.tls_key;
+    if (o.config) protected_paths[np++] = o.config;
+    wr_gate_config gc = {.state_dir = o.state_dir, .policy_path = o.policy, .ctx = &ctx, .host_env = environ,
+                         .protected_paths = protected_paths};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);
         goto out;

@@ -37,10 +37,6 @@ require_write_paths_empty: true
 allowed_cwd_prefixes: [{ws}]
 allowed_read_prefixes: [{ws}]
 allowed_write_prefixes: []
-sandbox:
-  # RLIMIT_NPROC counts every process of the sandbox user, so concurrent
-  # runs (and other tests on the machine) share this budget.
-  max_processes: 4096
 approval:
   max_lifetime_sec: 3600
   interactive_risk_classes: [low]

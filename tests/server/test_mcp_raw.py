@@ -506,6 +506,32 @@ class WebSocketTest(StreamCases, unittest.TestCase):
         self.assertEqual(c.status, 101)
         return c
 
+    def test_server_secrets_never_exposed(self):
+        # Even a policy that allows reading it cannot hand the token file
+        # (or the state dir) to a sandbox.
+        with open(self.fx.policy, "w") as f:
+            f.write(mcpraw.POLICY.format(ws=self.fx.ws).replace(
+                "allowed_read_prefixes: [%s]" % self.fx.ws, "allowed_read_prefixes: [%s]" % self.fx.tmp))
+        self.srv.p.send_signal(signal.SIGHUP)
+        c = self.open()
+        self.init(c)
+        deadline = time.monotonic() + 10
+        while True:
+            c.send(call(1, "describe_policy", {}))
+            desc = json.dumps(c.recv())
+            if self.fx.tmp + '"' in desc or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for declared in (self.fx.tokens, self.fx.tmp):
+            ct = contract(self.fx.ws, ["cat", self.fx.tokens])
+            ct["commands"][0]["read_paths"] = [declared]
+            c.send(call(2, "run", {"contract": ct}))
+            r = c.recv()
+            self.assertTrue(r["result"].get("isError"), r)
+            text = json.dumps(r)
+            self.assertIn("would expose", text)
+            self.assertNotIn(TOKEN, text)
+
     def test_handshake_refusals(self):
         def status(**kw):
             c = mcpraw.WS(self.srv.port, **kw)
