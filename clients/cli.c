@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "clients/cli.h"
+#include "gate/gate.h"
 
 int cli_fail(const char *fmt, ...) {
     va_list ap;
@@ -26,8 +27,9 @@ void cli_print_json(json_object *obj) {
                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-const char *cli_state_dir(const char *opt) {
+const char *cli_state_dir(const char *opt, char *buf) {
     if (opt) return opt;
-    const char *env = getenv("WARRANT_STATE_DIR");
-    return env && *env ? env : ".warrant";
+    if (wr_gate_default_state_dir(buf, CLI_PATH_MAX) == WR_OK) return buf;
+    cli_fail("no state dir: give --state-dir, or set WARRANT_STATE_DIR or HOME");
+    return NULL;
 }

@@ -13,8 +13,10 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_err(int code, const char *what, const wr_error *err);
 /* Pretty JSON on stdout, "/" unescaped, newline-terminated. */
 void cli_print_json(json_object *obj);
-/* The state dir: --state-dir, else $WARRANT_STATE_DIR, else ./.warrant */
-const char *cli_state_dir(const char *opt);
+/* The state dir: --state-dir, else warrantd's default (gate.h), written
+ * into buf (CLI_PATH_MAX bytes); NULL when there is none. */
+#define CLI_PATH_MAX 4096
+const char *cli_state_dir(const char *opt, char *buf);
 
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_validate(int argc, char **argv);

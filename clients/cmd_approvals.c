@@ -70,7 +70,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
 /* Opens the state dir's store, refusing to create one: a mistyped
  * --state-dir must not look like an empty queue. */
 static int open_store(const opts *o, wr_store **st) {
-    const char *dir = cli_state_dir(o->state_dir);
+    char buf[CLI_PATH_MAX];
+    const char *dir = cli_state_dir(o->state_dir, buf);
+    if (!dir) return CLI_USAGE;
     char db[4096];
     struct stat sb;
     snprintf(db, sizeof db, "%s/warrant.db", dir);
@@ -474,7 +476,9 @@ static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx) {
     /* The gate's own checks, before anything is stored: an approver who may
      * not approve this gets told now, not the agent later. */
     unsigned char server_pk[WR_PK_LEN];
-    bool have_server = wr_server_pubkey_load(cli_state_dir(o->state_dir), server_pk, NULL) == WR_OK;
+    char buf[CLI_PATH_MAX];
+    const char *dir = cli_state_dir(o->state_dir, buf);
+    bool have_server = dir && wr_server_pubkey_load(dir, server_pk, NULL) == WR_OK;
     char request_id[WR_ID_MAX];
     if ((code = wr_approval_accept(st, p, artifact, have_server ? server_pk : NULL, ctx, request_id, &err)) !=
         WR_OK) {

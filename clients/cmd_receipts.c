@@ -119,7 +119,9 @@ int cmd_pubkey(int argc, char **argv) {
     int rc = parse_opts(argc, argv, &o, "pubkey --state-dir DIR");
     if (rc) return rc;
     if (o.npos) return cli_fail("usage: warrant pubkey --state-dir DIR");
-    const char *dir = cli_state_dir(o.state_dir);
+    char buf[CLI_PATH_MAX];
+    const char *dir = cli_state_dir(o.state_dir, buf);
+    if (!dir) return CLI_USAGE;
     unsigned char pk[WR_PK_LEN];
     wr_error err = {0};
     if (wr_server_pubkey_load(dir, pk, &err) != WR_OK) return fail_err(CLI_USAGE, dir, &err);
@@ -197,7 +199,9 @@ int cmd_receipts(int argc, char **argv) {
     bool export = !strcmp(argv[1], "export");
     if ((!export && strcmp(argv[1], "list") != 0) || o.npos || (export && !o.dir))
         return cli_fail("usage: warrant %s", usage);
-    const char *state_dir = cli_state_dir(o.state_dir);
+    char buf[CLI_PATH_MAX];
+    const char *state_dir = cli_state_dir(o.state_dir, buf);
+    if (!state_dir) return CLI_USAGE;
     if (export && mkdir(o.dir, 0755) != 0 && errno != EEXIST)
         return cli_fail("receipts export: cannot create %s: %s", o.dir, strerror(errno));
     wr_store *st = NULL;
@@ -309,7 +313,9 @@ int cmd_export(int argc, char **argv) {
     int rc = parse_opts(argc, argv, &o, usage);
     if (rc) return rc;
     if (o.npos != 1 || !o.out) return cli_fail("usage: warrant %s", usage);
-    const char *state_dir = cli_state_dir(o.state_dir);
+    char buf[CLI_PATH_MAX];
+    const char *state_dir = cli_state_dir(o.state_dir, buf);
+    if (!state_dir) return CLI_USAGE;
     wr_store *st = NULL;
     wr_error err = {0};
     if (open_existing(state_dir, &st, &err) != WR_OK) return fail_err(CLI_USAGE, state_dir, &err);

@@ -66,8 +66,10 @@ int cmd_run(int argc, char **argv) {
     json_object *approvals[MAX_APPROVAL_FILES] = {0};
     int status = CLI_USAGE;
 
-    wr_gate_config cfg = {.state_dir = cli_state_dir(state_dir), .policy_path = policy, .ctx = &ctx,
+    char state_buf[CLI_PATH_MAX];
+    wr_gate_config cfg = {.state_dir = cli_state_dir(state_dir, state_buf), .policy_path = policy, .ctx = &ctx,
                           .host_env = environ};
+    if (!cfg.state_dir) return CLI_USAGE;
     if (wr_gate_open(&cfg, &g, &err) != WR_OK) {
         cli_fail_err(CLI_USAGE, policy ? policy : cfg.state_dir, &err);
         goto out;

@@ -170,6 +170,20 @@ static bool exposes_protected(const wr_gate *g, const wr_contract *ct, char *why
 
 /* ---- open / close ------------------------------------------------------- */
 
+int wr_gate_default_state_dir(char *buf, size_t len) {
+    const char *e = getenv("WARRANT_STATE_DIR");
+    int n;
+    if (e && *e)
+        n = snprintf(buf, len, "%s", e);
+    else if ((e = getenv("XDG_STATE_HOME")) && *e == '/')
+        n = snprintf(buf, len, "%s/warrant", e);
+    else if ((e = getenv("HOME")) && *e == '/')
+        n = snprintf(buf, len, "%s/.local/state/warrant", e);
+    else
+        return WR_E_NOTFOUND;
+    return n > 0 && (size_t)n < len ? WR_OK : WR_E_LIMIT;
+}
+
 int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err) {
     *out = NULL;
     if (!cfg->state_dir || !*cfg->state_dir) return wr_errorf(err, WR_E_INVALID, "", "a state dir is required");

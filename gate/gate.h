@@ -28,6 +28,12 @@ typedef struct wr_gate_config {
     const char *const *protected_paths;
 } wr_gate_config;
 
+/* The state dir when none is given: $WARRANT_STATE_DIR, else
+ * $XDG_STATE_HOME/warrant, else $HOME/.local/state/warrant. warrantd and
+ * warrant share it, so approvers and auditors find the server's queue and
+ * receipts without flags. WR_E_NOTFOUND when none of them is set. */
+int wr_gate_default_state_dir(char *buf, size_t len);
+
 int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err);
 void wr_gate_close(wr_gate *g);
 

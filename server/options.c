@@ -2,6 +2,7 @@
 #include "server/net.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,36 +193,6 @@ static void opts_free(opts *o)
     wr_strv_free(&o->hosts);
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-static char *default_state_dir(void)
-{
-    const char *e = getenv("WARRANT_STATE_DIR");
-    char buf[4096];
-    if (e && *e)
-        return strdup(e);
-    if ((e = getenv("XDG_STATE_HOME")) && *e == '/')
-        snprintf(buf, sizeof buf, "%s/warrant", e);
-    else if ((e = getenv("HOME")) && *e == '/')
-        snprintf(buf, sizeof buf, "%s/.local/state/warrant", e);
-    else
-        return NULL;
-    return strdup(buf);
-}
-
 /* "HOST:PORT" or "[V6]:PORT". */
 static int parse_listen(const char *s, char **host, int *port)
 {
@@ -282,7 +253,10 @@ int wr_server_main(int argc, char **argv)
         const char *e = getenv("WARRANT_AGENT_ID");
         o.agent_id = strdup(e && *e ? e : "local");
     }
-    if (!o.state_dir && !(o.state_dir = default_state_dir())) {
+    char default_dir[PATH_MAX];
+    if (!o.state_dir && wr_gate_default_state_dir(default_dir, sizeof default_dir) == WR_OK)
+        o.state_dir = strdup(default_dir);
+    if (!o.state_dir) {
         fprintf(stderr, "warrantd: no --state-dir, and neither WARRANT_STATE_DIR nor HOME is set\n");
         goto out;
     }
@@ -343,10 +317,6 @@ int wr_server_main(int argc, char **argv)
         goto out;
     }
 
-    if (mkdir_p(o.state_dir) != 0) {
-        fprintf(stderr, "warrantd: cannot create state dir %s: %s\n", o.state_dir, strerror(errno));
-        goto out;
-    }
     wr_error err;
     wr_error_clear(&err);
     /* env_allow names take their values from our environment (design.md). */

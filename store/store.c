@@ -2,6 +2,7 @@
  * mutex per wr_store so that threads can share it; every call is forwarded
  * to the backend (store_internal.h), which makes it one transaction. */
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,18 @@ static void unlock(wr_store *s) { pthread_mutex_unlock(&s->mu); }
  * alone. Created 0700; an existing one that others may write to is refused
  * (they could swap the database or the key under us). */
 static int prepare_dir(const char *dir, wr_error *err) {
+    /* Missing parents too (the default ~/.local/state/warrant on a fresh
+     * account), owner-only like the dir itself. */
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return wr_errorf(err, WR_E_LIMIT, "", "state dir path is too long");
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return wr_errorf(err, WR_E_IO, dir, "cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return wr_errorf(err, WR_E_IO, dir, "cannot create state dir: %s", strerror(errno));
     struct stat st;
