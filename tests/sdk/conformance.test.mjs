@@ -14,7 +14,12 @@ import { httpUrl, makeWorld, startNetworkDaemon, teardown } from './lib/harness.
 const here = path.dirname(fileURLToPath(import.meta.url));
 const suite = path.join(here, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 
-describe('MCP conformance suite 0.1.16', { timeout: 240_000 }, () => {
+// The suite (and the glob package behind its fs.globSync shim) needs Node 20;
+// Debian 12's own nodejs is 18, which runs every other SDK test.
+const nodeMajor = Number(process.versions.node.split('.')[0]);
+const skip = nodeMajor < 20 ? `needs Node >= 20 (this is ${process.versions.node})` : false;
+
+describe('MCP conformance suite 0.1.16', { timeout: 240_000, skip }, () => {
   let world;
   let daemon;
 
