@@ -8,9 +8,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procs import live_processes_with  # noqa: E402
 
 BUILD = os.environ.get("WARRANT_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 WARRANT = os.path.join(BUILD, "clients", "warrant")
@@ -236,18 +240,7 @@ class GateTest(unittest.TestCase):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def live_sleeps():
-            found = []
-            for d in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    with open(f"/proc/{d}/cmdline", "rb") as f:
-                        args = f.read().split(b"\0")
-                    with open(f"/proc/{d}/stat") as f:
-                        state = f.read().rsplit(")", 1)[1].split()[0]
-                except OSError:
-                    continue
-                if marker.encode() in args and state != "Z":
-                    found.append(d)
-            return found
+            return live_processes_with(marker.encode())
 
         deadline = time.time() + 10
         while not live_sleeps() and time.time() < deadline:

