@@ -90,7 +90,7 @@ try:
 
     # A killed runner takes its command with it. (bwrap's own pid 1 can
     # outlive a kill that lands inside bwrap's start-up, before bwrap arms its
-    # parent-death signal: it never starts the command then. It is removed
+    # parent-death signal (seen idle, its command gone). It is removed
     # below so it does not accumulate.)
     def survivors():
         return live_processes_with(tmp.encode(), include_bwrap=False)
