@@ -634,6 +634,9 @@ typedef struct eval {
     bool quiet;
     char ptr[256]; /* JSON pointer of the instance value being checked */
     wr_error *err;
+    /* One match block for every pattern of this validation: only whether a
+     * pattern matches is asked, so one ovector pair is enough for any. */
+    pcre2_match_data *md;
 } eval;
 
 static int validate(eval *ev, json_object *schema, json_object *inst, int depth);
@@ -680,10 +683,9 @@ static int check_type(eval *ev, json_object *t, json_object *inst) {
 
 static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const char *str, size_t len,
                          bool *matched) {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
-    if (!md) return fail(ev, WR_E_NOMEM, "out of memory");
-    int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, md, ev->s->mctx);
-    pcre2_match_data_free(md);
+    if (!ev->md && !(ev->md = pcre2_match_data_create(1, NULL))) return fail(ev, WR_E_NOMEM, "out of memory");
+    /* 0 means "matched, ovector too small": still a match. */
+    int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, ev->md, ev->s->mctx);
     *matched = r >= 0;
     if (r >= 0 || r == PCRE2_ERROR_NOMATCH) return WR_OK;
     PCRE2_UCHAR msg[160];
@@ -998,7 +1000,12 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
 int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err) {
     wr_error quiet_err = {0};
     eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err};
-    if (validate(&ev, s->root, instance, 0) == WR_OK) return WR_OK;
-    ev = (eval){.s = s, .resource = s->root, .err = err};
-    return validate(&ev, s->root, instance, 0);
+    int rc = validate(&ev, s->root, instance, 0);
+    if (rc != WR_OK) {
+        pcre2_match_data *md = ev.md;
+        ev = (eval){.s = s, .resource = s->root, .err = err, .md = md};
+        rc = validate(&ev, s->root, instance, 0);
+    }
+    pcre2_match_data_free(ev.md);
+    return rc;
 }
