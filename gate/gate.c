@@ -595,6 +595,8 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
             goto done;
         }
     rc = wr_store_begin_execution(g->store, rs.execution_id, rs.ct->sha256, &consume, wr_now_ms(&g->ctx), &e);
+    /* A time-window approval stays usable: its request is not consumed. */
+    bool consumed_single_use = consume.n > 0;
     wr_strv_free(&consume);
     if (rc == WR_E_CONFLICT) {
         snprintf(why, sizeof why, "approval already used: %s", e.message);
@@ -605,7 +607,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         *err = e;
         goto done;
     }
-    if (out->request_id[0])
+    if (out->request_id[0] && consumed_single_use)
         wr_store_set_approval_request_status(g->store, out->request_id, NULL, "consumed", NULL, &e);
 
     wr_secret *secrets = NULL;

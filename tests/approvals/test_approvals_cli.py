@@ -342,6 +342,22 @@ class RunWithApproval(unittest.TestCase):
         self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
         self.assertIn("has already been used", r["error"])
 
+    def test_time_window_reusable_and_not_consumed(self):
+        with open(self.w.policy) as f:
+            text = f.read()
+        with open(self.w.policy, "w") as f:
+            f.write(text.replace("allow_time_window: false", "allow_time_window: true"))
+        p, r = self.run_contract()
+        self.assertEqual(r["status"], "blocked")
+        rid = next(iter(json.loads(self.w.warrant("list", "--json").stdout)))["request_id"]
+        a = self.w.warrant("approve", rid, "--key", self.w.key("alice"), "--policy", self.w.policy, "--scope", "window")
+        self.assertEqual(a.returncode, 0, a.stderr)
+        for _ in range(2):
+            p, r = self.run_contract()
+            self.assertEqual((p.returncode, r["status"]), (0, "success"), p.stderr + json.dumps(r))
+        status = json.loads(self.w.warrant("show", rid, "--json").stdout)["status"]
+        self.assertEqual(status, "approved")
+
     def test_tampered_and_revoked_artifacts_block(self):
         self.run_contract()
         rid, art = self.approve()
