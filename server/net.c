@@ -1014,6 +1014,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         c->n = n;
         c->kind = CONN_WS;
         c->outlet.send = ws_send;
+    c->outlet.may_reorder = true;
         c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
@@ -1193,6 +1194,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     n->o = o;
     n->ctx = wr_gate_ctx(wr_server_gate(srv));
     n->stdio_outlet.send = stdio_send;
+    n->stdio_outlet.may_reorder = true;
     n->r_in = (raw){RAW_STDIN, n};
     n->r_out = (raw){RAW_STDOUT, n};
     n->r_sig = (raw){RAW_SIGNAL, n};

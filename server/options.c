@@ -217,6 +217,12 @@ static int parse_listen(const char *s, char **host, int *port)
     return 0;
 }
 
+static int quick_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
+
 int wr_server_main(int argc, char **argv)
 {
     opts o;
@@ -336,6 +342,8 @@ int wr_server_main(int argc, char **argv)
         .max_message_bytes = (size_t)o.max_message_bytes,
         .max_runs = (int)o.max_runs,
         .max_runs_per_client = (int)o.max_runs_per_client,
+        /* check on the other cores while the loop reads and writes */
+        .quick_workers = quick_workers(),
         .heartbeat_ms = o.heartbeat_sec * 1000,
     };
     if (wr_server_new(g, &sc, &srv, &err) != WR_OK) {

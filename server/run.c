@@ -33,9 +33,31 @@ static client_count *client_slot(wr_server *s, const char *identity, bool create
 int wr_server_active_runs(wr_server *s)
 {
     pthread_mutex_lock(&s->mu);
-    int n = s->active_runs;
+    int n = s->active_runs + s->quick_pending;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+/* ---- the session's calls ------------------------------------------------------ */
+
+static void link_call(wr_session *ss, wr_call *c)
+{
+    c->prev = NULL;
+    c->next = ss->calls;
+    if (ss->calls)
+        ss->calls->prev = c;
+    ss->calls = c;
+}
+
+static void unlink_call(wr_session *ss, wr_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (ss->calls == c)
+        ss->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
 }
 
 /* ---- queue (worker side) ---------------------------------------------------- */
@@ -356,6 +378,7 @@ static void call_free(wr_call *c)
 {
     wr_contract_free(c->contract);
     json_object_put(c->approvals);
+    json_object_put(c->args);
     if (c->cancel_pipe[0] >= 0)
         close(c->cancel_pipe[0]);
     if (c->cancel_pipe[1] >= 0)
@@ -409,6 +432,7 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->cancel_pipe[0] = c->cancel_pipe[1] = -1;
     pthread_cond_init(&c->cv, NULL);
     c->srv = s;
+    c->is_run = true;
     c->contract = ct;
     c->approvals = approvals;
     ct = NULL;
@@ -429,8 +453,7 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     }
     c->ss = tc->ss;
     tc->ss->refs++;
-    c->next = tc->ss->calls;
-    tc->ss->calls = c;
+    link_call(tc->ss, c);
     if (tc->out && tc->out->begin_stream)
         tc->out->begin_stream(tc->out);
     if (pthread_create(&c->thread, NULL, worker, c) != 0) {
@@ -481,6 +504,128 @@ void wr_server_cancel_all(wr_server *s, const char *reason)
             wr_call_cancel(c, reason);
 }
 
+/* ---- quick calls on the pool ------------------------------------------------ */
+
+/* The pool thread's side of a quick call: the whole tool (arguments check
+ * included) on the call's own arguments, then the serialized response
+ * handed to the loop like a run's. */
+static void run_quick(wr_call *c)
+{
+    tool_call tc = {.ss = c->ss, .id_json = c->id_json}; /* ss: only its immutable identity and srv are read */
+    json_object *result = NULL;
+    wr_error rpc_err;
+    wr_error_clear(&rpc_err);
+    /* The arguments are freed by the loop thread that allocated them
+     * (call_free): freeing them here would contend for its malloc arena. */
+    wr_tools_call(c->tool_idx, &tc, c->args, &result, &rpc_err);
+    char *final = result ? wr_rpc_result_msg(c->id_json, wr_json_compact(result))
+                         : wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL,
+                                            rpc_err.message[0] ? rpc_err.message : "internal error", NULL);
+    json_object_put(result);
+    int expect = CALL_RUNNING;
+    bool completed = atomic_compare_exchange_strong(&c->state, &expect, CALL_COMPLETED);
+    wr_server *s = c->srv;
+    pthread_mutex_lock(&s->mu);
+    if (completed)
+        c->final_json = final;
+    else
+        free(final);
+    c->done = true;
+    /* One wake per batch: a non-empty ready list already has one pending. */
+    bool first = s->ready == NULL;
+    mark_ready(c);
+    pthread_mutex_unlock(&s->mu);
+    if (first)
+        wake(s);
+}
+
+static void *pool_main(void *arg)
+{
+    wr_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->jobs && !s->pool_stop)
+            pthread_cond_wait(&s->pool_cv, &s->mu);
+        wr_call *c = s->jobs;
+        if (!c)
+            break; /* stopping, and nothing left to answer */
+        s->jobs = c->job_next;
+        if (!s->jobs)
+            s->jobs_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        run_quick(c);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int wr_server_start_pool(wr_server *s, wr_error *err)
+{
+    int n = s->cfg.quick_workers;
+    if (n <= 0)
+        return WR_OK;
+    if (!(s->pool = calloc((size_t)n, sizeof *s->pool)))
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    for (; s->npool < n; s->npool++)
+        if (pthread_create(&s->pool[s->npool], NULL, pool_main, s) != 0)
+            break; /* fewer workers still work; none means inline */
+    return WR_OK;
+}
+
+void wr_server_stop_pool(wr_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->pool_stop = true;
+    pthread_cond_broadcast(&s->pool_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->npool; i++)
+        pthread_join(s->pool[i], NULL);
+    free(s->pool);
+    s->pool = NULL;
+    s->npool = 0;
+}
+
+wr_call *wr_quick_new(tool_call *tc, int idx)
+{
+    wr_server *s = tc->ss->srv;
+    if (!s->npool || !tc->out || !tc->out->may_reorder)
+        return NULL;
+    wr_call *c = calloc(1, sizeof *c);
+    if (!c || !(c->id_json = strdup(tc->id_json))) {
+        free(c);
+        return NULL;
+    }
+    c->cancel_pipe[0] = c->cancel_pipe[1] = -1;
+    pthread_cond_init(&c->cv, NULL);
+    c->srv = s;
+    c->tool_idx = idx;
+    c->out = tc->out;
+    snprintf(c->identity, sizeof c->identity, "%s", tc->ss->identity);
+    atomic_init(&c->state, CALL_RUNNING);
+    c->ss = tc->ss;
+    tc->ss->refs++;
+    link_call(tc->ss, c);
+    pthread_mutex_lock(&s->mu);
+    s->quick_pending++;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+void wr_quick_submit(wr_call *c, json_object *args)
+{
+    wr_server *s = c->srv;
+    pthread_mutex_lock(&s->mu);
+    c->args = args;
+    if (s->jobs_tail)
+        s->jobs_tail->job_next = c;
+    else
+        s->jobs = c;
+    s->jobs_tail = c;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- loop side ------------------------------------------------------------ */
 
 static void send_progress(wr_call *c, const char *message)
@@ -504,16 +649,16 @@ static void finish(wr_call *c)
     if (c->summary)
         wr_session_log(c->ss, 1 /* info */, c->summary);
     wr_session *ss = c->ss;
-    wr_call **pp = &ss->calls;
-    while (*pp && *pp != c)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = c->next;
+    unlink_call(ss, c);
     pthread_mutex_lock(&s->mu);
-    s->active_runs--;
-    client_count *cc = client_slot(s, c->identity, false);
-    if (cc)
-        cc->runs--;
+    if (c->is_run) {
+        s->active_runs--;
+        client_count *cc = client_slot(s, c->identity, false);
+        if (cc)
+            cc->runs--;
+    } else {
+        s->quick_pending--;
+    }
     pthread_mutex_unlock(&s->mu);
     call_free(c);
     wr_session_unref(ss);
@@ -522,7 +667,14 @@ static void finish(wr_call *c)
 void wr_server_drain(wr_server *s)
 {
     pthread_mutex_lock(&s->mu);
-    wr_call *list = s->ready;
+    /* mark_ready pushes to the front: reversed, calls finish oldest first,
+     * so pipelined quick calls are mostly answered in request order. */
+    wr_call *list = NULL;
+    for (wr_call *c = s->ready, *next; c; c = next) {
+        next = c->ready_next;
+        c->ready_next = list;
+        list = c;
+    }
     s->ready = NULL;
     /* Detach each call's queue under the lock, deliver outside it. */
     typedef struct item {
@@ -548,8 +700,7 @@ void wr_server_drain(wr_server *s)
         k++;
     }
     pthread_mutex_unlock(&s->mu);
-    /* The ready list is LIFO; deliver oldest first is per call, which is
-     * what ordering requires (messages of one call stay in order). */
+    /* Messages of one call stay in their order; calls go oldest first. */
     for (size_t i = 0; i < k; i++) {
         wr_call *c = items[i].c;
         for (wr_msg *m = items[i].msgs; m;) {

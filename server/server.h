@@ -33,6 +33,7 @@ typedef struct wr_server_config {
     int64_t elicitation_timeout_ms; /* our elicitation/create requests; 0: 120 s */
     int64_t heartbeat_ms;           /* progress while silent; 0: 15 s (must stay <= 30 s) */
     int64_t progress_interval_ms;   /* minimum gap between output progress; 0: 200 ms */
+    int quick_workers;              /* threads that evaluate check off the loop; 0: inline */
 } wr_server_config;
 
 /* Where the messages for one inbound message go. Called on the loop thread
@@ -43,6 +44,9 @@ typedef struct wr_outlet wr_outlet;
 struct wr_outlet {
     void (*send)(wr_outlet *o, const char *json, size_t len, bool final);
     void (*begin_stream)(wr_outlet *o);
+    /* Responses may go out in any order (a message stream: stdio, WebSocket),
+     * so quick calls may be answered from the pool. Not a batch, not HTTP. */
+    bool may_reorder;
 };
 
 /* The gate is borrowed and must outlive the server. */

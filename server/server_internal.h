@@ -40,6 +40,10 @@ struct wr_call {
     bool thread_started;
 
     /* the work (owned by the worker once started) */
+    bool is_run;             /* counts against the run limits (a quick call does not) */
+    int tool_idx;            /* quick call: the tool */
+    json_object *args;       /* quick call: its arguments, owned by the call alone */
+    wr_call *job_next;       /* quick call: srv->jobs */
     wr_contract *contract;
     json_object *approvals;  /* private deep copy (json-c refcounts are not atomic) */
     int64_t wait_ms;
@@ -60,7 +64,7 @@ struct wr_call {
     /* loop thread only */
     int64_t last_emit_ms;
     uint64_t progress_seq;
-    wr_call *next;           /* session's list */
+    wr_call *next, *prev;    /* session's list (doubly linked: thousands may be pending) */
 
     /* elicitation (ask_human): the worker waits on cv, the loop answers */
     pthread_cond_t cv;
@@ -106,6 +110,14 @@ struct wr_server {
 
     void (*wake)(void *ud);
     void *wake_ud;
+
+    /* Quick calls (check) evaluated off the loop, under mu. */
+    pthread_t *pool;
+    int npool;
+    pthread_cond_t pool_cv;
+    wr_call *jobs, *jobs_tail;
+    bool pool_stop;
+    int quick_pending;
     wr_session *sessions;    /* loop thread only */
 };
 
@@ -119,6 +131,9 @@ typedef struct tool_call {
 } tool_call;
 
 int wr_tools_build(wr_server *s, wr_error *err);
+/* Pure computation on the arguments (no store, no session state): may run
+ * on a pool thread. */
+bool wr_tools_is_quick(int idx);
 void wr_tools_free(wr_server *s);
 /* index of the tool or -1 */
 int wr_tools_find(const char *name);
@@ -135,6 +150,14 @@ json_object *wr_tool_error(const char *message, const char *pointer);
 tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms,
                          json_object **result);
 void wr_call_cancel(wr_call *c, const char *reason);
+/* Quick calls: on message-stream transports, which may answer out of order,
+ * a quick tool runs on the pool so the loop keeps reading. wr_quick_new
+ * returns NULL when the call must run inline (no pool, HTTP, no memory);
+ * wr_quick_submit takes args, which nothing else may reference. */
+wr_call *wr_quick_new(tool_call *tc, int idx);
+void wr_quick_submit(wr_call *c, json_object *args);
+int wr_server_start_pool(wr_server *s, wr_error *err);
+void wr_server_stop_pool(wr_server *s);
 /* Routes a response to one of our elicitation requests; true if it matched. */
 bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *msg);
 static inline void wr_session_ref(wr_session *ss) { ss->refs++; }

@@ -60,7 +60,8 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
     if (s->cfg.progress_interval_ms <= 0)
         s->cfg.progress_interval_ms = 200;
     pthread_mutex_init(&s->mu, NULL);
-    if (wr_tools_build(s, err) != WR_OK) {
+    pthread_cond_init(&s->pool_cv, NULL);
+    if (wr_tools_build(s, err) != WR_OK || wr_server_start_pool(s, err) != WR_OK) {
         wr_server_free(s);
         return err ? err->code : WR_E_INTERNAL;
     }
@@ -72,6 +73,7 @@ void wr_server_free(wr_server *s)
 {
     if (!s)
         return;
+    wr_server_stop_pool(s);
     while (s->sessions) {
         wr_session *ss = s->sessions;
         s->sessions = ss->next;
@@ -80,6 +82,7 @@ void wr_server_free(wr_server *s)
     }
     wr_tools_free(s);
     free(s->clients);
+    pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -293,6 +296,18 @@ static void do_tools_call(req *r, json_object *params)
         strlen(wr_json_compact(tok)) <= 256) /* echoed in every notification: keep it small */
         token = strdup(wr_json_compact(tok));
     tool_call tc = {.ss = r->ss, .out = r->out, .id_json = r->id_json, .progress_token = token};
+    wr_call *quick = wr_tools_is_quick(idx) ? wr_quick_new(&tc, idx) : NULL;
+    if (quick) {
+        /* Detached from the message, the arguments are the call's alone:
+         * json-c reference counts are not atomic. */
+        if (have_args)
+            json_object_object_del(params, "arguments");
+        wr_quick_submit(quick, owned);
+        free(token);
+        r->res->kind = WR_RPC_ASYNC;
+        r->res->http_status = 200;
+        return;
+    }
     json_object *result = NULL;
     wr_error rpc_err;
     wr_error_clear(&rpc_err);

@@ -265,6 +265,8 @@ static json_object *gate_failure(const wr_error *e, const char *what, wr_error *
     return wr_tool_error(msg, e->path);
 }
 
+bool wr_tools_is_quick(int idx) { return tools[idx].fn == t_check; }
+
 tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object **result, wr_error *rpc_err)
 {
     wr_error err;

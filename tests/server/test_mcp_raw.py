@@ -398,18 +398,28 @@ class StdioTest(StreamCases, unittest.TestCase):
         self.assertEqual(arr[2]["error"]["code"], -32600)
         c.send_raw(b'[{"jsonrpc":"2.0","method":"notifications/x"}]')
         self.assert_serving(c)  # only notifications: nothing was sent
+        # check runs on the worker pool elsewhere, but inside a batch it is
+        # answered in the batch's one array
+        c.send_raw(json.dumps([req(4, "ping"), call(5, "check", {"contract": contract(self.fx.ws, ["echo", "hi"])})]).encode())
+        arr = c.recv()
+        self.assertEqual([m["id"] for m in arr], [4, 5])
+        self.assertEqual(arr[1]["result"]["structuredContent"]["decision"], "allow")
+        self.assert_serving(c)
 
     def test_pipelined_burst_then_eof(self):
         # more output than a pipe holds (stdout hits EAGAIN) and stdin closed
-        # with requests still unread: every request gets its answer, in order
+        # with requests still unread: every request gets exactly one answer
+        # (check runs on worker threads, so the order may vary)
         ct = contract(self.fx.ws, ["echo", "hi"])
         msgs = [INIT] + [call(i, "check", {"contract": ct}) for i in range(1, 3001)]
         p = subprocess.run([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state, "--policy", self.fx.policy,
                             "--agent-id", "tester"], input="".join(json.dumps(m) + "\n" for m in msgs).encode(),
                            capture_output=True, timeout=120)
         self.assertEqual(p.returncode, 0)
-        ids = [json.loads(l)["id"] for l in p.stdout.splitlines()]
-        self.assertEqual(ids, list(range(0, 3001)))
+        replies = [json.loads(l) for l in p.stdout.splitlines()]
+        self.assertEqual(sorted(m["id"] for m in replies), list(range(0, 3001)))
+        self.assertEqual(replies[0]["id"], 0)  # initialize is answered inline, first
+        self.assertTrue(all("result" in m and not m["result"].get("isError") for m in replies))
 
     def test_eof_finishes_running_command(self):
         c = self.open()
