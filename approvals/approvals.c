@@ -73,14 +73,7 @@ static char *signing_payload(json_object *art, size_t *len, wr_error *err) {
     return out;
 }
 
-static wr_schema *artifact_schema(wr_error *err) {
-    const char *text = wr_schema_text(ARTIFACT_SCHEMA);
-    if (!text) {
-        wr_errorf(err, WR_E_INTERNAL, "", "schema %s is not embedded", ARTIFACT_SCHEMA);
-        return NULL;
-    }
-    return wr_schema_parse(text, err);
-}
+static wr_schema *artifact_schema(wr_error *err) { return wr_schema_embedded(ARTIFACT_SCHEMA, err); }
 
 /* Copies an error's message (which names the approval and the fault) into
  * a reason buffer, cutting it at a UTF-8 boundary if it must. */

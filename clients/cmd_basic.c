@@ -108,7 +108,7 @@ int cmd_validate(int argc, char **argv) {
     json_object *obj = read_doc(path, DOC_MAX_BYTES, DOC_MAX_DEPTH, &code);
     if (!obj) return code;
     wr_error err = {0};
-    wr_schema *s = wr_schema_parse(wr_schema_text(schema_name), &err);
+    wr_schema *s = wr_schema_embedded(schema_name, &err);
     if (!s) code = cli_fail_err(CLI_USAGE, schema_name, &err);
     else if (wr_schema_validate(s, obj, &err)) code = fail_file(CLI_REJECTED, path, &err);
     else printf("%s: valid %s (%s)\n", path, kind, schema_name);

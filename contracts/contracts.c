@@ -15,17 +15,12 @@ struct wr_contracts {
 };
 
 wr_contracts *wr_contracts_new(wr_error *err) {
-    const char *text = wr_schema_text(CONTRACT_SCHEMA);
-    if (!text) {
-        wr_errorf(err, WR_E_INTERNAL, "", "schema %s is not embedded", CONTRACT_SCHEMA);
-        return NULL;
-    }
     wr_contracts *c = calloc(1, sizeof *c);
     if (!c) {
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         return NULL;
     }
-    c->schema = wr_schema_parse(text, err);
+    c->schema = wr_schema_embedded(CONTRACT_SCHEMA, err);
     if (!c->schema) {
         free(c);
         return NULL;

@@ -28,6 +28,7 @@ struct wr_gate {
     char *const *host_env;
     wr_store *store;
     wr_contracts *contracts;
+    wr_schema *receipt_schema; /* compiled once: every outcome is sealed */
     wr_keypair key;
     /* The state dir (signing key, database, secrets) and the server's own
      * secrets, lexically normalised and with symlinks resolved. */
@@ -201,6 +202,7 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err) {
     if ((rc = wr_server_key_load_or_create(cfg->state_dir, &g->ctx, &g->key, err)) != WR_OK) goto fail;
     rc = WR_E_INTERNAL;
     if (!(g->contracts = wr_contracts_new(err))) goto fail;
+    if (!(g->receipt_schema = wr_receipt_schema_new(err))) goto fail;
     if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK) goto fail;
     *out = g;
     return WR_OK;
@@ -221,6 +223,7 @@ void wr_gate_close(wr_gate *g) {
         free(r);
     }
     wr_contracts_free(g->contracts);
+    wr_schema_free(g->receipt_schema);
     wr_store_close(g->store);
     wr_keypair_wipe(&g->key);
     wr_strv_free(&g->protected_paths);
@@ -368,7 +371,8 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     json_object *unsigned_receipt = wr_receipt_build(&in);
     free(arts);
     if (!unsigned_receipt) return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
-    int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, unsigned_receipt, rs->execution_id, receipt_out, err);
+    int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
+                             rs->execution_id, receipt_out, err);
     json_object_put(unsigned_receipt);
     return rc;
 }

@@ -198,9 +198,7 @@ static int build(wr_policy *p, wr_error *err) {
 
 int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err) {
     *out = NULL;
-    const char *text = wr_schema_text(POLICY_SCHEMA);
-    if (!text) return wr_errorf(err, WR_E_INTERNAL, "", "schema %s is not embedded", POLICY_SCHEMA);
-    wr_schema *schema = wr_schema_parse(text, err);
+    wr_schema *schema = wr_schema_embedded(POLICY_SCHEMA, err);
     if (!schema) return err ? err->code : WR_E_INTERNAL;
     int rc = wr_schema_validate(schema, doc, err);
     wr_schema_free(schema);

@@ -233,14 +233,7 @@ static int verify_receipt_signature(json_object *r, const char *text, size_t tex
 
 /* ---- verification ----------------------------------------------------- */
 
-wr_schema *wr_receipt_schema_new(wr_error *err) {
-    const char *text = wr_schema_text(WR_RECEIPT_SCHEMA);
-    if (!text) {
-        wr_errorf(err, WR_E_INTERNAL, "", "schema %s is not embedded", WR_RECEIPT_SCHEMA);
-        return NULL;
-    }
-    return wr_schema_parse(text, err);
-}
+wr_schema *wr_receipt_schema_new(wr_error *err) { return wr_schema_embedded(WR_RECEIPT_SCHEMA, err); }
 
 int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err) {
     memset(v, 0, sizeof *v);
@@ -293,7 +286,7 @@ typedef struct seal_state {
     json_object *receipt;
     const wr_keypair *kp;
     const wr_ctx *ctx;
-    wr_schema *schema;
+    const wr_schema *schema;
 } seal_state;
 
 /* Runs inside the store's write transaction, so seq and prev are exactly
@@ -315,8 +308,9 @@ static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], ch
     return WR_OK;
 }
 
-int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, json_object *unsigned_receipt,
-                    const char *execution_id, json_object **signed_out, wr_error *err) {
+int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
+                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out,
+                    wr_error *err) {
     if (signed_out) *signed_out = NULL;
     if (!st || !kp || !ctx || !signed_out || !json_object_is_type(unsigned_receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "seal receipt: missing store, key, context or receipt");
@@ -332,12 +326,13 @@ int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, json_
     /* A receipt is sealed once: stale chain or signature members from a
      * caller's copy would otherwise be signed as if they were ours. */
     json_object_object_del(s.receipt, "signature");
-    s.schema = wr_receipt_schema_new(err);
+    wr_schema *own = schema ? NULL : wr_receipt_schema_new(err);
+    s.schema = schema ? schema : own;
     int rc = s.schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
     if (rc == WR_OK)
         rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, seal_cb,
                                      &s, NULL, err);
-    wr_schema_free(s.schema);
+    wr_schema_free(own);
     if (rc) {
         json_object_put(s.receipt);
         return rc;

@@ -51,7 +51,9 @@ static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_le
     wr_error err = {0};
     wr_keypair kp;
     wr_store *st;
-    if (wr_server_key_load_or_create(dir_out, &ctx, &kp, &err) || wr_store_open(dir_out, &st, &err)) {
+    wr_schema *schema = NULL; /* compiled once, as the gate does */
+    if (wr_server_key_load_or_create(dir_out, &ctx, &kp, &err) || wr_store_open(dir_out, &st, &err) ||
+        !(schema = wr_receipt_schema_new(&err))) {
         fprintf(stderr, "bench: %s\n", err.message);
         exit(1);
     }
@@ -60,7 +62,7 @@ static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_le
         char id[WR_ID_MAX];
         snprintf(id, sizeof id, "exe_%08ld", i);
         json_object *r = sample(&ctx, id), *s = NULL;
-        if (wr_receipt_seal(st, &kp, &ctx, r, id, &s, &err)) {
+        if (wr_receipt_seal(st, &kp, &ctx, schema, r, id, &s, &err)) {
             fprintf(stderr, "seal: %s\n", err.message);
             exit(1);
         }
@@ -68,6 +70,7 @@ static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_le
         json_object_put(s);
     }
     double rate = (double)n / (now_s() - t0);
+    wr_schema_free(schema);
     wr_store_close(st);
     wr_keypair_wipe(&kp);
     return rate;
