@@ -29,7 +29,11 @@ void cli_print_json(json_object *obj) {
 
 const char *cli_state_dir(const char *opt, char *buf) {
     if (opt) return opt;
-    if (wr_gate_default_state_dir(buf, CLI_PATH_MAX) == WR_OK) return buf;
-    cli_fail("no state dir: give --state-dir, or set WARRANT_STATE_DIR or HOME");
+    int rc = wr_gate_default_state_dir(buf, CLI_PATH_MAX);
+    if (rc == WR_OK) return buf;
+    if (rc == WR_E_LIMIT)
+        cli_fail("state dir from the environment is longer than %d bytes: give --state-dir", CLI_PATH_MAX - 1);
+    else
+        cli_fail("no state dir: give --state-dir, or set WARRANT_STATE_DIR or HOME");
     return NULL;
 }

@@ -184,6 +184,36 @@ class GateTest(unittest.TestCase):
         p = self.run_warrant("run")
         self.assertEqual(p.returncode, 2)
 
+    def test_default_state_dir_from_environment(self):
+        c = self.write_contract(contract(self.ws, ["true"]))
+        base = {k: v for k, v in os.environ.items() if k not in ("WARRANT_STATE_DIR", "XDG_STATE_HOME", "HOME")}
+
+        def run(**env):
+            return subprocess.run([WARRANT, "run", "--policy", self.policy, c], capture_output=True, text=True,
+                                  timeout=60, env=dict(base, **env))
+        # HOME only: created owner-only with its parents, shared with receipts list
+        home = os.path.join(self.tmp, "home")
+        p = run(HOME=home)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        state = os.path.join(home, ".local", "state", "warrant")
+        self.assertEqual(os.stat(state).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.dirname(state)).st_mode & 0o777, 0o700)
+        lst = subprocess.run([WARRANT, "receipts", "list"], capture_output=True, text=True, env=dict(base, HOME=home))
+        self.assertEqual(len(lst.stdout.splitlines()), 1, lst.stderr)
+        # a relative XDG_STATE_HOME is ignored, not resolved against the cwd
+        p = run(HOME=home, XDG_STATE_HOME="relative/dir")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists("relative"))
+        # nothing to go by: a clear error, nothing created
+        p = run()
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no state dir", p.stderr)
+        # absurdly long: refused with a message, not truncated
+        p = run(WARRANT_STATE_DIR=self.tmp + "/" + "x" * 5000)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("longer than", p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1)
+
     def broad_policy(self):
         """A policy that lets contracts read everything under the temp dir,
         which also holds the state dir."""
