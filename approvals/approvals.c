@@ -16,25 +16,29 @@
 
 #include "schemas/schemas.h"
 
-#define ARTIFACT_SCHEMA "warrant.approval.schema.json"
-#define DEFAULT_REQUEST_TTL_SEC 86400
+#define ARTIFACT_SCHEMA          "warrant.approval.schema.json"
+#define DEFAULT_REQUEST_TTL_SEC  86400
 #define DEFAULT_MAX_LIFETIME_SEC 3600
 /* Bounds on the work one authorisation may cause: an agent controls how many
  * artifacts it supplies, and a state dir may collect many for one contract. */
 #define MAX_SUPPLIED 16
-#define MAX_STORED 256
+#define MAX_STORED   256
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static const char *jstr(json_object *o, const char *key) {
+static const char *jstr(json_object *o, const char *key)
+{
     json_object *v = NULL;
-    if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string)) return NULL;
+    if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
     return json_object_get_string(v);
 }
 
-static json_object *jobj(json_object *o, const char *key) {
+static json_object *jobj(json_object *o, const char *key)
+{
     json_object *v = NULL;
-    if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object)) return NULL;
+    if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
+        return NULL;
     return v;
 }
 
@@ -42,53 +46,66 @@ static json_object *jobj(json_object *o, const char *key) {
  * overflow, whatever integer a policy file holds. */
 #define MAX_DURATION_SEC (100LL * 366 * 86400)
 
-static int64_t clamp_sec(int64_t sec, int64_t dflt) {
+static int64_t clamp_sec(int64_t sec, int64_t dflt)
+{
     return sec <= 0 ? dflt : sec > MAX_DURATION_SEC ? MAX_DURATION_SEC : sec;
 }
 
-static int64_t policy_max_lifetime_sec(const wr_policy *p) {
+static int64_t policy_max_lifetime_sec(const wr_policy *p)
+{
     return clamp_sec(p->approval.max_lifetime_sec, DEFAULT_MAX_LIFETIME_SEC);
 }
 
 /* Dual control comes from the decision (policy) or from the contract itself:
  * an agent may ask for more scrutiny, never for less. */
-static int required_approvals(const wr_contract *ct, const wr_decision *d) {
+static int required_approvals(const wr_contract *ct, const wr_decision *d)
+{
     int n = d && d->required_approvals > 1 ? d->required_approvals : 1;
-    if (ct->approval_mode && strcmp(ct->approval_mode, "dual_control_required") == 0 && n < 2) n = 2;
+    if (ct->approval_mode && strcmp(ct->approval_mode, "dual_control_required") == 0 && n < 2)
+        n = 2;
     return n;
 }
 
 /* The signed bytes: canonical JSON of the artifact with only
  * signature.signature removed (the receipt rule, design.md). */
-static char *signing_payload(json_object *art, size_t *len, wr_error *err) {
+static char *signing_payload(json_object *art, size_t *len, wr_error *err)
+{
     json_object *copy = NULL;
     if (json_object_deep_copy(art, &copy, NULL) != 0 || !copy) {
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         return NULL;
     }
     json_object *sig = jobj(copy, "signature");
-    if (sig) json_object_object_del(sig, "signature");
+    if (sig)
+        json_object_object_del(sig, "signature");
     char *out = wr_canonical_json(copy, false, len, err);
     json_object_put(copy);
     return out;
 }
 
-static wr_schema *artifact_schema(wr_error *err) { return wr_schema_embedded(ARTIFACT_SCHEMA, err); }
+static wr_schema *artifact_schema(wr_error *err)
+{
+    return wr_schema_embedded(ARTIFACT_SCHEMA, err);
+}
 
 /* Copies an error's message (which names the approval and the fault) into
  * a reason buffer, cutting it at a UTF-8 boundary if it must. */
-static void reason_of(const wr_error *e, char *buf, size_t len) {
+static void reason_of(const wr_error *e, char *buf, size_t len)
+{
     size_t n = strnlen(e->message, len - 1);
-    while (n > 0 && n < strlen(e->message) && ((unsigned char)e->message[n] & 0xC0) == 0x80) n--;
+    while (n > 0 && n < strlen(e->message) && ((unsigned char)e->message[n] & 0xC0) == 0x80)
+        n--;
     memcpy(buf, e->message, n);
     buf[n] = '\0';
 }
 
 /* Schema errors keep their JSON pointer in the message: the reason travels
  * as one line into receipts and tool results. */
-static int schema_check(const wr_schema *schema, json_object *art, wr_error *err) {
+static int schema_check(const wr_schema *schema, json_object *art, wr_error *err)
+{
     wr_error e = {0};
-    if (wr_schema_validate(schema, art, &e) == WR_OK) return WR_OK;
+    if (wr_schema_validate(schema, art, &e) == WR_OK)
+        return WR_OK;
     return wr_errorf(err, WR_E_INVALID, e.path, "approval artifact invalid: %s%s%.400s", e.path, e.path[0] ? ": " : "",
                      e.message);
 }
@@ -109,9 +126,11 @@ typedef struct stored_list {
     bool nomem;
 } stored_list;
 
-static int collect_stored(void *ud, const char *approval_id, const char *artifact_json, bool revoked) {
+static int collect_stored(void *ud, const char *approval_id, const char *artifact_json, bool revoked)
+{
     stored_list *l = ud;
-    if (l->n >= MAX_STORED) return 1;
+    if (l->n >= MAX_STORED)
+        return 1;
     stored *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
     if (!nv) {
         l->nomem = true;
@@ -130,7 +149,8 @@ static int collect_stored(void *ud, const char *approval_id, const char *artifac
     return 0;
 }
 
-static void stored_list_free(stored_list *l) {
+static void stored_list_free(stored_list *l)
+{
     for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].id);
         free(l->v[i].json);
@@ -139,11 +159,14 @@ static void stored_list_free(stored_list *l) {
     *l = (stored_list){0};
 }
 
-static int load_stored(wr_store *st, const char *sha256, stored_list *l, wr_error *err) {
+static int load_stored(wr_store *st, const char *sha256, stored_list *l, wr_error *err)
+{
     *l = (stored_list){0};
     int rc = wr_store_list_approvals(st, sha256, collect_stored, l, err);
-    if (rc == WR_OK && l->nomem) rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    if (rc != WR_OK) stored_list_free(l);
+    if (rc == WR_OK && l->nomem)
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc != WR_OK)
+        stored_list_free(l);
     return rc;
 }
 
@@ -170,13 +193,16 @@ typedef struct checked {
 
 /* The approver whose declared key has this key_id, preferring one whose
  * identity matches (two approvers sharing a key are still one key). */
-static const wr_approver *approver_by_key(const wr_policy *p, const char *key_id, const char *identity) {
+static const wr_approver *approver_by_key(const wr_policy *p, const char *key_id, const char *identity)
+{
     const wr_approver *found = NULL;
     for (size_t i = 0; i < p->napprovers; i++) {
         char kid[WR_KEY_ID_LEN];
         wr_key_id(p->approvers[i].public_key, kid);
-        if (strcmp(kid, key_id) != 0) continue;
-        if (!found || strcmp(p->approvers[i].identity, identity) == 0) found = &p->approvers[i];
+        if (strcmp(kid, key_id) != 0)
+            continue;
+        if (!found || strcmp(p->approvers[i].identity, identity) == 0)
+            found = &p->approvers[i];
     }
     return found;
 }
@@ -185,13 +211,15 @@ static const wr_approver *approver_by_key(const wr_policy *p, const char *key_id
  * the one precise reason; *expired is set when expiry was the only fault. The
  * order matters: integrity (schema, key, signature) before meaning, and
  * expiry last so that "expired" never hides another fault. */
-static int check_one(wr_store *st, const wr_schema *schema, const subject *s, json_object *art, int64_t now,
-                     checked *c, bool *expired, wr_error *err) {
+static int check_one(wr_store *st, const wr_schema *schema, const subject *s, json_object *art, int64_t now, checked *c,
+                     bool *expired, wr_error *err)
+{
     *expired = false;
     *c = (checked){.art = art};
     if (!json_object_is_type(art, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "approval artifact is not a JSON object");
-    if (schema_check(schema, art, err) != WR_OK) return WR_E_INVALID;
+    if (schema_check(schema, art, err) != WR_OK)
+        return WR_E_INVALID;
     json_object *approver = jobj(art, "approver"), *sig = jobj(art, "signature");
     const char *id = c->approval_id = jstr(art, "approval_id");
     c->identity = jstr(approver, "identity");
@@ -236,7 +264,8 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
 
     size_t len = 0;
     char *payload = signing_payload(art, &len, err);
-    if (!payload) return err ? err->code : WR_E_NOMEM;
+    if (!payload)
+        return err ? err->code : WR_E_NOMEM;
     bool ok = wr_verify_b64(pk, payload, len, jstr(sig, "signature"));
     free(payload);
     if (!ok)
@@ -250,9 +279,10 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
             return wr_errorf(err, WR_E_DENIED, "/signature/key_id",
                              "approval %s is signed with the server's receipt key, which is not an approver's key", id);
         if (!wr_strv_contains(&s->p->approval.interactive_risk_classes, s->risk_class))
-            return wr_errorf(err, WR_E_DENIED, "/approver/method",
-                             "approval %s: in-band approval (elicitation) is not enabled by the policy for risk class %s",
-                             id, s->risk_class);
+            return wr_errorf(
+                err, WR_E_DENIED, "/approver/method",
+                "approval %s: in-band approval (elicitation) is not enabled by the policy for risk class %s", id,
+                s->risk_class);
     } else {
         if (strcmp(c->method, "elicitation") == 0)
             return wr_errorf(err, WR_E_DENIED, "/approver/method",
@@ -300,12 +330,10 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
                          (c->expires_ms - c->approved_ms) / 1000, max_sec);
     if (now < c->approved_ms)
         return wr_errorf(err, WR_E_DENIED, "/approved_at",
-                         "approval %s is not yet valid: approved_at %s is in the future", id,
-                         jstr(art, "approved_at"));
+                         "approval %s is not yet valid: approved_at %s is in the future", id, jstr(art, "approved_at"));
     c->single_use = strcmp(jstr(art, "scope"), "single_execution") == 0;
     if (!c->single_use && !s->p->approval.allow_time_window)
-        return wr_errorf(err, WR_E_DENIED, "/scope", "approval %s: scope time_window is not allowed by the policy",
-                         id);
+        return wr_errorf(err, WR_E_DENIED, "/scope", "approval %s: scope time_window is not allowed by the policy", id);
     if (wr_store_approval_revoked(st, id))
         return wr_errorf(err, WR_E_DENIED, "/approval_id", "approval %s has been revoked", id);
     if (c->single_use && wr_store_approval_consumed(st, id))
@@ -322,12 +350,15 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
  * content is refused: consumption and revocation go by id, so two artifacts
  * must never share one. */
 static int store_checked(wr_store *st, stored_list *sl, const char *request_id, const char *sha256, const checked *c,
-                         const wr_ctx *ctx, wr_error *err) {
+                         const wr_ctx *ctx, wr_error *err)
+{
     char *mine = wr_canonical_json(c->art, false, NULL, err);
-    if (!mine) return err->code;
+    if (!mine)
+        return err->code;
     int rc = WR_OK;
     for (size_t i = 0; i < sl->n; i++) {
-        if (strcmp(sl->v[i].id, c->approval_id) != 0) continue;
+        if (strcmp(sl->v[i].id, c->approval_id) != 0)
+            continue;
         json_object *o = wr_json_parse(sl->v[i].json, strlen(sl->v[i].json), NULL, err);
         char *theirs = o ? wr_canonical_json(o, false, NULL, err) : NULL;
         json_object_put(o);
@@ -342,8 +373,8 @@ static int store_checked(wr_store *st, stored_list *sl, const char *request_id, 
         free(mine);
         return rc;
     }
-    rc = wr_store_put_approval(st, c->approval_id, request_id, sha256, c->identity, mine, c->expires_ms,
-                               wr_now_ms(ctx), err);
+    rc = wr_store_put_approval(st, c->approval_id, request_id, sha256, c->identity, mine, c->expires_ms, wr_now_ms(ctx),
+                               err);
     if (rc == WR_E_CONFLICT)
         rc = wr_errorf(err, WR_E_CONFLICT, "/approval_id",
                        "approval %s: another artifact with this approval_id is already stored", c->approval_id);
@@ -361,7 +392,8 @@ typedef struct tally {
 
 /* Counts usable artifacts without re-verifying signatures: only verified
  * artifacts are ever stored, and the gate verifies again before any use. */
-static int tally_request(wr_store *st, const wr_approval_request *r, int64_t now, tally *t, wr_error *err) {
+static int tally_request(wr_store *st, const wr_approval_request *r, int64_t now, tally *t, wr_error *err)
+{
     *t = (tally){.array = json_object_new_array()};
     stored_list sl = {0};
     int rc = t->array ? load_stored(st, r->contract_sha256, &sl, err) : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
@@ -385,10 +417,13 @@ static int tally_request(wr_store *st, const wr_approval_request *r, int64_t now
             continue;
         bool single = strcmp(scope, "single_execution") == 0;
         bool consumed = single && wr_store_approval_consumed(st, sl.v[i].id);
-        if (consumed && approved >= r->requested_at_ms) t->consumed = true;
-        if (sl.v[i].revoked || consumed || now < approved || now >= expires) continue;
+        if (consumed && approved >= r->requested_at_ms)
+            t->consumed = true;
+        if (sl.v[i].revoked || consumed || now < approved || now >= expires)
+            continue;
         if (!wr_strv_contains(&who, identity)) {
-            if (wr_strv_push(&who, identity) != WR_OK) rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            if (wr_strv_push(&who, identity) != WR_OK)
+                rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
             t->valid++;
         }
     }
@@ -401,19 +436,26 @@ static int tally_request(wr_store *st, const wr_approval_request *r, int64_t now
     return rc;
 }
 
-static const char *effective_status(const wr_approval_request *r, const tally *t, int64_t now) {
-    if (strcmp(r->status, "pending") != 0) return r->status;
-    if (t->valid >= r->required_approvals) return "approved";
-    if (t->consumed) return "consumed";
-    if (now >= r->expires_at_ms) return "expired";
+static const char *effective_status(const wr_approval_request *r, const tally *t, int64_t now)
+{
+    if (strcmp(r->status, "pending") != 0)
+        return r->status;
+    if (t->valid >= r->required_approvals)
+        return "approved";
+    if (t->consumed)
+        return "consumed";
+    if (now >= r->expires_at_ms)
+        return "expired";
     return "pending";
 }
 
 int wr_approval_state_get(wr_store *st, const char *request_id, const wr_ctx *ctx, wr_approval_state *out,
-                          wr_error *err) {
+                          wr_error *err)
+{
     memset(out, 0, sizeof *out);
     int rc = wr_store_get_approval_request(st, request_id, &out->request, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     int64_t now = wr_now_ms(ctx);
     tally t;
     rc = tally_request(st, &out->request, now, &t, err);
@@ -427,17 +469,20 @@ int wr_approval_state_get(wr_store *st, const char *request_id, const wr_ctx *ct
     return WR_OK;
 }
 
-void wr_approval_state_clear(wr_approval_state *s) {
+void wr_approval_state_clear(wr_approval_state *s)
+{
     wr_approval_request_clear(&s->request);
     json_object_put(s->approvals);
     memset(s, 0, sizeof *s);
 }
 
 int wr_approval_status(wr_store *st, const char *request_id, const wr_ctx *ctx, char **status_out,
-                       json_object **approvals_out, wr_error *err) {
+                       json_object **approvals_out, wr_error *err)
+{
     wr_approval_state s;
     int rc = wr_approval_state_get(st, request_id, ctx, &s, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     *status_out = strdup(s.status);
     if (!*status_out) {
         wr_approval_state_clear(&s);
@@ -452,7 +497,8 @@ int wr_approval_status(wr_store *st, const char *request_id, const wr_ctx *ctx, 
 /* ---- the queue --------------------------------------------------------------- */
 
 int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decision *d, const wr_policy *p,
-                             const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err) {
+                             const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err)
+{
     int64_t now = wr_now_ms(ctx);
     request_id_out[0] = '\0';
     /* A pending row whose approval was used up or whose time ran out is
@@ -468,7 +514,8 @@ int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decis
                 json_object_put(t.array);
                 if (strcmp(eff, "consumed") == 0 || strcmp(eff, "expired") == 0) {
                     rc = wr_store_set_approval_request_status(st, cur.request_id, "pending", eff, NULL, err);
-                    if (rc == WR_E_CONFLICT) rc = WR_OK; /* another process closed it first */
+                    if (rc == WR_E_CONFLICT)
+                        rc = WR_OK; /* another process closed it first */
                 } else
                     snprintf(request_id_out, WR_ID_MAX, "%s", cur.request_id);
             }
@@ -488,14 +535,18 @@ int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decis
      * decision, so that an approver's CLI can check an artifact against the
      * very trust store this request was decided under. */
     char *policy_json = wr_canonical_json(p->json, false, NULL, err);
-    if (!policy_json) return err->code;
+    if (!policy_json)
+        return err->code;
     rc = wr_store_put_policy(st, p->sha256, policy_json, err);
     free(policy_json);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     char *contract_json = wr_canonical_json(ct->json, false, NULL, err);
-    if (!contract_json) return err->code;
+    if (!contract_json)
+        return err->code;
     json_object *dj = wr_decision_to_json(d);
-    if (dj) json_object_object_add(dj, "policy_sha256", json_object_new_string(p->sha256));
+    if (dj)
+        json_object_object_add(dj, "policy_sha256", json_object_new_string(p->sha256));
     char *decision_json = dj ? strdup(wr_json_compact(dj)) : NULL;
     json_object_put(dj);
     if (!decision_json) {
@@ -517,14 +568,16 @@ int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decis
     };
     char *existing = NULL;
     rc = wr_store_put_approval_request(st, &r, &existing, err);
-    if (rc == WR_OK) snprintf(request_id_out, WR_ID_MAX, "%s", existing ? existing : id);
+    if (rc == WR_OK)
+        snprintf(request_id_out, WR_ID_MAX, "%s", existing ? existing : id);
     free(existing);
     free(contract_json);
     free(decision_json);
     return rc;
 }
 
-int wr_approval_request_policy(wr_store *st, const wr_approval_request *r, wr_policy **out, wr_error *err) {
+int wr_approval_request_policy(wr_store *st, const wr_approval_request *r, wr_policy **out, wr_error *err)
+{
     *out = NULL;
     json_object *dj = r->decision_json ? wr_json_parse(r->decision_json, strlen(r->decision_json), NULL, NULL) : NULL;
     const char *sha = jstr(dj, "policy_sha256");
@@ -532,8 +585,10 @@ int wr_approval_request_policy(wr_store *st, const wr_approval_request *r, wr_po
     int rc = sha ? wr_store_get_policy(st, sha, &text, err)
                  : wr_errorf(err, WR_E_NOTFOUND, "", "request %s does not name its policy", r->request_id);
     json_object *doc = rc == WR_OK ? wr_json_parse(text, strlen(text), NULL, err) : NULL;
-    if (rc == WR_OK && !doc) rc = err->code;
-    if (doc) rc = wr_policy_from_json(doc, out, err);
+    if (rc == WR_OK && !doc)
+        rc = err->code;
+    if (doc)
+        rc = wr_policy_from_json(doc, out, err);
     json_object_put(doc);
     json_object_put(dj);
     free(text);
@@ -547,7 +602,8 @@ typedef struct candidate {
     bool supplied;
 } candidate;
 
-static void set_reason(wr_authz *out, wr_authz_status status, const char *reason) {
+static void set_reason(wr_authz *out, wr_authz_status status, const char *reason)
+{
     wr_error e = {0};
     snprintf(e.message, sizeof e.message, "%s", reason);
     out->status = status;
@@ -557,8 +613,9 @@ static void set_reason(wr_authz *out, wr_authz_status status, const char *reason
 /* Picks approvals from distinct identities with distinct keys, supplied
  * ones first. Returns how many were picked; *dup gets the reason the first
  * skipped one did not count, and *dup_supplied whether it was supplied. */
-static size_t pick_distinct(const candidate *cands, size_t n, size_t required, size_t *picked, char *dup,
-                            size_t duplen, bool *dup_supplied) {
+static size_t pick_distinct(const candidate *cands, size_t n, size_t required, size_t *picked, char *dup, size_t duplen,
+                            bool *dup_supplied)
+{
     size_t np = 0;
     for (size_t i = 0; i < n && np < required; i++) {
         const checked *c = &cands[i].c;
@@ -575,7 +632,8 @@ static size_t pick_distinct(const candidate *cands, size_t n, size_t required, s
             picked[np++] = i;
             continue;
         }
-        if (dup[0]) continue;
+        if (dup[0])
+            continue;
         *dup_supplied = cands[i].supplied;
         if (same_key)
             snprintf(dup, duplen,
@@ -590,9 +648,11 @@ static size_t pick_distinct(const candidate *cands, size_t n, size_t required, s
     return np;
 }
 
-static int fill_uses(wr_authz *out, const candidate *cands, const size_t *picked, size_t np, wr_error *err) {
+static int fill_uses(wr_authz *out, const candidate *cands, const size_t *picked, size_t np, wr_error *err)
+{
     out->uses = calloc(np, sizeof *out->uses);
-    if (!out->uses) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!out->uses)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < np; i++) {
         const checked *c = &cands[picked[i]].c;
         wr_approval_use *u = &out->uses[i];
@@ -611,7 +671,8 @@ static int fill_uses(wr_authz *out, const candidate *cands, const size_t *picked
 
 int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *ct, const wr_decision *d,
                            json_object *const *supplied, size_t nsupplied, const wr_keypair *server_key,
-                           const wr_ctx *ctx, wr_authz *out, wr_error *err) {
+                           const wr_ctx *ctx, wr_authz *out, wr_error *err)
+{
     memset(out, 0, sizeof *out);
     out->status = WR_AUTHZ_PENDING;
     size_t required = (size_t)required_approvals(ct, d);
@@ -622,7 +683,8 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
         return WR_OK;
     }
     wr_schema *schema = artifact_schema(err);
-    if (!schema) return err->code;
+    if (!schema)
+        return err->code;
     stored_list sl;
     int rc = load_stored(st, ct->sha256, &sl, err);
     if (rc != WR_OK) {
@@ -636,7 +698,11 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         goto done;
     }
-    subject s = {p, ct->sha256, ct->risk_class, &d->approval_effects, ct->actor.initiating_user,
+    subject s = {p,
+                 ct->sha256,
+                 ct->risk_class,
+                 &d->approval_effects,
+                 ct->actor.initiating_user,
                  server_key ? server_key->pk : NULL};
     int64_t now = wr_now_ms(ctx);
     size_t nc = 0, nexpired = 0;
@@ -664,8 +730,7 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
         for (size_t j = 0; j < nc; j++)
             if (strcmp(cands[j].c.approval_id, c.approval_id) == 0) {
                 char why[256];
-                snprintf(why, sizeof why, "approval %s was supplied twice; each artifact counts once",
-                         c.approval_id);
+                snprintf(why, sizeof why, "approval %s was supplied twice; each artifact counts once", c.approval_id);
                 set_reason(out, WR_AUTHZ_REFUSED, why);
                 goto done;
             }
@@ -684,7 +749,8 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
     }
 
     for (size_t i = 0; i < sl.n; i++) {
-        if (sl.v[i].seen) continue; /* revoked ones too: their reason explains a pending state */
+        if (sl.v[i].seen)
+            continue; /* revoked ones too: their reason explains a pending state */
         wr_error e = {0};
         parsed[i] = wr_json_parse(sl.v[i].json, strlen(sl.v[i].json), NULL, &e);
         bool expired = false;
@@ -694,7 +760,8 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
             continue;
         }
         reason_of(&e, expired ? expired_why : skipped_why, sizeof skipped_why);
-        if (expired) nexpired++;
+        if (expired)
+            nexpired++;
     }
 
     char dup[512] = "";
@@ -714,9 +781,12 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
     }
 
 done:
-    if (out->status == WR_AUTHZ_REFUSED && err) wr_errorf(err, WR_E_DENIED, "", "%s", out->reason);
-    if (rc != WR_OK) wr_authz_clear(out);
-    for (size_t i = 0; parsed && i < sl.n; i++) json_object_put(parsed[i]);
+    if (out->status == WR_AUTHZ_REFUSED && err)
+        wr_errorf(err, WR_E_DENIED, "", "%s", out->reason);
+    if (rc != WR_OK)
+        wr_authz_clear(out);
+    for (size_t i = 0; parsed && i < sl.n; i++)
+        json_object_put(parsed[i]);
     free(parsed);
     free(picked);
     free(cands);
@@ -725,7 +795,8 @@ done:
     return rc;
 }
 
-void wr_authz_clear(wr_authz *a) {
+void wr_authz_clear(wr_authz *a)
+{
     for (size_t i = 0; i < a->nuses; i++) {
         free(a->uses[i].approval_id);
         free(a->uses[i].identity);
@@ -739,9 +810,11 @@ void wr_authz_clear(wr_authz *a) {
 /* ---- artifacts from outside a run ---------------------------------------------- */
 
 int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, const unsigned char *server_pk,
-                       const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err) {
+                       const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err)
+{
     wr_schema *schema = artifact_schema(err);
-    if (!schema) return err->code;
+    if (!schema)
+        return err->code;
     int rc = json_object_is_type(artifact, json_type_object)
                  ? schema_check(schema, artifact, err)
                  : wr_errorf(err, WR_E_INVALID, "", "approval artifact is not a JSON object");
@@ -752,7 +825,8 @@ int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, 
     char sha[WR_SHA256_HEX_LEN];
     snprintf(sha, sizeof sha, "%s", jstr(artifact, "contract_sha256"));
     for (char *q = sha; *q; q++)
-        if (*q >= 'A' && *q <= 'F') *q = (char)(*q - 'A' + 'a');
+        if (*q >= 'A' && *q <= 'F')
+            *q = (char)(*q - 'A' + 'a');
 
     wr_approval_request req = {0};
     wr_contracts *cs = NULL;
@@ -761,18 +835,20 @@ int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, 
     stored_list sl = {0};
     int64_t now = wr_now_ms(ctx);
     rc = wr_store_find_approval_request(st, sha, &req, err);
-    if (rc == WR_E_NOTFOUND) rc = wr_errorf(err, WR_E_NOTFOUND, "/contract_sha256", "no approval request for contract %s", sha);
-    if (rc != WR_OK) goto done;
+    if (rc == WR_E_NOTFOUND)
+        rc = wr_errorf(err, WR_E_NOTFOUND, "/contract_sha256", "no approval request for contract %s", sha);
+    if (rc != WR_OK)
+        goto done;
     tally t;
-    if ((rc = tally_request(st, &req, now, &t, err)) != WR_OK) goto done;
+    if ((rc = tally_request(st, &req, now, &t, err)) != WR_OK)
+        goto done;
     const char *eff = effective_status(&req, &t, now);
     json_object_put(t.array);
     if (strcmp(eff, "pending") != 0 && strcmp(eff, "approved") != 0) {
-        rc = wr_errorf(err, WR_E_DENIED, "", "approval request %s is %s: it can no longer be approved%s",
-                       req.request_id, eff,
-                       strcmp(eff, "consumed") == 0 || strcmp(eff, "expired") == 0
-                           ? " (the agent proposes the contract again)"
-                           : "");
+        rc = wr_errorf(
+            err, WR_E_DENIED, "", "approval request %s is %s: it can no longer be approved%s", req.request_id, eff,
+            strcmp(eff, "consumed") == 0 || strcmp(eff, "expired") == 0 ? " (the agent proposes the contract again)"
+                                                                        : "");
         goto done;
     }
     /* The decision is evaluated afresh (a stored decision is never trusted):
@@ -785,19 +861,24 @@ int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, 
         wr_error_prefix(err, "stored contract of request %s", req.request_id);
         goto done;
     }
-    if ((rc = wr_policy_evaluate(p, ct, ctx, &d, err)) != WR_OK) goto done;
+    if ((rc = wr_policy_evaluate(p, ct, ctx, &d, err)) != WR_OK)
+        goto done;
     if (d->kind == WR_DENY) {
-        rc = wr_errorf(err, WR_E_DENIED, "", "the policy denies contract %s (%s: %s): an approval cannot override a deny",
-                       sha, d->reason_code, d->reason ? d->reason : "");
+        rc = wr_errorf(err, WR_E_DENIED, "",
+                       "the policy denies contract %s (%s: %s): an approval cannot override a deny", sha,
+                       d->reason_code, d->reason ? d->reason : "");
         goto done;
     }
     subject s = {p, ct->sha256, ct->risk_class, &d->approval_effects, ct->actor.initiating_user, server_pk};
     checked c;
     bool expired = false;
-    if ((rc = check_one(st, schema, &s, artifact, now, &c, &expired, err)) != WR_OK) goto done;
-    if ((rc = load_stored(st, sha, &sl, err)) != WR_OK) goto done;
+    if ((rc = check_one(st, schema, &s, artifact, now, &c, &expired, err)) != WR_OK)
+        goto done;
+    if ((rc = load_stored(st, sha, &sl, err)) != WR_OK)
+        goto done;
     rc = store_checked(st, &sl, req.request_id, sha, &c, ctx, err);
-    if (rc == WR_OK && request_id_out) snprintf(request_id_out, WR_ID_MAX, "%s", req.request_id);
+    if (rc == WR_OK && request_id_out)
+        snprintf(request_id_out, WR_ID_MAX, "%s", req.request_id);
 
 done:
     stored_list_free(&sl);
@@ -810,23 +891,29 @@ done:
 }
 
 int wr_approval_check_artifact(wr_store *st, const wr_policy *p, json_object *artifact, const wr_ctx *ctx,
-                               wr_error *err) {
+                               wr_error *err)
+{
     return wr_approval_accept(st, p, artifact, NULL, ctx, NULL, err);
 }
 
 /* ---- signing ----------------------------------------------------------------- */
 
-static bool is_sha256_hex(const char *s) {
-    if (!s || strlen(s) != 64) return false;
+static bool is_sha256_hex(const char *s)
+{
+    if (!s || strlen(s) != 64)
+        return false;
     for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return false;
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
     return true;
 }
 
-int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const wr_ctx *ctx,
-                     json_object **artifact_out, wr_error *err) {
+int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const wr_ctx *ctx, json_object **artifact_out,
+                     wr_error *err)
+{
     *artifact_out = NULL;
-    if (!ap->identity || !*ap->identity) return wr_errorf(err, WR_E_INVALID, "/approver/identity", "approver identity is empty");
+    if (!ap->identity || !*ap->identity)
+        return wr_errorf(err, WR_E_INVALID, "/approver/identity", "approver identity is empty");
     if (!is_sha256_hex(ap->contract_sha256))
         return wr_errorf(err, WR_E_INVALID, "/contract_sha256", "contract_sha256 must be 64 lowercase hex digits");
     if (ap->expires_at_ms <= ap->approved_at_ms)
@@ -855,8 +942,10 @@ int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const 
     json_object_object_add(a, "approved_at", json_object_new_string(approved));
     json_object_object_add(a, "expires_at", json_object_new_string(expires));
     json_object_object_add(a, "scope", json_object_new_string(ap->time_window ? "time_window" : "single_execution"));
-    if (ap->ticket_id) json_object_object_add(a, "ticket_id", json_object_new_string(ap->ticket_id));
-    if (ap->reason) json_object_object_add(a, "reason", json_object_new_string(ap->reason));
+    if (ap->ticket_id)
+        json_object_object_add(a, "ticket_id", json_object_new_string(ap->ticket_id));
+    if (ap->reason)
+        json_object_object_add(a, "reason", json_object_new_string(ap->reason));
     json_object_object_add(sig, "algorithm", json_object_new_string("ed25519"));
     json_object_object_add(sig, "key_id", json_object_new_string(key_id));
     json_object_object_add(sig, "public_key", json_object_new_string(pub));
@@ -868,13 +957,15 @@ int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const 
     wr_schema *schema = artifact_schema(err);
     int rc = schema ? WR_OK : err->code;
     json_object_object_add(sig, "signature", json_object_new_string("-"));
-    if (rc == WR_OK && (rc = wr_schema_validate(schema, a, err)) != WR_OK) wr_error_prefix(err, "approval artifact");
+    if (rc == WR_OK && (rc = wr_schema_validate(schema, a, err)) != WR_OK)
+        wr_error_prefix(err, "approval artifact");
     wr_schema_free(schema);
     size_t len = 0;
     char *payload = rc == WR_OK ? signing_payload(a, &len, err) : NULL;
     char *b64 = payload ? wr_sign_b64(key, payload, len) : NULL;
     free(payload);
-    if (rc == WR_OK && !b64) rc = wr_errorf(err, WR_E_CRYPTO, "", "signing the approval failed");
+    if (rc == WR_OK && !b64)
+        rc = wr_errorf(err, WR_E_CRYPTO, "", "signing the approval failed");
     if (rc != WR_OK) {
         json_object_put(a);
         return rc;
@@ -888,19 +979,23 @@ int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const 
 /* ---- human decisions ------------------------------------------------------------- */
 
 /* Revokes every unrevoked artifact stored for a contract hash. */
-static int revoke_all(wr_store *st, const char *sha256, const char *reason, int64_t now, wr_error *err) {
+static int revoke_all(wr_store *st, const char *sha256, const char *reason, int64_t now, wr_error *err)
+{
     stored_list sl;
     int rc = load_stored(st, sha256, &sl, err);
     for (size_t i = 0; rc == WR_OK && i < sl.n; i++)
-        if (!sl.v[i].revoked) rc = wr_store_revoke_approval(st, sl.v[i].id, reason, now, err);
+        if (!sl.v[i].revoked)
+            rc = wr_store_revoke_approval(st, sl.v[i].id, reason, now, err);
     stored_list_free(&sl);
     return rc;
 }
 
-int wr_approval_deny(wr_store *st, const char *request_id, const char *reason, const wr_ctx *ctx, wr_error *err) {
+int wr_approval_deny(wr_store *st, const char *request_id, const char *reason, const wr_ctx *ctx, wr_error *err)
+{
     wr_approval_state s;
     int rc = wr_approval_state_get(st, request_id, ctx, &s, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     if (strcmp(s.status, "pending") != 0 && strcmp(s.status, "approved") != 0) {
         rc = wr_errorf(err, WR_E_CONFLICT, "", "approval request %s is %s, not pending", request_id, s.status);
     } else {
@@ -914,14 +1009,18 @@ int wr_approval_deny(wr_store *st, const char *request_id, const char *reason, c
     return rc;
 }
 
-int wr_approval_revoke(wr_store *st, const char *id, const char *reason, const wr_ctx *ctx, wr_error *err) {
+int wr_approval_revoke(wr_store *st, const char *id, const char *reason, const wr_ctx *ctx, wr_error *err)
+{
     int64_t now = wr_now_ms(ctx);
-    if (strncmp(id, "apv_", 4) == 0) return wr_store_revoke_approval(st, id, reason ? reason : "revoked", now, err);
+    if (strncmp(id, "apv_", 4) == 0)
+        return wr_store_revoke_approval(st, id, reason ? reason : "revoked", now, err);
     wr_approval_request r;
     int rc = wr_store_get_approval_request(st, id, &r, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     rc = wr_store_set_approval_request_status(st, id, NULL, "revoked", reason, err);
-    if (rc == WR_OK) rc = revoke_all(st, r.contract_sha256, reason ? reason : "request revoked", now, err);
+    if (rc == WR_OK)
+        rc = revoke_all(st, r.contract_sha256, reason ? reason : "request revoked", now, err);
     wr_approval_request_clear(&r);
     return rc;
 }

@@ -24,19 +24,19 @@ int wr_approval_request_open(wr_store *st, const wr_contract *ct, const wr_decis
                              const wr_ctx *ctx, char request_id_out[WR_ID_MAX], wr_error *err);
 
 typedef struct wr_approval_params {
-    const char *identity;   /* approver identity */
-    const char *method;     /* cli | api | manual | ticket | elicitation */
+    const char *identity; /* approver identity */
+    const char *method;   /* cli | api | manual | ticket | elicitation */
     const char *contract_sha256;
     int64_t approved_at_ms;
     int64_t expires_at_ms;
-    bool time_window;       /* scope time_window instead of single_execution */
-    const char *reason;     /* may be NULL */
-    const char *ticket_id;  /* may be NULL */
+    bool time_window;      /* scope time_window instead of single_execution */
+    const char *reason;    /* may be NULL */
+    const char *ticket_id; /* may be NULL */
 } wr_approval_params;
 
 /* Creates and signs an artifact with the approver's own key. */
-int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const wr_ctx *ctx,
-                     json_object **artifact_out, wr_error *err);
+int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const wr_ctx *ctx, json_object **artifact_out,
+                     wr_error *err);
 
 /* One approval that counts toward a run. */
 typedef struct wr_approval_use {

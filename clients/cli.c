@@ -4,7 +4,8 @@
 #include "clients/cli.h"
 #include "gate/gate.h"
 
-int cli_fail(const char *fmt, ...) {
+int cli_fail(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     fputs("warrant: ", stderr);
@@ -14,7 +15,8 @@ int cli_fail(const char *fmt, ...) {
     return CLI_USAGE;
 }
 
-int cli_fail_err(int code, const char *what, const wr_error *err) {
+int cli_fail_err(int code, const char *what, const wr_error *err)
+{
     if (err->path[0])
         fprintf(stderr, "warrant: %s: %s: %s\n", what, err->path, err->message);
     else
@@ -22,15 +24,19 @@ int cli_fail_err(int code, const char *what, const wr_error *err) {
     return code;
 }
 
-void cli_print_json(json_object *obj) {
+void cli_print_json(json_object *obj)
+{
     puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-const char *cli_state_dir(const char *opt, char *buf) {
-    if (opt) return opt;
+const char *cli_state_dir(const char *opt, char *buf)
+{
+    if (opt)
+        return opt;
     int rc = wr_gate_default_state_dir(buf, CLI_PATH_MAX);
-    if (rc == WR_OK) return buf;
+    if (rc == WR_OK)
+        return buf;
     if (rc == WR_E_LIMIT)
         cli_fail("state dir from the environment is longer than %d bytes: give --state-dir", CLI_PATH_MAX - 1);
     else

@@ -5,7 +5,11 @@
 
 #include "lib/lib.h"
 
-enum { CLI_OK = 0, CLI_REJECTED = 1, CLI_USAGE = 2 };
+enum {
+    CLI_OK = 0,
+    CLI_REJECTED = 1,
+    CLI_USAGE = 2
+};
 
 /* One line "warrant: message" on stderr; returns CLI_USAGE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,8 +18,8 @@
 #include "receipts/receipts.h"
 
 #define USAGE_APPROVALS                                                                                                \
-    "usage: warrant approvals list [--json] [--all] | show ID [--json] | approve ID --key KEY [--identity NAME] "     \
-    "[--expires DURATION] [--scope single|window] [--reason TEXT] [--ticket ID] [--policy FILE] | deny ID "           \
+    "usage: warrant approvals list [--json] [--all] | show ID [--json] | approve ID --key KEY [--identity NAME] "      \
+    "[--expires DURATION] [--scope single|window] [--reason TEXT] [--ticket ID] [--policy FILE] | deny ID "            \
     "[--reason TEXT] | revoke ID [--reason TEXT]   (all take [--state-dir DIR])"
 
 /* ---- options ----------------------------------------------------------------- */
@@ -31,7 +31,8 @@ typedef struct opts {
 
 /* Options may come before or after ID; every verb accepts the same set and
  * checks afterwards which ones it needs, so errors name the verb. */
-static int parse_opts(int argc, char **argv, opts *o) {
+static int parse_opts(int argc, char **argv, opts *o)
+{
     static const struct {
         const char *name;
         size_t off;
@@ -54,14 +55,19 @@ static int parse_opts(int argc, char **argv, opts *o) {
         }
         bool matched = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
-            if (strcmp(a, valued[k].name) != 0) continue;
-            if (i + 1 >= argc) return cli_fail("approvals %s: %s needs a value", argv[1], a);
+            if (strcmp(a, valued[k].name) != 0)
+                continue;
+            if (i + 1 >= argc)
+                return cli_fail("approvals %s: %s needs a value", argv[1], a);
             *(const char **)((char *)o + valued[k].off) = argv[++i];
             matched = true;
         }
-        if (matched) continue;
-        if (a[0] == '-' && a[1]) return cli_fail("approvals %s: unknown option %s\n%s", argv[1], a, USAGE_APPROVALS);
-        if (o->id) return cli_fail("approvals %s: unexpected argument '%s'", argv[1], a);
+        if (matched)
+            continue;
+        if (a[0] == '-' && a[1])
+            return cli_fail("approvals %s: unknown option %s\n%s", argv[1], a, USAGE_APPROVALS);
+        if (o->id)
+            return cli_fail("approvals %s: unexpected argument '%s'", argv[1], a);
         o->id = a;
     }
     return CLI_OK;
@@ -69,17 +75,20 @@ static int parse_opts(int argc, char **argv, opts *o) {
 
 /* Opens the state dir's store, refusing to create one: a mistyped
  * --state-dir must not look like an empty queue. */
-static int open_store(const opts *o, wr_store **st) {
+static int open_store(const opts *o, wr_store **st)
+{
     char buf[CLI_PATH_MAX];
     const char *dir = cli_state_dir(o->state_dir, buf);
-    if (!dir) return CLI_USAGE;
+    if (!dir)
+        return CLI_USAGE;
     char db[4096];
     struct stat sb;
     snprintf(db, sizeof db, "%s/warrant.db", dir);
     if (stat(db, &sb) != 0)
         return cli_fail("no warrant state in %s (%s: %s); pass --state-dir DIR", dir, db, strerror(errno));
     wr_error err = {0};
-    if (wr_store_open(dir, st, &err) != WR_OK) return cli_fail_err(CLI_USAGE, dir, &err);
+    if (wr_store_open(dir, st, &err) != WR_OK)
+        return cli_fail_err(CLI_USAGE, dir, &err);
     return CLI_OK;
 }
 
@@ -87,27 +96,35 @@ static int open_store(const opts *o, wr_store **st) {
 
 /* Characters that change how the rest of a line renders: C0/C1 controls,
  * DEL, bidi embeddings/overrides/isolates, zero-width and BOM. */
-static bool deceptive(uint32_t cp) {
+static bool deceptive(uint32_t cp)
+{
     return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff || cp == 0x061c;
 }
 
 /* Decodes one UTF-8 sequence; returns its length, 0 if invalid. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp) {
-    if (s[0] < 0x80) return *cp = s[0], 1;
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+{
+    if (s[0] < 0x80)
+        return *cp = s[0], 1;
     size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (!n) return 0;
+    if (!n)
+        return 0;
     for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0; /* also stops at the terminating NUL */
-    if (!wr_utf8_valid((const char *)s, n)) return 0;
+        if ((s[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the terminating NUL */
+    if (!wr_utf8_valid((const char *)s, n))
+        return 0;
     *cp = s[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) *cp = (*cp << 6) | (s[i] & 0x3f);
+    for (size_t i = 1; i < n; i++)
+        *cp = (*cp << 6) | (s[i] & 0x3f);
     return n;
 }
 
 /* Writes s with deceptive characters as \uXXXX (valid inside JSON strings,
  * where json-c already escaped C0) and invalid bytes as \xNN. */
-static void put_safe(FILE *f, const char *s, bool json_text) {
+static void put_safe(FILE *f, const char *s, bool json_text)
+{
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         uint32_t cp;
         size_t n = utf8_decode(p, &cp);
@@ -123,7 +140,8 @@ static void put_safe(FILE *f, const char *s, bool json_text) {
     }
 }
 
-static void print_json_safe(json_object *obj) {
+static void print_json_safe(json_object *obj)
+{
     put_safe(stdout,
              json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE),
@@ -132,7 +150,8 @@ static void print_json_safe(json_object *obj) {
 }
 
 /* An argv as a shell-like line, quoting words a reader could misparse. */
-static void put_argv(FILE *f, const wr_strv *argv) {
+static void put_argv(FILE *f, const wr_strv *argv)
+{
     for (size_t i = 0; i < argv->n; i++) {
         const char *a = argv->v[i];
         bool plain = *a != '\0';
@@ -147,9 +166,11 @@ static void put_argv(FILE *f, const wr_strv *argv) {
         for (const char *q = a;;) {
             const char *quote = strchr(q, '\'');
             char *chunk = strndup(q, quote ? (size_t)(quote - q) : strlen(q));
-            if (chunk) put_safe(f, chunk, false);
+            if (chunk)
+                put_safe(f, chunk, false);
             free(chunk);
-            if (!quote) break;
+            if (!quote)
+                break;
             fputs("'\\''", f);
             q = quote + 1;
         }
@@ -157,25 +178,33 @@ static void put_argv(FILE *f, const wr_strv *argv) {
     }
 }
 
-static void put_list(FILE *f, const wr_strv *sv) {
-    if (!sv->n) fputs("-", f);
+static void put_list(FILE *f, const wr_strv *sv)
+{
+    if (!sv->n)
+        fputs("-", f);
     for (size_t i = 0; i < sv->n; i++) {
         fputs(i ? "," : "", f);
         put_safe(f, sv->v[i], false);
     }
 }
 
-static void format_age(int64_t ms, char *buf, size_t len) {
+static void format_age(int64_t ms, char *buf, size_t len)
+{
     int64_t s = ms < 0 ? 0 : ms / 1000;
-    if (s < 60) snprintf(buf, len, "%" PRId64 "s", s);
-    else if (s < 3600) snprintf(buf, len, "%" PRId64 "m", s / 60);
-    else if (s < 86400) snprintf(buf, len, "%" PRId64 "h", s / 3600);
-    else snprintf(buf, len, "%" PRId64 "d", s / 86400);
+    if (s < 60)
+        snprintf(buf, len, "%" PRId64 "s", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%" PRId64 "m", s / 60);
+    else if (s < 86400)
+        snprintf(buf, len, "%" PRId64 "h", s / 3600);
+    else
+        snprintf(buf, len, "%" PRId64 "d", s / 86400);
 }
 
 /* ---- one request, as text or JSON ---------------------------------------------- */
 
-static json_object *commands_json(const wr_contract *ct) {
+static json_object *commands_json(const wr_contract *ct)
+{
     json_object *arr = json_object_new_array();
     for (size_t i = 0; i < ct->ncommands; i++) {
         const wr_command *c = &ct->commands[i];
@@ -183,7 +212,8 @@ static json_object *commands_json(const wr_contract *ct) {
         json_object_object_add(o, "id", json_object_new_string(c->id));
         if (c->is_pipeline) {
             json_object *segs = json_object_new_array();
-            for (size_t k = 0; k < c->nsegments; k++) json_object_array_add(segs, wr_strv_to_json(&c->segments[k]));
+            for (size_t k = 0; k < c->nsegments; k++)
+                json_object_array_add(segs, wr_strv_to_json(&c->segments[k]));
             json_object_object_add(o, "pipeline", segs);
         } else {
             json_object_object_add(o, "argv", wr_strv_to_json(&c->segments[0]));
@@ -200,7 +230,8 @@ static json_object *commands_json(const wr_contract *ct) {
     return arr;
 }
 
-static json_object *request_json(const wr_approval_state *s, const wr_contract *ct, int64_t now) {
+static json_object *request_json(const wr_approval_state *s, const wr_contract *ct, int64_t now)
+{
     const wr_approval_request *r = &s->request;
     char at[WR_TIME_LEN], until[WR_TIME_LEN];
     wr_time_format(r->requested_at_ms, at);
@@ -216,7 +247,8 @@ static json_object *request_json(const wr_approval_state *s, const wr_contract *
     json_object_object_add(o, "requested_at", json_object_new_string(at));
     json_object_object_add(o, "expires_at", json_object_new_string(until));
     json_object_object_add(o, "age_sec", json_object_new_int64((now - r->requested_at_ms) / 1000));
-    if (r->reason) json_object_object_add(o, "reason", json_object_new_string(r->reason));
+    if (r->reason)
+        json_object_object_add(o, "reason", json_object_new_string(r->reason));
     if (ct) {
         json_object_object_add(o, "intent", json_object_new_string(ct->intent ? ct->intent : ""));
         json_object_object_add(o, "risk_class", json_object_new_string(ct->risk_class));
@@ -228,7 +260,8 @@ static json_object *request_json(const wr_approval_state *s, const wr_contract *
     return o;
 }
 
-static void print_request_text(const wr_approval_state *s, const wr_contract *ct, int64_t now) {
+static void print_request_text(const wr_approval_state *s, const wr_contract *ct, int64_t now)
+{
     const wr_approval_request *r = &s->request;
     char age[32];
     format_age(now - r->requested_at_ms, age, sizeof age);
@@ -266,7 +299,8 @@ static void print_request_text(const wr_approval_state *s, const wr_contract *ct
     }
 }
 
-static wr_contract *parse_stored(const wr_contracts *cs, const wr_approval_request *r) {
+static wr_contract *parse_stored(const wr_contracts *cs, const wr_approval_request *r)
+{
     wr_contract *ct = NULL;
     wr_error err = {0};
     if (wr_contract_parse(cs, r->contract_json, strlen(r->contract_json), &ct, &err) != WR_OK) {
@@ -278,9 +312,13 @@ static wr_contract *parse_stored(const wr_contracts *cs, const wr_approval_reque
 
 /* ---- list ------------------------------------------------------------------------ */
 
-static int collect_id(void *ud, const wr_approval_request *r) { return wr_strv_push(ud, r->request_id) != WR_OK; }
+static int collect_id(void *ud, const wr_approval_request *r)
+{
+    return wr_strv_push(ud, r->request_id) != WR_OK;
+}
 
-static int do_list(wr_store *st, const opts *o, const wr_ctx *ctx) {
+static int do_list(wr_store *st, const opts *o, const wr_ctx *ctx)
+{
     wr_error err = {0};
     wr_strv ids = {0};
     /* Ids first, details after: the store must not be re-entered from
@@ -315,8 +353,10 @@ static int do_list(wr_store *st, const opts *o, const wr_ctx *ctx) {
         }
         wr_approval_state_clear(&s);
     }
-    if (rc == CLI_OK && o->json) print_json_safe(arr);
-    else if (rc == CLI_OK && !shown) printf("no %srequests\n", o->all ? "" : "pending ");
+    if (rc == CLI_OK && o->json)
+        print_json_safe(arr);
+    else if (rc == CLI_OK && !shown)
+        printf("no %srequests\n", o->all ? "" : "pending ");
     json_object_put(arr);
     wr_contracts_free(cs);
     wr_strv_free(&ids);
@@ -325,7 +365,8 @@ static int do_list(wr_store *st, const opts *o, const wr_ctx *ctx) {
 
 /* ---- show ------------------------------------------------------------------------ */
 
-static int do_show(wr_store *st, const opts *o, const wr_ctx *ctx) {
+static int do_show(wr_store *st, const opts *o, const wr_ctx *ctx)
+{
     wr_error err = {0};
     wr_approval_state s;
     int code = 0;
@@ -373,7 +414,8 @@ static int do_show(wr_store *st, const opts *o, const wr_ctx *ctx) {
             print_json_safe(decision);
         }
         printf("contract:\n");
-        if (contract) print_json_safe(contract);
+        if (contract)
+            print_json_safe(contract);
     }
     wr_contract_free(ct);
     wr_contracts_free(cs);
@@ -386,26 +428,37 @@ static int do_show(wr_store *st, const opts *o, const wr_ctx *ctx) {
 /* ---- approve ----------------------------------------------------------------------- */
 
 /* "90s", "30m", "2h", "1d" (or bare seconds) to seconds; 0 if invalid. */
-static int64_t parse_duration(const char *s) {
+static int64_t parse_duration(const char *s)
+{
     char *end = NULL;
     errno = 0;
-    if (!isdigit((unsigned char)*s)) return 0;
+    if (!isdigit((unsigned char)*s))
+        return 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || v == 0 || v > 366ull * 86400) return 0;
+    if (errno || v == 0 || v > 366ull * 86400)
+        return 0;
     int64_t mult = 1;
-    if (*end == 'm') mult = 60;
-    else if (*end == 'h') mult = 3600;
-    else if (*end == 'd') mult = 86400;
-    else if (*end != 's' && *end != '\0') return 0;
-    if (*end && end[1]) return 0;
+    if (*end == 'm')
+        mult = 60;
+    else if (*end == 'h')
+        mult = 3600;
+    else if (*end == 'd')
+        mult = 86400;
+    else if (*end != 's' && *end != '\0')
+        return 0;
+    if (*end && end[1])
+        return 0;
     int64_t sec = (int64_t)v * mult;
     return sec > 366 * 86400 ? 0 : sec;
 }
 
-static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx) {
-    if (!o->key) return cli_fail("approvals approve: --key KEY (the approver's private key file) is required");
+static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx)
+{
+    if (!o->key)
+        return cli_fail("approvals approve: --key KEY (the approver's private key file) is required");
     bool window = false;
-    if (o->scope && !strcmp(o->scope, "window")) window = true;
+    if (o->scope && !strcmp(o->scope, "window"))
+        window = true;
     else if (o->scope && strcmp(o->scope, "single") != 0)
         return cli_fail("approvals approve: --scope must be single or window, not '%s'", o->scope);
     int64_t dur = o->expires ? parse_duration(o->expires) : 0;
@@ -427,7 +480,8 @@ static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx) {
     const char *policy_name = o->policy ? o->policy : "the request's policy";
     code = o->policy ? wr_policy_load_file(o->policy, &p, &err) : wr_approval_request_policy(st, &s.request, &p, &err);
     if (code != WR_OK) {
-        if (!o->policy) wr_error_prefix(&err, "no --policy given and the request's policy is not available");
+        if (!o->policy)
+            wr_error_prefix(&err, "no --policy given and the request's policy is not available");
         cli_fail_err(CLI_USAGE, policy_name, &err);
         goto done;
     }
@@ -436,10 +490,11 @@ static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx) {
         goto done;
     }
     int64_t max = p->approval.max_lifetime_sec > 0 ? p->approval.max_lifetime_sec : 3600;
-    if (!dur) dur = max < 3600 ? max : 3600;
+    if (!dur)
+        dur = max < 3600 ? max : 3600;
     if (dur > max) {
         cli_fail("approvals approve: --expires %s exceeds the policy's maximum approval lifetime of %" PRId64 "s",
-                      o->expires, max);
+                 o->expires, max);
         rc = CLI_REJECTED;
         goto done_k;
     }
@@ -447,7 +502,8 @@ static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx) {
     char kid[WR_KEY_ID_LEN];
     wr_key_id(kp.pk, kid);
     for (size_t i = 0; !identity && i < p->napprovers; i++)
-        if (!memcmp(p->approvers[i].public_key, kp.pk, WR_PK_LEN)) identity = p->approvers[i].identity;
+        if (!memcmp(p->approvers[i].public_key, kp.pk, WR_PK_LEN))
+            identity = p->approvers[i].identity;
     if (!identity) {
         cli_fail("approvals approve: key %s is not the key of any approver in %s", kid, policy_name);
         rc = CLI_REJECTED;
@@ -480,8 +536,7 @@ static int do_approve(wr_store *st, const opts *o, const wr_ctx *ctx) {
     const char *dir = cli_state_dir(o->state_dir, buf);
     bool have_server = dir && wr_server_pubkey_load(dir, server_pk, NULL) == WR_OK;
     char request_id[WR_ID_MAX];
-    if ((code = wr_approval_accept(st, p, artifact, have_server ? server_pk : NULL, ctx, request_id, &err)) !=
-        WR_OK) {
+    if ((code = wr_approval_accept(st, p, artifact, have_server ? server_pk : NULL, ctx, request_id, &err)) != WR_OK) {
         fprintf(stderr, "warrant: approval refused: %s\n", err.message);
         rc = code == WR_E_NOTFOUND || code == WR_E_IO || code == WR_E_NOMEM ? CLI_USAGE : CLI_REJECTED;
         goto done_k;
@@ -503,10 +558,11 @@ done:
 
 /* ---- deny / revoke ------------------------------------------------------------------ */
 
-static int do_deny_revoke(wr_store *st, const opts *o, const wr_ctx *ctx, bool deny) {
+static int do_deny_revoke(wr_store *st, const opts *o, const wr_ctx *ctx, bool deny)
+{
     wr_error err = {0};
-    int code = deny ? wr_approval_deny(st, o->id, o->reason, ctx, &err)
-                    : wr_approval_revoke(st, o->id, o->reason, ctx, &err);
+    int code =
+        deny ? wr_approval_deny(st, o->id, o->reason, ctx, &err) : wr_approval_revoke(st, o->id, o->reason, ctx, &err);
     if (code != WR_OK)
         return cli_fail_err(code == WR_E_CONFLICT || code == WR_E_DENIED ? CLI_REJECTED : CLI_USAGE,
                             deny ? "approvals deny" : "approvals revoke", &err);
@@ -514,8 +570,10 @@ static int do_deny_revoke(wr_store *st, const opts *o, const wr_ctx *ctx, bool d
     return CLI_OK;
 }
 
-int cmd_approvals(int argc, char **argv) {
-    if (argc < 2) return cli_fail("%s", USAGE_APPROVALS);
+int cmd_approvals(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_fail("%s", USAGE_APPROVALS);
     const char *verb = argv[1];
     if (!strcmp(verb, "-h") || !strcmp(verb, "--help")) {
         puts(USAGE_APPROVALS);
@@ -523,21 +581,35 @@ int cmd_approvals(int argc, char **argv) {
     }
     static const char *const verbs[] = {"list", "show", "approve", "deny", "revoke"};
     size_t v = 0;
-    while (v < 5 && strcmp(verb, verbs[v]) != 0) v++;
-    if (v == 5) return cli_fail("approvals: unknown verb '%s'\n%s", verb, USAGE_APPROVALS);
+    while (v < 5 && strcmp(verb, verbs[v]) != 0)
+        v++;
+    if (v == 5)
+        return cli_fail("approvals: unknown verb '%s'\n%s", verb, USAGE_APPROVALS);
     opts o;
     int rc = parse_opts(argc, argv, &o);
-    if (rc != CLI_OK) return rc;
-    if (v == 0 && o.id) return cli_fail("approvals list takes no ID");
-    if (v != 0 && !o.id) return cli_fail("approvals %s: missing request ID", verb);
+    if (rc != CLI_OK)
+        return rc;
+    if (v == 0 && o.id)
+        return cli_fail("approvals list takes no ID");
+    if (v != 0 && !o.id)
+        return cli_fail("approvals %s: missing request ID", verb);
     wr_store *st = NULL;
-    if ((rc = open_store(&o, &st)) != CLI_OK) return rc;
+    if ((rc = open_store(&o, &st)) != CLI_OK)
+        return rc;
     wr_ctx ctx = wr_ctx_system();
     switch (v) {
-    case 0: rc = do_list(st, &o, &ctx); break;
-    case 1: rc = do_show(st, &o, &ctx); break;
-    case 2: rc = do_approve(st, &o, &ctx); break;
-    default: rc = do_deny_revoke(st, &o, &ctx, v == 3); break;
+    case 0:
+        rc = do_list(st, &o, &ctx);
+        break;
+    case 1:
+        rc = do_show(st, &o, &ctx);
+        break;
+    case 2:
+        rc = do_approve(st, &o, &ctx);
+        break;
+    default:
+        rc = do_deny_revoke(st, &o, &ctx, v == 3);
+        break;
     }
     wr_store_close(st);
     return rc;

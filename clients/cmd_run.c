@@ -15,21 +15,20 @@ extern char **environ;
 
 /* A person at a terminal sees the command's output as it happens; stdout
  * stays reserved for the receipt so scripts can parse it. */
-static void echo_output(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len) {
+static void echo_output(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len)
+{
     (void)ud;
     (void)command_id;
     (void)stream;
     fwrite(data, 1, len, stderr);
 }
 
-int cmd_run(int argc, char **argv) {
+int cmd_run(int argc, char **argv)
+{
     static const struct option opts[] = {
-        {"policy", required_argument, NULL, 'p'},
-        {"state-dir", required_argument, NULL, 's'},
-        {"approval", required_argument, NULL, 'a'},
-        {"wait", required_argument, NULL, 'w'},
-        {"quiet", no_argument, NULL, 'q'},
-        {0, 0, 0, 0},
+        {"policy", required_argument, NULL, 'p'},   {"state-dir", required_argument, NULL, 's'},
+        {"approval", required_argument, NULL, 'a'}, {"wait", required_argument, NULL, 'w'},
+        {"quiet", no_argument, NULL, 'q'},          {0, 0, 0, 0},
     };
     const char *policy = NULL, *state_dir = NULL, *approval_files[MAX_APPROVAL_FILES];
     size_t napproval_files = 0;
@@ -39,20 +38,29 @@ int cmd_run(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'p': policy = optarg; break;
-        case 's': state_dir = optarg; break;
+        case 'p':
+            policy = optarg;
+            break;
+        case 's':
+            state_dir = optarg;
+            break;
         case 'a':
-            if (napproval_files == MAX_APPROVAL_FILES) return cli_fail("run: at most %d --approval files", MAX_APPROVAL_FILES);
+            if (napproval_files == MAX_APPROVAL_FILES)
+                return cli_fail("run: at most %d --approval files", MAX_APPROVAL_FILES);
             approval_files[napproval_files++] = optarg;
             break;
         case 'w': {
             char *end;
             wait_sec = strtol(optarg, &end, 10);
-            if (*end || wait_sec < 0 || wait_sec > 86400) return cli_fail("run: --wait takes seconds (0..86400)");
+            if (*end || wait_sec < 0 || wait_sec > 86400)
+                return cli_fail("run: --wait takes seconds (0..86400)");
             break;
         }
-        case 'q': quiet = true; break;
-        default: return cli_fail("usage: warrant run [--policy POLICY] [--state-dir DIR] [--approval FILE]... CONTRACT");
+        case 'q':
+            quiet = true;
+            break;
+        default:
+            return cli_fail("usage: warrant run [--policy POLICY] [--state-dir DIR] [--approval FILE]... CONTRACT");
         }
     }
     if (optind != argc - 1)
@@ -67,9 +75,10 @@ int cmd_run(int argc, char **argv) {
     int status = CLI_USAGE;
 
     char state_buf[CLI_PATH_MAX];
-    wr_gate_config cfg = {.state_dir = cli_state_dir(state_dir, state_buf), .policy_path = policy, .ctx = &ctx,
-                          .host_env = environ};
-    if (!cfg.state_dir) return CLI_USAGE;
+    wr_gate_config cfg = {
+        .state_dir = cli_state_dir(state_dir, state_buf), .policy_path = policy, .ctx = &ctx, .host_env = environ};
+    if (!cfg.state_dir)
+        return CLI_USAGE;
     if (wr_gate_open(&cfg, &g, &err) != WR_OK) {
         cli_fail_err(CLI_USAGE, policy ? policy : cfg.state_dir, &err);
         goto out;
@@ -110,7 +119,8 @@ int cmd_run(int argc, char **argv) {
     }
     wr_run_outcome_clear(&out);
 out:
-    for (size_t i = 0; i < napproval_files; i++) json_object_put(approvals[i]);
+    for (size_t i = 0; i < napproval_files; i++)
+        json_object_put(approvals[i]);
     wr_contract_free(ct);
     wr_gate_close(g);
     return status;

@@ -22,7 +22,8 @@ static const struct {
     {"export", cmd_export, "export EXECUTION_ID --state-dir DIR -o BUNDLE.tar.gz"},
 };
 
-static int usage(FILE *f) {
+static int usage(FILE *f)
+{
     fprintf(f, "usage: warrant COMMAND [ARGS]\n\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  warrant %s\n", commands[i].usage);
@@ -30,15 +31,19 @@ static int usage(FILE *f) {
     return f == stdout ? CLI_OK : CLI_USAGE;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) return usage(stderr);
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) return usage(stdout);
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
+        return usage(stdout);
     if (!strcmp(argv[1], "--version")) {
         printf("warrant %s\n", WR_VERSION);
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "warrant: unknown command '%s' (see warrant --help)\n", argv[1]);
     return CLI_USAGE;
 }

@@ -14,7 +14,8 @@ struct wr_contracts {
     wr_schema *schema;
 };
 
-wr_contracts *wr_contracts_new(wr_error *err) {
+wr_contracts *wr_contracts_new(wr_error *err)
+{
     wr_contracts *c = calloc(1, sizeof *c);
     if (!c) {
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
@@ -28,17 +29,21 @@ wr_contracts *wr_contracts_new(wr_error *err) {
     return c;
 }
 
-void wr_contracts_free(wr_contracts *c) {
-    if (!c) return;
+void wr_contracts_free(wr_contracts *c)
+{
+    if (!c)
+        return;
     wr_schema_free(c->schema);
     free(c);
 }
 
-int wr_contract_validate_json(const wr_contracts *c, json_object *obj, wr_error *err) {
+int wr_contract_validate_json(const wr_contracts *c, json_object *obj, wr_error *err)
+{
     return wr_schema_validate(c->schema, obj, err);
 }
 
-int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err) {
+int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     return wr_canonical_sha256(obj, true, out, err);
 }
 
@@ -46,48 +51,60 @@ int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *er
 
 /* A JSON string as a C string, refusing what C and execve cannot carry
  * faithfully: embedded NUL (json-c keeps "\u0000") and invalid UTF-8. */
-static int get_str(json_object *o, const char *ptr, const char **out, wr_error *err) {
+static int get_str(json_object *o, const char *ptr, const char **out, wr_error *err)
+{
     const char *s = json_object_get_string(o);
     size_t len = (size_t)json_object_get_string_len(o);
-    if (strlen(s) != len) return wr_errorf(err, WR_E_INVALID, ptr, "string contains a NUL byte");
-    if (!wr_utf8_valid(s, len)) return wr_errorf(err, WR_E_INVALID, ptr, "string is not valid UTF-8");
+    if (strlen(s) != len)
+        return wr_errorf(err, WR_E_INVALID, ptr, "string contains a NUL byte");
+    if (!wr_utf8_valid(s, len))
+        return wr_errorf(err, WR_E_INVALID, ptr, "string is not valid UTF-8");
     *out = s;
     return WR_OK;
 }
 
-static int dup_field(json_object *parent, const char *key, const char *ptr, char **out, wr_error *err) {
+static int dup_field(json_object *parent, const char *key, const char *ptr, char **out, wr_error *err)
+{
     json_object *v;
     *out = NULL;
-    if (!json_object_object_get_ex(parent, key, &v) || !json_object_is_type(v, json_type_string)) return WR_OK;
+    if (!json_object_object_get_ex(parent, key, &v) || !json_object_is_type(v, json_type_string))
+        return WR_OK;
     char p[256];
     snprintf(p, sizeof p, "%s/%s", ptr, key);
     const char *s = NULL;
     int rc = get_str(v, p, &s, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     *out = strdup(s);
     return *out ? WR_OK : wr_errorf(err, WR_E_NOMEM, p, "out of memory");
 }
 
-static int str_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err) {
+static int str_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err)
+{
     size_t n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
         char p[256];
         snprintf(p, sizeof p, "%s/%zu", ptr, i);
         const char *s = NULL;
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
-        if (rc) return rc;
-        if (wr_strv_push(out, s)) return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
+        if (rc)
+            return rc;
+        if (wr_strv_push(out, s))
+            return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
     }
     return WR_OK;
 }
 
 /* wr_path_normalize reports no pointer: name the field it came from. */
-static int at(wr_error *err, const char *ptr, int rc) {
-    if (err) snprintf(err->path, sizeof err->path, "%s", ptr);
+static int at(wr_error *err, const char *ptr, int rc)
+{
+    if (err)
+        snprintf(err->path, sizeof err->path, "%s", ptr);
     return rc;
 }
 
-static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err) {
+static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err)
+{
     size_t n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
         char p[256];
@@ -95,11 +112,14 @@ static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error 
         const char *s = NULL;
         char *norm;
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
-        if (rc) return rc;
-        if ((rc = wr_path_normalize(s, &norm, err))) return at(err, p, rc);
+        if (rc)
+            return rc;
+        if ((rc = wr_path_normalize(s, &norm, err)))
+            return at(err, p, rc);
         rc = wr_strv_push(out, norm);
         free(norm);
-        if (rc) return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
+        if (rc)
+            return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
     }
     return WR_OK;
 }
@@ -107,12 +127,14 @@ static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error 
 /* argv[0] names the program: NUL or control bytes there could make the
  * name we check differ from the file the kernel runs (or from what a human
  * approver sees), so they are refused outright. */
-static int check_argv(json_object *argv, const char *ptr, wr_strv *out, wr_error *err) {
+static int check_argv(json_object *argv, const char *ptr, wr_strv *out, wr_error *err)
+{
     size_t n = json_object_array_length(argv);
     if (n > WR_CONTRACT_MAX_ARGV)
         return wr_errorf(err, WR_E_LIMIT, ptr, "argv has %zu elements, more than %u", n, WR_CONTRACT_MAX_ARGV);
     int rc = str_array(argv, ptr, out, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     for (size_t i = 0; i < out->n; i++)
         if (strlen(out->v[i]) > WR_CONTRACT_MAX_ARG_BYTES)
             return wr_errorf(err, WR_E_LIMIT, ptr, "argv[%zu] is longer than %u bytes", i, WR_CONTRACT_MAX_ARG_BYTES);
@@ -124,36 +146,45 @@ static int check_argv(json_object *argv, const char *ptr, wr_strv *out, wr_error
 
 /* Environment names end up as NAME=value in execve's envp: a name with
  * "=" or odd bytes could smuggle a different variable. */
-static int check_env_names(const wr_strv *names, const char *ptr, wr_error *err) {
+static int check_env_names(const wr_strv *names, const char *ptr, wr_error *err)
+{
     for (size_t i = 0; i < names->n; i++) {
         const char *s = names->v[i];
         bool ok = (s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z'));
         for (const char *c = s + 1; ok && *c; c++)
             ok = *c == '_' || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9');
-        if (!ok) return wr_errorf(err, WR_E_INVALID, ptr, "env_allow[%zu] '%.100s' is not a valid variable name", i, s);
+        if (!ok)
+            return wr_errorf(err, WR_E_INVALID, ptr, "env_allow[%zu] '%.100s' is not a valid variable name", i, s);
     }
     return WR_OK;
 }
 
-static wr_network_mode network_mode(const char *s) {
-    if (!strcmp(s, "full")) return WR_NET_FULL;
-    if (!strcmp(s, "allowlisted")) return WR_NET_ALLOWLISTED;
+static wr_network_mode network_mode(const char *s)
+{
+    if (!strcmp(s, "full"))
+        return WR_NET_FULL;
+    if (!strcmp(s, "allowlisted"))
+        return WR_NET_ALLOWLISTED;
     return WR_NET_DENY;
 }
 
-static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error *err) {
+static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error *err)
+{
     char ptr[64], p[128];
     snprintf(ptr, sizeof ptr, "/commands/%zu", idx);
     json_object *v, *exec, *pipe;
     int rc;
-    if ((rc = dup_field(jc, "id", ptr, &cmd->id, err))) return rc;
+    if ((rc = dup_field(jc, "id", ptr, &cmd->id, err)))
+        return rc;
     if (json_object_object_get_ex(jc, "exec", &exec)) {
         json_object_object_get_ex(exec, "argv", &v);
         cmd->segments = calloc(1, sizeof *cmd->segments);
-        if (!cmd->segments) return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
+        if (!cmd->segments)
+            return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
         cmd->nsegments = 1;
         snprintf(p, sizeof p, "%s/exec/argv", ptr);
-        if ((rc = check_argv(v, p, &cmd->segments[0], err))) return rc;
+        if ((rc = check_argv(v, p, &cmd->segments[0], err)))
+            return rc;
     } else {
         json_object_object_get_ex(jc, "pipeline", &pipe);
         json_object_object_get_ex(pipe, "segments", &v);
@@ -163,22 +194,27 @@ static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error 
                              WR_CONTRACT_MAX_SEGMENTS);
         cmd->is_pipeline = true;
         cmd->segments = calloc(n, sizeof *cmd->segments);
-        if (!cmd->segments) return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
+        if (!cmd->segments)
+            return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
         cmd->nsegments = n;
         for (size_t i = 0; i < n; i++) {
             json_object *argv;
             json_object_object_get_ex(json_object_array_get_idx(v, i), "argv", &argv);
             snprintf(p, sizeof p, "%s/pipeline/segments/%zu/argv", ptr, i);
-            if ((rc = check_argv(argv, p, &cmd->segments[i], err))) return rc;
+            if ((rc = check_argv(argv, p, &cmd->segments[i], err)))
+                return rc;
         }
     }
 
     const char *s = NULL;
     json_object_object_get_ex(jc, "cwd", &v);
     snprintf(p, sizeof p, "%s/cwd", ptr);
-    if ((rc = get_str(v, p, &s, err))) return rc;
-    if ((rc = wr_path_normalize(s, &cmd->cwd, err))) return at(err, p, rc);
-    if (strstr(cmd->cwd, "*")) return wr_errorf(err, WR_E_INVALID, p, "cwd cannot be a glob");
+    if ((rc = get_str(v, p, &s, err)))
+        return rc;
+    if ((rc = wr_path_normalize(s, &cmd->cwd, err)))
+        return at(err, p, rc);
+    if (strstr(cmd->cwd, "*"))
+        return wr_errorf(err, WR_E_INVALID, p, "cwd cannot be a glob");
 
     static const struct {
         const char *key;
@@ -195,10 +231,12 @@ static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error 
         wr_strv *dst = (wr_strv *)((char *)cmd + lists[i].off);
         snprintf(p, sizeof p, "%s/%s", ptr, lists[i].key);
         rc = lists[i].paths ? path_array(v, p, dst, err) : str_array(v, p, dst, err);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     snprintf(p, sizeof p, "%s/env_allow", ptr);
-    if ((rc = check_env_names(&cmd->env_allow, p, err))) return rc;
+    if ((rc = check_env_names(&cmd->env_allow, p, err)))
+        return rc;
 
     json_object_object_get_ex(jc, "network", &v);
     cmd->network = network_mode(json_object_get_string(v));
@@ -207,15 +245,14 @@ static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error 
     return dup_field(jc, "proposed_effect_type", ptr, &cmd->proposed_effect_type, err);
 }
 
-static int build(json_object *obj, wr_contract *ct, wr_error *err) {
+static int build(json_object *obj, wr_contract *ct, wr_error *err)
+{
     static const struct {
         const char *key;
         size_t off;
     } top[] = {
-        {"contract_id", offsetof(wr_contract, contract_id)},
-        {"intent", offsetof(wr_contract, intent)},
-        {"justification", offsetof(wr_contract, justification)},
-        {"risk_class", offsetof(wr_contract, risk_class)},
+        {"contract_id", offsetof(wr_contract, contract_id)},     {"intent", offsetof(wr_contract, intent)},
+        {"justification", offsetof(wr_contract, justification)}, {"risk_class", offsetof(wr_contract, risk_class)},
         {"approval_mode", offsetof(wr_contract, approval_mode)},
     };
     static const struct {
@@ -229,7 +266,8 @@ static int build(json_object *obj, wr_contract *ct, wr_error *err) {
     };
     int rc;
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if ((rc = dup_field(obj, top[i].key, "", (char **)((char *)ct + top[i].off), err))) return rc;
+        if ((rc = dup_field(obj, top[i].key, "", (char **)((char *)ct + top[i].off), err)))
+            return rc;
     json_object *ja, *jcmds;
     json_object_object_get_ex(obj, "actor", &ja);
     for (size_t i = 0; i < sizeof actor / sizeof actor[0]; i++)
@@ -241,10 +279,12 @@ static int build(json_object *obj, wr_contract *ct, wr_error *err) {
     if (n > WR_CONTRACT_MAX_COMMANDS)
         return wr_errorf(err, WR_E_LIMIT, "/commands", "%zu commands, more than %u", n, WR_CONTRACT_MAX_COMMANDS);
     ct->commands = calloc(n, sizeof *ct->commands);
-    if (!ct->commands) return wr_errorf(err, WR_E_NOMEM, "/commands", "out of memory");
+    if (!ct->commands)
+        return wr_errorf(err, WR_E_NOMEM, "/commands", "out of memory");
     ct->ncommands = n;
     for (size_t i = 0; i < n; i++) {
-        if ((rc = build_command(json_object_array_get_idx(jcmds, i), i, &ct->commands[i], err))) return rc;
+        if ((rc = build_command(json_object_array_get_idx(jcmds, i), i, &ct->commands[i], err)))
+            return rc;
         /* Receipts and decisions name commands by id: two with the same id
          * would make "which one failed" ambiguous. */
         for (size_t j = 0; j < i; j++)
@@ -254,12 +294,15 @@ static int build(json_object *obj, wr_contract *ct, wr_error *err) {
     return wr_contract_hash(obj, ct->sha256, err);
 }
 
-int wr_contract_from_json(const wr_contracts *c, json_object *obj, wr_contract **out, wr_error *err) {
+int wr_contract_from_json(const wr_contracts *c, json_object *obj, wr_contract **out, wr_error *err)
+{
     *out = NULL;
     int rc = wr_contract_validate_json(c, obj, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     wr_contract *ct = calloc(1, sizeof *ct);
-    if (!ct) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!ct)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     ct->json = json_object_get(obj);
     if ((rc = build(obj, ct, err))) {
         wr_contract_free(ct);
@@ -269,21 +312,25 @@ int wr_contract_from_json(const wr_contracts *c, json_object *obj, wr_contract *
     return WR_OK;
 }
 
-int wr_contract_parse(const wr_contracts *c, const char *buf, size_t len, wr_contract **out, wr_error *err) {
+int wr_contract_parse(const wr_contracts *c, const char *buf, size_t len, wr_contract **out, wr_error *err)
+{
     *out = NULL;
     if (len > WR_CONTRACT_MAX_BYTES)
         return wr_errorf(err, WR_E_LIMIT, "", "contract is %zu bytes, more than %u", len, WR_CONTRACT_MAX_BYTES);
     wr_json_limits lim = {WR_CONTRACT_MAX_BYTES, WR_CONTRACT_MAX_DEPTH};
     json_object *obj = wr_json_parse(buf, len, &lim, err);
-    if (!obj) return err ? err->code : WR_E_INVALID;
+    if (!obj)
+        return err ? err->code : WR_E_INVALID;
     int rc = wr_contract_from_json(c, obj, out, err);
     json_object_put(obj);
     return rc;
 }
 
-static void free_command(wr_command *cmd) {
+static void free_command(wr_command *cmd)
+{
     free(cmd->id);
-    for (size_t i = 0; i < cmd->nsegments; i++) wr_strv_free(&cmd->segments[i]);
+    for (size_t i = 0; i < cmd->nsegments; i++)
+        wr_strv_free(&cmd->segments[i]);
     free(cmd->segments);
     free(cmd->cwd);
     wr_strv_free(&cmd->read_paths);
@@ -293,8 +340,10 @@ static void free_command(wr_command *cmd) {
     free(cmd->proposed_effect_type);
 }
 
-void wr_contract_free(wr_contract *ct) {
-    if (!ct) return;
+void wr_contract_free(wr_contract *ct)
+{
+    if (!ct)
+        return;
     free(ct->contract_id);
     free(ct->intent);
     free(ct->justification);
@@ -304,7 +353,8 @@ void wr_contract_free(wr_contract *ct) {
     free(ct->actor.session_id);
     free(ct->actor.initiating_user);
     free(ct->actor.delegation_scope);
-    for (size_t i = 0; i < ct->ncommands; i++) free_command(&ct->commands[i]);
+    for (size_t i = 0; i < ct->ncommands; i++)
+        free_command(&ct->commands[i]);
     free(ct->commands);
     json_object_put(ct->json);
     free(ct);

@@ -7,24 +7,28 @@
 #include "lib/lib.h"
 
 /* Limits (issue #2): body, counts, lengths, nesting. */
-#define WR_CONTRACT_MAX_BYTES (1024u * 1024u)
-#define WR_CONTRACT_MAX_COMMANDS 20
-#define WR_CONTRACT_MAX_ARGV 256
-#define WR_CONTRACT_MAX_ARG_BYTES 4096
-#define WR_CONTRACT_MAX_SEGMENTS 10
+#define WR_CONTRACT_MAX_BYTES      (1024u * 1024u)
+#define WR_CONTRACT_MAX_COMMANDS   20
+#define WR_CONTRACT_MAX_ARGV       256
+#define WR_CONTRACT_MAX_ARG_BYTES  4096
+#define WR_CONTRACT_MAX_SEGMENTS   10
 #define WR_CONTRACT_MAX_PATH_BYTES 4096
-#define WR_CONTRACT_MAX_DEPTH 16
+#define WR_CONTRACT_MAX_DEPTH      16
 
-typedef enum wr_network_mode { WR_NET_DENY = 0, WR_NET_ALLOWLISTED = 1, WR_NET_FULL = 2 } wr_network_mode;
+typedef enum wr_network_mode {
+    WR_NET_DENY = 0,
+    WR_NET_ALLOWLISTED = 1,
+    WR_NET_FULL = 2
+} wr_network_mode;
 
 typedef struct wr_command {
     char *id;
-    bool is_pipeline;     /* false: exec (nsegments == 1) */
-    wr_strv *segments;    /* argv of each pipeline segment */
+    bool is_pipeline;  /* false: exec (nsegments == 1) */
+    wr_strv *segments; /* argv of each pipeline segment */
     size_t nsegments;
-    char *cwd;            /* normalised */
-    wr_strv read_paths;   /* normalised; a last component "**" is a subtree glob */
-    wr_strv write_paths;  /* normalised */
+    char *cwd;           /* normalised */
+    wr_strv read_paths;  /* normalised; a last component "**" is a subtree glob */
+    wr_strv write_paths; /* normalised */
     wr_network_mode network;
     wr_strv env_allow;
     wr_strv secret_refs;

@@ -154,9 +154,9 @@ int wr_snapshot_diff(const wr_snapshot *before, const wr_plan *p, wr_exec_result
     for (size_t i = 0; rc == WR_OK && i < after->n; i++) {
         const entry *a = &after->e[i];
         const entry *b = before->n ? bsearch(a, before->e, before->n, sizeof *before->e, cmp_entry) : NULL;
-        if (b && b->dev == a->dev && b->ino == a->ino && b->size == a->size &&
-            b->mtime.tv_sec == a->mtime.tv_sec && b->mtime.tv_nsec == a->mtime.tv_nsec &&
-            b->ctime.tv_sec == a->ctime.tv_sec && b->ctime.tv_nsec == a->ctime.tv_nsec)
+        if (b && b->dev == a->dev && b->ino == a->ino && b->size == a->size && b->mtime.tv_sec == a->mtime.tv_sec &&
+            b->mtime.tv_nsec == a->mtime.tv_nsec && b->ctime.tv_sec == a->ctime.tv_sec &&
+            b->ctime.tv_nsec == a->ctime.tv_nsec)
             continue;
         /* O_NOFOLLOW | O_NONBLOCK: the command may have swapped the file for
          * a symlink or a FIFO since the walk. */

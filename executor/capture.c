@@ -14,8 +14,7 @@ int wr_capture_init(wr_capture *c, wr_exec_stream *st, int stream, const wr_exec
     memset(c, 0, sizeof *c);
     c->st = st;
     c->stream = stream;
-    c->cap = req->limits && req->limits->output_cap_bytes > 0 ? (size_t)req->limits->output_cap_bytes
-                                                              : 1024u * 1024u;
+    c->cap = req->limits && req->limits->output_cap_bytes > 0 ? (size_t)req->limits->output_cap_bytes : 1024u * 1024u;
     c->fn = req->on_output;
     c->ud = req->ud;
     for (size_t i = 0; i < req->nsecrets; i++) {

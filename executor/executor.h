@@ -10,12 +10,14 @@
 #include "contracts/contracts.h"
 #include "policies/policies.h"
 
-enum wr_stream { WR_STDOUT = 1, WR_STDERR = 2 };
+enum wr_stream {
+    WR_STDOUT = 1,
+    WR_STDERR = 2
+};
 
 /* Called from the executing thread as output arrives (already redacted of
  * secret values). Must not block for long. */
-typedef void (*wr_output_fn)(void *ud, const char *command_id, int stream,
-                             const unsigned char *data, size_t len);
+typedef void (*wr_output_fn)(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len);
 
 typedef struct wr_secret {
     const char *name;  /* the secret_ref, exposed to the command as this env name */
@@ -25,20 +27,20 @@ typedef struct wr_secret {
 typedef struct wr_exec_request {
     const wr_contract *contract;
     const wr_sandbox_limits *limits;
-    char *const *host_env;       /* where env_allow names take their values (NULL: none) */
-    const wr_secret *secrets;    /* resolved secret_refs, only after approval */
+    char *const *host_env;    /* where env_allow names take their values (NULL: none) */
+    const wr_secret *secrets; /* resolved secret_refs, only after approval */
     size_t nsecrets;
-    wr_output_fn on_output;      /* may be NULL */
+    wr_output_fn on_output; /* may be NULL */
     void *ud;
-    int cancel_fd;               /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    int cancel_fd; /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
     const wr_ctx *ctx;
 } wr_exec_request;
 
 typedef struct wr_exec_stream {
-    unsigned char *captured;     /* first cap bytes (all commands, in order) */
+    unsigned char *captured; /* first cap bytes (all commands, in order) */
     size_t captured_len;
     bool truncated;
-    uint64_t total_bytes;        /* everything the commands wrote */
+    uint64_t total_bytes;                    /* everything the commands wrote */
     char captured_sha256[WR_SHA256_HEX_LEN]; /* CSC stdout_hash: of captured bytes */
     char stream_sha256[WR_SHA256_HEX_LEN];   /* of the whole stream */
 } wr_exec_stream;
@@ -50,16 +52,16 @@ typedef struct wr_artifact {
 
 typedef enum wr_exec_status {
     WR_EXEC_SUCCESS = 0,
-    WR_EXEC_FAILED,   /* a command failed, timed out, or was cancelled */
-    WR_EXEC_BLOCKED,  /* refused at run time before anything ran (e.g. symlink escape) */
+    WR_EXEC_FAILED,  /* a command failed, timed out, or was cancelled */
+    WR_EXEC_BLOCKED, /* refused at run time before anything ran (e.g. symlink escape) */
 } wr_exec_status;
 
 typedef struct wr_exec_result {
     wr_exec_status status;
-    int exit_code;               /* of the failing (or last) command; 124 on timeout */
-    char *error;                 /* NULL on success; e.g. "timeout after 5s", "cancelled" */
+    int exit_code; /* of the failing (or last) command; 124 on timeout */
+    char *error;   /* NULL on success; e.g. "timeout after 5s", "cancelled" */
     wr_strv completed_command_ids;
-    char *failed_command_id;     /* NULL when none failed */
+    char *failed_command_id; /* NULL when none failed */
     wr_exec_stream out, err;
     wr_artifact *artifacts;
     size_t nartifacts;
@@ -71,8 +73,8 @@ typedef struct wr_exec_result {
     bool network_used;
     int secrets_used;
     bool timed_out, cancelled;
-    bool artifacts_truncated;    /* a write path held more than WR_ARTIFACT_MAX_FILES files */
-    bool output_killed;          /* killed for passing limits->output_kill_bytes */
+    bool artifacts_truncated; /* a write path held more than WR_ARTIFACT_MAX_FILES files */
+    bool output_killed;       /* killed for passing limits->output_kill_bytes */
 } wr_exec_result;
 
 /* Runs the commands in order, stopping at the first failure. Blocks the

@@ -8,12 +8,12 @@
 #include <seccomp.h>
 #include <sys/types.h>
 
-#define WR_EXEC_BWRAP "/usr/bin/bwrap"
-#define WR_EXEC_PATH "/usr/local/bin:/usr/bin:/bin"
-#define WR_EXEC_HOME "/tmp"
-#define WR_EXEC_LANG "C.UTF-8"
+#define WR_EXEC_BWRAP         "/usr/bin/bwrap"
+#define WR_EXEC_PATH          "/usr/local/bin:/usr/bin:/bin"
+#define WR_EXEC_HOME          "/tmp"
+#define WR_EXEC_LANG          "C.UTF-8"
 #define WR_SECCOMP_DEFAULT_ID "warrant-default-v1"
-#define WR_SECCOMP_STRICT_ID "warrant-strict-v1"
+#define WR_SECCOMP_STRICT_ID  "warrant-strict-v1"
 
 /* ---- plan ---------------------------------------------------------------- */
 typedef enum wr_op_kind {
@@ -24,23 +24,23 @@ typedef enum wr_op_kind {
     WR_OP_PROC,
     WR_OP_DEV,
     WR_OP_DIR,
-    WR_OP_SYMLINK,     /* src = link target, dest = link */
-    WR_OP_FILE,        /* data -> dest, read-only (synthetic /etc/passwd) */
-    WR_OP_SETENV,      /* dest = name; data = value (NULL in JSON when from host/secret) */
-    WR_OP_REMOUNT_RO,  /* dest: the sandbox root, once everything is mounted */
-    WR_OP_CHDIR,       /* dest */
+    WR_OP_SYMLINK,    /* src = link target, dest = link */
+    WR_OP_FILE,       /* data -> dest, read-only (synthetic /etc/passwd) */
+    WR_OP_SETENV,     /* dest = name; data = value (NULL in JSON when from host/secret) */
+    WR_OP_REMOUNT_RO, /* dest: the sandbox root, once everything is mounted */
+    WR_OP_CHDIR,      /* dest */
 } wr_op_kind;
 
 typedef struct wr_plan_op {
     wr_op_kind kind;
     char *src;
     char *dest;
-    char *data;        /* FILE content; SETENV value */
-    const char *origin;/* SETENV: "fixed" | "host" | "secret"; binds: "system" | "read" | "write" | "cwd" */
-    int64_t size;      /* TMPFS */
-    int fd;            /* declared path binds: O_PATH fd of the checked path, else -1 */
-    bool missing;      /* declared read path that does not exist: not mounted */
-    bool created;      /* write path created under an existing write root */
+    char *data;         /* FILE content; SETENV value */
+    const char *origin; /* SETENV: "fixed" | "host" | "secret"; binds: "system" | "read" | "write" | "cwd" */
+    int64_t size;       /* TMPFS */
+    int fd;             /* declared path binds: O_PATH fd of the checked path, else -1 */
+    bool missing;       /* declared read path that does not exist: not mounted */
+    bool created;       /* write path created under an existing write root */
 } wr_plan_op;
 
 typedef struct wr_plan {
@@ -48,14 +48,16 @@ typedef struct wr_plan {
     size_t nops, cap;
     wr_network_mode network; /* allowlisted shares the host network: hosts are checked by policy, not here */
     bool share_net;
-    bool drop_root;     /* we are root: drop to uid/gid before bwrap */
-    char *run_as;       /* user name when drop_root */
+    bool drop_root; /* we are root: drop to uid/gid before bwrap */
+    char *run_as;   /* user name when drop_root */
     uid_t uid;
     gid_t gid;
-    struct { int64_t cpu_sec, as_bytes, nproc, fsize_bytes, nofile; } rl;
+    struct {
+        int64_t cpu_sec, as_bytes, nproc, fsize_bytes, nofile;
+    } rl;
     const char *seccomp_id;
     bool seccomp_unix_only;
-    unsigned char *bpf;  /* exported seccomp program */
+    unsigned char *bpf; /* exported seccomp program */
     size_t bpf_len;
     char bpf_sha256[WR_SHA256_HEX_LEN];
 } wr_plan;
@@ -74,9 +76,9 @@ json_object *wr_plan_to_json(const wr_plan *plan);
  * data at their slots too. With use_fds=false the same sandbox is written
  * with plain paths (the bare-bwrap benchmark). argv is appended after "--". */
 #define WR_SLOT_SECCOMP 3
-#define WR_SLOT_FIRST 4
-int wr_plan_render(const wr_plan *plan, bool use_fds, bool with_seccomp, char *const *argv,
-                   wr_strv *out, wr_error *err);
+#define WR_SLOT_FIRST   4
+int wr_plan_render(const wr_plan *plan, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out,
+                   wr_error *err);
 /* The environment of bwrap (= of the command): values never go through argv,
  * which other host users can read in /proc/PID/cmdline. */
 int wr_plan_envp(const wr_plan *plan, wr_strv *out, wr_error *err);

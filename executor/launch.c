@@ -24,10 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KILL_GRACE_MS 1000  /* SIGTERM -> SIGKILL */
-#define DRAIN_MS 2000       /* output still open after every segment exited */
-#define READ_CHUNK 65536
-#define MAX_SLOTS 256
+#define KILL_GRACE_MS 1000 /* SIGTERM -> SIGKILL */
+#define DRAIN_MS      2000 /* output still open after every segment exited */
+#define READ_CHUNK    65536
+#define MAX_SLOTS     256
 
 /* Deadlines follow CLOCK_MONOTONIC, not wr_ctx: a timeout must measure
  * real elapsed time even when a test fixes the wall clock. */
@@ -45,15 +45,18 @@ static int64_t mono_ms(void)
 typedef struct spawn {
     char *const *argv;
     char *const *envp;
-    int src[MAX_SLOTS];  /* parent fds, installed at slot index */
+    int src[MAX_SLOTS]; /* parent fds, installed at slot index */
     int tmp[MAX_SLOTS];
     int nslots;
     bool drop_root;
     uid_t uid;
     gid_t gid;
-    struct { int res; rlim_t v; } rl[6];
+    struct {
+        int res;
+        rlim_t v;
+    } rl[6];
     int nrl;
-    pid_t parent;        /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    pid_t parent; /* warrant's pid, to notice it died before PDEATHSIG was armed */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -156,12 +159,12 @@ typedef struct seg {
     pid_t pid;
     int pidfd;
     bool exited;
-    int code;            /* exit code, or 128+N for a signal */
+    int code; /* exit code, or 128+N for a signal */
     int errfd;
-    char head[200];      /* first stderr bytes: bwrap's own error, if it failed */
+    char head[200]; /* first stderr bytes: bwrap's own error, if it failed */
     size_t nhead;
-    pid_t ns_init;       /* host pid of the sandbox's pid 1 */
-    ino_t pidns;         /* its pid namespace */
+    pid_t ns_init; /* host pid of the sandbox's pid 1 */
+    ino_t pidns;   /* its pid namespace */
 } seg;
 
 /* Threads on the whole system, from /proc/loadavg ("0.1 0.2 0.3 1/82 99").
@@ -190,8 +193,11 @@ static int64_t system_threads(void)
 
 static void set_rlimits(spawn *s, const wr_plan *p)
 {
-    const struct { int res; int64_t v; } want[] = {
-        {RLIMIT_CPU, p->rl.cpu_sec},     {RLIMIT_AS, p->rl.as_bytes},   {RLIMIT_NPROC, p->rl.nproc},
+    const struct {
+        int res;
+        int64_t v;
+    } want[] = {
+        {RLIMIT_CPU, p->rl.cpu_sec},       {RLIMIT_AS, p->rl.as_bytes},   {RLIMIT_NPROC, p->rl.nproc},
         {RLIMIT_FSIZE, p->rl.fsize_bytes}, {RLIMIT_NOFILE, p->rl.nofile},
     };
     s->nrl = 0;
@@ -217,8 +223,8 @@ static void set_rlimits(spawn *s, const wr_plan *p)
 }
 
 /* Starts one segment. fds in/out/errw become 0/1/2 in the child. */
-static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw,
-                         seg *sg, wr_error *err)
+static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw, seg *sg,
+                         wr_error *err)
 {
     spawn s;
     memset(&s, 0, sizeof s);
@@ -266,8 +272,9 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
         s.parent = getpid();
         const size_t stack_size = 256 * 1024;
         void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        pid_t pid = stack == MAP_FAILED ? -1
-                                        : clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
+        pid_t pid = stack == MAP_FAILED
+                        ? -1
+                        : clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
         int e = errno;
         if (stack != MAP_FAILED)
             munmap(stack, stack_size);
@@ -283,7 +290,12 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
     return rc;
 }
 
-enum kill_reason { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_OUTPUT };
+enum kill_reason {
+    KILL_NONE = 0,
+    KILL_TIMEOUT,
+    KILL_CANCEL,
+    KILL_OUTPUT
+};
 
 /* Sends sig to every process in the segment's pid namespace, found by the
  * namespace inode: a grandchild that left the process group or session is
@@ -420,8 +432,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     for (size_t i = 0; i < n; i++)
         segs[i].pidfd = segs[i].errfd = -1, segs[i].pid = -1;
     rc = wr_plan_envp(p, &envp, err);
-    if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 ||
-                        (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
+    if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 || (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
         rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
     io->cout->command_id = io->cerr->command_id = cmd->id;
 
@@ -441,8 +452,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, true, true, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1],
-                               ep[1], &segs[i], err);
+            rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1],
+                               &segs[i], err);
         wr_strv_free(&argv);
         close(ep[1]);
         if (prev_read >= 0)
@@ -610,8 +621,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         char why[256];
         if (oc->killed == KILL_TIMEOUT) {
             oc->exit_code = 124;
-            snprintf(oc->error, sizeof oc->error, "timeout after %llds: command %s killed",
-                     (long long)cmd->timeout_sec, cmd->id);
+            snprintf(oc->error, sizeof oc->error, "timeout after %llds: command %s killed", (long long)cmd->timeout_sec,
+                     cmd->id);
         } else if (oc->killed == KILL_CANCEL) {
             oc->exit_code = 124;
             snprintf(oc->error, sizeof oc->error, "cancelled");
@@ -633,8 +644,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                     snprintf(why, sizeof why, "could not start: sandbox setup failed: %.*s",
                              (int)strcspn(segs[i].head + 7, "\n"), segs[i].head + 7);
                 if (n > 1)
-                    snprintf(oc->error, sizeof oc->error, "command %s: pipeline segment %zu (%s) %s", cmd->id,
-                             i + 1, cmd->segments[i].v[0], why);
+                    snprintf(oc->error, sizeof oc->error, "command %s: pipeline segment %zu (%s) %s", cmd->id, i + 1,
+                             cmd->segments[i].v[0], why);
                 else
                     snprintf(oc->error, sizeof oc->error, "command %s %s", cmd->id, why);
             }
@@ -651,8 +662,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
 static int check_argv(const wr_command *cmd, wr_error *err)
 {
     if (cmd->nsegments == 0 || cmd->nsegments > WR_CONTRACT_MAX_SEGMENTS)
-        return wr_errorf(err, WR_E_DENIED, "", "command %s has %zu segments (1..%d allowed)", cmd->id,
-                         cmd->nsegments, WR_CONTRACT_MAX_SEGMENTS);
+        return wr_errorf(err, WR_E_DENIED, "", "command %s has %zu segments (1..%d allowed)", cmd->id, cmd->nsegments,
+                         WR_CONTRACT_MAX_SEGMENTS);
     for (size_t s = 0; s < cmd->nsegments; s++) {
         const wr_strv *a = &cmd->segments[s];
         if (a->n == 0 || !a->v[0][0])
@@ -663,8 +674,8 @@ static int check_argv(const wr_command *cmd, wr_error *err)
         for (size_t i = 0; i < a->n; i++) {
             size_t len = strlen(a->v[i]);
             if (len > WR_CONTRACT_MAX_ARG_BYTES)
-                return wr_errorf(err, WR_E_DENIED, "", "command %s: argument %zu is %zu bytes (limit %d)", cmd->id,
-                                 i, len, WR_CONTRACT_MAX_ARG_BYTES);
+                return wr_errorf(err, WR_E_DENIED, "", "command %s: argument %zu is %zu bytes (limit %d)", cmd->id, i,
+                                 len, WR_CONTRACT_MAX_ARG_BYTES);
         }
     }
     return WR_OK;

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int add_op(wr_plan *p, wr_op_kind kind, const char *src, const char *dest, const char *data,
-                  const char *origin, wr_error *err)
+static int add_op(wr_plan *p, wr_op_kind kind, const char *src, const char *dest, const char *data, const char *origin,
+                  wr_error *err)
 {
     if (p->nops == p->cap) {
         size_t ncap = p->cap ? p->cap * 2 : 32;
@@ -100,8 +100,7 @@ static int open_checked(const char *resolved, const char *what, const char *decl
 {
     int f = open(resolved, O_PATH | O_CLOEXEC | O_NOFOLLOW);
     if (f < 0)
-        return wr_errorf(err, WR_E_DENIED, decl, "%s %s: cannot open %s: %s", what, decl, resolved,
-                         strerror(errno));
+        return wr_errorf(err, WR_E_DENIED, decl, "%s %s: cannot open %s: %s", what, decl, resolved, strerror(errno));
     char link[64], now[PATH_MAX + 1];
     snprintf(link, sizeof link, "/proc/self/fd/%d", f);
     ssize_t n = readlink(link, now, sizeof now - 1);
@@ -170,8 +169,7 @@ static int add_declared(wr_plan *p, const wr_command *cmd, const char *decl, con
         goto out;
     }
     if (reserved_path(root)) {
-        rc = wr_errorf(err, WR_E_DENIED, decl, "%s path %s would cover the sandbox's own / /proc or /dev", kind,
-                       decl);
+        rc = wr_errorf(err, WR_E_DENIED, decl, "%s path %s would cover the sandbox's own / /proc or /dev", kind, decl);
         goto out;
     }
     res = realpath(root, NULL);
@@ -310,8 +308,8 @@ static int add_system(wr_plan *p, bool network, wr_error *err)
     /* The few /etc files a dynamically linked program needs; passwd and
      * group are synthetic so host accounts are not disclosed. alternatives
      * holds Debian's command symlinks (awk, editor...). */
-    static const char *const etc[] = {"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/nsswitch.conf",
-                                      "/etc/localtime", "/etc/alternatives"};
+    static const char *const etc[] = {"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/nsswitch.conf", "/etc/localtime",
+                                      "/etc/alternatives"};
     static const char *const etc_net[] = {"/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
                                           "/etc/gai.conf"};
     for (size_t i = 0; rc == WR_OK && i < sizeof etc / sizeof *etc; i++)
@@ -327,8 +325,9 @@ static int add_system(wr_plan *p, bool network, wr_error *err)
         snprintf(passwd, sizeof passwd, "root:x:0:0:root:/tmp:/usr/sbin/nologin\n");
         snprintf(group, sizeof group, "root:x:0:\n");
     } else {
-        snprintf(passwd, sizeof passwd, "root:x:0:0:root:/root:/usr/sbin/nologin\n%s:x:%u:%u:%s:/tmp:/usr/sbin/nologin\n",
-                 name, (unsigned)p->uid, (unsigned)p->gid, name);
+        snprintf(passwd, sizeof passwd,
+                 "root:x:0:0:root:/root:/usr/sbin/nologin\n%s:x:%u:%u:%s:/tmp:/usr/sbin/nologin\n", name,
+                 (unsigned)p->uid, (unsigned)p->gid, name);
         snprintf(group, sizeof group, "root:x:0:\n%s:x:%u:\n", p->gid == 65534 ? "nogroup" : name, (unsigned)p->gid);
     }
     rc = add_op(p, WR_OP_FILE, NULL, "/etc/passwd", passwd, "system", err);
@@ -371,8 +370,7 @@ static int add_env(wr_plan *p, const wr_exec_request *req, const wr_command *cmd
     for (size_t i = 0; rc == WR_OK && i < cmd->env_allow.n; i++) {
         const char *name = cmd->env_allow.v[i];
         if (!env_name_ok(name))
-            return wr_errorf(err, WR_E_DENIED, "env_allow", "env_allow name \"%s\" is not a valid variable name",
-                             name);
+            return wr_errorf(err, WR_E_DENIED, "env_allow", "env_allow name \"%s\" is not a valid variable name", name);
         if (!strcmp(name, "PATH") || !strcmp(name, "HOME") || !strcmp(name, "LANG"))
             continue; /* fixed values win */
         const char *v = env_lookup(req->host_env, name);
@@ -388,8 +386,7 @@ static int add_env(wr_plan *p, const wr_exec_request *req, const wr_command *cmd
         if (!s || !s->value)
             return wr_errorf(err, WR_E_DENIED, "secret_refs", "secret %s was not provided", name);
         if (!env_name_ok(name))
-            return wr_errorf(err, WR_E_DENIED, "secret_refs", "secret name \"%s\" is not a valid variable name",
-                             name);
+            return wr_errorf(err, WR_E_DENIED, "secret_refs", "secret name \"%s\" is not a valid variable name", name);
         rc = add_op(p, WR_OP_SETENV, NULL, name, s->value, "secret", err);
     }
     return rc;
@@ -517,12 +514,18 @@ fail:
 static const struct {
     const char *name, *opt;
 } op_table[] = {
-    [WR_OP_RO_BIND] = {"ro-bind", "--ro-bind"},    [WR_OP_BIND] = {"bind", "--bind"},
-    [WR_OP_RO_BIND_TRY] = {"ro-bind-try", "--ro-bind-try"}, [WR_OP_TMPFS] = {"tmpfs", "--tmpfs"},
-    [WR_OP_PROC] = {"proc", "--proc"},             [WR_OP_DEV] = {"dev", "--dev"},
-    [WR_OP_DIR] = {"dir", "--dir"},                [WR_OP_SYMLINK] = {"symlink", "--symlink"},
-    [WR_OP_FILE] = {"file", "--ro-bind-data"},     [WR_OP_SETENV] = {"setenv", NULL},
-    [WR_OP_REMOUNT_RO] = {"remount-ro", "--remount-ro"}, [WR_OP_CHDIR] = {"chdir", "--chdir"},
+    [WR_OP_RO_BIND] = {"ro-bind", "--ro-bind"},
+    [WR_OP_BIND] = {"bind", "--bind"},
+    [WR_OP_RO_BIND_TRY] = {"ro-bind-try", "--ro-bind-try"},
+    [WR_OP_TMPFS] = {"tmpfs", "--tmpfs"},
+    [WR_OP_PROC] = {"proc", "--proc"},
+    [WR_OP_DEV] = {"dev", "--dev"},
+    [WR_OP_DIR] = {"dir", "--dir"},
+    [WR_OP_SYMLINK] = {"symlink", "--symlink"},
+    [WR_OP_FILE] = {"file", "--ro-bind-data"},
+    [WR_OP_SETENV] = {"setenv", NULL},
+    [WR_OP_REMOUNT_RO] = {"remount-ro", "--remount-ro"},
+    [WR_OP_CHDIR] = {"chdir", "--chdir"},
 };
 
 static void set_str(json_object *o, const char *k, const char *v)
@@ -610,8 +613,7 @@ static int pushv(wr_strv *sv, wr_error *err, ...)
     return rc;
 }
 
-int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out,
-                   wr_error *err)
+int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
     char num[32], slotbuf[32];

@@ -28,22 +28,61 @@
  * joining or making namespaces, raw port I/O, file-handle opens that bypass
  * path checks, and the userfaultfd/perf/bpf attack surface. */
 static const char *const denied[] = {
-    "ptrace", "process_vm_readv", "process_vm_writev", "kexec_load", "kexec_file_load",
-    "init_module", "finit_module", "delete_module", "bpf", "perf_event_open", "userfaultfd",
-    "keyctl", "add_key", "request_key", "mount", "umount", "umount2", "pivot_root", "swapon",
-    "swapoff", "reboot", "unshare", "setns", "iopl", "ioperm", "open_by_handle_at",
-    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
-    "acct", "quotactl", "lookup_dcookie", "vhangup", "settimeofday", "clock_settime",
-    "clock_adjtime", "adjtimex", "syslog", "uselib", "nfsservctl", "vm86", "vm86old",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "unshare",
+    "setns",
+    "iopl",
+    "ioperm",
+    "open_by_handle_at",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "acct",
+    "quotactl",
+    "lookup_dcookie",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "syslog",
+    "uselib",
+    "nfsservctl",
+    "vm86",
+    "vm86old",
 };
 
 /* personality() flags that switch off exploit mitigations (ASLR, NX) or
  * change the address-space layout. libseccomp cannot compare one argument
  * twice in a rule, so each flag is its own rule; the 0xffffffff query has
  * every bit set and is refused with them. */
-static const unsigned long personality_flags[] = {ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ADDR_COMPAT_LAYOUT,
-                                                   MMAP_PAGE_ZERO, ADDR_LIMIT_32BIT, ADDR_LIMIT_3GB,
-                                                   FDPIC_FUNCPTRS, SHORT_INODE, WHOLE_SECONDS, STICKY_TIMEOUTS};
+static const unsigned long personality_flags[] = {
+    ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ADDR_COMPAT_LAYOUT, MMAP_PAGE_ZERO, ADDR_LIMIT_32BIT,
+    ADDR_LIMIT_3GB,    FDPIC_FUNCPTRS,    SHORT_INODE,        WHOLE_SECONDS,  STICKY_TIMEOUTS};
 
 static int deny(scmp_filter_ctx ctx, int errno_val, const char *name, unsigned n, const struct scmp_arg_cmp *a)
 {
@@ -67,7 +106,7 @@ scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err)
      * ENOSYS so libc falls back to clone(), whose flags are checked. */
     if (rc == 0)
         rc = deny(ctx, ENOSYS, "clone3", 0, NULL);
-    static const unsigned long ns_flags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+    static const unsigned long ns_flags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,    CLONE_NEWUSER,
                                              CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME};
     for (size_t i = 0; rc == 0 && i < sizeof ns_flags / sizeof *ns_flags; i++) {
         struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]);

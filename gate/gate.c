@@ -42,25 +42,31 @@ struct wr_gate {
 
 /* ---- policy lifecycle --------------------------------------------------- */
 
-static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err) {
+static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err)
+{
     int rc = path ? wr_policy_load_file(path, out, err) : wr_policy_load_bundled("default", out, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     /* Bundles and auditors need the exact policy a receipt names. */
     char *canon = wr_canonical_json((*out)->json, false, NULL, err);
-    if (!canon) goto fail;
+    if (!canon)
+        goto fail;
     rc = wr_store_put_policy(g->store, (*out)->sha256, canon, err);
     free(canon);
-    if (rc == WR_OK) return WR_OK;
+    if (rc == WR_OK)
+        return WR_OK;
 fail:
     wr_policy_free(*out);
     *out = NULL;
     return err->code ? err->code : WR_E_INTERNAL;
 }
 
-int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err) {
+int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err)
+{
     wr_policy *p = NULL;
     int rc = load_policy(g, path, &p, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     policy_ref *ref = calloc(1, sizeof *ref);
     if (!ref) {
         wr_policy_free(p);
@@ -84,7 +90,8 @@ int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err) {
     return WR_OK;
 }
 
-const wr_policy *wr_gate_policy_acquire(wr_gate *g) {
+const wr_policy *wr_gate_policy_acquire(wr_gate *g)
+{
     pthread_mutex_lock(&g->mu);
     g->active->refs++;
     const wr_policy *p = g->active->policy;
@@ -92,14 +99,16 @@ const wr_policy *wr_gate_policy_acquire(wr_gate *g) {
     return p;
 }
 
-void wr_gate_policy_release(wr_gate *g, const wr_policy *p) {
+void wr_gate_policy_release(wr_gate *g, const wr_policy *p)
+{
     policy_ref *dead = NULL;
     pthread_mutex_lock(&g->mu);
     if (g->active->policy == p) {
         g->active->refs--;
     } else {
         for (policy_ref **pp = &g->retired; *pp; pp = &(*pp)->next) {
-            if ((*pp)->policy != p) continue;
+            if ((*pp)->policy != p)
+                continue;
             if (--(*pp)->refs == 0) {
                 dead = *pp;
                 *pp = dead->next;
@@ -118,51 +127,65 @@ void wr_gate_policy_release(wr_gate *g, const wr_policy *p) {
 
 /* Adds a path in both spellings a declared path could be compared with:
  * lexically normalised and with symlinks resolved (when it exists). */
-static int protect_path(wr_gate *g, const char *path, wr_error *err) {
+static int protect_path(wr_gate *g, const char *path, wr_error *err)
+{
     char *abs = NULL, *norm = NULL, real[PATH_MAX];
     if (path[0] != '/') {
         char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof cwd)) return wr_errorf(err, WR_E_IO, path, "cannot resolve %s", path);
-        if (asprintf(&abs, "%s/%s", cwd, path) < 0) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        if (!getcwd(cwd, sizeof cwd))
+            return wr_errorf(err, WR_E_IO, path, "cannot resolve %s", path);
+        if (asprintf(&abs, "%s/%s", cwd, path) < 0)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
     int rc = wr_path_normalize(abs ? abs : path, &norm, err);
     free(abs);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     rc = wr_strv_push(&g->protected_paths, norm);
     free(norm);
-    if (rc == WR_OK && realpath(path, real)) rc = wr_strv_push(&g->protected_paths, real);
+    if (rc == WR_OK && realpath(path, real))
+        rc = wr_strv_push(&g->protected_paths, real);
     return rc == WR_OK ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
 }
 
 /* A declared path exposes a protected one when either contains the other:
  * reading "/home/me" would expose "/home/me/.local/state/warrant". The
  * resolved form catches a declared path that is a symlink into it. */
-static const char *exposed_by(const wr_gate *g, const char *declared) {
+static const char *exposed_by(const wr_gate *g, const char *declared)
+{
     char root[PATH_MAX], real[PATH_MAX];
     snprintf(root, sizeof root, "%s", declared);
     size_t n = strlen(root);
-    if (n >= 3 && strcmp(root + n - 3, "/**") == 0) root[n == 3 ? 1 : n - 3] = '\0';
+    if (n >= 3 && strcmp(root + n - 3, "/**") == 0)
+        root[n == 3 ? 1 : n - 3] = '\0';
     bool resolved = realpath(root, real) != NULL;
     for (size_t i = 0; i < g->protected_paths.n; i++) {
         const char *p = g->protected_paths.v[i];
-        if (wr_path_within(root, p) || wr_path_within(p, root)) return p;
-        if (resolved && (wr_path_within(real, p) || wr_path_within(p, real))) return p;
+        if (wr_path_within(root, p) || wr_path_within(p, root))
+            return p;
+        if (resolved && (wr_path_within(real, p) || wr_path_within(p, real)))
+            return p;
     }
     return NULL;
 }
 
-static bool exposes_protected(const wr_gate *g, const wr_contract *ct, char *why, size_t whylen) {
+static bool exposes_protected(const wr_gate *g, const wr_contract *ct, char *why, size_t whylen)
+{
     for (size_t i = 0; i < ct->ncommands; i++) {
         const wr_command *c = &ct->commands[i];
         const wr_strv *lists[] = {&c->read_paths, &c->write_paths};
         const char *hit = NULL, *what = NULL;
-        if ((hit = exposed_by(g, c->cwd))) what = c->cwd;
+        if ((hit = exposed_by(g, c->cwd)))
+            what = c->cwd;
         for (size_t l = 0; !hit && l < 2; l++)
             for (size_t j = 0; !hit && j < lists[l]->n; j++)
-                if ((hit = exposed_by(g, lists[l]->v[j]))) what = lists[l]->v[j];
+                if ((hit = exposed_by(g, lists[l]->v[j])))
+                    what = lists[l]->v[j];
         if (hit) {
-            snprintf(why, whylen, "command %s: declared path %s would expose %s, which holds warrant's own "
-                     "keys and records; no contract may see it", c->id, what, hit);
+            snprintf(why, whylen,
+                     "command %s: declared path %s would expose %s, which holds warrant's own "
+                     "keys and records; no contract may see it",
+                     c->id, what, hit);
             return true;
         }
     }
@@ -171,7 +194,8 @@ static bool exposes_protected(const wr_gate *g, const wr_contract *ct, char *why
 
 /* ---- open / close ------------------------------------------------------- */
 
-int wr_gate_default_state_dir(char *buf, size_t len) {
+int wr_gate_default_state_dir(char *buf, size_t len)
+{
     const char *e = getenv("WARRANT_STATE_DIR");
     int n;
     if (e && *e)
@@ -185,38 +209,53 @@ int wr_gate_default_state_dir(char *buf, size_t len) {
     return n > 0 && (size_t)n < len ? WR_OK : WR_E_LIMIT;
 }
 
-int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err) {
+int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
+{
     *out = NULL;
-    if (!cfg->state_dir || !*cfg->state_dir) return wr_errorf(err, WR_E_INVALID, "", "a state dir is required");
+    if (!cfg->state_dir || !*cfg->state_dir)
+        return wr_errorf(err, WR_E_INVALID, "", "a state dir is required");
     wr_gate *g = calloc(1, sizeof *g);
-    if (!g) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!g)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     pthread_mutex_init(&g->mu, NULL);
     g->ctx = cfg->ctx ? *cfg->ctx : wr_ctx_system();
     g->host_env = cfg->host_env;
     int rc = WR_E_NOMEM;
-    if (!(g->state_dir = strdup(cfg->state_dir))) goto fail;
-    if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK) goto fail;
-    if ((rc = protect_path(g, cfg->state_dir, err)) != WR_OK) goto fail;
+    if (!(g->state_dir = strdup(cfg->state_dir)))
+        goto fail;
+    if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK)
+        goto fail;
+    if ((rc = protect_path(g, cfg->state_dir, err)) != WR_OK)
+        goto fail;
     for (size_t i = 0; cfg->protected_paths && cfg->protected_paths[i]; i++)
-        if ((rc = protect_path(g, cfg->protected_paths[i], err)) != WR_OK) goto fail;
-    if ((rc = wr_server_key_load_or_create(cfg->state_dir, &g->ctx, &g->key, err)) != WR_OK) goto fail;
+        if ((rc = protect_path(g, cfg->protected_paths[i], err)) != WR_OK)
+            goto fail;
+    if ((rc = wr_server_key_load_or_create(cfg->state_dir, &g->ctx, &g->key, err)) != WR_OK)
+        goto fail;
     rc = WR_E_INTERNAL;
-    if (!(g->contracts = wr_contracts_new(err))) goto fail;
-    if (!(g->receipt_schema = wr_receipt_schema_new(err))) goto fail;
-    if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK) goto fail;
+    if (!(g->contracts = wr_contracts_new(err)))
+        goto fail;
+    if (!(g->receipt_schema = wr_receipt_schema_new(err)))
+        goto fail;
+    if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK)
+        goto fail;
     *out = g;
     return WR_OK;
 fail:
-    if (err && !err->code) wr_errorf(err, rc, "", "out of memory");
+    if (err && !err->code)
+        wr_errorf(err, rc, "", "out of memory");
     wr_gate_close(g);
     return rc;
 }
 
-void wr_gate_close(wr_gate *g) {
-    if (!g) return;
+void wr_gate_close(wr_gate *g)
+{
+    if (!g)
+        return;
     /* Callers stop all runs before closing: remaining refs are a bug, but
      * freeing everything here keeps the process clean on shutdown. */
-    if (g->active) g->active->next = g->retired;
+    if (g->active)
+        g->active->next = g->retired;
     for (policy_ref *r = g->active ? g->active : g->retired, *next; r; r = next) {
         next = r->next;
         wr_policy_free(r->policy);
@@ -232,66 +271,91 @@ void wr_gate_close(wr_gate *g) {
     free(g);
 }
 
-wr_store *wr_gate_store(wr_gate *g) { return g->store; }
-const wr_contracts *wr_gate_contracts(wr_gate *g) { return g->contracts; }
-const wr_keypair *wr_gate_server_key(wr_gate *g) { return &g->key; }
-const wr_ctx *wr_gate_ctx(wr_gate *g) { return &g->ctx; }
+wr_store *wr_gate_store(wr_gate *g)
+{
+    return g->store;
+}
+const wr_contracts *wr_gate_contracts(wr_gate *g)
+{
+    return g->contracts;
+}
+const wr_keypair *wr_gate_server_key(wr_gate *g)
+{
+    return &g->key;
+}
+const wr_ctx *wr_gate_ctx(wr_gate *g)
+{
+    return &g->ctx;
+}
 
 /* ---- decisions ------------------------------------------------------------ */
 
-int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error *err) {
+int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error *err)
+{
     const wr_policy *p = wr_gate_policy_acquire(g);
     int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
     wr_gate_policy_release(g, p);
     return rc;
 }
 
-static int identity_mismatch(const wr_contract *ct, const char *client_identity, wr_error *err) {
-    if (!client_identity || strcmp(ct->actor.agent_id, client_identity) == 0) return WR_OK;
+static int identity_mismatch(const wr_contract *ct, const char *client_identity, wr_error *err)
+{
+    if (!client_identity || strcmp(ct->actor.agent_id, client_identity) == 0)
+        return WR_OK;
     return wr_errorf(err, WR_E_DENIED, "/actor/agent_id",
-                     "actor.agent_id '%s' does not match the authenticated client identity '%s'",
-                     ct->actor.agent_id, client_identity);
+                     "actor.agent_id '%s' does not match the authenticated client identity '%s'", ct->actor.agent_id,
+                     client_identity);
 }
 
 /* Stores the contract and the decision made for it (evidence for bundles). */
-static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_error *err) {
+static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_error *err)
+{
     int64_t now = wr_now_ms(&g->ctx);
     char *canon = wr_canonical_json(ct->json, false, NULL, err);
-    if (!canon) return err->code ? err->code : WR_E_INTERNAL;
+    if (!canon)
+        return err->code ? err->code : WR_E_INTERNAL;
     int rc = wr_store_put_contract(g->store, ct->contract_id, ct->sha256, ct->actor.agent_id, canon, now, err);
     free(canon);
-    if (rc != WR_OK || !d) return rc;
+    if (rc != WR_OK || !d)
+        return rc;
     json_object *dj = wr_decision_to_json(d);
     rc = wr_store_put_decision(g->store, ct->sha256, wr_json_compact(dj), now, err);
     json_object_put(dj);
     return rc;
 }
 
-int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_proposal *out, wr_error *err) {
+int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_proposal *out, wr_error *err)
+{
     memset(out, 0, sizeof *out);
     int rc = identity_mismatch(ct, client_identity, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     const wr_policy *p = wr_gate_policy_acquire(g);
     rc = wr_policy_evaluate(p, ct, &g->ctx, &out->decision, err);
-    if (rc == WR_OK) rc = store_contract_and_decision(g, ct, out->decision, err);
+    if (rc == WR_OK)
+        rc = store_contract_and_decision(g, ct, out->decision, err);
     if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
         rc = wr_approval_request_open(g->store, ct, out->decision, p, &g->ctx, out->request_id, err);
         out->has_request = rc == WR_OK;
     }
     wr_gate_policy_release(g, p);
-    if (rc != WR_OK) wr_proposal_clear(out);
+    if (rc != WR_OK)
+        wr_proposal_clear(out);
     return rc;
 }
 
-void wr_proposal_clear(wr_proposal *p) {
+void wr_proposal_clear(wr_proposal *p)
+{
     wr_decision_free(p->decision);
     memset(p, 0, sizeof *p);
 }
 
-int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_error *err) {
+int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_error *err)
+{
     char *json = NULL;
     int rc = wr_store_get_contract(g->store, id, &json, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     rc = wr_contract_parse(g->contracts, json, strlen(json), out, err);
     free(json);
     return rc;
@@ -312,7 +376,8 @@ typedef struct run_state {
     wr_authz authz;
 } run_state;
 
-static int seal(run_state *rs, const char *status, const char *error, json_object **receipt_out, wr_error *err) {
+static int seal(run_state *rs, const char *status, const char *error, json_object **receipt_out, wr_error *err)
+{
     wr_receipt_input in = {
         .execution_id = rs->execution_id,
         .contract_id = rs->ct->contract_id,
@@ -362,22 +427,26 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         in.sandbox_profile_sha256 = x->sandbox_profile_sha256[0] ? x->sandbox_profile_sha256 : NULL;
         if (x->nartifacts) {
             arts = calloc(x->nartifacts, sizeof *arts);
-            if (!arts) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-            for (size_t i = 0; i < x->nartifacts; i++) arts[i] = (wr_receipt_artifact){x->artifacts[i].path, x->artifacts[i].sha256};
+            if (!arts)
+                return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            for (size_t i = 0; i < x->nartifacts; i++)
+                arts[i] = (wr_receipt_artifact){x->artifacts[i].path, x->artifacts[i].sha256};
             in.artifacts = arts;
             in.nartifacts = x->nartifacts;
         }
     }
     json_object *unsigned_receipt = wr_receipt_build(&in);
     free(arts);
-    if (!unsigned_receipt) return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
+    if (!unsigned_receipt)
+        return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
     int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
                              rs->execution_id, receipt_out, err);
     json_object_put(unsigned_receipt);
     return rc;
 }
 
-int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err) {
+int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err)
+{
     run_state rs = {.g = g, .ct = ct, .started_ms = wr_now_ms(&g->ctx)};
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
     rs.policy = wr_gate_policy_acquire(g);
@@ -388,9 +457,11 @@ int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_ob
 
 /* ---- approvals ------------------------------------------------------------ */
 
-static bool cancel_requested(int fd, int timeout_ms) {
+static bool cancel_requested(int fd, int timeout_ms)
+{
     if (fd < 0) {
-        if (timeout_ms > 0) poll(NULL, 0, timeout_ms);
+        if (timeout_ms > 0)
+            poll(NULL, 0, timeout_ms);
         return false;
     }
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -400,10 +471,12 @@ static bool cancel_requested(int fd, int timeout_ms) {
 /* The human answered in the client (MCP elicitation): the server signs an
  * artifact recording exactly that, which counts only where the policy
  * allows interactive approval for this risk class (approvals/ checks). */
-static int record_elicitation(run_state *rs, const char *request_id, wr_error *err) {
+static int record_elicitation(run_state *rs, const char *request_id, wr_error *err)
+{
     int64_t now = wr_now_ms(&rs->g->ctx);
     int64_t life = rs->policy->approval.max_lifetime_sec > 0 ? rs->policy->approval.max_lifetime_sec : 300;
-    if (life > 300) life = 300; /* an in-band answer is for this run, not for later */
+    if (life > 300)
+        life = 300; /* an in-band answer is for this run, not for later */
     wr_approval_params ap = {
         .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
         .method = "elicitation",
@@ -414,7 +487,8 @@ static int record_elicitation(run_state *rs, const char *request_id, wr_error *e
     };
     json_object *artifact = NULL;
     int rc = wr_approval_sign(&rs->g->key, &ap, &rs->g->ctx, &artifact, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     json_object *id = json_object_object_get(artifact, "approval_id");
     rc = wr_store_put_approval(rs->g->store, json_object_get_string(id), request_id, rs->ct->sha256, ap.identity,
                                wr_json_compact(artifact), ap.expires_at_ms, now, err);
@@ -425,7 +499,8 @@ static int record_elicitation(run_state *rs, const char *request_id, wr_error *e
 /* Returns the receipt status to seal when approval is not granted, or NULL
  * when it is (rs->authz then lists the approvals to use). */
 static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_outcome *out, char *why, size_t whylen,
-                             wr_error *err) {
+                             wr_error *err)
+{
     wr_gate *g = rs->g;
     if (wr_approval_request_open(g->store, rs->ct, rs->decision, rs->policy, &g->ctx, out->request_id, err) != WR_OK) {
         snprintf(why, whylen, "could not queue the approval request: %s", err->message);
@@ -433,21 +508,28 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
     }
     int64_t waited = 0, limit = req->wait_for_approval_ms;
     int64_t max_wait = rs->policy->approval.max_wait_sec * 1000;
-    if (limit > max_wait) limit = max_wait;
+    if (limit > max_wait)
+        limit = max_wait;
     bool asked = false;
     for (;;) {
         wr_authz_clear(&rs->authz);
         wr_error aerr = {0};
-        if (wr_approvals_authorize(g->store, rs->policy, rs->ct, rs->decision, req->approvals, req->napprovals,
-                                   &g->key, &g->ctx, &rs->authz, &aerr) != WR_OK) {
+        if (wr_approvals_authorize(g->store, rs->policy, rs->ct, rs->decision, req->approvals, req->napprovals, &g->key,
+                                   &g->ctx, &rs->authz, &aerr) != WR_OK) {
             snprintf(why, whylen, "approval check failed: %s", aerr.message);
             return "blocked";
         }
         switch (rs->authz.status) {
-        case WR_AUTHZ_GRANTED: return NULL;
-        case WR_AUTHZ_EXPIRED: snprintf(why, whylen, "%s", rs->authz.reason); return "expired";
-        case WR_AUTHZ_REFUSED: snprintf(why, whylen, "approval refused: %s", rs->authz.reason); return "blocked";
-        case WR_AUTHZ_PENDING: break;
+        case WR_AUTHZ_GRANTED:
+            return NULL;
+        case WR_AUTHZ_EXPIRED:
+            snprintf(why, whylen, "%s", rs->authz.reason);
+            return "expired";
+        case WR_AUTHZ_REFUSED:
+            snprintf(why, whylen, "approval refused: %s", rs->authz.reason);
+            return "blocked";
+        case WR_AUTHZ_PENDING:
+            break;
         }
         if (!asked && req->ask_human &&
             wr_strv_contains(&rs->policy->approval.interactive_risk_classes, rs->ct->risk_class)) {
@@ -460,18 +542,22 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
                 continue;
             }
         }
-        if (waited >= limit) break;
+        if (waited >= limit)
+            break;
         if (cancel_requested(req->cancel_fd, 1000)) {
             snprintf(why, whylen, "cancelled while waiting for approval of request %s", out->request_id);
             return "failed";
         }
         waited += 1000;
-        if (req->on_wait) req->on_wait(req->ud, waited, out->request_id);
+        if (req->on_wait)
+            req->on_wait(req->ud, waited, out->request_id);
     }
     out->pending = true;
-    snprintf(why, whylen, "approval pending: request %s needs %d approval(s) (%s); an approver runs "
-             "`warrant approvals approve %s`", out->request_id, rs->decision->required_approvals,
-             rs->authz.reason[0] ? rs->authz.reason : "none yet", out->request_id);
+    snprintf(why, whylen,
+             "approval pending: request %s needs %d approval(s) (%s); an approver runs "
+             "`warrant approvals approve %s`",
+             out->request_id, rs->decision->required_approvals, rs->authz.reason[0] ? rs->authz.reason : "none yet",
+             out->request_id);
     return "blocked";
 }
 
@@ -479,25 +565,31 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
 
 /* Secret values live in STATE_DIR/secrets/NAME (owner-only files): never in
  * the contract, never in argv; the executor redacts them from output. */
-static int load_secrets(run_state *rs, wr_secret **out, size_t *n, char *why, size_t whylen) {
+static int load_secrets(run_state *rs, wr_secret **out, size_t *n, char *why, size_t whylen)
+{
     *out = NULL;
     *n = 0;
     size_t total = 0;
-    for (size_t i = 0; i < rs->ct->ncommands; i++) total += rs->ct->commands[i].secret_refs.n;
-    if (!total) return WR_OK;
+    for (size_t i = 0; i < rs->ct->ncommands; i++)
+        total += rs->ct->commands[i].secret_refs.n;
+    if (!total)
+        return WR_OK;
     if (rs->authz.nuses == 0) {
         snprintf(why, whylen, "secret_refs are released only to an approved run");
         return WR_E_DENIED;
     }
     wr_secret *s = calloc(total, sizeof *s);
-    if (!s) return WR_E_NOMEM;
+    if (!s)
+        return WR_E_NOMEM;
     for (size_t i = 0; i < rs->ct->ncommands; i++) {
         const wr_strv *refs = &rs->ct->commands[i].secret_refs;
         for (size_t j = 0; j < refs->n; j++) {
             const char *name = refs->v[j];
             bool seen = false;
-            for (size_t k = 0; k < *n; k++) seen |= strcmp(s[k].name, name) == 0;
-            if (seen) continue;
+            for (size_t k = 0; k < *n; k++)
+                seen |= strcmp(s[k].name, name) == 0;
+            if (seen)
+                continue;
             if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name)) {
                 snprintf(why, whylen, "secret_ref '%.64s' must be [A-Za-z0-9_]+", name);
                 goto fail;
@@ -506,8 +598,9 @@ static int load_secrets(run_state *rs, wr_secret **out, size_t *n, char *why, si
             snprintf(path, sizeof path, "%s/secrets/%s", rs->g->state_dir, name);
             struct stat st;
             if (stat(path, &st) != 0 || (st.st_mode & 077)) {
-                snprintf(why, whylen, "secret '%s' is not available (needs an owner-only file secrets/%s in the state dir)",
-                         name, name);
+                snprintf(why, whylen,
+                         "secret '%s' is not available (needs an owner-only file secrets/%s in the state dir)", name,
+                         name);
                 goto fail;
             }
             char *value = NULL;
@@ -517,7 +610,8 @@ static int load_secrets(run_state *rs, wr_secret **out, size_t *n, char *why, si
                 snprintf(why, whylen, "secret '%s': %s", name, e.message);
                 goto fail;
             }
-            while (len && (value[len - 1] == '\n' || value[len - 1] == '\r')) value[--len] = 0;
+            while (len && (value[len - 1] == '\n' || value[len - 1] == '\r'))
+                value[--len] = 0;
             s[*n].name = name;
             s[(*n)++].value = value;
         }
@@ -525,13 +619,15 @@ static int load_secrets(run_state *rs, wr_secret **out, size_t *n, char *why, si
     *out = s;
     return WR_OK;
 fail:
-    for (size_t k = 0; k < *n; k++) free((char *)s[k].value);
+    for (size_t k = 0; k < *n; k++)
+        free((char *)s[k].value);
     free(s);
     *n = 0;
     return WR_E_DENIED;
 }
 
-static void free_secrets(wr_secret *s, size_t n) {
+static void free_secrets(wr_secret *s, size_t n)
+{
     for (size_t k = 0; k < n; k++) {
         char *v = (char *)s[k].value;
         sodium_memzero(v, strlen(v));
@@ -542,15 +638,18 @@ static void free_secrets(wr_secret *s, size_t n) {
 
 /* ---- run ------------------------------------------------------------------- */
 
-static int finish(run_state *rs, const char *status, const char *error, wr_run_outcome *out, wr_error *err) {
+static int finish(run_state *rs, const char *status, const char *error, wr_run_outcome *out, wr_error *err)
+{
     int rc = seal(rs, status, error, &out->receipt, err);
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     json_object *st = json_object_object_get(out->receipt, "status");
     out->status = json_object_get_string(st);
     return WR_OK;
 }
 
-int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err) {
+int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
+{
     memset(out, 0, sizeof *out);
     run_state rs = {.g = g, .ct = req->contract, .client_identity = req->client_identity};
     rs.started_ms = wr_now_ms(&g->ctx);
@@ -565,9 +664,11 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         goto done;
     }
     /* Always a fresh evaluation: a decision computed earlier is never trusted. */
-    if ((rc = wr_policy_evaluate(rs.policy, rs.ct, &g->ctx, &out->decision, err)) != WR_OK) goto done;
+    if ((rc = wr_policy_evaluate(rs.policy, rs.ct, &g->ctx, &out->decision, err)) != WR_OK)
+        goto done;
     rs.decision = out->decision;
-    if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK) goto done;
+    if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK)
+        goto done;
 
     if (rs.decision->kind == WR_DENY) {
         snprintf(why, sizeof why, "denied by policy %s: %s: %s", rs.policy->name, rs.decision->reason_code,
@@ -640,7 +741,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
     wr_store_put_output(g->store, rs.execution_id, rs.exec->out.captured, rs.exec->out.captured_len,
                         rs.exec->err.captured, rs.exec->err.captured_len, &e);
-    const char *status = rs.exec->status == WR_EXEC_SUCCESS  ? "success"
+    const char *status = rs.exec->status == WR_EXEC_SUCCESS   ? "success"
                          : rs.exec->status == WR_EXEC_BLOCKED ? "blocked"
                                                               : "failed";
     rc = finish(&rs, status, rs.exec->error, out, err);
@@ -655,12 +756,15 @@ done:
     wr_exec_result_free(rs.exec);
     wr_authz_clear(&rs.authz);
     wr_gate_policy_release(g, rs.policy);
-    if (rc != WR_OK) wr_run_outcome_clear(out);
+    if (rc != WR_OK)
+        wr_run_outcome_clear(out);
     return rc;
 }
 
-void wr_run_outcome_clear(wr_run_outcome *o) {
-    if (o->receipt) json_object_put(o->receipt);
+void wr_run_outcome_clear(wr_run_outcome *o)
+{
+    if (o->receipt)
+        json_object_put(o->receipt);
     wr_decision_free(o->decision);
     free(o->out.captured);
     free(o->err.captured);

@@ -19,10 +19,10 @@
 typedef struct wr_gate wr_gate;
 
 typedef struct wr_gate_config {
-    const char *state_dir;  /* required */
-    const char *policy_path;/* NULL: the bundled default policy */
-    const wr_ctx *ctx;      /* copied */
-    char *const *host_env;  /* values for env_allow names; NULL: none */
+    const char *state_dir;   /* required */
+    const char *policy_path; /* NULL: the bundled default policy */
+    const wr_ctx *ctx;       /* copied */
+    char *const *host_env;   /* values for env_allow names; NULL: none */
     /* Besides the state dir, paths no contract may expose whatever the
      * policy allows (token file, TLS key, config); NULL-terminated or NULL. */
     const char *const *protected_paths;
@@ -54,7 +54,7 @@ int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error
 
 typedef struct wr_proposal {
     wr_decision *decision;
-    bool has_request;            /* needs_approval: a request was queued (or found) */
+    bool has_request; /* needs_approval: a request was queued (or found) */
     char request_id[WR_ID_MAX];
 } wr_proposal;
 /* Stores contract and decision; queues an approval request if needed.
@@ -67,10 +67,10 @@ int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_erro
 
 typedef struct wr_run_request {
     const wr_contract *contract;
-    const char *client_identity;      /* must equal actor.agent_id; NULL: local CLI, unchecked */
-    json_object *const *approvals;    /* artifacts supplied with the call */
+    const char *client_identity;   /* must equal actor.agent_id; NULL: local CLI, unchecked */
+    json_object *const *approvals; /* artifacts supplied with the call */
     size_t napprovals;
-    int64_t wait_for_approval_ms;     /* 0: return pending at once; bounded by policy */
+    int64_t wait_for_approval_ms; /* 0: return pending at once; bounded by policy */
     /* Called about once a second while waiting for approval; may be NULL. */
     void (*on_wait)(void *ud, int64_t waited_ms, const char *request_id);
     /* In-band human approval (MCP elicitation). Called only when the policy
@@ -79,16 +79,16 @@ typedef struct wr_run_request {
     int (*ask_human)(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
     wr_output_fn on_output;
     void *ud;
-    int cancel_fd;                    /* readable => cancel; -1: none */
+    int cancel_fd; /* readable => cancel; -1: none */
 } wr_run_request;
 
 typedef struct wr_run_outcome {
-    json_object *receipt;             /* signed, durable; always set when WR_OK */
-    const char *status;               /* receipt status (points into receipt) */
-    wr_decision *decision;            /* may be NULL (e.g. identity refused before evaluation) */
-    bool pending;                     /* blocked because approval is pending */
-    char request_id[WR_ID_MAX];       /* the approval request, when one exists */
-    wr_exec_stream out, err;          /* captured output (empty when nothing ran) */
+    json_object *receipt;       /* signed, durable; always set when WR_OK */
+    const char *status;         /* receipt status (points into receipt) */
+    wr_decision *decision;      /* may be NULL (e.g. identity refused before evaluation) */
+    bool pending;               /* blocked because approval is pending */
+    char request_id[WR_ID_MAX]; /* the approval request, when one exists */
+    wr_exec_stream out, err;    /* captured output (empty when nothing ran) */
 } wr_run_outcome;
 
 /* Returns WR_OK whenever a receipt was sealed (whatever its status). */

@@ -22,11 +22,14 @@ typedef struct buf {
     bool oom;
 } buf;
 
-static void put(buf *b, const char *s, size_t n) {
-    if (b->oom) return;
+static void put(buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
     if (b->len + n + 1 > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + n + 1) ncap *= 2;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
         char *np = realloc(b->p, ncap);
         if (!np) {
             b->oom = true;
@@ -40,12 +43,16 @@ static void put(buf *b, const char *s, size_t n) {
     b->p[b->len] = '\0';
 }
 
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
 
 /* Python's json encoder with ensure_ascii=False: the two mandatory escapes,
  * short forms for \b \f \n \r \t, \u00xx (lower-case hex) for the other C0
  * controls, and everything else (DEL, "/", non-ASCII) literal. */
-static void put_string(buf *b, const char *s, size_t n) {
+static void put_string(buf *b, const char *s, size_t n)
+{
     put(b, "\"", 1);
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
@@ -53,20 +60,35 @@ static void put_string(buf *b, const char *s, size_t n) {
         const char *esc = NULL;
         char u[8];
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
         default:
             if (c < 0x20) {
                 snprintf(u, sizeof u, "\\u%04x", c);
                 esc = u;
             }
         }
-        if (!esc) continue;
+        if (!esc)
+            continue;
         put(b, s + run, i - run);
         puts_(b, esc);
         run = i + 1;
@@ -81,7 +103,8 @@ typedef struct decimal {
     int nd, exp;
 } decimal;
 
-static double decimal_value(const decimal *x) {
+static double decimal_value(const decimal *x)
+{
     char s[48];
     snprintf(s, sizeof s, "%c.%.*se%d", x->digits[0], x->nd - 1, x->digits + 1, x->exp);
     return strtod(s, NULL);
@@ -89,10 +112,13 @@ static double decimal_value(const decimal *x) {
 
 /* Moves x one unit in its last digit up (dir 1) or down (dir -1), keeping nd
  * digits (999 -> 100 with exp + 1, 100 -> 999 with exp - 1). */
-static decimal decimal_step(decimal x, int dir) {
+static decimal decimal_step(decimal x, int dir)
+{
     int i = x.nd - 1;
-    while (i >= 0 && x.digits[i] == (dir > 0 ? '9' : '0')) x.digits[i--] = dir > 0 ? '0' : '9';
-    if (i >= 0) x.digits[i] = (char)(x.digits[i] + dir);
+    while (i >= 0 && x.digits[i] == (dir > 0 ? '9' : '0'))
+        x.digits[i--] = dir > 0 ? '0' : '9';
+    if (i >= 0)
+        x.digits[i] = (char)(x.digits[i] + dir);
     if (dir > 0 && i < 0) { /* all nines rolled over */
         x.digits[0] = '1';
         x.exp++;
@@ -109,7 +135,8 @@ static decimal decimal_step(decimal x, int dir) {
  * correctly rounded nd-digit value is the nearest nd-digit decimal, but just
  * above a power of two the interval that rounds to d is lopsided, so a
  * neighbour may read back as d where the nearest does not. */
-static decimal shortest_decimal(double d) {
+static decimal shortest_decimal(double d)
+{
     decimal best = {0};
     for (int nd = 1; nd <= 17; nd++) {
         char sci[40];
@@ -117,9 +144,11 @@ static decimal shortest_decimal(double d) {
         decimal x = {.nd = nd};
         int k = 0;
         for (const char *p = sci; *p != 'e'; p++)
-            if (*p != '.') x.digits[k++] = *p;
+            if (*p != '.')
+                x.digits[k++] = *p;
         x.exp = atoi(strchr(sci, 'e') + 1);
-        if (decimal_value(&x) == d) return x;
+        if (decimal_value(&x) == d)
+            return x;
         decimal up = decimal_step(x, 1), down = decimal_step(x, -1);
         bool up_ok = decimal_value(&up) == d, down_ok = decimal_value(&down) == d;
         if (up_ok && down_ok) {
@@ -128,8 +157,10 @@ static decimal shortest_decimal(double d) {
             snprintf(sd, sizeof sd, "%c.%.*se%d", down.digits[0], nd - 1, down.digits + 1, down.exp);
             return fabsl(strtold(su, NULL) - d) <= fabsl(strtold(sd, NULL) - d) ? up : down;
         }
-        if (up_ok) return up;
-        if (down_ok) return down;
+        if (up_ok)
+            return up;
+        if (down_ok)
+            return down;
         best = x;
     }
     return best; /* 17 digits always read back; not reached */
@@ -138,29 +169,36 @@ static decimal shortest_decimal(double d) {
 /* Python's float repr: the shortest round-tripping digits, positional for
  * 1e-4 <= |x| < 1e16 (with ".0" when it has no fraction), else
  * d[.ddd]e±XX with at least two exponent digits. */
-static int put_double(buf *b, double d) {
-    if (!isfinite(d)) return -1;
+static int put_double(buf *b, double d)
+{
+    if (!isfinite(d))
+        return -1;
     bool neg = signbit(d);
     decimal x = {.digits = "0", .nd = 1};
-    if (d != 0) x = shortest_decimal(fabs(d));
+    if (d != 0)
+        x = shortest_decimal(fabs(d));
     char digits[24];
     size_t nd = (size_t)x.nd;
     memcpy(digits, x.digits, nd);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     digits[nd] = '\0';
     int exp = x.exp;
     char out[64];
     size_t o = 0;
-    if (neg) out[o++] = '-';
+    if (neg)
+        out[o++] = '-';
     if (exp >= -4 && exp < 16) { /* repr switches to exponent below 1e-4 and from 1e16 */
         if (exp < 0) {
             out[o++] = '0';
             out[o++] = '.';
-            for (int i = 0; i < -exp - 1; i++) out[o++] = '0';
+            for (int i = 0; i < -exp - 1; i++)
+                out[o++] = '0';
             memcpy(out + o, digits, nd);
             o += nd;
         } else {
-            for (int i = 0; i <= exp; i++) out[o++] = (size_t)i < nd ? digits[i] : '0';
+            for (int i = 0; i <= exp; i++)
+                out[o++] = (size_t)i < nd ? digits[i] : '0';
             out[o++] = '.';
             if (nd > (size_t)exp + 1) {
                 memcpy(out + o, digits + exp + 1, nd - (size_t)exp - 1);
@@ -183,24 +221,32 @@ static int put_double(buf *b, double d) {
     return 0;
 }
 
-static int cmp_keys(const void *a, const void *b) {
+static int cmp_keys(const void *a, const void *b)
+{
     /* strcmp compares as unsigned char: UTF-8 byte order is code point order */
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *err) {
+static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *err)
+{
     if (depth > CANON_MAX_DEPTH)
         return wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", CANON_MAX_DEPTH);
     char num[32];
     switch (json_object_get_type(o)) {
-    case json_type_null: puts_(b, "null"); break;
-    case json_type_boolean: puts_(b, json_object_get_boolean(o) ? "true" : "false"); break;
+    case json_type_null:
+        puts_(b, "null");
+        break;
+    case json_type_boolean:
+        puts_(b, json_object_get_boolean(o) ? "true" : "false");
+        break;
     case json_type_int: {
         /* json-c holds integers above INT64_MAX as uint64; get_int64 then
          * saturates at INT64_MAX, where get_uint64 gives the exact value. */
         int64_t v = json_object_get_int64(o);
-        if (v == INT64_MAX) snprintf(num, sizeof num, "%llu", (unsigned long long)json_object_get_uint64(o));
-        else snprintf(num, sizeof num, "%lld", (long long)v);
+        if (v == INT64_MAX)
+            snprintf(num, sizeof num, "%llu", (unsigned long long)json_object_get_uint64(o));
+        else
+            snprintf(num, sizeof num, "%lld", (long long)v);
         puts_(b, num);
         break;
     }
@@ -214,9 +260,11 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
     case json_type_array: {
         put(b, "[", 1);
         for (size_t i = 0, n = json_object_array_length(o); i < n; i++) {
-            if (i) put(b, ",", 1);
+            if (i)
+                put(b, ",", 1);
             int rc = emit(b, json_object_array_get_idx(o, i), drop_nulls, depth + 1, err);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
         put(b, "]", 1);
         break;
@@ -224,21 +272,26 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
     case json_type_object: {
         size_t n = (size_t)json_object_object_length(o), k = 0;
         const char **keys = malloc((n ? n : 1) * sizeof *keys);
-        if (!keys) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-        json_object_object_foreach(o, key, val) {
-            if (!(drop_nulls && val == NULL)) keys[k++] = key;
+        if (!keys)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        json_object_object_foreach(o, key, val)
+        {
+            if (!(drop_nulls && val == NULL))
+                keys[k++] = key;
         }
         qsort(keys, k, sizeof *keys, cmp_keys);
         put(b, "{", 1);
         int rc = WR_OK;
         for (size_t i = 0; i < k && rc == WR_OK; i++) {
-            if (i) put(b, ",", 1);
+            if (i)
+                put(b, ",", 1);
             put_string(b, keys[i], strlen(keys[i]));
             put(b, ":", 1);
             rc = emit(b, json_object_object_get(o, keys[i]), drop_nulls, depth + 1, err);
         }
         free(keys);
-        if (rc != WR_OK) return rc;
+        if (rc != WR_OK)
+            return rc;
         put(b, "}", 1);
         break;
     }
@@ -246,22 +299,26 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
     return WR_OK;
 }
 
-char *wr_canonical_json(json_object *obj, bool drop_nulls, size_t *len_out, wr_error *err) {
+char *wr_canonical_json(json_object *obj, bool drop_nulls, size_t *len_out, wr_error *err)
+{
     buf b = {0};
     int rc = emit(&b, obj, drop_nulls, 0, err);
-    if (rc == WR_OK && b.oom) rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc == WR_OK && b.oom)
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     if (rc != WR_OK) {
         free(b.p);
         return NULL;
     }
-    if (len_out) *len_out = b.len;
+    if (len_out)
+        *len_out = b.len;
     return b.p;
 }
 
 /* OpenSSL's SHA-256 uses the CPU's SHA extensions where present: about 3x
  * libsodium's portable code on a contract-sized input, and every check,
  * receipt and artifact hashes. */
-void wr_sha256_hex(const void *data, size_t len, char out[WR_SHA256_HEX_LEN]) {
+void wr_sha256_hex(const void *data, size_t len, char out[WR_SHA256_HEX_LEN])
+{
     unsigned char h[32];
     unsigned int hl = 0;
     if (EVP_Digest(data, len, h, &hl, EVP_sha256(), NULL) != 1 || hl != sizeof h) {
@@ -271,15 +328,18 @@ void wr_sha256_hex(const void *data, size_t len, char out[WR_SHA256_HEX_LEN]) {
     sodium_bin2hex(out, WR_SHA256_HEX_LEN, h, sizeof h);
 }
 
-int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HEX_LEN], wr_error *err) {
+int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     size_t len;
     char *c = wr_canonical_json(obj, drop_nulls, &len, err);
-    if (!c) return err ? err->code : WR_E_INVALID;
+    if (!c)
+        return err ? err->code : WR_E_INVALID;
     wr_sha256_hex(c, len, out);
     free(c);
     return WR_OK;
 }
 
-const char *wr_json_compact(json_object *obj) {
+const char *wr_json_compact(json_object *obj)
+{
     return json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }

@@ -17,9 +17,9 @@
 /* ---- errors ------------------------------------------------------------ */
 enum wr_code {
     WR_OK = 0,
-    WR_E_INVALID,  /* bad input: syntax, schema, limits */
+    WR_E_INVALID, /* bad input: syntax, schema, limits */
     WR_E_NOMEM,
-    WR_E_IO,       /* file or database I/O */
+    WR_E_IO, /* file or database I/O */
     WR_E_NOTFOUND,
     WR_E_DENIED,   /* refused by policy, permissions or authentication */
     WR_E_CONFLICT, /* already exists / already consumed / concurrent change */
@@ -37,8 +37,7 @@ typedef struct wr_error {
 
 /* Sets err (if not NULL) and returns code, so callers can
  * `return wr_errorf(err, WR_E_INVALID, "/commands/0", "…", …);` */
-int wr_errorf(wr_error *err, int code, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+int wr_errorf(wr_error *err, int code, const char *path, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void wr_error_clear(wr_error *err);
 /* Prefixes err->message with "prefix: " (for adding context on the way up). */
 void wr_error_prefix(wr_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -46,10 +45,16 @@ const char *wr_code_name(int code);
 
 /* ---- context: time, randomness, logging --------------------------------
  * No module reads the clock or the RNG directly: tests fix them here. */
-enum wr_log_level { WR_LOG_DEBUG = 0, WR_LOG_INFO, WR_LOG_NOTICE, WR_LOG_WARNING, WR_LOG_ERROR };
+enum wr_log_level {
+    WR_LOG_DEBUG = 0,
+    WR_LOG_INFO,
+    WR_LOG_NOTICE,
+    WR_LOG_WARNING,
+    WR_LOG_ERROR
+};
 
 typedef struct wr_ctx {
-    int64_t (*now_ms)(void *ud);                    /* Unix time, milliseconds */
+    int64_t (*now_ms)(void *ud);                     /* Unix time, milliseconds */
     void (*random)(void *ud, void *buf, size_t len); /* cryptographic randomness */
     void *ud;
     int log_level; /* messages below this level are dropped */
@@ -121,8 +126,8 @@ int wr_base64_decode(const char *b64, unsigned char *out, size_t outmax, size_t 
  * Files are PEM (PKCS#8 private, SubjectPublicKeyInfo public) so that
  * `openssl pkey` reads them; raw base64 (32-byte seed or public key, or the
  * 64-byte libsodium secret key) is accepted on input too. */
-#define WR_PK_LEN 32
-#define WR_SK_LEN 64
+#define WR_PK_LEN     32
+#define WR_SK_LEN     64
 #define WR_KEY_ID_LEN 17 /* 16 hex digits + NUL */
 typedef struct wr_keypair {
     unsigned char pk[WR_PK_LEN];

@@ -34,7 +34,7 @@
 #include <string.h>
 
 #define MAX_SCHEMA_DEPTH 128 /* nesting of the schema document itself */
-#define MAX_EVAL_DEPTH 256   /* instance depth plus $ref hops while validating */
+#define MAX_EVAL_DEPTH   256 /* instance depth plus $ref hops while validating */
 /* Backtracking budget per match, far below PCRE2's default, so a hostile
  * string against a schema pattern cannot pin a core (ReDoS). */
 #define PCRE2_MATCH_LIMIT 1000000
@@ -49,30 +49,84 @@ typedef struct pat {
  * looked up once at compile time (cnode), so validating does one binary
  * search per schema node instead of a hash lookup per keyword. */
 enum kw {
-    KW_REF, KW_TYPE, KW_CONST, KW_ENUM, KW_MINLENGTH, KW_MAXLENGTH, KW_PATTERN, KW_FORMAT,
-    KW_MULTIPLEOF, KW_MINIMUM, KW_MAXIMUM, KW_XMINIMUM, KW_XMAXIMUM, KW_MINITEMS, KW_MAXITEMS,
-    KW_UNIQUEITEMS, KW_PREFIXITEMS, KW_ITEMS, KW_MINPROPERTIES, KW_MAXPROPERTIES, KW_REQUIRED,
-    KW_PROPERTIES, KW_PATTERNPROPERTIES, KW_ADDITIONALPROPERTIES, KW_ALLOF, KW_ANYOF, KW_ONEOF,
-    KW_NOT, KW_IF, KW_THEN, KW_ELSE, KW_COUNT
+    KW_REF,
+    KW_TYPE,
+    KW_CONST,
+    KW_ENUM,
+    KW_MINLENGTH,
+    KW_MAXLENGTH,
+    KW_PATTERN,
+    KW_FORMAT,
+    KW_MULTIPLEOF,
+    KW_MINIMUM,
+    KW_MAXIMUM,
+    KW_XMINIMUM,
+    KW_XMAXIMUM,
+    KW_MINITEMS,
+    KW_MAXITEMS,
+    KW_UNIQUEITEMS,
+    KW_PREFIXITEMS,
+    KW_ITEMS,
+    KW_MINPROPERTIES,
+    KW_MAXPROPERTIES,
+    KW_REQUIRED,
+    KW_PROPERTIES,
+    KW_PATTERNPROPERTIES,
+    KW_ADDITIONALPROPERTIES,
+    KW_ALLOF,
+    KW_ANYOF,
+    KW_ONEOF,
+    KW_NOT,
+    KW_IF,
+    KW_THEN,
+    KW_ELSE,
+    KW_COUNT
 };
 static const char *const kw_names[KW_COUNT] = {
-    "$ref", "type", "const", "enum", "minLength", "maxLength", "pattern", "format",
-    "multipleOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
-    "uniqueItems", "prefixItems", "items", "minProperties", "maxProperties", "required",
-    "properties", "patternProperties", "additionalProperties", "allOf", "anyOf", "oneOf",
-    "not", "if", "then", "else",
+    "$ref",
+    "type",
+    "const",
+    "enum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "multipleOf",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "prefixItems",
+    "items",
+    "minProperties",
+    "maxProperties",
+    "required",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
 };
 
 typedef struct cnode {
-    json_object *schema;         /* key: the schema object */
-    json_object *resource;       /* the resource it resolves "#..." in when it has its own $id, else NULL */
-    json_object *kw[KW_COUNT];   /* keyword values (json-c's NULL is also JSON null) */
-    uint32_t present;            /* bit k: keyword k is present */
+    json_object *schema;       /* key: the schema object */
+    json_object *resource;     /* the resource it resolves "#..." in when it has its own $id, else NULL */
+    json_object *kw[KW_COUNT]; /* keyword values (json-c's NULL is also JSON null) */
+    uint32_t present;          /* bit k: keyword k is present */
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
 
-static bool kw_get(const cnode *sn, enum kw k, json_object **v) {
+static bool kw_get(const cnode *sn, enum kw k, json_object **v)
+{
     *v = sn->kw[k];
     return (sn->present >> k) & 1u;
 }
@@ -87,7 +141,7 @@ struct wr_schema {
     struct id {
         const char *uri; /* a subschema's "$id" */
         json_object *node;
-    } *ids;
+    } * ids;
     size_t nids, idcap;
     /* compile time only: schema nodes already checked, the current resource */
     json_object **seen;
@@ -97,55 +151,73 @@ struct wr_schema {
 
 /* ---- JSON values --------------------------------------------------------- */
 
-static bool is_number(json_object *o) {
+static bool is_number(json_object *o)
+{
     return json_object_is_type(o, json_type_int) || json_object_is_type(o, json_type_double);
 }
 
 /* json-c keeps integers above INT64_MAX as uint64; long double holds both
  * exactly on x86-64, so comparisons with schema bounds stay exact there. */
-static long double num(json_object *o) {
-    if (json_object_is_type(o, json_type_double)) return json_object_get_double(o);
+static long double num(json_object *o)
+{
+    if (json_object_is_type(o, json_type_double))
+        return json_object_get_double(o);
     int64_t v = json_object_get_int64(o);
     return v == INT64_MAX ? (long double)json_object_get_uint64(o) : (long double)v;
 }
 
-static bool is_integer(json_object *o) {
-    if (json_object_is_type(o, json_type_int)) return true;
-    if (!json_object_is_type(o, json_type_double)) return false;
+static bool is_integer(json_object *o)
+{
+    if (json_object_is_type(o, json_type_int))
+        return true;
+    if (!json_object_is_type(o, json_type_double))
+        return false;
     double d = json_object_get_double(o);
     return isfinite(d) && d == floor(d); /* 2020-12: 1.0 is an integer */
 }
 
-static int type_rank(json_object *o) {
+static int type_rank(json_object *o)
+{
     switch (json_object_get_type(o)) {
-    case json_type_null: return 0;
-    case json_type_boolean: return 1;
+    case json_type_null:
+        return 0;
+    case json_type_boolean:
+        return 1;
     case json_type_int:
-    case json_type_double: return 2;
-    case json_type_string: return 3;
-    case json_type_array: return 4;
-    case json_type_object: return 5;
+    case json_type_double:
+        return 2;
+    case json_type_string:
+        return 3;
+    case json_type_array:
+        return 4;
+    case json_type_object:
+        return 5;
     }
     return 6;
 }
 
-static const char *type_name(json_object *o) {
+static const char *type_name(json_object *o)
+{
     static const char *const names[] = {"null", "boolean", "number", "string", "array", "object"};
-    if (is_integer(o) && json_object_is_type(o, json_type_int)) return "integer";
+    if (is_integer(o) && json_object_is_type(o, json_type_int))
+        return "integer";
     int r = type_rank(o);
     return r < 6 ? names[r] : "unknown";
 }
 
-static int cmp_strp(const void *a, const void *b) {
+static int cmp_strp(const void *a, const void *b)
+{
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static int json_cmp(json_object *a, json_object *b);
 
 /* Objects compare by member count, then sorted keys, then values. */
-static int object_cmp(json_object *a, json_object *b) {
+static int object_cmp(json_object *a, json_object *b)
+{
     size_t na = (size_t)json_object_object_length(a), nb = (size_t)json_object_object_length(b);
-    if (na != nb) return na < nb ? -1 : 1;
+    if (na != nb)
+        return na < nb ? -1 : 1;
     const char **ka = malloc((na ? na : 1) * sizeof *ka), **kb = malloc((nb ? nb : 1) * sizeof *kb);
     int c = 0;
     if (!ka || !kb) {
@@ -154,17 +226,20 @@ static int object_cmp(json_object *a, json_object *b) {
         c = a < b ? -1 : a > b;
     } else {
         size_t i = 0, j = 0;
-        json_object_object_foreach(a, k1, v1) {
+        json_object_object_foreach(a, k1, v1)
+        {
             (void)v1;
             ka[i++] = k1;
         }
-        json_object_object_foreach(b, k2, v2) {
+        json_object_object_foreach(b, k2, v2)
+        {
             (void)v2;
             kb[j++] = k2;
         }
         qsort(ka, na, sizeof *ka, cmp_strp);
         qsort(kb, nb, sizeof *kb, cmp_strp);
-        for (i = 0; i < na && c == 0; i++) c = strcmp(ka[i], kb[i]);
+        for (i = 0; i < na && c == 0; i++)
+            c = strcmp(ka[i], kb[i]);
         for (i = 0; i < na && c == 0; i++)
             c = json_cmp(json_object_object_get(a, ka[i]), json_object_object_get(b, ka[i]));
     }
@@ -175,12 +250,16 @@ static int object_cmp(json_object *a, json_object *b) {
 
 /* A total order consistent with JSON Schema equality (1 == 1.0, member
  * order irrelevant), so uniqueItems can sort instead of comparing all pairs. */
-static int json_cmp(json_object *a, json_object *b) {
+static int json_cmp(json_object *a, json_object *b)
+{
     int ra = type_rank(a), rb = type_rank(b);
-    if (ra != rb) return ra < rb ? -1 : 1;
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
     switch (json_object_get_type(a)) {
-    case json_type_null: return 0;
-    case json_type_boolean: return json_object_get_boolean(a) - json_object_get_boolean(b);
+    case json_type_null:
+        return 0;
+    case json_type_boolean:
+        return json_object_get_boolean(a) - json_object_get_boolean(b);
     case json_type_int:
     case json_type_double: {
         long double x = num(a), y = num(b);
@@ -193,40 +272,49 @@ static int json_cmp(json_object *a, json_object *b) {
     }
     case json_type_array: {
         size_t la = json_object_array_length(a), lb = json_object_array_length(b);
-        if (la != lb) return la < lb ? -1 : 1;
+        if (la != lb)
+            return la < lb ? -1 : 1;
         for (size_t i = 0; i < la; i++) {
             int c = json_cmp(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i));
-            if (c) return c;
+            if (c)
+                return c;
         }
         return 0;
     }
-    case json_type_object: return object_cmp(a, b);
+    case json_type_object:
+        return object_cmp(a, b);
     }
     return 0;
 }
 
 /* A count keyword's value (checked non-negative integral at compile time). */
-static size_t count_of(json_object *v) {
+static size_t count_of(json_object *v)
+{
     long double d = num(v);
     return d >= (long double)SIZE_MAX ? SIZE_MAX : (size_t)d;
 }
 
-static size_t utf8_chars(const char *s, size_t len) {
+static size_t utf8_chars(const char *s, size_t len)
+{
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
 }
 
 /* A short rendering of a value for error messages. */
-static void describe(json_object *o, char *out, size_t cap) {
+static void describe(json_object *o, char *out, size_t cap)
+{
     size_t len;
     char *c = wr_canonical_json(o, false, &len, NULL);
     if (!c) {
         snprintf(out, cap, "(%s)", type_name(o));
         return;
     }
-    if (len + 1 > cap && cap > 4) snprintf(out, cap, "%.*s...", (int)(cap - 4), c);
-    else snprintf(out, cap, "%s", c);
+    if (len + 1 > cap && cap > 4)
+        snprintf(out, cap, "%.*s...", (int)(cap - 4), c);
+    else
+        snprintf(out, cap, "%s", c);
     free(c);
 }
 
@@ -234,11 +322,14 @@ static void describe(json_object *o, char *out, size_t cap) {
 
 /* Resolves a fragment "<JSON pointer>" (RFC 6901, URI-fragment form so %XX
  * escapes are decoded too) inside base. NULL when it does not resolve. */
-static json_object *resolve_pointer(json_object *base, const char *frag) {
+static json_object *resolve_pointer(json_object *base, const char *frag)
+{
     const char *p = frag;
     json_object *cur = base;
-    if (*p == '\0') return base;
-    if (*p != '/') return NULL; /* "#name" anchors are not supported */
+    if (*p == '\0')
+        return base;
+    if (*p != '/')
+        return NULL; /* "#name" anchors are not supported */
     char tok[256];
     while (*p == '/' && cur) {
         p++;
@@ -249,19 +340,23 @@ static json_object *resolve_pointer(json_object *base, const char *frag) {
                 char hex[3] = {p[0], p[1], 0};
                 char *end;
                 long v = strtol(hex, &end, 16);
-                if (*end || v <= 0) return NULL;
+                if (*end || v <= 0)
+                    return NULL;
                 c = (char)v;
                 p += 2;
             } else if (c == '~') {
-                if (*p != '0' && *p != '1') return NULL;
+                if (*p != '0' && *p != '1')
+                    return NULL;
                 c = *p++ == '0' ? '~' : '/';
             }
-            if (n + 1 >= sizeof tok) return NULL;
+            if (n + 1 >= sizeof tok)
+                return NULL;
             tok[n++] = c;
         }
         tok[n] = '\0';
         if (json_object_is_type(cur, json_type_object)) {
-            if (!json_object_object_get_ex(cur, tok, &cur)) return NULL;
+            if (!json_object_object_get_ex(cur, tok, &cur))
+                return NULL;
         } else if (json_object_is_type(cur, json_type_array)) {
             char *end;
             unsigned long idx = strtoul(tok, &end, 10);
@@ -278,7 +373,8 @@ static json_object *resolve_pointer(json_object *base, const char *frag) {
 /* 2020-12 section 8.2.1: a subschema with "$id" is a resource of its own, and
  * "#..." references inside it resolve against it. This is what lets a
  * complete schema (with its own $id and $defs) be embedded in another one. */
-static json_object *resource_of(json_object *node, json_object *current) {
+static json_object *resource_of(json_object *node, json_object *current)
+{
     json_object *id;
     return json_object_is_type(node, json_type_object) && json_object_object_get_ex(node, "$id", &id) &&
                    json_object_is_type(id, json_type_string)
@@ -289,8 +385,8 @@ static json_object *resource_of(json_object *node, json_object *current) {
 /* "#frag" resolves in the current resource, "URI#frag" in the embedded
  * resource whose $id is exactly URI. Nothing else: no relative URI
  * resolution, no fetching. */
-static json_object *find_ref(const wr_schema *s, json_object *resource, const char *ref,
-                             json_object **base_out) {
+static json_object *find_ref(const wr_schema *s, json_object *resource, const char *ref, json_object **base_out)
+{
     const char *hash = strchr(ref, '#');
     size_t ulen = hash ? (size_t)(hash - ref) : strlen(ref);
     json_object *base = resource;
@@ -299,10 +395,13 @@ static json_object *find_ref(const wr_schema *s, json_object *resource, const ch
         for (size_t i = 0; i < s->nids && !base; i++) {
             const char *u = s->ids[i].uri;
             size_t n = strlen(u);
-            if (n > 0 && u[n - 1] == '#') n--; /* "$id": "...#" names the same resource */
-            if (n == ulen && memcmp(u, ref, n) == 0) base = s->ids[i].node;
+            if (n > 0 && u[n - 1] == '#')
+                n--; /* "$id": "...#" names the same resource */
+            if (n == ulen && memcmp(u, ref, n) == 0)
+                base = s->ids[i].node;
         }
-        if (!base) return NULL;
+        if (!base)
+            return NULL;
     }
     *base_out = base;
     return resolve_pointer(base, hash ? hash + 1 : "");
@@ -310,23 +409,25 @@ static json_object *find_ref(const wr_schema *s, json_object *resource, const ch
 
 /* ---- compiling ------------------------------------------------------------- */
 
-static int pat_cmp(const void *a, const void *b) {
+static int pat_cmp(const void *a, const void *b)
+{
     const pat *x = a, *y = b;
     return x->key < y->key ? -1 : x->key > y->key;
 }
 
-static const pcre2_code *find_pat(const wr_schema *s, const void *key) {
+static const pcre2_code *find_pat(const wr_schema *s, const void *key)
+{
     pat k = {.key = key};
     const pat *p = s->npats == 0 ? NULL : bsearch(&k, s->pats, s->npats, sizeof *s->pats, pat_cmp);
     return p ? p->code : NULL;
 }
 
-static int add_pattern(wr_schema *s, const void *key, const char *re, const char *where, wr_error *err) {
+static int add_pattern(wr_schema *s, const void *key, const char *re, const char *where, wr_error *err)
+{
     int errcode;
     PCRE2_SIZE erroff;
     pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
-                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX, &errcode,
-                                     &erroff, NULL);
+                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX, &errcode, &erroff, NULL);
     if (!code) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(errcode, msg, sizeof msg);
@@ -349,21 +450,34 @@ static int add_pattern(wr_schema *s, const void *key, const char *re, const char
 
 /* Standard assertion keywords this validator does not implement. */
 static const char *const unsupported[] = {
-    "contains", "minContains", "maxContains", "dependentRequired",
-    "dependentSchemas", "dependencies", "propertyNames", "unevaluatedProperties",
-    "unevaluatedItems", "additionalItems", "$dynamicRef", "$recursiveRef", NULL,
+    "contains",
+    "minContains",
+    "maxContains",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "additionalItems",
+    "$dynamicRef",
+    "$recursiveRef",
+    NULL,
 };
 
-static bool in_list(const char *const *list, const char *s) {
+static bool in_list(const char *const *list, const char *s)
+{
     for (; *list; list++)
-        if (strcmp(*list, s) == 0) return true;
+        if (strcmp(*list, s) == 0)
+            return true;
     return false;
 }
 
 static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err);
 
-static int compile_child(wr_schema *s, json_object *node, char *ptr, size_t cap, const char *tok,
-                         int depth, wr_error *err) {
+static int compile_child(wr_schema *s, json_object *node, char *ptr, size_t cap, const char *tok, int depth,
+                         wr_error *err)
+{
     size_t plen = strlen(ptr);
     wr_json_ptr_append(ptr, cap, tok);
     int rc = compile_node(s, node, ptr, cap, depth + 1, err);
@@ -371,11 +485,11 @@ static int compile_child(wr_schema *s, json_object *node, char *ptr, size_t cap,
     return rc;
 }
 
-static int compile_array_of_schemas(wr_schema *s, json_object *arr, char *ptr, size_t cap,
-                                    const char *kw, int depth, wr_error *err) {
+static int compile_array_of_schemas(wr_schema *s, json_object *arr, char *ptr, size_t cap, const char *kw, int depth,
+                                    wr_error *err)
+{
     if (!json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0)
-        return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a non-empty array of schemas",
-                         ptr, kw);
+        return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a non-empty array of schemas", ptr, kw);
     size_t plen = strlen(ptr);
     wr_json_ptr_append(ptr, cap, kw);
     int rc = WR_OK;
@@ -388,13 +502,14 @@ static int compile_array_of_schemas(wr_schema *s, json_object *arr, char *ptr, s
     return rc;
 }
 
-static bool valid_type_name(json_object *t) {
+static bool valid_type_name(json_object *t)
+{
     static const char *const types[] = {"null", "boolean", "object", "array", "number", "string", "integer", NULL};
     return json_object_is_type(t, json_type_string) && in_list(types, json_object_get_string(t));
 }
 
-static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr,
-                         size_t cap, int depth, wr_error *err) {
+static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr, size_t cap, int depth, wr_error *err)
+{
     if (in_list(unsupported, kw))
         return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: keyword %s is not supported", ptr, kw);
     if (strcmp(kw, "type") == 0) {
@@ -404,46 +519,49 @@ static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr
             for (size_t i = 0; ok && i < json_object_array_length(v); i++)
                 ok = valid_type_name(json_object_array_get_idx(v, i));
         }
-        if (!ok) return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: bad type", ptr);
+        if (!ok)
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: bad type", ptr);
     } else if (strcmp(kw, "enum") == 0 || strcmp(kw, "required") == 0) {
         if (!json_object_is_type(v, json_type_array))
             return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be an array", ptr, kw);
         for (size_t i = 0; kw[0] == 'r' && i < json_object_array_length(v); i++)
             if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string))
                 return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: required must list strings", ptr);
-    } else if (strcmp(kw, "properties") == 0 || strcmp(kw, "patternProperties") == 0 ||
-               strcmp(kw, "$defs") == 0 || strcmp(kw, "definitions") == 0) {
+    } else if (strcmp(kw, "properties") == 0 || strcmp(kw, "patternProperties") == 0 || strcmp(kw, "$defs") == 0 ||
+               strcmp(kw, "definitions") == 0) {
         if (!json_object_is_type(v, json_type_object))
             return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be an object", ptr, kw);
         size_t plen = strlen(ptr);
         wr_json_ptr_append(ptr, cap, kw);
         int rc = WR_OK;
-        json_object_object_foreach(v, name, sub) {
-            if (strcmp(kw, "patternProperties") == 0) rc = add_pattern(s, name, name, ptr, err);
-            if (rc == WR_OK) rc = compile_child(s, sub, ptr, cap, name, depth, err);
-            if (rc != WR_OK) break;
+        json_object_object_foreach(v, name, sub)
+        {
+            if (strcmp(kw, "patternProperties") == 0)
+                rc = add_pattern(s, name, name, ptr, err);
+            if (rc == WR_OK)
+                rc = compile_child(s, sub, ptr, cap, name, depth, err);
+            if (rc != WR_OK)
+                break;
         }
         ptr[plen] = '\0';
         return rc;
-    } else if (strcmp(kw, "additionalProperties") == 0 || strcmp(kw, "items") == 0 ||
-               strcmp(kw, "not") == 0 || strcmp(kw, "if") == 0 || strcmp(kw, "then") == 0 ||
-               strcmp(kw, "else") == 0) {
+    } else if (strcmp(kw, "additionalProperties") == 0 || strcmp(kw, "items") == 0 || strcmp(kw, "not") == 0 ||
+               strcmp(kw, "if") == 0 || strcmp(kw, "then") == 0 || strcmp(kw, "else") == 0) {
         if (json_object_is_type(v, json_type_array))
             return wr_errorf(err, WR_E_INVALID, ptr,
-                             "schema %s: %s must be a schema (array-form items is prefixItems in 2020-12)",
-                             ptr, kw);
+                             "schema %s: %s must be a schema (array-form items is prefixItems in 2020-12)", ptr, kw);
         return compile_child(s, v, ptr, cap, kw, depth, err);
-    } else if (strcmp(kw, "prefixItems") == 0 || strcmp(kw, "anyOf") == 0 ||
-               strcmp(kw, "oneOf") == 0 || strcmp(kw, "allOf") == 0) {
+    } else if (strcmp(kw, "prefixItems") == 0 || strcmp(kw, "anyOf") == 0 || strcmp(kw, "oneOf") == 0 ||
+               strcmp(kw, "allOf") == 0) {
         return compile_array_of_schemas(s, v, ptr, cap, kw, depth, err);
-    } else if (strcmp(kw, "minItems") == 0 || strcmp(kw, "maxItems") == 0 ||
-               strcmp(kw, "minLength") == 0 || strcmp(kw, "maxLength") == 0 ||
-               strcmp(kw, "minProperties") == 0 || strcmp(kw, "maxProperties") == 0) {
+    } else if (strcmp(kw, "minItems") == 0 || strcmp(kw, "maxItems") == 0 || strcmp(kw, "minLength") == 0 ||
+               strcmp(kw, "maxLength") == 0 || strcmp(kw, "minProperties") == 0 || strcmp(kw, "maxProperties") == 0) {
         if (!is_integer(v) || num(v) < 0)
             return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a non-negative integer", ptr, kw);
-    } else if (strcmp(kw, "minimum") == 0 || strcmp(kw, "maximum") == 0 ||
-               strcmp(kw, "exclusiveMinimum") == 0 || strcmp(kw, "exclusiveMaximum") == 0) {
-        if (!is_number(v)) return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a number", ptr, kw);
+    } else if (strcmp(kw, "minimum") == 0 || strcmp(kw, "maximum") == 0 || strcmp(kw, "exclusiveMinimum") == 0 ||
+               strcmp(kw, "exclusiveMaximum") == 0) {
+        if (!is_number(v))
+            return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a number", ptr, kw);
     } else if (strcmp(kw, "multipleOf") == 0) {
         if (!is_number(v) || num(v) <= 0)
             return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: multipleOf must be a number above 0", ptr);
@@ -454,13 +572,15 @@ static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr
         if (!json_object_is_type(v, json_type_string))
             return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: %s must be a string", ptr, kw);
         const char *str = json_object_get_string(v);
-        if (kw[0] == 'p') return add_pattern(s, v, str, ptr, err);
+        if (kw[0] == 'p')
+            return add_pattern(s, v, str, ptr, err);
         if (kw[0] == '$') {
             json_object *base, *target = find_ref(s, s->resource, str, &base);
             if (!target)
                 return wr_errorf(err, WR_E_INVALID, ptr,
                                  "schema %s: $ref '%.100s' does not resolve inside this document "
-                                 "(references are never fetched)", ptr, str);
+                                 "(references are never fetched)",
+                                 ptr, str);
             /* The target may sit outside $defs; check it where it is. */
             char tptr[256];
             snprintf(tptr, sizeof tptr, "%s", str);
@@ -476,53 +596,64 @@ static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr
 
 /* Every "$id" in the document, so that "URI#..." references can find it.
  * Values of enum/const/default/examples are data, not schemas. */
-static int collect_ids(wr_schema *s, json_object *node, int depth, wr_error *err) {
+static int collect_ids(wr_schema *s, json_object *node, int depth, wr_error *err)
+{
     if (depth > MAX_SCHEMA_DEPTH)
         return wr_errorf(err, WR_E_LIMIT, "", "schema nested deeper than %d levels", MAX_SCHEMA_DEPTH);
     if (json_object_is_type(node, json_type_array)) {
         for (size_t i = 0, n = json_object_array_length(node); i < n; i++) {
             int rc = collect_ids(s, json_object_array_get_idx(node, i), depth + 1, err);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
         return WR_OK;
     }
-    if (!json_object_is_type(node, json_type_object)) return WR_OK;
+    if (!json_object_is_type(node, json_type_object))
+        return WR_OK;
     if (resource_of(node, NULL)) {
         if (s->nids == s->idcap) {
             size_t ncap = s->idcap ? s->idcap * 2 : 8;
             struct id *ni = realloc(s->ids, ncap * sizeof *ni);
-            if (!ni) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            if (!ni)
+                return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
             s->ids = ni;
             s->idcap = ncap;
         }
         s->ids[s->nids++] = (struct id){json_object_get_string(json_object_object_get(node, "$id")), node};
     }
     static const char *const data_keywords[] = {"enum", "const", "default", "examples", NULL};
-    json_object_object_foreach(node, k, v) {
-        if (in_list(data_keywords, k)) continue;
+    json_object_object_foreach(node, k, v)
+    {
+        if (in_list(data_keywords, k))
+            continue;
         int rc = collect_ids(s, v, depth + 1, err);
-        if (rc != WR_OK) return rc;
+        if (rc != WR_OK)
+            return rc;
     }
     return WR_OK;
 }
 
 static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err);
 
-static void fill_cnode(cnode *c, json_object *node) {
+static void fill_cnode(cnode *c, json_object *node)
+{
     c->schema = node;
     c->resource = resource_of(node, NULL);
     c->present = 0;
     for (int k = 0; k < KW_COUNT; k++) {
         c->kw[k] = NULL;
-        if (json_object_object_get_ex(node, kw_names[k], &c->kw[k])) c->present |= 1u << k;
+        if (json_object_object_get_ex(node, kw_names[k], &c->kw[k]))
+            c->present |= 1u << k;
     }
 }
 
-static int add_cnode(wr_schema *s, json_object *node, wr_error *err) {
+static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
+{
     if (s->nnodes == s->nodecap) {
         size_t ncap = s->nodecap ? s->nodecap * 2 : 32;
         cnode *nn = realloc(s->nodes, ncap * sizeof *nn);
-        if (!nn) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        if (!nn)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         s->nodes = nn;
         s->nodecap = ncap;
     }
@@ -530,12 +661,14 @@ static int add_cnode(wr_schema *s, json_object *node, wr_error *err) {
     return WR_OK;
 }
 
-static int cnode_cmp(const void *a, const void *b) {
+static int cnode_cmp(const void *a, const void *b)
+{
     const cnode *x = a, *y = b;
     return x->schema < y->schema ? -1 : x->schema > y->schema;
 }
 
-static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err) {
+static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err)
+{
     json_object *saved = s->resource;
     s->resource = resource_of(node, saved);
     int rc = compile_keywords(s, node, ptr, cap, depth, err);
@@ -543,33 +676,41 @@ static int compile_node(wr_schema *s, json_object *node, char *ptr, size_t cap, 
     return rc;
 }
 
-static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err) {
+static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t cap, int depth, wr_error *err)
+{
     if (depth > MAX_SCHEMA_DEPTH)
         return wr_errorf(err, WR_E_LIMIT, ptr, "schema %s: nested deeper than %d levels", ptr, MAX_SCHEMA_DEPTH);
-    if (json_object_is_type(node, json_type_boolean)) return WR_OK;
+    if (json_object_is_type(node, json_type_boolean))
+        return WR_OK;
     if (!json_object_is_type(node, json_type_object))
         return wr_errorf(err, WR_E_INVALID, ptr, "schema %s: a schema must be an object or a boolean",
                          ptr[0] ? ptr : "(root)");
     for (size_t i = 0; i < s->nseen; i++)
-        if (s->seen[i] == node) return WR_OK; /* reached again through a $ref */
+        if (s->seen[i] == node)
+            return WR_OK; /* reached again through a $ref */
     if (s->nseen == s->seencap) {
         size_t ncap = s->seencap ? s->seencap * 2 : 32;
         json_object **ns = realloc(s->seen, ncap * sizeof *ns);
-        if (!ns) return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
+        if (!ns)
+            return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
         s->seen = ns;
         s->seencap = ncap;
     }
     s->seen[s->nseen++] = node;
     int added = add_cnode(s, node, err);
-    if (added != WR_OK) return added;
-    json_object_object_foreach(node, kw, v) {
+    if (added != WR_OK)
+        return added;
+    json_object_object_foreach(node, kw, v)
+    {
         int rc = check_keyword(s, kw, v, ptr, cap, depth, err);
-        if (rc != WR_OK) return rc;
+        if (rc != WR_OK)
+            return rc;
     }
     return WR_OK;
 }
 
-wr_schema *wr_schema_new(json_object *root, wr_error *err) {
+wr_schema *wr_schema_new(json_object *root, wr_error *err)
+{
     wr_schema *s = calloc(1, sizeof *s);
     if (!s) {
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
@@ -587,7 +728,8 @@ wr_schema *wr_schema_new(json_object *root, wr_error *err) {
     char ptr[256] = "";
     s->resource = root;
     int rc = collect_ids(s, root, 0, err);
-    if (rc == WR_OK) rc = compile_node(s, root, ptr, sizeof ptr, 0, err);
+    if (rc == WR_OK)
+        rc = compile_node(s, root, ptr, sizeof ptr, 0, err);
     free(s->seen);
     s->seen = NULL;
     s->nseen = s->seencap = 0;
@@ -595,15 +737,19 @@ wr_schema *wr_schema_new(json_object *root, wr_error *err) {
         wr_schema_free(s);
         return NULL;
     }
-    if (s->npats) qsort(s->pats, s->npats, sizeof *s->pats, pat_cmp);
-    if (s->nnodes) qsort(s->nodes, s->nnodes, sizeof *s->nodes, cnode_cmp);
+    if (s->npats)
+        qsort(s->pats, s->npats, sizeof *s->pats, pat_cmp);
+    if (s->nnodes)
+        qsort(s->nodes, s->nnodes, sizeof *s->nodes, cnode_cmp);
     return s;
 }
 
-wr_schema *wr_schema_parse(const char *text, wr_error *err) {
+wr_schema *wr_schema_parse(const char *text, wr_error *err)
+{
     json_object *root = wr_json_parse(text, strlen(text), NULL, err);
     if (!root) {
-        if (err) wr_error_prefix(err, "schema");
+        if (err)
+            wr_error_prefix(err, "schema");
         return NULL;
     }
     wr_schema *s = wr_schema_new(root, err);
@@ -611,9 +757,12 @@ wr_schema *wr_schema_parse(const char *text, wr_error *err) {
     return s;
 }
 
-void wr_schema_free(wr_schema *s) {
-    if (!s) return;
-    for (size_t i = 0; i < s->npats; i++) pcre2_code_free(s->pats[i].code);
+void wr_schema_free(wr_schema *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->npats; i++)
+        pcre2_code_free(s->pats[i].code);
     free(s->pats);
     free(s->ids);
     free(s->seen);
@@ -642,8 +791,10 @@ typedef struct eval {
 static int validate(eval *ev, json_object *schema, json_object *inst, int depth);
 
 static int fail(eval *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(eval *ev, int code, const char *fmt, ...) {
-    if (ev->quiet) return code;
+static int fail(eval *ev, int code, const char *fmt, ...)
+{
+    if (ev->quiet)
+        return code;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -653,8 +804,10 @@ static int fail(eval *ev, int code, const char *fmt, ...) {
 }
 
 /* Validates a child value (member or element) under its own pointer. */
-static int validate_at(eval *ev, json_object *schema, json_object *inst, const char *tok, int depth) {
-    if (ev->quiet) return validate(ev, schema, inst, depth + 1);
+static int validate_at(eval *ev, json_object *schema, json_object *inst, const char *tok, int depth)
+{
+    if (ev->quiet)
+        return validate(ev, schema, inst, depth + 1);
     size_t plen = strlen(ev->ptr);
     wr_json_ptr_append(ev->ptr, sizeof ev->ptr, tok);
     int rc = validate(ev, schema, inst, depth + 1);
@@ -662,39 +815,48 @@ static int validate_at(eval *ev, json_object *schema, json_object *inst, const c
     return rc;
 }
 
-static bool type_matches(json_object *t, json_object *inst) {
+static bool type_matches(json_object *t, json_object *inst)
+{
     const char *n = json_object_get_string(t);
-    if (strcmp(n, "integer") == 0) return is_integer(inst);
-    if (strcmp(n, "number") == 0) return is_number(inst);
+    if (strcmp(n, "integer") == 0)
+        return is_integer(inst);
+    if (strcmp(n, "number") == 0)
+        return is_number(inst);
     return strcmp(n, type_name(inst)) == 0;
 }
 
-static int check_type(eval *ev, json_object *t, json_object *inst) {
+static int check_type(eval *ev, json_object *t, json_object *inst)
+{
     if (json_object_is_type(t, json_type_string)) {
-        if (type_matches(t, inst)) return WR_OK;
+        if (type_matches(t, inst))
+            return WR_OK;
         return fail(ev, WR_E_INVALID, "expected type %s, got %s", json_object_get_string(t), type_name(inst));
     }
     for (size_t i = 0; i < json_object_array_length(t); i++)
-        if (type_matches(json_object_array_get_idx(t, i), inst)) return WR_OK;
+        if (type_matches(json_object_array_get_idx(t, i), inst))
+            return WR_OK;
     char d[120];
     describe(t, d, sizeof d);
     return fail(ev, WR_E_INVALID, "type %s is not one of %s", type_name(inst), d);
 }
 
-static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const char *str, size_t len,
-                         bool *matched) {
-    if (!ev->md && !(ev->md = pcre2_match_data_create(1, NULL))) return fail(ev, WR_E_NOMEM, "out of memory");
+static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const char *str, size_t len, bool *matched)
+{
+    if (!ev->md && !(ev->md = pcre2_match_data_create(1, NULL)))
+        return fail(ev, WR_E_NOMEM, "out of memory");
     /* 0 means "matched, ovector too small": still a match. */
     int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, ev->md, ev->s->mctx);
     *matched = r >= 0;
-    if (r >= 0 || r == PCRE2_ERROR_NOMATCH) return WR_OK;
+    if (r >= 0 || r == PCRE2_ERROR_NOMATCH)
+        return WR_OK;
     PCRE2_UCHAR msg[160];
     pcre2_get_error_message(r, msg, sizeof msg);
     return fail(ev, r == PCRE2_ERROR_MATCHLIMIT || r == PCRE2_ERROR_DEPTHLIMIT ? WR_E_LIMIT : WR_E_INVALID,
                 "cannot match pattern '%.80s': %s", re, (const char *)msg);
 }
 
-static int check_string(eval *ev, const cnode *sn, json_object *inst) {
+static int check_string(eval *ev, const cnode *sn, json_object *inst)
+{
     const char *str = json_object_get_string(inst);
     size_t len = (size_t)json_object_get_string_len(inst);
     json_object *v;
@@ -706,8 +868,10 @@ static int check_string(eval *ev, const cnode *sn, json_object *inst) {
         const char *re = json_object_get_string(v);
         bool m;
         int rc = check_pattern(ev, find_pat(ev->s, v), re, str, len, &m);
-        if (rc != WR_OK) return rc;
-        if (!m) return fail(ev, WR_E_INVALID, "'%.80s' does not match pattern '%.80s'", str, re);
+        if (rc != WR_OK)
+            return rc;
+        if (!m)
+            return fail(ev, WR_E_INVALID, "'%.80s' does not match pattern '%.80s'", str, re);
     }
     if (kw_get(sn, KW_FORMAT, &v) && strcmp(json_object_get_string(v), "date-time") == 0) {
         int64_t ms;
@@ -719,17 +883,21 @@ static int check_string(eval *ev, const cnode *sn, json_object *inst) {
 
 /* Exact for two int64 values; otherwise the quotient must be integral up to
  * a relative 1e-9, since 0.0075 / 0.0001 is not exactly 75 in binary. */
-static bool is_multiple(json_object *inst, json_object *m) {
+static bool is_multiple(json_object *inst, json_object *m)
+{
     if (json_object_is_type(inst, json_type_int) && json_object_is_type(m, json_type_int)) {
         int64_t a = json_object_get_int64(inst), b = json_object_get_int64(m);
-        if (a != INT64_MAX && b != INT64_MAX) return b == -1 || a % b == 0;
+        if (a != INT64_MAX && b != INT64_MAX)
+            return b == -1 || a % b == 0;
     }
     long double q = num(inst) / num(m);
-    if (!isfinite(q)) return false;
+    if (!isfinite(q))
+        return false;
     return fabsl(q - roundl(q)) <= 1e-9L * (fabsl(q) > 1 ? fabsl(q) : 1);
 }
 
-static int check_number(eval *ev, const cnode *sn, json_object *inst) {
+static int check_number(eval *ev, const cnode *sn, json_object *inst)
+{
     static const struct {
         enum kw id;
         const char *what;
@@ -751,7 +919,8 @@ static int check_number(eval *ev, const cnode *sn, json_object *inst) {
     }
     for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
         json_object *v;
-        if (!kw_get(sn, bounds[i].id, &v)) continue;
+        if (!kw_get(sn, bounds[i].id, &v))
+            continue;
         long double b = num(v);
         int c = x < b ? -1 : x > b;
         if (c == bounds[i].bad_sign || (c == 0 && bounds[i].fail_equal)) {
@@ -769,13 +938,15 @@ typedef struct indexed {
     size_t i;
 } indexed;
 
-static int cmp_indexed(const void *a, const void *b) {
+static int cmp_indexed(const void *a, const void *b)
+{
     const indexed *x = a, *y = b;
     int c = json_cmp(x->o, y->o);
     return c ? c : x->i < y->i ? -1 : 1;
 }
 
-static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth) {
+static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth)
+{
     size_t n = json_object_array_length(inst), prefix = 0;
     json_object *v;
     if (kw_get(sn, KW_MINITEMS, &v) && n < count_of(v))
@@ -784,8 +955,10 @@ static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth) 
         return fail(ev, WR_E_INVALID, "array has more than maxItems %lld items", (long long)count_of(v));
     if (kw_get(sn, KW_UNIQUEITEMS, &v) && json_object_get_boolean(v) && n > 1) {
         indexed *els = malloc(n * sizeof *els);
-        if (!els) return fail(ev, WR_E_NOMEM, "out of memory");
-        for (size_t i = 0; i < n; i++) els[i] = (indexed){json_object_array_get_idx(inst, i), i};
+        if (!els)
+            return fail(ev, WR_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            els[i] = (indexed){json_object_array_get_idx(inst, i), i};
         qsort(els, n, sizeof *els, cmp_indexed);
         for (size_t i = 1; i < n; i++) {
             if (json_cmp(els[i - 1].o, els[i].o) == 0) {
@@ -800,22 +973,27 @@ static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth) 
     if (kw_get(sn, KW_PREFIXITEMS, &v)) {
         prefix = json_object_array_length(v);
         for (size_t i = 0; i < prefix && i < n; i++) {
-            if (!ev->quiet) snprintf(idx, sizeof idx, "%zu", i);
+            if (!ev->quiet)
+                snprintf(idx, sizeof idx, "%zu", i);
             int rc = validate_at(ev, json_object_array_get_idx(v, i), json_object_array_get_idx(inst, i), idx, depth);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
     }
     if (kw_get(sn, KW_ITEMS, &v)) {
         for (size_t i = prefix; i < n; i++) {
-            if (!ev->quiet) snprintf(idx, sizeof idx, "%zu", i);
+            if (!ev->quiet)
+                snprintf(idx, sizeof idx, "%zu", i);
             int rc = validate_at(ev, v, json_object_array_get_idx(inst, i), idx, depth);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
     }
     return WR_OK;
 }
 
-static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth) {
+static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
+{
     json_object *v, *props = NULL, *pprops = NULL, *addl = NULL;
     size_t n = (size_t)json_object_object_length(inst);
     if (kw_get(sn, KW_MINPROPERTIES, &v) && n < count_of(v))
@@ -832,30 +1010,35 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
     kw_get(sn, KW_PROPERTIES, &props);
     kw_get(sn, KW_PATTERNPROPERTIES, &pprops);
     kw_get(sn, KW_ADDITIONALPROPERTIES, &addl);
-    json_object_object_foreach(inst, key, val) {
+    json_object_object_foreach(inst, key, val)
+    {
         bool covered = false;
         json_object *sub;
         if (props && json_object_object_get_ex(props, key, &sub)) {
             covered = true;
             int rc = validate_at(ev, sub, val, key, depth);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
         if (pprops) {
-            json_object_object_foreach(pprops, re, psub) {
+            json_object_object_foreach(pprops, re, psub)
+            {
                 bool m;
                 int rc = check_pattern(ev, find_pat(ev->s, re), re, key, strlen(key), &m);
                 if (rc == WR_OK && m) {
                     covered = true;
                     rc = validate_at(ev, psub, val, key, depth);
                 }
-                if (rc != WR_OK) return rc;
+                if (rc != WR_OK)
+                    return rc;
             }
         }
         if (!covered && addl) {
             if (json_object_is_type(addl, json_type_boolean) && !json_object_get_boolean(addl))
                 return fail(ev, WR_E_INVALID, "property '%.100s' is not allowed (additionalProperties)", key);
             int rc = validate_at(ev, addl, val, key, depth);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
     }
     return WR_OK;
@@ -864,8 +1047,9 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
 /* Runs each alternative with its own error; returns how many matched and
  * keeps the error of the failing alternative whose failure lies deepest in
  * the instance (usually the one the author meant). */
-static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, wr_error *best,
-                         size_t *first, size_t *second) {
+static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, wr_error *best, size_t *first,
+                         size_t *second)
+{
     int matched = 0;
     wr_error *outer = ev->err;
     best->code = WR_OK;
@@ -876,11 +1060,13 @@ static int count_matches(eval *ev, json_object *alts, json_object *inst, int dep
         int rc = validate(ev, json_object_array_get_idx(alts, i), inst, depth + 1);
         ev->err = outer;
         if (rc == WR_OK) {
-            if (matched == 0) *first = i;
-            else if (matched == 1) *second = i;
+            if (matched == 0)
+                *first = i;
+            else if (matched == 1)
+                *second = i;
             matched++;
         } else if (rc != WR_E_INVALID) {
-            *best = e; /* resource limits are not "does not match" */
+            *best = e;       /* resource limits are not "does not match" */
             best->code = rc; /* e is left empty when evaluating quietly */
             return -1;
         } else if (best->code == WR_OK || strlen(e.path) > strlen(best->path)) {
@@ -890,41 +1076,51 @@ static int count_matches(eval *ev, json_object *alts, json_object *inst, int dep
     return matched;
 }
 
-static int check_combinators(eval *ev, const cnode *sn, json_object *inst, int depth) {
+static int check_combinators(eval *ev, const cnode *sn, json_object *inst, int depth)
+{
     json_object *v;
     wr_error inner;
     size_t first = 0, second = 0;
     if (kw_get(sn, KW_ALLOF, &v)) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             int rc = validate(ev, json_object_array_get_idx(v, i), inst, depth + 1);
-            if (rc != WR_OK) return rc;
+            if (rc != WR_OK)
+                return rc;
         }
     }
     if (kw_get(sn, KW_ANYOF, &v)) {
         int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
-        if (m < 0) return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
-        if (m == 0) return fail(ev, WR_E_INVALID, "matches none of the anyOf alternatives; closest: %s", inner.message);
+        if (m < 0)
+            return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
+        if (m == 0)
+            return fail(ev, WR_E_INVALID, "matches none of the anyOf alternatives; closest: %s", inner.message);
     }
     if (kw_get(sn, KW_ONEOF, &v)) {
         int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
-        if (m < 0) return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
-        if (m == 0) return fail(ev, WR_E_INVALID, "matches none of the oneOf alternatives; closest: %s", inner.message);
-        if (m > 1) return fail(ev, WR_E_INVALID, "matches oneOf alternatives %zu and %zu, not exactly one", first, second);
+        if (m < 0)
+            return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
+        if (m == 0)
+            return fail(ev, WR_E_INVALID, "matches none of the oneOf alternatives; closest: %s", inner.message);
+        if (m > 1)
+            return fail(ev, WR_E_INVALID, "matches oneOf alternatives %zu and %zu, not exactly one", first, second);
     }
     if (kw_get(sn, KW_NOT, &v)) {
         wr_error e = {0}, *outer = ev->err;
         ev->err = &e;
         int rc = validate(ev, v, inst, depth + 1);
         ev->err = outer;
-        if (rc == WR_OK) return fail(ev, WR_E_INVALID, "must not match the 'not' schema");
-        if (rc != WR_E_INVALID) return wr_errorf(ev->err, rc, e.path, "%s", e.message);
+        if (rc == WR_OK)
+            return fail(ev, WR_E_INVALID, "must not match the 'not' schema");
+        if (rc != WR_E_INVALID)
+            return wr_errorf(ev->err, rc, e.path, "%s", e.message);
     }
     if (kw_get(sn, KW_IF, &v)) {
         wr_error e = {0}, *outer = ev->err;
         ev->err = &e;
         int rc = validate(ev, v, inst, depth + 1);
         ev->err = outer;
-        if (rc != WR_OK && rc != WR_E_INVALID) return wr_errorf(ev->err, rc, e.path, "%s", e.message);
+        if (rc != WR_OK && rc != WR_E_INVALID)
+            return wr_errorf(ev->err, rc, e.path, "%s", e.message);
         json_object *branch;
         if (kw_get(sn, rc == WR_OK ? KW_THEN : KW_ELSE, &branch))
             return validate(ev, branch, inst, depth + 1);
@@ -936,29 +1132,35 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
 
 /* The compiled keywords of a schema node; a node the compiler never saw
  * (not reachable from the root) is read directly, which is only slower. */
-static const cnode *node_of(const wr_schema *s, json_object *schema, cnode *scratch) {
+static const cnode *node_of(const wr_schema *s, json_object *schema, cnode *scratch)
+{
     cnode key = {.schema = schema};
     const cnode *c = s->nnodes ? bsearch(&key, s->nodes, s->nnodes, sizeof *s->nodes, cnode_cmp) : NULL;
-    if (c) return c;
+    if (c)
+        return c;
     fill_cnode(scratch, schema);
     return scratch;
 }
 
-static int validate(eval *ev, json_object *schema, json_object *inst, int depth) {
+static int validate(eval *ev, json_object *schema, json_object *inst, int depth)
+{
     if (depth > MAX_EVAL_DEPTH)
         return fail(ev, WR_E_LIMIT, "schema evaluation deeper than %d levels (recursive $ref?)", MAX_EVAL_DEPTH);
     if (json_object_is_type(schema, json_type_boolean))
-        return json_object_get_boolean(schema) ? WR_OK : fail(ev, WR_E_INVALID, "no value is allowed here (false schema)");
+        return json_object_get_boolean(schema) ? WR_OK
+                                               : fail(ev, WR_E_INVALID, "no value is allowed here (false schema)");
     cnode scratch;
     const cnode *sn = node_of(ev->s, schema, &scratch);
     json_object *saved = ev->resource;
-    if (sn->resource) ev->resource = sn->resource;
+    if (sn->resource)
+        ev->resource = sn->resource;
     int rc = validate_here(ev, sn, inst, depth);
     ev->resource = saved;
     return rc;
 }
 
-static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth) {
+static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth)
+{
     json_object *v;
     int rc;
     if (kw_get(sn, KW_REF, &v)) {
@@ -967,9 +1169,11 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
         ev->resource = base; /* resolved at compile time: never NULL here */
         rc = validate(ev, target, inst, depth + 1);
         ev->resource = saved;
-        if (rc != WR_OK) return rc;
+        if (rc != WR_OK)
+            return rc;
     }
-    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, v, inst)) != WR_OK) return rc;
+    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, v, inst)) != WR_OK)
+        return rc;
     if (kw_get(sn, KW_CONST, &v) && json_cmp(v, inst) != 0) {
         char d[80];
         describe(v, d, sizeof d);
@@ -977,7 +1181,8 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
     }
     if (kw_get(sn, KW_ENUM, &v)) {
         size_t i = 0, n = json_object_array_length(v);
-        while (i < n && json_cmp(json_object_array_get_idx(v, i), inst) != 0) i++;
+        while (i < n && json_cmp(json_object_array_get_idx(v, i), inst) != 0)
+            i++;
         if (i == n) {
             char a[80], d[160];
             describe(inst, a, sizeof a);
@@ -986,18 +1191,29 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
         }
     }
     switch (json_object_get_type(inst)) {
-    case json_type_string: rc = check_string(ev, sn, inst); break;
+    case json_type_string:
+        rc = check_string(ev, sn, inst);
+        break;
     case json_type_int:
-    case json_type_double: rc = check_number(ev, sn, inst); break;
-    case json_type_array: rc = check_array(ev, sn, inst, depth); break;
-    case json_type_object: rc = check_object(ev, sn, inst, depth); break;
-    default: rc = WR_OK;
+    case json_type_double:
+        rc = check_number(ev, sn, inst);
+        break;
+    case json_type_array:
+        rc = check_array(ev, sn, inst, depth);
+        break;
+    case json_type_object:
+        rc = check_object(ev, sn, inst, depth);
+        break;
+    default:
+        rc = WR_OK;
     }
-    if (rc != WR_OK) return rc;
+    if (rc != WR_OK)
+        return rc;
     return check_combinators(ev, sn, inst, depth);
 }
 
-int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err) {
+int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err)
+{
     wr_error quiet_err = {0};
     eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err};
     int rc = validate(&ev, s->root, instance, 0);

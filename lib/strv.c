@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-int wr_strv_push(wr_strv *sv, const char *s) {
+int wr_strv_push(wr_strv *sv, const char *s)
+{
     char **nv = realloc(sv->v, (sv->n + 2) * sizeof *nv);
-    if (!nv) return WR_E_NOMEM;
+    if (!nv)
+        return WR_E_NOMEM;
     sv->v = nv;
     char *dup = strdup(s);
     if (!dup) {
@@ -19,20 +21,25 @@ int wr_strv_push(wr_strv *sv, const char *s) {
     return WR_OK;
 }
 
-bool wr_strv_contains(const wr_strv *sv, const char *s) {
+bool wr_strv_contains(const wr_strv *sv, const char *s)
+{
     for (size_t i = 0; i < sv->n; i++)
-        if (strcmp(sv->v[i], s) == 0) return true;
+        if (strcmp(sv->v[i], s) == 0)
+            return true;
     return false;
 }
 
-void wr_strv_free(wr_strv *sv) {
-    for (size_t i = 0; i < sv->n; i++) free(sv->v[i]);
+void wr_strv_free(wr_strv *sv)
+{
+    for (size_t i = 0; i < sv->n; i++)
+        free(sv->v[i]);
     free(sv->v);
     sv->v = NULL;
     sv->n = 0;
 }
 
-int wr_strv_from_json(json_object *arr, wr_strv *out, wr_error *err) {
+int wr_strv_from_json(json_object *arr, wr_strv *out, wr_error *err)
+{
     *out = (wr_strv){0};
     if (!json_object_is_type(arr, json_type_array))
         return wr_errorf(err, WR_E_INVALID, "", "expected an array of strings");
@@ -59,9 +66,11 @@ int wr_strv_from_json(json_object *arr, wr_strv *out, wr_error *err) {
     return WR_OK;
 }
 
-json_object *wr_strv_to_json(const wr_strv *sv) {
+json_object *wr_strv_to_json(const wr_strv *sv)
+{
     json_object *arr = json_object_new_array_ext((int)sv->n);
-    if (!arr) return NULL;
+    if (!arr)
+        return NULL;
     for (size_t i = 0; i < sv->n; i++) {
         json_object *s = json_object_new_string(sv->v[i]);
         if (!s || json_object_array_add(arr, s) != 0) {

@@ -9,7 +9,8 @@
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
  * days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
     int64_t yoe = y - era * 400;
@@ -18,7 +19,8 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
     return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
     z += 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
     int64_t doe = z - era * 146097;
@@ -30,7 +32,8 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-void wr_time_format(int64_t unix_ms, char out[WR_TIME_LEN]) {
+void wr_time_format(int64_t unix_ms, char out[WR_TIME_LEN])
+{
     int64_t ms = unix_ms % 1000, secs = unix_ms / 1000;
     if (ms < 0) {
         ms += 1000;
@@ -44,23 +47,29 @@ void wr_time_format(int64_t unix_ms, char out[WR_TIME_LEN]) {
     int64_t y;
     int m, d;
     civil_from_days(days, &y, &m, &d);
-    snprintf(out, WR_TIME_LEN, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
-             (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)ms);
+    snprintf(out, WR_TIME_LEN, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d, (int)(sod / 3600),
+             (int)(sod / 60 % 60), (int)(sod % 60), (int)ms);
 }
 
 /* Reads exactly n digits; returns -1 when any of them is not a digit. */
-static int digits(const char *s, int n) {
+static int digits(const char *s, int n)
+{
     int v = 0;
     for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i])) return -1;
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
         v = v * 10 + (s[i] - '0');
     }
     return v;
 }
 
-static bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
-static int days_in_month(int y, int m) {
+static int days_in_month(int y, int m)
+{
     static const int dim[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     return m == 2 && is_leap(y) ? 29 : dim[m - 1];
 }
@@ -69,14 +78,15 @@ static int days_in_month(int y, int m) {
  * may be lower case (section 5.6 NOTE) and time-secfrac has any number of
  * digits (kept to milliseconds here). A leap second (:60) is accepted as
  * the grammar allows and counts as the following second. */
-int wr_time_parse(const char *s, int64_t *unix_ms, wr_error *err) {
-    if (!s) return wr_errorf(err, WR_E_INVALID, "", "missing timestamp");
+int wr_time_parse(const char *s, int64_t *unix_ms, wr_error *err)
+{
+    if (!s)
+        return wr_errorf(err, WR_E_INVALID, "", "missing timestamp");
     size_t len = strlen(s);
     int y, mo, d, h, mi, se;
-    if (len < 19 || (y = digits(s, 4)) < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 0 ||
-        s[7] != '-' || (d = digits(s + 8, 2)) < 0 || (s[10] != 'T' && s[10] != 't') ||
-        (h = digits(s + 11, 2)) < 0 || s[13] != ':' || (mi = digits(s + 14, 2)) < 0 ||
-        s[16] != ':' || (se = digits(s + 17, 2)) < 0)
+    if (len < 19 || (y = digits(s, 4)) < 0 || s[4] != '-' || (mo = digits(s + 5, 2)) < 0 || s[7] != '-' ||
+        (d = digits(s + 8, 2)) < 0 || (s[10] != 'T' && s[10] != 't') || (h = digits(s + 11, 2)) < 0 || s[13] != ':' ||
+        (mi = digits(s + 14, 2)) < 0 || s[16] != ':' || (se = digits(s + 17, 2)) < 0)
         return wr_errorf(err, WR_E_INVALID, "", "'%.64s' is not an RFC 3339 date-time", s);
     if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
         return wr_errorf(err, WR_E_INVALID, "", "'%.64s' has an invalid date", s);
@@ -89,7 +99,8 @@ int wr_time_parse(const char *s, int64_t *unix_ms, wr_error *err) {
         if (!isdigit((unsigned char)*p))
             return wr_errorf(err, WR_E_INVALID, "", "'%.64s' has an empty fraction of a second", s);
         for (int i = 0; isdigit((unsigned char)*p); i++, p++)
-            if (i < 3) ms += (*p - '0') * (i == 0 ? 100 : i == 1 ? 10 : 1);
+            if (i < 3)
+                ms += (*p - '0') * (i == 0 ? 100 : i == 1 ? 10 : 1);
     }
     int offset_min = 0;
     if (*p == 'Z' || *p == 'z') {

@@ -5,15 +5,23 @@
 
 #include "policies/policies_internal.h"
 
-static void add_str(json_object *o, const char *k, const char *v) {
+static void add_str(json_object *o, const char *k, const char *v)
+{
     json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
 }
 
-static void add_int(json_object *o, const char *k, int64_t v) { json_object_object_add(o, k, json_object_new_int64(v)); }
+static void add_int(json_object *o, const char *k, int64_t v)
+{
+    json_object_object_add(o, k, json_object_new_int64(v));
+}
 
-static void add_strv(json_object *o, const char *k, const wr_strv *v) { json_object_object_add(o, k, wr_strv_to_json(v)); }
+static void add_strv(json_object *o, const char *k, const wr_strv *v)
+{
+    json_object_object_add(o, k, wr_strv_to_json(v));
+}
 
-static json_object *contract_template(const wr_policy *p) {
+static json_object *contract_template(const wr_policy *p)
+{
     json_object *t = json_object_new_object(), *actor = json_object_new_object(), *cmds = json_object_new_array(),
                 *cmd = json_object_new_object(), *exec = json_object_new_object(), *argv = json_object_new_array(),
                 *reads = json_object_new_array();
@@ -49,7 +57,8 @@ static json_object *contract_template(const wr_policy *p) {
     return t;
 }
 
-json_object *wr_policy_describe(const wr_policy *p) {
+json_object *wr_policy_describe(const wr_policy *p)
+{
     json_object *o = json_object_new_object(), *deny = json_object_new_array(), *sb = json_object_new_object(),
                 *ap = json_object_new_object(), *rules = json_object_new_array(), *approvers = json_object_new_array(),
                 *notes = json_object_new_array();
@@ -73,7 +82,8 @@ json_object *wr_policy_describe(const wr_policy *p) {
     add_strv(o, "allowed_write_prefixes", &p->allowed_write_prefixes);
     add_strv(o, "allowed_egress_hosts", &p->allowed_egress_hosts);
     add_strv(o, "allowed_env", &p->allowed_env);
-    if (p->classify_writes_as) add_str(o, "classify_writes_as", p->classify_writes_as);
+    if (p->classify_writes_as)
+        add_str(o, "classify_writes_as", p->classify_writes_as);
     add_int(o, "decision_ttl_sec", p->decision_ttl_sec);
 
     add_int(sb, "cpu_sec", p->sandbox.cpu_sec);
@@ -106,8 +116,10 @@ json_object *wr_policy_describe(const wr_policy *p) {
     for (size_t i = 0; i < p->nclassify; i++) {
         const wr_classify_rule *r = &p->classify[i];
         json_object *jr = json_object_new_object();
-        if (r->argv_prefix.n) add_strv(jr, "argv_prefix", &r->argv_prefix);
-        if (r->host_pattern) add_str(jr, "host_pattern", r->host_pattern);
+        if (r->argv_prefix.n)
+            add_strv(jr, "argv_prefix", &r->argv_prefix);
+        if (r->host_pattern)
+            add_str(jr, "host_pattern", r->host_pattern);
         add_str(jr, "effect", r->effect);
         json_object_array_add(rules, jr);
     }

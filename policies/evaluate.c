@@ -32,7 +32,8 @@ typedef struct eval {
 } eval;
 
 static bool deny(eval *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool deny(eval *e, const char *code, const char *fmt, ...) {
+static bool deny(eval *e, const char *code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     int n = snprintf(e->reason, sizeof e->reason, "%s: ", e->cmd ? e->cmd->id : "contract");
@@ -42,15 +43,20 @@ static bool deny(eval *e, const char *code, const char *fmt, ...) {
     return false;
 }
 
-static bool exe_allowed(const wr_policy *p, const char *argv0) {
-    if (wr_strv_contains(&p->allow_commands, argv0)) return true;
-    if (!strchr(argv0, '/')) return false;
+static bool exe_allowed(const wr_policy *p, const char *argv0)
+{
+    if (wr_strv_contains(&p->allow_commands, argv0))
+        return true;
+    if (!strchr(argv0, '/'))
+        return false;
     return wr_strv_contains(&p->allow_commands, wr__exe_name(argv0)) && wr__argv0_is_path_resolution(argv0);
 }
 
-static bool check_allowlist(eval *e, const wr_strv *argv) {
+static bool check_allowlist(eval *e, const wr_strv *argv)
+{
     const char *a0 = argv->v[0];
-    if (exe_allowed(e->p, a0)) return true;
+    if (exe_allowed(e->p, a0))
+        return true;
     if (strchr(a0, '/') && wr_strv_contains(&e->p->allow_commands, wr__exe_name(a0)))
         return deny(e, "COMMAND_NOT_ALLOWED",
                     "argv[0] '%.200s' is not the '%.100s' found on the sandbox PATH (%s); use the bare name", a0,
@@ -58,7 +64,8 @@ static bool check_allowlist(eval *e, const wr_strv *argv) {
     return deny(e, "COMMAND_NOT_ALLOWED", "'%.200s' is not in allow_commands of policy %s", a0, e->p->name);
 }
 
-static void join_argv(const wr_strv *v, char *out, size_t outlen) {
+static void join_argv(const wr_strv *v, char *out, size_t outlen)
+{
     size_t n = 0;
     out[0] = '\0';
     for (size_t i = 0; i < v->n && n + 1 < outlen; i++)
@@ -67,17 +74,20 @@ static void join_argv(const wr_strv *v, char *out, size_t outlen) {
 
 /* The view argv[0] + argv[from..]: the rest of a tool's own argv after a
  * program it runs (find's next action). buf has room for argv->n entries. */
-static wr_strv rest_of(const wr_strv *argv, size_t from, char **buf) {
+static wr_strv rest_of(const wr_strv *argv, size_t from, char **buf)
+{
     size_t n = 0;
     buf[n++] = argv->v[0];
-    for (size_t i = from; i < argv->n; i++) buf[n++] = argv->v[i];
+    for (size_t i = from; i < argv->n; i++)
+        buf[n++] = argv->v[i];
     return (wr_strv){buf, n};
 }
 
 /* Deny prefixes and indirect execution of one argv; a program that the
  * policy lets a wrapper run (allow_indirect_exec) is checked in turn,
  * allowlist included, and so is the rest of the wrapper's own argv. */
-static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
+static bool check_argv_rules(eval *e, const wr_strv *argv, int depth)
+{
     const wr_policy *p = e->p;
     for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
         if (wr__argv_rule_matches(&p->deny_argv_prefixes[i], argv)) {
@@ -86,21 +96,26 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
             return deny(e, "ARGV_PREFIX_DENIED", "argv matches denied prefix [%s]", pre);
         }
     wr_indirect ind;
-    if (!wr__indirect_exec(argv, &ind)) return true;
+    if (!wr__indirect_exec(argv, &ind))
+        return true;
     const char *name = wr__exe_name(argv->v[0]);
     if (!wr_strv_contains(&p->allow_indirect_exec, name))
-        return deny(e, "ARGV_PREFIX_DENIED",
-                    "argv[%zu] '%.120s': %.100s %s; indirect execution is not allowed by policy %s (allow_indirect_exec)",
-                    ind.elem, argv->v[ind.elem], name, ind.why, p->name);
-    if (ind.wrapped < 0 && ind.resume < 0) return true;
+        return deny(
+            e, "ARGV_PREFIX_DENIED",
+            "argv[%zu] '%.120s': %.100s %s; indirect execution is not allowed by policy %s (allow_indirect_exec)",
+            ind.elem, argv->v[ind.elem], name, ind.why, p->name);
+    if (ind.wrapped < 0 && ind.resume < 0)
+        return true;
     if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV)
         return deny(e, "ARGV_PREFIX_DENIED", "programs wrapped more than %d deep (argv[%zu] '%.120s')", WRAP_DEPTH,
                     ind.elem, argv->v[ind.elem]);
     if (ind.wrapped >= 0) {
         wr_strv inner = {argv->v + ind.wrapped, ind.wrapped_end - (size_t)ind.wrapped};
-        if (!check_allowlist(e, &inner) || !check_argv_rules(e, &inner, depth + 1)) return false;
+        if (!check_allowlist(e, &inner) || !check_argv_rules(e, &inner, depth + 1))
+            return false;
     }
-    if (ind.resume < 0) return true;
+    if (ind.resume < 0)
+        return true;
     char *buf[WR_CONTRACT_MAX_ARGV];
     wr_strv rest = rest_of(argv, (size_t)ind.resume, buf);
     return check_argv_rules(e, &rest, depth + 1);
@@ -108,12 +123,14 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth) {
 
 /* Raises *effect to what the trusted rules give argv (and the programs
  * it wraps); records each raise for the reasons. */
-static void classify(eval *e, const wr_strv *argv, const char **effect, int depth) {
+static void classify(eval *e, const wr_strv *argv, const char **effect, int depth)
+{
     const wr_classify_rule *rule = NULL;
     const char *c = wr__classify_argv(e->p, argv, &rule);
     if (c && wr__effect_severity(c) > wr__effect_severity(*effect)) {
         char pre[160] = "";
-        if (rule->argv_prefix.n) join_argv(&rule->argv_prefix, pre, sizeof pre);
+        if (rule->argv_prefix.n)
+            join_argv(&rule->argv_prefix, pre, sizeof pre);
         size_t n = strlen(e->note);
         snprintf(e->note + n, sizeof e->note - n, "%s%s reclassified from %s to %s (rule: %s%s%s)", n ? "; " : "",
                  e->cmd->id, *effect, c, pre, rule->host_pattern ? (pre[0] ? " host " : "host ") : "",
@@ -121,7 +138,8 @@ static void classify(eval *e, const wr_strv *argv, const char **effect, int dept
         *effect = c;
     }
     wr_indirect ind;
-    if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV || !wr__indirect_exec(argv, &ind)) return;
+    if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV || !wr__indirect_exec(argv, &ind))
+        return;
     if (ind.wrapped >= 0) {
         wr_strv inner = {argv->v + ind.wrapped, ind.wrapped_end - (size_t)ind.wrapped};
         classify(e, &inner, effect, depth + 1);
@@ -133,29 +151,35 @@ static void classify(eval *e, const wr_strv *argv, const char **effect, int dept
     }
 }
 
-static int add_effect(wr_decision *d, const char *cmd_id, const char *effect) {
+static int add_effect(wr_decision *d, const char *cmd_id, const char *effect)
+{
     wr_classified_effect *ne = realloc(d->effects, (d->neffects + 1) * sizeof *ne);
-    if (!ne) return WR_E_NOMEM;
+    if (!ne)
+        return WR_E_NOMEM;
     d->effects = ne;
     ne[d->neffects] = (wr_classified_effect){strdup(cmd_id), strdup(effect)};
     d->neffects++;
     return ne[d->neffects - 1].command_id && ne[d->neffects - 1].effect_type ? WR_OK : WR_E_NOMEM;
 }
 
-static bool host_allowed(const wr_policy *p, const char *host) {
+static bool host_allowed(const wr_policy *p, const char *host)
+{
     for (size_t i = 0; i < p->allowed_egress_hosts.n; i++)
-        if (fnmatch(p->allowed_egress_hosts.v[i], host, FNM_CASEFOLD) == 0) return true;
+        if (fnmatch(p->allowed_egress_hosts.v[i], host, FNM_CASEFOLD) == 0)
+            return true;
     return false;
 }
 
 /* "user@host:path" as scp, rsync and git take it (a bare "a:b" is too
  * often something else: git's HEAD:file). */
-static bool scp_like(const char *arg) {
+static bool scp_like(const char *arg)
+{
     const char *at = strchr(arg, '@'), *colon = strchr(arg, ':');
     return arg[0] != '-' && at && colon && at < colon && !memchr(arg, '/', (size_t)(at - arg));
 }
 
-static bool check_host(eval *e, const char *arg, size_t i) {
+static bool check_host(eval *e, const char *arg, size_t i)
+{
     const char *h = arg;
     size_t hl = wr__arg_host(arg, &h);
     if (!hl && !strstr(arg, "://")) {
@@ -165,8 +189,8 @@ static bool check_host(eval *e, const char *arg, size_t i) {
         hl = strcspn(h, ":/?#");
     }
     if (!hl || hl > 253)
-        return deny(e, "NETWORK_EXCEEDS_POLICY",
-                    "the host in argv[%zu] cannot be checked against allowed_egress_hosts", i);
+        return deny(e, "NETWORK_EXCEEDS_POLICY", "the host in argv[%zu] cannot be checked against allowed_egress_hosts",
+                    i);
     char host[256];
     memcpy(host, h, hl);
     host[hl] = '\0';
@@ -179,68 +203,117 @@ static bool check_host(eval *e, const char *arg, size_t i) {
  * and have options that name a proxy or hide or redirect the target. */
 static const struct http_client {
     const char *tool;
-    const char *value_short;          /* the value is attached or the next element */
+    const char *value_short; /* the value is attached or the next element */
     const char *value_long[40];
-    const char *host_opts[5];         /* their value is a host or URL to check */
-    const char *opaque_opts[8];       /* targets we cannot see: refused */
-    const char *opaque_short;         /* the same as short options, also in a cluster */
+    const char *host_opts[5];   /* their value is a host or URL to check */
+    const char *opaque_opts[8]; /* targets we cannot see: refused */
+    const char *opaque_short;   /* the same as short options, also in a cluster */
 } http_clients[] = {
-    {"curl", "dDeEFHoQrTuUwXyYzbcAmPtx",
-     {"--data", "--data-raw", "--data-binary", "--data-urlencode", "--data-ascii", "--header", "--output",
-      "--user", "--user-agent", "--referer", "--request", "--upload-file", "--form", "--form-string", "--cookie",
-      "--cookie-jar", "--dump-header", "--cert", "--key", "--cacert", "--capath", "--connect-timeout", "--max-time",
-      "--retry", "--write-out", "--interface", "--limit-rate", "--range", "--output-dir", "--proxy-user",
-      "--max-filesize", "--json", "--oauth2-bearer", "--variable", "--expand-url", "--proxy", "--url",
-      "--preproxy", NULL},
+    {"curl",
+     "dDeEFHoQrTuUwXyYzbcAmPtx",
+     {"--data",
+      "--data-raw",
+      "--data-binary",
+      "--data-urlencode",
+      "--data-ascii",
+      "--header",
+      "--output",
+      "--user",
+      "--user-agent",
+      "--referer",
+      "--request",
+      "--upload-file",
+      "--form",
+      "--form-string",
+      "--cookie",
+      "--cookie-jar",
+      "--dump-header",
+      "--cert",
+      "--key",
+      "--cacert",
+      "--capath",
+      "--connect-timeout",
+      "--max-time",
+      "--retry",
+      "--write-out",
+      "--interface",
+      "--limit-rate",
+      "--range",
+      "--output-dir",
+      "--proxy-user",
+      "--max-filesize",
+      "--json",
+      "--oauth2-bearer",
+      "--variable",
+      "--expand-url",
+      "--proxy",
+      "--url",
+      "--preproxy",
+      NULL},
      {"-x", "--proxy", "--url", "--preproxy", NULL},
      {"--connect-to", "--resolve", "--config", "--doh-url", "--unix-socket", "--abstract-unix-socket", NULL},
      "K"},
-    {"wget", "OoaPUtTwBDlQ",
-     {"--output-document", "--output-file", "--append-output", "--directory-prefix", "--user-agent", "--tries",
-      "--timeout", "--wait", "--header", "--user", "--password", "--post-data", "--post-file", "--body-data",
-      "--body-file", "--method", "--load-cookies", "--save-cookies", "--ca-certificate", "--domains", "--level",
-      "--quota", "--base", NULL},
+    {"wget",
+     "OoaPUtTwBDlQ",
+     {"--output-document", "--output-file",  "--append-output",  "--directory-prefix",
+      "--user-agent",      "--tries",        "--timeout",        "--wait",
+      "--header",          "--user",         "--password",       "--post-data",
+      "--post-file",       "--body-data",    "--body-file",      "--method",
+      "--load-cookies",    "--save-cookies", "--ca-certificate", "--domains",
+      "--level",           "--quota",        "--base",           NULL},
      {NULL},
      {"--input-file", "--execute", "--config", "--input-metalink", NULL},
      "ie"},
 };
 
-static bool is_opt(const char *arg, const char *const *opts) {
+static bool is_opt(const char *arg, const char *const *opts)
+{
     for (const char *const *o = opts; *o; o++)
-        if (wr__long_opt(arg, *o)) return true;
+        if (wr__long_opt(arg, *o))
+            return true;
     return false;
 }
 
-static bool hides_target(eval *e, const char *arg, size_t i) {
+static bool hides_target(eval *e, const char *arg, size_t i)
+{
     return deny(e, "NETWORK_EXCEEDS_POLICY",
-                "argv[%zu] '%.100s' hides or redirects the target host; allowed_egress_hosts cannot be checked", i, arg);
+                "argv[%zu] '%.100s' hides or redirects the target host; allowed_egress_hosts cannot be checked", i,
+                arg);
 }
 
-static bool check_http_client(eval *e, const wr_strv *argv, const struct http_client *c) {
+static bool check_http_client(eval *e, const wr_strv *argv, const struct http_client *c)
+{
     bool operands_only = false;
     for (size_t i = 1; i < argv->n; i++) {
         const char *arg = argv->v[i];
         if (operands_only || arg[0] != '-' || !arg[1]) {
-            if (!check_host(e, arg, i)) return false;
+            if (!check_host(e, arg, i))
+                return false;
             continue;
         }
         if (!strcmp(arg, "--")) {
             operands_only = true;
             continue;
         }
-        if (is_opt(arg, c->opaque_opts)) return hides_target(e, arg, i);
+        if (is_opt(arg, c->opaque_opts))
+            return hides_target(e, arg, i);
         const char *eq = strchr(arg, '=');
         if (arg[1] == '-') {
-            if (!eq && is_opt(arg, c->value_long) && i + 1 < argv->n) i++;
-            if (is_opt(arg, c->host_opts) && !check_host(e, eq ? eq + 1 : argv->v[i], i)) return false;
+            if (!eq && is_opt(arg, c->value_long) && i + 1 < argv->n)
+                i++;
+            if (is_opt(arg, c->host_opts) && !check_host(e, eq ? eq + 1 : argv->v[i], i))
+                return false;
             continue;
         }
         /* a cluster of short options; the first that takes a value ends it */
         for (const char *l = arg + 1; *l; l++) {
-            if (strchr(c->opaque_short, *l)) return hides_target(e, arg, i);
-            if (!strchr(c->value_short, *l)) continue;
+            if (strchr(c->opaque_short, *l))
+                return hides_target(e, arg, i);
+            if (!strchr(c->value_short, *l))
+                continue;
             const char *val = l[1] ? l + 1 : (i + 1 < argv->n ? argv->v[++i] : NULL);
-            if (*l == 'x' && val && !check_host(e, val, i)) return false;
+            if (*l == 'x' && val && !check_host(e, val, i))
+                return false;
             break;
         }
     }
@@ -250,41 +323,52 @@ static bool check_http_client(eval *e, const wr_strv *argv, const struct http_cl
 /* With network "allowlisted", every URL (or scp-style remote) the argv
  * names must go to an allowed host (CSC: allowed_egress_hosts is used by
  * classification); HTTP clients are read option by option. */
-static bool check_egress(eval *e, const wr_strv *argv) {
+static bool check_egress(eval *e, const wr_strv *argv)
+{
     const char *name = wr__exe_name(argv->v[0]);
     for (size_t c = 0; c < sizeof http_clients / sizeof http_clients[0]; c++)
-        if (!strcmp(name, http_clients[c].tool)) return check_http_client(e, argv, &http_clients[c]);
+        if (!strcmp(name, http_clients[c].tool))
+            return check_http_client(e, argv, &http_clients[c]);
     for (size_t i = 1; i < argv->n; i++)
-        if ((strstr(argv->v[i], "://") || scp_like(argv->v[i])) && !check_host(e, argv->v[i], i)) return false;
+        if ((strstr(argv->v[i], "://") || scp_like(argv->v[i])) && !check_host(e, argv->v[i], i))
+            return false;
     return true;
 }
 
-static bool env_allowed(const wr_strv *allowed, const char *name) {
+static bool env_allowed(const wr_strv *allowed, const char *name)
+{
     for (size_t i = 0; i < allowed->n; i++) {
         const char *a = allowed->v[i];
         size_t n = strlen(a);
-        if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a)) return true;
+        if (n && a[n - 1] == '*' ? !strncmp(name, a, n - 1) : !strcmp(name, a))
+            return true;
     }
     return false;
 }
 
-static bool within_any(const char *path, const wr_strv *prefixes) {
+static bool within_any(const char *path, const wr_strv *prefixes)
+{
     for (size_t i = 0; i < prefixes->n; i++)
-        if (wr_path_within(path, prefixes->v[i])) return true;
+        if (wr_path_within(path, prefixes->v[i]))
+            return true;
     return false;
 }
 
 /* One command, in reference order. Returns false at the first deny. */
-static bool check_command(eval *e, size_t *approvals, int *rc) {
+static bool check_command(eval *e, size_t *approvals, int *rc)
+{
     const wr_command *cmd = e->cmd;
     const wr_policy *p = e->p;
     for (size_t s = 0; s < cmd->nsegments; s++)
-        if (!check_allowlist(e, &cmd->segments[s])) return false;
+        if (!check_allowlist(e, &cmd->segments[s]))
+            return false;
     for (size_t s = 0; s < cmd->nsegments; s++)
-        if (!check_argv_rules(e, &cmd->segments[s], 0)) return false;
+        if (!check_argv_rules(e, &cmd->segments[s], 0))
+            return false;
 
     const char *effect = cmd->proposed_effect_type;
-    for (size_t s = 0; s < cmd->nsegments; s++) classify(e, &cmd->segments[s], &effect, 0);
+    for (size_t s = 0; s < cmd->nsegments; s++)
+        classify(e, &cmd->segments[s], &effect, 0);
     if (p->classify_writes_as && cmd->write_paths.n &&
         wr__effect_severity(p->classify_writes_as) > wr__effect_severity(effect)) {
         size_t n = strlen(e->note);
@@ -292,7 +376,8 @@ static bool check_command(eval *e, size_t *approvals, int *rc) {
                  n ? "; " : "", cmd->id, effect, p->classify_writes_as);
         effect = p->classify_writes_as;
     }
-    if ((*rc = add_effect(e->d, cmd->id, effect))) return false;
+    if ((*rc = add_effect(e->d, cmd->id, effect)))
+        return false;
     /* CSC: allowed_effect_types bounds the proposed type; a classified type
      * is either allowed, or listed for manual approval, or the command is
      * denied as reclassified. A type listed for manual approval is never
@@ -319,7 +404,8 @@ static bool check_command(eval *e, size_t *approvals, int *rc) {
                     wr_network_mode_name(cmd->network), wr_network_mode_name(p->network));
     if (cmd->network == WR_NET_ALLOWLISTED)
         for (size_t s = 0; s < cmd->nsegments; s++)
-            if (!check_egress(e, &cmd->segments[s])) return false;
+            if (!check_egress(e, &cmd->segments[s]))
+                return false;
     if (cmd->secret_refs.n && !p->allow_secret_refs)
         return deny(e, "SECRET_REF_NOT_ALLOWED", "secret_refs are not allowed by policy %s", p->name);
     /* env_allow values come from the server's environment: a name the
@@ -343,7 +429,8 @@ static bool check_command(eval *e, size_t *approvals, int *rc) {
     return true;
 }
 
-static int finish(eval *e, wr_decision_kind kind, const char *code, const char *reason) {
+static int finish(eval *e, wr_decision_kind kind, const char *code, const char *reason)
+{
     wr_decision *d = e->d;
     d->kind = kind;
     char buf[1400];
@@ -354,11 +441,12 @@ static int finish(eval *e, wr_decision_kind kind, const char *code, const char *
     return d->reason_code && d->reason ? WR_OK : WR_E_NOMEM;
 }
 
-int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out,
-                       wr_error *err) {
+int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out, wr_error *err)
+{
     *out = NULL;
     wr_decision *d = calloc(1, sizeof *d);
-    if (!d) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!d)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     eval e = {.p = p, .d = d};
     d->contract_id = strdup(ct->contract_id);
     d->policy_profile = strdup(p->name);
@@ -393,7 +481,8 @@ int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *
                          effects, human ? " and the contract's approval_mode is " : "", human ? ct->approval_mode : "");
             else
                 snprintf(why, sizeof why, "approval required: contract approval_mode is %s", ct->approval_mode);
-            if (!rc) rc = finish(&e, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", why);
+            if (!rc)
+                rc = finish(&e, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", why);
         } else {
             char why[256];
             snprintf(why, sizeof why, "allowed by policy %s", p->name);
@@ -408,16 +497,21 @@ int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *
     return WR_OK;
 }
 
-const char *wr_decision_kind_name(wr_decision_kind k) {
+const char *wr_decision_kind_name(wr_decision_kind k)
+{
     switch (k) {
-    case WR_ALLOW: return "allow";
-    case WR_DENY: return "deny";
-    case WR_NEEDS_APPROVAL: return "needs_approval";
+    case WR_ALLOW:
+        return "allow";
+    case WR_DENY:
+        return "deny";
+    case WR_NEEDS_APPROVAL:
+        return "needs_approval";
     }
     return "deny";
 }
 
-json_object *wr_decision_to_json(const wr_decision *d) {
+json_object *wr_decision_to_json(const wr_decision *d)
+{
     json_object *o = json_object_new_object(), *effects = json_object_new_array(), *reasons = json_object_new_array(),
                 *codes = json_object_new_array();
     char ts[WR_TIME_LEN];
@@ -441,8 +535,10 @@ json_object *wr_decision_to_json(const wr_decision *d) {
     return o;
 }
 
-void wr_decision_free(wr_decision *d) {
-    if (!d) return;
+void wr_decision_free(wr_decision *d)
+{
+    if (!d)
+        return;
     free(d->reason_code);
     free(d->reason);
     for (size_t i = 0; i < d->neffects; i++) {

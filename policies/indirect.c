@@ -18,20 +18,27 @@ typedef struct scan {
     wr_indirect r;
 } scan;
 
-static bool hit(scan *s, size_t elem, const char *why, long wrapped) {
+static bool hit(scan *s, size_t elem, const char *why, long wrapped)
+{
     s->r = (wr_indirect){why, elem, wrapped, s->argv->n, -1};
     return true;
 }
 
-static bool in_set(const char *s, const char *const *set) {
+static bool in_set(const char *s, const char *const *set)
+{
     for (; *set; set++)
-        if (!strcmp(s, *set)) return true;
+        if (!strcmp(s, *set))
+            return true;
     return false;
 }
 
-static bool starts(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
+static bool starts(const char *s, const char *prefix)
+{
+    return !strncmp(s, prefix, strlen(prefix));
+}
 
-bool wr__long_opt(const char *arg, const char *opt) {
+bool wr__long_opt(const char *arg, const char *opt)
+{
     size_t n = strlen(opt);
     return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
 }
@@ -44,22 +51,23 @@ bool wr__long_opt(const char *arg, const char *opt) {
  * With none of these and no script operand, the program text comes from
  * standard input (`echo … | python3`): inline code as well. */
 typedef struct interp {
-    const char *prefix;           /* basename prefix: python matches python3.11 */
-    const char *inline_short;     /* -c, -e, … */
-    const char *arg_short;        /* take the rest of the cluster or the next argv */
-    const char *attached_short;   /* take only the rest of the cluster */
-    const char *runner_short;     /* -m module, -f file: runs a named file */
-    const char *info_short;       /* -V, -h: print and exit */
-    const char *flag_short;       /* known to take no argument */
+    const char *prefix;         /* basename prefix: python matches python3.11 */
+    const char *inline_short;   /* -c, -e, … */
+    const char *arg_short;      /* take the rest of the cluster or the next argv */
+    const char *attached_short; /* take only the rest of the cluster */
+    const char *runner_short;   /* -m module, -f file: runs a named file */
+    const char *info_short;     /* -V, -h: print and exit */
+    const char *flag_short;     /* known to take no argument */
     const char *const *inline_long;
     const char *const *arg_long;
-    bool stdin_program;           /* with no script operand, reads the program from stdin */
+    bool stdin_program; /* with no script operand, reads the program from stdin */
 } interp;
 
 static const char *const no_long[] = {NULL};
 static const char *const node_inline[] = {"--eval", "--print", "--interactive", NULL};
-static const char *const node_arg[] = {"--require", "--import", "--loader", "--experimental-loader", "--input-type",
-                                       "--conditions", "--title", "--env-file", NULL};
+static const char *const node_arg[] = {
+    "--require", "--import",   "--loader", "--experimental-loader", "--input-type", "--conditions",
+    "--title",   "--env-file", NULL};
 static const char *const julia_inline[] = {"--eval", "--print", NULL};
 static const char *const python_arg[] = {"--check-hash-based-pycs", NULL};
 static const char *const info_long[] = {"--version", "--help", "--help-all", "--v8-options", NULL};
@@ -83,20 +91,25 @@ static const interp interps[] = {
     {"osascript", "e", "l", "", "", "", "", no_long, no_long, true},
 };
 
-static const interp *find_interp(const char *name) {
+static const interp *find_interp(const char *name)
+{
     for (size_t i = 0; i < sizeof interps / sizeof interps[0]; i++) {
         size_t pl = strlen(interps[i].prefix);
-        if (strncmp(name, interps[i].prefix, pl)) continue;
+        if (strncmp(name, interps[i].prefix, pl))
+            continue;
         /* python3, python3.11, perl5.36, lua5.4: a version may follow */
         const char *rest = name + pl;
         bool versioned = true;
-        for (; *rest && versioned; rest++) versioned = isdigit((unsigned char)*rest) || *rest == '.';
-        if (versioned) return &interps[i];
+        for (; *rest && versioned; rest++)
+            versioned = isdigit((unsigned char)*rest) || *rest == '.';
+        if (versioned)
+            return &interps[i];
     }
     return NULL;
 }
 
-static bool interpreter(scan *s, const interp *in) {
+static bool interpreter(scan *s, const interp *in)
+{
     const wr_strv *a = s->argv;
     /* An option we do not know might take the next element as its value
      * (node -C cond, --stack-size 1000): that element is then not taken
@@ -107,19 +120,24 @@ static bool interpreter(scan *s, const interp *in) {
         const char *arg = a->v[i];
         bool unknown = false;
         if (!strcmp(arg, "--")) {
-            if (i + 1 < a->n && strcmp(a->v[i + 1], "-") != 0) return false;
+            if (i + 1 < a->n && strcmp(a->v[i + 1], "-") != 0)
+                return false;
             break;
         }
-        if (!strcmp(arg, "-")) return hit(s, i, "reads program text from standard input", -1);
+        if (!strcmp(arg, "-"))
+            return hit(s, i, "reads program text from standard input", -1);
         if (arg[0] == '-' && arg[1] == '-') {
             for (const char *const *o = in->inline_long; *o; o++)
-                if (wr__long_opt(arg, *o)) return hit(s, i, "runs inline program text", -1);
-            if (in_set(arg, info_long)) return false;
+                if (wr__long_opt(arg, *o))
+                    return hit(s, i, "runs inline program text", -1);
+            if (in_set(arg, info_long))
+                return false;
             unknown = !strchr(arg, '=');
             for (const char *const *o = in->arg_long; *o; o++)
                 if (wr__long_opt(arg, *o)) {
                     const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
-                    if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
+                    if (starts(val, "data:"))
+                        return hit(s, i, "loads inline code from a data: URL", -1);
                     unknown = false;
                     break;
                 }
@@ -127,29 +145,37 @@ static bool interpreter(scan *s, const interp *in) {
             continue;
         }
         if (arg[0] != '-') {
-            if (!prev_unknown) return false; /* the script operand: a script runner */
+            if (!prev_unknown)
+                return false; /* the script operand: a script runner */
             maybe_script = true;
             prev_unknown = false;
             continue;
         }
         for (const char *c = arg + 1; *c; c++) {
-            if (strchr(in->inline_short, *c)) return hit(s, i, "runs inline program text", -1);
+            if (strchr(in->inline_short, *c))
+                return hit(s, i, "runs inline program text", -1);
             if (strchr(in->runner_short, *c)) {
                 /* python -m timeit 'code', -m code (a REPL on stdin), -m pdb … */
-                static const char *const code_modules[] = {"timeit", "code", "pdb", "trace", "cProfile", "profile",
-                                                           "runpy", "asyncio", "idlelib", "IPython", NULL};
+                static const char *const code_modules[] = {"timeit",   "code",    "pdb",   "trace",
+                                                           "cProfile", "profile", "runpy", "asyncio",
+                                                           "idlelib",  "IPython", NULL};
                 const char *mod = c[1] ? c + 1 : (i + 1 < a->n ? a->v[i + 1] : "");
-                if (*c == 'm' && in_set(mod, code_modules)) return hit(s, i, "runs a module that executes program text", -1);
+                if (*c == 'm' && in_set(mod, code_modules))
+                    return hit(s, i, "runs a module that executes program text", -1);
                 return false;
             }
-            if (strchr(in->info_short, *c)) return false;
-            if (strchr(in->attached_short, *c)) break;
+            if (strchr(in->info_short, *c))
+                return false;
+            if (strchr(in->attached_short, *c))
+                break;
             if (strchr(in->arg_short, *c)) {
                 const char *val = c[1] ? c + 1 : (i + 1 < a->n ? a->v[++i] : "");
-                if (starts(val, "data:")) return hit(s, i, "loads inline code from a data: URL", -1);
+                if (starts(val, "data:"))
+                    return hit(s, i, "loads inline code from a data: URL", -1);
                 break;
             }
-            if (!c[1] && !strchr(in->flag_short, *c)) unknown = true;
+            if (!c[1] && !strchr(in->flag_short, *c))
+                unknown = true;
         }
         prev_unknown = unknown;
     }
@@ -160,35 +186,45 @@ static bool interpreter(scan *s, const interp *in) {
 
 /* ---- awk: program text is code; what matters is whether it can start
  * processes (system(), pipes to or from commands) or load extensions. */
-static bool awk_text_execs(const char *t) {
+static bool awk_text_execs(const char *t)
+{
     for (const char *p = t; (p = strstr(p, "system")); p++) {
         const char *q = p + 6;
-        while (*q == ' ' || *q == '\t') q++;
-        if (*q == '(') return true;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q == '(')
+            return true;
     }
-    if (strstr(t, "@load")) return true;
+    if (strstr(t, "@load"))
+        return true;
     for (const char *p = t; (p = strchr(p, '|')); p++) {
         if (p[1] == '|') {
             p++;
             continue;
         }
-        if (p > t && p[-1] == '|') continue;
+        if (p > t && p[-1] == '|')
+            continue;
         const char *q = p + 1;
-        while (*q == ' ' || *q == '\t') q++;
-        if (*q == '"' || *q == '&' || starts(q, "getline")) return true;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q == '"' || *q == '&' || starts(q, "getline"))
+            return true;
         /* `print … | cmd`: an identifier after "|" is a command only in a
          * print statement; elsewhere it is regex alternation (/a|b/). */
         if (isalpha((unsigned char)*q) || *q == '_') {
             const char *stmt = p;
-            while (stmt > t && !strchr(";{}\n", stmt[-1])) stmt--;
+            while (stmt > t && !strchr(";{}\n", stmt[-1]))
+                stmt--;
             for (const char *w = stmt; w < p; w++)
-                if (starts(w, "print")) return true;
+                if (starts(w, "print"))
+                    return true;
         }
     }
     return false;
 }
 
-static bool awk(scan *s) {
+static bool awk(scan *s)
+{
     const wr_strv *a = s->argv;
     bool have_program_file = false;
     for (size_t i = 1; i < a->n; i++) {
@@ -197,12 +233,14 @@ static bool awk(scan *s) {
             return hit(s, i, "loads an extension or program file that runs programs", -1);
         if (!strcmp(arg, "-f") || wr__long_opt(arg, "--file")) {
             have_program_file = true;
-            if (!strchr(arg, '=')) i++;
+            if (!strchr(arg, '='))
+                i++;
             continue;
         }
         if (!strcmp(arg, "-e") || wr__long_opt(arg, "--source")) {
             const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
-            if (awk_text_execs(val)) return hit(s, i, "program calls system() or pipes to a command", -1);
+            if (awk_text_execs(val))
+                return hit(s, i, "program calls system() or pipes to a command", -1);
             have_program_file = true;
             continue;
         }
@@ -210,7 +248,8 @@ static bool awk(scan *s) {
             i++;
             continue;
         }
-        if (arg[0] == '-' && arg[1] != '\0') continue;
+        if (arg[0] == '-' && arg[1] != '\0')
+            continue;
         if (!have_program_file && awk_text_execs(arg))
             return hit(s, i, "program calls system() or pipes to a command", -1);
         have_program_file = true; /* later operands are input files */
@@ -221,40 +260,58 @@ static bool awk(scan *s) {
 /* ---- sed: the `e` command and the `e` flag of `s` run shell commands. The
  * script is walked command by command; anything we cannot parse is refused
  * rather than guessed. */
-static const char *skip_delimited(const char *p, char delim) {
+static const char *skip_delimited(const char *p, char delim)
+{
     for (; *p && *p != delim; p++)
-        if (*p == '\\' && p[1]) p++;
+        if (*p == '\\' && p[1])
+            p++;
     return *p ? p + 1 : NULL;
 }
 
-static bool sed_script_execs(const char *p) {
+static bool sed_script_execs(const char *p)
+{
     while (p && *p) {
-        while (*p && (isspace((unsigned char)*p) || *p == ';' || *p == '{' || *p == '}' || *p == '!')) p++;
+        while (*p && (isspace((unsigned char)*p) || *p == ';' || *p == '{' || *p == '}' || *p == '!'))
+            p++;
         /* addresses: numbers, $, /re/, \cREc, ranges, steps, +N, ~N, I/M */
         for (;;) {
-            if (isdigit((unsigned char)*p) || *p == '$' || *p == ',' || *p == '~' || *p == '+' || *p == ' ') p++;
-            else if (*p == '/') p = skip_delimited(p + 1, '/');
-            else if (*p == '\\' && p[1]) p = skip_delimited(p + 2, p[1]);
-            else break;
-            if (!p) return true;
-            while (*p == 'I' || *p == 'M') p++;
+            if (isdigit((unsigned char)*p) || *p == '$' || *p == ',' || *p == '~' || *p == '+' || *p == ' ')
+                p++;
+            else if (*p == '/')
+                p = skip_delimited(p + 1, '/');
+            else if (*p == '\\' && p[1])
+                p = skip_delimited(p + 2, p[1]);
+            else
+                break;
+            if (!p)
+                return true;
+            while (*p == 'I' || *p == 'M')
+                p++;
         }
-        while (*p == '!' || *p == ' ') p++;
+        while (*p == '!' || *p == ' ')
+            p++;
         char cmd = *p;
-        if (!cmd) return false;
+        if (!cmd)
+            return false;
         p++;
         switch (cmd) {
-        case 'e': return true;
+        case 'e':
+            return true;
         case 's':
         case 'y': {
             char d = *p;
-            if (!d || d == '\n' || d == '\\') return true;
+            if (!d || d == '\n' || d == '\\')
+                return true;
             p = skip_delimited(p + 1, d);
-            if (p) p = skip_delimited(p, d);
-            if (!p) return true;
-            if (cmd == 'y') break;
+            if (p)
+                p = skip_delimited(p, d);
+            if (!p)
+                return true;
+            if (cmd == 'y')
+                break;
             for (; *p && *p != ';' && *p != '\n' && *p != '}'; p++) {
-                if (*p == 'e') return true;
+                if (*p == 'e')
+                    return true;
                 if (*p == 'w') { /* the rest of the line is a file name */
                     p += strcspn(p, "\n");
                     break;
@@ -262,62 +319,104 @@ static bool sed_script_execs(const char *p) {
             }
             break;
         }
-        case 'a': case 'i': case 'c': case 'r': case 'R': case 'w': case 'W':
+        case 'a':
+        case 'i':
+        case 'c':
+        case 'r':
+        case 'R':
+        case 'w':
+        case 'W':
             /* text or a file name up to the end of the line */
             while (*p && *p != '\n') {
-                if (*p == '\\' && p[1]) p++;
+                if (*p == '\\' && p[1])
+                    p++;
                 p++;
             }
             break;
-        case 'b': case 't': case 'T': case ':':
+        case 'b':
+        case 't':
+        case 'T':
+        case ':':
             p += strcspn(p, ";\n");
             break;
-        case 'q': case 'Q': case 'l': case 'L':
-            while (isspace((unsigned char)*p) && *p != '\n') p++;
-            while (isdigit((unsigned char)*p)) p++;
+        case 'q':
+        case 'Q':
+        case 'l':
+        case 'L':
+            while (isspace((unsigned char)*p) && *p != '\n')
+                p++;
+            while (isdigit((unsigned char)*p))
+                p++;
             break;
-        case '{': case '}': case '=': case 'd': case 'D': case 'g': case 'G': case 'h': case 'H': case 'n': case 'N':
-        case 'p': case 'P': case 'x': case 'z': case 'F': case '#':
-            if (cmd == '#') p += strcspn(p, "\n");
+        case '{':
+        case '}':
+        case '=':
+        case 'd':
+        case 'D':
+        case 'g':
+        case 'G':
+        case 'h':
+        case 'H':
+        case 'n':
+        case 'N':
+        case 'p':
+        case 'P':
+        case 'x':
+        case 'z':
+        case 'F':
+        case '#':
+            if (cmd == '#')
+                p += strcspn(p, "\n");
             break;
-        default: return true; /* not a sed command we know: refuse */
+        default:
+            return true; /* not a sed command we know: refuse */
         }
     }
     return false;
 }
 
-static bool sed(scan *s) {
+static bool sed(scan *s)
+{
     const wr_strv *a = s->argv;
     bool have_script = false;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
-        if (!strcmp(arg, "--")) break;
+        if (!strcmp(arg, "--"))
+            break;
         if (wr__long_opt(arg, "--expression")) {
             const char *val = strchr(arg, '=') ? strchr(arg, '=') + 1 : (i + 1 < a->n ? a->v[++i] : "");
-            if (sed_script_execs(val)) return hit(s, i, "script runs a shell command (e)", -1);
+            if (sed_script_execs(val))
+                return hit(s, i, "script runs a shell command (e)", -1);
             have_script = true;
             continue;
         }
         if (wr__long_opt(arg, "--file") || wr__long_opt(arg, "--line-length")) {
-            if (wr__long_opt(arg, "--file")) have_script = true;
-            if (!strchr(arg, '=')) i++;
+            if (wr__long_opt(arg, "--file"))
+                have_script = true;
+            if (!strchr(arg, '='))
+                i++;
             continue;
         }
-        if (arg[0] == '-' && arg[1] == '-') continue;
+        if (arg[0] == '-' && arg[1] == '-')
+            continue;
         if (arg[0] == '-' && arg[1]) {
             for (const char *c = arg + 1; *c; c++) {
-                if (*c == 'i') break; /* -i[SUFFIX] */
+                if (*c == 'i')
+                    break; /* -i[SUFFIX] */
                 if (*c == 'e' || *c == 'f' || *c == 'l') {
                     const char *val = c[1] ? c + 1 : (i + 1 < a->n ? a->v[++i] : "");
-                    if (*c != 'l') have_script = true;
-                    if (*c == 'e' && sed_script_execs(val)) return hit(s, i, "script runs a shell command (e)", -1);
+                    if (*c != 'l')
+                        have_script = true;
+                    if (*c == 'e' && sed_script_execs(val))
+                        return hit(s, i, "script runs a shell command (e)", -1);
                     break;
                 }
             }
             continue;
         }
         if (!have_script) {
-            if (sed_script_execs(arg)) return hit(s, i, "script runs a shell command (e)", -1);
+            if (sed_script_execs(arg))
+                return hit(s, i, "script runs a shell command (e)", -1);
             have_script = true;
         }
     }
@@ -325,24 +424,27 @@ static bool sed(scan *s) {
 }
 
 /* ---- git: configuration that names programs, and options that run them. */
-static bool git_config_runs(const char *kv) {
+static bool git_config_runs(const char *kv)
+{
     /* Only presentation and identity settings are harmless; every other
      * section has keys that name commands (core.sshCommand, core.pager,
      * core.fsmonitor, alias.x=!…, filter.*.clean, diff.external,
      * credential.helper, protocol.ext.allow, include.path, …). */
-    static const char *const safe[] = {"color.", "user.", "advice.", "log.", "init.", "safe.", "status.",
-                                       "column.", "i18n.", "grep.", "blame.", "pretty.", NULL};
+    static const char *const safe[] = {"color.",  "user.", "advice.", "log.",   "init.",   "safe.", "status.",
+                                       "column.", "i18n.", "grep.",   "blame.", "pretty.", NULL};
     for (const char *const *p = safe; *p; p++)
-        if (!strncasecmp(kv, *p, strlen(*p))) return false;
+        if (!strncasecmp(kv, *p, strlen(*p)))
+            return false;
     return true;
 }
 
-static bool git(scan *s) {
+static bool git(scan *s)
+{
     const wr_strv *a = s->argv;
-    static const char *const run_opts[] = {"--upload-pack", "--receive-pack", "--exec", "--exec-path", "--extcmd",
-                                           "--template", "--config-env", "--tool", "--sendmail-cmd", NULL};
-    static const char *const run_subcommands[] = {"filter-branch", "difftool", "mergetool", "instaweb",
-                                                  "web--browse", "daemon", "send-email", NULL};
+    static const char *const run_opts[] = {"--upload-pack", "--receive-pack", "--exec", "--exec-path",    "--extcmd",
+                                           "--template",    "--config-env",   "--tool", "--sendmail-cmd", NULL};
+    static const char *const run_subcommands[] = {"filter-branch", "difftool", "mergetool",  "instaweb",
+                                                  "web--browse",   "daemon",   "send-email", NULL};
     const char *sub = NULL;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
@@ -357,13 +459,15 @@ static bool git(scan *s) {
         if (starts(arg, "--config=") && git_config_runs(arg + 9))
             return hit(s, i, "configuration can run a program", -1);
         for (const char *const *o = run_opts; *o; o++)
-            if (wr__long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
-        if (starts(arg, "ext::") || starts(arg, "fd::")) return hit(s, i, "transport runs a program", -1);
+            if (wr__long_opt(arg, *o))
+                return hit(s, i, "option runs a program", -1);
+        if (starts(arg, "ext::") || starts(arg, "fd::"))
+            return hit(s, i, "transport runs a program", -1);
         if (arg[0] == '-') {
             /* -u <upload-pack> of clone/fetch/ls-remote/archive; -x <cmd> of rebase */
             if (sub && (!strcmp(arg, "-u") || starts(arg, "--upload")) &&
-                (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") ||
-                 !strcmp(sub, "pull") || !strcmp(sub, "archive")))
+                (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") || !strcmp(sub, "pull") ||
+                 !strcmp(sub, "archive")))
                 return hit(s, i, "option runs a program", -1);
             if (sub && !strcmp(sub, "grep") && (starts(arg, "-O") || wr__long_opt(arg, "--open-files-in-pager")))
                 return hit(s, i, "option runs a pager command", -1);
@@ -376,7 +480,8 @@ static bool git(scan *s) {
         }
         if (!sub) {
             sub = arg;
-            if (in_set(sub, run_subcommands)) return hit(s, i, "subcommand runs programs", -1);
+            if (in_set(sub, run_subcommands))
+                return hit(s, i, "subcommand runs programs", -1);
             continue;
         }
         if ((!strcmp(sub, "bisect") && !strcmp(arg, "run")) || (!strcmp(sub, "submodule") && !strcmp(arg, "foreach")))
@@ -386,19 +491,23 @@ static bool git(scan *s) {
 }
 
 /* ---- tools whose options name programs to run ---------------------------- */
-static bool tar(scan *s) {
+static bool tar(scan *s)
+{
     const wr_strv *a = s->argv;
-    static const char *const run_opts[] = {"--to-command", "--use-compress-program", "--info-script",
-                                           "--new-volume-script", "--checkpoint-action", "--rsh-command",
-                                           "--rmt-command", NULL};
+    static const char *const run_opts[] = {
+        "--to-command",        "--use-compress-program", "--info-script", "--new-volume-script",
+        "--checkpoint-action", "--rsh-command",          "--rmt-command", NULL};
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
         for (const char *const *o = run_opts; *o; o++)
-            if (wr__long_opt(arg, *o)) return hit(s, i, "option runs a program", -1);
-        if (arg[0] == '-' && arg[1] == '-') continue;
+            if (wr__long_opt(arg, *o))
+                return hit(s, i, "option runs a program", -1);
+        if (arg[0] == '-' && arg[1] == '-')
+            continue;
         /* "-I prog", "-F script", also in a cluster; old-style first
          * argument "xIf" has no dash */
-        if ((arg[0] == '-' || i == 1) && strpbrk(arg, "IF")) return hit(s, i, "option runs a program", -1);
+        if ((arg[0] == '-' || i == 1) && strpbrk(arg, "IF"))
+            return hit(s, i, "option runs a program", -1);
     }
     return false;
 }
@@ -423,36 +532,49 @@ static const struct program_option {
     {{"npm"}, {"--script-shell", "--node-options"}, NULL, ""},
     {{"meson"}, {"--wrapper", "--wrap"}, NULL, ""},
     /* a wrapper program, a plugin, a specs file, or a directory searched for as/ld/cc1 */
-    {{"gcc", "cc", "c++", "g++", "clang", "clang++"}, {"-wrapper", "-fplugin", "-specs", "--specs", "-fpass-plugin", "-load"},
-     "-B", ""},
+    {{"gcc", "cc", "c++", "g++", "clang", "clang++"},
+     {"-wrapper", "-fplugin", "-specs", "--specs", "-fpass-plugin", "-load"},
+     "-B",
+     ""},
 };
 
 /* "gcc" also names gcc-12, "clang" clang-16 */
-static bool tool_is(const char *name, const char *tool) {
+static bool tool_is(const char *name, const char *tool)
+{
     size_t n = strlen(tool);
-    if (strncmp(name, tool, n)) return false;
-    if (!name[n]) return true;
-    if (name[n] != '-' || !name[n + 1]) return false;
+    if (strncmp(name, tool, n))
+        return false;
+    if (!name[n])
+        return true;
+    if (name[n] != '-' || !name[n + 1])
+        return false;
     for (const char *c = name + n + 1; *c; c++)
-        if (!isdigit((unsigned char)*c) && *c != '.') return false;
+        if (!isdigit((unsigned char)*c) && *c != '.')
+            return false;
     return true;
 }
 
-static const struct program_option *program_option_for(const char *name) {
+static const struct program_option *program_option_for(const char *name)
+{
     for (size_t i = 0; i < sizeof program_options / sizeof program_options[0]; i++)
         for (const char *const *t = program_options[i].tools; *t; t++)
-            if (tool_is(name, *t)) return &program_options[i];
+            if (tool_is(name, *t))
+                return &program_options[i];
     return NULL;
 }
 
-static bool option_runs(scan *s, const struct program_option *po) {
+static bool option_runs(scan *s, const struct program_option *po)
+{
     const wr_strv *a = s->argv;
     for (size_t i = 1; i < a->n; i++) {
         const char *arg = a->v[i];
-        if (!strcmp(arg, "--")) break;
+        if (!strcmp(arg, "--"))
+            break;
         for (const char *const *o = po->opts; *o; o++)
-            if (wr__long_opt(arg, *o)) return hit(s, i, "option runs a program or loads code", -1);
-        if (po->attached && starts(arg, po->attached)) return hit(s, i, "option runs a program or loads code", -1);
+            if (wr__long_opt(arg, *o))
+                return hit(s, i, "option runs a program or loads code", -1);
+        if (po->attached && starts(arg, po->attached))
+            return hit(s, i, "option runs a program or loads code", -1);
         if (arg[0] == '-' && arg[1] != '-' && *po->cluster && strpbrk(arg + 1, po->cluster))
             return hit(s, i, "option runs a program or loads code", -1);
     }
@@ -460,11 +582,13 @@ static bool option_runs(scan *s, const struct program_option *po) {
 }
 
 /* cmake -E env|chdir|time COMMAND… runs COMMAND; the other -E tools do not. */
-static bool cmake(scan *s) {
+static bool cmake(scan *s)
+{
     const wr_strv *a = s->argv;
     static const char *const runners[] = {"env", "chdir", "time", NULL};
     for (size_t i = 1; i + 1 < a->n; i++)
-        if (!strcmp(a->v[i], "-E") && in_set(a->v[i + 1], runners)) return hit(s, i + 1, "runs another program", -1);
+        if (!strcmp(a->v[i], "-E") && in_set(a->v[i + 1], runners))
+            return hit(s, i + 1, "runs another program", -1);
     return false;
 }
 
@@ -472,7 +596,8 @@ static bool cmake(scan *s) {
  * The index of the wrapped argv (after the wrapper's own options), or -1
  * when there is none. opts_with_arg: short options whose value is the
  * next element when not attached. */
-static long wrapped_after_options(const wr_strv *a, size_t from, const char *opts_with_arg, int fixed_operands) {
+static long wrapped_after_options(const wr_strv *a, size_t from, const char *opts_with_arg, int fixed_operands)
+{
     size_t i = from;
     for (; i < a->n; i++) {
         const char *arg = a->v[i];
@@ -480,15 +605,20 @@ static long wrapped_after_options(const wr_strv *a, size_t from, const char *opt
             i++;
             break;
         }
-        if (arg[0] != '-' || !arg[1]) break;
-        if (arg[1] == '-') continue; /* --long or --long=value */
-        if (!arg[2] && strchr(opts_with_arg, arg[1])) i++;
+        if (arg[0] != '-' || !arg[1])
+            break;
+        if (arg[1] == '-')
+            continue; /* --long or --long=value */
+        if (!arg[2] && strchr(opts_with_arg, arg[1]))
+            i++;
     }
-    for (; fixed_operands > 0 && i < a->n; fixed_operands--) i++;
+    for (; fixed_operands > 0 && i < a->n; fixed_operands--)
+        i++;
     return i < a->n ? (long)i : -1;
 }
 
-static bool env(scan *s) {
+static bool env(scan *s)
+{
     const wr_strv *a = s->argv;
     size_t i = 1;
     for (; i < a->n; i++) {
@@ -504,21 +634,26 @@ static bool env(scan *s) {
             i++;
             continue;
         }
-        if (arg[0] == '-' || strchr(arg, '=')) continue;
+        if (arg[0] == '-' || strchr(arg, '='))
+            continue;
         break;
     }
-    for (; i < a->n && strchr(a->v[i], '='); i++) {}
-    if (i >= a->n) return false; /* bare env prints the environment */
+    for (; i < a->n && strchr(a->v[i], '='); i++) {
+    }
+    if (i >= a->n)
+        return false; /* bare env prints the environment */
     return hit(s, i, "runs another program", (long)i);
 }
 
 /* Each -exec/-execdir/-ok/-okdir runs the program after it up to ";" (or
  * "{} +"); further actions follow, so the caller checks the rest too. */
-static bool find(scan *s) {
+static bool find(scan *s)
+{
     const wr_strv *a = s->argv;
     static const char *const run[] = {"-exec", "-execdir", "-ok", "-okdir", NULL};
     for (size_t i = 1; i < a->n; i++) {
-        if (!in_set(a->v[i], run)) continue;
+        if (!in_set(a->v[i], run))
+            continue;
         size_t end = i + 1;
         while (end < a->n && strcmp(a->v[end], ";") && !(!strcmp(a->v[end], "+") && !strcmp(a->v[end - 1], "{}")))
             end++;
@@ -533,40 +668,73 @@ static bool find(scan *s) {
 typedef struct wrapper {
     const char *name;
     const char *opts_with_arg;
-    int fixed_operands; /* operands before the wrapped argv (timeout's DURATION) */
+    int fixed_operands;    /* operands before the wrapped argv (timeout's DURATION) */
     bool bare_is_harmless; /* with no operand it only prints something */
 } wrapper;
 
 static const wrapper wrappers[] = {
-    {"xargs", "adEILnPs", 0, true}, {"timeout", "sk", 1, false}, {"nice", "n", 0, true},
-    {"nohup", "", 0, false},        {"setsid", "", 0, false},     {"stdbuf", "ioe", 0, false},
-    {"ionice", "cnpPut", 0, true},  {"taskset", "", 1, false},    {"time", "fo", 0, false},
-    {"chrt", "", 1, false},         {"flock", "wEc", 1, false},   {"strace", "eoOpPsSuabIX", 0, false},
-    {"ltrace", "eoOpPsSuabnA", 0, false}, {"unbuffer", "", 0, false}, {"caffeinate", "tw", 0, false},
+    {"xargs", "adEILnPs", 0, true},
+    {"timeout", "sk", 1, false},
+    {"nice", "n", 0, true},
+    {"nohup", "", 0, false},
+    {"setsid", "", 0, false},
+    {"stdbuf", "ioe", 0, false},
+    {"ionice", "cnpPut", 0, true},
+    {"taskset", "", 1, false},
+    {"time", "fo", 0, false},
+    {"chrt", "", 1, false},
+    {"flock", "wEc", 1, false},
+    {"strace", "eoOpPsSuabIX", 0, false},
+    {"ltrace", "eoOpPsSuabnA", 0, false},
+    {"unbuffer", "", 0, false},
+    {"caffeinate", "tw", 0, false},
 };
 
 /* No knowable wrapped argv, or a command *string*: the tool itself must be
  * trusted through allow_indirect_exec. */
-static const char *const opaque_runners[] = {
-    "watch",  "sudo",   "su",        "doas",       "runuser", "setpriv", "prlimit",  "unshare",  "nsenter",
-    "chroot", "gdb",    "valgrind",  "parallel",   "script",  "expect",  "numactl",  "cgexec",   "firejail",
-    "bwrap",  "fakeroot", "proot",   "systemd-run", "exec",   "command", "builtin",  "eval",     "sg",
-    "newgrp", "ssh",    "rlwrap",    "entr",       "npx",     "pnpx",    "bunx",     "uvx",      "pipx",
-    "vi",     "vim",    "nvim",      "ex",         "view",    "ed",      "emacs",    "nano",     "run-parts",
-    "start-stop-daemon", "catchsegv", "sem", "dtach", "tmux", "screen", "pwsh", "powershell", NULL};
+static const char *const opaque_runners[] = {"watch",      "sudo",
+                                             "su",         "doas",
+                                             "runuser",    "setpriv",
+                                             "prlimit",    "unshare",
+                                             "nsenter",    "chroot",
+                                             "gdb",        "valgrind",
+                                             "parallel",   "script",
+                                             "expect",     "numactl",
+                                             "cgexec",     "firejail",
+                                             "bwrap",      "fakeroot",
+                                             "proot",      "systemd-run",
+                                             "exec",       "command",
+                                             "builtin",    "eval",
+                                             "sg",         "newgrp",
+                                             "ssh",        "rlwrap",
+                                             "entr",       "npx",
+                                             "pnpx",       "bunx",
+                                             "uvx",        "pipx",
+                                             "vi",         "vim",
+                                             "nvim",       "ex",
+                                             "view",       "ed",
+                                             "emacs",      "nano",
+                                             "run-parts",  "start-stop-daemon",
+                                             "catchsegv",  "sem",
+                                             "dtach",      "tmux",
+                                             "screen",     "pwsh",
+                                             "powershell", NULL};
 
-static const char *const shells[] = {"sh",  "bash", "dash", "zsh",  "ksh",     "mksh",   "pdksh", "fish", "csh",
-                                     "tcsh", "ash", "yash", "rbash", "busybox", "toybox", "elvish", "nu",  "xonsh",
-                                     NULL};
+static const char *const shells[] = {"sh",     "bash",   "dash", "zsh",   "ksh",  "mksh",  "pdksh",
+                                     "fish",   "csh",    "tcsh", "ash",   "yash", "rbash", "busybox",
+                                     "toybox", "elvish", "nu",   "xonsh", NULL};
 
 /* Subcommands that run code: package runners, containers, cluster shells. */
-static bool runs_via_subcommand(scan *s, const char *name) {
+static bool runs_via_subcommand(scan *s, const char *name)
+{
     static const char *const container[] = {"run", "exec", "create", "start", "build", "buildx", "compose", NULL};
     static const char *const cluster[] = {"exec", "run", "debug", "attach", "cp", "plugin", NULL};
     const wr_strv *a = s->argv;
     size_t at = 1;
-    while (at < a->n && a->v[at][0] == '-') at++;
-    if (at >= a->n) return false;
+    while (at < a->n && a->v[at][0] == '-')
+        at++;
+    if (at >= a->n)
+        return false;
     const char *sub = a->v[at];
     if ((!strcmp(name, "docker") || !strcmp(name, "podman")) && in_set(sub, container))
         return hit(s, at, "runs a program in a container or cluster", -1);
@@ -584,35 +752,50 @@ static bool runs_via_subcommand(scan *s, const char *name) {
     return false;
 }
 
-bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out) {
+bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out)
+{
     scan s = {.argv = argv};
     const char *name = wr__exe_name(argv->v[0]);
     const interp *in;
     const struct program_option *po;
     bool found = false;
-    if (in_set(name, shells)) found = hit(&s, 0, "is a shell: it runs command text", -1);
-    else if (in_set(name, opaque_runners)) found = hit(&s, 0, "runs other programs or commands", -1);
-    else if ((in = find_interp(name))) found = interpreter(&s, in);
+    if (in_set(name, shells))
+        found = hit(&s, 0, "is a shell: it runs command text", -1);
+    else if (in_set(name, opaque_runners))
+        found = hit(&s, 0, "runs other programs or commands", -1);
+    else if ((in = find_interp(name)))
+        found = interpreter(&s, in);
     else if (!strcmp(name, "awk") || !strcmp(name, "gawk") || !strcmp(name, "mawk") || !strcmp(name, "nawk"))
         found = awk(&s);
-    else if (!strcmp(name, "sed") || !strcmp(name, "gsed")) found = sed(&s);
-    else if (!strcmp(name, "git")) found = git(&s);
-    else if (!strcmp(name, "tar") || !strcmp(name, "gtar") || !strcmp(name, "bsdtar")) found = tar(&s);
-    else if (!strcmp(name, "env")) found = env(&s);
-    else if (!strcmp(name, "find")) found = find(&s);
-    else if (!strcmp(name, "cmake")) found = cmake(&s);
-    else if (runs_via_subcommand(&s, name)) found = true;
-    else if ((po = program_option_for(name))) found = option_runs(&s, po);
+    else if (!strcmp(name, "sed") || !strcmp(name, "gsed"))
+        found = sed(&s);
+    else if (!strcmp(name, "git"))
+        found = git(&s);
+    else if (!strcmp(name, "tar") || !strcmp(name, "gtar") || !strcmp(name, "bsdtar"))
+        found = tar(&s);
+    else if (!strcmp(name, "env"))
+        found = env(&s);
+    else if (!strcmp(name, "find"))
+        found = find(&s);
+    else if (!strcmp(name, "cmake"))
+        found = cmake(&s);
+    else if (runs_via_subcommand(&s, name))
+        found = true;
+    else if ((po = program_option_for(name)))
+        found = option_runs(&s, po);
     else {
         for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++) {
             const wrapper *w = &wrappers[i];
-            if (strcmp(name, w->name)) continue;
+            if (strcmp(name, w->name))
+                continue;
             long at = wrapped_after_options(argv, 1, w->opts_with_arg, w->fixed_operands);
-            if (at < 0 && w->bare_is_harmless) break;
+            if (at < 0 && w->bare_is_harmless)
+                break;
             found = hit(&s, at < 0 ? 0 : (size_t)at, "runs another program", at);
             break;
         }
     }
-    if (found) *out = s.r;
+    if (found)
+        *out = s.r;
     return found;
 }

@@ -11,27 +11,32 @@
 
 #define POLICY_SCHEMA "warrant.policy.schema.json"
 
-static json_object *get(json_object *o, const char *key) {
+static json_object *get(json_object *o, const char *key)
+{
     json_object *v = NULL;
     json_object_object_get_ex(o, key, &v);
     return v;
 }
 
-static int64_t get_int(json_object *o, const char *key, int64_t dflt) {
+static int64_t get_int(json_object *o, const char *key, int64_t dflt)
+{
     json_object *v = get(o, key);
     return v ? json_object_get_int64(v) : dflt;
 }
 
-static bool get_bool(json_object *o, const char *key, bool dflt) {
+static bool get_bool(json_object *o, const char *key, bool dflt)
+{
     json_object *v = get(o, key);
     return v ? json_object_get_boolean(v) : dflt;
 }
 
-static int dup_str(json_object *o, const char *key, const char *dflt, char **out, wr_error *err) {
+static int dup_str(json_object *o, const char *key, const char *dflt, char **out, wr_error *err)
+{
     json_object *v = get(o, key);
     const char *s = v ? json_object_get_string(v) : dflt;
     *out = NULL;
-    if (!s) return WR_OK;
+    if (!s)
+        return WR_OK;
     if (v && strlen(s) != (size_t)json_object_get_string_len(v))
         return wr_errorf(err, WR_E_INVALID, key, "/%s: string contains a NUL character", key);
     *out = strdup(s);
@@ -39,15 +44,19 @@ static int dup_str(json_object *o, const char *key, const char *dflt, char **out
 }
 
 /* A string list member (absent = empty); the error names the pointer. */
-static int strv_at(json_object *o, const char *key, const char *ptr, wr_strv *out, wr_error *err) {
+static int strv_at(json_object *o, const char *key, const char *ptr, wr_strv *out, wr_error *err)
+{
     json_object *v = get(o, key);
-    if (!v) return WR_OK;
+    if (!v)
+        return WR_OK;
     int rc = wr_strv_from_json(v, out, err);
-    if (rc) wr_error_prefix(err, "%s/%s", ptr, key);
+    if (rc)
+        wr_error_prefix(err, "%s/%s", ptr, key);
     return rc;
 }
 
-static int prefixes(json_object *doc, const char *key, wr_strv *out, wr_error *err) {
+static int prefixes(json_object *doc, const char *key, wr_strv *out, wr_error *err)
+{
     wr_strv raw = {0};
     int rc = strv_at(doc, key, "", &raw, err);
     for (size_t i = 0; rc == WR_OK && i < raw.n; i++) {
@@ -58,24 +67,29 @@ static int prefixes(json_object *doc, const char *key, wr_strv *out, wr_error *e
         }
         rc = wr_strv_push(out, norm);
         free(norm);
-        if (rc) rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        if (rc)
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
     wr_strv_free(&raw);
     return rc;
 }
 
-static int load_approvers(wr_policy *p, json_object *arr, wr_error *err) {
+static int load_approvers(wr_policy *p, json_object *arr, wr_error *err)
+{
     size_t n = arr ? json_object_array_length(arr) : 0;
-    if (!n) return WR_OK;
+    if (!n)
+        return WR_OK;
     p->approvers = calloc(n, sizeof *p->approvers);
-    if (!p->approvers) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!p->approvers)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_object *ja = json_object_array_get_idx(arr, i), *may = get(ja, "may_approve");
         wr_approver *a = &p->approvers[p->napprovers++];
         char ptr[64];
         snprintf(ptr, sizeof ptr, "/approvers/%zu", i);
         int rc = dup_str(ja, "identity", NULL, &a->identity, err);
-        if (rc) return rc;
+        if (rc)
+            return rc;
         for (size_t j = 0; j + 1 < p->napprovers; j++)
             if (!strcmp(p->approvers[j].identity, a->identity))
                 return wr_errorf(err, WR_E_INVALID, ptr, "%s: duplicate approver identity '%.100s'", ptr, a->identity);
@@ -87,13 +101,17 @@ static int load_approvers(wr_policy *p, json_object *arr, wr_error *err) {
         /* Without may_approve an approver may approve what the policy could
          * ever allow or send for approval: nothing beyond the policy. */
         json_object *rcs = may ? get(may, "risk_classes") : NULL, *efs = may ? get(may, "effect_types") : NULL;
-        rc = rcs ? wr_strv_from_json(rcs, &a->risk_classes, err) : wr_strv_from_json(get(p->json, "allowed_risk_classes"), &a->risk_classes, err);
-        if (rc) return rc;
+        rc = rcs ? wr_strv_from_json(rcs, &a->risk_classes, err)
+                 : wr_strv_from_json(get(p->json, "allowed_risk_classes"), &a->risk_classes, err);
+        if (rc)
+            return rc;
         if (efs) {
-            if ((rc = wr_strv_from_json(efs, &a->effect_types, err))) return rc;
+            if ((rc = wr_strv_from_json(efs, &a->effect_types, err)))
+                return rc;
         } else {
             for (size_t j = 0; j < p->allowed_effect_types.n; j++)
-                if (wr_strv_push(&a->effect_types, p->allowed_effect_types.v[j])) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+                if (wr_strv_push(&a->effect_types, p->allowed_effect_types.v[j]))
+                    return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
             for (size_t j = 0; j < p->manual_approval_effect_types.n; j++)
                 if (!wr_strv_contains(&a->effect_types, p->manual_approval_effect_types.v[j]) &&
                     wr_strv_push(&a->effect_types, p->manual_approval_effect_types.v[j]))
@@ -103,11 +121,13 @@ static int load_approvers(wr_policy *p, json_object *arr, wr_error *err) {
     return WR_OK;
 }
 
-static int load_classify(wr_policy *p, json_object *arr, wr_error *err) {
+static int load_classify(wr_policy *p, json_object *arr, wr_error *err)
+{
     size_t n = arr ? json_object_array_length(arr) : 0;
     if (n) {
         p->classify = calloc(n, sizeof *p->classify);
-        if (!p->classify) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        if (!p->classify)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         json_object *jr = json_object_array_get_idx(arr, i);
@@ -115,18 +135,24 @@ static int load_classify(wr_policy *p, json_object *arr, wr_error *err) {
         char ptr[64];
         snprintf(ptr, sizeof ptr, "/classify/%zu", i);
         int rc = strv_at(jr, "argv_prefix", ptr, &r->argv_prefix, err);
-        if (!rc) rc = dup_str(jr, "host_pattern", NULL, &r->host_pattern, err);
-        if (!rc) rc = dup_str(jr, "effect", NULL, &r->effect, err);
-        if (rc) return rc;
+        if (!rc)
+            rc = dup_str(jr, "host_pattern", NULL, &r->host_pattern, err);
+        if (!rc)
+            rc = dup_str(jr, "effect", NULL, &r->effect, err);
+        if (rc)
+            return rc;
     }
     return wr__classify_append_bundled(p, err);
 }
 
-static int load_deny_prefixes(wr_policy *p, json_object *arr, wr_error *err) {
+static int load_deny_prefixes(wr_policy *p, json_object *arr, wr_error *err)
+{
     size_t n = arr ? json_object_array_length(arr) : 0;
-    if (!n) return WR_OK;
+    if (!n)
+        return WR_OK;
     p->deny_argv_prefixes = calloc(n, sizeof *p->deny_argv_prefixes);
-    if (!p->deny_argv_prefixes) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!p->deny_argv_prefixes)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++) {
         int rc = wr_strv_from_json(json_object_array_get_idx(arr, i), &p->deny_argv_prefixes[i], err);
         if (rc) {
@@ -138,13 +164,18 @@ static int load_deny_prefixes(wr_policy *p, json_object *arr, wr_error *err) {
     return WR_OK;
 }
 
-static int build(wr_policy *p, wr_error *err) {
+static int build(wr_policy *p, wr_error *err)
+{
     json_object *doc = p->json, *sb = get(doc, "sandbox"), *ap = get(doc, "approval");
     int rc;
-    if ((rc = wr_canonical_sha256(doc, false, p->sha256, err))) return rc;
-    if ((rc = dup_str(doc, "name", NULL, &p->name, err))) return rc;
-    if ((rc = dup_str(doc, "policy_schema_version", NULL, &p->schema_version, err))) return rc;
-    if ((rc = dup_str(doc, "classify_writes_as", NULL, &p->classify_writes_as, err))) return rc;
+    if ((rc = wr_canonical_sha256(doc, false, p->sha256, err)))
+        return rc;
+    if ((rc = dup_str(doc, "name", NULL, &p->name, err)))
+        return rc;
+    if ((rc = dup_str(doc, "policy_schema_version", NULL, &p->schema_version, err)))
+        return rc;
+    if ((rc = dup_str(doc, "classify_writes_as", NULL, &p->classify_writes_as, err)))
+        return rc;
 
     static const struct {
         const char *key;
@@ -159,11 +190,16 @@ static int build(wr_policy *p, wr_error *err) {
         {"allowed_env", offsetof(wr_policy, allowed_env)},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
-        if ((rc = strv_at(doc, lists[i].key, "", (wr_strv *)((char *)p + lists[i].off), err))) return rc;
-    if ((rc = prefixes(doc, "allowed_cwd_prefixes", &p->allowed_cwd_prefixes, err))) return rc;
-    if ((rc = prefixes(doc, "allowed_read_prefixes", &p->allowed_read_prefixes, err))) return rc;
-    if ((rc = prefixes(doc, "allowed_write_prefixes", &p->allowed_write_prefixes, err))) return rc;
-    if ((rc = load_deny_prefixes(p, get(doc, "deny_argv_prefixes"), err))) return rc;
+        if ((rc = strv_at(doc, lists[i].key, "", (wr_strv *)((char *)p + lists[i].off), err)))
+            return rc;
+    if ((rc = prefixes(doc, "allowed_cwd_prefixes", &p->allowed_cwd_prefixes, err)))
+        return rc;
+    if ((rc = prefixes(doc, "allowed_read_prefixes", &p->allowed_read_prefixes, err)))
+        return rc;
+    if ((rc = prefixes(doc, "allowed_write_prefixes", &p->allowed_write_prefixes, err)))
+        return rc;
+    if ((rc = load_deny_prefixes(p, get(doc, "deny_argv_prefixes"), err)))
+        return rc;
 
     p->max_timeout_sec = get_int(doc, "max_timeout_sec", 1);
     const char *net = json_object_get_string(get(doc, "network"));
@@ -173,7 +209,8 @@ static int build(wr_policy *p, wr_error *err) {
     p->decision_ttl_sec = get_int(doc, "decision_ttl_sec", 300);
 
     /* Sandbox defaults: design.md "Policy extensions". */
-    if ((rc = dup_str(sb, "run_as", "nobody", &p->sandbox.run_as, err))) return rc;
+    if ((rc = dup_str(sb, "run_as", "nobody", &p->sandbox.run_as, err)))
+        return rc;
     p->sandbox.cpu_sec = get_int(sb, "cpu_sec", 60);
     p->sandbox.memory_mb = get_int(sb, "memory_mb", 1024);
     p->sandbox.max_processes = get_int(sb, "max_processes", 128);
@@ -192,14 +229,17 @@ static int build(wr_policy *p, wr_error *err) {
     if ((rc = strv_at(ap, "interactive_risk_classes", "/approval", &p->approval.interactive_risk_classes, err)))
         return rc;
 
-    if ((rc = load_classify(p, get(doc, "classify"), err))) return rc;
+    if ((rc = load_classify(p, get(doc, "classify"), err)))
+        return rc;
     return load_approvers(p, get(doc, "approvers"), err);
 }
 
-int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err) {
+int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err)
+{
     *out = NULL;
     wr_schema *schema = wr_schema_embedded(POLICY_SCHEMA, err);
-    if (!schema) return err ? err->code : WR_E_INTERNAL;
+    if (!schema)
+        return err ? err->code : WR_E_INTERNAL;
     int rc = wr_schema_validate(schema, doc, err);
     wr_schema_free(schema);
     if (rc) {
@@ -207,7 +247,8 @@ int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err) {
         return rc;
     }
     wr_policy *p = calloc(1, sizeof *p);
-    if (!p) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!p)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     p->json = json_object_get(doc);
     if ((rc = build(p, err))) {
         wr_policy_free(p);
@@ -217,17 +258,20 @@ int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err) {
     return WR_OK;
 }
 
-int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err) {
+int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err)
+{
     json_object *doc;
     *out = NULL;
     int rc = wr_policy_yaml_to_json(buf, len, &doc, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = wr_policy_from_json(doc, out, err);
     json_object_put(doc);
     return rc;
 }
 
-int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err) {
+int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err)
+{
     char *buf;
     size_t len;
     *out = NULL;
@@ -238,25 +282,38 @@ int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err) {
     }
     rc = wr_policy_load_yaml(buf, len, out, err);
     free(buf);
-    if (rc) wr_error_prefix(err, "%s", path);
+    if (rc)
+        wr_error_prefix(err, "%s", path);
     return rc;
 }
 
-void wr_policy_free(wr_policy *p) {
-    if (!p) return;
+void wr_policy_free(wr_policy *p)
+{
+    if (!p)
+        return;
     free(p->name);
     free(p->schema_version);
     free(p->classify_writes_as);
     json_object_put(p->json);
-    wr_strv *lists[] = {&p->allow_commands,         &p->allowed_effect_types,   &p->manual_approval_effect_types,
-                        &p->allowed_risk_classes,   &p->allowed_cwd_prefixes,   &p->allowed_read_prefixes,
-                        &p->allowed_write_prefixes, &p->allowed_egress_hosts,   &p->allow_indirect_exec,      &p->allowed_env,
+    wr_strv *lists[] = {&p->allow_commands,
+                        &p->allowed_effect_types,
+                        &p->manual_approval_effect_types,
+                        &p->allowed_risk_classes,
+                        &p->allowed_cwd_prefixes,
+                        &p->allowed_read_prefixes,
+                        &p->allowed_write_prefixes,
+                        &p->allowed_egress_hosts,
+                        &p->allow_indirect_exec,
+                        &p->allowed_env,
                         &p->approval.interactive_risk_classes};
-    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) wr_strv_free(lists[i]);
-    for (size_t i = 0; i < p->ndeny_argv_prefixes; i++) wr_strv_free(&p->deny_argv_prefixes[i]);
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        wr_strv_free(lists[i]);
+    for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
+        wr_strv_free(&p->deny_argv_prefixes[i]);
     free(p->deny_argv_prefixes);
     free(p->sandbox.run_as);
-    for (size_t i = 0; i < p->nclassify; i++) wr__classify_rule_free(&p->classify[i]);
+    for (size_t i = 0; i < p->nclassify; i++)
+        wr__classify_rule_free(&p->classify[i]);
     free(p->classify);
     for (size_t i = 0; i < p->napprovers; i++) {
         free(p->approvers[i].identity);
@@ -268,11 +325,14 @@ void wr_policy_free(wr_policy *p) {
 }
 
 /* ---- bundled packs (the YAML files embedded by embed_packs.py) ---------- */
-int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err) {
+int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err)
+{
     const char *text = wr_policy_bundled_text(name);
     *out = NULL;
-    if (!text) return wr_errorf(err, WR_E_NOTFOUND, "", "no bundled policy named '%.100s'", name);
+    if (!text)
+        return wr_errorf(err, WR_E_NOTFOUND, "", "no bundled policy named '%.100s'", name);
     int rc = wr_policy_load_yaml(text, strlen(text), out, err);
-    if (rc) wr_error_prefix(err, "bundled policy %s", name);
+    if (rc)
+        wr_error_prefix(err, "bundled policy %s", name);
     return rc;
 }

@@ -9,16 +9,16 @@
 #define WR_POLICY_MAX_BYTES (256u * 1024u)
 
 typedef struct wr_sandbox_limits {
-    char *run_as;            /* user commands run as when we are root (default "nobody") */
-    int64_t cpu_sec;         /* RLIMIT_CPU */
-    int64_t memory_mb;       /* RLIMIT_AS */
-    int64_t max_processes;   /* RLIMIT_NPROC */
-    int64_t max_file_mb;     /* RLIMIT_FSIZE */
-    int64_t max_open_files;  /* RLIMIT_NOFILE */
-    int64_t tmp_mb;          /* size of the private /tmp tmpfs */
-    int64_t output_cap_bytes;/* captured bytes per stream */
-    int64_t output_kill_bytes;/* 0 = never; else kill the command past this many bytes per stream */
-    bool seccomp_strict;     /* "strict" profile: also only AF_UNIX sockets when network is denied */
+    char *run_as;              /* user commands run as when we are root (default "nobody") */
+    int64_t cpu_sec;           /* RLIMIT_CPU */
+    int64_t memory_mb;         /* RLIMIT_AS */
+    int64_t max_processes;     /* RLIMIT_NPROC */
+    int64_t max_file_mb;       /* RLIMIT_FSIZE */
+    int64_t max_open_files;    /* RLIMIT_NOFILE */
+    int64_t tmp_mb;            /* size of the private /tmp tmpfs */
+    int64_t output_cap_bytes;  /* captured bytes per stream */
+    int64_t output_kill_bytes; /* 0 = never; else kill the command past this many bytes per stream */
+    bool seccomp_strict;       /* "strict" profile: also only AF_UNIX sockets when network is denied */
 } wr_sandbox_limits;
 
 typedef struct wr_approver {
@@ -30,11 +30,11 @@ typedef struct wr_approver {
 } wr_approver;
 
 typedef struct wr_approval_config {
-    int64_t max_lifetime_sec;       /* upper bound on expires_at - approved_at */
+    int64_t max_lifetime_sec; /* upper bound on expires_at - approved_at */
     bool allow_time_window;
     wr_strv interactive_risk_classes;
-    int64_t request_ttl_sec;        /* how long an approval request stays pending */
-    int64_t max_wait_sec;           /* bound on run's wait_for_approval_sec */
+    int64_t request_ttl_sec; /* how long an approval request stays pending */
+    int64_t max_wait_sec;    /* bound on run's wait_for_approval_sec */
 } wr_approval_config;
 
 typedef struct wr_classify_rule {
@@ -45,9 +45,9 @@ typedef struct wr_classify_rule {
 
 typedef struct wr_policy {
     char *name;
-    char *schema_version;              /* policy_schema_version */
-    char sha256[WR_SHA256_HEX_LEN];    /* canonical JSON of the loaded document */
-    json_object *json;                 /* the loaded document (owned) */
+    char *schema_version;           /* policy_schema_version */
+    char sha256[WR_SHA256_HEX_LEN]; /* canonical JSON of the loaded document */
+    json_object *json;              /* the loaded document (owned) */
     /* CSC v0.1 keys */
     wr_strv allow_commands;
     wr_strv *deny_argv_prefixes;
@@ -64,16 +64,16 @@ typedef struct wr_policy {
     wr_strv allowed_write_prefixes;
     wr_strv allowed_egress_hosts;
     /* warrant extensions */
-    wr_strv allow_indirect_exec;       /* tools allowed to run other programs (find -exec, xargs…) */
-    wr_strv allowed_env;               /* env_allow names a command may import; "NAME*" is a prefix */
+    wr_strv allow_indirect_exec; /* tools allowed to run other programs (find -exec, xargs…) */
+    wr_strv allowed_env;         /* env_allow names a command may import; "NAME*" is a prefix */
     wr_sandbox_limits sandbox;
-    wr_classify_rule *classify;        /* policy rules first, then the bundled pack */
+    wr_classify_rule *classify; /* policy rules first, then the bundled pack */
     size_t nclassify;
     wr_approver *approvers;
     size_t napprovers;
     wr_approval_config approval;
     int64_t decision_ttl_sec;
-    char *classify_writes_as;          /* or NULL: effect of any command declaring write_paths */
+    char *classify_writes_as; /* or NULL: effect of any command declaring write_paths */
 } wr_policy;
 
 /* Loaders. Errors contain the CSC loader phrases: "failed to read",
@@ -97,7 +97,11 @@ int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err);
 /* The policy for agents (describe_policy): limits, allowed commands, prefixes. */
 json_object *wr_policy_describe(const wr_policy *p);
 
-typedef enum wr_decision_kind { WR_ALLOW = 0, WR_DENY = 1, WR_NEEDS_APPROVAL = 2 } wr_decision_kind;
+typedef enum wr_decision_kind {
+    WR_ALLOW = 0,
+    WR_DENY = 1,
+    WR_NEEDS_APPROVAL = 2
+} wr_decision_kind;
 
 typedef struct wr_classified_effect {
     char *command_id;
@@ -106,8 +110,8 @@ typedef struct wr_classified_effect {
 
 typedef struct wr_decision {
     wr_decision_kind kind;
-    char *reason_code;    /* one CSC registry code, e.g. COMMAND_NOT_ALLOWED */
-    char *reason;         /* human text naming the command/argv/path */
+    char *reason_code; /* one CSC registry code, e.g. COMMAND_NOT_ALLOWED */
+    char *reason;      /* human text naming the command/argv/path */
     wr_classified_effect *effects;
     size_t neffects;
     char *contract_id;
@@ -120,8 +124,7 @@ typedef struct wr_decision {
 } wr_decision;
 
 /* Always a fresh evaluation: no stored decision is trusted. */
-int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx,
-                       wr_decision **out, wr_error *err);
+int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out, wr_error *err);
 /* CSC PolicyDecision JSON (validates against csc.policy-decision.v0.1). */
 json_object *wr_decision_to_json(const wr_decision *d);
 void wr_decision_free(wr_decision *d);

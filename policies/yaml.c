@@ -25,8 +25,10 @@ typedef struct ystate {
     bool have_ev;
 } ystate;
 
-static int next(ystate *y, wr_error *err) {
-    if (y->have_ev) yaml_event_delete(&y->ev);
+static int next(ystate *y, wr_error *err)
+{
+    if (y->have_ev)
+        yaml_event_delete(&y->ev);
     y->have_ev = false;
     if (!yaml_parser_parse(&y->parser, &y->ev)) {
         return wr_errorf(err, WR_E_INVALID, "", "invalid YAML: %s at line %zu column %zu",
@@ -37,77 +39,99 @@ static int next(ystate *y, wr_error *err) {
     return WR_OK;
 }
 
-static size_t line_of(const ystate *y) { return y->ev.start_mark.line + 1; }
+static size_t line_of(const ystate *y)
+{
+    return y->ev.start_mark.line + 1;
+}
 
-static bool is_one_of(const char *s, const char *const *set) {
+static bool is_one_of(const char *s, const char *const *set)
+{
     for (; *set; set++)
-        if (!strcmp(s, *set)) return true;
+        if (!strcmp(s, *set))
+            return true;
     return false;
 }
 
 /* PyYAML's YAML 1.1 resolver, decimal integers only (other bases stay
  * strings and then fail the schema, which is the safe direction). */
-static json_object *resolve_plain(const char *s, size_t len) {
+static json_object *resolve_plain(const char *s, size_t len)
+{
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
     static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", NULL};
     static const char *const falses[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", NULL};
-    if (is_one_of(s, nulls)) return NULL;
-    if (is_one_of(s, trues)) return json_object_new_boolean(1);
-    if (is_one_of(s, falses)) return json_object_new_boolean(0);
+    if (is_one_of(s, nulls))
+        return NULL;
+    if (is_one_of(s, trues))
+        return json_object_new_boolean(1);
+    if (is_one_of(s, falses))
+        return json_object_new_boolean(0);
 
     /* [-+]?digits, or [-+]?digits.digits*([eE][-+]digits)? (YAML 1.1
      * floats need the dot and a signed exponent) */
     const char *d = s + (s[0] == '-' || s[0] == '+');
     bool digits = *d >= '0' && *d <= '9', dot = false, exp = false;
     for (const char *c = d; *c && digits; c++) {
-        if (*c == '.' && !dot && !exp) dot = true;
+        if (*c == '.' && !dot && !exp)
+            dot = true;
         else if ((*c == 'e' || *c == 'E') && dot && !exp && (c[1] == '-' || c[1] == '+') && c[2]) {
             exp = true;
             c++;
-        } else if (*c < '0' || *c > '9') digits = false;
+        } else if (*c < '0' || *c > '9')
+            digits = false;
     }
     if (digits && !dot && !exp && (d[0] != '0' || d[1] == '\0')) {
         errno = 0;
         char *end;
         long long v = strtoll(s, &end, 10);
-        if (errno == 0 && (size_t)(end - s) == len) return json_object_new_int64(v);
+        if (errno == 0 && (size_t)(end - s) == len)
+            return json_object_new_int64(v);
     } else if (digits && dot) {
         char *end;
         double v = strtod(s, &end);
-        if ((size_t)(end - s) == len) return json_object_new_double(v);
+        if ((size_t)(end - s) == len)
+            return json_object_new_double(v);
     }
     return json_object_new_string_len(s, (int)len);
 }
 
-static int scalar(ystate *y, json_object **out, wr_error *err) {
+static int scalar(ystate *y, json_object **out, wr_error *err)
+{
     const yaml_event_t *ev = &y->ev;
     const char *s = (const char *)ev->data.scalar.value;
     size_t len = ev->data.scalar.length;
-    if (strlen(s) != len) return wr_errorf(err, WR_E_INVALID, "", "NUL byte in a YAML scalar at line %zu", line_of(y));
+    if (strlen(s) != len)
+        return wr_errorf(err, WR_E_INVALID, "", "NUL byte in a YAML scalar at line %zu", line_of(y));
     const char *tag = (const char *)ev->data.scalar.tag;
     if (tag && strcmp(tag, YAML_STR_TAG) != 0)
         return wr_errorf(err, WR_E_INVALID, "", "unsupported YAML tag '%.60s' at line %zu", tag, line_of(y));
-    if (tag || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) *out = json_object_new_string_len(s, (int)len);
-    else *out = resolve_plain(s, len);
+    if (tag || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        *out = json_object_new_string_len(s, (int)len);
+    else
+        *out = resolve_plain(s, len);
     return WR_OK;
 }
 
 static int node(ystate *y, int depth, json_object **out, wr_error *err);
 
-static int sequence(ystate *y, int depth, json_object **out, wr_error *err) {
+static int sequence(ystate *y, int depth, json_object **out, wr_error *err)
+{
     json_object *arr = json_object_new_array();
     int rc;
     while ((rc = next(y, err)) == WR_OK && y->ev.type != YAML_SEQUENCE_END_EVENT) {
         json_object *item = NULL;
-        if ((rc = node(y, depth + 1, &item, err))) break;
+        if ((rc = node(y, depth + 1, &item, err)))
+            break;
         json_object_array_add(arr, item);
     }
-    if (rc) json_object_put(arr);
-    else *out = arr;
+    if (rc)
+        json_object_put(arr);
+    else
+        *out = arr;
     return rc;
 }
 
-static int mapping(ystate *y, int depth, json_object **out, wr_error *err) {
+static int mapping(ystate *y, int depth, json_object **out, wr_error *err)
+{
     json_object *obj = json_object_new_object();
     int rc;
     while ((rc = next(y, err)) == WR_OK && y->ev.type != YAML_MAPPING_END_EVENT) {
@@ -130,19 +154,24 @@ static int mapping(ystate *y, int depth, json_object **out, wr_error *err) {
         }
         char *key = strdup(k);
         json_object *val = NULL;
-        if (!key) rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        if (!key)
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         else if ((rc = next(y, err)) == WR_OK && (rc = node(y, depth + 1, &val, err)) == WR_OK)
             json_object_object_add(obj, key, val);
         free(key);
-        if (rc) break;
+        if (rc)
+            break;
     }
-    if (rc) json_object_put(obj);
-    else *out = obj;
+    if (rc)
+        json_object_put(obj);
+    else
+        *out = obj;
     return rc;
 }
 
 /* Builds the node whose first event is y->ev. */
-static int node(ystate *y, int depth, json_object **out, wr_error *err) {
+static int node(ystate *y, int depth, json_object **out, wr_error *err)
+{
     *out = NULL;
     if (depth > YAML_MAX_DEPTH)
         return wr_errorf(err, WR_E_LIMIT, "", "YAML nesting deeper than %d at line %zu", YAML_MAX_DEPTH, line_of(y));
@@ -159,23 +188,32 @@ static int node(ystate *y, int depth, json_object **out, wr_error *err) {
     if (tag && strcmp(tag, YAML_SEQ_TAG) && strcmp(tag, YAML_MAP_TAG))
         return wr_errorf(err, WR_E_INVALID, "", "unsupported YAML tag '%.60s' at line %zu", tag, line_of(y));
     switch (ev->type) {
-    case YAML_SCALAR_EVENT: return scalar(y, out, err);
-    case YAML_SEQUENCE_START_EVENT: return sequence(y, depth, out, err);
-    case YAML_MAPPING_START_EVENT: return mapping(y, depth, out, err);
-    default: return wr_errorf(err, WR_E_INVALID, "", "invalid YAML: unexpected event at line %zu", line_of(y));
+    case YAML_SCALAR_EVENT:
+        return scalar(y, out, err);
+    case YAML_SEQUENCE_START_EVENT:
+        return sequence(y, depth, out, err);
+    case YAML_MAPPING_START_EVENT:
+        return mapping(y, depth, out, err);
+    default:
+        return wr_errorf(err, WR_E_INVALID, "", "invalid YAML: unexpected event at line %zu", line_of(y));
     }
 }
 
-static int document(ystate *y, json_object **out, wr_error *err) {
+static int document(ystate *y, json_object **out, wr_error *err)
+{
     int rc;
-    if ((rc = next(y, err))) return rc; /* STREAM-START */
-    if ((rc = next(y, err))) return rc;
+    if ((rc = next(y, err)))
+        return rc; /* STREAM-START */
+    if ((rc = next(y, err)))
+        return rc;
     if (y->ev.type == YAML_STREAM_END_EVENT)
         return wr_errorf(err, WR_E_INVALID, "", "policy must contain a YAML mapping (the document is empty)");
-    if ((rc = next(y, err))) return rc; /* first event of the root node */
+    if ((rc = next(y, err)))
+        return rc; /* first event of the root node */
     if (y->ev.type != YAML_MAPPING_START_EVENT && y->ev.type != YAML_ALIAS_EVENT)
         return wr_errorf(err, WR_E_INVALID, "", "policy must contain a YAML mapping at the top level");
-    if ((rc = node(y, 0, out, err))) return rc;
+    if ((rc = node(y, 0, out, err)))
+        return rc;
     if ((rc = next(y, err)) == WR_OK) /* DOCUMENT-END */
         rc = next(y, err);
     if (rc == WR_OK && y->ev.type != YAML_STREAM_END_EVENT)
@@ -188,15 +226,18 @@ static int document(ystate *y, json_object **out, wr_error *err) {
     return rc;
 }
 
-int wr_policy_yaml_to_json(const char *buf, size_t len, json_object **out, wr_error *err) {
+int wr_policy_yaml_to_json(const char *buf, size_t len, json_object **out, wr_error *err)
+{
     *out = NULL;
     if (len > WR_POLICY_MAX_BYTES)
         return wr_errorf(err, WR_E_LIMIT, "", "policy is %zu bytes, more than %u", len, WR_POLICY_MAX_BYTES);
     ystate y = {0};
-    if (!yaml_parser_initialize(&y.parser)) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!yaml_parser_initialize(&y.parser))
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     yaml_parser_set_input_string(&y.parser, (const unsigned char *)buf, len);
     int rc = document(&y, out, err);
-    if (y.have_ev) yaml_event_delete(&y.ev);
+    if (y.have_ev)
+        yaml_event_delete(&y.ev);
     yaml_parser_delete(&y.parser);
     return rc;
 }

@@ -20,9 +20,9 @@
 
 #include "receipts/receipts_internal.h"
 
-#define MANIFEST "SHA256SUMS"
-#define MANIFEST_SIG "SHA256SUMS.sig"
-#define PUBKEY_FILE "receipt-signing.pub"
+#define MANIFEST        "SHA256SUMS"
+#define MANIFEST_SIG    "SHA256SUMS.sig"
+#define PUBKEY_FILE     "receipt-signing.pub"
 #define BUNDLE_FILE_MAX (64u << 20) /* per member; stdout/stderr are capped far below this by policy */
 
 static const char *const bundle_names[] = {"receipt.json", "contract.json", "decision.json", "approvals.json",
@@ -40,37 +40,49 @@ typedef struct bundle {
     bfile f[NFILES];
 } bundle;
 
-static int name_index(const char *name) {
+static int name_index(const char *name)
+{
     for (size_t i = 0; i < NFILES; i++)
-        if (!strcmp(name, bundle_names[i])) return (int)i;
+        if (!strcmp(name, bundle_names[i]))
+            return (int)i;
     return -1;
 }
 
-static bfile *file(bundle *b, const char *name) { return &b->f[name_index(name)]; }
+static bfile *file(bundle *b, const char *name)
+{
+    return &b->f[name_index(name)];
+}
 
-static void bundle_free(bundle *b) {
-    for (size_t i = 0; i < NFILES; i++) free(b->f[i].data);
+static void bundle_free(bundle *b)
+{
+    for (size_t i = 0; i < NFILES; i++)
+        free(b->f[i].data);
     memset(b, 0, sizeof *b);
 }
 
 /* Takes ownership of data. */
-static void set_file(bundle *b, const char *name, void *data, size_t len) {
+static void set_file(bundle *b, const char *name, void *data, size_t len)
+{
     bfile *f = file(b, name);
     free(f->data);
     f->data = data;
     f->len = len;
 }
 
-static int set_text(bundle *b, const char *name, char *text, wr_error *err) {
-    if (!text) return wr_errorf(err, WR_E_NOMEM, name, "out of memory");
+static int set_text(bundle *b, const char *name, char *text, wr_error *err)
+{
+    if (!text)
+        return wr_errorf(err, WR_E_NOMEM, name, "out of memory");
     set_file(b, name, text, strlen(text));
     return WR_OK;
 }
 
-static int set_json(bundle *b, const char *name, json_object *obj, wr_error *err) {
+static int set_json(bundle *b, const char *name, json_object *obj, wr_error *err)
+{
     size_t len;
     char *c = wr_canonical_json(obj, false, &len, err);
-    if (!c) return err && err->code ? err->code : WR_E_INTERNAL;
+    if (!c)
+        return err && err->code ? err->code : WR_E_INTERNAL;
     set_file(b, name, c, len);
     return WR_OK;
 }
@@ -84,18 +96,22 @@ typedef struct approval_pick {
     wr_error *err;
 } approval_pick;
 
-static bool receipt_used(json_object *used, const char *approval_id) {
+static bool receipt_used(json_object *used, const char *approval_id)
+{
     for (size_t i = 0; i < json_object_array_length(used); i++) {
         const char *id = wr_receipt_str(json_object_array_get_idx(used, i), "approval_id");
-        if (id && !strcmp(id, approval_id)) return true;
+        if (id && !strcmp(id, approval_id))
+            return true;
     }
     return false;
 }
 
-static int pick_approval(void *ud, const char *approval_id, const char *artifact_json, bool revoked) {
+static int pick_approval(void *ud, const char *approval_id, const char *artifact_json, bool revoked)
+{
     (void)revoked; /* revoked after use: still the evidence of that use */
     approval_pick *p = ud;
-    if (!receipt_used(p->used, approval_id)) return 0;
+    if (!receipt_used(p->used, approval_id))
+        return 0;
     json_object *a = wr_json_parse(artifact_json, strlen(artifact_json), NULL, p->err);
     if (!a) {
         p->rc = p->err && p->err->code ? p->err->code : WR_E_INVALID;
@@ -105,17 +121,20 @@ static int pick_approval(void *ud, const char *approval_id, const char *artifact
     return 0;
 }
 
-static int collect_approvals(wr_store *st, json_object *receipt, bundle *b, wr_error *err) {
+static int collect_approvals(wr_store *st, json_object *receipt, bundle *b, wr_error *err)
+{
     json_object *used = NULL;
     if (!json_object_object_get_ex(receipt, "approvals", &used) || !json_object_is_type(used, json_type_array) ||
         json_object_array_length(used) == 0)
         return WR_OK;
     approval_pick p = {.used = used, .out = json_object_new_array(), .err = err};
     int rc = wr_store_list_approvals(st, wr_receipt_str(receipt, "contract_sha256"), pick_approval, &p, err);
-    if (rc == WR_OK) rc = p.rc;
+    if (rc == WR_OK)
+        rc = p.rc;
     if (rc == WR_OK && json_object_array_length(p.out) != json_object_array_length(used))
         rc = wr_errorf(err, WR_E_NOTFOUND, "approvals.json", "the store lacks an approval artifact the receipt used");
-    if (rc == WR_OK) rc = set_json(b, "approvals.json", p.out, err);
+    if (rc == WR_OK)
+        rc = set_json(b, "approvals.json", p.out, err);
     json_object_put(p.out);
     return rc;
 }
@@ -123,7 +142,8 @@ static int collect_approvals(wr_store *st, json_object *receipt, bundle *b, wr_e
 /* Adds an optional piece fetched by get (WR_E_NOTFOUND is fine: e.g. a
  * contract refused before it was stored); any other error fails. */
 static int add_optional(wr_store *st, const char *key, int (*get)(wr_store *, const char *, char **, wr_error *),
-                        bundle *b, const char *name, wr_error *err) {
+                        bundle *b, const char *name, wr_error *err)
+{
     char *text = NULL;
     int rc = get(st, key, &text, err);
     if (rc == WR_E_NOTFOUND) {
@@ -133,19 +153,26 @@ static int add_optional(wr_store *st, const char *key, int (*get)(wr_store *, co
     return rc ? rc : set_text(b, name, text, err);
 }
 
-static int collect(wr_store *st, const char *execution_id, bundle *b, json_object **receipt_out, wr_error *err) {
+static int collect(wr_store *st, const char *execution_id, bundle *b, json_object **receipt_out, wr_error *err)
+{
     char *text = NULL;
     int rc = wr_store_get_receipt(st, execution_id, &text, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     set_text(b, "receipt.json", text, err);
     json_object *r = *receipt_out = wr_json_parse(text, strlen(text), NULL, err);
-    if (!r) return err && err->code ? err->code : WR_E_INVALID;
+    if (!r)
+        return err && err->code ? err->code : WR_E_INVALID;
     const char *csha = wr_receipt_str(r, "contract_sha256"), *psha = wr_receipt_str(r, "policy_sha256");
-    if (!csha) return wr_errorf(err, WR_E_INVALID, "receipt.json", "stored receipt has no contract_sha256");
+    if (!csha)
+        return wr_errorf(err, WR_E_INVALID, "receipt.json", "stored receipt has no contract_sha256");
     rc = add_optional(st, csha, wr_store_get_contract, b, "contract.json", err);
-    if (rc == WR_OK) rc = add_optional(st, csha, wr_store_get_decision, b, "decision.json", err);
-    if (rc == WR_OK && psha) rc = add_optional(st, psha, wr_store_get_policy, b, "policy.json", err);
-    if (rc == WR_OK) rc = collect_approvals(st, r, b, err);
+    if (rc == WR_OK)
+        rc = add_optional(st, csha, wr_store_get_decision, b, "decision.json", err);
+    if (rc == WR_OK && psha)
+        rc = add_optional(st, psha, wr_store_get_policy, b, "policy.json", err);
+    if (rc == WR_OK)
+        rc = collect_approvals(st, r, b, err);
     unsigned char *out = NULL, *errb = NULL;
     size_t out_len = 0, err_len = 0;
     if (rc == WR_OK && (wr_receipt_str(r, "stdout_hash") || wr_receipt_str(r, "stderr_hash"))) {
@@ -156,18 +183,23 @@ static int collect(wr_store *st, const char *execution_id, bundle *b, json_objec
         }
     }
     unsigned char pk[WR_PK_LEN];
-    if (rc == WR_OK) rc = wr_server_pubkey_load(wr_store_dir(st), pk, err);
-    if (rc == WR_OK) rc = set_text(b, PUBKEY_FILE, wr_pubkey_pem(pk), err);
+    if (rc == WR_OK)
+        rc = wr_server_pubkey_load(wr_store_dir(st), pk, err);
+    if (rc == WR_OK)
+        rc = set_text(b, PUBKEY_FILE, wr_pubkey_pem(pk), err);
     return rc;
 }
 
-static int make_manifest(bundle *b, wr_error *err) {
+static int make_manifest(bundle *b, wr_error *err)
+{
     size_t cap = NFILES * (WR_SHA256_HEX_LEN + 32) + 1, len = 0;
     char *m = malloc(cap);
-    if (!m) return wr_errorf(err, WR_E_NOMEM, MANIFEST, "out of memory");
+    if (!m)
+        return wr_errorf(err, WR_E_NOMEM, MANIFEST, "out of memory");
     m[0] = 0;
     for (size_t i = 0; i < NFILES; i++) {
-        if (!b->f[i].data || !strncmp(bundle_names[i], MANIFEST, strlen(MANIFEST))) continue;
+        if (!b->f[i].data || !strncmp(bundle_names[i], MANIFEST, strlen(MANIFEST)))
+            continue;
         char hex[WR_SHA256_HEX_LEN];
         wr_sha256_hex(b->f[i].data, b->f[i].len, hex);
         len += (size_t)snprintf(m + len, cap - len, "%s  %s\n", hex, bundle_names[i]);
@@ -178,10 +210,12 @@ static int make_manifest(bundle *b, wr_error *err) {
 
 /* Exported by whoever may read the server key: the signature binds the
  * unsigned pieces (decision, contract) to this server, not just to a hash. */
-static int sign_manifest(bundle *b, const char *state_dir, wr_error *err) {
+static int sign_manifest(bundle *b, const char *state_dir, wr_error *err)
+{
     wr_keypair kp;
     int rc = wr_server_key_load(state_dir, &kp, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bfile *m = file(b, MANIFEST);
     char *sig = wr_sign_b64(&kp, m->data, m->len);
     wr_keypair_wipe(&kp);
@@ -196,15 +230,18 @@ static int sign_manifest(bundle *b, const char *state_dir, wr_error *err) {
     return WR_OK;
 }
 
-static int write_archive(const bundle *b, const char *path, int64_t mtime_s, wr_error *err) {
+static int write_archive(const bundle *b, const char *path, int64_t mtime_s, wr_error *err)
+{
     struct archive *a = archive_write_new();
-    if (!a) return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+    if (!a)
+        return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
     int rc = WR_OK;
     if (archive_write_add_filter_gzip(a) != ARCHIVE_OK || archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
         archive_write_open_filename(a, path) != ARCHIVE_OK)
         rc = wr_errorf(err, WR_E_IO, path, "cannot write bundle %s: %s", path, archive_error_string(a));
     for (size_t i = 0; rc == WR_OK && i < NFILES; i++) {
-        if (!b->f[i].data) continue;
+        if (!b->f[i].data)
+            continue;
         struct archive_entry *e = archive_entry_new();
         archive_entry_set_pathname(e, bundle_names[i]);
         archive_entry_set_size(e, (la_int64_t)b->f[i].len);
@@ -223,14 +260,17 @@ static int write_archive(const bundle *b, const char *path, int64_t mtime_s, wr_
     return rc;
 }
 
-int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_path, wr_error *err) {
+int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_path, wr_error *err)
+{
     if (!st || !execution_id || !*execution_id || !out_path || !*out_path)
         return wr_errorf(err, WR_E_INVALID, "", "export: missing store, execution id or output path");
     bundle b = {0};
     json_object *receipt = NULL;
     int rc = collect(st, execution_id, &b, &receipt, err);
-    if (rc == WR_OK) rc = make_manifest(&b, err);
-    if (rc == WR_OK) rc = sign_manifest(&b, wr_store_dir(st), err);
+    if (rc == WR_OK)
+        rc = make_manifest(&b, err);
+    if (rc == WR_OK)
+        rc = sign_manifest(&b, wr_store_dir(st), err);
     /* The receipt's own end time: the same execution exports to the same bytes. */
     int64_t ended = 0;
     if (rc == WR_OK && wr_receipt_str(receipt, "ended_at"))
@@ -243,7 +283,8 @@ int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_pat
         /* Complete or absent: never a half-written bundle under the real name. */
         if (rc == WR_OK && rename(tmp, out_path) != 0)
             rc = wr_errorf(err, WR_E_IO, out_path, "cannot create %s", out_path);
-        if (rc) unlink(tmp);
+        if (rc)
+            unlink(tmp);
     }
     json_object_put(receipt);
     bundle_free(&b);
@@ -252,9 +293,11 @@ int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_pat
 
 /* ---- verify ------------------------------------------------------------ */
 
-static int read_bundle(const char *path, bundle *b, wr_error *err) {
+static int read_bundle(const char *path, bundle *b, wr_error *err)
+{
     struct archive *a = archive_read_new();
-    if (!a) return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+    if (!a)
+        return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
     archive_read_support_filter_gzip(a);
     archive_read_support_format_tar(a);
     int rc = WR_OK;
@@ -267,7 +310,8 @@ static int read_bundle(const char *path, bundle *b, wr_error *err) {
     struct archive_entry *e;
     while (rc == WR_OK) {
         int ar = archive_read_next_header(a, &e);
-        if (ar == ARCHIVE_EOF) break;
+        if (ar == ARCHIVE_EOF)
+            break;
         if (ar != ARCHIVE_OK) {
             rc = wr_errorf(err, WR_E_INVALID, path, "not a valid bundle: %s", archive_error_string(a));
             break;
@@ -283,7 +327,8 @@ static int read_bundle(const char *path, bundle *b, wr_error *err) {
             rc = wr_errorf(err, WR_E_INVALID, name, "%s: appears twice in the bundle", name);
         else if (size < 0 || (uint64_t)size > BUNDLE_FILE_MAX)
             rc = wr_errorf(err, WR_E_LIMIT, name, "%s: too large", name);
-        if (rc) break;
+        if (rc)
+            break;
         unsigned char *data = malloc((size_t)size + 1);
         if (!data) {
             rc = wr_errorf(err, WR_E_NOMEM, name, "out of memory");
@@ -304,12 +349,16 @@ static int read_bundle(const char *path, bundle *b, wr_error *err) {
     return rc;
 }
 
-static int check_manifest(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+static int check_manifest(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
     bfile *m = file(b, MANIFEST), *sig = file(b, MANIFEST_SIG);
-    if (!m->data) return wr_errorf(err, WR_E_INVALID, MANIFEST, "the bundle has no " MANIFEST);
-    if (!sig->data) return wr_errorf(err, WR_E_INVALID, MANIFEST_SIG, "the bundle has no " MANIFEST_SIG);
+    if (!m->data)
+        return wr_errorf(err, WR_E_INVALID, MANIFEST, "the bundle has no " MANIFEST);
+    if (!sig->data)
+        return wr_errorf(err, WR_E_INVALID, MANIFEST_SIG, "the bundle has no " MANIFEST_SIG);
     char b64[128] = "";
-    if (sig->len < sizeof b64) memcpy(b64, sig->data, sig->len);
+    if (sig->len < sizeof b64)
+        memcpy(b64, sig->data, sig->len);
     b64[strcspn(b64, "\n")] = 0;
     if (!wr_verify_b64(pk, m->data, m->len, b64))
         return wr_errorf(err, WR_E_CRYPTO, MANIFEST_SIG,
@@ -318,7 +367,8 @@ static int check_manifest(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
     const char *p = (const char *)m->data, *end = p + m->len;
     for (int line = 1; p < end; line++) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " line %d: no newline at the end", line);
+        if (!nl)
+            return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " line %d: no newline at the end", line);
         char name[32] = "";
         size_t nlen = (size_t)(nl - p) > 66 ? (size_t)(nl - p) - 66 : 0;
         if ((size_t)(nl - p) < 67 || strspn(p, "0123456789abcdef") != 64 || p[64] != ' ' || p[65] != ' ' ||
@@ -328,7 +378,8 @@ static int check_manifest(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
         int idx = name_index(name);
         if (idx < 0 || !strncmp(name, MANIFEST, strlen(MANIFEST)))
             return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " line %d: unexpected file name '%s'", line, name);
-        if (listed[idx]) return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " lists %s twice", name);
+        if (listed[idx])
+            return wr_errorf(err, WR_E_INVALID, MANIFEST, MANIFEST " lists %s twice", name);
         listed[idx] = true;
         if (!b->f[idx].data)
             return wr_errorf(err, WR_E_INVALID, name, "%s: listed in " MANIFEST " but missing from the bundle", name);
@@ -345,7 +396,8 @@ static int check_manifest(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
     return WR_OK;
 }
 
-static json_object *parse_file(bundle *b, const char *name, wr_error *err) {
+static json_object *parse_file(bundle *b, const char *name, wr_error *err)
+{
     bfile *f = file(b, name);
     if (!f->data) {
         wr_errorf(err, WR_E_INVALID, name, "%s: missing from the bundle", name);
@@ -353,43 +405,54 @@ static json_object *parse_file(bundle *b, const char *name, wr_error *err) {
     }
     wr_error inner = {0};
     json_object *o = wr_json_parse((const char *)f->data, f->len, NULL, &inner);
-    if (!o) wr_errorf(err, WR_E_INVALID, name, "%s: not valid JSON: %s", name, inner.message);
+    if (!o)
+        wr_errorf(err, WR_E_INVALID, name, "%s: not valid JSON: %s", name, inner.message);
     return o;
 }
 
 /* A hash the signed receipt names must be the hash of the file. */
-static int check_hash(const char *name, const char *want, const char *have, wr_error *err) {
-    if (want && have && !strcmp(want, have)) return WR_OK;
+static int check_hash(const char *name, const char *want, const char *have, wr_error *err)
+{
+    if (want && have && !strcmp(want, have))
+        return WR_OK;
     return wr_errorf(err, WR_E_INVALID, name, "%s: sha256 %s does not match the receipt's %s", name, have,
                      want ? want : "(none)");
 }
 
-static int check_output(bundle *b, json_object *r, const char *name, const char *field, wr_error *err) {
+static int check_output(bundle *b, json_object *r, const char *name, const char *field, wr_error *err)
+{
     const char *want = wr_receipt_str(r, field);
     bfile *f = file(b, name);
     if (!want && f->data)
         return wr_errorf(err, WR_E_INVALID, name, "%s: in the bundle, but the receipt has no %s", name, field);
-    if (!want) return WR_OK;
-    if (!f->data) return wr_errorf(err, WR_E_INVALID, name, "%s: missing from the bundle", name);
+    if (!want)
+        return WR_OK;
+    if (!f->data)
+        return wr_errorf(err, WR_E_INVALID, name, "%s: missing from the bundle", name);
     char have[8 + WR_SHA256_HEX_LEN] = "sha256:";
     wr_sha256_hex(f->data, f->len, have + 7);
     return check_hash(name, want, have, err);
 }
 
 /* drop_nulls: contract hashes drop null members first, policy hashes do not (design.md). */
-static int check_json_hash(bundle *b, const char *name, const char *want, bool drop_nulls, wr_error *err) {
+static int check_json_hash(bundle *b, const char *name, const char *want, bool drop_nulls, wr_error *err)
+{
     json_object *o = parse_file(b, name, err);
-    if (!o) return err && err->code ? err->code : WR_E_INVALID;
+    if (!o)
+        return err && err->code ? err->code : WR_E_INVALID;
     char have[WR_SHA256_HEX_LEN];
     int rc = wr_canonical_sha256(o, drop_nulls, have, err);
-    if (rc == WR_OK) rc = check_hash(name, want, have, err);
+    if (rc == WR_OK)
+        rc = check_hash(name, want, have, err);
     json_object_put(o);
     return rc;
 }
 
-static int check_decision(bundle *b, json_object *r, wr_error *err) {
+static int check_decision(bundle *b, json_object *r, wr_error *err)
+{
     json_object *d = parse_file(b, "decision.json", err);
-    if (!d) return err && err->code ? err->code : WR_E_INVALID;
+    if (!d)
+        return err && err->code ? err->code : WR_E_INVALID;
     int rc = WR_OK;
     /* The decision is not signed by itself: it must agree with the receipt
      * on everything both state (and the manifest signature covers it). */
@@ -419,20 +482,24 @@ static int check_decision(bundle *b, json_object *r, wr_error *err) {
 /* The approver's key: one the (hash-checked) policy lists for that
  * identity, or the server key itself for an in-band elicitation. */
 static int approver_key(json_object *policy, json_object *artifact, const unsigned char server_pk[WR_PK_LEN],
-                        unsigned char pk[WR_PK_LEN]) {
+                        unsigned char pk[WR_PK_LEN])
+{
     json_object *sig = NULL, *approver = NULL, *list = NULL;
     json_object_object_get_ex(artifact, "signature", &sig);
     json_object_object_get_ex(artifact, "approver", &approver);
     const char *key_id = wr_receipt_str(sig, "key_id"), *identity = wr_receipt_str(approver, "identity");
-    if (!key_id || !identity) return WR_E_NOTFOUND;
+    if (!key_id || !identity)
+        return WR_E_NOTFOUND;
     char id[WR_KEY_ID_LEN];
     if (policy && json_object_object_get_ex(policy, "approvers", &list) && json_object_is_type(list, json_type_array))
         for (size_t i = 0; i < json_object_array_length(list); i++) {
             json_object *a = json_object_array_get_idx(list, i);
             const char *ident = wr_receipt_str(a, "identity"), *text = wr_receipt_str(a, "public_key");
-            if (!ident || !text || strcmp(ident, identity) != 0 || wr_pubkey_parse(text, pk, NULL) != WR_OK) continue;
+            if (!ident || !text || strcmp(ident, identity) != 0 || wr_pubkey_parse(text, pk, NULL) != WR_OK)
+                continue;
             wr_key_id(pk, id);
-            if (!strcmp(id, key_id)) return WR_OK;
+            if (!strcmp(id, key_id))
+                return WR_OK;
         }
     const char *method = wr_receipt_str(approver, "method");
     wr_key_id(server_pk, id);
@@ -444,12 +511,14 @@ static int approver_key(json_object *policy, json_object *artifact, const unsign
 }
 
 static int check_one_approval(json_object *used, json_object *artifacts, json_object *policy, json_object *r,
-                              const unsigned char server_pk[WR_PK_LEN], wr_error *err) {
+                              const unsigned char server_pk[WR_PK_LEN], wr_error *err)
+{
     const char *id = wr_receipt_str(used, "approval_id");
     json_object *art = NULL;
     for (size_t j = 0; id && j < json_object_array_length(artifacts); j++) {
         const char *aid = wr_receipt_str(json_object_array_get_idx(artifacts, j), "approval_id");
-        if (aid && !strcmp(id, aid)) art = json_object_array_get_idx(artifacts, j);
+        if (aid && !strcmp(id, aid))
+            art = json_object_array_get_idx(artifacts, j);
     }
     if (!art)
         return wr_errorf(err, WR_E_INVALID, "approvals.json",
@@ -475,13 +544,16 @@ static int check_one_approval(json_object *used, json_object *artifacts, json_ob
     return WR_OK;
 }
 
-static int check_approvals(bundle *b, json_object *r, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+static int check_approvals(bundle *b, json_object *r, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
     json_object *used = NULL;
     json_object_object_get_ex(r, "approvals", &used);
     size_t n = json_object_is_type(used, json_type_array) ? json_object_array_length(used) : 0;
-    if (n == 0 && !file(b, "approvals.json")->data) return WR_OK;
+    if (n == 0 && !file(b, "approvals.json")->data)
+        return WR_OK;
     json_object *arts = parse_file(b, "approvals.json", err);
-    if (!arts) return err && err->code ? err->code : WR_E_INVALID;
+    if (!arts)
+        return err && err->code ? err->code : WR_E_INVALID;
     json_object *policy = file(b, "policy.json")->data ? parse_file(b, "policy.json", err) : NULL;
     int rc = WR_OK;
     if (!json_object_is_type(arts, json_type_array) || json_object_array_length(arts) != n)
@@ -494,9 +566,11 @@ static int check_approvals(bundle *b, json_object *r, const unsigned char pk[WR_
     return rc;
 }
 
-static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
     bfile *kf = file(b, PUBKEY_FILE);
-    if (!kf->data) return wr_errorf(err, WR_E_INVALID, PUBKEY_FILE, PUBKEY_FILE ": missing from the bundle");
+    if (!kf->data)
+        return wr_errorf(err, WR_E_INVALID, PUBKEY_FILE, PUBKEY_FILE ": missing from the bundle");
     unsigned char bpk[WR_PK_LEN];
     char want[WR_KEY_ID_LEN], have[WR_KEY_ID_LEN];
     wr_key_id(pk, want);
@@ -508,7 +582,8 @@ static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
                          want);
 
     json_object *r = parse_file(b, "receipt.json", err);
-    if (!r) return err && err->code ? err->code : WR_E_INVALID;
+    if (!r)
+        return err && err->code ? err->code : WR_E_INVALID;
     wr_error inner = {0};
     int rc = wr_receipt_verify(r, pk, &inner);
     if (rc)
@@ -518,22 +593,30 @@ static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
     bool decided = wr_receipt_str(r, "decision") != NULL;
     if (rc == WR_OK && (decided || file(b, "contract.json")->data))
         rc = check_json_hash(b, "contract.json", wr_receipt_str(r, "contract_sha256"), true, err);
-    if (rc == WR_OK && (decided || file(b, "decision.json")->data)) rc = check_decision(b, r, err);
+    if (rc == WR_OK && (decided || file(b, "decision.json")->data))
+        rc = check_decision(b, r, err);
     if (rc == WR_OK && (wr_receipt_str(r, "policy_sha256") || file(b, "policy.json")->data))
         rc = check_json_hash(b, "policy.json", wr_receipt_str(r, "policy_sha256"), false, err);
-    if (rc == WR_OK) rc = check_output(b, r, "stdout", "stdout_hash", err);
-    if (rc == WR_OK) rc = check_output(b, r, "stderr", "stderr_hash", err);
-    if (rc == WR_OK) rc = check_approvals(b, r, pk, err);
+    if (rc == WR_OK)
+        rc = check_output(b, r, "stdout", "stdout_hash", err);
+    if (rc == WR_OK)
+        rc = check_output(b, r, "stderr", "stderr_hash", err);
+    if (rc == WR_OK)
+        rc = check_approvals(b, r, pk, err);
     json_object_put(r);
     return rc;
 }
 
-int wr_bundle_verify(const char *path, const unsigned char pk[WR_PK_LEN], wr_error *err) {
-    if (!path || !*path || !pk) return wr_errorf(err, WR_E_INVALID, "", "verify bundle: missing path or key");
+int wr_bundle_verify(const char *path, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
+    if (!path || !*path || !pk)
+        return wr_errorf(err, WR_E_INVALID, "", "verify bundle: missing path or key");
     bundle b = {0};
     int rc = read_bundle(path, &b, err);
-    if (rc == WR_OK) rc = check_manifest(&b, pk, err);
-    if (rc == WR_OK) rc = check_contents(&b, pk, err);
+    if (rc == WR_OK)
+        rc = check_manifest(&b, pk, err);
+    if (rc == WR_OK)
+        rc = check_contents(&b, pk, err);
     bundle_free(&b);
     return rc;
 }

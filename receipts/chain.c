@@ -14,8 +14,8 @@
 #include "receipts/receipts_internal.h"
 
 #define RECEIPT_FILE_MAX (1u << 20)
-#define BATCH 512
-#define MAX_WORKERS 8
+#define BATCH            512
+#define MAX_WORKERS      8
 
 /* One receipt of a batch. Parsing, the schema and the signature (nearly
  * all the work) need nothing from the other receipts, so workers do them
@@ -44,16 +44,21 @@ typedef struct chain_walk {
     wr_error *err;
 } chain_walk;
 
-static void walk_free(chain_walk *w) {
-    for (int i = 0; i < w->nworkers; i++) wr_receipt_verifier_clear(&w->v[i]);
-    for (size_t i = 0; i < w->n; i++) free(w->items[i].json);
+static void walk_free(chain_walk *w)
+{
+    for (int i = 0; i < w->nworkers; i++)
+        wr_receipt_verifier_clear(&w->v[i]);
+    for (size_t i = 0; i < w->n; i++)
+        free(w->items[i].json);
     free(w);
 }
 
 /* workers 0 = one per online CPU (at most MAX_WORKERS). */
-static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int workers, wr_error *err) {
+static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int workers, wr_error *err)
+{
     chain_walk *w = *out = calloc(1, sizeof *w);
-    if (!w) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!w)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
     w->err = err;
     long cpus = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
@@ -69,10 +74,12 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     return WR_OK;
 }
 
-static void check_item(const wr_receipt_verifier *v, item *it) {
+static void check_item(const wr_receipt_verifier *v, item *it)
+{
     json_object *r = wr_json_parse(it->json, it->len, NULL, &it->err);
     it->parsed = r != NULL;
-    if (!r) return;
+    if (!r)
+        return;
     json_object *sv = NULL;
     it->seq = json_object_object_get_ex(r, "seq", &sv) && json_object_is_type(sv, json_type_int)
                   ? json_object_get_int64(sv)
@@ -88,7 +95,8 @@ typedef struct worker {
     int index;
 } worker;
 
-static void *work(void *arg) {
+static void *work(void *arg)
+{
     worker *k = arg;
     for (size_t i = (size_t)k->index; i < k->w->n; i += (size_t)k->w->nworkers)
         check_item(&k->w->v[k->index], &k->w->items[i]);
@@ -96,13 +104,15 @@ static void *work(void *arg) {
 }
 
 /* The checks that depend on the receipts before it, in order. */
-static int decide(chain_walk *w, const item *it) {
+static int decide(chain_walk *w, const item *it)
+{
     wr_error *err = w->err;
     const char *where = it->where;
     long long seq = (long long)it->seq, last = (long long)w->last;
     if (!it->parsed)
         return wr_errorf(err, WR_E_INVALID, where, "%s: not a valid JSON receipt: %s", where, it->err.message);
-    if (seq < 1) return wr_errorf(err, WR_E_INVALID, where, "%s: receipt after seq %lld has no valid seq", where, last);
+    if (seq < 1)
+        return wr_errorf(err, WR_E_INVALID, where, "%s: receipt after seq %lld has no valid seq", where, last);
     if (seq == last)
         return wr_errorf(err, WR_E_INVALID, where, "seq %lld: duplicate seq (%s repeats seq %lld)", seq, where, seq);
     if (seq < last)
@@ -126,20 +136,25 @@ static int decide(chain_walk *w, const item *it) {
     return WR_OK;
 }
 
-static int run_batch(chain_walk *w) {
+static int run_batch(chain_walk *w)
+{
     pthread_t threads[MAX_WORKERS];
     worker ks[MAX_WORKERS];
     bool started[MAX_WORKERS] = {false};
-    for (int k = 0; k < w->nworkers; k++) ks[k] = (worker){w, k};
+    for (int k = 0; k < w->nworkers; k++)
+        ks[k] = (worker){w, k};
     for (int k = 1; k < w->nworkers && (size_t)k < w->n; k++)
         started[k] = pthread_create(&threads[k], NULL, work, &ks[k]) == 0;
     for (int k = 0; k < w->nworkers; k++)
-        if (!started[k]) work(&ks[k]); /* ours, or a thread that could not start */
+        if (!started[k])
+            work(&ks[k]); /* ours, or a thread that could not start */
     for (int k = 1; k < w->nworkers; k++)
-        if (started[k]) pthread_join(threads[k], NULL);
+        if (started[k])
+            pthread_join(threads[k], NULL);
     int rc = WR_OK;
     for (size_t i = 0; i < w->n; i++) {
-        if (rc == WR_OK) rc = decide(w, &w->items[i]);
+        if (rc == WR_OK)
+            rc = decide(w, &w->items[i]);
         free(w->items[i].json);
     }
     w->n = 0;
@@ -147,7 +162,8 @@ static int run_batch(chain_walk *w) {
 }
 
 /* Queues one receipt (taking json), checking a batch when it is full. */
-static int walk_add(chain_walk *w, char *json, size_t len, int64_t position, const char *where) {
+static int walk_add(chain_walk *w, char *json, size_t len, int64_t position, const char *where)
+{
     item *it = &w->items[w->n++];
     memset(it, 0, sizeof *it);
     it->json = json;
@@ -164,7 +180,8 @@ typedef struct store_walk {
     int rc;
 } store_walk;
 
-static int store_step(void *ud, int64_t seq, const char *json) {
+static int store_step(void *ud, int64_t seq, const char *json)
+{
     store_walk *s = ud;
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
@@ -174,23 +191,31 @@ static int store_step(void *ud, int64_t seq, const char *json) {
     return s->rc != WR_OK;
 }
 
-int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err) {
+int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err)
+{
     return wr_chain_verify_store_workers(st, pk, 0, count_out, err);
 }
 
 int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN], int workers, int64_t *count_out,
-                                  wr_error *err) {
-    if (count_out) *count_out = 0;
-    if (!st || !pk) return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing store or key");
+                                  wr_error *err)
+{
+    if (count_out)
+        *count_out = 0;
+    if (!st || !pk)
+        return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing store or key");
     store_walk s = {.rc = WR_OK};
     int rc = walk_new(&s.w, pk, workers, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = wr_store_iter_receipts(st, store_step, &s, err);
-    if (rc == WR_OK) rc = s.rc;
-    if (rc == WR_OK) rc = run_batch(s.w);
+    if (rc == WR_OK)
+        rc = s.rc;
+    if (rc == WR_OK)
+        rc = run_batch(s.w);
     int64_t head = 0, last = s.w->last;
     char head_sha[WR_SHA256_HEX_LEN];
-    if (rc == WR_OK) rc = wr_store_chain_head(st, &head, head_sha, err);
+    if (rc == WR_OK)
+        rc = wr_store_chain_head(st, &head, head_sha, err);
     /* A receipt cut off the end leaves every remaining link intact; the
      * head, moved in the same transaction as each append, still tells. */
     if (rc == WR_OK && head != last)
@@ -201,7 +226,8 @@ int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN
         rc = wr_errorf(err, WR_E_INVALID, "", "seq %lld: altered: the chain head's hash does not match it",
                        (long long)head);
     walk_free(s.w);
-    if (rc == WR_OK && count_out) *count_out = last;
+    if (rc == WR_OK && count_out)
+        *count_out = last;
     return rc;
 }
 
@@ -212,36 +238,45 @@ typedef struct rfile {
     int64_t position; /* seq from a name of digits + ".json", else 0 */
 } rfile;
 
-static int64_t name_position(const char *name) {
+static int64_t name_position(const char *name)
+{
     size_t digits = strspn(name, "0123456789");
-    if (digits == 0 || digits > 18 || strcmp(name + digits, ".json") != 0) return 0;
+    if (digits == 0 || digits > 18 || strcmp(name + digits, ".json") != 0)
+        return 0;
     return strtoll(name, NULL, 10);
 }
 
 /* By the number the name starts with, then by name, so 10.json follows
  * 9.json and a stray copy "000002 copy.json" sits next to 000002.json. */
-static int rfile_cmp(const void *a, const void *b) {
+static int rfile_cmp(const void *a, const void *b)
+{
     const rfile *x = a, *y = b;
     unsigned long long nx = strtoull(x->name, NULL, 10), ny = strtoull(y->name, NULL, 10);
-    if (nx != ny) return nx < ny ? -1 : 1;
+    if (nx != ny)
+        return nx < ny ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 
-static void rfiles_free(rfile *f, size_t n) {
-    for (size_t i = 0; i < n; i++) free(f[i].name);
+static void rfiles_free(rfile *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(f[i].name);
     free(f);
 }
 
-static int list_dir(const char *dir, rfile **out, size_t *n_out, wr_error *err) {
+static int list_dir(const char *dir, rfile **out, size_t *n_out, wr_error *err)
+{
     DIR *d = opendir(dir);
-    if (!d) return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, dir, "cannot open %s: %s", dir,
-                             strerror(errno));
+    if (!d)
+        return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, dir, "cannot open %s: %s", dir,
+                         strerror(errno));
     rfile *f = NULL;
     size_t n = 0, cap = 0;
     int rc = WR_OK;
     for (struct dirent *e; rc == WR_OK && (e = readdir(d));) {
         size_t len = strlen(e->d_name);
-        if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".json") != 0) continue;
+        if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 256;
             rfile *nf = realloc(f, cap * sizeof *f);
@@ -253,27 +288,34 @@ static int list_dir(const char *dir, rfile **out, size_t *n_out, wr_error *err) 
         }
         f[n].name = strdup(e->d_name);
         f[n].position = name_position(e->d_name);
-        if (!f[n].name) rc = wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
-        else n++;
+        if (!f[n].name)
+            rc = wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
+        else
+            n++;
     }
     closedir(d);
     if (rc) {
         rfiles_free(f, n);
         return rc;
     }
-    if (n) qsort(f, n, sizeof *f, rfile_cmp);
+    if (n)
+        qsort(f, n, sizeof *f, rfile_cmp);
     *out = f;
     *n_out = n;
     return WR_OK;
 }
 
-int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err) {
-    if (count_out) *count_out = 0;
-    if (!dir || !*dir || !pk) return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing directory or key");
+int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err)
+{
+    if (count_out)
+        *count_out = 0;
+    if (!dir || !*dir || !pk)
+        return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing directory or key");
     rfile *files = NULL;
     size_t n = 0;
     int rc = list_dir(dir, &files, &n, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     chain_walk *w = NULL;
     rc = walk_new(&w, pk, 0, err);
     for (size_t i = 0; rc == WR_OK && i < n; i++) {
@@ -285,12 +327,16 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
         char *buf;
         size_t len;
         rc = wr_read_file(path, RECEIPT_FILE_MAX, &buf, &len, err);
-        if (rc == WR_OK) rc = walk_add(w, buf, len, files[i].position, files[i].name);
+        if (rc == WR_OK)
+            rc = walk_add(w, buf, len, files[i].position, files[i].name);
     }
-    if (rc == WR_OK) rc = run_batch(w);
+    if (rc == WR_OK)
+        rc = run_batch(w);
     int64_t last = w ? w->last : 0;
-    if (w) walk_free(w);
+    if (w)
+        walk_free(w);
     rfiles_free(files, n);
-    if (rc == WR_OK && count_out) *count_out = last;
+    if (rc == WR_OK && count_out)
+        *count_out = last;
     return rc;
 }

@@ -10,7 +10,8 @@
 #include "receipts/receipts_internal.h"
 #include "schemas/schemas.h"
 
-const char *wr_receipt_str(json_object *obj, const char *key) {
+const char *wr_receipt_str(json_object *obj, const char *key)
+{
     json_object *v = NULL;
     if (!json_object_is_type(obj, json_type_object) || !json_object_object_get_ex(obj, key, &v) ||
         !json_object_is_type(v, json_type_string))
@@ -18,27 +19,35 @@ const char *wr_receipt_str(json_object *obj, const char *key) {
     return json_object_get_string(v);
 }
 
-static void put_str(json_object *o, const char *key, const char *val) {
-    if (val) json_object_object_add(o, key, json_object_new_string(val));
+static void put_str(json_object *o, const char *key, const char *val)
+{
+    if (val)
+        json_object_object_add(o, key, json_object_new_string(val));
 }
 
-static void put_hash(json_object *o, const char *key, const char *hex) {
-    if (!hex) return;
+static void put_hash(json_object *o, const char *key, const char *hex)
+{
+    if (!hex)
+        return;
     char buf[8 + WR_SHA256_HEX_LEN];
     snprintf(buf, sizeof buf, "sha256:%s", hex);
     put_str(o, key, buf);
 }
 
-static void put_time(json_object *o, const char *key, int64_t ms) {
+static void put_time(json_object *o, const char *key, int64_t ms)
+{
     char t[WR_TIME_LEN];
     wr_time_format(ms, t);
     put_str(o, key, t);
 }
 
-json_object *wr_receipt_build(const wr_receipt_input *in) {
-    if (!in) return NULL;
+json_object *wr_receipt_build(const wr_receipt_input *in)
+{
+    if (!in)
+        return NULL;
     json_object *r = json_object_new_object();
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     /* CSC v0.1 fields */
     put_str(r, "receipt_version", "csc.receipt.v0.1");
     put_str(r, "contract_id", in->contract_id);
@@ -47,7 +56,8 @@ json_object *wr_receipt_build(const wr_receipt_input *in) {
     put_str(r, "status", in->status);
     put_time(r, "started_at", in->started_ms);
     put_time(r, "ended_at", in->ended_ms);
-    if (in->has_exit_code) json_object_object_add(r, "exit_code", json_object_new_int(in->exit_code));
+    if (in->has_exit_code)
+        json_object_object_add(r, "exit_code", json_object_new_int(in->exit_code));
     put_hash(r, "stdout_hash", in->stdout_hash);
     put_hash(r, "stderr_hash", in->stderr_hash);
     bool ran = in->stdout_hash || in->stderr_hash;
@@ -110,7 +120,8 @@ json_object *wr_receipt_build(const wr_receipt_input *in) {
 
 /* The signing payload: canonical JSON with only signature.signature left
  * out. The member is detached and put back, so obj is unchanged after. */
-static char *signing_payload(json_object *obj, size_t *len, wr_error *err) {
+static char *signing_payload(json_object *obj, size_t *len, wr_error *err)
+{
     json_object *sig = NULL, *value = NULL;
     if (!json_object_object_get_ex(obj, "signature", &sig) || !json_object_is_type(sig, json_type_object)) {
         wr_errorf(err, WR_E_CRYPTO, "/signature", "not signed: no signature object");
@@ -121,11 +132,13 @@ static char *signing_payload(json_object *obj, size_t *len, wr_error *err) {
         json_object_object_del(sig, "signature");
     }
     char *payload = wr_canonical_json(obj, false, len, err);
-    if (value) json_object_object_add(sig, "signature", value);
+    if (value)
+        json_object_object_add(sig, "signature", value);
     return payload;
 }
 
-int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err) {
+int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err)
+{
     if (!json_object_is_type(receipt, json_type_object) || !kp || !ctx)
         return wr_errorf(err, WR_E_INVALID, "", "sign receipt: not a JSON object, or no key");
     char signed_at[WR_TIME_LEN];
@@ -138,10 +151,12 @@ int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ct
     json_object_object_add(receipt, "signature", sig);
     size_t len;
     char *payload = signing_payload(receipt, &len, err);
-    if (!payload) return err && err->code ? err->code : WR_E_INTERNAL;
+    if (!payload)
+        return err && err->code ? err->code : WR_E_INTERNAL;
     char *b64 = wr_sign_b64(kp, payload, len);
     free(payload);
-    if (!b64) return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (!b64)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     json_object_object_add(sig, "signature", json_object_new_string(b64));
     free(b64);
     return WR_OK;
@@ -149,7 +164,8 @@ int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ct
 
 /* The signature object's algorithm and key id, before any hashing. On
  * WR_OK *b64 is the signature value. */
-static int signature_header(json_object *obj, const unsigned char pk[WR_PK_LEN], const char **b64, wr_error *err) {
+static int signature_header(json_object *obj, const unsigned char pk[WR_PK_LEN], const char **b64, wr_error *err)
+{
     json_object *sig = NULL;
     if (!json_object_object_get_ex(obj, "signature", &sig) || !json_object_is_type(sig, json_type_object))
         return wr_errorf(err, WR_E_CRYPTO, "/signature", "not signed: no signature object");
@@ -164,22 +180,27 @@ static int signature_header(json_object *obj, const unsigned char pk[WR_PK_LEN],
                          "signed by key %.64s, not by the given public key (key id %s)", key_id ? key_id : "(none)",
                          want);
     *b64 = wr_receipt_str(sig, "signature");
-    if (!*b64) return wr_errorf(err, WR_E_CRYPTO, "/signature/signature", "signature value is missing");
+    if (!*b64)
+        return wr_errorf(err, WR_E_CRYPTO, "/signature/signature", "signature value is missing");
     return WR_OK;
 }
 
-static int bad_signature(wr_error *err) {
+static int bad_signature(wr_error *err)
+{
     return wr_errorf(err, WR_E_CRYPTO, "/signature/signature",
                      "signature does not verify: the content was altered after signing");
 }
 
-int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
     const char *b64;
     int rc = signature_header(obj, pk, &b64, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     size_t len;
     char *payload = signing_payload(obj, &len, err);
-    if (!payload) return err && err->code ? err->code : WR_E_INTERNAL;
+    if (!payload)
+        return err && err->code ? err->code : WR_E_INTERNAL;
     bool ok = wr_verify_b64(pk, payload, len, b64);
     free(payload);
     return ok ? WR_OK : bad_signature(err);
@@ -192,16 +213,21 @@ int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN],
  * schema is closed, so that member occurs once, in the signature object,
  * where sorted keys put it before "signed_at"). Returns false when the
  * member is not found as such or the signature does not verify. */
-static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_PK_LEN], const char *b64) {
+static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_PK_LEN], const char *b64)
+{
     char member[128];
     int mlen = snprintf(member, sizeof member, "\"signature\":\"%s\"", b64);
     const char *at = mlen > 0 && (size_t)mlen < sizeof member ? memmem(text, len, member, (size_t)mlen) : NULL;
-    if (!at) return false;
+    if (!at)
+        return false;
     size_t start = (size_t)(at - text), cut = (size_t)mlen;
-    if (start + cut < len && text[start + cut] == ',') cut++; /* "signature":"…","signed_at":… */
-    else if (start > 0 && text[start - 1] == ',') start--, cut++; /* …,"signature":"…" last */
+    if (start + cut < len && text[start + cut] == ',')
+        cut++; /* "signature":"…","signed_at":… */
+    else if (start > 0 && text[start - 1] == ',')
+        start--, cut++; /* …,"signature":"…" last */
     char *payload = malloc(len - cut + 1);
-    if (!payload) return false;
+    if (!payload)
+        return false;
     memcpy(payload, text, start);
     memcpy(payload + start, text + start + cut, len - start - cut);
     bool ok = wr_verify_b64(pk, payload, len - cut, b64);
@@ -217,15 +243,19 @@ static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_P
  * precisely) goes through one canonicalization. */
 static int verify_receipt_signature(json_object *r, const char *text, size_t text_len,
                                     const unsigned char pk[WR_PK_LEN], const char *b64,
-                                    char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
+                                    char hash_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     if (text && verify_cut(text, text_len, pk, b64)) {
-        if (hash_out) wr_sha256_hex(text, text_len, hash_out);
+        if (hash_out)
+            wr_sha256_hex(text, text_len, hash_out);
         return WR_OK;
     }
     size_t len;
     char *canon = wr_canonical_json(r, false, &len, err);
-    if (!canon) return err && err->code ? err->code : WR_E_INTERNAL;
-    if (hash_out) wr_sha256_hex(canon, len, hash_out);
+    if (!canon)
+        return err && err->code ? err->code : WR_E_INTERNAL;
+    if (hash_out)
+        wr_sha256_hex(canon, len, hash_out);
     bool ok = verify_cut(canon, len, pk, b64);
     free(canon);
     return ok ? WR_OK : bad_signature(err);
@@ -233,9 +263,13 @@ static int verify_receipt_signature(json_object *r, const char *text, size_t tex
 
 /* ---- verification ----------------------------------------------------- */
 
-wr_schema *wr_receipt_schema_new(wr_error *err) { return wr_schema_embedded(WR_RECEIPT_SCHEMA, err); }
+wr_schema *wr_receipt_schema_new(wr_error *err)
+{
+    return wr_schema_embedded(WR_RECEIPT_SCHEMA, err);
+}
 
-int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
     memset(v, 0, sizeof *v);
     memcpy(v->pk, pk, WR_PK_LEN);
     wr_key_id(pk, v->key_id);
@@ -243,13 +277,15 @@ int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_P
     return v->schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
 }
 
-void wr_receipt_verifier_clear(wr_receipt_verifier *v) {
+void wr_receipt_verifier_clear(wr_receipt_verifier *v)
+{
     wr_schema_free(v->schema);
     v->schema = NULL;
 }
 
 int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, const char *text, size_t text_len,
-                              char hash_out[WR_SHA256_HEX_LEN], wr_error *err) {
+                              char hash_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     if (!json_object_is_type(receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "a receipt is a JSON object");
     int rc = wr_schema_validate(v->schema, receipt, err);
@@ -258,8 +294,10 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
         return rc;
     }
     const char *b64;
-    if ((rc = signature_header(receipt, v->pk, &b64, err)) != WR_OK) return rc;
-    if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, err)) != WR_OK) return rc;
+    if ((rc = signature_header(receipt, v->pk, &b64, err)) != WR_OK)
+        return rc;
+    if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, err)) != WR_OK)
+        return rc;
     /* signing_key_id is signed too; it must name the same key. */
     const char *sk = wr_receipt_str(receipt, "signing_key_id");
     if (sk && strcmp(sk, v->key_id) != 0)
@@ -268,15 +306,18 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
     return WR_OK;
 }
 
-int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err) {
+int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
     wr_receipt_verifier v;
     int rc = wr_receipt_verifier_init(&v, pk, err);
-    if (rc == WR_OK) rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, err);
+    if (rc == WR_OK)
+        rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, err);
     wr_receipt_verifier_clear(&v);
     return rc;
 }
 
-int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error *err) {
+int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     return wr_canonical_sha256(receipt, false, out, err);
 }
 
@@ -292,7 +333,8 @@ typedef struct seal_state {
 /* Runs inside the store's write transaction, so seq and prev are exactly
  * the chain head the row is appended to. */
 static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], char **json_out,
-                   char sha_out[WR_SHA256_HEX_LEN], wr_error *err) {
+                   char sha_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     seal_state *s = ud;
     json_object_object_add(s->receipt, "seq", json_object_new_int64(seq));
     put_str(s->receipt, "prev_receipt_sha256", prev);
@@ -300,18 +342,21 @@ static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], ch
     /* Nothing that our own verifier would reject may enter the chain. */
     if (rc == WR_OK && (rc = wr_schema_validate(s->schema, s->receipt, err)) != WR_OK)
         wr_error_prefix(err, "refusing to seal a receipt that does not match %s", WR_RECEIPT_SCHEMA);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     size_t len;
     *json_out = wr_canonical_json(s->receipt, false, &len, err);
-    if (!*json_out) return err && err->code ? err->code : WR_E_INTERNAL;
+    if (!*json_out)
+        return err && err->code ? err->code : WR_E_INTERNAL;
     wr_sha256_hex(*json_out, len, sha_out);
     return WR_OK;
 }
 
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
-                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out,
-                    wr_error *err) {
-    if (signed_out) *signed_out = NULL;
+                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err)
+{
+    if (signed_out)
+        *signed_out = NULL;
     if (!st || !kp || !ctx || !signed_out || !json_object_is_type(unsigned_receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "seal receipt: missing store, key, context or receipt");
     const char *rid = wr_receipt_str(unsigned_receipt, "execution_id");
@@ -319,7 +364,8 @@ int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const
     if (!execution_id || !rid || strcmp(rid, execution_id) != 0)
         return wr_errorf(err, WR_E_INVALID, "/execution_id", "seal receipt: execution_id does not match '%s'",
                          execution_id ? execution_id : "(null)");
-    if (!status) return wr_errorf(err, WR_E_INVALID, "/status", "seal receipt: the receipt has no status");
+    if (!status)
+        return wr_errorf(err, WR_E_INVALID, "/status", "seal receipt: the receipt has no status");
     seal_state s = {.kp = kp, .ctx = ctx};
     if (json_object_deep_copy(unsigned_receipt, &s.receipt, NULL) != 0)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
@@ -330,8 +376,8 @@ int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const
     s.schema = schema ? schema : own;
     int rc = s.schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
     if (rc == WR_OK)
-        rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, seal_cb,
-                                     &s, NULL, err);
+        rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, seal_cb, &s,
+                                     NULL, err);
     wr_schema_free(own);
     if (rc) {
         json_object_put(s.receipt);

@@ -19,7 +19,7 @@ int wr_server_pubkey_load(const char *state_dir, unsigned char pk[WR_PK_LEN], wr
 typedef struct wr_receipt_approval {
     const char *approval_id;
     const char *identity;
-    const char *method;  /* cli | api | manual | ticket | elicitation */
+    const char *method; /* cli | api | manual | ticket | elicitation */
     const char *key_id;
 } wr_receipt_approval;
 
@@ -33,12 +33,12 @@ typedef struct wr_receipt_input {
     const char *execution_id;
     const char *contract_id;
     const char *contract_sha256;
-    const char *status;            /* success | failed | blocked | expired */
+    const char *status; /* success | failed | blocked | expired */
     int64_t started_ms, ended_ms;
     bool has_exit_code;
     int exit_code;
-    const char *error;             /* NULL or text */
-    const char *stdout_hash, *stderr_hash;  /* bare hex of captured bytes, NULL if not run */
+    const char *error;                     /* NULL or text */
+    const char *stdout_hash, *stderr_hash; /* bare hex of captured bytes, NULL if not run */
     bool stdout_truncated, stderr_truncated;
     const char *stdout_stream_sha256, *stderr_stream_sha256; /* bare hex, NULL if not run */
     uint64_t stdout_bytes, stderr_bytes;
@@ -51,9 +51,9 @@ typedef struct wr_receipt_input {
     const char *policy_profile;
     const char *policy_schema_version;
     const char *policy_sha256;
-    const char *sandbox_profile_id;      /* NULL when nothing ran */
+    const char *sandbox_profile_id; /* NULL when nothing ran */
     const char *sandbox_profile_sha256;
-    const char *decision;                /* allow | deny | needs_approval */
+    const char *decision; /* allow | deny | needs_approval */
     const char *reason_code;
     const wr_receipt_approval *approvals;
     size_t napprovals;
@@ -72,8 +72,7 @@ wr_schema *wr_receipt_schema_new(wr_error *err);
  * store durably (one transaction). On success *signed_out is the signed
  * receipt (new reference) — only then may a caller show it to anyone. */
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
-                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out,
-                    wr_error *err);
+                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err);
 
 /* Signs a receipt object in place (adds "signature"); no store involved. */
 int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err);

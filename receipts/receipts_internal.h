@@ -23,8 +23,6 @@ void wr_receipt_verifier_clear(wr_receipt_verifier *v);
 int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, const char *text, size_t text_len,
                               char hash_out[WR_SHA256_HEX_LEN], wr_error *err);
 
-
-
 /* Verifies obj's Ed25519 signature object (receipt or approval artifact:
  * the payload is the canonical JSON of obj without signature.signature)
  * with pk. WR_E_CRYPTO with a precise reason on failure. */

@@ -21,7 +21,7 @@ struct wr_tokens {
     size_t n;
 };
 
-#define WR_TOKEN_MIN_LEN 16
+#define WR_TOKEN_MIN_LEN    16
 #define WR_TOKENS_MAX_BYTES (1024u * 1024u)
 
 void wr_tokens_free(wr_tokens *t)
@@ -50,8 +50,8 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
         return wr_errorf(err, WR_E_IO, path, "%s: cannot read the token file", path);
     /* A token file others can read leaks every agent's credential. */
     if (st.st_mode & (S_IRWXG | S_IRWXO))
-        return wr_errorf(err, WR_E_DENIED, path,
-                         "%s: token file must not be group or world accessible (chmod 600)", path);
+        return wr_errorf(err, WR_E_DENIED, path, "%s: token file must not be group or world accessible (chmod 600)",
+                         path);
     char *buf = NULL;
     size_t len = 0;
     if (wr_read_file(path, WR_TOKENS_MAX_BYTES, &buf, &len, err) != WR_OK)

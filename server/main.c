@@ -1,3 +1,6 @@
 #include "server/server.h"
 
-int main(int argc, char **argv) { return wr_server_main(argc, argv); }
+int main(int argc, char **argv)
+{
+    return wr_server_main(argc, argv);
+}

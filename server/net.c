@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TICK_US (100 * LWS_US_PER_MS)
+#define TICK_US              (100 * LWS_US_PER_MS)
 #define HTTP_SESSION_IDLE_MS (60LL * 60 * 1000)
-#define SSE_KEEPALIVE_MS 15000
+#define SSE_KEEPALIVE_MS     15000
 
 typedef struct qmsg {
     struct qmsg *next;
@@ -49,8 +49,18 @@ typedef struct hsess {
 
 typedef struct net net;
 
-enum { CONN_NONE = 0, CONN_WS, CONN_HTTP };
-enum { H_IDLE = 0, H_BODY, H_JSON, H_SSE, H_DONE };
+enum {
+    CONN_NONE = 0,
+    CONN_WS,
+    CONN_HTTP
+};
+enum {
+    H_IDLE = 0,
+    H_BODY,
+    H_JSON,
+    H_SSE,
+    H_DONE
+};
 
 /* per-session data of the "mcp" protocol: one WebSocket connection or one
  * HTTP transaction (reset on each request for keep-alive). */
@@ -69,14 +79,14 @@ typedef struct conn {
     bool rx_overflow;
     /* HTTP */
     int hstate;
-    char sid[WR_ID_MAX];   /* Mcp-Session-Id to announce (set by initialize) */
+    char sid[WR_ID_MAX]; /* Mcp-Session-Id to announce (set by initialize) */
     char *body;
     size_t body_len;
-    int status;            /* a refusal decided before the body */
+    int status; /* a refusal decided before the body */
     char *err_body;
     bool close_after;
     bool headers_sent;
-    bool ended;            /* final message queued */
+    bool ended; /* final message queued */
     bool add_session_header;
     int64_t last_write_ms;
     char who[256];         /* the authenticated identity of this request */
@@ -85,7 +95,11 @@ typedef struct conn {
     struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
 } conn;
 
-typedef enum { RAW_STDIN = 1, RAW_STDOUT, RAW_SIGNAL } raw_kind;
+typedef enum {
+    RAW_STDIN = 1,
+    RAW_STDOUT,
+    RAW_SIGNAL
+} raw_kind;
 typedef struct raw {
     raw_kind kind;
     net *n;
@@ -118,7 +132,7 @@ struct net {
     hsess *hsessions;
     int nhsessions;
     conn *sse;
-    uint64_t event_seq;    /* SSE event ids: unique in every session */
+    uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
 };
 
@@ -193,7 +207,7 @@ static void q_free(mq *q)
 static void stdio_send(wr_outlet *o, const char *json, size_t len, bool final)
 {
     net *n = (net *)((char *)o - offsetof(net, stdio_outlet));
-    (void)final;
+    (void) final;
     /* json-c output never holds a raw newline: one message per line. */
     /* The one client of stdio is not throttled: pausing stdin would let
      * lws close it on POLLHUP with requests still unread in the pipe. */
@@ -426,7 +440,10 @@ static struct lws *adopt_fd(net *n, int fd, raw *r)
  * network: shared helpers
  * ====================================================================== */
 
-static int64_t now_ms(net *n) { return wr_now_ms(n->ctx); }
+static int64_t now_ms(net *n)
+{
+    return wr_now_ms(n->ctx);
+}
 
 static bool hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
 {
@@ -511,7 +528,7 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool ne
 static void ws_send(wr_outlet *o, const char *json, size_t len, bool final)
 {
     conn *c = (conn *)o;
-    (void)final;
+    (void) final;
     q_push(&c->q, qmsg_new(json, len, "", 0, "", 0, false));
     if (c->q.bytes > WR_OUT_HIGH && !c->rx_paused) {
         c->rx_paused = true;
@@ -582,8 +599,7 @@ static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
     if (c->hstate == H_SSE) {
         char head[128];
         /* Event ids are unique in the MCP session and name their stream. */
-        int hl = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ",
-                          (unsigned long long)++c->n->event_seq);
+        int hl = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ", (unsigned long long)++c->n->event_seq);
         q_push(&c->q, qmsg_new(head, (size_t)hl, json, len, "\n\n", 2, final));
         if (final)
             c->ended = true;
@@ -606,8 +622,7 @@ static void http_begin_stream(wr_outlet *o)
      * clients expect it. */
     if (c->ss && !strcmp(wr_session_version(c->ss), "2025-11-25")) {
         char head[64];
-        int hl = snprintf(head, sizeof head, "id: %llu\ndata: \n\n",
-                          (unsigned long long)++c->n->event_seq);
+        int hl = snprintf(head, sizeof head, "id: %llu\ndata: \n\n", (unsigned long long)++c->n->event_seq);
         q_push(&c->q, qmsg_new(head, (size_t)hl, "", 0, "", 0, false));
     }
     lws_callback_on_writable(c->wsi);
@@ -1014,7 +1029,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         c->n = n;
         c->kind = CONN_WS;
         c->outlet.send = ws_send;
-    c->outlet.may_reorder = true;
+        c->outlet.may_reorder = true;
         c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
@@ -1161,7 +1176,10 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         lws_sul_schedule(n->lctx, 0, &n->sul, on_tick, TICK_US);
 }
 
-static void waker(void *ud) { lws_cancel_service(ud); }
+static void waker(void *ud)
+{
+    lws_cancel_service(ud);
+}
 
 /* Only pipes and sockets: a terminal's open file description is shared with
  * the shell, which would find its own stdin non-blocking afterwards. */

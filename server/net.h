@@ -7,17 +7,17 @@
 
 typedef struct wr_net_options {
     bool stdio;
-    const char *agent_id;        /* stdio identity; also the identity with --auth none */
-    const char *listen_host;     /* NULL: no network listener */
+    const char *agent_id;    /* stdio identity; also the identity with --auth none */
+    const char *listen_host; /* NULL: no network listener */
     int listen_port;
-    const wr_tokens *tokens;     /* NULL only with auth_none */
-    const char *token_file;      /* reloaded on SIGHUP */
+    const wr_tokens *tokens; /* NULL only with auth_none */
+    const char *token_file;  /* reloaded on SIGHUP */
     bool auth_none;
     const char *tls_cert, *tls_key;
     const wr_strv *allowed_origins;
     const wr_strv *allowed_hosts;
     int max_connections;
-    const char *policy_path;     /* reloaded on SIGHUP; NULL: bundled default */
+    const char *policy_path; /* reloaded on SIGHUP; NULL: bundled default */
     int max_http_sessions;
 } wr_net_options;
 

@@ -29,8 +29,27 @@ static const char usage[] =
     "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
 
 enum {
-    O_CONFIG = 256, O_POLICY, O_STATE, O_AGENT, O_STDIO, O_LISTEN, O_TOKENS, O_AUTH, O_CERT, O_KEY, O_ORIGIN, O_HOST,
-    O_MAXMSG, O_MAXRUNS, O_MAXRUNSC, O_MAXCONN, O_MAXSESS, O_HEARTBEAT, O_LOGLEVEL, O_HELP, O_VERSION,
+    O_CONFIG = 256,
+    O_POLICY,
+    O_STATE,
+    O_AGENT,
+    O_STDIO,
+    O_LISTEN,
+    O_TOKENS,
+    O_AUTH,
+    O_CERT,
+    O_KEY,
+    O_ORIGIN,
+    O_HOST,
+    O_MAXMSG,
+    O_MAXRUNS,
+    O_MAXRUNSC,
+    O_MAXCONN,
+    O_MAXSESS,
+    O_HEARTBEAT,
+    O_LOGLEVEL,
+    O_HELP,
+    O_VERSION,
 };
 
 static const struct option longopts[] = {
@@ -82,28 +101,53 @@ static int set_num(long long *dst, const char *name, const char *v, long long lo
 static int apply(opts *o, int id, const char *name, const char *v)
 {
     switch (id) {
-    case O_CONFIG: return set_str(&o->config, v);
-    case O_POLICY: return set_str(&o->policy, v);
-    case O_STATE: return set_str(&o->state_dir, v);
-    case O_AGENT: return set_str(&o->agent_id, v);
-    case O_STDIO: o->stdio = true; return 0;
-    case O_LISTEN: return set_str(&o->listen, v);
-    case O_TOKENS: return set_str(&o->token_file, v);
-    case O_AUTH: return set_str(&o->auth, v);
-    case O_CERT: return set_str(&o->tls_cert, v);
-    case O_KEY: return set_str(&o->tls_key, v);
-    case O_ORIGIN: return wr_strv_push(&o->origins, v) == WR_OK ? 0 : -1;
-    case O_HOST: return wr_strv_push(&o->hosts, v) == WR_OK ? 0 : -1;
-    case O_MAXMSG: return set_num(&o->max_message_bytes, name, v, 1024, 64LL * 1024 * 1024);
-    case O_MAXRUNS: return set_num(&o->max_runs, name, v, 1, 4096);
-    case O_MAXRUNSC: return set_num(&o->max_runs_per_client, name, v, 1, 4096);
-    case O_MAXCONN: return set_num(&o->max_connections, name, v, 1, 100000);
-    case O_MAXSESS: return set_num(&o->max_sessions, name, v, 1, 100000);
-    case O_HEARTBEAT: return set_num(&o->heartbeat_sec, name, v, 1, 30);
-    case O_LOGLEVEL: return set_str(&o->log_level, v);
-    case O_HELP: fputs(usage, stdout); return 1;
-    case O_VERSION: printf("warrantd %s\n", WR_VERSION); return 1;
-    default: return -1;
+    case O_CONFIG:
+        return set_str(&o->config, v);
+    case O_POLICY:
+        return set_str(&o->policy, v);
+    case O_STATE:
+        return set_str(&o->state_dir, v);
+    case O_AGENT:
+        return set_str(&o->agent_id, v);
+    case O_STDIO:
+        o->stdio = true;
+        return 0;
+    case O_LISTEN:
+        return set_str(&o->listen, v);
+    case O_TOKENS:
+        return set_str(&o->token_file, v);
+    case O_AUTH:
+        return set_str(&o->auth, v);
+    case O_CERT:
+        return set_str(&o->tls_cert, v);
+    case O_KEY:
+        return set_str(&o->tls_key, v);
+    case O_ORIGIN:
+        return wr_strv_push(&o->origins, v) == WR_OK ? 0 : -1;
+    case O_HOST:
+        return wr_strv_push(&o->hosts, v) == WR_OK ? 0 : -1;
+    case O_MAXMSG:
+        return set_num(&o->max_message_bytes, name, v, 1024, 64LL * 1024 * 1024);
+    case O_MAXRUNS:
+        return set_num(&o->max_runs, name, v, 1, 4096);
+    case O_MAXRUNSC:
+        return set_num(&o->max_runs_per_client, name, v, 1, 4096);
+    case O_MAXCONN:
+        return set_num(&o->max_connections, name, v, 1, 100000);
+    case O_MAXSESS:
+        return set_num(&o->max_sessions, name, v, 1, 100000);
+    case O_HEARTBEAT:
+        return set_num(&o->heartbeat_sec, name, v, 1, 30);
+    case O_LOGLEVEL:
+        return set_str(&o->log_level, v);
+    case O_HELP:
+        fputs(usage, stdout);
+        return 1;
+    case O_VERSION:
+        printf("warrantd %s\n", WR_VERSION);
+        return 1;
+    default:
+        return -1;
     }
 }
 
@@ -329,10 +373,16 @@ int wr_server_main(int argc, char **argv)
     /* The server's own secrets stay out of every sandbox, whatever the policy allows. */
     const char *protected_paths[4] = {0};
     size_t np = 0;
-    if (o.token_file) protected_paths[np++] = o.token_file;
-    if (o.tls_key) protected_paths[np++] = o.tls_key;
-    if (o.config) protected_paths[np++] = o.config;
-    wr_gate_config gc = {.state_dir = o.state_dir, .policy_path = o.policy, .ctx = &ctx, .host_env = environ,
+    if (o.token_file)
+        protected_paths[np++] = o.token_file;
+    if (o.tls_key)
+        protected_paths[np++] = o.tls_key;
+    if (o.config)
+        protected_paths[np++] = o.config;
+    wr_gate_config gc = {.state_dir = o.state_dir,
+                         .policy_path = o.policy,
+                         .ctx = &ctx,
+                         .host_env = environ,
                          .protected_paths = protected_paths};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);
@@ -351,9 +401,8 @@ int wr_server_main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    wr_log(wr_gate_ctx(g), WR_LOG_INFO, "server", "warrantd %s: state dir %s, policy %s%s%s", WR_VERSION,
-           o.state_dir, o.policy ? o.policy : "(bundled default)", no.stdio ? ", stdio as agent " : "",
-           no.stdio ? o.agent_id : "");
+    wr_log(wr_gate_ctx(g), WR_LOG_INFO, "server", "warrantd %s: state dir %s, policy %s%s%s", WR_VERSION, o.state_dir,
+           o.policy ? o.policy : "(bundled default)", no.stdio ? ", stdio as agent " : "", no.stdio ? o.agent_id : "");
     status = wr_net_serve(srv, &no);
 out:
     wr_server_free(srv);

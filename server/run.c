@@ -257,8 +257,8 @@ bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *ms
             /* Only an explicit accept with approve:true counts; anything else is a no. */
             c->elicit_accept =
                 json_object_object_get_ex(msg, "result", &result) && json_object_is_type(result, json_type_object) &&
-                json_object_object_get_ex(result, "action", &action) &&
-                json_object_is_type(action, json_type_string) && !strcmp(json_object_get_string(action), "accept") &&
+                json_object_object_get_ex(result, "action", &action) && json_object_is_type(action, json_type_string) &&
+                !strcmp(json_object_get_string(action), "accept") &&
                 json_object_object_get_ex(result, "content", &content) &&
                 json_object_object_get_ex(content, "approve", &approve) &&
                 json_object_is_type(approve, json_type_boolean) && json_object_get_boolean(approve);
@@ -397,8 +397,7 @@ static void call_free(wr_call *c)
     free(c);
 }
 
-tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms,
-                         json_object **result)
+tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result)
 {
     wr_server *s = tc->ss->srv;
     const char *who = tc->ss->identity;
@@ -408,7 +407,8 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     if (s->stopping)
         snprintf(msg, sizeof msg, "the server is shutting down: no new runs");
     else if (s->active_runs >= s->cfg.max_runs)
-        snprintf(msg, sizeof msg, "too many concurrent runs: the server runs at most %d at once; retry when one finished",
+        snprintf(msg, sizeof msg,
+                 "too many concurrent runs: the server runs at most %d at once; retry when one finished",
                  s->cfg.max_runs);
     else if (!cc || cc->runs >= s->cfg.max_runs_per_client)
         snprintf(msg, sizeof msg,

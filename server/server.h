@@ -85,13 +85,13 @@ const char *wr_session_identity(const wr_session *ss);
 const char *wr_session_version(const wr_session *ss);
 
 enum wr_rpc_kind {
-    WR_RPC_NONE = 0,  /* notification or response: nothing sent (HTTP 202) */
-    WR_RPC_REPLIED,   /* the final response was sent to the outlet */
-    WR_RPC_ASYNC,     /* a run started: more follows on the outlet */
+    WR_RPC_NONE = 0, /* notification or response: nothing sent (HTTP 202) */
+    WR_RPC_REPLIED,  /* the final response was sent to the outlet */
+    WR_RPC_ASYNC,    /* a run started: more follows on the outlet */
 };
 typedef struct wr_rpc_result {
     int kind;
-    int http_status;  /* for a reply: 200, or 400/413 for envelope errors */
+    int http_status;    /* for a reply: 200, or 400/413 for envelope errors */
     bool is_initialize; /* the message was an initialize that succeeded */
 } wr_rpc_result;
 

@@ -18,7 +18,11 @@ enum {
 
 /* A run's life: exactly one of complete / cancel wins (one CAS), so a
  * cancelled request never gets a response and a completed one always does. */
-enum { CALL_RUNNING = 0, CALL_COMPLETED, CALL_CANCELLED };
+enum {
+    CALL_RUNNING = 0,
+    CALL_COMPLETED,
+    CALL_CANCELLED
+};
 
 typedef struct wr_msg {
     struct wr_msg *next;
@@ -28,24 +32,24 @@ typedef struct wr_msg {
 typedef struct wr_call wr_call;
 struct wr_call {
     wr_server *srv;
-    wr_session *ss;          /* holds a reference */
-    wr_outlet *out;          /* loop thread only; NULL once the outlet is gone */
-    char *id_json;           /* serialized request id, echoed verbatim */
-    char *progress_token;    /* serialized progressToken or NULL */
-    char identity[256];      /* copy: workers never read the session */
-    bool elicitation_ok;     /* the client declared elicitation */
+    wr_session *ss;       /* holds a reference */
+    wr_outlet *out;       /* loop thread only; NULL once the outlet is gone */
+    char *id_json;        /* serialized request id, echoed verbatim */
+    char *progress_token; /* serialized progressToken or NULL */
+    char identity[256];   /* copy: workers never read the session */
+    bool elicitation_ok;  /* the client declared elicitation */
     _Atomic int state;
-    int cancel_pipe[2];      /* wr_run_request.cancel_fd = [0] */
+    int cancel_pipe[2]; /* wr_run_request.cancel_fd = [0] */
     pthread_t thread;
     bool thread_started;
 
     /* the work (owned by the worker once started) */
-    bool is_run;             /* counts against the run limits (a quick call does not) */
-    int tool_idx;            /* quick call: the tool */
-    json_object *args;       /* quick call: its arguments, owned by the call alone */
-    wr_call *job_next;       /* quick call: srv->jobs */
+    bool is_run;       /* counts against the run limits (a quick call does not) */
+    int tool_idx;      /* quick call: the tool */
+    json_object *args; /* quick call: its arguments, owned by the call alone */
+    wr_call *job_next; /* quick call: srv->jobs */
     wr_contract *contract;
-    json_object *approvals;  /* private deep copy (json-c refcounts are not atomic) */
+    json_object *approvals; /* private deep copy (json-c refcounts are not atomic) */
     int64_t wait_ms;
     int64_t started_ms;
 
@@ -54,17 +58,17 @@ struct wr_call {
     char *final_json;        /* the response, once done */
     char *summary;           /* one line for notifications/message */
     bool done;
-    bool queued;             /* on srv->ready */
+    bool queued; /* on srv->ready */
     wr_call *ready_next;
-    char chunk[4096];        /* newest output since the last progress */
+    char chunk[4096]; /* newest output since the last progress */
     size_t chunk_len;
-    uint64_t out_bytes;      /* cumulative output */
+    uint64_t out_bytes; /* cumulative output */
     bool chunk_dirty;
 
     /* loop thread only */
     int64_t last_emit_ms;
     uint64_t progress_seq;
-    wr_call *next, *prev;    /* session's list (doubly linked: thousands may be pending) */
+    wr_call *next, *prev; /* session's list (doubly linked: thousands may be pending) */
 
     /* elicitation (ask_human): the worker waits on cv, the loop answers */
     pthread_cond_t cv;
@@ -76,7 +80,7 @@ struct wr_call {
 
 struct wr_session {
     wr_server *srv;
-    int refs;                /* loop thread only: the transport + each call */
+    int refs; /* loop thread only: the transport + each call */
     bool closed;
     char identity[256];
     wr_outlet *default_out;
@@ -84,9 +88,9 @@ struct wr_session {
     char version[16];
     bool client_elicitation;
     json_object *client_caps;
-    int log_level;           /* -1: not set by logging/setLevel */
+    int log_level; /* -1: not set by logging/setLevel */
     wr_call *calls;
-    wr_session *next;        /* server's list */
+    wr_session *next; /* server's list */
 };
 
 typedef struct client_count {
@@ -98,13 +102,13 @@ struct wr_server {
     wr_gate *gate;
     const wr_ctx *ctx;
     wr_server_config cfg;
-    char *tools_list_json;   /* the tools/list result, built once */
-    wr_schema **tool_schemas;/* compiled input schemas, by tool index */
+    char *tools_list_json;    /* the tools/list result, built once */
+    wr_schema **tool_schemas; /* compiled input schemas, by tool index */
 
-    pthread_mutex_t mu;      /* guards the worker -> loop queues below and in calls */
+    pthread_mutex_t mu; /* guards the worker -> loop queues below and in calls */
     wr_call *ready;
     int active_runs;
-    bool stopping;           /* shutting down: no new runs */
+    bool stopping; /* shutting down: no new runs */
     client_count *clients;
     size_t nclients;
 
@@ -118,11 +122,14 @@ struct wr_server {
     wr_call *jobs, *jobs_tail;
     bool pool_stop;
     int quick_pending;
-    wr_session *sessions;    /* loop thread only */
+    wr_session *sessions; /* loop thread only */
 };
 
 /* ---- tools (tools.c) ---- */
-typedef enum { TOOL_DONE, TOOL_ASYNC } tool_status;
+typedef enum {
+    TOOL_DONE,
+    TOOL_ASYNC
+} tool_status;
 typedef struct tool_call {
     wr_session *ss;
     wr_outlet *out;
@@ -147,8 +154,7 @@ json_object *wr_tool_error(const char *message, const char *pointer);
 /* ---- runs (run.c) ---- */
 /* Starts ct (ownership taken) in a worker: TOOL_ASYNC, or TOOL_DONE with an
  * isError result (limits). */
-tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms,
-                         json_object **result);
+tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result);
 void wr_call_cancel(wr_call *c, const char *reason);
 /* Quick calls: on message-stream transports, which may answer out of order,
  * a quick tool runs on the pool so the loop keeps reading. wr_quick_new
@@ -160,7 +166,10 @@ int wr_server_start_pool(wr_server *s, wr_error *err);
 void wr_server_stop_pool(wr_server *s);
 /* Routes a response to one of our elicitation requests; true if it matched. */
 bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *msg);
-static inline void wr_session_ref(wr_session *ss) { ss->refs++; }
+static inline void wr_session_ref(wr_session *ss)
+{
+    ss->refs++;
+}
 void wr_session_unref(wr_session *ss);
 /* notifications/message to the session's default outlet when the client's
  * level (logging/setLevel; warning until then) admits it. level indexes

@@ -17,7 +17,7 @@ bool wr_mcp_version_known(const char *v)
     return false;
 }
 
-static const char *const log_levels[] = {"debug", "info", "notice", "warning", "error",
+static const char *const log_levels[] = {"debug",    "info",  "notice",    "warning", "error",
                                          "critical", "alert", "emergency", NULL};
 
 static const char instructions[] =
@@ -93,8 +93,14 @@ void wr_server_set_waker(wr_server *s, void (*wake)(void *ud), void *ud)
     s->wake_ud = ud;
 }
 
-const wr_server_config *wr_server_get_config(const wr_server *s) { return &s->cfg; }
-wr_gate *wr_server_gate(wr_server *s) { return s->gate; }
+const wr_server_config *wr_server_get_config(const wr_server *s)
+{
+    return &s->cfg;
+}
+wr_gate *wr_server_gate(wr_server *s)
+{
+    return s->gate;
+}
 
 /* ------------------------------------------------------------------------ */
 
@@ -149,10 +155,22 @@ void wr_session_outlet_gone(wr_session *ss, wr_outlet *o)
             c->out = NULL;
 }
 
-void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o) { ss->default_out = o; }
-wr_outlet *wr_session_default_outlet(const wr_session *ss) { return ss->default_out; }
-const char *wr_session_identity(const wr_session *ss) { return ss->identity; }
-const char *wr_session_version(const wr_session *ss) { return ss->version; }
+void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o)
+{
+    ss->default_out = o;
+}
+wr_outlet *wr_session_default_outlet(const wr_session *ss)
+{
+    return ss->default_out;
+}
+const char *wr_session_identity(const wr_session *ss)
+{
+    return ss->identity;
+}
+const char *wr_session_version(const wr_session *ss)
+{
+    return ss->version;
+}
 
 static void outlet_send(wr_outlet *o, const char *json, bool final)
 {
@@ -264,9 +282,9 @@ static void do_set_level(req *r, json_object *params)
                 reply_result(r, json_object_new_object());
                 return;
             }
-    reply_error(r, WR_RPC_INVALID_PARAMS, 200,
-                "logging/setLevel: level must be one of debug, info, notice, warning, error, critical, alert, emergency",
-                NULL);
+    reply_error(
+        r, WR_RPC_INVALID_PARAMS, 200,
+        "logging/setLevel: level must be one of debug, info, notice, warning, error, critical, alert, emergency", NULL);
 }
 
 static void do_tools_call(req *r, json_object *params)
@@ -350,8 +368,7 @@ static void do_request(req *r, const char *method, json_object *params)
     if (!strcmp(method, "tools/list")) {
         json_object *cur = NULL;
         if (params && json_object_object_get_ex(params, "cursor", &cur)) {
-            reply_error(r, WR_RPC_INVALID_PARAMS, 200, "tools/list: unknown cursor (the list is not paginated)",
-                        NULL);
+            reply_error(r, WR_RPC_INVALID_PARAMS, 200, "tools/list: unknown cursor (the list is not paginated)", NULL);
             return;
         }
         char *m = wr_rpc_result_msg(r->id_json, ss->srv->tools_list_json);
@@ -423,9 +440,10 @@ static void handle_object(req *r, json_object *msg)
                 wr_call_route_response(r->ss, r->id_json, msg);
             return;
         }
-        reply_error(r, WR_RPC_INVALID_REQUEST, 400,
-                    "invalid request: not a request (method + id), notification (method) or response (id + result|error)",
-                    NULL);
+        reply_error(
+            r, WR_RPC_INVALID_REQUEST, 400,
+            "invalid request: not a request (method + id), notification (method) or response (id + result|error)",
+            NULL);
         return;
     }
     if (!json_object_is_type(method, json_type_string)) {
@@ -464,7 +482,7 @@ typedef struct batch_outlet {
 static void batch_send(wr_outlet *o, const char *json, size_t len, bool final)
 {
     batch_outlet *b = (batch_outlet *)o;
-    (void)final;
+    (void) final;
     json_object *m = wr_json_parse(json, len, NULL, NULL);
     if (m)
         json_object_array_add(b->responses, m);

@@ -48,8 +48,8 @@ static const tool_row tools[] = {
      "artifacts; wait_for_approval_sec waits (bounded by policy) for a human decision.",
      false, true, false, true, t_run},
     {"get_receipt", "Get an execution receipt",
-     "Fetch the signed, hash-chained receipt of an execution by execution_id (from a run result).",
-     true, false, true, false, t_get_receipt},
+     "Fetch the signed, hash-chained receipt of an execution by execution_id (from a run result).", true, false, true,
+     false, t_get_receipt},
     {"get_approval", "Get an approval request's status",
      "Report the status of an approval request (pending, approved, denied, expired, consumed, revoked) "
      "and the approvals recorded for it. Use after propose_contract returned a request_id.",
@@ -88,7 +88,8 @@ static int load_tool_schema(const char *file, json_object **out, wr_error *err)
     json_object *defs = NULL;
     if (json_object_object_get_ex(doc, "$defs", &defs)) {
         json_object *extra = json_object_new_object();
-        json_object_object_foreach(defs, k, v) {
+        json_object_object_foreach(defs, k, v)
+        {
             json_object *ref = NULL;
             if (json_object_object_length(v) != 1 || !json_object_object_get_ex(v, "$ref", &ref))
                 continue;
@@ -265,7 +266,10 @@ static json_object *gate_failure(const wr_error *e, const char *what, wr_error *
     return wr_tool_error(msg, e->path);
 }
 
-bool wr_tools_is_quick(int idx) { return tools[idx].fn == t_check; }
+bool wr_tools_is_quick(int idx)
+{
+    return tools[idx].fn == t_check;
+}
 
 tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object **result, wr_error *rpc_err)
 {
@@ -286,7 +290,10 @@ tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static wr_gate *gate_of(tool_call *tc) { return tc->ss->srv->gate; }
+static wr_gate *gate_of(tool_call *tc)
+{
+    return tc->ss->srv->gate;
+}
 
 /* Parses args.contract. A contract bound for a worker thread owns a
  * private copy of the JSON: json-c reference counts are not atomic. */
@@ -421,8 +428,9 @@ static json_object *t_propose(tool_call *tc, json_object *args, tool_status *st,
         json_object_object_add(o, "contract_sha256", json_object_new_string(ct->sha256));
         json_object_object_add(o, "decision", wr_decision_to_json(p.decision));
         char text[1200];
-        int n = snprintf(text, sizeof text, "contract %s stored; decision: %s (%s)", ct->contract_id,
-                         wr_decision_kind_name(p.decision->kind), p.decision->reason_code ? p.decision->reason_code : "");
+        int n =
+            snprintf(text, sizeof text, "contract %s stored; decision: %s (%s)", ct->contract_id,
+                     wr_decision_kind_name(p.decision->kind), p.decision->reason_code ? p.decision->reason_code : "");
         if (p.has_request) {
             json_object *ar = json_object_new_object();
             json_object_object_add(ar, "request_id", json_object_new_string(p.request_id));
@@ -451,7 +459,8 @@ static json_object *t_run(tool_call *tc, json_object *args, tool_status *st, wr_
         if (wr_gate_load_contract(gate_of(tc), cid, &ct, &err) != WR_OK) {
             if (err.code == WR_E_NOTFOUND) {
                 char msg[300];
-                snprintf(msg, sizeof msg, "no stored contract with contract_id %.128s (use propose_contract first)", cid);
+                snprintf(msg, sizeof msg, "no stored contract with contract_id %.128s (use propose_contract first)",
+                         cid);
                 return wr_tool_error(msg, "/contract_id");
             }
             return gate_failure(&err, "run: cannot load the contract", rpc_err);
@@ -470,7 +479,8 @@ static json_object *t_run(tool_call *tc, json_object *args, tool_status *st, wr_
         wr_errorf(rpc_err, WR_E_NOMEM, "", "out of memory");
         return NULL;
     }
-    int64_t wait_ms = json_object_object_get_ex(args, "wait_for_approval_sec", &w) ? json_object_get_int64(w) * 1000 : 0;
+    int64_t wait_ms =
+        json_object_object_get_ex(args, "wait_for_approval_sec", &w) ? json_object_get_int64(w) * 1000 : 0;
     *st = wr_run_start(tc, ct, approvals, wait_ms, &res);
     return res;
 }

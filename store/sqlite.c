@@ -20,9 +20,9 @@
 
 #include "store/store_internal.h"
 
-#define DB_NAME "warrant.db"
+#define DB_NAME         "warrant.db"
 #define BUSY_TIMEOUT_MS 15000
-#define ZERO_SHA256 "0000000000000000000000000000000000000000000000000000000000000000"
+#define ZERO_SHA256     "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* Append only: migrations[i] takes a database from version i to i + 1.
  * Never edit a released entry; add a new one. */
@@ -109,31 +109,48 @@ typedef struct sq {
     char path[PATH_MAX];
 } sq;
 
-static int fail(sq *q, int rc, const char *what, wr_error *err) {
+static int fail(sq *q, int rc, const char *what, wr_error *err)
+{
     int code = WR_E_IO;
     switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT: code = WR_E_CONFLICT; break;
-    case SQLITE_NOMEM: code = WR_E_NOMEM; break;
-    case SQLITE_TOOBIG: code = WR_E_LIMIT; break;
-    default: break;
+    case SQLITE_CONSTRAINT:
+        code = WR_E_CONFLICT;
+        break;
+    case SQLITE_NOMEM:
+        code = WR_E_NOMEM;
+        break;
+    case SQLITE_TOOBIG:
+        code = WR_E_LIMIT;
+        break;
+    default:
+        break;
     }
     return wr_errorf(err, code, q->path, "%s: %s", what, sqlite3_errmsg(q->db));
 }
 
-static int nomem(wr_error *err) { return wr_errorf(err, WR_E_NOMEM, "", "out of memory"); }
+static int nomem(wr_error *err)
+{
+    return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+}
 
 /* Prepares sql and binds its parameters from fmt: 't' text (NULL binds
  * NULL), 'i' int64, 'b' blob (pointer, size_t). Bound memory must outlive
  * the statement (SQLITE_STATIC): every statement here is finalised in the
  * call that made it. */
 static int vprep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const char *sql, const char *fmt,
-                 va_list ap) {
+                 va_list ap)
+{
     int rc = sqlite3_prepare_v2(q->db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK) return fail(q, rc, what, err);
+    if (rc != SQLITE_OK)
+        return fail(q, rc, what, err);
     for (int i = 1; fmt && fmt[i - 1]; i++) {
         switch (fmt[i - 1]) {
-        case 't': rc = sqlite3_bind_text(*st, i, va_arg(ap, const char *), -1, SQLITE_STATIC); break;
-        case 'i': rc = sqlite3_bind_int64(*st, i, va_arg(ap, int64_t)); break;
+        case 't':
+            rc = sqlite3_bind_text(*st, i, va_arg(ap, const char *), -1, SQLITE_STATIC);
+            break;
+        case 'i':
+            rc = sqlite3_bind_int64(*st, i, va_arg(ap, int64_t));
+            break;
         default: {
             const void *p = va_arg(ap, const void *);
             size_t n = va_arg(ap, size_t);
@@ -150,7 +167,8 @@ static int vprep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, cons
     return WR_OK;
 }
 
-static int prep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const char *sql, const char *fmt, ...) {
+static int prep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const char *sql, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     int rc = vprep(q, st, what, err, sql, fmt, ap);
@@ -159,48 +177,58 @@ static int prep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const
 }
 
 /* One step: WR_OK with *row telling whether a row came back. */
-static int step(sq *q, sqlite3_stmt *st, bool *row, const char *what, wr_error *err) {
+static int step(sq *q, sqlite3_stmt *st, bool *row, const char *what, wr_error *err)
+{
     int rc = sqlite3_step(st);
     *row = rc == SQLITE_ROW;
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return WR_OK;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return WR_OK;
     return fail(q, rc, what, err);
 }
 
 /* Runs a statement that returns no rows. */
-static int run(sq *q, const char *what, wr_error *err, const char *sql, const char *fmt, ...) {
+static int run(sq *q, const char *what, wr_error *err, const char *sql, const char *fmt, ...)
+{
     sqlite3_stmt *st;
     va_list ap;
     va_start(ap, fmt);
     int rc = vprep(q, &st, what, err, sql, fmt, ap);
     va_end(ap);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bool row;
     rc = step(q, st, &row, what, err);
     sqlite3_finalize(st);
     return rc;
 }
 
-static int begin(sq *q, bool write, wr_error *err) {
+static int begin(sq *q, bool write, wr_error *err)
+{
     int rc = sqlite3_exec(q->db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
     return rc == SQLITE_OK ? WR_OK : fail(q, rc, "begin transaction", err);
 }
 
 /* Commits when rc is WR_OK, otherwise rolls back; returns the outcome. */
-static int finish(sq *q, int rc, wr_error *err) {
+static int finish(sq *q, int rc, wr_error *err)
+{
     if (rc == WR_OK) {
         int src = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
-        if (src == SQLITE_OK) return WR_OK;
+        if (src == SQLITE_OK)
+            return WR_OK;
         rc = fail(q, src, "commit", err);
     }
-    if (!sqlite3_get_autocommit(q->db)) sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
 
 /* Copies a text column; NULL stays NULL. */
-static int col_dup(sqlite3_stmt *st, int i, char **out, wr_error *err) {
+static int col_dup(sqlite3_stmt *st, int i, char **out, wr_error *err)
+{
     const unsigned char *t = sqlite3_column_text(st, i);
     *out = NULL;
-    if (!t) return sqlite3_column_type(st, i) == SQLITE_NULL ? WR_OK : nomem(err);
+    if (!t)
+        return sqlite3_column_type(st, i) == SQLITE_NULL ? WR_OK : nomem(err);
     *out = strdup((const char *)t);
     return *out ? WR_OK : nomem(err);
 }
@@ -211,25 +239,33 @@ typedef int (*row_reader)(sqlite3_stmt *st, void *out, wr_error *err);
 /* A lookup by one key in a read transaction: WR_E_NOTFOUND (message
  * "<notfound> '<key>'") when there is no row. */
 static int lookup(sq *q, const char *what, const char *notfound, const char *sql, const char *key, row_reader rd,
-                  void *out, wr_error *err) {
+                  void *out, wr_error *err)
+{
     int rc = begin(q, false, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st;
     rc = prep(q, &st, what, err, sql, "t", key);
     if (rc == WR_OK) {
         bool row;
         rc = step(q, st, &row, what, err);
-        if (rc == WR_OK && !row) rc = wr_errorf(err, WR_E_NOTFOUND, "", "%s '%s'", notfound, key);
-        if (rc == WR_OK) rc = rd(st, out, err);
+        if (rc == WR_OK && !row)
+            rc = wr_errorf(err, WR_E_NOTFOUND, "", "%s '%s'", notfound, key);
+        if (rc == WR_OK)
+            rc = rd(st, out, err);
         sqlite3_finalize(st);
     }
     return finish(q, rc, err);
 }
 
-static int read_text(sqlite3_stmt *st, void *out, wr_error *err) { return col_dup(st, 0, out, err); }
+static int read_text(sqlite3_stmt *st, void *out, wr_error *err)
+{
+    return col_dup(st, 0, out, err);
+}
 
 static int get_text(sq *q, const char *what, const char *notfound, const char *key, char **json_out, wr_error *err,
-                    const char *sql) {
+                    const char *sql)
+{
     *json_out = NULL;
     return lookup(q, what, notfound, sql, key, read_text, json_out, err);
 }
@@ -240,9 +276,11 @@ static int get_text(sq *q, const char *what, const char *notfound, const char *k
  * contracts and command output, so it is created 0600 by us first (and a
  * looser existing one is tightened). SQLite gives -wal and -shm the mode
  * of the database file. O_NOFOLLOW: never follow a planted symlink. */
-static int create_db_file(const char *path, wr_error *err) {
+static int create_db_file(const char *path, wr_error *err)
+{
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return wr_errorf(err, WR_E_IO, path, "cannot open database: %s", strerror(errno));
+    if (fd < 0)
+        return wr_errorf(err, WR_E_IO, path, "cannot open database: %s", strerror(errno));
     struct stat st;
     int rc = WR_OK;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
@@ -253,10 +291,12 @@ static int create_db_file(const char *path, wr_error *err) {
     return rc;
 }
 
-static int read_version(sq *q, int *version, wr_error *err) {
+static int read_version(sq *q, int *version, wr_error *err)
+{
     sqlite3_stmt *st;
     int rc = prep(q, &st, "read schema version", err, "PRAGMA user_version", NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bool row;
     rc = step(q, st, &row, "read schema version", err);
     *version = row ? sqlite3_column_int(st, 0) : 0;
@@ -264,9 +304,11 @@ static int read_version(sq *q, int *version, wr_error *err) {
     return rc;
 }
 
-static int migrate(sq *q, wr_error *err) {
+static int migrate(sq *q, wr_error *err)
+{
     int rc = begin(q, true, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     int version = 0;
     rc = read_version(q, &version, err);
     if (rc == WR_OK && version > SCHEMA_VERSION)
@@ -282,40 +324,49 @@ static int migrate(sq *q, wr_error *err) {
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
         src = sqlite3_exec(q->db, pragma, NULL, NULL, NULL);
-        if (src != SQLITE_OK) rc = fail(q, src, "schema migration", err);
+        if (src != SQLITE_OK)
+            rc = fail(q, src, "schema migration", err);
     }
     return finish(q, rc, err);
 }
 
-static int configure(sq *q, wr_error *err) {
+static int configure(sq *q, wr_error *err)
+{
     /* Defensive mode: no writable_schema tricks can corrupt the file. */
     sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     sqlite3_db_config(q->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
     sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
     sqlite3_stmt *st;
     int rc = prep(q, &st, "enable WAL", err, "PRAGMA journal_mode = WAL", NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bool row;
     rc = step(q, st, &row, "enable WAL", err);
     if (rc == WR_OK && (!row || sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0))
         rc = wr_errorf(err, WR_E_IO, q->path, "enable WAL: the database refused journal_mode=WAL");
     sqlite3_finalize(st);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     int src = sqlite3_exec(q->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
-    if (src != SQLITE_OK) return fail(q, src, "configure database", err);
+    if (src != SQLITE_OK)
+        return fail(q, src, "configure database", err);
     return migrate(q, err);
 }
 
-static void sq_close(void *impl) {
+static void sq_close(void *impl)
+{
     sq *q = impl;
-    if (!q) return;
+    if (!q)
+        return;
     sqlite3_close(q->db);
     free(q);
 }
 
-static int sq_open(const char *state_dir, void **impl, wr_error *err) {
+static int sq_open(const char *state_dir, void **impl, wr_error *err)
+{
     sq *q = calloc(1, sizeof *q);
-    if (!q) return nomem(err);
+    if (!q)
+        return nomem(err);
     if ((size_t)snprintf(q->path, sizeof q->path, "%s/%s", state_dir, DB_NAME) >= sizeof q->path) {
         free(q);
         return wr_errorf(err, WR_E_INVALID, state_dir, "state dir path is too long");
@@ -326,8 +377,8 @@ static int sq_open(const char *state_dir, void **impl, wr_error *err) {
         return rc;
     }
     /* NOMUTEX: the front serialises access to this handle. */
-    int src = sqlite3_open_v2(q->path, &q->db,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+    int src =
+        sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     if (src != SQLITE_OK) {
         rc = q->db ? fail(q, src, "open database", err) : nomem(err);
         sq_close(q);
@@ -346,7 +397,8 @@ static int sq_open(const char *state_dir, void **impl, wr_error *err) {
 /* ---- contracts, decisions, policies ------------------------------------- */
 
 static int sq_put_contract(void *impl, const char *contract_id, const char *sha256, const char *agent_id,
-                           const char *contract_json, int64_t now_ms, wr_error *err) {
+                           const char *contract_json, int64_t now_ms, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
@@ -357,7 +409,8 @@ static int sq_put_contract(void *impl, const char *contract_id, const char *sha2
     return finish(q, rc, err);
 }
 
-static int sq_get_contract(void *impl, const char *id_or_sha256, char **json_out, wr_error *err) {
+static int sq_get_contract(void *impl, const char *id_or_sha256, char **json_out, wr_error *err)
+{
     /* A hash match wins over an id match; among ids, the latest stored. */
     return get_text(impl, "get contract", "no contract with id or sha256", id_or_sha256, json_out, err,
                     "SELECT json FROM contracts WHERE sha256 = ?1 OR contract_id = ?1"
@@ -365,7 +418,8 @@ static int sq_get_contract(void *impl, const char *id_or_sha256, char **json_out
 }
 
 static int sq_put_decision(void *impl, const char *contract_sha256, const char *decision_json, int64_t now_ms,
-                           wr_error *err) {
+                           wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
@@ -374,32 +428,36 @@ static int sq_put_decision(void *impl, const char *contract_sha256, const char *
     return finish(q, rc, err);
 }
 
-static int sq_get_decision(void *impl, const char *contract_sha256, char **json_out, wr_error *err) {
+static int sq_get_decision(void *impl, const char *contract_sha256, char **json_out, wr_error *err)
+{
     return get_text(impl, "get decision", "no decision for contract sha256", contract_sha256, json_out, err,
                     "SELECT json FROM decisions WHERE contract_sha256 = ? ORDER BY id DESC LIMIT 1");
 }
 
-static int sq_put_policy(void *impl, const char *sha256, const char *policy_json, wr_error *err) {
+static int sq_put_policy(void *impl, const char *sha256, const char *policy_json, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
-        rc = run(q, "put policy", err, "INSERT INTO policies(sha256, json) VALUES (?,?) ON CONFLICT DO NOTHING",
-                 "tt", sha256, policy_json);
+        rc = run(q, "put policy", err, "INSERT INTO policies(sha256, json) VALUES (?,?) ON CONFLICT DO NOTHING", "tt",
+                 sha256, policy_json);
     return finish(q, rc, err);
 }
 
-static int sq_get_policy(void *impl, const char *sha256, char **json_out, wr_error *err) {
+static int sq_get_policy(void *impl, const char *sha256, char **json_out, wr_error *err)
+{
     return get_text(impl, "get policy", "no policy with sha256", sha256, json_out, err,
                     "SELECT json FROM policies WHERE sha256 = ?");
 }
 
 /* ---- approval requests -------------------------------------------------- */
 
-#define REQUEST_COLUMNS                                                                                           \
-    "SELECT request_id, contract_id, contract_sha256, agent_id, status, contract_json, decision_json, reason,"     \
+#define REQUEST_COLUMNS                                                                                                \
+    "SELECT request_id, contract_id, contract_sha256, agent_id, status, contract_json, decision_json, reason,"         \
     " required_approvals, requested_ms, expires_ms FROM approval_requests "
 
-static int read_request(sqlite3_stmt *st, void *out, wr_error *err) {
+static int read_request(sqlite3_stmt *st, void *out, wr_error *err)
+{
     wr_approval_request *r = out;
     char **text[] = {&r->request_id, &r->contract_id,   &r->contract_sha256, &r->agent_id,
                      &r->status,     &r->contract_json, &r->decision_json,   &r->reason};
@@ -417,19 +475,22 @@ static int read_request(sqlite3_stmt *st, void *out, wr_error *err) {
     return WR_OK;
 }
 
-static int sq_put_approval_request(void *impl, const wr_approval_request *r, char **existing_id_out,
-                                   wr_error *err) {
+static int sq_put_approval_request(void *impl, const wr_approval_request *r, char **existing_id_out, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st = NULL;
     bool row = false;
     if (!strcmp(r->status, "pending")) {
         rc = prep(q, &st, "put approval request", err,
                   "SELECT request_id FROM approval_requests WHERE contract_sha256 = ? AND status = 'pending'", "t",
                   r->contract_sha256);
-        if (rc == WR_OK) rc = step(q, st, &row, "put approval request", err);
-        if (rc == WR_OK && row && existing_id_out) rc = col_dup(st, 0, existing_id_out, err);
+        if (rc == WR_OK)
+            rc = step(q, st, &row, "put approval request", err);
+        if (rc == WR_OK && row && existing_id_out)
+            rc = col_dup(st, 0, existing_id_out, err);
         sqlite3_finalize(st);
     }
     if (rc == WR_OK && !row) {
@@ -446,45 +507,53 @@ static int sq_put_approval_request(void *impl, const wr_approval_request *r, cha
     return finish(q, rc, err);
 }
 
-static int sq_get_approval_request(void *impl, const char *request_id, wr_approval_request *out, wr_error *err) {
+static int sq_get_approval_request(void *impl, const char *request_id, wr_approval_request *out, wr_error *err)
+{
     return lookup(impl, "get approval request", "no approval request", REQUEST_COLUMNS "WHERE request_id = ?",
                   request_id, read_request, out, err);
 }
 
-static int sq_find_approval_request(void *impl, const char *contract_sha256, wr_approval_request *out,
-                                    wr_error *err) {
+static int sq_find_approval_request(void *impl, const char *contract_sha256, wr_approval_request *out, wr_error *err)
+{
     return lookup(impl, "find approval request", "no approval request for contract sha256",
                   REQUEST_COLUMNS "WHERE contract_sha256 = ? ORDER BY requested_ms DESC, rowid DESC LIMIT 1",
                   contract_sha256, read_request, out, err);
 }
 
-static int sq_list_approval_requests(void *impl, const char *status,
-                                     int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err) {
+static int sq_list_approval_requests(void *impl, const char *status, int (*fn)(void *ud, const wr_approval_request *r),
+                                     void *ud, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, false, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st;
     rc = prep(q, &st, "list approval requests", err,
               REQUEST_COLUMNS "WHERE ?1 IS NULL OR status = ?1 ORDER BY requested_ms DESC, rowid DESC", "t", status);
     for (bool row = true; rc == WR_OK && row;) {
         rc = step(q, st, &row, "list approval requests", err);
-        if (rc || !row) break;
+        if (rc || !row)
+            break;
         wr_approval_request r;
         rc = read_request(st, &r, err);
-        if (rc) break;
+        if (rc)
+            break;
         int stop = fn(ud, &r);
         wr_approval_request_clear(&r);
-        if (stop) break;
+        if (stop)
+            break;
     }
     sqlite3_finalize(st);
     return finish(q, rc, err);
 }
 
 static int sq_set_approval_request_status(void *impl, const char *request_id, const char *from_status,
-                                          const char *to_status, const char *reason, wr_error *err) {
+                                          const char *to_status, const char *reason, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = run(q, "set approval request status", err,
              "UPDATE approval_requests SET status = ?1, reason = COALESCE(?2, reason)"
              " WHERE request_id = ?3 AND (?4 IS NULL OR status = ?4)",
@@ -495,7 +564,8 @@ static int sq_set_approval_request_status(void *impl, const char *request_id, co
         rc = prep(q, &st, "set approval request status", err,
                   "SELECT status FROM approval_requests WHERE request_id = ?", "t", request_id);
         bool row = false;
-        if (rc == WR_OK) rc = step(q, st, &row, "set approval request status", err);
+        if (rc == WR_OK)
+            rc = step(q, st, &row, "set approval request status", err);
         if (rc == WR_OK && !row)
             rc = wr_errorf(err, WR_E_NOTFOUND, "", "no approval request '%s'", request_id);
         else if (rc == WR_OK)
@@ -512,25 +582,29 @@ static int sq_set_approval_request_status(void *impl, const char *request_id, co
 
 static int sq_put_approval(void *impl, const char *approval_id, const char *request_id, const char *contract_sha256,
                            const char *approver_identity, const char *artifact_json, int64_t expires_at_ms,
-                           int64_t now_ms, wr_error *err) {
+                           int64_t now_ms, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
         rc = run(q, "put approval", err,
                  "INSERT INTO approvals(approval_id, request_id, contract_sha256, approver_identity, json,"
                  " expires_ms, created_ms) VALUES (?,?,?,?,?,?,?)",
-                 "tttttii", approval_id, request_id, contract_sha256, approver_identity, artifact_json,
-                 expires_at_ms, now_ms);
-    if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' is already stored", approval_id);
+                 "tttttii", approval_id, request_id, contract_sha256, approver_identity, artifact_json, expires_at_ms,
+                 now_ms);
+    if (rc == WR_E_CONFLICT)
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' is already stored", approval_id);
     return finish(q, rc, err);
 }
 
 static int sq_list_approvals(void *impl, const char *contract_sha256,
                              int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
-                             void *ud, wr_error *err) {
+                             void *ud, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, false, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st;
     rc = prep(q, &st, "list approvals", err,
               "SELECT a.approval_id, a.json, r.approval_id IS NOT NULL FROM approvals a"
@@ -539,7 +613,8 @@ static int sq_list_approvals(void *impl, const char *contract_sha256,
               "t", contract_sha256);
     for (bool row = true; rc == WR_OK && row;) {
         rc = step(q, st, &row, "list approvals", err);
-        if (rc || !row) break;
+        if (rc || !row)
+            break;
         if (fn(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
                sqlite3_column_int(st, 2) != 0))
             break;
@@ -548,69 +623,82 @@ static int sq_list_approvals(void *impl, const char *contract_sha256,
     return finish(q, rc, err);
 }
 
-static int sq_revoke_approval(void *impl, const char *approval_id, const char *reason, int64_t now_ms,
-                              wr_error *err) {
+static int sq_revoke_approval(void *impl, const char *approval_id, const char *reason, int64_t now_ms, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
-        rc = run(q, "revoke approval", err,
-                 "INSERT INTO revocations(approval_id, reason, revoked_ms) VALUES (?,?,?)", "tti", approval_id,
-                 reason, now_ms);
-    if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' is already revoked", approval_id);
+        rc = run(q, "revoke approval", err, "INSERT INTO revocations(approval_id, reason, revoked_ms) VALUES (?,?,?)",
+                 "tti", approval_id, reason, now_ms);
+    if (rc == WR_E_CONFLICT)
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' is already revoked", approval_id);
     return finish(q, rc, err);
 }
 
-static int exists(sq *q, const char *what, const char *sql, const char *key, bool *yes, wr_error *err) {
+static int exists(sq *q, const char *what, const char *sql, const char *key, bool *yes, wr_error *err)
+{
     int rc = begin(q, false, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st;
     rc = prep(q, &st, what, err, sql, "t", key);
-    if (rc == WR_OK) rc = step(q, st, yes, what, err);
+    if (rc == WR_OK)
+        rc = step(q, st, yes, what, err);
     sqlite3_finalize(st);
     return finish(q, rc, err);
 }
 
-static int sq_approval_revoked(void *impl, const char *approval_id, bool *yes, wr_error *err) {
+static int sq_approval_revoked(void *impl, const char *approval_id, bool *yes, wr_error *err)
+{
     return exists(impl, "approval revoked", "SELECT 1 FROM revocations WHERE approval_id = ?", approval_id, yes, err);
 }
 
-static int sq_approval_consumed(void *impl, const char *approval_id, bool *yes, wr_error *err) {
-    return exists(impl, "approval consumed", "SELECT 1 FROM consumed_approvals WHERE approval_id = ?", approval_id,
-                  yes, err);
+static int sq_approval_consumed(void *impl, const char *approval_id, bool *yes, wr_error *err)
+{
+    return exists(impl, "approval consumed", "SELECT 1 FROM consumed_approvals WHERE approval_id = ?", approval_id, yes,
+                  err);
 }
 
 /* ---- executions ---------------------------------------------------------- */
 
 static int sq_begin_execution(void *impl, const char *execution_id, const char *contract_sha256,
-                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err) {
+                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = run(q, "begin execution", err,
              "INSERT INTO executions(execution_id, contract_sha256, status, started_ms) VALUES (?,?,'running',?)",
              "tti", execution_id, contract_sha256, now_ms);
-    if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already exists", execution_id);
+    if (rc == WR_E_CONFLICT)
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already exists", execution_id);
     for (size_t i = 0; rc == WR_OK && consume_ids && i < consume_ids->n; i++) {
         const char *id = consume_ids->v[i];
         bool revoked = false;
         sqlite3_stmt *st;
         rc = prep(q, &st, "begin execution", err, "SELECT 1 FROM revocations WHERE approval_id = ?", "t", id);
-        if (rc == WR_OK) rc = step(q, st, &revoked, "begin execution", err);
+        if (rc == WR_OK)
+            rc = step(q, st, &revoked, "begin execution", err);
         sqlite3_finalize(st);
-        if (rc == WR_OK && revoked) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' has been revoked", id);
-        if (rc) break;
+        if (rc == WR_OK && revoked)
+            rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' has been revoked", id);
+        if (rc)
+            break;
         /* The ledger's PRIMARY KEY decides a race: the second insert fails. */
         rc = run(q, "begin execution", err,
                  "INSERT INTO consumed_approvals(approval_id, execution_id, consumed_ms) VALUES (?,?,?)", "tti", id,
                  execution_id, now_ms);
-        if (rc == WR_E_CONFLICT) rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' was already consumed", id);
+        if (rc == WR_E_CONFLICT)
+            rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' was already consumed", id);
     }
     return finish(q, rc, err);
 }
 
 /* Output and receipts may exist without begin_execution (a run blocked
  * before anything started), so they create the execution row if needed. */
-static int ensure_execution(sq *q, const char *execution_id, const char *status, wr_error *err) {
+static int ensure_execution(sq *q, const char *execution_id, const char *status, wr_error *err)
+{
     return run(q, "record execution", err,
                "INSERT INTO executions(execution_id, status) VALUES (?1, COALESCE(?2, 'running'))"
                " ON CONFLICT(execution_id) DO UPDATE SET status = COALESCE(?2, status)",
@@ -618,10 +706,12 @@ static int ensure_execution(sq *q, const char *execution_id, const char *status,
 }
 
 static int sq_put_output(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
-                         const unsigned char *errb, size_t err_len, wr_error *err) {
+                         const unsigned char *errb, size_t err_len, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = ensure_execution(q, execution_id, NULL, err);
     if (rc == WR_OK)
         rc = run(q, "put output", err, "INSERT INTO outputs(execution_id, stdout, stderr) VALUES (?,?,?)", "tbb",
@@ -636,24 +726,29 @@ typedef struct output_bufs {
     size_t *out_len, *err_len;
 } output_bufs;
 
-static int blob_dup(sqlite3_stmt *st, int i, unsigned char **out, size_t *len, wr_error *err) {
+static int blob_dup(sqlite3_stmt *st, int i, unsigned char **out, size_t *len, wr_error *err)
+{
     const void *p = sqlite3_column_blob(st, i);
     *len = (size_t)sqlite3_column_bytes(st, i);
     *out = malloc(*len + 1); /* never malloc(0): callers get a real pointer */
-    if (!*out) return nomem(err);
-    if (*len) memcpy(*out, p, *len);
+    if (!*out)
+        return nomem(err);
+    if (*len)
+        memcpy(*out, p, *len);
     (*out)[*len] = 0;
     return WR_OK;
 }
 
-static int read_output(sqlite3_stmt *st, void *out, wr_error *err) {
+static int read_output(sqlite3_stmt *st, void *out, wr_error *err)
+{
     output_bufs *b = out;
     int rc = blob_dup(st, 0, b->out, b->out_len, err);
     return rc ? rc : blob_dup(st, 1, b->errb, b->err_len, err);
 }
 
 static int sq_get_output(void *impl, const char *execution_id, unsigned char **out, size_t *out_len,
-                         unsigned char **errb, size_t *err_len, wr_error *err) {
+                         unsigned char **errb, size_t *err_len, wr_error *err)
+{
     output_bufs b = {out, errb, out_len, err_len};
     int rc = lookup(impl, "get output", "no output stored for execution",
                     "SELECT stdout, stderr FROM outputs WHERE execution_id = ?", execution_id, read_output, &b, err);
@@ -669,10 +764,12 @@ static int sq_get_output(void *impl, const char *execution_id, unsigned char **o
 /* ---- receipts and the chain head ---------------------------------------- */
 
 static int sq_append_receipt(void *impl, const char *execution_id, const char *contract_id, const char *status,
-                             wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err) {
+                             wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, true, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st;
     int64_t head = 0, max_seq = 0;
     char prev[WR_SHA256_HEX_LEN] = "";
@@ -682,12 +779,14 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
     if (rc == WR_OK) {
         bool row;
         rc = step(q, st, &row, "append receipt", err);
-        if (rc == WR_OK && !row) rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the receipt chain head is missing");
+        if (rc == WR_OK && !row)
+            rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the receipt chain head is missing");
         if (rc == WR_OK) {
             head = sqlite3_column_int64(st, 0);
             max_seq = sqlite3_column_int64(st, 2);
             const char *h = (const char *)sqlite3_column_text(st, 1);
-            if (h && strlen(h) == WR_SHA256_HEX_LEN - 1) memcpy(prev, h, WR_SHA256_HEX_LEN);
+            if (h && strlen(h) == WR_SHA256_HEX_LEN - 1)
+                memcpy(prev, h, WR_SHA256_HEX_LEN);
         }
         sqlite3_finalize(st);
     }
@@ -697,8 +796,10 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
                        (long long)head, (long long)max_seq);
     char *json = NULL;
     char sha[WR_SHA256_HEX_LEN] = "";
-    if (rc == WR_OK) rc = seal(ud, head + 1, prev, &json, sha, err);
-    if (rc == WR_OK) rc = ensure_execution(q, execution_id, status, err);
+    if (rc == WR_OK)
+        rc = seal(ud, head + 1, prev, &json, sha, err);
+    if (rc == WR_OK)
+        rc = ensure_execution(q, execution_id, status, err);
     if (rc == WR_OK) {
         rc = run(q, "append receipt", err,
                  "INSERT INTO receipts(seq, execution_id, contract_id, status, sha256, json) VALUES (?,?,?,?,?,?)",
@@ -711,11 +812,13 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
                  sha);
     free(json);
     rc = finish(q, rc, err);
-    if (rc == WR_OK && seq_out) *seq_out = head + 1;
+    if (rc == WR_OK && seq_out)
+        *seq_out = head + 1;
     return rc;
 }
 
-static int sq_get_receipt(void *impl, const char *execution_id, char **json_out, wr_error *err) {
+static int sq_get_receipt(void *impl, const char *execution_id, char **json_out, wr_error *err)
+{
     return get_text(impl, "get receipt", "no receipt for execution", execution_id, json_out, err,
                     "SELECT json FROM receipts WHERE execution_id = ?");
 }
@@ -725,7 +828,8 @@ typedef struct head {
     char *sha;
 } head;
 
-static int read_head(sqlite3_stmt *st, void *out, wr_error *err) {
+static int read_head(sqlite3_stmt *st, void *out, wr_error *err)
+{
     head *h = out;
     const char *sha = (const char *)sqlite3_column_text(st, 1);
     if (!sha || strlen(sha) != WR_SHA256_HEX_LEN - 1)
@@ -735,29 +839,34 @@ static int read_head(sqlite3_stmt *st, void *out, wr_error *err) {
     return WR_OK;
 }
 
-static int sq_chain_head(void *impl, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err) {
+static int sq_chain_head(void *impl, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     head h = {seq_out, sha256_out};
     return lookup(impl, "chain head", "no chain head",
                   "SELECT seq, sha256 FROM chain_head WHERE id = CAST(? AS INTEGER)", "1", read_head, &h, err);
 }
 
-static int sq_iter_receipts(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud,
-                            wr_error *err) {
+static int sq_iter_receipts(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err)
+{
     sq *q = impl;
     int rc = begin(q, false, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     sqlite3_stmt *st;
     rc = prep(q, &st, "iterate receipts", err, "SELECT seq, json FROM receipts ORDER BY seq", NULL);
     for (bool row = true; rc == WR_OK && row;) {
         rc = step(q, st, &row, "iterate receipts", err);
-        if (rc || !row) break;
-        if (fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1))) break;
+        if (rc || !row)
+            break;
+        if (fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1)))
+            break;
     }
     sqlite3_finalize(st);
     return finish(q, rc, err);
 }
 
-static int sq_integrity_check(void *impl, char **result_out, wr_error *err) {
+static int sq_integrity_check(void *impl, char **result_out, wr_error *err)
+{
     sq *q = impl;
     *result_out = NULL;
     sqlite3_stmt *st;
@@ -765,7 +874,8 @@ static int sq_integrity_check(void *impl, char **result_out, wr_error *err) {
     size_t len = 0;
     for (bool row = true; rc == WR_OK && row;) {
         rc = step(q, st, &row, "integrity check", err);
-        if (rc || !row) break;
+        if (rc || !row)
+            break;
         const char *line = (const char *)sqlite3_column_text(st, 0);
         size_t n = line ? strlen(line) : 0;
         char *p = realloc(*result_out, len + n + 2);
@@ -774,13 +884,15 @@ static int sq_integrity_check(void *impl, char **result_out, wr_error *err) {
             break;
         }
         *result_out = p;
-        if (len) p[len++] = '\n';
+        if (len)
+            p[len++] = '\n';
         memcpy(p + len, line ? line : "", n);
         len += n;
         p[len] = 0;
     }
     sqlite3_finalize(st);
-    if (rc == WR_OK && !*result_out) rc = wr_errorf(err, WR_E_IO, q->path, "integrity check returned nothing");
+    if (rc == WR_OK && !*result_out)
+        rc = wr_errorf(err, WR_E_IO, q->path, "integrity check returned nothing");
     if (rc) {
         free(*result_out);
         *result_out = NULL;

@@ -17,34 +17,48 @@ struct wr_store {
     pthread_mutex_t mu;
 };
 
-static int missing(wr_error *err, const char *fn, const char *what) {
+static int missing(wr_error *err, const char *fn, const char *what)
+{
     return wr_errorf(err, WR_E_INVALID, "", "%s: %s is missing", fn, what);
 }
 
 /* Empty identifiers would make rows nobody can address again. */
-static bool blank(const char *s) { return !s || !*s; }
+static bool blank(const char *s)
+{
+    return !s || !*s;
+}
 
-static bool valid_request_status(const char *s) {
+static bool valid_request_status(const char *s)
+{
     static const char *const st[] = {"pending", "approved", "denied", "expired", "consumed", "revoked"};
     for (size_t i = 0; s && i < sizeof st / sizeof st[0]; i++)
-        if (!strcmp(s, st[i])) return true;
+        if (!strcmp(s, st[i]))
+            return true;
     return false;
 }
 
-static void lock(wr_store *s) { pthread_mutex_lock(&s->mu); }
-static void unlock(wr_store *s) { pthread_mutex_unlock(&s->mu); }
+static void lock(wr_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+}
+static void unlock(wr_store *s)
+{
+    pthread_mutex_unlock(&s->mu);
+}
 
 /* The state dir holds the signing key and the database: it must be ours
  * alone. Created 0700; an existing one that others may write to is refused
  * (they could swap the database or the key under us). */
-static int prepare_dir(const char *dir, wr_error *err) {
+static int prepare_dir(const char *dir, wr_error *err)
+{
     /* Missing parents too (the default ~/.local/state/warrant on a fresh
      * account), owner-only like the dir itself. */
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
         return wr_errorf(err, WR_E_LIMIT, "", "state dir path is too long");
     for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
+        if (*p != '/')
+            continue;
         *p = '\0';
         if (mkdir(buf, 0700) != 0 && errno != EEXIST)
             return wr_errorf(err, WR_E_IO, dir, "cannot create %s: %s", buf, strerror(errno));
@@ -53,20 +67,26 @@ static int prepare_dir(const char *dir, wr_error *err) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return wr_errorf(err, WR_E_IO, dir, "cannot create state dir: %s", strerror(errno));
     struct stat st;
-    if (stat(dir, &st) != 0) return wr_errorf(err, WR_E_IO, dir, "cannot stat state dir: %s", strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return wr_errorf(err, WR_E_INVALID, dir, "state dir is not a directory");
+    if (stat(dir, &st) != 0)
+        return wr_errorf(err, WR_E_IO, dir, "cannot stat state dir: %s", strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return wr_errorf(err, WR_E_INVALID, dir, "state dir is not a directory");
     if (st.st_mode & 022)
         return wr_errorf(err, WR_E_DENIED, dir, "state dir is group or world writable (mode %03o); chmod 700 it",
                          (unsigned)(st.st_mode & 0777));
     return WR_OK;
 }
 
-int wr_store_open(const char *state_dir, wr_store **out, wr_error *err) {
-    if (!out) return missing(err, "store open", "out");
+int wr_store_open(const char *state_dir, wr_store **out, wr_error *err)
+{
+    if (!out)
+        return missing(err, "store open", "out");
     *out = NULL;
-    if (blank(state_dir)) return missing(err, "store open", "state dir");
+    if (blank(state_dir))
+        return missing(err, "store open", "state dir");
     int rc = prepare_dir(state_dir, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     wr_store *s = calloc(1, sizeof *s);
     if (!s || !(s->dir = strdup(state_dir))) {
         free(s);
@@ -84,20 +104,26 @@ int wr_store_open(const char *state_dir, wr_store **out, wr_error *err) {
     return WR_OK;
 }
 
-void wr_store_close(wr_store *s) {
-    if (!s) return;
+void wr_store_close(wr_store *s)
+{
+    if (!s)
+        return;
     s->ops->close(s->impl);
     pthread_mutex_destroy(&s->mu);
     free(s->dir);
     free(s);
 }
 
-const char *wr_store_dir(const wr_store *s) { return s ? s->dir : NULL; }
+const char *wr_store_dir(const wr_store *s)
+{
+    return s ? s->dir : NULL;
+}
 
 /* ---- contracts, decisions, policies ------------------------------------- */
 
 int wr_store_put_contract(wr_store *s, const char *contract_id, const char *sha256, const char *agent_id,
-                          const char *contract_json, int64_t now_ms, wr_error *err) {
+                          const char *contract_json, int64_t now_ms, wr_error *err)
+{
     if (!s || blank(contract_id) || blank(sha256) || !contract_json)
         return missing(err, "put contract", "store, contract id, sha256 or json");
     lock(s);
@@ -106,8 +132,10 @@ int wr_store_put_contract(wr_store *s, const char *contract_id, const char *sha2
     return rc;
 }
 
-int wr_store_get_contract(wr_store *s, const char *id_or_sha256, char **json_out, wr_error *err) {
-    if (!s || blank(id_or_sha256) || !json_out) return missing(err, "get contract", "store, id or output");
+int wr_store_get_contract(wr_store *s, const char *id_or_sha256, char **json_out, wr_error *err)
+{
+    if (!s || blank(id_or_sha256) || !json_out)
+        return missing(err, "get contract", "store, id or output");
     lock(s);
     int rc = s->ops->get_contract(s->impl, id_or_sha256, json_out, err);
     unlock(s);
@@ -115,7 +143,8 @@ int wr_store_get_contract(wr_store *s, const char *id_or_sha256, char **json_out
 }
 
 int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *decision_json, int64_t now_ms,
-                          wr_error *err) {
+                          wr_error *err)
+{
     if (!s || blank(contract_sha256) || !decision_json)
         return missing(err, "put decision", "store, contract sha256 or json");
     lock(s);
@@ -124,24 +153,30 @@ int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *
     return rc;
 }
 
-int wr_store_get_decision(wr_store *s, const char *contract_sha256, char **json_out, wr_error *err) {
-    if (!s || blank(contract_sha256) || !json_out) return missing(err, "get decision", "store, sha256 or output");
+int wr_store_get_decision(wr_store *s, const char *contract_sha256, char **json_out, wr_error *err)
+{
+    if (!s || blank(contract_sha256) || !json_out)
+        return missing(err, "get decision", "store, sha256 or output");
     lock(s);
     int rc = s->ops->get_decision(s->impl, contract_sha256, json_out, err);
     unlock(s);
     return rc;
 }
 
-int wr_store_put_policy(wr_store *s, const char *sha256, const char *policy_json, wr_error *err) {
-    if (!s || blank(sha256) || !policy_json) return missing(err, "put policy", "store, sha256 or json");
+int wr_store_put_policy(wr_store *s, const char *sha256, const char *policy_json, wr_error *err)
+{
+    if (!s || blank(sha256) || !policy_json)
+        return missing(err, "put policy", "store, sha256 or json");
     lock(s);
     int rc = s->ops->put_policy(s->impl, sha256, policy_json, err);
     unlock(s);
     return rc;
 }
 
-int wr_store_get_policy(wr_store *s, const char *sha256, char **json_out, wr_error *err) {
-    if (!s || blank(sha256) || !json_out) return missing(err, "get policy", "store, sha256 or output");
+int wr_store_get_policy(wr_store *s, const char *sha256, char **json_out, wr_error *err)
+{
+    if (!s || blank(sha256) || !json_out)
+        return missing(err, "get policy", "store, sha256 or output");
     lock(s);
     int rc = s->ops->get_policy(s->impl, sha256, json_out, err);
     unlock(s);
@@ -150,9 +185,10 @@ int wr_store_get_policy(wr_store *s, const char *sha256, char **json_out, wr_err
 
 /* ---- approval requests -------------------------------------------------- */
 
-int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r, char **existing_id_out,
-                                  wr_error *err) {
-    if (existing_id_out) *existing_id_out = NULL;
+int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r, char **existing_id_out, wr_error *err)
+{
+    if (existing_id_out)
+        *existing_id_out = NULL;
     if (!s || !r || blank(r->request_id) || blank(r->contract_sha256))
         return missing(err, "put approval request", "store, request id or contract sha256");
     if (!valid_request_status(r->status))
@@ -164,8 +200,10 @@ int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r, cha
     return rc;
 }
 
-int wr_store_get_approval_request(wr_store *s, const char *request_id, wr_approval_request *out, wr_error *err) {
-    if (!s || blank(request_id) || !out) return missing(err, "get approval request", "store, id or output");
+int wr_store_get_approval_request(wr_store *s, const char *request_id, wr_approval_request *out, wr_error *err)
+{
+    if (!s || blank(request_id) || !out)
+        return missing(err, "get approval request", "store, id or output");
     memset(out, 0, sizeof *out);
     lock(s);
     int rc = s->ops->get_approval_request(s->impl, request_id, out, err);
@@ -173,9 +211,10 @@ int wr_store_get_approval_request(wr_store *s, const char *request_id, wr_approv
     return rc;
 }
 
-int wr_store_find_approval_request(wr_store *s, const char *contract_sha256, wr_approval_request *out,
-                                   wr_error *err) {
-    if (!s || blank(contract_sha256) || !out) return missing(err, "find approval request", "store, sha256 or output");
+int wr_store_find_approval_request(wr_store *s, const char *contract_sha256, wr_approval_request *out, wr_error *err)
+{
+    if (!s || blank(contract_sha256) || !out)
+        return missing(err, "find approval request", "store, sha256 or output");
     memset(out, 0, sizeof *out);
     lock(s);
     int rc = s->ops->find_approval_request(s->impl, contract_sha256, out, err);
@@ -183,9 +222,11 @@ int wr_store_find_approval_request(wr_store *s, const char *contract_sha256, wr_
     return rc;
 }
 
-int wr_store_list_approval_requests(wr_store *s, const char *status,
-                                    int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err) {
-    if (!s || !fn) return missing(err, "list approval requests", "store or callback");
+int wr_store_list_approval_requests(wr_store *s, const char *status, int (*fn)(void *ud, const wr_approval_request *r),
+                                    void *ud, wr_error *err)
+{
+    if (!s || !fn)
+        return missing(err, "list approval requests", "store or callback");
     if (status && !valid_request_status(status))
         return wr_errorf(err, WR_E_INVALID, "", "list approval requests: invalid status '%s'", status);
     lock(s);
@@ -195,19 +236,25 @@ int wr_store_list_approval_requests(wr_store *s, const char *status,
 }
 
 int wr_store_set_approval_request_status(wr_store *s, const char *request_id, const char *from_status,
-                                         const char *to_status, const char *reason, wr_error *err) {
-    if (!s || blank(request_id)) return missing(err, "set approval request status", "store or request id");
+                                         const char *to_status, const char *reason, wr_error *err)
+{
+    if (!s || blank(request_id))
+        return missing(err, "set approval request status", "store or request id");
     if (!valid_request_status(to_status) || (from_status && !valid_request_status(from_status)))
         return wr_errorf(err, WR_E_INVALID, "", "set approval request status: invalid status '%s'",
-                         valid_request_status(to_status) ? from_status : to_status ? to_status : "(null)");
+                         valid_request_status(to_status) ? from_status
+                         : to_status                     ? to_status
+                                                         : "(null)");
     lock(s);
     int rc = s->ops->set_approval_request_status(s->impl, request_id, from_status, to_status, reason, err);
     unlock(s);
     return rc;
 }
 
-void wr_approval_request_clear(wr_approval_request *r) {
-    if (!r) return;
+void wr_approval_request_clear(wr_approval_request *r)
+{
+    if (!r)
+        return;
     free(r->request_id);
     free(r->contract_id);
     free(r->contract_sha256);
@@ -223,29 +270,33 @@ void wr_approval_request_clear(wr_approval_request *r) {
 
 int wr_store_put_approval(wr_store *s, const char *approval_id, const char *request_id, const char *contract_sha256,
                           const char *approver_identity, const char *artifact_json, int64_t expires_at_ms,
-                          int64_t now_ms, wr_error *err) {
+                          int64_t now_ms, wr_error *err)
+{
     if (!s || blank(approval_id) || blank(contract_sha256) || blank(approver_identity) || !artifact_json)
         return missing(err, "put approval", "store, approval id, contract sha256, approver or json");
     lock(s);
-    int rc = s->ops->put_approval(s->impl, approval_id, request_id, contract_sha256, approver_identity,
-                                  artifact_json, expires_at_ms, now_ms, err);
+    int rc = s->ops->put_approval(s->impl, approval_id, request_id, contract_sha256, approver_identity, artifact_json,
+                                  expires_at_ms, now_ms, err);
     unlock(s);
     return rc;
 }
 
 int wr_store_list_approvals(wr_store *s, const char *contract_sha256,
                             int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
-                            void *ud, wr_error *err) {
-    if (!s || blank(contract_sha256) || !fn) return missing(err, "list approvals", "store, sha256 or callback");
+                            void *ud, wr_error *err)
+{
+    if (!s || blank(contract_sha256) || !fn)
+        return missing(err, "list approvals", "store, sha256 or callback");
     lock(s);
     int rc = s->ops->list_approvals(s->impl, contract_sha256, fn, ud, err);
     unlock(s);
     return rc;
 }
 
-int wr_store_revoke_approval(wr_store *s, const char *approval_id, const char *reason, int64_t now_ms,
-                             wr_error *err) {
-    if (!s || blank(approval_id)) return missing(err, "revoke approval", "store or approval id");
+int wr_store_revoke_approval(wr_store *s, const char *approval_id, const char *reason, int64_t now_ms, wr_error *err)
+{
+    if (!s || blank(approval_id))
+        return missing(err, "revoke approval", "store or approval id");
     lock(s);
     int rc = s->ops->revoke_approval(s->impl, approval_id, reason, now_ms, err);
     unlock(s);
@@ -255,31 +306,38 @@ int wr_store_revoke_approval(wr_store *s, const char *approval_id, const char *r
 /* Both predicates fail closed: if the store cannot answer, the approval
  * counts as revoked/consumed, so a database error never lets one through. */
 static bool fail_closed(wr_store *s, const char *approval_id,
-                        int (*op)(void *impl, const char *approval_id, bool *yes_out, wr_error *err)) {
-    if (!s || blank(approval_id)) return true;
+                        int (*op)(void *impl, const char *approval_id, bool *yes_out, wr_error *err))
+{
+    if (!s || blank(approval_id))
+        return true;
     bool yes = true;
     lock(s);
-    if (op(s->impl, approval_id, &yes, NULL) != WR_OK) yes = true;
+    if (op(s->impl, approval_id, &yes, NULL) != WR_OK)
+        yes = true;
     unlock(s);
     return yes;
 }
 
-bool wr_store_approval_revoked(wr_store *s, const char *approval_id) {
+bool wr_store_approval_revoked(wr_store *s, const char *approval_id)
+{
     return fail_closed(s, approval_id, s ? s->ops->approval_revoked : NULL);
 }
 
-bool wr_store_approval_consumed(wr_store *s, const char *approval_id) {
+bool wr_store_approval_consumed(wr_store *s, const char *approval_id)
+{
     return fail_closed(s, approval_id, s ? s->ops->approval_consumed : NULL);
 }
 
 /* ---- executions and output ---------------------------------------------- */
 
 int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *contract_sha256,
-                             const wr_strv *consume_ids, int64_t now_ms, wr_error *err) {
+                             const wr_strv *consume_ids, int64_t now_ms, wr_error *err)
+{
     if (!s || blank(execution_id) || blank(contract_sha256))
         return missing(err, "begin execution", "store, execution id or contract sha256");
     for (size_t i = 0; consume_ids && i < consume_ids->n; i++)
-        if (blank(consume_ids->v[i])) return missing(err, "begin execution", "approval id");
+        if (blank(consume_ids->v[i]))
+            return missing(err, "begin execution", "approval id");
     lock(s);
     int rc = s->ops->begin_execution(s->impl, execution_id, contract_sha256, consume_ids, now_ms, err);
     unlock(s);
@@ -287,7 +345,8 @@ int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *
 }
 
 int wr_store_put_output(wr_store *s, const char *execution_id, const unsigned char *out, size_t out_len,
-                        const unsigned char *errb, size_t err_len, wr_error *err) {
+                        const unsigned char *errb, size_t err_len, wr_error *err)
+{
     if (!s || blank(execution_id) || (!out && out_len) || (!errb && err_len))
         return missing(err, "put output", "store, execution id or buffer");
     lock(s);
@@ -297,7 +356,8 @@ int wr_store_put_output(wr_store *s, const char *execution_id, const unsigned ch
 }
 
 int wr_store_get_output(wr_store *s, const char *execution_id, unsigned char **out, size_t *out_len,
-                        unsigned char **errb, size_t *err_len, wr_error *err) {
+                        unsigned char **errb, size_t *err_len, wr_error *err)
+{
     if (!s || blank(execution_id) || !out || !out_len || !errb || !err_len)
         return missing(err, "get output", "store, execution id or output");
     *out = *errb = NULL;
@@ -311,7 +371,8 @@ int wr_store_get_output(wr_store *s, const char *execution_id, unsigned char **o
 /* ---- receipts ------------------------------------------------------------ */
 
 int wr_store_append_receipt(wr_store *s, const char *execution_id, const char *contract_id, const char *status,
-                            wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err) {
+                            wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err)
+{
     if (!s || blank(execution_id) || blank(status) || !seal)
         return missing(err, "append receipt", "store, execution id, status or seal function");
     lock(s);
@@ -320,33 +381,40 @@ int wr_store_append_receipt(wr_store *s, const char *execution_id, const char *c
     return rc;
 }
 
-int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out, wr_error *err) {
-    if (!s || blank(execution_id) || !json_out) return missing(err, "get receipt", "store, execution id or output");
+int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out, wr_error *err)
+{
+    if (!s || blank(execution_id) || !json_out)
+        return missing(err, "get receipt", "store, execution id or output");
     lock(s);
     int rc = s->ops->get_receipt(s->impl, execution_id, json_out, err);
     unlock(s);
     return rc;
 }
 
-int wr_store_chain_head(wr_store *s, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err) {
-    if (!s || !seq_out || !sha256_out) return missing(err, "chain head", "store or output");
+int wr_store_chain_head(wr_store *s, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
+    if (!s || !seq_out || !sha256_out)
+        return missing(err, "chain head", "store or output");
     lock(s);
     int rc = s->ops->chain_head(s->impl, seq_out, sha256_out, err);
     unlock(s);
     return rc;
 }
 
-int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud,
-                           wr_error *err) {
-    if (!s || !fn) return missing(err, "iterate receipts", "store or callback");
+int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err)
+{
+    if (!s || !fn)
+        return missing(err, "iterate receipts", "store or callback");
     lock(s);
     int rc = s->ops->iter_receipts(s->impl, fn, ud, err);
     unlock(s);
     return rc;
 }
 
-int wr_store_integrity_check(wr_store *s, char **result_out, wr_error *err) {
-    if (!s || !result_out) return missing(err, "integrity check", "store or output");
+int wr_store_integrity_check(wr_store *s, char **result_out, wr_error *err)
+{
+    if (!s || !result_out)
+        return missing(err, "integrity check", "store or output");
     lock(s);
     int rc = s->ops->integrity_check(s->impl, result_out, err);
     unlock(s);

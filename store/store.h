@@ -24,12 +24,12 @@ const char *wr_store_dir(const wr_store *s);
 
 /* ---- contracts and decisions ------------------------------------------- */
 /* Idempotent by sha256. */
-int wr_store_put_contract(wr_store *s, const char *contract_id, const char *sha256,
-                          const char *agent_id, const char *contract_json, int64_t now_ms, wr_error *err);
+int wr_store_put_contract(wr_store *s, const char *contract_id, const char *sha256, const char *agent_id,
+                          const char *contract_json, int64_t now_ms, wr_error *err);
 /* By contract_id (latest stored) or by sha256. *json_out malloc'd. */
 int wr_store_get_contract(wr_store *s, const char *id_or_sha256, char **json_out, wr_error *err);
-int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *decision_json,
-                          int64_t now_ms, wr_error *err);
+int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *decision_json, int64_t now_ms,
+                          wr_error *err);
 
 /* Policies by canonical sha256 (idempotent), so bundles carry the exact policy. */
 int wr_store_put_policy(wr_store *s, const char *sha256, const char *policy_json, wr_error *err);
@@ -43,10 +43,10 @@ typedef struct wr_approval_request {
     char *contract_id;
     char *contract_sha256;
     char *agent_id;
-    char *status;        /* pending | approved | denied | expired | consumed | revoked */
+    char *status; /* pending | approved | denied | expired | consumed | revoked */
     char *contract_json;
     char *decision_json;
-    char *reason;        /* deny/revoke reason, may be NULL */
+    char *reason; /* deny/revoke reason, may be NULL */
     int required_approvals;
     int64_t requested_at_ms, expires_at_ms;
 } wr_approval_request;
@@ -55,14 +55,13 @@ typedef struct wr_approval_request {
  * which case nothing is inserted, WR_OK is returned and that request's id is
  * put in *existing_id_out (malloc'd; set to NULL when r was inserted;
  * existing_id_out itself may be NULL). A duplicate request_id is WR_E_CONFLICT. */
-int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r,
-                                  char **existing_id_out, wr_error *err);
+int wr_store_put_approval_request(wr_store *s, const wr_approval_request *r, char **existing_id_out, wr_error *err);
 int wr_store_get_approval_request(wr_store *s, const char *request_id, wr_approval_request *out, wr_error *err);
 /* The newest request for a contract hash (any status); WR_E_NOTFOUND if none. */
 int wr_store_find_approval_request(wr_store *s, const char *contract_sha256, wr_approval_request *out, wr_error *err);
 /* status NULL = all. Calls fn for each, newest first; fn returns non-zero to stop. */
-int wr_store_list_approval_requests(wr_store *s, const char *status,
-                                    int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err);
+int wr_store_list_approval_requests(wr_store *s, const char *status, int (*fn)(void *ud, const wr_approval_request *r),
+                                    void *ud, wr_error *err);
 /* Changes status only if the current one is from_status (NULL = any):
  * otherwise WR_E_CONFLICT naming the current status; WR_E_NOTFOUND if no
  * such request. reason NULL keeps the stored reason. */
@@ -71,9 +70,9 @@ int wr_store_set_approval_request_status(wr_store *s, const char *request_id, co
 void wr_approval_request_clear(wr_approval_request *r);
 
 /* ---- approval artifacts ------------------------------------------------ */
-int wr_store_put_approval(wr_store *s, const char *approval_id, const char *request_id,
-                          const char *contract_sha256, const char *approver_identity,
-                          const char *artifact_json, int64_t expires_at_ms, int64_t now_ms, wr_error *err);
+int wr_store_put_approval(wr_store *s, const char *approval_id, const char *request_id, const char *contract_sha256,
+                          const char *approver_identity, const char *artifact_json, int64_t expires_at_ms,
+                          int64_t now_ms, wr_error *err);
 /* Artifacts stored for a contract hash, oldest first (revoked ones included,
  * flagged). fn returns non-zero to stop. */
 int wr_store_list_approvals(wr_store *s, const char *contract_sha256,

@@ -28,16 +28,15 @@ typedef struct wr_store_ops {
 
     int (*put_approval_request)(void *impl, const wr_approval_request *r, char **existing_id_out, wr_error *err);
     int (*get_approval_request)(void *impl, const char *request_id, wr_approval_request *out, wr_error *err);
-    int (*find_approval_request)(void *impl, const char *contract_sha256, wr_approval_request *out,
-                                 wr_error *err);
-    int (*list_approval_requests)(void *impl, const char *status,
-                                  int (*fn)(void *ud, const wr_approval_request *r), void *ud, wr_error *err);
+    int (*find_approval_request)(void *impl, const char *contract_sha256, wr_approval_request *out, wr_error *err);
+    int (*list_approval_requests)(void *impl, const char *status, int (*fn)(void *ud, const wr_approval_request *r),
+                                  void *ud, wr_error *err);
     int (*set_approval_request_status)(void *impl, const char *request_id, const char *from_status,
                                        const char *to_status, const char *reason, wr_error *err);
 
     int (*put_approval)(void *impl, const char *approval_id, const char *request_id, const char *contract_sha256,
-                        const char *approver_identity, const char *artifact_json, int64_t expires_at_ms,
-                        int64_t now_ms, wr_error *err);
+                        const char *approver_identity, const char *artifact_json, int64_t expires_at_ms, int64_t now_ms,
+                        wr_error *err);
     int (*list_approvals)(void *impl, const char *contract_sha256,
                           int (*fn)(void *ud, const char *approval_id, const char *artifact_json, bool revoked),
                           void *ud, wr_error *err);
@@ -50,8 +49,8 @@ typedef struct wr_store_ops {
                            const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
     int (*put_output)(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
                       const unsigned char *errb, size_t err_len, wr_error *err);
-    int (*get_output)(void *impl, const char *execution_id, unsigned char **out, size_t *out_len,
-                      unsigned char **errb, size_t *err_len, wr_error *err);
+    int (*get_output)(void *impl, const char *execution_id, unsigned char **out, size_t *out_len, unsigned char **errb,
+                      size_t *err_len, wr_error *err);
 
     int (*append_receipt)(void *impl, const char *execution_id, const char *contract_id, const char *status,
                           wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);

@@ -86,11 +86,21 @@ int main(int argc, char **argv)
     char *true_argv[] = {"/bin/true", NULL};
     wr_strv seg = {true_argv, 1};
     char *reads[] = {dir, NULL};
-    wr_command cmd = {.id = "bench", .segments = &seg, .nsegments = 1, .cwd = dir,
-                      .read_paths = {reads, 1}, .network = WR_NET_DENY, .timeout_sec = 30};
+    wr_command cmd = {.id = "bench",
+                      .segments = &seg,
+                      .nsegments = 1,
+                      .cwd = dir,
+                      .read_paths = {reads, 1},
+                      .network = WR_NET_DENY,
+                      .timeout_sec = 30};
     wr_contract ct = {.contract_id = "ct_bench", .commands = &cmd, .ncommands = 1};
-    wr_sandbox_limits lim = {.run_as = "nobody", .cpu_sec = 60, .memory_mb = 1024, .max_processes = 1024,
-                             .max_file_mb = 512, .max_open_files = 256, .tmp_mb = 64,
+    wr_sandbox_limits lim = {.run_as = "nobody",
+                             .cpu_sec = 60,
+                             .memory_mb = 1024,
+                             .max_processes = 1024,
+                             .max_file_mb = 512,
+                             .max_open_files = 256,
+                             .tmp_mb = 64,
                              .output_cap_bytes = 1024 * 1024};
     wr_ctx ctx = wr_ctx_system();
     wr_exec_request req = {.contract = &ct, .limits = &lim, .cancel_fd = -1, .ctx = &ctx};

@@ -17,25 +17,43 @@
 
 #include "receipts/receipts_internal.h" /* the worker-count knob */
 
-static double now_s(void) {
+static double now_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static json_object *sample(const wr_ctx *ctx, const char *id) {
+static json_object *sample(const wr_ctx *ctx, const char *id)
+{
     static const char *hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     wr_strv done = {0};
     wr_strv_push(&done, "cmd_1");
     int64_t t = wr_now_ms(ctx);
     wr_receipt_approval ap = {"apr_bench", "alice@example.com", "cli", "0123456789abcdef"};
     wr_receipt_input in = {
-        .execution_id = id, .contract_id = "contract_bench", .contract_sha256 = hex, .status = "success",
-        .started_ms = t - 12, .ended_ms = t, .has_exit_code = true, .stdout_hash = hex, .stderr_hash = hex,
-        .stdout_stream_sha256 = hex, .stderr_stream_sha256 = hex, .stdout_bytes = 4096,
-        .completed_command_ids = &done, .policy_profile = "default", .policy_schema_version = "csc.policy.v0.1",
-        .policy_sha256 = hex, .sandbox_profile_id = "bwrap-default", .sandbox_profile_sha256 = hex,
-        .decision = "needs_approval", .reason_code = "APPROVAL_REQUIRED", .approvals = &ap, .napprovals = 1,
+        .execution_id = id,
+        .contract_id = "contract_bench",
+        .contract_sha256 = hex,
+        .status = "success",
+        .started_ms = t - 12,
+        .ended_ms = t,
+        .has_exit_code = true,
+        .stdout_hash = hex,
+        .stderr_hash = hex,
+        .stdout_stream_sha256 = hex,
+        .stderr_stream_sha256 = hex,
+        .stdout_bytes = 4096,
+        .completed_command_ids = &done,
+        .policy_profile = "default",
+        .policy_schema_version = "csc.policy.v0.1",
+        .policy_sha256 = hex,
+        .sandbox_profile_id = "bwrap-default",
+        .sandbox_profile_sha256 = hex,
+        .decision = "needs_approval",
+        .reason_code = "APPROVAL_REQUIRED",
+        .approvals = &ap,
+        .napprovals = 1,
         .agent_id = "agent-bench",
     };
     json_object *r = wr_receipt_build(&in);
@@ -44,9 +62,11 @@ static json_object *sample(const wr_ctx *ctx, const char *id) {
 }
 
 /* Seals n receipts into a fresh state dir under parent; returns receipts/s. */
-static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_len) {
+static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_len)
+{
     snprintf(dir_out, dir_len, "%s/wr-bench-XXXXXX", parent);
-    if (!mkdtemp(dir_out)) return perror(dir_out), 0;
+    if (!mkdtemp(dir_out))
+        return perror(dir_out), 0;
     wr_ctx ctx = wr_ctx_system();
     wr_error err = {0};
     wr_keypair kp;
@@ -76,17 +96,21 @@ static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_le
     return rate;
 }
 
-static void rm_rf(const char *dir) {
+static void rm_rf(const char *dir)
+{
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     long chain = argc > 1 ? atol(argv[1]) : 100000;
     const char *durable = argc > 2 ? argv[2] : "/tmp";
     long seals = argc > 3 ? atol(argv[3]) : 300;
-    if (sodium_init() < 0) return 1;
+    if (sodium_init() < 0)
+        return 1;
     wr_ctx ctx = wr_ctx_system();
 
     /* raw libsodium over a payload the size of a real signing payload */
@@ -98,7 +122,8 @@ int main(int argc, char **argv) {
     crypto_sign_keypair(pk, sk);
     long raw_n = 20000;
     double t0 = now_s();
-    for (long i = 0; i < raw_n; i++) crypto_sign_detached(sig, NULL, (unsigned char *)payload, plen, sk);
+    for (long i = 0; i < raw_n; i++)
+        crypto_sign_detached(sig, NULL, (unsigned char *)payload, plen, sk);
     double raw_sign = (double)raw_n / (now_s() - t0);
 
     char dir[256];
@@ -121,7 +146,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
         t0 = now_s();
         for (long i = 0; i < raw_n; i++)
-            if (crypto_sign_verify_detached(sig, (unsigned char *)payload, plen, pk) != 0) return 1;
+            if (crypto_sign_verify_detached(sig, (unsigned char *)payload, plen, pk) != 0)
+                return 1;
         raw_verify += (double)raw_n / (now_s() - t0) / 2;
         t0 = now_s();
         if (wr_chain_verify_store_workers(st, spk, workers[k], &count, &err)) {

@@ -7,7 +7,8 @@
 
 #include "approvals/approvals.h"
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc != 4) {
         fprintf(stderr, "usage: mkrequest STATE_DIR POLICY CONTRACT\n");
         return 2;

@@ -18,17 +18,21 @@
 
 #include "approvals/approvals.h"
 
-#define NOW 1795000000000LL /* 2026-11-18T…Z, fixed */
-#define MIN 60000LL
-#define RACERS 50
+#define NOW              1795000000000LL /* 2026-11-18T…Z, fixed */
+#define MIN              60000LL
+#define RACERS           50
 #define RACING_PROCESSES 8
 
 typedef struct clock_ud {
     int64_t now;
 } clock_ud;
 
-static int64_t fixed_now(void *ud) { return ((clock_ud *)ud)->now; }
-static void real_random(void *ud, void *buf, size_t len) {
+static int64_t fixed_now(void *ud)
+{
+    return ((clock_ud *)ud)->now;
+}
+static void real_random(void *ud, void *buf, size_t len)
+{
     (void)ud;
     randombytes_buf(buf, len);
 }
@@ -45,12 +49,16 @@ typedef struct fx {
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
-static char *b64(const wr_keypair *k) { return wr_base64_encode(k->pk, WR_PK_LEN); }
+static char *b64(const wr_keypair *k)
+{
+    return wr_base64_encode(k->pk, WR_PK_LEN);
+}
 
 /* alice and bob may approve anything up to high; carol only low risk; dave
  * only repository mutations. mallory is nobody's key. */
 static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive, int64_t max_lifetime,
-                              const char *more_approvers) {
+                              const char *more_approvers)
+{
     char *a = b64(&f->alice), *b = b64(&f->bob), *c = b64(&f->carol), *dv = b64(&f->dave);
     char yaml[4096];
     snprintf(yaml, sizeof yaml,
@@ -92,12 +100,14 @@ static wr_policy *make_policy(fx *f, bool allow_window, const char *interactive,
     wr_policy *p = NULL;
     wr_error err = {0};
     int rc = wr_policy_load_yaml(yaml, strlen(yaml), &p, &err);
-    if (rc != WR_OK) fprintf(stderr, "policy: %s: %s\n", err.path, err.message);
+    if (rc != WR_OK)
+        fprintf(stderr, "policy: %s: %s\n", err.path, err.message);
     assert_int_equal(rc, WR_OK);
     return p;
 }
 
-static int setup(void **state) {
+static int setup(void **state)
+{
     fx *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/wr-approvals-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
@@ -110,13 +120,15 @@ static int setup(void **state) {
     assert_int_equal(wr_store_open(f->dir, &f->st, &err), WR_OK);
     assert_non_null(f->cs = wr_contracts_new(&err));
     wr_keypair *keys[] = {&f->alice, &f->bob, &f->carol, &f->dave, &f->mallory, &f->server};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_int_equal(wr_key_generate(&f->ctx, keys[i], &err), WR_OK);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_int_equal(wr_key_generate(&f->ctx, keys[i], &err), WR_OK);
     f->policy = make_policy(f, false, "", 3600, "");
     *state = f;
     return 0;
 }
 
-static int teardown(void **state) {
+static int teardown(void **state)
+{
     fx *f = *state;
     wr_policy_free(f->policy);
     wr_contracts_free(f->cs);
@@ -130,7 +142,8 @@ static int teardown(void **state) {
 
 /* A contract needing approval (human_required or dual control). Only
  * contract_id, justification and the initiating user vary between tests. */
-static wr_contract *make_contract(fx *f, const char *id, const char *mode, const char *user, const char *why) {
+static wr_contract *make_contract(fx *f, const char *id, const char *mode, const char *user, const char *why)
+{
     char json[2048];
     snprintf(json, sizeof json,
              "{\"version\":\"csc.v0.1\",\"contract_id\":\"%s\",\"intent\":\"inspect the repository\","
@@ -144,14 +157,19 @@ static wr_contract *make_contract(fx *f, const char *id, const char *mode, const
     wr_contract *ct = NULL;
     wr_error err = {0};
     int rc = wr_contract_parse(f->cs, json, strlen(json), &ct, &err);
-    if (rc != WR_OK) fprintf(stderr, "contract: %s: %s\n", err.path, err.message);
+    if (rc != WR_OK)
+        fprintf(stderr, "contract: %s: %s\n", err.path, err.message);
     assert_int_equal(rc, WR_OK);
     return ct;
 }
 
-static wr_contract *plain_contract(fx *f) { return make_contract(f, "contract-1", "human_required", "fabio", "tests"); }
+static wr_contract *plain_contract(fx *f)
+{
+    return make_contract(f, "contract-1", "human_required", "fabio", "tests");
+}
 
-static wr_decision *decide(fx *f, const wr_policy *p, const wr_contract *ct) {
+static wr_decision *decide(fx *f, const wr_policy *p, const wr_contract *ct)
+{
     wr_decision *d = NULL;
     wr_error err = {0};
     assert_int_equal(wr_policy_evaluate(p, ct, &f->ctx, &d, &err), WR_OK);
@@ -160,7 +178,8 @@ static wr_decision *decide(fx *f, const wr_policy *p, const wr_contract *ct) {
 }
 
 static json_object *sign_full(fx *f, const wr_keypair *k, const char *identity, const char *method, const char *sha,
-                              int64_t approved, int64_t expires, bool window) {
+                              int64_t approved, int64_t expires, bool window)
+{
     wr_approval_params ap = {.identity = identity,
                              .method = method,
                              .contract_sha256 = sha,
@@ -174,13 +193,15 @@ static json_object *sign_full(fx *f, const wr_keypair *k, const char *identity, 
     return a;
 }
 
-static json_object *sign(fx *f, const wr_keypair *k, const char *identity, const wr_contract *ct) {
+static json_object *sign(fx *f, const wr_keypair *k, const char *identity, const wr_contract *ct)
+{
     return sign_full(f, k, identity, "cli", ct->sha256, NOW - MIN, NOW + 30 * MIN, false);
 }
 
 /* Runs the authorisation with the given supplied artifacts. */
 static wr_authz_status authorize(fx *f, const wr_policy *p, const wr_contract *ct, json_object **arts, size_t n,
-                                 wr_authz *out) {
+                                 wr_authz *out)
+{
     wr_decision *d = decide(f, p, ct);
     wr_error err = {0};
     assert_int_equal(wr_approvals_authorize(f->st, p, ct, d, arts, n, &f->server, &f->ctx, out, &err), WR_OK);
@@ -190,7 +211,8 @@ static wr_authz_status authorize(fx *f, const wr_policy *p, const wr_contract *c
 
 /* Asserts a refusal (or other status) and that its reason contains want. */
 static void expect(fx *f, const wr_policy *p, const wr_contract *ct, json_object **arts, size_t n,
-                   wr_authz_status status, const char *want) {
+                   wr_authz_status status, const char *want)
+{
     wr_authz az;
     wr_authz_status got = authorize(f, p, ct, arts, n, &az);
     if (got != status || !strstr(az.reason, want))
@@ -199,7 +221,8 @@ static void expect(fx *f, const wr_policy *p, const wr_contract *ct, json_object
 }
 
 /* alice's artifact for ct, checked once (and so stored) by the gate's rules. */
-static json_object *granted(fx *f, const wr_contract *ct) {
+static json_object *granted(fx *f, const wr_contract *ct)
+{
     json_object *a = sign(f, &f->alice, "alice@example.com", ct);
     wr_authz az;
     assert_int_equal(authorize(f, f->policy, ct, &a, 1, &az), WR_AUTHZ_GRANTED);
@@ -207,9 +230,13 @@ static json_object *granted(fx *f, const wr_contract *ct) {
     return a;
 }
 
-static const char *aid(json_object *a) { return json_object_get_string(json_object_object_get(a, "approval_id")); }
+static const char *aid(json_object *a)
+{
+    return json_object_get_string(json_object_object_get(a, "approval_id"));
+}
 
-static int consume(wr_store *st, const char *exec_id, const char *sha, const char *approval_id, wr_error *err) {
+static int consume(wr_store *st, const char *exec_id, const char *sha, const char *approval_id, wr_error *err)
+{
     wr_strv ids = {0};
     assert_int_equal(wr_strv_push(&ids, approval_id), WR_OK);
     int rc = wr_store_begin_execution(st, exec_id, sha, &ids, NOW, err);
@@ -219,7 +246,8 @@ static int consume(wr_store *st, const char *exec_id, const char *sha, const cha
 
 /* ---- signing and granting ------------------------------------------------------- */
 
-static void test_grant_and_signature_shape(void **state) {
+static void test_grant_and_signature_shape(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *a = sign(f, &f->alice, "alice@example.com", ct);
@@ -254,7 +282,8 @@ static void test_grant_and_signature_shape(void **state) {
 
 /* ---- replay -------------------------------------------------------------------------- */
 
-static void test_replay_same_process_and_after_reopen(void **state) {
+static void test_replay_same_process_and_after_reopen(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *a = granted(f, ct);
@@ -274,7 +303,8 @@ static void test_replay_same_process_and_after_reopen(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_replay_from_second_process(void **state) {
+static void test_replay_from_second_process(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *a = granted(f, ct);
@@ -288,16 +318,18 @@ static void test_replay_from_second_process(void **state) {
         /* another process on the same state dir, with its own connection */
         wr_store *st = NULL;
         wr_error e = {0};
-        if (wr_store_open(f->dir, &st, &e) != WR_OK) _exit(10);
+        if (wr_store_open(f->dir, &st, &e) != WR_OK)
+            _exit(10);
         wr_decision *d = NULL;
-        if (wr_policy_evaluate(f->policy, ct, &f->ctx, &d, &e) != WR_OK) _exit(11);
+        if (wr_policy_evaluate(f->policy, ct, &f->ctx, &d, &e) != WR_OK)
+            _exit(11);
         wr_authz z;
         int rc = wr_approvals_authorize(st, f->policy, ct, d, &a, 1, &f->server, &f->ctx, &z, &e);
-        int code = rc != WR_OK ? 12
-                   : z.status != WR_AUTHZ_REFUSED ? 13
-                   : !strstr(z.reason, "has already been used") ? 14
+        int code = rc != WR_OK                                                         ? 12
+                   : z.status != WR_AUTHZ_REFUSED                                      ? 13
+                   : !strstr(z.reason, "has already been used")                        ? 14
                    : consume(st, "exe_child", ct->sha256, aid(a), &e) != WR_E_CONFLICT ? 15
-                                                                                      : 0;
+                                                                                       : 0;
         _exit(code);
     }
     int status = 0;
@@ -320,10 +352,12 @@ typedef struct racer {
 
 /* One consumer as the gate runs it: its own store connection, authorise,
  * then begin the execution that consumes the approval. */
-static int race_once(fx *f, const wr_contract *ct, json_object *artifact, const char *exec_id) {
+static int race_once(fx *f, const wr_contract *ct, json_object *artifact, const char *exec_id)
+{
     wr_store *st = NULL;
     wr_error e = {0};
-    if (wr_store_open(f->dir, &st, &e) != WR_OK) return -1;
+    if (wr_store_open(f->dir, &st, &e) != WR_OK)
+        return -1;
     int result = -1;
     wr_decision *d = NULL;
     wr_authz z = {0};
@@ -342,7 +376,8 @@ static int race_once(fx *f, const wr_contract *ct, json_object *artifact, const 
     return result;
 }
 
-static void *racer_main(void *arg) {
+static void *racer_main(void *arg)
+{
     racer *r = arg;
     char exec_id[32];
     snprintf(exec_id, sizeof exec_id, "exe_thread_%d", r->index);
@@ -350,7 +385,8 @@ static void *racer_main(void *arg) {
     return NULL;
 }
 
-static void test_fifty_racing_consumers_one_wins(void **state) {
+static void test_fifty_racing_consumers_one_wins(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *a = granted(f, ct);
@@ -368,7 +404,8 @@ static void test_fifty_racing_consumers_one_wins(void **state) {
         cts[i] = plain_contract(f);
         rs[i] = (racer){f, cts[i], copies[i], i, -1};
     }
-    for (int i = 0; i < RACERS; i++) assert_int_equal(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
+    for (int i = 0; i < RACERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
     int won = 0, lost = 0;
     for (int i = 0; i < RACERS; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
@@ -383,7 +420,8 @@ static void test_fifty_racing_consumers_one_wins(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_racing_processes_one_wins(void **state) {
+static void test_racing_processes_one_wins(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *a = granted(f, ct);
@@ -420,27 +458,35 @@ typedef struct opener {
     int rc;
 } opener;
 
-static void *opener_main(void *arg) {
+static void *opener_main(void *arg)
+{
     opener *o = arg;
     wr_store *st = NULL;
     wr_decision *d = NULL;
     wr_error e = {0};
     o->rc = wr_store_open(o->f->dir, &st, &e);
-    if (o->rc == WR_OK) o->rc = wr_policy_evaluate(o->f->policy, o->ct, &o->f->ctx, &d, &e);
-    if (o->rc == WR_OK) o->rc = wr_approval_request_open(st, o->ct, d, o->f->policy, &o->f->ctx, o->id, &e);
+    if (o->rc == WR_OK)
+        o->rc = wr_policy_evaluate(o->f->policy, o->ct, &o->f->ctx, &d, &e);
+    if (o->rc == WR_OK)
+        o->rc = wr_approval_request_open(st, o->ct, d, o->f->policy, &o->f->ctx, o->id, &e);
     wr_decision_free(d);
     wr_store_close(st);
     return NULL;
 }
 
 /* Several servers proposing the same contract at once share one request. */
-static void test_concurrent_proposals_share_one_request(void **state) {
+static void test_concurrent_proposals_share_one_request(void **state)
+{
     fx *f = *state;
-    enum { N = 10 };
+    enum {
+        N = 10
+    };
     opener os[N];
     pthread_t th[N];
-    for (int i = 0; i < N; i++) os[i] = (opener){.f = f, .ct = plain_contract(f), .rc = -1};
-    for (int i = 0; i < N; i++) assert_int_equal(pthread_create(&th[i], NULL, opener_main, &os[i]), 0);
+    for (int i = 0; i < N; i++)
+        os[i] = (opener){.f = f, .ct = plain_contract(f), .rc = -1};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, opener_main, &os[i]), 0);
     for (int i = 0; i < N; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(os[i].rc, WR_OK);
@@ -451,21 +497,22 @@ static void test_concurrent_proposals_share_one_request(void **state) {
 
 /* ---- one refusal each ----------------------------------------------------------------- */
 
-static void test_expired_and_not_yet_valid(void **state) {
+static void test_expired_and_not_yet_valid(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
-    json_object *old = sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - 90 * MIN,
-                                 NOW - 30 * MIN, false);
+    json_object *old =
+        sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - 90 * MIN, NOW - 30 * MIN, false);
     expect(f, f->policy, ct, &old, 1, WR_AUTHZ_EXPIRED, "expired at");
     /* the boundary: expires_at == now is already expired */
     json_object *edge = sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - 30 * MIN, NOW, false);
     expect(f, f->policy, ct, &edge, 1, WR_AUTHZ_EXPIRED, "expired at");
-    json_object *future = sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW + 10 * MIN,
-                                    NOW + 40 * MIN, false);
+    json_object *future =
+        sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW + 10 * MIN, NOW + 40 * MIN, false);
     expect(f, f->policy, ct, &future, 1, WR_AUTHZ_REFUSED, "is not yet valid");
     /* longer than the policy allows */
-    json_object *lng = sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - MIN,
-                                 NOW + 120 * MIN, false);
+    json_object *lng =
+        sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - MIN, NOW + 120 * MIN, false);
     expect(f, f->policy, ct, &lng, 1, WR_AUTHZ_REFUSED, "exceeds the policy maximum of 3600s");
     json_object_put(old);
     json_object_put(edge);
@@ -474,7 +521,8 @@ static void test_expired_and_not_yet_valid(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_tampered_fields(void **state) {
+static void test_tampered_fields(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     static const char *const fields[] = {"expires_at", "approval_id", "reason", "identity", "scope"};
@@ -497,7 +545,8 @@ static void test_tampered_fields(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_wrong_contract_hash(void **state) {
+static void test_wrong_contract_hash(void **state)
+{
     fx *f = *state;
     wr_contract *a_ct = plain_contract(f);
     /* B differs from A only in justification, C only in contract_id */
@@ -518,14 +567,16 @@ static void test_wrong_contract_hash(void **state) {
     wr_contract_free(c_ct);
 }
 
-static void test_unknown_key_and_identity_mismatch(void **state) {
+static void test_unknown_key_and_identity_mismatch(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *m = sign(f, &f->mallory, "alice@example.com", ct);
     expect(f, f->policy, ct, &m, 1, WR_AUTHZ_REFUSED, "is not the key of any approver declared in the policy");
     /* bob's key claiming to be alice */
     json_object *b = sign(f, &f->bob, "alice@example.com", ct);
-    expect(f, f->policy, ct, &b, 1, WR_AUTHZ_REFUSED, "claims identity alice@example.com but is signed with the key of approver bob@example.com");
+    expect(f, f->policy, ct, &b, 1, WR_AUTHZ_REFUSED,
+           "claims identity alice@example.com but is signed with the key of approver bob@example.com");
     /* a public_key that does not belong to key_id */
     json_object *x = sign(f, &f->alice, "alice@example.com", ct);
     char *bobpk = b64(&f->bob);
@@ -538,7 +589,8 @@ static void test_unknown_key_and_identity_mismatch(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_approver_not_allowed_for_risk_or_effect(void **state) {
+static void test_approver_not_allowed_for_risk_or_effect(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f); /* risk medium; carol may approve low only */
     json_object *c = sign(f, &f->carol, "carol@example.com", ct);
@@ -552,7 +604,8 @@ static void test_approver_not_allowed_for_risk_or_effect(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_revoked(void **state) {
+static void test_revoked(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     wr_decision *d = decide(f, f->policy, ct);
@@ -570,7 +623,8 @@ static void test_revoked(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_self_approval(void **state) {
+static void test_self_approval(void **state)
+{
     fx *f = *state;
     wr_contract *ct = make_contract(f, "contract-self", "human_required", "alice@example.com", "tests");
     json_object *a = sign(f, &f->alice, "alice@example.com", ct);
@@ -580,7 +634,8 @@ static void test_self_approval(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_dual_control(void **state) {
+static void test_dual_control(void **state)
+{
     fx *f = *state;
     wr_contract *ct = make_contract(f, "contract-dual", "dual_control_required", "fabio", "tests");
     json_object *a1 = sign(f, &f->alice, "alice@example.com", ct);
@@ -608,7 +663,8 @@ static void test_dual_control(void **state) {
     char *apk = b64(&f->alice), extra[256];
     snprintf(extra, sizeof extra,
              "  - identity: alice-alt@example.com\n    public_key: \"%s\"\n"
-             "    may_approve: {risk_classes: [medium], effect_types: [observe]}\n", apk);
+             "    may_approve: {risk_classes: [medium], effect_types: [observe]}\n",
+             apk);
     free(apk);
     wr_policy *shared = make_policy(f, false, "", 3600, extra);
     wr_contract *third = make_contract(f, "contract-dual-3", "dual_control_required", "fabio", "tests");
@@ -634,13 +690,16 @@ static void test_dual_control(void **state) {
     wr_contract_free(fresh);
 }
 
-static void test_server_key(void **state) {
+static void test_server_key(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *s = sign(f, &f->server, "warrantd", ct);
-    expect(f, f->policy, ct, &s, 1, WR_AUTHZ_REFUSED, "is signed with the server's receipt key, which is not an approver's key");
+    expect(f, f->policy, ct, &s, 1, WR_AUTHZ_REFUSED,
+           "is signed with the server's receipt key, which is not an approver's key");
     /* in-band approvals count only where the policy enables them */
-    json_object *e = sign_full(f, &f->server, "agent-1-user", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
+    json_object *e =
+        sign_full(f, &f->server, "agent-1-user", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
     expect(f, f->policy, ct, &e, 1, WR_AUTHZ_REFUSED,
            "in-band approval (elicitation) is not enabled by the policy for risk class medium");
     wr_policy *interactive = make_policy(f, false, "medium", 3600, "");
@@ -649,7 +708,8 @@ static void test_server_key(void **state) {
     assert_string_equal(az.uses[0].method, "elicitation");
     wr_authz_clear(&az);
     /* a human's key cannot pose as an in-band approval */
-    json_object *h = sign_full(f, &f->alice, "alice@example.com", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
+    json_object *h =
+        sign_full(f, &f->alice, "alice@example.com", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
     expect(f, interactive, ct, &h, 1, WR_AUTHZ_REFUSED, "method elicitation is reserved");
     wr_policy_free(interactive);
     json_object_put(s);
@@ -658,7 +718,8 @@ static void test_server_key(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_time_window(void **state) {
+static void test_time_window(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *w = sign_full(f, &f->alice, "alice@example.com", "cli", ct->sha256, NOW - MIN, NOW + 30 * MIN, true);
@@ -678,7 +739,8 @@ static void test_time_window(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_malformed_artifacts(void **state) {
+static void test_malformed_artifacts(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *notobj = json_object_new_string("approve!");
@@ -693,11 +755,15 @@ static void test_malformed_artifacts(void **state) {
     json_object_object_add(json_object_object_get(c, "signature"), "signature", json_object_new_string("AAAA"));
     expect(f, f->policy, ct, &c, 1, WR_AUTHZ_REFUSED, "signature does not verify");
     json_object *many[20];
-    for (size_t i = 0; i < 20; i++) many[i] = c;
+    for (size_t i = 0; i < 20; i++)
+        many[i] = c;
     expect(f, f->policy, ct, many, 20, WR_AUTHZ_REFUSED, "too many approval artifacts supplied");
     /* sign refuses bad parameters instead of producing a useless artifact */
-    wr_approval_params bad = {.identity = "alice@example.com", .method = "cli", .contract_sha256 = "abc",
-                              .approved_at_ms = NOW, .expires_at_ms = NOW + MIN};
+    wr_approval_params bad = {.identity = "alice@example.com",
+                              .method = "cli",
+                              .contract_sha256 = "abc",
+                              .approved_at_ms = NOW,
+                              .expires_at_ms = NOW + MIN};
     json_object *out = NULL;
     wr_error err = {0};
     assert_int_equal(wr_approval_sign(&f->alice, &bad, &f->ctx, &out, &err), WR_E_INVALID);
@@ -711,7 +777,8 @@ static void test_malformed_artifacts(void **state) {
 
 /* ---- the queue ------------------------------------------------------------------------- */
 
-static void test_request_lifecycle(void **state) {
+static void test_request_lifecycle(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     wr_decision *d = decide(f, f->policy, ct);
@@ -774,7 +841,8 @@ static void test_request_lifecycle(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_dual_request_deny_and_revoke(void **state) {
+static void test_dual_request_deny_and_revoke(void **state)
+{
     fx *f = *state;
     wr_contract *ct = make_contract(f, "contract-dual-q", "dual_control_required", "fabio", "tests");
     wr_decision *d = decide(f, f->policy, ct);
@@ -822,7 +890,8 @@ static void test_dual_request_deny_and_revoke(void **state) {
     wr_contract_free(ct);
 }
 
-static void test_check_artifact_without_request(void **state) {
+static void test_check_artifact_without_request(void **state)
+{
     fx *f = *state;
     wr_contract *ct = plain_contract(f);
     json_object *a = sign(f, &f->alice, "alice@example.com", ct);
@@ -836,7 +905,8 @@ static void test_check_artifact_without_request(void **state) {
     wr_contract_free(ct);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_grant_and_signature_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_same_process_and_after_reopen, setup, teardown),

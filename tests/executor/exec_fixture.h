@@ -57,8 +57,13 @@ static inline size_t fx_count(const char *const *a, size_t max)
 static inline void fx_init(fx *f, const fx_cmd_spec *specs)
 {
     memset(f, 0, sizeof *f);
-    f->lim = (wr_sandbox_limits){.run_as = "nobody", .cpu_sec = 30, .memory_mb = 1024, .max_processes = 256,
-                                 .max_file_mb = 512, .max_open_files = 256, .tmp_mb = 64,
+    f->lim = (wr_sandbox_limits){.run_as = "nobody",
+                                 .cpu_sec = 30,
+                                 .memory_mb = 1024,
+                                 .max_processes = 256,
+                                 .max_file_mb = 512,
+                                 .max_open_files = 256,
+                                 .tmp_mb = 64,
                                  .output_cap_bytes = 1024 * 1024};
     f->ctx = wr_ctx_system();
     size_t n = 0;

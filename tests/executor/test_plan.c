@@ -58,13 +58,12 @@ static void test_scope_order(void **state)
     (void)state;
     char *d = fx_tmpdir();
     char *r = fx_subdir(d, "src", false);
-    char *w = fx_subdir(r, "out", true); /* a write path inside a read path */
+    char *w = fx_subdir(r, "out", true);  /* a write path inside a read path */
     char *rr = fx_subdir(w, "ro", false); /* and a read path inside it again */
     char glob[300];
     snprintf(glob, sizeof glob, "%s/**", r);
     fx f;
-    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .cwd = r, .reads = {glob, rr}, .writes = {w}},
-                                {0}});
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .cwd = r, .reads = {glob, rr}, .writes = {w}}, {0}});
     wr_error e = {0};
     json_object *p = plan_json(&f, 0, &e);
     assert_non_null(p);
@@ -202,8 +201,8 @@ static void test_missing_write_paths(void **state)
     assert_non_null(p);
     int i = find_op(p, "bind", sub);
     assert_true(i >= 0);
-    assert_true(json_object_get_boolean(json_object_object_get(
-        json_object_array_get_idx(json_object_object_get(p, "ops"), (size_t)i), "created")));
+    assert_true(json_object_get_boolean(
+        json_object_object_get(json_object_array_get_idx(json_object_object_get(p, "ops"), (size_t)i), "created")));
     json_object_put(p);
     struct stat st;
     assert_int_not_equal(stat(sub, &st), 0); /* inspecting the plan creates nothing */
@@ -229,9 +228,8 @@ static void test_env_and_user(void **state)
     char *env[] = {"WARRANT_TOKEN=host-secret", "TZ=Europe/Paris", "HOME=/root", "GIT_TOKEN=abc", NULL};
     wr_secret sec[] = {{"API_KEY", "s3cr3t-value"}};
     fx f;
-    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .env = {"TZ", "HOME", "MISSING"},
-                                 .secrets = {"API_KEY"}},
-                                {0}});
+    fx_init(&f, (fx_cmd_spec[]){
+                    {.id = "c1", .seg = {ARGV_TRUE}, .env = {"TZ", "HOME", "MISSING"}, .secrets = {"API_KEY"}}, {0}});
     f.req.host_env = env;
     f.req.secrets = sec;
     f.req.nsecrets = 1;
@@ -479,10 +477,14 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),      cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_symlink_escape),   cmocka_unit_test(test_missing_write_paths),
-        cmocka_unit_test(test_env_and_user),     cmocka_unit_test(test_seccomp_filter),
-        cmocka_unit_test(test_capture_redaction), cmocka_unit_test(test_argv_limits),
+        cmocka_unit_test(test_scope_order),
+        cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_symlink_escape),
+        cmocka_unit_test(test_missing_write_paths),
+        cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),
+        cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),
         cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

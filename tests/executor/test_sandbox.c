@@ -196,8 +196,9 @@ static void test_setup_failure(void **s)
     wr_exec_result *r = run(&f);
     assert_int_equal(r->status, WR_EXEC_FAILED);
     assert_int_equal(r->exit_code, 1);
-    assert_string_equal(r->error,
-                        "command c1 could not start: sandbox setup failed: execvp /no/such/program: No such file or directory");
+    assert_string_equal(
+        r->error,
+        "command c1 could not start: sandbox setup failed: execvp /no/such/program: No such file or directory");
     wr_exec_result_free(r);
 }
 
@@ -260,8 +261,8 @@ static void test_environment(void **s)
                         "  except Exception as e: pass\n",
                         NULL};
     fx f;
-    fx_init(&f, (fx_cmd_spec[]){{.id = "env", .seg = {env}, .env = {"TZ", "NOT_SET_ANYWHERE"}},
-                                {.id = "procs", .seg = {pe}}, {0}});
+    fx_init(&f, (fx_cmd_spec[]){
+                    {.id = "env", .seg = {env}, .env = {"TZ", "NOT_SET_ANYWHERE"}}, {.id = "procs", .seg = {pe}}, {0}});
     f.req.host_env = environ;
     wr_exec_result *r = run(&f);
     if (r->status != WR_EXEC_SUCCESS)
@@ -316,8 +317,7 @@ static void test_write_containment(void **s)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         fx f;
-        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {cases[i].argv}, .cwd = w, .reads = {rd}, .writes = {w}},
-                                    {0}});
+        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {cases[i].argv}, .cwd = w, .reads = {rd}, .writes = {w}}, {0}});
         wr_exec_result *r = run(&f);
         if (cases[i].err) {
             if (!strstr(ERR(r), cases[i].err))
@@ -373,7 +373,8 @@ static void test_symlink_root_blocked(void **s)
     const char *argv2[] = {"/bin/true", NULL};
     fx f;
     fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .cwd = w, .writes = {w}},
-                                {.id = "c2", .seg = {argv2}, .cwd = w, .writes = {evil}}, {0}});
+                                {.id = "c2", .seg = {argv2}, .cwd = w, .writes = {evil}},
+                                {0}});
     wr_exec_result *r = run(&f);
     assert_int_equal(r->status, WR_EXEC_BLOCKED);
     assert_non_null(strstr(r->error, "command c2: write path"));
@@ -895,9 +896,12 @@ int main(int argc, char **argv)
     };
     /* As uid 65534 (no privilege to drop): the same sandbox, a subset. */
     const struct CMUnitTest unpriv[] = {
-        cmocka_unit_test(test_echo),       cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_write_containment), cmocka_unit_test(test_kernel_surface),
-        cmocka_unit_test(test_timeout_kills_everything), cmocka_unit_test(test_pipelines),
+        cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_write_containment),
+        cmocka_unit_test(test_kernel_surface),
+        cmocka_unit_test(test_timeout_kills_everything),
+        cmocka_unit_test(test_pipelines),
     };
     if (g_unpriv)
         return cmocka_run_group_tests_name("sandbox_unprivileged", unpriv, setup, teardown);

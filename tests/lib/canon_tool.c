@@ -8,13 +8,15 @@
 
 #include "lib/lib.h"
 
-int main(void) {
+int main(void)
+{
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int rc = 0;
     while ((n = getline(&line, &cap, stdin)) > 0) {
-        if (line[n - 1] == '\n') n--;
+        if (line[n - 1] == '\n')
+            n--;
         wr_error err = {0};
         json_object *o = wr_json_parse(line, (size_t)n, NULL, &err);
         if (!o) {

@@ -14,10 +14,12 @@
 
 #include "lib/lib.h"
 
-static char *canon_text(const char *in, bool drop_nulls) {
+static char *canon_text(const char *in, bool drop_nulls)
+{
     wr_error err = {0};
     json_object *o = wr_json_parse(in, strlen(in), NULL, &err);
-    if (!o) fail_msg("parse %s: %s", in, err.message);
+    if (!o)
+        fail_msg("parse %s: %s", in, err.message);
     size_t len;
     char *c = wr_canonical_json(o, drop_nulls, &len, &err);
     assert_non_null(c);
@@ -26,13 +28,15 @@ static char *canon_text(const char *in, bool drop_nulls) {
     return c;
 }
 
-static void expect(const char *in, const char *want) {
+static void expect(const char *in, const char *want)
+{
     char *got = canon_text(in, false);
     assert_string_equal(got, want);
     free(got);
 }
 
-static void test_key_order_and_nesting(void **state) {
+static void test_key_order_and_nesting(void **state)
+{
     (void)state;
     expect("{ \"b\" : 1, \"a\" : { \"z\" : [3, 2, {\"y\":1, \"x\":2}], \"A\" : true } }",
            "{\"a\":{\"A\":true,\"z\":[3,2,{\"x\":2,\"y\":1}]},\"b\":1}");
@@ -43,14 +47,16 @@ static void test_key_order_and_nesting(void **state) {
     expect("{\"ab\":1,\"a\":2}", "{\"a\":2,\"ab\":1}");
 }
 
-static void test_empty_containers(void **state) {
+static void test_empty_containers(void **state)
+{
     (void)state;
     expect("{}", "{}");
     expect("[]", "[]");
     expect("{\"a\":{},\"b\":[],\"c\":[{}, []]}", "{\"a\":{},\"b\":[],\"c\":[{},[]]}");
 }
 
-static void test_strings(void **state) {
+static void test_strings(void **state)
+{
     (void)state;
     /* "/" and DEL stay literal; non-ASCII literal; escapes written as \uXXXX in
      * the input come out as literal UTF-8 */
@@ -63,7 +69,8 @@ static void test_strings(void **state) {
     expect("\"\\u2028\"", "\"\xE2\x80\xA8\"");
 }
 
-static void test_numbers(void **state) {
+static void test_numbers(void **state)
+{
     (void)state;
     expect("[0, -0, 1, -1, 10, 123456789012345678]", "[0,0,1,-1,10,123456789012345678]");
     expect("[9223372036854775807, -9223372036854775808, 18446744073709551615]",
@@ -72,15 +79,15 @@ static void test_numbers(void **state) {
     expect("[1.0, 10.0, 1e2, 0.1, 1.5, -0.0, 2.5e-3]", "[1.0,10.0,100.0,0.1,1.5,-0.0,0.0025]");
     expect("[1e16, 1e15, 123456789012345680000.0, 1.7976931348623157e308]",
            "[1e+16,1000000000000000.0,1.2345678901234568e+20,1.7976931348623157e+308]");
-    expect("[0.0001, 0.00001, 1e-7, 5e-324, 0.30000000000000004]",
-           "[0.0001,1e-05,1e-07,5e-324,0.30000000000000004]");
+    expect("[0.0001, 0.00001, 1e-7, 5e-324, 0.30000000000000004]", "[0.0001,1e-05,1e-07,5e-324,0.30000000000000004]");
     expect("[1E+2, 1.25E-10, 3.14159]", "[100.0,1.25e-10,3.14159]");
     /* powers of two (2^-1017, 2^-921) where the nearest 16-digit decimal does
      * not read back but its neighbour does: repr has 16 digits, not 17 */
     expect("[7.120236347223045e-307, 5.641232424577593e-278]", "[7.120236347223045e-307,5.641232424577593e-278]");
 }
 
-static void test_drop_nulls(void **state) {
+static void test_drop_nulls(void **state)
+{
     (void)state;
     const char *in = "{\"a\":null,\"b\":{\"c\":null,\"d\":1},\"e\":[null,{\"f\":null}]}";
     char *kept = canon_text(in, false), *dropped = canon_text(in, true);
@@ -91,7 +98,8 @@ static void test_drop_nulls(void **state) {
     free(dropped);
 }
 
-static void test_built_objects(void **state) {
+static void test_built_objects(void **state)
+{
     (void)state;
     wr_error err = {0};
     json_object *o = json_object_new_object();
@@ -117,13 +125,15 @@ static void test_built_objects(void **state) {
     assert_int_equal(err.code, WR_E_LIMIT);
     /* json_object_put recurses too; unwind from the top */
     while (deep) {
-        json_object *inner = json_object_array_length(deep) ? json_object_get(json_object_array_get_idx(deep, 0)) : NULL;
+        json_object *inner =
+            json_object_array_length(deep) ? json_object_get(json_object_array_get_idx(deep, 0)) : NULL;
         json_object_put(deep);
         deep = inner;
     }
 }
 
-static void test_sha256(void **state) {
+static void test_sha256(void **state)
+{
     (void)state;
     char hex[WR_SHA256_HEX_LEN];
     wr_sha256_hex("", 0, hex);
@@ -141,14 +151,16 @@ static void test_sha256(void **state) {
     json_object_put(o);
 }
 
-static void test_compact(void **state) {
+static void test_compact(void **state)
+{
     (void)state;
     json_object *o = wr_json_parse("{\"p\": \"/usr/bin\", \"n\": [1, 2]}", 30, NULL, NULL);
     assert_string_equal(wr_json_compact(o), "{\"p\":\"/usr/bin\",\"n\":[1,2]}");
     json_object_put(o);
 }
 
-static void test_base64(void **state) {
+static void test_base64(void **state)
+{
     (void)state;
     wr_error err = {0};
     char *e = wr_base64_encode((const unsigned char *)"foob", 4);
@@ -166,7 +178,8 @@ static void test_base64(void **state) {
     assert_int_equal(wr_base64_decode("Zm9v-g==", out, sizeof out, &n, &err), WR_E_INVALID); /* URL alphabet */
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_order_and_nesting),
         cmocka_unit_test(test_empty_containers),

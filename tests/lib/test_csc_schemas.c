@@ -24,10 +24,12 @@ static const struct {
     {"conformance/policies/schema.json", "csc.policy.v0.1.schema.json"},
 };
 
-static int run_fixture_file(const wr_schema *s, const char *path) {
+static int run_fixture_file(const wr_schema *s, const char *path)
+{
     wr_error err = {0};
     json_object *cases = wr_json_read_file(path, NULL, &err);
-    if (!cases) fail_msg("%s", err.message);
+    if (!cases)
+        fail_msg("%s", err.message);
     int failed = 0;
     size_t n = json_object_array_length(cases);
     for (size_t i = 0; i < n; i++) {
@@ -51,7 +53,8 @@ static int run_fixture_file(const wr_schema *s, const char *path) {
     return failed;
 }
 
-static void test_csc_fixtures(void **state) {
+static void test_csc_fixtures(void **state)
+{
     (void)state;
     const char *csc = getenv("CSC_DIR");
     assert_non_null(csc);
@@ -61,12 +64,14 @@ static void test_csc_fixtures(void **state) {
         assert_non_null(text);
         wr_error err = {0};
         wr_schema *s = wr_schema_parse(text, &err);
-        if (!s) fail_msg("%s: %s", sets[i].schema, err.message);
+        if (!s)
+            fail_msg("%s: %s", sets[i].schema, err.message);
         char pattern[512];
         snprintf(pattern, sizeof pattern, "%s/%s", csc, sets[i].fixtures);
         glob_t g;
         assert_int_equal(glob(pattern, 0, NULL, &g), 0);
-        for (size_t j = 0; j < g.gl_pathc; j++, files++) failed += run_fixture_file(s, g.gl_pathv[j]);
+        for (size_t j = 0; j < g.gl_pathc; j++, files++)
+            failed += run_fixture_file(s, g.gl_pathv[j]);
         globfree(&g);
         wr_schema_free(s);
     }
@@ -78,13 +83,17 @@ static void test_csc_fixtures(void **state) {
  * of a {"$ref": "<file name>"} object (see schemas/tools/check.input.json);
  * the CSC schema keeps its $id, so its "#/$defs/..." references resolve
  * inside it (2020-12 embedded resources). Done here the same way. */
-static void inline_file_refs(json_object *node) {
+static void inline_file_refs(json_object *node)
+{
     if (json_object_is_type(node, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(node); i++) inline_file_refs(json_object_array_get_idx(node, i));
+        for (size_t i = 0; i < json_object_array_length(node); i++)
+            inline_file_refs(json_object_array_get_idx(node, i));
         return;
     }
-    if (!json_object_is_type(node, json_type_object)) return;
-    json_object_object_foreach(node, key, val) {
+    if (!json_object_is_type(node, json_type_object))
+        return;
+    json_object_object_foreach(node, key, val)
+    {
         json_object *ref;
         const char *text;
         if (json_object_object_get_ex(val, "$ref", &ref) && (text = wr_schema_text(json_object_get_string(ref)))) {
@@ -97,32 +106,39 @@ static void inline_file_refs(json_object *node) {
     }
 }
 
-static wr_schema *compile_embedded(const char *name) {
+static wr_schema *compile_embedded(const char *name)
+{
     const char *text = wr_schema_text(name);
     assert_non_null(text);
     wr_error err = {0};
     json_object *root = wr_json_parse(text, strlen(text), NULL, &err);
-    if (!root) fail_msg("%s: %s", name, err.message);
+    if (!root)
+        fail_msg("%s: %s", name, err.message);
     inline_file_refs(root);
     wr_schema *s = wr_schema_new(root, &err);
     json_object_put(root);
-    if (!s) fail_msg("%s: %s", name, err.message);
+    if (!s)
+        fail_msg("%s: %s", name, err.message);
     return s;
 }
 
 /* Every embedded schema (CSC and warrant's own) must compile. */
-static void test_embedded_schemas_compile(void **state) {
+static void test_embedded_schemas_compile(void **state)
+{
     (void)state;
     const char *const *names = wr_schema_names();
     size_t n = 0;
-    for (; names[n]; n++) wr_schema_free(compile_embedded(names[n]));
+    for (; names[n]; n++)
+        wr_schema_free(compile_embedded(names[n]));
     assert_true(n >= 5);
 }
 
 /* The composed check tool input accepts exactly the valid CSC contracts. */
-static void test_composed_tool_schema(void **state) {
+static void test_composed_tool_schema(void **state)
+{
     (void)state;
-    if (!wr_schema_text("tools/check.input.json")) skip();
+    if (!wr_schema_text("tools/check.input.json"))
+        skip();
     wr_schema *s = compile_embedded("tools/check.input.json");
     const char *files[] = {"valid.json", "invalid.json"};
     for (size_t f = 0; f < 2; f++) {
@@ -138,8 +154,10 @@ static void test_composed_tool_schema(void **state) {
             json_object *args = json_object_new_object();
             json_object_object_add(args, "contract", json_object_get(input));
             int rc = wr_schema_validate(s, args, &err);
-            if ((rc == WR_OK) != json_object_get_boolean(valid)) fail_msg("%s #%zu: %s", files[f], i, err.message);
-            if (rc != WR_OK) assert_true(strncmp(err.path, "/contract", 9) == 0);
+            if ((rc == WR_OK) != json_object_get_boolean(valid))
+                fail_msg("%s #%zu: %s", files[f], i, err.message);
+            if (rc != WR_OK)
+                assert_true(strncmp(err.path, "/contract", 9) == 0);
             json_object_put(args);
         }
         json_object_put(cases);
@@ -147,7 +165,8 @@ static void test_composed_tool_schema(void **state) {
     wr_schema_free(s);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csc_fixtures),
         cmocka_unit_test(test_embedded_schemas_compile),

@@ -16,30 +16,42 @@
 
 #include "lib/lib.h"
 
-static void expect_reject(const char *buf, size_t len, const wr_json_limits *lim, int code, const char *msg) {
+static void expect_reject(const char *buf, size_t len, const wr_json_limits *lim, int code, const char *msg)
+{
     wr_error err = {0};
     json_object *o = wr_json_parse(buf, len, lim, &err);
-    if (o) fail_msg("accepted: %.*s", (int)(len > 60 ? 60 : len), buf);
+    if (o)
+        fail_msg("accepted: %.*s", (int)(len > 60 ? 60 : len), buf);
     assert_int_equal(err.code, code);
-    if (!strstr(err.message, msg)) fail_msg("message '%s' lacks '%s'", err.message, msg);
+    if (!strstr(err.message, msg))
+        fail_msg("message '%s' lacks '%s'", err.message, msg);
 }
 
 #define REJECT(lit, code, msg) expect_reject(lit, sizeof lit - 1, NULL, code, msg)
 
-static void test_accepts_plain_documents(void **state) {
+static void test_accepts_plain_documents(void **state)
+{
     (void)state;
-    const char *ok[] = {"{}", " [1, 2.5, \"x\", true, false, null] ", "\"s\"", "0", "-1.5e-3",
-                        "{\"a\":{\"a\":{\"a\":1}}}", "{\"a\":1,\"b\":{\"a\":2}}", "\"\\ud83d\\ude00\"",
+    const char *ok[] = {"{}",
+                        " [1, 2.5, \"x\", true, false, null] ",
+                        "\"s\"",
+                        "0",
+                        "-1.5e-3",
+                        "{\"a\":{\"a\":{\"a\":1}}}",
+                        "{\"a\":1,\"b\":{\"a\":2}}",
+                        "\"\\ud83d\\ude00\"",
                         "\"\\\\u0000\"" /* an escaped backslash, not a NUL */};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         wr_error err = {0};
         json_object *o = wr_json_parse(ok[i], strlen(ok[i]), NULL, &err);
-        if (!o) fail_msg("rejected %s: %s", ok[i], err.message);
+        if (!o)
+            fail_msg("rejected %s: %s", ok[i], err.message);
         json_object_put(o);
     }
 }
 
-static void test_deep_nesting(void **state) {
+static void test_deep_nesting(void **state)
+{
     (void)state;
     size_t n = 100000;
     char *buf = malloc(2 * n);
@@ -47,7 +59,8 @@ static void test_deep_nesting(void **state) {
     memset(buf + n, ']', n);
     expect_reject(buf, 2 * n, NULL, WR_E_LIMIT, "nesting deeper than 64");
     expect_reject(buf, n, NULL, WR_E_LIMIT, "nesting deeper"); /* unbalanced too */
-    for (size_t i = 0; i + 5 <= n; i += 5) memcpy(buf + i, "{\"a\":", 5);
+    for (size_t i = 0; i + 5 <= n; i += 5)
+        memcpy(buf + i, "{\"a\":", 5);
     expect_reject(buf, n, NULL, WR_E_LIMIT, "nesting deeper");
     free(buf);
     /* exactly at the limit is fine, one more is not */
@@ -60,7 +73,8 @@ static void test_deep_nesting(void **state) {
     expect_reject("{\"a\":{\"b\":{\"c\":{}}}}", 20, &lim, WR_E_LIMIT, "deeper than 3");
 }
 
-static void test_size_limit(void **state) {
+static void test_size_limit(void **state)
+{
     (void)state;
     wr_json_limits lim = {.max_bytes = 10, .max_depth = 8};
     expect_reject("[1,2,3,4,5,6]", 13, &lim, WR_E_LIMIT, "13 bytes exceeds the limit of 10");
@@ -72,7 +86,8 @@ static void test_size_limit(void **state) {
     free(buf);
 }
 
-static void test_invalid_utf8(void **state) {
+static void test_invalid_utf8(void **state)
+{
     (void)state;
     REJECT("\"\xff\"", WR_E_INVALID, "not valid UTF-8");
     REJECT("\"\xc0\xaf\"", WR_E_INVALID, "not valid UTF-8");         /* overlong "/" */
@@ -91,12 +106,14 @@ static void test_invalid_utf8(void **state) {
     json_object *o = wr_json_parse(pairs, strlen(pairs), NULL, &err);
     assert_non_null(o);
     assert_string_equal(json_object_get_string(json_object_array_get_idx(o, 0)), "\xf2\xbd\xab\x87");
-    assert_string_equal(json_object_get_string(json_object_array_get_idx(o, 1)), "a\xf4\x8d\xbb\xac" "b");
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(o, 1)), "a\xf4\x8d\xbb\xac"
+                                                                                 "b");
     json_object_put(o);
     assert_false(wr_utf8_valid("\xf0\x9f\x98", 3));
 }
 
-static void test_nul(void **state) {
+static void test_nul(void **state)
+{
     (void)state;
     REJECT("{\"a\":\"x\0y\"}", WR_E_INVALID, "NUL byte at offset 7");
     REJECT("{\"a\":1}\0", WR_E_INVALID, "NUL byte");
@@ -104,7 +121,8 @@ static void test_nul(void **state) {
     REJECT("{\"a\\u0000\":1}", WR_E_INVALID, "\\u0000"); /* json-c would truncate the key */
 }
 
-static void test_trailing_and_grammar(void **state) {
+static void test_trailing_and_grammar(void **state)
+{
     (void)state;
     REJECT("{} x", WR_E_INVALID, "invalid JSON");
     REJECT("[1] [2]", WR_E_INVALID, "invalid JSON");
@@ -125,7 +143,8 @@ static void test_trailing_and_grammar(void **state) {
     REJECT("[-9223372036854775809]", WR_E_LIMIT, "out of the 64-bit range");
 }
 
-static void test_duplicate_keys(void **state) {
+static void test_duplicate_keys(void **state)
+{
     (void)state;
     wr_error err = {0};
     expect_reject("{\"a\":1,\"a\":2}", 13, NULL, WR_E_INVALID, "duplicate key");
@@ -143,7 +162,8 @@ static void test_duplicate_keys(void **state) {
     json_object_put(o);
 }
 
-static void test_files(void **state) {
+static void test_files(void **state)
+{
     (void)state;
     char dir[] = "/tmp/wr-test-json-XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -190,7 +210,8 @@ static void test_files(void **state) {
     assert_int_equal(wr_write_file_atomic("/nonexistent-dir/x.json", "1", 1, 0600, &err), WR_E_IO);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts_plain_documents),
         cmocka_unit_test(test_deep_nesting),

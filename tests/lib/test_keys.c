@@ -16,9 +16,11 @@
 #include "lib/lib.h"
 
 /* A fixed "RNG" so key material is reproducible. */
-static void counting_random(void *ud, void *buf, size_t len) {
+static void counting_random(void *ud, void *buf, size_t len)
+{
     unsigned char *b = buf, *next = ud;
-    for (size_t i = 0; i < len; i++) b[i] = (*next)++;
+    for (size_t i = 0; i < len; i++)
+        b[i] = (*next)++;
 }
 
 typedef struct fx {
@@ -27,17 +29,20 @@ typedef struct fx {
     wr_ctx ctx;
 } fx;
 
-static int setup(void **state) {
+static int setup(void **state)
+{
     fx *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/wr-test-keys-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (!mkdtemp(f->dir))
+        return -1;
     umask(022);
     f->ctx = (wr_ctx){.now_ms = NULL, .random = counting_random, .ud = &f->next};
     *state = f;
     return 0;
 }
 
-static int teardown(void **state) {
+static int teardown(void **state)
+{
     fx *f = *state;
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
@@ -46,13 +51,15 @@ static int teardown(void **state) {
     return rc == 0 ? 0 : -1;
 }
 
-static char *path_in(const fx *f, const char *name) {
+static char *path_in(const fx *f, const char *name)
+{
     static char p[256]; /* test helper only */
     snprintf(p, sizeof p, "%s/%s", f->dir, name);
     return p;
 }
 
-static int sh(const char *fmt, ...) {
+static int sh(const char *fmt, ...)
+{
     char cmd[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -62,7 +69,8 @@ static int sh(const char *fmt, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void write_text(const char *path, const char *text, mode_t mode) {
+static void write_text(const char *path, const char *text, mode_t mode)
+{
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     fputs(text, fp);
@@ -70,7 +78,8 @@ static void write_text(const char *path, const char *text, mode_t mode) {
     assert_int_equal(chmod(path, mode), 0);
 }
 
-static void test_generate_write_load(void **state) {
+static void test_generate_write_load(void **state)
+{
     fx *f = *state;
     wr_error err = {0};
     wr_keypair kp, back;
@@ -105,29 +114,32 @@ static void test_generate_write_load(void **state) {
     assert_memory_equal(&kp, zero, sizeof kp);
 }
 
-static void test_reads_openssl_keys(void **state) {
+static void test_reads_openssl_keys(void **state)
+{
     fx *f = *state;
     wr_error err = {0};
     wr_keypair kp;
     assert_int_equal(sh("openssl genpkey -algorithm ed25519 -out '%s/o.key' 2>/dev/null && chmod 600 '%s/o.key'"
                         " && openssl pkey -in '%s/o.key' -pubout -out '%s/o.pub'",
-                        f->dir, f->dir, f->dir, f->dir), 0);
+                        f->dir, f->dir, f->dir, f->dir),
+                     0);
     assert_int_equal(wr_key_load_secret(path_in(f, "o.key"), true, &kp, &err), WR_OK);
     unsigned char pk[WR_PK_LEN];
     assert_int_equal(wr_pubkey_load(path_in(f, "o.pub"), pk, &err), WR_OK);
     assert_memory_equal(pk, kp.pk, WR_PK_LEN);
     /* a signature made with openssl verifies with our code */
     write_text(path_in(f, "msg"), "receipt bytes", 0644);
-    assert_int_equal(sh("openssl pkeyutl -sign -rawin -inkey '%s/o.key' -in '%s/msg' | base64 -w0 > '%s/sig'",
-                        f->dir, f->dir, f->dir), 0);
+    assert_int_equal(sh("openssl pkeyutl -sign -rawin -inkey '%s/o.key' -in '%s/msg' | base64 -w0 > '%s/sig'", f->dir,
+                        f->dir, f->dir),
+                     0);
     char sig[128] = "";
     FILE *fp = fopen(path_in(f, "sig"), "r");
     assert_non_null(fgets(sig, sizeof sig, fp));
     fclose(fp);
     assert_true(wr_verify_b64(pk, "receipt bytes", 13, sig));
     /* other key types are refused with a clear reason */
-    assert_int_equal(sh("openssl genpkey -algorithm x25519 -out '%s/x.key' 2>/dev/null && chmod 600 '%s/x.key'",
-                        f->dir, f->dir), 0);
+    assert_int_equal(
+        sh("openssl genpkey -algorithm x25519 -out '%s/x.key' 2>/dev/null && chmod 600 '%s/x.key'", f->dir, f->dir), 0);
     assert_int_equal(wr_key_load_secret(path_in(f, "x.key"), true, &kp, &err), WR_E_CRYPTO);
     assert_non_null(strstr(err.message, "not an Ed25519 key"));
     assert_int_equal(sh("openssl pkey -in '%s/x.key' -pubout -out '%s/x.pub'", f->dir, f->dir), 0);
@@ -135,11 +147,14 @@ static void test_reads_openssl_keys(void **state) {
     assert_non_null(strstr(err.message, "not an Ed25519 key"));
     /* an encrypted key is refused, never prompts */
     assert_int_equal(sh("openssl pkey -in '%s/o.key' -aes256 -passout pass:pw -out '%s/enc.key'"
-                        " && chmod 600 '%s/enc.key'", f->dir, f->dir, f->dir), 0);
+                        " && chmod 600 '%s/enc.key'",
+                        f->dir, f->dir, f->dir),
+                     0);
     assert_int_equal(wr_key_load_secret(path_in(f, "enc.key"), true, &kp, &err), WR_E_CRYPTO);
 }
 
-static void test_raw_base64(void **state) {
+static void test_raw_base64(void **state)
+{
     fx *f = *state;
     wr_error err = {0};
     wr_keypair kp, back;
@@ -189,7 +204,8 @@ static void test_raw_base64(void **state) {
     free(pem);
 }
 
-static void test_loose_permissions(void **state) {
+static void test_loose_permissions(void **state)
+{
     fx *f = *state;
     wr_error err = {0};
     wr_keypair kp, back;
@@ -212,7 +228,8 @@ static void test_loose_permissions(void **state) {
     assert_non_null(strstr(err.message, "not a regular file"));
 }
 
-static void test_sign_verify_tamper(void **state) {
+static void test_sign_verify_tamper(void **state)
+{
     fx *f = *state;
     wr_error err = {0};
     wr_keypair kp, other;
@@ -237,7 +254,8 @@ static void test_sign_verify_tamper(void **state) {
     free(sig);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_generate_write_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_openssl_keys, setup, teardown),

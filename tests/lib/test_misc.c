@@ -12,7 +12,8 @@
 
 #include "lib/lib.h"
 
-static void test_errors(void **state) {
+static void test_errors(void **state)
+{
     (void)state;
     wr_error err;
     assert_int_equal(wr_errorf(&err, WR_E_LIMIT, "/a/0", "too many: %d", 5), WR_E_LIMIT);
@@ -37,13 +38,18 @@ static void test_errors(void **state) {
     assert_int_equal(strlen(err.message), sizeof err.message - 1);
 }
 
-static int64_t fixed_now(void *ud) { return *(int64_t *)ud; }
-static void fixed_random(void *ud, void *buf, size_t len) {
+static int64_t fixed_now(void *ud)
+{
+    return *(int64_t *)ud;
+}
+static void fixed_random(void *ud, void *buf, size_t len)
+{
     (void)ud;
     memset(buf, 0xab, len);
 }
 
-static void test_ctx(void **state) {
+static void test_ctx(void **state)
+{
     (void)state;
     int64_t now = 1795324994123;
     wr_ctx ctx = {.now_ms = fixed_now, .random = fixed_random, .ud = &now, .log_level = WR_LOG_INFO};
@@ -78,7 +84,8 @@ static void test_ctx(void **state) {
     fclose(tmp);
 }
 
-static void test_strv(void **state) {
+static void test_strv(void **state)
+{
     (void)state;
     wr_strv sv = {0};
     assert_int_equal(wr_strv_push(&sv, "git"), WR_OK);
@@ -115,7 +122,8 @@ static void test_strv(void **state) {
     json_object_put(j);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_ctx),

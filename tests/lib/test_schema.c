@@ -13,35 +13,43 @@
 
 #include "lib/lib.h"
 
-static wr_schema *compile(const char *text) {
+static wr_schema *compile(const char *text)
+{
     wr_error err = {0};
     wr_schema *s = wr_schema_parse(text, &err);
-    if (!s) fail_msg("schema %s: %s", text, err.message);
+    if (!s)
+        fail_msg("schema %s: %s", text, err.message);
     return s;
 }
 
 /* Validates instance text; returns the status and leaves the error in err. */
-static int check(const wr_schema *s, const char *inst, wr_error *err) {
+static int check(const wr_schema *s, const char *inst, wr_error *err)
+{
     json_object *o = wr_json_parse(inst, strlen(inst), NULL, err);
-    if (!o) fail_msg("instance %s: %s", inst, err->message);
+    if (!o)
+        fail_msg("instance %s: %s", inst, err->message);
     wr_error_clear(err);
     int rc = wr_schema_validate(s, o, err);
     json_object_put(o);
     return rc;
 }
 
-static void expect_error(const char *schema, const char *inst, const char *path, const char *msg) {
+static void expect_error(const char *schema, const char *inst, const char *path, const char *msg)
+{
     wr_schema *s = compile(schema);
     wr_error err = {0};
     int rc = check(s, inst, &err);
     wr_schema_free(s);
-    if (rc == WR_OK) fail_msg("%s accepted %s", schema, inst);
+    if (rc == WR_OK)
+        fail_msg("%s accepted %s", schema, inst);
     assert_int_equal(rc, WR_E_INVALID);
     assert_string_equal(err.path, path);
-    if (!strstr(err.message, msg)) fail_msg("message '%s' lacks '%s'", err.message, msg);
+    if (!strstr(err.message, msg))
+        fail_msg("message '%s' lacks '%s'", err.message, msg);
 }
 
-static void test_error_pointers_and_keywords(void **state) {
+static void test_error_pointers_and_keywords(void **state)
+{
     (void)state;
     const char *contract =
         "{\"type\":\"object\",\"properties\":{\"commands\":{\"type\":\"array\",\"items\":"
@@ -54,8 +62,7 @@ static void test_error_pointers_and_keywords(void **state) {
     expect_error("{\"additionalProperties\":false,\"properties\":{\"a\":true}}", "{\"a\":1,\"a/b~\":2}", "",
                  "'a/b~' is not allowed (additionalProperties)");
     /* keys with '/' and '~' are escaped in the pointer (RFC 6901) */
-    expect_error("{\"additionalProperties\":{\"type\":\"string\"}}", "{\"a/b~\":2}", "/a~1b~0",
-                 "expected type string");
+    expect_error("{\"additionalProperties\":{\"type\":\"string\"}}", "{\"a/b~\":2}", "/a~1b~0", "expected type string");
     expect_error("{\"maxLength\":3}", "\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"", "", "longer than maxLength 3");
     expect_error("{\"enum\":[\"low\",\"high\"]}", "\"mid\"", "", "\"mid\" is not one of enum [\"low\",\"high\"]");
     expect_error("{\"const\":\"csc.v0.1\"}", "\"csc.v0.2\"", "", "must equal const \"csc.v0.1\"");
@@ -68,7 +75,8 @@ static void test_error_pointers_and_keywords(void **state) {
     expect_error("{\"prefixItems\":[{\"type\":\"string\"}],\"items\":false}", "[\"a\",1]", "/1", "false schema");
 }
 
-static void test_combinators_report_closest(void **state) {
+static void test_combinators_report_closest(void **state)
+{
     (void)state;
     const char *cmd = "{\"oneOf\":[{\"required\":[\"exec\"],\"properties\":{\"exec\":{\"required\":[\"argv\"]}}},"
                       "{\"required\":[\"pipeline\"]}]}";
@@ -81,7 +89,8 @@ static void test_combinators_report_closest(void **state) {
     expect_error(cond, "{\"k\":\"b\"}", "", "'y' is missing");
 }
 
-static void test_2020_12_semantics(void **state) {
+static void test_2020_12_semantics(void **state)
+{
     (void)state;
     wr_error err = {0};
     /* 1.0 is an integer; $ref siblings apply */
@@ -113,15 +122,16 @@ static void test_2020_12_semantics(void **state) {
 
 /* 2020-12 embedded resources: a whole schema with its own $id and $defs
  * placed inside another keeps resolving its "#..." references inside itself. */
-static void test_embedded_resource(void **state) {
+static void test_embedded_resource(void **state)
+{
     (void)state;
     wr_error err = {0};
-    wr_schema *s = compile(
-        "{\"$defs\":{\"path\":{\"type\":\"integer\"},"
-        "\"inner\":{\"$id\":\"https://example.org/inner.json\",\"$defs\":{\"path\":{\"pattern\":\"^/\"}},"
-        "\"properties\":{\"cwd\":{\"$ref\":\"#/$defs/path\"}}}},"
-        "\"properties\":{\"c\":{\"$ref\":\"#/$defs/inner\"},\"n\":{\"$ref\":\"#/$defs/path\"},"
-        "\"p\":{\"$ref\":\"https://example.org/inner.json#/$defs/path\"}}}");
+    wr_schema *s =
+        compile("{\"$defs\":{\"path\":{\"type\":\"integer\"},"
+                "\"inner\":{\"$id\":\"https://example.org/inner.json\",\"$defs\":{\"path\":{\"pattern\":\"^/\"}},"
+                "\"properties\":{\"cwd\":{\"$ref\":\"#/$defs/path\"}}}},"
+                "\"properties\":{\"c\":{\"$ref\":\"#/$defs/inner\"},\"n\":{\"$ref\":\"#/$defs/path\"},"
+                "\"p\":{\"$ref\":\"https://example.org/inner.json#/$defs/path\"}}}");
     assert_int_equal(check(s, "{\"c\":{\"cwd\":\"/tmp\"},\"n\":1,\"p\":\"/x\"}", &err), WR_OK);
     assert_int_equal(check(s, "{\"c\":{\"cwd\":\"tmp\"}}", &err), WR_E_INVALID);
     assert_string_equal(err.path, "/c/cwd");
@@ -130,15 +140,19 @@ static void test_embedded_resource(void **state) {
     wr_schema_free(s);
 }
 
-static void expect_bad_schema(const char *schema, int code, const char *msg) {
+static void expect_bad_schema(const char *schema, int code, const char *msg)
+{
     wr_error err = {0};
     wr_schema *s = wr_schema_parse(schema, &err);
-    if (s) fail_msg("compiled %s", schema);
+    if (s)
+        fail_msg("compiled %s", schema);
     assert_int_equal(err.code, code);
-    if (!strstr(err.message, msg)) fail_msg("message '%s' lacks '%s'", err.message, msg);
+    if (!strstr(err.message, msg))
+        fail_msg("message '%s' lacks '%s'", err.message, msg);
 }
 
-static void test_schema_checks(void **state) {
+static void test_schema_checks(void **state)
+{
     (void)state;
     expect_bad_schema("{\"$ref\":\"https://example.org/s.json\"}", WR_E_INVALID, "never fetched");
     expect_bad_schema("{\"$ref\":\"other.json#/a\"}", WR_E_INVALID, "does not resolve inside this document");
@@ -162,7 +176,8 @@ static void test_schema_checks(void **state) {
     wr_schema_free(s);
 }
 
-static void test_hostile(void **state) {
+static void test_hostile(void **state)
+{
     (void)state;
     wr_error err = {0};
     /* a schema that refers to itself without consuming the instance */
@@ -186,7 +201,8 @@ static void test_hostile(void **state) {
     size_t n = 200000, len = 0;
     char *big = malloc(n * 8 + 16);
     big[len++] = '[';
-    for (size_t i = 0; i < n; i++) len += (size_t)sprintf(big + len, "%s%zu", i ? "," : "", i);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(big + len, "%s%zu", i ? "," : "", i);
     big[len++] = ']';
     big[len] = '\0';
     assert_int_equal(check(s, big, &err), WR_OK);
@@ -197,7 +213,8 @@ static void test_hostile(void **state) {
     wr_schema_free(s);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_pointers_and_keywords),
         cmocka_unit_test(test_combinators_report_closest),

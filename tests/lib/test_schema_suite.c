@@ -27,13 +27,35 @@
 #include "lib/lib.h"
 
 static const char *const files[] = {
-    "type.json", "enum.json", "const.json", "required.json", "properties.json",
-    "additionalProperties.json", "patternProperties.json", "minProperties.json",
-    "maxProperties.json", "minItems.json", "maxItems.json", "uniqueItems.json",
-    "minLength.json", "maxLength.json", "pattern.json", "minimum.json", "maximum.json",
-    "exclusiveMinimum.json", "exclusiveMaximum.json", "multipleOf.json", "anyOf.json", "oneOf.json",
-    "allOf.json", "not.json", "if-then-else.json", "ref.json", "items.json",
-    "boolean_schema.json", "optional/format/date-time.json",
+    "type.json",
+    "enum.json",
+    "const.json",
+    "required.json",
+    "properties.json",
+    "additionalProperties.json",
+    "patternProperties.json",
+    "minProperties.json",
+    "maxProperties.json",
+    "minItems.json",
+    "maxItems.json",
+    "uniqueItems.json",
+    "minLength.json",
+    "maxLength.json",
+    "pattern.json",
+    "minimum.json",
+    "maximum.json",
+    "exclusiveMinimum.json",
+    "exclusiveMaximum.json",
+    "multipleOf.json",
+    "anyOf.json",
+    "oneOf.json",
+    "allOf.json",
+    "not.json",
+    "if-then-else.json",
+    "ref.json",
+    "items.json",
+    "boolean_schema.json",
+    "optional/format/date-time.json",
 };
 
 /* file, group description, test description (NULL: the whole group), reason */
@@ -44,8 +66,7 @@ static const struct skip {
      "array-form items is draft 7 tuple validation; 2020-12 spells it prefixItems (refused as items)"},
     {"items.json", "items with boolean schemas", NULL,
      "array-form items is draft 7 tuple validation; 2020-12 spells it prefixItems (refused as items)"},
-    {"ref.json", "relative pointer ref to array", NULL,
-     "its schema uses array-form items (draft 7 tuple validation)"},
+    {"ref.json", "relative pointer ref to array", NULL, "its schema uses array-form items (draft 7 tuple validation)"},
     {"ref.json", "ref overrides any sibling keywords", NULL,
      "draft 7 ignores keywords beside $ref; 2020-12 applies them (tested in test_schema.c)"},
     {"ref.json", "remote ref, containing refs itself", NULL,
@@ -55,7 +76,8 @@ static const struct skip {
 };
 
 /* test NULL asks for a whole-group entry, else for that one case's entry. */
-static const char *skip_reason(const char *file, const char *group, const char *test) {
+static const char *skip_reason(const char *file, const char *group, const char *test)
+{
     for (size_t i = 0; i < sizeof skips / sizeof *skips; i++) {
         const struct skip *k = &skips[i];
         if (strcmp(k->file, file) == 0 && strcmp(k->group, group) == 0 &&
@@ -65,24 +87,28 @@ static const char *skip_reason(const char *file, const char *group, const char *
     return NULL;
 }
 
-static const char *suite_dir(void) {
+static const char *suite_dir(void)
+{
     const char *d = getenv("JSON_SCHEMA_TEST_SUITE");
     return d ? d : "/usr/share/json-schema-test-suite/tests/draft7";
 }
 
-static const char *str_member(json_object *o, const char *key) {
+static const char *str_member(json_object *o, const char *key)
+{
     json_object *v;
     return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
-static void run_file(void **state) {
+static void run_file(void **state)
+{
     const char *file = *state;
     char path[512];
     snprintf(path, sizeof path, "%s/%s", suite_dir(), file);
     wr_error err = {0};
     wr_json_limits lim = {.max_bytes = 1u << 24, .max_depth = 64};
     json_object *groups = wr_json_read_file(path, &lim, &err);
-    if (!groups) fail_msg("%s", err.message);
+    if (!groups)
+        fail_msg("%s", err.message);
     int ran = 0, skipped = 0, failed = 0;
     for (size_t g = 0; g < json_object_array_length(groups); g++) {
         json_object *group = json_object_array_get_idx(groups, g), *schema, *tests;
@@ -129,14 +155,16 @@ static void run_file(void **state) {
     assert_true(ran > 0);
 }
 
-int main(void) {
-    enum { N = sizeof files / sizeof *files };
+int main(void)
+{
+    enum {
+        N = sizeof files / sizeof *files
+    };
     struct CMUnitTest tests[N];
     printf("JSON-Schema-Test-Suite draft7 files from %s:\n", suite_dir());
     for (size_t i = 0; i < N; i++) {
         printf("  %s\n", files[i]);
-        tests[i] = (struct CMUnitTest){.name = files[i], .test_func = run_file,
-                                       .initial_state = (void *)files[i]};
+        tests[i] = (struct CMUnitTest){.name = files[i], .test_func = run_file, .initial_state = (void *)files[i]};
     }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

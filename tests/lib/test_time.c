@@ -9,22 +9,28 @@
 
 #include "lib/lib.h"
 
-static int64_t parse_ok(const char *s) {
+static int64_t parse_ok(const char *s)
+{
     int64_t ms = 0;
     wr_error err = {0};
-    if (wr_time_parse(s, &ms, &err) != WR_OK) fail_msg("rejected %s: %s", s, err.message);
+    if (wr_time_parse(s, &ms, &err) != WR_OK)
+        fail_msg("rejected %s: %s", s, err.message);
     return ms;
 }
 
-static void parse_bad(const char *s, const char *msg) {
+static void parse_bad(const char *s, const char *msg)
+{
     int64_t ms = 0;
     wr_error err = {0};
-    if (wr_time_parse(s, &ms, &err) == WR_OK) fail_msg("accepted %s", s);
+    if (wr_time_parse(s, &ms, &err) == WR_OK)
+        fail_msg("accepted %s", s);
     assert_int_equal(err.code, WR_E_INVALID);
-    if (!strstr(err.message, msg)) fail_msg("'%s': message '%s' lacks '%s'", s, err.message, msg);
+    if (!strstr(err.message, msg))
+        fail_msg("'%s': message '%s' lacks '%s'", s, err.message, msg);
 }
 
-static void test_format(void **state) {
+static void test_format(void **state)
+{
     (void)state;
     char out[WR_TIME_LEN];
     wr_time_format(0, out);
@@ -39,7 +45,8 @@ static void test_format(void **state) {
     assert_string_equal(out, "9999-12-31T23:59:59.999Z");
 }
 
-static void test_parse(void **state) {
+static void test_parse(void **state)
+{
     (void)state;
     assert_int_equal(parse_ok("1970-01-01T00:00:00Z"), 0);
     assert_int_equal(parse_ok("2026-11-22T05:23:14.123Z"), 1795324994123);
@@ -60,7 +67,8 @@ static void test_parse(void **state) {
     assert_int_equal(parse_ok(out), 1795324994123);
 }
 
-static void test_parse_rejects(void **state) {
+static void test_parse_rejects(void **state)
+{
     (void)state;
     parse_bad("2026-02-30T00:00:00Z", "invalid date");
     parse_bad("2025-02-29T00:00:00Z", "invalid date"); /* not a leap year */
@@ -87,7 +95,8 @@ static void test_parse_rejects(void **state) {
     parse_bad("+2026-01-01T00:00:00Z", "not an RFC 3339");
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_parse),

@@ -19,12 +19,14 @@
 
 static int csc_ran, csc_passed;
 
-static int64_t fixed_now(void *ud) {
+static int64_t fixed_now(void *ud)
+{
     (void)ud;
     return 1795000000000; /* 2026-11-18 */
 }
 
-static json_object *fixture_file(const char *env, const char *rel) {
+static json_object *fixture_file(const char *env, const char *rel)
+{
     const char *dir = getenv(env);
     assert_non_null(dir);
     char path[4096];
@@ -32,29 +34,34 @@ static json_object *fixture_file(const char *env, const char *rel) {
     wr_error err = {0};
     wr_json_limits lim = {16u << 20, 64};
     json_object *doc = wr_json_read_file(path, &lim, &err);
-    if (!doc) fail_msg("%s: %s", path, err.message);
+    if (!doc)
+        fail_msg("%s: %s", path, err.message);
     assert_true(json_object_is_type(doc, json_type_array));
     return doc;
 }
 
-static const char *str(json_object *o, const char *key) {
+static const char *str(json_object *o, const char *key)
+{
     json_object *v;
     return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
 }
 
-static bool boolean(json_object *o, const char *key) {
+static bool boolean(json_object *o, const char *key)
+{
     json_object *v;
     return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
-static json_object *member(json_object *o, const char *key) {
+static json_object *member(json_object *o, const char *key)
+{
     json_object *v = NULL;
     json_object_object_get_ex(o, key, &v);
     return v;
 }
 
 static int failed(const char *id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int failed(const char *id, const char *fmt, ...) {
+static int failed(const char *id, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "FAIL %s: ", id);
@@ -68,7 +75,8 @@ static int failed(const char *id, const char *fmt, ...) {
  * typed loaders must agree (warrant adds limits, never removes checks). */
 typedef int (*typed_loader)(json_object *input, wr_error *err);
 
-static int load_contract(json_object *input, wr_error *err) {
+static int load_contract(json_object *input, wr_error *err)
+{
     wr_contracts *cs = wr_contracts_new(err);
     assert_non_null(cs);
     wr_contract *ct = NULL;
@@ -78,14 +86,16 @@ static int load_contract(json_object *input, wr_error *err) {
     return rc;
 }
 
-static int load_policy(json_object *input, wr_error *err) {
+static int load_policy(json_object *input, wr_error *err)
+{
     wr_policy *p = NULL;
     int rc = wr_policy_from_json(input, &p, err);
     wr_policy_free(p);
     return rc;
 }
 
-static int run_schema_fixtures(const char *rel, const char *schema_name, typed_loader typed, int *ran) {
+static int run_schema_fixtures(const char *rel, const char *schema_name, typed_loader typed, int *ran)
+{
     json_object *doc = fixture_file("CSC_DIR", rel);
     wr_error err = {0};
     wr_schema *s = wr_schema_parse(wr_schema_text(schema_name), &err);
@@ -112,7 +122,8 @@ static int run_schema_fixtures(const char *rel, const char *schema_name, typed_l
     return failures;
 }
 
-static int run_loader_fixtures(const char *env, const char *rel, int *ran) {
+static int run_loader_fixtures(const char *env, const char *rel, int *ran)
+{
     json_object *doc = fixture_file(env, rel);
     int failures = 0;
     char dir[] = "/tmp/wr-loader-XXXXXX";
@@ -148,20 +159,24 @@ static int run_loader_fixtures(const char *env, const char *rel, int *ran) {
     return failures;
 }
 
-static bool effect_in(json_object *effects, const char *cmd_id, const char *effect) {
+static bool effect_in(json_object *effects, const char *cmd_id, const char *effect)
+{
     for (size_t i = 0; i < json_object_array_length(effects); i++) {
         json_object *e = json_object_array_get_idx(effects, i);
-        if (!strcmp(str(e, "command_id"), cmd_id) && !strcmp(str(e, "effect_type"), effect)) return true;
+        if (!strcmp(str(e, "command_id"), cmd_id) && !strcmp(str(e, "effect_type"), effect))
+            return true;
     }
     return false;
 }
 
-static int check_decision(const char *id, json_object *f, json_object *dj, const wr_schema *decision_schema) {
+static int check_decision(const char *id, json_object *f, json_object *dj, const wr_schema *decision_schema)
+{
     wr_error err = {0};
     if (wr_schema_validate(decision_schema, dj, &err))
         return failed(id, "decision does not match its schema: %s", err.message);
     const char *want = str(f, "expected_decision"), *got = str(dj, "decision");
-    if (strcmp(want, got)) return failed(id, "decision %s, expected %s (%s)", got, want, wr_json_compact(dj));
+    if (strcmp(want, got))
+        return failed(id, "decision %s, expected %s (%s)", got, want, wr_json_compact(dj));
     json_object *wc = member(f, "expected_reason_codes"), *gc = member(dj, "reason_codes");
     if (json_object_array_length(gc) != json_object_array_length(wc))
         return failed(id, "reason codes %s, expected %s", wr_json_compact(gc), wr_json_compact(wc));
@@ -171,7 +186,8 @@ static int check_decision(const char *id, json_object *f, json_object *dj, const
             return failed(id, "reason codes %s, expected %s (%s)", wr_json_compact(gc), wr_json_compact(wc),
                           json_object_get_string(json_object_array_get_idx(member(dj, "reasons"), 0)));
     json_object *we = member(f, "expected_classified_effects"), *ge = member(dj, "classified_effects");
-    if (!we) return 0;
+    if (!we)
+        return 0;
     bool same = json_object_array_length(we) == json_object_array_length(ge);
     for (size_t i = 0; same && i < json_object_array_length(we); i++) {
         json_object *e = json_object_array_get_idx(we, i);
@@ -180,7 +196,8 @@ static int check_decision(const char *id, json_object *f, json_object *dj, const
     return same ? 0 : failed(id, "classified effects %s, expected %s", wr_json_compact(ge), wr_json_compact(we));
 }
 
-static int run_decision_fixtures(const char *env, const char *rel, int *ran) {
+static int run_decision_fixtures(const char *env, const char *rel, int *ran)
+{
     json_object *doc = fixture_file(env, rel);
     wr_error err = {0};
     wr_contracts *cs = wr_contracts_new(&err);
@@ -218,60 +235,67 @@ static int run_decision_fixtures(const char *env, const char *rel, int *ran) {
     return failures;
 }
 
-static void count(int failures, int ran) {
+static void count(int failures, int ran)
+{
     csc_ran += ran;
     csc_passed += ran - failures;
     assert_int_equal(failures, 0);
 }
 
-static void test_csc_contracts(void **state) {
+static void test_csc_contracts(void **state)
+{
     (void)state;
     int ran = 0, f = run_schema_fixtures("conformance/contracts/valid.json", "csc.contract.v0.1.schema.json",
                                          load_contract, &ran);
-    f += run_schema_fixtures("conformance/contracts/invalid.json", "csc.contract.v0.1.schema.json", load_contract,
-                             &ran);
+    f +=
+        run_schema_fixtures("conformance/contracts/invalid.json", "csc.contract.v0.1.schema.json", load_contract, &ran);
     count(f, ran);
 }
 
-static void test_csc_policy_schema(void **state) {
+static void test_csc_policy_schema(void **state)
+{
     (void)state;
-    int ran = 0, f = run_schema_fixtures("conformance/policies/schema.json", "csc.policy.v0.1.schema.json",
-                                         load_policy, &ran);
+    int ran = 0,
+        f = run_schema_fixtures("conformance/policies/schema.json", "csc.policy.v0.1.schema.json", load_policy, &ran);
     /* The same fixtures hold against warrant's superset schema. */
     int superset_ran = 0;
     f += run_schema_fixtures("conformance/policies/schema.json", "warrant.policy.schema.json", NULL, &superset_ran);
     count(f, ran);
 }
 
-static void test_csc_policy_loader(void **state) {
+static void test_csc_policy_loader(void **state)
+{
     (void)state;
     int ran = 0, f = run_loader_fixtures("CSC_DIR", "conformance/policies/loader.json", &ran);
     count(f, ran);
 }
 
-static void test_csc_receipts(void **state) {
+static void test_csc_receipts(void **state)
+{
     (void)state;
     int ran = 0, f = run_schema_fixtures("conformance/receipts/valid.json", "csc.execution-receipt.v0.1.schema.json",
                                          NULL, &ran);
-    f += run_schema_fixtures("conformance/receipts/invalid.json", "csc.execution-receipt.v0.1.schema.json", NULL,
-                             &ran);
+    f += run_schema_fixtures("conformance/receipts/invalid.json", "csc.execution-receipt.v0.1.schema.json", NULL, &ran);
     count(f, ran);
 }
 
-static void test_csc_decisions(void **state) {
+static void test_csc_decisions(void **state)
+{
     (void)state;
     int ran = 0, f = run_decision_fixtures("CSC_DIR", "conformance/decisions/decisions.json", &ran);
     count(f, ran);
 }
 
-static void test_csc_total(void **state) {
+static void test_csc_total(void **state)
+{
     (void)state;
     printf("CSC v0.1 conformance: %d fixtures ran, %d passed (expected %d)\n", csc_ran, csc_passed, CSC_FIXTURES);
     assert_int_equal(csc_ran, CSC_FIXTURES);
     assert_int_equal(csc_passed, CSC_FIXTURES);
 }
 
-static void test_warrant_decisions(void **state) {
+static void test_warrant_decisions(void **state)
+{
     (void)state;
     int ran = 0, f = run_decision_fixtures("WARRANT_SRC", "tests/data/policy/decisions.json", &ran);
     printf("warrant decision fixtures: %d ran, %d passed\n", ran, ran - f);
@@ -279,7 +303,8 @@ static void test_warrant_decisions(void **state) {
     assert_true(ran > 0);
 }
 
-static void test_warrant_loader(void **state) {
+static void test_warrant_loader(void **state)
+{
     (void)state;
     int ran = 0, f = run_loader_fixtures("WARRANT_SRC", "tests/data/policy/loader.json", &ran);
     printf("warrant loader fixtures: %d ran, %d passed\n", ran, ran - f);
@@ -287,12 +312,13 @@ static void test_warrant_loader(void **state) {
     assert_true(ran > 0);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_csc_contracts),      cmocka_unit_test(test_csc_policy_schema),
-        cmocka_unit_test(test_csc_policy_loader),  cmocka_unit_test(test_csc_receipts),
-        cmocka_unit_test(test_csc_decisions),      cmocka_unit_test(test_csc_total),
-        cmocka_unit_test(test_warrant_decisions),  cmocka_unit_test(test_warrant_loader),
+        cmocka_unit_test(test_csc_contracts),     cmocka_unit_test(test_csc_policy_schema),
+        cmocka_unit_test(test_csc_policy_loader), cmocka_unit_test(test_csc_receipts),
+        cmocka_unit_test(test_csc_decisions),     cmocka_unit_test(test_csc_total),
+        cmocka_unit_test(test_warrant_decisions), cmocka_unit_test(test_warrant_loader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

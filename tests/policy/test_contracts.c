@@ -19,29 +19,37 @@ static const char *const base_contract =
     "\"secret_refs\":[],\"timeout_sec\":10,\"proposed_effect_type\":\"observe\"}],"
     "\"risk_class\":\"low\",\"approval_mode\":\"policy_only\",\"justification\":\"j\"}";
 
-static char *norm(const char *in, wr_error *err) {
+static char *norm(const char *in, wr_error *err)
+{
     char *out = NULL;
-    if (wr_path_normalize(in, &out, err) != WR_OK) return NULL;
+    if (wr_path_normalize(in, &out, err) != WR_OK)
+        return NULL;
     return out;
 }
 
-static void assert_norm(const char *in, const char *want) {
+static void assert_norm(const char *in, const char *want)
+{
     wr_error err = {0};
     char *got = norm(in, &err);
-    if (!got) fail_msg("%s: %s", in, err.message);
+    if (!got)
+        fail_msg("%s: %s", in, err.message);
     assert_string_equal(got, want);
     free(got);
 }
 
-static void assert_norm_fails(const char *in, const char *msg) {
+static void assert_norm_fails(const char *in, const char *msg)
+{
     wr_error err = {0};
     char *got = norm(in, &err);
-    if (got) fail_msg("%s normalised to %s", in, got);
+    if (got)
+        fail_msg("%s normalised to %s", in, got);
     assert_int_equal(err.code, WR_E_INVALID);
-    if (!strstr(err.message, msg)) fail_msg("'%s' lacks '%s'", err.message, msg);
+    if (!strstr(err.message, msg))
+        fail_msg("'%s' lacks '%s'", err.message, msg);
 }
 
-static void test_normalize(void **state) {
+static void test_normalize(void **state)
+{
     (void)state;
     assert_norm("/", "/");
     assert_norm("//", "/");
@@ -71,7 +79,8 @@ static void test_normalize(void **state) {
     free(longp);
 }
 
-static void test_within(void **state) {
+static void test_within(void **state)
+{
     (void)state;
     assert_true(wr_path_within("/workspace", "/workspace"));
     assert_true(wr_path_within("/workspace/a/b", "/workspace"));
@@ -87,32 +96,38 @@ static void test_within(void **state) {
     assert_false(wr_path_within("/", "/workspace"));
 }
 
-static json_object *parse(const char *text) {
+static json_object *parse(const char *text)
+{
     wr_error err = {0};
     json_object *o = wr_json_parse(text, strlen(text), NULL, &err);
-    if (!o) fail_msg("%s", err.message);
+    if (!o)
+        fail_msg("%s", err.message);
     return o;
 }
 
-static json_object *first_command(json_object *c) {
+static json_object *first_command(json_object *c)
+{
     json_object *cmds;
     json_object_object_get_ex(c, "commands", &cmds);
     return json_object_array_get_idx(cmds, 0);
 }
 
 /* Parses base_contract with one change applied by edit; returns the status. */
-static int parse_edited(void (*edit)(json_object *), wr_contract **out, wr_error *err) {
+static int parse_edited(void (*edit)(json_object *), wr_contract **out, wr_error *err)
+{
     wr_contracts *cs = wr_contracts_new(err);
     assert_non_null(cs);
     json_object *c = parse(base_contract);
-    if (edit) edit(c);
+    if (edit)
+        edit(c);
     int rc = wr_contract_from_json(cs, c, out, err);
     json_object_put(c);
     wr_contracts_free(cs);
     return rc;
 }
 
-static void test_parse_normalises(void **state) {
+static void test_parse_normalises(void **state)
+{
     (void)state;
     wr_error err = {0};
     wr_contract *ct = NULL;
@@ -128,15 +143,18 @@ static void test_parse_normalises(void **state) {
     wr_contract_free(ct);
 }
 
-static void many_args(json_object *c) {
+static void many_args(json_object *c)
+{
     json_object *argv = json_object_new_array();
-    for (int i = 0; i <= WR_CONTRACT_MAX_ARGV; i++) json_object_array_add(argv, json_object_new_string("x"));
+    for (int i = 0; i <= WR_CONTRACT_MAX_ARGV; i++)
+        json_object_array_add(argv, json_object_new_string("x"));
     json_object *exec = json_object_new_object();
     json_object_object_add(exec, "argv", argv);
     json_object_object_add(first_command(c), "exec", exec);
 }
 
-static void long_arg(json_object *c) {
+static void long_arg(json_object *c)
+{
     char *s = malloc(WR_CONTRACT_MAX_ARG_BYTES + 2);
     memset(s, 'a', WR_CONTRACT_MAX_ARG_BYTES + 1);
     s[WR_CONTRACT_MAX_ARG_BYTES + 1] = '\0';
@@ -148,16 +166,24 @@ static void long_arg(json_object *c) {
     free(s);
 }
 
-static void set_argv0(json_object *c, const char *argv0, int len) {
+static void set_argv0(json_object *c, const char *argv0, int len)
+{
     json_object *argv = json_object_new_array(), *exec = json_object_new_object();
     json_object_array_add(argv, json_object_new_string_len(argv0, len));
     json_object_object_add(exec, "argv", argv);
     json_object_object_add(first_command(c), "exec", exec);
 }
-static void nul_argv0(json_object *c) { set_argv0(c, "git\0x", 5); }
-static void ctl_argv0(json_object *c) { set_argv0(c, "git\x1b[2J", 7); }
+static void nul_argv0(json_object *c)
+{
+    set_argv0(c, "git\0x", 5);
+}
+static void ctl_argv0(json_object *c)
+{
+    set_argv0(c, "git\x1b[2J", 7);
+}
 
-static void many_segments(json_object *c) {
+static void many_segments(json_object *c)
+{
     json_object *segs = json_object_new_array(), *pipe = json_object_new_object();
     for (int i = 0; i <= WR_CONTRACT_MAX_SEGMENTS; i++) {
         json_object *seg = json_object_new_object(), *argv = json_object_new_array();
@@ -170,23 +196,27 @@ static void many_segments(json_object *c) {
     json_object_object_add(first_command(c), "pipeline", pipe);
 }
 
-static void climbing_cwd(json_object *c) {
+static void climbing_cwd(json_object *c)
+{
     json_object_object_add(first_command(c), "cwd", json_object_new_string("/workspace/../../x"));
 }
 
-static void bad_env_name(json_object *c) {
+static void bad_env_name(json_object *c)
+{
     json_object *env = json_object_new_array();
     json_object_array_add(env, json_object_new_string("LD_PRELOAD=/x"));
     json_object_object_add(first_command(c), "env_allow", env);
 }
 
-static void nul_read_path(json_object *c) {
+static void nul_read_path(json_object *c)
+{
     json_object *rp = json_object_new_array();
     json_object_array_add(rp, json_object_new_string_len("/workspace\0/etc", 15));
     json_object_object_add(first_command(c), "read_paths", rp);
 }
 
-static void duplicate_ids(json_object *c) {
+static void duplicate_ids(json_object *c)
+{
     json_object *cmds;
     json_object_object_get_ex(c, "commands", &cmds);
     json_object *copy = NULL;
@@ -194,16 +224,20 @@ static void duplicate_ids(json_object *c) {
     json_object_array_add(cmds, copy);
 }
 
-static void assert_rejected(void (*edit)(json_object *), int code, const char *ptr, const char *msg) {
+static void assert_rejected(void (*edit)(json_object *), int code, const char *ptr, const char *msg)
+{
     wr_error err = {0};
     wr_contract *ct = NULL;
     assert_int_equal(parse_edited(edit, &ct, &err), code);
     assert_null(ct);
-    if (ptr && strcmp(err.path, ptr)) fail_msg("pointer '%s', expected '%s' (%s)", err.path, ptr, err.message);
-    if (!strstr(err.message, msg)) fail_msg("'%s' lacks '%s'", err.message, msg);
+    if (ptr && strcmp(err.path, ptr))
+        fail_msg("pointer '%s', expected '%s' (%s)", err.path, ptr, err.message);
+    if (!strstr(err.message, msg))
+        fail_msg("'%s' lacks '%s'", err.message, msg);
 }
 
-static void test_limits_and_hostile_strings(void **state) {
+static void test_limits_and_hostile_strings(void **state)
+{
     (void)state;
     assert_rejected(many_args, WR_E_LIMIT, "/commands/0/exec/argv", "more than 256");
     assert_rejected(long_arg, WR_E_LIMIT, "/commands/0/exec/argv", "longer than 4096");
@@ -216,7 +250,8 @@ static void test_limits_and_hostile_strings(void **state) {
     assert_rejected(duplicate_ids, WR_E_INVALID, "/commands", "duplicate command id");
 }
 
-static void test_parse_bytes(void **state) {
+static void test_parse_bytes(void **state)
+{
     (void)state;
     wr_error err = {0};
     wr_contracts *cs = wr_contracts_new(&err);
@@ -243,7 +278,8 @@ static void test_parse_bytes(void **state) {
 /* The hash is of the document as submitted (nulls dropped, key order and
  * whitespace irrelevant); the expected value is python3's
  * sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"))). */
-static void test_hash_ignores_form(void **state) {
+static void test_hash_ignores_form(void **state)
+{
     (void)state;
     wr_error err = {0};
     json_object *a = parse("{\"b\":1,\"a\":[1,2],\"n\":null}"), *b = parse("{ \"a\" : [1, 2], \"b\" : 1 }");
@@ -257,7 +293,8 @@ static void test_hash_ignores_form(void **state) {
     json_object_put(b);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize),        cmocka_unit_test(test_within),
         cmocka_unit_test(test_parse_normalises), cmocka_unit_test(test_limits_and_hostile_strings),

@@ -21,34 +21,41 @@ static const char *const base_yaml =
     "allowed_effect_types: [observe]\nallowed_risk_classes: [low]\nmax_timeout_sec: 30\nnetwork: deny\n"
     "allow_secret_refs: false\nallowed_cwd_prefixes: [/workspace/]\nallowed_read_prefixes: [/workspace]\n";
 
-static int64_t fixed_now(void *ud) {
+static int64_t fixed_now(void *ud)
+{
     (void)ud;
     return NOW_MS;
 }
 
-static wr_policy *load(const char *text) {
+static wr_policy *load(const char *text)
+{
     wr_error err = {0};
     wr_policy *p = NULL;
-    if (wr_policy_load_yaml(text, strlen(text), &p, &err)) fail_msg("%s", err.message);
+    if (wr_policy_load_yaml(text, strlen(text), &p, &err))
+        fail_msg("%s", err.message);
     return p;
 }
 
 /* out = in with the first "from" replaced by "to" */
-static void subst(char *out, size_t n, const char *in, const char *from, const char *to) {
+static void subst(char *out, size_t n, const char *in, const char *from, const char *to)
+{
     const char *at = strstr(in, from);
     assert_non_null(at);
     snprintf(out, n, "%.*s%s%s", (int)(at - in), in, to, at + strlen(from));
 }
 
-static void assert_load_fails(const char *text, size_t len, const char *msg) {
+static void assert_load_fails(const char *text, size_t len, const char *msg)
+{
     wr_error err = {0};
     wr_policy *p = NULL;
     assert_int_not_equal(wr_policy_load_yaml(text, len, &p, &err), WR_OK);
     assert_null(p);
-    if (!strstr(err.message, msg)) fail_msg("'%s' lacks '%s'", err.message, msg);
+    if (!strstr(err.message, msg))
+        fail_msg("'%s' lacks '%s'", err.message, msg);
 }
 
-static void test_loader_types_and_defaults(void **state) {
+static void test_loader_types_and_defaults(void **state)
+{
     (void)state;
     wr_policy *p = load(base_yaml);
     assert_string_equal(p->name, "unit");
@@ -78,7 +85,8 @@ static void test_loader_types_and_defaults(void **state) {
  * "import yaml; print(yaml.safe_load(...))"), except that octal, hex and
  * binary integers stay strings (PyYAML: i = 83): the schema then refuses
  * them instead of a policy meaning 83 where its author wrote 0123. */
-static void test_yaml_scalars(void **state) {
+static void test_yaml_scalars(void **state)
+{
     (void)state;
     static const char doc[] = "a: 1\nb: -5\nc: 1.5\nd: 1.5e+3\ne: 1.5e3\nf: yes\ng: 'yes'\nh: ~\n"
                               "i: 0123\nj: \"1\"\nk: 1e5\nl: Off\nm: +7\nn: 2.\n";
@@ -91,7 +99,8 @@ static void test_yaml_scalars(void **state) {
     json_object_put(o);
 }
 
-static void test_loader_rejects(void **state) {
+static void test_loader_rejects(void **state)
+{
     (void)state;
     char buf[4096];
     snprintf(buf, sizeof buf, "%sname: again\n", base_yaml);
@@ -117,7 +126,8 @@ static void test_loader_rejects(void **state) {
     assert_non_null(strstr(err.message, "failed to read"));
 }
 
-static void test_approver_keys(void **state) {
+static void test_approver_keys(void **state)
+{
     (void)state;
     /* one key as raw base64, the same key as SPKI PEM: both parse to the same key id */
     static const char raw[] = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
@@ -128,10 +138,11 @@ static void test_approver_keys(void **state) {
     pem = wr_pubkey_pem(pk);
     assert_non_null(pem);
     char yaml[8192];
-    int n = snprintf(yaml, sizeof yaml,
-                     "%sapprovers:\n  - identity: alice\n    public_key: \"%s\"\n    may_approve: {risk_classes: [low]}\n"
-                     "  - identity: bob\n    public_key: |\n",
-                     base_yaml, raw);
+    int n =
+        snprintf(yaml, sizeof yaml,
+                 "%sapprovers:\n  - identity: alice\n    public_key: \"%s\"\n    may_approve: {risk_classes: [low]}\n"
+                 "  - identity: bob\n    public_key: |\n",
+                 base_yaml, raw);
     for (char *line = strtok(pem, "\n"); line; line = strtok(NULL, "\n"))
         n += snprintf(yaml + n, sizeof yaml - (size_t)n, "      %s\n", line);
     free(pem);
@@ -143,19 +154,22 @@ static void test_approver_keys(void **state) {
     assert_true(wr_strv_contains(&p->approvers[1].effect_types, "observe"));
     assert_true(wr_strv_contains(&p->approvers[1].risk_classes, "low"));
     wr_policy_free(p);
-    snprintf(yaml, sizeof yaml, "%sapprovers:\n  - {identity: a, public_key: \"%s\"}\n  - {identity: a, public_key: \"%s\"}\n",
-             base_yaml, raw, raw);
+    snprintf(yaml, sizeof yaml,
+             "%sapprovers:\n  - {identity: a, public_key: \"%s\"}\n  - {identity: a, public_key: \"%s\"}\n", base_yaml,
+             raw, raw);
     assert_load_fails(yaml, strlen(yaml), "duplicate approver identity");
 }
 
-static void test_bundled_packs(void **state) {
+static void test_bundled_packs(void **state)
+{
     (void)state;
     const char *const *names = wr_policy_bundled_names();
     int count = 0;
     for (; names[count]; count++) {
         wr_error err = {0};
         wr_policy *p = NULL;
-        if (wr_policy_load_bundled(names[count], &p, &err)) fail_msg("%s: %s", names[count], err.message);
+        if (wr_policy_load_bundled(names[count], &p, &err))
+            fail_msg("%s: %s", names[count], err.message);
         assert_string_equal(p->name, names[count]);
         wr_policy_free(p);
     }
@@ -172,7 +186,8 @@ static void test_bundled_packs(void **state) {
 /* ---- evaluation ---------------------------------------------------------- */
 /* A one-command contract; extra (e.g. ",\"network\":\"full\"") replaces
  * members of the command. */
-static wr_contract *contract(const char *argv_json, const char *extra_cmd, const char *approval_mode) {
+static wr_contract *contract(const char *argv_json, const char *extra_cmd, const char *approval_mode)
+{
     char text[8192];
     snprintf(text, sizeof text,
              "{\"version\":\"csc.v0.1\",\"contract_id\":\"unit-contract-1\",\"intent\":\"t\","
@@ -184,36 +199,43 @@ static wr_contract *contract(const char *argv_json, const char *extra_cmd, const
              argv_json, approval_mode ? approval_mode : "policy_only");
     wr_error err = {0};
     json_object *doc = wr_json_parse(text, strlen(text), NULL, &err), *cmds;
-    if (!doc) fail_msg("%s", err.message);
+    if (!doc)
+        fail_msg("%s", err.message);
     if (extra_cmd) {
         char obj[1024];
         snprintf(obj, sizeof obj, "{%s}", extra_cmd + 1);
         json_object *x = wr_json_parse(obj, strlen(obj), NULL, &err);
-        if (!x) fail_msg("%s: %s", obj, err.message);
+        if (!x)
+            fail_msg("%s: %s", obj, err.message);
         json_object_object_get_ex(doc, "commands", &cmds);
-        json_object_object_foreach(x, k, v) json_object_object_add(json_object_array_get_idx(cmds, 0), k, json_object_get(v));
+        json_object_object_foreach(x, k, v)
+            json_object_object_add(json_object_array_get_idx(cmds, 0), k, json_object_get(v));
         json_object_put(x);
     }
     wr_contracts *cs = wr_contracts_new(&err);
     wr_contract *ct = NULL;
-    if (wr_contract_from_json(cs, doc, &ct, &err)) fail_msg("%s %s", err.path, err.message);
+    if (wr_contract_from_json(cs, doc, &ct, &err))
+        fail_msg("%s %s", err.path, err.message);
     json_object_put(doc);
     wr_contracts_free(cs);
     return ct;
 }
 
-static wr_decision *decide(const wr_policy *p, const wr_contract *ct) {
+static wr_decision *decide(const wr_policy *p, const wr_contract *ct)
+{
     wr_ctx ctx = wr_ctx_system();
     ctx.now_ms = fixed_now;
     wr_error err = {0};
     wr_decision *d = NULL;
-    if (wr_policy_evaluate(p, ct, &ctx, &d, &err)) fail_msg("%s", err.message);
+    if (wr_policy_evaluate(p, ct, &ctx, &d, &err))
+        fail_msg("%s", err.message);
     return d;
 }
 
 /* Evaluates argv under a policy and checks kind, code and a reason fragment. */
 static void expect(const wr_policy *p, const char *argv_json, const char *extra, const char *mode,
-                   wr_decision_kind kind, const char *code, const char *reason_part) {
+                   wr_decision_kind kind, const char *code, const char *reason_part)
+{
     wr_contract *ct = contract(argv_json, extra, mode);
     wr_decision *d = decide(p, ct);
     if (d->kind != kind || strcmp(d->reason_code, code) || (reason_part && !strstr(d->reason, reason_part)))
@@ -223,7 +245,8 @@ static void expect(const wr_policy *p, const char *argv_json, const char *extra,
     wr_contract_free(ct);
 }
 
-static void test_decision_json(void **state) {
+static void test_decision_json(void **state)
+{
     (void)state;
     wr_policy *p = load(base_yaml);
     wr_contract *ct = contract("[\"git\",\"status\"]", NULL, NULL);
@@ -242,7 +265,8 @@ static void test_decision_json(void **state) {
     wr_policy_free(p);
 }
 
-static void test_reasons_name_the_element(void **state) {
+static void test_reasons_name_the_element(void **state)
+{
     (void)state;
     wr_policy *p = load(base_yaml);
     expect(p, "[\"python3\",\"-I\",\"-c\",\"1\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", "argv[2] '-c'");
@@ -259,7 +283,8 @@ static void test_reasons_name_the_element(void **state) {
 
 /* A symlink to the real ls, planted outside the PATH directories, is not
  * ls: it could be re-pointed between the decision and the run. */
-static void test_argv0_symlink(void **state) {
+static void test_argv0_symlink(void **state)
+{
     (void)state;
     char dir[] = "/tmp/wr-argv0-XXXXXX", link[64], argv_json[128];
     assert_non_null(mkdtemp(dir));
@@ -276,7 +301,8 @@ static void test_argv0_symlink(void **state) {
     wr_policy_free(p);
 }
 
-static void test_approval_counts(void **state) {
+static void test_approval_counts(void **state)
+{
     (void)state;
     char yaml[4096];
     snprintf(yaml, sizeof yaml, "%smanual_approval_for_classified_effect_types: [mutate_repo]\n", base_yaml);
@@ -299,14 +325,17 @@ static void test_approval_counts(void **state) {
     wr_policy_free(p);
 }
 
-static wr_policy *bundled(const char *name) {
+static wr_policy *bundled(const char *name)
+{
     wr_error err = {0};
     wr_policy *p = NULL;
-    if (wr_policy_load_bundled(name, &p, &err)) fail_msg("%s", err.message);
+    if (wr_policy_load_bundled(name, &p, &err))
+        fail_msg("%s", err.message);
     return p;
 }
 
-static void test_default_pack(void **state) {
+static void test_default_pack(void **state)
+{
     (void)state;
     wr_policy *p = bundled("default");
     expect(p, "[\"git\",\"log\",\"--oneline\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
@@ -331,7 +360,8 @@ static void test_default_pack(void **state) {
     wr_policy_free(p);
 }
 
-static void test_dev_write_pack(void **state) {
+static void test_dev_write_pack(void **state)
+{
     (void)state;
     wr_policy *p = bundled("dev-write");
     expect(p, "[\"cat\",\"README\"]", NULL, NULL, WR_ALLOW, "ALLOW", NULL);
@@ -347,7 +377,8 @@ static void test_dev_write_pack(void **state) {
     wr_policy_free(p);
 }
 
-static void test_ci_pack(void **state) {
+static void test_ci_pack(void **state)
+{
     (void)state;
     wr_policy *p = bundled("ci");
     expect(p, "[\"npm\",\"ci\"]", ",\"network\":\"allowlisted\",\"write_paths\":[\"/workspace/node_modules\"]", NULL,
@@ -362,7 +393,8 @@ static void test_ci_pack(void **state) {
     wr_policy_free(p);
 }
 
-static void test_describe(void **state) {
+static void test_describe(void **state)
+{
     (void)state;
     wr_policy *p = bundled("default");
     json_object *j = wr_policy_describe(p), *v, *tmpl;
@@ -378,7 +410,8 @@ static void test_describe(void **state) {
     wr_error err = {0};
     wr_contracts *cs = wr_contracts_new(&err);
     wr_contract *ct = NULL;
-    if (wr_contract_from_json(cs, tmpl, &ct, &err)) fail_msg("template: %s %s", err.path, err.message);
+    if (wr_contract_from_json(cs, tmpl, &ct, &err))
+        fail_msg("template: %s %s", err.path, err.message);
     wr_decision *d = decide(p, ct);
     assert_int_equal(d->kind, WR_ALLOW);
     wr_decision_free(d);
@@ -390,23 +423,32 @@ static void test_describe(void **state) {
 
 /* Random damage to a real policy and a real contract: every result is a
  * loaded object or an error with a message; never a crash (ASan) or leak. */
-static uint64_t next_rand(uint64_t *x) {
+static uint64_t next_rand(uint64_t *x)
+{
     *x ^= *x << 13;
     *x ^= *x >> 7;
     *x ^= *x << 17;
     return *x;
 }
 
-static size_t mutate(char *buf, size_t len, size_t cap, uint64_t *rng) {
+static size_t mutate(char *buf, size_t len, size_t cap, uint64_t *rng)
+{
     for (int k = 1 + (int)(next_rand(rng) % 4); k > 0 && len > 0; k--) {
         size_t at = next_rand(rng) % len;
         switch (next_rand(rng) % 4) {
-        case 0: buf[at] = (char)(next_rand(rng) & 0xff); break;
-        case 1: memmove(buf + at, buf + at + 1, len - at - 1), len--; break;
-        case 2: buf[at] = "{}[]:,-\"'&*!|>#\n"[next_rand(rng) % 16]; break;
+        case 0:
+            buf[at] = (char)(next_rand(rng) & 0xff);
+            break;
+        case 1:
+            memmove(buf + at, buf + at + 1, len - at - 1), len--;
+            break;
+        case 2:
+            buf[at] = "{}[]:,-\"'&*!|>#\n"[next_rand(rng) % 16];
+            break;
         default: {
             size_t n = 1 + next_rand(rng) % 16;
-            if (len + n >= cap || at + n > len) break;
+            if (len + n >= cap || at + n > len)
+                break;
             memmove(buf + at + n, buf + at, len - at);
             len += n;
         }
@@ -416,7 +458,8 @@ static size_t mutate(char *buf, size_t len, size_t cap, uint64_t *rng) {
     return len;
 }
 
-static void test_mutated_inputs(void **state) {
+static void test_mutated_inputs(void **state)
+{
     (void)state;
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
     const char *yaml = wr_policy_bundled_text("default");
@@ -429,8 +472,10 @@ static void test_mutated_inputs(void **state) {
         size_t len = mutate(buf, ylen, cap, &rng);
         wr_error err = {0};
         wr_policy *p = NULL;
-        if (wr_policy_load_yaml(buf, len, &p, &err) == WR_OK) loaded++;
-        else assert_true(err.message[0] != '\0');
+        if (wr_policy_load_yaml(buf, len, &p, &err) == WR_OK)
+            loaded++;
+        else
+            assert_true(err.message[0] != '\0');
         wr_policy_free(p);
     }
     wr_contracts *cs = wr_contracts_new(&(wr_error){0});
@@ -460,7 +505,8 @@ static void test_mutated_inputs(void **state) {
     free(buf);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loader_types_and_defaults),
         cmocka_unit_test(test_yaml_scalars),

@@ -16,31 +16,40 @@
 
 #include "receipts/receipts.h"
 
-static int fail(const char *what, const wr_error *err) {
+static int fail(const char *what, const wr_error *err)
+{
     fprintf(stderr, "receipt_driver: %s: %s%s%s\n", what, err->path, err->path[0] ? ": " : "", err->message);
     return 1;
 }
 
 /* A wr_ctx whose clock is fixed, so signatures are reproducible. */
-static int64_t fixed_now(void *ud) { return *(int64_t *)ud; }
+static int64_t fixed_now(void *ud)
+{
+    return *(int64_t *)ud;
+}
 
-static int keypair_from_hex(const char *hex, wr_keypair *kp, wr_error *err) {
+static int keypair_from_hex(const char *hex, wr_keypair *kp, wr_error *err)
+{
     unsigned char seed[32];
-    if (strlen(hex) != 64) return wr_errorf(err, WR_E_INVALID, "", "seed must be 64 hex digits");
+    if (strlen(hex) != 64)
+        return wr_errorf(err, WR_E_INVALID, "", "seed must be 64 hex digits");
     for (int i = 0; i < 32; i++)
-        if (sscanf(hex + 2 * i, "%2hhx", &seed[i]) != 1) return wr_errorf(err, WR_E_INVALID, "", "bad seed hex");
+        if (sscanf(hex + 2 * i, "%2hhx", &seed[i]) != 1)
+            return wr_errorf(err, WR_E_INVALID, "", "bad seed hex");
     crypto_sign_seed_keypair(kp->pk, kp->sk, seed);
     wr_key_id(kp->pk, kp->key_id);
     return WR_OK;
 }
 
-static json_object *read_stdin(wr_error *err) {
+static json_object *read_stdin(wr_error *err)
+{
     static char buf[1 << 20];
     size_t n = fread(buf, 1, sizeof buf - 1, stdin);
     return wr_json_parse(buf, n, NULL, err);
 }
 
-static int do_sign(const char *seed_hex, const char *now) {
+static int do_sign(const char *seed_hex, const char *now)
+{
     wr_error err = {0};
     wr_keypair kp;
     int64_t t = strtoll(now, NULL, 10);
@@ -48,8 +57,10 @@ static int do_sign(const char *seed_hex, const char *now) {
     ctx.now_ms = fixed_now;
     ctx.ud = &t;
     json_object *r = read_stdin(&err);
-    if (!r || keypair_from_hex(seed_hex, &kp, &err) != WR_OK) return fail("sign", &err);
-    if (wr_receipt_sign(r, &kp, &ctx, &err) != WR_OK) return fail("sign", &err);
+    if (!r || keypair_from_hex(seed_hex, &kp, &err) != WR_OK)
+        return fail("sign", &err);
+    if (wr_receipt_sign(r, &kp, &ctx, &err) != WR_OK)
+        return fail("sign", &err);
     char *c = wr_canonical_json(r, false, NULL, &err);
     fputs(c, stdout);
     free(c);
@@ -57,21 +68,26 @@ static int do_sign(const char *seed_hex, const char *now) {
     return 0;
 }
 
-static int do_verify(const char *key) {
+static int do_verify(const char *key)
+{
     wr_error err = {0};
     unsigned char pk[WR_PK_LEN];
-    if (wr_pubkey_parse(key, pk, &err) != WR_OK && wr_pubkey_load(key, pk, &err) != WR_OK) return fail("key", &err);
+    if (wr_pubkey_parse(key, pk, &err) != WR_OK && wr_pubkey_load(key, pk, &err) != WR_OK)
+        return fail("key", &err);
     json_object *r = read_stdin(&err);
-    if (!r) return fail("verify", &err);
+    if (!r)
+        return fail("verify", &err);
     int rc = wr_receipt_verify(r, pk, &err);
     json_object_put(r);
-    if (rc) return fail("verify", &err);
+    if (rc)
+        return fail("verify", &err);
     puts("valid");
     return 0;
 }
 
 static json_object *sample(const wr_ctx *ctx, const char *execution_id, const char *status,
-                           const wr_receipt_approval *aps, size_t naps, const char *out_hex, const char *err_hex) {
+                           const wr_receipt_approval *aps, size_t naps, const char *out_hex, const char *err_hex)
+{
     wr_strv done = {0};
     wr_strv_push(&done, "cmd_1");
     int64_t now = wr_now_ms(ctx);
@@ -105,7 +121,8 @@ static json_object *sample(const wr_ctx *ctx, const char *execution_id, const ch
     return r;
 }
 
-static int do_seal(const char *dir, const char *count) {
+static int do_seal(const char *dir, const char *count)
+{
     wr_ctx ctx = wr_ctx_system();
     wr_error err = {0};
     wr_keypair kp;
@@ -138,7 +155,8 @@ static int do_seal(const char *dir, const char *count) {
 
 /* An approval artifact signed by the approver's own key (the approvals
  * module's rule, which is the receipt rule). */
-static json_object *approval(const wr_ctx *ctx, const wr_keypair *alice, const char *contract_sha) {
+static json_object *approval(const wr_ctx *ctx, const wr_keypair *alice, const char *contract_sha)
+{
     char at[WR_TIME_LEN], exp[WR_TIME_LEN];
     wr_time_format(wr_now_ms(ctx), at);
     wr_time_format(wr_now_ms(ctx) + 3600000, exp);
@@ -161,7 +179,8 @@ static json_object *approval(const wr_ctx *ctx, const wr_keypair *alice, const c
     return a;
 }
 
-static int do_fixture(const char *dir) {
+static int do_fixture(const char *dir)
+{
     wr_ctx ctx = wr_ctx_system();
     wr_error err = {0};
     wr_keypair kp, alice;
@@ -209,14 +228,15 @@ static int do_fixture(const char *dir) {
     wr_receipt_approval used = {"apr_driver", "alice@example.com", "cli", alice.key_id};
     const char *ids[] = {"exe_fixture_run", "exe_fixture_blocked"};
     for (int i = 0; rc == WR_OK && i < 2; i++) {
-        json_object *r = sample(&ctx, ids[i], i ? "blocked" : "success", i ? NULL : &used, i ? 0 : 1, out_hex,
-                                err_hex);
+        json_object *r = sample(&ctx, ids[i], i ? "blocked" : "success", i ? NULL : &used, i ? 0 : 1, out_hex, err_hex);
         json_object_object_add(r, "contract_sha256", json_object_new_string(contract_sha));
         json_object_object_add(r, "policy_sha256", json_object_new_string(policy_sha));
         json_object_object_add(r, "decision", json_object_new_string("needs_approval"));
         json_object *signed_r = NULL;
-        if (wr_receipt_seal(st, &kp, &ctx, NULL, r, ids[i], &signed_r, &err) != WR_OK) rc = fail("seal", &err);
-        else puts(ids[i]);
+        if (wr_receipt_seal(st, &kp, &ctx, NULL, r, ids[i], &signed_r, &err) != WR_OK)
+            rc = fail("seal", &err);
+        else
+            puts(ids[i]);
         json_object_put(r);
         json_object_put(signed_r);
     }
@@ -231,24 +251,33 @@ static int do_fixture(const char *dir) {
     return rc ? 1 : 0;
 }
 
-static int do_integrity(const char *dir) {
+static int do_integrity(const char *dir)
+{
     wr_error err = {0};
     wr_store *st = NULL;
     char *res = NULL;
-    if (wr_store_open(dir, &st, &err) != WR_OK) return fail(dir, &err);
+    if (wr_store_open(dir, &st, &err) != WR_OK)
+        return fail(dir, &err);
     int rc = wr_store_integrity_check(st, &res, &err);
-    if (res) puts(res);
+    if (res)
+        puts(res);
     free(res);
     wr_store_close(st);
     return rc ? fail("integrity", &err) : 0;
 }
 
-int main(int argc, char **argv) {
-    if (argc == 4 && !strcmp(argv[1], "sign")) return do_sign(argv[2], argv[3]);
-    if (argc == 3 && !strcmp(argv[1], "verify")) return do_verify(argv[2]);
-    if (argc == 4 && !strcmp(argv[1], "seal")) return do_seal(argv[2], argv[3]);
-    if (argc == 3 && !strcmp(argv[1], "fixture")) return do_fixture(argv[2]);
-    if (argc == 3 && !strcmp(argv[1], "integrity")) return do_integrity(argv[2]);
+int main(int argc, char **argv)
+{
+    if (argc == 4 && !strcmp(argv[1], "sign"))
+        return do_sign(argv[2], argv[3]);
+    if (argc == 3 && !strcmp(argv[1], "verify"))
+        return do_verify(argv[2]);
+    if (argc == 4 && !strcmp(argv[1], "seal"))
+        return do_seal(argv[2], argv[3]);
+    if (argc == 3 && !strcmp(argv[1], "fixture"))
+        return do_fixture(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "integrity"))
+        return do_integrity(argv[2]);
     fprintf(stderr,
             "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR | integrity DIR\n");
     return 2;

@@ -19,7 +19,7 @@
 
 #include "receipts/receipts_internal.h" /* the compiled superset schema */
 
-#define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
+#define ZEROS     "0000000000000000000000000000000000000000000000000000000000000000"
 #define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 typedef struct fixture {
@@ -30,12 +30,17 @@ typedef struct fixture {
     wr_store *st;
 } fixture;
 
-static int64_t clock_fn(void *ud) { return ((fixture *)ud)->now++; }
+static int64_t clock_fn(void *ud)
+{
+    return ((fixture *)ud)->now++;
+}
 
-static int setup(void **state) {
+static int setup(void **state)
+{
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->root, sizeof f->root, "/tmp/wr-receipts-XXXXXX");
-    if (!mkdtemp(f->root)) return -1;
+    if (!mkdtemp(f->root))
+        return -1;
     snprintf(f->dir, sizeof f->dir, "%s/state", f->root);
     snprintf(f->out, sizeof f->out, "%s/out", f->root);
     f->now = 1795000000000;
@@ -52,17 +57,20 @@ static int setup(void **state) {
     return 0;
 }
 
-static int teardown(void **state) {
+static int teardown(void **state)
+{
     fixture *f = *state;
     wr_store_close(f->st);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    if (system(cmd) != 0) return -1;
+    if (system(cmd) != 0)
+        return -1;
     free(f);
     return 0;
 }
 
-static json_object *build(fixture *f, const char *execution_id, const char *status) {
+static json_object *build(fixture *f, const char *execution_id, const char *status)
+{
     wr_strv done = {0};
     wr_strv_push(&done, "cmd_1");
     wr_receipt_approval ap = {"apr_1", "alice@example.com", "cli", "0123456789abcdef"};
@@ -97,17 +105,20 @@ static json_object *build(fixture *f, const char *execution_id, const char *stat
     return r;
 }
 
-static json_object *seal(fixture *f, const char *execution_id) {
+static json_object *seal(fixture *f, const char *execution_id)
+{
     json_object *r = build(f, execution_id, "success"), *s = NULL;
     wr_error err = {0};
     int rc = wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, execution_id, &s, &err);
-    if (rc) fprintf(stderr, "seal: %s\n", err.message);
+    if (rc)
+        fprintf(stderr, "seal: %s\n", err.message);
     assert_int_equal(rc, WR_OK);
     json_object_put(r);
     return s;
 }
 
-static void seal_n(fixture *f, int n) {
+static void seal_n(fixture *f, int n)
+{
     for (int i = 1; i <= n; i++) {
         char id[32];
         snprintf(id, sizeof id, "exe_%d", i);
@@ -115,7 +126,8 @@ static void seal_n(fixture *f, int n) {
     }
 }
 
-static unsigned mode_of(const char *dir, const char *name) {
+static unsigned mode_of(const char *dir, const char *name)
+{
     char p[256];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     struct stat st;
@@ -125,7 +137,8 @@ static unsigned mode_of(const char *dir, const char *name) {
 
 /* ---- server key ----------------------------------------------------------- */
 
-static void test_server_key(void **state) {
+static void test_server_key(void **state)
+{
     fixture *f = *state;
     assert_int_equal(mode_of(f->root, "state"), 0700);
     assert_int_equal(mode_of(f->dir, "receipt-signing.key"), 0600);
@@ -161,11 +174,14 @@ static void test_server_key(void **state) {
 }
 
 /* Servers starting together on a fresh state dir agree on one key. */
-static void test_server_key_race(void **state) {
+static void test_server_key_race(void **state)
+{
     fixture *f = *state;
     char dir[128];
     snprintf(dir, sizeof dir, "%s/fresh", f->root);
-    enum { N = 6 };
+    enum {
+        N = 6
+    };
     int pipes[N][2];
     pid_t pids[N];
     for (int i = 0; i < N; i++) {
@@ -176,7 +192,8 @@ static void test_server_key_race(void **state) {
             wr_keypair kp;
             wr_error err = {0};
             wr_ctx ctx = wr_ctx_system();
-            if (wr_server_key_load_or_create(dir, &ctx, &kp, &err) != WR_OK) _exit(3);
+            if (wr_server_key_load_or_create(dir, &ctx, &kp, &err) != WR_OK)
+                _exit(3);
             _exit(write(pipes[i][1], kp.pk, WR_PK_LEN) == WR_PK_LEN ? 0 : 4);
         }
         close(pipes[i][1]);
@@ -189,7 +206,8 @@ static void test_server_key_race(void **state) {
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         assert_int_equal(read(pipes[i][0], pk, WR_PK_LEN), WR_PK_LEN);
         close(pipes[i][0]);
-        if (i == 0) memcpy(first, pk, WR_PK_LEN);
+        if (i == 0)
+            memcpy(first, pk, WR_PK_LEN);
         assert_memory_equal(pk, first, WR_PK_LEN);
     }
     unsigned char pub[WR_PK_LEN];
@@ -200,7 +218,8 @@ static void test_server_key_race(void **state) {
 
 /* ---- seal and verify ------------------------------------------------------ */
 
-static void test_seal_links_and_verifies(void **state) {
+static void test_seal_links_and_verifies(void **state)
+{
     fixture *f = *state;
     json_object *r1 = seal(f, "exe_1"), *r2 = seal(f, "exe_2");
     wr_error err = {0};
@@ -253,7 +272,8 @@ static void test_seal_links_and_verifies(void **state) {
     json_object_put(r2);
 }
 
-static void test_seal_refuses_incomplete_receipt(void **state) {
+static void test_seal_refuses_incomplete_receipt(void **state)
+{
     fixture *f = *state;
     json_object *r = build(f, "exe_bad", "success"), *s = NULL;
     json_object_object_del(r, "exit_code"); /* required for success by CSC */
@@ -271,8 +291,12 @@ static void test_seal_refuses_incomplete_receipt(void **state) {
     assert_string_equal(sha, ZEROS);
 
     /* Blocked receipts carry no exit code or hashes and still seal. */
-    wr_receipt_input in = {.execution_id = "exe_blocked", .contract_id = "c", .contract_sha256 = EMPTY_SHA,
-                           .status = "blocked", .policy_profile = "default", .error = "denied: ARGV_PREFIX_DENIED"};
+    wr_receipt_input in = {.execution_id = "exe_blocked",
+                           .contract_id = "c",
+                           .contract_sha256 = EMPTY_SHA,
+                           .status = "blocked",
+                           .policy_profile = "default",
+                           .error = "denied: ARGV_PREFIX_DENIED"};
     r = wr_receipt_build(&in);
     assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_blocked", &s, &err), WR_OK);
     assert_null(json_object_object_get(s, "exit_code"));
@@ -283,28 +307,34 @@ static void test_seal_refuses_incomplete_receipt(void **state) {
 
 /* ---- chain: store ----------------------------------------------------------- */
 
-static void sql(fixture *f, const char *stmt) {
+static void sql(fixture *f, const char *stmt)
+{
     char db[128];
     snprintf(db, sizeof db, "%s/warrant.db", f->dir);
     sqlite3 *h;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
     char *msg = NULL;
     int rc = sqlite3_exec(h, stmt, NULL, NULL, &msg);
-    if (rc) fprintf(stderr, "sql: %s\n", msg);
+    if (rc)
+        fprintf(stderr, "sql: %s\n", msg);
     assert_int_equal(rc, SQLITE_OK);
     sqlite3_close(h);
 }
 
-static void expect_store(fixture *f, int code, const char *msg) {
+static void expect_store(fixture *f, int code, const char *msg)
+{
     wr_error err = {0};
     int64_t n = -1;
     int rc = wr_chain_verify_store(f->st, f->kp.pk, &n, &err);
-    if (rc != code || (msg && !strstr(err.message, msg))) fprintf(stderr, "got %d: %s\n", rc, err.message);
+    if (rc != code || (msg && !strstr(err.message, msg)))
+        fprintf(stderr, "got %d: %s\n", rc, err.message);
     assert_int_equal(rc, code);
-    if (msg) assert_non_null(strstr(err.message, msg));
+    if (msg)
+        assert_non_null(strstr(err.message, msg));
 }
 
-static void test_chain_store_ok_and_deleted(void **state) {
+static void test_chain_store_ok_and_deleted(void **state)
+{
     fixture *f = *state;
     expect_store(f, WR_OK, NULL); /* empty chain */
     seal_n(f, 5);
@@ -318,7 +348,8 @@ static void test_chain_store_ok_and_deleted(void **state) {
 
 /* Longer than one batch of the parallel walk: the first problem is still
  * the one reported, wherever the batches split. */
-static void test_chain_store_long(void **state) {
+static void test_chain_store_long(void **state)
+{
     fixture *f = *state;
     seal_n(f, 1100);
     wr_error err = {0};
@@ -332,7 +363,8 @@ static void test_chain_store_long(void **state) {
     expect_store(f, WR_E_CRYPTO, "seq 600: altered");
 }
 
-static void test_chain_store_swapped(void **state) {
+static void test_chain_store_swapped(void **state)
+{
     fixture *f = *state;
     seal_n(f, 4);
     sql(f, "UPDATE receipts SET json = CASE seq WHEN 2 THEN (SELECT json FROM receipts WHERE seq = 3)"
@@ -340,21 +372,24 @@ static void test_chain_store_swapped(void **state) {
     expect_store(f, WR_E_INVALID, "seq 3: reordered: found in place of seq 2");
 }
 
-static void test_chain_store_altered(void **state) {
+static void test_chain_store_altered(void **state)
+{
     fixture *f = *state;
     seal_n(f, 4);
     sql(f, "UPDATE receipts SET json = replace(json, '\"exit_code\":0', '\"exit_code\":7') WHERE seq = 2");
     expect_store(f, WR_E_CRYPTO, "seq 2: altered: /signature/signature: signature does not verify");
 }
 
-static void test_chain_store_truncated(void **state) {
+static void test_chain_store_truncated(void **state)
+{
     fixture *f = *state;
     seal_n(f, 4);
     sql(f, "DELETE FROM receipts WHERE seq = 4");
     expect_store(f, WR_E_INVALID, "the chain head is seq 4 but the receipts end at seq 3");
 }
 
-static void test_chain_store_resigned(void **state) {
+static void test_chain_store_resigned(void **state)
+{
     fixture *f = *state;
     seal_n(f, 3);
     /* A consistent chain signed by another key is still not ours. */
@@ -369,35 +404,42 @@ static void test_chain_store_resigned(void **state) {
 
 /* ---- chain: directory --------------------------------------------------- */
 
-static int export_fn(void *ud, int64_t seq, const char *json) {
+static int export_fn(void *ud, int64_t seq, const char *json)
+{
     char path[256];
     snprintf(path, sizeof path, "%s/%06lld.json", (const char *)ud, (long long)seq);
     return wr_write_file_atomic(path, json, strlen(json), 0644, NULL) != WR_OK;
 }
 
-static void export_dir(fixture *f, int n) {
+static void export_dir(fixture *f, int n)
+{
     seal_n(f, n);
     assert_int_equal(mkdir(f->out, 0700), 0);
     wr_error err = {0};
     assert_int_equal(wr_store_iter_receipts(f->st, export_fn, f->out, &err), WR_OK);
 }
 
-static char *out_path(fixture *f, const char *name) {
+static char *out_path(fixture *f, const char *name)
+{
     static char p[256];
     snprintf(p, sizeof p, "%s/%s", f->out, name);
     return p;
 }
 
-static void expect_dir(fixture *f, const unsigned char *pk, int code, const char *msg) {
+static void expect_dir(fixture *f, const unsigned char *pk, int code, const char *msg)
+{
     wr_error err = {0};
     int64_t n = -1;
     int rc = wr_chain_verify_dir(f->out, pk, &n, &err);
-    if (rc != code || (msg && !strstr(err.message, msg))) fprintf(stderr, "got %d: %s\n", rc, err.message);
+    if (rc != code || (msg && !strstr(err.message, msg)))
+        fprintf(stderr, "got %d: %s\n", rc, err.message);
     assert_int_equal(rc, code);
-    if (msg) assert_non_null(strstr(err.message, msg));
+    if (msg)
+        assert_non_null(strstr(err.message, msg));
 }
 
-static void test_chain_dir(void **state) {
+static void test_chain_dir(void **state)
+{
     fixture *f = *state;
     export_dir(f, 12); /* 000010.json and on: numeric order matters */
     wr_error err = {0};
@@ -448,7 +490,8 @@ static void test_chain_dir(void **state) {
     expect_dir(f, f->kp.pk, WR_E_INVALID, "seq 10: gap: seq 10 is missing (seq 11 follows seq 9)");
 }
 
-static void test_chain_dir_resigned_and_relinked(void **state) {
+static void test_chain_dir_resigned_and_relinked(void **state)
+{
     fixture *f = *state;
     export_dir(f, 3);
     /* Re-sign receipt 2 with another key after changing it: caught by key. */
@@ -481,7 +524,8 @@ static void test_chain_dir_resigned_and_relinked(void **state) {
 
 /* ---- bundle --------------------------------------------------------------- */
 
-static void test_bundle_export_errors(void **state) {
+static void test_bundle_export_errors(void **state)
+{
     fixture *f = *state;
     seal_n(f, 2);
     wr_error err = {0};
@@ -492,7 +536,8 @@ static void test_bundle_export_errors(void **state) {
     assert_int_equal(wr_store_put_output(f->st, "exe_1", out, 0, out, 0, &err), WR_OK);
     assert_int_equal(wr_store_put_policy(f->st, EMPTY_SHA, "{}", &err), WR_OK);
     int rc = wr_bundle_export(f->st, "exe_1", bundle, &err);
-    if (rc != WR_E_NOTFOUND) fprintf(stderr, "export: %s\n", err.message);
+    if (rc != WR_E_NOTFOUND)
+        fprintf(stderr, "export: %s\n", err.message);
     /* The receipt names approval apr_1, which the store does not have. */
     assert_int_equal(rc, WR_E_NOTFOUND);
     assert_non_null(strstr(err.message, "lacks an approval artifact"));
@@ -507,7 +552,8 @@ static void test_bundle_export_errors(void **state) {
  * makes the store fail: it must fail with an error, not crash, and
  * afterwards the database is intact, the chain verifies and every receipt
  * whose seal returned WR_OK is there. */
-static void test_disk_full(void **state) {
+static void test_disk_full(void **state)
+{
     fixture *f = *state;
     seal_n(f, 3);
     /* Room for some receipts more than the database and its WAL have now. */
@@ -516,7 +562,8 @@ static void test_disk_full(void **state) {
         char p[128];
         struct stat st;
         snprintf(p, sizeof p, "%s/warrant.db%s", f->dir, i ? "-wal" : "");
-        if (stat(p, &st) == 0 && (rlim_t)st.st_size > limit) limit = (rlim_t)st.st_size;
+        if (stat(p, &st) == 0 && (rlim_t)st.st_size > limit)
+            limit = (rlim_t)st.st_size;
     }
     limit += 1024 * 1024;
     int pipefd[2];
@@ -526,15 +573,18 @@ static void test_disk_full(void **state) {
     if (pid == 0) {
         signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG */
         struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};
-        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(3);
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(3);
         int ok = 0, code = 0;
         for (int i = 0; i < 100000 && !code; i++) {
             char id[32];
             snprintf(id, sizeof id, "exe_full_%d", i);
             json_object *r = build(f, id, "success"), *s = NULL;
             wr_error err = {0};
-            if (wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, id, &s, &err) == WR_OK) ok++;
-            else code = err.code;
+            if (wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, id, &s, &err) == WR_OK)
+                ok++;
+            else
+                code = err.code;
             json_object_put(r);
             json_object_put(s);
         }
@@ -547,7 +597,8 @@ static void test_disk_full(void **state) {
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(read(pipefd[0], res, sizeof res), (ssize_t)sizeof res);
     close(pipefd[0]);
-    if (res[0] <= 10) fprintf(stderr, "sealed %d before error %d (limit %lu)\n", res[0], res[1], (unsigned long)limit);
+    if (res[0] <= 10)
+        fprintf(stderr, "sealed %d before error %d (limit %lu)\n", res[0], res[1], (unsigned long)limit);
     assert_true(res[0] > 10);          /* it did fill up */
     assert_int_equal(res[1], WR_E_IO); /* and then failed cleanly */
 
@@ -572,10 +623,12 @@ static void test_disk_full(void **state) {
 
 /* Every CSC v0.1 receipt fixture gets the same verdict from our superset:
  * extensions are optional, and nothing CSC forbids becomes allowed. */
-static void test_schema_csc_fixtures(void **state) {
+static void test_schema_csc_fixtures(void **state)
+{
     (void)state;
     const char *csc = getenv("CSC_DIR");
-    if (!csc) skip();
+    if (!csc)
+        skip();
     wr_error err = {0};
     wr_schema *schema = wr_receipt_schema_new(&err);
     assert_non_null(schema);
@@ -601,7 +654,8 @@ static void test_schema_csc_fixtures(void **state) {
     wr_schema_free(schema);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_server_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_key_race, setup, teardown),

@@ -26,10 +26,12 @@ typedef struct fixture {
     wr_store *st;
 } fixture;
 
-static int setup(void **state) {
+static int setup(void **state)
+{
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/wr-store-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (!mkdtemp(f->dir))
+        return -1;
     strcat(f->dir, "/state"); /* let wr_store_open create it */
     wr_error err = {0};
     if (wr_store_open(f->dir, &f->st, &err) != WR_OK) {
@@ -40,17 +42,20 @@ static int setup(void **state) {
     return 0;
 }
 
-static int teardown(void **state) {
+static int teardown(void **state)
+{
     fixture *f = *state;
     wr_store_close(f->st);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(strlen(f->dir) - 6), f->dir);
-    if (system(cmd) != 0) return -1;
+    if (system(cmd) != 0)
+        return -1;
     free(f);
     return 0;
 }
 
-static unsigned mode_of(const char *dir, const char *name) {
+static unsigned mode_of(const char *dir, const char *name)
+{
     char p[256];
     snprintf(p, sizeof p, "%s%s%s", dir, name ? "/" : "", name ? name : "");
     struct stat st;
@@ -58,7 +63,8 @@ static unsigned mode_of(const char *dir, const char *name) {
     return st.st_mode & 0777;
 }
 
-static void test_open_modes_and_pragmas(void **state) {
+static void test_open_modes_and_pragmas(void **state)
+{
     fixture *f = *state;
     assert_int_equal(mode_of(f->dir, NULL), 0700);
     assert_int_equal(mode_of(f->dir, "warrant.db"), 0600);
@@ -86,7 +92,8 @@ static void test_open_modes_and_pragmas(void **state) {
     free(res);
 }
 
-static void test_newer_schema_refused(void **state) {
+static void test_newer_schema_refused(void **state)
+{
     fixture *f = *state;
     char db[256];
     snprintf(db, sizeof db, "%s/warrant.db", f->dir);
@@ -101,7 +108,8 @@ static void test_newer_schema_refused(void **state) {
     assert_non_null(strstr(err.message, "schema version 99 was written by a newer warrant"));
 }
 
-static void test_loose_dir_refused(void **state) {
+static void test_loose_dir_refused(void **state)
+{
     fixture *f = *state;
     assert_int_equal(chmod(f->dir, 0770), 0);
     wr_store *other = NULL;
@@ -112,7 +120,8 @@ static void test_loose_dir_refused(void **state) {
     assert_int_equal(wr_store_open("", &other, &err), WR_E_INVALID);
 }
 
-static void test_contracts_decisions_policies(void **state) {
+static void test_contracts_decisions_policies(void **state)
+{
     fixture *f = *state;
     wr_error err = {0};
     char *js = NULL;
@@ -144,19 +153,28 @@ static void test_contracts_decisions_policies(void **state) {
     assert_int_equal(wr_store_put_policy(f->st, "", "{}", &err), WR_E_INVALID);
 }
 
-static wr_approval_request mkreq(const char *id, const char *sha, const char *status, int64_t at) {
-    return (wr_approval_request){.request_id = (char *)id, .contract_id = "c1", .contract_sha256 = (char *)sha,
-                                 .agent_id = "agent", .status = (char *)status, .contract_json = "{}",
-                                 .decision_json = "{}", .required_approvals = 2, .requested_at_ms = at,
+static wr_approval_request mkreq(const char *id, const char *sha, const char *status, int64_t at)
+{
+    return (wr_approval_request){.request_id = (char *)id,
+                                 .contract_id = "c1",
+                                 .contract_sha256 = (char *)sha,
+                                 .agent_id = "agent",
+                                 .status = (char *)status,
+                                 .contract_json = "{}",
+                                 .decision_json = "{}",
+                                 .required_approvals = 2,
+                                 .requested_at_ms = at,
                                  .expires_at_ms = at + 1000};
 }
 
-static int count_req(void *ud, const wr_approval_request *r) {
+static int count_req(void *ud, const wr_approval_request *r)
+{
     strcat(ud, r->request_id);
     return 0;
 }
 
-static void test_approval_requests(void **state) {
+static void test_approval_requests(void **state)
+{
     fixture *f = *state;
     wr_error err = {0};
     char *existing = (char *)"x";
@@ -188,8 +206,7 @@ static void test_approval_requests(void **state) {
     assert_int_equal(wr_store_set_approval_request_status(f->st, "r1", "pending", "approved", NULL, &err),
                      WR_E_CONFLICT);
     assert_non_null(strstr(err.message, "is denied, not pending"));
-    assert_int_equal(wr_store_set_approval_request_status(f->st, "r9", NULL, "approved", NULL, &err),
-                     WR_E_NOTFOUND);
+    assert_int_equal(wr_store_set_approval_request_status(f->st, "r9", NULL, "approved", NULL, &err), WR_E_NOTFOUND);
     assert_int_equal(wr_store_set_approval_request_status(f->st, "r1", NULL, "weird", NULL, &err), WR_E_INVALID);
 
     /* Denied, so a new pending request for the same contract is possible. */
@@ -211,13 +228,15 @@ static void test_approval_requests(void **state) {
     assert_string_equal(seen, "r4r3r1");
 }
 
-static int collect_approval(void *ud, const char *id, const char *json, bool revoked) {
+static int collect_approval(void *ud, const char *id, const char *json, bool revoked)
+{
     char *s = ud;
     sprintf(s + strlen(s), "%s%s%s;", id, revoked ? "!" : "", json);
     return 0;
 }
 
-static void test_approvals_and_consumption(void **state) {
+static void test_approvals_and_consumption(void **state)
+{
     fixture *f = *state;
     wr_error err = {0};
     assert_int_equal(wr_store_put_approval(f->st, "a1", NULL, SHA_A, "alice", "{1}", 99, 1, &err), WR_OK);
@@ -253,7 +272,8 @@ static void test_approvals_and_consumption(void **state) {
     wr_strv_free(&ids);
 }
 
-static void test_output(void **state) {
+static void test_output(void **state)
+{
     fixture *f = *state;
     wr_error err = {0};
     const unsigned char out[] = {'h', 'i', 0, 'x'};
@@ -280,9 +300,11 @@ typedef struct sealer {
 } sealer;
 
 static int seal_fn(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], char **json_out,
-                   char sha_out[WR_SHA256_HEX_LEN], wr_error *err) {
+                   char sha_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
     sealer *s = ud;
-    if (s->fail) return wr_errorf(err, WR_E_CRYPTO, "", "signing failed");
+    if (s->fail)
+        return wr_errorf(err, WR_E_CRYPTO, "", "signing failed");
     s->seq = seq;
     memcpy(s->prev, prev, WR_SHA256_HEX_LEN);
     char buf[200];
@@ -292,13 +314,15 @@ static int seal_fn(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], ch
     return WR_OK;
 }
 
-static int collect_receipt(void *ud, int64_t seq, const char *json) {
+static int collect_receipt(void *ud, int64_t seq, const char *json)
+{
     char *s = ud;
     sprintf(s + strlen(s), "%lld:%zu;", (long long)seq, strlen(json));
     return seq == 2; /* stop after the second */
 }
 
-static void test_receipt_chain(void **state) {
+static void test_receipt_chain(void **state)
+{
     fixture *f = *state;
     wr_error err = {0};
     sealer s = {0};
@@ -340,17 +364,20 @@ typedef struct walk {
     bool ok;
 } walk;
 
-static int walk_fn(void *ud, int64_t seq, const char *json) {
+static int walk_fn(void *ud, int64_t seq, const char *json)
+{
     walk *w = ud;
     char want[200];
     snprintf(want, sizeof want, "{\"seq\":%lld,\"prev\":\"%s\"}", (long long)seq, w->prev);
-    if (seq != w->n + 1 || strcmp(json, want) != 0) w->ok = false;
+    if (seq != w->n + 1 || strcmp(json, want) != 0)
+        w->ok = false;
     w->n = seq;
     wr_sha256_hex(json, strlen(json), w->prev);
     return 0;
 }
 
-static void assert_chain(wr_store *st, int64_t n) {
+static void assert_chain(wr_store *st, int64_t n)
+{
     walk w = {.ok = true};
     memset(w.prev, '0', 64);
     wr_error err = {0};
@@ -368,7 +395,8 @@ typedef struct racer {
     int conflicts;
 } racer;
 
-static void *consume_thread(void *arg) {
+static void *consume_thread(void *arg)
+{
     racer *r = arg;
     for (int i = 0; i < 20; i++) {
         char exec_id[32], appr[32];
@@ -378,26 +406,31 @@ static void *consume_thread(void *arg) {
         wr_strv_push(&ids, appr);
         wr_error err = {0};
         int rc = wr_store_begin_execution(r->st, exec_id, SHA_A, &ids, 1, &err);
-        if (rc == WR_OK) r->wins++;
-        else if (rc == WR_E_CONFLICT) r->conflicts++;
+        if (rc == WR_OK)
+            r->wins++;
+        else if (rc == WR_E_CONFLICT)
+            r->conflicts++;
         wr_strv_free(&ids);
     }
     return NULL;
 }
 
-static void *append_thread(void *arg) {
+static void *append_thread(void *arg)
+{
     racer *r = arg;
     for (int i = 0; i < 25; i++) {
         char exec_id[32];
         snprintf(exec_id, sizeof exec_id, "x%d-%d", r->index, i);
         sealer s = {0};
         wr_error err = {0};
-        if (wr_store_append_receipt(r->st, exec_id, "c", "success", seal_fn, &s, NULL, &err) == WR_OK) r->wins++;
+        if (wr_store_append_receipt(r->st, exec_id, "c", "success", seal_fn, &s, NULL, &err) == WR_OK)
+            r->wins++;
     }
     return NULL;
 }
 
-static void test_threads_share_a_store(void **state) {
+static void test_threads_share_a_store(void **state)
+{
     fixture *f = *state;
     racer r[4];
     pthread_t t[4];
@@ -418,16 +451,21 @@ static void test_threads_share_a_store(void **state) {
         r[i] = (racer){.st = f->st, .index = i};
         pthread_create(&t[i], NULL, append_thread, &r[i]);
     }
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    for (int i = 0; i < 4; i++) assert_int_equal(r[i].wins, 25);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(r[i].wins, 25);
     assert_chain(f->st, 100);
 }
 
 /* Several processes, each with its own wr_store on the same dir, race for
  * the same approval ids and append to the one chain. */
-static void test_processes_share_a_dir(void **state) {
+static void test_processes_share_a_dir(void **state)
+{
     fixture *f = *state;
-    enum { NPROC = 4 };
+    enum {
+        NPROC = 4
+    };
     int pipes[NPROC][2];
     pid_t pids[NPROC];
     for (int p = 0; p < NPROC; p++) {
@@ -437,7 +475,8 @@ static void test_processes_share_a_dir(void **state) {
         if (pids[p] == 0) {
             wr_store *st;
             wr_error err = {0};
-            if (wr_store_open(f->dir, &st, &err) != WR_OK) _exit(3);
+            if (wr_store_open(f->dir, &st, &err) != WR_OK)
+                _exit(3);
             racer r = {.st = st, .index = 100 + p};
             consume_thread(&r);
             int appended = r.wins;
@@ -445,7 +484,8 @@ static void test_processes_share_a_dir(void **state) {
             append_thread(&r);
             wr_store_close(st);
             int res[2] = {appended, r.wins};
-            if (write(pipes[p][1], res, sizeof res) != sizeof res) _exit(4);
+            if (write(pipes[p][1], res, sizeof res) != sizeof res)
+                _exit(4);
             _exit(0);
         }
         close(pipes[p][1]);
@@ -466,7 +506,8 @@ static void test_processes_share_a_dir(void **state) {
     assert_chain(f->st, NPROC * 25);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_modes_and_pragmas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),

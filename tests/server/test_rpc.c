@@ -33,7 +33,10 @@ static void cap_send(wr_outlet *o, const char *json, size_t len, bool final)
     c->n++;
 }
 
-static void cap_stream(wr_outlet *o) { ((capture *)o)->streamed = true; }
+static void cap_stream(wr_outlet *o)
+{
+    ((capture *)o)->streamed = true;
+}
 
 static void cap_reset(capture *c)
 {
@@ -155,10 +158,14 @@ static void test_envelope_errors(void **state)
         {"[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]", "\"code\":-32600", 400},
         {"[]", "\"code\":-32600", 400},
         {"7", "\"code\":-32600", 400},
-        {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600", 400},
-        {"{\"jsonrpc\":\"2.0\",\"id\":2.5,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600", 400},
-        {"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"nope\"}", "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", 200},
-        {"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":[]}", "\"id\":4,\"error\":{\"code\":-32602", 200},
+        {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600",
+         400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":2.5,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600",
+         400},
+        {"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"nope\"}",
+         "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", 200},
+        {"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":[]}", "\"id\":4,\"error\":{\"code\":-32602",
+         200},
         {"{\"id\":5,\"method\":\"ping\"}", "\"id\":5,\"error\":{\"code\":-32600", 400},
         {"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}",
          "\"id\":6,\"error\":{\"code\":-32600", 400},
@@ -211,21 +218,25 @@ static void test_tools_call_errors(void **state)
 {
     fixture *f = *state;
     init(f);
-    const char *m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"zap\"}}", NULL);
+    const char *m =
+        send1(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"zap\"}}", NULL);
     assert_non_null(strstr(m, "\"code\":-32602"));
     assert_non_null(strstr(m, "unknown tool: zap"));
-    m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run\",\"arguments\":\"x\"}}",
-              NULL);
+    m = send1(
+        f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run\",\"arguments\":\"x\"}}",
+        NULL);
     assert_non_null(strstr(m, "\"code\":-32602"));
     /* schema violations are results the model can fix */
-    m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"get_receipt\","
-                 "\"arguments\":{\"execution_id\":5}}}",
+    m = send1(f,
+              "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"get_receipt\","
+              "\"arguments\":{\"execution_id\":5}}}",
               NULL);
     assert_non_null(strstr(m, "\"isError\":true"));
     assert_non_null(strstr(m, "(at /execution_id)"));
     assert_null(strstr(m, "structuredContent")); /* it would not match the outputSchema */
-    m = send1(f, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"run\","
-                 "\"arguments\":{\"contract_id\":\"nope-nope\"}}}",
+    m = send1(f,
+              "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"run\","
+              "\"arguments\":{\"contract_id\":\"nope-nope\"}}}",
               NULL);
     assert_non_null(strstr(m, "\"isError\":true"));
     assert_non_null(strstr(m, "no stored contract"));
@@ -282,8 +293,11 @@ static void test_run_streams_and_completes(void **state)
 static void test_utf8_helpers(void **state)
 {
     (void)state;
-    char *s = wr_utf8_sanitize((const unsigned char *)"a\xff" "b\xc3\xa9\xed\xa0\x80", 8);
-    assert_string_equal(s, "a\xef\xbf\xbd" "b\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    char *s = wr_utf8_sanitize((const unsigned char *)"a\xff"
+                                                      "b\xc3\xa9\xed\xa0\x80",
+                               8);
+    assert_string_equal(s, "a\xef\xbf\xbd"
+                           "b\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
     free(s);
     assert_int_equal(wr_utf8_cut((const unsigned char *)"ab\xc3", 3), 2);
     assert_int_equal(wr_utf8_cut((const unsigned char *)"ab\xc3\xa9", 4), 4);
