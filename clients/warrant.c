@@ -18,7 +18,12 @@ static const struct {
     {"approvals", cmd_approvals, "approvals list|show|approve|deny|revoke ... [--state-dir DIR]"},
     {"pubkey", cmd_pubkey, "pubkey --state-dir DIR"},
     {"receipts", cmd_receipts, "receipts list|export --state-dir DIR [--dir OUT]"},
-    {"verify", cmd_verify, "verify receipt FILE|chain (--state-dir DIR|--dir DIR)|bundle FILE --pubkey PUB"},
+    {"verify", cmd_verify,
+     "verify receipt FILE|chain (--state-dir DIR|--dir DIR [--checkpoint CP])|bundle FILE|inclusion RECEIPT --proof "
+     "PROOF --checkpoint CP|consistency OLD_CP NEW_CP (--dir DIR|--proof PROOF) --pubkey PUB [--witness PUB]"},
+    {"checkpoint", cmd_checkpoint,
+     "checkpoint [--state-dir DIR] | cosign CP --key WITNESS.key --pubkey LOG.pub | proof (--execution ID|--old N)"},
+    {"doctor", cmd_doctor, "doctor [--state-dir DIR]"},
     {"export", cmd_export, "export EXECUTION_ID --state-dir DIR -o BUNDLE.tar.gz"},
 };
 

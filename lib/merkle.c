@@ -146,14 +146,15 @@ int wr_merkle_prove_inclusion(wr_merkle_read_fn rd, void *ud, int64_t index, int
 }
 
 /* SUBPROOF(m, D[lo:hi], b). */
-static int subproof(wr_merkle_read_fn rd, void *ud, int64_t m, int64_t lo, int64_t hi, bool whole,
-                    wr_merkle_proof *p, wr_error *err)
+static int subproof(wr_merkle_read_fn rd, void *ud, int64_t m, int64_t lo, int64_t hi, bool whole, wr_merkle_proof *p,
+                    wr_error *err)
 {
     int64_t n = hi - lo;
     if (m == n)
         return whole ? WR_OK : push(p, rd, ud, lo, hi, err);
     int64_t k = split_point(n);
-    int rc = m <= k ? subproof(rd, ud, m, lo, lo + k, whole, p, err) : subproof(rd, ud, m - k, lo + k, hi, false, p, err);
+    int rc =
+        m <= k ? subproof(rd, ud, m, lo, lo + k, whole, p, err) : subproof(rd, ud, m - k, lo + k, hi, false, p, err);
     if (rc)
         return rc;
     return m <= k ? push(p, rd, ud, lo + k, hi, err) : push(p, rd, ud, lo, lo + k, err);

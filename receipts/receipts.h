@@ -13,6 +13,8 @@
 /* The state dir's signing key: DIR/receipt-signing.key, created on first use
  * (dir 0700, key 0600). Refuses a key file that is group/world readable. */
 int wr_server_key_load_or_create(const char *state_dir, const wr_ctx *ctx, wr_keypair *kp, wr_error *err);
+/* Loads the state dir's signing key; never creates one. */
+int wr_server_key_load(const char *state_dir, wr_keypair *kp, wr_error *err);
 /* Loads the public half only (for `warrant pubkey`); never creates. */
 int wr_server_pubkey_load(const char *state_dir, unsigned char pk[WR_PK_LEN], wr_error *err);
 

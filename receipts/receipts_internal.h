@@ -34,9 +34,6 @@ int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN],
 int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN], int workers, int64_t *count_out,
                                   wr_error *err);
 
-/* Loads the state dir's signing key; never creates one. */
-int wr_server_key_load(const char *state_dir, wr_keypair *kp, wr_error *err);
-
 /* Member accessors that tolerate a missing or mistyped member (NULL / 0). */
 const char *wr_receipt_str(json_object *obj, const char *key);
 

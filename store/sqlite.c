@@ -908,8 +908,8 @@ static int sq_put_checkpoint(void *impl, int64_t size, const wr_merkle_hash root
     if (rc == WR_OK)
         rc = tree_size(q, &n, err);
     if (rc == WR_OK && size > n)
-        rc = wr_errorf(err, WR_E_INVALID, "", "checkpoint of size %lld but the log has %lld receipts",
-                       (long long)size, (long long)n);
+        rc = wr_errorf(err, WR_E_INVALID, "", "checkpoint of size %lld but the log has %lld receipts", (long long)size,
+                       (long long)n);
     /* Never store a checkpoint the tree contradicts (tlog-checkpoint: a log
      * must not sign two inconsistent ones). */
     if (rc == WR_OK && (rc = wr_merkle_root(tree_read, q, size, have, err)) == WR_OK &&
@@ -948,8 +948,7 @@ static int sq_get_checkpoint(void *impl, int64_t size, int64_t *size_out, char *
     return finish(q, rc, err);
 }
 
-static int sq_iter_checkpoints(void *impl, int (*fn)(void *ud, int64_t size, const char *note), void *ud,
-                               wr_error *err)
+static int sq_iter_checkpoints(void *impl, int (*fn)(void *ud, int64_t size, const char *note), void *ud, wr_error *err)
 {
     sq *q = impl;
     int rc = begin(q, false, err);

@@ -458,8 +458,7 @@ int wr_store_get_checkpoint(wr_store *s, int64_t size, int64_t *size_out, char *
     return rc;
 }
 
-int wr_store_iter_checkpoints(wr_store *s, int (*fn)(void *ud, int64_t size, const char *note), void *ud,
-                              wr_error *err)
+int wr_store_iter_checkpoints(wr_store *s, int (*fn)(void *ud, int64_t size, const char *note), void *ud, wr_error *err)
 {
     if (!s || !fn)
         return missing(err, "iterate checkpoints", "store or callback");
@@ -470,8 +469,7 @@ int wr_store_iter_checkpoints(wr_store *s, int (*fn)(void *ud, int64_t size, con
 }
 
 int wr_store_list_executions(wr_store *s, const char *status,
-                             int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud,
-                             wr_error *err)
+                             int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud, wr_error *err)
 {
     if (!s || blank(status) || !fn)
         return missing(err, "list executions", "store, status or callback");
