@@ -783,6 +783,28 @@ static int sq_get_output(void *impl, const char *execution_id, unsigned char **o
     return rc;
 }
 
+/* Runs sql (bound from fmt as in prep) in a read transaction and hands
+ * each row to fn until it returns non-zero. */
+typedef int (*row_fn)(void *ud, sqlite3_stmt *st);
+static int each_row(sq *q, const char *what, row_fn fn, void *ud, wr_error *err, const char *sql, const char *fmt, ...)
+{
+    int rc = begin(q, false, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    va_list ap;
+    va_start(ap, fmt);
+    rc = vprep(q, &st, what, err, sql, fmt, ap);
+    va_end(ap);
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, what, err);
+        if (rc || !row || fn(ud, st))
+            break;
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
 /* ---- the Merkle tree ------------------------------------------------------ */
 
 static int cached(sq *q, sqlite3_stmt **st, const char *sql, wr_error *err)
@@ -896,6 +918,25 @@ static int sq_tree(void *impl, wr_tree_query what, int64_t arg, int64_t size, wr
     return finish(q, rc, err);
 }
 
+typedef struct tree_rows {
+    int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h);
+    void *ud;
+} tree_rows;
+
+static int tree_row(void *ud, sqlite3_stmt *st)
+{
+    tree_rows *t = ud;
+    return t->fn(t->ud, sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2));
+}
+
+static int sq_iter_tree(void *impl, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
+                        wr_error *err)
+{
+    tree_rows t = {fn, ud};
+    return each_row(impl, "iterate tree", tree_row, &t, err,
+                    "SELECT level, idx, hash FROM tlog_hashes ORDER BY level, idx", NULL);
+}
+
 /* ---- checkpoints ------------------------------------------------------------ */
 
 static int sq_put_checkpoint(void *impl, int64_t size, const wr_merkle_hash root, const char *note, int64_t now_ms,
@@ -948,46 +989,43 @@ static int sq_get_checkpoint(void *impl, int64_t size, int64_t *size_out, char *
     return finish(q, rc, err);
 }
 
+typedef struct checkpoint_rows {
+    int (*fn)(void *ud, int64_t size, const char *note);
+    void *ud;
+} checkpoint_rows;
+
+static int checkpoint_row(void *ud, sqlite3_stmt *st)
+{
+    checkpoint_rows *c = ud;
+    return c->fn(c->ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+}
+
 static int sq_iter_checkpoints(void *impl, int (*fn)(void *ud, int64_t size, const char *note), void *ud, wr_error *err)
 {
-    sq *q = impl;
-    int rc = begin(q, false, err);
-    if (rc)
-        return rc;
-    sqlite3_stmt *st;
-    rc = prep(q, &st, "iterate checkpoints", err, "SELECT tree_size, note FROM checkpoints ORDER BY tree_size", NULL);
-    for (bool row = true; rc == WR_OK && row;) {
-        rc = step(q, st, &row, "iterate checkpoints", err);
-        if (rc || !row)
-            break;
-        if (fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1)))
-            break;
-    }
-    sqlite3_finalize(st);
-    return finish(q, rc, err);
+    checkpoint_rows c = {fn, ud};
+    return each_row(impl, "iterate checkpoints", checkpoint_row, &c, err,
+                    "SELECT tree_size, note FROM checkpoints ORDER BY tree_size", NULL);
+}
+
+typedef struct execution_rows {
+    int (*fn)(void *ud, const char *execution_id, int64_t started_ms);
+    void *ud;
+} execution_rows;
+
+static int execution_row(void *ud, sqlite3_stmt *st)
+{
+    execution_rows *e = ud;
+    return e->fn(e->ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
 }
 
 static int sq_list_executions(void *impl, const char *status,
                               int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud,
                               wr_error *err)
 {
-    sq *q = impl;
-    int rc = begin(q, false, err);
-    if (rc)
-        return rc;
-    sqlite3_stmt *st;
-    rc = prep(q, &st, "list executions", err,
-              "SELECT execution_id, COALESCE(started_ms, 0) FROM executions WHERE status = ? ORDER BY started_ms", "t",
-              status);
-    for (bool row = true; rc == WR_OK && row;) {
-        rc = step(q, st, &row, "list executions", err);
-        if (rc || !row)
-            break;
-        if (fn(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1)))
-            break;
-    }
-    sqlite3_finalize(st);
-    return finish(q, rc, err);
+    execution_rows e = {fn, ud};
+    return each_row(impl, "list executions", execution_row, &e, err,
+                    "SELECT execution_id, COALESCE(started_ms, 0) FROM executions WHERE status = ? ORDER BY started_ms",
+                    "t", status);
 }
 
 /* ---- receipts and the chain head ---------------------------------------- */
@@ -1167,6 +1205,7 @@ const wr_store_ops wr_store_sqlite_ops = {
     .iter_receipts = sq_iter_receipts,
     .integrity_check = sq_integrity_check,
     .tree = sq_tree,
+    .iter_tree = sq_iter_tree,
     .put_checkpoint = sq_put_checkpoint,
     .get_checkpoint = sq_get_checkpoint,
     .iter_checkpoints = sq_iter_checkpoints,

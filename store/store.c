@@ -436,6 +436,17 @@ int wr_store_tree(wr_store *s, wr_tree_query what, int64_t arg, int64_t size, wr
     return rc;
 }
 
+int wr_store_iter_tree(wr_store *s, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
+                       wr_error *err)
+{
+    if (!s || !fn)
+        return missing(err, "iterate tree", "store or callback");
+    lock(s);
+    int rc = s->ops->iter_tree(s->impl, fn, ud, err);
+    unlock(s);
+    return rc;
+}
+
 int wr_store_put_checkpoint(wr_store *s, int64_t size, const wr_merkle_hash root, const char *note, int64_t now_ms,
                             wr_error *err)
 {
