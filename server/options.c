@@ -1,9 +1,11 @@
 /* warrantd's command line and config file (design.md "warrantd"). */
 #include "server/net.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +20,8 @@ typedef struct opts {
     wr_strv origins, hosts;
 } opts;
 
-static const char usage[] =
-    "usage: warrantd [--config FILE] [--policy FILE] [--state-dir DIR] [--agent-id ID]\n"
-    "                [--stdio] [--listen HOST:PORT] [--token-file FILE | --auth none]\n"
-    "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--allowed-host HOST:PORT]...\n"
-    "                [--max-message-bytes N] [--max-runs N] [--max-runs-per-client N]\n"
-    "                [--max-connections N] [--max-sessions N] [--heartbeat-sec 1..30]\n"
-    "                [--log-level debug|info|notice|warning|error]\n"
-    "State dir default: $WARRANT_STATE_DIR, else $XDG_STATE_HOME/warrant, else ~/.local/state/warrant.\n"
-    "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
+/* The help text comes from the man page (docs/man/warrantd.8.scd). */
+#include "warrantd_help.h"
 
 enum {
     O_CONFIG = 256,
@@ -76,6 +71,26 @@ static const struct option longopts[] = {
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
 };
+
+/* Synopses from the man page; an option missing there is listed as such, so
+ * the test that compares --help with the option table catches it. */
+static void print_usage(FILE *f)
+{
+    fputs("usage: warrantd [OPTIONS]   (man warrantd)\n", f);
+    for (size_t i = 0; i < sizeof warrantd_help / sizeof warrantd_help[0]; i++)
+        fprintf(f, "  %s\n", warrantd_help[i].synopsis);
+    for (const struct option *o = longopts; o->name; o++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        bool found = false;
+        for (size_t i = 0; i < sizeof warrantd_help / sizeof warrantd_help[0] && !found; i++) {
+            const char *at = strstr(warrantd_help[i].synopsis, flag);
+            found = at && !(at[strlen(flag)] == '-' || isalnum((unsigned char)at[strlen(flag)]));
+        }
+        if (!found)
+            fprintf(f, "  %s (undocumented)\n", flag);
+    }
+}
 
 static int set_str(char **dst, const char *v)
 {
@@ -141,7 +156,7 @@ static int apply(opts *o, int id, const char *name, const char *v)
     case O_LOGLEVEL:
         return set_str(&o->log_level, v);
     case O_HELP:
-        fputs(usage, stdout);
+        print_usage(stdout);
         return 1;
     case O_VERSION:
         printf("warrantd %s\n", WR_VERSION);
@@ -205,7 +220,7 @@ static int parse_cli(opts *o, int argc, char **argv, bool config_only)
         if (c == '?' || c == ':') {
             if (config_only)
                 continue;
-            fputs(usage, stderr);
+            fputs("warrantd: see warrantd --help\n", stderr);
             return -1;
         }
         if (config_only != (c == O_CONFIG))
@@ -215,7 +230,7 @@ static int parse_cli(opts *o, int argc, char **argv, bool config_only)
             return r;
     }
     if (!config_only && optind < argc) {
-        fprintf(stderr, "warrantd: unexpected argument \"%s\"\n%s", argv[optind], usage);
+        fprintf(stderr, "warrantd: unexpected argument \"%s\" (see warrantd --help)\n", argv[optind]);
         return -1;
     }
     return 0;
