@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 typedef struct opts {
-    char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level;
+    char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level,
+        *log_format;
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
     wr_strv origins, hosts;
@@ -43,6 +44,7 @@ enum {
     O_MAXSESS,
     O_HEARTBEAT,
     O_LOGLEVEL,
+    O_LOGFORMAT,
     O_HELP,
     O_VERSION,
 };
@@ -67,6 +69,7 @@ static const struct option longopts[] = {
     {"max-sessions", required_argument, NULL, O_MAXSESS},
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"log-format", required_argument, NULL, O_LOGFORMAT},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
@@ -155,6 +158,8 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_LOGLEVEL:
         return set_str(&o->log_level, v);
+    case O_LOGFORMAT:
+        return set_str(&o->log_format, v);
     case O_HELP:
         print_usage(stdout);
         return 1;
@@ -248,6 +253,7 @@ static void opts_free(opts *o)
     free(o->tls_cert);
     free(o->tls_key);
     free(o->log_level);
+    free(o->log_format);
     wr_strv_free(&o->origins);
     wr_strv_free(&o->hosts);
 }
@@ -313,6 +319,13 @@ int wr_server_main(int argc, char **argv)
             goto out;
         }
         ctx.log_level = found;
+    }
+    if (o.log_format) {
+        if (strcmp(o.log_format, "json") && strcmp(o.log_format, "text")) {
+            fprintf(stderr, "warrantd: --log-format: expected text or json, got \"%s\"\n", o.log_format);
+            goto out;
+        }
+        ctx.log_json = !strcmp(o.log_format, "json");
     }
     if (!o.agent_id) {
         const char *e = getenv("WARRANT_AGENT_ID");
