@@ -82,8 +82,8 @@ bool net_custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
     return lws_hdr_custom_copy(wsi, buf, len, name, nl) >= 0;
 }
 
-int net_check_access(net *n, struct lws *wsi, bool allow_query_token, bool need_token, char *origin_out,
-                     const char **identity, const char **why)
+int net_check_access(net *n, struct lws *wsi, wr_token_kind kind, bool allow_query_token, bool need_token,
+                     char *origin_out, const char **identity, const char **why)
 {
     char host[300], origin[300] = "";
     if (!net_hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) ||
@@ -123,7 +123,7 @@ int net_check_access(net *n, struct lws *wsi, bool allow_query_token, bool need_
             toklen = strlen(tok);
         }
     }
-    const char *who = tok && toklen ? wr_tokens_identity(n->tokens, tok, toklen, WR_TOKEN_AGENT) : NULL;
+    const char *who = tok && toklen ? wr_tokens_identity(n->tokens, tok, toklen, kind) : NULL;
     explicit_bzero(auth, sizeof auth);
     explicit_bzero(q, sizeof q);
     if (!who) {

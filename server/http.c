@@ -342,7 +342,7 @@ static int route_mcp(conn *c)
     net *n = c->n;
     const char *who = NULL, *why = NULL;
     c->preflight = lws_hdr_total_length(c->wsi, WSI_TOKEN_OPTIONS_URI) > 0;
-    int st = net_check_access(n, c->wsi, false, !c->preflight, c->origin, &who, &why);
+    int st = net_check_access(n, c->wsi, WR_TOKEN_AGENT, false, !c->preflight, c->origin, &who, &why);
     if (st) {
         wr_log(n->ctx, WR_LOG_WARNING, "server", "http: refused (%d): %s", st, why);
         http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);

@@ -138,12 +138,13 @@ void net_check_stop(net *n);
 int64_t net_now_ms(const net *n);
 bool net_hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
 bool net_custom_hdr(struct lws *wsi, const char *name, char *buf, int len);
-/* Origin and Host (DNS rebinding), then the bearer token. Returns 0 and the
- * identity, or the HTTP status to refuse with and *why. origin_out (may be
- * NULL, 300 bytes) receives an allowed Origin; without need_token only Host
- * and Origin are checked (CORS preflights carry no credentials). */
-int net_check_access(net *n, struct lws *wsi, bool allow_query_token, bool need_token, char *origin_out,
-                     const char **identity, const char **why);
+/* Origin and Host (DNS rebinding), then the bearer token, which must be of
+ * the given kind. Returns 0 and the identity, or the HTTP status to refuse
+ * with and *why. origin_out (may be NULL, 300 bytes) receives an allowed
+ * Origin; without need_token only Host and Origin are checked (CORS
+ * preflights carry no credentials). */
+int net_check_access(net *n, struct lws *wsi, wr_token_kind kind, bool allow_query_token, bool need_token,
+                     char *origin_out, const char **identity, const char **why);
 
 /* A connection counts against --max-connections from its first request
  * (or handshake) until it closes. */

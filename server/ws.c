@@ -60,7 +60,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
             st = 503;
             why = "too many connections";
         } else
-            st = net_check_access(n, wsi, true, true, NULL, &who, &why);
+            st = net_check_access(n, wsi, WR_TOKEN_AGENT, true, true, NULL, &who, &why);
         if (st) {
             wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused (%d): %s", st, why);
             lws_return_http_status(wsi, (unsigned)st, why);
@@ -73,7 +73,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
         /* The per-connection data is fresh here (not yet at CONFIRM_UPGRADE);
          * the headers are still attached, so the identity is read again. */
         const char *who = NULL, *why = NULL;
-        if (net_check_access(n, wsi, true, true, NULL, &who, &why) != 0)
+        if (net_check_access(n, wsi, WR_TOKEN_AGENT, true, true, NULL, &who, &why) != 0)
             return -1;
         memset(c, 0, sizeof *c);
         c->wsi = wsi;
