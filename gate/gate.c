@@ -289,6 +289,19 @@ const wr_ctx *wr_gate_ctx(wr_gate *g)
     return &g->ctx;
 }
 
+static int count_one(void *ud, const wr_approval_request *r)
+{
+    (void)r;
+    (*(long *)ud)++;
+    return 0;
+}
+
+int wr_gate_count_pending_approvals(wr_gate *g, long *out, wr_error *err)
+{
+    *out = 0;
+    return wr_store_list_approval_requests(g->store, "pending", count_one, out, err);
+}
+
 /* ---- decisions ------------------------------------------------------------ */
 
 static double seconds_since(const wr_gate *g, int64_t start_ms)
@@ -303,8 +316,8 @@ static void observe(const wr_gate *g, const wr_gate_event *ev)
 }
 
 /* Every evaluation goes through here, so each one is observed once. */
-static int evaluate(wr_gate *g, const wr_policy *p, const wr_contract *ct, const char *identity, wr_decision **out,
-                    wr_error *err)
+static int evaluate(wr_gate *g, const char *operation, const wr_policy *p, const wr_contract *ct, const char *identity,
+                    wr_decision **out, wr_error *err)
 {
     int64_t start = wr_now_ms(&g->ctx);
     int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
@@ -313,6 +326,7 @@ static int evaluate(wr_gate *g, const wr_policy *p, const wr_contract *ct, const
                                     .identity = identity ? identity : ct->actor.agent_id,
                                     .outcome = wr_decision_kind_name((*out)->kind),
                                     .reason = (*out)->reason_code,
+                                    .operation = operation,
                                     .seconds = seconds_since(g, start)});
     return rc;
 }
@@ -334,7 +348,7 @@ int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity
     if (rc != WR_OK)
         return rc;
     const wr_policy *p = wr_gate_policy_acquire(g);
-    rc = evaluate(g, p, ct, client_identity, out, err);
+    rc = evaluate(g, "check", p, ct, client_identity, out, err);
     wr_gate_policy_release(g, p);
     return rc;
 }
@@ -370,7 +384,7 @@ int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identi
         return err->code;
     }
     const wr_policy *p = wr_gate_policy_acquire(g);
-    rc = evaluate(g, p, ct, client_identity, &out->decision, err);
+    rc = evaluate(g, "propose", p, ct, client_identity, &out->decision, err);
     if (rc == WR_OK)
         rc = store_contract_and_decision(g, ct, out->decision, err);
     if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
@@ -795,7 +809,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         goto done;
     }
     /* Always a fresh evaluation: a decision computed earlier is never trusted. */
-    if ((rc = evaluate(g, rs.policy, rs.ct, req->client_identity, &out->decision, err)) != WR_OK)
+    if ((rc = evaluate(g, "run", rs.policy, rs.ct, req->client_identity, &out->decision, err)) != WR_OK)
         goto done;
     rs.decision = out->decision;
     if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK)

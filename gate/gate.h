@@ -31,7 +31,8 @@ typedef struct wr_gate_event {
     const char *execution_id;
     const char *outcome;
     const char *reason;
-    double seconds; /* decision: evaluation; sealed: request to durable receipt */
+    const char *operation; /* decision: "check", "propose" or "run" */
+    double seconds;        /* decision: evaluation; sealed: request to durable receipt */
 } wr_gate_event;
 
 typedef struct wr_gate_config {
@@ -69,6 +70,9 @@ const wr_ctx *wr_gate_ctx(wr_gate *g);
  * contract's actor.agent_id must equal it (NULL: local CLI, unchecked).
  * A mismatch is WR_E_DENIED at /actor/agent_id with one message, "identity
  * mismatch: ...". */
+
+/* Approval requests waiting for a human (for the metrics gauge). */
+int wr_gate_count_pending_approvals(wr_gate *g, long *out, wr_error *err);
 
 /* Decision only; nothing stored (so a refusal leaves no receipt). */
 int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_decision **out, wr_error *err);

@@ -12,6 +12,8 @@ if [ "${1:-}" = "--test" ]; then
   pkgs+=(sqlite3 json-schema-test-suite git procps iproute2 strace)
   # the Debian package test: build, lint, install; the unit test: systemd-analyze
   pkgs+=(dpkg-dev debhelper fakeroot lintian)
+  # /metrics is scraped with a real Prometheus text parser
+  pkgs+=(python3-prometheus-client)
   command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
   python3 -c 'import cryptography' 2>/dev/null || pkgs+=(python3-cryptography)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

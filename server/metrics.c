@@ -182,6 +182,40 @@ void wr_metrics_observe(wr_metrics *m, wr_metric id, double seconds)
     pthread_mutex_unlock(&m->mu);
 }
 
+const char *wr_metrics_http_cause(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 406:
+        return "not_acceptable";
+    case 408:
+        return "timeout";
+    case 409:
+        return "conflict";
+    case 411:
+        return "length_required";
+    case 413:
+        return "too_large";
+    case 415:
+        return "unsupported_media_type";
+    case 429:
+        return "too_many_requests";
+    case 503:
+        return "unavailable";
+    default:
+        return status >= 500 ? "server_error" : "other";
+    }
+}
+
 typedef struct out {
     char *buf;
     size_t len, cap;

@@ -40,6 +40,9 @@ void wr_metrics_add(wr_metrics *m, wr_metric id, const char *const *label_values
 void wr_metrics_set(wr_metrics *m, wr_metric id, const char *const *label_values, double v);
 void wr_metrics_observe(wr_metrics *m, wr_metric id, double seconds);
 
+/* The refusal cause named by an HTTP status (a closed set of names). */
+const char *wr_metrics_http_cause(int status);
+
 /* The whole registry as text (malloc'd; NULL when out of memory). */
 char *wr_metrics_render(wr_metrics *m, size_t *len);
 

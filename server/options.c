@@ -15,7 +15,7 @@
 
 typedef struct opts {
     char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level,
-        *log_format;
+        *log_format, *metrics_auth;
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
     wr_strv origins, hosts;
@@ -45,6 +45,7 @@ enum {
     O_HEARTBEAT,
     O_LOGLEVEL,
     O_LOGFORMAT,
+    O_METRICSAUTH,
     O_HELP,
     O_VERSION,
 };
@@ -70,6 +71,7 @@ static const struct option longopts[] = {
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"log-format", required_argument, NULL, O_LOGFORMAT},
+    {"metrics-auth", required_argument, NULL, O_METRICSAUTH},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
@@ -113,6 +115,21 @@ static int set_num(long long *dst, const char *name, const char *v, long long lo
     }
     *dst = x;
     return 0;
+}
+
+/* Gate events become metrics (any thread: the registry locks). */
+static void observe_gate(void *ud, const wr_gate_event *ev)
+{
+    wr_metrics *m = ud;
+    if (ev->kind == WR_GATE_DECISION) {
+        wr_metrics_add(m, WR_M_DECISIONS, (const char *const[]){ev->outcome, ev->reason}, 1);
+        if (ev->operation && !strcmp(ev->operation, "check"))
+            wr_metrics_observe(m, WR_M_CHECK_SECONDS, ev->seconds);
+    } else if (ev->kind == WR_GATE_SEALED) {
+        wr_metrics_add(m, WR_M_RECEIPTS, NULL, 1);
+        wr_metrics_add(m, WR_M_RUNS, (const char *const[]){ev->outcome}, 1);
+        wr_metrics_observe(m, WR_M_RUN_SECONDS, ev->seconds);
+    }
 }
 
 /* One option; returns 0, 1 (help/version printed), or -1. */
@@ -160,6 +177,8 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_str(&o->log_level, v);
     case O_LOGFORMAT:
         return set_str(&o->log_format, v);
+    case O_METRICSAUTH:
+        return set_str(&o->metrics_auth, v);
     case O_HELP:
         print_usage(stdout);
         return 1;
@@ -254,6 +273,7 @@ static void opts_free(opts *o)
     free(o->tls_key);
     free(o->log_level);
     free(o->log_format);
+    free(o->metrics_auth);
     wr_strv_free(&o->origins);
     wr_strv_free(&o->hosts);
 }
@@ -296,6 +316,7 @@ int wr_server_main(int argc, char **argv)
     wr_gate *g = NULL;
     wr_server *srv = NULL;
     wr_tokens *tokens = NULL;
+    wr_metrics *metrics = NULL;
     char *host = NULL;
     int r = parse_cli(&o, argc, argv, true);
     if (r == 0 && o.config)
@@ -407,11 +428,23 @@ int wr_server_main(int argc, char **argv)
         protected_paths[np++] = o.tls_key;
     if (o.config)
         protected_paths[np++] = o.config;
+    if (o.metrics_auth && strcmp(o.metrics_auth, "token") && strcmp(o.metrics_auth, "loopback")) {
+        fprintf(stderr, "warrantd: --metrics-auth: expected token or loopback, got \"%s\"\n", o.metrics_auth);
+        goto out;
+    }
+    no.metrics_loopback = o.metrics_auth && !strcmp(o.metrics_auth, "loopback");
+    if (!(metrics = wr_metrics_new())) {
+        fprintf(stderr, "warrantd: out of memory\n");
+        goto out;
+    }
+    no.metrics = metrics;
     wr_gate_config gc = {.state_dir = o.state_dir,
                          .policy_path = o.policy,
                          .ctx = &ctx,
                          .host_env = environ,
-                         .protected_paths = protected_paths};
+                         .protected_paths = protected_paths,
+                         .observer = observe_gate,
+                         .observer_ud = metrics};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);
         goto out;
@@ -435,6 +468,7 @@ int wr_server_main(int argc, char **argv)
 out:
     wr_server_free(srv);
     wr_gate_close(g);
+    wr_metrics_free(metrics);
     wr_tokens_free(tokens);
     free(host);
     opts_free(&o);
