@@ -16,8 +16,10 @@
   export and rejects a truncated one.
 - doctor: all ok on a clean dir; a damaged tree hash and a loose key mode
   are findings (exit 1).
+- warrantd --checkpoint-interval 1 signs checkpoints by itself while the
+  log grows (receipts sealed by another process meanwhile).
 
-usage: tlog.py RECEIPT_DRIVER WARRANT_CLI VERIFY_CHECKPOINT_PY
+usage: tlog.py RECEIPT_DRIVER WARRANT_CLI VERIFY_CHECKPOINT_PY WARRANTD
 """
 import base64
 import functools
@@ -29,8 +31,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 
-DRIVER, WARRANT, PYVERIFY = (os.path.abspath(a) for a in sys.argv[1:4])
+DRIVER, WARRANT, PYVERIFY, WARRANTD = (os.path.abspath(a) for a in sys.argv[1:5])
 SIZES = 300
 FULL = (1, 2, 3, 4, 5, 7, 8, 9, 127, 128, 129, 255, 256, 257, 300)
 
@@ -336,9 +339,40 @@ def checkpoints(tmp):
     ok("doctor: five ok lines on a clean state dir; a damaged tree hash and a 0644 key are findings, exit 1")
 
 
+def stored_sizes(state):
+    db = sqlite3.connect(os.path.join(state, "warrant.db"))
+    sizes = [r[0] for r in db.execute("SELECT tree_size FROM checkpoints ORDER BY tree_size")]
+    db.close()
+    return sizes
+
+
+def periodic(tmp):
+    state = os.path.join(tmp, "d")
+    run([DRIVER, "seal", state, "3"])
+    d = subprocess.Popen([WARRANTD, "--stdio", "--state-dir", state, "--checkpoint-interval", "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def wait_for(size):
+            end = time.monotonic() + 10
+            while size not in stored_sizes(state):
+                if time.monotonic() > end or d.poll() is not None:
+                    fail("warrantd published no checkpoint of size %d (have %r)" % (size, stored_sizes(state)))
+                time.sleep(0.1)
+        wait_for(3)
+        run([DRIVER, "seal", state, "4"])  # another process appends while warrantd runs
+        wait_for(7)
+    finally:
+        d.stdin.close()
+        d.wait(timeout=20)
+    if stored_sizes(state) != [3, 7]:
+        fail("checkpoints %r: one per growth, none while the log stood still" % stored_sizes(state))
+    ok("warrantd --checkpoint-interval 1 signs a checkpoint when the log grew, and only then")
+
+
 tmp = tempfile.mkdtemp(prefix="wr-tlog-")
 try:
     rfc9162_against_c(tmp)
     checkpoints(tmp)
+    periodic(tmp)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
