@@ -73,26 +73,15 @@ int cli_verify_inclusion(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
     if (!r)
         return cli_fail_at(cli_exit_for(err.code), o->pos[0], &err);
     rc = wr_receipt_verify(r, pk, &err);
-    json_object *seq = json_object_object_get(r, "seq");
-    int64_t leaf_index = json_object_get_int64(seq) - 1;
-    size_t len = 0;
-    char *canon = rc ? NULL : wr_canonical_json(r, false, &len, &err);
-    json_object_put(r);
-    if (rc || !canon)
-        return cli_fail_at(cli_exit_for(err.code), o->pos[0], &err);
-    wr_merkle_hash leaf;
-    wr_merkle_leaf_hash(canon, len, leaf);
-    free(canon);
-    if (index != leaf_index)
-        rc = wr_errorf(&err, WR_E_INVALID, "", "the proof is for leaf %lld, the receipt is seq %lld (leaf %lld)",
-                       (long long)index, (long long)leaf_index + 1, (long long)leaf_index);
-    else if (size != cp.size)
-        rc = wr_errorf(&err, WR_E_INVALID, "", "the proof is for tree size %lld, the checkpoint has size %lld",
-                       (long long)size, (long long)cp.size);
-    else
-        rc = wr_merkle_verify_inclusion(leaf, index, size, &proof, cp.root, &err);
     if (rc) {
-        fprintf(stderr, "warrant: %s: seq %lld: %s\n", o->pos[0], (long long)leaf_index + 1, err.message);
+        json_object_put(r);
+        return cli_fail_at(cli_exit_for(rc), o->pos[0], &err);
+    }
+    rc = wr_receipt_verify_inclusion(r, &cp, index, size, &proof, &err);
+    long long seq = (long long)json_object_get_int64(json_object_object_get(r, "seq"));
+    json_object_put(r);
+    if (rc) {
+        fprintf(stderr, "warrant: %s: seq %lld: %s\n", o->pos[0], seq, err.message);
         return CLI_REJECTED;
     }
     json_object *res = json_object_new_object();

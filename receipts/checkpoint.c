@@ -372,6 +372,29 @@ int wr_checkpoint_publish(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx,
     return wr_store_get_checkpoint(st, head.size, &have, note_out, err);
 }
 
+int wr_receipt_verify_inclusion(json_object *receipt, const wr_checkpoint *cp, int64_t index, int64_t size,
+                                const wr_merkle_proof *p, wr_error *err)
+{
+    json_object *seq = NULL;
+    if (!json_object_object_get_ex(receipt, "seq", &seq) || !json_object_is_type(seq, json_type_int))
+        return wr_errorf(err, WR_E_INVALID, "/seq", "the receipt has no seq");
+    long long s = (long long)json_object_get_int64(seq);
+    if (index != s - 1)
+        return wr_errorf(err, WR_E_INVALID, "", "the proof is for leaf %lld, the receipt is seq %lld (leaf %lld)",
+                         (long long)index, s, s - 1);
+    if (size != cp->size)
+        return wr_errorf(err, WR_E_INVALID, "", "the proof is for tree size %lld, the checkpoint has size %lld",
+                         (long long)size, (long long)cp->size);
+    size_t len = 0;
+    char *canon = wr_canonical_json(receipt, false, &len, err);
+    if (!canon)
+        return err && err->code ? err->code : WR_E_INTERNAL;
+    wr_merkle_hash leaf;
+    wr_merkle_leaf_hash(canon, len, leaf);
+    free(canon);
+    return wr_merkle_verify_inclusion(leaf, index, size, p, cp->root, err);
+}
+
 /* ---- proof files ------------------------------------------------------------ */
 
 static const char *const proof_types[] = {[WR_TREE_INCLUSION] = "inclusion", [WR_TREE_CONSISTENCY] = "consistency"};

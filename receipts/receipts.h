@@ -132,6 +132,12 @@ json_object *wr_proof_to_json(wr_tree_query kind, int64_t arg, int64_t size, con
 int wr_proof_from_json(json_object *o, wr_tree_query kind, int64_t *arg, int64_t *size, wr_merkle_proof *p,
                        wr_error *err);
 
+/* Is this (signature-checked) receipt leaf `index` of the checkpoint's
+ * tree, by proof p for tree `size`? The leaf is its canonical JSON; index
+ * must be seq - 1 and size the checkpoint's. WR_OK or why not. */
+int wr_receipt_verify_inclusion(json_object *receipt, const wr_checkpoint *cp, int64_t index, int64_t size,
+                                const wr_merkle_proof *p, wr_error *err);
+
 /* Evidence bundle: contract, decision, approvals, receipt, stdout, stderr,
  * policy, public key and a manifest of sha256 sums, as tar.gz. */
 int wr_bundle_export(wr_store *st, const char *execution_id, const char *out_path, wr_error *err);

@@ -205,7 +205,7 @@ try:
     with tarfile.open("run.tar.gz") as t:
         members = {m.name: t.extractfile(m).read() for m in t.getmembers()}
     expected = ["receipt.json", "contract.json", "decision.json", "approvals.json", "policy.json", "stdout", "stderr",
-                "receipt-signing.pub", "SHA256SUMS", "SHA256SUMS.sig"]
+                "receipt-signing.pub", "checkpoint", "inclusion-proof.json", "SHA256SUMS", "SHA256SUMS.sig"]
     if list(members) != expected:
         fail("bundle members %r" % list(members))
     if members["stdout"] != "héllo\n".encode():
@@ -239,7 +239,8 @@ try:
     # (decision.json is unsigned: only the manifest signature and its bindings, tested below, protect it.)
     anchored = {"receipt.json": "receipt.json: ", "contract.json": "contract.json: ",
                 "approvals.json": "approvals.json: ", "policy.json": "policy.json: ", "stdout": "stdout: sha256 ",
-                "stderr": "stderr: sha256 ", "receipt-signing.pub": "receipt-signing.pub: "}
+                "stderr": "stderr: sha256 ", "receipt-signing.pub": "receipt-signing.pub: ",
+                "checkpoint": "checkpoint: ", "inclusion-proof.json": "inclusion-proof.json: "}
     for n in expected:
         files = dict(members)
         files[n] = flipped(files[n])
