@@ -93,8 +93,8 @@ int cli_verify_inclusion(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 
 int cli_verify_consistency(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 {
-    if (o->npos != 2 || (!o->dir == !o->proof))
-        return cli_fail("usage: warrant verify consistency OLD_CP NEW_CP --pubkey PUB (--dir DIR | --proof PROOF) "
+    if (o->npos != 2 || (o->dir && o->proof))
+        return cli_fail("usage: warrant verify consistency OLD_CP NEW_CP --pubkey PUB [--dir DIR | --proof PROOF] "
                         "[--witness PUB]");
     wr_checkpoint old, cur;
     int rc = cli_load_checkpoint(o->pos[0], pk, o->witness, &old);
@@ -106,10 +106,11 @@ int cli_verify_consistency(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
                 (long long)cur.size, (long long)old.size);
         return CLI_REJECTED;
     }
-    if (o->proof) {
-        int64_t from = 0, to = 0;
-        wr_merkle_proof proof;
-        if ((rc = read_proof(o->proof, WR_TREE_CONSISTENCY, &from, &to, &proof)) != CLI_OK)
+    if (!o->dir) {
+        /* Without a proof only the same tree (or one from the empty tree) is shown to extend. */
+        int64_t from = old.size, to = cur.size;
+        wr_merkle_proof proof = {0};
+        if (o->proof && (rc = read_proof(o->proof, WR_TREE_CONSISTENCY, &from, &to, &proof)) != CLI_OK)
             return rc;
         if (from != old.size || to != cur.size)
             rc = wr_errorf(&err, WR_E_INVALID, "",

@@ -268,6 +268,8 @@ def checkpoints(tmp):
     warrant("verify", "consistency", "x/checkpoint", "cp13", "--pubkey", "pub", "--dir", "x13")
     warrant("verify", "consistency", "cp13", "x/checkpoint", "--pubkey", "pub", "--dir", "x13", code=1,
             err="the log shrank")
+    warrant("verify", "consistency", "cp13", "cp13", "--pubkey", "pub")
+    warrant("verify", "consistency", "x/checkpoint", "cp13", "--pubkey", "pub", code=1, err="no hashes")
     # The fork grows too; its checkpoint does not extend the original one.
     run([DRIVER, "seal", "f", "5"])
     open("fcp13", "w").write(warrant("checkpoint", "--state-dir", "f"))
