@@ -176,12 +176,36 @@ static int checkpoint_print(const cli_opts *o)
 
 static int checkpoint_cosign(const cli_opts *o)
 {
-    if (o->npos != 1 || !o->key)
-        return cli_fail("usage: warrant checkpoint cosign CP --key WITNESS.key --pubkey LOG.pub");
+    if (o->npos != 1 || !o->key || !o->checkpoint != !o->proof)
+        return cli_fail("usage: warrant checkpoint cosign CP --key WITNESS.key --pubkey LOG.pub "
+                        "[--checkpoint PREVIOUS --proof PROOF]");
     unsigned char pk[WR_PK_LEN];
     int rc = cli_load_pubkey(o->pubkey, pk, "checkpoint cosign");
     if (rc)
         return rc;
+    /* A witness vouches for an append-only log: CP must extend the last
+     * checkpoint it cosigned, by the consistency proof. */
+    wr_checkpoint prev, cur;
+    if (o->checkpoint && ((rc = cli_load_checkpoint(o->checkpoint, pk, NULL, &prev)) != CLI_OK ||
+                          (rc = cli_load_checkpoint(o->pos[0], pk, NULL, &cur)) != CLI_OK))
+        return rc;
+    if (o->checkpoint) {
+        int64_t from = 0, to = 0;
+        wr_merkle_proof proof;
+        wr_error perr = {0};
+        if ((rc = read_proof(o->proof, WR_TREE_CONSISTENCY, &from, &to, &proof)) != CLI_OK)
+            return rc;
+        if (from != prev.size || to != cur.size)
+            rc = wr_errorf(&perr, WR_E_INVALID, "", "the proof is from size %lld to %lld, not %lld to %lld",
+                           (long long)from, (long long)to, (long long)prev.size, (long long)cur.size);
+        else
+            rc = wr_merkle_verify_consistency(prev.size, cur.size, prev.root, cur.root, &proof, &perr);
+        if (rc) {
+            fprintf(stderr, "warrant: refusing to cosign %s: it does not extend %s: %s\n", o->pos[0], o->checkpoint,
+                    perr.message);
+            return CLI_REJECTED;
+        }
+    }
     wr_keypair witness;
     wr_error err = {0};
     if (wr_key_load_secret(o->key, true, &witness, &err) != WR_OK)
@@ -242,7 +266,8 @@ static int checkpoint_proof(const cli_opts *o)
 int cmd_checkpoint(int argc, char **argv)
 {
     static const char usage[] = "checkpoint [--state-dir DIR] | checkpoint cosign CP --key WITNESS.key --pubkey "
-                                "LOG.pub | checkpoint proof (--execution ID | --old SIZE) [--state-dir DIR]";
+                                "LOG.pub [--checkpoint PREVIOUS --proof PROOF] | checkpoint proof (--execution ID | "
+                                "--old SIZE) [--state-dir DIR]";
     bool verb = argc > 1 && argv[1][0] != '-';
     cli_opts o;
     int rc = cli_parse_opts(verb ? argc - 1 : argc, verb ? argv + 1 : argv, &o, usage);

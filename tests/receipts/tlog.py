@@ -310,6 +310,11 @@ def checkpoints(tmp):
             code=1, err="no cosignature by the witness")
     warrant("checkpoint", "cosign", "fcp13", "--key", "wit.key", "--pubkey", "wit.pub", code=1,
             err="not of this key's log")
+    # A witness that holds the last checkpoint it cosigned refuses a fork, accepts growth.
+    warrant("checkpoint", "cosign", "cp13", "--key", "wit.key", "--pubkey", "pub", "--checkpoint", "x/checkpoint",
+            "--proof", "cons")
+    warrant("checkpoint", "cosign", "fcp13", "--key", "wit.key", "--pubkey", "pub", "--checkpoint", "x/checkpoint",
+            "--proof", "fcons", code=1, err="refusing to cosign fcp13: it does not extend x/checkpoint")
     lines = w.split("\n")
     blob = bytearray(base64.b64decode(lines[-2].split(" ")[2]))
     blob[5] ^= 1  # the timestamp is signed
