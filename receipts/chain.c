@@ -26,8 +26,10 @@
  * in parallel; the order-dependent checks then run in seq order on the
  * results, so the first problem reported is the same as in a serial walk. */
 typedef struct item {
-    char *json; /* owned */
+    char *json; /* owned; with `file`, the path to read it from (workers read in parallel) */
     size_t len;
+    bool file;
+    int read_rc;      /* of reading the file */
     int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
     char where[64];   /* names it in messages */
     bool parsed;
@@ -89,6 +91,14 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
 
 static void check_item(const wr_receipt_verifier *v, item *it)
 {
+    if (it->file) {
+        char *path = it->json;
+        it->json = NULL;
+        it->read_rc = wr_read_file(path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
+        free(path);
+        if (it->read_rc)
+            return;
+    }
     json_object *r = wr_json_parse(it->json, it->len, NULL, &it->err);
     it->parsed = r != NULL;
     if (!r)
@@ -167,6 +177,8 @@ static int decide(chain_walk *w, const item *it)
     wr_error *err = w->err;
     const char *where = it->where;
     long long seq = (long long)it->seq, last = (long long)w->last;
+    if (it->read_rc)
+        return wr_errorf(err, it->read_rc, where, "%s", it->err.message);
     if (!it->parsed)
         return wr_errorf(err, WR_E_INVALID, where, "%s: not a valid JSON receipt: %s", where, it->err.message);
     if (seq < 1)
@@ -231,12 +243,13 @@ static int run_batch(chain_walk *w)
 }
 
 /* Queues one receipt (taking json), checking a batch when it is full. */
-static int walk_add(chain_walk *w, char *json, size_t len, int64_t position, const char *where)
+static int walk_add(chain_walk *w, char *json, size_t len, bool file, int64_t position, const char *where)
 {
     item *it = &w->items[w->n++];
     memset(it, 0, sizeof *it);
     it->json = json;
     it->len = len;
+    it->file = file;
     it->position = position;
     snprintf(it->where, sizeof it->where, "%s", where);
     return w->n == BATCH ? run_batch(w) : WR_OK;
@@ -258,8 +271,8 @@ static int store_step(void *ud, int64_t seq, const char *json)
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
     char *copy = strdup(json);
-    s->rc =
-        copy ? walk_add(s->w, copy, strlen(copy), seq, where) : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
+    s->rc = copy ? walk_add(s->w, copy, strlen(copy), false, seq, where)
+                 : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
 }
 
@@ -485,11 +498,9 @@ int wr_chain_verify_dir_anchored(const char *dir, const unsigned char pk[WR_PK_L
             rc = wr_errorf(err, WR_E_INVALID, files[i].name, "path too long in %s", dir);
             break;
         }
-        char *buf;
-        size_t len;
-        rc = wr_read_file(path, RECEIPT_FILE_MAX, &buf, &len, err);
-        if (rc == WR_OK)
-            rc = walk_add(w, buf, len, files[i].position, files[i].name);
+        char *copy = strdup(path);
+        rc = copy ? walk_add(w, copy, 0, true, files[i].position, files[i].name)
+                  : wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
     }
     if (rc == WR_OK)
         rc = run_batch(w);
