@@ -299,51 +299,59 @@ static int collect_checkpoint(void *ud, int64_t size, const char *note)
 }
 
 /* The store's own tree, node by node, against the tree of the receipts
- * just walked (a wrong inner node would only show in some proofs). Stored
- * rows come by level, then index; each level is computed from the one
- * below as the rows arrive. */
+ * just walked (a wrong inner node would only show in some proofs). Rows
+ * come in append order: leaf m, then the subtrees it completes; each is
+ * recomputed from the leaf or from the node before it and its left
+ * sibling, the newest even-indexed node of the level below. */
 typedef struct tree_check {
-    wr_merkle_hash *level; /* the level being compared, computed */
-    int64_t n;             /* its length */
-    int depth;             /* its number */
-    int64_t next;          /* the row expected next */
+    const wr_merkle_hash *leaves;
+    int64_t n;
+    int64_t leaf; /* the append being checked */
+    int level;    /* the node of it expected next */
+    wr_merkle_hash prev;
+    wr_merkle_hash left[WR_MERKLE_MAX_PROOF]; /* per level */
     int rc;
     wr_error *err;
 } tree_check;
 
-static void next_level(tree_check *t)
-{
-    for (int64_t i = 0; i + 1 < t->n; i += 2)
-        wr_merkle_node_hash(t->level[i], t->level[i + 1], t->level[i / 2]);
-    t->n /= 2;
-    t->depth++;
-    t->next = 0;
-}
-
 static int compare_node(void *ud, int level, int64_t index, const wr_merkle_hash h)
 {
     tree_check *t = ud;
-    while (level > t->depth && t->next == t->n && t->n > 1)
-        next_level(t);
-    if (level != t->depth || index != t->next || index >= t->n || memcmp(h, t->level[index], WR_MERKLE_HASH_LEN)) {
+    /* After leaf m's hash come one node per trailing 1 bit of m. */
+    if (t->level > 0 && !((t->leaf >> (t->level - 1)) & 1)) {
+        t->leaf++;
+        t->level = 0;
+    }
+    wr_merkle_hash want;
+    bool expected = t->leaf < t->n && level == t->level && index == t->leaf >> level && level < WR_MERKLE_MAX_PROOF;
+    if (expected && level == 0)
+        memcpy(want, t->leaves[index], sizeof want);
+    else if (expected)
+        wr_merkle_node_hash(t->left[level - 1], t->prev, want);
+    if (!expected || memcmp(h, want, sizeof want) != 0) {
         t->rc = wr_errorf(t->err, WR_E_INVALID, "",
                           "tree: the stored Merkle tree differs from the tree of the receipts at level %d, index %lld",
                           level, (long long)index);
         return 1;
     }
-    t->next++;
+    if (!(index & 1))
+        memcpy(t->left[level], want, sizeof want);
+    memcpy(t->prev, want, sizeof want);
+    t->level++;
     return 0;
 }
 
 static int check_store_tree(wr_store *st, wr_merkle_hash *leaves, int64_t n, wr_error *err)
 {
-    tree_check t = {.level = leaves, .n = n, .err = err};
+    tree_check t = {.leaves = leaves, .n = n, .err = err};
     int rc = wr_store_iter_tree(st, compare_node, &t, err);
     if (rc == WR_OK)
         rc = t.rc;
-    if (rc == WR_OK && (t.next != t.n || t.n > 1))
-        rc = wr_errorf(err, WR_E_INVALID, "", "tree: the stored Merkle tree lacks nodes at level %d (of %lld receipts)",
-                       t.depth, (long long)n);
+    /* Complete: the last leaf was reached and its append ended. */
+    bool ended = n == 0 ? t.level == 0 : t.leaf == n - 1 && t.level > 0 && !((t.leaf >> (t.level - 1)) & 1);
+    if (rc == WR_OK && !ended)
+        rc = wr_errorf(err, WR_E_INVALID, "", "tree: the stored Merkle tree lacks nodes (of %lld receipts)",
+                       (long long)n);
     return rc;
 }
 

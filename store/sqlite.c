@@ -101,14 +101,12 @@ static const char *const migrations[] = {
     "  seq INTEGER NOT NULL,"
     "  sha256 TEXT NOT NULL);"
     "INSERT INTO chain_head VALUES (1, 0, '" ZERO_SHA256 "');",
-    /* 2: the receipts' Merkle tree (every complete aligned subtree: level,
-     * index) and the signed checkpoints. Filled for older databases by
+    /* 2: the receipts' Merkle tree (every complete aligned subtree, by
+     * hash_id) and the signed checkpoints. Filled for older databases by
      * catch_up_tree on open (SQL has no SHA-256). */
     "CREATE TABLE tlog_hashes("
-    "  level INTEGER NOT NULL CHECK (level >= 0),"
-    "  idx INTEGER NOT NULL CHECK (idx >= 0),"
-    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
-    "  PRIMARY KEY (level, idx)) WITHOUT ROWID;"
+    "  id INTEGER PRIMARY KEY CHECK (id >= 0),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32));"
     "CREATE TABLE checkpoints("
     "  tree_size INTEGER PRIMARY KEY CHECK (tree_size >= 0),"
     "  root BLOB NOT NULL CHECK (length(root) = 32),"
@@ -815,14 +813,42 @@ static int cached(sq *q, sqlite3_stmt **st, const char *sql, wr_error *err)
     return rc == SQLITE_OK ? WR_OK : fail(q, rc, "tree", err);
 }
 
+/* Hashes are stored in the order appends write them: leaf n, then the
+ * subtrees it completes (one per trailing 1 bit of n). A hash's row id is
+ * the number written before it, so each append adds rows at the end of one
+ * B-tree (one page, mostly) and reads its siblings from recent pages. */
+static int64_t written_before_leaf(int64_t n)
+{
+    return 2 * n - __builtin_popcountll((unsigned long long)n);
+}
+
+static int64_t hash_id(int level, int64_t index)
+{
+    int64_t n = ((index + 1) << level) - 1; /* the leaf whose append completes it */
+    return written_before_leaf(n) + level;
+}
+
+/* The last leaf whose append wrote at most `id` rows before it. */
+static int64_t leaf_at(int64_t id)
+{
+    int64_t lo = 0, hi = id;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo + 1) / 2;
+        if (written_before_leaf(mid) <= id)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 static int tree_read(void *ud, int level, int64_t index, wr_merkle_hash out, wr_error *err)
 {
     sq *q = ud;
-    int rc = cached(q, &q->tree_get, "SELECT hash FROM tlog_hashes WHERE level = ? AND idx = ?", err);
+    int rc = cached(q, &q->tree_get, "SELECT hash FROM tlog_hashes WHERE id = ?", err);
     if (rc)
         return rc;
-    sqlite3_bind_int(q->tree_get, 1, level);
-    sqlite3_bind_int64(q->tree_get, 2, index);
+    sqlite3_bind_int64(q->tree_get, 1, hash_id(level, index));
     bool row;
     rc = step(q, q->tree_get, &row, "read tree hash", err);
     if (rc == WR_OK && (!row || sqlite3_column_bytes(q->tree_get, 0) != WR_MERKLE_HASH_LEN))
@@ -837,27 +863,35 @@ static int tree_read(void *ud, int level, int64_t index, wr_merkle_hash out, wr_
 static int tree_write(void *ud, int level, int64_t index, const wr_merkle_hash h, wr_error *err)
 {
     sq *q = ud;
-    int rc = cached(q, &q->tree_put, "INSERT INTO tlog_hashes(level, idx, hash) VALUES (?,?,?)", err);
+    int rc = cached(q, &q->tree_put, "INSERT INTO tlog_hashes(id, hash) VALUES (?,?)", err);
     if (rc)
         return rc;
-    sqlite3_bind_int(q->tree_put, 1, level);
-    sqlite3_bind_int64(q->tree_put, 2, index);
-    sqlite3_bind_blob(q->tree_put, 3, h, WR_MERKLE_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(q->tree_put, 1, hash_id(level, index));
+    sqlite3_bind_blob(q->tree_put, 2, h, WR_MERKLE_HASH_LEN, SQLITE_STATIC);
     bool row;
     rc = step(q, q->tree_put, &row, "write tree hash", err);
     sqlite3_reset(q->tree_put);
     return rc;
 }
 
-#define TREE_SIZE_SQL "(SELECT COALESCE(MAX(idx) + 1, 0) FROM tlog_hashes WHERE level = 0)"
+#define TREE_ROWS_SQL "(SELECT COALESCE(MAX(id) + 1, 0) FROM tlog_hashes)"
+
+/* The number of leaves whose appends wrote exactly `rows` rows, or -1
+ * (rows missing at the end: someone edited the file). */
+static int64_t leaves_in(int64_t rows)
+{
+    int64_t n = leaf_at(rows);
+    return written_before_leaf(n) == rows ? n : -1;
+}
 
 static int tree_size(sq *q, int64_t *size, wr_error *err)
 {
     sqlite3_stmt *st;
-    int rc = prep(q, &st, "tree size", err, "SELECT " TREE_SIZE_SQL, NULL);
+    int rc = prep(q, &st, "tree size", err, "SELECT " TREE_ROWS_SQL, NULL);
     bool row = false;
-    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK)
-        *size = sqlite3_column_int64(st, 0);
+    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK &&
+        (*size = leaves_in(sqlite3_column_int64(st, 0))) < 0)
+        rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the Merkle tree ends inside an append: its last rows are gone");
     sqlite3_finalize(st);
     return rc;
 }
@@ -926,15 +960,16 @@ typedef struct tree_rows {
 static int tree_row(void *ud, sqlite3_stmt *st)
 {
     tree_rows *t = ud;
-    return t->fn(t->ud, sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2));
+    int64_t id = sqlite3_column_int64(st, 0), n = leaf_at(id);
+    int level = (int)(id - written_before_leaf(n));
+    return t->fn(t->ud, level, n >> level, sqlite3_column_blob(st, 1));
 }
 
 static int sq_iter_tree(void *impl, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
                         wr_error *err)
 {
     tree_rows t = {fn, ud};
-    return each_row(impl, "iterate tree", tree_row, &t, err,
-                    "SELECT level, idx, hash FROM tlog_hashes ORDER BY level, idx", NULL);
+    return each_row(impl, "iterate tree", tree_row, &t, err, "SELECT id, hash FROM tlog_hashes ORDER BY id", NULL);
 }
 
 /* ---- checkpoints ------------------------------------------------------------ */
@@ -1041,7 +1076,7 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
     int64_t head = 0, max_seq = 0, tree = 0;
     char prev[WR_SHA256_HEX_LEN] = "";
     rc = prep(q, &st, "append receipt", err,
-              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts), " TREE_SIZE_SQL
+              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts), " TREE_ROWS_SQL
               " FROM chain_head h WHERE id = 1",
               NULL);
     if (rc == WR_OK) {
@@ -1052,7 +1087,7 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
         if (rc == WR_OK) {
             head = sqlite3_column_int64(st, 0);
             max_seq = sqlite3_column_int64(st, 2);
-            tree = sqlite3_column_int64(st, 3);
+            tree = leaves_in(sqlite3_column_int64(st, 3));
             const char *h = (const char *)sqlite3_column_text(st, 1);
             if (h && strlen(h) == WR_SHA256_HEX_LEN - 1)
                 memcpy(prev, h, WR_SHA256_HEX_LEN);
