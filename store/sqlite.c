@@ -120,7 +120,7 @@ typedef struct sq {
     char path[PATH_MAX];
     /* Kept prepared: every seal reads and writes tree hashes, and preparing
      * costs as much as running them. */
-    sqlite3_stmt *tree_get, *tree_put;
+    sqlite3_stmt *tree_get, *tree_put, *tree_rows;
 } sq;
 
 static int fail(sq *q, int rc, const char *what, wr_error *err)
@@ -376,6 +376,7 @@ static void sq_close(void *impl)
         return;
     sqlite3_finalize(q->tree_get);
     sqlite3_finalize(q->tree_put);
+    sqlite3_finalize(q->tree_rows);
     sqlite3_close(q->db);
     free(q);
 }
@@ -874,8 +875,6 @@ static int tree_write(void *ud, int level, int64_t index, const wr_merkle_hash h
     return rc;
 }
 
-#define TREE_ROWS_SQL "(SELECT COALESCE(MAX(id) + 1, 0) FROM tlog_hashes)"
-
 /* The number of leaves whose appends wrote exactly `rows` rows, or -1
  * (rows missing at the end: someone edited the file). */
 static int64_t leaves_in(int64_t rows)
@@ -886,13 +885,12 @@ static int64_t leaves_in(int64_t rows)
 
 static int tree_size(sq *q, int64_t *size, wr_error *err)
 {
-    sqlite3_stmt *st;
-    int rc = prep(q, &st, "tree size", err, "SELECT " TREE_ROWS_SQL, NULL);
+    int rc = cached(q, &q->tree_rows, "SELECT COALESCE(MAX(id) + 1, 0) FROM tlog_hashes", err);
     bool row = false;
-    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK &&
-        (*size = leaves_in(sqlite3_column_int64(st, 0))) < 0)
+    if (rc == WR_OK && (rc = step(q, q->tree_rows, &row, "tree size", err)) == WR_OK &&
+        (*size = leaves_in(sqlite3_column_int64(q->tree_rows, 0))) < 0)
         rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the Merkle tree ends inside an append: its last rows are gone");
-    sqlite3_finalize(st);
+    sqlite3_reset(q->tree_rows);
     return rc;
 }
 
@@ -1076,8 +1074,7 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
     int64_t head = 0, max_seq = 0, tree = 0;
     char prev[WR_SHA256_HEX_LEN] = "";
     rc = prep(q, &st, "append receipt", err,
-              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts), " TREE_ROWS_SQL
-              " FROM chain_head h WHERE id = 1",
+              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts) FROM chain_head h WHERE id = 1",
               NULL);
     if (rc == WR_OK) {
         bool row;
@@ -1087,13 +1084,14 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
         if (rc == WR_OK) {
             head = sqlite3_column_int64(st, 0);
             max_seq = sqlite3_column_int64(st, 2);
-            tree = leaves_in(sqlite3_column_int64(st, 3));
             const char *h = (const char *)sqlite3_column_text(st, 1);
             if (h && strlen(h) == WR_SHA256_HEX_LEN - 1)
                 memcpy(prev, h, WR_SHA256_HEX_LEN);
         }
         sqlite3_finalize(st);
     }
+    if (rc == WR_OK)
+        rc = tree_size(q, &tree, err);
     /* All three move in one transaction; disagreement means someone edited the file. */
     if (rc == WR_OK && (head != max_seq || head != tree || !prev[0]))
         rc = wr_errorf(err, WR_E_INTERNAL, q->path,
