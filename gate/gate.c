@@ -25,6 +25,7 @@ typedef struct policy_ref {
 struct wr_gate {
     wr_ctx ctx;
     char *state_dir;
+    char *policy_pack; /* bundled pack loaded when no policy path is given */
     char *const *host_env;
     wr_store *store;
     wr_contracts *contracts;
@@ -44,7 +45,8 @@ struct wr_gate {
 
 static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err)
 {
-    int rc = path ? wr_policy_load_file(path, out, err) : wr_policy_load_bundled("default", out, err);
+    int rc = path ? wr_policy_load_file(path, out, err)
+                  : wr_policy_load_bundled(g->policy_pack ? g->policy_pack : "default", out, err);
     if (rc != WR_OK)
         return rc;
     /* Bundles and auditors need the exact policy a receipt names. */
@@ -223,6 +225,8 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
         goto fail;
+    if (cfg->policy_pack && !(g->policy_pack = strdup(cfg->policy_pack)))
+        goto fail;
     if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK)
         goto fail;
     if ((rc = protect_path(g, cfg->state_dir, err)) != WR_OK)
@@ -268,6 +272,7 @@ void wr_gate_close(wr_gate *g)
     wr_strv_free(&g->protected_paths);
     pthread_mutex_destroy(&g->mu);
     free(g->state_dir);
+    free(g->policy_pack);
     free(g);
 }
 
@@ -374,6 +379,7 @@ typedef struct run_state {
     int64_t started_ms;
     wr_exec_result *exec;
     wr_authz authz;
+    const wr_receipt_provenance *provenance;
 } run_state;
 
 static int seal(run_state *rs, const char *status, const char *error, json_object **receipt_out, wr_error *err)
@@ -387,6 +393,7 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         .ended_ms = wr_now_ms(&rs->g->ctx),
         .error = error,
         .agent_id = rs->ct->actor.agent_id,
+        .provenance = rs->provenance,
     };
     if (rs->policy) {
         in.policy_profile = rs->policy->name;
@@ -651,7 +658,8 @@ static int finish(run_state *rs, const char *status, const char *error, wr_run_o
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
-    run_state rs = {.g = g, .ct = req->contract, .client_identity = req->client_identity};
+    run_state rs = {
+        .g = g, .ct = req->contract, .client_identity = req->client_identity, .provenance = req->provenance};
     rs.started_ms = wr_now_ms(&g->ctx);
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
     rs.policy = wr_gate_policy_acquire(g);
@@ -679,6 +687,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     /* Whatever the policy allows, no sandbox sees warrant's own secrets:
      * refused before any approval is consumed. */
     if (exposes_protected(g, rs.ct, why, sizeof why)) {
+        rc = finish(&rs, "blocked", why, out, err);
+        goto done;
+    }
+    if (rs.policy->sandbox.memory_mb > 0 && req->memory_mb > rs.policy->sandbox.memory_mb) {
+        snprintf(why, sizeof why, "the run needs memory_mb %lld; policy %s allows at most %lld",
+                 (long long)req->memory_mb, rs.policy->name, (long long)rs.policy->sandbox.memory_mb);
         rc = finish(&rs, "blocked", why, out, err);
         goto done;
     }
@@ -721,9 +735,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         rc = finish(&rs, "blocked", why[0] ? why : "out of memory", out, err);
         goto done;
     }
+    wr_sandbox_limits limits = rs.policy->sandbox;
+    if (req->memory_mb > 0)
+        limits.memory_mb = req->memory_mb;
     wr_exec_request xr = {
         .contract = rs.ct,
-        .limits = &rs.policy->sandbox,
+        .limits = &limits,
         .host_env = g->host_env,
         .secrets = secrets,
         .nsecrets = nsecrets,
@@ -741,6 +758,8 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
     wr_store_put_output(g->store, rs.execution_id, rs.exec->out.captured, rs.exec->out.captured_len,
                         rs.exec->err.captured, rs.exec->err.captured_len, &e);
+    if (req->provenance && req->collect_products && rs.exec->status != WR_EXEC_BLOCKED)
+        req->collect_products(req->provenance_ud, rs.exec, req->provenance);
     const char *status = rs.exec->status == WR_EXEC_SUCCESS   ? "success"
                          : rs.exec->status == WR_EXEC_BLOCKED ? "blocked"
                                                               : "failed";

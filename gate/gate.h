@@ -20,7 +20,8 @@ typedef struct wr_gate wr_gate;
 
 typedef struct wr_gate_config {
     const char *state_dir;   /* required */
-    const char *policy_path; /* NULL: the bundled default policy */
+    const char *policy_path; /* NULL: the bundled pack policy_pack */
+    const char *policy_pack; /* bundled pack when policy_path is NULL; NULL: "default" */
     const wr_ctx *ctx;       /* copied */
     char *const *host_env;   /* values for env_allow names; NULL: none */
     /* Besides the state dir, paths no contract may expose whatever the
@@ -80,6 +81,17 @@ typedef struct wr_run_request {
     wr_output_fn on_output;
     void *ud;
     int cancel_fd; /* readable => cancel; -1: none */
+    /* Memory the run needs (MB): 0 uses the policy's sandbox.memory_mb; a
+     * lower value narrows the sandbox to it; a higher one is refused with a
+     * blocked receipt (a capsule declares its limits, the policy caps them). */
+    int64_t memory_mb;
+    /* Capsule runs (capsules/): recorded in the receipt whatever the
+     * outcome. When the sandbox ran, collect_products is called with its
+     * result before sealing, to fill provenance->products (and reproduced);
+     * what it points to must live until wr_gate_run returns. */
+    wr_receipt_provenance *provenance;
+    void (*collect_products)(void *ud, const wr_exec_result *x, wr_receipt_provenance *p);
+    void *provenance_ud;
 } wr_run_request;
 
 typedef struct wr_run_outcome {
