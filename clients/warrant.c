@@ -20,6 +20,10 @@ static const struct {
     {"receipts", cmd_receipts, "receipts list|export --state-dir DIR [--dir OUT]"},
     {"verify", cmd_verify, "verify receipt FILE|chain (--state-dir DIR|--dir DIR)|bundle FILE --pubkey PUB"},
     {"export", cmd_export, "export EXECUTION_ID --state-dir DIR -o BUNDLE.tar.gz"},
+    {"capsule", cmd_capsule,
+     "capsule pack DIR -o NAME.capsule [--sign KEY] | verify NAME.capsule [--pubkey PUB] | run NAME.capsule "
+     "[--policy P] [--state-dir S] [--out DIR]"},
+    {"reproduce", cmd_reproduce, "reproduce RECEIPT --capsule NAME.capsule [--policy P] [--state-dir S] [--out DIR]"},
 };
 
 static int usage(FILE *f)
