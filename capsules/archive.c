@@ -538,6 +538,8 @@ static int take_entry(open_state *s, struct archive_entry *e, wr_error *err)
     const char *name = archive_entry_pathname(e);
     if (!name || !*name)
         return wr_errorf(err, WR_E_INVALID, "", "a member has no name");
+    if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e))
+        return refuse_entry(e, name, err);
     if (name[0] == '/' || !wr_capsule_path_ok(name))
         return wr_errorf(err, WR_E_INVALID, "", "member name '%.200s' is absolute or not normalised", name);
     if (s->prev && strcmp(s->prev, name) == 0)
@@ -547,8 +549,6 @@ static int take_entry(open_state *s, struct archive_entry *e, wr_error *err)
     free(s->prev);
     if (!(s->prev = strdup(name)))
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e))
-        return refuse_entry(e, name, err);
     if (!s->have_manifest && strcmp(name, MANIFEST) != 0)
         return wr_errorf(err, WR_E_INVALID, "", "the first member is %.200s, not " MANIFEST, name);
     if (!strcmp(name, MANIFEST))

@@ -170,14 +170,15 @@ static int unpack(const wr_capsule_run_opts *o, const char *work, wr_capsule **c
     }
     int rc = wr_capsule_open(o->capsule_path, o->trusted_pk, tree, c, err);
     if (rc == WR_OK) {
-        make_read_only(tree);
         strcat(dir, (*c)->sha256);
-        if (rename(tree, dir) != 0) {
-            if (errno == EEXIST || errno == ENOTEMPTY)
-                rc = check_copy(dir, *c, err);
-            else
-                rc = wr_errorf(err, WR_E_IO, "", "cannot create %s: %s", dir, strerror(errno));
-        }
+        /* Read-only after the move: moving a directory to another parent
+         * needs write permission on it. */
+        if (rename(tree, dir) == 0)
+            make_read_only(dir);
+        else if (errno == EEXIST || errno == ENOTEMPTY)
+            rc = check_copy(dir, *c, err);
+        else
+            rc = wr_errorf(err, WR_E_IO, "", "cannot create %s: %s", dir, strerror(errno));
     }
     wr__capsule_remove_tree(scratch);
     return rc;

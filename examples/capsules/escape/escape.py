@@ -7,11 +7,13 @@ import socket
 import sys
 
 capsule, out = sys.argv[1], sys.argv[2]
+# (Not /tmp: the sandbox has a private, throw-away /tmp, so a write there
+# succeeds and reaches nobody.)
 attempts = {
     "write-own-files": capsule + "/escape.py",
     "write-etc": "/etc/warrant-capsule-escape",
-    "write-host-tmp": "/tmp/warrant-capsule-escape",
-    "write-next-to-out": out + "/../warrant-capsule-escape",
+    "write-var-tmp": "/var/tmp/warrant-capsule-escape",
+    "write-home": "/home/warrant-capsule-escape",
 }
 escaped = []
 lines = []
