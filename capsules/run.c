@@ -134,7 +134,8 @@ static int check_copy(const char *dir, const wr_capsule *c, wr_error *err)
     size_t n = 0;
     int rc = wr__capsule_scan(dir, &files, &n, err);
     for (size_t i = 0; rc == WR_OK && i < c->nfiles; i++)
-        if (i >= n || strcmp(files[i].path, c->files[i].path) != 0 || strcmp(files[i].sha256, c->files[i].sha256))
+        if (i >= n || strcmp(files[i].path, c->files[i].path) != 0 || strcmp(files[i].sha256, c->files[i].sha256) ||
+            files[i].executable != c->files[i].executable)
             rc = wr_errorf(err, WR_E_CONFLICT, "", "the unpacked copy %s differs from the capsule at %s; remove it",
                            dir, c->files[i].path);
     if (rc == WR_OK && n != c->nfiles)
@@ -186,25 +187,32 @@ static int unpack(const wr_capsule_run_opts *o, const char *work, wr_capsule **c
 
 /* ---- the contract ---------------------------------------------------------- */
 
-/* {capsule} and {out} in an argument stand for the two directories. */
+/* {capsule} and {out} in an argument stand for the two directories. No
+ * cap here: the contract's own limit on argument length applies after. */
 static json_object *expand_argv(json_object *argv, const char *capsule, const char *out)
 {
+    static const char k_capsule[] = "{capsule}", k_out[] = "{out}";
     json_object *arr = json_object_new_array();
     for (size_t i = 0; i < json_object_array_length(argv); i++) {
         const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
-        char buf[WR_CONTRACT_MAX_ARG_BYTES + 1];
+        char *buf = NULL;
         size_t len = 0;
-        while (*a && len < sizeof buf - 1) {
-            const char *sub = !strncmp(a, "{capsule}", 9) ? capsule : !strncmp(a, "{out}", 5) ? out : NULL;
-            if (sub) {
-                len += (size_t)snprintf(buf + len, sizeof buf - len, "%s", sub);
-                a += sub == capsule ? 9 : 5;
+        FILE *f = open_memstream(&buf, &len);
+        while (f && *a) {
+            if (!strncmp(a, k_capsule, sizeof k_capsule - 1)) {
+                fputs(capsule, f);
+                a += sizeof k_capsule - 1;
+            } else if (!strncmp(a, k_out, sizeof k_out - 1)) {
+                fputs(out, f);
+                a += sizeof k_out - 1;
             } else {
-                buf[len++] = *a++;
+                fputc(*a++, f);
             }
         }
-        buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
-        json_object_array_add(arr, json_object_new_string(buf));
+        if (f)
+            fclose(f);
+        json_object_array_add(arr, json_object_new_string(buf ? buf : ""));
+        free(buf);
     }
     return arr;
 }
