@@ -82,7 +82,7 @@ typedef struct wr_capsule_run_opts {
     json_object *const *approvals;
     size_t napprovals;
     int64_t wait_for_approval_ms;
-    wr_output_fn on_output;
+    wr_gate_output_fn on_output;
     void *ud;
     int cancel_fd;
     /* warrant reproduce: the original signed receipt (already verified by

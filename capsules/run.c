@@ -280,7 +280,7 @@ static json_object *contract_json(const wr_capsule *c, const char *capsule, cons
 
 typedef struct provenance_ctx {
     const char *out_dir;
-    wr_receipt_artifact *products; /* paths point into the exec result's artifacts */
+    wr_gate_digest *products; /* paths point into the exec result's artifacts */
     size_t nproducts;
     json_object *expected; /* the original's products, or NULL */
     wr_capsule_outcome *outcome;
@@ -324,30 +324,30 @@ static int compare_products(provenance_ctx *pc)
 
 static int cmp_product(const void *a, const void *b)
 {
-    return strcmp(((const wr_receipt_artifact *)a)->path, ((const wr_receipt_artifact *)b)->path);
+    return strcmp(((const wr_gate_digest *)a)->path, ((const wr_gate_digest *)b)->path);
 }
 
-/* The run's artifacts under the output directory, relative to it. The
+/* The files the run wrote under the output directory, relative to it. The
  * directory started empty, so "created or modified" is "everything". */
-static void collect_products(void *ud, const wr_exec_result *x, wr_receipt_provenance *p)
+static void collect_products(void *ud, const wr_gate_digest *written, size_t n, bool incomplete, wr_gate_provenance *p)
 {
     provenance_ctx *pc = ud;
     size_t root = strlen(pc->out_dir);
-    pc->products = calloc(x->nartifacts ? x->nartifacts : 1, sizeof *pc->products);
+    pc->products = calloc(n + 1, sizeof *pc->products);
     if (!pc->products) {
         pc->rc = WR_E_NOMEM;
         return;
     }
-    for (size_t i = 0; i < x->nartifacts; i++) {
-        const char *a = x->artifacts[i].path;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = written[i].path;
         if (!strncmp(a, pc->out_dir, root) && a[root] == '/')
-            pc->products[pc->nproducts++] = (wr_receipt_artifact){a + root + 1, x->artifacts[i].sha256};
+            pc->products[pc->nproducts++] = (wr_gate_digest){a + root + 1, written[i].sha256};
     }
     qsort(pc->products, pc->nproducts, sizeof *pc->products, cmp_product);
     p->products = pc->products;
     p->nproducts = pc->nproducts;
     pc->collected = true;
-    if (x->artifacts_truncated)
+    if (incomplete)
         pc->rc = wr_strv_push(&pc->outcome->differences, "incomplete: more output files than can be recorded");
     if (pc->expected && pc->rc == WR_OK)
         pc->rc = compare_products(pc);
@@ -376,7 +376,7 @@ int wr_capsule_run(wr_gate *g, const wr_capsule_run_opts *o, wr_capsule_outcome 
     wr_capsule *c = NULL;
     wr_contract *ct = NULL;
     json_object *expected = NULL;
-    wr_receipt_artifact *materials = NULL;
+    wr_gate_digest *materials = NULL;
     provenance_ctx pc = {.outcome = out};
     int rc = work_dir(g, o->work_dir, work, err);
     if (rc == WR_OK)
@@ -396,8 +396,8 @@ int wr_capsule_run(wr_gate *g, const wr_capsule_run_opts *o, wr_capsule_outcome 
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     if (rc == WR_OK) {
         for (size_t i = 0; i < c->nfiles; i++)
-            materials[i] = (wr_receipt_artifact){c->files[i].path, c->files[i].sha256};
-        wr_receipt_provenance prov = {
+            materials[i] = (wr_gate_digest){c->files[i].path, c->files[i].sha256};
+        wr_gate_provenance prov = {
             .capsule_name = c->name,
             .capsule_version = c->version,
             .capsule_sha256 = c->sha256,

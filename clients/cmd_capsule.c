@@ -7,6 +7,7 @@
 
 #include "capsules/capsules.h"
 #include "clients/cli.h"
+#include "receipts/receipts.h"
 
 #define MAX_APPROVAL_FILES 16
 #define RECEIPT_MAX_BYTES  (4u << 20) /* a receipt lists at most WR_CAPSULE_MAX_FILES products and materials */
@@ -168,7 +169,7 @@ static void echo_output(void *ud, const char *command_id, int stream, const unsi
 
 /* The original receipt must be genuine: signed by --pubkey, or by this
  * state dir's key when it was sealed here. */
-static json_object *load_original(const char *path, const char *pubkey, wr_gate *g)
+static json_object *load_original(const char *path, const char *pubkey, const char *state_dir)
 {
     wr_error err = {0};
     json_object *r = wr_json_read_file(path, &(wr_json_limits){RECEIPT_MAX_BYTES, WR_JSON_DEFAULT_MAX_DEPTH}, &err);
@@ -177,11 +178,13 @@ static json_object *load_original(const char *path, const char *pubkey, wr_gate 
         cli_fail_err(CLI_USAGE, path, &err);
         return NULL;
     }
-    if (pubkey && load_pubkey(pubkey, pk) != CLI_OK) {
+    if (pubkey ? load_pubkey(pubkey, pk) != CLI_OK : wr_server_pubkey_load(state_dir, pk, &err) != WR_OK) {
+        if (!pubkey)
+            cli_fail_err(CLI_USAGE, state_dir, &err);
         json_object_put(r);
         return NULL;
     }
-    if (wr_receipt_verify(r, pubkey ? pk : wr_gate_server_key(g)->pk, &err) != WR_OK) {
+    if (wr_receipt_verify(r, pk, &err) != WR_OK) {
         cli_fail_err(CLI_USAGE, path, &err);
         json_object_put(r);
         return NULL;
@@ -191,7 +194,6 @@ static json_object *load_original(const char *path, const char *pubkey, wr_gate 
 
 static void print_outcome(const wr_capsule_outcome *o, bool reproduce)
 {
-    const char *exe = json_object_get_string(json_object_object_get(o->run.receipt, "execution_id"));
     if (!reproduce) {
         puts(wr_json_compact(o->run.receipt));
     } else if (o->reproduced) {
@@ -200,11 +202,9 @@ static void print_outcome(const wr_capsule_outcome *o, bool reproduce)
         for (size_t i = 0; i < o->differences.n; i++)
             puts(o->differences.v[i]);
     }
-    if (strcmp(o->run.status, "success") != 0) {
-        json_object *e = json_object_object_get(o->run.receipt, "error");
-        fprintf(stderr, "warrant: capsule run %s: %s\n", o->run.status, e ? json_object_get_string(e) : "");
-    }
-    fprintf(stderr, "warrant: receipt %s%s%s\n", exe, o->out_dir[0] ? "; outputs in " : "", o->out_dir);
+    if (o->run.error)
+        fprintf(stderr, "warrant: capsule run %s: %s\n", o->run.status, o->run.error);
+    fprintf(stderr, "warrant: receipt %s%s%s\n", o->run.execution_id, o->out_dir[0] ? "; outputs in " : "", o->out_dir);
 }
 
 static int run_common(int argc, char **argv, bool reproduce)
@@ -230,7 +230,7 @@ static int run_common(int argc, char **argv, bool reproduce)
     unsigned char pk[WR_PK_LEN];
     if (a.pubkey && !reproduce && load_pubkey(a.pubkey, pk) != CLI_OK)
         goto out;
-    if (reproduce && !(original = load_original(a.receipt, a.pubkey, g)))
+    if (reproduce && !(original = load_original(a.receipt, a.pubkey, cfg.state_dir)))
         goto out;
     for (size_t i = 0; i < a.napproval_files; i++)
         if (!(approvals[i] = wr_json_read_file(a.approval_files[i], NULL, &err))) {
