@@ -78,8 +78,15 @@ static int check_manifest(json_object *m, wr_error *err)
     if (!json_object_object_get_ex(m, "files", &files))
         return wr_errorf(err, WR_E_INVALID, "", "the manifest lists no files");
     const char *prev = NULL;
+    uint64_t total = 0;
     for (size_t i = 0; i < json_object_array_length(files); i++) {
-        const char *p = str_member(json_object_array_get_idx(files, i), "path");
+        json_object *f = json_object_array_get_idx(files, i);
+        const char *p = str_member(f, "path");
+        /* Before a byte is unpacked: what the manifest promises must fit. */
+        uint64_t size = (uint64_t)json_object_get_int64(json_object_object_get(f, "size"));
+        if (size > WR_CAPSULE_MAX_FILE_BYTES || (total += size) > WR_CAPSULE_MAX_TOTAL_BYTES)
+            return wr_errorf(err, WR_E_LIMIT, "", "file %zu: over the limit of %llu bytes per file or %llu in all", i,
+                             WR_CAPSULE_MAX_FILE_BYTES, WR_CAPSULE_MAX_TOTAL_BYTES);
         if (!wr_capsule_path_ok(p))
             return wr_errorf(err, WR_E_INVALID, "", "file %zu: '%.200s' is not a normalised relative path", i, p);
         if (prev && strcmp(prev, p) >= 0)
@@ -516,8 +523,9 @@ static int take_file(open_state *s, const char *name, struct archive_entry *e, w
 static int refuse_entry(struct archive_entry *e, const char *name, wr_error *err)
 {
     const char *link = archive_entry_symlink(e);
+    char shown[WR__SHOWN_MAX];
     if (archive_entry_filetype(e) == AE_IFLNK && link)
-        return wr_errorf(err, WR_E_DENIED, "", "%s: symlink to %.200s%s", name, link,
+        return wr_errorf(err, WR_E_DENIED, "", "%s: symlink to %s%s", name, wr__capsule_shown(link, shown),
                          link[0] == '/' || strstr(link, "..") ? " points outside the capsule"
                                                               : "; capsules hold regular files only");
     if (archive_entry_hardlink(e))
@@ -535,31 +543,34 @@ static int refuse_entry(struct archive_entry *e, const char *name, wr_error *err
 
 static int take_entry(open_state *s, struct archive_entry *e, wr_error *err)
 {
-    const char *name = archive_entry_pathname(e);
-    if (!name || !*name)
+    const char *raw = archive_entry_pathname(e);
+    if (!raw || !*raw)
         return wr_errorf(err, WR_E_INVALID, "", "a member has no name");
+    /* Messages name the member as shown; checks use the raw name. */
+    char name[WR__SHOWN_MAX];
+    wr__capsule_shown(raw, name);
     if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e))
         return refuse_entry(e, name, err);
-    if (name[0] == '/' || !wr_capsule_path_ok(name))
-        return wr_errorf(err, WR_E_INVALID, "", "member name '%.200s' is absolute or not normalised", name);
-    if (s->prev && strcmp(s->prev, name) == 0)
-        return wr_errorf(err, WR_E_INVALID, "", "%.200s: duplicate member", name);
-    if (s->prev && strcmp(s->prev, name) > 0)
-        return wr_errorf(err, WR_E_INVALID, "", "%.200s: members are not in canonical (sorted) order", name);
+    if (raw[0] == '/' || !wr_capsule_path_ok(raw))
+        return wr_errorf(err, WR_E_INVALID, "", "member name '%s' is absolute or not normalised", name);
+    if (s->prev && strcmp(s->prev, raw) == 0)
+        return wr_errorf(err, WR_E_INVALID, "", "%s: duplicate member", name);
+    if (s->prev && strcmp(s->prev, raw) > 0)
+        return wr_errorf(err, WR_E_INVALID, "", "%s: members are not in canonical (sorted) order", name);
     free(s->prev);
-    if (!(s->prev = strdup(name)))
+    if (!(s->prev = strdup(raw)))
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    if (!s->have_manifest && strcmp(name, MANIFEST) != 0)
-        return wr_errorf(err, WR_E_INVALID, "", "the first member is %.200s, not " MANIFEST, name);
-    if (!strcmp(name, MANIFEST))
+    if (!s->have_manifest && strcmp(raw, MANIFEST) != 0)
+        return wr_errorf(err, WR_E_INVALID, "", "the first member is %s, not " MANIFEST, name);
+    if (!strcmp(raw, MANIFEST))
         return take_manifest(s, archive_entry_size(e), err);
-    if (!strcmp(name, MANIFEST_SIG))
+    if (!strcmp(raw, MANIFEST_SIG))
         return take_signature(s, archive_entry_size(e), err);
-    if (strncmp(name, DATA_PREFIX, strlen(DATA_PREFIX)) != 0)
-        return wr_errorf(err, WR_E_INVALID, "", "unexpected member %.200s", name);
+    if (strncmp(raw, DATA_PREFIX, strlen(DATA_PREFIX)) != 0)
+        return wr_errorf(err, WR_E_INVALID, "", "unexpected member %s", name);
     if (s->trusted_pk && !s->c->is_signed)
         return wr_errorf(err, WR_E_CRYPTO, "", "the capsule is not signed, and a trusted key was given");
-    return take_file(s, name, e, err);
+    return take_file(s, raw, e, err);
 }
 
 static int read_members(open_state *s, wr_error *err)

@@ -17,6 +17,12 @@ void wr__capsule_files_free(wr_capsule_file *files, size_t n);
 int wr__sha256_fd(int fd, char out[WR_SHA256_HEX_LEN], wr_error *err);
 void wr__sha256_final(EVP_MD_CTX *md, char out[WR_SHA256_HEX_LEN]);
 
+/* A name from an archive or a directory, fit for a one-line message:
+ * control bytes (and, in invalid UTF-8, every non-ASCII byte) as \xNN,
+ * cut to the buffer. Returns buf. */
+#define WR__SHOWN_MAX 256
+const char *wr__capsule_shown(const char *s, char buf[WR__SHOWN_MAX]);
+
 /* Removes a tree this process created, also where it was made read-only. */
 void wr__capsule_remove_tree(const char *path);
 

@@ -293,10 +293,12 @@ static const char *expected_at(json_object *arr, size_t i, const char *key)
     return json_object_get_string(json_object_object_get(json_object_array_get_idx(arr, i), key));
 }
 
+/* The run chose its file names: shown escaped, so a name holding a newline
+ * cannot forge a line such as "reproduced". */
 static int add_difference(wr_strv *d, const char *what, const char *path)
 {
-    char line[WR_CAPSULE_MAX_PATH_BYTES + 16];
-    snprintf(line, sizeof line, "%s %s", what, path);
+    char line[WR__SHOWN_MAX + 16], shown[WR__SHOWN_MAX];
+    snprintf(line, sizeof line, "%s %s", what, wr__capsule_shown(path, shown));
     return wr_strv_push(d, line);
 }
 

@@ -33,6 +33,20 @@ bool wr_capsule_path_ok(const char *rel)
     }
 }
 
+const char *wr__capsule_shown(const char *s, char buf[WR__SHOWN_MAX])
+{
+    bool utf8 = wr_utf8_valid(s, strlen(s));
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 5 < WR__SHOWN_MAX; p++) {
+        if (*p < 0x20 || *p == 0x7f || (!utf8 && *p >= 0x80))
+            n += (size_t)snprintf(buf + n, WR__SHOWN_MAX - n, "\\x%02x", *p);
+        else
+            buf[n++] = (char)*p;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 void wr__sha256_final(EVP_MD_CTX *md, char out[WR_SHA256_HEX_LEN])
 {
     unsigned char d[32];
@@ -84,9 +98,12 @@ static int refuse_symlink(const FTSENT *ent, const char *rel, const char *dir, w
     bool inside = resolved && root && wr_path_within(resolved, root);
     free(resolved);
     free(root);
+    char a[WR__SHOWN_MAX], b[WR__SHOWN_MAX];
     if (target[0] == '/' || !inside)
-        return wr_errorf(err, WR_E_DENIED, "", "%s: symlink to %s points outside the capsule", rel, target);
-    return wr_errorf(err, WR_E_DENIED, "", "%s: symlink to %s; capsules hold regular files only", rel, target);
+        return wr_errorf(err, WR_E_DENIED, "", "%s: symlink to %s points outside the capsule",
+                         wr__capsule_shown(rel, a), wr__capsule_shown(target, b));
+    return wr_errorf(err, WR_E_DENIED, "", "%s: symlink to %s; capsules hold regular files only",
+                     wr__capsule_shown(rel, a), wr__capsule_shown(target, b));
 }
 
 static int add_file(const FTSENT *ent, const char *rel, wr_capsule_file **files, size_t *n, uint64_t *total,
@@ -148,16 +165,19 @@ int wr__capsule_scan(const char *dir, wr_capsule_file **files, size_t *n, wr_err
             continue;
         }
         const char *rel = ent->fts_path + root_len + 1;
+        char shown[WR__SHOWN_MAX];
         switch (ent->fts_info) {
         case FTS_D:
             if (!wr_capsule_path_ok(rel))
-                rc = wr_errorf(err, WR_E_INVALID, "", "directory name '%.200s' is not allowed in a capsule", rel);
+                rc = wr_errorf(err, WR_E_INVALID, "", "directory name '%s' is not allowed in a capsule",
+                               wr__capsule_shown(rel, shown));
             break;
         case FTS_DP:
             break;
         case FTS_F:
             if (!wr_capsule_path_ok(rel))
-                rc = wr_errorf(err, WR_E_INVALID, "", "file name '%.200s' is not allowed in a capsule", rel);
+                rc = wr_errorf(err, WR_E_INVALID, "", "file name '%s' is not allowed in a capsule",
+                               wr__capsule_shown(rel, shown));
             else
                 rc = add_file(ent, rel, files, n, &total, err);
             break;

@@ -133,6 +133,18 @@ def hostile_cases(tmp):
         path = os.path.join(tmp, "hostile-%s.capsule" % name.replace(" ", "-"))
         write_tar(path, members)
         expect("verify refuses " + name, ["capsule", "verify", path], 1, err_has=phrase)
+    huge = json.loads(manifest_for({"a": b"", "b": b"", "c": b"", "d": b"", "e": b""}))
+    for f in huge["files"]:
+        f["size"] = 1 << 30
+    path = os.path.join(tmp, "huge-manifest.capsule")
+    write_tar(path, [member("MANIFEST.json", canonical(huge))])
+    expect("verify refuses a manifest promising more than the total limit", ["capsule", "verify", path], 1,
+           err_has="in all")
+    ctl = os.path.join(tmp, "control-name.capsule")
+    write_tar(ctl, good + [member("data/b\x1b[2Jx", b"x")])
+    out, err = expect("a control character in a member name is refused and shown escaped", ["capsule", "verify", ctl],
+                      1, err_has="b\\x1b[2Jx")
+    check("the error line holds no control character", all(ord(ch) >= 0x20 for ch in err.strip()), repr(err))
     big = os.path.join(tmp, "oversized.capsule")
     raw_oversized(big)
     expect("verify refuses an over-limit file by its header", ["capsule", "verify", big], 1, err_has="over the limit")
@@ -351,14 +363,15 @@ def nondeterministic(tmp, state):
     clock = make_capsule(tmp, "clock", "name: clock\nversion: '1'\nentrypoint: [python3, clock.py, '{out}']\n"
                          "outputs: [now.txt, fixed.txt]\n",
                          {"clock.py": "import sys, time\nopen(sys.argv[1] + '/now.txt', 'w').write(str(time.time_ns()))\n"
-                                      "open(sys.argv[1] + '/fixed.txt', 'w').write('same')\n"})
+                                      "open(sys.argv[1] + '/fixed.txt', 'w').write('same')\n"
+                                      "open(sys.argv[1] + '/x\\nreproduced', 'w').write(str(time.time_ns()))\n"})
     out, _ = expect("run a clock capsule", ["capsule", "run", clock, "--state-dir", state], 0)
     rfile = os.path.join(tmp, "clock-receipt.json")
     open(rfile, "w").write(out)
     out, _ = expect("a time-dependent capsule does not reproduce",
                     ["reproduce", rfile, "--capsule", clock, "--state-dir", state], 1)
-    check("the differing output is named, the equal one is not", out.split("\n")[0] == "differs now.txt"
-          and "fixed.txt" not in out, out)
+    check("the differing outputs are named, the equal one is not",
+          out.splitlines() == ["differs now.txt", "differs x\\x0areproduced"], out)
 
 
 def refusals(tmp, state):
