@@ -76,7 +76,6 @@ typedef struct wr_capsule_run_opts {
     const char *capsule_path;
     const unsigned char *trusted_pk; /* NULL: any signer, or unsigned */
     const char *out_dir;             /* NULL: a fresh private directory */
-    const char *work_dir;            /* where capsules unpack; NULL: $TMPDIR (or /tmp)/warrant-capsules-UID */
     const char *agent_id;            /* actor.agent_id of the contract; NULL: "warrant-capsule" */
     const char *client_identity;     /* as wr_run_request (NULL: local CLI) */
     json_object *const *approvals;

@@ -17,8 +17,7 @@
 #define DEFAULT_TIMEOUT_SEC 60
 #define DEFAULT_AGENT       "warrant-capsule"
 #define CONTRACT_RISK       "medium" /* someone else's code: never "low" */
-#define PRODUCTS_MAX        WR_CAPSULE_MAX_FILES
-#define ID_HEX              16 /* sha256 digits in ids: enough to tell capsules apart */
+#define ID_HEX              16       /* sha256 digits in ids: enough to tell capsules apart */
 
 void wr_capsule_outcome_clear(wr_capsule_outcome *o)
 {
@@ -55,14 +54,11 @@ static int sandbox_owner(wr_gate *g, uid_t *uid, gid_t *gid, wr_error *err)
  * output directories, out of other users' reach: ours, not a symlink, 0700.
  * As root the sandbox user's group may traverse it (0710): bwrap, running
  * as that user, must reach the paths it binds. */
-static int work_dir(wr_gate *g, const char *given, char out[PATH_MAX], wr_error *err)
+static int work_dir(wr_gate *g, char out[PATH_MAX], wr_error *err)
 {
     char dir[PATH_MAX];
     const char *tmp = getenv("TMPDIR");
-    if (given)
-        snprintf(dir, sizeof dir, "%s", given);
-    else
-        snprintf(dir, sizeof dir, "%s/warrant-capsules-%u", tmp && tmp[0] == '/' ? tmp : "/tmp", (unsigned)geteuid());
+    snprintf(dir, sizeof dir, "%s/warrant-capsules-%u", tmp && tmp[0] == '/' ? tmp : "/tmp", (unsigned)geteuid());
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return wr_errorf(err, WR_E_IO, "", "cannot create %s: %s", dir, strerror(errno));
     uid_t uid;
@@ -165,7 +161,7 @@ static int unpack(const wr_capsule_run_opts *o, const char *work, wr_capsule **c
     if (snprintf(scratch, sizeof scratch, "%s/.unpack-XXXXXX", work) >= (int)sizeof scratch || !mkdtemp(scratch))
         return wr_errorf(err, WR_E_IO, "", "cannot create a directory in %s: %s", work, strerror(errno));
     if (snprintf(tree, sizeof tree, "%s/capsule", scratch) >= (int)sizeof tree ||
-        snprintf(dir, PATH_MAX, "%s/%s", work, "") + WR_SHA256_HEX_LEN >= PATH_MAX) {
+        snprintf(dir, PATH_MAX, "%s/", work) + WR_SHA256_HEX_LEN >= PATH_MAX) {
         wr__capsule_remove_tree(scratch);
         return wr_errorf(err, WR_E_LIMIT, "", "work directory path %s is too long", work);
     }
@@ -380,7 +376,7 @@ int wr_capsule_run(wr_gate *g, const wr_capsule_run_opts *o, wr_capsule_outcome 
     json_object *expected = NULL;
     wr_gate_digest *materials = NULL;
     provenance_ctx pc = {.outcome = out};
-    int rc = work_dir(g, o->work_dir, work, err);
+    int rc = work_dir(g, work, err);
     if (rc == WR_OK)
         rc = unpack(o, work, &c, dir, err);
     if (rc == WR_OK && o->original)
