@@ -70,7 +70,18 @@ static int check_manifest(json_object *m, wr_error *err)
     const char *format = str_member(m, "format");
     if (!format)
         return wr_errorf(err, WR_E_INVALID, "", "the manifest names no format");
-    json_object *outputs = NULL, *files = NULL;
+    json_object *outputs = NULL, *files = NULL, *steps = NULL;
+    /* Step ids become command ids beside the entrypoint's: all distinct. */
+    if (json_object_object_get_ex(m, "steps", &steps))
+        for (size_t i = 0; i < json_object_array_length(steps); i++) {
+            const char *id = str_member(json_object_array_get_idx(steps, i), "id");
+            bool dup = !strcmp(id, WR_CAPSULE_ENTRYPOINT_ID);
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = !strcmp(id, str_member(json_object_array_get_idx(steps, j), "id"));
+            if (dup)
+                return wr_errorf(err, WR_E_INVALID, "", "step %zu: id '%s' is used twice (or is the entrypoint's)", i,
+                                 id);
+        }
     if (json_object_object_get_ex(m, "outputs", &outputs))
         for (size_t i = 0; i < json_object_array_length(outputs); i++)
             if (!wr_capsule_path_ok(json_object_get_string(json_object_array_get_idx(outputs, i))))

@@ -32,6 +32,7 @@
 #define WR_CAPSULE_MAX_PATH_BYTES  1024
 #define WR_CAPSULE_MANIFEST_MAX    (4u << 20)
 #define WR_CAPSULE_SPEC            "capsule.yaml" /* the author's description in DIR */
+#define WR_CAPSULE_ENTRYPOINT_ID   "entrypoint"   /* command id of the entrypoint; steps keep theirs */
 
 typedef struct wr_capsule_file {
     char *path; /* relative to the capsule root */

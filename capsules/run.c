@@ -259,7 +259,8 @@ static json_object *contract_json(const wr_capsule *c, const char *capsule, cons
     json_object_object_add(actor, "initiating_user", json_object_new_string(pw ? pw->pw_name : "unknown"));
     json_object_object_add(actor, "delegation_scope", json_object_new_string("capsule"));
     json_object_object_add(ct, "actor", actor);
-    json_object_array_add(cmds, command_json("entrypoint", json_object_object_get(m, "entrypoint"), capsule, out, m));
+    json_object_array_add(
+        cmds, command_json(WR_CAPSULE_ENTRYPOINT_ID, json_object_object_get(m, "entrypoint"), capsule, out, m));
     for (size_t i = 0; steps && i < json_object_array_length(steps); i++) {
         json_object *s = json_object_array_get_idx(steps, i);
         json_object_array_add(cmds, command_json(json_object_get_string(json_object_object_get(s, "id")),

@@ -187,6 +187,9 @@ def hostile_trees(tmp):
     d = tree("bad-spec", "name: t\nversion: 1.0\nentrypoint: ['true']\n")
     expect("pack refuses a spec that breaks the schema", ["capsule", "pack", d, "-o", d + ".capsule"], 1,
            err_has="version")
+    d = tree("dup-step", "name: t\nversion: '1'\nentrypoint: ['true']\nsteps:\n  - {id: entrypoint, argv: ['true']}\n")
+    expect("pack refuses a step id that repeats the entrypoint's", ["capsule", "pack", d, "-o", d + ".capsule"], 1,
+           err_has="used twice")
     d = tree("dup-key", "name: t\nname: u\nversion: '1'\nentrypoint: ['true']\n")
     expect("pack refuses duplicate YAML keys", ["capsule", "pack", d, "-o", d + ".capsule"], 1, err_has="duplicate")
     for name in os.listdir(base):
