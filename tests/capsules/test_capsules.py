@@ -418,6 +418,14 @@ def refusals(tmp, state):
     out, err = expect("memory over the policy's maximum is refused with a receipt",
                       ["capsule", "run", hungry, "--state-dir", state], 1, err_has="allows at most 2048")
     check("that receipt is blocked", receipt_of(out)["status"] == "blocked")
+    # memory_mb narrows the sandbox: the same allocation fails under 128 MB
+    # and succeeds under 1024 MB (both within the pack's 2048).
+    for mb, status in ((128, "failed"), (1024, "success")):
+        hog = make_capsule(tmp, "hog%d" % mb, "name: hog\nversion: '1'\nentrypoint: [python3, hog.py]\n"
+                           "memory_mb: %d\n" % mb, {"hog.py": "b = bytearray(512 << 20)\n"})
+        rc, out, err = warrant("capsule", "run", hog, "--state-dir", state)
+        check("memory_mb %d: a 512 MiB allocation is %s" % (mb, status),
+              out and receipt_of(out)["status"] == status, err[-300:])
     shell = make_capsule(tmp, "shell", "name: shell\nversion: '1'\nentrypoint: [sh, -c, 'id']\n", {})
     out, err = expect("a shell entrypoint is denied", ["capsule", "run", shell, "--state-dir", state], 1,
                       err_has="COMMAND_NOT_ALLOWED")
