@@ -66,6 +66,8 @@ int cmd_receipts(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_approvals(int argc, char **argv);
+int cmd_capsule(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 
