@@ -73,10 +73,14 @@ typedef struct wr_run_request {
     int64_t wait_for_approval_ms; /* 0: return pending at once; bounded by policy */
     /* Called about once a second while waiting for approval; may be NULL. */
     void (*on_wait)(void *ud, int64_t waited_ms, const char *request_id);
-    /* In-band human approval (MCP elicitation). Called only when the policy
-     * allows interactive approval for the risk class. Returns 1 for an
-     * explicit accept, 0 otherwise. NULL: not available. */
+    /* In-band approval (MCP elicitation) on the requesting agent's own
+     * session. An agent never approves itself: this is asked only when the
+     * connection's token is marked elicitation:human (elicitation_human is
+     * the person the operator says answers there) and the policy allows it
+     * (wr_approval_interactive_allowed). Returns 1 for an explicit accept,
+     * 0 otherwise. NULL: not available. */
     int (*ask_human)(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
+    const char *elicitation_human; /* NULL: elicitation is never an approval */
     wr_output_fn on_output;
     void *ud;
     int cancel_fd; /* readable => cancel; -1: none */

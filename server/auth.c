@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 typedef struct token_entry {
-    char *identity;
+    wr_token_info info;       /* strings owned */
     unsigned char digest[32]; /* sha256(token): compared in constant time */
 } token_entry;
 
@@ -23,13 +23,17 @@ struct wr_tokens {
 
 #define WR_TOKEN_MIN_LEN    16
 #define WR_TOKENS_MAX_BYTES (1024u * 1024u)
+#define APPROVER_PREFIX     "approver:"
+#define ELICIT_HUMAN_OPTION "elicitation:human="
 
 void wr_tokens_free(wr_tokens *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < t->n; i++)
-        free(t->v[i].identity);
+    for (size_t i = 0; i < t->n; i++) {
+        free((char *)t->v[i].info.identity);
+        free((char *)t->v[i].info.elicitation_human);
+    }
     sodium_memzero(t->v, t->n * sizeof *t->v);
     free(t->v);
     free(t);
@@ -37,10 +41,80 @@ void wr_tokens_free(wr_tokens *t)
 
 static bool identity_ok(const char *s)
 {
+    if (!*s)
+        return false;
     for (; *s; s++)
         if (!isgraph((unsigned char)*s))
             return false;
     return true;
+}
+
+/* One line's fields, split in place. */
+static int parse_line(char *p, const char *path, int lineno, token_entry *e, wr_error *err)
+{
+    char *save = NULL;
+    char *id = strtok_r(p, " \t", &save);
+    char *tok = strtok_r(NULL, " \t", &save);
+    char *opt = strtok_r(NULL, " \t", &save);
+    char *extra = strtok_r(NULL, " \t", &save);
+    if (!id || !tok || extra)
+        return wr_errorf(err, WR_E_INVALID, path,
+                         "%s:%d: expected \"AGENT_ID TOKEN [" ELICIT_HUMAN_OPTION "PERSON]\" or \"" APPROVER_PREFIX
+                         "NAME TOKEN\"",
+                         path, lineno);
+    *e = (token_entry){.info.kind = WR_TOKEN_AGENT};
+    if (!strncmp(id, APPROVER_PREFIX, strlen(APPROVER_PREFIX))) {
+        e->info.kind = WR_TOKEN_APPROVER;
+        id += strlen(APPROVER_PREFIX);
+        if (opt)
+            return wr_errorf(err, WR_E_INVALID, path, "%s:%d: an approver token takes no options", path, lineno);
+    }
+    const char *human = NULL;
+    if (opt) {
+        if (strncmp(opt, ELICIT_HUMAN_OPTION, strlen(ELICIT_HUMAN_OPTION)) != 0)
+            return wr_errorf(err, WR_E_INVALID, path,
+                             "%s:%d: unknown option \"%.40s\" (known: " ELICIT_HUMAN_OPTION "PERSON)", path, lineno,
+                             opt);
+        human = opt + strlen(ELICIT_HUMAN_OPTION);
+        if (!identity_ok(human) || !strcmp(human, id))
+            return wr_errorf(err, WR_E_INVALID, path,
+                             "%s:%d: " ELICIT_HUMAN_OPTION " needs a person's name other than the agent's", path,
+                             lineno);
+    }
+    if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id))
+        return wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad identity", path,
+                         lineno, WR_TOKEN_MIN_LEN);
+    crypto_hash_sha256(e->digest, (const unsigned char *)tok, strlen(tok));
+    e->info.identity = strdup(id);
+    e->info.elicitation_human = human ? strdup(human) : NULL;
+    if (!e->info.identity || (human && !e->info.elicitation_human)) {
+        free((char *)e->info.identity);
+        free((char *)e->info.elicitation_human);
+        return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+    }
+    return WR_OK;
+}
+
+/* An agent's name must never be one that approves: not an approver's, not
+ * a marked token's person. Otherwise an agent could approve its own runs. */
+static int check_roles(const wr_tokens *t, const token_entry *e, const char *path, int lineno, wr_error *err)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const wr_token_info *o = &t->v[i].info;
+        if (sodium_memcmp(t->v[i].digest, e->digest, 32) == 0)
+            return wr_errorf(err, WR_E_INVALID, path, "%s:%d: the same token is listed twice", path, lineno);
+        bool clash =
+            (e->info.kind != o->kind && !strcmp(e->info.identity, o->identity)) ||
+            (e->info.kind == WR_TOKEN_AGENT && o->elicitation_human &&
+             !strcmp(e->info.identity, o->elicitation_human)) ||
+            (o->kind == WR_TOKEN_AGENT && e->info.elicitation_human && !strcmp(o->identity, e->info.elicitation_human));
+        if (clash)
+            return wr_errorf(err, WR_E_INVALID, path,
+                             "%s:%d: \"%s\" is both an agent and an approver (or a marked token's person): an agent "
+                             "never approves",
+                             path, lineno, e->info.identity);
+    }
+    return WR_OK;
 }
 
 int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
@@ -73,36 +147,20 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             p++;
         if (!*p || *p == '#')
             continue;
-        char *id = strtok_r(p, " \t", &p);
-        char *tok = strtok_r(NULL, " \t", &p);
-        char *extra = strtok_r(NULL, " \t", &p);
-        if (!id || !tok || extra) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: expected \"AGENT_ID TOKEN\"", path, lineno);
+        token_entry e;
+        if ((rc = parse_line(p, path, lineno, &e, err)) != WR_OK)
             break;
-        }
-        if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id)) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad agent id", path,
-                           lineno, WR_TOKEN_MIN_LEN);
-            break;
-        }
-        unsigned char d[32];
-        crypto_hash_sha256(d, (const unsigned char *)tok, strlen(tok));
-        bool dup = false;
-        for (size_t i = 0; i < t->n; i++)
-            dup |= sodium_memcmp(t->v[i].digest, d, 32) == 0;
-        if (dup) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: the same token is listed twice", path, lineno);
-            break;
-        }
-        token_entry *nv = realloc(t->v, (t->n + 1) * sizeof *nv);
+        token_entry *nv =
+            (rc = check_roles(t, &e, path, lineno, err)) == WR_OK ? realloc(t->v, (t->n + 1) * sizeof *nv) : NULL;
         if (!nv) {
-            rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+            if (rc == WR_OK)
+                rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+            free((char *)e.info.identity);
+            free((char *)e.info.elicitation_human);
             break;
         }
         t->v = nv;
-        t->v[t->n].identity = strdup(id);
-        memcpy(t->v[t->n].digest, d, 32);
-        t->n++;
+        t->v[t->n++] = e;
     }
     sodium_memzero(buf, len);
     free(buf);
@@ -116,15 +174,15 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
     return WR_OK;
 }
 
-const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len)
+const wr_token_info *wr_tokens_lookup(const wr_tokens *t, const char *token, size_t len)
 {
     unsigned char d[32];
     crypto_hash_sha256(d, (const unsigned char *)token, len);
-    const char *found = NULL;
+    const wr_token_info *found = NULL;
     /* Compare digests of equal length against every entry: no early exit. */
     for (size_t i = 0; i < t->n; i++)
         if (sodium_memcmp(t->v[i].digest, d, 32) == 0)
-            found = t->v[i].identity;
+            found = &t->v[i].info;
     return found;
 }
 

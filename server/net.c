@@ -90,6 +90,7 @@ typedef struct conn {
     bool add_session_header;
     int64_t last_write_ms;
     char who[256];         /* the authenticated identity of this request */
+    char human[256];       /* its token's elicitation:human person, or "" */
     char origin[300];      /* an allowed Origin, echoed for CORS; "" if none */
     bool preflight;        /* OPTIONS */
     struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
@@ -126,7 +127,8 @@ struct net {
     mq out;
     lws_sorted_usec_list_t sul_out;
     /* network */
-    const wr_tokens *tokens; /* o->tokens, or the last reload (owned then) */
+    const wr_tokens *tokens;     /* o->tokens, or the last reload (owned then) */
+    wr_token_info none_identity; /* --auth none: every connection is o->agent_id */
     wr_tokens *reloaded;
     int conns;
     hsess *hsessions;
@@ -464,13 +466,14 @@ static bool custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
     return lws_hdr_custom_copy(wsi, buf, len, name, nl) >= 0;
 }
 
-/* Origin and Host (DNS rebinding), then the bearer token. Returns 0 and the
- * identity, or the HTTP status to refuse with. */
+/* Origin and Host (DNS rebinding), then the bearer token, which must be of
+ * kind `want` (agents call tools, approvers use the console: 403 across).
+ * Returns 0 and the token's entry, or the HTTP status to refuse with. */
 /* origin_out (may be NULL, 300 bytes) receives an allowed Origin; without
  * need_token only Host and Origin are checked (CORS preflights carry no
  * credentials). */
-static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool need_token, char *origin_out,
-                        const char **identity, const char **why)
+static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool need_token, wr_token_kind want,
+                        char *origin_out, const wr_token_info **identity, const char **why)
 {
     char host[300], origin[300] = "";
     if (!hdr(wsi, WSI_TOKEN_HOST, host, sizeof host) ||
@@ -490,7 +493,11 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool ne
     if (!need_token)
         return 0;
     if (n->o->auth_none) {
-        *identity = n->o->agent_id;
+        if (want != WR_TOKEN_AGENT) {
+            *why = "the approver console needs --token-file with approver tokens";
+            return 403;
+        }
+        *identity = &n->none_identity;
         return 0;
     }
     char auth[600], q[600] = "";
@@ -510,12 +517,17 @@ static int check_access(net *n, struct lws *wsi, bool allow_query_token, bool ne
             toklen = strlen(tok);
         }
     }
-    const char *who = tok && toklen ? wr_tokens_identity(n->tokens, tok, toklen) : NULL;
+    const wr_token_info *who = tok && toklen ? wr_tokens_lookup(n->tokens, tok, toklen) : NULL;
     explicit_bzero(auth, sizeof auth);
     explicit_bzero(q, sizeof q);
     if (!who) {
         *why = tok ? "invalid token" : "missing bearer token";
         return 401;
+    }
+    if (who->kind != want) {
+        *why = want == WR_TOKEN_AGENT ? "an approver token cannot call agent tools"
+                                      : "an agent token cannot use the approver console";
+        return 403;
     }
     *identity = who;
     return 0;
@@ -687,6 +699,7 @@ static void http_post_body(conn *c)
             http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
             return;
         }
+        wr_session_set_elicitation_human(ss, c->human[0] ? c->human : NULL);
         json_object *peek = wr_json_parse(c->body ? c->body : "", c->body_len, NULL, NULL);
         json_object *m = NULL;
         bool is_init = peek && json_object_is_type(peek, json_type_object) &&
@@ -870,9 +883,10 @@ static int http_request(conn *c, const char *uri)
         http_refuse(c, 404, 0, NULL);
         return 0;
     }
-    const char *who = NULL, *why = NULL;
+    const wr_token_info *who = NULL;
+    const char *why = NULL;
     c->preflight = lws_hdr_total_length(c->wsi, WSI_TOKEN_OPTIONS_URI) > 0;
-    int st = check_access(n, c->wsi, false, !c->preflight, c->origin, &who, &why);
+    int st = check_access(n, c->wsi, false, !c->preflight, WR_TOKEN_AGENT, c->origin, &who, &why);
     if (st) {
         wr_log(n->ctx, WR_LOG_WARNING, "server", "http: refused (%d): %s", st, why);
         http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
@@ -882,7 +896,8 @@ static int http_request(conn *c, const char *uri)
         http_refuse(c, c->origin[0] ? 204 : 400, 0, NULL);
         return 0;
     }
-    snprintf(c->who, sizeof c->who, "%s", who);
+    snprintf(c->who, sizeof c->who, "%s", who->identity);
+    snprintf(c->human, sizeof c->human, "%s", who->elicitation_human ? who->elicitation_human : "");
     bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
     bool del = lws_hdr_total_length(c->wsi, WSI_TOKEN_DELETE_URI) > 0;
     bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
@@ -892,7 +907,7 @@ static int http_request(conn *c, const char *uri)
     if (have_sid) {
         h = hsess_find(n, sid);
         /* a session id never authenticates: it must belong to this identity */
-        if (!h || strcmp(h->identity, who)) {
+        if (!h || strcmp(h->identity, who->identity)) {
             http_refuse(c, 404, WR_RPC_INVALID_REQUEST, "unknown or terminated MCP session");
             return 0;
         }
@@ -997,7 +1012,8 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         /* WebSocket handshake: path, Origin/Host, token, capacity. */
-        const char *who = NULL, *why = "not found";
+        const wr_token_info *who = NULL;
+        const char *why = "not found";
         char uri[64];
         int st = 0;
         if (strcmp((const char *)in, "websocket")) {
@@ -1009,7 +1025,7 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             st = 503;
             why = "too many connections";
         } else
-            st = check_access(n, wsi, true, true, NULL, &who, &why);
+            st = check_access(n, wsi, true, true, WR_TOKEN_AGENT, NULL, &who, &why);
         if (st) {
             wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused (%d): %s", st, why);
             lws_return_http_status(wsi, (unsigned)st, why);
@@ -1021,8 +1037,9 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_ESTABLISHED: {
         /* The per-connection data is fresh here (not yet at CONFIRM_UPGRADE);
          * the headers are still attached, so the identity is read again. */
-        const char *who = NULL, *why = NULL;
-        if (check_access(n, wsi, true, true, NULL, &who, &why) != 0)
+        const wr_token_info *who = NULL;
+        const char *why = NULL;
+        if (check_access(n, wsi, true, true, WR_TOKEN_AGENT, NULL, &who, &why) != 0)
             return -1;
         memset(c, 0, sizeof *c);
         c->wsi = wsi;
@@ -1030,10 +1047,11 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         c->kind = CONN_WS;
         c->outlet.send = ws_send;
         c->outlet.may_reorder = true;
-        c->ss = wr_session_new(n->srv, who, &c->outlet);
+        c->ss = wr_session_new(n->srv, who->identity, &c->outlet);
         if (!c->ss)
             return -1;
-        wr_log(n->ctx, WR_LOG_DEBUG, "server", "websocket: connection for agent \"%s\"", who);
+        wr_session_set_elicitation_human(c->ss, who->elicitation_human);
+        wr_log(n->ctx, WR_LOG_DEBUG, "server", "websocket: connection for agent \"%s\"", who->identity);
         n->conns++;
         c->counted = true;
         return 0;
@@ -1210,6 +1228,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         return 1;
     n->srv = srv;
     n->o = o;
+    n->none_identity = (wr_token_info){WR_TOKEN_AGENT, o->agent_id, NULL};
     n->ctx = wr_gate_ctx(wr_server_gate(srv));
     n->stdio_outlet.send = stdio_send;
     n->stdio_outlet.may_reorder = true;

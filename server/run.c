@@ -344,6 +344,7 @@ static void *worker(void *arg)
         .wait_for_approval_ms = c->wait_ms,
         .on_wait = on_wait,
         .ask_human = ask_human,
+        .elicitation_human = c->elicitation_human[0] ? c->elicitation_human : NULL,
         .on_output = on_output,
         .ud = c,
         .cancel_fd = c->cancel_pipe[0],
@@ -442,6 +443,7 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->id_json = strdup(tc->id_json);
     c->progress_token = tc->progress_token ? strdup(tc->progress_token) : NULL;
     snprintf(c->identity, sizeof c->identity, "%s", who);
+    snprintf(c->elicitation_human, sizeof c->elicitation_human, "%s", tc->ss->elicitation_human);
     /* No server requests before notifications/initialized (A/basic/lifecycle.mdx). */
     c->elicitation_ok = tc->ss->client_elicitation && tc->ss->initialized;
     c->started_ms = c->last_emit_ms = wr_now_ms(s->ctx);

@@ -72,6 +72,9 @@ wr_gate *wr_server_gate(wr_server *s);
  * actor.agent_id must equal it). default_outlet (may be NULL) receives
  * messages not tied to a request (logging). */
 wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *default_outlet);
+/* The person behind a token marked elicitation:human (NULL: none): only
+ * then may an elicitation answered on this session approve a run. */
+void wr_session_set_elicitation_human(wr_session *ss, const char *person);
 /* Ends the session: with cancel_runs its runs are cancelled (their receipts
  * say so), otherwise they finish. It is freed once its last run finished. */
 void wr_session_close(wr_session *ss, bool cancel_runs);
@@ -112,12 +115,28 @@ size_t wr_utf8_cut(const unsigned char *buf, size_t len);
 
 /* ---- network auth (loop-independent helpers) ---------------------------- */
 typedef struct wr_tokens wr_tokens;
-/* "AGENT_ID TOKEN" per line, '#' comments; refuses a group/world readable
- * file, duplicate tokens and tokens shorter than 16 bytes. */
+/* One token per line, '#' comments (docs/approvals.md):
+ *   AGENT_ID TOKEN [elicitation:human=PERSON]   an agent (MCP tools only)
+ *   approver:NAME TOKEN                         an approver (console only)
+ * Refuses a group/world readable file, duplicate tokens, tokens shorter
+ * than 16 bytes, and a name that is both an agent and an approver or a
+ * marked token's person (an agent never approves its own requests). */
 int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err);
 void wr_tokens_free(wr_tokens *t);
-/* The identity bound to token, compared in constant time; NULL if none. */
-const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len);
+
+typedef enum wr_token_kind {
+    WR_TOKEN_AGENT = 0,
+    WR_TOKEN_APPROVER,
+} wr_token_kind;
+typedef struct wr_token_info {
+    wr_token_kind kind;
+    const char *identity;
+    /* agent tokens: the person the operator says answers elicitations on
+     * this client (in-band approvals are recorded under this name), or NULL */
+    const char *elicitation_human;
+} wr_token_info;
+/* The entry bound to token, compared in constant time; NULL if none. */
+const wr_token_info *wr_tokens_lookup(const wr_tokens *t, const char *token, size_t len);
 
 /* Origin / Host checks against the loopback names of the bound port (and
  * the bind address itself), plus extra allowed hosts ("name:port") and
