@@ -113,6 +113,12 @@ typedef struct wr_approval_state {
 int wr_approval_state_get(wr_store *st, const char *request_id, const wr_ctx *ctx, wr_approval_state *out,
                           wr_error *err);
 void wr_approval_state_clear(wr_approval_state *s);
+/* What approvers see of a request (warrant approvals --json, the console):
+ * ids, status, approvals in and required, times, and when the stored
+ * contract parses (ct non-NULL) its intent, justification, actor, risk,
+ * mode and every command's argv, cwd, paths, network, secrets and effect.
+ * Agent-written strings are copied as they are: callers escape them. */
+json_object *wr_approval_state_json(const wr_approval_state *s, const wr_contract *ct, int64_t now);
 
 /* The policy a request was decided under, from the store (for approvers
  * who do not name one). WR_E_NOTFOUND if it is not stored. */

@@ -10,6 +10,8 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev
       bubblewrap util-linux openssl ca-certificates python3)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(sqlite3 json-schema-test-suite git procps iproute2 strace)
+  # the approval console's browser test (tests/sdk/console.test.mjs)
+  pkgs+=(chromium)
   python3 -c 'import cryptography' 2>/dev/null || pkgs+=(python3-cryptography)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -4,6 +4,7 @@
  * workers hand results back with lws_cancel_service(), which lands in
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED on this thread. */
 #include "server/net.h"
+#include "server/console_internal.h"
 
 #include "server/server_internal.h"
 
@@ -90,9 +91,16 @@ typedef struct conn {
     bool add_session_header;
     int64_t last_write_ms;
     char who[256];         /* the authenticated identity of this request */
+    char console_uri[128]; /* a console POST's path, until its body is in */
     char human[256];       /* its token's elicitation:human person, or "" */
     char origin[300];      /* an allowed Origin, echoed for CORS; "" if none */
     bool preflight;        /* OPTIONS */
+    /* the approval console (/console): its replies carry their own type and
+     * security headers; its event stream polls the queue */
+    bool console;
+    const char *ctype; /* of err_body when not JSON */
+    wr_console_seen console_seen;
+    int64_t console_check_ms;
     struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
 } conn;
 
@@ -136,6 +144,7 @@ struct net {
     conn *sse;
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
+    wr_console *console; /* network only */
 };
 
 static int sig_pipe[2] = {-1, -1}; /* the only process-global: signal handlers need it */
@@ -603,6 +612,8 @@ static void http_reset(conn *c)
     }
     c->close_after = c->headers_sent = c->ended = c->add_session_header = c->preflight = false;
     c->origin[0] = '\0';
+    c->console = false;
+    c->ctype = NULL;
 }
 
 static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
@@ -785,7 +796,12 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
         !add_hdr(c, cors && c->preflight, "access-control-allow-methods:", "GET, POST, DELETE", &p, end) ||
         !add_hdr(c, cors && c->preflight, "access-control-allow-headers:",
                  "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID", &p, end) ||
-        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end))
+        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end) ||
+        !add_hdr(c, c->console, "content-security-policy:", WR_CONSOLE_CSP, &p, end) ||
+        !add_hdr(c, c->console, "x-content-type-options:", "nosniff", &p, end) ||
+        !add_hdr(c, c->console, "x-frame-options:", "DENY", &p, end) ||
+        !add_hdr(c, c->console, "referrer-policy:", "no-referrer", &p, end) ||
+        !add_hdr(c, c->console && !sse, "cache-control:", "no-store", &p, end))
         return -1;
     if (lws_finalize_write_http_header(c->wsi, start, &p, end))
         return -1;
@@ -816,7 +832,7 @@ static int http_writeable(conn *c)
             blen = c->q.h->len;
         }
         if (!c->headers_sent) {
-            if (http_headers(c, status, body ? "application/json" : NULL, blen) < 0)
+            if (http_headers(c, status, body ? (c->ctype ? c->ctype : "application/json") : NULL, blen) < 0)
                 return -1;
             if (!blen)
                 return http_done(c);
@@ -866,6 +882,112 @@ static int http_writeable(conn *c)
     return 0;
 }
 
+/* ---- the approval console ------------------------------------------------ */
+
+static void console_send(conn *c, wr_console_reply *r)
+{
+    c->status = r->status;
+    c->ctype = r->content_type;
+    free(c->err_body);
+    c->err_body = malloc(r->len + 1);
+    if (c->err_body) {
+        memcpy(c->err_body, r->body ? r->body : r->static_body, r->len);
+        c->err_body[r->len] = '\0';
+    } else {
+        c->status = 500;
+    }
+    wr_console_reply_clear(r);
+    c->hstate = H_JSON;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void console_refuse(conn *c, int status, const char *why)
+{
+    wr_console_reply r = {.status = status, .content_type = "application/json"};
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "error", json_object_new_string(why));
+    r.body = strdup(wr_json_compact(o));
+    r.len = r.body ? strlen(r.body) : 0;
+    json_object_put(o);
+    if (!c->body)
+        c->close_after = true; /* refused before the body was read */
+    console_send(c, &r);
+}
+
+static void console_body(conn *c, const char *method, const char *uri)
+{
+    wr_console_reply r;
+    wr_console_handle(c->n->console, method, uri, c->who, c->body, c->body_len, &r);
+    console_send(c, &r);
+}
+
+/* /console: the same Host/Origin checks as /mcp; the API takes approver
+ * tokens only (an agent token gets 403, like an approver's on /mcp). */
+static int console_request(conn *c, const char *uri)
+{
+    net *n = c->n;
+    c->console = true;
+    bool api = wr_console_is_api(uri);
+    bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
+    bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
+    const wr_token_info *who = NULL;
+    const char *why = NULL;
+    int st = n->console ? check_access(n, c->wsi, false, api, WR_TOKEN_APPROVER, NULL, &who, &why) : 404;
+    if (st) {
+        wr_log(n->ctx, WR_LOG_WARNING, "server", "console: refused (%d): %s", st, why ? why : "no console");
+        console_refuse(c, st, why ? why : "the console needs warrantd --listen");
+        return 0;
+    }
+    if (!get && !post) {
+        console_refuse(c, 405, "the console takes GET and POST only");
+        return 0;
+    }
+    snprintf(c->who, sizeof c->who, "%s", who ? who->identity : "");
+    if (get && !strcmp(uri, WR_CONSOLE_EVENTS)) {
+        memset(&c->console_seen, 0, sizeof c->console_seen);
+        c->console_check_ms = 0;
+        http_begin_stream(&c->outlet);
+        return 0;
+    }
+    if (get) {
+        console_body(c, "GET", uri);
+        return 0;
+    }
+    char clen_s[32], ctype[200];
+    long long clen = hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? atoll(clen_s) : -1;
+    hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+    if (strncasecmp(ctype, "application/json", 16) != 0)
+        console_refuse(c, 415, "Content-Type must be application/json");
+    else if (clen < 0)
+        console_refuse(c, 411, "send the body with Content-Length");
+    else if (clen > (long long)WR_CONSOLE_MAX_BODY)
+        console_refuse(c, 413, "payload too large");
+    else if (clen == 0)
+        console_body(c, "POST", uri);
+    else if (!(c->body = malloc((size_t)clen + 1)))
+        console_refuse(c, 500, "out of memory");
+    else
+        c->hstate = H_BODY;
+    return 0;
+}
+
+/* The console's event streams look at the queue now and then. */
+static void console_tick(net *n, int64_t now)
+{
+    for (conn *c = n->sse; c; c = c->sse_next) {
+        if (!c->console || c->ended || now - c->console_check_ms < WR_CONSOLE_EVENT_CHECK_MS)
+            continue;
+        c->console_check_ms = now;
+        char *ev = wr_console_next_event(n->console, &c->console_seen);
+        if (ev) {
+            q_push(&c->q, qmsg_new(ev, strlen(ev), "", 0, "", 0, false));
+            c->last_write_ms = now;
+            lws_callback_on_writable(c->wsi);
+            free(ev);
+        }
+    }
+}
+
 /* LWS_CALLBACK_HTTP: the request line and headers are in. */
 static int http_request(conn *c, const char *uri)
 {
@@ -878,6 +1000,14 @@ static int http_request(conn *c, const char *uri)
     if (n->draining) {
         http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");
         return 0;
+    }
+    if (wr_console_owns(uri)) {
+        if (strlen(uri) >= sizeof c->console_uri) {
+            http_refuse(c, 404, 0, NULL);
+            return 0;
+        }
+        snprintf(c->console_uri, sizeof c->console_uri, "%s", uri);
+        return console_request(c, uri);
     }
     if (strcmp(uri, "/mcp") != 0) {
         http_refuse(c, 404, 0, NULL);
@@ -1136,7 +1266,9 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (c->hstate == H_BODY)
+        if (c->hstate == H_BODY && c->console)
+            console_body(c, "POST", c->console_uri);
+        else if (c->hstate == H_BODY)
             http_post_body(c);
         return 0;
 
@@ -1178,6 +1310,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         if (now - h->last_used_ms > HTTP_SESSION_IDLE_MS && !h->ss->calls && !wr_session_default_outlet(h->ss))
             hsess_drop(n, h);
     }
+    if (n->console)
+        console_tick(n, now);
     /* SSE comments keep proxies and clients from timing out a quiet run */
     for (conn *c = n->sse; c; c = c->sse_next)
         if (c->ss && c->ss->closed && !c->ended) {
@@ -1308,6 +1442,8 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     }
     if (o->listen_host) {
         n->port = lws_get_vhost_listen_port(n->vh);
+        if (!(n->console = wr_console_new(wr_server_gate(srv))))
+            goto out;
         const char *sch = o->tls_cert ? "s" : "";
         const char *h = info.iface;
         bool v6 = strchr(h, ':') != NULL;
@@ -1371,6 +1507,7 @@ out:
     wr_server_drain(srv);
     q_free(&n->out);
     wr_tokens_free(n->reloaded);
+    wr_console_free(n->console);
     free(n->line);
     close(sig_pipe[0]);
     close(sig_pipe[1]);
