@@ -314,9 +314,23 @@ static void approve(wr_console *c, const char *id, const char *approver, json_ob
     reply_state(c, stored_for, out);
 }
 
+/* Only approvers the active policy declares may decide: an approver token
+ * for a name the policy does not list can look, not veto. */
+static bool declared(wr_console *c, const char *approver)
+{
+    const wr_policy *p = wr_gate_policy_acquire(c->g);
+    bool found = false;
+    for (size_t i = 0; i < p->napprovers; i++)
+        found |= !strcmp(p->approvers[i].identity, approver);
+    wr_gate_policy_release(c->g, p);
+    return found;
+}
+
 static void decide(wr_console *c, const char *id, const char *verb, const char *approver, const char *body, size_t len,
                    wr_console_reply *out)
 {
+    if (!declared(c, approver))
+        return reply_error(out, 403, "you are not an approver of the active policy");
     json_object *in = parse_body(body, len, out);
     if (!in)
         return;

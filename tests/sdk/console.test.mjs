@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  SRC, connectWs, contract, makeWorld, resultText, startNetworkDaemon, teardown, warrantOk,
+  SRC, WsWebSocket, connectWs, contract, makeWorld, resultText, startNetworkDaemon, teardown, warrantOk,
 } from './lib/harness.mjs';
 
 const CHROMIUM = process.env.WARRANT_CHROMIUM ?? '/usr/bin/chromium';
@@ -134,6 +134,13 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
       headers: { Authorization: `Bearer ${tokens.alice}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
     });
     assert.equal(mcp.status, 403);
+    const wsStatus = await new Promise((resolve) => {
+      const ws = new WsWebSocket(`ws://127.0.0.1:${daemon.port}/ws?access_token=${tokens.alice}`, 'mcp');
+      ws.on('unexpected-response', (req, res) => { resolve(res.statusCode); ws.terminate(); });
+      ws.on('open', () => { resolve('open'); ws.close(); });
+      ws.on('error', () => {});
+    });
+    assert.equal(wsStatus, 403, 'an approver token cannot open the agents\' WebSocket');
 
     const p = await browser.newPage();
     await p.goto(`${base()}/console`);
