@@ -12,9 +12,39 @@
 #include <sys/stat.h>
 
 typedef struct token_entry {
-    wr_token_info info;       /* strings owned */
+    char *identity;
+    wr_token_kind kind;
+    /* agent tokens marked elicitation:human=PERSON: who answers there */
+    char *elicitation_human;
     unsigned char digest[32]; /* sha256(token): compared in constant time */
 } token_entry;
+
+/* What a token may be used for: the optional third column of its line, or
+ * a KIND: prefix of its identity (`metrics:prometheus TOKEN`).
+ * Adding a kind: a value in wr_token_kind (server.h) and a row here; the
+ * routes that accept it ask for it in net_check_access. */
+static const struct {
+    const char *name;
+    wr_token_kind kind;
+} token_kinds[] = {
+    {"agent", WR_TOKEN_AGENT},
+    {"metrics", WR_TOKEN_METRICS},
+    {"approver", WR_TOKEN_APPROVER},
+};
+
+/* The option that marks an agent token whose client shows elicitations to
+ * a person (docs/approvals.md). */
+#define ELICIT_HUMAN_OPTION "elicitation:human="
+
+static bool token_kind_parse(const char *name, wr_token_kind *out)
+{
+    for (size_t i = 0; i < sizeof token_kinds / sizeof token_kinds[0]; i++)
+        if (!strcmp(name, token_kinds[i].name)) {
+            *out = token_kinds[i].kind;
+            return true;
+        }
+    return false;
+}
 
 struct wr_tokens {
     token_entry *v;
@@ -23,16 +53,14 @@ struct wr_tokens {
 
 #define WR_TOKEN_MIN_LEN    16
 #define WR_TOKENS_MAX_BYTES (1024u * 1024u)
-#define APPROVER_PREFIX     "approver:"
-#define ELICIT_HUMAN_OPTION "elicitation:human="
 
 void wr_tokens_free(wr_tokens *t)
 {
     if (!t)
         return;
     for (size_t i = 0; i < t->n; i++) {
-        free((char *)t->v[i].info.identity);
-        free((char *)t->v[i].info.elicitation_human);
+        free(t->v[i].identity);
+        free(t->v[i].elicitation_human);
     }
     sodium_memzero(t->v, t->n * sizeof *t->v);
     free(t->v);
@@ -49,70 +77,26 @@ static bool identity_ok(const char *s)
     return true;
 }
 
-/* One line's fields, split in place. */
-static int parse_line(char *p, const char *path, int lineno, token_entry *e, wr_error *err)
-{
-    char *save = NULL;
-    char *id = strtok_r(p, " \t", &save);
-    char *tok = strtok_r(NULL, " \t", &save);
-    char *opt = strtok_r(NULL, " \t", &save);
-    char *extra = strtok_r(NULL, " \t", &save);
-    if (!id || !tok || extra)
-        return wr_errorf(err, WR_E_INVALID, path,
-                         "%s:%d: expected \"AGENT_ID TOKEN [" ELICIT_HUMAN_OPTION "PERSON]\" or \"" APPROVER_PREFIX
-                         "NAME TOKEN\"",
-                         path, lineno);
-    *e = (token_entry){.info.kind = WR_TOKEN_AGENT};
-    if (!strncmp(id, APPROVER_PREFIX, strlen(APPROVER_PREFIX))) {
-        e->info.kind = WR_TOKEN_APPROVER;
-        id += strlen(APPROVER_PREFIX);
-        if (opt)
-            return wr_errorf(err, WR_E_INVALID, path, "%s:%d: an approver token takes no options", path, lineno);
-    }
-    const char *human = NULL;
-    if (opt) {
-        if (strncmp(opt, ELICIT_HUMAN_OPTION, strlen(ELICIT_HUMAN_OPTION)) != 0)
-            return wr_errorf(err, WR_E_INVALID, path,
-                             "%s:%d: unknown option \"%.40s\" (known: " ELICIT_HUMAN_OPTION "PERSON)", path, lineno,
-                             opt);
-        human = opt + strlen(ELICIT_HUMAN_OPTION);
-        if (!identity_ok(human) || !strcmp(human, id))
-            return wr_errorf(err, WR_E_INVALID, path,
-                             "%s:%d: " ELICIT_HUMAN_OPTION " needs a person's name other than the agent's", path,
-                             lineno);
-    }
-    if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id))
-        return wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad identity", path,
-                         lineno, WR_TOKEN_MIN_LEN);
-    crypto_hash_sha256(e->digest, (const unsigned char *)tok, strlen(tok));
-    e->info.identity = strdup(id);
-    e->info.elicitation_human = human ? strdup(human) : NULL;
-    if (!e->info.identity || (human && !e->info.elicitation_human)) {
-        free((char *)e->info.identity);
-        free((char *)e->info.elicitation_human);
-        return wr_errorf(err, WR_E_NOMEM, path, "out of memory");
-    }
-    return WR_OK;
-}
-
-/* An agent's name must never be one that approves: not an approver's, not
- * a marked token's person. Otherwise an agent could approve its own runs. */
+/* A token listed twice, or one name in two roles that would let an agent
+ * approve its own requests: an agent that is also an approver, or that is
+ * a marked token's person. */
 static int check_roles(const wr_tokens *t, const token_entry *e, const char *path, int lineno, wr_error *err)
 {
     for (size_t i = 0; i < t->n; i++) {
-        const wr_token_info *o = &t->v[i].info;
-        if (sodium_memcmp(t->v[i].digest, e->digest, 32) == 0)
+        const token_entry *o = &t->v[i];
+        if (sodium_memcmp(o->digest, e->digest, 32) == 0)
             return wr_errorf(err, WR_E_INVALID, path, "%s:%d: the same token is listed twice", path, lineno);
+        bool agent_approver = (e->kind == WR_TOKEN_AGENT && o->kind == WR_TOKEN_APPROVER) ||
+                              (e->kind == WR_TOKEN_APPROVER && o->kind == WR_TOKEN_AGENT);
         bool clash =
-            (e->info.kind != o->kind && !strcmp(e->info.identity, o->identity)) ||
-            (e->info.kind == WR_TOKEN_AGENT && o->elicitation_human &&
-             !strcmp(e->info.identity, o->elicitation_human)) ||
-            (o->kind == WR_TOKEN_AGENT && e->info.elicitation_human && !strcmp(o->identity, e->info.elicitation_human));
+            (agent_approver && !strcmp(e->identity, o->identity)) ||
+            (e->kind == WR_TOKEN_AGENT && o->elicitation_human && !strcmp(e->identity, o->elicitation_human)) ||
+            (o->kind == WR_TOKEN_AGENT && e->elicitation_human && !strcmp(o->identity, e->elicitation_human));
         if (clash)
             return wr_errorf(err, WR_E_INVALID, path,
                              "%s:%d: \"%s\" is both an agent and an approver (or a marked token's person): an agent "
                              "never approves",
-                             path, lineno, e->info.identity);
+                             path, lineno, e->identity);
     }
     return WR_OK;
 }
@@ -147,16 +131,63 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             p++;
         if (!*p || *p == '#')
             continue;
-        token_entry e;
-        if ((rc = parse_line(p, path, lineno, &e, err)) != WR_OK)
+        char *id = strtok_r(p, " \t", &p);
+        char *tok = strtok_r(NULL, " \t", &p);
+        char *kind_name = NULL;
+        const char *human = NULL;
+        bool bad = !id || !tok;
+        for (char *w; !bad && (w = strtok_r(NULL, " \t", &p));) {
+            if (!human && !strncmp(w, ELICIT_HUMAN_OPTION, strlen(ELICIT_HUMAN_OPTION)))
+                human = w + strlen(ELICIT_HUMAN_OPTION);
+            else if (!kind_name)
+                kind_name = w;
+            else
+                bad = true;
+        }
+        wr_token_kind kind = WR_TOKEN_AGENT;
+        if (bad) {
+            rc = wr_errorf(err, WR_E_INVALID, path,
+                           "%s:%d: expected \"ID TOKEN [KIND] [" ELICIT_HUMAN_OPTION "PERSON]\"", path, lineno);
             break;
-        token_entry *nv =
-            (rc = check_roles(t, &e, path, lineno, err)) == WR_OK ? realloc(t->v, (t->n + 1) * sizeof *nv) : NULL;
-        if (!nv) {
-            if (rc == WR_OK)
-                rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
-            free((char *)e.info.identity);
-            free((char *)e.info.elicitation_human);
+        }
+        char *colon = strchr(id, ':');
+        if (colon && !kind_name) {
+            *colon = '\0';
+            if (!token_kind_parse(id, &kind)) {
+                rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: unknown token kind \"%.40s\"", path, lineno, id);
+                break;
+            }
+            id = colon + 1;
+        }
+        if (kind_name && !token_kind_parse(kind_name, &kind)) {
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: unknown token kind \"%.40s\"", path, lineno, kind_name);
+            break;
+        }
+        if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id)) {
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad identity", path,
+                           lineno, WR_TOKEN_MIN_LEN);
+            break;
+        }
+        if (human && (kind != WR_TOKEN_AGENT || !identity_ok(human) || !strcmp(human, id))) {
+            rc =
+                wr_errorf(err, WR_E_INVALID, path,
+                          "%s:%d: " ELICIT_HUMAN_OPTION " marks an agent token and names a person other than the agent",
+                          path, lineno);
+            break;
+        }
+        token_entry e = {.kind = kind};
+        crypto_hash_sha256(e.digest, (const unsigned char *)tok, strlen(tok));
+        e.identity = strdup(id);
+        e.elicitation_human = human ? strdup(human) : NULL;
+        token_entry *nv = NULL;
+        if (!e.identity || (human && !e.elicitation_human))
+            rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+        else if ((rc = check_roles(t, &e, path, lineno, err)) == WR_OK &&
+                 !(nv = realloc(t->v, (t->n + 1) * sizeof *nv)))
+            rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+        if (rc != WR_OK) {
+            free(e.identity);
+            free(e.elicitation_human);
             break;
         }
         t->v = nv;
@@ -174,15 +205,33 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
     return WR_OK;
 }
 
-const wr_token_info *wr_tokens_lookup(const wr_tokens *t, const char *token, size_t len)
+const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len, wr_token_kind kind)
 {
     unsigned char d[32];
     crypto_hash_sha256(d, (const unsigned char *)token, len);
-    const wr_token_info *found = NULL;
+    const char *found = NULL;
     /* Compare digests of equal length against every entry: no early exit. */
     for (size_t i = 0; i < t->n; i++)
-        if (sodium_memcmp(t->v[i].digest, d, 32) == 0)
-            found = &t->v[i].info;
+        if (sodium_memcmp(t->v[i].digest, d, 32) == 0 && t->v[i].kind == kind)
+            found = t->v[i].identity;
+    return found;
+}
+
+const char *wr_tokens_elicitation_human(const wr_tokens *t, const char *identity)
+{
+    for (size_t i = 0; t && identity && i < t->n; i++)
+        if (t->v[i].identity == identity)
+            return t->v[i].elicitation_human;
+    return NULL;
+}
+
+bool wr_tokens_known(const wr_tokens *t, const char *token, size_t len)
+{
+    unsigned char d[32];
+    crypto_hash_sha256(d, (const unsigned char *)token, len);
+    bool found = false;
+    for (size_t i = 0; i < t->n; i++)
+        found |= sodium_memcmp(t->v[i].digest, d, 32) == 0;
     return found;
 }
 

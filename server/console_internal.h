@@ -1,7 +1,8 @@
 /* The web approval console (issue 11): static assets embedded in warrantd
  * and a small JSON API for approvers, independent of the transport. The
  * transport authenticates (approver tokens only, same Origin/Host checks as
- * /mcp), reads bodies and writes replies; everything else is here.
+ * /mcp), reads bodies and writes replies; routing, files and the event
+ * stream's contents are here, the work is the gate's (gate/approver.c).
  * Loop thread only. */
 #ifndef WR_CONSOLE_INTERNAL_H
 #define WR_CONSOLE_INTERNAL_H
@@ -29,9 +30,8 @@ typedef struct wr_console wr_console;
 wr_console *wr_console_new(wr_gate *g);
 void wr_console_free(wr_console *c);
 
-/* Whether uri (path only) belongs to the console, and whether it is the
- * API (approver token required) rather than a static asset. */
-bool wr_console_owns(const char *uri);
+/* Whether uri (a path under WR_CONSOLE_PREFIX) is the API (approver token
+ * required) rather than a static file. */
 bool wr_console_is_api(const char *uri);
 
 typedef struct wr_console_reply {
@@ -47,6 +47,8 @@ typedef struct wr_console_reply {
 void wr_console_handle(wr_console *c, const char *method, const char *uri, const char *approver, const char *body,
                        size_t len, wr_console_reply *out);
 void wr_console_reply_clear(wr_console_reply *r);
+/* A JSON {"error": message} reply (refusals decided by the transport). */
+void wr_console_error(wr_console_reply *out, int status, const char *message);
 
 /* What an open event stream has been told (zeros at first). */
 typedef struct wr_console_seen {

@@ -147,7 +147,7 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
     await p.type('#token', world.tokens[AGENT]);
     await p.click('#sign-in');
     await until(p, () => document.querySelector('#signin-error').textContent !== '');
-    assert.match(await p.$eval('#signin-error', (e) => e.textContent), /agent token cannot use the approver console/);
+    assert.match(await p.$eval('#signin-error', (e) => e.textContent), /this token does not open this endpoint/);
     await p.close();
   });
 

@@ -151,24 +151,24 @@ static void test_envelope_errors(void **state)
     struct {
         const char *in;
         const char *want;
-        int http;
+        int fault;
     } cases[] = {
-        {"{", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700", 400},
-        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}", "\"code\":-32700", 400},
-        {"[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]", "\"code\":-32600", 400},
-        {"[]", "\"code\":-32600", 400},
-        {"7", "\"code\":-32600", 400},
+        {"{", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700", WR_RPC_FAULT_BAD_MESSAGE},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}", "\"code\":-32700", WR_RPC_FAULT_BAD_MESSAGE},
+        {"[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]", "\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
+        {"[]", "\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
+        {"7", "\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600",
-         400},
+         WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":2.5,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600",
-         400},
+         WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"nope\"}",
-         "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", 200},
+         "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", WR_RPC_FAULT_NONE},
         {"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":[]}", "\"id\":4,\"error\":{\"code\":-32602",
-         200},
-        {"{\"id\":5,\"method\":\"ping\"}", "\"id\":5,\"error\":{\"code\":-32600", 400},
+         WR_RPC_FAULT_NONE},
+        {"{\"id\":5,\"method\":\"ping\"}", "\"id\":5,\"error\":{\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}",
-         "\"id\":6,\"error\":{\"code\":-32600", 400},
+         "\"id\":6,\"error\":{\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         wr_rpc_result res;
@@ -177,7 +177,7 @@ static void test_envelope_errors(void **state)
         if (!strstr(m, cases[i].want))
             fail_msg("case %zu: %s does not contain %s", i, m, cases[i].want);
         assert_int_equal(res.kind, WR_RPC_REPLIED);
-        assert_int_equal(res.http_status, cases[i].http);
+        assert_int_equal(res.fault, cases[i].fault);
     }
     /* over the 4096-byte cap */
     char *big = malloc(5000);
@@ -185,7 +185,7 @@ static void test_envelope_errors(void **state)
     big[4999] = '\0';
     wr_rpc_result res;
     assert_non_null(strstr(send1(f, big, &res), "exceeds the limit of 4096 bytes"));
-    assert_int_equal(res.http_status, 413);
+    assert_int_equal(res.fault, WR_RPC_FAULT_TOO_LARGE);
     free(big);
 }
 
@@ -340,16 +340,21 @@ static void test_token_kinds(void **state)
                                       "agent-2 cccccccccccccccc elicitation:human=carol@example.com\n",
                                       &t, &err),
                      WR_OK);
-    const wr_token_info *a = wr_tokens_lookup(t, "aaaaaaaaaaaaaaaa", 16);
-    assert_int_equal(a->kind, WR_TOKEN_AGENT);
-    assert_string_equal(a->identity, "agent-1");
-    assert_null(a->elicitation_human);
-    const wr_token_info *b = wr_tokens_lookup(t, "bbbbbbbbbbbbbbbb", 16);
-    assert_int_equal(b->kind, WR_TOKEN_APPROVER);
-    assert_string_equal(b->identity, "alice");
-    const wr_token_info *c = wr_tokens_lookup(t, "cccccccccccccccc", 16);
-    assert_int_equal(c->kind, WR_TOKEN_AGENT);
-    assert_string_equal(c->elicitation_human, "carol@example.com");
+    const char *a = wr_tokens_identity(t, "aaaaaaaaaaaaaaaa", 16, WR_TOKEN_AGENT);
+    assert_string_equal(a, "agent-1");
+    assert_null(wr_tokens_elicitation_human(t, a));
+    assert_null(wr_tokens_identity(t, "aaaaaaaaaaaaaaaa", 16, WR_TOKEN_APPROVER));
+    assert_string_equal(wr_tokens_identity(t, "bbbbbbbbbbbbbbbb", 16, WR_TOKEN_APPROVER), "alice");
+    assert_null(wr_tokens_identity(t, "bbbbbbbbbbbbbbbb", 16, WR_TOKEN_AGENT));
+    const char *c = wr_tokens_identity(t, "cccccccccccccccc", 16, WR_TOKEN_AGENT);
+    assert_string_equal(c, "agent-2");
+    assert_string_equal(wr_tokens_elicitation_human(t, c), "carol@example.com");
+    /* the kind column and the mark in either order */
+    wr_tokens_free(t);
+    assert_int_equal(load_tokens_text("agent-2 cccccccccccccccc agent elicitation:human=carol\n"
+                                      "agent-3 dddddddddddddddd elicitation:human=carol agent\n",
+                                      &t, &err),
+                     WR_OK);
     wr_tokens_free(t);
 
     /* Each of these would let an agent approve its own requests, or is malformed. */
@@ -360,10 +365,11 @@ static void test_token_kinds(void **state)
         {"approver:alice bbbbbbbbbbbbbbbb\nalice aaaaaaaaaaaaaaaa\n", "both an agent and an approver"},
         {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-2\nagent-2 cccccccccccccccc\n", "both an agent"},
         {"agent-2 cccccccccccccccc\nagent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-2\n", "both an agent"},
-        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-1\n", "other than the agent's"},
-        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=\n", "other than the agent's"},
-        {"approver:alice bbbbbbbbbbbbbbbb elicitation:human=carol\n", "takes no options"},
-        {"agent-1 aaaaaaaaaaaaaaaa elicitation:machine\n", "unknown option"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-1\n", "other than the agent"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=\n", "other than the agent"},
+        {"approver:alice bbbbbbbbbbbbbbbb elicitation:human=carol\n", "marks an agent token"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:machine\n", "unknown token kind"},
+        {"agent-1 aaaaaaaaaaaaaaaa metrics elicitation:human=carol\n", "marks an agent token"},
         {"approver: bbbbbbbbbbbbbbbb\n", "bad identity"},
         {"agent-1 aaaaaaaaaaaaaaaa\napprover:alice aaaaaaaaaaaaaaaa\n", "listed twice"},
     };
@@ -392,14 +398,26 @@ static void test_tokens_and_origins(void **state)
     assert_non_null(strstr(err.message, "group or world"));
     chmod(path, 0600);
     assert_int_equal(wr_tokens_load(path, &t, &err), WR_OK);
-    assert_string_equal(wr_tokens_lookup(t, "bbbbbbbbbbbbbbbbbbbb", 20)->identity, "bob");
-    assert_null(wr_tokens_lookup(t, "bbbbbbbbbbbbbbbbbbbc", 20));
-    assert_null(wr_tokens_lookup(t, "", 0));
+    assert_string_equal(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbb", 20, WR_TOKEN_AGENT), "bob");
+    assert_null(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbc", 20, WR_TOKEN_AGENT));
+    assert_null(wr_tokens_identity(t, "", 0, WR_TOKEN_AGENT));
     wr_tokens_free(t);
     FILE *fp = fopen(path, "w");
     fputs("alice short\n", fp);
     fclose(fp);
     assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_INVALID);
+    /* the kind column: explicit agent accepted, an unknown kind refused */
+    fp = fopen(path, "w");
+    fputs("carol cccccccccccccccccccc agent\n", fp);
+    fclose(fp);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_OK);
+    assert_string_equal(wr_tokens_identity(t, "cccccccccccccccccccc", 20, WR_TOKEN_AGENT), "carol");
+    wr_tokens_free(t);
+    fp = fopen(path, "w");
+    fputs("carol cccccccccccccccccccc root\n", fp);
+    fclose(fp);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "unknown token kind"));
     unlink(path);
 
     assert_true(wr_host_allowed("127.0.0.1:8080", 8080, "127.0.0.1", NULL));
