@@ -162,6 +162,8 @@ static void decide(wr_console *c, const char *id, const char *verb, const char *
 
 /* ---- routing ------------------------------------------------------------------------- */
 
+#define REQUEST_ROUTE "requests/" /* requests/ID, requests/ID/VERB */
+
 static bool id_ok(const char *s, size_t n)
 {
     if (!n || n >= WR_ID_MAX)
@@ -194,8 +196,8 @@ void wr_console_handle(wr_console *c, const char *method, const char *uri, const
         return reply_result(out, wr_gate_approver_queue(c->g, &o, &err), &o, "requests", &err);
     if (get && !strcmp(route, "receipts"))
         return reply_result(out, wr_gate_recent_receipts(c->g, &o, &err), &o, "receipts", &err);
-    if (!strncmp(route, "requests/", 9)) {
-        const char *id = route + 9, *slash = strchr(id, '/');
+    if (!strncmp(route, REQUEST_ROUTE, strlen(REQUEST_ROUTE))) {
+        const char *id = route + strlen(REQUEST_ROUTE), *slash = strchr(id, '/');
         size_t idlen = slash ? (size_t)(slash - id) : strlen(id);
         char rid[WR_ID_MAX];
         if (!id_ok(id, idlen))
