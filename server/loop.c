@@ -307,7 +307,8 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         const char *sch = o->tls_cert ? "s" : "";
         const char *h = info.iface;
         bool v6 = strchr(h, ':') != NULL;
-        wr_log(n->ctx, WR_LOG_NOTICE, "server", "listening on %s%s%s:%d: http%s://…/mcp and ws%s://…/ws (auth: %s)",
+        wr_log(n->ctx, WR_LOG_NOTICE, "server",
+               "listening on %s%s%s:%d: http%s://…/mcp, ws%s://…/ws and the console at /console (auth: %s)",
                v6 ? "[" : "", h, v6 ? "]" : "", n->port, sch, sch, o->auth_none ? "none" : "bearer token");
         if (o->auth_none)
             wr_log(n->ctx, WR_LOG_WARNING, "server",
