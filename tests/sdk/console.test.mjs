@@ -235,7 +235,7 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
     await bob.close();
   });
 
-  test('revocation in the console: an approval given and then revoked does not authorise the run', async () => {
+  test('revocation and denial in the console: a revoked approval does not authorise the run; a denied request is closed', async () => {
     const page = await signedIn('alice');
     const c = contract(world, ['echo', 'revoked'], { mode: 'human_required' });
     const requestId = await proposeAndApprove(page, c);
@@ -247,6 +247,17 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
     assert.equal(r.isError, true);
     assert.equal(r.structuredContent.receipt.status, 'blocked');
     assert.deepEqual(r.structuredContent.receipt.approvals, []);
+
+    // Deny is a veto, recorded with the approver's name.
+    const d = contract(world, ['echo', 'denied'], { mode: 'human_required' });
+    const denied = await requestIdOf(d);
+    await waitForRequest(page, denied);
+    await openAndWait(page, denied, '0 of 1');
+    await page.type('#reason', 'not today');
+    await page.click('#deny');
+    await until(page, () => /is denied/.test(document.querySelector('#action-result').textContent));
+    const st = await agent.client.callTool({ name: 'get_approval', arguments: { request_id: denied } });
+    assert.equal(st.structuredContent.status, 'denied');
     await page.close();
   });
 });
