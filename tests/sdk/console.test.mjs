@@ -34,7 +34,7 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
   let agent;
   let browser;
   const keys = {};
-  const tokens = { alice: randomToken(), bob: randomToken() };
+  const tokens = { alice: randomToken(), bob: randomToken(), mallory: randomToken() };
 
   before(async () => {
     world = makeWorld({ agents: [AGENT] });
@@ -46,7 +46,9 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
       approvers.push({ identity: name, publicKey: fs.readFileSync(`${base}.pub`, 'utf8') });
     }
     world.setPolicy({ approvers });
-    fs.appendFileSync(world.tokenFile, `approver:alice ${tokens.alice}\napprover:bob ${tokens.bob}\n`);
+    // mallory has an approver token but no key in the policy
+    fs.appendFileSync(world.tokenFile,
+      `approver:alice ${tokens.alice}\napprover:bob ${tokens.bob}\napprover:mallory ${tokens.mallory}\n`);
     daemon = await startNetworkDaemon(world);
     agent = await connectWs(daemon, world.tokens[AGENT]);
     browser = await puppeteer.launch({
@@ -141,6 +143,20 @@ describe('approval console in headless Chromium', { timeout: 150_000 }, () => {
       ws.on('error', () => {});
     });
     assert.equal(wsStatus, 403, 'an approver token cannot open the agents\' WebSocket');
+
+    // The API's own conditions: an artifact must name the signed-in approver;
+    // only approvers the policy declares may deny.
+    const requestId = await requestIdOf(contract(world, ['echo', 'api'], { mode: 'human_required' }));
+    const asApprover = (who, verb, body) => fetch(`${base()}/console/api/requests/${requestId}/${verb}`, {
+      method: 'POST', headers: { Authorization: `Bearer ${tokens[who]}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const forged = await asApprover('alice', 'approve', { approver: { identity: 'bob', method: 'manual' } });
+    assert.equal(forged.status, 403);
+    assert.match((await forged.json()).error, /names approver "bob" but you are signed in as "alice"/);
+    const veto = await asApprover('mallory', 'deny', { reason: 'no' });
+    assert.equal(veto.status, 403);
+    assert.match((await veto.json()).error, /mallory is not an approver of the active policy/);
 
     const p = await browser.newPage();
     await p.goto(`${base()}/console`);
