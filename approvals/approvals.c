@@ -1029,6 +1029,8 @@ static json_object *commands_json(const wr_contract *ct)
         json_object_object_add(o, "write_paths", wr_strv_to_json(&c->write_paths));
         json_object_object_add(o, "network", json_object_new_string(wr_network_mode_name(c->network)));
         json_object_object_add(o, "secret_refs", wr_strv_to_json(&c->secret_refs));
+        json_object_object_add(o, "env_allow", wr_strv_to_json(&c->env_allow));
+        json_object_object_add(o, "timeout_sec", json_object_new_int64(c->timeout_sec));
         if (c->proposed_effect_type)
             json_object_object_add(o, "proposed_effect_type", json_object_new_string(c->proposed_effect_type));
         json_object_array_add(arr, o);

@@ -151,6 +151,8 @@ function commandView(c) {
     ['write paths', list(c.write_paths)],
     ['network', el('strong', {}, c.network)],
     ['secrets', list(c.secret_refs)],
+    ['environment', list(c.env_allow)],
+    ['timeout', `${c.timeout_sec} s`],
     ['proposed effect', mono(c.proposed_effect_type ?? '')],
   ]);
   return el('div', { class: 'cmd' }, el('strong', {}, mono(c.id)), dl);
