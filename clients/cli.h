@@ -26,6 +26,7 @@ const char *cli_state_dir(const char *opt, char *buf);
 int cmd_validate(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_pubkey(int argc, char **argv);
