@@ -1,5 +1,5 @@
-/* warrant policy test | explain — a policy's self-tests and how it reads
- * one argv. `test` loads the policy without running its examples (a
+/* warrant policy test | explain | grammar — a policy's self-tests, how it
+ * reads one argv, and the grammar it uses for a tool. `test` loads the policy without running its examples (a
  * failing one would stop the load), then runs them all: a JSON report on
  * stdout, one line per failing example on stderr, exit 1 if any fails. */
 #include <stdio.h>
@@ -100,11 +100,32 @@ static int policy_explain(int argc, char **argv)
     return CLI_OK;
 }
 
+static int policy_grammar(int argc, char **argv)
+{
+    const char *policy = argc == 5 && !strcmp(argv[3], "--policy") ? argv[4] : "default";
+    if (argc != 3 && argc != 5)
+        return cli_fail("usage: warrant policy grammar TOOL [--policy POLICY]");
+    wr_policy *p = NULL;
+    int code = load_untested(policy, &p);
+    if (code)
+        return code;
+    json_object *g = wr_policy_grammar_json(p, argv[2]);
+    wr_policy_free(p);
+    if (!g)
+        return cli_fail("policy grammar: no grammar for '%s'", argv[2]);
+    cli_print_json(g);
+    json_object_put(g);
+    return CLI_OK;
+}
+
 int cmd_policy(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "test"))
         return policy_test(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "explain"))
         return policy_explain(argc, argv);
-    return cli_fail("usage: warrant policy test POLICY | explain [--policy POLICY] [--] ARGV...");
+    if (argc >= 3 && !strcmp(argv[1], "grammar"))
+        return policy_grammar(argc, argv);
+    return cli_fail(
+        "usage: warrant policy test POLICY | explain [--policy POLICY] [--] ARGV... | grammar TOOL [--policy POLICY]");
 }

@@ -14,7 +14,7 @@ static const struct {
     {"validate", cmd_validate, "validate contract|policy|decision|receipt|approval FILE"},
     {"hash", cmd_hash, "hash contract|policy FILE"},
     {"check", cmd_check, "check --policy POLICY CONTRACT"},
-    {"policy", cmd_policy, "policy test POLICY | explain [--policy POLICY] [--] ARGV..."},
+    {"policy", cmd_policy, "policy test POLICY | explain [--policy POLICY] [--] ARGV... | grammar TOOL"},
     {"run", cmd_run, "run [--policy POLICY] [--state-dir DIR] [--approval FILE]... CONTRACT"},
     {"approvals", cmd_approvals, "approvals list|show|approve|deny|revoke ... [--state-dir DIR]"},
     {"pubkey", cmd_pubkey, "pubkey --state-dir DIR"},

@@ -220,7 +220,7 @@ static int load_options(json_object *lv, json_object *sets, gr_level *l, wr_erro
     return WR_OK;
 }
 
-/* Subcommands inherit the parsing style and `unknown` of their parent. */
+/* Subcommands inherit the effect and `unknown` of their parent. */
 static int load_level(json_object *lv, json_object *sets, const gr_level *parent, const char *name, gr_level *l,
                       wr_error *err)
 {
@@ -229,13 +229,15 @@ static int load_level(json_object *lv, json_object *sets, const gr_level *parent
     l->unknown = dup_or(lv, "unknown", parent ? parent->unknown : WR_EFFECT_INDIRECT);
     if (!l->name || !l->effect || !l->unknown)
         return oom(err);
-    l->permute = bool_or(lv, "permute", parent ? parent->permute : true);
-    l->abbrev = bool_or(lv, "abbrev", parent ? parent->abbrev : true);
-    l->clusters = bool_or(lv, "clusters", parent ? parent->clusters : true);
-    l->negation = bool_or(lv, "negation", parent ? parent->negation : false);
+    /* The parsing style is each level's own (git's global options are
+     * exact and come first; its subcommands permute and abbreviate). */
+    l->permute = bool_or(lv, "permute", true);
+    l->abbrev = bool_or(lv, "abbrev", true);
+    l->clusters = bool_or(lv, "clusters", true);
+    l->negation = bool_or(lv, "negation", false);
     l->numbers = bool_or(lv, "numbers", false);
     l->old_style = bool_or(lv, "old_style", false);
-    l->single_dash_long = bool_or(lv, "single_dash_long", parent ? parent->single_dash_long : false);
+    l->single_dash_long = bool_or(lv, "single_dash_long", false);
     int rc = load_options(lv, sets, l, err);
     if (rc)
         return rc;
@@ -509,14 +511,19 @@ static size_t apply_option(parser *ps, const gr_option *o, const char *attached,
     return take_value(ps, &o->values, ps->argv->v[i + 1], i + 1, i, o->effect, why);
 }
 
-static bool same_meaning(const gr_option *a, const gr_option *b)
+/* Two entries are one option when they share a name (a grammar may list
+ * an option twice); distinct options that a prefix matches make it
+ * ambiguous, as glibc decides. Aliases that glibc would merge (grep's
+ * --color/--colour) are then ambiguous here: refused, the safe side. */
+static bool same_option(const gr_option *a, const gr_option *b)
 {
-    return a->arg == b->arg && !strcmp(a->effect, b->effect) && a->values.kind == b->values.kind && a->stop == b->stop;
+    return (a->short_name && a->short_name == b->short_name) ||
+           (a->long_name && b->long_name && !strcmp(a->long_name, b->long_name));
 }
 
 /* getopt_long: an exact name, else the unique option the prefix starts
- * (several matches that mean the same are not ambiguous); NULL with
- * *ambiguous set when they differ. */
+ * (matches that are one option are not ambiguous); NULL with *ambiguous
+ * set when they are several. */
 static const gr_option *find_long(const gr_level *l, const char *name, size_t len, bool *ambiguous)
 {
     const gr_option *hit = NULL;
@@ -532,7 +539,7 @@ static const gr_option *find_long(const gr_level *l, const char *name, size_t le
         const char *ln = l->opts[i].long_name;
         if (!ln || strncmp(ln, name, len))
             continue;
-        if (hit && !same_meaning(hit, &l->opts[i]))
+        if (hit && !same_option(hit, &l->opts[i]))
             *ambiguous = true;
         if (!hit)
             hit = &l->opts[i];

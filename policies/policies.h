@@ -115,6 +115,9 @@ json_object *wr_policy_describe(const wr_policy *p);
  * subcommands, options, operands}. For `warrant policy explain` and the
  * tests that compare grammars with the real tools. */
 json_object *wr_policy_explain_argv(const wr_policy *p, const wr_strv *argv);
+/* The grammar the policy uses for a tool (its `tools` entry, else the
+ * bundled file) as JSON, or NULL when there is none. */
+json_object *wr_policy_grammar_json(const wr_policy *p, const char *tool);
 
 typedef enum wr_decision_kind {
     WR_ALLOW = 0,
