@@ -441,13 +441,12 @@ static bool check_command(eval *e, size_t *approvals, int *rc)
     }
     if ((*rc = add_effect(e->d, cmd->id, effect)))
         return false;
-    /* CSC: allowed_effect_types bounds the proposed type; a classified type
-     * is either allowed, or listed for manual approval, or the command is
-     * denied as reclassified. A type listed for manual approval is never
-     * denied just for being proposed honestly. */
+    /* CSC registry: allowed_effect_types bounds the proposed type, even one
+     * listed for manual approval (only a *classified* effect routes to a
+     * human); a classified type is either allowed, or listed for manual
+     * approval, or the command is denied as reclassified. */
     const char *proposed = cmd->proposed_effect_type;
-    if (!wr_strv_contains(&p->allowed_effect_types, proposed) &&
-        !wr_strv_contains(&p->manual_approval_effect_types, proposed))
+    if (!wr_strv_contains(&p->allowed_effect_types, proposed))
         return deny(e, "EFFECT_TYPE_NOT_ALLOWED", "effect type '%s' is not allowed by policy %s", proposed, p->name);
     if (wr_strv_contains(&p->manual_approval_effect_types, effect)) {
         (*approvals)++;
