@@ -16,6 +16,7 @@
 
 typedef struct opts {
     const char *state_dir, *dir, *pubkey, *out;
+    const char *key_id; /* verify receipt: the signer's own id for the key (CSC) */
     bool json;
     const char *pos[2]; /* positional arguments after the verb */
     int npos;
@@ -30,6 +31,7 @@ static int parse_opts(int argc, char **argv, opts *o, const char *usage)
         {"pubkey", required_argument, NULL, 'p'},
         {"out", required_argument, NULL, 'o'},
         {"json", no_argument, NULL, 'j'},
+        {"key-id", required_argument, NULL, 'k'},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -52,6 +54,9 @@ static int parse_opts(int argc, char **argv, opts *o, const char *usage)
             break;
         case 'j':
             o->json = true;
+            break;
+        case 'k':
+            o->key_id = optarg;
             break;
         default:
             return cli_fail("usage: warrant %s", usage);
@@ -273,12 +278,12 @@ int cmd_receipts(int argc, char **argv)
 static int verify_receipt(const opts *o, const unsigned char pk[WR_PK_LEN])
 {
     if (o->npos != 1)
-        return cli_fail("usage: warrant verify receipt FILE --pubkey PUB");
+        return cli_fail("usage: warrant verify receipt FILE --pubkey PUB [--key-id ID]");
     wr_error err = {0};
     json_object *r = wr_json_read_file(o->pos[0], NULL, &err);
     if (!r)
         return fail_err(exit_for(err.code), o->pos[0], &err);
-    int rc = wr_receipt_verify(r, pk, &err);
+    int rc = wr_receipt_verify_key_id(r, pk, o->key_id, &err);
     if (rc) {
         json_object_put(r);
         return fail_err(exit_for(rc), o->pos[0], &err);
@@ -343,7 +348,8 @@ static int verify_bundle(const opts *o, const unsigned char pk[WR_PK_LEN])
 
 int cmd_verify(int argc, char **argv)
 {
-    static const char usage[] = "verify receipt FILE | chain (--state-dir DIR | --dir DIR) | bundle FILE  --pubkey PUB";
+    static const char usage[] =
+        "verify receipt FILE [--key-id ID] | chain (--state-dir DIR | --dir DIR) | bundle FILE  --pubkey PUB";
     if (argc < 2)
         return cli_fail("usage: warrant %s", usage);
     opts o;
@@ -357,6 +363,8 @@ int cmd_verify(int argc, char **argv)
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (strcmp(argv[1], kinds[i].name) != 0)
             continue;
+        if (o.key_id && strcmp(argv[1], "receipt"))
+            return cli_fail("verify %s: --key-id applies to verify receipt only", argv[1]);
         unsigned char pk[WR_PK_LEN];
         if ((rc = load_pubkey(o.pubkey, pk, "verify")) != CLI_OK)
             return rc;
