@@ -114,7 +114,9 @@ static int at(wr_error *err, const char *ptr, int rc)
     return rc;
 }
 
-static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err)
+/* globs: read paths may be CSC globs ("/workspace/" "**" "/" "*.py");
+ * write paths and cwd are literal (but for a last component "**"). */
+static int path_array(json_object *arr, const char *ptr, bool globs, wr_strv *out, wr_error *err)
 {
     size_t n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
@@ -125,7 +127,7 @@ static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error 
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
         if (rc)
             return rc;
-        if ((rc = wr_path_normalize(s, &norm, err)))
+        if ((rc = (globs ? wr_path_normalize_glob : wr_path_normalize)(s, &norm, err)))
             return at(err, p, rc);
         rc = wr_strv_push(out, norm);
         free(norm);
@@ -229,19 +231,19 @@ static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error 
 
     static const struct {
         const char *key;
-        bool paths;
+        bool paths, globs;
         size_t off;
     } lists[] = {
-        {"read_paths", true, offsetof(wr_command, read_paths)},
-        {"write_paths", true, offsetof(wr_command, write_paths)},
-        {"env_allow", false, offsetof(wr_command, env_allow)},
-        {"secret_refs", false, offsetof(wr_command, secret_refs)},
+        {"read_paths", true, true, offsetof(wr_command, read_paths)},
+        {"write_paths", true, false, offsetof(wr_command, write_paths)},
+        {"env_allow", false, false, offsetof(wr_command, env_allow)},
+        {"secret_refs", false, false, offsetof(wr_command, secret_refs)},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         json_object_object_get_ex(jc, lists[i].key, &v);
         wr_strv *dst = (wr_strv *)((char *)cmd + lists[i].off);
         snprintf(p, sizeof p, "%s/%s", ptr, lists[i].key);
-        rc = lists[i].paths ? path_array(v, p, dst, err) : str_array(v, p, dst, err);
+        rc = lists[i].paths ? path_array(v, p, lists[i].globs, dst, err) : str_array(v, p, dst, err);
         if (rc)
             return rc;
     }

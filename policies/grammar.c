@@ -407,9 +407,10 @@ static bool script_path_ok(const wr_policy *p, const wr_command *cmd, const char
     if (strstr(path, "/node_modules/") || (strlen(path) >= 13 && !strcmp(path + strlen(path) - 13, "/node_modules")))
         return false;
     bool declared = false;
-    for (size_t i = 0; i < cmd->read_paths.n && !declared; i++)
-        declared = wr_path_within(path, cmd->read_paths.v[i]) ||
-                   fnmatch(cmd->read_paths.v[i], path, FNM_PATHNAME | FNM_PERIOD) == 0;
+    for (size_t i = 0; i < cmd->read_paths.n && !declared; i++) {
+        const char *rp = cmd->read_paths.v[i];
+        declared = wr_path_is_glob(rp) ? wr_path_glob_match(rp, path) : wr_path_within(path, rp);
+    }
     bool allowed = false;
     for (size_t i = 0; i < p->allowed_read_prefixes.n && !allowed; i++)
         allowed = wr_path_within(path, p->allowed_read_prefixes.v[i]);

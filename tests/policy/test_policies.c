@@ -357,6 +357,15 @@ static void test_default_pack(void **state)
     expect(p, "[\"ls\"]", ",\"env_allow\":[\"AWS_SECRET_ACCESS_KEY\"]", NULL, WR_DENY, "SECRET_REF_NOT_ALLOWED",
            "env_allow name 'AWS_SECRET_ACCESS_KEY'");
     expect(p, "[\"ls\"]", ",\"env_allow\":[\"TZ\",\"LC_ALL\"]", NULL, WR_ALLOW, "ALLOW", NULL);
+    /* CSC read-path globs: scoped by their literal root */
+    expect(p, "[\"cat\",\"a.py\"]", ",\"read_paths\":[\"/workspace/**/*.py\"]", NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"cat\",\"x\"]", ",\"read_paths\":[\"/*\"]", NULL, WR_DENY, "READ_SCOPE_DENIED", NULL);
+    expect(p, "[\"cat\",\"x\"]", ",\"read_paths\":[\"/etc/*.conf\"]", NULL, WR_DENY, "READ_SCOPE_DENIED", NULL);
+    /* a script must be one the glob names */
+    expect(p, "[\"python3\",\"tools/r.py\"]", ",\"read_paths\":[\"/workspace/**/*.py\"]", NULL, WR_ALLOW, "ALLOW",
+           NULL);
+    expect(p, "[\"python3\",\"tools/r.sh\"]", ",\"read_paths\":[\"/workspace/**/*.py\"]", NULL, WR_DENY,
+           "ARGV_PREFIX_DENIED", "outside the command's declared read paths");
     wr_policy_free(p);
 }
 
