@@ -348,6 +348,14 @@ def self_tests(tmp):
         p = subprocess.run([WARRANT, *args], capture_output=True, text=True, timeout=60)
         check(f"warrant {args[0]} refuses a policy whose examples fail", p.returncode != 0 and
               "example(s) fail" in p.stderr, f"rc={p.returncode} {p.stderr[:300]}")
+    warrantd = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(WARRANT))), "server", "warrantd")
+    if os.path.exists(warrantd):
+        st = os.path.join(tmp, "state")
+        os.makedirs(st)
+        p = subprocess.run([warrantd, "--stdio", "--policy", bad, "--state-dir", st, "--agent-id", "t"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        check("warrantd refuses a policy whose examples fail", p.returncode != 0 and "example(s) fail" in p.stderr,
+              f"rc={p.returncode} {p.stderr[:300]}")
     # a policy's own grammar: a new tool, and an override of a bundled one
     own = os.path.join(tmp, "own.yaml")
     with open(own, "w") as f:

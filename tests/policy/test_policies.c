@@ -414,6 +414,9 @@ static void test_describe(void **state)
     assert_true(json_object_object_get_ex(j, "policy_sha256", &v));
     assert_string_equal(json_object_get_string(v), p->sha256);
     assert_false(strstr(wr_json_compact(j), "public_key"));
+    /* every command the pack allows has a grammar */
+    assert_true(json_object_object_get_ex(j, "commands_without_grammar", &v));
+    assert_int_equal(json_object_array_length(v), 0);
     /* the template, with its placeholders filled in, is allowed */
     assert_true(json_object_object_get_ex(j, "contract_template", &tmpl));
     wr_error err = {0};
@@ -426,6 +429,21 @@ static void test_describe(void **state)
     wr_decision_free(d);
     wr_contract_free(ct);
     wr_contracts_free(cs);
+    json_object_put(j);
+    wr_policy_free(p);
+    /* a CSC policy allowing tools no grammar describes: they are named */
+    p = load(base_yaml);
+    j = wr_policy_describe(p);
+    assert_true(json_object_object_get_ex(j, "commands_without_grammar", &v));
+    assert_string_equal(wr_json_compact(v), "[]");
+    json_object_put(j);
+    wr_policy_free(p);
+    char yaml[1024];
+    subst(yaml, sizeof yaml, base_yaml, "[git, ls, cat, python3, cp]", "[git, ls, kubectl, perl]");
+    p = load(yaml);
+    j = wr_policy_describe(p);
+    assert_true(json_object_object_get_ex(j, "commands_without_grammar", &v));
+    assert_string_equal(wr_json_compact(v), "[\"kubectl\",\"perl\"]");
     json_object_put(j);
     wr_policy_free(p);
 }
