@@ -192,9 +192,8 @@ json_object *wr_policy_explain_argv(const wr_policy *p, const wr_strv *argv)
 
 json_object *wr_policy_grammar_json(const wr_policy *p, const char *tool)
 {
-    json_object *tools = NULL, *own = NULL, *doc = NULL;
+    json_object *tools = NULL, *own = NULL;
     if (json_object_object_get_ex(p->json, "tools", &tools) && json_object_object_get_ex(tools, tool, &own))
         return json_object_get(own);
-    const char *text = wr__grammar_bundled_text(tool);
-    return text && !wr_policy_yaml_to_json(text, strlen(text), &doc, NULL) ? doc : NULL;
+    return wr__grammar_bundled_doc(tool);
 }

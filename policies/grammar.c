@@ -21,6 +21,8 @@
 #include "schemas/schemas.h"
 
 #define GRAMMAR_SCHEMA "warrant.grammar.schema.json"
+/* An option met on the way to indirect_exec: the reason names its element. */
+#define OPTION_WHY "option is indirect_exec in its grammar"
 
 typedef enum gr_arg {
     ARG_NONE,
@@ -36,9 +38,10 @@ typedef enum gr_kind {
     KIND_COMMAND, /* the argv of another program, up to a terminator */
 } gr_kind;
 
+/* Strings point into the grammar's JSON document, which the grammar keeps. */
 typedef struct gr_value_rule {
-    char *match; /* fnmatch pattern, case-insensitive (URL schemes, git config keys) */
-    char *effect;
+    const char *match; /* fnmatch pattern, case-insensitive (URL schemes, git config keys) */
+    const char *effect;
 } gr_value_rule;
 
 typedef struct gr_values {
@@ -49,21 +52,20 @@ typedef struct gr_values {
 } gr_values;
 
 typedef struct gr_option {
-    char short_name; /* or 0 */
-    char *long_name; /* or NULL */
+    char short_name;       /* or 0 */
+    const char *long_name; /* or NULL */
     gr_arg arg;
-    char *effect;
-    char *label; /* "option -c/--eval", for reasons */
-    bool stop;   /* the rest of argv belongs to the program (python3 -c, -m) */
-    bool exits;  /* prints and exits (--version): no program operand needed */
+    const char *effect;
+    bool stop;  /* the rest of argv belongs to the program (python3 -c, -m) */
+    bool exits; /* prints and exits (--version): no program operand needed */
     gr_values values;
 } gr_option;
 
 typedef struct gr_level gr_level;
 struct gr_level {
-    char *name;
-    char *effect;          /* of reaching this level at all */
-    char *unknown;         /* effect of an option or subcommand not listed */
+    const char *name;
+    const char *effect;    /* of reaching this level at all */
+    const char *unknown;   /* effect of an option or subcommand not listed */
     bool permute;          /* GNU: options after operands still count */
     bool abbrev;           /* unique prefixes of long options */
     bool clusters;         /* -abc is -a -b -c, -ovalue is -o value */
@@ -75,16 +77,17 @@ struct gr_level {
     size_t nopts;
     gr_level *subs;
     size_t nsubs;
-    char *operand_effect;
+    const char *operand_effect;
     bool operand_required; /* none given: the tool reads its program from stdin */
     bool operand_stop;     /* the first operand ends the tool's own options (script) */
     int64_t at_most;       /* operands past this many have the effect `beyond` (-1: no limit) */
-    char *beyond;
+    const char *beyond;
     gr_values operands;
 };
 
 struct wr_grammar {
     char *tool;
+    json_object *doc; /* owns every string of the levels */
     gr_level root;
 };
 
@@ -96,11 +99,10 @@ static json_object *get(json_object *o, const char *key)
     return v;
 }
 
-static char *dup_or(json_object *o, const char *key, const char *dflt)
+static const char *str_or(json_object *o, const char *key, const char *dflt)
 {
     json_object *v = get(o, key);
-    const char *s = v ? json_object_get_string(v) : dflt;
-    return s ? strdup(s) : NULL;
+    return v ? json_object_get_string(v) : dflt;
 }
 
 static bool bool_or(json_object *o, const char *key, bool dflt)
@@ -116,10 +118,6 @@ static int oom(wr_error *err)
 
 static void values_free(gr_values *v)
 {
-    for (size_t i = 0; i < v->nrules; i++) {
-        free(v->rules[i].match);
-        free(v->rules[i].effect);
-    }
     free(v->rules);
     wr_strv_free(&v->terminators);
 }
@@ -138,10 +136,8 @@ static int load_values(json_object *o, gr_values *v, wr_error *err)
     for (size_t i = 0; i < n; i++) {
         json_object *r = json_object_array_get_idx(rules, i);
         gr_value_rule *vr = &v->rules[v->nrules++];
-        vr->match = dup_or(r, "match", NULL);
-        vr->effect = dup_or(r, "effect", NULL);
-        if (!vr->match || !vr->effect)
-            return oom(err);
+        vr->match = str_or(r, "match", "");
+        vr->effect = str_or(r, "effect", WR_EFFECT_INDIRECT);
     }
     json_object *t = get(o, "terminators");
     if (t)
@@ -160,30 +156,14 @@ static int load_option(json_object *o, gr_option *opt, wr_error *err)
             opt->arg = (gr_arg)i;
     opt->stop = bool_or(o, "stop", false);
     opt->exits = bool_or(o, "exits", false);
-    opt->effect = dup_or(o, "effect", "observe");
-    opt->long_name = dup_or(o, "long", NULL);
-    if (!opt->effect || (get(o, "long") && !opt->long_name))
-        return oom(err);
-    char label[160];
-    snprintf(label, sizeof label, "option %s%c%s%s%.100s is %.64s in its grammar", s ? "-" : "", s ? s[0] : '-',
-             s && opt->long_name ? "/" : "", opt->long_name ? "--" : "", opt->long_name ? opt->long_name : "",
-             opt->effect);
-    if (!(opt->label = strdup(label)))
-        return oom(err);
+    opt->effect = str_or(o, "effect", "observe");
+    opt->long_name = str_or(o, "long", NULL);
     return load_values(o, &opt->values, err);
 }
 
 static void level_free(gr_level *l)
 {
-    free(l->name);
-    free(l->effect);
-    free(l->unknown);
-    free(l->operand_effect);
-    free(l->beyond);
     for (size_t i = 0; i < l->nopts; i++) {
-        free(l->opts[i].long_name);
-        free(l->opts[i].effect);
-        free(l->opts[i].label);
         values_free(&l->opts[i].values);
     }
     free(l->opts);
@@ -224,11 +204,9 @@ static int load_options(json_object *lv, json_object *sets, gr_level *l, wr_erro
 static int load_level(json_object *lv, json_object *sets, const gr_level *parent, const char *name, gr_level *l,
                       wr_error *err)
 {
-    l->name = strdup(name);
-    l->effect = dup_or(lv, "effect", parent ? parent->effect : "observe");
-    l->unknown = dup_or(lv, "unknown", parent ? parent->unknown : WR_EFFECT_INDIRECT);
-    if (!l->name || !l->effect || !l->unknown)
-        return oom(err);
+    l->name = name;
+    l->effect = str_or(lv, "effect", parent ? parent->effect : "observe");
+    l->unknown = str_or(lv, "unknown", parent ? parent->unknown : WR_EFFECT_INDIRECT);
     /* The parsing style is each level's own (git's global options are
      * exact and come first; its subcommands permute and abbreviate). */
     l->permute = bool_or(lv, "permute", true);
@@ -242,15 +220,12 @@ static int load_level(json_object *lv, json_object *sets, const gr_level *parent
     if (rc)
         return rc;
     json_object *ops = get(lv, "operands");
-    l->operand_effect = dup_or(ops, "effect", "observe");
-    if (!l->operand_effect)
-        return oom(err);
+    l->operand_effect = str_or(ops, "effect", "observe");
     l->operand_required = bool_or(ops, "required", false);
     l->operand_stop = bool_or(ops, "stop", false);
     json_object *am = get(ops, "at_most");
     l->at_most = am ? json_object_get_int64(am) : -1;
-    if (am && !(l->beyond = dup_or(ops, "beyond", WR_EFFECT_INDIRECT)))
-        return oom(err);
+    l->beyond = str_or(ops, "beyond", WR_EFFECT_INDIRECT);
     if (ops && (rc = load_values(ops, &l->operands, err)))
         return rc;
     json_object *subs = get(lv, "subcommands");
@@ -269,22 +244,17 @@ static int load_level(json_object *lv, json_object *sets, const gr_level *parent
     return WR_OK;
 }
 
-static int grammar_from_json(const wr_schema *schema, const char *tool, json_object *doc, wr_grammar **out,
-                             wr_error *err)
+static int grammar_from_json(const char *tool, json_object *doc, wr_grammar **out, wr_error *err)
 {
     *out = NULL;
-    int rc = wr_schema_validate(schema, doc, err);
-    if (rc) {
-        wr_error_prefix(err, "grammar %s does not match %s", tool, GRAMMAR_SCHEMA);
-        return rc;
-    }
+    int rc;
     wr_grammar *g = calloc(1, sizeof *g);
     if (!g || !(g->tool = strdup(tool))) {
         free(g);
         return oom(err);
     }
+    g->doc = json_object_get(doc);
     if ((rc = load_level(doc, get(doc, "option_sets"), NULL, tool, &g->root, err))) {
-        wr_error_prefix(err, "grammar %s", tool);
         wr__grammar_free(g);
         return rc;
     }
@@ -298,6 +268,7 @@ void wr__grammar_free(wr_grammar *g)
         return;
     free(g->tool);
     level_free(&g->root);
+    json_object_put(g->doc);
     free(g);
 }
 
@@ -314,35 +285,42 @@ const wr_grammar *wr__grammar_for(const wr_policy *p, const char *name)
     return NULL;
 }
 
-/* One grammar per allowed command: the policy's `tools` entry, else the
- * bundled file; the names without one are kept for describe_policy and
- * `warrant policy test`. */
+/* One grammar per allowed command: the policy's `tools` entry (checked
+ * against the grammar schema), else the bundled one (checked when it was
+ * compiled into the binary); the names without one are kept for
+ * describe_policy and `warrant policy test`. */
 int wr__grammars_load(wr_policy *p, json_object *tools, wr_error *err)
 {
-    wr_schema *schema = wr_schema_embedded(GRAMMAR_SCHEMA, err);
-    if (!schema)
-        return err ? err->code : WR_E_INTERNAL;
+    wr_schema *schema = NULL;
     int rc = WR_OK;
     if (p->allow_commands.n && !(p->grammars = calloc(p->allow_commands.n, sizeof *p->grammars)))
         rc = oom(err);
     for (size_t i = 0; !rc && i < p->allow_commands.n; i++) {
-        const char *name = p->allow_commands.v[i], *text;
-        json_object *doc = NULL, *own = get(tools, name);
-        if (own)
+        const char *name = p->allow_commands.v[i];
+        json_object *doc = wr__grammar_bundled_doc(name), *own = get(tools, name);
+        if (own) {
+            json_object_put(doc);
             doc = json_object_get(own);
-        else if ((text = wr__grammar_bundled_text(name)) &&
-                 (rc = wr_policy_yaml_to_json(text, strlen(text), &doc, err)))
-            wr_error_prefix(err, "bundled grammar %s", name);
-        if (!rc && doc)
-            rc = grammar_from_json(schema, name, doc, &p->grammars[p->ngrammars++], err);
-        else if (!rc && wr_strv_push(&p->without_grammar, name))
+            if (!schema && !(schema = wr_schema_embedded(GRAMMAR_SCHEMA, err)))
+                rc = err ? err->code : WR_E_INTERNAL;
+            if (!rc && (rc = wr_schema_validate(schema, doc, err)))
+                wr_error_prefix(err, "/tools/%s: grammar does not match %s", name, GRAMMAR_SCHEMA);
+        }
+        if (!rc && doc && (rc = grammar_from_json(name, doc, &p->grammars[p->ngrammars++], err)))
+            wr_error_prefix(err, "%s%s", own ? "/tools/" : "bundled grammar ", name);
+        if (!rc && !doc && wr_strv_push(&p->without_grammar, name))
             rc = oom(err);
         json_object_put(doc);
-        if (rc && own)
-            wr_error_prefix(err, "/tools/%s", name);
     }
     wr_schema_free(schema);
     return rc;
+}
+
+json_object *wr__grammar_bundled_doc(const char *tool)
+{
+    const char *json = wr__grammar_bundled_json(tool);
+    /* compiled from our own files at build time: no limits to enforce */
+    return json ? json_tokener_parse(json) : NULL;
 }
 
 /* ---- parsing -------------------------------------------------------------- */
@@ -491,7 +469,7 @@ static size_t apply_option(parser *ps, const gr_option *o, const char *attached,
     note_option(ps, o);
     if (o->exits)
         ps->program_given = true;
-    const char *why = o->label;
+    const char *why = OPTION_WHY;
     *stop = *stop || o->stop;
     if (o->arg == ARG_NONE) {
         meet(ps, attached ? ps->level->unknown : o->effect, i, attached ? "option takes no value" : why);
@@ -656,7 +634,7 @@ static size_t old_style(parser *ps, size_t i)
             continue;
         }
         note_option(ps, o);
-        take_value(ps, &o->values, ps->argv->v[next], next, i, o->effect, o->label);
+        take_value(ps, &o->values, ps->argv->v[next], next, i, o->effect, OPTION_WHY);
         next++;
     }
     return next - 1;

@@ -59,9 +59,11 @@ const char *wr__grammar_tool(const wr_grammar *g);
 /* The policy's grammar for a tool name (its own `tools:` first, then the
  * bundled one), or NULL: then the CSC rules alone apply. */
 const wr_grammar *wr__grammar_for(const wr_policy *p, const char *name);
-/* The bundled grammar files (policies/grammars/TOOL.yaml, embedded). */
-const char *wr__grammar_bundled_text(const char *tool);
-const char *const *wr__grammar_bundled_names(void);
+/* The bundled grammars (policies/grammars/TOOL.yaml, checked and turned
+ * into JSON at build time by grammar_compile.c): the JSON text, or NULL. */
+const char *wr__grammar_bundled_json(const char *tool);
+/* The same parsed (new reference), or NULL. */
+json_object *wr__grammar_bundled_doc(const char *tool);
 
 /* What a script or module operand is checked against. */
 typedef struct wr_grammar_env {
