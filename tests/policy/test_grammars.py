@@ -7,11 +7,12 @@ tools.
    our choosing (a marker file appears), else the test proves nothing. Then
    the bundled pack that allows the tool must refuse it, and the ordinary
    read-only commands that deny-lists refused must be allowed.
-2. Every getopt_long grammar is compared with its tool option by option:
-   an option the grammar says takes a value must make the real tool say
-   "requires an argument" when the value is missing, one it says takes none
-   must make the tool refuse "--opt=x". A wrong arity would let the next
-   word hide from the parser (sort -c --compress-program=sh).
+2. Every getopt_long grammar, and git's parse-options subcommands, are
+   compared with the tool option by option: an option the grammar says
+   takes a value must make the real tool say it "requires" one when it is
+   missing, one it says takes none must make the tool refuse "--opt=x". A
+   wrong arity would let the next word hide from the parser (sort -c
+   --compress-program=sh).
 3. Abbreviations: a prefix the grammar resolves uniquely is accepted by the
    tool, one it finds ambiguous the tool rejects as ambiguous.
 
@@ -297,6 +298,39 @@ def arity(tmp):
                       err[:200])
 
 
+def git_arity(tmp):
+    """The same for git's parse-options subcommands (those the grammar marks
+    negation: true): "requires a value" / "takes no value"."""
+    if shutil.which("git") is None:
+        return
+    repo = tempfile.mkdtemp(dir=tmp)
+    real(["git", "init", "-q"], repo)
+    g = grammar("git", pack_file("default", tmp))
+    for sub, level in g["subcommands"].items():
+        if not level.get("negation"):
+            continue
+        for o in level.get("options", []):
+            name, arg = o.get("long"), o.get("arg", "none")
+            if o.get("short") and arg == "required":
+                err = probe_git(repo, [sub, "-" + o["short"]])
+                check(f"git {sub} -{o['short']} takes a value", "requires a value" in err or
+                      ("malformed object name" in err and "HEAD" in err), err[:200])
+            if not name or arg == "optional":
+                continue
+            err = probe_git(repo, [sub, f"--{name}"] if arg == "required" else [sub, f"--{name}=x"])
+            want = "requires a value" if arg == "required" else "takes no value"
+            # --contains, --merged, --points-at: a value unless last, then HEAD
+            last_default = arg == "required" and "malformed object name" in err and "HEAD" in err
+            check(f"git {sub} --{name} value is {arg}", want in err or last_default, err[:200])
+
+
+def probe_git(repo, args):
+    try:
+        return real(["git", *args], repo, timeout=5).stderr.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        return ""
+
+
 def abbreviations(tmp):
     d = tempfile.mkdtemp(dir=tmp)
     cases = [("sort", "--compress-prog=x", False), ("sort", "--s", True), ("sort", "--st", False),
@@ -385,6 +419,7 @@ def main():
         self_tests(tmp)
         attacks(tmp)
         arity(tmp)
+        git_arity(tmp)
         abbreviations(tmp)
     for f in failures:
         print("FAIL", f)
