@@ -223,6 +223,9 @@ def attacks(tmp):
     refused("make -f -", "dev-write", a, tmp)
     refused("make -f /tmp/x", "ci", ["make", "-f", "/tmp/Makefile"], tmp)
     refused("make VAR=… (rewrites recipes)", "ci", ["make", "CC=sh -c id"], tmp)
+    refused("make -C <outside>", "ci", ["make", "-C", "/usr/share/doc/x"], tmp)
+    refused("npm --prefix <outside>", "ci", ["npm", "test", "--prefix", "/usr/lib/node_modules/npm"], tmp)
+    refused("patch --ed", "dev-write", ["patch", "--ed", "f", "p.ed"], tmp)
     tpl = os.path.join(d, "tpl", "hooks")
     os.makedirs(tpl)
     with open(os.path.join(tpl, "post-checkout"), "w") as f:
