@@ -72,7 +72,7 @@ struct gr_level {
     bool negation;         /* git: --no-OPT is OPT */
     bool numbers;          /* git log -5 */
     bool old_style;        /* tar xzf: a first word without "-" is a cluster */
-    bool single_dash_long; /* find -name, node -e/--eval both */
+    bool single_dash_long; /* find -name */
     gr_option *opts;
     size_t nopts;
     gr_level *subs;
@@ -454,11 +454,15 @@ static size_t take_value(parser *ps, const gr_values *v, const char *value, size
     return elem;
 }
 
-static void note_option(parser *ps, const gr_option *o)
+/* Options are recorded for deny and classify rules; past the record's size
+ * (a 4 000-letter cluster) a rule could miss one, so the argv fails closed. */
+static void note_option(parser *ps, const gr_option *o, size_t elem)
 {
     wr_parsed *out = ps->out;
     if (out->nopts < WR_CONTRACT_MAX_ARGV)
         out->opts[out->nopts++] = (wr_parsed_opt){o->short_name, o->long_name};
+    else
+        meet(ps, WR_EFFECT_INDIRECT, elem, "has more options than the policy can check");
 }
 
 /* One option matched; its value is attached (may be NULL) or, when
@@ -466,7 +470,7 @@ static void note_option(parser *ps, const gr_option *o)
  * option's rules or kind say so. Returns the last element consumed. */
 static size_t apply_option(parser *ps, const gr_option *o, const char *attached, size_t i, bool *stop)
 {
-    note_option(ps, o);
+    note_option(ps, o, i);
     if (o->exits)
         ps->program_given = true;
     const char *why = OPTION_WHY;
@@ -633,7 +637,7 @@ static size_t old_style(parser *ps, size_t i)
             meet(ps, l->unknown, i, "option lacks its value");
             continue;
         }
-        note_option(ps, o);
+        note_option(ps, o, i);
         take_value(ps, &o->values, ps->argv->v[next], next, i, o->effect, OPTION_WHY);
         next++;
     }
@@ -664,8 +668,11 @@ void wr__grammar_parse(const wr_grammar *g, const wr_strv *argv, const wr_gramma
                 meet(&ps, ps.level->unknown, i, "subcommand not in the tool's grammar");
                 break;
             }
-            if (out->nsubs < WR_GRAMMAR_MAX_DEPTH)
-                out->subs[out->nsubs++] = i;
+            if (out->nsubs == WR_GRAMMAR_MAX_DEPTH) {
+                meet(&ps, WR_EFFECT_INDIRECT, i, "nests subcommands deeper than the policy can check");
+                break;
+            }
+            out->subs[out->nsubs++] = i;
             ps.level = sub;
             ps.level_operands = 0;
             meet(&ps, sub->effect, i, sub->name);

@@ -384,6 +384,13 @@ static void test_dev_write_pack(void **state)
     /* ... but never outside the workspace */
     expect(p, "[\"cp\",\"a\",\"/etc/b\"]", ",\"write_paths\":[\"/etc/b\"]", NULL, WR_DENY, "WRITE_SCOPE_DENIED", NULL);
     expect(p, "[\"rm\",\"-rf\",\"/\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    /* deny prefixes match the parsed options: a flag buried in a cluster too
+     * long to record cannot hide -r and -f from [rm, -rf, /] */
+    char argv_json[1200] = "[\"rm\",\"-";
+    memset(argv_json + strlen(argv_json), 'v', 600);
+    strcpy(argv_json + strlen("[\"rm\",\"-") + 600, "rf\",\"/\"]");
+    expect(p, argv_json, NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    expect(p, "[\"rm\",\"-r\",\"-v\",\"-f\",\"/\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
     wr_policy_free(p);
 }
 
