@@ -42,19 +42,26 @@ int wr_contract_validate_json(const wr_contracts *c, json_object *obj, wr_error 
     return wr_schema_validate(c->schema, obj, err);
 }
 
-/* CSC hashes its model of the contract, in which an absent expected_outputs
- * is the default []: hash a shallow copy with that member filled in, so a
- * contract without it (the README's own example) has CSC's hash. */
-int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err)
+/* The contract as CSC's model holds it: an absent expected_outputs is the
+ * default []. Hashed, stored and bundled in this form, so that a contract
+ * without it (the README's own example) has CSC's contract_sha256 and the
+ * stored document hashes to it. A new reference; obj is not changed. */
+static json_object *csc_model(json_object *obj)
 {
     json_object *have = NULL;
     if (!json_object_is_type(obj, json_type_object) || json_object_object_get_ex(obj, "expected_outputs", &have))
-        return wr_canonical_sha256(obj, true, out, err);
+        return json_object_get(obj);
     json_object *filled = json_object_new_object();
     json_object_object_foreach(obj, k, v) json_object_object_add(filled, k, json_object_get(v));
     json_object_object_add(filled, "expected_outputs", json_object_new_array());
-    int rc = wr_canonical_sha256(filled, true, out, err);
-    json_object_put(filled);
+    return filled;
+}
+
+int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err)
+{
+    json_object *model = csc_model(obj);
+    int rc = wr_canonical_sha256(model, true, out, err);
+    json_object_put(model);
     return rc;
 }
 
@@ -316,8 +323,8 @@ int wr_contract_from_json(const wr_contracts *c, json_object *obj, wr_contract *
     wr_contract *ct = calloc(1, sizeof *ct);
     if (!ct)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    ct->json = json_object_get(obj);
-    if ((rc = build(obj, ct, err))) {
+    ct->json = csc_model(obj);
+    if ((rc = build(ct->json, ct, err))) {
         wr_contract_free(ct);
         return rc;
     }

@@ -52,10 +52,11 @@ typedef struct wr_contract {
     wr_actor actor;
     wr_command *commands;
     size_t ncommands;
-    /* Bare lowercase hex sha256 of the canonical JSON of the contract as
-     * submitted, nulls dropped (byte-identical to the CSC reference). */
+    /* Bare lowercase hex sha256 of the canonical JSON of json, nulls
+     * dropped (byte-identical to the CSC reference). */
     char sha256[WR_SHA256_HEX_LEN];
-    /* The validated document as submitted (owned reference). */
+    /* The validated document as CSC's model holds it: as submitted, with the
+     * default expected_outputs [] filled in when absent (owned reference). */
     json_object *json;
 } wr_contract;
 
@@ -74,7 +75,8 @@ void wr_contract_free(wr_contract *ct);
 /* Only the schema check (for `warrant validate contract`). */
 int wr_contract_validate_json(const wr_contracts *c, json_object *obj, wr_error *err);
 
-/* contract_sha256 of a JSON document (canonical JSON, nulls dropped). */
+/* contract_sha256 of a JSON document (its CSC model: expected_outputs
+ * defaults to []; canonical JSON, nulls dropped). */
 int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err);
 
 /* Lexical normalisation of an absolute POSIX path: collapses "//" and ".",
