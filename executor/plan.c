@@ -467,20 +467,28 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         p->ops[p->nops - 1].size = mb(lim && lim->tmp_mb > 0 ? lim->tmp_mb : 64);
     }
 
-    size_t nd = cmd->read_paths.n + cmd->write_paths.n;
+    /* a glob read path shows exactly what it matches now (globs.c) */
+    wr_strv reads = {0};
+    if ((rc = wr_read_globs_expand(&cmd->read_paths, &reads, err)) != WR_OK) {
+        wr_strv_free(&reads);
+        goto fail;
+    }
+    size_t nd = reads.n + cmd->write_paths.n;
     decl_ref *d = calloc(nd ? nd : 1, sizeof *d);
     if (!d) {
+        wr_strv_free(&reads);
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < cmd->read_paths.n; i++)
-        d[i] = (decl_ref){cmd->read_paths.v[i], "read", i};
+    for (size_t i = 0; i < reads.n; i++)
+        d[i] = (decl_ref){reads.v[i], "read", i};
     for (size_t i = 0; i < cmd->write_paths.n; i++)
-        d[cmd->read_paths.n + i] = (decl_ref){cmd->write_paths.v[i], "write", cmd->read_paths.n + i};
+        d[reads.n + i] = (decl_ref){cmd->write_paths.v[i], "write", reads.n + i};
     qsort(d, nd, sizeof *d, cmp_decl);
     for (size_t i = 0; i < nd && rc == WR_OK; i++)
         rc = add_declared(p, cmd, d[i].path, d[i].kind, apply, err);
     free(d);
+    wr_strv_free(&reads);
     if (rc != WR_OK)
         goto fail;
 
