@@ -1,0 +1,218 @@
+"""Egress attacks against real sandboxes (issue 12), only on this machine.
+
+Test servers listen on 127.0.0.1 (and a host abstract unix socket); the
+policy lists them as literal 127.0.0.1:PORT. Each scenario runs as root and
+as an unprivileged user (nobody), through tests/egress/egress_driver.
+
+    test_egress.py EGRESS_DRIVER
+"""
+import functools
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+DRIVER = sys.argv[1]
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+BODY = b"egress-test-body\n"
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, cond, detail=""):
+    results["passed" if cond else "failed"] += 1
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond else "  -- " + str(detail)[:1500]), flush=True)
+
+
+def skip(why):
+    print("SKIP: " + why)
+    sys.exit(77)
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+def serve(root):
+    """An HTTP server on 127.0.0.1 (ephemeral port) serving root."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=root))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def run(mode, argv, allow=(), hosts=None, as_nobody=False):
+    cmd = ([] if not as_nobody else NOBODY) + [DRIVER, mode]
+    for a in allow:
+        cmd += ["--allow", a]
+    if hosts:
+        cmd += ["--hosts", hosts]
+    p = subprocess.run(cmd + ["--"] + argv, capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        return {"status": "driver-error", "error": p.stderr, "stdout": "", "stderr": p.stderr,
+                "network_used": None, "network": None, "plan": {}}
+    return json.loads(p.stdout)
+
+
+def hosts_of(r):
+    return {(h["host"], h["port"]): h for h in ((r.get("network") or {}).get("hosts") or [])}
+
+
+def refused_of(r):
+    return {(h["host"], h["port"]): h["reason"] for h in ((r.get("network") or {}).get("refused") or [])}
+
+
+PY_CONNECT = """
+import socket, sys
+kind, where = sys.argv[1], sys.argv[2]
+if kind == "abstract":
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    target = "\\0" + where
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    host, port = where.rsplit(":", 1)
+    target = (host, int(port))
+s.settimeout(3)
+try:
+    s.connect(target)
+    print("CONNECTED")
+except OSError as e:
+    print("FAILED", e.errno)
+"""
+
+
+def main():
+    if not shutil.which("bwrap") or not shutil.which("curl"):
+        skip("bwrap and curl are needed")
+    if os.geteuid() != 0:
+        skip("runs as root (it also runs every scenario as nobody)")
+    tmp = tempfile.mkdtemp(prefix="wr-egress-")
+    os.chmod(tmp, 0o755)
+    www = os.path.join(tmp, "www")
+    os.mkdir(www)
+    with open(os.path.join(www, "index.html"), "wb") as f:
+        f.write(BODY)
+    # a repository git can clone over plain ("dumb") HTTP
+    src = os.path.join(tmp, "src")
+    subprocess.run(["git", "init", "-q", src], check=True)
+    with open(os.path.join(src, "README"), "w") as f:
+        f.write("cloned through the egress proxy\n")
+    git_env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+                   GIT_COMMITTER_EMAIL="t@t")
+    subprocess.run(["git", "-C", src, "add", "README"], check=True, env=git_env)
+    subprocess.run(["git", "-C", src, "commit", "-qm", "one"], check=True, env=git_env)
+    subprocess.run(["git", "clone", "-q", "--bare", src, os.path.join(www, "repo.git")], check=True)
+    subprocess.run(["git", "-C", os.path.join(www, "repo.git"), "update-server-info"], check=True)
+    for d, _, files in os.walk(tmp):
+        os.chmod(d, 0o755)
+        for fn in files:
+            os.chmod(os.path.join(d, fn), 0o644)
+
+    allowed_srv, other_srv = serve(www), serve(www)
+    port, other = allowed_srv.server_address[1], other_srv.server_address[1]
+    lit = "127.0.0.1:%d" % port
+    url = "http://%s/index.html" % lit
+    abstract_name = "warrant-egress-test-%d" % os.getpid()
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract.bind("\0" + abstract_name)
+    abstract.listen(8)
+    hosts = os.path.join(tmp, "hosts")
+    with open(hosts, "w") as f:
+        f.write("# test resolver\n127.0.0.1 svc.egress.test rebind.egress.test a.wild.egress.test\n")
+    os.chmod(hosts, 0o644)
+
+    for who, nobody in (("root", False), ("nobody", True)):
+        A = functools.partial(run, "allowlisted", as_nobody=nobody)
+        t = "[%s] " % who
+
+        r = A(["curl", "-sS", "-f", "-m", "10", url], allow=[lit])
+        h = hosts_of(r).get(("127.0.0.1", port))
+        check(t + "allowlisted: curl reaches a listed 127.0.0.1:PORT through the proxy",
+              r["status"] == "success" and r["stdout"].encode() == BODY, r)
+        check(t + "allowlisted: the record has the host, port and bytes; network_used",
+              h and h["bytes_received"] > len(BODY) and h["bytes_sent"] > 0 and r["network_used"] is True, r)
+        env = {op["dest"]: op.get("value") for op in r["plan"].get("ops", []) if op["op"] == "setenv"}
+        check(t + "allowlisted: proxy variables set, upper and lower case",
+              all(env.get(k) for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                                        "all_proxy", "NO_PROXY", "no_proxy")), env)
+
+        r = A(["curl", "-sS", "-f", "-m", "10", "http://127.0.0.1:%d/index.html" % other], allow=[lit])
+        check(t + "allowlisted: another local port is refused (403) and recorded",
+              r["status"] == "failed" and "not in allowed_egress_hosts" in refused_of(r).get(("127.0.0.1", other), "")
+              and r["network_used"] is False, r)
+
+        r = A(["curl", "-sS", "-m", "5", "--noproxy", "*", url], allow=[lit])
+        check(t + "allowlisted: a direct connection bypassing the proxy fails",
+              r["status"] == "failed" and r["exit_code"] == 7 and not hosts_of(r), r)
+        r = A(["python3", "-c", PY_CONNECT, "tcp", "10.0.2.2:%d" % port], allow=[lit])
+        check(t + "allowlisted: no route anywhere but the proxy",
+              r["stdout"].startswith("FAILED"), r)
+        r = A(["python3", "-c", PY_CONNECT, "abstract", abstract_name], allow=[lit])
+        check(t + "allowlisted: a host abstract unix socket is unreachable", r["stdout"].startswith("FAILED"), r)
+
+        r = A(["curl", "-sS", "-f", "-m", "10", "--proxytunnel", url], allow=[lit])
+        check(t + "allowlisted: HTTP CONNECT tunnel", r["status"] == "success" and r["stdout"].encode() == BODY, r)
+        r = A(["curl", "-sS", "-f", "-m", "10", "-x", "socks5h://127.0.0.1:3128", url], allow=[lit])
+        check(t + "allowlisted: SOCKS5", r["status"] == "success" and r["stdout"].encode() == BODY, r)
+        r = A(["curl", "-sS", "-f", "-m", "10", "-x", "socks5h://127.0.0.1:3128",
+               "http://127.0.0.1:%d/" % other], allow=[lit])
+        check(t + "allowlisted: SOCKS5 to an unlisted port is refused",
+              r["status"] == "failed" and ("127.0.0.1", other) in refused_of(r), r)
+
+        r = A(["python3", "-c", "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(%r).read()"
+               ".decode())" % url], allow=[lit])
+        check(t + "allowlisted: python3 urllib through the proxy", r["stdout"].encode() == BODY, r)
+        r = A(["git", "clone", "-q", "http://%s/repo.git" % lit, "/tmp/clone"], allow=[lit])
+        check(t + "allowlisted: git clone over HTTP through the proxy",
+              r["status"] == "success" and hosts_of(r).get(("127.0.0.1", port)), r)
+
+        # names, through the test resolver
+        svc = "http://svc.egress.test:%d/index.html" % port
+        r = A(["curl", "-sS", "-f", "-m", "10", svc], allow=["svc.egress.test", lit], hosts=hosts)
+        check(t + "allowlisted: an allowed name resolving to a listed IP:port",
+              r["status"] == "success" and ("svc.egress.test", port) in hosts_of(r), r)
+        r = A(["curl", "-sS", "-f", "-m", "10", "http://rebind.egress.test:%d/" % port],
+              allow=["rebind.egress.test"], hosts=hosts)
+        check(t + "allowlisted: an allowed name resolving to loopback is refused (rebinding)",
+              r["status"] == "failed" and "loopback" in refused_of(r).get(("rebind.egress.test", port), ""), r)
+        r = A(["curl", "-sS", "-f", "-m", "10", "http://a.wild.egress.test:%d/" % port],
+              allow=["*.wild.egress.test", lit], hosts=hosts)
+        check(t + "allowlisted: a *. wildcard matches a subdomain",
+              r["status"] == "success" and ("a.wild.egress.test", port) in hosts_of(r), r)
+        r = A(["curl", "-sS", "-f", "-m", "10", "http://svc.egress.test.evil.test:%d/" % port],
+              allow=["svc.egress.test", lit], hosts=hosts)
+        check(t + "allowlisted: a suffix trick is refused by name",
+              r["status"] == "failed" and ("svc.egress.test.evil.test", port) in refused_of(r), r)
+
+        r = run("deny", ["python3", "-c", PY_CONNECT, "tcp", lit], as_nobody=nobody)
+        check(t + "deny: no connection to a host service", r["stdout"].startswith("FAILED"), r)
+        r = run("deny", ["python3", "-c", PY_CONNECT, "abstract", abstract_name], as_nobody=nobody)
+        check(t + "deny: a host abstract unix socket is unreachable", r["stdout"].startswith("FAILED"), r)
+        check(t + "deny: network_used false", r["network_used"] is False, r)
+
+        tun_ok = os.stat("/dev/net/tun").st_mode & 0o006 == 0o006 if os.path.exists("/dev/net/tun") else False
+        r = run("full", ["sh", "-c", "grep -q tap0 /proc/net/route && python3 -c \"$0\" tcp %s && "
+                         "python3 -c \"$0\" tcp 10.0.2.2:%d && python3 -c \"$0\" abstract %s"
+                         % (lit, port, abstract_name), PY_CONNECT], as_nobody=nobody)
+        if not shutil.which("slirp4netns") or (nobody and not tun_ok):
+            check(t + "full: refused with a reason where it cannot be built",
+                  r["status"] == "blocked" and "refused rather than sharing the host's network" in (r["error"] or ""),
+                  r)
+        else:
+            check(t + "full: routed through tap0, host loopback and abstract sockets unreachable",
+                  r["status"] == "success" and [l.split()[0] for l in r["stdout"].splitlines()] == ["FAILED"] * 3, r)
+
+    abstract.close()
+    allowed_srv.shutdown()
+    other_srv.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (results["passed"], results["failed"]))
+    sys.exit(1 if results["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
