@@ -52,7 +52,8 @@ void wr_egress_allow_free(wr_egress_allow *a);
 int wr_egress_host_normalize(const char *host, char out[WR_EGRESS_NAME_MAX + 1], int *family, unsigned char addr[16],
                              wr_error *err);
 /* Whether the normalised host and port match an entry (name entries match
- * names, IP entries IP literals). */
+ * names, IP entries IP literals). WR_EGRESS_ANY_PORT: the host alone. */
+#define WR_EGRESS_ANY_PORT (-1)
 bool wr_egress_allowed(const wr_egress_allow *a, const char *host, int port);
 /* Why an address may not be dialled after resolution: loopback,
  * link-local, private, multicast, unspecified/reserved, or one of this

@@ -187,7 +187,7 @@ bool wr_egress_allowed(const wr_egress_allow *a, const char *host, int port)
     bool is_ip = parse_ip(host, canon, &family, addr);
     for (size_t i = 0; i < a->n; i++) {
         const wr_egress_rule *r = &a->rules[i];
-        if (r->port && r->port != port)
+        if (r->port && port != WR_EGRESS_ANY_PORT && r->port != port)
             continue;
         if (is_ip ? (r->family == family && !strcmp(r->host, canon)) : (!r->family && name_matches(r, host)))
             return true;

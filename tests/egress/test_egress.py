@@ -4,7 +4,11 @@ Test servers listen on 127.0.0.1 (and a host abstract unix socket); the
 policy lists them as literal 127.0.0.1:PORT. Each scenario runs as root and
 as an unprivileged user (nobody), through tests/egress/egress_driver.
 
-    test_egress.py EGRESS_DRIVER
+    test_egress.py EGRESS_DRIVER [WARRANT_CLI]
+
+With WARRANT_CLI, `warrant run` under an allowlisted policy also shows the
+proxy's record in the signed receipt, and a redirect to an unlisted port
+refused there.
 """
 import functools
 import http.server
@@ -18,6 +22,7 @@ import tempfile
 import threading
 
 DRIVER = sys.argv[1]
+WARRANT = sys.argv[2] if len(sys.argv) > 2 else None
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 BODY = b"egress-test-body\n"
 results = {"passed": 0, "failed": 0}
@@ -34,8 +39,18 @@ def skip(why):
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
+    redirect_to = None  # /redirect answers 302 to this URL
+
     def log_message(self, *a):
         pass
+
+    def do_GET(self):
+        if self.path == "/redirect" and self.redirect_to:
+            self.send_response(302)
+            self.send_header("Location", self.redirect_to)
+            self.end_headers()
+            return
+        super().do_GET()
 
 
 def serve(root):
@@ -83,6 +98,58 @@ try:
 except OSError as e:
     print("FAILED", e.errno)
 """
+
+
+POLICY = """\
+policy_schema_version: csc.policy.v0.1
+name: egress-e2e
+allow_commands: [curl]
+allowed_effect_types: [observe, fetch_external]
+allowed_risk_classes: [low]
+max_timeout_sec: 30
+network: allowlisted
+allow_secret_refs: false
+allowed_cwd_prefixes: [%s]
+allowed_read_prefixes: [%s]
+allowed_egress_hosts: ['%s']
+"""
+
+
+def warrant_run(tmp, lit, url, redirect, other):
+    """`warrant run`: the signed receipt carries the proxy's record."""
+    ws = os.path.join(tmp, "ws")
+    os.mkdir(ws)
+    os.chmod(ws, 0o755)
+    with open(os.path.join(tmp, "policy.yaml"), "w") as f:
+        f.write(POLICY % (ws, ws, lit))
+
+    def contract(name, argv):
+        path = os.path.join(tmp, name + ".json")
+        with open(path, "w") as f:
+            json.dump({"version": "csc.v0.1", "contract_id": name, "intent": name,
+                       "actor": {"agent_id": "tester", "session_id": "s-1", "initiating_user": "bob",
+                                 "delegation_scope": "test"},
+                       "commands": [{"id": "fetch", "exec": {"argv": argv}, "cwd": ws, "read_paths": [ws],
+                                     "write_paths": [], "network": "allowlisted", "env_allow": [],
+                                     "secret_refs": [], "timeout_sec": 20, "proposed_effect_type": "fetch_external"}],
+                       "risk_class": "low", "approval_mode": "policy_only", "justification": name}, f)
+        p = subprocess.run([WARRANT, "run", "--policy", os.path.join(tmp, "policy.yaml"), "--state-dir",
+                            os.path.join(tmp, "state"), path], capture_output=True, text=True, timeout=120)
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            return {"stdout": p.stdout, "stderr": p.stderr}
+
+    r = contract("e2e-fetch", ["curl", "-sS", "-f", "-m", "10", url])
+    eg = r.get("network_egress") or {}
+    check("warrant run: the signed receipt lists the host, port and bytes; network_used",
+          r.get("status") == "success" and r.get("effect_summary", {}).get("network_used") is True
+          and [(h["host"], h["port"]) for h in eg.get("hosts", [])] == [("127.0.0.1", int(lit.split(":")[1]))]
+          and eg["hosts"][0]["bytes_received"] > 0 and "signature" in r, r)
+    r = contract("e2e-redirect", ["curl", "-sS", "-f", "-L", "-m", "10", redirect])
+    eg = r.get("network_egress") or {}
+    check("warrant run: a redirect to an unlisted port is refused and recorded",
+          r.get("status") == "failed" and any(x["port"] == other for x in eg.get("refused", [])), r)
 
 
 def main():
@@ -206,6 +273,9 @@ def main():
             check(t + "full: routed through tap0, host loopback and abstract sockets unreachable",
                   r["status"] == "success" and [l.split()[0] for l in r["stdout"].splitlines()] == ["FAILED"] * 3, r)
 
+    if WARRANT:
+        Quiet.redirect_to = "http://127.0.0.1:%d/index.html" % other
+        warrant_run(tmp, lit, url, "http://%s/redirect" % lit, other)
     abstract.close()
     allowed_srv.shutdown()
     other_srv.shutdown()

@@ -7,9 +7,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "egress/egress.h"
+#include "policies/policies.h"
 
 static void refused(const char *entry, const char *why)
 {
@@ -155,12 +157,53 @@ static void test_addresses(void **state)
     wr_egress_allow_free(&a);
 }
 
+/* The policy loader refuses a bad entry with the entry's JSON pointer and
+ * a reason, and accepts the bundled packs' and a full set of good ones. */
+static void test_policy_validation(void **state)
+{
+    (void)state;
+    static const char head[] = "policy_schema_version: csc.policy.v0.1\nname: egress\nallow_commands: [curl]\n"
+                               "allowed_effect_types: [observe]\nallowed_risk_classes: [low]\nmax_timeout_sec: 30\n"
+                               "network: allowlisted\nallow_secret_refs: false\nallowed_cwd_prefixes: [/w]\n"
+                               "allowed_read_prefixes: [/w]\nallowed_egress_hosts: ";
+    static const struct {
+        const char *list, *why;
+    } bad[] = {
+        {"[ok.example.com, '*']", "bare '*'"},
+        {"[ok.example.com, 'api.*.example.com']", "leading '*.'"},
+        {"['https://example.com/x']", "no scheme"},
+        {"['example.com:99999']", "port"},
+    };
+    char yaml[1024];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(yaml, sizeof yaml, "%s%s\n", head, bad[i].list);
+        wr_policy *p = NULL;
+        wr_error e = {0};
+        assert_int_not_equal(wr_policy_load_yaml(yaml, strlen(yaml), &p, &e), WR_OK);
+        if (!strstr(e.message, bad[i].why) || !strstr(e.message, "allowed_egress_hosts") ||
+            strncmp(e.path, "/allowed_egress_hosts/", 22))
+            fail_msg("%s: path '%s' message '%s'", bad[i].list, e.path, e.message);
+    }
+    snprintf(yaml, sizeof yaml, "%s%s\n", head,
+             "[api.example.com, '*.pkg.example.org:443', '127.0.0.1:8080', '[::1]:80', 'bücher.example.']");
+    wr_policy *p = NULL;
+    wr_error e = {0};
+    if (wr_policy_load_yaml(yaml, strlen(yaml), &p, &e) != WR_OK)
+        fail_msg("good entries refused: %s", e.message);
+    wr_policy_free(p);
+    for (const char *const *n = wr_policy_bundled_names(); *n; n++) {
+        assert_int_equal(wr_policy_load_bundled(*n, &p, &e), WR_OK);
+        wr_policy_free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalid_entries),
         cmocka_unit_test(test_name_matching),
         cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_policy_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
