@@ -37,6 +37,7 @@
 #define PROXY_HOSTS_FILE_MAX (64 * 1024)
 #define HTTP_DEFAULT_PORT    80
 #define SOCKS_VERSION        5
+#define SOCKS_NAME_MAX       255 /* a one-byte length */
 
 enum socks_reply {
     SOCKS_OK = 0,
@@ -411,7 +412,7 @@ static void serve_socks(conn *c)
         socks_reply(c->cfd, SOCKS_CMD_UNSUPPORTED);
         return;
     }
-    char host[WR_EGRESS_NAME_MAX + 1];
+    char host[SOCKS_NAME_MAX + 1]; /* longer than a valid name: open_upstream refuses those */
     unsigned char a[16], pb[2], len;
     switch (b[3]) {
     case SOCKS_ATYP_V4:

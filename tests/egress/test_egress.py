@@ -152,6 +152,22 @@ def warrant_run(tmp, lit, url, redirect, other):
           r.get("status") == "failed" and any(x["port"] == other for x in eg.get("refused", [])), r)
 
 
+# A SOCKS5 request for a 255-byte name (the protocol's maximum), then a
+# normal fetch on a second connection: the proxy must refuse the first
+# cleanly and still serve the second.
+PY_SOCKS_LONG = """
+import socket, sys, urllib.request
+s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+s.sendall(bytes([5, 1, 0]))
+assert s.recv(2) == bytes([5, 0])
+name = b"a" * 255
+s.sendall(bytes([5, 1, 0, 3, 255]) + name + bytes([0, 80]))
+reply = s.recv(10)
+print("REPLY", reply[1] if len(reply) > 1 else "none")
+print("BODY", urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
+"""
+
+
 def main():
     if not shutil.which("bwrap") or not shutil.which("curl"):
         skip("bwrap and curl are needed")
@@ -230,6 +246,9 @@ def main():
         check(t + "allowlisted: SOCKS5 to an unlisted port is refused",
               r["status"] == "failed" and ("127.0.0.1", other) in refused_of(r), r)
 
+        r = A(["python3", "-c", PY_SOCKS_LONG, url], allow=[lit])
+        check(t + "allowlisted: a 255-byte SOCKS5 name is refused and the proxy keeps serving",
+              r["stdout"].split() == ["REPLY", "2", "BODY", BODY.decode().strip()], r)
         r = A(["python3", "-c", "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(%r).read()"
                ".decode())" % url], allow=[lit])
         check(t + "allowlisted: python3 urllib through the proxy", r["stdout"].encode() == BODY, r)
