@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -27,9 +26,28 @@ typedef struct ns_job {
     uid_t uid;
     gid_t gid;
     wr_netns *ns;
+    int scratch_fd; /* the child's ioctl socket: closed by the parent if a step fails */
     const char *step;
     int err;
 } ns_job;
+
+/* "ID ID 1" for uid_map/gid_map, without stdio (the child may not use it). */
+static void id_map(char *out, unsigned id)
+{
+    char digits[16];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + id % 10);
+    while ((id /= 10) && n < (int)sizeof digits);
+    char *p = out;
+    for (int rep = 0; rep < 2; rep++) {
+        for (int i = n - 1; i >= 0; i--)
+            *p++ = digits[i];
+        *p++ = ' ';
+    }
+    *p++ = '1';
+    *p = '\0';
+}
 
 static int write_str(const char *path, const char *s)
 {
@@ -60,35 +78,35 @@ static int ns_child(void *arg)
     if (j->userns) {
         /* Only our own uid and gid: the namespace grants nothing on the
          * host, it only lets us own the network namespace. */
-        char map[64];
+        char map[48];
         if (write_str("/proc/self/setgroups", "deny") != 0)
             NS_FAIL("setgroups deny");
-        snprintf(map, sizeof map, "%u %u 1", (unsigned)j->uid, (unsigned)j->uid);
+        id_map(map, (unsigned)j->uid);
         if (write_str("/proc/self/uid_map", map) != 0)
             NS_FAIL("uid_map");
-        snprintf(map, sizeof map, "%u %u 1", (unsigned)j->gid, (unsigned)j->gid);
+        id_map(map, (unsigned)j->gid);
         if (write_str("/proc/self/gid_map", map) != 0)
             NS_FAIL("gid_map");
         if ((ns->userns_fd = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC)) < 0)
             NS_FAIL("open user namespace");
     }
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* Every fd lands in ns or scratch_fd as soon as it exists: the fd
+     * table is the parent's, which closes them if a later step fails. */
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    strcpy(ifr.ifr_name, "lo");
-    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0)
+    memcpy(ifr.ifr_name, "lo", sizeof "lo");
+    if ((j->scratch_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+        ioctl(j->scratch_fd, SIOCGIFFLAGS, &ifr) != 0)
         NS_FAIL("loopback flags");
     ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
+    if (ioctl(j->scratch_fd, SIOCSIFFLAGS, &ifr) != 0)
         NS_FAIL("loopback up");
-    close(s);
     if (j->with_proxy) {
-        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(WR_EGRESS_PROXY_PORT)};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, WR_EGRESS_BACKLOG) != 0)
+        if ((ns->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+            bind(ns->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(ns->listen_fd, WR_EGRESS_BACKLOG) != 0)
             NS_FAIL("proxy listener");
-        ns->listen_fd = l;
         ns->port = WR_EGRESS_PROXY_PORT;
     }
     if ((ns->netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
@@ -103,7 +121,12 @@ static int ns_child(void *arg)
 int wr_netns_create(bool with_proxy, wr_netns *ns, wr_error *err)
 {
     *ns = (wr_netns){.userns_fd = -1, .netns_fd = -1, .listen_fd = -1, .snmp_fd = -1};
-    ns_job j = {.userns = geteuid() != 0, .with_proxy = with_proxy, .uid = geteuid(), .gid = getegid(), .ns = ns};
+    ns_job j = {.userns = geteuid() != 0,
+                .with_proxy = with_proxy,
+                .uid = geteuid(),
+                .gid = getegid(),
+                .ns = ns,
+                .scratch_fd = -1};
     void *stack = mmap(NULL, NS_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED)
         return wr_errorf(err, WR_E_NOMEM, "", "network namespace: %s", strerror(errno));
@@ -112,6 +135,8 @@ int wr_netns_create(bool with_proxy, wr_netns *ns, wr_error *err)
     if (pid > 0 && waitpid(pid, &st, 0) < 0 && errno != ECHILD)
         st = 1;
     munmap(stack, NS_STACK_SIZE);
+    if (j.scratch_fd >= 0)
+        close(j.scratch_fd);
     if (pid < 0)
         return wr_errorf(err, WR_E_IO, "", "network namespace: clone: %s", strerror(e));
     if (j.step || st != 0) {

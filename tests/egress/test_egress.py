@@ -292,6 +292,19 @@ def main():
             check(t + "full: routed through tap0, host loopback and abstract sockets unreachable",
                   r["status"] == "success" and [l.split()[0] for l in r["stdout"].splitlines()] == ["FAILED"] * 3, r)
 
+    # Unprivileged with user namespaces switched off (bwrap --disable-userns
+    # around the driver): allowlisted is refused before anything runs.
+    if "--disable-userns" in subprocess.run(["bwrap", "--help"], capture_output=True, text=True).stdout:
+        p = subprocess.run(NOBODY + ["bwrap", "--dev-bind", "/", "/", "--unshare-user", "--disable-userns", "--",
+                                     DRIVER, "allowlisted", "--allow", lit, "--", "touch", "/tmp/ran"],
+                           capture_output=True, text=True, timeout=60)
+        r = json.loads(p.stdout) if p.returncode == 0 else {"error": p.stderr}
+        check("[nobody] allowlisted without user namespaces: blocked with the reason, nothing ran",
+              r.get("status") == "blocked" and "user namespaces" in (r.get("error") or "")
+              and r.get("network") is None, r)
+    else:
+        print("note: bwrap has no --disable-userns; the no-user-namespace refusal is not exercised")
+
     if WARRANT:
         Quiet.redirect_to = "http://127.0.0.1:%d/index.html" % other
         warrant_run(tmp, lit, url, "http://%s/redirect" % lit, other)
