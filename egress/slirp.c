@@ -69,11 +69,13 @@ int wr_slirp_start(const wr_netns *ns, wr_slirp *s, wr_error *err)
     argv[n++] = "--configure";
     argv[n++] = "--mtu=" SLIRP_MTU;
     argv[n++] = "--disable-host-loopback";
-    argv[n++] = "--enable-sandbox";
     argv[n++] = "--enable-seccomp";
     argv[n++] = "--netns-type=path";
     if (ns->userns_fd >= 0)
         argv[n++] = userns_opt;
+    else
+        argv[n++] = "--enable-sandbox"; /* as root: drops its capabilities (unprivileged it has none; the
+                                           option then fails on setegid(0)) */
     argv[n++] = exit_opt;
     argv[n++] = ready_opt;
     argv[n++] = netns_path;
