@@ -92,13 +92,23 @@ struct wr_egress_proxy {
 };
 
 /* ---- records ----------------------------------------------------------------- */
+/* A refused host is whatever the client sent: the receipt gets it in
+ * printable ASCII ('?' for anything else), never raw bytes. */
+static void printable_copy(char *out, size_t cap, const char *in)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < cap; i++)
+        out[i] = in[i] > ' ' && in[i] < 0x7f ? in[i] : '?';
+    out[i] = '\0';
+}
+
 static void note_refusal(wr_egress_proxy *p, const char *host, int port, const char *reason)
 {
     pthread_mutex_lock(&p->mu);
     p->refused_total++;
     if (p->nrefused < PROXY_MAX_REFUSED) {
         refusal *r = &p->refused[p->nrefused++];
-        snprintf(r->host, sizeof r->host, "%s", host);
+        printable_copy(r->host, sizeof r->host, host);
         r->port = port;
         snprintf(r->reason, sizeof r->reason, "%s", reason);
     }

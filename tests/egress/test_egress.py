@@ -66,7 +66,7 @@ def run(mode, argv, allow=(), hosts=None, as_nobody=False):
         cmd += ["--allow", a]
     if hosts:
         cmd += ["--hosts", hosts]
-    p = subprocess.run(cmd + ["--"] + argv, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd + ["--"] + argv, capture_output=True, text=True, errors="replace", timeout=120)
     if p.returncode != 0:
         return {"status": "driver-error", "error": p.stderr, "stdout": "", "stderr": p.stderr,
                 "network_used": None, "network": None, "plan": {}}
@@ -164,6 +164,13 @@ name = b"a" * 255
 s.sendall(bytes([5, 1, 0, 3, 255]) + name + bytes([0, 80]))
 reply = s.recv(10)
 print("REPLY", reply[1] if len(reply) > 1 else "none")
+s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+s.sendall(bytes([5, 1, 0]))
+s.recv(2)
+name = bytes([0xff, 0xfe, 0x01, 0x22, 0x78, 0x5c])  # binary, a quote, a backslash
+s.sendall(bytes([5, 1, 0, 3, len(name)]) + name + bytes([0, 80]))
+reply = s.recv(10)
+print("REPLY", reply[1] if len(reply) > 1 else "none")
 print("BODY", urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
 """
 
@@ -247,8 +254,10 @@ def main():
               r["status"] == "failed" and ("127.0.0.1", other) in refused_of(r), r)
 
         r = A(["python3", "-c", PY_SOCKS_LONG, url], allow=[lit])
-        check(t + "allowlisted: a 255-byte SOCKS5 name is refused and the proxy keeps serving",
-              r["stdout"].split() == ["REPLY", "2", "BODY", BODY.decode().strip()], r)
+        check(t + "allowlisted: a 255-byte or binary SOCKS5 name is refused and the proxy keeps serving",
+              r["stdout"].split() == ["REPLY", "2", "REPLY", "2", "BODY", BODY.decode().strip()], r)
+        check(t + "allowlisted: a refused name is recorded in printable ASCII",
+              ('???"x\\', 80) in refused_of(r), r)
         r = A(["python3", "-c", "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(%r).read()"
                ".decode())" % url], allow=[lit])
         check(t + "allowlisted: python3 urllib through the proxy", r["stdout"].encode() == BODY, r)
