@@ -175,6 +175,23 @@ print("BODY", urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().str
 """
 
 
+# 80 idle connections to the proxy: past its bound of 64 concurrent ones,
+# the rest are closed at once (EOF) and recorded as refused.
+PY_FLOOD = """
+import socket, time
+held = [socket.create_connection(("127.0.0.1", 3128), timeout=5) for i in range(80)]
+time.sleep(1)
+closed = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        closed += s.recv(1) == b""
+    except BlockingIOError:
+        pass
+print("CLOSED", closed)
+"""
+
+
 def main():
     if not shutil.which("bwrap") or not shutil.which("curl"):
         skip("bwrap and curl are needed")
@@ -258,6 +275,11 @@ def main():
               r["stdout"].split() == ["REPLY", "2", "REPLY", "2", "BODY", BODY.decode().strip()], r)
         check(t + "allowlisted: a refused name is recorded in printable ASCII",
               ('???"x\\', 80) in refused_of(r), r)
+        r = A(["python3", "-c", PY_FLOOD], allow=[lit])
+        n = (r.get("network") or {}).get("refused_total", 0)
+        check(t + "allowlisted: connections past the bound of 64 are closed and counted",
+              r["stdout"].split() == ["CLOSED", "16"] and n == 16
+              and "too many concurrent connections" in json.dumps(r["network"]), r)
         r = A(["python3", "-c", "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(%r).read()"
                ".decode())" % url], allow=[lit])
         check(t + "allowlisted: python3 urllib through the proxy", r["stdout"].encode() == BODY, r)

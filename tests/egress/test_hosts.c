@@ -190,6 +190,14 @@ static void test_policy_validation(void **state)
     wr_error e = {0};
     if (wr_policy_load_yaml(yaml, strlen(yaml), &p, &e) != WR_OK)
         fail_msg("good entries refused: %s", e.message);
+    /* describe_policy tells agents what each mode reaches */
+    json_object *d = wr_policy_describe(p), *modes = NULL;
+    assert_true(json_object_object_get_ex(d, "network_modes", &modes));
+    static const char *const names[] = {"deny", "allowlisted", "full"};
+    for (size_t i = 0; i < 3; i++)
+        assert_non_null(json_object_object_get(modes, names[i]));
+    assert_non_null(strstr(json_object_get_string(json_object_object_get(modes, "allowlisted")), "127.0.0.1:3128"));
+    json_object_put(d);
     wr_policy_free(p);
     for (const char *const *n = wr_policy_bundled_names(); *n; n++) {
         assert_int_equal(wr_policy_load_bundled(*n, &p, &e), WR_OK);
