@@ -22,6 +22,7 @@
 
 /* ---- allowlist entries ---------------------------------------------------- */
 #define WR_EGRESS_NAME_MAX 253 /* a DNS name in text form, without the trailing dot */
+#define WR_EGRESS_PORT_MAX 65535
 
 typedef struct wr_egress_rule {
     char host[WR_EGRESS_NAME_MAX + 1]; /* lowercase A-labels; for "*.x" the suffix x; IP in canonical text */

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #define WR_EGRESS_LABEL_MAX 63
-#define WR_EGRESS_PORT_MAX  65535
 
 static bool label_ok(const char *s, size_t n)
 {

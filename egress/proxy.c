@@ -47,6 +47,11 @@ enum socks_reply {
     SOCKS_CMD_UNSUPPORTED = 7,
     SOCKS_ATYP_UNSUPPORTED = 8,
 };
+enum socks_const {
+    SOCKS_AUTH_NONE = 0,
+    SOCKS_AUTH_UNACCEPTABLE = 0xff,
+    SOCKS_CMD_CONNECT = 1,
+};
 enum socks_atyp {
     SOCKS_ATYP_V4 = 1,
     SOCKS_ATYP_NAME = 3,
@@ -240,7 +245,7 @@ static verdict open_upstream(conn *c, const char *raw_host, int port, host_rec *
     int family;
     unsigned char lit[16];
     wr_error e = {0};
-    if (port < 1 || port > 65535 || wr_egress_host_normalize(raw_host, host, &family, lit, &e) != WR_OK) {
+    if (port < 1 || port > WR_EGRESS_PORT_MAX || wr_egress_host_normalize(raw_host, host, &family, lit, &e) != WR_OK) {
         note_refusal(p, raw_host, port, "not a valid host or port");
         return V_REFUSED;
     }
@@ -409,16 +414,16 @@ static void socks_reply(int fd, int code)
 
 static void serve_socks(conn *c)
 {
-    unsigned char b[262];
+    unsigned char b[2 + UINT8_MAX]; /* greeting: version, count, up to 255 methods */
     if (!recv_all(c->cfd, b, 2) || !recv_all(c->cfd, b + 2, b[1]))
         return;
-    bool noauth = memchr(b + 2, 0, b[1]) != NULL;
-    unsigned char choice[2] = {SOCKS_VERSION, noauth ? 0 : 0xff};
+    bool noauth = memchr(b + 2, SOCKS_AUTH_NONE, b[1]) != NULL;
+    unsigned char choice[2] = {SOCKS_VERSION, noauth ? SOCKS_AUTH_NONE : SOCKS_AUTH_UNACCEPTABLE};
     if (!send_all(c->cfd, choice, 2) || !noauth)
         return;
     if (!recv_all(c->cfd, b, 4) || b[0] != SOCKS_VERSION)
         return;
-    if (b[1] != 1) { /* only CONNECT: no BIND, no UDP ASSOCIATE */
+    if (b[1] != SOCKS_CMD_CONNECT) { /* no BIND, no UDP ASSOCIATE */
         socks_reply(c->cfd, SOCKS_CMD_UNSUPPORTED);
         return;
     }
