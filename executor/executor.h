@@ -90,8 +90,9 @@ typedef struct wr_exec_result {
  * Before anything runs, every command's sandbox is built and its declared
  * paths re-resolved: a symlink leading out of the declared paths, a write
  * path missing outside an existing declared write root, a reserved path
- * (/, /proc, /dev), an unknown or root run_as user, a missing secret or an
- * argv over the contract limits gives WR_EXEC_BLOCKED and nothing runs.
+ * (/, /proc, /dev), an unknown or root run_as user, a missing secret, an
+ * argv over the contract limits, or a network mode that cannot be built
+ * here (docs/egress.md) gives WR_EXEC_BLOCKED and nothing runs.
  *
  * Exit codes: the command's own; 128+N when signal N killed it (error names
  * the signal; an upstream pipeline segment's SIGPIPE is not a failure);
