@@ -2,8 +2,9 @@
  * result as JSON:
  *
  *   egress_driver deny|allowlisted|full [--allow ENTRY]... [--hosts FILE]
- *                 [--read PATH]... [--write PATH]... [--cwd DIR] -- ARGV...
+ *                 [--read PATH]... [--write PATH]... [--cwd DIR] -- ARGV... [--pipe ARGV...]
  *
+ * "--pipe" starts the next pipeline segment (up to FX_MAX_SEGS).
  * --hosts is the egress proxy's test resolver (wr_exec_request's
  * egress_test_hosts, which only tests set). Output: {"status","exit_code",
  * "error","stdout","stderr","network_used","network","plan"}. */
@@ -43,6 +44,11 @@ int main(int argc, char **argv)
                            : !strcmp(argv[1], "allowlisted") ? WR_NET_ALLOWLISTED
                                                              : WR_NET_DENY;
     fx_cmd_spec spec[2] = {{.id = "c1", .seg = {(const char *const *)&argv[i + 1]}, .cwd = cwd, .net = mode}};
+    for (int k = i + 1, s = 1; k < argc && s < FX_MAX_SEGS; k++)
+        if (!strcmp(argv[k], "--pipe")) {
+            argv[k] = NULL; /* ends the previous segment's argv */
+            spec[0].seg[s++] = (const char *const *)&argv[k + 1];
+        }
     memcpy(spec[0].reads, reads, sizeof reads);
     memcpy(spec[0].writes, writes, sizeof writes);
     fx f;

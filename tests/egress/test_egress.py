@@ -261,6 +261,10 @@ def main():
         r = A(["python3", "-c", PY_CONNECT, "abstract", abstract_name], allow=[lit])
         check(t + "allowlisted: a host abstract unix socket is unreachable", r["stdout"].startswith("FAILED"), r)
 
+        r = A(["echo", 'url = "%s"' % url, "--pipe", "curl", "-sS", "-f", "-m", "10", "-K", "-", "--pipe", "tr",
+               "a-z", "A-Z"], allow=[lit])
+        check(t + "allowlisted: a later pipeline segment reaches the proxy of its command",
+              r["status"] == "success" and r["stdout"].encode() == BODY.upper(), r)
         r = A(["curl", "-sS", "-f", "-m", "10", "--proxytunnel", url], allow=[lit])
         check(t + "allowlisted: HTTP CONNECT tunnel", r["status"] == "success" and r["stdout"].encode() == BODY, r)
         r = A(["curl", "-sS", "-f", "-m", "10", "-x", "socks5h://127.0.0.1:3128", url], allow=[lit])
