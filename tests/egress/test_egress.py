@@ -315,11 +315,14 @@ def main():
         check(t + "deny: a host abstract unix socket is unreachable", r["stdout"].startswith("FAILED"), r)
         check(t + "deny: network_used false", r["network_used"] is False, r)
 
-        tun_ok = os.stat("/dev/net/tun").st_mode & 0o006 == 0o006 if os.path.exists("/dev/net/tun") else False
+        # slirp4netns needs /dev/net/tun usable by the user warrant runs as
+        tun = "/dev/net/tun"
+        tun_ok = os.path.exists(tun) and (os.stat(tun).st_mode & 0o006 == 0o006 if nobody
+                                          else os.access(tun, os.R_OK | os.W_OK))
         r = run("full", ["sh", "-c", "grep -q tap0 /proc/net/route && python3 -c \"$0\" tcp %s && "
                          "python3 -c \"$0\" tcp 10.0.2.2:%d && python3 -c \"$0\" abstract %s"
                          % (lit, port, abstract_name), PY_CONNECT], as_nobody=nobody)
-        if not shutil.which("slirp4netns") or (nobody and not tun_ok):
+        if not shutil.which("slirp4netns") or not tun_ok:
             check(t + "full: refused with a reason where it cannot be built",
                   r["status"] == "blocked" and "refused rather than sharing the host's network" in (r["error"] or ""),
                   r)
