@@ -71,6 +71,7 @@ bool wr_egress_literal_listed(const wr_egress_allow *a, const struct sockaddr *s
 #define WR_EGRESS_PROXY_PORT 3128
 #define WR_EGRESS_STR_(x)    #x
 #define WR_EGRESS_STR(x)     WR_EGRESS_STR_(x)
+#define WR_EGRESS_PROXY_ADDR "127.0.0.1:" WR_EGRESS_STR(WR_EGRESS_PROXY_PORT)
 typedef struct wr_netns {
     int userns_fd; /* unprivileged: the user namespace that owns netns (else -1) */
     int netns_fd;  /* the private network namespace */

@@ -363,7 +363,7 @@ static bool env_name_ok(const char *s)
 /* network: allowlisted — every common client finds the proxy from these;
  * "localhost" stays the sandbox's own loopback. socks5h: names are
  * resolved by the proxy (the sandbox has no DNS). */
-#define PROXY_URL(scheme) scheme "://127.0.0.1:" WR_EGRESS_STR(WR_EGRESS_PROXY_PORT)
+#define PROXY_URL(scheme) scheme "://" WR_EGRESS_PROXY_ADDR
 static const struct {
     const char *name, *value;
 } proxy_env[] = {
@@ -568,9 +568,8 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(o, "unshare", ns);
     json_object_object_add(o, "share_net", json_object_new_boolean(p->share_net));
     json_object_object_add(o, "network", json_object_new_string(wr_network_mode_name(p->network)));
-    static const char *const egress[] = {[WR_NET_DENY] = "none",
-                                         [WR_NET_ALLOWLISTED] = "proxy 127.0.0.1:" WR_EGRESS_STR(WR_EGRESS_PROXY_PORT),
-                                         [WR_NET_FULL] = "slirp4netns"};
+    static const char *const egress[] = {
+        [WR_NET_DENY] = "none", [WR_NET_ALLOWLISTED] = "proxy " WR_EGRESS_PROXY_ADDR, [WR_NET_FULL] = "slirp4netns"};
     json_object_object_add(o, "egress", json_object_new_string(egress[p->network]));
     json_object_object_add(o, "die_with_parent", json_object_new_boolean(true));
     json_object_object_add(o, "new_session", json_object_new_boolean(true));

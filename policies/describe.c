@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "egress/egress.h"
 #include "policies/policies_internal.h"
 
 static void add_str(json_object *o, const char *k, const char *v)
@@ -62,11 +63,11 @@ static json_object *contract_template(const wr_policy *p)
 static const char *const network_modes[][2] = {
     {"deny", "a private network namespace with only its own loopback: no host service, no host abstract socket, "
              "nothing outside"},
-    {"allowlisted", "a private network namespace whose only way out is warrant's egress proxy at 127.0.0.1:3128 "
-                    "(HTTP_PROXY, HTTPS_PROXY, ALL_PROXY are set; HTTP, CONNECT and SOCKS5): connections only to "
-                    "allowed_egress_hosts (exact name, '*.domain', IP, optional :port); names resolving to loopback, "
-                    "private, link-local or this host's addresses are refused unless that literal IP:port is listed; "
-                    "the receipt's network_egress lists hosts, bytes and refusals"},
+    {"allowlisted", "a private network namespace whose only way out is warrant's egress proxy at " WR_EGRESS_PROXY_ADDR
+                    " (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY are set; HTTP, CONNECT and SOCKS5): "
+                    "connections only to allowed_egress_hosts (exact name, '*.domain', IP, optional :port); names "
+                    "resolving to loopback, private, link-local or this host's addresses are refused unless that "
+                    "literal IP:port is listed; the receipt's network_egress lists hosts, bytes and refusals"},
     {"full", "a private network namespace with user-mode NAT (slirp4netns): the internet, but not the host's "
              "loopback services or abstract sockets; refused where slirp4netns cannot run"},
 };
