@@ -764,6 +764,14 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         int prc = check_argv(&ct->commands[i], &e);
         if (prc == WR_OK)
             prc = wr_plan_build(req, i, true, &plans[i], &e);
+        if (prc == WR_OK) {
+            nplans++;
+            /* Its network namespace too: a mode that cannot be built here
+             * (no user namespaces, no slirp4netns) is refused, not widened.
+             * nets[i] is safe to free whatever this returns. */
+            prc = wr_run_net_prepare(&plans[i], &nets[i], &e);
+            nnets++;
+        }
         if (prc == WR_E_DENIED || prc == WR_E_INVALID) {
             r->status = WR_EXEC_BLOCKED;
             char msg[900];
@@ -776,32 +784,11 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
             rc = prc;
             goto done;
         }
-        nplans++;
     }
     if (ct->ncommands == 0) {
         r->status = WR_EXEC_BLOCKED;
         rc = set_error(r, "contract has no commands", err);
         goto done;
-    }
-    /* Network namespaces too: a mode that cannot be built here (no user
-     * namespaces, no slirp4netns) refuses the run before anything runs. */
-    for (; nnets < ct->ncommands; nnets++) {
-        wr_error e = {0};
-        int nrc = wr_run_net_prepare(&plans[nnets], &nets[nnets], &e);
-        if (nrc == WR_E_DENIED) {
-            wr_run_net_free(&nets[nnets]);
-            r->status = WR_EXEC_BLOCKED;
-            char msg[900];
-            snprintf(msg, sizeof msg, "command %s: %s", ct->commands[nnets].id, e.message);
-            rc = set_error(r, msg, err);
-            goto done;
-        }
-        if (nrc != WR_OK) {
-            wr_run_net_free(&nets[nnets]);
-            *err = e;
-            rc = nrc;
-            goto done;
-        }
     }
     rc = profile(r, req, plans, nplans, err);
     run_io io = {req, &cout, &cerr, NULL};
