@@ -113,7 +113,6 @@ typedef struct wr_egress_proxy_config {
      * executor's tests set it (wr_exec_request.egress_test_hosts); nothing
      * in the server or the CLI can. */
     const char *test_hosts_file;
-    const wr_ctx *ctx;
 } wr_egress_proxy_config;
 
 /* Serves listen_fd (taken over) on its own thread until stopped. */

@@ -20,18 +20,17 @@ int wr_run_net_prepare(const wr_plan *p, wr_run_net *n, wr_error *err)
     n->mode = p->network;
     if (p->network == WR_NET_DENY)
         return WR_OK;
-    if (p->network == WR_NET_FULL && access(WR_SLIRP4NETNS, X_OK) != 0)
+    /* /dev/net/tun: Debian makes it 0666; where it is root's only (or
+     * absent, as under systemd's PrivateDevices) slirp4netns cannot make
+     * its tap device. */
+    const char *missing = p->network != WR_NET_FULL                 ? NULL
+                          : access(WR_SLIRP4NETNS, X_OK) != 0       ? WR_SLIRP4NETNS " (Debian package slirp4netns)"
+                          : access(WR_TUN_DEVICE, R_OK | W_OK) != 0 ? WR_TUN_DEVICE " usable by warrant's user"
+                                                                    : NULL;
+    if (missing)
         return wr_errorf(err, WR_E_DENIED, "network",
-                         "network: full needs %s (Debian package slirp4netns); refused rather than sharing the "
-                         "host's network",
-                         WR_SLIRP4NETNS);
-    /* Debian makes it 0666; where it is root's only, unprivileged
-     * slirp4netns cannot make its tap device. */
-    if (p->network == WR_NET_FULL && access(WR_TUN_DEVICE, R_OK | W_OK) != 0)
-        return wr_errorf(err, WR_E_DENIED, "network",
-                         "network: full needs %s readable and writable by uid %u for slirp4netns; refused rather "
-                         "than sharing the host's network",
-                         WR_TUN_DEVICE, (unsigned)getuid());
+                         "network: full needs %s (uid %u); refused rather than sharing the host's network", missing,
+                         (unsigned)getuid());
     int rc = wr_netns_create(p->network == WR_NET_ALLOWLISTED, &n->ns, err);
     if (rc == WR_OK)
         n->active = true;
@@ -44,8 +43,7 @@ int wr_run_net_start(wr_run_net *n, const wr_exec_request *req, wr_error *err)
         return WR_OK;
     if (n->mode == WR_NET_FULL)
         return wr_slirp_start(&n->ns, &n->slirp, err);
-    wr_egress_proxy_config cfg = {
-        .allowed = req->allowed_egress_hosts, .test_hosts_file = req->egress_test_hosts, .ctx = req->ctx};
+    wr_egress_proxy_config cfg = {.allowed = req->allowed_egress_hosts, .test_hosts_file = req->egress_test_hosts};
     int rc = wr_egress_proxy_start(n->ns.listen_fd, &cfg, &n->proxy, err);
     n->ns.listen_fd = -1; /* the proxy owns it now, even on failure */
     return rc;
