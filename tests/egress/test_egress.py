@@ -53,9 +53,14 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-def serve(root):
-    """An HTTP server on 127.0.0.1 (ephemeral port) serving root."""
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=root))
+class Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def serve(root, v6=False):
+    """An HTTP server on 127.0.0.1 (or ::1) at an ephemeral port serving root."""
+    cls, addr = (Server6, "::1") if v6 else (http.server.ThreadingHTTPServer, "127.0.0.1")
+    srv = cls((addr, 0), functools.partial(Quiet, directory=root))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -192,6 +197,18 @@ print("CLOSED", closed)
 """
 
 
+# SOCKS5 to the IPv4-mapped IPv6 form of a listed 127.0.0.1:PORT: a
+# different literal, so it is not allowed by the entry.
+PY_SOCKS_MAPPED = """
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+s.sendall(bytes([5, 1, 0]))
+s.recv(2)
+s.sendall(bytes([5, 1, 0, 4]) + socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1") + struct.pack(">H", int(sys.argv[1])))
+print("REPLY", s.recv(10)[1])
+"""
+
+
 def main():
     if not shutil.which("bwrap") or not shutil.which("curl"):
         skip("bwrap and curl are needed")
@@ -220,6 +237,10 @@ def main():
             os.chmod(os.path.join(d, fn), 0o644)
 
     allowed_srv, other_srv = serve(www), serve(www)
+    try:
+        v6_srv = serve(www, v6=True)
+    except OSError:
+        v6_srv = None
     port, other = allowed_srv.server_address[1], other_srv.server_address[1]
     lit = "127.0.0.1:%d" % port
     url = "http://%s/index.html" % lit
@@ -229,7 +250,8 @@ def main():
     abstract.listen(8)
     hosts = os.path.join(tmp, "hosts")
     with open(hosts, "w") as f:
-        f.write("# test resolver\n127.0.0.1 svc.egress.test rebind.egress.test a.wild.egress.test\n")
+        f.write("# test resolver\n127.0.0.1 svc.egress.test rebind.egress.test a.wild.egress.test\n"
+                "127.0.0.2 multi.egress.test\n127.0.0.1 multi.egress.test\n")
     os.chmod(hosts, 0o644)
 
     for who, nobody in (("root", False), ("nobody", True)):
@@ -300,6 +322,20 @@ def main():
               allow=["rebind.egress.test"], hosts=hosts)
         check(t + "allowlisted: an allowed name resolving to loopback is refused (rebinding)",
               r["status"] == "failed" and "loopback" in refused_of(r).get(("rebind.egress.test", port), ""), r)
+        r = A(["curl", "-sS", "-f", "-m", "10", "http://multi.egress.test:%d/index.html" % port],
+              allow=["multi.egress.test", lit], hosts=hosts)
+        check(t + "allowlisted: each resolved address is checked: 127.0.0.2 skipped, the listed 127.0.0.1 dialled",
+              r["status"] == "success" and hosts_of(r).get(("multi.egress.test", port), {}).get("address")
+              == "127.0.0.1", r)
+        r = A(["python3", "-c", PY_SOCKS_MAPPED, str(port)], allow=[lit])
+        check(t + "allowlisted: SOCKS5 to ::ffff:127.0.0.1 is not the listed 127.0.0.1:PORT",
+              r["stdout"].split() == ["REPLY", "2"] and not hosts_of(r), r)
+        if v6_srv:
+            p6 = v6_srv.server_address[1]
+            r = A(["curl", "-sS", "-f", "-m", "10", "-g", "http://[::1]:%d/index.html" % p6],
+                  allow=["[::1]:%d" % p6])
+            check(t + "allowlisted: a listed [::1]:PORT over IPv6",
+                  r["status"] == "success" and r["stdout"].encode() == BODY and ("::1", p6) in hosts_of(r), r)
         r = A(["curl", "-sS", "-f", "-m", "10", "http://a.wild.egress.test:%d/" % port],
               allow=["*.wild.egress.test", lit], hosts=hosts)
         check(t + "allowlisted: a *. wildcard matches a subdomain",
@@ -349,6 +385,8 @@ def main():
     abstract.close()
     allowed_srv.shutdown()
     other_srv.shutdown()
+    if v6_srv:
+        v6_srv.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (results["passed"], results["failed"]))
     sys.exit(1 if results["failed"] else 0)
