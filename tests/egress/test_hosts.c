@@ -7,6 +7,9 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,7 +131,9 @@ static void test_addresses(void **state)
                                           "fd00::1",
                                           "ff02::1",
                                           "::ffff:127.0.0.1",
-                                          "::ffff:10.0.0.1"};
+                                          "::ffff:10.0.0.1",
+                                          "192.0.2.1",
+                                          "203.0.113.9"};
     for (size_t i = 0; i < sizeof special / sizeof *special; i++) {
         struct sockaddr_storage ss = sa(special[i], 443);
         if (!wr_egress_address_refusal((struct sockaddr *)&ss))
@@ -205,13 +210,28 @@ static void test_policy_validation(void **state)
     }
 }
 
+/* An address on one of this host's interfaces is refused even when it is
+ * not special: in a network namespace of the test's own (root only), the
+ * loopback interface also gets an ordinary public address. Nothing is sent. */
+static void test_own_address(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || unshare(CLONE_NEWNET) != 0)
+        skip();
+    assert_int_equal(system("ip addr add 1.2.3.4/32 dev lo && ip link set lo up"), 0);
+    struct sockaddr_storage own = sa("1.2.3.4", 443), other = sa("1.2.3.5", 443);
+    const char *why = wr_egress_address_refusal((struct sockaddr *)&own);
+    assert_non_null(why);
+    assert_string_equal(why, "one of this host's own");
+    assert_null(wr_egress_address_refusal((struct sockaddr *)&other));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_invalid_entries),
-        cmocka_unit_test(test_name_matching),
-        cmocka_unit_test(test_addresses),
-        cmocka_unit_test(test_policy_validation),
+        cmocka_unit_test(test_invalid_entries), cmocka_unit_test(test_name_matching),
+        cmocka_unit_test(test_addresses),       cmocka_unit_test(test_policy_validation),
+        cmocka_unit_test(test_own_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
