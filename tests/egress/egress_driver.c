@@ -7,8 +7,12 @@
  * "--pipe" starts the next pipeline segment (up to FX_MAX_SEGS).
  * --hosts is the egress proxy's test resolver (wr_exec_request's
  * egress_test_hosts, which only tests set). Output: {"status","exit_code",
- * "error","stdout","stderr","network_used","network","plan"}. */
+ * "error","stdout","stderr","network_used","network","plan","cpu_ms"};
+ * cpu_ms is this process's CPU time, all threads (the executor's
+ * supervision and the egress proxy), not the sandbox's (bench/egress). */
 #include "../executor/exec_fixture.h"
+
+#include <sys/resource.h>
 
 #define MAX_ARGS 32
 
@@ -76,6 +80,11 @@ int main(int argc, char **argv)
     json_object_object_add(o, "network_used", json_object_new_boolean(r->network_used));
     json_object_object_add(o, "network", json_object_get(r->network));
     json_object_object_add(o, "plan", plan);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    json_object_object_add(o, "cpu_ms",
+                           json_object_new_int64((ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                                                 (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000));
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     json_object_put(o);
     wr_exec_result_free(r);
