@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -82,6 +83,7 @@ typedef struct conn {
 
 struct wr_egress_proxy {
     int lfd;
+    int stop_fd; /* eventfd, readable once stopping: ends connects in progress */
     wr_egress_allow allow;
     char *test_hosts; /* contents of the test resolver file, or NULL */
     pthread_t acceptor;
@@ -202,7 +204,7 @@ static void addr_text(const struct sockaddr_storage *ss, char out[INET6_ADDRSTRL
     inet_ntop(ss->ss_family, a, out, INET6_ADDRSTRLEN);
 }
 
-static int dial(const struct sockaddr_storage *ss, int *err_out)
+static int dial(const struct sockaddr_storage *ss, int stop_fd, int *err_out)
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -214,9 +216,12 @@ static int dial(const struct sockaddr_storage *ss, int *err_out)
     if (connect(fd, (const struct sockaddr *)ss, len) != 0) {
         e = errno;
         if (e == EINPROGRESS) {
-            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            struct pollfd pf[2] = {{.fd = fd, .events = POLLOUT}, {.fd = stop_fd, .events = POLLIN}};
             socklen_t el = sizeof e;
-            e = poll(&pf, 1, PROXY_CONNECT_MS) == 1 ? (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el), e) : ETIMEDOUT;
+            int n = poll(pf, 2, PROXY_CONNECT_MS);
+            e = n > 0 && pf[1].revents ? ECANCELED
+                : n > 0                ? (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el), e)
+                                       : ETIMEDOUT;
         }
     }
     if (e) {
@@ -280,7 +285,7 @@ static verdict open_upstream(conn *c, const char *raw_host, int port, host_rec *
             snprintf(failed, sizeof failed, "%s", text);
             continue;
         }
-        int fd = dial(&addrs[i], &dial_err);
+        int fd = dial(&addrs[i], p->stop_fd, &dial_err);
         if (fd < 0)
             continue;
         pthread_mutex_lock(&p->mu);
@@ -717,7 +722,9 @@ int wr_egress_proxy_start(int listen_fd, const wr_egress_proxy_config *cfg, wr_e
     }
     p->lfd = listen_fd;
     pthread_mutex_init(&p->mu, NULL);
-    int rc = wr_egress_allow_init(cfg->allowed, &p->allow, err);
+    p->stop_fd = eventfd(0, EFD_CLOEXEC);
+    int rc = p->stop_fd >= 0 ? wr_egress_allow_init(cfg->allowed, &p->allow, err)
+                             : wr_errorf(err, WR_E_IO, "", "egress proxy: eventfd: %s", strerror(errno));
     if (rc == WR_OK && cfg->test_hosts_file) {
         size_t len;
         rc = wr_read_file(cfg->test_hosts_file, PROXY_HOSTS_FILE_MAX, &p->test_hosts, &len, err);
@@ -728,6 +735,8 @@ int wr_egress_proxy_start(int listen_fd, const wr_egress_proxy_config *cfg, wr_e
         wr_egress_allow_free(&p->allow);
         free(p->test_hosts);
         close(p->lfd);
+        if (p->stop_fd >= 0)
+            close(p->stop_fd);
         pthread_mutex_destroy(&p->mu);
         free(p);
         return rc;
@@ -744,6 +753,9 @@ json_object *wr_egress_proxy_stop(wr_egress_proxy *p, uint64_t *bytes)
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
     shutdown(p->lfd, SHUT_RDWR); /* wakes accept() */
+    uint64_t one = 1;
+    ssize_t w = write(p->stop_fd, &one, sizeof one); /* cannot fail: the counter is far from its maximum */
+    (void)w;
     for (conn *c = p->conns; c; c = c->next) {
         if (c->cfd >= 0)
             shutdown(c->cfd, SHUT_RDWR);
@@ -756,6 +768,7 @@ json_object *wr_egress_proxy_stop(wr_egress_proxy *p, uint64_t *bytes)
     reap_conns(p, true);
     pthread_mutex_unlock(&p->mu);
     close(p->lfd);
+    close(p->stop_fd);
 
     json_object *o = json_object_new_object(), *hosts = json_object_new_array(), *ref = json_object_new_array();
     for (size_t i = 0; i < p->nhosts; i++) {

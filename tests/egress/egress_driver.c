@@ -2,7 +2,8 @@
  * result as JSON:
  *
  *   egress_driver deny|allowlisted|full [--allow ENTRY]... [--hosts FILE]
- *                 [--read PATH]... [--write PATH]... [--cwd DIR] -- ARGV... [--pipe ARGV...]
+ *                 [--read PATH]... [--write PATH]... [--cwd DIR] [--timeout SEC]
+ *                 -- ARGV... [--pipe ARGV...]
  *
  * "--pipe" starts the next pipeline segment (up to FX_MAX_SEGS).
  * --hosts is the egress proxy's test resolver (wr_exec_request's
@@ -24,6 +25,7 @@ int main(int argc, char **argv)
     }
     const char *allow[MAX_ARGS] = {0}, *reads[FX_MAX_LIST] = {0}, *writes[FX_MAX_LIST] = {0};
     const char *hosts = NULL, *cwd = "/usr";
+    int64_t timeout = 0;
     size_t nallow = 0, nreads = 0, nwrites = 0;
     int i = 2;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
             writes[nwrites++] = argv[++i];
         else if (!strcmp(argv[i], "--cwd"))
             cwd = argv[++i];
+        else if (!strcmp(argv[i], "--timeout"))
+            timeout = strtoll(argv[++i], NULL, 10);
         else
             return 2;
     }
@@ -47,7 +51,8 @@ int main(int argc, char **argv)
     wr_network_mode mode = !strcmp(argv[1], "full")          ? WR_NET_FULL
                            : !strcmp(argv[1], "allowlisted") ? WR_NET_ALLOWLISTED
                                                              : WR_NET_DENY;
-    fx_cmd_spec spec[2] = {{.id = "c1", .seg = {(const char *const *)&argv[i + 1]}, .cwd = cwd, .net = mode}};
+    fx_cmd_spec spec[2] = {
+        {.id = "c1", .seg = {(const char *const *)&argv[i + 1]}, .cwd = cwd, .net = mode, .timeout = timeout}};
     for (int k = i + 1, s = 1; k < argc && s < FX_MAX_SEGS; k++)
         if (!strcmp(argv[k], "--pipe")) {
             argv[k] = NULL; /* ends the previous segment's argv */

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 DRIVER = sys.argv[1]
 WARRANT = sys.argv[2] if len(sys.argv) > 2 else None
@@ -65,8 +66,10 @@ def serve(root, v6=False):
     return srv
 
 
-def run(mode, argv, allow=(), hosts=None, as_nobody=False):
+def run(mode, argv, allow=(), hosts=None, as_nobody=False, timeout=None):
     cmd = ([] if not as_nobody else NOBODY) + [DRIVER, mode]
+    if timeout:
+        cmd += ["--timeout", str(timeout)]
     for a in allow:
         cmd += ["--allow", a]
     if hosts:
@@ -248,6 +251,17 @@ def main():
     abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     abstract.bind("\0" + abstract_name)
     abstract.listen(8)
+    # a listener whose accept queue is full: further SYNs are dropped
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(0)
+    stuck_lit = "127.0.0.1:%d" % stuck.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(stuck.getsockname())
+        fillers.append(c)
     hosts = os.path.join(tmp, "hosts")
     with open(hosts, "w") as f:
         f.write("# test resolver\n127.0.0.1 svc.egress.test rebind.egress.test a.wild.egress.test\n"
@@ -301,6 +315,14 @@ def main():
               r["stdout"].split() == ["REPLY", "2", "REPLY", "2", "BODY", BODY.decode().strip()], r)
         check(t + "allowlisted: a refused name is recorded in printable ASCII",
               ('???"x\\', 80) in refused_of(r), r)
+        # A connection that cannot complete (the listener's queue is full, so
+        # SYNs are dropped) must not hold the end of the command: the proxy
+        # abandons it when the command is killed at its timeout.
+        t0 = time.monotonic()
+        r = A(["curl", "-sS", "-m", "60", "http://%s/" % stuck_lit], allow=[stuck_lit], timeout=2)
+        took = time.monotonic() - t0
+        check(t + "allowlisted: a hanging upstream connect ends with the command (timeout 2 s, run %.1f s)" % took,
+              r["status"] == "failed" and "timeout" in (r["error"] or "") and took < 7, r)
         r = A(["python3", "-c", PY_FLOOD], allow=[lit])
         n = (r.get("network") or {}).get("refused_total", 0)
         check(t + "allowlisted: connections past the bound of 64 are closed and counted",
@@ -382,7 +404,8 @@ def main():
     if WARRANT:
         Quiet.redirect_to = "http://127.0.0.1:%d/index.html" % other
         warrant_run(tmp, lit, url, "http://%s/redirect" % lit, other)
-    abstract.close()
+    for c in fillers + [stuck, abstract]:
+        c.close()
     allowed_srv.shutdown()
     other_srv.shutdown()
     if v6_srv:
