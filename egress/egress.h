@@ -75,9 +75,8 @@ bool wr_egress_literal_listed(const wr_egress_allow *a, const struct sockaddr *s
 typedef struct wr_netns {
     int userns_fd; /* unprivileged: the user namespace that owns netns (else -1) */
     int netns_fd;  /* the private network namespace */
-    int listen_fd; /* with_proxy: TCP listener on 127.0.0.1:port inside netns (else -1) */
-    int port;
-    int snmp_fd; /* the namespace's /proc/net/snmp, for the full-mode byte check */
+    int listen_fd; /* with_proxy: TCP listener on WR_EGRESS_PROXY_ADDR inside netns (else -1) */
+    int snmp_fd;   /* the namespace's /proc/net/snmp: what full mode sent */
 } wr_netns;
 
 /* Creates a network namespace with loopback up (as root a plain one;

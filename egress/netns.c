@@ -107,7 +107,6 @@ static int ns_child(void *arg)
         if ((ns->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
             bind(ns->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(ns->listen_fd, WR_EGRESS_BACKLOG) != 0)
             NS_FAIL("proxy listener");
-        ns->port = WR_EGRESS_PROXY_PORT;
     }
     if ((ns->netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
         NS_FAIL("open network namespace");
