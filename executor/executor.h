@@ -34,6 +34,10 @@ typedef struct wr_exec_request {
     void *ud;
     int cancel_fd; /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
     const wr_ctx *ctx;
+    const wr_strv *allowed_egress_hosts; /* the policy's, for network: allowlisted (NULL: none) */
+    /* Tests only: a hosts(5) file the egress proxy consults before DNS, so
+     * tests can give names to 127.0.0.1 services. The server never sets it. */
+    const char *egress_test_hosts;
 } wr_exec_request;
 
 typedef struct wr_exec_stream {
@@ -70,7 +74,9 @@ typedef struct wr_exec_result {
     json_object *sandbox_profile; /* {"version":1,"commands":[{"id","plan"}]} (owned); its canonical
                                      sha256 is sandbox_profile_sha256 */
     int64_t started_ms, ended_ms;
-    bool network_used;
+    bool network_used;    /* bytes actually left a command's network namespace */
+    json_object *network; /* allowlisted: {"hosts":[...],"refused":[...],"refused_total"} from the egress proxy
+                             (owned), or NULL when no command had a proxy */
     int secrets_used;
     bool timed_out, cancelled;
     bool artifacts_truncated; /* a write path held more than WR_ARTIFACT_MAX_FILES files */
@@ -84,8 +90,9 @@ typedef struct wr_exec_result {
  * Before anything runs, every command's sandbox is built and its declared
  * paths re-resolved: a symlink leading out of the declared paths, a write
  * path missing outside an existing declared write root, a reserved path
- * (/, /proc, /dev), an unknown or root run_as user, a missing secret or an
- * argv over the contract limits gives WR_EXEC_BLOCKED and nothing runs.
+ * (/, /proc, /dev), an unknown or root run_as user, a missing secret, an
+ * argv over the contract limits, or a network mode that cannot be built
+ * here (docs/egress.md) gives WR_EXEC_BLOCKED and nothing runs.
  *
  * Exit codes: the command's own; 128+N when signal N killed it (error names
  * the signal; an upstream pipeline segment's SIGPIPE is not a failure);

@@ -56,7 +56,8 @@ typedef struct spawn {
         rlim_t v;
     } rl[6];
     int nrl;
-    pid_t parent; /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    pid_t parent;        /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    const wr_netns *net; /* the network namespace to join (allowlisted, full), or NULL */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -80,6 +81,10 @@ static void child_fail(const char *what)
 static int child_exec(void *arg)
 {
     spawn *s = arg;
+    /* First, while its fds are still where they were and we are still
+     * privileged (as root, setns needs CAP_SYS_ADMIN). */
+    if (s->net && wr_netns_enter(s->net) != 0)
+        child_fail("join the run's network namespace");
     /* Move every fd above the slot range first so that installing slot i
      * cannot clobber a source still needed for slot j. */
     int *tmp = s->tmp;
@@ -223,11 +228,12 @@ static void set_rlimits(spawn *s, const wr_plan *p)
 }
 
 /* Starts one segment. fds in/out/errw become 0/1/2 in the child. */
-static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw, seg *sg,
-                         wr_error *err)
+static int start_segment(const wr_plan *p, const wr_netns *net, char *const *argv, char *const *envp, int in, int out,
+                         int errw, seg *sg, wr_error *err)
 {
     spawn s;
     memset(&s, 0, sizeof s);
+    s.net = net;
     s.argv = argv;
     s.envp = envp;
     s.drop_root = p->drop_root;
@@ -418,6 +424,7 @@ static int read_stream(int *fd, wr_capture *c, seg *sg, unsigned char *buf, wr_e
 typedef struct run_io {
     const wr_exec_request *req;
     wr_capture *cout, *cerr;
+    const wr_run_net *net; /* of the current command */
 } run_io;
 
 static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p, cmd_outcome *oc, wr_error *err)
@@ -452,8 +459,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, true, true, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1],
-                               &segs[i], err);
+            rc = start_segment(p, io->net->active ? &io->net->ns : NULL, argv.v, envp.v, i == 0 ? devnull : prev_read,
+                               i + 1 < n ? np[1] : outp[1], ep[1], &segs[i], err);
         wr_strv_free(&argv);
         close(ep[1]);
         if (prev_read >= 0)
@@ -694,6 +701,7 @@ void wr_exec_result_free(wr_exec_result *r)
         free(r->artifacts[i].path);
     free(r->artifacts);
     json_object_put(r->sandbox_profile);
+    json_object_put(r->network);
     free(r);
 }
 
@@ -739,8 +747,9 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     wr_capture cout, cerr;
     memset(&cout, 0, sizeof cout);
     memset(&cerr, 0, sizeof cerr);
-    size_t nplans = 0;
-    int rc = plans ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    wr_run_net *nets = calloc(ct->ncommands ? ct->ncommands : 1, sizeof *nets);
+    size_t nplans = 0, nnets = 0;
+    int rc = plans && nets ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     if (rc == WR_OK)
         rc = wr_capture_init(&cout, &r->out, WR_STDOUT, req, err);
     if (rc == WR_OK)
@@ -755,6 +764,14 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         int prc = check_argv(&ct->commands[i], &e);
         if (prc == WR_OK)
             prc = wr_plan_build(req, i, true, &plans[i], &e);
+        if (prc == WR_OK) {
+            nplans++;
+            /* Its network namespace too: a mode that cannot be built here
+             * (no user namespaces, no slirp4netns) is refused, not widened.
+             * nets[i] is safe to free whatever this returns. */
+            prc = wr_run_net_prepare(&plans[i], &nets[i], &e);
+            nnets++;
+        }
         if (prc == WR_E_DENIED || prc == WR_E_INVALID) {
             r->status = WR_EXEC_BLOCKED;
             char msg[900];
@@ -767,7 +784,6 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
             rc = prc;
             goto done;
         }
-        nplans++;
     }
     if (ct->ncommands == 0) {
         r->status = WR_EXEC_BLOCKED;
@@ -775,7 +791,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         goto done;
     }
     rc = profile(r, req, plans, nplans, err);
-    run_io io = {req, &cout, &cerr};
+    run_io io = {req, &cout, &cerr, NULL};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];
         wr_snapshot *before = NULL;
@@ -783,7 +799,11 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         if (rc != WR_OK)
             break;
         cmd_outcome oc;
-        rc = run_command(&io, cmd, &plans[i], &oc, err);
+        io.net = &nets[i];
+        rc = wr_run_net_start(&nets[i], req, err);
+        if (rc == WR_OK)
+            rc = run_command(&io, cmd, &plans[i], &oc, err);
+        wr_run_net_finish(&nets[i], r);
         if (rc == WR_OK)
             rc = wr_capture_flush(&cout, err);
         if (rc == WR_OK)
@@ -793,7 +813,6 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         wr_snapshot_free(before);
         if (rc != WR_OK)
             break;
-        r->network_used |= plans[i].share_net;
         for (size_t k = 0; k < plans[i].nops; k++)
             if (plans[i].ops[k].kind == WR_OP_SETENV && !strcmp(plans[i].ops[k].origin, "secret"))
                 r->secrets_used++;
@@ -817,6 +836,9 @@ done:
         wr_capture_finish(&cerr);
     wr_capture_free(&cout);
     wr_capture_free(&cerr);
+    for (size_t i = 0; i < nnets; i++)
+        wr_run_net_free(&nets[i]);
+    free(nets);
     for (size_t i = 0; i < nplans; i++)
         wr_plan_free(&plans[i]);
     free(plans);

@@ -605,6 +605,7 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         in.completed_command_ids = &x->completed_command_ids;
         in.failed_command_id = x->failed_command_id;
         in.network_used = x->network_used;
+        in.network_egress = x->network;
         in.secrets_used = x->secrets_used;
         in.sandbox_profile_id = x->sandbox_profile_id[0] ? x->sandbox_profile_id : NULL;
         in.sandbox_profile_sha256 = x->sandbox_profile_sha256[0] ? x->sandbox_profile_sha256 : NULL;
@@ -955,6 +956,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     wr_exec_request xr = {
         .contract = rs.ct,
         .limits = &limits,
+        .allowed_egress_hosts = &rs.policy->allowed_egress_hosts,
         .host_env = g->host_env,
         .secrets = secrets,
         .nsecrets = nsecrets,
