@@ -72,7 +72,7 @@ static void http_reset(conn *c)
         wr_session_unref(c->ss);
         c->ss = NULL;
     }
-    c->close_after = c->headers_sent = c->ended = c->add_session_header = c->preflight = false;
+    c->body_done = c->headers_sent = c->ended = c->add_session_header = c->preflight = false;
     c->origin[0] = '\0';
 }
 
@@ -114,8 +114,6 @@ static void http_begin_stream(wr_outlet *o)
 /* A refusal with a JSON-RPC error body (no id). */
 static void http_refuse(conn *c, int status, int code, const char *message)
 {
-    if (!c->body)
-        c->close_after = true; /* refused before the body was read */
     c->status = status;
     free(c->err_body);
     c->err_body = code ? wr_rpc_error_msg(NULL, code, message, NULL) : NULL;
@@ -245,7 +243,8 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
         !add_hdr(c, sse, "cache-control:", "no-cache", &p, end) ||
         !add_hdr(c, sse, "x-accel-buffering:", "no", &p, end) ||
         /* a refusal leaves the body unread: the connection cannot be reused */
-        !add_hdr(c, c->close_after, "connection:", "close", &p, end) ||
+        /* HTTP/1.1 only: h2 has no Connection header (its streams end alone) */
+        !add_hdr(c, lws_get_network_wsi(c->wsi) == c->wsi, "connection:", "close", &p, end) ||
         !add_hdr(c, status == 401, "www-authenticate:", "Bearer", &p, end) ||
         !add_hdr(c, status == 405, "allow:", "GET, POST, DELETE, OPTIONS", &p, end) ||
         /* CORS, only for an Origin that passed the allow-list */
@@ -264,13 +263,12 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
     return 0;
 }
 
+/* One request per connection: the response ends it (see http_request). */
 static int http_done(conn *c)
 {
     sse_unlink(c);
     c->hstate = H_DONE;
-    if (c->close_after)
-        return -1;
-    return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+    return -1;
 }
 
 static int http_writeable(conn *c)
@@ -325,11 +323,8 @@ static int http_writeable(conn *c)
         if (w < 0)
             return -1;
         c->last_write_ms = net_now_ms(c->n);
-        if (last) {
-            /* The response ends this stream (A/basic/transports.mdx). */
-            c->close_after = true;
+        if (last) /* the response ends this stream (A/basic/transports.mdx) */
             return http_done(c);
-        }
         if (c->q.h)
             lws_callback_on_writable(c->wsi);
     }
@@ -442,7 +437,14 @@ static const route routes[] = {
     {"/mcp", route_mcp},
 };
 
-/* LWS_CALLBACK_HTTP: the request line and headers are in. */
+/* LWS_CALLBACK_HTTP: the request line and headers are in.
+ *
+ * Pipelining: lws 4.1 re-feeds bytes buffered behind a request to the open
+ * transaction without consuming them (a busy loop, or worse, inside lws),
+ * and its rx flow control also stops HTTP writes. So a connection carries
+ * one request: the response says Connection: close and ends it, and what
+ * was pipelined behind is never parsed; HTTP/1.1 clients retry unanswered
+ * requests on a new connection (RFC 9112 9.3.2). */
 static int http_request(conn *c, const char *uri)
 {
     http_reset(c);
@@ -454,11 +456,15 @@ static int http_request(conn *c, const char *uri)
         http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");
         return 0;
     }
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(uri, routes[i].path))
-            return routes[i].handle(c);
-    http_refuse(c, 404, 0, NULL);
-    return 0;
+    int rc = 0;
+    size_t i = 0;
+    while (i < sizeof routes / sizeof routes[0] && strcmp(uri, routes[i].path))
+        i++;
+    if (i < sizeof routes / sizeof routes[0])
+        rc = routes[i].handle(c);
+    else
+        http_refuse(c, 404, 0, NULL);
+    return rc;
 }
 
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len)
@@ -466,6 +472,8 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
     net *n = lws_context_user(lws_get_context(wsi));
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        if (c->kind == CONN_HTTP)
+            return -1; /* a pipelined request while this one is open (see http_request) */
         c->wsi = wsi;
         c->n = n;
         net_conn_count(c);
@@ -484,6 +492,13 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        /* lws 4.1 calls again, consuming nothing, while pipelined bytes
+         * wait behind this body (see http_request): with the JSON answer
+         * ready the next poll writes it and closes; an open stream closes
+         * now rather than spin until it ends. */
+        if (c->body_done)
+            return c->hstate == H_JSON ? 0 : -1;
+        c->body_done = true;
         if (c->hstate == H_BODY)
             http_post_body(c);
         return 0;

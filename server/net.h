@@ -75,7 +75,7 @@ typedef struct conn {
     size_t body_len;
     int status; /* a refusal decided before the body */
     char *err_body;
-    bool close_after;
+    bool body_done; /* BODY_COMPLETION seen */
     bool headers_sent;
     bool ended; /* final message queued */
     bool add_session_header;
