@@ -14,16 +14,15 @@
 #include <string.h>
 #include <strings.h>
 
-#define HTTP_SESSION_IDLE_MS (60LL * 60 * 1000)
-#define SSE_KEEPALIVE_MS     15000
-
-struct hsess {
-    struct hsess *next;
-    char id[WR_ID_MAX];
-    char identity[256];
-    wr_session *ss;
-    int64_t last_used_ms;
-};
+#define SSE_KEEPALIVE_MS 15000
+/* Bodies grow as bytes arrive (never the announced length up front). */
+#define BODY_FIRST_CHUNK (64u * 1024u)
+/* A body slower than this (after a grace period) is a trickle: 408. */
+#define BODY_MIN_BYTES_PER_SEC (16u * 1024u)
+#define BODY_GRACE_MS          2000
+/* A refused body up to this many messages long is read and discarded
+ * before the answer, so the client sees the status, not EPIPE. */
+#define DRAIN_MAX_MESSAGES 2
 
 /* The HTTP status of a reply, from what the core says about the message. */
 static int fault_status(int fault)
@@ -44,20 +43,33 @@ static int fault_status(int fault)
  * Streamable HTTP
  * ====================================================================== */
 
-static void sse_unlink(conn *c)
+static void open_unlink(conn *c)
 {
-    for (conn **pp = &c->n->sse; *pp; pp = &(*pp)->sse_next)
+    for (conn **pp = &c->n->open; *pp; pp = &(*pp)->open_next)
         if (*pp == c) {
-            *pp = c->sse_next;
+            *pp = c->open_next;
             break;
         }
-    c->sse_next = NULL;
+    c->open_next = NULL;
+}
+
+static void open_link(conn *c)
+{
+    open_unlink(c);
+    c->open_next = c->n->open;
+    c->n->open = c;
 }
 
 static void http_reset(conn *c)
 {
     if (c->n)
-        sse_unlink(c);
+        open_unlink(c);
+    if (c->body_reserved)
+        net_body_release(c->n, c->cl, c->body_reserved);
+    c->body_reserved = c->body_cap = 0;
+    if (c->cl)
+        net_client_release_conn(c->n, c->cl);
+    c->cl = NULL;
     free(c->body);
     free(c->err_body);
     q_free(&c->q);
@@ -98,8 +110,7 @@ static void http_begin_stream(wr_outlet *o)
 {
     conn *c = (conn *)o;
     c->hstate = H_SSE;
-    c->sse_next = c->n->sse;
-    c->n->sse = c;
+    open_link(c);
     c->last_write_ms = net_now_ms(c->n);
     /* SEP-1699 priming event: an id and empty data; only 2025-11-25
      * clients expect it. */
@@ -121,24 +132,19 @@ static void http_refuse(conn *c, int status, int code, const char *message)
     lws_callback_on_writable(c->wsi);
 }
 
-static hsess *hsess_find(net *n, const char *id)
+/* Refuses a POST whose body is still on its way. A client writing a body
+ * that is refused before it is read gets EPIPE, not the status: a body of
+ * reasonable size is read and discarded first (under the body deadline),
+ * and the answer goes out once it is in. */
+static void http_refuse_body(conn *c, long long announced, int status, int code, const char *message)
 {
-    for (hsess *h = n->hsessions; h; h = h->next)
-        if (!strcmp(h->id, id))
-            return h;
-    return NULL;
-}
-
-static void hsess_drop(net *n, hsess *h)
-{
-    hsess **pp = &n->hsessions;
-    while (*pp && *pp != h)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = h->next;
-    n->nhsessions--;
-    wr_session_close(h->ss, true);
-    free(h);
+    http_refuse(c, status, code, message);
+    size_t drain_max = DRAIN_MAX_MESSAGES * wr_server_get_config(c->n->srv)->max_message_bytes;
+    if (announced > 0 && (unsigned long long)announced <= drain_max && !c->body_done) {
+        c->hstate = H_DRAIN;
+        c->body_start_ms = net_now_ms(c->n);
+        open_link(c);
+    }
 }
 
 static bool accept_lists(const char *accept, const char *type)
@@ -183,32 +189,20 @@ static void http_post_body(conn *c)
         c->hstate = H_JSON;
         wr_session_handle(ss, c->body ? c->body : "", c->body_len, &c->outlet, &res);
         if (res.is_initialize) {
-            if (n->nhsessions >= n->o->max_http_sessions) {
-                wr_session_close(ss, true);
-                c->ss = NULL;
-                q_free(&c->q);
-                http_refuse(c, 503, WR_RPC_INTERNAL, "too many MCP sessions");
-                return;
-            }
-            hsess *h = calloc(1, sizeof *h);
+            const char *why = NULL;
+            hsess *h = hsess_create(n, ss, &why);
             if (!h) {
+                wr_log(n->ctx, WR_LOG_WARNING, "server", "http: agent \"%s\": %s", c->who, why);
                 wr_session_close(ss, true);
                 c->ss = NULL;
                 q_free(&c->q);
-                http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
+                c->ended = false;
+                http_refuse(c, 503, WR_RPC_INTERNAL, why);
                 return;
             }
-            /* crypto-random, visible ASCII; bound to the token identity */
-            wr_random_id(n->ctx, "mcp-", h->id, sizeof h->id);
-            snprintf(h->identity, sizeof h->identity, "%s", wr_session_identity(ss));
-            h->ss = ss;
-            h->last_used_ms = net_now_ms(n);
-            h->next = n->hsessions;
-            n->hsessions = h;
-            n->nhsessions++;
             wr_session_ref(ss); /* the hsess owns the first reference, this conn the second */
-            wr_log(n->ctx, WR_LOG_INFO, "server", "http: new MCP session for agent \"%s\"", h->identity);
-            snprintf(c->sid, sizeof c->sid, "%s", h->id);
+            wr_log(n->ctx, WR_LOG_INFO, "server", "http: new MCP session for agent \"%s\"", c->who);
+            snprintf(c->sid, sizeof c->sid, "%s", hsess_id(h));
             c->add_session_header = true;
         } else {
             /* a failed initialize (or garbage): no session survives it */
@@ -266,7 +260,7 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
 /* One request per connection: the response ends it (see http_request). */
 static int http_done(conn *c)
 {
-    sse_unlink(c);
+    open_unlink(c);
     c->hstate = H_DONE;
     return -1;
 }
@@ -348,6 +342,10 @@ static int route_mcp(conn *c)
         return 0;
     }
     snprintf(c->who, sizeof c->who, "%s", who);
+    if (!(c->cl = net_client_acquire_conn(n, who, &why))) {
+        http_refuse(c, 429, WR_RPC_INVALID_REQUEST, why);
+        return 0;
+    }
     bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
     bool del = lws_hdr_total_length(c->wsi, WSI_TOKEN_DELETE_URI) > 0;
     bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
@@ -355,15 +353,14 @@ static int route_mcp(conn *c)
     bool have_sid = net_custom_hdr(c->wsi, "mcp-session-id:", sid, sizeof sid);
     hsess *h = NULL;
     if (have_sid) {
-        h = hsess_find(n, sid);
-        /* a session id never authenticates: it must belong to this identity */
-        if (!h || strcmp(h->identity, who)) {
+        h = hsess_find(n, sid, who);
+        if (!h) {
             http_refuse(c, 404, WR_RPC_INVALID_REQUEST, "unknown or terminated MCP session");
             return 0;
         }
-        c->ss = h->ss;
+        c->ss = hsess_session(h);
         wr_session_ref(c->ss);
-        h->last_used_ms = net_now_ms(n);
+        hsess_touch(n, h);
         if (net_custom_hdr(c->wsi, "mcp-protocol-version:", ver, sizeof ver) && !wr_mcp_version_known(ver)) {
             http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "unsupported MCP-Protocol-Version");
             return 0;
@@ -403,26 +400,29 @@ static int route_mcp(conn *c)
     size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
     char clen_s[32];
     long long clen = net_hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? atoll(clen_s) : -1;
+    const char *why_not = NULL;
     if (!accept_lists(accept, "application/json") || !accept_lists(accept, "text/event-stream")) {
-        http_refuse(c, 406, WR_RPC_INVALID_REQUEST,
-                    "not acceptable: Accept must list application/json and text/event-stream");
+        http_refuse_body(c, clen, 406, WR_RPC_INVALID_REQUEST,
+                         "not acceptable: Accept must list application/json and text/event-stream");
     } else if (strncasecmp(ctype, "application/json", 16) != 0 ||
                (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
-        http_refuse(c, 415, WR_RPC_INVALID_REQUEST, "unsupported media type: Content-Type must be application/json");
+        http_refuse_body(c, clen, 415, WR_RPC_INVALID_REQUEST,
+                         "unsupported media type: Content-Type must be application/json");
     } else if (clen > (long long)cap) {
-        http_refuse(c, 413, WR_RPC_INVALID_REQUEST, "payload too large");
+        http_refuse_body(c, clen, 413, WR_RPC_INVALID_REQUEST, "payload too large");
     } else if (clen < 0) {
         /* lws 4.1 does not decode chunked request bodies */
         http_refuse(c, 411, WR_RPC_INVALID_REQUEST, "length required: send the body with Content-Length");
     } else if (clen == 0) {
         http_refuse(c, 400, WR_RPC_PARSE_ERROR, "parse error: empty body");
+    } else if (!net_body_reserve(n, c->cl, (size_t)clen, &why_not)) {
+        wr_log(n->ctx, WR_LOG_WARNING, "server", "http: agent \"%s\": %s", who, why_not);
+        http_refuse(c, 429, WR_RPC_INVALID_REQUEST, why_not);
     } else {
+        c->body_reserved = (size_t)clen;
         c->hstate = H_BODY;
-        c->body = malloc((size_t)clen + 1);
-        if (!c->body) {
-            http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
-            return 0;
-        }
+        c->body_start_ms = net_now_ms(n);
+        open_link(c);
     }
     return 0;
 }
@@ -480,15 +480,26 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
         return http_request(c, (const char *)in);
 
     case LWS_CALLBACK_HTTP_BODY:
-        if (c->hstate == H_BODY && c->body) {
-            char clen_s[32];
-            size_t clen =
-                net_hdr(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? (size_t)atoll(clen_s) : 0;
-            if (c->body_len + len > clen)
-                return -1; /* more than announced */
-            memcpy(c->body + c->body_len, in, len);
-            c->body_len += len;
+        if (c->hstate == H_DRAIN)
+            c->body_len += len; /* counted for the deadline, discarded */
+        if (c->hstate != H_BODY)
+            return 0;
+        if (c->body_len + len > c->body_reserved)
+            return -1; /* more than announced */
+        if (c->body_len + len + 1 > c->body_cap) {
+            size_t cap = c->body_cap ? c->body_cap : BODY_FIRST_CHUNK;
+            while (cap < c->body_len + len + 1)
+                cap *= 2;
+            if (cap > c->body_reserved + 1)
+                cap = c->body_reserved + 1;
+            char *nb = realloc(c->body, cap);
+            if (!nb)
+                return -1;
+            c->body = nb;
+            c->body_cap = cap;
         }
+        memcpy(c->body + c->body_len, in, len);
+        c->body_len += len;
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
@@ -499,8 +510,13 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
         if (c->body_done)
             return c->hstate == H_JSON ? 0 : -1;
         c->body_done = true;
-        if (c->hstate == H_BODY)
+        open_unlink(c);
+        if (c->hstate == H_DRAIN) {
+            c->hstate = H_JSON; /* the refusal decided at the headers */
+            lws_callback_on_writable(wsi);
+        } else if (c->hstate == H_BODY) {
             http_post_body(c);
+        }
         return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -522,31 +538,33 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
     }
 }
 
+/* A body that is late or trickles: 408, and the connection ends. */
+static bool body_too_slow(const conn *c, int64_t now)
+{
+    int64_t elapsed = now - c->body_start_ms;
+    return elapsed > c->n->o->body_timeout_ms ||
+           (elapsed > BODY_GRACE_MS && (uint64_t)c->body_len * 1000 < (uint64_t)elapsed * BODY_MIN_BYTES_PER_SEC);
+}
+
 void http_tick(net *n)
 {
-    /* idle HTTP sessions without runs expire */
     int64_t now = net_now_ms(n);
-    for (hsess *h = n->hsessions, *next; h; h = next) {
-        next = h->next;
-        if (now - h->last_used_ms > HTTP_SESSION_IDLE_MS && !wr_session_busy(h->ss) &&
-            !wr_session_default_outlet(h->ss))
-            hsess_drop(n, h);
-    }
-    /* SSE comments keep proxies and clients from timing out a quiet run */
-    for (conn *c = n->sse; c; c = c->sse_next)
-        if (c->ss && wr_session_closed(c->ss) && !c->ended) {
+    for (conn *c = n->open, *next; c; c = next) {
+        next = c->open_next;
+        if ((c->hstate == H_BODY || c->hstate == H_DRAIN) && body_too_slow(c, now)) {
+            wr_log(n->ctx, WR_LOG_WARNING, "server", "http: agent \"%s\": request body too slow (%zu bytes in %lld ms)",
+                   c->who, c->body_len, (long long)(now - c->body_start_ms));
+            open_unlink(c);
+            http_refuse(c, 408, WR_RPC_INVALID_REQUEST, "request timeout: the body arrived too slowly");
+        } else if (c->hstate == H_SSE && c->ss && wr_session_closed(c->ss) && !c->ended) {
             /* DELETE ended the session: end its streams too */
             c->ended = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-        } else if (c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
+        } else if (c->hstate == H_SSE && c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
+            /* SSE comments keep proxies and clients from timing out a quiet run */
             q_push(&c->q, qmsg_new(": keepalive\n\n", 13, "", 0, "", 0, false));
             c->last_write_ms = now;
             lws_callback_on_writable(c->wsi);
         }
-}
-
-void http_drop_all(net *n)
-{
-    while (n->hsessions)
-        hsess_drop(n, n->hsessions);
+    }
 }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@
 
 #define TICK_MS           100
 #define DRAIN_DEADLINE_MS 30000
+#define SESSION_EXPIRY_MS 1000
+/* Blocks from this size on (request bodies, outputs) are mapped on their
+ * own and go back to the system when freed; glibc's default threshold
+ * grows after such frees, so memory a burst took would stay. */
+#define MMAP_THRESHOLD_BYTES (256 * 1024)
 
 static int sig_pipe[2] = {-1, -1}; /* the only process-global: signal handlers need it */
 
@@ -179,6 +185,7 @@ typedef struct timer {
 static const timer timers[] = {
     {TICK_MS, tick_runs},
     {TICK_MS, http_tick},
+    {SESSION_EXPIRY_MS, hsess_expire},
 };
 #define NTIMERS (sizeof timers / sizeof timers[0])
 
@@ -227,6 +234,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     n->tokens = o->tokens;
     int rc = 1;
 
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     lws_set_log_level(getenv("WR_LWS_DEBUG") ? 0x7ff : (LLL_ERR | LLL_WARN), lws_log_stderr);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         wr_log(n->ctx, WR_LOG_ERROR, "server", "pipe: %s", strerror(errno));
@@ -334,7 +342,7 @@ out:
         /* the wsis are gone: late messages only queue (and are dropped) */
         n->w_in = n->w_out = NULL;
     }
-    http_drop_all(n);
+    hsess_drop_all(n);
     if (n->stdio_ss)
         wr_session_close(n->stdio_ss, true);
     /* Runs cancelled above still seal their receipts before we return. */

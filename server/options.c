@@ -11,10 +11,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define DEFAULT_MAX_CONNECTIONS      1024
+#define DEFAULT_MAX_SESSIONS         1024
+#define DEFAULT_CLIENT_SHARE_DIVISOR 8 /* one identity: an eighth of the total by default */
+#define DEFAULT_SESSION_IDLE_SEC     300
+#define DEFAULT_BODY_TIMEOUT_SEC     30
+#define BODY_BUDGET_MESSAGES         8 /* request bytes in flight: this many maximal messages */
+
 typedef struct opts {
     char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level;
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
+    long long max_connections_per_client, max_sessions_per_client, session_idle_sec, body_timeout_sec;
     wr_strv origins, hosts;
 } opts;
 
@@ -23,7 +31,9 @@ static const char usage[] =
     "                [--stdio] [--listen HOST:PORT] [--token-file FILE | --auth none]\n"
     "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--allowed-host HOST:PORT]...\n"
     "                [--max-message-bytes N] [--max-runs N] [--max-runs-per-client N]\n"
-    "                [--max-connections N] [--max-sessions N] [--heartbeat-sec 1..30]\n"
+    "                [--max-connections N] [--max-connections-per-client N] [--max-sessions N]\n"
+    "                [--max-sessions-per-client N] [--session-idle-sec N] [--body-timeout-sec N]\n"
+    "                [--heartbeat-sec 1..30]\n"
     "                [--log-level debug|info|notice|warning|error]\n"
     "State dir default: $WARRANT_STATE_DIR, else $XDG_STATE_HOME/warrant, else ~/.local/state/warrant.\n"
     "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
@@ -46,6 +56,10 @@ enum {
     O_MAXRUNSC,
     O_MAXCONN,
     O_MAXSESS,
+    O_MAXCONNC,
+    O_MAXSESSC,
+    O_IDLE,
+    O_BODYTO,
     O_HEARTBEAT,
     O_LOGLEVEL,
     O_HELP,
@@ -70,6 +84,10 @@ static const struct option longopts[] = {
     {"max-runs-per-client", required_argument, NULL, O_MAXRUNSC},
     {"max-connections", required_argument, NULL, O_MAXCONN},
     {"max-sessions", required_argument, NULL, O_MAXSESS},
+    {"max-connections-per-client", required_argument, NULL, O_MAXCONNC},
+    {"max-sessions-per-client", required_argument, NULL, O_MAXSESSC},
+    {"session-idle-sec", required_argument, NULL, O_IDLE},
+    {"body-timeout-sec", required_argument, NULL, O_BODYTO},
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"help", no_argument, NULL, O_HELP},
@@ -136,6 +154,14 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->max_connections, name, v, 1, 100000);
     case O_MAXSESS:
         return set_num(&o->max_sessions, name, v, 1, 100000);
+    case O_MAXCONNC:
+        return set_num(&o->max_connections_per_client, name, v, 1, 100000);
+    case O_MAXSESSC:
+        return set_num(&o->max_sessions_per_client, name, v, 1, 100000);
+    case O_IDLE:
+        return set_num(&o->session_idle_sec, name, v, 1, 86400);
+    case O_BODYTO:
+        return set_num(&o->body_timeout_sec, name, v, 1, 3600);
     case O_HEARTBEAT:
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_LOGLEVEL:
@@ -316,8 +342,20 @@ int wr_server_main(int argc, char **argv)
     no.stdio = o.stdio || !o.listen;
     no.allowed_origins = &o.origins;
     no.allowed_hosts = &o.hosts;
-    no.max_connections = o.max_connections ? (int)o.max_connections : 1024;
-    no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : 1024;
+    no.max_connections = o.max_connections ? (int)o.max_connections : DEFAULT_MAX_CONNECTIONS;
+    no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : DEFAULT_MAX_SESSIONS;
+    /* A client's share: what it asked for, at most half of the total. */
+    no.max_connections_per_client = wr_limit_per_client(
+        no.max_connections, o.max_connections_per_client ? (int)o.max_connections_per_client
+                                                         : no.max_connections / DEFAULT_CLIENT_SHARE_DIVISOR);
+    no.max_sessions_per_client = wr_limit_per_client(
+        no.max_http_sessions, o.max_sessions_per_client ? (int)o.max_sessions_per_client
+                                                        : no.max_http_sessions / DEFAULT_CLIENT_SHARE_DIVISOR);
+    no.session_idle_ms = (o.session_idle_sec ? o.session_idle_sec : DEFAULT_SESSION_IDLE_SEC) * 1000;
+    no.body_timeout_ms = (o.body_timeout_sec ? o.body_timeout_sec : DEFAULT_BODY_TIMEOUT_SEC) * 1000;
+    size_t msg = o.max_message_bytes ? (size_t)o.max_message_bytes : WR_JSON_DEFAULT_MAX_BYTES;
+    no.max_body_bytes = msg * BODY_BUDGET_MESSAGES;
+    no.max_body_bytes_per_client = no.max_body_bytes / 2;
     no.policy_path = o.policy;
     if (o.listen) {
         if (parse_listen(o.listen, &host, &no.listen_port) != 0) {

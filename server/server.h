@@ -36,11 +36,15 @@ typedef struct wr_session wr_session;
 #define WR_MCP_LATEST "2025-11-25"
 bool wr_mcp_version_known(const char *v);
 
+/* The share of `total` one client identity may hold: `wanted` (if > 0) up
+ * to half of total, so that one token holder never takes everything. */
+int wr_limit_per_client(int total, int wanted);
+
 typedef struct wr_server_config {
     size_t max_message_bytes;       /* one JSON-RPC message; 0: 4 MiB */
     int max_depth;                  /* JSON nesting; 0: 64 */
     int max_runs;                   /* concurrent runs in total; 0: 32 */
-    int max_runs_per_client;        /* per client identity; 0: 16 */
+    int max_runs_per_client;        /* per client identity; 0 or more: half of max_runs */
     int64_t elicitation_timeout_ms; /* our elicitation/create requests; 0: 120 s */
     int64_t heartbeat_ms;           /* progress while silent; 0: 15 s (must stay <= 30 s) */
     int64_t progress_interval_ms;   /* minimum gap between output progress; 0: 200 ms */

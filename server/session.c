@@ -23,8 +23,7 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         s->cfg.max_depth = WR_JSON_DEFAULT_MAX_DEPTH;
     if (s->cfg.max_runs <= 0)
         s->cfg.max_runs = 32;
-    if (s->cfg.max_runs_per_client <= 0)
-        s->cfg.max_runs_per_client = 16;
+    s->cfg.max_runs_per_client = wr_limit_per_client(s->cfg.max_runs, s->cfg.max_runs_per_client);
     if (s->cfg.elicitation_timeout_ms <= 0)
         s->cfg.elicitation_timeout_ms = 120000;
     if (s->cfg.heartbeat_ms <= 0 || s->cfg.heartbeat_ms > 30000)
@@ -39,6 +38,12 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
     }
     *out = s;
     return WR_OK;
+}
+
+int wr_limit_per_client(int total, int wanted)
+{
+    int half = total / 2 > 0 ? total / 2 : 1;
+    return wanted > 0 && wanted <= half ? wanted : half;
 }
 
 void wr_server_free(wr_server *s)

@@ -13,6 +13,7 @@ from mcpraw import INIT, HTTP, WS, Fixture, Listener, contract  # noqa: E402
 
 TOKEN = "tok-tester-0123456789abcdef"
 TICKS = os.sysconf("SC_CLK_TCK")
+SPIN_WINDOW = 1.5
 
 
 def cpu_seconds(pid):
@@ -91,9 +92,12 @@ class HostileHTTP(unittest.TestCase):
     def assert_alive(self, what):
         """The loop is idle (no spin) and serves another client at once."""
         before = cpu_seconds(self.srv.p.pid)
-        time.sleep(1.0)
+        time.sleep(SPIN_WINDOW)
         used = cpu_seconds(self.srv.p.pid) - before
-        self.assertLess(used, 0.6, "%s: the server burnt %.2f s of CPU in 1 s" % (what, used))
+        # a spin burns the whole window; runs finishing in the background
+        # (sandbox teardown, sealing) take a fraction
+        self.assertLess(used, SPIN_WINDOW / 2, "%s: the server burnt %.2f s of CPU in %.1f s" % (what, used,
+                                                                                              SPIN_WINDOW))
         other = HTTP(self.srv.port)
         t0 = time.monotonic()
         st, _, body = other.post({"jsonrpc": "2.0", "id": 9, "method": "ping"},
@@ -140,6 +144,126 @@ class HostileHTTP(unittest.TestCase):
         self.srv.p.terminate()
         self.srv.p.wait(10)
         self.assertLess(time.monotonic() - t0, 10)
+
+
+OTHER = "tok-other-0123456789abcdefgh"
+
+
+class Shares(unittest.TestCase):
+    """Finding: one token holder locked everyone out (1 024 idle WebSocket
+    connections, 1 024 HTTP sessions never DELETEd, trickled bodies)."""
+
+    def start(self, *extra):
+        self.fx = Fixture()
+        self.srv = Listener(self.fx, *extra)
+        self.addCleanup(self.stop)
+
+    def stop(self):
+        if self.srv.p.poll() is None:
+            self.srv.p.kill()
+            self.srv.p.wait()
+        self.fx.cleanup()
+
+    def init(self, token=TOKEN):
+        h = HTTP(self.srv.port, token=token)
+        st, hdrs, body = h.post(INIT)
+        h.session = hdrs.get("mcp-session-id")
+        return h, st
+
+    def ping(self, h):
+        return h.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})[0]
+
+    def test_connections_of_one_identity_leave_room(self):
+        self.start("--max-connections", "40", "--max-connections-per-client", "10")
+        held, refused = [], 0
+        for _ in range(40):
+            ws = WS(self.srv.port, token=TOKEN)
+            if ws.status == 101:
+                held.append(ws)
+            else:
+                self.assertEqual(ws.status, 429)
+                refused += 1
+                ws.s.close()
+        self.assertEqual((len(held), refused), (10, 30))
+        other = WS(self.srv.port, token=OTHER)
+        self.assertEqual(other.status, 101)
+        other.send(INIT)
+        self.assertIn("result", other.recv())
+        self.assertEqual(self.init(OTHER)[1], 200)
+        for ws in held:
+            ws.close()
+
+    def test_sessions_never_deleted(self):
+        self.start("--max-sessions", "20", "--max-sessions-per-client", "5")
+        sessions = []
+        for _ in range(30):  # the Inspector CLI and the SDK's close() never DELETE
+            h, st = self.init()
+            self.assertEqual(st, 200)
+            sessions.append(h)
+        # the newest five live; the oldest made room for them
+        self.assertEqual([self.ping(h) for h in sessions[-5:]], [200] * 5)
+        self.assertEqual(self.ping(sessions[0]), 404)
+        self.assertEqual(self.init(OTHER)[1], 200)
+
+    def test_idle_session_expires_unless_a_run_is_in_flight(self):
+        self.start("--session-idle-sec", "1")
+        idle, _ = self.init()
+        busy, _ = self.init()
+        run = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "run", "arguments": {"contract": contract(self.fx.ws, ["sleep", "4"])}}}).encode()
+        s = socket.create_connection(("127.0.0.1", self.srv.port))
+        s.sendall(raw_request(self.srv.port, "POST", run, session=busy.session))
+        time.sleep(3)
+        self.assertEqual(self.ping(idle), 404)
+        self.assertEqual(self.ping(busy), 200)
+        got, _ = read_all(s, 10)
+        self.assertIn(b'"id":7', got)
+        s.close()
+
+    def test_trickled_bodies_are_cut_and_memory_returns(self):
+        """Finding: 100 trickled POSTs announcing 4 MiB grew RSS from 17 MB
+        to 218 MB, and ~200 MB stayed after release."""
+        self.start("--body-timeout-sec", "4")
+        h, _ = self.init()
+        before = rss_kib(self.srv.p.pid)
+        conns, statuses = [], []
+        announced = 4 * 1024 * 1024
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", self.srv.port))
+            head = raw_request(self.srv.port, "POST", b"", session=h.session,
+                               extra={"Content-Length": str(announced)})
+            s.sendall(head + b"[" + b" " * (512 * 1024))
+            conns.append(s)
+        peak = rss_kib(self.srv.p.pid)
+        # another identity is served while the trickle goes on
+        self.assertEqual(self.init(OTHER)[1], 200)
+        for s in conns:
+            try:
+                s.sendall(b" ")  # a trickle: one byte now and then
+            except OSError:
+                pass
+        for s in conns:
+            got, _ = read_all(s, 8)
+            statuses.append(int(got.split(b" ")[1]) if got.startswith(b"HTTP/1.1 ") else 0)
+            s.close()
+        # a few were admitted within the client's share and cut for being
+        # slow; the rest were refused at once
+        self.assertEqual(set(statuses) - {408, 429}, set(), statuses)
+        self.assertGreater(statuses.count(429), 80)
+        self.assertGreater(statuses.count(408), 0)
+        time.sleep(0.5)
+        after = rss_kib(self.srv.p.pid)
+        self.assertLess(peak - before, 40 * 1024, "RSS grew %d KiB" % (peak - before))
+        self.assertLess(after - before, 8 * 1024, "RSS kept %d KiB" % (after - before))
+
+    def test_oversized_body_real_client_sees_413(self):
+        """Finding: an oversized HTTP body made real clients see EPIPE
+        instead of the 413."""
+        self.start("--max-message-bytes", "65536")
+        h, _ = self.init()
+        st, _, body = h.post_raw(b"[" + b" " * 100000 + b"]")
+        self.assertEqual(st, 413)
+        self.assertIn("too large", body["error"]["message"])
 
 
 if __name__ == "__main__":
