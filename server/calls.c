@@ -42,6 +42,7 @@ int wr_server_active_runs(wr_server *s)
 
 static void link_call(wr_session *ss, wr_call *c)
 {
+    json_object_object_add(ss->inflight, c->id_json, NULL);
     c->prev = NULL;
     c->next = ss->calls;
     if (ss->calls)
@@ -51,6 +52,7 @@ static void link_call(wr_session *ss, wr_call *c)
 
 static void unlink_call(wr_session *ss, wr_call *c)
 {
+    json_object_object_del(ss->inflight, c->id_json);
     if (c->prev)
         c->prev->next = c->next;
     else if (ss->calls == c)
@@ -457,6 +459,8 @@ static void finish(wr_call *c)
         pthread_join(c->thread, NULL);
     if (c->final_json && c->out)
         c->out->send(c->out, c->final_json, strlen(c->final_json), true);
+    else if (c->out && c->out->end)
+        c->out->end(c->out); /* cancelled: no response, but the stream ends */
     if (c->summary)
         wr_session_log(c->ss, 1 /* info */, c->summary);
     wr_session *ss = c->ss;

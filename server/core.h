@@ -81,7 +81,8 @@ struct wr_session {
     char version[16];
     bool client_elicitation;
     json_object *client_caps;
-    int log_level; /* -1: not set by logging/setLevel */
+    json_object *inflight; /* ids (serialized) of requests in progress: a duplicate is refused */
+    int log_level;         /* -1: not set by logging/setLevel */
     wr_call *calls;
     wr_session *next; /* server's list */
 };

@@ -256,6 +256,13 @@ static const method_row methods[] = {
 
 static void do_request(req *r, const char *method, json_object *params)
 {
+    /* Responses are matched by id: a second request with the id of one in
+     * progress could never be told apart (nor cancelled alone). */
+    if (json_object_object_get_ex(r->ss->inflight, r->id_json, NULL)) {
+        reply_error(r, WR_RPC_INVALID_REQUEST, WR_RPC_FAULT_BAD_MESSAGE,
+                    "invalid request: a request with this id is still in progress", NULL);
+        return;
+    }
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         if (strcmp(method, methods[i].name))
             continue;

@@ -106,6 +106,13 @@ static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
     }
 }
 
+static void http_end(wr_outlet *o)
+{
+    conn *c = (conn *)o;
+    c->ended = true;
+    lws_callback_on_writable(c->wsi);
+}
+
 static void http_begin_stream(wr_outlet *o)
 {
     conn *c = (conn *)o;
@@ -304,13 +311,13 @@ static int http_writeable(conn *c)
             lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
             if (lws_get_network_wsi(c->wsi) != c->wsi)
                 lws_http_mark_sse(c->wsi);
-            if (c->q.h)
+            if (c->q.h || c->ended)
                 lws_callback_on_writable(c->wsi);
             return 0;
         }
         qmsg *m = q_pop(&c->q);
-        if (!m)
-            return 0;
+        if (!m) /* drained; a cancelled request's stream ends without a response */
+            return c->ended && c->hstate == H_SSE ? http_done(c) : 0;
         bool last = m->final;
         int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
         free(m);
@@ -451,6 +458,7 @@ static int http_request(conn *c, const char *uri)
     c->kind = CONN_HTTP;
     c->outlet.send = http_send;
     c->outlet.begin_stream = http_begin_stream;
+    c->outlet.end = http_end;
     c->hstate = H_JSON;
     if (c->n->draining) {
         http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");

@@ -59,6 +59,9 @@ typedef struct wr_outlet wr_outlet;
 struct wr_outlet {
     void (*send)(wr_outlet *o, const char *json, size_t len, bool final);
     void (*begin_stream)(wr_outlet *o);
+    /* The request ended without a response (cancelled); may be NULL.
+     * Streamable HTTP ends the request's stream. */
+    void (*end)(wr_outlet *o);
     /* Responses may go out in any order (a message stream: stdio, WebSocket),
      * so quick calls may be answered from the pool. Not a batch, not HTTP. */
     bool may_reorder;

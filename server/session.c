@@ -55,6 +55,7 @@ void wr_server_free(wr_server *s)
         wr_session *ss = s->sessions;
         s->sessions = ss->next;
         json_object_put(ss->client_caps);
+        json_object_put(ss->inflight);
         free(ss);
     }
     wr_tools_free(s);
@@ -91,6 +92,10 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
     snprintf(ss->identity, sizeof ss->identity, "%s", identity ? identity : "");
     ss->default_out = default_outlet;
     ss->log_level = -1;
+    if (!(ss->inflight = json_object_new_object())) {
+        free(ss);
+        return NULL;
+    }
     ss->next = s->sessions;
     s->sessions = ss;
     return ss;
@@ -106,6 +111,7 @@ void wr_session_unref(wr_session *ss)
     if (*pp)
         *pp = ss->next;
     json_object_put(ss->client_caps);
+    json_object_put(ss->inflight);
     free(ss);
 }
 

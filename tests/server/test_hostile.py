@@ -145,6 +145,44 @@ class HostileHTTP(unittest.TestCase):
         self.srv.p.wait(10)
         self.assertLess(time.monotonic() - t0, 10)
 
+    def test_cancelled_run_stream_is_closed(self):
+        """Finding: the stream of a cancelled HTTP run was never closed and
+        held a connection."""
+        run = rpc(3, "tools/call", {"name": "run", "arguments": {"contract": contract(self.fx.ws, ["sleep", "30"])}})
+        s = socket.create_connection(("127.0.0.1", self.srv.port))
+        s.sendall(raw_request(self.srv.port, "POST", run, session=self.http.session))
+        s.settimeout(10)
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        time.sleep(1)
+        st, _, _ = self.http.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                   "params": {"requestId": 3, "reason": "test"}})
+        self.assertEqual(st, 202)
+        t0 = time.monotonic()
+        rest, closed = read_all(s, 10)
+        self.assertTrue(closed, "the cancelled run's stream stayed open")
+        self.assertNotIn(b'"id":3', rest)  # a cancelled request gets no response
+        self.assertLess(time.monotonic() - t0, 8)
+
+    def test_duplicate_request_ids_refused(self):
+        """Finding: duplicate request ids were accepted."""
+        ws = WS(self.srv.port, token=TOKEN)
+        ws.send(INIT)
+        ws.recv()
+        ws.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                 "params": {"name": "run", "arguments": {"contract": contract(self.fx.ws, ["sleep", "2"])}}})
+        ws.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        m = ws.recv()
+        self.assertEqual((m["id"], m["error"]["code"]), (1, -32600))
+        self.assertIn("still in progress", m["error"]["message"])
+        m = ws.recv(30)
+        while "method" in m:
+            m = ws.recv(30)
+        self.assertEqual(m["id"], 1)
+        self.assertIn("result", m)
+        ws.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})  # free again once answered
+        self.assertEqual(ws.recv()["result"], {})
+        ws.close()
+
 
 OTHER = "tok-other-0123456789abcdefgh"
 
