@@ -77,7 +77,8 @@ typedef struct conn {
     size_t body_len;
     int status; /* a refusal decided before the body */
     char *err_body;
-    bool body_done; /* BODY_COMPLETION seen */
+    bool body_done;        /* BODY_COMPLETION seen */
+    const char *body_type; /* err_body's Content-Type; NULL: application/json */
     bool headers_sent;
     bool ended; /* final message queued */
     bool add_session_header;
@@ -132,7 +133,8 @@ struct net {
     size_t body_bytes;   /* request bytes reserved in total */
     hsess *hsessions;
     int nhsessions;
-    conn *open;         /* HTTP transactions in progress (bodies, streams) */
+    int nws;    /* open WebSocket sessions */
+    conn *open; /* HTTP transactions in progress (bodies, streams) */
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
 };
@@ -143,6 +145,10 @@ void net_begin_shutdown(net *n, const char *why);
 void net_check_stop(net *n);
 
 /* ---- request access (conn.c) ------------------------------------------------- */
+/* Counts a refused connection or request (metrics) by its cause. */
+void net_count_refusal(net *n, const char *cause);
+/* Sets the gauges (sessions, runs, pending approvals) just before a scrape. */
+void net_update_gauges(net *n);
 int64_t net_now_ms(const net *n);
 bool net_hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
 bool net_custom_hdr(struct lws *wsi, const char *name, char *buf, int len);
