@@ -200,6 +200,7 @@ static void *worker(void *arg)
 
 static void call_free(wr_call *c)
 {
+    free(c->sbuf);
     wr_contract_free(c->contract);
     json_object_put(c->approvals);
     json_object_put(c->args);
@@ -533,7 +534,7 @@ void wr_server_drain(wr_server *s)
         if (items[i].done) {
             /* flush output that arrived after the last tick */
             pthread_mutex_lock(&s->mu);
-            bool dirty = c->chunk_dirty;
+            bool dirty = c->stream_dirty;
             pthread_mutex_unlock(&s->mu);
             if (dirty)
                 wr_server_tick(s);

@@ -9,6 +9,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* Past its streaming budget a run streams the newest output only: at most
+ * this much per progress notification, after a marker naming what was
+ * skipped, so the end of the output is always seen. */
+#define WR_STREAM_TAIL_BYTES (16u * 1024u)
+
 /* A run's life: exactly one of complete / cancel wins (one CAS), so a
  * cancelled request never gets a response and a completed one always does. */
 enum {
@@ -53,10 +58,17 @@ struct wr_call {
     bool done;
     bool queued; /* on srv->ready */
     wr_call *ready_next;
-    char chunk[4096]; /* newest output since the last progress */
-    size_t chunk_len;
-    uint64_t out_bytes; /* cumulative output */
-    bool chunk_dirty;
+    /* streamed output (progress.c): in order and lossless up to the run's
+     * streaming budget, then the newest bytes after a marker */
+    unsigned char *sbuf; /* accepted, not yet sent */
+    size_t slen, scap;
+    uint64_t out_bytes; /* everything the commands wrote */
+    uint64_t accepted;  /* bytes taken into sbuf so far */
+    bool over_budget;   /* from now on only the newest output is streamed */
+    uint64_t dropped;   /* past the budget since the last marker, tail included */
+    unsigned char tail[WR_STREAM_TAIL_BYTES];
+    size_t tail_len;
+    bool stream_dirty;
 
     /* loop thread only */
     int64_t last_emit_ms;

@@ -26,8 +26,8 @@ typedef struct wr_net_options {
     size_t max_body_bytes, max_body_bytes_per_client; /* request bodies in flight */
     int64_t session_idle_ms;                          /* an idle HTTP session expires */
     int64_t body_timeout_ms;                          /* a request body arrives within */
-    wr_metrics *metrics;   /* GET /metrics; NULL: the route answers 404 */
-    bool metrics_loopback; /* /metrics open to loopback peers without a token */
+    wr_metrics *metrics;                              /* GET /metrics; NULL: the route answers 404 */
+    bool metrics_loopback;                            /* /metrics open to loopback peers without a token */
 } wr_net_options;
 
 /* Runs the loop until SIGTERM/SIGINT (or stdin EOF in stdio-only mode) and

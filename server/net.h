@@ -133,8 +133,8 @@ struct net {
     size_t body_bytes;   /* request bytes reserved in total */
     hsess *hsessions;
     int nhsessions;
-    int nws;    /* open WebSocket sessions */
-    conn *open; /* HTTP transactions in progress (bodies, streams) */
+    int nws;            /* open WebSocket sessions */
+    conn *open;         /* HTTP transactions in progress (bodies, streams) */
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
 };

@@ -26,6 +26,7 @@ typedef struct opts {
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
     long long max_connections_per_client, max_sessions_per_client, session_idle_sec, body_timeout_sec;
+    long long stream_budget_bytes;
     wr_strv origins, hosts;
 } opts;
 
@@ -54,6 +55,7 @@ enum {
     O_MAXSESSC,
     O_IDLE,
     O_BODYTO,
+    O_STREAMBUDGET,
     O_HEARTBEAT,
     O_LOGLEVEL,
     O_LOGFORMAT,
@@ -84,6 +86,7 @@ static const struct option longopts[] = {
     {"max-sessions-per-client", required_argument, NULL, O_MAXSESSC},
     {"session-idle-sec", required_argument, NULL, O_IDLE},
     {"body-timeout-sec", required_argument, NULL, O_BODYTO},
+    {"stream-budget-bytes", required_argument, NULL, O_STREAMBUDGET},
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"log-format", required_argument, NULL, O_LOGFORMAT},
@@ -195,6 +198,8 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->session_idle_sec, name, v, 1, 86400);
     case O_BODYTO:
         return set_num(&o->body_timeout_sec, name, v, 1, 3600);
+    case O_STREAMBUDGET:
+        return set_num(&o->stream_budget_bytes, name, v, 4096, 1LL << 30);
     case O_HEARTBEAT:
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_LOGLEVEL:
@@ -492,6 +497,7 @@ int wr_server_main(int argc, char **argv)
         /* check evaluated beside the loop, one thread per CPU (measured best on 2 cores) */
         .quick_workers = quick_workers(),
         .heartbeat_ms = o.heartbeat_sec * 1000,
+        .stream_budget_bytes = (size_t)o.stream_budget_bytes,
     };
     if (wr_server_new(g, &sc, &srv, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);

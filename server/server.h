@@ -32,6 +32,10 @@ int wr_server_main(int argc, char **argv);
 typedef struct wr_server wr_server;
 typedef struct wr_session wr_session;
 
+/* Output a run streams losslessly as progress before only its newest
+ * output is (the result and the store hold all of it). */
+#define WR_STREAM_DEFAULT_BUDGET (1024u * 1024u)
+
 /* MCP protocol versions: we negotiate 2025-11-25, 2025-06-18 and 2025-03-26. */
 #define WR_MCP_LATEST "2025-11-25"
 bool wr_mcp_version_known(const char *v);
@@ -48,6 +52,7 @@ typedef struct wr_server_config {
     int64_t elicitation_timeout_ms; /* our elicitation/create requests; 0: 120 s */
     int64_t heartbeat_ms;           /* progress while silent; 0: 15 s (must stay <= 30 s) */
     int64_t progress_interval_ms;   /* minimum gap between output progress; 0: 200 ms */
+    size_t stream_budget_bytes;     /* output streamed losslessly per run; 0: 1 MiB */
     int quick_workers;              /* threads that evaluate check off the loop; 0: inline */
 } wr_server_config;
 

@@ -30,6 +30,8 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         s->cfg.heartbeat_ms = 15000;
     if (s->cfg.progress_interval_ms <= 0)
         s->cfg.progress_interval_ms = 200;
+    if (s->cfg.stream_budget_bytes == 0)
+        s->cfg.stream_budget_bytes = WR_STREAM_DEFAULT_BUDGET;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     if (wr_tools_build(s, err) != WR_OK || wr_server_start_pool(s, err) != WR_OK) {
