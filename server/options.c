@@ -26,7 +26,7 @@ typedef struct opts {
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
     long long max_connections_per_client, max_sessions_per_client, session_idle_sec, body_timeout_sec;
-    long long stream_budget_bytes;
+    long long stream_budget_bytes, max_contracts_per_client, max_pending_per_client;
     wr_strv origins, hosts;
 } opts;
 
@@ -56,6 +56,8 @@ enum {
     O_IDLE,
     O_BODYTO,
     O_STREAMBUDGET,
+    O_MAXCONTRACTSC,
+    O_MAXPENDINGC,
     O_HEARTBEAT,
     O_LOGLEVEL,
     O_LOGFORMAT,
@@ -87,6 +89,8 @@ static const struct option longopts[] = {
     {"session-idle-sec", required_argument, NULL, O_IDLE},
     {"body-timeout-sec", required_argument, NULL, O_BODYTO},
     {"stream-budget-bytes", required_argument, NULL, O_STREAMBUDGET},
+    {"max-contracts-per-client", required_argument, NULL, O_MAXCONTRACTSC},
+    {"max-pending-per-client", required_argument, NULL, O_MAXPENDINGC},
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"log-format", required_argument, NULL, O_LOGFORMAT},
@@ -198,6 +202,10 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->session_idle_sec, name, v, 1, 86400);
     case O_BODYTO:
         return set_num(&o->body_timeout_sec, name, v, 1, 3600);
+    case O_MAXCONTRACTSC:
+        return set_num(&o->max_contracts_per_client, name, v, 1, 1000000);
+    case O_MAXPENDINGC:
+        return set_num(&o->max_pending_per_client, name, v, 1, 100000);
     case O_STREAMBUDGET:
         return set_num(&o->stream_budget_bytes, name, v, 4096, 1LL << 30);
     case O_HEARTBEAT:
@@ -484,6 +492,8 @@ int wr_server_main(int argc, char **argv)
                          .ctx = &ctx,
                          .host_env = environ,
                          .protected_paths = protected_paths,
+                         .max_contracts_per_agent = o.max_contracts_per_client,
+                         .max_pending_per_agent = o.max_pending_per_client,
                          .observer = observe_gate,
                          .observer_ud = metrics};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {

@@ -187,9 +187,8 @@ class HostileHTTP(unittest.TestCase):
 OTHER = "tok-other-0123456789abcdefgh"
 
 
-class Shares(unittest.TestCase):
-    """Finding: one token holder locked everyone out (1 024 idle WebSocket
-    connections, 1 024 HTTP sessions never DELETEd, trickled bodies)."""
+class Listening(unittest.TestCase):
+    """A warrantd per test, started with the options under test."""
 
     def start(self, *extra):
         self.fx = Fixture()
@@ -210,6 +209,11 @@ class Shares(unittest.TestCase):
 
     def ping(self, h):
         return h.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})[0]
+
+
+class Shares(Listening):
+    """Finding: one token holder locked everyone out (1 024 idle WebSocket
+    connections, 1 024 HTTP sessions never DELETEd, trickled bodies)."""
 
     def test_connections_of_one_identity_leave_room(self):
         self.start("--max-connections", "40", "--max-connections-per-client", "10")
@@ -302,6 +306,51 @@ class Shares(unittest.TestCase):
         st, _, body = h.post_raw(b"[" + b" " * 100000 + b"]")
         self.assertEqual(st, 413)
         self.assertIn("too large", body["error"]["message"])
+
+
+class Quotas(Listening):
+    """Finding: an agent grew the state dir ~35 MB/s through
+    propose_contract (large valid contracts, no quota)."""
+
+    def call(self, h, name, args):
+        st, _, body = h.post({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                              "params": {"name": name, "arguments": args}})
+        self.assertEqual(st, 200)
+        if isinstance(body, list):  # an SSE stream (run): the response is its last message
+            body = [m for m in body if "id" in m][-1]
+        return body["result"]
+
+    def test_stored_contracts_quota(self):
+        self.start("--max-contracts-per-client", "5")
+        h, _ = self.init()
+        kept = contract(self.fx.ws, ["echo", "0"])
+        for i in range(5):
+            r = self.call(h, "propose_contract", {"contract": kept if i == 0 else contract(self.fx.ws, ["echo", str(i)])})
+            self.assertNotIn("isError", r)
+        r = self.call(h, "propose_contract", {"contract": contract(self.fx.ws, ["echo", "over"])})
+        self.assertTrue(r["isError"])
+        self.assertIn("quota exceeded", r["content"][0]["text"])
+        self.assertIn("5 contracts", r["content"][0]["text"])
+        # a run with a new inline contract is held to the same quota
+        r = self.call(h, "run", {"contract": contract(self.fx.ws, ["echo", "over"])})
+        self.assertEqual(r["structuredContent"]["status"], "blocked")
+        self.assertIn("quota exceeded", r["structuredContent"]["error"])
+        # a stored contract costs nothing again; another agent is not affected
+        self.assertNotIn("isError", self.call(h, "propose_contract", {"contract": kept}))
+        o, _ = self.init(OTHER)
+        r = self.call(o, "propose_contract", {"contract": contract(self.fx.ws, ["echo", "x"], agent="other")})
+        self.assertNotIn("isError", r)
+
+    def test_pending_requests_quota(self):
+        self.start("--max-pending-per-client", "2")
+        h, _ = self.init()
+        for i in range(2):
+            r = self.call(h, "propose_contract",
+                          {"contract": contract(self.fx.ws, ["echo", str(i)], mode="human_required")})
+            self.assertIn("approval_request", r["structuredContent"])
+        r = self.call(h, "propose_contract", {"contract": contract(self.fx.ws, ["echo", "3"], mode="human_required")})
+        self.assertTrue(r["isError"])
+        self.assertIn("approval requests pending", r["content"][0]["text"])
 
 
 if __name__ == "__main__":
