@@ -21,6 +21,7 @@
 #define TICK_MS           100
 #define DRAIN_DEADLINE_MS 30000
 #define SESSION_EXPIRY_MS 1000
+#define HEAP_TRIM_MS      5000
 /* Blocks from this size on (request bodies, outputs) are mapped on their
  * own and go back to the system when freed; glibc's default threshold
  * grows after such frees, so memory a burst took would stay. */
@@ -179,6 +180,14 @@ static void tick_runs(net *n)
     wr_server_tick(n->srv);
 }
 
+/* Returns freed heap to the system: after a burst (hostile or not) the
+ * memory it took must not stay with the process. */
+static void trim_heap(net *n)
+{
+    (void)n;
+    malloc_trim(0);
+}
+
 typedef struct timer {
     int64_t period_ms;
     void (*fire)(net *n);
@@ -190,6 +199,7 @@ static const timer timers[] = {
     {TICK_MS, tick_runs},
     {TICK_MS, http_tick},
     {SESSION_EXPIRY_MS, hsess_expire},
+    {HEAP_TRIM_MS, trim_heap},
 };
 #define NTIMERS (sizeof timers / sizeof timers[0])
 
