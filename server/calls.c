@@ -263,7 +263,9 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     ct = NULL;
     approvals = NULL;
     c->wait_ms = wait_ms;
-    c->out = tc->out;
+    /* A task's request is answered at once: on HTTP its messages go to the
+     * session's GET stream (wr_call_outlet), on a message stream as usual. */
+    c->out = tc->task && !(tc->out && tc->out->may_reorder) ? NULL : tc->out;
     c->id_json = strdup(tc->id_json);
     c->progress_token = tc->progress_token ? strdup(tc->progress_token) : NULL;
     snprintf(c->identity, sizeof c->identity, "%s", who);
@@ -272,14 +274,15 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->started_ms = c->last_emit_ms = wr_now_ms(s->ctx);
     atomic_init(&c->state, CALL_RUNNING);
     /* O_CLOEXEC: commands never inherit server descriptors. */
-    if (!c->id_json || pipe2(c->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (!c->id_json || pipe2(c->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
+        (tc->task && !(c->task = wr_task_new(tc->ss, c, tc->task_ttl_ms)))) {
         call_free(c);
         goto fail;
     }
     c->ss = tc->ss;
     tc->ss->refs++;
     link_call(tc->ss, c);
-    if (tc->out && tc->out->begin_stream)
+    if (!c->task && tc->out && tc->out->begin_stream)
         tc->out->begin_stream(tc->out);
     if (pthread_create(&c->thread, NULL, worker, c) != 0) {
         /* Never started: finish it as an internal error through the normal path. */
@@ -290,6 +293,11 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
         pthread_mutex_unlock(&s->mu);
     } else {
         c->thread_started = true;
+    }
+    if (c->task) { /* CreateTaskResult: the run goes on, the client polls */
+        *result = json_object_new_object();
+        json_object_object_add(*result, "task", wr_task_json(c->task));
+        return TOOL_DONE;
     }
     *result = NULL;
     return TOOL_ASYNC;
@@ -458,7 +466,9 @@ static void finish(wr_call *c)
     wr_server *s = c->srv;
     if (c->thread_started)
         pthread_join(c->thread, NULL);
-    if (c->final_json && c->out)
+    if (c->task)
+        wr_task_complete(s, c->task, c->final_json);
+    else if (c->final_json && c->out)
         c->out->send(c->out, c->final_json, strlen(c->final_json), true);
     else if (c->out && c->out->end)
         c->out->end(c->out); /* cancelled: no response, but the stream ends */
@@ -522,8 +532,9 @@ void wr_server_drain(wr_server *s)
         for (wr_msg *m = items[i].msgs; m;) {
             wr_msg *next = m->next;
             if (m->json[0] == '{') {
-                if (c->out)
-                    c->out->send(c->out, m->json, strlen(m->json), false);
+                wr_outlet *o = wr_call_outlet(c);
+                if (o)
+                    o->send(o, m->json, strlen(m->json), false);
             } else {
                 wr_call_send_progress(c, m->json); /* a waiting-for-approval heartbeat */
             }

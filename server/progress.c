@@ -102,11 +102,12 @@ void wr_call_on_wait(void *ud, int64_t waited_ms, const char *request_id)
 
 void wr_call_send_progress(wr_call *c, const char *message)
 {
-    if (!c->progress_token || !c->out || atomic_load(&c->state) == CALL_CANCELLED)
+    wr_outlet *o = wr_call_outlet(c);
+    if (!c->progress_token || !o || atomic_load(&c->state) == CALL_CANCELLED)
         return;
     c->progress_seq++;
     char *m = progress_msg(c->progress_token, c->out_bytes + c->progress_seq, message);
-    c->out->send(c->out, m, strlen(m), false);
+    o->send(o, m, strlen(m), false);
     free(m);
     c->last_emit_ms = wr_now_ms(c->srv->ctx);
 }
@@ -171,6 +172,7 @@ static void flush_output(wr_server *s, wr_call *c)
 void wr_server_tick(wr_server *s)
 {
     int64_t now = wr_now_ms(s->ctx);
+    wr_tasks_expire(s);
     for (wr_session *ss = s->sessions; ss; ss = ss->next)
         for (wr_call *c = ss->calls; c; c = c->next) {
             if (!c->progress_token)

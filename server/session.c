@@ -53,6 +53,7 @@ void wr_server_free(wr_server *s)
     if (!s)
         return;
     wr_server_stop_pool(s);
+    wr_tasks_free(s);
     while (s->sessions) {
         wr_session *ss = s->sessions;
         s->sessions = ss->next;
@@ -124,8 +125,8 @@ void wr_session_close(wr_session *ss, bool cancel_runs)
     ss->closed = true;
     ss->default_out = NULL;
     for (wr_call *c = ss->calls; c; c = c->next) {
-        c->out = NULL; /* the connection is gone: results stay in the receipts */
-        if (cancel_runs)
+        c->out = NULL;               /* the connection is gone: results stay in the receipts */
+        if (cancel_runs && !c->task) /* a task outlives its connection */
             wr_call_cancel(c, "session closed");
     }
     wr_session_unref(ss);
@@ -138,6 +139,7 @@ void wr_session_outlet_gone(wr_session *ss, wr_outlet *o)
     for (wr_call *c = ss->calls; c; c = c->next)
         if (c->out == o)
             c->out = NULL;
+    wr_tasks_outlet_gone(ss->srv, o);
 }
 
 void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o)

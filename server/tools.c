@@ -155,6 +155,11 @@ int wr_tools_build(wr_server *s, wr_error *err)
         json_object_object_add(ann, "idempotentHint", json_object_new_boolean(t->idempotent));
         json_object_object_add(ann, "openWorldHint", json_object_new_boolean(t->open_world));
         json_object_object_add(row, "annotations", ann);
+        if (t->task_support) {
+            json_object *ex = json_object_new_object();
+            json_object_object_add(ex, "taskSupport", json_object_new_string(t->task_support));
+            json_object_object_add(row, "execution", ex);
+        }
         json_object_array_add(list, row);
     }
     json_object *res = json_object_new_object();

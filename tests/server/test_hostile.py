@@ -183,6 +183,26 @@ class HostileHTTP(unittest.TestCase):
         self.assertEqual(ws.recv()["result"], {})
         ws.close()
 
+    def test_tasks_belong_to_their_identity(self):
+        """A task id never authorizes: another token holder's tasks/get,
+        tasks/result and tasks/cancel find no such task."""
+        run = {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+               "params": {"name": "run", "task": {}, "arguments": {"contract": contract(self.fx.ws, ["sleep", "1"])}}}
+        st, _, body = self.http.post(run)
+        self.assertEqual(st, 200)
+        task = body["result"]["task"]
+        self.assertEqual(task["status"], "working")
+        other = HTTP(self.srv.port, token=OTHER)
+        _, hdrs, _ = other.post(INIT)
+        other.session = hdrs["mcp-session-id"]
+        for i, method in enumerate(["tasks/get", "tasks/result", "tasks/cancel"]):
+            _, _, r = other.post({"jsonrpc": "2.0", "id": 10 + i, "method": method, "params": {"taskId": task["taskId"]}})
+            self.assertIn("unknown task", r["error"]["message"], method)
+        _, _, r = self.http.post({"jsonrpc": "2.0", "id": 20, "method": "tasks/result",
+                                  "params": {"taskId": task["taskId"]}})
+        r = [m for m in r if m.get("id") == 20][0] if isinstance(r, list) else r
+        self.assertEqual(r["result"]["structuredContent"]["status"], "success")
+
 
 OTHER = "tok-other-0123456789abcdefgh"
 
