@@ -2,6 +2,7 @@
  * sealed receipt; the executor is reached only after a fresh policy
  * evaluation and, where needed, an atomic consumption of approvals. */
 #include "gate/gate.h"
+#include "gate/gate_internal.h"
 
 #include "approvals/approvals.h"
 #include "executor/executor.h"
@@ -30,6 +31,7 @@ typedef struct policy_ref {
 struct wr_gate {
     wr_ctx ctx;
     char *state_dir;
+    char *policy_pack; /* bundled pack loaded when no policy path is given */
     char *const *host_env;
     wr_store *store;
     wr_contracts *contracts;
@@ -58,7 +60,8 @@ struct wr_gate {
 
 static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err)
 {
-    int rc = path ? wr_policy_load_file(path, out, err) : wr_policy_load_bundled("default", out, err);
+    int rc = path ? wr_policy_load_file(path, out, err)
+                  : wr_policy_load_bundled(g->policy_pack ? g->policy_pack : "default", out, err);
     if (rc != WR_OK)
         return rc;
     /* Bundles and auditors need the exact policy a receipt names. */
@@ -242,6 +245,8 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
         goto fail;
+    if (cfg->policy_pack && !(g->policy_pack = strdup(cfg->policy_pack)))
+        goto fail;
     if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK)
         goto fail;
     if ((rc = protect_path(g, cfg->state_dir, err)) != WR_OK)
@@ -287,6 +292,7 @@ void wr_gate_close(wr_gate *g)
     wr_strv_free(&g->protected_paths);
     pthread_mutex_destroy(&g->mu);
     free(g->state_dir);
+    free(g->policy_pack);
     free(g);
 }
 
@@ -297,6 +303,16 @@ const wr_contracts *wr_gate_contracts(wr_gate *g)
 const wr_ctx *wr_gate_ctx(wr_gate *g)
 {
     return &g->ctx;
+}
+
+wr_store *wr_gate__store(wr_gate *g)
+{
+    return g->store;
+}
+
+const wr_keypair *wr_gate__key(wr_gate *g)
+{
+    return &g->key;
 }
 
 static int count_one(void *ud, const wr_approval_request *r)
@@ -537,7 +553,35 @@ typedef struct run_state {
     int64_t started_ms;
     wr_exec_result *exec;
     wr_authz authz;
+    const wr_gate_provenance *provenance;
+    wr_gate_digest *written; /* the run's artifacts, as handed to collect_products */
 } run_state;
+
+/* receipts/ has its own plain types: one list holds materials, then products. */
+static int receipt_provenance(const wr_gate_provenance *gp, wr_receipt_provenance *rp, wr_receipt_artifact **list)
+{
+    size_t nm = gp->nmaterials, np = gp->nproducts;
+    wr_receipt_artifact *l = *list = calloc(nm + np + 1, sizeof *l);
+    if (!l)
+        return WR_E_NOMEM;
+    for (size_t i = 0; i < nm; i++)
+        l[i] = (wr_receipt_artifact){gp->materials[i].path, gp->materials[i].sha256};
+    for (size_t i = 0; i < np; i++)
+        l[nm + i] = (wr_receipt_artifact){gp->products[i].path, gp->products[i].sha256};
+    *rp = (wr_receipt_provenance){
+        .capsule_name = gp->capsule_name,
+        .capsule_version = gp->capsule_version,
+        .capsule_sha256 = gp->capsule_sha256,
+        .signer_key_id = gp->signer_key_id,
+        .materials = l,
+        .nmaterials = nm,
+        .products = l + nm,
+        .nproducts = np,
+        .reproduces = gp->reproduces,
+        .reproduced = gp->reproduced,
+    };
+    return WR_OK;
+}
 
 static int seal(run_state *rs, const char *status, const char *error, json_object **receipt_out, wr_error *err)
 {
@@ -551,6 +595,13 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         .error = error,
         .agent_id = rs->ct->actor.agent_id,
     };
+    wr_receipt_provenance prov;
+    wr_receipt_artifact *prov_list = NULL;
+    if (rs->provenance) {
+        if (receipt_provenance(rs->provenance, &prov, &prov_list) != WR_OK)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        in.provenance = &prov;
+    }
     if (rs->policy) {
         in.policy_profile = rs->policy->name;
         in.policy_schema_version = rs->policy->schema_version;
@@ -563,7 +614,8 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     wr_receipt_approval approvals[8];
     for (size_t i = 0; i < rs->authz.nuses && i < 8; i++) {
         const wr_approval_use *u = &rs->authz.uses[i];
-        approvals[i] = (wr_receipt_approval){u->approval_id, u->identity, u->method, u->key_id};
+        approvals[i] = (wr_receipt_approval){u->approval_id, u->identity, u->method, u->key_id,
+                                             u->client_attested ? "client" : "approver_key"};
         in.napprovals = i + 1;
     }
     in.approvals = approvals;
@@ -600,6 +652,7 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     }
     json_object *unsigned_receipt = wr_receipt_build(&in);
     free(arts);
+    free(prov_list);
     if (!unsigned_receipt)
         return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
     int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
@@ -646,17 +699,18 @@ static bool cancel_requested(int fd, int timeout_ms)
     return poll(&p, 1, timeout_ms) > 0;
 }
 
-/* The human answered in the client (MCP elicitation): the server signs an
- * artifact recording exactly that, which counts only where the policy
- * allows interactive approval for this risk class (approvals/ checks). */
-static int record_elicitation(run_state *rs, const char *request_id, wr_error *err)
+/* The person behind a client the operator marked elicitation:human
+ * answered (MCP elicitation): the server signs an artifact recording exactly
+ * that, under that person's identity; approvals/ counts it only where the
+ * policy allows in-band approval, flagged client-attested. */
+static int record_elicitation(run_state *rs, const char *human, const char *request_id, wr_error *err)
 {
     int64_t now = wr_now_ms(&rs->g->ctx);
     int64_t life = rs->policy->approval.max_lifetime_sec > 0 ? rs->policy->approval.max_lifetime_sec : 300;
     if (life > 300)
         life = 300; /* an in-band answer is for this run, not for later */
     wr_approval_params ap = {
-        .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
+        .identity = human,
         .method = "elicitation",
         .contract_sha256 = rs->ct->sha256,
         .approved_at_ms = now,
@@ -689,6 +743,7 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
     if (limit > max_wait)
         limit = max_wait;
     bool asked = false;
+    char inband[300] = "";
     for (;;) {
         wr_authz_clear(&rs->authz);
         wr_error aerr = {0};
@@ -709,11 +764,18 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
         case WR_AUTHZ_PENDING:
             break;
         }
-        if (!asked && req->ask_human &&
-            wr_strv_contains(&rs->policy->approval.interactive_risk_classes, rs->ct->risk_class)) {
+        if (!asked && req->ask_human) {
             asked = true;
-            if (req->ask_human(req->ud, rs->ct, rs->decision, out->request_id) == 1) {
-                if (record_elicitation(rs, out->request_id, err) != WR_OK) {
+            char off[256];
+            if (!req->elicitation_human)
+                snprintf(inband, sizeof inband,
+                         "; in-band approval (MCP elicitation) on the agent's own session is not an approval: an "
+                         "agent never approves its own request");
+            else if (!wr_approval_interactive_allowed(rs->policy, rs->decision->risk_class,
+                                                      &rs->decision->approval_effects, off, sizeof off))
+                snprintf(inband, sizeof inband, "; %s", off);
+            else if (req->ask_human(req->ud, rs->ct, rs->decision, out->request_id) == 1) {
+                if (record_elicitation(rs, req->elicitation_human, out->request_id, err) != WR_OK) {
                     snprintf(why, whylen, "could not record the in-band approval: %s", err->message);
                     return "blocked";
                 }
@@ -732,10 +794,10 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
     }
     out->pending = true;
     snprintf(why, whylen,
-             "approval pending: request %s needs %d approval(s) (%s); an approver runs "
-             "`warrant approvals approve %s`",
+             "approval pending: request %s needs %d approval(s) (%s)%s; an approver runs "
+             "`warrant approvals approve %s` or uses the console",
              out->request_id, rs->decision->required_approvals, rs->authz.reason[0] ? rs->authz.reason : "none yet",
-             out->request_id);
+             inband, out->request_id);
     return "blocked";
 }
 
@@ -842,7 +904,8 @@ static void take_stream(wr_exec_stream *from, wr_run_stream *to)
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
-    run_state rs = {.g = g, .ct = req->contract, .client_identity = req->client_identity};
+    run_state rs = {
+        .g = g, .ct = req->contract, .client_identity = req->client_identity, .provenance = req->provenance};
     rs.started_ms = wr_now_ms(&g->ctx);
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
     rs.policy = wr_gate_policy_acquire(g);
@@ -879,6 +942,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     /* Whatever the policy allows, no sandbox sees warrant's own secrets:
      * refused before any approval is consumed. */
     if (exposes_protected(g, rs.ct, why, sizeof why)) {
+        rc = finish(&rs, "blocked", why, out, err);
+        goto done;
+    }
+    if (rs.policy->sandbox.memory_mb > 0 && req->memory_mb > rs.policy->sandbox.memory_mb) {
+        snprintf(why, sizeof why, "the run needs memory_mb %lld; policy %s allows at most %lld",
+                 (long long)req->memory_mb, rs.policy->name, (long long)rs.policy->sandbox.memory_mb);
         rc = finish(&rs, "blocked", why, out, err);
         goto done;
     }
@@ -921,9 +990,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         rc = finish(&rs, "blocked", why[0] ? why : "out of memory", out, err);
         goto done;
     }
+    wr_sandbox_limits limits = rs.policy->sandbox;
+    if (req->memory_mb > 0)
+        limits.memory_mb = req->memory_mb;
     wr_exec_request xr = {
         .contract = rs.ct,
-        .limits = &rs.policy->sandbox,
+        .limits = &limits,
         .host_env = g->host_env,
         .secrets = secrets,
         .nsecrets = nsecrets,
@@ -941,6 +1013,16 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
     wr_store_put_output(g->store, rs.execution_id, rs.exec->out.captured, rs.exec->out.captured_len,
                         rs.exec->err.captured, rs.exec->err.captured_len, &e);
+    if (req->provenance && req->collect_products && rs.exec->status != WR_EXEC_BLOCKED) {
+        const wr_exec_result *x = rs.exec;
+        if (!(rs.written = calloc(x->nartifacts + 1, sizeof *rs.written))) {
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < x->nartifacts; i++)
+            rs.written[i] = (wr_gate_digest){x->artifacts[i].path, x->artifacts[i].sha256};
+        req->collect_products(req->provenance_ud, rs.written, x->nartifacts, x->artifacts_truncated, req->provenance);
+    }
     const char *status = rs.exec->status == WR_EXEC_SUCCESS   ? "success"
                          : rs.exec->status == WR_EXEC_BLOCKED ? "blocked"
                                                               : "failed";
@@ -952,6 +1034,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
 done:
     wr_exec_result_free(rs.exec);
+    free(rs.written);
     wr_authz_clear(&rs.authz);
     wr_gate_policy_release(g, rs.policy);
     if (rc != WR_OK)

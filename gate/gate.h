@@ -37,7 +37,8 @@ typedef struct wr_gate_event {
 
 typedef struct wr_gate_config {
     const char *state_dir;   /* required */
-    const char *policy_path; /* NULL: the bundled default policy */
+    const char *policy_path; /* NULL: the bundled pack policy_pack */
+    const char *policy_pack; /* bundled pack when policy_path is NULL; NULL: "default" */
     const wr_ctx *ctx;       /* copied */
     char *const *host_env;   /* values for env_allow names; NULL: none */
     /* Besides the state dir, paths no contract may expose whatever the
@@ -123,6 +124,57 @@ void wr_gate_approval_clear(wr_gate_approval *a);
  * into the artifact). */
 int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err);
 
+/* ---- the approver's side (the web console; docs/approvals.md) ----------
+ * JSON views for approvers, and their decisions. Agent-written strings are
+ * copied as they are: the console escapes them. */
+
+/* Requests an approver can still act on (pending, or approved and unused),
+ * newest first, at most 100: wr_approval_state_json objects. */
+int wr_gate_approver_queue(wr_gate *g, json_object **out, wr_error *err);
+/* One request in full: that view plus the whole stored contract, the
+ * decision made afresh under the active policy (with the gating risk class
+ * and the effects needing approval), the stored artifacts (revoked,
+ * consumed), the policy's max_lifetime_sec and the server's time. */
+int wr_gate_approver_request(wr_gate *g, const char *request_id, json_object **out, wr_error *err);
+/* approve: artifact must name approver and be bound to the request's
+ * contract; then wr_gate_submit_approval. deny, revoke: approver must be
+ * declared in the active policy; the reason recorded names them; revoke
+ * takes one approval_id (of this request) or NULL for the whole request.
+ * *state_out: the request's view afterwards. */
+int wr_gate_approver_approve(wr_gate *g, const char *approver, const char *request_id, json_object *artifact,
+                             json_object **state_out, wr_error *err);
+int wr_gate_approver_deny(wr_gate *g, const char *approver, const char *request_id, const char *reason,
+                          json_object **state_out, wr_error *err);
+int wr_gate_approver_revoke(wr_gate *g, const char *approver, const char *request_id, const char *approval_id,
+                            const char *reason, json_object **state_out, wr_error *err);
+/* The newest receipts (at most WR_GATE_RECENT_RECEIPTS), newest first:
+ * {seq, receipt, verified, verify_error?, linked?} (signature checked with
+ * the server key; linked: the receipt before it hashes to its prev). */
+#define WR_GATE_RECENT_RECEIPTS 20
+int wr_gate_recent_receipts(wr_gate *g, json_object **out, wr_error *err);
+/* seq of the newest receipt (0: none yet). */
+int wr_gate_receipt_head(wr_gate *g, int64_t *seq, wr_error *err);
+
+/* A file and its sha256 (bare hex). */
+typedef struct wr_gate_digest {
+    const char *path;
+    const char *sha256;
+} wr_gate_digest;
+
+/* What a capsule run records in its receipt (in-toto style materials and
+ * products; docs/capsules.md). Plain values, copied into the receipt. */
+typedef struct wr_gate_provenance {
+    const char *capsule_name, *capsule_version;
+    const char *capsule_sha256;      /* of the .capsule file */
+    const char *signer_key_id;       /* NULL: unsigned */
+    const wr_gate_digest *materials; /* each file of the capsule, relative path */
+    size_t nmaterials;
+    const wr_gate_digest *products; /* each output file, relative to the output directory */
+    size_t nproducts;
+    const char *reproduces; /* execution id of the run this one repeats, or NULL */
+    bool reproduced;        /* with reproduces: the products are the original's */
+} wr_gate_provenance;
+
 /* Output as it is produced: stream 1 stdout, 2 stderr. */
 typedef void (*wr_gate_output_fn)(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len);
 
@@ -134,13 +186,29 @@ typedef struct wr_run_request {
     int64_t wait_for_approval_ms; /* 0: return pending at once; bounded by policy */
     /* Called about once a second while waiting for approval; may be NULL. */
     void (*on_wait)(void *ud, int64_t waited_ms, const char *request_id);
-    /* In-band human approval (MCP elicitation). Called only when the policy
-     * allows interactive approval for the risk class. Returns 1 for an
-     * explicit accept, 0 otherwise. NULL: not available. */
+    /* In-band approval (MCP elicitation) on the requesting agent's own
+     * session. An agent never approves itself: this is asked only when the
+     * connection's token is marked elicitation:human (elicitation_human is
+     * the person the operator says answers there) and the policy allows it
+     * (wr_approval_interactive_allowed). Returns 1 for an explicit accept,
+     * 0 otherwise. NULL: not available. */
     int (*ask_human)(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
+    const char *elicitation_human; /* NULL: elicitation is never an approval */
     wr_gate_output_fn on_output;
     void *ud;
     int cancel_fd; /* readable => cancel; -1: none */
+    /* Memory the run needs (MB): 0 uses the policy's sandbox.memory_mb; a
+     * lower value narrows the sandbox to it; a higher one is refused with a
+     * blocked receipt (a capsule declares its limits, the policy caps them). */
+    int64_t memory_mb;
+    /* Capsule runs (capsules/): recorded in the receipt whatever the
+     * outcome. When the sandbox ran, collect_products gets the files it
+     * wrote (absolute paths) before the receipt is sealed, to fill
+     * provenance->products and ->reproduced; what it points to must live
+     * until wr_gate_run returns. NULL: not a capsule run. */
+    wr_gate_provenance *provenance;
+    void (*collect_products)(void *ud, const wr_gate_digest *written, size_t n, bool incomplete, wr_gate_provenance *p);
+    void *provenance_ud;
 } wr_run_request;
 
 /* Captured output of one stream (the first cap bytes, all commands in order). */

@@ -21,12 +21,30 @@ typedef struct wr_receipt_approval {
     const char *identity;
     const char *method; /* cli | api | manual | ticket | elicitation */
     const char *key_id;
+    /* "approver_key" (signed by the approver's own key) or "client" (an
+     * in-band answer the server recorded: no human key signed it) */
+    const char *attestation;
 } wr_receipt_approval;
 
 typedef struct wr_receipt_artifact {
     const char *path;
     const char *sha256;
 } wr_receipt_artifact;
+
+/* Provenance of a capsule run, in the spirit of in-toto links: what went
+ * in (the capsule file and each file in it) and what came out (each file
+ * the run wrote, path relative to its output directory). */
+typedef struct wr_receipt_provenance {
+    const char *capsule_name, *capsule_version;
+    const char *capsule_sha256; /* bare hex, of the .capsule file */
+    const char *signer_key_id;  /* NULL: the capsule is unsigned */
+    const wr_receipt_artifact *materials;
+    size_t nmaterials;
+    const wr_receipt_artifact *products; /* recorded only when something ran */
+    size_t nproducts;
+    const char *reproduces; /* execution id of the receipt this run re-runs, or NULL */
+    bool reproduced;        /* with reproduces: the products equal the original's */
+} wr_receipt_provenance;
 
 /* Plain values: receipts/ does not depend on executor/ or policies/. */
 typedef struct wr_receipt_input {
@@ -58,6 +76,7 @@ typedef struct wr_receipt_input {
     const wr_receipt_approval *approvals;
     size_t napprovals;
     const char *agent_id;
+    const wr_receipt_provenance *provenance; /* NULL: not a capsule run */
 } wr_receipt_input;
 
 /* Builds the unsigned receipt JSON (CSC fields + documented extensions). */

@@ -3,6 +3,8 @@
  * loop thread through the call's queue (srv->mu) and the waker. */
 #include "server/core.h"
 
+#include "capsules/capsules.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -40,7 +42,7 @@ int wr_server_active_runs(wr_server *s)
 
 /* ---- the session's calls ------------------------------------------------------ */
 
-static void link_call(wr_session *ss, wr_call *c)
+void wr_call_link(wr_session *ss, wr_call *c)
 {
     json_object_object_add(ss->inflight, c->id_json, NULL);
     c->prev = NULL;
@@ -64,14 +66,14 @@ static void unlink_call(wr_session *ss, wr_call *c)
 
 /* ---- queue (worker side) ---------------------------------------------------- */
 
-static void wake(wr_server *s)
+void wr_server_wake(wr_server *s)
 {
     if (s->wake)
         s->wake(s->wake_ud);
 }
 
 /* Under s->mu. */
-static void mark_ready(wr_call *c)
+void wr_call_mark_ready(wr_call *c)
 {
     if (!c->queued) {
         c->queued = true;
@@ -94,9 +96,9 @@ void wr_call_enqueue(wr_call *c, char *json)
     else
         c->q_head = m;
     c->q_tail = m;
-    mark_ready(c);
+    wr_call_mark_ready(c);
     pthread_mutex_unlock(&c->srv->mu);
-    wake(c->srv);
+    wr_server_wake(c->srv);
 }
 
 /* ---- the worker ------------------------------------------------------------- */
@@ -150,6 +152,42 @@ static char *build_final(wr_call *c, int rc, const wr_run_outcome *o, const wr_e
     return msg;
 }
 
+/* A capsule run: the run request's callbacks and approvals, the capsule's
+ * own contract. A capsule refused before any receipt (it does not verify,
+ * its output directory is not empty) is a tool error the model can act on. */
+static char *run_capsule(wr_call *c, const wr_run_request *rq, char **summary)
+{
+    wr_capsule_run_opts o = {
+        .capsule_path = c->capsule_path,
+        .out_dir = c->capsule_out,
+        .agent_id = c->identity,
+        .client_identity = c->identity,
+        .approvals = rq->approvals,
+        .napprovals = rq->napprovals,
+        .wait_for_approval_ms = rq->wait_for_approval_ms,
+        .on_output = rq->on_output,
+        .ud = c,
+        .cancel_fd = rq->cancel_fd,
+    };
+    wr_capsule_outcome co;
+    wr_error err;
+    wr_error_clear(&err);
+    int rc = wr_capsule_run(c->srv->gate, &o, &co, &err);
+    char *final;
+    if (rc == WR_OK || err.code == WR_E_NOMEM || err.code == WR_E_INTERNAL) {
+        final = build_final(c, rc, &co.run, &err, summary);
+    } else {
+        char msg[900];
+        snprintf(msg, sizeof msg, "capsule refused: %s", err.message);
+        *summary = strdup(msg);
+        json_object *res = wr_tool_error(msg, "/capsule_path");
+        final = wr_rpc_result_msg(c->id_json, wr_json_compact(res));
+        json_object_put(res);
+    }
+    wr_capsule_outcome_clear(&co);
+    return final;
+}
+
 static void *worker(void *arg)
 {
     wr_call *c = arg;
@@ -168,6 +206,7 @@ static void *worker(void *arg)
         .wait_for_approval_ms = c->wait_ms,
         .on_wait = wr_call_on_wait,
         .ask_human = wr_call_ask_human,
+        .elicitation_human = c->elicitation_human[0] ? c->elicitation_human : NULL,
         .on_output = wr_call_on_output,
         .ud = c,
         .cancel_fd = c->cancel_pipe[0],
@@ -176,11 +215,15 @@ static void *worker(void *arg)
     memset(&o, 0, sizeof o);
     wr_error err;
     wr_error_clear(&err);
-    int rc = wr_gate_run(c->srv->gate, &rq, &o, &err);
-    char *summary = NULL;
-    char *final = build_final(c, rc, &o, &err, &summary);
-    if (rc == WR_OK)
-        wr_run_outcome_clear(&o);
+    char *summary = NULL, *final;
+    if (c->capsule_path) {
+        final = run_capsule(c, &rq, &summary);
+    } else {
+        int rc = wr_gate_run(c->srv->gate, &rq, &o, &err);
+        final = build_final(c, rc, &o, &err, &summary);
+        if (rc == WR_OK)
+            wr_run_outcome_clear(&o);
+    }
     free(apps);
 
     int expect = CALL_RUNNING;
@@ -192,16 +235,18 @@ static void *worker(void *arg)
     else
         free(final); /* cancelled: the request gets no response (A/basic/utilities/cancellation.mdx) */
     c->done = true;
-    mark_ready(c);
+    wr_call_mark_ready(c);
     pthread_mutex_unlock(&c->srv->mu);
-    wake(c->srv);
+    wr_server_wake(c->srv);
     return NULL;
 }
 
-static void call_free(wr_call *c)
+void wr_call_free(wr_call *c)
 {
     free(c->sbuf);
     wr_contract_free(c->contract);
+    free(c->capsule_path);
+    free(c->capsule_out);
     json_object_put(c->approvals);
     json_object_put(c->args);
     if (c->cancel_pipe[0] >= 0)
@@ -222,7 +267,8 @@ static void call_free(wr_call *c)
     free(c);
 }
 
-tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result)
+static tool_status start_call(tool_call *tc, wr_contract *ct, char *capsule_path, char *capsule_out,
+                              json_object *approvals, int64_t wait_ms, json_object **result)
 {
     wr_server *s = tc->ss->srv;
     const char *who = tc->ss->identity;
@@ -246,6 +292,8 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     pthread_mutex_unlock(&s->mu);
     if (msg[0]) {
         wr_contract_free(ct);
+        free(capsule_path);
+        free(capsule_out);
         json_object_put(approvals);
         *result = wr_tool_error(msg, "");
         return TOOL_DONE;
@@ -259,8 +307,11 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->srv = s;
     c->is_run = true;
     c->contract = ct;
+    c->capsule_path = capsule_path;
+    c->capsule_out = capsule_out;
     c->approvals = approvals;
     ct = NULL;
+    capsule_path = capsule_out = NULL;
     approvals = NULL;
     c->wait_ms = wait_ms;
     /* A task's request is answered at once: on HTTP its messages go to the
@@ -269,6 +320,7 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->id_json = strdup(tc->id_json);
     c->progress_token = tc->progress_token ? strdup(tc->progress_token) : NULL;
     snprintf(c->identity, sizeof c->identity, "%s", who);
+    snprintf(c->elicitation_human, sizeof c->elicitation_human, "%s", tc->ss->elicitation_human);
     /* No server requests before notifications/initialized (A/basic/lifecycle.mdx). */
     c->elicitation_ok = tc->ss->client_elicitation && tc->ss->initialized;
     c->started_ms = c->last_emit_ms = wr_now_ms(s->ctx);
@@ -276,12 +328,12 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     /* O_CLOEXEC: commands never inherit server descriptors. */
     if (!c->id_json || pipe2(c->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
         (tc->task && !(c->task = wr_task_new(tc->ss, c, tc->task_ttl_ms)))) {
-        call_free(c);
+        wr_call_free(c);
         goto fail;
     }
     c->ss = tc->ss;
     tc->ss->refs++;
-    link_call(tc->ss, c);
+    wr_call_link(tc->ss, c);
     if (!c->task && tc->out && tc->out->begin_stream)
         tc->out->begin_stream(tc->out);
     if (pthread_create(&c->thread, NULL, worker, c) != 0) {
@@ -289,7 +341,7 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
         pthread_mutex_lock(&s->mu);
         c->final_json = wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL, "cannot start a worker thread", NULL);
         c->done = true;
-        mark_ready(c);
+        wr_call_mark_ready(c);
         pthread_mutex_unlock(&s->mu);
     } else {
         c->thread_started = true;
@@ -303,6 +355,8 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     return TOOL_ASYNC;
 fail:
     wr_contract_free(ct);
+    free(capsule_path);
+    free(capsule_out);
     json_object_put(approvals);
     pthread_mutex_lock(&s->mu);
     s->active_runs--;
@@ -311,6 +365,17 @@ fail:
     pthread_mutex_unlock(&s->mu);
     *result = wr_tool_error("cannot start the run: out of resources", "");
     return TOOL_DONE;
+}
+
+tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result)
+{
+    return start_call(tc, ct, NULL, NULL, approvals, wait_ms, result);
+}
+
+tool_status wr_capsule_start(tool_call *tc, char *path, char *out_dir, json_object *approvals, int64_t wait_ms,
+                             json_object **result)
+{
+    return start_call(tc, NULL, path, out_dir, approvals, wait_ms, result);
 }
 
 void wr_call_cancel(wr_call *c, const char *reason)
@@ -335,128 +400,6 @@ void wr_server_cancel_all(wr_server *s, const char *reason)
     for (wr_session *ss = s->sessions; ss; ss = ss->next)
         for (wr_call *c = ss->calls; c; c = c->next)
             wr_call_cancel(c, reason);
-}
-
-/* ---- quick calls on the pool ------------------------------------------------ */
-
-/* The pool thread's side of a quick call: the whole tool (arguments check
- * included) on the call's own arguments, then the serialized response
- * handed to the loop like a run's. */
-static void run_quick(wr_call *c)
-{
-    tool_call tc = {.ss = c->ss, .id_json = c->id_json}; /* ss: only its immutable identity and srv are read */
-    json_object *result = NULL;
-    wr_error rpc_err;
-    wr_error_clear(&rpc_err);
-    /* The arguments are freed by the loop thread that allocated them
-     * (call_free): freeing them here would contend for its malloc arena. */
-    wr_tools_call(c->tool_idx, &tc, c->args, &result, &rpc_err);
-    char *final = result ? wr_rpc_result_msg(c->id_json, wr_json_compact(result))
-                         : wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL,
-                                            rpc_err.message[0] ? rpc_err.message : "internal error", NULL);
-    json_object_put(result);
-    int expect = CALL_RUNNING;
-    bool completed = atomic_compare_exchange_strong(&c->state, &expect, CALL_COMPLETED);
-    wr_server *s = c->srv;
-    pthread_mutex_lock(&s->mu);
-    if (completed)
-        c->final_json = final;
-    else
-        free(final);
-    c->done = true;
-    /* One wake per batch: a non-empty ready list already has one pending. */
-    bool first = s->ready == NULL;
-    mark_ready(c);
-    pthread_mutex_unlock(&s->mu);
-    if (first)
-        wake(s);
-}
-
-static void *pool_main(void *arg)
-{
-    wr_server *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->jobs && !s->pool_stop)
-            pthread_cond_wait(&s->pool_cv, &s->mu);
-        wr_call *c = s->jobs;
-        if (!c)
-            break; /* stopping, and nothing left to answer */
-        s->jobs = c->job_next;
-        if (!s->jobs)
-            s->jobs_tail = NULL;
-        pthread_mutex_unlock(&s->mu);
-        run_quick(c);
-        pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-int wr_server_start_pool(wr_server *s, wr_error *err)
-{
-    int n = s->cfg.quick_workers;
-    if (n <= 0)
-        return WR_OK;
-    if (!(s->pool = calloc((size_t)n, sizeof *s->pool)))
-        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    for (; s->npool < n; s->npool++)
-        if (pthread_create(&s->pool[s->npool], NULL, pool_main, s) != 0)
-            break; /* fewer workers still work; none means inline */
-    return WR_OK;
-}
-
-void wr_server_stop_pool(wr_server *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->pool_stop = true;
-    pthread_cond_broadcast(&s->pool_cv);
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->npool; i++)
-        pthread_join(s->pool[i], NULL);
-    free(s->pool);
-    s->pool = NULL;
-    s->npool = 0;
-}
-
-wr_call *wr_quick_new(tool_call *tc, int idx)
-{
-    wr_server *s = tc->ss->srv;
-    if (!s->npool || !tc->out || !tc->out->may_reorder)
-        return NULL;
-    wr_call *c = calloc(1, sizeof *c);
-    if (!c || !(c->id_json = strdup(tc->id_json))) {
-        free(c);
-        return NULL;
-    }
-    c->cancel_pipe[0] = c->cancel_pipe[1] = -1;
-    pthread_cond_init(&c->cv, NULL);
-    c->srv = s;
-    c->tool_idx = idx;
-    c->out = tc->out;
-    snprintf(c->identity, sizeof c->identity, "%s", tc->ss->identity);
-    atomic_init(&c->state, CALL_RUNNING);
-    c->ss = tc->ss;
-    tc->ss->refs++;
-    link_call(tc->ss, c);
-    pthread_mutex_lock(&s->mu);
-    s->quick_pending++;
-    pthread_mutex_unlock(&s->mu);
-    return c;
-}
-
-void wr_quick_submit(wr_call *c, json_object *args)
-{
-    wr_server *s = c->srv;
-    pthread_mutex_lock(&s->mu);
-    c->args = args;
-    if (s->jobs_tail)
-        s->jobs_tail->job_next = c;
-    else
-        s->jobs = c;
-    s->jobs_tail = c;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- loop side ------------------------------------------------------------ */
@@ -486,7 +429,7 @@ static void finish(wr_call *c)
         s->quick_pending--;
     }
     pthread_mutex_unlock(&s->mu);
-    call_free(c);
+    wr_call_free(c);
     wr_session_unref(ss);
 }
 
@@ -516,7 +459,7 @@ void wr_server_drain(wr_server *s)
     for (wr_call *c = list; c; c = c->ready_next) {
         c->queued = false;
         if (!items) {
-            mark_ready(c); /* retry on the next wake */
+            wr_call_mark_ready(c); /* retry on the next wake */
             continue;
         }
         items[k].c = c;

@@ -31,23 +31,26 @@ typedef struct wr_call wr_call;
 typedef struct wr_task wr_task;
 struct wr_call {
     wr_server *srv;
-    wr_session *ss;       /* holds a reference */
-    wr_outlet *out;       /* loop thread only; NULL once the outlet is gone */
-    char *id_json;        /* serialized request id, echoed verbatim */
-    char *progress_token; /* serialized progressToken or NULL */
-    char identity[256];   /* copy: workers never read the session */
-    bool elicitation_ok;  /* the client declared elicitation */
+    wr_session *ss;              /* holds a reference */
+    wr_outlet *out;              /* loop thread only; NULL once the outlet is gone */
+    char *id_json;               /* serialized request id, echoed verbatim */
+    char *progress_token;        /* serialized progressToken or NULL */
+    char identity[256];          /* copy: workers never read the session */
+    char elicitation_human[256]; /* copy of the session's, or "" */
+    bool elicitation_ok;         /* the client declared elicitation */
     _Atomic int state;
     int cancel_pipe[2]; /* wr_run_request.cancel_fd = [0] */
     pthread_t thread;
     bool thread_started;
 
     /* the work (owned by the worker once started) */
-    bool is_run;       /* counts against the run limits (a quick call does not) */
-    int tool_idx;      /* quick call: the tool */
-    json_object *args; /* quick call: its arguments, owned by the call alone */
-    wr_call *job_next; /* quick call: srv->jobs */
-    wr_contract *contract;
+    bool is_run;            /* counts against the run limits (a quick call does not) */
+    int tool_idx;           /* quick call: the tool */
+    json_object *args;      /* quick call: its arguments, owned by the call alone */
+    wr_call *job_next;      /* quick call: srv->jobs */
+    wr_contract *contract;  /* run; NULL for a capsule run */
+    char *capsule_path;     /* run_capsule: the .capsule file (checked against the policy) */
+    char *capsule_out;      /* run_capsule: the output directory, or NULL for a fresh one */
     json_object *approvals; /* private deep copy (json-c refcounts are not atomic) */
     int64_t wait_ms;
     int64_t started_ms;
@@ -90,6 +93,7 @@ struct wr_session {
     int refs; /* loop thread only: the transport + each call */
     bool closed;
     char identity[256];
+    char elicitation_human[256]; /* its token's elicitation:human person, or "" */
     wr_outlet *default_out;
     bool initialize_seen, initialized;
     char version[16];
@@ -212,6 +216,9 @@ static inline wr_outlet *wr_call_outlet(const wr_call *c)
 /* Starts ct (ownership taken) in a worker: TOOL_ASYNC, or TOOL_DONE with an
  * isError result (limits). */
 tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result);
+/* The same for run_capsule (capsules/): takes path and out_dir (may be NULL). */
+tool_status wr_capsule_start(tool_call *tc, char *path, char *out_dir, json_object *approvals, int64_t wait_ms,
+                             json_object **result);
 void wr_call_cancel(wr_call *c, const char *reason);
 /* Quick calls: on message-stream transports, which may answer out of order,
  * a quick tool runs on the pool so the loop keeps reading. wr_quick_new
@@ -228,6 +235,12 @@ void wr_call_on_wait(void *ud, int64_t waited_ms, const char *request_id);
 void wr_call_send_progress(wr_call *c, const char *message);
 /* In-band approval (elicit.c): the gate's ask_human callback, on the worker. */
 int wr_call_ask_human(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
+/* The call machinery pool.c shares (calls.c): a call joins its session's
+ * list; under srv->mu it is marked for wr_server_drain; the waker; free. */
+void wr_call_link(wr_session *ss, wr_call *c);
+void wr_call_mark_ready(wr_call *c);
+void wr_server_wake(wr_server *s);
+void wr_call_free(wr_call *c);
 /* Queues a message for the loop to send (worker side; takes json). */
 void wr_call_enqueue(wr_call *c, char *json);
 /* Routes a response to one of our elicitation requests; true if it matched. */

@@ -1,13 +1,8 @@
-/* Streamable HTTP (A/basic/transports.mdx): POST carries one JSON-RPC
- * message and gets a JSON response, or an SSE stream when the request is
- * asynchronous (a run); GET opens the session's standalone SSE stream;
- * DELETE ends the session. Sessions are named by Mcp-Session-Id, bound to
- * the identity of the token that created them.
- *
- * Adding a route: one row in `routes` below (path + handler); the handler
- * checks access itself (its route may use another kind of credential) and
- * answers through http_refuse or a stream. */
-#include "server/net.h"
+/* HTTP/1.1 on the shared listener: reads requests (bodies as they arrive,
+ * within a deadline and a minimum rate, inside the client's share), writes
+ * JSON answers and SSE streams, one request per connection. What a request
+ * means is its route's business (http_routes.c: /mcp, /metrics, console). */
+#include "server/http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,21 +19,6 @@
  * before the answer, so the client sees the status, not EPIPE. */
 #define DRAIN_MAX_MESSAGES 2
 
-/* The HTTP status of a reply, from what the core says about the message. */
-static int fault_status(int fault)
-{
-    switch (fault) {
-    case WR_RPC_FAULT_BAD_MESSAGE:
-        return 400;
-    case WR_RPC_FAULT_TOO_LARGE:
-        return 413;
-    case WR_RPC_FAULT_INTERNAL:
-        return 500;
-    default:
-        return 200;
-    }
-}
-
 /* ======================================================================
  * Streamable HTTP
  * ====================================================================== */
@@ -53,7 +33,7 @@ static void open_unlink(conn *c)
     c->open_next = NULL;
 }
 
-static void open_link(conn *c)
+void http_open_link(conn *c)
 {
     open_unlink(c);
     c->open_next = c->n->open;
@@ -64,7 +44,7 @@ static void http_reset(conn *c)
 {
     if (c->n)
         open_unlink(c);
-    if (c->body_reserved)
+    if (c->body_reserved && c->cl)
         net_body_release(c->n, c->cl, c->body_reserved);
     c->body_reserved = c->body_cap = 0;
     if (c->cl)
@@ -75,6 +55,8 @@ static void http_reset(conn *c)
     q_free(&c->q);
     c->body = c->err_body = NULL;
     c->body_type = NULL;
+    c->console = false;
+    c->human[0] = '\0';
     c->body_len = 0;
     c->status = 0;
     c->hstate = H_IDLE;
@@ -114,11 +96,11 @@ static void http_end(wr_outlet *o)
     lws_callback_on_writable(c->wsi);
 }
 
-static void http_begin_stream(wr_outlet *o)
+void http_begin_stream(wr_outlet *o)
 {
     conn *c = (conn *)o;
     c->hstate = H_SSE;
-    open_link(c);
+    http_open_link(c);
     c->last_write_ms = net_now_ms(c->n);
     /* SEP-1699 priming event: an id and empty data; only 2025-11-25
      * clients expect it. */
@@ -131,7 +113,7 @@ static void http_begin_stream(wr_outlet *o)
 }
 
 /* A refusal with a JSON-RPC error body (no id). */
-static void http_refuse(conn *c, int status, int code, const char *message)
+void http_refuse(conn *c, int status, int code, const char *message)
 {
     if (status >= 400)
         net_count_refusal(c->n, wr_metrics_http_cause(status));
@@ -146,90 +128,15 @@ static void http_refuse(conn *c, int status, int code, const char *message)
  * that is refused before it is read gets EPIPE, not the status: a body of
  * reasonable size is read and discarded first (under the body deadline),
  * and the answer goes out once it is in. */
-static void http_refuse_body(conn *c, long long announced, int status, int code, const char *message)
+void http_refuse_body(conn *c, long long announced, int status, int code, const char *message)
 {
     http_refuse(c, status, code, message);
     size_t drain_max = DRAIN_MAX_MESSAGES * wr_server_get_config(c->n->srv)->max_message_bytes;
     if (announced > 0 && (unsigned long long)announced <= drain_max && !c->body_done) {
         c->hstate = H_DRAIN;
         c->body_start_ms = net_now_ms(c->n);
-        open_link(c);
+        http_open_link(c);
     }
-}
-
-static bool accept_lists(const char *accept, const char *type)
-{
-    /* a comma-separated list, in any order, parameters allowed */
-    const char *p = accept;
-    size_t tl = strlen(type);
-    while (p && *p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        /* exact media types only: a wildcard is not an explicit listing */
-        if (!strncasecmp(p, type, tl) && (p[tl] == '\0' || p[tl] == ',' || p[tl] == ';' || p[tl] == ' '))
-            return true;
-        p = strchr(p, ',');
-    }
-    return false;
-}
-
-static void http_post_body(conn *c)
-{
-    net *n = c->n;
-    wr_rpc_result res;
-    if (!c->ss) {
-        /* No Mcp-Session-Id: only initialize may create a session. */
-        wr_session *ss = wr_session_new(n->srv, c->who, NULL);
-        if (!ss) {
-            http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
-            return;
-        }
-        json_object *peek = wr_json_parse(c->body ? c->body : "", c->body_len, NULL, NULL);
-        json_object *m = NULL;
-        bool is_init = peek && json_object_is_type(peek, json_type_object) &&
-                       json_object_object_get_ex(peek, "method", &m) && json_object_is_type(m, json_type_string) &&
-                       !strcmp(json_object_get_string(m), "initialize");
-        json_object_put(peek);
-        if (!is_init && peek) {
-            wr_session_close(ss, true);
-            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
-            return;
-        }
-        c->ss = ss;
-        c->hstate = H_JSON;
-        wr_session_handle(ss, c->body ? c->body : "", c->body_len, &c->outlet, &res);
-        if (res.is_initialize) {
-            const char *why = NULL;
-            hsess *h = hsess_create(n, ss, &why);
-            if (!h) {
-                wr_log(n->ctx, WR_LOG_WARNING, "server", "http: agent \"%s\": %s", c->who, why);
-                wr_session_close(ss, true);
-                c->ss = NULL;
-                q_free(&c->q);
-                c->ended = false;
-                http_refuse(c, 503, WR_RPC_INTERNAL, why);
-                return;
-            }
-            wr_session_ref(ss); /* the hsess owns the first reference, this conn the second */
-            wr_log(n->ctx, WR_LOG_INFO, "server", "http: new MCP session for agent \"%s\"", c->who);
-            snprintf(c->sid, sizeof c->sid, "%s", hsess_id(h));
-            c->add_session_header = true;
-        } else {
-            /* a failed initialize (or garbage): no session survives it */
-            wr_session_close(ss, true);
-            c->ss = NULL;
-        }
-    } else {
-        c->hstate = H_JSON;
-        wr_session_handle(c->ss, c->body ? c->body : "", c->body_len, &c->outlet, &res);
-    }
-    if (res.kind == WR_RPC_NONE) {
-        c->status = 202;
-        c->ended = true;
-    } else if (res.kind == WR_RPC_REPLIED && c->hstate == H_JSON) {
-        c->status = fault_status(res.fault);
-    }
-    lws_callback_on_writable(c->wsi);
 }
 
 static bool add_hdr(conn *c, bool when, const char *name, const char *value, unsigned char **p, unsigned char *end)
@@ -258,7 +165,14 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
         !add_hdr(c, cors && c->preflight, "access-control-allow-methods:", "GET, POST, DELETE", &p, end) ||
         !add_hdr(c, cors && c->preflight, "access-control-allow-headers:",
                  "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID", &p, end) ||
-        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end))
+        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end) ||
+        /* the console shows agent-written text: nothing but its own files
+         * may load or run, and it may not be framed */
+        !add_hdr(c, c->console, "content-security-policy:", WR_CONSOLE_CSP, &p, end) ||
+        !add_hdr(c, c->console, "x-content-type-options:", "nosniff", &p, end) ||
+        !add_hdr(c, c->console, "x-frame-options:", "DENY", &p, end) ||
+        !add_hdr(c, c->console, "referrer-policy:", "no-referrer", &p, end) ||
+        !add_hdr(c, c->console && !sse, "cache-control:", "no-store", &p, end))
         return -1;
     if (lws_finalize_write_http_header(c->wsi, start, &p, end))
         return -1;
@@ -335,155 +249,20 @@ static int http_writeable(conn *c)
     return 0;
 }
 
-/* /mcp: the MCP endpoint (POST, GET, DELETE, OPTIONS). */
-static int route_mcp(conn *c)
+void http_expect_body(conn *c, size_t announced, void (*on_body)(conn *c))
 {
-    net *n = c->n;
-    const char *who = NULL, *why = NULL;
-    c->preflight = lws_hdr_total_length(c->wsi, WSI_TOKEN_OPTIONS_URI) > 0;
-    int st = net_check_access(n, c->wsi, WR_TOKEN_AGENT, false, !c->preflight, c->origin, &who, &why);
-    if (st) {
-        wr_log(n->ctx, WR_LOG_WARNING, "server", "http: refused (%d): %s", st, why);
-        http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
-        return 0;
-    }
-    if (c->preflight) {
-        http_refuse(c, c->origin[0] ? 204 : 400, 0, NULL);
-        return 0;
-    }
-    snprintf(c->who, sizeof c->who, "%s", who);
-    if (!(c->cl = net_client_acquire_conn(n, who, &why))) {
-        http_refuse(c, 429, WR_RPC_INVALID_REQUEST, why);
-        return 0;
-    }
-    bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
-    bool del = lws_hdr_total_length(c->wsi, WSI_TOKEN_DELETE_URI) > 0;
-    bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
-    char sid[WR_ID_MAX + 8], ver[40], accept[300], ctype[200];
-    bool have_sid = net_custom_hdr(c->wsi, "mcp-session-id:", sid, sizeof sid);
-    hsess *h = NULL;
-    if (have_sid) {
-        h = hsess_find(n, sid, who);
-        if (!h) {
-            http_refuse(c, 404, WR_RPC_INVALID_REQUEST, "unknown or terminated MCP session");
-            return 0;
-        }
-        c->ss = hsess_session(h);
-        wr_session_ref(c->ss);
-        hsess_touch(n, h);
-        if (net_custom_hdr(c->wsi, "mcp-protocol-version:", ver, sizeof ver) && !wr_mcp_version_known(ver)) {
-            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "unsupported MCP-Protocol-Version");
-            return 0;
-        }
-    }
-    if (del) {
-        if (!h) {
-            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
-            return 0;
-        }
-        hsess_drop(n, h);
-        http_refuse(c, 200, 0, NULL);
-        return 0;
-    }
-    if (get) {
-        net_hdr(c->wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
-        if (!accept_lists(accept, "text/event-stream"))
-            http_refuse(c, 406, WR_RPC_INVALID_REQUEST, "not acceptable: GET needs Accept: text/event-stream");
-        else if (!c->ss)
-            http_refuse(c, 400, WR_RPC_INVALID_REQUEST, "bad request: Mcp-Session-Id header is required");
-        else if (wr_session_default_outlet(c->ss))
-            http_refuse(c, 409, WR_RPC_INVALID_REQUEST, "this session already has a GET stream");
-        else {
-            /* The standalone stream: messages not tied to a request
-             * (notifications/message) go here; it never carries responses. */
-            wr_session_set_default_outlet(c->ss, &c->outlet);
-            http_begin_stream(&c->outlet);
-        }
-        return 0;
-    }
-    if (!post) {
-        http_refuse(c, 405, 0, NULL);
-        return 0;
-    }
-    net_hdr(c->wsi, WSI_TOKEN_HTTP_ACCEPT, accept, sizeof accept);
-    net_hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
-    size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
-    char clen_s[32];
-    long long clen = net_hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? atoll(clen_s) : -1;
-    const char *why_not = NULL;
-    if (!accept_lists(accept, "application/json") || !accept_lists(accept, "text/event-stream")) {
-        http_refuse_body(c, clen, 406, WR_RPC_INVALID_REQUEST,
-                         "not acceptable: Accept must list application/json and text/event-stream");
-    } else if (strncasecmp(ctype, "application/json", 16) != 0 ||
-               (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ')) {
-        http_refuse_body(c, clen, 415, WR_RPC_INVALID_REQUEST,
-                         "unsupported media type: Content-Type must be application/json");
-    } else if (clen > (long long)cap) {
-        http_refuse_body(c, clen, 413, WR_RPC_INVALID_REQUEST, "payload too large");
-    } else if (clen < 0) {
-        /* lws 4.1 does not decode chunked request bodies */
-        http_refuse(c, 411, WR_RPC_INVALID_REQUEST, "length required: send the body with Content-Length");
-    } else if (clen == 0) {
-        http_refuse(c, 400, WR_RPC_PARSE_ERROR, "parse error: empty body");
-    } else if (!net_body_reserve(n, c->cl, (size_t)clen, &why_not)) {
-        wr_log(n->ctx, WR_LOG_WARNING, "server", "http: agent \"%s\": %s", who, why_not);
-        http_refuse(c, 429, WR_RPC_INVALID_REQUEST, why_not);
-    } else {
-        c->body_reserved = (size_t)clen;
-        c->hstate = H_BODY;
-        c->body_start_ms = net_now_ms(n);
-        open_link(c);
-    }
-    return 0;
+    c->body_reserved = announced;
+    c->on_body = on_body;
+    c->hstate = H_BODY;
+    c->body_start_ms = net_now_ms(c->n);
+    http_open_link(c);
 }
 
-/* /metrics: the Prometheus text format, for a metrics token (or, with
- * --metrics-auth loopback, any loopback peer). */
-static int route_metrics(conn *c)
+static bool route_matches(const http_route *r, const char *uri)
 {
-    net *n = c->n;
-    if (!n->o->metrics) {
-        http_refuse(c, 404, 0, NULL);
-        return 0;
-    }
-    const char *who = NULL, *why = NULL;
-    char peer[64] = "";
-    lws_get_peer_simple(c->wsi, peer, sizeof peer);
-    bool open_to_peer = n->o->metrics_loopback && wr_host_is_loopback(peer);
-    int st = net_check_access(n, c->wsi, WR_TOKEN_METRICS, false, !open_to_peer, NULL, &who, &why);
-    if (st) {
-        wr_log(n->ctx, WR_LOG_WARNING, "server", "metrics: refused (%d): %s", st, why);
-        http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
-        return 0;
-    }
-    if (lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) <= 0) {
-        http_refuse(c, 405, 0, NULL);
-        return 0;
-    }
-    net_update_gauges(n);
-    size_t len = 0;
-    char *text = wr_metrics_render(n->o->metrics, &len);
-    if (!text) {
-        http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
-        return 0;
-    }
-    c->err_body = text;
-    c->body_type = "text/plain; version=0.0.4; charset=utf-8";
-    c->status = 200;
-    lws_callback_on_writable(c->wsi);
-    return 0;
+    size_t n = strlen(r->path);
+    return !strncmp(uri, r->path, n) && (uri[n] == '\0' || (r->subtree && uri[n] == '/'));
 }
-
-typedef struct route {
-    const char *path;
-    int (*handle)(conn *c); /* LWS_CALLBACK_HTTP for this path: returns the callback's result */
-} route;
-
-/* Every HTTP path the server answers; anything else is 404. */
-static const route routes[] = {
-    {"/mcp", route_mcp},
-    {"/metrics", route_metrics},
-};
 
 /* LWS_CALLBACK_HTTP: the request line and headers are in.
  *
@@ -505,15 +284,11 @@ static int http_request(conn *c, const char *uri)
         http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");
         return 0;
     }
-    int rc = 0;
-    size_t i = 0;
-    while (i < sizeof routes / sizeof routes[0] && strcmp(uri, routes[i].path))
-        i++;
-    if (i < sizeof routes / sizeof routes[0])
-        rc = routes[i].handle(c);
-    else
-        http_refuse(c, 404, 0, NULL);
-    return rc;
+    for (size_t i = 0; i < http_nroutes; i++)
+        if (route_matches(&http_routes[i], uri))
+            return http_routes[i].handle(c, uri);
+    http_refuse(c, 404, 0, NULL);
+    return 0;
 }
 
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len)
@@ -564,7 +339,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
             c->hstate = H_JSON; /* the refusal decided at the headers */
             lws_callback_on_writable(wsi);
         } else if (c->hstate == H_BODY) {
-            http_post_body(c);
+            c->on_body(c);
         }
         return 0;
 

@@ -8,6 +8,7 @@
 #ifndef WR_SERVER_NET_H
 #define WR_SERVER_NET_H
 
+#include "server/console_internal.h"
 #include "server/loop.h"
 
 #include <libwebsockets.h>
@@ -84,13 +85,20 @@ typedef struct conn {
     bool add_session_header;
     int64_t last_write_ms;
     char who[256];        /* the authenticated identity of this request */
+    char human[256];      /* its token's elicitation:human person, or "" */
     net_client *cl;       /* its share (limits.c), once authenticated */
-    size_t body_reserved; /* announced body bytes reserved in its share */
+    size_t body_reserved; /* announced body bytes (reserved in its share when cl is set) */
     size_t body_cap;      /* allocated for body (grows as bytes arrive) */
     int64_t body_start_ms;
-    char origin[300];       /* an allowed Origin, echoed for CORS; "" if none */
-    bool preflight;         /* OPTIONS */
-    struct conn *open_next; /* net's list of open HTTP transactions (timers) */
+    /* the approval console (http.c route_console): its replies carry their
+     * own security headers; its event stream polls the queue */
+    bool console;
+    char console_uri[128];
+    wr_console_seen console_seen;
+    char origin[300];                /* an allowed Origin, echoed for CORS; "" if none */
+    bool preflight;                  /* OPTIONS */
+    struct conn *open_next;          /* net's list of open HTTP transactions (timers) */
+    void (*on_body)(struct conn *c); /* the route's handler once the body is in */
 } conn;
 
 /* ---- the loop's state (loop.c) ------------------------------------------------- */
@@ -137,6 +145,7 @@ struct net {
     conn *open;         /* HTTP transactions in progress (bodies, streams) */
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
+    wr_console *console; /* network only */
 };
 
 /* Starts the shutdown: no new work, every run cancelled (receipts say so). */
@@ -209,5 +218,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len);
 /* http.c: timer (SSE keepalives, body deadlines). */
 void http_tick(net *n);
+/* The console's open event streams look at the queue (loop.c's timers). */
+void http_console_tick(net *n);
 
 #endif
