@@ -136,6 +136,7 @@ struct wr_server {
     int quick_pending;
     wr_session *sessions; /* loop thread only */
     wr_task *tasks;       /* loop thread only, newest first */
+    size_t task_bytes;    /* results kept by ended tasks */
 };
 
 /* ---- tools (tools.c: the machinery; handlers.c: the table and the tools) ---- */

@@ -19,8 +19,11 @@
 #define TASK_POLL_MS        1000
 #define TASK_DEFAULT_TTL_MS (60LL * 60 * 1000)
 #define TASK_MAX_TTL_MS     (24LL * 60 * 60 * 1000)
-#define TASKS_PER_CLIENT    256 /* ended tasks kept per identity; the oldest go first */
-#define RELATED_TASK        "io.modelcontextprotocol/related-task"
+#define TASKS_PER_CLIENT    64 /* ended tasks kept per identity; the oldest go first */
+/* Results kept in total (a run's result holds up to its captured output):
+ * past it the oldest ended tasks are forgotten, whoever they belong to. */
+#define TASK_BYTES_MAX (64u * 1024u * 1024u)
+#define RELATED_TASK   "io.modelcontextprotocol/related-task"
 
 enum {
     TASK_WORKING = 0,
@@ -71,8 +74,9 @@ json_object *wr_task_json(const wr_task *t)
     return o;
 }
 
-static void task_free(wr_task *t)
+static void task_free(wr_server *s, wr_task *t)
 {
+    s->task_bytes -= t->payload ? strlen(t->payload) : 0;
     while (t->waiters) {
         task_waiter *w = t->waiters;
         t->waiters = w->next;
@@ -106,7 +110,7 @@ wr_task *wr_task_new(wr_session *ss, wr_call *c, int64_t ttl_ms)
         }
     if (kept >= TASKS_PER_CLIENT && oldest) {
         task_unlink(s, oldest);
-        task_free(oldest);
+        task_free(s, oldest);
     }
     wr_task *t = calloc(1, sizeof *t);
     if (!t)
@@ -231,8 +235,20 @@ void wr_task_complete(wr_server *s, wr_task *t, const char *final_json)
     if (t->status == TASK_WORKING) {
         keep_payload(t, final_json);
         t->updated_ms = now_ms(s);
+        s->task_bytes += t->payload ? strlen(t->payload) : 0;
     }
     answer_waiters(t);
+    /* over the budget: the oldest ended tasks go (the list is newest first) */
+    while (s->task_bytes > TASK_BYTES_MAX) {
+        wr_task *oldest = NULL;
+        for (wr_task *x = s->tasks; x; x = x->next)
+            if (x->status != TASK_WORKING && !x->call && x->payload)
+                oldest = x;
+        if (!oldest)
+            break;
+        task_unlink(s, oldest);
+        task_free(s, oldest);
+    }
 }
 
 int wr_task_cancel(wr_task *t, wr_server *s)
@@ -255,7 +271,7 @@ void wr_tasks_expire(wr_server *s)
         wr_task *t = *pp;
         if (t->status != TASK_WORKING && !t->call && now - t->created_ms > t->ttl_ms) {
             *pp = t->next;
-            task_free(t);
+            task_free(s, t);
         } else {
             pp = &t->next;
         }
@@ -267,6 +283,6 @@ void wr_tasks_free(wr_server *s)
     while (s->tasks) {
         wr_task *t = s->tasks;
         s->tasks = t->next;
-        task_free(t);
+        task_free(s, t);
     }
 }
