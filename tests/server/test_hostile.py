@@ -23,6 +23,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def sanitized(pid):
+    """ASan keeps freed memory in quarantine: RSS says nothing there."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -313,10 +319,12 @@ class Shares(Listening):
         self.assertEqual(set(statuses) - {408, 429}, set(), statuses)
         self.assertGreater(statuses.count(429), 80)
         self.assertGreater(statuses.count(408), 0)
-        time.sleep(0.5)
+        if sanitized(self.srv.p.pid):
+            return  # the figures below are for a plain build (bench/mcp measures them too)
+        time.sleep(6)  # past the server's 5 s heap trim
         after = rss_kib(self.srv.p.pid)
         self.assertLess(peak - before, 40 * 1024, "RSS grew %d KiB" % (peak - before))
-        self.assertLess(after - before, 8 * 1024, "RSS kept %d KiB" % (after - before))
+        self.assertLess(after - before, 4 * 1024, "RSS kept %d KiB" % (after - before))
 
     def test_oversized_body_real_client_sees_413(self):
         """Finding: an oversized HTTP body made real clients see EPIPE
