@@ -28,6 +28,7 @@ typedef struct wr_net_options {
     int64_t body_timeout_ms;                          /* a request body arrives within */
     wr_metrics *metrics;                              /* GET /metrics; NULL: the route answers 404 */
     bool metrics_loopback;                            /* /metrics open to loopback peers without a token */
+    int64_t checkpoint_interval_ms;                   /* sign a checkpoint this often while the receipt log grows */
 } wr_net_options;
 
 /* Runs the loop until SIGTERM/SIGINT (or stdin EOF in stdio-only mode) and
