@@ -32,7 +32,8 @@ typedef struct wr_exec_request {
     size_t nsecrets;
     wr_output_fn on_output; /* may be NULL */
     void *ud;
-    int cancel_fd; /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    int cancel_fd;           /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    const char *cgroup_root; /* NULL: /sys/fs/cgroup; else a v2 parent or v1 mount base (operators, tests) */
     const wr_ctx *ctx;
 } wr_exec_request;
 

@@ -56,7 +56,8 @@ typedef struct spawn {
         rlim_t v;
     } rl[6];
     int nrl;
-    pid_t parent; /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    pid_t parent;      /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    const int *cg_fds; /* the command's cgroup.procs files, or -1 */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -80,6 +81,11 @@ static void child_fail(const char *what)
 static int child_exec(void *arg)
 {
     spawn *s = arg;
+    /* Join the command's cgroup before anything else, so bwrap and all it
+     * starts are counted and killed with it. */
+    for (int i = 0; s->cg_fds && i < WR_CG_NCTRL; i++)
+        if (s->cg_fds[i] >= 0 && write(s->cg_fds[i], "0", 1) != 1)
+            child_fail("join cgroup");
     /* Move every fd above the slot range first so that installing slot i
      * cannot clobber a source still needed for slot j. */
     int *tmp = s->tmp;
@@ -223,11 +229,12 @@ static void set_rlimits(spawn *s, const wr_plan *p)
 }
 
 /* Starts one segment. fds in/out/errw become 0/1/2 in the child. */
-static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw, seg *sg,
-                         wr_error *err)
+static int start_segment(const wr_plan *p, const wr_cgroup *cg, char *const *argv, char *const *envp, int in, int out,
+                         int errw, seg *sg, wr_error *err)
 {
     spawn s;
     memset(&s, 0, sizeof s);
+    s.cg_fds = cg->procs_fd;
     s.argv = argv;
     s.envp = envp;
     s.drop_root = p->drop_root;
@@ -431,7 +438,11 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
         segs[i].pidfd = segs[i].errfd = -1, segs[i].pid = -1;
+    wr_cgroup cg;
+    wr_cgroup_init(&cg);
     rc = wr_plan_envp(p, &envp, err);
+    if (rc == WR_OK)
+        rc = wr_cgroup_create(&p->cg, io->req->ctx, &cg, err);
     if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 || (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
         rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
     io->cout->command_id = io->cerr->command_id = cmd->id;
@@ -452,7 +463,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, true, true, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1],
+            rc = start_segment(p, &cg, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1],
                                &segs[i], err);
         wr_strv_free(&argv);
         close(ep[1]);
@@ -573,14 +584,24 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (oc->killed != KILL_NONE && kill_at == INT64_MAX) {
             /* Grace: SIGTERM every process of the sandbox; the outer bwrap
              * is left alone (killing it would SIGKILL at once). */
+            bool setting_up = false;
             for (size_t i = 0; i < n; i++)
                 if (!segs[i].exited && segs[i].pid > 0) {
                     find_sandbox(&segs[i]);
                     if (segs[i].pidns)
                         signal_namespace(&segs[i], SIGTERM);
                     else
-                        kill(segs[i].pid, SIGKILL); /* still setting up */
+                        setting_up = true;
                 }
+            /* A bwrap still setting up may already have forked its pid 1,
+             * which killing bwrap alone would leave behind: the cgroup
+             * holds both. */
+            if (setting_up && cg.mode != WR_CG_NONE)
+                wr_cgroup_kill(&cg);
+            else if (setting_up)
+                for (size_t i = 0; i < n; i++)
+                    if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
+                        kill(segs[i].pid, SIGKILL);
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
@@ -596,6 +617,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                     if (segs[i].pid > 0)
                         kill(segs[i].pid, SIGKILL);
                 }
+            wr_cgroup_kill(&cg);
             killed_hard = true;
         }
         if (all_exited && now >= drain_until) {
@@ -616,6 +638,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (segs[i].pidfd >= 0)
             close(segs[i].pidfd);
     }
+    wr_cgroup_destroy(&cg); /* whatever outlived the segments dies here */
 
     if (rc == WR_OK) {
         char why[256];
