@@ -345,9 +345,12 @@ static void find_sandbox(seg *sg)
         return;
     buf[n] = 0;
     long child = strtol(buf, NULL, 10);
-    struct stat st;
+    struct stat st, self;
     snprintf(path, sizeof path, "/proc/%ld/ns/pid", child);
-    if (child > 0 && stat(path, &st) == 0) {
+    /* A child still in our own pid namespace is bwrap setting up, not the
+     * sandbox: signalling "its namespace" would reach every process of the
+     * sandbox user on the host. */
+    if (child > 0 && stat(path, &st) == 0 && stat("/proc/self/ns/pid", &self) == 0 && st.st_ino != self.st_ino) {
         sg->ns_init = (pid_t)child;
         sg->pidns = st.st_ino;
     }
@@ -595,13 +598,10 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                 }
             /* A bwrap still setting up may already have forked its pid 1,
              * which killing bwrap alone would leave behind: the cgroup
-             * holds both. */
-            if (setting_up && cg.mode != WR_CG_NONE)
+             * holds both. Without one, the sandbox is left the grace period
+             * to appear, and then its namespace is killed. */
+            if (setting_up)
                 wr_cgroup_kill(&cg);
-            else if (setting_up)
-                for (size_t i = 0; i < n; i++)
-                    if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
-                        kill(segs[i].pid, SIGKILL);
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {

@@ -137,14 +137,14 @@ static void test_cancel_during_setup(void **s)
     assert_int_equal(pipe(cp), 0);
     assert_int_equal(write(cp[1], "x", 1), 1); /* cancelled before it starts */
     for (int round = 0; round < 5; round++) {
-        const char *argv[] = {"/bin/sleep", "31.5", NULL};
+        const char *argv[] = {"/bin/sleep", "29.731", NULL};
         fx f;
         fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
         f.req.cancel_fd = cp[0];
         wr_exec_result *r = run(&f);
         assert_true(r->cancelled);
         wr_exec_result_free(r);
-        assert_false(process_alive("sleep 31.5")); /* in bwrap's argv too */
+        assert_false(process_alive("sleep 29.731")); /* in bwrap's argv too */
     }
     close(cp[0]);
     close(cp[1]);
@@ -260,6 +260,80 @@ static void test_fallback(void **s)
     free(root);
 }
 
+/* ---- host walks of agent-writable trees ------------------------------------- */
+
+typedef struct swapper {
+    fx f;
+    wr_exec_result *r;
+} swapper;
+
+static void *run_swapper(void *arg)
+{
+    swapper *sw = arg;
+    wr_error e = {0};
+    if (wr_exec_run(&sw->f.req, &sw->r, &e) != WR_OK)
+        fprintf(stderr, "swapper: %s\n", e.message);
+    return NULL;
+}
+
+/* Two runs share a write path. One swaps a directory with a symlink to
+ * the protected state dir (renameat2 RENAME_EXCHANGE, in a loop) while the
+ * other writes a file and has its artifacts listed. A path-based walk (fts
+ * as root) followed the symlink at some point and the honest run's signed
+ * receipt listed and hashed the state dir's files. */
+static void test_artifact_walk_race(void **s)
+{
+    (void)s;
+    char *base = fx_subdir(g_dir, "race", false);
+    char *shared = fx_subdir(base, "shared", true);
+    char *d = fx_subdir(shared, "d", true);
+    char *state = fx_subdir(base, "state", false);
+    char *key = path_in(state, "signing.key"), *x = path_in(d, "x"), *l = path_in(shared, "l");
+    fx_write(key, "not for receipts\n");
+    chmod(key, 0644); /* readable by anyone: only the walk itself may protect it */
+    fx_write(x, "x\n");
+    assert_int_equal(symlink(state, l), 0);
+
+    char loop[1024];
+    snprintf(loop, sizeof loop,
+             "import ctypes, time\nc = ctypes.CDLL(None)\nend = time.time() + 4\n"
+             "while time.time() < end:\n"
+             "    c.renameat2(-100, b'%s', -100, b'%s', 2)\n",
+             d, l);
+    const char *swap[] = {"/usr/bin/python3", "-c", loop, NULL};
+    swapper sw;
+    fx_init(&sw.f, (fx_cmd_spec[]){{.id = "swap", .seg = {swap}, .writes = {shared}}, {0}});
+    sw.r = NULL;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_swapper, &sw), 0);
+
+    int runs = 0, leaks = 0;
+    int64_t end = now_ms() + 3500;
+    while (now_ms() < end) {
+        char sh[512];
+        snprintf(sh, sizeof sh, "echo %d > %s/a", runs, shared);
+        const char *argv[] = {"/bin/sh", "-c", sh, NULL};
+        fx f;
+        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .writes = {shared}}, {0}});
+        wr_exec_result *r = run(&f);
+        for (size_t i = 0; i < r->nartifacts; i++)
+            if (strstr(r->artifacts[i].path, "signing.key") || strncmp(r->artifacts[i].path, shared, strlen(shared))) {
+                print_message("leaked into the receipt: %s\n", r->artifacts[i].path);
+                leaks++;
+            }
+        wr_exec_result_free(r);
+        runs++;
+    }
+    pthread_join(t, NULL);
+    assert_non_null(sw.r);
+    assert_int_equal(sw.r->status, WR_EXEC_SUCCESS);
+    wr_exec_result_free(sw.r);
+    print_message("%d runs raced the swapper\n", runs);
+    assert_true(runs >= 3);
+    assert_int_equal(leaks, 0);
+    free(key), free(x), free(l), free(d), free(state), free(shared), free(base);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -273,6 +347,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_memory_pinning),
         cmocka_unit_test(test_cancel_during_setup),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_artifact_walk_race),
     };
     if (g_unpriv)
         return cmocka_run_group_tests_name("hostside_unprivileged", unpriv, setup, teardown);
