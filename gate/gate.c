@@ -3,6 +3,11 @@
  * evaluation and, where needed, an atomic consumption of approvals. */
 #include "gate/gate.h"
 
+#include "approvals/approvals.h"
+#include "executor/executor.h"
+#include "receipts/receipts.h"
+#include "store/store.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <sodium.h>
@@ -33,6 +38,8 @@ struct wr_gate {
     /* The state dir (signing key, database, secrets) and the server's own
      * secrets, lexically normalised and with symlinks resolved. */
     wr_strv protected_paths;
+    void (*observer)(void *ud, const wr_gate_event *ev);
+    void *observer_ud;
     pthread_mutex_t mu; /* guards active and retired */
     policy_ref *active;
     policy_ref *retired;
@@ -219,6 +226,8 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     pthread_mutex_init(&g->mu, NULL);
     g->ctx = cfg->ctx ? *cfg->ctx : wr_ctx_system();
+    g->observer = cfg->observer;
+    g->observer_ud = cfg->observer_ud;
     g->host_env = cfg->host_env;
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
@@ -271,40 +280,77 @@ void wr_gate_close(wr_gate *g)
     free(g);
 }
 
-wr_store *wr_gate_store(wr_gate *g)
-{
-    return g->store;
-}
 const wr_contracts *wr_gate_contracts(wr_gate *g)
 {
     return g->contracts;
-}
-const wr_keypair *wr_gate_server_key(wr_gate *g)
-{
-    return &g->key;
 }
 const wr_ctx *wr_gate_ctx(wr_gate *g)
 {
     return &g->ctx;
 }
 
+static int count_one(void *ud, const wr_approval_request *r)
+{
+    (void)r;
+    (*(long *)ud)++;
+    return 0;
+}
+
+int wr_gate_count_pending_approvals(wr_gate *g, long *out, wr_error *err)
+{
+    *out = 0;
+    return wr_store_list_approval_requests(g->store, "pending", count_one, out, err);
+}
+
 /* ---- decisions ------------------------------------------------------------ */
 
-int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error *err)
+static double seconds_since(const wr_gate *g, int64_t start_ms)
 {
-    const wr_policy *p = wr_gate_policy_acquire(g);
+    return (double)(wr_now_ms(&g->ctx) - start_ms) / 1000.0;
+}
+
+static void observe(const wr_gate *g, const wr_gate_event *ev)
+{
+    if (g->observer)
+        g->observer(g->observer_ud, ev);
+}
+
+/* Every evaluation goes through here, so each one is observed once. */
+static int evaluate(wr_gate *g, const char *operation, const wr_policy *p, const wr_contract *ct, const char *identity,
+                    wr_decision **out, wr_error *err)
+{
+    int64_t start = wr_now_ms(&g->ctx);
     int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
-    wr_gate_policy_release(g, p);
+    if (rc == WR_OK)
+        observe(g, &(wr_gate_event){.kind = WR_GATE_DECISION,
+                                    .identity = identity ? identity : ct->actor.agent_id,
+                                    .outcome = wr_decision_kind_name((*out)->kind),
+                                    .reason = (*out)->reason_code,
+                                    .operation = operation,
+                                    .seconds = seconds_since(g, start)});
     return rc;
 }
 
 static int identity_mismatch(const wr_contract *ct, const char *client_identity, wr_error *err)
 {
-    if (!client_identity || strcmp(ct->actor.agent_id, client_identity) == 0)
+    const char *actor = ct->actor.agent_id ? ct->actor.agent_id : "";
+    if (!client_identity || strcmp(actor, client_identity) == 0)
         return WR_OK;
     return wr_errorf(err, WR_E_DENIED, "/actor/agent_id",
-                     "actor.agent_id '%s' does not match the authenticated client identity '%s'", ct->actor.agent_id,
+                     "identity mismatch: actor.agent_id \"%.200s\" is not the authenticated client \"%.200s\"", actor,
                      client_identity);
+}
+
+int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_decision **out, wr_error *err)
+{
+    *out = NULL;
+    int rc = identity_mismatch(ct, client_identity, err);
+    if (rc != WR_OK)
+        return rc;
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    rc = evaluate(g, "check", p, ct, client_identity, out, err);
+    wr_gate_policy_release(g, p);
+    return rc;
 }
 
 /* Stores the contract and the decision made for it (evidence for bundles). */
@@ -324,14 +370,21 @@ static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const 
     return rc;
 }
 
+static int refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err);
+
 int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_proposal *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
     int rc = identity_mismatch(ct, client_identity, err);
-    if (rc != WR_OK)
-        return rc;
+    if (rc != WR_OK) {
+        wr_error e;
+        wr_error_clear(&e);
+        if (refuse(g, ct, err->message, &out->refusal_receipt, &e) != WR_OK)
+            *err = e; /* a fault of the server outranks the refusal */
+        return err->code;
+    }
     const wr_policy *p = wr_gate_policy_acquire(g);
-    rc = wr_policy_evaluate(p, ct, &g->ctx, &out->decision, err);
+    rc = evaluate(g, "propose", p, ct, client_identity, &out->decision, err);
     if (rc == WR_OK)
         rc = store_contract_and_decision(g, ct, out->decision, err);
     if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
@@ -347,6 +400,7 @@ int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identi
 void wr_proposal_clear(wr_proposal *p)
 {
     wr_decision_free(p->decision);
+    json_object_put(p->refusal_receipt);
     memset(p, 0, sizeof *p);
 }
 
@@ -358,6 +412,69 @@ int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_erro
         return rc;
     rc = wr_contract_parse(g->contracts, json, strlen(json), out, err);
     free(json);
+    return rc;
+}
+
+int wr_gate_get_receipt(wr_gate *g, const char *client_identity, const char *execution_id, json_object **out,
+                        wr_error *err)
+{
+    *out = NULL;
+    char *text = NULL;
+    int rc = wr_store_get_receipt(g->store, execution_id, &text, err);
+    if (rc != WR_OK)
+        return rc;
+    json_object *r = wr_json_parse(text, strlen(text), NULL, err);
+    free(text);
+    if (!r)
+        return wr_errorf(err, WR_E_INTERNAL, "", "stored receipt %s is unreadable: %s", execution_id, err->message);
+    json_object *agent = NULL;
+    if (client_identity &&
+        (!json_object_object_get_ex(r, "agent_id", &agent) || !json_object_is_type(agent, json_type_string) ||
+         strcmp(json_object_get_string(agent), client_identity))) {
+        json_object_put(r);
+        return wr_errorf(err, WR_E_NOTFOUND, "", "no receipt with execution_id %.128s", execution_id);
+    }
+    *out = r;
+    return WR_OK;
+}
+
+int wr_gate_get_approval(wr_gate *g, const char *client_identity, const char *request_id, wr_gate_approval *out,
+                         wr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    wr_approval_state as;
+    memset(&as, 0, sizeof as);
+    int rc = wr_approval_state_get(g->store, request_id, &g->ctx, &as, err);
+    if (rc != WR_OK)
+        return rc;
+    if (client_identity && (!as.request.agent_id || strcmp(as.request.agent_id, client_identity))) {
+        wr_approval_state_clear(&as);
+        return wr_errorf(err, WR_E_NOTFOUND, "", "no approval request %.128s", request_id);
+    }
+    snprintf(out->status, sizeof out->status, "%s", as.status);
+    snprintf(out->contract_id, sizeof out->contract_id, "%s", as.request.contract_id ? as.request.contract_id : "");
+    snprintf(out->contract_sha256, sizeof out->contract_sha256, "%s",
+             as.request.contract_sha256 ? as.request.contract_sha256 : "");
+    out->required_approvals = as.request.required_approvals;
+    out->approvals_valid = as.approvals_valid;
+    out->expires_at_ms = as.request.expires_at_ms;
+    out->approvals = as.approvals ? json_object_get(as.approvals) : json_object_new_array();
+    wr_approval_state_clear(&as);
+    return WR_OK;
+}
+
+void wr_gate_approval_clear(wr_gate_approval *a)
+{
+    json_object_put(a->approvals);
+    memset(a, 0, sizeof *a);
+}
+
+int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err)
+{
+    request_id[0] = '\0';
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    int rc = wr_approval_accept(g->store, p, artifact, g->key.pk, &g->ctx, request_id, err);
+    wr_gate_policy_release(g, p);
     return rc;
 }
 
@@ -442,10 +559,25 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
                              rs->execution_id, receipt_out, err);
     json_object_put(unsigned_receipt);
+    if (rc == WR_OK) {
+        wr_gate_event ev = {.kind = WR_GATE_SEALED,
+                            .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
+                            .execution_id = rs->execution_id,
+                            .outcome = status,
+                            .reason = in.reason_code,
+                            .seconds = seconds_since(rs->g, rs->started_ms)};
+        observe(rs->g, &ev);
+        wr_log_event(
+            &rs->g->ctx, WR_LOG_INFO, "gate",
+            &(wr_log_fields){
+                .event = "run.sealed", .identity = ev.identity, .execution_id = ev.execution_id, .outcome = status},
+            "receipt sealed: %s", status);
+    }
     return rc;
 }
 
-int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err)
+/* A blocked receipt for a contract refused before evaluation. */
+static int refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err)
 {
     run_state rs = {.g = g, .ct = ct, .started_ms = wr_now_ms(&g->ctx)};
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
@@ -643,9 +775,22 @@ static int finish(run_state *rs, const char *status, const char *error, wr_run_o
     int rc = seal(rs, status, error, &out->receipt, err);
     if (rc != WR_OK)
         return rc;
-    json_object *st = json_object_object_get(out->receipt, "status");
-    out->status = json_object_get_string(st);
+    /* The typed outcome says what the receipt says: callers never parse it. */
+    out->status = status;
+    snprintf(out->execution_id, sizeof out->execution_id, "%s", rs->execution_id);
+    out->has_exit_code = rs->exec && rs->exec->status != WR_EXEC_BLOCKED;
+    out->exit_code = out->has_exit_code ? rs->exec->exit_code : 0;
+    if (error && !(out->error = strdup(error)))
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     return WR_OK;
+}
+
+/* The caller owns the captured bytes from here on. */
+static void take_stream(wr_exec_stream *from, wr_run_stream *to)
+{
+    *to = (wr_run_stream){from->captured, from->captured_len, from->truncated, from->total_bytes};
+    from->captured = NULL;
+    from->captured_len = 0;
 }
 
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
@@ -664,7 +809,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         goto done;
     }
     /* Always a fresh evaluation: a decision computed earlier is never trusted. */
-    if ((rc = wr_policy_evaluate(rs.policy, rs.ct, &g->ctx, &out->decision, err)) != WR_OK)
+    if ((rc = evaluate(g, "run", rs.policy, rs.ct, req->client_identity, &out->decision, err)) != WR_OK)
         goto done;
     rs.decision = out->decision;
     if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK)
@@ -747,10 +892,8 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     rc = finish(&rs, status, rs.exec->error, out, err);
     if (rc == WR_OK) {
         /* Hand the captured output to the caller without copying it. */
-        out->out = rs.exec->out;
-        out->err = rs.exec->err;
-        memset(&rs.exec->out, 0, sizeof rs.exec->out);
-        memset(&rs.exec->err, 0, sizeof rs.exec->err);
+        take_stream(&rs.exec->out, &out->out);
+        take_stream(&rs.exec->err, &out->err);
     }
 done:
     wr_exec_result_free(rs.exec);
@@ -766,6 +909,7 @@ void wr_run_outcome_clear(wr_run_outcome *o)
     if (o->receipt)
         json_object_put(o->receipt);
     wr_decision_free(o->decision);
+    free(o->error);
     free(o->out.captured);
     free(o->err.captured);
     memset(o, 0, sizeof *o);
