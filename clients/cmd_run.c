@@ -114,8 +114,7 @@ int cmd_run(int argc, char **argv)
     puts(wr_json_compact(out.receipt));
     status = strcmp(out.status, "success") == 0 ? CLI_OK : CLI_REJECTED;
     if (status != CLI_OK) {
-        json_object *e = json_object_object_get(out.receipt, "error");
-        fprintf(stderr, "warrant: run %s: %s\n", out.status, e ? json_object_get_string(e) : "");
+        fprintf(stderr, "warrant: run %s: %s\n", out.status, out.error ? out.error : "");
     }
     wr_run_outcome_clear(&out);
 out:

@@ -3,6 +3,11 @@
  * evaluation and, where needed, an atomic consumption of approvals. */
 #include "gate/gate.h"
 
+#include "approvals/approvals.h"
+#include "executor/executor.h"
+#include "receipts/receipts.h"
+#include "store/store.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <sodium.h>
@@ -271,17 +276,9 @@ void wr_gate_close(wr_gate *g)
     free(g);
 }
 
-wr_store *wr_gate_store(wr_gate *g)
-{
-    return g->store;
-}
 const wr_contracts *wr_gate_contracts(wr_gate *g)
 {
     return g->contracts;
-}
-const wr_keypair *wr_gate_server_key(wr_gate *g)
-{
-    return &g->key;
 }
 const wr_ctx *wr_gate_ctx(wr_gate *g)
 {
@@ -290,21 +287,26 @@ const wr_ctx *wr_gate_ctx(wr_gate *g)
 
 /* ---- decisions ------------------------------------------------------------ */
 
-int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error *err)
-{
-    const wr_policy *p = wr_gate_policy_acquire(g);
-    int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
-    wr_gate_policy_release(g, p);
-    return rc;
-}
-
 static int identity_mismatch(const wr_contract *ct, const char *client_identity, wr_error *err)
 {
-    if (!client_identity || strcmp(ct->actor.agent_id, client_identity) == 0)
+    const char *actor = ct->actor.agent_id ? ct->actor.agent_id : "";
+    if (!client_identity || strcmp(actor, client_identity) == 0)
         return WR_OK;
     return wr_errorf(err, WR_E_DENIED, "/actor/agent_id",
-                     "actor.agent_id '%s' does not match the authenticated client identity '%s'", ct->actor.agent_id,
+                     "identity mismatch: actor.agent_id \"%.200s\" is not the authenticated client \"%.200s\"", actor,
                      client_identity);
+}
+
+int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_decision **out, wr_error *err)
+{
+    *out = NULL;
+    int rc = identity_mismatch(ct, client_identity, err);
+    if (rc != WR_OK)
+        return rc;
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
+    wr_gate_policy_release(g, p);
+    return rc;
 }
 
 /* Stores the contract and the decision made for it (evidence for bundles). */
@@ -324,12 +326,19 @@ static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const 
     return rc;
 }
 
+static int refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err);
+
 int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_proposal *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
     int rc = identity_mismatch(ct, client_identity, err);
-    if (rc != WR_OK)
-        return rc;
+    if (rc != WR_OK) {
+        wr_error e;
+        wr_error_clear(&e);
+        if (refuse(g, ct, err->message, &out->refusal_receipt, &e) != WR_OK)
+            *err = e; /* a fault of the server outranks the refusal */
+        return err->code;
+    }
     const wr_policy *p = wr_gate_policy_acquire(g);
     rc = wr_policy_evaluate(p, ct, &g->ctx, &out->decision, err);
     if (rc == WR_OK)
@@ -347,6 +356,7 @@ int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identi
 void wr_proposal_clear(wr_proposal *p)
 {
     wr_decision_free(p->decision);
+    json_object_put(p->refusal_receipt);
     memset(p, 0, sizeof *p);
 }
 
@@ -358,6 +368,69 @@ int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_erro
         return rc;
     rc = wr_contract_parse(g->contracts, json, strlen(json), out, err);
     free(json);
+    return rc;
+}
+
+int wr_gate_get_receipt(wr_gate *g, const char *client_identity, const char *execution_id, json_object **out,
+                        wr_error *err)
+{
+    *out = NULL;
+    char *text = NULL;
+    int rc = wr_store_get_receipt(g->store, execution_id, &text, err);
+    if (rc != WR_OK)
+        return rc;
+    json_object *r = wr_json_parse(text, strlen(text), NULL, err);
+    free(text);
+    if (!r)
+        return wr_errorf(err, WR_E_INTERNAL, "", "stored receipt %s is unreadable: %s", execution_id, err->message);
+    json_object *agent = NULL;
+    if (client_identity &&
+        (!json_object_object_get_ex(r, "agent_id", &agent) || !json_object_is_type(agent, json_type_string) ||
+         strcmp(json_object_get_string(agent), client_identity))) {
+        json_object_put(r);
+        return wr_errorf(err, WR_E_NOTFOUND, "", "no receipt with execution_id %.128s", execution_id);
+    }
+    *out = r;
+    return WR_OK;
+}
+
+int wr_gate_get_approval(wr_gate *g, const char *client_identity, const char *request_id, wr_gate_approval *out,
+                         wr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    wr_approval_state as;
+    memset(&as, 0, sizeof as);
+    int rc = wr_approval_state_get(g->store, request_id, &g->ctx, &as, err);
+    if (rc != WR_OK)
+        return rc;
+    if (client_identity && (!as.request.agent_id || strcmp(as.request.agent_id, client_identity))) {
+        wr_approval_state_clear(&as);
+        return wr_errorf(err, WR_E_NOTFOUND, "", "no approval request %.128s", request_id);
+    }
+    snprintf(out->status, sizeof out->status, "%s", as.status);
+    snprintf(out->contract_id, sizeof out->contract_id, "%s", as.request.contract_id ? as.request.contract_id : "");
+    snprintf(out->contract_sha256, sizeof out->contract_sha256, "%s",
+             as.request.contract_sha256 ? as.request.contract_sha256 : "");
+    out->required_approvals = as.request.required_approvals;
+    out->approvals_valid = as.approvals_valid;
+    out->expires_at_ms = as.request.expires_at_ms;
+    out->approvals = as.approvals ? json_object_get(as.approvals) : json_object_new_array();
+    wr_approval_state_clear(&as);
+    return WR_OK;
+}
+
+void wr_gate_approval_clear(wr_gate_approval *a)
+{
+    json_object_put(a->approvals);
+    memset(a, 0, sizeof *a);
+}
+
+int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err)
+{
+    request_id[0] = '\0';
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    int rc = wr_approval_accept(g->store, p, artifact, g->key.pk, &g->ctx, request_id, err);
+    wr_gate_policy_release(g, p);
     return rc;
 }
 
@@ -445,7 +518,8 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     return rc;
 }
 
-int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err)
+/* A blocked receipt for a contract refused before evaluation. */
+static int refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err)
 {
     run_state rs = {.g = g, .ct = ct, .started_ms = wr_now_ms(&g->ctx)};
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
@@ -643,9 +717,22 @@ static int finish(run_state *rs, const char *status, const char *error, wr_run_o
     int rc = seal(rs, status, error, &out->receipt, err);
     if (rc != WR_OK)
         return rc;
-    json_object *st = json_object_object_get(out->receipt, "status");
-    out->status = json_object_get_string(st);
+    /* The typed outcome says what the receipt says: callers never parse it. */
+    out->status = status;
+    snprintf(out->execution_id, sizeof out->execution_id, "%s", rs->execution_id);
+    out->has_exit_code = rs->exec && rs->exec->status != WR_EXEC_BLOCKED;
+    out->exit_code = out->has_exit_code ? rs->exec->exit_code : 0;
+    if (error && !(out->error = strdup(error)))
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     return WR_OK;
+}
+
+/* The caller owns the captured bytes from here on. */
+static void take_stream(wr_exec_stream *from, wr_run_stream *to)
+{
+    *to = (wr_run_stream){from->captured, from->captured_len, from->truncated, from->total_bytes};
+    from->captured = NULL;
+    from->captured_len = 0;
 }
 
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
@@ -747,10 +834,8 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     rc = finish(&rs, status, rs.exec->error, out, err);
     if (rc == WR_OK) {
         /* Hand the captured output to the caller without copying it. */
-        out->out = rs.exec->out;
-        out->err = rs.exec->err;
-        memset(&rs.exec->out, 0, sizeof rs.exec->out);
-        memset(&rs.exec->err, 0, sizeof rs.exec->err);
+        take_stream(&rs.exec->out, &out->out);
+        take_stream(&rs.exec->err, &out->err);
     }
 done:
     wr_exec_result_free(rs.exec);
@@ -766,6 +851,7 @@ void wr_run_outcome_clear(wr_run_outcome *o)
     if (o->receipt)
         json_object_put(o->receipt);
     wr_decision_free(o->decision);
+    free(o->error);
     free(o->out.captured);
     free(o->err.captured);
     memset(o, 0, sizeof *o);

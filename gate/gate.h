@@ -9,12 +9,12 @@
 #ifndef WR_GATE_H
 #define WR_GATE_H
 
-#include "approvals/approvals.h"
 #include "contracts/contracts.h"
-#include "executor/executor.h"
 #include "policies/policies.h"
-#include "receipts/receipts.h"
-#include "store/store.h"
+
+/* Only gate/ sees the store and the executor: the build gives the server
+ * and the clients an include path without executor.h (server: without
+ * store.h too), so everything they need from below goes through here. */
 
 typedef struct wr_gate wr_gate;
 
@@ -44,26 +44,60 @@ int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err);
 const wr_policy *wr_gate_policy_acquire(wr_gate *g);
 void wr_gate_policy_release(wr_gate *g, const wr_policy *p);
 
-wr_store *wr_gate_store(wr_gate *g);
 const wr_contracts *wr_gate_contracts(wr_gate *g);
-const wr_keypair *wr_gate_server_key(wr_gate *g);
 const wr_ctx *wr_gate_ctx(wr_gate *g);
 
-/* Decision only; nothing stored. */
-int wr_gate_check(wr_gate *g, const wr_contract *ct, wr_decision **out, wr_error *err);
+/* Every call that names a client identity checks it here, once: the
+ * contract's actor.agent_id must equal it (NULL: local CLI, unchecked).
+ * A mismatch is WR_E_DENIED at /actor/agent_id with one message, "identity
+ * mismatch: ...". */
+
+/* Decision only; nothing stored (so a refusal leaves no receipt). */
+int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_decision **out, wr_error *err);
 
 typedef struct wr_proposal {
     wr_decision *decision;
     bool has_request; /* needs_approval: a request was queued (or found) */
     char request_id[WR_ID_MAX];
+    /* Identity refused (WR_E_DENIED): the sealed blocked receipt, since
+     * every refusal of a storing call leaves a trace. */
+    json_object *refusal_receipt;
 } wr_proposal;
-/* Stores contract and decision; queues an approval request if needed.
- * The actor must equal client_identity (NULL: no identity check). */
+/* Stores contract and decision; queues an approval request if needed. */
 int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_proposal *out, wr_error *err);
 void wr_proposal_clear(wr_proposal *p);
 
 /* A stored contract by contract_id or sha256. */
 int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_error *err);
+
+/* Handles are authorized on every use: another agent's receipt or request
+ * is WR_E_NOTFOUND, exactly like a missing one. */
+/* The signed receipt of execution_id (owned by the caller). */
+int wr_gate_get_receipt(wr_gate *g, const char *client_identity, const char *execution_id, json_object **out,
+                        wr_error *err);
+
+typedef struct wr_gate_approval {
+    char status[16]; /* pending, approved, denied, expired, consumed, revoked */
+    char contract_id[WR_ID_MAX];
+    char contract_sha256[WR_SHA256_HEX_LEN];
+    int required_approvals;
+    int approvals_valid; /* distinct approvers with a usable artifact */
+    int64_t expires_at_ms;
+    json_object *approvals; /* stored artifacts, oldest first (owned) */
+} wr_gate_approval;
+int wr_gate_get_approval(wr_gate *g, const char *client_identity, const char *request_id, wr_gate_approval *out,
+                         wr_error *err);
+void wr_gate_approval_clear(wr_gate_approval *a);
+
+/* Verifies a signed approval exactly like a run would (the server's own key
+ * refused as an approver's) and stores it for the next run. request_id
+ * receives the request it approves. WR_E_IO/NOMEM/INTERNAL are faults of
+ * the server; any other code is a refusal (err says why, err.path points
+ * into the artifact). */
+int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err);
+
+/* Output as it is produced: stream 1 stdout, 2 stderr. */
+typedef void (*wr_gate_output_fn)(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len);
 
 typedef struct wr_run_request {
     const wr_contract *contract;
@@ -77,26 +111,35 @@ typedef struct wr_run_request {
      * allows interactive approval for the risk class. Returns 1 for an
      * explicit accept, 0 otherwise. NULL: not available. */
     int (*ask_human)(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
-    wr_output_fn on_output;
+    wr_gate_output_fn on_output;
     void *ud;
     int cancel_fd; /* readable => cancel; -1: none */
 } wr_run_request;
 
+/* Captured output of one stream (the first cap bytes, all commands in order). */
+typedef struct wr_run_stream {
+    unsigned char *captured;
+    size_t captured_len;
+    bool truncated;
+    uint64_t total_bytes; /* everything the commands wrote */
+} wr_run_stream;
+
+/* A run's outcome, typed: callers never read it back out of the receipt. */
 typedef struct wr_run_outcome {
-    json_object *receipt;       /* signed, durable; always set when WR_OK */
-    const char *status;         /* receipt status (points into receipt) */
+    json_object *receipt; /* signed, durable; always set when WR_OK */
+    const char *status;   /* success, failed, blocked, expired, cancelled (static) */
+    char execution_id[WR_ID_MAX];
+    bool has_exit_code;
+    int exit_code;
+    char *error;                /* why it did not succeed; NULL on success */
     wr_decision *decision;      /* may be NULL (e.g. identity refused before evaluation) */
     bool pending;               /* blocked because approval is pending */
     char request_id[WR_ID_MAX]; /* the approval request, when one exists */
-    wr_exec_stream out, err;    /* captured output (empty when nothing ran) */
+    wr_run_stream out, err;     /* captured output (empty when nothing ran) */
 } wr_run_outcome;
 
 /* Returns WR_OK whenever a receipt was sealed (whatever its status). */
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err);
 void wr_run_outcome_clear(wr_run_outcome *o);
-
-/* Seals a blocked receipt for a contract refused before evaluation (bad
- * identity, unparseable approvals...), so that every refusal leaves a trace. */
-int wr_gate_refuse(wr_gate *g, const wr_contract *ct, const char *error, json_object **receipt_out, wr_error *err);
 
 #endif

@@ -13,8 +13,29 @@
 
 typedef struct token_entry {
     char *identity;
+    wr_token_kind kind;
     unsigned char digest[32]; /* sha256(token): compared in constant time */
 } token_entry;
+
+/* What a token may be used for: the optional third column of its line.
+ * Adding a kind: a value in wr_token_kind (server.h) and a row here; the
+ * routes that accept it ask for it in net_check_access. */
+static const struct {
+    const char *name;
+    wr_token_kind kind;
+} token_kinds[] = {
+    {"agent", WR_TOKEN_AGENT},
+};
+
+static bool token_kind_parse(const char *name, wr_token_kind *out)
+{
+    for (size_t i = 0; i < sizeof token_kinds / sizeof token_kinds[0]; i++)
+        if (!strcmp(name, token_kinds[i].name)) {
+            *out = token_kinds[i].kind;
+            return true;
+        }
+    return false;
+}
 
 struct wr_tokens {
     token_entry *v;
@@ -75,9 +96,15 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             continue;
         char *id = strtok_r(p, " \t", &p);
         char *tok = strtok_r(NULL, " \t", &p);
+        char *kind_name = strtok_r(NULL, " \t", &p);
         char *extra = strtok_r(NULL, " \t", &p);
+        wr_token_kind kind = WR_TOKEN_AGENT;
         if (!id || !tok || extra) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: expected \"AGENT_ID TOKEN\"", path, lineno);
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: expected \"ID TOKEN [KIND]\"", path, lineno);
+            break;
+        }
+        if (kind_name && !token_kind_parse(kind_name, &kind)) {
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: unknown token kind \"%.40s\"", path, lineno, kind_name);
             break;
         }
         if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id)) {
@@ -101,6 +128,7 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
         }
         t->v = nv;
         t->v[t->n].identity = strdup(id);
+        t->v[t->n].kind = kind;
         memcpy(t->v[t->n].digest, d, 32);
         t->n++;
     }
@@ -116,14 +144,14 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
     return WR_OK;
 }
 
-const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len)
+const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len, wr_token_kind kind)
 {
     unsigned char d[32];
     crypto_hash_sha256(d, (const unsigned char *)token, len);
     const char *found = NULL;
     /* Compare digests of equal length against every entry: no early exit. */
     for (size_t i = 0; i < t->n; i++)
-        if (sodium_memcmp(t->v[i].digest, d, 32) == 0)
+        if (sodium_memcmp(t->v[i].digest, d, 32) == 0 && t->v[i].kind == kind)
             found = t->v[i].identity;
     return found;
 }

@@ -1,5 +1,5 @@
 /* warrantd's command line and config file (design.md "warrantd"). */
-#include "server/net.h"
+#include "server/loop.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,5 +1,5 @@
 /* JSON-RPC 2.0 envelopes and UTF-8 hygiene for everything we send. */
-#include "server/server_internal.h"
+#include "server/core.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,13 +1,24 @@
 /* server — JSON-RPC 2.0 core, MCP lifecycle and tools, transports (stdio,
  * WebSocket and Streamable HTTP on libwebsockets), and warrantd's main.
  *
- * The core below is transport-independent: a transport owns connections,
- * turns bytes into messages and hands each one to wr_session_handle()
- * together with a wr_outlet, the "stream" the answers for that message go
- * to (a stdio/WebSocket connection, or one HTTP POST's JSON/SSE response).
- * Everything in the core runs on the event-loop thread except `run`, which
- * executes in a worker thread and hands its messages back through a queue
- * drained by wr_server_drain() after the waker fired. */
+ * Layout (docs/architecture.md, docs/server-extending.md):
+ *   core (transport-independent; core.h): session.c (server and sessions),
+ *     dispatch.c (JSON-RPC and MCP methods), rpc.c (envelopes), tools.c
+ *     (the tool table), handlers.c (the tools, through gate/), calls.c
+ *     (runs on workers, quick calls on the pool), elicit.c (in-band approval)
+ *   loop and transports (net.h): loop.c, conn.c, stdio.c, ws.c, http.c
+ *   options.c (warrantd's command line), auth.c (tokens, Origin/Host)
+ *
+ * This header is the one interface between them: a transport owns
+ * connections, turns bytes into messages and hands each one to
+ * wr_session_handle() together with a wr_outlet, the "stream" the answers
+ * for that message go to (a stdio/WebSocket connection, or one HTTP POST's
+ * JSON/SSE response). The core knows no transport: it says what kind of
+ * answer a message got (wr_rpc_result), the transport maps that to its own
+ * terms (HTTP status codes). Everything in the core runs on the event-loop
+ * thread except `run`, which executes in a worker thread and hands its
+ * messages back through a queue drained by wr_server_drain() after the
+ * waker fired. */
 #ifndef WR_SERVER_H
 #define WR_SERVER_H
 
@@ -81,17 +92,41 @@ void wr_session_outlet_gone(wr_session *ss, wr_outlet *o);
 void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o);
 wr_outlet *wr_session_default_outlet(const wr_session *ss);
 const char *wr_session_identity(const wr_session *ss);
+/* The session has calls in flight (it must not expire). */
+bool wr_session_busy(const wr_session *ss);
+/* wr_session_close was called (the transport still holds a reference). */
+bool wr_session_closed(const wr_session *ss);
+/* The transport's reference (HTTP: one per request naming the session). */
+void wr_session_ref(wr_session *ss);
+void wr_session_unref(wr_session *ss);
 /* The negotiated protocol version; "" until initialize succeeded. */
 const char *wr_session_version(const wr_session *ss);
+
+/* JSON-RPC 2.0 and MCP error codes (A/basic/index.mdx). */
+enum {
+    WR_RPC_PARSE_ERROR = -32700,
+    WR_RPC_INVALID_REQUEST = -32600,
+    WR_RPC_METHOD_NOT_FOUND = -32601,
+    WR_RPC_INVALID_PARAMS = -32602,
+    WR_RPC_INTERNAL = -32603,
+};
 
 enum wr_rpc_kind {
     WR_RPC_NONE = 0, /* notification or response: nothing sent (HTTP 202) */
     WR_RPC_REPLIED,  /* the final response was sent to the outlet */
     WR_RPC_ASYNC,    /* a run started: more follows on the outlet */
 };
+/* What was wrong with a message answered by an error, as far as the
+ * transport cares (HTTP: 400, 413, 500; none: 200). */
+enum wr_rpc_fault {
+    WR_RPC_FAULT_NONE = 0,    /* answered (a result, or an error about the call itself) */
+    WR_RPC_FAULT_BAD_MESSAGE, /* unparseable or not a valid message for this session */
+    WR_RPC_FAULT_TOO_LARGE,   /* over max_message_bytes */
+    WR_RPC_FAULT_INTERNAL,    /* the server failed */
+};
 typedef struct wr_rpc_result {
     int kind;
-    int http_status;    /* for a reply: 200, or 400/413 for envelope errors */
+    int fault;          /* enum wr_rpc_fault, for a reply */
     bool is_initialize; /* the message was an initialize that succeeded */
 } wr_rpc_result;
 
@@ -112,12 +147,18 @@ size_t wr_utf8_cut(const unsigned char *buf, size_t len);
 
 /* ---- network auth (loop-independent helpers) ---------------------------- */
 typedef struct wr_tokens wr_tokens;
-/* "AGENT_ID TOKEN" per line, '#' comments; refuses a group/world readable
- * file, duplicate tokens and tokens shorter than 16 bytes. */
+/* What a token opens (auth.c's token_kinds table names them). */
+typedef enum wr_token_kind {
+    WR_TOKEN_AGENT = 0, /* an MCP client: /mcp and /ws */
+} wr_token_kind;
+/* "ID TOKEN [KIND]" per line (KIND defaults to agent), '#' comments;
+ * refuses a group/world readable file, duplicate tokens and tokens shorter
+ * than 16 bytes. */
 int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err);
 void wr_tokens_free(wr_tokens *t);
-/* The identity bound to token, compared in constant time; NULL if none. */
-const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len);
+/* The identity bound to a token of that kind, compared in constant time;
+ * NULL if none. */
+const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len, wr_token_kind kind);
 
 /* Origin / Host checks against the loopback names of the bound port (and
  * the bind address itself), plus extra allowed hosts ("name:port") and

@@ -151,24 +151,24 @@ static void test_envelope_errors(void **state)
     struct {
         const char *in;
         const char *want;
-        int http;
+        int fault;
     } cases[] = {
-        {"{", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700", 400},
-        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}", "\"code\":-32700", 400},
-        {"[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]", "\"code\":-32600", 400},
-        {"[]", "\"code\":-32600", 400},
-        {"7", "\"code\":-32600", 400},
+        {"{", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700", WR_RPC_FAULT_BAD_MESSAGE},
+        {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}", "\"code\":-32700", WR_RPC_FAULT_BAD_MESSAGE},
+        {"[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]", "\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
+        {"[]", "\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
+        {"7", "\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600",
-         400},
+         WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":2.5,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600",
-         400},
+         WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"nope\"}",
-         "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", 200},
+         "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601", WR_RPC_FAULT_NONE},
         {"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":[]}", "\"id\":4,\"error\":{\"code\":-32602",
-         200},
-        {"{\"id\":5,\"method\":\"ping\"}", "\"id\":5,\"error\":{\"code\":-32600", 400},
+         WR_RPC_FAULT_NONE},
+        {"{\"id\":5,\"method\":\"ping\"}", "\"id\":5,\"error\":{\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
         {"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}",
-         "\"id\":6,\"error\":{\"code\":-32600", 400},
+         "\"id\":6,\"error\":{\"code\":-32600", WR_RPC_FAULT_BAD_MESSAGE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         wr_rpc_result res;
@@ -177,7 +177,7 @@ static void test_envelope_errors(void **state)
         if (!strstr(m, cases[i].want))
             fail_msg("case %zu: %s does not contain %s", i, m, cases[i].want);
         assert_int_equal(res.kind, WR_RPC_REPLIED);
-        assert_int_equal(res.http_status, cases[i].http);
+        assert_int_equal(res.fault, cases[i].fault);
     }
     /* over the 4096-byte cap */
     char *big = malloc(5000);
@@ -185,7 +185,7 @@ static void test_envelope_errors(void **state)
     big[4999] = '\0';
     wr_rpc_result res;
     assert_non_null(strstr(send1(f, big, &res), "exceeds the limit of 4096 bytes"));
-    assert_int_equal(res.http_status, 413);
+    assert_int_equal(res.fault, WR_RPC_FAULT_TOO_LARGE);
     free(big);
 }
 
@@ -332,14 +332,26 @@ static void test_tokens_and_origins(void **state)
     assert_non_null(strstr(err.message, "group or world"));
     chmod(path, 0600);
     assert_int_equal(wr_tokens_load(path, &t, &err), WR_OK);
-    assert_string_equal(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbb", 20), "bob");
-    assert_null(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbc", 20));
-    assert_null(wr_tokens_identity(t, "", 0));
+    assert_string_equal(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbb", 20, WR_TOKEN_AGENT), "bob");
+    assert_null(wr_tokens_identity(t, "bbbbbbbbbbbbbbbbbbbc", 20, WR_TOKEN_AGENT));
+    assert_null(wr_tokens_identity(t, "", 0, WR_TOKEN_AGENT));
     wr_tokens_free(t);
     FILE *fp = fopen(path, "w");
     fputs("alice short\n", fp);
     fclose(fp);
     assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_INVALID);
+    /* the kind column: explicit agent accepted, an unknown kind refused */
+    fp = fopen(path, "w");
+    fputs("carol cccccccccccccccccccc agent\n", fp);
+    fclose(fp);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_OK);
+    assert_string_equal(wr_tokens_identity(t, "cccccccccccccccccccc", 20, WR_TOKEN_AGENT), "carol");
+    wr_tokens_free(t);
+    fp = fopen(path, "w");
+    fputs("carol cccccccccccccccccccc root\n", fp);
+    fclose(fp);
+    assert_int_equal(wr_tokens_load(path, &t, &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "unknown token kind"));
     unlink(path);
 
     assert_true(wr_host_allowed("127.0.0.1:8080", 8080, "127.0.0.1", NULL));

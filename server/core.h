@@ -1,20 +1,13 @@
-/* server internals shared by the core (session.c, tools.c, run.c) and the loop (net.c). */
-#ifndef WR_SERVER_INTERNAL_H
-#define WR_SERVER_INTERNAL_H
+/* The session core's own structures, shared by session.c, dispatch.c,
+ * tools.c, handlers.c, calls.c and elicit.c. Transports never include this
+ * file: they speak to the core through server.h. */
+#ifndef WR_SERVER_CORE_H
+#define WR_SERVER_CORE_H
 
 #include "server/server.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
-
-/* JSON-RPC 2.0 and MCP error codes (A/basic/index.mdx). */
-enum {
-    WR_RPC_PARSE_ERROR = -32700,
-    WR_RPC_INVALID_REQUEST = -32600,
-    WR_RPC_METHOD_NOT_FOUND = -32601,
-    WR_RPC_INVALID_PARAMS = -32602,
-    WR_RPC_INTERNAL = -32603,
-};
 
 /* A run's life: exactly one of complete / cancel wins (one CAS), so a
  * cancelled request never gets a response and a completed one always does. */
@@ -125,7 +118,7 @@ struct wr_server {
     wr_session *sessions; /* loop thread only */
 };
 
-/* ---- tools (tools.c) ---- */
+/* ---- tools (tools.c: the machinery; handlers.c: the table and the tools) ---- */
 typedef enum {
     TOOL_DONE,
     TOOL_ASYNC
@@ -137,21 +130,38 @@ typedef struct tool_call {
     const char *progress_token; /* serialized, or NULL */
 } tool_call;
 
+/* A tool: TOOL_DONE with a CallToolResult (or NULL with *rpc_err set for a
+ * JSON-RPC error), or TOOL_ASYNC when it answers later (run). */
+typedef json_object *(*tool_fn)(tool_call *tc, json_object *args, tool_status *st, wr_error *rpc_err);
+
+typedef struct tool_row {
+    const char *name, *title, *description;
+    bool read_only, destructive, idempotent, open_world; /* MCP annotations */
+    /* Pure computation on the arguments (no store, no session state): on
+     * message-stream transports it runs on the pool, off the loop. */
+    bool quick;
+    tool_fn fn;
+} tool_row;
+
+/* The tool table (handlers.c), the only dispatch: tools/list, argument
+ * schemas (schemas/tools/NAME.{input,output}.json) and calls all come from it. */
+extern const tool_row wr_tool_table[];
+extern const size_t wr_tool_count;
+
 int wr_tools_build(wr_server *s, wr_error *err);
-/* Pure computation on the arguments (no store, no session state): may run
- * on a pool thread. */
-bool wr_tools_is_quick(int idx);
 void wr_tools_free(wr_server *s);
 /* index of the tool or -1 */
 int wr_tools_find(const char *name);
-/* Runs tool idx. TOOL_DONE: *result is a CallToolResult (or NULL with
- * *rpc_err set for a JSON-RPC error). */
+/* Validates args against the tool's input schema, then runs tool idx. */
 tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object **result, wr_error *rpc_err);
-/* CallToolResult: text summary + serialized structured content. */
+/* CallToolResult: a short human summary as text + the structured content. */
 json_object *wr_tool_result(json_object *structured, const char *summary, bool is_error);
+/* An isError result without the tool's output shape: details go in the
+ * text only (clients validate structuredContent against outputSchema). */
 json_object *wr_tool_error(const char *message, const char *pointer);
+json_object *wr_tool_error_details(json_object *details, const char *summary);
 
-/* ---- runs (run.c) ---- */
+/* ---- calls (calls.c; elicit.c) ---- */
 /* Starts ct (ownership taken) in a worker: TOOL_ASYNC, or TOOL_DONE with an
  * isError result (limits). */
 tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result);
@@ -164,13 +174,17 @@ wr_call *wr_quick_new(tool_call *tc, int idx);
 void wr_quick_submit(wr_call *c, json_object *args);
 int wr_server_start_pool(wr_server *s, wr_error *err);
 void wr_server_stop_pool(wr_server *s);
+/* Progress (progress.c): the gate's on_output / on_wait callbacks (worker
+ * side) and one notifications/progress with message (loop side). */
+void wr_call_on_output(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len);
+void wr_call_on_wait(void *ud, int64_t waited_ms, const char *request_id);
+void wr_call_send_progress(wr_call *c, const char *message);
+/* In-band approval (elicit.c): the gate's ask_human callback, on the worker. */
+int wr_call_ask_human(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
+/* Queues a message for the loop to send (worker side; takes json). */
+void wr_call_enqueue(wr_call *c, char *json);
 /* Routes a response to one of our elicitation requests; true if it matched. */
 bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *msg);
-static inline void wr_session_ref(wr_session *ss)
-{
-    ss->refs++;
-}
-void wr_session_unref(wr_session *ss);
 /* notifications/message to the session's default outlet when the client's
  * level (logging/setLevel; warning until then) admits it. level indexes
  * debug..emergency. */

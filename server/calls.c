@@ -1,7 +1,7 @@
 /* `run` in a worker thread: the gate call blocks only the worker; output,
  * progress, elicitation requests and the final response travel back to the
  * loop thread through the call's queue (srv->mu) and the waker. */
-#include "server/server_internal.h"
+#include "server/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,7 +78,7 @@ static void mark_ready(wr_call *c)
     }
 }
 
-static void enqueue(wr_call *c, char *json)
+void wr_call_enqueue(wr_call *c, char *json)
 {
     wr_msg *m = calloc(1, sizeof *m);
     if (!m) {
@@ -97,184 +97,9 @@ static void enqueue(wr_call *c, char *json)
     wake(c->srv);
 }
 
-/* progress = cumulative output bytes + notifications sent, so that it
- * strictly increases even across heartbeats (A/basic/utilities/progress.mdx). */
-static char *progress_msg(const char *token, uint64_t progress, const char *message)
-{
-    json_object *p = json_object_new_object();
-    json_object_object_add(p, "progressToken", json_tokener_parse(token));
-    json_object_object_add(p, "progress", json_object_new_int64((int64_t)progress));
-    if (message)
-        json_object_object_add(p, "message", json_object_new_string(message));
-    json_object *n = json_object_new_object();
-    json_object_object_add(n, "jsonrpc", json_object_new_string("2.0"));
-    json_object_object_add(n, "method", json_object_new_string("notifications/progress"));
-    json_object_object_add(n, "params", p);
-    char *s = strdup(wr_json_compact(n));
-    json_object_put(n);
-    return s;
-}
-
-static void on_output(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len)
-{
-    (void)command_id;
-    (void)stream;
-    wr_call *c = ud;
-    if (!c->progress_token)
-        return;
-    pthread_mutex_lock(&c->srv->mu);
-    c->out_bytes += len;
-    size_t room = sizeof c->chunk - c->chunk_len;
-    size_t take = len < room ? len : room;
-    memcpy(c->chunk + c->chunk_len, data, take);
-    c->chunk_len += take;
-    c->chunk_dirty = true;
-    pthread_mutex_unlock(&c->srv->mu);
-    /* The loop's tick emits it, rate-limited; no wake per chunk. */
-}
-
-static void on_wait(void *ud, int64_t waited_ms, const char *request_id)
-{
-    wr_call *c = ud;
-    /* about once a second from the gate: report every 5 s */
-    if (!c->progress_token || (waited_ms > 1000 && (waited_ms / 1000) % 5 != 0))
-        return;
-    char text[200];
-    snprintf(text, sizeof text, "waiting for approval of request %.80s (%llds)", request_id ? request_id : "?",
-             (long long)(waited_ms / 1000));
-    /* Plain text (not '{'): the loop sends it as progress with the next value. */
-    enqueue(c, strdup(text));
-}
-
-/* In-band approval: elicitation/create on the live request, answered by a
- * response the loop routes here (mcp-checklist §5, legacy adapter). */
-static int ask_human(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id)
-{
-    wr_call *c = ud;
-    if (!c->elicitation_ok || atomic_load(&c->state) != CALL_RUNNING)
-        return 0;
-    json_object *argvs = json_object_new_array();
-    for (size_t i = 0; i < ct->ncommands; i++) {
-        const wr_command *cmd = &ct->commands[i];
-        json_object *one = json_object_new_object();
-        json_object *segs = json_object_new_array();
-        for (size_t k = 0; k < cmd->nsegments; k++)
-            json_object_array_add(segs, wr_strv_to_json(&cmd->segments[k]));
-        json_object_object_add(one, "argv", segs);
-        json_object_object_add(one, "read_paths", wr_strv_to_json(&cmd->read_paths));
-        json_object_object_add(one, "write_paths", wr_strv_to_json(&cmd->write_paths));
-        json_object_object_add(one, "network", json_object_new_string(wr_network_mode_name(cmd->network)));
-        json_object_array_add(argvs, one);
-    }
-    char *detail = strdup(wr_json_compact(argvs));
-    json_object_put(argvs);
-    char *msgtext = malloc(strlen(detail) + 1024);
-    if (!msgtext) {
-        free(detail);
-        return 0;
-    }
-    sprintf(msgtext,
-            "Agent \"%.100s\" asks to run contract %.100s (risk %.20s, %.60s; approval request %.80s). "
-            "Commands: %s. Its intent and justification are untrusted text. Approve this single execution?",
-            ct->actor.agent_id, ct->contract_id, ct->risk_class, d->reason_code ? d->reason_code : "",
-            request_id ? request_id : "-", detail);
-    free(detail);
-    char *clean = wr_utf8_sanitize((unsigned char *)msgtext, strlen(msgtext));
-    free(msgtext);
-
-    wr_random_id(c->srv->ctx, "wr-elicit-", c->elicit_id, sizeof c->elicit_id);
-    /* the id as it comes back serialized (hex: nothing to escape) */
-    snprintf(c->elicit_key, sizeof c->elicit_key, "\"%s\"", c->elicit_id);
-    json_object *schema = json_object_new_object();
-    json_object_object_add(schema, "type", json_object_new_string("object"));
-    json_object *props = json_object_new_object();
-    json_object *ap = json_object_new_object();
-    json_object_object_add(ap, "type", json_object_new_string("boolean"));
-    json_object_object_add(ap, "title", json_object_new_string("Approve this execution"));
-    json_object_object_add(props, "approve", ap);
-    json_object_object_add(schema, "properties", props);
-    json_object *req = json_object_new_array();
-    json_object_array_add(req, json_object_new_string("approve"));
-    json_object_object_add(schema, "required", req);
-    json_object *params = json_object_new_object();
-    json_object_object_add(params, "message", json_object_new_string(clean ? clean : ""));
-    json_object_object_add(params, "requestedSchema", schema);
-    free(clean);
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "jsonrpc", json_object_new_string("2.0"));
-    json_object_object_add(m, "id", json_object_new_string(c->elicit_id));
-    json_object_object_add(m, "method", json_object_new_string("elicitation/create"));
-    json_object_object_add(m, "params", params);
-    char *text = strdup(wr_json_compact(m));
-    json_object_put(m);
-
-    pthread_mutex_lock(&c->srv->mu);
-    c->elicit_waiting = true;
-    c->elicit_answered = false;
-    c->elicit_accept = 0;
-    pthread_mutex_unlock(&c->srv->mu);
-    enqueue(c, text);
-
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    int64_t ms = c->srv->cfg.elicitation_timeout_ms;
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&c->srv->mu);
-    int rc = 0;
-    while (!c->elicit_answered && atomic_load(&c->state) == CALL_RUNNING && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&c->cv, &c->srv->mu, &until);
-    bool answered = c->elicit_answered;
-    int accept = c->elicit_accept;
-    c->elicit_waiting = false;
-    pthread_mutex_unlock(&c->srv->mu);
-    if (!answered) {
-        /* Abandoned our own request: tell the client (A/basic/lifecycle.mdx "Timeouts"). */
-        json_object *n = json_object_new_object();
-        json_object_object_add(n, "jsonrpc", json_object_new_string("2.0"));
-        json_object_object_add(n, "method", json_object_new_string("notifications/cancelled"));
-        json_object *p = json_object_new_object();
-        json_object_object_add(p, "requestId", json_object_new_string(c->elicit_id));
-        json_object_object_add(p, "reason", json_object_new_string("approval prompt timed out"));
-        json_object_object_add(n, "params", p);
-        enqueue(c, strdup(wr_json_compact(n)));
-        json_object_put(n);
-    }
-    return accept;
-}
-
-bool wr_call_route_response(wr_session *ss, const char *id_json, json_object *msg)
-{
-    for (wr_call *c = ss->calls; c; c = c->next) {
-        pthread_mutex_lock(&ss->srv->mu);
-        bool match = c->elicit_waiting && !c->elicit_answered && !strcmp(id_json, c->elicit_key);
-        if (match) {
-            json_object *result = NULL, *action = NULL, *content = NULL, *approve = NULL;
-            /* Only an explicit accept with approve:true counts; anything else is a no. */
-            c->elicit_accept =
-                json_object_object_get_ex(msg, "result", &result) && json_object_is_type(result, json_type_object) &&
-                json_object_object_get_ex(result, "action", &action) && json_object_is_type(action, json_type_string) &&
-                !strcmp(json_object_get_string(action), "accept") &&
-                json_object_object_get_ex(result, "content", &content) &&
-                json_object_object_get_ex(content, "approve", &approve) &&
-                json_object_is_type(approve, json_type_boolean) && json_object_get_boolean(approve);
-            c->elicit_answered = true;
-            pthread_cond_broadcast(&c->cv);
-        }
-        pthread_mutex_unlock(&ss->srv->mu);
-        if (match)
-            return true;
-    }
-    return false;
-}
-
 /* ---- the worker ------------------------------------------------------------- */
 
-static json_object *stream_text(const wr_exec_stream *s)
+static json_object *stream_text(const wr_run_stream *s)
 {
     char *t = wr_utf8_sanitize(s->captured ? s->captured : (const unsigned char *)"", s->captured_len);
     json_object *o = json_object_new_string(t ? t : "");
@@ -282,7 +107,9 @@ static json_object *stream_text(const wr_exec_stream *s)
     return o;
 }
 
-static char *build_final(wr_call *c, int rc, wr_run_outcome *o, const wr_error *err, char **summary)
+/* The one place a run result is built, from the gate's typed outcome
+ * (identity refusals, denials, pending approvals and executions alike). */
+static char *build_final(wr_call *c, int rc, const wr_run_outcome *o, const wr_error *err, char **summary)
 {
     if (rc != WR_OK) {
         /* No receipt could be sealed: a server fault, not a tool result. */
@@ -290,15 +117,11 @@ static char *build_final(wr_call *c, int rc, wr_run_outcome *o, const wr_error *
         snprintf(msg, sizeof msg, "run failed inside the server: %s", err->message);
         return wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL, msg, NULL);
     }
-    const char *status = o->status ? o->status : "failed";
     json_object *sc = json_object_new_object();
-    json_object *eid = NULL, *exit_code = NULL, *error = NULL;
-    json_object_object_get_ex(o->receipt, "execution_id", &eid);
-    json_object_object_get_ex(o->receipt, "exit_code", &exit_code);
-    json_object_object_get_ex(o->receipt, "error", &error);
-    if (eid)
-        json_object_object_add(sc, "execution_id", json_object_get(eid));
-    json_object_object_add(sc, "status", json_object_new_string(status));
+    json_object_object_add(sc, "execution_id", json_object_new_string(o->execution_id));
+    json_object_object_add(sc, "status", json_object_new_string(o->status));
+    if (o->error)
+        json_object_object_add(sc, "error", json_object_new_string(o->error));
     json_object_object_add(sc, "receipt", json_object_get(o->receipt));
     json_object_object_add(sc, "stdout", stream_text(&o->out));
     json_object_object_add(sc, "stderr", stream_text(&o->err));
@@ -309,18 +132,17 @@ static char *build_final(wr_call *c, int rc, wr_run_outcome *o, const wr_error *
     if (o->request_id[0])
         json_object_object_add(sc, "approval_request_id", json_object_new_string(o->request_id));
     char text[1200];
-    int n = snprintf(text, sizeof text, "run %s", status);
-    if (exit_code && !json_object_is_type(exit_code, json_type_null))
-        n += snprintf(text + n, sizeof text - (size_t)n, ", exit code %d", json_object_get_int(exit_code));
-    if (error && json_object_is_type(error, json_type_string))
-        n += snprintf(text + n, sizeof text - (size_t)n, ": %.400s", json_object_get_string(error));
+    int n = snprintf(text, sizeof text, "run %s", o->status);
+    if (o->has_exit_code)
+        n += snprintf(text + n, sizeof text - (size_t)n, ", exit code %d", o->exit_code);
+    if (o->error)
+        n += snprintf(text + n, sizeof text - (size_t)n, ": %.400s", o->error);
     if (o->pending)
         n += snprintf(text + n, sizeof text - (size_t)n,
                       "; approval request %s is pending - poll get_approval, then run again", o->request_id);
-    if (eid)
-        snprintf(text + n, sizeof text - (size_t)n, " (execution_id %.100s)", json_object_get_string(eid));
+    snprintf(text + n, sizeof text - (size_t)n, " (execution_id %.100s)", o->execution_id);
     *summary = strdup(text);
-    json_object *res = wr_tool_result(sc, text, strcmp(status, "success") != 0);
+    json_object *res = wr_tool_result(sc, text, strcmp(o->status, "success") != 0);
     char *msg = wr_rpc_result_msg(c->id_json, wr_json_compact(res));
     json_object_put(res);
     return msg;
@@ -342,9 +164,9 @@ static void *worker(void *arg)
         .approvals = apps,
         .napprovals = apps ? napps : 0,
         .wait_for_approval_ms = c->wait_ms,
-        .on_wait = on_wait,
-        .ask_human = ask_human,
-        .on_output = on_output,
+        .on_wait = wr_call_on_wait,
+        .ask_human = wr_call_ask_human,
+        .on_output = wr_call_on_output,
         .ud = c,
         .cancel_fd = c->cancel_pipe[0],
     };
@@ -628,17 +450,6 @@ void wr_quick_submit(wr_call *c, json_object *args)
 
 /* ---- loop side ------------------------------------------------------------ */
 
-static void send_progress(wr_call *c, const char *message)
-{
-    if (!c->progress_token || !c->out || atomic_load(&c->state) == CALL_CANCELLED)
-        return;
-    c->progress_seq++;
-    char *m = progress_msg(c->progress_token, c->out_bytes + c->progress_seq, message);
-    c->out->send(c->out, m, strlen(m), false);
-    free(m);
-    c->last_emit_ms = wr_now_ms(c->srv->ctx);
-}
-
 static void finish(wr_call *c)
 {
     wr_server *s = c->srv;
@@ -709,7 +520,7 @@ void wr_server_drain(wr_server *s)
                 if (c->out)
                     c->out->send(c->out, m->json, strlen(m->json), false);
             } else {
-                send_progress(c, m->json); /* a waiting-for-approval heartbeat */
+                wr_call_send_progress(c, m->json); /* a waiting-for-approval heartbeat */
             }
             free(m->json);
             free(m);
@@ -726,37 +537,4 @@ void wr_server_drain(wr_server *s)
         }
     }
     free(items);
-}
-
-void wr_server_tick(wr_server *s)
-{
-    int64_t now = wr_now_ms(s->ctx);
-    for (wr_session *ss = s->sessions; ss; ss = ss->next)
-        for (wr_call *c = ss->calls; c; c = c->next) {
-            if (!c->progress_token)
-                continue;
-            char chunk[sizeof c->chunk + 1];
-            size_t len = 0;
-            pthread_mutex_lock(&s->mu);
-            bool due = c->chunk_dirty && now - c->last_emit_ms >= s->cfg.progress_interval_ms;
-            if (due || (c->done && c->chunk_dirty)) {
-                len = wr_utf8_cut((unsigned char *)c->chunk, c->chunk_len);
-                memcpy(chunk, c->chunk, len);
-                /* keep an incomplete UTF-8 tail for the next chunk */
-                memmove(c->chunk, c->chunk + len, c->chunk_len - len);
-                c->chunk_len -= len;
-                c->chunk_dirty = c->chunk_len > 0 && !c->done;
-                due = true;
-            }
-            pthread_mutex_unlock(&s->mu);
-            if (due) {
-                char *text = wr_utf8_sanitize((unsigned char *)chunk, len);
-                send_progress(c, text);
-                free(text);
-            } else if (now - c->last_emit_ms >= s->cfg.heartbeat_ms) {
-                char text[100];
-                snprintf(text, sizeof text, "running (%llds)", (long long)((now - c->started_ms) / 1000));
-                send_progress(c, text);
-            }
-        }
 }
