@@ -56,6 +56,55 @@ typedef struct wr_plan_op {
     size_t segment;     /* EXE: the pipeline segment it belongs to */
 } wr_plan_op;
 
+/* ---- cgroups (cgroup.c) -------------------------------------------------- */
+typedef enum wr_cg_mode {
+    WR_CG_NONE = 0, /* no writable cgroup: rlimits only */
+    WR_CG_V1,       /* hybrid host: v1 memory, pids, freezer (cpu) hierarchies */
+    WR_CG_V2,       /* a delegated v2 parent with memory and pids */
+} wr_cg_mode;
+/* v1 hierarchies by index; v2 keeps its one directory at index 0. */
+enum {
+    WR_CG_MEMORY = 0,
+    WR_CG_PIDS,
+    WR_CG_FREEZER,
+    WR_CG_CPU,
+    WR_CG_NCTRL
+};
+/* What a command's cgroup will enforce on this host: part of the plan. */
+typedef struct wr_cg_plan {
+    wr_cg_mode mode;
+    char *parent[WR_CG_NCTRL]; /* where run cgroups are created; NULL: controller unused */
+    int64_t memory_bytes;      /* 0: none */
+    bool swap_limited;         /* memsw (v1) or memory.swap.max = 0 (v2) */
+    int64_t pids_max;          /* exact, for the whole sandbox */
+    bool cpu;                  /* the cpu controller is usable */
+    int64_t cpu_percent;       /* of one CPU; 0: none */
+    char fallback[256];        /* NONE: why */
+} wr_cg_plan;
+typedef struct wr_cgroup {
+    wr_cg_mode mode;
+    char *dir[WR_CG_NCTRL];
+    int procs_fd[WR_CG_NCTRL]; /* the child writes "0" here before exec */
+} wr_cgroup;
+
+const char *wr_cg_mode_name(wr_cg_mode m);
+/* Finds what this host offers under root (NULL: /sys/fs/cgroup; an
+ * operator's root is a v2 parent or a v1 mount base). Creates nothing. */
+int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err);
+void wr_cg_plan_free(wr_cg_plan *cg);
+json_object *wr_cg_plan_json(const wr_cg_plan *cg);
+void wr_cgroup_init(wr_cgroup *c);
+/* Creates the command's cgroup with its limits; WR_OK with mode NONE when
+ * the plan has none. */
+int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err);
+/* SIGKILLs every task (cgroup.kill, or freeze-kill-thaw on v1). */
+void wr_cgroup_kill(const wr_cgroup *c);
+bool wr_cgroup_empty(const wr_cgroup *c);
+/* Kills what is left, removes the directories. */
+void wr_cgroup_destroy(wr_cgroup *c);
+/* Kills and removes the run cgroups of warrant processes that died. */
+int wr_cg_reap_orphans(const wr_cg_plan *cg, size_t *reaped);
+
 typedef struct wr_plan {
     wr_plan_op *ops;
     size_t nops, cap;
@@ -68,6 +117,7 @@ typedef struct wr_plan {
     struct {
         int64_t cpu_sec, as_bytes, nproc, fsize_bytes, nofile;
     } rl;
+    wr_cg_plan cg;
     const char *seccomp_id;
     wr_sock_families sock;
     unsigned char *bpf; /* exported seccomp program */

@@ -28,6 +28,7 @@
 #define DRAIN_MS      2000 /* output still open after every segment exited */
 #define READ_CHUNK    65536
 #define MAX_SLOTS     256
+#define STOP_POLLS    200 /* ms to wait for a SIGSTOPped bwrap */
 
 /* Deadlines follow CLOCK_MONOTONIC, not wr_ctx: a timeout must measure
  * real elapsed time even when a test fixes the wall clock. */
@@ -56,7 +57,8 @@ typedef struct spawn {
         rlim_t v;
     } rl[6];
     int nrl;
-    pid_t parent; /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    pid_t parent;      /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    const int *cg_fds; /* the command's cgroup.procs files, or -1 */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -80,6 +82,11 @@ static void child_fail(const char *what)
 static int child_exec(void *arg)
 {
     spawn *s = arg;
+    /* Join the command's cgroup before anything else, so bwrap and all it
+     * starts are counted and killed with it. */
+    for (int i = 0; s->cg_fds && i < WR_CG_NCTRL; i++)
+        if (s->cg_fds[i] >= 0 && write(s->cg_fds[i], "0", 1) != 1)
+            child_fail("join cgroup");
     /* Move every fd above the slot range first so that installing slot i
      * cannot clobber a source still needed for slot j. */
     int *tmp = s->tmp;
@@ -262,12 +269,13 @@ static int config_fd(const char *cfg, size_t len, wr_error *err)
 
 /* Starts one segment. fds in/out/errw become 0/1/2 in the child; statw is
  * the write end of its status pipe (bwrap's and init's lines). */
-static int start_segment(const wr_plan *p, size_t segment, char *const *argv, const char *cfg, size_t cfglen, int in,
-                         int out, int errw, int statw, seg *sg, wr_error *err)
+static int start_segment(const wr_plan *p, const wr_cgroup *cg, size_t segment, char *const *argv, const char *cfg,
+                         size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
 {
     static char *const no_env[] = {NULL};
     spawn s;
     memset(&s, 0, sizeof s);
+    s.cg_fds = cg->procs_fd;
     s.argv = argv;
     s.envp = no_env; /* bwrap needs none; the command's comes through init */
     s.drop_root = p->drop_root;
@@ -469,6 +477,41 @@ static void read_status(seg *sg)
     }
 }
 
+/* bwrap's pid 1, from /proc when bwrap has not reported it yet. */
+static void find_child(seg *sg)
+{
+    char path[96], buf[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)sg->pid, (int)sg->pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? 0 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    found_init(sg, strtol(buf, NULL, 10));
+}
+
+/* Stops a bwrap that is still setting up (no cgroup to kill it with): once
+ * stopped it cannot fork, so the pid 1 it may have just cloned is known
+ * and dies with it instead of waiting forever for bwrap's go-ahead. */
+static void kill_setup(seg *sg)
+{
+    kill(sg->pid, SIGSTOP);
+    siginfo_t si;
+    for (int i = 0; i < STOP_POLLS; i++) {
+        memset(&si, 0, sizeof si);
+        if (syscall(SYS_waitid, P_PIDFD, sg->pidfd, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT, NULL) != 0 ||
+            si.si_pid != 0)
+            break;
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
+    read_status(sg);
+    find_child(sg);
+    if (sg->ns_init > 0)
+        kill(sg->ns_init, SIGKILL);
+    kill(sg->pid, SIGKILL);
+}
+
 /* After bwrap is gone: if it died before its pid 1 (killed), that pid 1
  * was re-parented to us (PR_SET_CHILD_SUBREAPER) and is reaped here,
  * through its pidfd so no other child's wait can be taken. ECHILD means
@@ -605,7 +648,11 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
         segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = -1, segs[i].pid = -1;
+    wr_cgroup cg;
+    wr_cgroup_init(&cg);
     rc = wr_plan_config(p, &cfg, &cfglen, err);
+    if (rc == WR_OK)
+        rc = wr_cgroup_create(&p->cg, io->req->ctx, &cg, err);
     if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 || (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
         rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
     io->cout->command_id = io->cerr->command_id = cmd->id;
@@ -633,8 +680,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, i, argv.v, cfg, cfglen, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1],
-                               ep[1], sp[1], &segs[i], err);
+            rc = start_segment(p, &cg, i, argv.v, cfg, cfglen, i == 0 ? devnull : prev_read,
+                               i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
         wr_strv_free(&argv);
         close(ep[1]);
         close(sp[1]);
@@ -761,14 +808,24 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (oc->killed != KILL_NONE && kill_at == INT64_MAX) {
             /* Grace: SIGTERM every process of the sandbox; the outer bwrap
              * is left alone (killing it would SIGKILL at once). */
+            bool setting_up = false;
             for (size_t i = 0; i < n; i++)
                 if (!segs[i].exited && segs[i].pid > 0) {
                     read_status(&segs[i]);
                     if (segs[i].pidns)
                         signal_namespace(&segs[i], SIGTERM);
                     else
-                        kill(segs[i].pid, SIGKILL); /* still setting up */
+                        setting_up = true;
                 }
+            /* A bwrap still setting up may already have forked its pid 1,
+             * which killing bwrap alone would leave behind: the cgroup
+             * holds both. */
+            if (setting_up && cg.mode != WR_CG_NONE)
+                wr_cgroup_kill(&cg);
+            else if (setting_up)
+                for (size_t i = 0; i < n; i++)
+                    if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
+                        kill_setup(&segs[i]);
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
@@ -783,6 +840,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                     if (segs[i].pid > 0)
                         kill(segs[i].pid, SIGKILL);
                 }
+            wr_cgroup_kill(&cg);
             killed_hard = true;
         }
         if (all_exited && now >= drain_until) {
@@ -807,6 +865,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (segs[i].statfd >= 0)
             close(segs[i].statfd);
     }
+    wr_cgroup_destroy(&cg); /* whatever outlived the segments dies here */
 
     if (rc == WR_OK) {
         char why[256];

@@ -62,6 +62,7 @@ void wr_plan_free(wr_plan *p)
     free(p->ops);
     free(p->run_as);
     free(p->bpf);
+    wr_cg_plan_free(&p->cg);
     memset(p, 0, sizeof *p);
 }
 
@@ -529,6 +530,13 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         p->rl.fsize_bytes = mb(lim->max_file_mb);
         p->rl.nofile = lim->max_open_files;
     }
+    rc = wr_cg_probe(req->cgroup_root, lim, &p->cg, err);
+    if (rc != WR_OK)
+        goto fail;
+    /* pids.max counts exactly this sandbox's tasks; RLIMIT_NPROC (per host
+     * uid) is only the fallback. */
+    if (p->cg.mode != WR_CG_NONE && p->cg.pids_max > 0)
+        p->rl.nproc = 0;
     p->seccomp_id = lim && lim->seccomp_strict ? WR_SECCOMP_STRICT_ID : WR_SECCOMP_DEFAULT_ID;
     p->sock = !p->share_net ? WR_SOCK_UNIX : lim && lim->seccomp_strict ? WR_SOCK_INET : WR_SOCK_INET_ROUTE;
     rc = wr_seccomp_bpf(p->sock, &p->bpf, &p->bpf_len, err);
@@ -695,6 +703,7 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(rl, "nofile", json_object_new_int64(p->rl.nofile));
     json_object_object_add(rl, "core_bytes", json_object_new_int64(0));
     json_object_object_add(o, "rlimits", rl);
+    json_object_object_add(o, "cgroup", wr_cg_plan_json(&p->cg));
     json_object *sc = json_object_new_object();
     set_str(sc, "profile", p->seccomp_id);
     static const char *const families[] = {[WR_SOCK_UNIX] = "unix",

@@ -1,0 +1,280 @@
+/* Attacks on the host side of the sandbox (real bwrap, real cgroups where
+ * this host has them): memory pinned outside RLIMIT_AS, process counts,
+ * kills that must reach every task, run cgroups left by a crash, the
+ * fallback when no cgroup is writable. CI runs it as root; the
+ * 'unprivileged' case re-runs a subset as uid 65534 under setpriv. */
+#include "exec_fixture.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "executor/executor_internal.h"
+#include "sandbox_util.h"
+
+/* The cgroup mode the plan of f's first command records. */
+static const char *plan_cgroup_mode(fx *f, char *fallback, size_t len)
+{
+    json_object *plan = NULL, *cg = NULL, *v = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_plan_json(&f->req, 0, &plan, &e), WR_OK);
+    assert_true(json_object_object_get_ex(plan, "cgroup", &cg));
+    assert_true(json_object_object_get_ex(cg, "mode", &v));
+    static char mode[8];
+    snprintf(mode, sizeof mode, "%s", json_object_get_string(v));
+    if (fallback)
+        snprintf(fallback, len, "%s", json_object_object_get_ex(cg, "fallback", &v) ? json_object_get_string(v) : "");
+    json_object_put(plan);
+    return mode;
+}
+
+static bool have_cgroup(void)
+{
+    fx f;
+    const char *argv[] = {"/bin/true", NULL};
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    return strcmp(plan_cgroup_mode(&f, NULL, 0), "none") != 0;
+}
+
+/* ---- memory that RLIMIT_AS does not see ----------------------------------- */
+
+/* A 128 MiB sandbox pins 384 MiB of host RAM through pages no address-space
+ * limit counts: a memfd written (not mapped), tmpfs files (/tmp sized far
+ * above memory_mb, and bwrap's unsized /dev), SysV shm attached one segment
+ * at a time. The cgroup charges all of them: the command dies at its limit
+ * and never reports "pinned". */
+static void test_memory_pinning(void **s)
+{
+    (void)s;
+    if (!have_cgroup()) {
+        /* no writable cgroup (unprivileged, no delegation): the fallback
+         * must say so rather than pretend */
+        char why[256];
+        fx f;
+        const char *argv[] = {"/bin/true", NULL};
+        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+        assert_string_equal(plan_cgroup_mode(&f, why, sizeof why), "none");
+        assert_non_null(strstr(why, "rlimits only"));
+        skip();
+    }
+    const char *memfd[] = {"/usr/bin/python3", "-c",
+                           "import os\nfd = os.memfd_create('x')\nb = bytes(1 << 20)\n"
+                           "for i in range(384): os.write(fd, b)\nprint('pinned', flush=True)\n",
+                           NULL};
+    const char *tmp[] = {"/bin/sh", "-c", "head -c 384M /dev/zero > /tmp/big && echo pinned", NULL};
+    const char *dev[] = {"/bin/sh", "-c", "head -c 384M /dev/zero > /dev/big && echo pinned", NULL};
+    const char *shm[] = {"/usr/bin/python3", "-c",
+                         "import ctypes\nl = ctypes.CDLL(None)\nl.shmat.restype = ctypes.c_void_p\n"
+                         "for i in range(4):\n"
+                         "    i = l.shmget(0, 96 << 20, 0o1600)\n"
+                         "    a = l.shmat(i, None, 0)\n"
+                         "    ctypes.memset(a, 1, 96 << 20)\n"
+                         "    l.shmdt(ctypes.c_void_p(a))\n"
+                         "print('pinned', flush=True)\n",
+                         NULL};
+    const char *const *cases[] = {memfd, tmp, dev, shm};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        fx f;
+        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {cases[i]}, .timeout = 30}, {0}});
+        f.lim.memory_mb = 128;
+        f.lim.tmp_mb = 1024;
+        wr_exec_result *r = run(&f);
+        if (strstr(OUT(r), "pinned"))
+            dump(r);
+        assert_null(strstr(OUT(r), "pinned"));
+        assert_int_equal(r->status, WR_EXEC_FAILED);
+        wr_exec_result_free(r);
+    }
+}
+
+/* ---- processes --------------------------------------------------------------- */
+
+/* pids.max is exact and per sandbox: 24 tasks in all (outer bwrap, its
+ * pid 1, python, children), whatever else the sandbox user runs on the
+ * host. RLIMIT_NPROC, counted per host uid, let this run fork 100. */
+static void test_pids_exact(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    const char *argv[] = {"/usr/bin/python3", "-c",
+                          "import os, time\nn = 0\ntry:\n"
+                          "    while n < 100:\n"
+                          "        if os.fork() == 0:\n"
+                          "            time.sleep(5)\n"
+                          "            os._exit(0)\n"
+                          "        n += 1\n"
+                          "except OSError:\n"
+                          "    pass\n"
+                          "print('forked', n, flush=True)\n",
+                          NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .timeout = 20}, {0}});
+    f.lim.max_processes = 24;
+    wr_exec_result *r = run(&f);
+    const char *o = strstr(OUT(r), "forked ");
+    if (!o)
+        dump(r);
+    assert_non_null(o);
+    int n = atoi(o + 7);
+    assert_true(n <= 24 - 3);
+    assert_true(n >= 24 - 6);
+    wr_exec_result_free(r);
+}
+
+/* Cancelled while bwrap is still setting up: nothing of the sandbox may
+ * outlive the run (bwrap's pid 1 used to), and its cgroup is gone. */
+static void test_cancel_during_setup(void **s)
+{
+    (void)s;
+    int cp[2];
+    assert_int_equal(pipe(cp), 0);
+    assert_int_equal(write(cp[1], "x", 1), 1); /* cancelled before it starts */
+    for (int round = 0; round < 5; round++) {
+        const char *argv[] = {"/bin/sleep", "31.5", NULL};
+        fx f;
+        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+        f.req.cancel_fd = cp[0];
+        wr_exec_result *r = run(&f);
+        assert_true(r->cancelled);
+        wr_exec_result_free(r);
+        assert_false(process_alive("sleep 31.5")); /* in bwrap's argv too */
+    }
+    close(cp[0]);
+    close(cp[1]);
+}
+
+/* ---- cgroups themselves ------------------------------------------------------ */
+
+static size_t run_cgroups(void)
+{
+    wr_cg_plan cg;
+    wr_error e = {0};
+    assert_int_equal(wr_cg_probe(NULL, NULL, &cg, &e), WR_OK);
+    size_t n = 0;
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/warrant", cg.parent[cg.mode == WR_CG_V2 ? 0 : WR_CG_FREEZER]);
+    DIR *d = opendir(sub);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, "run-", 4) == 0;
+    if (d)
+        closedir(d);
+    wr_cg_plan_free(&cg);
+    return n;
+}
+
+/* Each command gets its own cgroup holding the limits, and it is removed
+ * at the end, whatever the outcome (success, timeout with stragglers). */
+static void test_cgroup_lifecycle(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    size_t before = run_cgroups();
+    const char *show[] = {"/bin/sh", "-c", "cat /proc/self/cgroup", NULL};
+    const char *stuck[] = {"/bin/sh", "-c", "setsid sleep 40 & trap '' TERM; sleep 40", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {show}}, {.id = "c2", .seg = {stuck}, .timeout = 1}, {0}});
+    wr_exec_result *r = run(&f);
+    assert_true(r->timed_out);
+    /* bwrap unshares the cgroup namespace: inside, the run cgroup is "/" */
+    assert_non_null(strstr(OUT(r), ":memory:/\n"));
+    wr_exec_result_free(r);
+    assert_int_equal(run_cgroups(), before);
+    assert_false(process_alive("sleep 40"));
+}
+
+/* The cgroups of a warrant that died (SIGKILL: no clean-up ran) are found
+ * at the next start, their processes killed and the cgroups removed. */
+static void test_reap_orphans(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    wr_cg_plan cg;
+    wr_error e = {0};
+    assert_int_equal(wr_cg_probe(NULL, NULL, &cg, &e), WR_OK);
+    pid_t victim = fork(); /* plays the dead warrant: its pid names the cgroup */
+    if (victim == 0)
+        _exit(0);
+    waitpid(victim, NULL, 0);
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < WR_CG_NCTRL; i++)
+            if (cg.parent[i]) {
+                char dir[4200], procs[4300];
+                snprintf(dir, sizeof dir, "%s/warrant", cg.parent[i]);
+                mkdir(dir, 0755);
+                snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/run-%d-0123456789abcdef", (int)victim);
+                mkdir(dir, 0755);
+                snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+                FILE *fp = fopen(procs, "w");
+                if (fp)
+                    fprintf(fp, "0\n"), fclose(fp);
+            }
+        execl("/bin/sleep", "sleep", "41.5", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && !process_alive("sleep 41.5"); i++)
+        usleep(10000);
+    size_t reaped = 0;
+    assert_int_equal(wr_cg_reap_orphans(&cg, &reaped), WR_OK);
+    assert_true(reaped >= 1); /* others' too: servers killed by other tests leave theirs */
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    wr_cg_plan_free(&cg);
+}
+
+/* An operator's (or a test's) cgroup root with nothing usable under it:
+ * the run still happens under rlimits, and the plan says exactly that. */
+static void test_fallback(void **s)
+{
+    (void)s;
+    char *root = fx_subdir(g_dir, "nocg", false);
+    const char *argv[] = {"/bin/sh", "-c", "echo ok", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    f.req.cgroup_root = root;
+    char why[256];
+    assert_string_equal(plan_cgroup_mode(&f, why, sizeof why), "none");
+    assert_non_null(strstr(why, root));
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    assert_string_equal(OUT(r), "ok\n");
+    json_object *cmds = NULL, *c0, *plan, *rl, *nproc;
+    assert_true(json_object_object_get_ex(r->sandbox_profile, "commands", &cmds));
+    c0 = json_object_array_get_idx(cmds, 0);
+    assert_true(json_object_object_get_ex(c0, "plan", &plan));
+    assert_true(json_object_object_get_ex(plan, "rlimits", &rl));
+    assert_true(json_object_object_get_ex(rl, "nproc", &nproc));
+    assert_int_equal(json_object_get_int64(nproc), f.lim.max_processes); /* RLIMIT_NPROC back in force */
+    wr_exec_result_free(r);
+    free(root);
+}
+
+int main(int argc, char **argv)
+{
+    g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
+    const struct CMUnitTest all[] = {
+        cmocka_unit_test(test_memory_pinning),      cmocka_unit_test(test_pids_exact),
+        cmocka_unit_test(test_cancel_during_setup), cmocka_unit_test(test_cgroup_lifecycle),
+        cmocka_unit_test(test_reap_orphans),        cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_unprivileged),
+    };
+    const struct CMUnitTest unpriv[] = {
+        cmocka_unit_test(test_memory_pinning),
+        cmocka_unit_test(test_cancel_during_setup),
+        cmocka_unit_test(test_fallback),
+    };
+    if (g_unpriv)
+        return cmocka_run_group_tests_name("hostside_unprivileged", unpriv, setup, teardown);
+    return cmocka_run_group_tests_name("hostside", all, setup, teardown);
+}
