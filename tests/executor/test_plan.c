@@ -3,6 +3,7 @@
  * child of the test itself). */
 #include "exec_fixture.h"
 #include "executor/executor_internal.h"
+#include "executor/landlock.h"
 
 #include <errno.h>
 #include <pty.h>
@@ -100,6 +101,82 @@ static void test_scope_order(void **state)
     json_object_put(p);
     fx_rmtree(d);
     free(d), free(r), free(w), free(rr);
+}
+
+/* The layers added for issue 9, as recorded in the plan: the cwd bind in
+ * the depth order, /dev frozen after /dev/shm, argv[0]'s checked file,
+ * warrant-init, the Landlock ABI; and init's config: environment and one
+ * Landlock rule per bind, cwd granted nothing. */
+static void test_init_layers(void **state)
+{
+    (void)state;
+    char *d = fx_tmpdir();
+    char *w = fx_subdir(d, "w", false);
+    char *out = fx_subdir(w, "out", true);
+    wr_secret sec[] = {{"API_KEY", "s3cr3t-value"}};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1",
+                                 .seg = {(const char *const[]){"sh", "-c", "true", NULL}},
+                                 .cwd = w,
+                                 .writes = {out},
+                                 .secrets = {"API_KEY"}},
+                                {0}});
+    f.req.secrets = sec;
+    f.req.nsecrets = 1;
+    wr_error e = {0};
+    json_object *p = plan_json(&f, 0, &e);
+    assert_non_null(p);
+    int cwd = find_op(p, "ro-bind", w), wb = find_op(p, "bind", out);
+    assert_true(cwd >= 0 && wb > cwd); /* the write path is mounted over the cwd bind */
+    assert_true(find_op(p, "remount-ro", "/dev") > find_op(p, "tmpfs", "/dev/shm"));
+    int exe = find_op(p, "exe", NULL);
+    assert_true(exe > wb);
+    char sh[4096];
+    assert_non_null(realpath("/bin/sh", sh));
+    assert_string_equal(op_field(p, exe, "src"), sh);
+    assert_true(find_op(p, "init", WR_INIT_SANDBOX_PATH) > exe);
+    const char *why;
+    assert_int_equal(json_object_get_int(json_object_object_get(p, "landlock_abi")), wr_landlock_abi(&why));
+    assert_string_equal(json_object_get_string(json_object_object_get(p, "pid1")), WR_INIT_NAME);
+    json_object_put(p);
+
+    wr_plan pl;
+    assert_int_equal(wr_plan_build(&f.req, 0, false, &pl, &e), WR_OK);
+    char *cfg;
+    size_t len;
+    assert_int_equal(wr_plan_config(&pl, &cfg, &len, &e), WR_OK);
+    wr_strv recs = {0};
+    for (size_t at = 0; at < len; at += strlen(cfg + at) + 1)
+        assert_int_equal(wr_strv_push(&recs, cfg + at), WR_OK);
+    assert_true(wr_strv_contains(&recs, "eAPI_KEY=s3cr3t-value"));
+    assert_true(wr_strv_contains(&recs, "t0"));
+    char rule[4200];
+    if (pl.landlock_abi > 0) {
+        snprintf(rule, sizeof rule, "w%s", out);
+        assert_true(wr_strv_contains(&recs, rule));
+        assert_true(wr_strv_contains(&recs, "r/usr") && wr_strv_contains(&recs, "w/tmp") &&
+                    wr_strv_contains(&recs, "d/dev") && wr_strv_contains(&recs, "p/proc"));
+        snprintf(rule, sizeof rule, "r%s", w);
+        assert_false(wr_strv_contains(&recs, rule)); /* cwd: chdir only */
+    }
+    wr_strv_free(&recs);
+    free(cfg);
+    /* the secret reaches neither bwrap's argv nor its environment */
+    wr_strv argv;
+    assert_int_equal(
+        wr_plan_render(&pl, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, 0, f.cmds[0].segments[0].v, &argv, &e),
+        WR_OK);
+    for (size_t i = 0; i < argv.n; i++)
+        assert_null(strstr(argv.v[i], "s3cr3t"));
+    wr_strv_free(&argv);
+    wr_plan_free(&pl);
+
+    /* argv[0] outside what the sandbox shows is refused */
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {(const char *const[]){"/etc/hostname", NULL}}}, {0}});
+    assert_int_equal(wr_plan_build(&f.req, 0, false, &pl, &e), WR_E_DENIED);
+    assert_non_null(strstr(e.message, "outside the system and declared read or write paths"));
+    fx_rmtree(d);
+    free(d), free(w), free(out);
 }
 
 static void test_cwd_readonly_and_hash(void **state)
@@ -499,15 +576,11 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),
-        cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_symlink_escape),
-        cmocka_unit_test(test_missing_write_paths),
-        cmocka_unit_test(test_env_and_user),
-        cmocka_unit_test(test_seccomp_filter),
-        cmocka_unit_test(test_capture_redaction),
-        cmocka_unit_test(test_argv_limits),
-        cmocka_unit_test(test_argv_nul_refused_at_parse),
+        cmocka_unit_test(test_scope_order),         cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_init_layers),         cmocka_unit_test(test_symlink_escape),
+        cmocka_unit_test(test_missing_write_paths), cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),      cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),         cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
