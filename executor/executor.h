@@ -34,6 +34,8 @@ typedef struct wr_exec_request {
     void *ud;
     int cancel_fd;           /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
     const char *cgroup_root; /* NULL: /sys/fs/cgroup; else a v2 parent or v1 mount base (operators, tests) */
+    int landlock;            /* 0: the best Landlock ABI the kernel offers; N > 0: at most ABI N; < 0: none
+                                (tests and benchmarks of the fallback) */
     const wr_ctx *ctx;
 } wr_exec_request;
 

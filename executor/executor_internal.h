@@ -4,6 +4,7 @@
 #define WR_EXECUTOR_INTERNAL_H
 
 #include "executor/executor.h"
+#include "executor/init_proto.h"
 
 #include <seccomp.h>
 #include <sys/types.h>
@@ -12,8 +13,17 @@
 #define WR_EXEC_PATH          "/usr/local/bin:/usr/bin:/bin"
 #define WR_EXEC_HOME          "/tmp"
 #define WR_EXEC_LANG          "C.UTF-8"
-#define WR_SECCOMP_DEFAULT_ID "warrant-default-v1"
-#define WR_SECCOMP_STRICT_ID  "warrant-strict-v1"
+#define WR_SECCOMP_DEFAULT_ID "warrant-default-v2"
+#define WR_SECCOMP_STRICT_ID  "warrant-strict-v2"
+
+/* Socket families per network mode: AF_UNIX always; AF_INET/AF_INET6 only
+ * with network; AF_NETLINK (NETLINK_ROUTE, for getaddrinfo) only in the
+ * default profile with network; never packet, vsock or the rest. */
+typedef enum wr_sock_families {
+    WR_SOCK_UNIX,
+    WR_SOCK_INET,
+    WR_SOCK_INET_ROUTE,
+} wr_sock_families;
 
 /* ---- plan ---------------------------------------------------------------- */
 typedef enum wr_op_kind {
@@ -29,6 +39,8 @@ typedef enum wr_op_kind {
     WR_OP_SETENV,     /* dest = name; data = value (NULL in JSON when from host/secret) */
     WR_OP_REMOUNT_RO, /* dest: the sandbox root, once everything is mounted */
     WR_OP_CHDIR,      /* dest */
+    WR_OP_EXE,        /* segment's argv[0]: the checked file (fd) bound over its canonical path src = dest */
+    WR_OP_INIT,       /* warrant-init (fd) bound at WR_INIT_SANDBOX_PATH */
 } wr_op_kind;
 
 typedef struct wr_plan_op {
@@ -41,6 +53,7 @@ typedef struct wr_plan_op {
     int fd;             /* declared path binds: O_PATH fd of the checked path, else -1 */
     bool missing;       /* declared read path that does not exist: not mounted */
     bool created;       /* write path created under an existing write root */
+    size_t segment;     /* EXE: the pipeline segment it belongs to */
 } wr_plan_op;
 
 /* ---- cgroups (cgroup.c) -------------------------------------------------- */
@@ -106,10 +119,12 @@ typedef struct wr_plan {
     } rl;
     wr_cg_plan cg;
     const char *seccomp_id;
-    bool seccomp_unix_only;
+    wr_sock_families sock;
     unsigned char *bpf; /* exported seccomp program */
     size_t bpf_len;
     char bpf_sha256[WR_SHA256_HEX_LEN];
+    int landlock_abi; /* 0: none (landlock_note says why) */
+    const char *landlock_note;
 } wr_plan;
 
 /* Builds the plan for command ci. apply=false only inspects (no directory is
@@ -120,26 +135,49 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *pl
 void wr_plan_free(wr_plan *plan);
 json_object *wr_plan_to_json(const wr_plan *plan);
 
-/* Renders the bwrap argv (NULL-terminated, caller frees with wr_strv_free).
- * With fd slots: declared paths are passed as --ro-bind-fd/--bind-fd with the
- * fd numbers the child will hold (see wr_plan_fd_slots); seccomp and file
- * data at their slots too. With use_fds=false the same sandbox is written
- * with plain paths (the bare-bwrap benchmark). argv is appended after "--". */
-#define WR_SLOT_SECCOMP 3
-#define WR_SLOT_FIRST   4
-int wr_plan_render(const wr_plan *plan, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out,
-                   wr_error *err);
-/* The environment of bwrap (= of the command): values never go through argv,
- * which other host users can read in /proc/PID/cmdline. */
+/* Renders the bwrap argv of pipeline segment `segment` (NULL-terminated,
+ * caller frees with wr_strv_free). WR_RENDER_FDS: declared paths, argv[0]
+ * and init are passed as --ro-bind-fd/--bind-fd with the fd numbers the
+ * child will hold (fixed slots below, then one per fd-carrying op in plan
+ * order); file data at their slots too; without it the same sandbox is
+ * written with plain paths (the bare-bwrap benchmark). WR_RENDER_SECCOMP:
+ * --seccomp. WR_RENDER_INIT: warrant-init is pid 1 (--as-pid-1), bwrap's
+ * status goes to WR_SLOT_BWRAP_STATUS, and init gets its status and config
+ * slots; without it argv runs directly. argv is appended after "--". */
+#define WR_SLOT_SECCOMP      3
+#define WR_SLOT_BWRAP_STATUS 4 /* --json-status-fd */
+#define WR_SLOT_INIT_STATUS  5 /* the same pipe, for warrant-init */
+#define WR_SLOT_INIT_CONFIG  6
+#define WR_SLOT_FIRST        7
+enum {
+    WR_RENDER_FDS = 1,
+    WR_RENDER_SECCOMP = 2,
+    WR_RENDER_INIT = 4,
+};
+/* Which fd an operation hands to bwrap (taking a slot): its own checked fd,
+ * WR_OP_DATA_FD (a fresh data fd the launcher makes: FILE), or
+ * WR_OP_NO_FD. Render and launcher walk the ops alike with it. */
+#define WR_OP_NO_FD   (-1)
+#define WR_OP_DATA_FD (-2)
+int wr_plan_op_fd(const wr_plan_op *op, int flags, size_t segment);
+int wr_plan_render(const wr_plan *plan, int flags, size_t segment, char *const *argv, wr_strv *out, wr_error *err);
+/* The command's environment as NAME=VALUE strings (what init is given). */
 int wr_plan_envp(const wr_plan *plan, wr_strv *out, wr_error *err);
+/* warrant-init's configuration (init_proto.h): environment and Landlock
+ * rules, derived from the plan's operations. Secret values included: the
+ * caller wipes and frees *buf. */
+int wr_plan_config(const wr_plan *plan, char **buf, size_t *len, wr_error *err);
+/* Where warrant-init is: next to the running binary, or (when running from
+ * the build tree) in the build tree. */
+int wr_exec_init_path(char *out, size_t len, wr_error *err);
 
 /* ---- seccomp --------------------------------------------------------------- */
-/* The filter: deny-list with EPERM (clone3: ENOSYS so libc falls back to
- * clone, whose namespace flags can be checked). unix_only adds the strict
- * socket rule. Caller releases with seccomp_release. */
-scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err);
+/* The filter: deny-list with EPERM (clone3 and io_uring: ENOSYS, so libc
+ * and runtimes fall back to calls the filter can check) plus the socket
+ * family rules. Caller releases with seccomp_release. */
+scmp_filter_ctx wr_seccomp_filter(wr_sock_families fam, wr_error *err);
 /* Exported BPF program of the filter. */
-int wr_seccomp_bpf(bool unix_only, unsigned char **bpf, size_t *len, wr_error *err);
+int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err);
 
 /* ---- output capture ------------------------------------------------------- */
 typedef struct wr_capture {

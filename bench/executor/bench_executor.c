@@ -111,8 +111,7 @@ int main(int argc, char **argv)
     wr_plan plan;
     wr_strv bargv, benv;
     if (wr_plan_build(&req, 0, false, &plan, &err) != WR_OK ||
-        wr_plan_render(&plan, false, false, true_argv, &bargv, &err) != WR_OK ||
-        wr_plan_envp(&plan, &benv, &err) != WR_OK) {
+        wr_plan_render(&plan, 0, 0, true_argv, &bargv, &err) != WR_OK || wr_plan_envp(&plan, &benv, &err) != WR_OK) {
         fprintf(stderr, "bench: %s\n", err.message);
         return 2;
     }
