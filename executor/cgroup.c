@@ -209,6 +209,12 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
     }
     if (!cg->memory_bytes)
         cg->swap_limited = false;
+    /* Joining a v1 hierarchy costs the child an attach (the first one
+     * waits for an RCU grace period): cpu only when it limits something. */
+    if (cg->mode == WR_CG_V1 && !cg->cpu_percent) {
+        free(cg->parent[WR_CG_CPU]);
+        cg->parent[WR_CG_CPU] = NULL;
+    }
     return WR_OK;
 }
 

@@ -1,8 +1,10 @@
 /* Median wall time of the executor running /bin/true in its sandbox
  * (plan, path checks, seccomp export, privilege drop, bwrap, supervision,
- * artifact walk) against a bare bwrap with the same mounts and namespaces,
- * started with posix_spawn and waited for. Runs alternate so that drift in
- * machine load hits both sides alike. */
+ * artifact walk, its own cgroup) against a bare bwrap with the same mounts
+ * and namespaces, started with posix_spawn and waited for; and the
+ * executor once more with the cgroup layer off (a cgroup root with nothing
+ * under it), whose difference is what the per-command cgroup costs. Runs
+ * alternate so that drift in machine load hits every side alike. */
 #include "executor/executor_internal.h"
 
 #include <fcntl.h>
@@ -73,6 +75,20 @@ static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/* One executor run of /bin/true; 0 on success. */
+static int exec_once(const wr_exec_request *req, wr_error *err)
+{
+    wr_exec_result *r = NULL;
+    if (wr_exec_run(req, &r, err) != WR_OK || r->status != WR_EXEC_SUCCESS) {
+        fprintf(stderr, "bench: executor run failed: %s\n%.*s\n", r && r->error ? r->error : err->message,
+                r ? (int)r->err.captured_len : 0, r ? (const char *)r->err.captured : "");
+        wr_exec_result_free(r);
+        return -1;
+    }
+    wr_exec_result_free(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int runs = argc > 1 ? atoi(argv[1]) : 50;
@@ -104,6 +120,11 @@ int main(int argc, char **argv)
                              .output_cap_bytes = 1024 * 1024};
     wr_ctx ctx = wr_ctx_system();
     wr_exec_request req = {.contract = &ct, .limits = &lim, .cancel_fd = -1, .ctx = &ctx};
+    char nocg[] = "/tmp/wr-bench-nocg-XXXXXX";
+    if (!mkdtemp(nocg))
+        return perror("mkdtemp"), 2;
+    wr_exec_request req_nocg = req;
+    req_nocg.cgroup_root = nocg;
     wr_error err = {0};
 
     /* The bare command: the executor's own plan, rendered with plain paths
@@ -117,17 +138,18 @@ int main(int argc, char **argv)
     }
     bool root = geteuid() == 0;
     double *te = calloc((size_t)runs, sizeof *te), *tb = calloc((size_t)runs, sizeof *tb),
-           *tr = calloc((size_t)runs, sizeof *tr);
+           *tr = calloc((size_t)runs, sizeof *tr), *tn = calloc((size_t)runs, sizeof *tn);
+    const char *cg_mode = wr_cg_mode_name(plan.cg.mode);
     for (int i = -3; i < runs; i++) { /* 3 warm-up rounds */
-        double t0 = now_ms();
-        wr_exec_result *r = NULL;
-        if (wr_exec_run(&req, &r, &err) != WR_OK || r->status != WR_EXEC_SUCCESS) {
-            fprintf(stderr, "bench: executor run failed: %s\n%.*s\n", r && r->error ? r->error : err.message,
-                    r ? (int)r->err.captured_len : 0, r ? (const char *)r->err.captured : "");
+        double tn0 = now_ms();
+        if (exec_once(&req_nocg, &err) != 0)
             return 1;
-        }
-        wr_exec_result_free(r);
+        double t0 = now_ms();
+        if (exec_once(&req, &err) != 0)
+            return 1;
         double t1 = now_ms();
+        if (i >= 0)
+            tn[i] = t0 - tn0;
         if (bare_run(&plan, bargv.v, benv.v, root) != 0) {
             fprintf(stderr, "bench: bare bwrap failed\n");
             return 1;
@@ -152,6 +174,11 @@ int main(int argc, char **argv)
     if (root)
         printf("bare bwrap as root median:   %.2f ms (for reference: no privilege drop)\n", median(tr, runs));
     printf("ratio executor/bare: %.3f (target <= 1.15)\n", me / mb);
+    double mn = median(tn, runs);
+    printf("executor without cgroup:     %.2f ms (cgroup layer: %s, costs %.2f ms = %.3fx)\n", mn, cg_mode, me - mn,
+           me / mn);
+    free(tn);
+    rmdir(nocg);
     free(te);
     free(tr);
     free(tb);
