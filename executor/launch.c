@@ -490,9 +490,9 @@ static void find_child(seg *sg)
     found_init(sg, strtol(buf, NULL, 10));
 }
 
-/* Stops a bwrap that is still setting up (no cgroup to kill it with): once
- * stopped it cannot fork, so the pid 1 it may have just cloned is known
- * and dies with it instead of waiting forever for bwrap's go-ahead. */
+/* Stops a bwrap that is still setting up: once stopped it cannot fork, so
+ * the pid 1 it may have just cloned is known, pinned for reap_init, and
+ * dies with it instead of waiting forever for bwrap's go-ahead. */
 static void kill_setup(seg *sg)
 {
     kill(sg->pid, SIGSTOP);
@@ -818,14 +818,13 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                         setting_up = true;
                 }
             /* A bwrap still setting up may already have forked its pid 1,
-             * which killing bwrap alone would leave behind: the cgroup
-             * holds both. */
-            if (setting_up && cg.mode != WR_CG_NONE)
+             * which killing bwrap alone would leave behind: kill_setup finds
+             * and pins it (so it is reaped), the cgroup holds both. */
+            for (size_t i = 0; setting_up && i < n; i++)
+                if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
+                    kill_setup(&segs[i]);
+            if (setting_up)
                 wr_cgroup_kill(&cg);
-            else if (setting_up)
-                for (size_t i = 0; i < n; i++)
-                    if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
-                        kill_setup(&segs[i]);
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
