@@ -38,6 +38,8 @@ struct wr_gate {
     /* The state dir (signing key, database, secrets) and the server's own
      * secrets, lexically normalised and with symlinks resolved. */
     wr_strv protected_paths;
+    void (*observer)(void *ud, const wr_gate_event *ev);
+    void *observer_ud;
     pthread_mutex_t mu; /* guards active and retired */
     policy_ref *active;
     policy_ref *retired;
@@ -224,6 +226,8 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     pthread_mutex_init(&g->mu, NULL);
     g->ctx = cfg->ctx ? *cfg->ctx : wr_ctx_system();
+    g->observer = cfg->observer;
+    g->observer_ud = cfg->observer_ud;
     g->host_env = cfg->host_env;
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
@@ -285,7 +289,47 @@ const wr_ctx *wr_gate_ctx(wr_gate *g)
     return &g->ctx;
 }
 
+static int count_one(void *ud, const wr_approval_request *r)
+{
+    (void)r;
+    (*(long *)ud)++;
+    return 0;
+}
+
+int wr_gate_count_pending_approvals(wr_gate *g, long *out, wr_error *err)
+{
+    *out = 0;
+    return wr_store_list_approval_requests(g->store, "pending", count_one, out, err);
+}
+
 /* ---- decisions ------------------------------------------------------------ */
+
+static double seconds_since(const wr_gate *g, int64_t start_ms)
+{
+    return (double)(wr_now_ms(&g->ctx) - start_ms) / 1000.0;
+}
+
+static void observe(const wr_gate *g, const wr_gate_event *ev)
+{
+    if (g->observer)
+        g->observer(g->observer_ud, ev);
+}
+
+/* Every evaluation goes through here, so each one is observed once. */
+static int evaluate(wr_gate *g, const char *operation, const wr_policy *p, const wr_contract *ct, const char *identity,
+                    wr_decision **out, wr_error *err)
+{
+    int64_t start = wr_now_ms(&g->ctx);
+    int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
+    if (rc == WR_OK)
+        observe(g, &(wr_gate_event){.kind = WR_GATE_DECISION,
+                                    .identity = identity ? identity : ct->actor.agent_id,
+                                    .outcome = wr_decision_kind_name((*out)->kind),
+                                    .reason = (*out)->reason_code,
+                                    .operation = operation,
+                                    .seconds = seconds_since(g, start)});
+    return rc;
+}
 
 static int identity_mismatch(const wr_contract *ct, const char *client_identity, wr_error *err)
 {
@@ -304,7 +348,7 @@ int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity
     if (rc != WR_OK)
         return rc;
     const wr_policy *p = wr_gate_policy_acquire(g);
-    rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
+    rc = evaluate(g, "check", p, ct, client_identity, out, err);
     wr_gate_policy_release(g, p);
     return rc;
 }
@@ -340,7 +384,7 @@ int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identi
         return err->code;
     }
     const wr_policy *p = wr_gate_policy_acquire(g);
-    rc = wr_policy_evaluate(p, ct, &g->ctx, &out->decision, err);
+    rc = evaluate(g, "propose", p, ct, client_identity, &out->decision, err);
     if (rc == WR_OK)
         rc = store_contract_and_decision(g, ct, out->decision, err);
     if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
@@ -515,6 +559,20 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
                              rs->execution_id, receipt_out, err);
     json_object_put(unsigned_receipt);
+    if (rc == WR_OK) {
+        wr_gate_event ev = {.kind = WR_GATE_SEALED,
+                            .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
+                            .execution_id = rs->execution_id,
+                            .outcome = status,
+                            .reason = in.reason_code,
+                            .seconds = seconds_since(rs->g, rs->started_ms)};
+        observe(rs->g, &ev);
+        wr_log_event(
+            &rs->g->ctx, WR_LOG_INFO, "gate",
+            &(wr_log_fields){
+                .event = "run.sealed", .identity = ev.identity, .execution_id = ev.execution_id, .outcome = status},
+            "receipt sealed: %s", status);
+    }
     return rc;
 }
 
@@ -751,7 +809,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         goto done;
     }
     /* Always a fresh evaluation: a decision computed earlier is never trusted. */
-    if ((rc = wr_policy_evaluate(rs.policy, rs.ct, &g->ctx, &out->decision, err)) != WR_OK)
+    if ((rc = evaluate(g, "run", rs.policy, rs.ct, req->client_identity, &out->decision, err)) != WR_OK)
         goto done;
     rs.decision = out->decision;
     if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK)

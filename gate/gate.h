@@ -18,6 +18,23 @@
 
 typedef struct wr_gate wr_gate;
 
+/* What the gate tells an observer (metrics, logs): called on the thread that
+ * did the work, so it must be quick and thread-safe. */
+typedef enum wr_gate_event_kind {
+    WR_GATE_DECISION, /* a policy evaluation: outcome = allow|deny|needs_approval, reason = its code */
+    WR_GATE_SEALED,   /* a receipt stored: outcome = its status, execution_id set */
+} wr_gate_event_kind;
+
+typedef struct wr_gate_event {
+    wr_gate_event_kind kind;
+    const char *identity; /* the client identity, else the contract's agent */
+    const char *execution_id;
+    const char *outcome;
+    const char *reason;
+    const char *operation; /* decision: "check", "propose" or "run" */
+    double seconds;        /* decision: evaluation; sealed: request to durable receipt */
+} wr_gate_event;
+
 typedef struct wr_gate_config {
     const char *state_dir;   /* required */
     const char *policy_path; /* NULL: the bundled default policy */
@@ -26,6 +43,8 @@ typedef struct wr_gate_config {
     /* Besides the state dir, paths no contract may expose whatever the
      * policy allows (token file, TLS key, config); NULL-terminated or NULL. */
     const char *const *protected_paths;
+    void (*observer)(void *ud, const wr_gate_event *ev); /* NULL: none */
+    void *observer_ud;
 } wr_gate_config;
 
 /* The state dir when none is given: $WARRANT_STATE_DIR, else
@@ -51,6 +70,9 @@ const wr_ctx *wr_gate_ctx(wr_gate *g);
  * contract's actor.agent_id must equal it (NULL: local CLI, unchecked).
  * A mismatch is WR_E_DENIED at /actor/agent_id with one message, "identity
  * mismatch: ...". */
+
+/* Approval requests waiting for a human (for the metrics gauge). */
+int wr_gate_count_pending_approvals(wr_gate *g, long *out, wr_error *err);
 
 /* Decision only; nothing stored (so a refusal leaves no receipt). */
 int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity, wr_decision **out, wr_error *err);

@@ -2,7 +2,10 @@
  * module reads the clock or the RNG directly and tests can fix both. */
 #include "lib/lib.h"
 
+#include <json-c/json.h>
 #include <sodium.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -47,27 +50,105 @@ static const char *level_name(int level)
     return level >= WR_LOG_DEBUG && level <= WR_LOG_ERROR ? names[level] : "error";
 }
 
-void wr_log(const wr_ctx *ctx, int level, const char *component, const char *fmt, ...)
+/* Log lines must stay one line each: a newline from untrusted text (an
+ * argv, a client name) would let it forge further log entries. */
+static void one_line(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+}
+
+static void add_field(json_object *o, const char *key, const char *value)
+{
+    if (value)
+        json_object_object_add(o, key, json_object_new_string(value));
+}
+
+/* json-c escapes every control character and keeps UTF-8, so a field can
+ * neither break the line nor the object. */
+static void log_json(int level, const char *ts, const char *component, const wr_log_fields *f, const char *msg)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return;
+    add_field(o, "time", ts);
+    add_field(o, "level", level_name(level));
+    add_field(o, "component", component ? component : "-");
+    if (f) {
+        add_field(o, "event", f->event);
+        add_field(o, "identity", f->identity);
+        add_field(o, "request_id", f->request_id);
+        add_field(o, "execution_id", f->execution_id);
+        add_field(o, "outcome", f->outcome);
+    }
+    add_field(o, "message", msg);
+    size_t n = 0;
+    const char *text =
+        json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    /* One write so concurrent writers do not interleave within a line. */
+    char *line = text ? malloc(n + 2) : NULL;
+    if (line) {
+        memcpy(line, text, n);
+        line[n] = '\n';
+        fwrite(line, 1, n + 1, stderr);
+        free(line);
+    }
+    json_object_put(o);
+}
+
+static void log_human(int level, const char *ts, const char *component, const wr_log_fields *f, const char *msg)
+{
+    char extra[512] = "";
+    if (f) {
+        const char *keys[] = {"event", "identity", "request_id", "execution_id", "outcome"};
+        const char *vals[] = {f->event, f->identity, f->request_id, f->execution_id, f->outcome};
+        size_t used = 0;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0] && used < sizeof extra; i++)
+            if (vals[i]) {
+                int k = snprintf(extra + used, sizeof extra - used, " %s=%s", keys[i], vals[i]);
+                used += k > 0 ? (size_t)k : 0;
+            }
+        one_line(extra);
+    }
+    char line[1700];
+    int n = snprintf(line, sizeof line, "%s %s %s: %s%s%s\n", ts, level_name(level), component ? component : "-", msg,
+                     extra[0] ? " |" : "", extra);
+    if (n > 0)
+        fwrite(line, 1, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, stderr);
+}
+
+static void vlog(const wr_ctx *ctx, int level, const char *component, const wr_log_fields *f, const char *fmt,
+                 va_list ap)
 {
     if (ctx && level < ctx->log_level)
         return;
     char ts[WR_TIME_LEN];
     wr_time_format(ctx ? wr_now_ms(ctx) : system_now_ms(NULL), ts);
     char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    one_line(msg);
+    if (ctx && ctx->log_json)
+        log_json(level, ts, component, f, msg);
+    else
+        log_human(level, ts, component, f, msg);
+}
+
+void wr_log(const wr_ctx *ctx, int level, const char *component, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vlog(ctx, level, component, NULL, fmt, ap);
     va_end(ap);
-    /* Log lines must stay one line each: a newline from untrusted text
-     * (an argv, a client name) would let it forge further log entries. */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    /* One write so concurrent writers do not interleave within a line. */
-    char line[1200];
-    int n = snprintf(line, sizeof line, "%s %s %s: %s\n", ts, level_name(level), component ? component : "-", msg);
-    if (n > 0)
-        fwrite(line, 1, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, stderr);
+}
+
+void wr_log_event(const wr_ctx *ctx, int level, const char *component, const wr_log_fields *fields, const char *fmt,
+                  ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(ctx, level, component, fields, fmt, ap);
+    va_end(ap);
 }
 
 void wr_random_id(const wr_ctx *ctx, const char *prefix, char *out, size_t outlen)

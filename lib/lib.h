@@ -58,15 +58,30 @@ typedef struct wr_ctx {
     void (*random)(void *ud, void *buf, size_t len); /* cryptographic randomness */
     void *ud;
     int log_level; /* messages below this level are dropped */
+    bool log_json; /* one JSON object per line instead of a human line */
 } wr_ctx;
 
 /* The real clock, libsodium's RNG, log level info. */
 wr_ctx wr_ctx_system(void);
 int64_t wr_now_ms(const wr_ctx *ctx);
 void wr_random(const wr_ctx *ctx, void *buf, size_t len);
-/* One structured line on stderr: `ts level component: message`. */
+/* What a log line is about, for log shippers; any member may be NULL.
+ * Never put a token, a secret or command output here. */
+typedef struct wr_log_fields {
+    const char *event;        /* dotted name: "run.sealed", "http.refused" */
+    const char *identity;     /* the authenticated client or approver */
+    const char *request_id;   /* JSON-RPC id or approval request id */
+    const char *execution_id; /* the receipt's execution */
+    const char *outcome;      /* status, decision or refusal cause */
+} wr_log_fields;
+
+/* One line on stderr: `ts level component: message [key=value ...]`, or with
+ * ctx->log_json one JSON object {time, level, component, event, identity,
+ * request_id, execution_id, outcome, message}. */
 void wr_log(const wr_ctx *ctx, int level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void wr_log_event(const wr_ctx *ctx, int level, const char *component, const wr_log_fields *fields, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
 
 /* An unguessable identifier: prefix followed by 32 lowercase hex digits
  * (128 random bits). out must hold strlen(prefix) + 33 bytes. */

@@ -7,9 +7,14 @@ set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libc6-dev
       libjson-c-dev libyaml-dev libsodium-dev libseccomp-dev libwebsockets-dev
       libarchive-dev libsqlite3-dev libpcre2-dev libssl-dev libcmocka-dev
-      bubblewrap util-linux openssl ca-certificates python3)
+      bubblewrap util-linux openssl ca-certificates python3 scdoc)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(sqlite3 json-schema-test-suite git procps iproute2 strace)
+  # the Debian package test: build, lint, install; the unit test: systemd-analyze
+  pkgs+=(dpkg-dev debhelper fakeroot lintian)
+  # /metrics is scraped with a real Prometheus text parser
+  pkgs+=(python3-prometheus-client)
+  command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
   python3 -c 'import cryptography' 2>/dev/null || pkgs+=(python3-cryptography)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -17,7 +17,8 @@ typedef struct token_entry {
     unsigned char digest[32]; /* sha256(token): compared in constant time */
 } token_entry;
 
-/* What a token may be used for: the optional third column of its line.
+/* What a token may be used for: the optional third column of its line, or
+ * a KIND: prefix of its identity (`metrics:prometheus TOKEN`).
  * Adding a kind: a value in wr_token_kind (server.h) and a row here; the
  * routes that accept it ask for it in net_check_access. */
 static const struct {
@@ -25,6 +26,7 @@ static const struct {
     wr_token_kind kind;
 } token_kinds[] = {
     {"agent", WR_TOKEN_AGENT},
+    {"metrics", WR_TOKEN_METRICS},
 };
 
 static bool token_kind_parse(const char *name, wr_token_kind *out)
@@ -103,6 +105,15 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: expected \"ID TOKEN [KIND]\"", path, lineno);
             break;
         }
+        char *colon = strchr(id, ':');
+        if (colon && !kind_name) {
+            *colon = '\0';
+            if (!token_kind_parse(id, &kind)) {
+                rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: unknown token kind \"%.40s\"", path, lineno, id);
+                break;
+            }
+            id = colon + 1;
+        }
         if (kind_name && !token_kind_parse(kind_name, &kind)) {
             rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: unknown token kind \"%.40s\"", path, lineno, kind_name);
             break;
@@ -153,6 +164,16 @@ const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len
     for (size_t i = 0; i < t->n; i++)
         if (sodium_memcmp(t->v[i].digest, d, 32) == 0 && t->v[i].kind == kind)
             found = t->v[i].identity;
+    return found;
+}
+
+bool wr_tokens_known(const wr_tokens *t, const char *token, size_t len)
+{
+    unsigned char d[32];
+    crypto_hash_sha256(d, (const unsigned char *)token, len);
+    bool found = false;
+    for (size_t i = 0; i < t->n; i++)
+        found |= sodium_memcmp(t->v[i].digest, d, 32) == 0;
     return found;
 }
 

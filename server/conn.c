@@ -82,6 +82,25 @@ bool net_custom_hdr(struct lws *wsi, const char *name, char *buf, int len)
     return lws_hdr_custom_copy(wsi, buf, len, name, nl) >= 0;
 }
 
+void net_count_refusal(net *n, const char *cause)
+{
+    wr_metrics_add(n->o->metrics, WR_M_REFUSED, (const char *const[]){cause}, 1);
+}
+
+void net_update_gauges(net *n)
+{
+    wr_metrics *m = n->o->metrics;
+    wr_metrics_set(m, WR_M_SESSIONS, (const char *const[]){"stdio"}, n->stdio_ss ? 1 : 0);
+    wr_metrics_set(m, WR_M_SESSIONS, (const char *const[]){"websocket"}, n->nws);
+    wr_metrics_set(m, WR_M_SESSIONS, (const char *const[]){"http"}, n->nhsessions);
+    wr_metrics_set(m, WR_M_RUNNING, NULL, wr_server_active_runs(n->srv));
+    long pending = 0;
+    wr_error err;
+    wr_error_clear(&err);
+    if (wr_gate_count_pending_approvals(wr_server_gate(n->srv), &pending, &err) == WR_OK)
+        wr_metrics_set(m, WR_M_PENDING_APPROVALS, NULL, (double)pending);
+}
+
 int net_check_access(net *n, struct lws *wsi, wr_token_kind kind, bool allow_query_token, bool need_token,
                      char *origin_out, const char **identity, const char **why)
 {
@@ -124,8 +143,13 @@ int net_check_access(net *n, struct lws *wsi, wr_token_kind kind, bool allow_que
         }
     }
     const char *who = tok && toklen ? wr_tokens_identity(n->tokens, tok, toklen, kind) : NULL;
+    bool other_kind = !who && tok && toklen && wr_tokens_known(n->tokens, tok, toklen);
     explicit_bzero(auth, sizeof auth);
     explicit_bzero(q, sizeof q);
+    if (other_kind) {
+        *why = "this token does not open this endpoint";
+        return 403;
+    }
     if (!who) {
         *why = tok ? "invalid token" : "missing bearer token";
         return 401;

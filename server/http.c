@@ -62,6 +62,7 @@ static void http_reset(conn *c)
     free(c->err_body);
     q_free(&c->q);
     c->body = c->err_body = NULL;
+    c->body_type = NULL;
     c->body_len = 0;
     c->status = 0;
     c->hstate = H_IDLE;
@@ -114,6 +115,8 @@ static void http_begin_stream(wr_outlet *o)
 /* A refusal with a JSON-RPC error body (no id). */
 static void http_refuse(conn *c, int status, int code, const char *message)
 {
+    if (status >= 400)
+        net_count_refusal(c->n, wr_metrics_http_cause(status));
     if (!c->body)
         c->close_after = true; /* refused before the body was read */
     c->status = status;
@@ -286,7 +289,7 @@ static int http_writeable(conn *c)
             blen = c->q.h->len;
         }
         if (!c->headers_sent) {
-            if (http_headers(c, status, body ? "application/json" : NULL, blen) < 0)
+            if (http_headers(c, status, body ? (c->body_type ? c->body_type : "application/json") : NULL, blen) < 0)
                 return -1;
             if (!blen)
                 return http_done(c);
@@ -432,6 +435,43 @@ static int route_mcp(conn *c)
     return 0;
 }
 
+/* /metrics: the Prometheus text format, for a metrics token (or, with
+ * --metrics-auth loopback, any loopback peer). */
+static int route_metrics(conn *c)
+{
+    net *n = c->n;
+    if (!n->o->metrics) {
+        http_refuse(c, 404, 0, NULL);
+        return 0;
+    }
+    const char *who = NULL, *why = NULL;
+    char peer[64] = "";
+    lws_get_peer_simple(c->wsi, peer, sizeof peer);
+    bool open_to_peer = n->o->metrics_loopback && wr_host_is_loopback(peer);
+    int st = net_check_access(n, c->wsi, WR_TOKEN_METRICS, false, !open_to_peer, NULL, &who, &why);
+    if (st) {
+        wr_log(n->ctx, WR_LOG_WARNING, "server", "metrics: refused (%d): %s", st, why);
+        http_refuse(c, st, WR_RPC_INVALID_REQUEST, why);
+        return 0;
+    }
+    if (lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) <= 0) {
+        http_refuse(c, 405, 0, NULL);
+        return 0;
+    }
+    net_update_gauges(n);
+    size_t len = 0;
+    char *text = wr_metrics_render(n->o->metrics, &len);
+    if (!text) {
+        http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
+        return 0;
+    }
+    c->err_body = text;
+    c->body_type = "text/plain; version=0.0.4; charset=utf-8";
+    c->status = 200;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
 typedef struct route {
     const char *path;
     int (*handle)(conn *c); /* LWS_CALLBACK_HTTP for this path: returns the callback's result */
@@ -440,6 +480,7 @@ typedef struct route {
 /* Every HTTP path the server answers; anything else is 404. */
 static const route routes[] = {
     {"/mcp", route_mcp},
+    {"/metrics", route_metrics},
 };
 
 /* LWS_CALLBACK_HTTP: the request line and headers are in. */

@@ -150,7 +150,11 @@ static int cb_mcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         net_check_stop(n);
         return 0;
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-        return n->draining || n->conns >= n->o->max_connections;
+        if (n->draining || n->conns >= n->o->max_connections) {
+            net_count_refusal(n, n->draining ? "unavailable" : "connection_limit");
+            return 1;
+        }
+        return 0;
     default:
         break;
     }

@@ -4,6 +4,7 @@
 #ifndef WR_SERVER_LOOP_H
 #define WR_SERVER_LOOP_H
 
+#include "server/metrics.h"
 #include "server/server.h"
 
 typedef struct wr_net_options {
@@ -20,6 +21,8 @@ typedef struct wr_net_options {
     int max_connections;
     const char *policy_path; /* reloaded on SIGHUP; NULL: bundled default */
     int max_http_sessions;
+    wr_metrics *metrics;   /* GET /metrics; NULL: the route answers 404 */
+    bool metrics_loopback; /* /metrics open to loopback peers without a token */
 } wr_net_options;
 
 /* Runs the loop until SIGTERM/SIGINT (or stdin EOF in stdio-only mode) and

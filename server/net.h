@@ -75,6 +75,7 @@ typedef struct conn {
     size_t body_len;
     int status; /* a refusal decided before the body */
     char *err_body;
+    const char *body_type; /* err_body's Content-Type; NULL: application/json */
     bool close_after;
     bool headers_sent;
     bool ended; /* final message queued */
@@ -124,6 +125,7 @@ struct net {
     int conns;
     hsess *hsessions;
     int nhsessions;
+    int nws; /* open WebSocket sessions */
     conn *sse;
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
@@ -135,6 +137,10 @@ void net_begin_shutdown(net *n, const char *why);
 void net_check_stop(net *n);
 
 /* ---- request access (conn.c) ------------------------------------------------- */
+/* Counts a refused connection or request (metrics) by its cause. */
+void net_count_refusal(net *n, const char *cause);
+/* Sets the gauges (sessions, runs, pending approvals) just before a scrape. */
+void net_update_gauges(net *n);
 int64_t net_now_ms(const net *n);
 bool net_hdr(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
 bool net_custom_hdr(struct lws *wsi, const char *name, char *buf, int len);

@@ -1,9 +1,11 @@
 /* warrantd's command line and config file (design.md "warrantd"). */
 #include "server/loop.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +14,15 @@
 #include <unistd.h>
 
 typedef struct opts {
-    char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level;
+    char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level,
+        *log_format, *metrics_auth;
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
     wr_strv origins, hosts;
 } opts;
 
-static const char usage[] =
-    "usage: warrantd [--config FILE] [--policy FILE] [--state-dir DIR] [--agent-id ID]\n"
-    "                [--stdio] [--listen HOST:PORT] [--token-file FILE | --auth none]\n"
-    "                [--tls-cert FILE --tls-key FILE] [--allowed-origin ORIGIN]... [--allowed-host HOST:PORT]...\n"
-    "                [--max-message-bytes N] [--max-runs N] [--max-runs-per-client N]\n"
-    "                [--max-connections N] [--max-sessions N] [--heartbeat-sec 1..30]\n"
-    "                [--log-level debug|info|notice|warning|error]\n"
-    "State dir default: $WARRANT_STATE_DIR, else $XDG_STATE_HOME/warrant, else ~/.local/state/warrant.\n"
-    "stdio identity default: $WARRANT_AGENT_ID, else \"local\".\n";
+/* The help text comes from the man page (docs/man/warrantd.8.scd). */
+#include "warrantd_help.h"
 
 enum {
     O_CONFIG = 256,
@@ -48,6 +44,8 @@ enum {
     O_MAXSESS,
     O_HEARTBEAT,
     O_LOGLEVEL,
+    O_LOGFORMAT,
+    O_METRICSAUTH,
     O_HELP,
     O_VERSION,
 };
@@ -72,10 +70,32 @@ static const struct option longopts[] = {
     {"max-sessions", required_argument, NULL, O_MAXSESS},
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"log-format", required_argument, NULL, O_LOGFORMAT},
+    {"metrics-auth", required_argument, NULL, O_METRICSAUTH},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
 };
+
+/* Synopses from the man page; an option missing there is listed as such, so
+ * the test that compares --help with the option table catches it. */
+static void print_usage(FILE *f)
+{
+    fputs("usage: warrantd [OPTIONS]   (man warrantd)\n", f);
+    for (size_t i = 0; i < sizeof warrantd_help / sizeof warrantd_help[0]; i++)
+        fprintf(f, "  %s\n", warrantd_help[i].synopsis);
+    for (const struct option *o = longopts; o->name; o++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        bool found = false;
+        for (size_t i = 0; i < sizeof warrantd_help / sizeof warrantd_help[0] && !found; i++) {
+            const char *at = strstr(warrantd_help[i].synopsis, flag);
+            found = at && !(at[strlen(flag)] == '-' || isalnum((unsigned char)at[strlen(flag)]));
+        }
+        if (!found)
+            fprintf(f, "  %s (undocumented)\n", flag);
+    }
+}
 
 static int set_str(char **dst, const char *v)
 {
@@ -95,6 +115,21 @@ static int set_num(long long *dst, const char *name, const char *v, long long lo
     }
     *dst = x;
     return 0;
+}
+
+/* Gate events become metrics (any thread: the registry locks). */
+static void observe_gate(void *ud, const wr_gate_event *ev)
+{
+    wr_metrics *m = ud;
+    if (ev->kind == WR_GATE_DECISION) {
+        wr_metrics_add(m, WR_M_DECISIONS, (const char *const[]){ev->outcome, ev->reason}, 1);
+        if (ev->operation && !strcmp(ev->operation, "check"))
+            wr_metrics_observe(m, WR_M_CHECK_SECONDS, ev->seconds);
+    } else if (ev->kind == WR_GATE_SEALED) {
+        wr_metrics_add(m, WR_M_RECEIPTS, NULL, 1);
+        wr_metrics_add(m, WR_M_RUNS, (const char *const[]){ev->outcome}, 1);
+        wr_metrics_observe(m, WR_M_RUN_SECONDS, ev->seconds);
+    }
 }
 
 /* One option; returns 0, 1 (help/version printed), or -1. */
@@ -140,8 +175,12 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_LOGLEVEL:
         return set_str(&o->log_level, v);
+    case O_LOGFORMAT:
+        return set_str(&o->log_format, v);
+    case O_METRICSAUTH:
+        return set_str(&o->metrics_auth, v);
     case O_HELP:
-        fputs(usage, stdout);
+        print_usage(stdout);
         return 1;
     case O_VERSION:
         printf("warrantd %s\n", WR_VERSION);
@@ -205,7 +244,7 @@ static int parse_cli(opts *o, int argc, char **argv, bool config_only)
         if (c == '?' || c == ':') {
             if (config_only)
                 continue;
-            fputs(usage, stderr);
+            fputs("warrantd: see warrantd --help\n", stderr);
             return -1;
         }
         if (config_only != (c == O_CONFIG))
@@ -215,7 +254,7 @@ static int parse_cli(opts *o, int argc, char **argv, bool config_only)
             return r;
     }
     if (!config_only && optind < argc) {
-        fprintf(stderr, "warrantd: unexpected argument \"%s\"\n%s", argv[optind], usage);
+        fprintf(stderr, "warrantd: unexpected argument \"%s\" (see warrantd --help)\n", argv[optind]);
         return -1;
     }
     return 0;
@@ -233,6 +272,8 @@ static void opts_free(opts *o)
     free(o->tls_cert);
     free(o->tls_key);
     free(o->log_level);
+    free(o->log_format);
+    free(o->metrics_auth);
     wr_strv_free(&o->origins);
     wr_strv_free(&o->hosts);
 }
@@ -275,6 +316,7 @@ int wr_server_main(int argc, char **argv)
     wr_gate *g = NULL;
     wr_server *srv = NULL;
     wr_tokens *tokens = NULL;
+    wr_metrics *metrics = NULL;
     char *host = NULL;
     int r = parse_cli(&o, argc, argv, true);
     if (r == 0 && o.config)
@@ -298,6 +340,13 @@ int wr_server_main(int argc, char **argv)
             goto out;
         }
         ctx.log_level = found;
+    }
+    if (o.log_format) {
+        if (strcmp(o.log_format, "json") && strcmp(o.log_format, "text")) {
+            fprintf(stderr, "warrantd: --log-format: expected text or json, got \"%s\"\n", o.log_format);
+            goto out;
+        }
+        ctx.log_json = !strcmp(o.log_format, "json");
     }
     if (!o.agent_id) {
         const char *e = getenv("WARRANT_AGENT_ID");
@@ -379,11 +428,23 @@ int wr_server_main(int argc, char **argv)
         protected_paths[np++] = o.tls_key;
     if (o.config)
         protected_paths[np++] = o.config;
+    if (o.metrics_auth && strcmp(o.metrics_auth, "token") && strcmp(o.metrics_auth, "loopback")) {
+        fprintf(stderr, "warrantd: --metrics-auth: expected token or loopback, got \"%s\"\n", o.metrics_auth);
+        goto out;
+    }
+    no.metrics_loopback = o.metrics_auth && !strcmp(o.metrics_auth, "loopback");
+    if (!(metrics = wr_metrics_new())) {
+        fprintf(stderr, "warrantd: out of memory\n");
+        goto out;
+    }
+    no.metrics = metrics;
     wr_gate_config gc = {.state_dir = o.state_dir,
                          .policy_path = o.policy,
                          .ctx = &ctx,
                          .host_env = environ,
-                         .protected_paths = protected_paths};
+                         .protected_paths = protected_paths,
+                         .observer = observe_gate,
+                         .observer_ud = metrics};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);
         goto out;
@@ -407,6 +468,7 @@ int wr_server_main(int argc, char **argv)
 out:
     wr_server_free(srv);
     wr_gate_close(g);
+    wr_metrics_free(metrics);
     wr_tokens_free(tokens);
     free(host);
     opts_free(&o);

@@ -150,6 +150,7 @@ typedef struct wr_tokens wr_tokens;
 /* What a token opens (auth.c's token_kinds table names them). */
 typedef enum wr_token_kind {
     WR_TOKEN_AGENT = 0, /* an MCP client: /mcp and /ws */
+    WR_TOKEN_METRICS,   /* a scraper: GET /metrics only */
 } wr_token_kind;
 /* "ID TOKEN [KIND]" per line (KIND defaults to agent), '#' comments;
  * refuses a group/world readable file, duplicate tokens and tokens shorter
@@ -159,6 +160,8 @@ void wr_tokens_free(wr_tokens *t);
 /* The identity bound to a token of that kind, compared in constant time;
  * NULL if none. */
 const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len, wr_token_kind kind);
+/* The token is in the file, of whatever kind (a wrong-kind token is 403). */
+bool wr_tokens_known(const wr_tokens *t, const char *token, size_t len);
 
 /* Origin / Host checks against the loopback names of the bound port (and
  * the bind address itself), plus extra allowed hosts ("name:port") and

@@ -63,6 +63,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
             st = net_check_access(n, wsi, WR_TOKEN_AGENT, true, true, NULL, &who, &why);
         if (st) {
             wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused (%d): %s", st, why);
+            net_count_refusal(n, wr_metrics_http_cause(st));
             lws_return_http_status(wsi, (unsigned)st, why);
             return 1;
         }
@@ -85,6 +86,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
         if (!c->ss)
             return -1;
         wr_log(n->ctx, WR_LOG_DEBUG, "server", "websocket: connection for agent \"%s\"", who);
+        n->nws++;
         net_conn_count(c);
         return 0;
     }
@@ -138,6 +140,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
             /* the output channel is gone: its runs are cancelled (receipts say so) */
             wr_session_close(c->ss, true);
             c->ss = NULL;
+            n->nws--;
         }
         q_free(&c->q);
         free(c->rx);
