@@ -70,6 +70,8 @@ typedef struct wr_exec_result {
     size_t nartifacts;
     char sandbox_profile_id[96]; /* "bwrap-default-" or "bwrap-strict-" + first 16 hex of the sha256 */
     char sandbox_profile_sha256[WR_SHA256_HEX_LEN];
+    json_object *isolation; /* wr_exec_isolation of sandbox_profile (owned) */
+    int isolation_score;
     json_object *sandbox_profile; /* {"version":1,"commands":[{"id","plan"}]} (owned); its canonical
                                      sha256 is sandbox_profile_sha256 */
     int64_t started_ms, ended_ms;
@@ -110,6 +112,14 @@ typedef struct wr_exec_result {
  * redacted stream. */
 int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err);
 void wr_exec_result_free(wr_exec_result *r);
+
+/* Isolation strength 0-100 of one command's plan JSON (rubric:
+ * docs/isolation.md); breakdown (may be NULL) receives {factor: {points,
+ * max}}. Pure function of the recorded plan. */
+int wr_exec_strength(json_object *plan, json_object **breakdown);
+/* The receipt's isolation facts of a sandbox profile: {score (of the
+ * weakest command), cgroup, limits in force, landlock_abi}. */
+json_object *wr_exec_isolation(json_object *profile, int *score);
 
 /* The sandbox plan for one command, as JSON (for tests and the receipt). */
 int wr_exec_plan_json(const wr_exec_request *req, size_t command_index, json_object **out, wr_error *err);

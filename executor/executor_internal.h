@@ -210,7 +210,12 @@ void wr_exec_md_hex(void *md, char out[WR_SHA256_HEX_LEN]);
 /* ---- artifacts -------------------------------------------------------------- */
 #define WR_ARTIFACT_MAX_FILES 10000
 typedef struct wr_snapshot wr_snapshot;
-/* Walks the (resolved) write roots of a plan without following symlinks. */
+/* Opens the single component name in dirfd with openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV and O_NOFOLLOW: the only way the
+ * host opens anything inside an agent-writable tree. -1 and errno. */
+int wr_open_beneath(int dirfd, const char *name, int flags);
+/* Walks the write roots of a plan fd-relative from the fds the plan
+ * checked (see artifacts.c), as the sandbox user. */
 int wr_snapshot_take(const wr_plan *plan, wr_snapshot **out, wr_error *err);
 void wr_snapshot_free(wr_snapshot *s);
 /* Adds files created or modified since `before` to r->artifacts. */

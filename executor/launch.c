@@ -413,8 +413,12 @@ static void found_init(seg *sg, long pid)
     char path[64];
     struct stat st;
     snprintf(path, sizeof path, "/proc/%ld/ns/pid", pid);
-    if (parent_of((pid_t)pid) != sg->pid || stat(path, &st) != 0 ||
-        syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) != 0) {
+    /* A child still in our own pid namespace is bwrap setting up, not the
+     * sandbox: signalling "its namespace" would reach every process of the
+     * sandbox user on the host. */
+    struct stat self;
+    if (parent_of((pid_t)pid) != sg->pid || stat(path, &st) != 0 || stat("/proc/self/ns/pid", &self) != 0 ||
+        st.st_ino == self.st_ino || syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) != 0) {
         close(fd);
         return;
     }
@@ -818,13 +822,14 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                         setting_up = true;
                 }
             /* A bwrap still setting up may already have forked its pid 1,
-             * which killing bwrap alone would leave behind: kill_setup finds
-             * and pins it (so it is reaped), the cgroup holds both. */
+             * which killing bwrap alone would leave behind: bwrap is
+             * stopped first, and the cgroup, where there is one, holds
+             * everything. */
             for (size_t i = 0; setting_up && i < n; i++)
                 if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
                     kill_setup(&segs[i]);
             if (setting_up)
-                wr_cgroup_kill(&cg);
+                wr_cgroup_kill(&cg); /* and whatever they forked meanwhile */
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
@@ -938,6 +943,7 @@ void wr_exec_result_free(wr_exec_result *r)
         free(r->artifacts[i].path);
     free(r->artifacts);
     json_object_put(r->sandbox_profile);
+    json_object_put(r->isolation);
     free(r);
 }
 
@@ -967,6 +973,28 @@ static int profile(wr_exec_result *r, const wr_exec_request *req, wr_plan *plans
         snprintf(r->sandbox_profile_id, sizeof r->sandbox_profile_id, "bwrap-%s-%.16s",
                  req->limits && req->limits->seccomp_strict ? "strict" : "default", r->sandbox_profile_sha256);
     return rc;
+}
+
+/* The run's isolation facts; below the policy's min_strength it is
+ * blocked before anything runs, never run weaker. */
+static int check_strength(wr_exec_result *r, const wr_exec_request *req, wr_error *err)
+{
+    r->isolation = wr_exec_isolation(r->sandbox_profile, &r->isolation_score);
+    if (!r->isolation)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    int64_t min = req->limits ? req->limits->min_strength : 0;
+    if (r->isolation_score >= min)
+        return WR_OK;
+    json_object *cg = NULL, *ll = NULL;
+    json_object_object_get_ex(r->isolation, "cgroup", &cg);
+    json_object_object_get_ex(r->isolation, "landlock_abi", &ll);
+    char msg[300];
+    snprintf(msg, sizeof msg,
+             "isolation strength %d on this host is below the policy's min_strength %lld (cgroup %s, Landlock ABI "
+             "%d; see docs/isolation.md)",
+             r->isolation_score, (long long)min, json_object_get_string(cg), json_object_get_int(ll));
+    r->status = WR_EXEC_BLOCKED;
+    return set_error(r, msg, err);
 }
 
 int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
@@ -1022,6 +1050,10 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         goto done;
     }
     rc = profile(r, req, plans, nplans, err);
+    if (rc == WR_OK)
+        rc = check_strength(r, req, err);
+    if (rc != WR_OK || r->status == WR_EXEC_BLOCKED)
+        goto done;
     run_io io = {req, &cout, &cerr};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];

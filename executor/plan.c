@@ -140,7 +140,7 @@ static int create_under(const char *root, const char *path, const wr_plan *p, wr
             rc = wr_errorf(err, WR_E_DENIED, path, "write path %s: mkdir %s: %s", path, c, strerror(errno));
             break;
         }
-        int nfd = openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int nfd = wr_open_beneath(dfd, c, O_PATH | O_DIRECTORY);
         if (nfd < 0) {
             rc = wr_errorf(err, WR_E_DENIED, path, "write path %s: component %s is not a directory (or is a symlink)",
                            path, c);

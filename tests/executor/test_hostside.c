@@ -137,14 +137,14 @@ static void test_cancel_during_setup(void **s)
     assert_int_equal(pipe(cp), 0);
     assert_int_equal(write(cp[1], "x", 1), 1); /* cancelled before it starts */
     for (int round = 0; round < 5; round++) {
-        const char *argv[] = {"/bin/sleep", "31.5", NULL};
+        const char *argv[] = {"/bin/sleep", "29.731", NULL};
         fx f;
         fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
         f.req.cancel_fd = cp[0];
         wr_exec_result *r = run(&f);
         assert_true(r->cancelled);
         wr_exec_result_free(r);
-        assert_false(process_alive("sleep 31.5")); /* in bwrap's argv too */
+        assert_false(process_alive("sleep 29.731")); /* in bwrap's argv too */
     }
     close(cp[0]);
     close(cp[1]);
@@ -162,8 +162,10 @@ static size_t run_cgroups(void)
     snprintf(sub, sizeof sub, "%s/warrant", cg.parent[cg.mode == WR_CG_V2 ? 0 : WR_CG_FREEZER]);
     DIR *d = opendir(sub);
     struct dirent *de;
+    char mine[32]; /* other tests' servers run beside this one */
+    snprintf(mine, sizeof mine, "run-%d-", (int)getpid());
     while (d && (de = readdir(d)) != NULL)
-        n += strncmp(de->d_name, "run-", 4) == 0;
+        n += strncmp(de->d_name, mine, strlen(mine)) == 0;
     if (d)
         closedir(d);
     wr_cg_plan_free(&cg);
@@ -260,6 +262,138 @@ static void test_fallback(void **s)
     free(root);
 }
 
+/* ---- host walks of agent-writable trees ------------------------------------- */
+
+typedef struct swapper {
+    fx f;
+    wr_exec_result *r;
+} swapper;
+
+static void *run_swapper(void *arg)
+{
+    swapper *sw = arg;
+    wr_error e = {0};
+    if (wr_exec_run(&sw->f.req, &sw->r, &e) != WR_OK)
+        fprintf(stderr, "swapper: %s\n", e.message);
+    return NULL;
+}
+
+/* Two runs share a write path. One swaps a directory with a symlink to
+ * the protected state dir (renameat2 RENAME_EXCHANGE, in a loop) while the
+ * other writes a file and has its artifacts listed. A path-based walk (fts
+ * as root) followed the symlink at some point and the honest run's signed
+ * receipt listed and hashed the state dir's files. */
+static void test_artifact_walk_race(void **s)
+{
+    (void)s;
+    char *base = fx_subdir(g_dir, "race", false);
+    char *shared = fx_subdir(base, "shared", true);
+    char *d = fx_subdir(shared, "d", true);
+    char *state = fx_subdir(base, "state", false);
+    char *key = path_in(state, "signing.key"), *x = path_in(d, "x"), *l = path_in(shared, "l");
+    fx_write(key, "not for receipts\n");
+    chmod(key, 0644); /* readable by anyone: only the walk itself may protect it */
+    fx_write(x, "x\n");
+    assert_int_equal(symlink(state, l), 0);
+
+    char loop[1024];
+    snprintf(loop, sizeof loop,
+             "import ctypes, time\nc = ctypes.CDLL(None)\nend = time.time() + 4\n"
+             "while time.time() < end:\n"
+             "    c.renameat2(-100, b'%s', -100, b'%s', 2)\n",
+             d, l);
+    const char *swap[] = {"/usr/bin/python3", "-c", loop, NULL};
+    swapper sw;
+    fx_init(&sw.f, (fx_cmd_spec[]){{.id = "swap", .seg = {swap}, .writes = {shared}}, {0}});
+    sw.r = NULL;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_swapper, &sw), 0);
+
+    int runs = 0, leaks = 0;
+    int64_t end = now_ms() + 3500;
+    while (now_ms() < end) {
+        char sh[512];
+        snprintf(sh, sizeof sh, "echo %d > %s/a", runs, shared);
+        const char *argv[] = {"/bin/sh", "-c", sh, NULL};
+        fx f;
+        fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .writes = {shared}}, {0}});
+        wr_exec_result *r = run(&f);
+        for (size_t i = 0; i < r->nartifacts; i++)
+            if (strstr(r->artifacts[i].path, "signing.key") || strncmp(r->artifacts[i].path, shared, strlen(shared))) {
+                print_message("leaked into the receipt: %s\n", r->artifacts[i].path);
+                leaks++;
+            }
+        wr_exec_result_free(r);
+        runs++;
+    }
+    pthread_join(t, NULL);
+    assert_non_null(sw.r);
+    assert_int_equal(sw.r->status, WR_EXEC_SUCCESS);
+    wr_exec_result_free(sw.r);
+    print_message("%d runs raced the swapper\n", runs);
+    assert_true(runs >= 3);
+    assert_int_equal(leaks, 0);
+    free(key), free(x), free(l), free(d), free(state), free(shared), free(base);
+}
+
+/* ---- isolation strength ------------------------------------------------------ */
+
+static int score_of(wr_exec_result *r)
+{
+    json_object *v = NULL;
+    assert_non_null(r->isolation);
+    assert_true(json_object_object_get_ex(r->isolation, "score", &v));
+    assert_int_equal(json_object_get_int(v), r->isolation_score);
+    return r->isolation_score;
+}
+
+/* The score follows the plan: losing the cgroup (an operator root with
+ * nothing under it) costs its 15 points, a write path and network cost
+ * theirs; a policy's min_strength above what this host reaches blocks the
+ * run before anything runs, with the reason. */
+static void test_strength(void **s)
+{
+    (void)s;
+    char *w = fx_subdir(g_dir, "strength", true);
+    char *nocg = fx_subdir(g_dir, "strength-nocg", false);
+    char *marker = path_in(w, "ran");
+    char sh[512];
+    snprintf(sh, sizeof sh, "touch %s", marker);
+    const char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .writes = {w}}, {0}});
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    int full = score_of(r);
+    json_object *breakdown = NULL, *cmds, *plan;
+    assert_true(json_object_object_get_ex(r->sandbox_profile, "commands", &cmds));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(cmds, 0), "plan", &plan));
+    assert_int_equal(wr_exec_strength(plan, &breakdown), full);
+    print_message("score %d: %s\n", full, json_object_to_json_string(breakdown));
+    json_object_put(breakdown);
+    wr_exec_result_free(r);
+    unlink(marker);
+
+    f.req.cgroup_root = nocg;
+    r = run(&f);
+    int weaker = score_of(r);
+    json_object *cg = NULL;
+    assert_true(json_object_object_get_ex(r->isolation, "cgroup", &cg));
+    assert_string_equal(json_object_get_string(cg), "none");
+    assert_int_equal(weaker, have_cgroup() ? full - 15 : full);
+    wr_exec_result_free(r);
+    unlink(marker);
+
+    f.lim.min_strength = weaker + 1;
+    r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_BLOCKED);
+    assert_non_null(strstr(r->error, "below the policy's min_strength"));
+    assert_non_null(strstr(r->error, "cgroup none"));
+    assert_false(exists(marker)); /* never run weaker */
+    wr_exec_result_free(r);
+    free(marker), free(nocg), free(w);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -267,12 +401,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_memory_pinning),      cmocka_unit_test(test_pids_exact),
         cmocka_unit_test(test_cancel_during_setup), cmocka_unit_test(test_cgroup_lifecycle),
         cmocka_unit_test(test_reap_orphans),        cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_artifact_walk_race),  cmocka_unit_test(test_strength),
         cmocka_unit_test(test_unprivileged),
     };
+    /* As uid 65534 without delegation: no cgroup, the same walks. */
     const struct CMUnitTest unpriv[] = {
-        cmocka_unit_test(test_memory_pinning),
-        cmocka_unit_test(test_cancel_during_setup),
-        cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_memory_pinning), cmocka_unit_test(test_cancel_during_setup),
+        cmocka_unit_test(test_fallback),       cmocka_unit_test(test_artifact_walk_race),
+        cmocka_unit_test(test_strength),
     };
     if (g_unpriv)
         return cmocka_run_group_tests_name("hostside_unprivileged", unpriv, setup, teardown);
