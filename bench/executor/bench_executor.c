@@ -39,6 +39,16 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* fd at slot in the child, inheritable (dup2 onto itself would keep
+ * close-on-exec). */
+static void install(int fd, int slot)
+{
+    if (fd == slot)
+        fcntl(fd, F_SETFD, 0);
+    else
+        dup2(fd, slot);
+}
+
 /* Bare bwrap, started like the executor starts it (fork, exec) but with
  * nothing else: no seccomp, rlimits, pipes or supervision. drop: as root,
  * become the sandbox user first (what `setpriv --reuid --regid
@@ -75,14 +85,14 @@ static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool
         dup2(null, 0);
         dup2(null, 1);
         if (cfg) {
-            dup2(null, WR_SLOT_BWRAP_STATUS);
-            dup2(null, WR_SLOT_INIT_STATUS);
-            dup2(cp[0], WR_SLOT_INIT_CONFIG);
+            install(null, WR_SLOT_BWRAP_STATUS);
+            install(null, WR_SLOT_INIT_STATUS);
+            install(cp[0], WR_SLOT_INIT_CONFIG);
         }
         if (bpf >= 0)
-            dup2(bpf, WR_SLOT_SECCOMP);
+            install(bpf, WR_SLOT_SECCOMP);
         for (int i = 0; i < nfds; i++)
-            dup2(fds[i], WR_SLOT_FIRST + i);
+            install(fds[i], WR_SLOT_FIRST + i);
         if (drop && (setgroups(0, NULL) || setresgid(p->gid, p->gid, p->gid) || setresuid(p->uid, p->uid, p->uid)))
             _exit(126);
         execve(argv[0], argv, envp);
