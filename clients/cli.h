@@ -33,5 +33,7 @@ int cmd_receipts(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_approvals(int argc, char **argv);
+int cmd_capsule(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
 
 #endif

@@ -30,6 +30,7 @@ typedef struct policy_ref {
 struct wr_gate {
     wr_ctx ctx;
     char *state_dir;
+    char *policy_pack; /* bundled pack loaded when no policy path is given */
     char *const *host_env;
     wr_store *store;
     wr_contracts *contracts;
@@ -51,7 +52,8 @@ struct wr_gate {
 
 static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err)
 {
-    int rc = path ? wr_policy_load_file(path, out, err) : wr_policy_load_bundled("default", out, err);
+    int rc = path ? wr_policy_load_file(path, out, err)
+                  : wr_policy_load_bundled(g->policy_pack ? g->policy_pack : "default", out, err);
     if (rc != WR_OK)
         return rc;
     /* Bundles and auditors need the exact policy a receipt names. */
@@ -232,6 +234,8 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
         goto fail;
+    if (cfg->policy_pack && !(g->policy_pack = strdup(cfg->policy_pack)))
+        goto fail;
     if ((rc = wr_store_open(cfg->state_dir, &g->store, err)) != WR_OK)
         goto fail;
     if ((rc = protect_path(g, cfg->state_dir, err)) != WR_OK)
@@ -277,6 +281,7 @@ void wr_gate_close(wr_gate *g)
     wr_strv_free(&g->protected_paths);
     pthread_mutex_destroy(&g->mu);
     free(g->state_dir);
+    free(g->policy_pack);
     free(g);
 }
 
@@ -491,7 +496,35 @@ typedef struct run_state {
     int64_t started_ms;
     wr_exec_result *exec;
     wr_authz authz;
+    const wr_gate_provenance *provenance;
+    wr_gate_digest *written; /* the run's artifacts, as handed to collect_products */
 } run_state;
+
+/* receipts/ has its own plain types: one list holds materials, then products. */
+static int receipt_provenance(const wr_gate_provenance *gp, wr_receipt_provenance *rp, wr_receipt_artifact **list)
+{
+    size_t nm = gp->nmaterials, np = gp->nproducts;
+    wr_receipt_artifact *l = *list = calloc(nm + np + 1, sizeof *l);
+    if (!l)
+        return WR_E_NOMEM;
+    for (size_t i = 0; i < nm; i++)
+        l[i] = (wr_receipt_artifact){gp->materials[i].path, gp->materials[i].sha256};
+    for (size_t i = 0; i < np; i++)
+        l[nm + i] = (wr_receipt_artifact){gp->products[i].path, gp->products[i].sha256};
+    *rp = (wr_receipt_provenance){
+        .capsule_name = gp->capsule_name,
+        .capsule_version = gp->capsule_version,
+        .capsule_sha256 = gp->capsule_sha256,
+        .signer_key_id = gp->signer_key_id,
+        .materials = l,
+        .nmaterials = nm,
+        .products = l + nm,
+        .nproducts = np,
+        .reproduces = gp->reproduces,
+        .reproduced = gp->reproduced,
+    };
+    return WR_OK;
+}
 
 static int seal(run_state *rs, const char *status, const char *error, json_object **receipt_out, wr_error *err)
 {
@@ -505,6 +538,13 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         .error = error,
         .agent_id = rs->ct->actor.agent_id,
     };
+    wr_receipt_provenance prov;
+    wr_receipt_artifact *prov_list = NULL;
+    if (rs->provenance) {
+        if (receipt_provenance(rs->provenance, &prov, &prov_list) != WR_OK)
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        in.provenance = &prov;
+    }
     if (rs->policy) {
         in.policy_profile = rs->policy->name;
         in.policy_schema_version = rs->policy->schema_version;
@@ -555,6 +595,7 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     }
     json_object *unsigned_receipt = wr_receipt_build(&in);
     free(arts);
+    free(prov_list);
     if (!unsigned_receipt)
         return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
     int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
@@ -797,7 +838,8 @@ static void take_stream(wr_exec_stream *from, wr_run_stream *to)
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
-    run_state rs = {.g = g, .ct = req->contract, .client_identity = req->client_identity};
+    run_state rs = {
+        .g = g, .ct = req->contract, .client_identity = req->client_identity, .provenance = req->provenance};
     rs.started_ms = wr_now_ms(&g->ctx);
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
     rs.policy = wr_gate_policy_acquire(g);
@@ -825,6 +867,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     /* Whatever the policy allows, no sandbox sees warrant's own secrets:
      * refused before any approval is consumed. */
     if (exposes_protected(g, rs.ct, why, sizeof why)) {
+        rc = finish(&rs, "blocked", why, out, err);
+        goto done;
+    }
+    if (rs.policy->sandbox.memory_mb > 0 && req->memory_mb > rs.policy->sandbox.memory_mb) {
+        snprintf(why, sizeof why, "the run needs memory_mb %lld; policy %s allows at most %lld",
+                 (long long)req->memory_mb, rs.policy->name, (long long)rs.policy->sandbox.memory_mb);
         rc = finish(&rs, "blocked", why, out, err);
         goto done;
     }
@@ -867,9 +915,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         rc = finish(&rs, "blocked", why[0] ? why : "out of memory", out, err);
         goto done;
     }
+    wr_sandbox_limits limits = rs.policy->sandbox;
+    if (req->memory_mb > 0)
+        limits.memory_mb = req->memory_mb;
     wr_exec_request xr = {
         .contract = rs.ct,
-        .limits = &rs.policy->sandbox,
+        .limits = &limits,
         .host_env = g->host_env,
         .secrets = secrets,
         .nsecrets = nsecrets,
@@ -887,6 +938,16 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
     wr_store_put_output(g->store, rs.execution_id, rs.exec->out.captured, rs.exec->out.captured_len,
                         rs.exec->err.captured, rs.exec->err.captured_len, &e);
+    if (req->provenance && req->collect_products && rs.exec->status != WR_EXEC_BLOCKED) {
+        const wr_exec_result *x = rs.exec;
+        if (!(rs.written = calloc(x->nartifacts + 1, sizeof *rs.written))) {
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < x->nartifacts; i++)
+            rs.written[i] = (wr_gate_digest){x->artifacts[i].path, x->artifacts[i].sha256};
+        req->collect_products(req->provenance_ud, rs.written, x->nartifacts, x->artifacts_truncated, req->provenance);
+    }
     const char *status = rs.exec->status == WR_EXEC_SUCCESS   ? "success"
                          : rs.exec->status == WR_EXEC_BLOCKED ? "blocked"
                                                               : "failed";
@@ -898,6 +959,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
 done:
     wr_exec_result_free(rs.exec);
+    free(rs.written);
     wr_authz_clear(&rs.authz);
     wr_gate_policy_release(g, rs.policy);
     if (rc != WR_OK)

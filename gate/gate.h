@@ -37,7 +37,8 @@ typedef struct wr_gate_event {
 
 typedef struct wr_gate_config {
     const char *state_dir;   /* required */
-    const char *policy_path; /* NULL: the bundled default policy */
+    const char *policy_path; /* NULL: the bundled pack policy_pack */
+    const char *policy_pack; /* bundled pack when policy_path is NULL; NULL: "default" */
     const wr_ctx *ctx;       /* copied */
     char *const *host_env;   /* values for env_allow names; NULL: none */
     /* Besides the state dir, paths no contract may expose whatever the
@@ -118,6 +119,26 @@ void wr_gate_approval_clear(wr_gate_approval *a);
  * into the artifact). */
 int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err);
 
+/* A file and its sha256 (bare hex). */
+typedef struct wr_gate_digest {
+    const char *path;
+    const char *sha256;
+} wr_gate_digest;
+
+/* What a capsule run records in its receipt (in-toto style materials and
+ * products; docs/capsules.md). Plain values, copied into the receipt. */
+typedef struct wr_gate_provenance {
+    const char *capsule_name, *capsule_version;
+    const char *capsule_sha256;      /* of the .capsule file */
+    const char *signer_key_id;       /* NULL: unsigned */
+    const wr_gate_digest *materials; /* each file of the capsule, relative path */
+    size_t nmaterials;
+    const wr_gate_digest *products; /* each output file, relative to the output directory */
+    size_t nproducts;
+    const char *reproduces; /* execution id of the run this one repeats, or NULL */
+    bool reproduced;        /* with reproduces: the products are the original's */
+} wr_gate_provenance;
+
 /* Output as it is produced: stream 1 stdout, 2 stderr. */
 typedef void (*wr_gate_output_fn)(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len);
 
@@ -136,6 +157,18 @@ typedef struct wr_run_request {
     wr_gate_output_fn on_output;
     void *ud;
     int cancel_fd; /* readable => cancel; -1: none */
+    /* Memory the run needs (MB): 0 uses the policy's sandbox.memory_mb; a
+     * lower value narrows the sandbox to it; a higher one is refused with a
+     * blocked receipt (a capsule declares its limits, the policy caps them). */
+    int64_t memory_mb;
+    /* Capsule runs (capsules/): recorded in the receipt whatever the
+     * outcome. When the sandbox ran, collect_products gets the files it
+     * wrote (absolute paths) before the receipt is sealed, to fill
+     * provenance->products and ->reproduced; what it points to must live
+     * until wr_gate_run returns. NULL: not a capsule run. */
+    wr_gate_provenance *provenance;
+    void (*collect_products)(void *ud, const wr_gate_digest *written, size_t n, bool incomplete, wr_gate_provenance *p);
+    void *provenance_ud;
 } wr_run_request;
 
 /* Captured output of one stream (the first cap bytes, all commands in order). */

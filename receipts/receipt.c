@@ -41,6 +41,35 @@ static void put_time(json_object *o, const char *key, int64_t ms)
     put_str(o, key, t);
 }
 
+static json_object *digest_list(const wr_receipt_artifact *list, size_t n)
+{
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *a = json_object_new_object();
+        put_str(a, "path", list[i].path);
+        put_str(a, "sha256", list[i].sha256);
+        json_object_array_add(arr, a);
+    }
+    return arr;
+}
+
+static void put_provenance(json_object *r, const wr_receipt_provenance *p, bool ran)
+{
+    json_object *c = json_object_new_object();
+    put_str(c, "name", p->capsule_name);
+    put_str(c, "version", p->capsule_version);
+    put_str(c, "sha256", p->capsule_sha256);
+    put_str(c, "signer_key_id", p->signer_key_id);
+    json_object_object_add(r, "capsule", c);
+    json_object_object_add(r, "materials", digest_list(p->materials, p->nmaterials));
+    if (ran)
+        json_object_object_add(r, "products", digest_list(p->products, p->nproducts));
+    if (p->reproduces) {
+        put_str(r, "reproduces", p->reproduces);
+        json_object_object_add(r, "reproduced", json_object_new_boolean(p->reproduced));
+    }
+}
+
 json_object *wr_receipt_build(const wr_receipt_input *in)
 {
     if (!in)
@@ -65,14 +94,7 @@ json_object *wr_receipt_build(const wr_receipt_input *in)
         json_object_object_add(r, "stdout_truncated", json_object_new_boolean(in->stdout_truncated));
         json_object_object_add(r, "stderr_truncated", json_object_new_boolean(in->stderr_truncated));
     }
-    json_object *arts = json_object_new_array();
-    for (size_t i = 0; i < in->nartifacts; i++) {
-        json_object *a = json_object_new_object();
-        put_str(a, "path", in->artifacts[i].path);
-        put_str(a, "sha256", in->artifacts[i].sha256);
-        json_object_array_add(arts, a);
-    }
-    json_object_object_add(r, "artifacts", arts);
+    json_object_object_add(r, "artifacts", digest_list(in->artifacts, in->nartifacts));
     put_str(r, "policy_profile", in->policy_profile);
     put_str(r, "policy_schema_version", in->policy_schema_version);
     put_str(r, "policy_sha256", in->policy_sha256);
@@ -116,6 +138,8 @@ json_object *wr_receipt_build(const wr_receipt_input *in)
     }
     json_object_object_add(r, "approvals", aps);
     put_str(r, "agent_id", in->agent_id);
+    if (in->provenance)
+        put_provenance(r, in->provenance, ran);
     return r;
 }
 

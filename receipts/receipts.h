@@ -28,6 +28,21 @@ typedef struct wr_receipt_artifact {
     const char *sha256;
 } wr_receipt_artifact;
 
+/* Provenance of a capsule run, in the spirit of in-toto links: what went
+ * in (the capsule file and each file in it) and what came out (each file
+ * the run wrote, path relative to its output directory). */
+typedef struct wr_receipt_provenance {
+    const char *capsule_name, *capsule_version;
+    const char *capsule_sha256; /* bare hex, of the .capsule file */
+    const char *signer_key_id;  /* NULL: the capsule is unsigned */
+    const wr_receipt_artifact *materials;
+    size_t nmaterials;
+    const wr_receipt_artifact *products; /* recorded only when something ran */
+    size_t nproducts;
+    const char *reproduces; /* execution id of the receipt this run re-runs, or NULL */
+    bool reproduced;        /* with reproduces: the products equal the original's */
+} wr_receipt_provenance;
+
 /* Plain values: receipts/ does not depend on executor/ or policies/. */
 typedef struct wr_receipt_input {
     const char *execution_id;
@@ -59,6 +74,7 @@ typedef struct wr_receipt_input {
     const wr_receipt_approval *approvals;
     size_t napprovals;
     const char *agent_id;
+    const wr_receipt_provenance *provenance; /* NULL: not a capsule run */
 } wr_receipt_input;
 
 /* Builds the unsigned receipt JSON (CSC fields + documented extensions). */

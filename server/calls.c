@@ -3,6 +3,8 @@
  * loop thread through the call's queue (srv->mu) and the waker. */
 #include "server/core.h"
 
+#include "capsules/capsules.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -148,6 +150,42 @@ static char *build_final(wr_call *c, int rc, const wr_run_outcome *o, const wr_e
     return msg;
 }
 
+/* A capsule run: the run request's callbacks and approvals, the capsule's
+ * own contract. A capsule refused before any receipt (it does not verify,
+ * its output directory is not empty) is a tool error the model can act on. */
+static char *run_capsule(wr_call *c, const wr_run_request *rq, char **summary)
+{
+    wr_capsule_run_opts o = {
+        .capsule_path = c->capsule_path,
+        .out_dir = c->capsule_out,
+        .agent_id = c->identity,
+        .client_identity = c->identity,
+        .approvals = rq->approvals,
+        .napprovals = rq->napprovals,
+        .wait_for_approval_ms = rq->wait_for_approval_ms,
+        .on_output = rq->on_output,
+        .ud = c,
+        .cancel_fd = rq->cancel_fd,
+    };
+    wr_capsule_outcome co;
+    wr_error err;
+    wr_error_clear(&err);
+    int rc = wr_capsule_run(c->srv->gate, &o, &co, &err);
+    char *final;
+    if (rc == WR_OK || err.code == WR_E_NOMEM || err.code == WR_E_INTERNAL) {
+        final = build_final(c, rc, &co.run, &err, summary);
+    } else {
+        char msg[900];
+        snprintf(msg, sizeof msg, "capsule refused: %s", err.message);
+        *summary = strdup(msg);
+        json_object *res = wr_tool_error(msg, "/capsule_path");
+        final = wr_rpc_result_msg(c->id_json, wr_json_compact(res));
+        json_object_put(res);
+    }
+    wr_capsule_outcome_clear(&co);
+    return final;
+}
+
 static void *worker(void *arg)
 {
     wr_call *c = arg;
@@ -174,11 +212,15 @@ static void *worker(void *arg)
     memset(&o, 0, sizeof o);
     wr_error err;
     wr_error_clear(&err);
-    int rc = wr_gate_run(c->srv->gate, &rq, &o, &err);
-    char *summary = NULL;
-    char *final = build_final(c, rc, &o, &err, &summary);
-    if (rc == WR_OK)
-        wr_run_outcome_clear(&o);
+    char *summary = NULL, *final;
+    if (c->capsule_path) {
+        final = run_capsule(c, &rq, &summary);
+    } else {
+        int rc = wr_gate_run(c->srv->gate, &rq, &o, &err);
+        final = build_final(c, rc, &o, &err, &summary);
+        if (rc == WR_OK)
+            wr_run_outcome_clear(&o);
+    }
     free(apps);
 
     int expect = CALL_RUNNING;
@@ -199,6 +241,8 @@ static void *worker(void *arg)
 static void call_free(wr_call *c)
 {
     wr_contract_free(c->contract);
+    free(c->capsule_path);
+    free(c->capsule_out);
     json_object_put(c->approvals);
     json_object_put(c->args);
     if (c->cancel_pipe[0] >= 0)
@@ -219,7 +263,8 @@ static void call_free(wr_call *c)
     free(c);
 }
 
-tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result)
+static tool_status start_call(tool_call *tc, wr_contract *ct, char *capsule_path, char *capsule_out,
+                              json_object *approvals, int64_t wait_ms, json_object **result)
 {
     wr_server *s = tc->ss->srv;
     const char *who = tc->ss->identity;
@@ -243,6 +288,8 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     pthread_mutex_unlock(&s->mu);
     if (msg[0]) {
         wr_contract_free(ct);
+        free(capsule_path);
+        free(capsule_out);
         json_object_put(approvals);
         *result = wr_tool_error(msg, "");
         return TOOL_DONE;
@@ -256,8 +303,11 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     c->srv = s;
     c->is_run = true;
     c->contract = ct;
+    c->capsule_path = capsule_path;
+    c->capsule_out = capsule_out;
     c->approvals = approvals;
     ct = NULL;
+    capsule_path = capsule_out = NULL;
     approvals = NULL;
     c->wait_ms = wait_ms;
     c->out = tc->out;
@@ -292,6 +342,8 @@ tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals,
     return TOOL_ASYNC;
 fail:
     wr_contract_free(ct);
+    free(capsule_path);
+    free(capsule_out);
     json_object_put(approvals);
     pthread_mutex_lock(&s->mu);
     s->active_runs--;
@@ -300,6 +352,17 @@ fail:
     pthread_mutex_unlock(&s->mu);
     *result = wr_tool_error("cannot start the run: out of resources", "");
     return TOOL_DONE;
+}
+
+tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result)
+{
+    return start_call(tc, ct, NULL, NULL, approvals, wait_ms, result);
+}
+
+tool_status wr_capsule_start(tool_call *tc, char *path, char *out_dir, json_object *approvals, int64_t wait_ms,
+                             json_object **result)
+{
+    return start_call(tc, NULL, path, out_dir, approvals, wait_ms, result);
 }
 
 void wr_call_cancel(wr_call *c, const char *reason)

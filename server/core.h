@@ -37,11 +37,13 @@ struct wr_call {
     bool thread_started;
 
     /* the work (owned by the worker once started) */
-    bool is_run;       /* counts against the run limits (a quick call does not) */
-    int tool_idx;      /* quick call: the tool */
-    json_object *args; /* quick call: its arguments, owned by the call alone */
-    wr_call *job_next; /* quick call: srv->jobs */
-    wr_contract *contract;
+    bool is_run;            /* counts against the run limits (a quick call does not) */
+    int tool_idx;           /* quick call: the tool */
+    json_object *args;      /* quick call: its arguments, owned by the call alone */
+    wr_call *job_next;      /* quick call: srv->jobs */
+    wr_contract *contract;  /* run; NULL for a capsule run */
+    char *capsule_path;     /* run_capsule: the .capsule file (checked against the policy) */
+    char *capsule_out;      /* run_capsule: the output directory, or NULL for a fresh one */
     json_object *approvals; /* private deep copy (json-c refcounts are not atomic) */
     int64_t wait_ms;
     int64_t started_ms;
@@ -165,6 +167,9 @@ json_object *wr_tool_error_details(json_object *details, const char *summary);
 /* Starts ct (ownership taken) in a worker: TOOL_ASYNC, or TOOL_DONE with an
  * isError result (limits). */
 tool_status wr_run_start(tool_call *tc, wr_contract *ct, json_object *approvals, int64_t wait_ms, json_object **result);
+/* The same for run_capsule (capsules/): takes path and out_dir (may be NULL). */
+tool_status wr_capsule_start(tool_call *tc, char *path, char *out_dir, json_object *approvals, int64_t wait_ms,
+                             json_object **result);
 void wr_call_cancel(wr_call *c, const char *reason);
 /* Quick calls: on message-stream transports, which may answer out of order,
  * a quick tool runs on the pool so the loop keeps reading. wr_quick_new

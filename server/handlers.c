@@ -5,6 +5,7 @@
  * faults are JSON-RPC errors (SEP-1303, A/server/tools.mdx). */
 #include "server/core.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,62 @@ static json_object *t_run(tool_call *tc, json_object *args, tool_status *st, wr_
     return res;
 }
 
+/* A path an agent names must lie under the policy's prefixes of that kind,
+ * lexically and, where it exists, once symlinks are resolved. On success
+ * *out is the normalised path (owned by the caller). */
+static json_object *allowed_path(tool_call *tc, const char *path, bool write, const char *pointer, char **out)
+{
+    wr_error err;
+    wr_error_clear(&err);
+    char *norm = NULL, msg[600];
+    if (wr_path_normalize(path, &norm, &err) != WR_OK) {
+        snprintf(msg, sizeof msg, "%s: %.500s", pointer + 1, err.message);
+        return wr_tool_error(msg, pointer);
+    }
+    char *real = realpath(norm, NULL);
+    const wr_policy *p = wr_gate_policy_acquire(gate_of(tc));
+    const wr_strv *prefixes = write ? &p->allowed_write_prefixes : &p->allowed_read_prefixes;
+    bool ok = false, real_ok = !real;
+    for (size_t i = 0; i < prefixes->n; i++) {
+        ok |= wr_path_within(norm, prefixes->v[i]);
+        real_ok |= real && wr_path_within(real, prefixes->v[i]);
+    }
+    snprintf(msg, sizeof msg, "%s %.300s is not under the policy's %s", pointer + 1, norm,
+             write ? "allowed_write_prefixes" : "allowed_read_prefixes");
+    wr_gate_policy_release(gate_of(tc), p);
+    free(real);
+    if (ok && real_ok) {
+        *out = norm;
+        return NULL;
+    }
+    free(norm);
+    return wr_tool_error(msg, pointer);
+}
+
+static json_object *t_run_capsule(tool_call *tc, json_object *args, tool_status *st, wr_error *rpc_err)
+{
+    char *path = NULL, *out = NULL;
+    json_object *res = allowed_path(tc, str_arg(args, "capsule_path"), false, "/capsule_path", &path);
+    if (!res && str_arg(args, "out_dir"))
+        res = allowed_path(tc, str_arg(args, "out_dir"), true, "/out_dir", &out);
+    json_object *approvals = NULL, *a = NULL, *w = NULL;
+    if (!res && json_object_object_get_ex(args, "approvals", &a) && json_object_deep_copy(a, &approvals, NULL) != 0) {
+        wr_errorf(rpc_err, WR_E_NOMEM, "", "out of memory");
+        free(path);
+        free(out);
+        return NULL;
+    }
+    if (res) {
+        free(path);
+        free(out);
+        return res;
+    }
+    int64_t wait_ms =
+        json_object_object_get_ex(args, "wait_for_approval_sec", &w) ? json_object_get_int64(w) * 1000 : 0;
+    *st = wr_capsule_start(tc, path, out, approvals, wait_ms, &res);
+    return res;
+}
+
 /* A handle that is missing or not the caller's: the same answer. */
 static json_object *lookup_failure(const wr_error *e, const char *what, const char *pointer, wr_error *rpc_err)
 {
@@ -307,6 +364,13 @@ const tool_row wr_tool_table[] = {
      "denial, failure or cancellation is an error result with the receipt. Optional approvals[] are signed "
      "artifacts; wait_for_approval_sec waits (bounded by policy) for a human decision.",
      false, true, false, true, false, t_run},
+    {"run_capsule", "Run a capsule",
+     "Verify a capsule (a signed code + data bundle, docs/capsules.md) at capsule_path, which must lie under "
+     "the policy's read prefixes, and run it in the sandbox like a contract built from its manifest: the "
+     "unpacked capsule read-only, out_dir (under the write prefixes; default a fresh private directory) the "
+     "only writable path. The signed receipt records the capsule, its files (materials) and the files the "
+     "run wrote (products). Same result shape and approval handling as run.",
+     false, true, false, true, false, t_run_capsule},
     {"get_receipt", "Get an execution receipt",
      "Fetch the signed, hash-chained receipt of an execution by execution_id (from a run result).", true, false, true,
      false, false, t_get_receipt},

@@ -64,7 +64,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # --- validate: valid objects of every kind
     expect("validate contract", ["validate", "contract", git_status], 0, out_has="valid contract")
-    for pack in ("default", "dev-write", "ci"):
+    for pack in ("default", "dev-write", "ci", "capsule"):
         expect(f"validate policy {pack}", ["validate", "policy", os.path.join(SRC, "policies", pack + ".yaml")], 0,
                out_has=f"valid policy {pack}")
     for ex in sorted(os.listdir(os.path.join(EXAMPLES, "policies"))):

@@ -173,7 +173,8 @@ static void test_bundled_packs(void **state)
         assert_string_equal(p->name, names[count]);
         wr_policy_free(p);
     }
-    assert_int_equal(count, 3);
+    assert_int_equal(count, 4);
+    assert_non_null(wr_policy_bundled_text("capsule"));
     assert_non_null(wr_policy_bundled_text("default"));
     assert_non_null(wr_policy_bundled_text("dev-write"));
     assert_non_null(wr_policy_bundled_text("ci"));

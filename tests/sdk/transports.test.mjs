@@ -14,7 +14,7 @@ import {
 
 const { McpError } = await import('@modelcontextprotocol/sdk/types.js');
 
-const TOOLS = ['check', 'describe_policy', 'get_approval', 'get_receipt', 'propose_contract', 'run', 'submit_approval'];
+const TOOLS = ['check', 'describe_policy', 'get_approval', 'get_receipt', 'propose_contract', 'run', 'run_capsule', 'submit_approval'];
 const READ_ONLY = ['check', 'describe_policy', 'get_approval', 'get_receipt'];
 const kinds = process.argv.slice(2).filter((a) => ['stdio', 'ws', 'http'].includes(a));
 
