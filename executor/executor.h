@@ -89,11 +89,14 @@ typedef struct wr_exec_result {
  * Before anything runs, every command's sandbox is built and its declared
  * paths re-resolved: a symlink leading out of the declared paths, a write
  * path missing outside an existing declared write root, a reserved path
- * (/, /proc, /dev), an unknown or root run_as user, a missing secret or an
- * argv over the contract limits gives WR_EXEC_BLOCKED and nothing runs.
+ * (/, /proc, /dev), an unknown or root run_as user, a missing secret, an
+ * argv over the contract limits, or an argv[0] that does not exist or lies
+ * outside what the sandbox shows gives WR_EXEC_BLOCKED and nothing runs.
  *
- * Exit codes: the command's own; 128+N when signal N killed it (error names
- * the signal; an upstream pipeline segment's SIGPIPE is not a failure);
+ * Exit codes: the command's own; 128+N when signal N killed it, as told by
+ * the real wait status that warrant-init reports, never guessed from the
+ * code (error names the signal; an upstream pipeline segment's SIGPIPE is
+ * not a failure); error is always the executor's own words, never output;
  * 124 on timeout (error "timeout after Ns: command ID killed") and on
  * cancel (error "cancelled"); 137 when limits->output_kill_bytes was passed.
  *

@@ -47,13 +47,14 @@ typedef struct wr_plan_op {
     wr_op_kind kind;
     char *src;
     char *dest;
-    char *data;         /* FILE content; SETENV value */
-    const char *origin; /* SETENV: "fixed" | "host" | "secret"; binds: "system" | "read" | "write" | "cwd" */
-    int64_t size;       /* TMPFS */
-    int fd;             /* declared path binds: O_PATH fd of the checked path, else -1 */
-    bool missing;       /* declared read path that does not exist: not mounted */
-    bool created;       /* write path created under an existing write root */
-    size_t segment;     /* EXE: the pipeline segment it belongs to */
+    char *data; /* FILE content; SETENV value */
+    const char
+        *origin;    /* SETENV: "fixed" | "host" | "secret"; binds: "system" | "read" | "write" | "cwd"; EXE: "argv0" */
+    int64_t size;   /* TMPFS */
+    int fd;         /* declared path binds: O_PATH fd of the checked path, else -1 */
+    bool missing;   /* declared read path that does not exist: not mounted */
+    bool created;   /* write path created under an existing write root */
+    size_t segment; /* EXE: the pipeline segment it belongs to */
 } wr_plan_op;
 
 /* ---- cgroups (cgroup.c) -------------------------------------------------- */

@@ -29,6 +29,7 @@
 
 typedef struct config {
     char *buf;
+    size_t len;
     char *env[MAX_ENV + 1];
     int nenv;
     wr_ll_rule rules[MAX_RULES];
@@ -83,6 +84,7 @@ static int read_config(int fd, config *c)
     }
     close(fd);
     c->buf[len] = 0;
+    c->len = len;
     for (char *p = c->buf; p < c->buf + len; p += strlen(p) + 1) {
         char tag = *p;
         const char *v = p + 1;
@@ -117,11 +119,11 @@ int main(int argc, char **argv)
         return EXIT_SETUP;
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         fail_setup(sfd, "dumpable", errno);
-    static config c; /* large; init's only instance */
-    if (read_config(cfd, &c) != 0)
-        fail_setup(sfd, "config", errno);
+    config *c = calloc(1, sizeof *c); /* large for a stack */
+    if (!c || read_config(cfd, c) != 0)
+        fail_setup(sfd, "config", c ? errno : ENOMEM);
     const char *stage = NULL;
-    if (c.abi > 0 && wr_landlock_apply(c.abi, c.rules, c.nrules, c.tcp, &stage) != 0)
+    if (c->abi > 0 && wr_landlock_apply(c->abi, c->rules, c->nrules, c->tcp, &stage) != 0)
         fail_setup(sfd, stage, errno);
 
     int ep[2];
@@ -134,7 +136,7 @@ int main(int argc, char **argv)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(exe, argv + ARG_FIRST, c.env);
+        execve(exe, argv + ARG_FIRST, c->env);
         int e = errno;
         /* If even this write fails, init reports a start and exit 127. */
         if (write(ep[1], &e, sizeof e) != (ssize_t)sizeof e)
@@ -152,7 +154,9 @@ int main(int argc, char **argv)
         report(sfd, "\"" WR_INIT_EXEC_FAILED "\", \"errno\": %d", e);
     else
         report(sfd, "\"" WR_INIT_STARTED "\"");
-    free(c.buf); /* the environment went to the command */
+    explicit_bzero(c->buf, c->len); /* the environment (secrets) went to the command */
+    free(c->buf);
+    free(c);
     for (;;) {
         int st;
         pid_t w = waitpid(-1, &st, 0);

@@ -494,9 +494,9 @@ static void find_child(seg *sg)
     found_init(sg, strtol(buf, NULL, 10));
 }
 
-/* Stops a bwrap that is still setting up (no cgroup to kill it with): once
- * stopped it cannot fork, so the pid 1 it may have just cloned is known
- * and dies with it instead of waiting forever for bwrap's go-ahead. */
+/* Stops a bwrap that is still setting up: once stopped it cannot fork, so
+ * the pid 1 it may have just cloned is known, pinned for reap_init, and
+ * dies with it instead of waiting forever for bwrap's go-ahead. */
 static void kill_setup(seg *sg)
 {
     kill(sg->pid, SIGSTOP);

@@ -70,6 +70,8 @@ static inline char *path_in(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
+    if (!p)
+        abort(); /* a test without memory has nothing to report */
     snprintf(p, n, "%s/%s", dir, name);
     return p;
 }

@@ -55,6 +55,17 @@ def contract(ws, argv, cid="gate-test-contract-1", effect="observe", write=(), r
     }
 
 
+def uid_processes(uid):
+    """Processes of uid now; one may exit between listing and stat."""
+    n = 0
+    for d in os.listdir("/proc"):
+        try:
+            n += d.isdigit() and os.stat("/proc/" + d).st_uid == uid
+        except FileNotFoundError:
+            pass
+    return n
+
+
 class GateTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="warrant-gate-")
@@ -294,8 +305,7 @@ class GateTest(unittest.TestCase):
                                 start_new_session=True)
         try:
             deadline = time.time() + 10
-            while sum(1 for d in os.listdir("/proc") if d.isdigit() and os.stat("/proc/" + d).st_uid == 65534
-                      ) < 150 and time.time() < deadline:
+            while uid_processes(65534) < 150 and time.time() < deadline:
                 time.sleep(0.05)
             p, r = self.run_contract(contract(self.ws, ["cat", os.path.join(self.ws, "note.txt")]), user=65534)
             self.assertEqual(r["status"], "success", r.get("error"))
