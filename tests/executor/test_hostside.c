@@ -263,6 +263,32 @@ static void test_fallback(void **s)
     free(root);
 }
 
+/* This host has no v2 controllers to test with: a directory that looks
+ * like a delegated v2 parent checks the probe's reading of one, and that a
+ * cgroup that then cannot be made fails the run rather than running it
+ * without (never fail open). */
+static void test_v2_parent_fails_closed(void **s)
+{
+    (void)s;
+    char *fake = fx_subdir(g_dir, "fake-v2", false);
+    char *f1 = path_in(fake, "cgroup.controllers"), *f2 = path_in(fake, "cgroup.subtree_control"),
+         *f3 = path_in(fake, "cgroup.procs");
+    fx_write(f1, "cpu memory pids\n");
+    fx_write(f2, "memory pids\n");
+    fx_write(f3, "");
+    const char *argv[] = {"/bin/true", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    f.req.cgroup_root = fake;
+    assert_string_equal(plan_cgroup_mode(&f, NULL, 0), "v2");
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    assert_int_not_equal(wr_exec_run(&f.req, &r, &e), WR_OK);
+    assert_null(r);
+    assert_non_null(strstr(e.message, "cgroup"));
+    free(f1), free(f2), free(f3), free(fake);
+}
+
 /* ---- host walks of agent-writable trees ------------------------------------- */
 
 typedef struct swapper {
@@ -437,7 +463,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cancel_during_setup), cmocka_unit_test(test_cgroup_lifecycle),
         cmocka_unit_test(test_reap_orphans),        cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_artifact_walk_race),  cmocka_unit_test(test_strength),
-        cmocka_unit_test(test_run_as_default),      cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_run_as_default),      cmocka_unit_test(test_v2_parent_fails_closed),
+        cmocka_unit_test(test_unprivileged),
     };
     /* As uid 65534 without delegation: no cgroup, the same walks. */
     const struct CMUnitTest unpriv[] = {
