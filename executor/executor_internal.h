@@ -111,8 +111,9 @@ typedef struct wr_plan {
     size_t nops, cap;
     wr_network_mode network; /* allowlisted shares the host network: hosts are checked by policy, not here */
     bool share_net;
-    bool drop_root; /* we are root: drop to uid/gid before bwrap */
-    char *run_as;   /* user name when drop_root */
+    bool drop_root;          /* we are root: drop to uid/gid before bwrap */
+    char *run_as;            /* user name when drop_root */
+    const char *run_as_note; /* the default user was missing: what was used instead */
     uid_t uid;
     gid_t gid;
     struct {
