@@ -533,12 +533,26 @@ void wr_gate_approval_clear(wr_gate_approval *a)
     memset(a, 0, sizeof *a);
 }
 
+void wr_gate__observe_approval(wr_gate *g, const char *identity, const char *request_id, const char *outcome)
+{
+    observe(g, &(wr_gate_event){.kind = WR_GATE_APPROVAL, .identity = identity, .outcome = outcome});
+    wr_log_event(
+        &g->ctx, WR_LOG_INFO, "gate",
+        &(wr_log_fields){.event = "approval", .identity = identity, .request_id = request_id, .outcome = outcome},
+        "approval %s", outcome);
+}
+
 int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err)
 {
     request_id[0] = '\0';
     const wr_policy *p = wr_gate_policy_acquire(g);
     int rc = wr_approval_accept(g->store, p, artifact, g->key.pk, &g->ctx, request_id, err);
     wr_gate_policy_release(g, p);
+    json_object *approver = NULL, *identity = NULL;
+    json_object_object_get_ex(artifact, "approver", &approver);
+    json_object_object_get_ex(approver, "identity", &identity);
+    wr_gate__observe_approval(g, json_object_get_string(identity), request_id[0] ? request_id : NULL,
+                              rc == WR_OK ? "accepted" : "refused");
     return rc;
 }
 
@@ -1149,4 +1163,83 @@ void wr_run_outcome_clear(wr_run_outcome *o)
     free(o->out.captured);
     free(o->err.captured);
     memset(o, 0, sizeof *o);
+}
+
+/* ---- the transparency log ------------------------------------------------ */
+
+int wr_gate_checkpoint_size(wr_gate *g, int64_t *size, wr_error *err)
+{
+    char *note = NULL;
+    *size = 0;
+    int rc = wr_store_get_checkpoint(g->store, -1, size, &note, err);
+    free(note);
+    if (rc == WR_E_NOTFOUND) {
+        wr_error_clear(err);
+        *size = 0;
+        return WR_OK;
+    }
+    return rc;
+}
+
+int wr_gate_publish_checkpoint(wr_gate *g, bool *published, wr_error *err)
+{
+    int64_t before = -1, after = 0;
+    char *note = NULL;
+    int rc = wr_store_get_checkpoint(g->store, -1, &before, &note, err);
+    free(note);
+    note = NULL;
+    if (rc != WR_OK && rc != WR_E_NOTFOUND)
+        return rc;
+    wr_error_clear(err);
+    rc = wr_checkpoint_publish(g->store, &g->key, &g->ctx, &note, err);
+    free(note);
+    if (rc == WR_OK)
+        rc = wr_store_get_checkpoint(g->store, -1, &after, &note, err);
+    free(note);
+    if (published)
+        *published = rc == WR_OK && after > before;
+    return rc;
+}
+
+void wr_gate_checkpoint_clear(wr_gate_checkpoint *c)
+{
+    free(c->note);
+    json_object_put(c->proof);
+    memset(c, 0, sizeof *c);
+}
+
+/* The newest checkpoint and, for kind != WR_TREE_ROOT, a proof against it. */
+static int checkpoint_with(wr_gate *g, wr_tree_query kind, int64_t arg, wr_gate_checkpoint *out, wr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    wr_checkpoint cp;
+    wr_tree_head head;
+    wr_merkle_proof proof;
+    int rc = wr_checkpoint_publish(g->store, &g->key, &g->ctx, &out->note, err);
+    if (rc == WR_OK)
+        rc = wr_checkpoint_verify(out->note, g->key.pk, NULL, &cp, err);
+    if (rc == WR_OK && kind != WR_TREE_ROOT &&
+        (rc = wr_store_tree(g->store, kind, arg, cp.size, &head, &proof, err)) == WR_OK &&
+        !(out->proof = wr_proof_to_json(kind, arg, head.size, &proof)))
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc) {
+        wr_gate_checkpoint_clear(out);
+        return rc;
+    }
+    out->size = cp.size;
+    return WR_OK;
+}
+
+int wr_gate_get_checkpoint(wr_gate *g, int64_t old_size, wr_gate_checkpoint *out, wr_error *err)
+{
+    return checkpoint_with(g, old_size < 0 ? WR_TREE_ROOT : WR_TREE_CONSISTENCY, old_size, out, err);
+}
+
+int wr_gate_receipt_inclusion(wr_gate *g, json_object *receipt, wr_gate_checkpoint *out, wr_error *err)
+{
+    json_object *seq = NULL;
+    if (!json_object_object_get_ex(receipt, "seq", &seq) || !json_object_is_type(seq, json_type_int))
+        return wr_errorf(err, WR_E_INTERNAL, "", "a stored receipt without seq");
+    /* Leaf seq - 1 (docs/transparency-log.md). */
+    return checkpoint_with(g, WR_TREE_INCLUSION, json_object_get_int64(seq) - 1, out, err);
 }
