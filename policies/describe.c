@@ -110,6 +110,8 @@ json_object *wr_policy_describe(const wr_policy *p)
     add_int(o, "decision_ttl_sec", p->decision_ttl_sec);
 
     add_int(sb, "cpu_sec", p->sandbox.cpu_sec);
+    add_int(sb, "cpu_percent", p->sandbox.cpu_percent);
+    add_int(sb, "min_strength", p->sandbox.min_strength);
     add_int(sb, "memory_mb", p->sandbox.memory_mb);
     add_int(sb, "max_processes", p->sandbox.max_processes);
     add_int(sb, "max_file_mb", p->sandbox.max_file_mb);
@@ -118,6 +120,7 @@ json_object *wr_policy_describe(const wr_policy *p)
     add_int(sb, "output_cap_bytes", p->sandbox.output_cap_bytes);
     add_int(sb, "output_kill_bytes", p->sandbox.output_kill_bytes);
     add_str(sb, "seccomp", p->sandbox.seccomp_strict ? "strict" : "default");
+    add_str(sb, "uid", p->sandbox.dynamic_uid ? "dynamic" : "run_as");
     json_object_object_add(o, "sandbox", sb);
 
     add_int(ap, "max_lifetime_sec", p->approval.max_lifetime_sec);

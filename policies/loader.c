@@ -232,9 +232,11 @@ static int build(wr_policy *p, wr_error *err)
     p->decision_ttl_sec = get_int(doc, "decision_ttl_sec", 300);
 
     /* Sandbox defaults: design.md "Policy extensions". */
-    if ((rc = dup_str(sb, "run_as", "nobody", &p->sandbox.run_as, err)))
+    if ((rc = dup_str(sb, "run_as", WR_DEFAULT_RUN_AS, &p->sandbox.run_as, err)))
         return rc;
     p->sandbox.cpu_sec = get_int(sb, "cpu_sec", 60);
+    p->sandbox.cpu_percent = get_int(sb, "cpu_percent", 0);
+    p->sandbox.min_strength = get_int(sb, "min_strength", 0);
     p->sandbox.memory_mb = get_int(sb, "memory_mb", 1024);
     p->sandbox.max_processes = get_int(sb, "max_processes", 128);
     p->sandbox.max_file_mb = get_int(sb, "max_file_mb", 512);
@@ -244,6 +246,13 @@ static int build(wr_policy *p, wr_error *err)
     p->sandbox.output_kill_bytes = get_int(sb, "output_kill_bytes", 0);
     json_object *sc = get(sb, "seccomp");
     p->sandbox.seccomp_strict = sc && !strcmp(json_object_get_string(sc), "strict");
+    json_object *uid = get(sb, "uid"), *range = get(sb, "dynamic_uid_range");
+    p->sandbox.dynamic_uid = uid && !strcmp(json_object_get_string(uid), "dynamic");
+    p->sandbox.uid_min = range ? json_object_get_int64(json_object_array_get_idx(range, 0)) : WR_DYNAMIC_UID_MIN;
+    p->sandbox.uid_max = range ? json_object_get_int64(json_object_array_get_idx(range, 1)) : WR_DYNAMIC_UID_MAX;
+    if (p->sandbox.uid_min > p->sandbox.uid_max)
+        return wr_errorf(err, WR_E_INVALID, "sandbox.dynamic_uid_range",
+                         "/sandbox/dynamic_uid_range: first uid above the last");
 
     p->approval.max_lifetime_sec = get_int(ap, "max_lifetime_sec", 3600);
     p->approval.allow_time_window = get_bool(ap, "allow_time_window", false);

@@ -739,6 +739,29 @@ static int sq_begin_execution(void *impl, const char *execution_id, const char *
     return finish(q, rc, err);
 }
 
+static int sq_list_running(void *impl, wr_strv *ids, wr_strv *shas, wr_error *err)
+{
+    sq *q = impl;
+    int rc = begin(q, false, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, "list running executions", err,
+              "SELECT execution_id, COALESCE(contract_sha256, '') FROM executions WHERE status = 'running'"
+              " ORDER BY started_ms, rowid",
+              "");
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "list running executions", err);
+        if (rc || !row)
+            break;
+        if (wr_strv_push(ids, (const char *)sqlite3_column_text(st, 0)) != WR_OK ||
+            wr_strv_push(shas, (const char *)sqlite3_column_text(st, 1)) != WR_OK)
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
 /* Output and receipts may exist without begin_execution (a run blocked
  * before anything started), so they create the execution row if needed. */
 static int ensure_execution(sq *q, const char *execution_id, const char *status, wr_error *err)
@@ -1254,6 +1277,7 @@ const wr_store_ops wr_store_sqlite_ops = {
     .approval_revoked = sq_approval_revoked,
     .approval_consumed = sq_approval_consumed,
     .begin_execution = sq_begin_execution,
+    .list_running = sq_list_running,
     .put_output = sq_put_output,
     .get_output = sq_get_output,
     .append_receipt = sq_append_receipt,

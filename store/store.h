@@ -99,6 +99,9 @@ bool wr_store_approval_consumed(wr_store *s, const char *approval_id);
  * (status "running"). Two racing callers with the same id: exactly one wins. */
 int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *contract_sha256,
                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
+/* Executions still "running" (no receipt yet), oldest first, with their
+ * contract sha256 ("" when unknown): parallel lists, caller frees. */
+int wr_store_list_running(wr_store *s, wr_strv *ids_out, wr_strv *contract_sha256_out, wr_error *err);
 /* Captured output kept for evidence bundles; once per execution
  * (WR_E_CONFLICT otherwise). get returns NUL-terminated malloc'd buffers. */
 int wr_store_put_output(wr_store *s, const char *execution_id, const unsigned char *out, size_t out_len,
