@@ -92,15 +92,16 @@ def refused_of(r):
 PY_CONNECT = """
 import socket, sys
 kind, where = sys.argv[1], sys.argv[2]
-if kind == "abstract":
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    target = "\\0" + where
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    host, port = where.rsplit(":", 1)
-    target = (host, int(port))
-s.settimeout(3)
 try:
+    # creating the socket is inside: under network: deny seccomp refuses AF_INET itself
+    if kind == "abstract":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target = "\\0" + where
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        host, port = where.rsplit(":", 1)
+        target = (host, int(port))
+    s.settimeout(3)
     s.connect(target)
     print("CONNECTED")
 except OSError as e:
