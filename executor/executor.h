@@ -79,9 +79,10 @@ typedef struct wr_exec_result {
     json_object *sandbox_profile; /* {"version":1,"commands":[{"id","plan"}]} (owned); its canonical
                                      sha256 is sandbox_profile_sha256 */
     int64_t started_ms, ended_ms;
-    bool network_used;    /* bytes actually left a command's network namespace */
-    json_object *network; /* allowlisted: {"hosts":[...],"refused":[...],"refused_total"} from the egress proxy
-                             (owned), or NULL when no command had a proxy */
+    int64_t sandbox_start_ms; /* the first command: bwrap forked to it running in its sandbox; -1: none ran */
+    bool network_used;        /* bytes actually left a command's network namespace */
+    json_object *network;     /* allowlisted: {"hosts":[...],"refused":[...],"refused_total"} from the egress proxy
+                                 (owned), or NULL when no command had a proxy */
     int secrets_used;
     bool timed_out, cancelled;
     bool artifacts_truncated; /* a write path held more than WR_ARTIFACT_MAX_FILES files */

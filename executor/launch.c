@@ -189,13 +189,14 @@ typedef struct seg {
     int statfd; /* read end of the status pipe (bwrap's and init's lines) */
     char sbuf[1024];
     size_t slen;
-    pid_t ns_init;   /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
-    int init_pidfd;  /* pins it: reaped by us if bwrap dies before it */
-    ino_t pidns;     /* its pid namespace */
-    init_state init; /* what init reported */
-    int wait_status; /* INIT_EXITED: the command's raw wait status */
-    int init_errno;  /* INIT_EXEC_FAILED, INIT_SETUP_FAILED */
-    char stage[32];  /* INIT_SETUP_FAILED */
+    pid_t ns_init;                  /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
+    int init_pidfd;                 /* pins it: reaped by us if bwrap dies before it */
+    ino_t pidns;                    /* its pid namespace */
+    init_state init;                /* what init reported */
+    int wait_status;                /* INIT_EXITED: the command's raw wait status */
+    int init_errno;                 /* INIT_EXEC_FAILED, INIT_SETUP_FAILED */
+    char stage[32];                 /* INIT_SETUP_FAILED */
+    int64_t spawned_ms, running_ms; /* bwrap forked; init reported the command started (0: not yet) */
 } seg;
 
 /* Threads on the whole system, from /proc/loadavg ("0.1 0.2 0.3 1/82 99").
@@ -546,6 +547,7 @@ static void reap_init(seg *sg)
 }
 
 typedef struct cmd_outcome {
+    int64_t sandbox_start_ms; /* the first segment: bwrap forked to its command running; -1: never ran */
     int exit_code;
     char error[512];
     bool failed;
@@ -657,6 +659,7 @@ typedef struct run_io {
 static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p, cmd_outcome *oc, wr_error *err)
 {
     memset(oc, 0, sizeof *oc);
+    oc->sandbox_start_ms = -1;
     size_t n = cmd->nsegments;
     seg *segs = calloc(n, sizeof *segs);
     char *cfg = NULL;
@@ -700,6 +703,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (rc == WR_OK)
             rc = start_segment(p, &cg, io->net->active ? &io->net->ns : NULL, i, argv.v, cfg, cfglen,
                                i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
+        segs[i].spawned_ms = wr_now_ms(io->req->ctx);
         wr_strv_free(&argv);
         close(ep[1]);
         close(sp[1]);
@@ -802,6 +806,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             }
             if (owner && owner->statfd == fd) {
                 read_status(owner);
+                if (!owner->running_ms && (owner->init == INIT_STARTED || owner->init == INIT_EXITED))
+                    owner->running_ms = wr_now_ms(io->req->ctx);
                 continue;
             }
             int *fdp = owner ? &owner->errfd : &outp[0];
@@ -915,6 +921,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         }
         oc->failed = oc->killed != KILL_NONE || oc->error[0];
     }
+    if (n && segs[0].running_ms)
+        oc->sandbox_start_ms = segs[0].running_ms - segs[0].spawned_ms;
     free(segs);
     return rc;
 }
@@ -1022,6 +1030,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     if (!r)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     r->started_ms = wr_now_ms(req->ctx);
+    r->sandbox_start_ms = -1;
     /* A sandbox's pid 1 whose bwrap was killed comes back to us, not to the
      * host's init (which, in a container, may never reap it): reap_init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -1084,11 +1093,13 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         rc = wr_snapshot_take(&plans[i], &before, err);
         if (rc != WR_OK)
             break;
-        cmd_outcome oc;
+        cmd_outcome oc = {.sandbox_start_ms = -1};
         io.net = &nets[i];
         rc = wr_run_net_start(&nets[i], req, err);
         if (rc == WR_OK)
             rc = run_command(&io, cmd, &plans[i], &oc, err);
+        if (r->sandbox_start_ms < 0)
+            r->sandbox_start_ms = oc.sandbox_start_ms;
         wr_run_net_finish(&nets[i], r);
         if (rc == WR_OK)
             rc = wr_capture_flush(&cout, err);

@@ -728,7 +728,10 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
                             .execution_id = rs->execution_id,
                             .outcome = status,
                             .reason = in.reason_code,
-                            .seconds = seconds_since(rs->g, rs->started_ms)};
+                            .seconds = seconds_since(rs->g, rs->started_ms),
+                            .sandbox_start_sec = rs->exec && rs->exec->sandbox_start_ms >= 0
+                                                     ? (double)rs->exec->sandbox_start_ms / 1000.0
+                                                     : -1};
         observe(rs->g, &ev);
         wr_log_event(
             &rs->g->ctx, WR_LOG_INFO, "gate",

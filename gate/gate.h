@@ -32,8 +32,9 @@ typedef struct wr_gate_event {
     const char *execution_id;
     const char *outcome;
     const char *reason;
-    const char *operation; /* decision: "check", "propose" or "run" */
-    double seconds;        /* decision: evaluation; sealed: request to durable receipt */
+    const char *operation;    /* decision: "check", "propose" or "run" */
+    double sandbox_start_sec; /* sealed: launch to the first command running in its sandbox; < 0: none ran */
+    double seconds;           /* decision: evaluation; sealed: request to durable receipt */
 } wr_gate_event;
 
 typedef struct wr_gate_config {
