@@ -22,6 +22,39 @@ void cli_print_json(json_object *obj);
 #define CLI_PATH_MAX 4096
 const char *cli_state_dir(const char *opt, char *buf);
 
+/* The options the receipt and log commands share (cmd_receipts.c,
+ * cmd_tlog.c); argv[0] is the verb. */
+typedef struct cli_opts {
+    const char *state_dir, *dir, *pubkey, *out;
+    const char *checkpoint, *witness, *proof, *key, *execution;
+    int64_t old_size; /* --old, -1 when absent */
+    bool json;
+    const char *pos[2]; /* positional arguments after the verb */
+    int npos;
+} cli_opts;
+int cli_parse_opts(int argc, char **argv, cli_opts *o, const char *usage);
+/* One line naming what failed unless the message already does. */
+int cli_fail_at(int code, const char *what, const wr_error *err);
+/* Content problems reject (1); input that cannot be read at all is 2. */
+int cli_exit_for(int code);
+/* Opens the store of a state dir that exists (read-only commands must not create one). */
+typedef struct wr_store wr_store;
+int cli_open_existing(const char *state_dir, wr_store **st, wr_error *err);
+int cli_load_pubkey(const char *path, unsigned char pk[WR_PK_LEN], const char *what);
+/* Compact JSON line on stdout; consumes o. */
+void cli_print_compact(json_object *o);
+
+/* The log's verifiers (cmd_tlog.c), dispatched by `warrant verify`. */
+typedef struct wr_checkpoint wr_checkpoint;
+int cli_load_checkpoint(const char *path, const unsigned char pk[WR_PK_LEN], const char *witness_path,
+                        wr_checkpoint *cp);
+/* The newest checkpoint of a state dir, signing one first when the log
+ * grew and the server key is readable (warrantd's user); otherwise the
+ * newest stored one. */
+int cli_latest_checkpoint(const char *state_dir, wr_store *st, char **note, wr_error *err);
+int cli_verify_inclusion(const cli_opts *o, const unsigned char pk[WR_PK_LEN]);
+int cli_verify_consistency(const cli_opts *o, const unsigned char pk[WR_PK_LEN]);
+
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_validate(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
@@ -35,5 +68,7 @@ int cmd_export(int argc, char **argv);
 int cmd_approvals(int argc, char **argv);
 int cmd_capsule(int argc, char **argv);
 int cmd_reproduce(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 #endif

@@ -14,109 +14,14 @@
 #include "clients/cli.h"
 #include "receipts/receipts.h"
 
-typedef struct opts {
-    const char *state_dir, *dir, *pubkey, *out;
-    bool json;
-    const char *pos[2]; /* positional arguments after the verb */
-    int npos;
-} opts;
-
-/* Parses the options every command here shares; argv[0] is the verb. */
-static int parse_opts(int argc, char **argv, opts *o, const char *usage)
-{
-    static const struct option longopts[] = {
-        {"state-dir", required_argument, NULL, 's'},
-        {"dir", required_argument, NULL, 'd'},
-        {"pubkey", required_argument, NULL, 'p'},
-        {"out", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},
-        {0, 0, 0, 0},
-    };
-    memset(o, 0, sizeof *o);
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            o->state_dir = optarg;
-            break;
-        case 'd':
-            o->dir = optarg;
-            break;
-        case 'p':
-            o->pubkey = optarg;
-            break;
-        case 'o':
-            o->out = optarg;
-            break;
-        case 'j':
-            o->json = true;
-            break;
-        default:
-            return cli_fail("usage: warrant %s", usage);
-        }
-    }
-    for (; optind < argc; optind++) {
-        if (o->npos == 2)
-            return cli_fail("usage: warrant %s", usage);
-        o->pos[o->npos++] = argv[optind];
-    }
-    return CLI_OK;
-}
-
-/* One line; the path only when the message does not already name it
- * (lib and receipts errors usually do). */
-static int fail_err(int code, const char *what, const wr_error *err)
-{
-    const char *path = err->path[0] ? err->path : what;
-    if (path && *path && !strstr(err->message, path))
-        fprintf(stderr, "warrant: %s: %s\n", path, err->message);
-    else
-        fprintf(stderr, "warrant: %s\n", err->message);
-    return code;
-}
-
-/* Content problems reject (1); input that cannot be read at all is 2. */
-static int exit_for(int code)
-{
-    return code == WR_E_INVALID || code == WR_E_CRYPTO || code == WR_E_LIMIT || code == WR_E_VERSION ? CLI_REJECTED
-                                                                                                     : CLI_USAGE;
-}
-
-/* Read-only commands must not create a state dir where there was none. */
-static int open_existing(const char *state_dir, wr_store **st, wr_error *err)
-{
-    char db[PATH_MAX];
-    if (snprintf(db, sizeof db, "%s/warrant.db", state_dir) >= (int)sizeof db)
-        return wr_errorf(err, WR_E_INVALID, state_dir, "state dir path is too long");
-    if (access(db, F_OK) != 0)
-        return wr_errorf(err, WR_E_NOTFOUND, state_dir, "no warrant state (no %s)", db);
-    return wr_store_open(state_dir, st, err);
-}
-
-static int load_pubkey(const char *path, unsigned char pk[WR_PK_LEN], const char *what)
-{
-    if (!path)
-        return cli_fail("%s: --pubkey PUB is required (the trusted receipt-signing public key)", what);
-    wr_error err = {0};
-    if (wr_pubkey_load(path, pk, &err) != WR_OK)
-        return fail_err(CLI_USAGE, path, &err);
-    return CLI_OK;
-}
-
-static void print_compact(json_object *o)
-{
-    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-}
+#define CHECKPOINT_FILE "checkpoint" /* beside the exported receipts */
 
 /* ---- keygen, pubkey ------------------------------------------------------ */
 
 int cmd_keygen(int argc, char **argv)
 {
-    opts o;
-    int rc = parse_opts(argc, argv, &o, "keygen --out NAME");
+    cli_opts o;
+    int rc = cli_parse_opts(argc, argv, &o, "keygen --out NAME");
     if (rc)
         return rc;
     if (!o.out || o.npos)
@@ -126,7 +31,7 @@ int cmd_keygen(int argc, char **argv)
     wr_error err = {0};
     if (wr_key_generate(&ctx, &kp, &err) != WR_OK || wr_key_write_pair(&kp, o.out, &err) != WR_OK) {
         wr_keypair_wipe(&kp);
-        return fail_err(CLI_USAGE, o.out, &err);
+        return cli_fail_at(CLI_USAGE, o.out, &err);
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "key_id", json_object_new_string(kp.key_id));
@@ -143,8 +48,8 @@ int cmd_keygen(int argc, char **argv)
 
 int cmd_pubkey(int argc, char **argv)
 {
-    opts o;
-    int rc = parse_opts(argc, argv, &o, "pubkey --state-dir DIR");
+    cli_opts o;
+    int rc = cli_parse_opts(argc, argv, &o, "pubkey --state-dir DIR");
     if (rc)
         return rc;
     if (o.npos)
@@ -156,7 +61,7 @@ int cmd_pubkey(int argc, char **argv)
     unsigned char pk[WR_PK_LEN];
     wr_error err = {0};
     if (wr_server_pubkey_load(dir, pk, &err) != WR_OK)
-        return fail_err(CLI_USAGE, dir, &err);
+        return cli_fail_at(CLI_USAGE, dir, &err);
     char *pem = wr_pubkey_pem(pk);
     if (!pem)
         return cli_fail("pubkey: out of memory");
@@ -190,7 +95,7 @@ static int list_one(walk *w, int64_t seq, json_object *r)
         json_object_object_add(o, "seq", json_object_new_int64(seq));
         for (size_t i = 0; i < 3; i++)
             json_object_object_add(o, keys[i], json_object_new_string(member(r, keys[i])));
-        print_compact(o);
+        cli_print_compact(o);
     } else {
         printf("%lld\t%s\t%s\t%s\n", (long long)seq, member(r, keys[0]), member(r, keys[1]), member(r, keys[2]));
     }
@@ -230,13 +135,30 @@ static int walk_receipt(void *ud, int64_t seq, const char *json)
     return rc != WR_OK;
 }
 
+/* DIR/checkpoint: the newest checkpoint, if the log has one (an empty log
+ * exported by someone without the key has none). */
+static int export_checkpoint(const char *state_dir, wr_store *st, const char *dir, char **note, wr_error *err)
+{
+    int rc = cli_latest_checkpoint(state_dir, st, note, err);
+    if (rc == WR_E_NOTFOUND) {
+        wr_error_clear(err);
+        return WR_OK;
+    }
+    char path[PATH_MAX];
+    if (rc == WR_OK && snprintf(path, sizeof path, "%s/%s", dir, CHECKPOINT_FILE) >= (int)sizeof path)
+        rc = wr_errorf(err, WR_E_INVALID, dir, "output path is too long");
+    if (rc == WR_OK)
+        rc = wr_write_file_atomic(path, *note, strlen(*note), 0644, err);
+    return rc;
+}
+
 int cmd_receipts(int argc, char **argv)
 {
     static const char usage[] = "receipts list [--json] | export --dir OUT  [--state-dir DIR]";
     if (argc < 2)
         return cli_fail("usage: warrant %s", usage);
-    opts o;
-    int rc = parse_opts(argc - 1, argv + 1, &o, usage);
+    cli_opts o;
+    int rc = cli_parse_opts(argc - 1, argv + 1, &o, usage);
     if (rc)
         return rc;
     bool export = !strcmp(argv[1], "export");
@@ -251,37 +173,47 @@ int cmd_receipts(int argc, char **argv)
     wr_store *st = NULL;
     walk w = {.json = o.json, .dir = export ? o.dir : NULL};
     wr_error err = {0};
-    if (open_existing(state_dir, &st, &err) != WR_OK)
-        return fail_err(CLI_USAGE, state_dir, &err);
-    rc = wr_store_iter_receipts(st, walk_receipt, &w, &err);
+    if (cli_open_existing(state_dir, &st, &err) != WR_OK)
+        return cli_fail_at(CLI_USAGE, state_dir, &err);
+    /* The checkpoint first: every receipt it covers is then exported. */
+    char *note = NULL;
+    rc = export ? export_checkpoint(state_dir, st, o.dir, &note, &err) : WR_OK;
+    if (rc == WR_OK)
+        rc = wr_store_iter_receipts(st, walk_receipt, &w, &err);
     wr_store_close(st);
-    if (rc)
-        return fail_err(CLI_USAGE, state_dir, &err);
-    if (w.err.code)
-        return fail_err(CLI_USAGE, export ? o.dir : state_dir, &w.err);
+    if (rc) {
+        free(note);
+        return cli_fail_at(CLI_USAGE, state_dir, &err);
+    }
+    if (w.err.code) {
+        free(note);
+        return cli_fail_at(CLI_USAGE, export ? o.dir : state_dir, &w.err);
+    }
     if (export) {
         json_object *res = json_object_new_object();
         json_object_object_add(res, "exported", json_object_new_int64(w.count));
         json_object_object_add(res, "dir", json_object_new_string(o.dir));
-        print_compact(res);
+        json_object_object_add(res, "checkpoint", note ? json_object_new_string(CHECKPOINT_FILE) : NULL);
+        free(note);
+        cli_print_compact(res);
     }
     return CLI_OK;
 }
 
 /* ---- verify receipt | chain | bundle ------------------------------------ */
 
-static int verify_receipt(const opts *o, const unsigned char pk[WR_PK_LEN])
+static int verify_receipt(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 {
     if (o->npos != 1)
         return cli_fail("usage: warrant verify receipt FILE --pubkey PUB");
     wr_error err = {0};
     json_object *r = wr_json_read_file(o->pos[0], NULL, &err);
     if (!r)
-        return fail_err(exit_for(err.code), o->pos[0], &err);
+        return cli_fail_at(cli_exit_for(err.code), o->pos[0], &err);
     int rc = wr_receipt_verify(r, pk, &err);
     if (rc) {
         json_object_put(r);
-        return fail_err(exit_for(rc), o->pos[0], &err);
+        return cli_fail_at(cli_exit_for(rc), o->pos[0], &err);
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "valid", json_object_new_boolean(true));
@@ -292,39 +224,51 @@ static int verify_receipt(const opts *o, const unsigned char pk[WR_PK_LEN])
             json_object_object_add(res, keys[i], json_object_get(v));
     }
     json_object_put(r);
-    print_compact(res);
+    cli_print_compact(res);
     return CLI_OK;
 }
 
-static int verify_chain(const opts *o, const unsigned char pk[WR_PK_LEN])
+static int verify_chain(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 {
-    if (o->npos || (o->dir && o->state_dir) || (!o->dir && !o->state_dir))
-        return cli_fail("usage: warrant verify chain --state-dir DIR | --dir RECEIPTS_DIR --pubkey PUB");
+    if (o->npos || (o->dir && o->state_dir) || (!o->dir && !o->state_dir) || (o->checkpoint && !o->dir) ||
+        (o->witness && !o->checkpoint))
+        return cli_fail("usage: warrant verify chain --state-dir DIR | --dir RECEIPTS_DIR [--checkpoint CP "
+                        "[--witness PUB]] --pubkey PUB");
     const char *where = o->dir ? o->dir : o->state_dir;
     wr_error err = {0};
     int64_t n = 0;
     int rc;
+    wr_checkpoint cp;
+    wr_tree_head anchor;
+    if (o->checkpoint) {
+        if ((rc = cli_load_checkpoint(o->checkpoint, pk, o->witness, &cp)) != CLI_OK)
+            return rc;
+        anchor.size = cp.size;
+        memcpy(anchor.root, cp.root, WR_MERKLE_HASH_LEN);
+    }
     if (o->dir) {
-        rc = wr_chain_verify_dir(o->dir, pk, &n, &err);
+        rc = wr_chain_verify_dir_anchored(o->dir, pk, &anchor, o->checkpoint ? 1 : 0, &n, &err);
     } else {
         wr_store *st = NULL;
-        if (open_existing(o->state_dir, &st, &err) != WR_OK)
-            return fail_err(CLI_USAGE, where, &err);
+        if (cli_open_existing(o->state_dir, &st, &err) != WR_OK)
+            return cli_fail_at(CLI_USAGE, where, &err);
         rc = wr_chain_verify_store(st, pk, &n, &err);
         wr_store_close(st);
     }
     if (rc) { /* the message names the seq; say which chain */
         fprintf(stderr, "warrant: %s: %s\n", where, err.message);
-        return exit_for(rc);
+        return cli_exit_for(rc);
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "valid", json_object_new_boolean(true));
     json_object_object_add(res, "receipts", json_object_new_int64(n));
-    print_compact(res);
+    if (o->checkpoint)
+        json_object_object_add(res, "checkpoint_size", json_object_new_int64(cp.size));
+    cli_print_compact(res);
     return CLI_OK;
 }
 
-static int verify_bundle(const opts *o, const unsigned char pk[WR_PK_LEN])
+static int verify_bundle(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 {
     if (o->npos != 1)
         return cli_fail("usage: warrant verify bundle BUNDLE.tar.gz --pubkey PUB");
@@ -332,33 +276,40 @@ static int verify_bundle(const opts *o, const unsigned char pk[WR_PK_LEN])
     int rc = wr_bundle_verify(o->pos[0], pk, &err);
     if (rc) { /* the message names the member; say which bundle */
         fprintf(stderr, "warrant: %s: %s\n", o->pos[0], err.message);
-        return exit_for(rc);
+        return cli_exit_for(rc);
     }
     json_object *res = json_object_new_object();
     json_object_object_add(res, "valid", json_object_new_boolean(true));
     json_object_object_add(res, "bundle", json_object_new_string(o->pos[0]));
-    print_compact(res);
+    cli_print_compact(res);
     return CLI_OK;
 }
 
 int cmd_verify(int argc, char **argv)
 {
-    static const char usage[] = "verify receipt FILE | chain (--state-dir DIR | --dir DIR) | bundle FILE  --pubkey PUB";
+    static const char usage[] =
+        "verify receipt FILE | chain (--state-dir DIR | --dir DIR [--checkpoint CP]) | bundle FILE "
+        "| inclusion RECEIPT --proof PROOF --checkpoint CP | consistency OLD_CP NEW_CP "
+        "(--dir DIR | --proof PROOF)  --pubkey PUB [--witness PUB]";
     if (argc < 2)
         return cli_fail("usage: warrant %s", usage);
-    opts o;
-    int rc = parse_opts(argc - 1, argv + 1, &o, usage);
+    cli_opts o;
+    int rc = cli_parse_opts(argc - 1, argv + 1, &o, usage);
     if (rc)
         return rc;
     static const struct {
         const char *name;
-        int (*fn)(const opts *, const unsigned char *);
-    } kinds[] = {{"receipt", verify_receipt}, {"chain", verify_chain}, {"bundle", verify_bundle}};
+        int (*fn)(const cli_opts *, const unsigned char *);
+    } kinds[] = {{"receipt", verify_receipt},
+                 {"chain", verify_chain},
+                 {"bundle", verify_bundle},
+                 {"inclusion", cli_verify_inclusion},
+                 {"consistency", cli_verify_consistency}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (strcmp(argv[1], kinds[i].name) != 0)
             continue;
         unsigned char pk[WR_PK_LEN];
-        if ((rc = load_pubkey(o.pubkey, pk, "verify")) != CLI_OK)
+        if ((rc = cli_load_pubkey(o.pubkey, pk, "verify")) != CLI_OK)
             return rc;
         return kinds[i].fn(&o, pk);
     }
@@ -370,8 +321,8 @@ int cmd_verify(int argc, char **argv)
 int cmd_export(int argc, char **argv)
 {
     static const char usage[] = "export EXECUTION_ID --state-dir DIR -o BUNDLE.tar.gz";
-    opts o;
-    int rc = parse_opts(argc, argv, &o, usage);
+    cli_opts o;
+    int rc = cli_parse_opts(argc, argv, &o, usage);
     if (rc)
         return rc;
     if (o.npos != 1 || !o.out)
@@ -382,15 +333,15 @@ int cmd_export(int argc, char **argv)
         return CLI_USAGE;
     wr_store *st = NULL;
     wr_error err = {0};
-    if (open_existing(state_dir, &st, &err) != WR_OK)
-        return fail_err(CLI_USAGE, state_dir, &err);
+    if (cli_open_existing(state_dir, &st, &err) != WR_OK)
+        return cli_fail_at(CLI_USAGE, state_dir, &err);
     rc = wr_bundle_export(st, o.pos[0], o.out, &err);
     wr_store_close(st);
     if (rc)
-        return fail_err(CLI_USAGE, o.pos[0], &err);
+        return cli_fail_at(CLI_USAGE, o.pos[0], &err);
     json_object *res = json_object_new_object();
     json_object_object_add(res, "execution_id", json_object_new_string(o.pos[0]));
     json_object_object_add(res, "bundle", json_object_new_string(o.out));
-    print_compact(res);
+    cli_print_compact(res);
     return CLI_OK;
 }

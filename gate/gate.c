@@ -976,3 +976,68 @@ void wr_run_outcome_clear(wr_run_outcome *o)
     free(o->err.captured);
     memset(o, 0, sizeof *o);
 }
+
+/* ---- the transparency log ------------------------------------------------ */
+
+int wr_gate_publish_checkpoint(wr_gate *g, bool *published, wr_error *err)
+{
+    int64_t before = -1, after = 0;
+    char *note = NULL;
+    int rc = wr_store_get_checkpoint(g->store, -1, &before, &note, err);
+    free(note);
+    note = NULL;
+    if (rc != WR_OK && rc != WR_E_NOTFOUND)
+        return rc;
+    wr_error_clear(err);
+    rc = wr_checkpoint_publish(g->store, &g->key, &g->ctx, &note, err);
+    free(note);
+    if (rc == WR_OK)
+        rc = wr_store_get_checkpoint(g->store, -1, &after, &note, err);
+    free(note);
+    if (published)
+        *published = rc == WR_OK && after > before;
+    return rc;
+}
+
+void wr_gate_checkpoint_clear(wr_gate_checkpoint *c)
+{
+    free(c->note);
+    json_object_put(c->proof);
+    memset(c, 0, sizeof *c);
+}
+
+/* The newest checkpoint and, for kind != WR_TREE_ROOT, a proof against it. */
+static int checkpoint_with(wr_gate *g, wr_tree_query kind, int64_t arg, wr_gate_checkpoint *out, wr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    wr_checkpoint cp;
+    wr_tree_head head;
+    wr_merkle_proof proof;
+    int rc = wr_checkpoint_publish(g->store, &g->key, &g->ctx, &out->note, err);
+    if (rc == WR_OK)
+        rc = wr_checkpoint_verify(out->note, g->key.pk, NULL, &cp, err);
+    if (rc == WR_OK && kind != WR_TREE_ROOT &&
+        (rc = wr_store_tree(g->store, kind, arg, cp.size, &head, &proof, err)) == WR_OK &&
+        !(out->proof = wr_proof_to_json(kind, arg, head.size, &proof)))
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc) {
+        wr_gate_checkpoint_clear(out);
+        return rc;
+    }
+    out->size = cp.size;
+    return WR_OK;
+}
+
+int wr_gate_get_checkpoint(wr_gate *g, int64_t old_size, wr_gate_checkpoint *out, wr_error *err)
+{
+    return checkpoint_with(g, old_size < 0 ? WR_TREE_ROOT : WR_TREE_CONSISTENCY, old_size, out, err);
+}
+
+int wr_gate_receipt_inclusion(wr_gate *g, json_object *receipt, wr_gate_checkpoint *out, wr_error *err)
+{
+    json_object *seq = NULL;
+    if (!json_object_object_get_ex(receipt, "seq", &seq) || !json_object_is_type(seq, json_type_int))
+        return wr_errorf(err, WR_E_INTERNAL, "", "a stored receipt without seq");
+    /* Leaf seq - 1 (docs/transparency-log.md). */
+    return checkpoint_with(g, WR_TREE_INCLUSION, json_object_get_int64(seq) - 1, out, err);
+}

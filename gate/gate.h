@@ -99,6 +99,25 @@ int wr_gate_load_contract(wr_gate *g, const char *id, wr_contract **out, wr_erro
 int wr_gate_get_receipt(wr_gate *g, const char *client_identity, const char *execution_id, json_object **out,
                         wr_error *err);
 
+/* ---- the transparency log (docs/transparency-log.md) --------------------
+ * Checkpoints are signed with the server key and kept in the store. */
+/* Signs and keeps a checkpoint when the log grew past the newest one
+ * (*published says whether it did; may be NULL). */
+int wr_gate_publish_checkpoint(wr_gate *g, bool *published, wr_error *err);
+
+typedef struct wr_gate_checkpoint {
+    char *note;         /* the newest checkpoint, a signed note */
+    int64_t size;       /* its tree size */
+    json_object *proof; /* a proof file's JSON against it; NULL when none was asked */
+} wr_gate_checkpoint;
+/* The newest checkpoint (published first when the log grew) and, with
+ * old_size >= 0, the consistency proof from old_size to it. */
+int wr_gate_get_checkpoint(wr_gate *g, int64_t old_size, wr_gate_checkpoint *out, wr_error *err);
+/* The newest checkpoint and the inclusion proof of a receipt from
+ * wr_gate_get_receipt against it. */
+int wr_gate_receipt_inclusion(wr_gate *g, json_object *receipt, wr_gate_checkpoint *out, wr_error *err);
+void wr_gate_checkpoint_clear(wr_gate_checkpoint *c);
+
 typedef struct wr_gate_approval {
     char status[16]; /* pending, approved, denied, expired, consumed, revoked */
     char contract_id[WR_ID_MAX];

@@ -132,6 +132,53 @@ int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HE
 /* Compact serialisation for the wire (json-c, no escaping of "/"). */
 const char *wr_json_compact(json_object *obj);
 
+/* ---- Merkle tree (RFC 9162 §2.1) ---------------------------------------
+ * Leaf hash SHA-256(0x00 || leaf), node hash SHA-256(0x01 || left || right),
+ * the empty tree's hash SHA-256(""). Leaves are numbered from 0. Storage is
+ * the caller's: it keeps the hash of every complete, aligned subtree (level
+ * l, index i covers leaves [i·2^l, (i+1)·2^l)), which is all a root or proof
+ * of any size up to the tree's needs (the model of Go's tlog storage). */
+#define WR_MERKLE_HASH_LEN  32
+#define WR_MERKLE_MAX_PROOF 64 /* ample for any tree below 2^62 leaves */
+typedef unsigned char wr_merkle_hash[WR_MERKLE_HASH_LEN];
+typedef struct wr_merkle_proof {
+    size_t n;
+    wr_merkle_hash h[WR_MERKLE_MAX_PROOF];
+} wr_merkle_proof;
+
+/* Reads the stored hash of the complete subtree (level, index). */
+typedef int (*wr_merkle_read_fn)(void *ud, int level, int64_t index, wr_merkle_hash out, wr_error *err);
+typedef int (*wr_merkle_write_fn)(void *ud, int level, int64_t index, const wr_merkle_hash h, wr_error *err);
+
+void wr_merkle_leaf_hash(const void *leaf, size_t len, wr_merkle_hash out);
+void wr_merkle_node_hash(const wr_merkle_hash left, const wr_merkle_hash right, wr_merkle_hash out);
+/* Adds leaf number index (the tree holds leaves 0..index-1): writes its
+ * hash and those of the subtrees it completes, at most log2(n) + 1 writes
+ * and log2(n) reads, so a batch of appends in one transaction stays cheap. */
+int wr_merkle_append(wr_merkle_read_fn rd, wr_merkle_write_fn wr, void *ud, int64_t index, const wr_merkle_hash leaf,
+                     wr_error *err);
+int wr_merkle_root(wr_merkle_read_fn rd, void *ud, int64_t size, wr_merkle_hash out, wr_error *err);
+/* RFC 9162 §2.1.3.1 PATH(index, D[size]) and §2.1.4.1 PROOF(old, D[size]). */
+int wr_merkle_prove_inclusion(wr_merkle_read_fn rd, void *ud, int64_t index, int64_t size, wr_merkle_proof *out,
+                              wr_error *err);
+int wr_merkle_prove_consistency(wr_merkle_read_fn rd, void *ud, int64_t old_size, int64_t size, wr_merkle_proof *out,
+                                wr_error *err);
+/* RFC 9162 §2.1.3.2 and §2.1.4.2: WR_OK, or WR_E_CRYPTO saying what failed. */
+int wr_merkle_verify_inclusion(const wr_merkle_hash leaf, int64_t index, int64_t size, const wr_merkle_proof *p,
+                               const wr_merkle_hash root, wr_error *err);
+int wr_merkle_verify_consistency(int64_t old_size, int64_t size, const wr_merkle_hash old_root,
+                                 const wr_merkle_hash root, const wr_merkle_proof *p, wr_error *err);
+
+/* The root of leaves appended one by one, without storage (a verifier
+ * walking an exported directory): one hash per set bit of the size. */
+typedef struct wr_merkle_range {
+    int64_t size;
+    int n;
+    wr_merkle_hash h[WR_MERKLE_MAX_PROOF];
+} wr_merkle_range;
+void wr_merkle_range_append(wr_merkle_range *r, const wr_merkle_hash leaf);
+void wr_merkle_range_root(const wr_merkle_range *r, wr_merkle_hash out);
+
 /* ---- base64 (standard alphabet, padded) -------------------------------- */
 char *wr_base64_encode(const unsigned char *data, size_t len);
 /* Accepts padded or unpadded standard base64; ignores nothing else. */

@@ -9,7 +9,10 @@
  * together with its manifest line. Independently, the signed receipt
  * anchors what it names: contract and policy hashes, output hashes and the
  * approvals used, whose artifacts carry their approvers' signatures,
- * checked against the keys of the (hash-bound) policy. */
+ * checked against the keys of the (hash-bound) policy. The receipt log's
+ * newest checkpoint and the receipt's inclusion proof against it
+ * (checkpoint, inclusion-proof.json) show it was in the log the server
+ * signed; bundles from before the log lack both, and are still read. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -25,9 +28,12 @@
 #define PUBKEY_FILE     "receipt-signing.pub"
 #define BUNDLE_FILE_MAX (64u << 20) /* per member; stdout/stderr are capped far below this by policy */
 
-static const char *const bundle_names[] = {"receipt.json", "contract.json", "decision.json", "approvals.json",
-                                           "policy.json",  "stdout",        "stderr",        PUBKEY_FILE,
-                                           MANIFEST,       MANIFEST_SIG};
+#define CHECKPOINT_FILE "checkpoint"
+#define PROOF_FILE      "inclusion-proof.json"
+
+static const char *const bundle_names[] = {"receipt.json",  "contract.json", "decision.json", "approvals.json",
+                                           "policy.json",   "stdout",        "stderr",        PUBKEY_FILE,
+                                           CHECKPOINT_FILE, PROOF_FILE,      MANIFEST,        MANIFEST_SIG};
 #define NFILES (sizeof bundle_names / sizeof bundle_names[0])
 
 typedef struct bfile {
@@ -153,6 +159,36 @@ static int add_optional(wr_store *st, const char *key, int (*get)(wr_store *, co
     return rc ? rc : set_text(b, name, text, err);
 }
 
+/* The newest checkpoint (signed first if the log grew: exporting needs
+ * the server key anyway) and the receipt's inclusion proof against it. */
+static int collect_log(wr_store *st, json_object *r, bundle *b, wr_error *err)
+{
+    wr_keypair kp;
+    wr_ctx ctx = wr_ctx_system();
+    char *note = NULL;
+    int rc = wr_server_key_load(wr_store_dir(st), &kp, err);
+    if (rc == WR_OK)
+        rc = wr_checkpoint_publish(st, &kp, &ctx, &note, err);
+    wr_checkpoint cp;
+    if (rc == WR_OK)
+        rc = wr_checkpoint_verify(note, kp.pk, NULL, &cp, err);
+    wr_keypair_wipe(&kp);
+    if (rc == WR_OK)
+        rc = set_text(b, CHECKPOINT_FILE, note, err);
+    else
+        free(note);
+    wr_tree_head head;
+    wr_merkle_proof proof;
+    int64_t index = json_object_get_int64(json_object_object_get(r, "seq")) - 1;
+    if (rc == WR_OK)
+        rc = wr_store_tree(st, WR_TREE_INCLUSION, index, cp.size, &head, &proof, err);
+    json_object *pj = rc == WR_OK ? wr_proof_to_json(WR_TREE_INCLUSION, index, head.size, &proof) : NULL;
+    if (pj)
+        rc = set_json(b, PROOF_FILE, pj, err);
+    json_object_put(pj);
+    return rc;
+}
+
 static int collect(wr_store *st, const char *execution_id, bundle *b, json_object **receipt_out, wr_error *err)
 {
     char *text = NULL;
@@ -187,6 +223,8 @@ static int collect(wr_store *st, const char *execution_id, bundle *b, json_objec
         rc = wr_server_pubkey_load(wr_store_dir(st), pk, err);
     if (rc == WR_OK)
         rc = set_text(b, PUBKEY_FILE, wr_pubkey_pem(pk), err);
+    if (rc == WR_OK)
+        rc = collect_log(st, r, b, err);
     return rc;
 }
 
@@ -566,6 +604,32 @@ static int check_approvals(bundle *b, json_object *r, const unsigned char pk[WR_
     return rc;
 }
 
+/* Both or neither (a bundle from before the log); the signed manifest
+ * already vouches for which files the exporter put in. */
+static int check_log(bundle *b, json_object *r, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
+    bfile *cf = file(b, CHECKPOINT_FILE);
+    if (!cf->data && !file(b, PROOF_FILE)->data)
+        return WR_OK;
+    json_object *pj = parse_file(b, PROOF_FILE, err);
+    if (!pj)
+        return err && err->code ? err->code : WR_E_INVALID;
+    wr_checkpoint cp;
+    wr_merkle_proof proof;
+    int64_t index = 0, size = 0;
+    char *note = cf->data ? strndup((const char *)cf->data, cf->len) : NULL;
+    int rc = note ? wr_checkpoint_verify(note, pk, NULL, &cp, err) : wr_errorf(err, WR_E_INVALID, "", "missing");
+    if (rc)
+        wr_error_prefix(err, CHECKPOINT_FILE);
+    if (rc == WR_OK && (rc = wr_proof_from_json(pj, WR_TREE_INCLUSION, &index, &size, &proof, err)) == WR_OK)
+        rc = wr_receipt_verify_inclusion(r, &cp, index, size, &proof, err);
+    if (rc && note)
+        wr_error_prefix(err, PROOF_FILE);
+    free(note);
+    json_object_put(pj);
+    return rc;
+}
+
 static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error *err)
 {
     bfile *kf = file(b, PUBKEY_FILE);
@@ -603,6 +667,8 @@ static int check_contents(bundle *b, const unsigned char pk[WR_PK_LEN], wr_error
         rc = check_output(b, r, "stderr", "stderr_hash", err);
     if (rc == WR_OK)
         rc = check_approvals(b, r, pk, err);
+    if (rc == WR_OK)
+        rc = check_log(b, r, pk, err);
     json_object_put(r);
     return rc;
 }

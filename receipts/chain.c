@@ -1,7 +1,11 @@
 /* receipts — walking a receipt chain, from the store or from a directory of
  * exported receipt files. The first problem found is reported by seq and
  * reason: a gap, a reordering, a duplicate seq, an altered receipt or a
- * broken link. */
+ * broken link. The walk also rebuilds the Merkle tree of the receipts and
+ * holds it against anchors (signed checkpoints, the store's own tree): a
+ * chain cut short of an anchor, or one whose first `size` receipts do not
+ * hash to the anchor's root (another history signed with the same key),
+ * fails. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -32,6 +36,7 @@ typedef struct item {
     int64_t seq;
     char prev[WR_SHA256_HEX_LEN]; /* "" when absent */
     char hash[WR_SHA256_HEX_LEN];
+    wr_merkle_hash leaf;
 } item;
 
 typedef struct chain_walk {
@@ -41,6 +46,12 @@ typedef struct chain_walk {
     size_t n;
     int64_t last;                 /* seq of the last receipt accepted, 0 before the first */
     char prev[WR_SHA256_HEX_LEN]; /* and its hash */
+    wr_merkle_range tree;         /* of the receipts accepted */
+    wr_merkle_hash *leaves;       /* their leaf hashes, when keep_leaves (store walks) */
+    int64_t cap;
+    bool keep_leaves;
+    wr_tree_head *anchors;        /* owned, sorted by size */
+    size_t nanchors, next_anchor; /* the first anchor not yet reached */
     wr_error *err;
 } chain_walk;
 
@@ -50,6 +61,8 @@ static void walk_free(chain_walk *w)
         wr_receipt_verifier_clear(&w->v[i]);
     for (size_t i = 0; i < w->n; i++)
         free(w->items[i].json);
+    free(w->anchors);
+    free(w->leaves);
     free(w);
 }
 
@@ -86,7 +99,7 @@ static void check_item(const wr_receipt_verifier *v, item *it)
                   : 0;
     const char *prev = wr_receipt_str(r, "prev_receipt_sha256");
     snprintf(it->prev, sizeof it->prev, "%s", prev && strlen(prev) == WR_SHA256_HEX_LEN - 1 ? prev : "");
-    it->rc = wr_receipt_verifier_check(v, r, it->json, it->len, it->hash, &it->err);
+    it->rc = wr_receipt_verifier_check(v, r, it->json, it->len, it->hash, it->leaf, &it->err);
     json_object_put(r);
 }
 
@@ -101,6 +114,51 @@ static void *work(void *arg)
     for (size_t i = (size_t)k->index; i < k->w->n; i += (size_t)k->w->nworkers)
         check_item(&k->w->v[k->index], &k->w->items[i]);
     return NULL;
+}
+
+static int anchor_cmp(const void *a, const void *b)
+{
+    const wr_tree_head *x = a, *y = b;
+    return x->size < y->size ? -1 : x->size > y->size;
+}
+
+/* Anchors the chain has just reached (its size is w->last). */
+static int check_anchors(chain_walk *w)
+{
+    for (; w->next_anchor < w->nanchors && w->anchors[w->next_anchor].size <= w->last; w->next_anchor++) {
+        wr_merkle_hash root;
+        wr_merkle_range_root(&w->tree, root);
+        if (memcmp(root, w->anchors[w->next_anchor].root, sizeof root) != 0)
+            return wr_errorf(w->err, WR_E_INVALID, "",
+                             "seq 1..%lld: forked: these receipts do not hash to the checkpoint's root at size %lld "
+                             "(a history other than the one the log signed)",
+                             (long long)w->last, (long long)w->last);
+    }
+    return WR_OK;
+}
+
+/* After the last receipt: an anchor beyond it means receipts were cut off. */
+static int check_truncation(chain_walk *w)
+{
+    int rc = check_anchors(w);
+    if (rc == WR_OK && w->next_anchor < w->nanchors)
+        rc = wr_errorf(w->err, WR_E_INVALID, "",
+                       "seq %lld: missing: the checkpoint covers %lld receipts but the chain ends at seq %lld "
+                       "(truncated)",
+                       (long long)w->last + 1, (long long)w->anchors[w->nanchors - 1].size, (long long)w->last);
+    return rc;
+}
+
+static int set_anchors(chain_walk *w, const wr_tree_head *anchors, size_t n)
+{
+    if (!n)
+        return WR_OK;
+    if (!(w->anchors = malloc(n * sizeof *anchors)))
+        return wr_errorf(w->err, WR_E_NOMEM, "", "out of memory");
+    memcpy(w->anchors, anchors, n * sizeof *anchors);
+    qsort(w->anchors, n, sizeof *anchors, anchor_cmp);
+    w->nanchors = n;
+    return check_anchors(w); /* those of size 0 */
 }
 
 /* The checks that depend on the receipts before it, in order. */
@@ -133,7 +191,18 @@ static int decide(chain_walk *w, const item *it)
                          last ? "seq " : "the chain start, seq ", last);
     memcpy(w->prev, it->hash, sizeof w->prev);
     w->last = it->seq;
-    return WR_OK;
+    wr_merkle_range_append(&w->tree, it->leaf);
+    if (w->keep_leaves) {
+        if (w->last > w->cap) {
+            w->cap = w->cap ? 2 * w->cap : BATCH;
+            wr_merkle_hash *more = realloc(w->leaves, (size_t)w->cap * sizeof *more);
+            if (!more)
+                return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            w->leaves = more;
+        }
+        memcpy(w->leaves[w->last - 1], it->leaf, WR_MERKLE_HASH_LEN);
+    }
+    return check_anchors(w);
 }
 
 static int run_batch(chain_walk *w)
@@ -178,6 +247,9 @@ static int walk_add(chain_walk *w, char *json, size_t len, int64_t position, con
 typedef struct store_walk {
     chain_walk *w;
     int rc;
+    const unsigned char *pk;
+    wr_tree_head *anchors; /* the stored checkpoints, signatures checked */
+    size_t nanchors;
 } store_walk;
 
 static int store_step(void *ud, int64_t seq, const char *json)
@@ -189,6 +261,77 @@ static int store_step(void *ud, int64_t seq, const char *json)
     s->rc =
         copy ? walk_add(s->w, copy, strlen(copy), seq, where) : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
+}
+
+static int collect_checkpoint(void *ud, int64_t size, const char *note)
+{
+    store_walk *s = ud;
+    wr_checkpoint cp;
+    wr_tree_head *more = realloc(s->anchors, (s->nanchors + 1) * sizeof *more);
+    if (!more) {
+        s->rc = wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
+        return 1;
+    }
+    s->anchors = more;
+    s->rc = wr_checkpoint_verify(note, s->pk, NULL, &cp, s->w->err);
+    if (s->rc == WR_OK && cp.size != size)
+        s->rc = wr_errorf(s->w->err, WR_E_INVALID, "", "the note says size %lld", (long long)cp.size);
+    if (s->rc) {
+        wr_error_prefix(s->w->err, "stored checkpoint of size %lld", (long long)size);
+        return 1;
+    }
+    s->anchors[s->nanchors].size = size;
+    memcpy(s->anchors[s->nanchors++].root, cp.root, WR_MERKLE_HASH_LEN);
+    return 0;
+}
+
+/* The store's own tree, node by node, against the tree of the receipts
+ * just walked (a wrong inner node would only show in some proofs). Stored
+ * rows come by level, then index; each level is computed from the one
+ * below as the rows arrive. */
+typedef struct tree_check {
+    wr_merkle_hash *level; /* the level being compared, computed */
+    int64_t n;             /* its length */
+    int depth;             /* its number */
+    int64_t next;          /* the row expected next */
+    int rc;
+    wr_error *err;
+} tree_check;
+
+static void next_level(tree_check *t)
+{
+    for (int64_t i = 0; i + 1 < t->n; i += 2)
+        wr_merkle_node_hash(t->level[i], t->level[i + 1], t->level[i / 2]);
+    t->n /= 2;
+    t->depth++;
+    t->next = 0;
+}
+
+static int compare_node(void *ud, int level, int64_t index, const wr_merkle_hash h)
+{
+    tree_check *t = ud;
+    while (level > t->depth && t->next == t->n && t->n > 1)
+        next_level(t);
+    if (level != t->depth || index != t->next || index >= t->n || memcmp(h, t->level[index], WR_MERKLE_HASH_LEN)) {
+        t->rc = wr_errorf(t->err, WR_E_INVALID, "",
+                          "tree: the stored Merkle tree differs from the tree of the receipts at level %d, index %lld",
+                          level, (long long)index);
+        return 1;
+    }
+    t->next++;
+    return 0;
+}
+
+static int check_store_tree(wr_store *st, wr_merkle_hash *leaves, int64_t n, wr_error *err)
+{
+    tree_check t = {.level = leaves, .n = n, .err = err};
+    int rc = wr_store_iter_tree(st, compare_node, &t, err);
+    if (rc == WR_OK)
+        rc = t.rc;
+    if (rc == WR_OK && (t.next != t.n || t.n > 1))
+        rc = wr_errorf(err, WR_E_INVALID, "", "tree: the stored Merkle tree lacks nodes at level %d (of %lld receipts)",
+                       t.depth, (long long)n);
+    return rc;
 }
 
 int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err)
@@ -203,15 +346,23 @@ int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN
         *count_out = 0;
     if (!st || !pk)
         return wr_errorf(err, WR_E_INVALID, "", "verify chain: missing store or key");
-    store_walk s = {.rc = WR_OK};
+    store_walk s = {.rc = WR_OK, .pk = pk};
     int rc = walk_new(&s.w, pk, workers, err);
     if (rc)
         return rc;
-    rc = wr_store_iter_receipts(st, store_step, &s, err);
+    s.w->keep_leaves = true;
+    rc = wr_store_iter_checkpoints(st, collect_checkpoint, &s, err);
+    if (rc == WR_OK && (rc = s.rc) == WR_OK)
+        rc = set_anchors(s.w, s.anchors, s.nanchors);
+    free(s.anchors);
+    if (rc == WR_OK)
+        rc = wr_store_iter_receipts(st, store_step, &s, err);
     if (rc == WR_OK)
         rc = s.rc;
     if (rc == WR_OK)
         rc = run_batch(s.w);
+    if (rc == WR_OK)
+        rc = check_truncation(s.w);
     int64_t head = 0, last = s.w->last;
     char head_sha[WR_SHA256_HEX_LEN];
     if (rc == WR_OK)
@@ -225,6 +376,8 @@ int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN
     else if (rc == WR_OK && strcmp(head_sha, s.w->prev) != 0)
         rc = wr_errorf(err, WR_E_INVALID, "", "seq %lld: altered: the chain head's hash does not match it",
                        (long long)head);
+    if (rc == WR_OK)
+        rc = check_store_tree(st, s.w->leaves, last, err);
     walk_free(s.w);
     if (rc == WR_OK && count_out)
         *count_out = last;
@@ -307,6 +460,12 @@ static int list_dir(const char *dir, rfile **out, size_t *n_out, wr_error *err)
 
 int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err)
 {
+    return wr_chain_verify_dir_anchored(dir, pk, NULL, 0, count_out, err);
+}
+
+int wr_chain_verify_dir_anchored(const char *dir, const unsigned char pk[WR_PK_LEN], const wr_tree_head *anchors,
+                                 size_t nanchors, int64_t *count_out, wr_error *err)
+{
     if (count_out)
         *count_out = 0;
     if (!dir || !*dir || !pk)
@@ -318,6 +477,8 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
         return rc;
     chain_walk *w = NULL;
     rc = walk_new(&w, pk, 0, err);
+    if (rc == WR_OK)
+        rc = set_anchors(w, anchors, nanchors);
     for (size_t i = 0; rc == WR_OK && i < n; i++) {
         char path[PATH_MAX];
         if (snprintf(path, sizeof path, "%s/%s", dir, files[i].name) >= (int)sizeof path) {
@@ -332,6 +493,8 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
     }
     if (rc == WR_OK)
         rc = run_batch(w);
+    if (rc == WR_OK)
+        rc = check_truncation(w);
     int64_t last = w ? w->last : 0;
     if (w)
         walk_free(w);

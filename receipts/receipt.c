@@ -265,21 +265,27 @@ static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_P
  * without the key can make one verify), and its sha256 is the chain hash.
  * Anything else (another serialisation, or a bad signature, to report it
  * precisely) goes through one canonicalization. */
+static void hashes(const char *canon, size_t len, char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out)
+{
+    if (hash_out)
+        wr_sha256_hex(canon, len, hash_out);
+    if (leaf_out)
+        wr_merkle_leaf_hash(canon, len, leaf_out);
+}
+
 static int verify_receipt_signature(json_object *r, const char *text, size_t text_len,
                                     const unsigned char pk[WR_PK_LEN], const char *b64,
-                                    char hash_out[WR_SHA256_HEX_LEN], wr_error *err)
+                                    char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out, wr_error *err)
 {
     if (text && verify_cut(text, text_len, pk, b64)) {
-        if (hash_out)
-            wr_sha256_hex(text, text_len, hash_out);
+        hashes(text, text_len, hash_out, leaf_out);
         return WR_OK;
     }
     size_t len;
     char *canon = wr_canonical_json(r, false, &len, err);
     if (!canon)
         return err && err->code ? err->code : WR_E_INTERNAL;
-    if (hash_out)
-        wr_sha256_hex(canon, len, hash_out);
+    hashes(canon, len, hash_out, leaf_out);
     bool ok = verify_cut(canon, len, pk, b64);
     free(canon);
     return ok ? WR_OK : bad_signature(err);
@@ -308,7 +314,7 @@ void wr_receipt_verifier_clear(wr_receipt_verifier *v)
 }
 
 int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, const char *text, size_t text_len,
-                              char hash_out[WR_SHA256_HEX_LEN], wr_error *err)
+                              char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out, wr_error *err)
 {
     if (!json_object_is_type(receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "a receipt is a JSON object");
@@ -320,7 +326,7 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
     const char *b64;
     if ((rc = signature_header(receipt, v->pk, &b64, err)) != WR_OK)
         return rc;
-    if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, err)) != WR_OK)
+    if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, leaf_out, err)) != WR_OK)
         return rc;
     /* signing_key_id is signed too; it must name the same key. */
     const char *sk = wr_receipt_str(receipt, "signing_key_id");
@@ -335,7 +341,7 @@ int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], w
     wr_receipt_verifier v;
     int rc = wr_receipt_verifier_init(&v, pk, err);
     if (rc == WR_OK)
-        rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, err);
+        rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, NULL, err);
     wr_receipt_verifier_clear(&v);
     return rc;
 }

@@ -13,6 +13,8 @@
 /* The state dir's signing key: DIR/receipt-signing.key, created on first use
  * (dir 0700, key 0600). Refuses a key file that is group/world readable. */
 int wr_server_key_load_or_create(const char *state_dir, const wr_ctx *ctx, wr_keypair *kp, wr_error *err);
+/* Loads the state dir's signing key; never creates one. */
+int wr_server_key_load(const char *state_dir, wr_keypair *kp, wr_error *err);
 /* Loads the public half only (for `warrant pubkey`); never creates. */
 int wr_server_pubkey_load(const char *state_dir, unsigned char pk[WR_PK_LEN], wr_error *err);
 
@@ -102,6 +104,55 @@ int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error 
  * seq and the reason. count_out may be NULL. */
 int wr_chain_verify_store(wr_store *st, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err);
 int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int64_t *count_out, wr_error *err);
+/* Also holds the receipts against anchors (verified checkpoints): receipts
+ * 1..size must exist and hash to root. The store walk does the same with
+ * the stored checkpoints and the store's own tree. */
+int wr_chain_verify_dir_anchored(const char *dir, const unsigned char pk[WR_PK_LEN], const wr_tree_head *anchors,
+                                 size_t nanchors, int64_t *count_out, wr_error *err);
+
+/* ---- the transparency log (docs/transparency-log.md) --------------------
+ * Checkpoints are C2SP tlog-checkpoint notes (C2SP signed-note) of the
+ * store's Merkle tree, signed by the server key; witnesses cosign them
+ * (C2SP tlog-cosignature, cosignature/v1). */
+#define WR_ORIGIN_LEN          64
+#define WR_CHECKPOINT_MAX      16384 /* bytes of one note */
+#define WR_CHECKPOINT_MAX_SIGS 32    /* signature lines (signed-note: at least 16) */
+#define WR_PROOF_VERSION       "warrant.tlog-proof.v1"
+
+typedef struct wr_checkpoint {
+    char origin[WR_ORIGIN_LEN];
+    int64_t size;
+    wr_merkle_hash root;
+    int64_t witness_time; /* of the verified cosignature (Unix seconds), 0 without a witness */
+} wr_checkpoint;
+
+/* The log's origin line and key name: "warrant/<key id of pk>". */
+void wr_checkpoint_origin(const unsigned char pk[WR_PK_LEN], char out[WR_ORIGIN_LEN]);
+/* The note for head, signed with kp (*note_out malloc'd). */
+int wr_checkpoint_sign(const wr_keypair *kp, const wr_tree_head *head, char **note_out, wr_error *err);
+/* Parses a note and checks the log's signature by pk; with witness_pk, also
+ * a cosignature by that witness. WR_E_CRYPTO / WR_E_INVALID say why not. */
+int wr_checkpoint_verify(const char *note, const unsigned char pk[WR_PK_LEN], const unsigned char *witness_pk,
+                         wr_checkpoint *out, wr_error *err);
+/* Checks the log's signature, then appends the witness's cosignature. */
+int wr_checkpoint_cosign(const char *note, const unsigned char log_pk[WR_PK_LEN], const wr_keypair *witness,
+                         const wr_ctx *ctx, char **note_out, wr_error *err);
+/* The newest checkpoint, signing and storing one first when the tree has
+ * grown past the newest stored. */
+int wr_checkpoint_publish(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, char **note_out, wr_error *err);
+
+/* Proof files: {"proof_version", "type": "inclusion" | "consistency",
+ * "leaf_index" | "old_size", "tree_size", "hashes": [base64...]}. kind is
+ * WR_TREE_INCLUSION or WR_TREE_CONSISTENCY; arg the leaf index or old size. */
+json_object *wr_proof_to_json(wr_tree_query kind, int64_t arg, int64_t size, const wr_merkle_proof *p);
+int wr_proof_from_json(json_object *o, wr_tree_query kind, int64_t *arg, int64_t *size, wr_merkle_proof *p,
+                       wr_error *err);
+
+/* Is this (signature-checked) receipt leaf `index` of the checkpoint's
+ * tree, by proof p for tree `size`? The leaf is its canonical JSON; index
+ * must be seq - 1 and size the checkpoint's. WR_OK or why not. */
+int wr_receipt_verify_inclusion(json_object *receipt, const wr_checkpoint *cp, int64_t index, int64_t size,
+                                const wr_merkle_proof *p, wr_error *err);
 
 /* Evidence bundle: contract, decision, approvals, receipt, stdout, stderr,
  * policy, public key and a manifest of sha256 sums, as tar.gz. */

@@ -258,8 +258,43 @@ static json_object *t_get_receipt(tool_call *tc, json_object *args, tool_status 
     json_object_object_get_ex(r, "status", &status);
     char summary[300];
     snprintf(summary, sizeof summary, "receipt %.128s: %s", id, status ? json_object_get_string(status) : "?");
+    /* With its inclusion proof against the newest checkpoint, so the
+     * caller can later show it was in the log the server signed. */
+    wr_gate_checkpoint cp;
+    if (wr_gate_receipt_inclusion(gate_of(tc), r, &cp, &err) != WR_OK) {
+        json_object_put(r);
+        return gate_failure(&err, "get_receipt: no inclusion proof", "", rpc_err);
+    }
     json_object *o = json_object_new_object();
     json_object_object_add(o, "receipt", r);
+    json_object_object_add(o, "checkpoint", json_object_new_string(cp.note));
+    json_object_object_add(o, "inclusion_proof", json_object_get(cp.proof));
+    wr_gate_checkpoint_clear(&cp);
+    return wr_tool_result(o, summary, false);
+}
+
+static json_object *t_get_checkpoint(tool_call *tc, json_object *args, tool_status *st, wr_error *rpc_err)
+{
+    (void)st;
+    json_object *old = NULL;
+    int64_t old_size = json_object_object_get_ex(args, "old_size", &old) ? json_object_get_int64(old) : -1;
+    wr_gate_checkpoint cp;
+    wr_error err;
+    wr_error_clear(&err);
+    if (wr_gate_get_checkpoint(gate_of(tc), old_size, &cp, &err) != WR_OK) {
+        if (err.code == WR_E_NOTFOUND || err.code == WR_E_INVALID)
+            return wr_tool_error(err.message, "/old_size");
+        return gate_failure(&err, "get_checkpoint failed", "", rpc_err);
+    }
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "checkpoint", json_object_new_string(cp.note));
+    json_object_object_add(o, "tree_size", json_object_new_int64(cp.size));
+    if (cp.proof)
+        json_object_object_add(o, "consistency_proof", json_object_get(cp.proof));
+    char summary[200];
+    snprintf(summary, sizeof summary, "checkpoint of the receipt log at size %lld%s", (long long)cp.size,
+             cp.proof ? ", with the consistency proof from old_size" : "");
+    wr_gate_checkpoint_clear(&cp);
     return wr_tool_result(o, summary, false);
 }
 
@@ -372,8 +407,14 @@ const tool_row wr_tool_table[] = {
      "run wrote (products). Same result shape and approval handling as run.",
      false, true, false, true, false, t_run_capsule},
     {"get_receipt", "Get an execution receipt",
-     "Fetch the signed, hash-chained receipt of an execution by execution_id (from a run result).", true, false, true,
-     false, false, t_get_receipt},
+     "Fetch the signed, hash-chained receipt of an execution by execution_id (from a run result), with the "
+     "receipt log's newest signed checkpoint and the receipt's Merkle inclusion proof against it.",
+     true, false, true, false, false, t_get_receipt},
+    {"get_checkpoint", "Get the receipt log's checkpoint",
+     "Return the newest signed checkpoint of the receipt log (a C2SP tlog-checkpoint: origin, tree size, "
+     "root hash, Ed25519 signature). Given old_size (the size of a checkpoint you hold), also the consistency "
+     "proof that the log only grew since.",
+     true, false, false, false, false, t_get_checkpoint},
     {"get_approval", "Get an approval request's status",
      "Report the status of an approval request (pending, approved, denied, expired, consumed, revoked) "
      "and the approvals recorded for it. Use after propose_contract returned a request_id.",

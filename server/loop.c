@@ -173,6 +173,25 @@ static void tick_runs(net *n)
     wr_server_tick(n->srv);
 }
 
+/* The receipt log's checkpoint, at least every --checkpoint-interval while
+ * it grows (a read of two rows when it did not; docs/transparency-log.md). */
+static void publish_checkpoint(net *n)
+{
+    int64_t now = net_now_ms(n);
+    if (now - n->checkpoint_ms < n->o->checkpoint_interval_ms)
+        return;
+    n->checkpoint_ms = now;
+    wr_error err;
+    wr_error_clear(&err);
+    bool published = false;
+    if (wr_gate_publish_checkpoint(wr_server_gate(n->srv), &published, &err) != WR_OK)
+        wr_log(n->ctx, WR_LOG_WARNING, "tlog", "checkpoint not published: %s", err.message);
+    else if (published)
+        wr_log(n->ctx, WR_LOG_DEBUG, "tlog", "checkpoint published");
+}
+
+#define CHECKPOINT_POLL_MS 1000
+
 typedef struct timer {
     int64_t period_ms;
     void (*fire)(net *n);
@@ -183,6 +202,7 @@ typedef struct timer {
 static const timer timers[] = {
     {TICK_MS, tick_runs},
     {TICK_MS, http_tick},
+    {CHECKPOINT_POLL_MS, publish_checkpoint},
 };
 #define NTIMERS (sizeof timers / sizeof timers[0])
 

@@ -21,8 +21,9 @@ typedef struct wr_net_options {
     int max_connections;
     const char *policy_path; /* reloaded on SIGHUP; NULL: bundled default */
     int max_http_sessions;
-    wr_metrics *metrics;   /* GET /metrics; NULL: the route answers 404 */
-    bool metrics_loopback; /* /metrics open to loopback peers without a token */
+    wr_metrics *metrics;            /* GET /metrics; NULL: the route answers 404 */
+    bool metrics_loopback;          /* /metrics open to loopback peers without a token */
+    int64_t checkpoint_interval_ms; /* sign a checkpoint this often while the receipt log grows */
 } wr_net_options;
 
 /* Runs the loop until SIGTERM/SIGINT (or stdin EOF in stdio-only mode) and

@@ -109,6 +109,7 @@ struct net {
     lws_sorted_usec_list_t sul;
 #define NET_MAX_TIMERS 8
     int64_t timer_last_ms[NET_MAX_TIMERS]; /* loop.c's timers */
+    int64_t checkpoint_ms;                 /* when the receipt log was last checkpointed */
     /* stdio */
     raw r_in, r_out, r_sig;
     struct lws *w_in, *w_out;

@@ -17,9 +17,12 @@ typedef struct opts {
     char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level,
         *log_format, *metrics_auth;
     bool stdio;
-    long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec;
+    long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec,
+        checkpoint_interval_sec;
     wr_strv origins, hosts;
 } opts;
+
+#define DEFAULT_CHECKPOINT_INTERVAL_SEC 60
 
 /* The help text comes from the man page (docs/man/warrantd.8.scd). */
 #include "warrantd_help.h"
@@ -46,6 +49,7 @@ enum {
     O_LOGLEVEL,
     O_LOGFORMAT,
     O_METRICSAUTH,
+    O_CHECKPOINT,
     O_HELP,
     O_VERSION,
 };
@@ -72,6 +76,7 @@ static const struct option longopts[] = {
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"log-format", required_argument, NULL, O_LOGFORMAT},
     {"metrics-auth", required_argument, NULL, O_METRICSAUTH},
+    {"checkpoint-interval", required_argument, NULL, O_CHECKPOINT},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
@@ -173,6 +178,8 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->max_sessions, name, v, 1, 100000);
     case O_HEARTBEAT:
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
+    case O_CHECKPOINT:
+        return set_num(&o->checkpoint_interval_sec, name, v, 1, 86400);
     case O_LOGLEVEL:
         return set_str(&o->log_level, v);
     case O_LOGFORMAT:
@@ -433,6 +440,8 @@ int wr_server_main(int argc, char **argv)
         goto out;
     }
     no.metrics_loopback = o.metrics_auth && !strcmp(o.metrics_auth, "loopback");
+    no.checkpoint_interval_ms =
+        1000 * (o.checkpoint_interval_sec ? o.checkpoint_interval_sec : DEFAULT_CHECKPOINT_INTERVAL_SEC);
     if (!(metrics = wr_metrics_new())) {
         fprintf(stderr, "warrantd: out of memory\n");
         goto out;

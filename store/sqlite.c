@@ -101,12 +101,28 @@ static const char *const migrations[] = {
     "  seq INTEGER NOT NULL,"
     "  sha256 TEXT NOT NULL);"
     "INSERT INTO chain_head VALUES (1, 0, '" ZERO_SHA256 "');",
+    /* 2: the receipts' Merkle tree (every complete aligned subtree: level,
+     * index) and the signed checkpoints. Filled for older databases by
+     * catch_up_tree on open (SQL has no SHA-256). */
+    "CREATE TABLE tlog_hashes("
+    "  level INTEGER NOT NULL CHECK (level >= 0),"
+    "  idx INTEGER NOT NULL CHECK (idx >= 0),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+    "  PRIMARY KEY (level, idx)) WITHOUT ROWID;"
+    "CREATE TABLE checkpoints("
+    "  tree_size INTEGER PRIMARY KEY CHECK (tree_size >= 0),"
+    "  root BLOB NOT NULL CHECK (length(root) = 32),"
+    "  note TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 typedef struct sq {
     sqlite3 *db;
     char path[PATH_MAX];
+    /* Kept prepared: every seal reads and writes tree hashes, and preparing
+     * costs as much as running them. */
+    sqlite3_stmt *tree_get, *tree_put;
 } sq;
 
 static int fail(sq *q, int rc, const char *what, wr_error *err)
@@ -272,6 +288,8 @@ static int get_text(sq *q, const char *what, const char *notfound, const char *k
 
 /* ---- open and migrate --------------------------------------------------- */
 
+static int catch_up_tree(sq *q, wr_error *err);
+
 /* SQLite would create the file 0644 minus umask; the database holds
  * contracts and command output, so it is created 0600 by us first (and a
  * looser existing one is tightened). SQLite gives -wal and -shm the mode
@@ -358,6 +376,8 @@ static void sq_close(void *impl)
     sq *q = impl;
     if (!q)
         return;
+    sqlite3_finalize(q->tree_get);
+    sqlite3_finalize(q->tree_put);
     sqlite3_close(q->db);
     free(q);
 }
@@ -386,6 +406,8 @@ static int sq_open(const char *state_dir, void **impl, wr_error *err)
     }
     sqlite3_extended_result_codes(q->db, 1);
     rc = configure(q, err);
+    if (rc == WR_OK)
+        rc = catch_up_tree(q, err);
     if (rc) {
         sq_close(q);
         return rc;
@@ -761,6 +783,251 @@ static int sq_get_output(void *impl, const char *execution_id, unsigned char **o
     return rc;
 }
 
+/* Runs sql (bound from fmt as in prep) in a read transaction and hands
+ * each row to fn until it returns non-zero. */
+typedef int (*row_fn)(void *ud, sqlite3_stmt *st);
+static int each_row(sq *q, const char *what, row_fn fn, void *ud, wr_error *err, const char *sql, const char *fmt, ...)
+{
+    int rc = begin(q, false, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    va_list ap;
+    va_start(ap, fmt);
+    rc = vprep(q, &st, what, err, sql, fmt, ap);
+    va_end(ap);
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, what, err);
+        if (rc || !row || fn(ud, st))
+            break;
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+/* ---- the Merkle tree ------------------------------------------------------ */
+
+static int cached(sq *q, sqlite3_stmt **st, const char *sql, wr_error *err)
+{
+    if (*st)
+        return sqlite3_reset(*st) == SQLITE_OK ? WR_OK : fail(q, sqlite3_errcode(q->db), "tree", err);
+    int rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    return rc == SQLITE_OK ? WR_OK : fail(q, rc, "tree", err);
+}
+
+static int tree_read(void *ud, int level, int64_t index, wr_merkle_hash out, wr_error *err)
+{
+    sq *q = ud;
+    int rc = cached(q, &q->tree_get, "SELECT hash FROM tlog_hashes WHERE level = ? AND idx = ?", err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int(q->tree_get, 1, level);
+    sqlite3_bind_int64(q->tree_get, 2, index);
+    bool row;
+    rc = step(q, q->tree_get, &row, "read tree hash", err);
+    if (rc == WR_OK && (!row || sqlite3_column_bytes(q->tree_get, 0) != WR_MERKLE_HASH_LEN))
+        rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the Merkle tree has no hash at level %d, index %lld", level,
+                       (long long)index);
+    if (rc == WR_OK)
+        memcpy(out, sqlite3_column_blob(q->tree_get, 0), WR_MERKLE_HASH_LEN);
+    sqlite3_reset(q->tree_get);
+    return rc;
+}
+
+static int tree_write(void *ud, int level, int64_t index, const wr_merkle_hash h, wr_error *err)
+{
+    sq *q = ud;
+    int rc = cached(q, &q->tree_put, "INSERT INTO tlog_hashes(level, idx, hash) VALUES (?,?,?)", err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int(q->tree_put, 1, level);
+    sqlite3_bind_int64(q->tree_put, 2, index);
+    sqlite3_bind_blob(q->tree_put, 3, h, WR_MERKLE_HASH_LEN, SQLITE_STATIC);
+    bool row;
+    rc = step(q, q->tree_put, &row, "write tree hash", err);
+    sqlite3_reset(q->tree_put);
+    return rc;
+}
+
+#define TREE_SIZE_SQL "(SELECT COALESCE(MAX(idx) + 1, 0) FROM tlog_hashes WHERE level = 0)"
+
+static int tree_size(sq *q, int64_t *size, wr_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = prep(q, &st, "tree size", err, "SELECT " TREE_SIZE_SQL, NULL);
+    bool row = false;
+    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK)
+        *size = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Leaf seq - 1 is the receipt's canonical JSON; inside the caller's write
+ * transaction, so the tree moves together with the chain. */
+static int tree_append(sq *q, int64_t seq, const char *json, wr_error *err)
+{
+    wr_merkle_hash leaf;
+    wr_merkle_leaf_hash(json, strlen(json), leaf);
+    return wr_merkle_append(tree_read, tree_write, q, seq - 1, leaf, err);
+}
+
+/* A database from before the tree (schema version 1) gets its receipts
+ * added once, on open; afterwards every append keeps them together. */
+static int catch_up_tree(sq *q, wr_error *err)
+{
+    int rc = begin(q, true, err);
+    int64_t size = 0;
+    if (rc == WR_OK)
+        rc = tree_size(q, &size, err);
+    sqlite3_stmt *st = NULL;
+    if (rc == WR_OK)
+        rc = prep(q, &st, "catch up tree", err, "SELECT seq, json FROM receipts WHERE seq > ? ORDER BY seq", "i", size);
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "catch up tree", err);
+        if (rc || !row)
+            break;
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (seq != ++size)
+            rc = wr_errorf(err, WR_E_INTERNAL, q->path, "receipt seq %lld follows %lld: cannot build the tree",
+                           (long long)seq, (long long)size - 1);
+        else
+            rc = tree_append(q, seq, (const char *)sqlite3_column_text(st, 1), err);
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+static int sq_tree(void *impl, wr_tree_query what, int64_t arg, int64_t size, wr_tree_head *head,
+                   wr_merkle_proof *proof, wr_error *err)
+{
+    sq *q = impl;
+    int64_t n = 0;
+    int rc = begin(q, false, err);
+    if (rc == WR_OK)
+        rc = tree_size(q, &n, err);
+    if (rc == WR_OK && size > n)
+        rc = wr_errorf(err, WR_E_NOTFOUND, "", "the log has %lld receipts, not %lld", (long long)n, (long long)size);
+    if (rc == WR_OK) {
+        head->size = size < 0 ? n : size;
+        rc = wr_merkle_root(tree_read, q, head->size, head->root, err);
+    }
+    if (rc == WR_OK && what == WR_TREE_INCLUSION)
+        rc = wr_merkle_prove_inclusion(tree_read, q, arg, head->size, proof, err);
+    else if (rc == WR_OK && what == WR_TREE_CONSISTENCY)
+        rc = wr_merkle_prove_consistency(tree_read, q, arg, head->size, proof, err);
+    return finish(q, rc, err);
+}
+
+typedef struct tree_rows {
+    int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h);
+    void *ud;
+} tree_rows;
+
+static int tree_row(void *ud, sqlite3_stmt *st)
+{
+    tree_rows *t = ud;
+    return t->fn(t->ud, sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2));
+}
+
+static int sq_iter_tree(void *impl, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
+                        wr_error *err)
+{
+    tree_rows t = {fn, ud};
+    return each_row(impl, "iterate tree", tree_row, &t, err,
+                    "SELECT level, idx, hash FROM tlog_hashes ORDER BY level, idx", NULL);
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+static int sq_put_checkpoint(void *impl, int64_t size, const wr_merkle_hash root, const char *note, int64_t now_ms,
+                             wr_error *err)
+{
+    sq *q = impl;
+    int64_t n = 0;
+    wr_merkle_hash have;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = tree_size(q, &n, err);
+    if (rc == WR_OK && size > n)
+        rc = wr_errorf(err, WR_E_INVALID, "", "checkpoint of size %lld but the log has %lld receipts", (long long)size,
+                       (long long)n);
+    /* Never store a checkpoint the tree contradicts (tlog-checkpoint: a log
+     * must not sign two inconsistent ones). */
+    if (rc == WR_OK && (rc = wr_merkle_root(tree_read, q, size, have, err)) == WR_OK &&
+        memcmp(have, root, WR_MERKLE_HASH_LEN) != 0)
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "checkpoint root differs from the tree at size %lld", (long long)size);
+    if (rc == WR_OK)
+        rc = run(q, "put checkpoint", err,
+                 "INSERT INTO checkpoints(tree_size, root, note, created_ms) VALUES (?,?,?,?)"
+                 " ON CONFLICT(tree_size) DO NOTHING",
+                 "ibti", size, (const void *)root, (size_t)WR_MERKLE_HASH_LEN, note, now_ms);
+    return finish(q, rc, err);
+}
+
+static int sq_get_checkpoint(void *impl, int64_t size, int64_t *size_out, char **note_out, wr_error *err)
+{
+    sq *q = impl;
+    int rc = begin(q, false, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    rc = size < 0 ? prep(q, &st, "get checkpoint", err,
+                         "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1", NULL)
+                  : prep(q, &st, "get checkpoint", err, "SELECT tree_size, note FROM checkpoints WHERE tree_size = ?",
+                         "i", size);
+    bool row = false;
+    if (rc == WR_OK)
+        rc = step(q, st, &row, "get checkpoint", err);
+    if (rc == WR_OK && !row)
+        rc = size < 0 ? wr_errorf(err, WR_E_NOTFOUND, "", "no checkpoint has been published yet")
+                      : wr_errorf(err, WR_E_NOTFOUND, "", "no checkpoint of size %lld", (long long)size);
+    if (rc == WR_OK) {
+        *size_out = sqlite3_column_int64(st, 0);
+        rc = col_dup(st, 1, note_out, err);
+    }
+    sqlite3_finalize(st);
+    return finish(q, rc, err);
+}
+
+typedef struct checkpoint_rows {
+    int (*fn)(void *ud, int64_t size, const char *note);
+    void *ud;
+} checkpoint_rows;
+
+static int checkpoint_row(void *ud, sqlite3_stmt *st)
+{
+    checkpoint_rows *c = ud;
+    return c->fn(c->ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+}
+
+static int sq_iter_checkpoints(void *impl, int (*fn)(void *ud, int64_t size, const char *note), void *ud, wr_error *err)
+{
+    checkpoint_rows c = {fn, ud};
+    return each_row(impl, "iterate checkpoints", checkpoint_row, &c, err,
+                    "SELECT tree_size, note FROM checkpoints ORDER BY tree_size", NULL);
+}
+
+typedef struct execution_rows {
+    int (*fn)(void *ud, const char *execution_id, int64_t started_ms);
+    void *ud;
+} execution_rows;
+
+static int execution_row(void *ud, sqlite3_stmt *st)
+{
+    execution_rows *e = ud;
+    return e->fn(e->ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+}
+
+static int sq_list_executions(void *impl, const char *status,
+                              int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud,
+                              wr_error *err)
+{
+    execution_rows e = {fn, ud};
+    return each_row(impl, "list executions", execution_row, &e, err,
+                    "SELECT execution_id, COALESCE(started_ms, 0) FROM executions WHERE status = ? ORDER BY started_ms",
+                    "t", status);
+}
+
 /* ---- receipts and the chain head ---------------------------------------- */
 
 static int sq_append_receipt(void *impl, const char *execution_id, const char *contract_id, const char *status,
@@ -771,10 +1038,11 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
     if (rc)
         return rc;
     sqlite3_stmt *st;
-    int64_t head = 0, max_seq = 0;
+    int64_t head = 0, max_seq = 0, tree = 0;
     char prev[WR_SHA256_HEX_LEN] = "";
     rc = prep(q, &st, "append receipt", err,
-              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts) FROM chain_head h WHERE id = 1",
+              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts), " TREE_SIZE_SQL
+              " FROM chain_head h WHERE id = 1",
               NULL);
     if (rc == WR_OK) {
         bool row;
@@ -784,16 +1052,18 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
         if (rc == WR_OK) {
             head = sqlite3_column_int64(st, 0);
             max_seq = sqlite3_column_int64(st, 2);
+            tree = sqlite3_column_int64(st, 3);
             const char *h = (const char *)sqlite3_column_text(st, 1);
             if (h && strlen(h) == WR_SHA256_HEX_LEN - 1)
                 memcpy(prev, h, WR_SHA256_HEX_LEN);
         }
         sqlite3_finalize(st);
     }
-    /* Both move in one transaction; disagreement means someone edited the file. */
-    if (rc == WR_OK && (head != max_seq || !prev[0]))
-        rc = wr_errorf(err, WR_E_INTERNAL, q->path, "receipt chain head (seq %lld) disagrees with receipts (seq %lld)",
-                       (long long)head, (long long)max_seq);
+    /* All three move in one transaction; disagreement means someone edited the file. */
+    if (rc == WR_OK && (head != max_seq || head != tree || !prev[0]))
+        rc = wr_errorf(err, WR_E_INTERNAL, q->path,
+                       "receipt chain head (seq %lld) disagrees with receipts (seq %lld) or the tree (%lld leaves)",
+                       (long long)head, (long long)max_seq, (long long)tree);
     char *json = NULL;
     char sha[WR_SHA256_HEX_LEN] = "";
     if (rc == WR_OK)
@@ -807,6 +1077,8 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
         if (rc == WR_E_CONFLICT)
             rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already has a receipt", execution_id);
     }
+    if (rc == WR_OK)
+        rc = tree_append(q, head + 1, json, err);
     if (rc == WR_OK)
         rc = run(q, "append receipt", err, "UPDATE chain_head SET seq = ?, sha256 = ? WHERE id = 1", "it", head + 1,
                  sha);
@@ -932,4 +1204,10 @@ const wr_store_ops wr_store_sqlite_ops = {
     .chain_head = sq_chain_head,
     .iter_receipts = sq_iter_receipts,
     .integrity_check = sq_integrity_check,
+    .tree = sq_tree,
+    .iter_tree = sq_iter_tree,
+    .put_checkpoint = sq_put_checkpoint,
+    .get_checkpoint = sq_get_checkpoint,
+    .iter_checkpoints = sq_iter_checkpoints,
+    .list_executions = sq_list_executions,
 };

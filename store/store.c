@@ -420,3 +420,72 @@ int wr_store_integrity_check(wr_store *s, char **result_out, wr_error *err)
     unlock(s);
     return rc;
 }
+
+/* ---- the Merkle tree and checkpoints ------------------------------------- */
+
+int wr_store_tree(wr_store *s, wr_tree_query what, int64_t arg, int64_t size, wr_tree_head *head,
+                  wr_merkle_proof *proof, wr_error *err)
+{
+    if (!s || !head || (what != WR_TREE_ROOT && !proof))
+        return missing(err, "tree", "store or output");
+    if (proof)
+        proof->n = 0;
+    lock(s);
+    int rc = s->ops->tree(s->impl, what, arg, size, head, proof, err);
+    unlock(s);
+    return rc;
+}
+
+int wr_store_iter_tree(wr_store *s, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
+                       wr_error *err)
+{
+    if (!s || !fn)
+        return missing(err, "iterate tree", "store or callback");
+    lock(s);
+    int rc = s->ops->iter_tree(s->impl, fn, ud, err);
+    unlock(s);
+    return rc;
+}
+
+int wr_store_put_checkpoint(wr_store *s, int64_t size, const wr_merkle_hash root, const char *note, int64_t now_ms,
+                            wr_error *err)
+{
+    if (!s || size < 0 || !root || blank(note))
+        return missing(err, "put checkpoint", "store, size, root or note");
+    lock(s);
+    int rc = s->ops->put_checkpoint(s->impl, size, root, note, now_ms, err);
+    unlock(s);
+    return rc;
+}
+
+int wr_store_get_checkpoint(wr_store *s, int64_t size, int64_t *size_out, char **note_out, wr_error *err)
+{
+    if (!s || !size_out || !note_out)
+        return missing(err, "get checkpoint", "store or output");
+    *note_out = NULL;
+    lock(s);
+    int rc = s->ops->get_checkpoint(s->impl, size, size_out, note_out, err);
+    unlock(s);
+    return rc;
+}
+
+int wr_store_iter_checkpoints(wr_store *s, int (*fn)(void *ud, int64_t size, const char *note), void *ud, wr_error *err)
+{
+    if (!s || !fn)
+        return missing(err, "iterate checkpoints", "store or callback");
+    lock(s);
+    int rc = s->ops->iter_checkpoints(s->impl, fn, ud, err);
+    unlock(s);
+    return rc;
+}
+
+int wr_store_list_executions(wr_store *s, const char *status,
+                             int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud, wr_error *err)
+{
+    if (!s || blank(status) || !fn)
+        return missing(err, "list executions", "store, status or callback");
+    lock(s);
+    int rc = s->ops->list_executions(s->impl, status, fn, ud, err);
+    unlock(s);
+    return rc;
+}

@@ -115,6 +115,40 @@ int wr_store_chain_head(wr_store *s, int64_t *seq_out, char sha256_out[WR_SHA256
 /* In seq order; fn returns non-zero to stop. */
 int wr_store_iter_receipts(wr_store *s, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
 
+/* ---- the receipts' Merkle tree (RFC 9162) and its checkpoints ----------
+ * Leaf i (from 0) is the canonical JSON of the receipt with seq i + 1; the
+ * tree grows in the same transaction as the chain. */
+typedef enum wr_tree_query {
+    WR_TREE_ROOT,        /* head only */
+    WR_TREE_INCLUSION,   /* and the inclusion proof of leaf `arg` */
+    WR_TREE_CONSISTENCY, /* and the consistency proof from size `arg` */
+} wr_tree_query;
+typedef struct wr_tree_head {
+    int64_t size;
+    wr_merkle_hash root;
+} wr_tree_head;
+/* The tree at size (-1: its current size) in one read transaction;
+ * proof may be NULL for WR_TREE_ROOT. A size beyond the tree is WR_E_NOTFOUND. */
+int wr_store_tree(wr_store *s, wr_tree_query what, int64_t arg, int64_t size, wr_tree_head *head,
+                  wr_merkle_proof *proof, wr_error *err);
+/* Every stored hash, by level then index (a check against the receipts);
+ * fn returns non-zero to stop. */
+int wr_store_iter_tree(wr_store *s, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
+                       wr_error *err);
+/* Keeps a signed checkpoint note of the tree at size, refusing one whose
+ * root the tree contradicts; the first one stored for a size stays. */
+int wr_store_put_checkpoint(wr_store *s, int64_t size, const wr_merkle_hash root, const char *note, int64_t now_ms,
+                            wr_error *err);
+/* The checkpoint of exactly size, or the largest one (size -1); WR_E_NOTFOUND if none. */
+int wr_store_get_checkpoint(wr_store *s, int64_t size, int64_t *size_out, char **note_out, wr_error *err);
+/* Oldest first; fn returns non-zero to stop. */
+int wr_store_iter_checkpoints(wr_store *s, int (*fn)(void *ud, int64_t size, const char *note), void *ud,
+                              wr_error *err);
+/* Executions in a status (e.g. "running" left by a crash), oldest first. */
+int wr_store_list_executions(wr_store *s, const char *status,
+                             int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud,
+                             wr_error *err);
+
 /* The raw SQLite integrity check ("ok" on success), for tests and `warrant doctor`.
  * When the check runs but finds damage: WR_E_IO and *result_out still holds the report. */
 int wr_store_integrity_check(wr_store *s, char **result_out, wr_error *err);

@@ -59,6 +59,17 @@ typedef struct wr_store_ops {
     int (*iter_receipts)(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);
 
     int (*integrity_check)(void *impl, char **result_out, wr_error *err);
+
+    int (*tree)(void *impl, wr_tree_query what, int64_t arg, int64_t size, wr_tree_head *head, wr_merkle_proof *proof,
+                wr_error *err);
+    int (*iter_tree)(void *impl, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
+                     wr_error *err);
+    int (*put_checkpoint)(void *impl, int64_t size, const wr_merkle_hash root, const char *note, int64_t now_ms,
+                          wr_error *err);
+    int (*get_checkpoint)(void *impl, int64_t size, int64_t *size_out, char **note_out, wr_error *err);
+    int (*iter_checkpoints)(void *impl, int (*fn)(void *ud, int64_t size, const char *note), void *ud, wr_error *err);
+    int (*list_executions)(void *impl, const char *status,
+                           int (*fn)(void *ud, const char *execution_id, int64_t started_ms), void *ud, wr_error *err);
 } wr_store_ops;
 
 extern const wr_store_ops wr_store_sqlite_ops;

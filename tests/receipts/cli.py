@@ -107,10 +107,11 @@ try:
 
     out = json.loads(warrant("receipts", "export", "--state-dir", "state", "--dir", "chain"))
     names = sorted(os.listdir("chain"))
-    if out["exported"] != 6 or names != ["%06d.json" % i for i in range(1, 7)]:
+    os.rename("chain/checkpoint", "checkpoint")  # tlog.py checks it; here only the receipts
+    if out["exported"] != 6 or names != ["%06d.json" % i for i in range(1, 7)] + ["checkpoint"]:
         fail("receipts export: %r %r" % (out, names))
     prev = "0" * 64
-    for n in names:
+    for n in names[:-1]:
         data = open("chain/" + n, "rb").read()
         r = json.loads(data)
         if data != canonical(r) or r["prev_receipt_sha256"] != prev:
@@ -189,7 +190,7 @@ try:
                "seq 5: reordered: found in place of seq 2 (store row 2)")
     store_case("s-altered", "UPDATE receipts SET json = replace(json, '\"status\":\"blocked\"', '\"status\":\"expired\"')",
                "seq 2: altered")
-    store_case("s-cut", "DELETE FROM receipts WHERE seq = 6", "the chain head is seq 6 but the receipts end at seq 5")
+    store_case("s-cut", "DELETE FROM receipts WHERE seq = 6", "seq 6: missing: the checkpoint covers 6 receipts")
     ok("verify chain --state-dir: deleted, swapped, altered and cut-off receipts each rejected")
 
     # ---- bundles ----
@@ -204,7 +205,7 @@ try:
     with tarfile.open("run.tar.gz") as t:
         members = {m.name: t.extractfile(m).read() for m in t.getmembers()}
     expected = ["receipt.json", "contract.json", "decision.json", "approvals.json", "policy.json", "stdout", "stderr",
-                "receipt-signing.pub", "SHA256SUMS", "SHA256SUMS.sig"]
+                "receipt-signing.pub", "checkpoint", "inclusion-proof.json", "SHA256SUMS", "SHA256SUMS.sig"]
     if list(members) != expected:
         fail("bundle members %r" % list(members))
     if members["stdout"] != "héllo\n".encode():
@@ -238,7 +239,8 @@ try:
     # (decision.json is unsigned: only the manifest signature and its bindings, tested below, protect it.)
     anchored = {"receipt.json": "receipt.json: ", "contract.json": "contract.json: ",
                 "approvals.json": "approvals.json: ", "policy.json": "policy.json: ", "stdout": "stdout: sha256 ",
-                "stderr": "stderr: sha256 ", "receipt-signing.pub": "receipt-signing.pub: "}
+                "stderr": "stderr: sha256 ", "receipt-signing.pub": "receipt-signing.pub: ",
+                "checkpoint": "checkpoint: ", "inclusion-proof.json": "inclusion-proof.json: "}
     for n in expected:
         files = dict(members)
         files[n] = flipped(files[n])

@@ -6,6 +6,13 @@
  *   receipt_driver fixture STATE_DIR                     a state dir with an approved, run
  *                                                        execution and a blocked one; prints their ids
  *   receipt_driver integrity STATE_DIR                   wr_store_integrity_check: prints "ok" or the damage
+ *   receipt_driver proofs STATE_DIR [SIZE...]            for every tree size n of the store's tree: "n ROOT
+ *                                                        INCL CONS", ROOT in hex, INCL/CONS the sha256 of all
+ *                                                        inclusion proofs (leaves 0..n-1) / consistency proofs
+ *                                                        (sizes 1..n), each as a length byte and its hashes;
+ *                                                        every proof is checked by the C verifier, and so is
+ *                                                        its tampered twin (must fail). For each SIZE also
+ *                                                        "I n i H,H..." and "C n m H,H..." lines.
  *
  * SEED_HEX is a 32-byte Ed25519 seed in hex; PUBKEY is PEM/base64 text or a file. */
 #include <sodium.h>
@@ -266,8 +273,130 @@ static int do_integrity(const char *dir)
     return rc ? fail("integrity", &err) : 0;
 }
 
+static void hex_proof(const wr_merkle_proof *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        char hex[2 * WR_MERKLE_HASH_LEN + 1];
+        sodium_bin2hex(hex, sizeof hex, p->h[i], WR_MERKLE_HASH_LEN);
+        printf("%s%s", i ? "," : "", hex);
+    }
+    putchar('\n');
+}
+
+static void digest_proof(crypto_hash_sha256_state *s, const wr_merkle_proof *p)
+{
+    unsigned char n = (unsigned char)p->n;
+    crypto_hash_sha256_update(s, &n, 1);
+    for (size_t i = 0; i < p->n; i++)
+        crypto_hash_sha256_update(s, p->h[i], WR_MERKLE_HASH_LEN);
+}
+
+/* A proof that verified must stop verifying when one bit of it changes. */
+static bool tamper_rejected(wr_merkle_proof *p, int (*verify)(const wr_merkle_proof *p, const void *ud), const void *ud)
+{
+    if (!p->n)
+        return true;
+    p->h[p->n - 1][0] ^= 1;
+    bool rejected = verify(p, ud) != WR_OK;
+    p->h[p->n - 1][0] ^= 1;
+    return rejected;
+}
+
+typedef struct proof_ctx {
+    wr_merkle_hash leaf, root, old_root;
+    int64_t a, n;
+} proof_ctx;
+
+static int verify_incl(const wr_merkle_proof *p, const void *ud)
+{
+    const proof_ctx *c = ud;
+    return wr_merkle_verify_inclusion(c->leaf, c->a, c->n, p, c->root, NULL);
+}
+
+static int verify_cons(const wr_merkle_proof *p, const void *ud)
+{
+    const proof_ctx *c = ud;
+    return wr_merkle_verify_consistency(c->a, c->n, c->old_root, c->root, p, NULL);
+}
+
+typedef struct leaves {
+    wr_merkle_hash *h;
+    int64_t n;
+} leaves;
+
+static int collect_leaf(void *ud, int64_t seq, const char *json)
+{
+    leaves *l = ud;
+    (void)seq;
+    wr_merkle_leaf_hash(json, strlen(json), l->h[l->n++]);
+    return 0;
+}
+
+static int do_proofs(const char *dir, int nfull, char **full)
+{
+    wr_error err = {0};
+    wr_store *st = NULL;
+    wr_tree_head head, old;
+    if (wr_store_open(dir, &st, &err) != WR_OK || wr_store_tree(st, WR_TREE_ROOT, 0, -1, &head, NULL, &err) != WR_OK)
+        return fail(dir, &err);
+    int64_t total = head.size;
+    leaves l = {calloc((size_t)total + 1, sizeof *l.h), 0};
+    if (!l.h || wr_store_iter_receipts(st, collect_leaf, &l, &err) != WR_OK)
+        return fail("leaves", &err);
+    int bad = 0;
+    for (int64_t n = 1; n <= total; n++) {
+        bool show = false;
+        for (int k = 0; k < nfull; k++)
+            show |= strtoll(full[k], NULL, 10) == n;
+        proof_ctx c = {.n = n};
+        wr_merkle_proof p;
+        if (wr_store_tree(st, WR_TREE_ROOT, 0, n, &head, NULL, &err) != WR_OK)
+            return fail("root", &err);
+        memcpy(c.root, head.root, sizeof c.root);
+        crypto_hash_sha256_state incl, cons;
+        crypto_hash_sha256_init(&incl);
+        crypto_hash_sha256_init(&cons);
+        for (int64_t i = 0; i < n; i++) {
+            if (wr_store_tree(st, WR_TREE_INCLUSION, i, n, &head, &p, &err) != WR_OK)
+                return fail("inclusion", &err);
+            c.a = i;
+            memcpy(c.leaf, l.h[i], sizeof c.leaf);
+            bad += verify_incl(&p, &c) != WR_OK || !tamper_rejected(&p, verify_incl, &c);
+            digest_proof(&incl, &p);
+            if (show)
+                printf("I %lld %lld ", (long long)n, (long long)i), hex_proof(&p);
+        }
+        for (int64_t m = 1; m <= n; m++) {
+            if (wr_store_tree(st, WR_TREE_CONSISTENCY, m, n, &head, &p, &err) != WR_OK ||
+                wr_store_tree(st, WR_TREE_ROOT, 0, m, &old, NULL, &err) != WR_OK)
+                return fail("consistency", &err);
+            c.a = m;
+            memcpy(c.old_root, old.root, sizeof c.old_root);
+            bad += verify_cons(&p, &c) != WR_OK || !tamper_rejected(&p, verify_cons, &c);
+            digest_proof(&cons, &p);
+            if (show)
+                printf("C %lld %lld ", (long long)n, (long long)m), hex_proof(&p);
+        }
+        unsigned char di[32], dc[32];
+        char rh[65], ih[65], ch[65];
+        crypto_hash_sha256_final(&incl, di);
+        crypto_hash_sha256_final(&cons, dc);
+        sodium_bin2hex(rh, sizeof rh, c.root, 32);
+        sodium_bin2hex(ih, sizeof ih, di, 32);
+        sodium_bin2hex(ch, sizeof ch, dc, 32);
+        printf("%lld %s %s %s\n", (long long)n, rh, ih, ch);
+    }
+    free(l.h);
+    wr_store_close(st);
+    if (bad)
+        fprintf(stderr, "receipt_driver: %d proofs failed the C verifier (or their tampered twin passed)\n", bad);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && !strcmp(argv[1], "proofs"))
+        return do_proofs(argv[2], argc - 3, argv + 3);
     if (argc == 4 && !strcmp(argv[1], "sign"))
         return do_sign(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "verify"))
@@ -279,6 +408,7 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "integrity"))
         return do_integrity(argv[2]);
     fprintf(stderr,
-            "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR | integrity DIR\n");
+            "usage: receipt_driver sign SEED_HEX NOW_MS | verify PUBKEY | seal DIR N | fixture DIR | integrity DIR | "
+            "proofs DIR [SIZE...]\n");
     return 2;
 }

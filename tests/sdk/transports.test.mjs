@@ -14,8 +14,9 @@ import {
 
 const { McpError } = await import('@modelcontextprotocol/sdk/types.js');
 
-const TOOLS = ['check', 'describe_policy', 'get_approval', 'get_receipt', 'propose_contract', 'run', 'run_capsule', 'submit_approval'];
-const READ_ONLY = ['check', 'describe_policy', 'get_approval', 'get_receipt'];
+const TOOLS = ['check', 'describe_policy', 'get_approval', 'get_checkpoint', 'get_receipt', 'propose_contract', 'run',
+  'run_capsule', 'submit_approval'];
+const READ_ONLY = ['check', 'describe_policy', 'get_approval', 'get_checkpoint', 'get_receipt'];
 const kinds = process.argv.slice(2).filter((a) => ['stdio', 'ws', 'http'].includes(a));
 
 for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
@@ -159,6 +160,24 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
       const file = writeJson(world, 'receipt.json', g.structuredContent.receipt);
       const v = await warrant(['verify', 'receipt', file, '--pubkey', pubkey]);
       assert.equal(v.code, 0, `verify receipt: ${v.stderr}`);
+
+      // ... and is in the log: its inclusion proof holds against the signed checkpoint.
+      const cp = `${world.root}/checkpoint`;
+      fs.writeFileSync(cp, g.structuredContent.checkpoint);
+      const proof = writeJson(world, 'inclusion.json', g.structuredContent.inclusion_proof);
+      const incl = await warrant(['verify', 'inclusion', file, '--proof', proof, '--checkpoint', cp, '--pubkey', pubkey]);
+      assert.equal(incl.code, 0, `verify inclusion: ${incl.stderr}`);
+
+      // get_checkpoint: the same or a larger log, and a consistency proof from the size held.
+      const size = g.structuredContent.inclusion_proof.tree_size;
+      const k = await client.callTool({ name: 'get_checkpoint', arguments: { old_size: size } });
+      assert.notEqual(k.isError, true, resultText(k));
+      assert.ok(k.structuredContent.tree_size >= size);
+      const newer = `${world.root}/checkpoint-new`;
+      fs.writeFileSync(newer, k.structuredContent.checkpoint);
+      const cons = writeJson(world, 'consistency.json', k.structuredContent.consistency_proof);
+      const c2 = await warrant(['verify', 'consistency', cp, newer, '--proof', cons, '--pubkey', pubkey]);
+      assert.equal(c2.code, 0, `verify consistency: ${c2.stderr}`);
 
       // A one-field change breaks the signature.
       const forged = writeJson(world, 'forged.json', { ...g.structuredContent.receipt, exit_code: 1 });
