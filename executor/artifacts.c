@@ -1,20 +1,35 @@
 /* Artifacts: the files a command created or modified under its write
  * paths, found by walking the (already checked) write roots before and
- * after the command, without following symlinks or leaving the filesystem,
- * and bounded in count so a command cannot make the walk unbounded. */
+ * after the command, and bounded in count and depth so a command cannot
+ * make the walk unbounded.
+ *
+ * The trees are agent-writable and another sandbox may be rewriting them
+ * during the walk (a directory swapped for a symlink with renameat2
+ * RENAME_EXCHANGE), so nothing is ever looked up by path: the walk starts
+ * from the fd the plan checked, opens one component at a time with openat2
+ * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), lists each
+ * directory through fdopendir, hashes the file it opened, and runs with
+ * the sandbox user's file-system credentials. */
 #include "executor/executor_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fts.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#define MAX_DEPTH 64 /* directory levels below a write root; one fd each */
+
 typedef struct entry {
-    char *path;
+    char *path; /* host path */
     dev_t dev;
     ino_t ino;
     off_t size;
@@ -42,46 +57,163 @@ void wr_snapshot_free(wr_snapshot *s)
     free(s);
 }
 
-static int walk_root(wr_snapshot *s, const char *root, wr_error *err)
+int wr_open_beneath(int dirfd, const char *name, int flags)
 {
-    char *paths[] = {(char *)root, NULL};
-    FTS *f = fts_open(paths, FTS_PHYSICAL | FTS_XDEV | FTS_NOCHDIR, NULL);
-    if (!f)
-        return wr_errorf(err, WR_E_IO, root, "cannot walk %s: %s", root, strerror(errno));
-    int rc = WR_OK;
-    FTSENT *ent;
-    while ((ent = fts_read(f)) != NULL) {
-        if (ent->fts_info != FTS_F)
-            continue;
-        if (s->n >= WR_ARTIFACT_MAX_FILES) {
-            s->truncated = true;
-            break;
-        }
-        if (s->n == s->cap) {
-            size_t nc = s->cap ? s->cap * 2 : 64;
-            entry *ne = realloc(s->e, nc * sizeof *ne);
-            if (!ne) {
-                rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-                break;
-            }
-            s->e = ne;
-            s->cap = nc;
-        }
-        const struct stat *st = ent->fts_statp;
-        entry *e = &s->e[s->n];
-        e->path = strdup(ent->fts_path);
-        if (!e->path) {
-            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-            break;
-        }
-        e->dev = st->st_dev;
-        e->ino = st->st_ino;
-        e->size = st->st_size;
-        e->mtime = st->st_mtim;
-        e->ctime = st->st_ctim;
-        s->n++;
+    struct open_how how = {
+        /* openat2 refuses flags O_PATH ignores */
+        .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC | (flags & O_PATH ? 0 : O_NOCTTY)),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+}
+
+/* One walk: collecting a snapshot (before == NULL) or, after the command,
+ * hashing every file that differs from before into r. */
+typedef struct walk {
+    wr_snapshot *s;
+    const wr_snapshot *before;
+    wr_exec_result *r;
+    size_t files;
+    char path[PATH_MAX];
+    wr_error *err;
+} walk;
+
+static int record(wr_exec_result *r, const char *path, const char *sha, wr_error *err);
+
+static bool unchanged(const walk *w, const struct stat *st)
+{
+    entry key = {.path = (char *)w->path};
+    const entry *b = w->before->n ? bsearch(&key, w->before->e, w->before->n, sizeof key, cmp_entry) : NULL;
+    return b && b->dev == st->st_dev && b->ino == st->st_ino && b->size == st->st_size &&
+           b->mtime.tv_sec == st->st_mtim.tv_sec && b->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           b->ctime.tv_sec == st->st_ctim.tv_sec && b->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static int add_entry(walk *w, const struct stat *st)
+{
+    wr_snapshot *s = w->s;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 64;
+        entry *ne = realloc(s->e, nc * sizeof *ne);
+        if (!ne)
+            return wr_errorf(w->err, WR_E_NOMEM, "", "out of memory");
+        s->e = ne;
+        s->cap = nc;
     }
-    fts_close(f);
+    entry *e = &s->e[s->n];
+    if (!(e->path = strdup(w->path)))
+        return wr_errorf(w->err, WR_E_NOMEM, "", "out of memory");
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    e->ctime = st->st_ctim;
+    s->n++;
+    return WR_OK;
+}
+
+/* A regular file named name in dirfd: recorded, or hashed when changed.
+ * What is hashed is the file this open returned, whatever the name means
+ * by then. */
+static int visit_file(walk *w, int dirfd, const char *name)
+{
+    int fd = wr_open_beneath(dirfd, name, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
+        return WR_OK; /* removed, or swapped for a symlink, meanwhile */
+    struct stat st;
+    int rc = WR_OK;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        if (!w->before) {
+            rc = add_entry(w, &st);
+        } else if (!unchanged(w, &st)) {
+            char sha[WR_SHA256_HEX_LEN];
+            if (wr_exec_file_sha256(fd, sha, NULL) == WR_OK)
+                rc = record(w->r, w->path, sha, w->err);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static bool *truncated_flag(walk *w)
+{
+    return w->before ? &w->r->artifacts_truncated : &w->s->truncated;
+}
+
+/* Lists the directory dirfd (whose host path is w->path) and descends. */
+static int walk_dir(walk *w, int dirfd, int depth)
+{
+    int lfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = lfd < 0 ? NULL : fdopendir(lfd);
+    if (!d) {
+        if (lfd >= 0)
+            close(lfd);
+        return WR_OK; /* not readable by the sandbox user: nothing it wrote */
+    }
+    size_t base = strlen(w->path);
+    int rc = WR_OK;
+    struct dirent *de;
+    while (rc == WR_OK && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+            continue; /* symlinks, FIFOs, sockets: not artifacts, never followed */
+        if (snprintf(w->path + base, sizeof w->path - base, "/%s", de->d_name) >= (int)(sizeof w->path - base)) {
+            *truncated_flag(w) = true;
+            continue;
+        }
+        int fd = wr_open_beneath(dirfd, de->d_name, O_PATH);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            if (S_ISREG(st.st_mode)) {
+                if (w->files++ >= WR_ARTIFACT_MAX_FILES) {
+                    *truncated_flag(w) = true;
+                    close(fd);
+                    break;
+                }
+                rc = visit_file(w, dirfd, de->d_name);
+            } else if (S_ISDIR(st.st_mode)) {
+                int sub = depth < MAX_DEPTH ? wr_open_beneath(dirfd, de->d_name, O_RDONLY | O_DIRECTORY) : -1;
+                if (depth >= MAX_DEPTH)
+                    *truncated_flag(w) = true;
+                if (sub >= 0) {
+                    rc = walk_dir(w, sub, depth + 1);
+                    close(sub);
+                }
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+        w->path[base] = 0;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Walks every write root of the plan from the fd the plan checked, as the
+ * sandbox user when we are root (fsuid is per thread). */
+static int walk_roots(const wr_plan *p, walk *w)
+{
+    if (p->drop_root) {
+        setfsgid(p->gid);
+        setfsuid(p->uid);
+    }
+    int rc = WR_OK;
+    for (size_t i = 0; rc == WR_OK && i < p->nops; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        if (op->kind != WR_OP_BIND || !op->src || op->fd < 0)
+            continue;
+        int root = openat(op->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+            continue; /* a write path that is a file: not walked, as before */
+        snprintf(w->path, sizeof w->path, "%s", strcmp(op->src, "/") ? op->src : "");
+        rc = walk_dir(w, root, 0);
+        close(root);
+    }
+    if (p->drop_root) {
+        setfsuid(0);
+        setfsgid(0);
+    }
     return rc;
 }
 
@@ -90,10 +222,8 @@ int wr_snapshot_take(const wr_plan *p, wr_snapshot **out, wr_error *err)
     wr_snapshot *s = calloc(1, sizeof *s);
     if (!s)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    int rc = WR_OK;
-    for (size_t i = 0; rc == WR_OK && i < p->nops; i++)
-        if (p->ops[i].kind == WR_OP_BIND && p->ops[i].src)
-            rc = walk_root(s, p->ops[i].src, err);
+    walk w = {.s = s, .err = err};
+    int rc = walk_roots(p, &w);
     if (rc != WR_OK) {
         wr_snapshot_free(s);
         return rc;
@@ -145,30 +275,8 @@ static int record(wr_exec_result *r, const char *path, const char *sha, wr_error
 
 int wr_snapshot_diff(const wr_snapshot *before, const wr_plan *p, wr_exec_result *r, wr_error *err)
 {
-    wr_snapshot *after = NULL;
-    int rc = wr_snapshot_take(p, &after, err);
-    if (rc != WR_OK)
-        return rc;
-    if (after->truncated || before->truncated)
+    if (before->truncated)
         r->artifacts_truncated = true;
-    for (size_t i = 0; rc == WR_OK && i < after->n; i++) {
-        const entry *a = &after->e[i];
-        const entry *b = before->n ? bsearch(a, before->e, before->n, sizeof *before->e, cmp_entry) : NULL;
-        if (b && b->dev == a->dev && b->ino == a->ino && b->size == a->size && b->mtime.tv_sec == a->mtime.tv_sec &&
-            b->mtime.tv_nsec == a->mtime.tv_nsec && b->ctime.tv_sec == a->ctime.tv_sec &&
-            b->ctime.tv_nsec == a->ctime.tv_nsec)
-            continue;
-        /* O_NOFOLLOW | O_NONBLOCK: the command may have swapped the file for
-         * a symlink or a FIFO since the walk. */
-        int fd = open(a->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0)
-            continue; /* removed again meanwhile */
-        char sha[WR_SHA256_HEX_LEN];
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && wr_exec_file_sha256(fd, sha, NULL) == WR_OK)
-            rc = record(r, a->path, sha, err);
-        close(fd);
-    }
-    wr_snapshot_free(after);
-    return rc;
+    walk w = {.before = before, .r = r, .err = err};
+    return walk_roots(p, &w);
 }

@@ -32,7 +32,10 @@ typedef struct wr_exec_request {
     size_t nsecrets;
     wr_output_fn on_output; /* may be NULL */
     void *ud;
-    int cancel_fd; /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    int cancel_fd;           /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    const char *cgroup_root; /* NULL: /sys/fs/cgroup; else a v2 parent or v1 mount base (operators, tests) */
+    int landlock;            /* 0: the best Landlock ABI the kernel offers; N > 0: at most ABI N; < 0: none
+                                (tests and benchmarks of the fallback) */
     const wr_ctx *ctx;
 } wr_exec_request;
 
@@ -67,6 +70,8 @@ typedef struct wr_exec_result {
     size_t nartifacts;
     char sandbox_profile_id[96]; /* "bwrap-default-" or "bwrap-strict-" + first 16 hex of the sha256 */
     char sandbox_profile_sha256[WR_SHA256_HEX_LEN];
+    json_object *isolation; /* wr_exec_isolation of sandbox_profile (owned) */
+    int isolation_score;
     json_object *sandbox_profile; /* {"version":1,"commands":[{"id","plan"}]} (owned); its canonical
                                      sha256 is sandbox_profile_sha256 */
     int64_t started_ms, ended_ms;
@@ -84,11 +89,14 @@ typedef struct wr_exec_result {
  * Before anything runs, every command's sandbox is built and its declared
  * paths re-resolved: a symlink leading out of the declared paths, a write
  * path missing outside an existing declared write root, a reserved path
- * (/, /proc, /dev), an unknown or root run_as user, a missing secret or an
- * argv over the contract limits gives WR_EXEC_BLOCKED and nothing runs.
+ * (/, /proc, /dev), an unknown or root run_as user, a missing secret, an
+ * argv over the contract limits, or an argv[0] that does not exist or lies
+ * outside what the sandbox shows gives WR_EXEC_BLOCKED and nothing runs.
  *
- * Exit codes: the command's own; 128+N when signal N killed it (error names
- * the signal; an upstream pipeline segment's SIGPIPE is not a failure);
+ * Exit codes: the command's own; 128+N when signal N killed it, as told by
+ * the real wait status that warrant-init reports, never guessed from the
+ * code (error names the signal; an upstream pipeline segment's SIGPIPE is
+ * not a failure); error is always the executor's own words, never output;
  * 124 on timeout (error "timeout after Ns: command ID killed") and on
  * cancel (error "cancelled"); 137 when limits->output_kill_bytes was passed.
  *
@@ -104,6 +112,14 @@ typedef struct wr_exec_result {
  * redacted stream. */
 int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err);
 void wr_exec_result_free(wr_exec_result *r);
+
+/* Isolation strength 0-100 of one command's plan JSON (rubric:
+ * docs/isolation.md); breakdown (may be NULL) receives {factor: {points,
+ * max}}. Pure function of the recorded plan. */
+int wr_exec_strength(json_object *plan, json_object **breakdown);
+/* The receipt's isolation facts of a sandbox profile: {score (of the
+ * weakest command), cgroup, limits in force, landlock_abi}. */
+json_object *wr_exec_isolation(json_object *profile, int *score);
 
 /* The sandbox plan for one command, as JSON (for tests and the receipt). */
 int wr_exec_plan_json(const wr_exec_request *req, size_t command_index, json_object **out, wr_error *err);

@@ -4,6 +4,7 @@
 #define WR_EXECUTOR_INTERNAL_H
 
 #include "executor/executor.h"
+#include "executor/init_proto.h"
 
 #include <seccomp.h>
 #include <sys/types.h>
@@ -12,8 +13,17 @@
 #define WR_EXEC_PATH          "/usr/local/bin:/usr/bin:/bin"
 #define WR_EXEC_HOME          "/tmp"
 #define WR_EXEC_LANG          "C.UTF-8"
-#define WR_SECCOMP_DEFAULT_ID "warrant-default-v1"
-#define WR_SECCOMP_STRICT_ID  "warrant-strict-v1"
+#define WR_SECCOMP_DEFAULT_ID "warrant-default-v2"
+#define WR_SECCOMP_STRICT_ID  "warrant-strict-v2"
+
+/* Socket families per network mode: AF_UNIX always; AF_INET/AF_INET6 only
+ * with network; AF_NETLINK (NETLINK_ROUTE, for getaddrinfo) only in the
+ * default profile with network; never packet, vsock or the rest. */
+typedef enum wr_sock_families {
+    WR_SOCK_UNIX,
+    WR_SOCK_INET,
+    WR_SOCK_INET_ROUTE,
+} wr_sock_families;
 
 /* ---- plan ---------------------------------------------------------------- */
 typedef enum wr_op_kind {
@@ -29,6 +39,8 @@ typedef enum wr_op_kind {
     WR_OP_SETENV,     /* dest = name; data = value (NULL in JSON when from host/secret) */
     WR_OP_REMOUNT_RO, /* dest: the sandbox root, once everything is mounted */
     WR_OP_CHDIR,      /* dest */
+    WR_OP_EXE,        /* segment's argv[0]: the checked file (fd) bound over its canonical path src = dest */
+    WR_OP_INIT,       /* warrant-init (fd) bound at WR_INIT_SANDBOX_PATH */
 } wr_op_kind;
 
 typedef struct wr_plan_op {
@@ -41,7 +53,57 @@ typedef struct wr_plan_op {
     int fd;             /* declared path binds: O_PATH fd of the checked path, else -1 */
     bool missing;       /* declared read path that does not exist: not mounted */
     bool created;       /* write path created under an existing write root */
+    size_t segment;     /* EXE: the pipeline segment it belongs to */
 } wr_plan_op;
+
+/* ---- cgroups (cgroup.c) -------------------------------------------------- */
+typedef enum wr_cg_mode {
+    WR_CG_NONE = 0, /* no writable cgroup: rlimits only */
+    WR_CG_V1,       /* hybrid host: v1 memory, pids, freezer (cpu) hierarchies */
+    WR_CG_V2,       /* a delegated v2 parent with memory and pids */
+} wr_cg_mode;
+/* v1 hierarchies by index; v2 keeps its one directory at index 0. */
+enum {
+    WR_CG_MEMORY = 0,
+    WR_CG_PIDS,
+    WR_CG_FREEZER,
+    WR_CG_CPU,
+    WR_CG_NCTRL
+};
+/* What a command's cgroup will enforce on this host: part of the plan. */
+typedef struct wr_cg_plan {
+    wr_cg_mode mode;
+    char *parent[WR_CG_NCTRL]; /* where run cgroups are created; NULL: controller unused */
+    int64_t memory_bytes;      /* 0: none */
+    bool swap_limited;         /* memsw (v1) or memory.swap.max = 0 (v2) */
+    int64_t pids_max;          /* exact, for the whole sandbox */
+    bool cpu;                  /* the cpu controller is usable */
+    int64_t cpu_percent;       /* of one CPU; 0: none */
+    char fallback[256];        /* NONE: why */
+} wr_cg_plan;
+typedef struct wr_cgroup {
+    wr_cg_mode mode;
+    char *dir[WR_CG_NCTRL];
+    int procs_fd[WR_CG_NCTRL]; /* the child writes "0" here before exec */
+} wr_cgroup;
+
+const char *wr_cg_mode_name(wr_cg_mode m);
+/* Finds what this host offers under root (NULL: /sys/fs/cgroup; an
+ * operator's root is a v2 parent or a v1 mount base). Creates nothing. */
+int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err);
+void wr_cg_plan_free(wr_cg_plan *cg);
+json_object *wr_cg_plan_json(const wr_cg_plan *cg);
+void wr_cgroup_init(wr_cgroup *c);
+/* Creates the command's cgroup with its limits; WR_OK with mode NONE when
+ * the plan has none. */
+int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err);
+/* SIGKILLs every task (cgroup.kill, or freeze-kill-thaw on v1). */
+void wr_cgroup_kill(const wr_cgroup *c);
+bool wr_cgroup_empty(const wr_cgroup *c);
+/* Kills what is left, removes the directories. */
+void wr_cgroup_destroy(wr_cgroup *c);
+/* Kills and removes the run cgroups of warrant processes that died. */
+int wr_cg_reap_orphans(const wr_cg_plan *cg, size_t *reaped);
 
 typedef struct wr_plan {
     wr_plan_op *ops;
@@ -55,11 +117,14 @@ typedef struct wr_plan {
     struct {
         int64_t cpu_sec, as_bytes, nproc, fsize_bytes, nofile;
     } rl;
+    wr_cg_plan cg;
     const char *seccomp_id;
-    bool seccomp_unix_only;
+    wr_sock_families sock;
     unsigned char *bpf; /* exported seccomp program */
     size_t bpf_len;
     char bpf_sha256[WR_SHA256_HEX_LEN];
+    int landlock_abi; /* 0: none (landlock_note says why) */
+    const char *landlock_note;
 } wr_plan;
 
 /* Builds the plan for command ci. apply=false only inspects (no directory is
@@ -70,26 +135,49 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *pl
 void wr_plan_free(wr_plan *plan);
 json_object *wr_plan_to_json(const wr_plan *plan);
 
-/* Renders the bwrap argv (NULL-terminated, caller frees with wr_strv_free).
- * With fd slots: declared paths are passed as --ro-bind-fd/--bind-fd with the
- * fd numbers the child will hold (see wr_plan_fd_slots); seccomp and file
- * data at their slots too. With use_fds=false the same sandbox is written
- * with plain paths (the bare-bwrap benchmark). argv is appended after "--". */
-#define WR_SLOT_SECCOMP 3
-#define WR_SLOT_FIRST   4
-int wr_plan_render(const wr_plan *plan, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out,
-                   wr_error *err);
-/* The environment of bwrap (= of the command): values never go through argv,
- * which other host users can read in /proc/PID/cmdline. */
+/* Renders the bwrap argv of pipeline segment `segment` (NULL-terminated,
+ * caller frees with wr_strv_free). WR_RENDER_FDS: declared paths, argv[0]
+ * and init are passed as --ro-bind-fd/--bind-fd with the fd numbers the
+ * child will hold (fixed slots below, then one per fd-carrying op in plan
+ * order); file data at their slots too; without it the same sandbox is
+ * written with plain paths (the bare-bwrap benchmark). WR_RENDER_SECCOMP:
+ * --seccomp. WR_RENDER_INIT: warrant-init is pid 1 (--as-pid-1), bwrap's
+ * status goes to WR_SLOT_BWRAP_STATUS, and init gets its status and config
+ * slots; without it argv runs directly. argv is appended after "--". */
+#define WR_SLOT_SECCOMP      3
+#define WR_SLOT_BWRAP_STATUS 4 /* --json-status-fd */
+#define WR_SLOT_INIT_STATUS  5 /* the same pipe, for warrant-init */
+#define WR_SLOT_INIT_CONFIG  6
+#define WR_SLOT_FIRST        7
+enum {
+    WR_RENDER_FDS = 1,
+    WR_RENDER_SECCOMP = 2,
+    WR_RENDER_INIT = 4,
+};
+/* Which fd an operation hands to bwrap (taking a slot): its own checked fd,
+ * WR_OP_DATA_FD (a fresh data fd the launcher makes: FILE), or
+ * WR_OP_NO_FD. Render and launcher walk the ops alike with it. */
+#define WR_OP_NO_FD   (-1)
+#define WR_OP_DATA_FD (-2)
+int wr_plan_op_fd(const wr_plan_op *op, int flags, size_t segment);
+int wr_plan_render(const wr_plan *plan, int flags, size_t segment, char *const *argv, wr_strv *out, wr_error *err);
+/* The command's environment as NAME=VALUE strings (what init is given). */
 int wr_plan_envp(const wr_plan *plan, wr_strv *out, wr_error *err);
+/* warrant-init's configuration (init_proto.h): environment and Landlock
+ * rules, derived from the plan's operations. Secret values included: the
+ * caller wipes and frees *buf. */
+int wr_plan_config(const wr_plan *plan, char **buf, size_t *len, wr_error *err);
+/* Where warrant-init is: next to the running binary, or (when running from
+ * the build tree) in the build tree. */
+int wr_exec_init_path(char *out, size_t len, wr_error *err);
 
 /* ---- seccomp --------------------------------------------------------------- */
-/* The filter: deny-list with EPERM (clone3: ENOSYS so libc falls back to
- * clone, whose namespace flags can be checked). unix_only adds the strict
- * socket rule. Caller releases with seccomp_release. */
-scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err);
+/* The filter: deny-list with EPERM (clone3 and io_uring: ENOSYS, so libc
+ * and runtimes fall back to calls the filter can check) plus the socket
+ * family rules. Caller releases with seccomp_release. */
+scmp_filter_ctx wr_seccomp_filter(wr_sock_families fam, wr_error *err);
 /* Exported BPF program of the filter. */
-int wr_seccomp_bpf(bool unix_only, unsigned char **bpf, size_t *len, wr_error *err);
+int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err);
 
 /* ---- output capture ------------------------------------------------------- */
 typedef struct wr_capture {
@@ -122,7 +210,12 @@ void wr_exec_md_hex(void *md, char out[WR_SHA256_HEX_LEN]);
 /* ---- artifacts -------------------------------------------------------------- */
 #define WR_ARTIFACT_MAX_FILES 10000
 typedef struct wr_snapshot wr_snapshot;
-/* Walks the (resolved) write roots of a plan without following symlinks. */
+/* Opens the single component name in dirfd with openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV and O_NOFOLLOW: the only way the
+ * host opens anything inside an agent-writable tree. -1 and errno. */
+int wr_open_beneath(int dirfd, const char *name, int flags);
+/* Walks the write roots of a plan fd-relative from the fds the plan
+ * checked (see artifacts.c), as the sandbox user. */
 int wr_snapshot_take(const wr_plan *plan, wr_snapshot **out, wr_error *err);
 void wr_snapshot_free(wr_snapshot *s);
 /* Adds files created or modified since `before` to r->artifacts. */

@@ -28,6 +28,7 @@
 #define DRAIN_MS      2000 /* output still open after every segment exited */
 #define READ_CHUNK    65536
 #define MAX_SLOTS     256
+#define STOP_POLLS    200 /* ms to wait for a SIGSTOPped bwrap */
 
 /* Deadlines follow CLOCK_MONOTONIC, not wr_ctx: a timeout must measure
  * real elapsed time even when a test fixes the wall clock. */
@@ -56,7 +57,8 @@ typedef struct spawn {
         rlim_t v;
     } rl[6];
     int nrl;
-    pid_t parent; /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    pid_t parent;      /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    const int *cg_fds; /* the command's cgroup.procs files, or -1 */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -80,6 +82,11 @@ static void child_fail(const char *what)
 static int child_exec(void *arg)
 {
     spawn *s = arg;
+    /* Join the command's cgroup before anything else, so bwrap and all it
+     * starts are counted and killed with it. */
+    for (int i = 0; s->cg_fds && i < WR_CG_NCTRL; i++)
+        if (s->cg_fds[i] >= 0 && write(s->cg_fds[i], "0", 1) != 1)
+            child_fail("join cgroup");
     /* Move every fd above the slot range first so that installing slot i
      * cannot clobber a source still needed for slot j. */
     int *tmp = s->tmp;
@@ -155,16 +162,30 @@ static int data_fd(const char *name, const void *data, size_t len, wr_error *err
     return fd;
 }
 
+typedef enum init_state {
+    INIT_SILENT = 0, /* init never spoke: the sandbox was not set up */
+    INIT_STARTED,
+    INIT_EXEC_FAILED,
+    INIT_SETUP_FAILED,
+    INIT_EXITED,
+} init_state;
+
 typedef struct seg {
-    pid_t pid;
+    pid_t pid; /* the outer bwrap */
     int pidfd;
     bool exited;
-    int code; /* exit code, or 128+N for a signal */
+    int code; /* bwrap's exit code, 128+N for a signal, -1 unknown */
     int errfd;
-    char head[200]; /* first stderr bytes: bwrap's own error, if it failed */
-    size_t nhead;
-    pid_t ns_init; /* host pid of the sandbox's pid 1 */
-    ino_t pidns;   /* its pid namespace */
+    int statfd; /* read end of the status pipe (bwrap's and init's lines) */
+    char sbuf[1024];
+    size_t slen;
+    pid_t ns_init;   /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
+    int init_pidfd;  /* pins it: reaped by us if bwrap dies before it */
+    ino_t pidns;     /* its pid namespace */
+    init_state init; /* what init reported */
+    int wait_status; /* INIT_EXITED: the command's raw wait status */
+    int init_errno;  /* INIT_EXEC_FAILED, INIT_SETUP_FAILED */
+    char stage[32];  /* INIT_SETUP_FAILED */
 } seg;
 
 /* Threads on the whole system, from /proc/loadavg ("0.1 0.2 0.3 1/82 99").
@@ -222,14 +243,41 @@ static void set_rlimits(spawn *s, const wr_plan *p)
     s->nrl++;
 }
 
-/* Starts one segment. fds in/out/errw become 0/1/2 in the child. */
-static int start_segment(const wr_plan *p, char *const *argv, char *const *envp, int in, int out, int errw, seg *sg,
-                         wr_error *err)
+/* The command's configuration for warrant-init (environment, Landlock
+ * rules) in a pipe that init drains at start: unlike a memfd or a file,
+ * nothing of it stays readable once the sandbox is up, and it never
+ * appears in an environ. The pipe is sized to hold it all, so it is
+ * written before bwrap starts. */
+static int config_fd(const char *cfg, size_t len, wr_error *err)
 {
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) != 0)
+        return wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno)), -1;
+    int cap = fcntl(pp[1], F_GETPIPE_SZ);
+    if (cap >= 0 && (size_t)cap < len)
+        cap = fcntl(pp[1], F_SETPIPE_SZ, (int)len);
+    if (cap < 0 || (size_t)cap < len || (len && write(pp[1], cfg, len) != (ssize_t)len)) {
+        wr_errorf(err, WR_E_LIMIT, "", "the command's environment (%zu bytes) does not fit in a pipe: %s", len,
+                  strerror(errno));
+        close(pp[0]);
+        close(pp[1]);
+        return -1;
+    }
+    close(pp[1]);
+    return pp[0];
+}
+
+/* Starts one segment. fds in/out/errw become 0/1/2 in the child; statw is
+ * the write end of its status pipe (bwrap's and init's lines). */
+static int start_segment(const wr_plan *p, const wr_cgroup *cg, size_t segment, char *const *argv, const char *cfg,
+                         size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
+{
+    static char *const no_env[] = {NULL};
     spawn s;
     memset(&s, 0, sizeof s);
+    s.cg_fds = cg->procs_fd;
     s.argv = argv;
-    s.envp = envp;
+    s.envp = no_env; /* bwrap needs none; the command's comes through init */
     s.drop_root = p->drop_root;
     s.uid = p->uid;
     s.gid = p->gid;
@@ -239,6 +287,8 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
     s.src[0] = in;
     s.src[1] = out;
     s.src[2] = errw;
+    s.src[WR_SLOT_BWRAP_STATUS] = statw;
+    s.src[WR_SLOT_INIT_STATUS] = statw;
     /* Each bwrap reads the seccomp program and the file data from its own
      * fresh descriptor: a shared file offset would leave the next segment
      * an empty read. */
@@ -247,24 +297,29 @@ static int start_segment(const wr_plan *p, char *const *argv, char *const *envp,
         return err ? err->code : WR_E_IO;
     owned[nowned++] = fd;
     s.src[WR_SLOT_SECCOMP] = fd;
+    if ((fd = config_fd(cfg, cfglen, err)) < 0) {
+        close(owned[0]);
+        return err ? err->code : WR_E_IO;
+    }
+    owned[nowned++] = fd;
+    s.src[WR_SLOT_INIT_CONFIG] = fd;
     s.nslots = WR_SLOT_FIRST;
     for (size_t i = 0; i < p->nops && rc == WR_OK; i++) {
         const wr_plan_op *op = &p->ops[i];
-        int f = -1;
-        if ((op->kind == WR_OP_RO_BIND || op->kind == WR_OP_BIND) && !op->missing && op->fd >= 0)
-            f = op->fd;
-        else if (op->kind == WR_OP_FILE) {
+        int f = wr_plan_op_fd(op, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, segment);
+        if (f == WR_OP_NO_FD)
+            continue;
+        if (s.nslots >= MAX_SLOTS || nowned >= MAX_SLOTS) {
+            rc = wr_errorf(err, WR_E_LIMIT, "", "too many declared paths for one sandbox");
+            break;
+        }
+        if (f == WR_OP_DATA_FD) {
             f = data_fd("wr-file", op->data, strlen(op->data), err);
             if (f < 0) {
                 rc = err ? err->code : WR_E_IO;
                 break;
             }
             owned[nowned++] = f;
-        } else
-            continue;
-        if (s.nslots >= MAX_SLOTS || nowned >= MAX_SLOTS) {
-            rc = wr_errorf(err, WR_E_LIMIT, "", "too many declared paths for one sandbox");
-            break;
         }
         s.src[s.nslots++] = f;
     }
@@ -322,28 +377,159 @@ static void signal_namespace(const seg *sg, int sig)
     closedir(d);
 }
 
-/* Finds the sandbox of a segment when it has to be stopped: bwrap's only
- * child is the pid namespace's init. Looked up then rather than reported
- * by bwrap (--info-fd) on every run, which would cost a wake-up each time. */
-static void find_sandbox(seg *sg)
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* pid of a process's parent, from /proc (0 when unknown). */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *pp = strstr(buf, "\nPPid:");
+    return pp ? (pid_t)strtol(pp + 7, NULL, 10) : 0;
+}
+
+/* The sandbox's pid 1, reported by bwrap: pinned with a pidfd at once, and
+ * accepted only if it is still bwrap's child (bwrap is not reaped yet, so
+ * its pid cannot have been reused; the pidfd being alive after the check
+ * shows the check saw the pinned process). Its pid namespace is what a
+ * kill reaches. */
+static void found_init(seg *sg, long pid)
+{
+    if (sg->init_pidfd >= 0 || pid <= 0 || pid > INT32_MAX)
+        return;
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (fd < 0)
+        return;
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%ld/ns/pid", pid);
+    /* A child still in our own pid namespace is bwrap setting up, not the
+     * sandbox: signalling "its namespace" would reach every process of the
+     * sandbox user on the host. */
+    struct stat self;
+    if (parent_of((pid_t)pid) != sg->pid || stat(path, &st) != 0 || stat("/proc/self/ns/pid", &self) != 0 ||
+        st.st_ino == self.st_ino || syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) != 0) {
+        close(fd);
+        return;
+    }
+    sg->init_pidfd = fd;
+    sg->ns_init = (pid_t)pid;
+    sg->pidns = st.st_ino;
+}
+
+/* One status line, from bwrap ("child-pid", "exit-code") or from init
+ * (init_proto.h). Only these two processes hold the pipe: the command
+ * never sees it. */
+static void status_line(seg *sg, const char *line, size_t len)
+{
+    json_object *o = wr_json_parse(line, len, NULL, NULL), *v;
+    if (!o)
+        return;
+    if (json_object_object_get_ex(o, "child-pid", &v))
+        found_init(sg, (long)json_object_get_int64(v));
+    if (json_object_object_get_ex(o, WR_INIT_KEY, &v) && json_object_is_type(v, json_type_string)) {
+        const char *what = json_object_get_string(v);
+        json_object *x;
+        if (!strcmp(what, WR_INIT_STARTED)) {
+            sg->init = INIT_STARTED;
+        } else if (!strcmp(what, WR_INIT_EXITED) && json_object_object_get_ex(o, "wait-status", &x)) {
+            sg->init = INIT_EXITED;
+            sg->wait_status = json_object_get_int(x);
+        } else if (!strcmp(what, WR_INIT_EXEC_FAILED) || !strcmp(what, WR_INIT_SETUP_FAILED)) {
+            sg->init = what[0] == 'e' ? INIT_EXEC_FAILED : INIT_SETUP_FAILED;
+            if (json_object_object_get_ex(o, "errno", &x))
+                sg->init_errno = json_object_get_int(x);
+            if (json_object_object_get_ex(o, "stage", &x))
+                snprintf(sg->stage, sizeof sg->stage, "%s", json_object_get_string(x));
+        }
+    }
+    json_object_put(o);
+}
+
+/* Reads what the status pipe holds and handles every complete line. */
+static void read_status(seg *sg)
+{
+    while (sg->statfd >= 0) {
+        ssize_t got = read(sg->statfd, sg->sbuf + sg->slen, sizeof sg->sbuf - sg->slen);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            if (got == 0 || errno != EAGAIN)
+                close(sg->statfd), sg->statfd = -1;
+            return;
+        }
+        sg->slen += (size_t)got;
+        char *nl;
+        while ((nl = memchr(sg->sbuf, '\n', sg->slen)) != NULL) {
+            size_t n = (size_t)(nl - sg->sbuf) + 1;
+            status_line(sg, sg->sbuf, n - 1);
+            memmove(sg->sbuf, sg->sbuf + n, sg->slen - n);
+            sg->slen -= n;
+        }
+        if (sg->slen == sizeof sg->sbuf)
+            sg->slen = 0; /* no line is this long: drop the garbage */
+    }
+}
+
+/* bwrap's pid 1, from /proc when bwrap has not reported it yet. */
+static void find_child(seg *sg)
 {
     char path[96], buf[64];
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)sg->pid, (int)sg->pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = 0;
-    long child = strtol(buf, NULL, 10);
-    struct stat st;
-    snprintf(path, sizeof path, "/proc/%ld/ns/pid", child);
-    if (child > 0 && stat(path, &st) == 0) {
-        sg->ns_init = (pid_t)child;
-        sg->pidns = st.st_ino;
+    ssize_t n = fd < 0 ? 0 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    found_init(sg, strtol(buf, NULL, 10));
+}
+
+/* Stops a bwrap that is still setting up: once stopped it cannot fork, so
+ * the pid 1 it may have just cloned is known, pinned for reap_init, and
+ * dies with it instead of waiting forever for bwrap's go-ahead. */
+static void kill_setup(seg *sg)
+{
+    kill(sg->pid, SIGSTOP);
+    siginfo_t si;
+    for (int i = 0; i < STOP_POLLS; i++) {
+        memset(&si, 0, sizeof si);
+        if (syscall(SYS_waitid, P_PIDFD, sg->pidfd, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT, NULL) != 0 ||
+            si.si_pid != 0)
+            break;
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
     }
+    read_status(sg);
+    find_child(sg);
+    if (sg->ns_init > 0)
+        kill(sg->ns_init, SIGKILL);
+    kill(sg->pid, SIGKILL);
+}
+
+/* After bwrap is gone: if it died before its pid 1 (killed), that pid 1
+ * was re-parented to us (PR_SET_CHILD_SUBREAPER) and is reaped here,
+ * through its pidfd so no other child's wait can be taken. ECHILD means
+ * bwrap reaped it itself. */
+static void reap_init(seg *sg)
+{
+    if (sg->init_pidfd < 0)
+        return;
+    struct pollfd pf = {.fd = sg->init_pidfd, .events = POLLIN};
+    siginfo_t si;
+    if (poll(&pf, 1, DRAIN_MS) == 1)
+        syscall(SYS_waitid, P_PIDFD, sg->init_pidfd, &si, WEXITED | WNOHANG, NULL);
+    close(sg->init_pidfd);
+    sg->init_pidfd = -1;
 }
 
 typedef struct cmd_outcome {
@@ -353,16 +539,56 @@ typedef struct cmd_outcome {
     enum kill_reason killed;
 } cmd_outcome;
 
-static void describe_exit(int code, char *buf, size_t len)
+static void describe_signal(int sig, char *buf, size_t len)
 {
-    if (code < 0) {
-        snprintf(buf, len, "ended with an unknown status (SIGCHLD is ignored by the executor's process)");
-    } else if (code > 128 && code < 128 + NSIG) {
-        const char *abbr = sigabbrev_np(code - 128);
-        snprintf(buf, len, "killed by signal SIG%s (exit %d)", abbr ? abbr : "?", code);
-    } else {
-        snprintf(buf, len, "exited with status %d", code);
+    const char *abbr = sigabbrev_np(sig);
+    snprintf(buf, len, "killed by signal SIG%s (exit %d)", abbr ? abbr : "?", 128 + sig);
+}
+
+/* How a segment ended, from init's report of the command's wait status
+ * and bwrap's own exit: never from anything the command printed, and in
+ * words of ours only (no output reaches a receipt field). *code is the
+ * exit code (128+N for signal N); returns false when it succeeded. */
+static bool segment_outcome(const seg *sg, const char *argv0, int *code, bool *sigpipe, char *why, size_t len)
+{
+    *sigpipe = false;
+    switch (sg->init) {
+    case INIT_EXITED:
+        if (WIFSIGNALED(sg->wait_status)) {
+            *code = 128 + WTERMSIG(sg->wait_status);
+            *sigpipe = WTERMSIG(sg->wait_status) == SIGPIPE;
+            describe_signal(WTERMSIG(sg->wait_status), why, len);
+            return true;
+        }
+        *code = WEXITSTATUS(sg->wait_status);
+        snprintf(why, len, "exited with status %d", *code);
+        return *code != 0;
+    case INIT_EXEC_FAILED:
+        *code = 127;
+        snprintf(why, len, "could not start: exec %.200s: %s", argv0, strerror(sg->init_errno));
+        return true;
+    case INIT_SETUP_FAILED:
+        *code = 127;
+        snprintf(why, len, "could not start: sandbox setup failed (%s: %s)", sg->stage, strerror(sg->init_errno));
+        return true;
+    case INIT_STARTED:
+        *code = sg->code;
+        if (sg->code > 128 && sg->code < 128 + NSIG)
+            snprintf(why, len, "ended without a status: the sandbox's init was killed (bwrap exit %d)", sg->code);
+        else
+            snprintf(why, len, "ended without a status (bwrap exit %d)", sg->code);
+        return true;
+    case INIT_SILENT:
+        break;
     }
+    *code = sg->code;
+    if (sg->code < 0)
+        snprintf(why, len, "ended with an unknown status (SIGCHLD is ignored by the executor's process)");
+    else if (sg->code > 128 && sg->code < 128 + NSIG)
+        snprintf(why, len, "could not start: sandbox setup was killed (exit %d)", sg->code);
+    else
+        snprintf(why, len, "could not start: sandbox setup failed (exit %d)", sg->code);
+    return true;
 }
 
 static bool set_nonblock(int fd)
@@ -390,16 +616,10 @@ static void reap(seg *sg, int flags)
 
 /* Reads what is there (a few chunks per wake-up, so a flood cannot starve
  * the clock and the other fds) into the capture; closes *fd at EOF. */
-static int read_stream(int *fd, wr_capture *c, seg *sg, unsigned char *buf, wr_error *err)
+static int read_stream(int *fd, wr_capture *c, unsigned char *buf, wr_error *err)
 {
     for (int rounds = 0; rounds < 16; rounds++) {
         ssize_t got = read(*fd, buf, READ_CHUNK);
-        if (got > 0 && sg && sg->nhead < sizeof sg->head - 1) {
-            size_t take = sizeof sg->head - 1 - sg->nhead;
-            take = take < (size_t)got ? take : (size_t)got;
-            memcpy(sg->head + sg->nhead, buf, take);
-            sg->nhead += take;
-        }
         if (got > 0) {
             int rc = wr_capture_feed(c, buf, (size_t)got, err);
             if (rc != WR_OK)
@@ -425,37 +645,50 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     memset(oc, 0, sizeof *oc);
     size_t n = cmd->nsegments;
     seg *segs = calloc(n, sizeof *segs);
-    wr_strv envp = {0};
+    char *cfg = NULL;
+    size_t cfglen = 0;
     int outp[2] = {-1, -1}, devnull = -1, prev_read = -1, rc = WR_OK;
     if (!segs)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
-        segs[i].pidfd = segs[i].errfd = -1, segs[i].pid = -1;
-    rc = wr_plan_envp(p, &envp, err);
+        segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = -1, segs[i].pid = -1;
+    wr_cgroup cg;
+    wr_cgroup_init(&cg);
+    rc = wr_plan_config(p, &cfg, &cfglen, err);
+    if (rc == WR_OK)
+        rc = wr_cgroup_create(&p->cg, io->req->ctx, &cg, err);
     if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 || (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
         rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
     io->cout->command_id = io->cerr->command_id = cmd->id;
 
     for (size_t i = 0; i < n && rc == WR_OK; i++) {
-        int ep[2], np[2] = {-1, -1};
+        int ep[2], np[2] = {-1, -1}, sp[2];
         if (pipe2(ep, O_CLOEXEC) != 0) {
             rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
             break;
         }
-        if (i + 1 < n && pipe2(np, O_CLOEXEC) != 0) {
+        if (pipe2(sp, O_CLOEXEC) != 0) {
             close(ep[0]), close(ep[1]);
+            rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
+            break;
+        }
+        segs[i].statfd = sp[0];
+        set_nonblock(sp[0]);
+        if (i + 1 < n && pipe2(np, O_CLOEXEC) != 0) {
+            close(ep[0]), close(ep[1]), close(sp[1]);
             rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
             break;
         }
         segs[i].errfd = ep[0];
         set_nonblock(ep[0]);
         wr_strv argv = {0};
-        rc = wr_plan_render(p, true, true, cmd->segments[i].v, &argv, err);
+        rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, argv.v, envp.v, i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1],
-                               &segs[i], err);
+            rc = start_segment(p, &cg, i, argv.v, cfg, cfglen, i == 0 ? devnull : prev_read,
+                               i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
         wr_strv_free(&argv);
         close(ep[1]);
+        close(sp[1]);
         if (prev_read >= 0)
             close(prev_read);
         prev_read = np[0];
@@ -470,9 +703,9 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         set_nonblock(outp[0]);
     if (devnull >= 0)
         close(devnull);
-    for (size_t i = 0; i < envp.n; i++) /* may hold secret values; the children have their copies */
-        explicit_bzero(envp.v[i], strlen(envp.v[i]));
-    wr_strv_free(&envp);
+    if (cfg) /* may hold secret values; the pipes have their copies */
+        explicit_bzero(cfg, cfglen);
+    free(cfg);
 
     int64_t now = mono_ms();
     int64_t deadline = cmd->timeout_sec > 0 && cmd->timeout_sec < INT32_MAX ? now + cmd->timeout_sec * 1000 : INT64_MAX;
@@ -494,13 +727,15 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         for (size_t i = 0; i < n; i++)
             if (segs[i].pid > 0 && !segs[i].exited)
                 all_exited = false;
-        struct pollfd pf[2 * WR_CONTRACT_MAX_SEGMENTS + 2];
+        struct pollfd pf[3 * WR_CONTRACT_MAX_SEGMENTS + 2];
         size_t np = 0;
         if (outp[0] >= 0)
             pf[np++] = (struct pollfd){.fd = outp[0], .events = POLLIN};
         for (size_t i = 0; i < n; i++) {
             if (segs[i].errfd >= 0)
                 pf[np++] = (struct pollfd){.fd = segs[i].errfd, .events = POLLIN};
+            if (segs[i].statfd >= 0)
+                pf[np++] = (struct pollfd){.fd = segs[i].statfd, .events = POLLIN};
             if (segs[i].pidfd >= 0 && !segs[i].exited)
                 pf[np++] = (struct pollfd){.fd = segs[i].pidfd, .events = POLLIN};
         }
@@ -545,15 +780,19 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             }
             seg *owner = NULL; /* stays NULL for the shared stdout pipe */
             for (size_t i = 0; i < n; i++)
-                if (segs[i].errfd == fd || segs[i].pidfd == fd)
+                if (segs[i].errfd == fd || segs[i].pidfd == fd || segs[i].statfd == fd)
                     owner = &segs[i];
             if (owner && owner->pidfd == fd) {
                 reap(owner, WNOHANG);
                 continue;
             }
+            if (owner && owner->statfd == fd) {
+                read_status(owner);
+                continue;
+            }
             int *fdp = owner ? &owner->errfd : &outp[0];
             wr_capture *c = owner ? io->cerr : io->cout;
-            if (read_stream(fdp, c, owner, buf, err) != WR_OK) {
+            if (read_stream(fdp, c, buf, err) != WR_OK) {
                 rc = err ? err->code : WR_E_NOMEM;
                 kill_at = 0;
             }
@@ -573,14 +812,24 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (oc->killed != KILL_NONE && kill_at == INT64_MAX) {
             /* Grace: SIGTERM every process of the sandbox; the outer bwrap
              * is left alone (killing it would SIGKILL at once). */
+            bool setting_up = false;
             for (size_t i = 0; i < n; i++)
                 if (!segs[i].exited && segs[i].pid > 0) {
-                    find_sandbox(&segs[i]);
+                    read_status(&segs[i]);
                     if (segs[i].pidns)
                         signal_namespace(&segs[i], SIGTERM);
                     else
-                        kill(segs[i].pid, SIGKILL); /* still setting up */
+                        setting_up = true;
                 }
+            /* A bwrap still setting up may already have forked its pid 1,
+             * which killing bwrap alone would leave behind: bwrap is
+             * stopped first, and the cgroup, where there is one, holds
+             * everything. */
+            for (size_t i = 0; setting_up && i < n; i++)
+                if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
+                    kill_setup(&segs[i]);
+            if (setting_up)
+                wr_cgroup_kill(&cg); /* and whatever they forked meanwhile */
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
@@ -588,14 +837,14 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
              * process left in it; bwrap's die-with-parent covers the rest. */
             for (size_t i = 0; i < n; i++)
                 if (!segs[i].exited) {
-                    if (!segs[i].pidns && segs[i].pid > 0)
-                        find_sandbox(&segs[i]);
+                    read_status(&segs[i]);
                     if (segs[i].ns_init > 0)
                         kill(segs[i].ns_init, SIGKILL);
                     signal_namespace(&segs[i], SIGKILL);
                     if (segs[i].pid > 0)
                         kill(segs[i].pid, SIGKILL);
                 }
+            wr_cgroup_kill(&cg);
             killed_hard = true;
         }
         if (all_exited && now >= drain_until) {
@@ -615,7 +864,12 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         segs[i].exited = true;
         if (segs[i].pidfd >= 0)
             close(segs[i].pidfd);
+        read_status(&segs[i]); /* init's last line is in before bwrap exits */
+        reap_init(&segs[i]);
+        if (segs[i].statfd >= 0)
+            close(segs[i].statfd);
     }
+    wr_cgroup_destroy(&cg); /* whatever outlived the segments dies here */
 
     if (rc == WR_OK) {
         char why[256];
@@ -632,17 +886,12 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             /* Rightmost failing segment decides (like pipefail). An upstream
              * segment killed by SIGPIPE only saw its reader finish early. */
             for (size_t i = 0; i < n; i++) {
-                int c = segs[i].code;
-                if (c == 0 || (i + 1 < n && c == 128 + SIGPIPE))
+                int c;
+                bool sigpipe;
+                if (!segment_outcome(&segs[i], cmd->segments[i].v[0], &c, &sigpipe, why, sizeof why) ||
+                    (i + 1 < n && sigpipe))
                     continue;
                 oc->exit_code = c;
-                describe_exit(c, why, sizeof why);
-                /* bwrap reports its own failures as "bwrap: ..." with exit 1:
-                 * the command never started. (A command could print the
-                 * same; it would only change this message.) */
-                if (c == 1 && strncmp(segs[i].head, "bwrap: ", 7) == 0)
-                    snprintf(why, sizeof why, "could not start: sandbox setup failed: %.*s",
-                             (int)strcspn(segs[i].head + 7, "\n"), segs[i].head + 7);
                 if (n > 1)
                     snprintf(oc->error, sizeof oc->error, "command %s: pipeline segment %zu (%s) %s", cmd->id, i + 1,
                              cmd->segments[i].v[0], why);
@@ -694,6 +943,7 @@ void wr_exec_result_free(wr_exec_result *r)
         free(r->artifacts[i].path);
     free(r->artifacts);
     json_object_put(r->sandbox_profile);
+    json_object_put(r->isolation);
     free(r);
 }
 
@@ -725,6 +975,28 @@ static int profile(wr_exec_result *r, const wr_exec_request *req, wr_plan *plans
     return rc;
 }
 
+/* The run's isolation facts; below the policy's min_strength it is
+ * blocked before anything runs, never run weaker. */
+static int check_strength(wr_exec_result *r, const wr_exec_request *req, wr_error *err)
+{
+    r->isolation = wr_exec_isolation(r->sandbox_profile, &r->isolation_score);
+    if (!r->isolation)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    int64_t min = req->limits ? req->limits->min_strength : 0;
+    if (r->isolation_score >= min)
+        return WR_OK;
+    json_object *cg = NULL, *ll = NULL;
+    json_object_object_get_ex(r->isolation, "cgroup", &cg);
+    json_object_object_get_ex(r->isolation, "landlock_abi", &ll);
+    char msg[300];
+    snprintf(msg, sizeof msg,
+             "isolation strength %d on this host is below the policy's min_strength %lld (cgroup %s, Landlock ABI "
+             "%d; see docs/isolation.md)",
+             r->isolation_score, (long long)min, json_object_get_string(cg), json_object_get_int(ll));
+    r->status = WR_EXEC_BLOCKED;
+    return set_error(r, msg, err);
+}
+
 int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
 {
     *out = NULL;
@@ -735,6 +1007,9 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     if (!r)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     r->started_ms = wr_now_ms(req->ctx);
+    /* A sandbox's pid 1 whose bwrap was killed comes back to us, not to the
+     * host's init (which, in a container, may never reap it): reap_init. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     wr_plan *plans = calloc(ct->ncommands ? ct->ncommands : 1, sizeof *plans);
     wr_capture cout, cerr;
     memset(&cout, 0, sizeof cout);
@@ -775,6 +1050,10 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         goto done;
     }
     rc = profile(r, req, plans, nplans, err);
+    if (rc == WR_OK)
+        rc = check_strength(r, req, err);
+    if (rc != WR_OK || r->status == WR_EXEC_BLOCKED)
+        goto done;
     run_io io = {req, &cout, &cerr};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];

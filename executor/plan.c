@@ -3,6 +3,7 @@
  * the contract's declared scope only. It is data: printed as JSON, hashed
  * into the receipt's sandbox profile, and rendered to a bwrap argv. */
 #include "executor/executor_internal.h"
+#include "executor/landlock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +62,7 @@ void wr_plan_free(wr_plan *p)
     free(p->ops);
     free(p->run_as);
     free(p->bpf);
+    wr_cg_plan_free(&p->cg);
     memset(p, 0, sizeof *p);
 }
 
@@ -90,7 +92,8 @@ static bool within_any(const char *path, const wr_strv *roots)
  * root. */
 static bool reserved_path(const char *root)
 {
-    return strcmp(root, "/") == 0 || wr_path_within(root, "/proc") || wr_path_within(root, "/dev");
+    return strcmp(root, "/") == 0 || wr_path_within(root, "/proc") || wr_path_within(root, "/dev") ||
+           wr_path_within(root, WR_INIT_SANDBOX_PATH);
 }
 
 /* The fd must still name the path we checked: if a component was swapped
@@ -137,7 +140,7 @@ static int create_under(const char *root, const char *path, const wr_plan *p, wr
             rc = wr_errorf(err, WR_E_DENIED, path, "write path %s: mkdir %s: %s", path, c, strerror(errno));
             break;
         }
-        int nfd = openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int nfd = wr_open_beneath(dfd, c, O_PATH | O_DIRECTORY);
         if (nfd < 0) {
             rc = wr_errorf(err, WR_E_DENIED, path, "write path %s: component %s is not a directory (or is a symlink)",
                            path, c);
@@ -421,6 +424,88 @@ static int set_user(wr_plan *p, const wr_sandbox_limits *lim, wr_error *err)
     return WR_OK;
 }
 
+/* The file a segment's argv[0] names, found as the sandbox's exec would
+ * find it (a path as is, relative to cwd; a bare name on WR_EXEC_PATH) and
+ * resolved on the host, where the sandbox's binds show the same files. The
+ * checked file itself (its fd) is then bound over its canonical path and
+ * init execs that path: swapping a symlinked directory after this check
+ * cannot change what runs. It must lie in a bind the sandbox shows whole
+ * (system, read or write path): nothing else of the host becomes visible. */
+static int add_exe(wr_plan *p, const wr_command *cmd, size_t seg, bool apply, wr_error *err)
+{
+    const char *a0 = cmd->segments[seg].v[0];
+    char *res = NULL, cand[PATH_MAX];
+    if (strchr(a0, '/')) {
+        if (snprintf(cand, sizeof cand, "%s%s%s", a0[0] == '/' ? "" : cmd->cwd, a0[0] == '/' ? "" : "/", a0) <
+            (int)sizeof cand)
+            res = realpath(cand, NULL);
+    } else {
+        const char *dir = WR_EXEC_PATH;
+        for (size_t n; !res && *dir; dir += n + (dir[n] == ':')) {
+            n = strcspn(dir, ":");
+            struct stat st;
+            if (snprintf(cand, sizeof cand, "%.*s/%s", (int)n, dir, a0) < (int)sizeof cand && stat(cand, &st) == 0 &&
+                S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+                res = realpath(cand, NULL);
+        }
+    }
+    if (!res)
+        return wr_errorf(err, WR_E_DENIED, a0, "argv[0] %s: %s", a0,
+                         strchr(a0, '/') ? strerror(errno) : "not found on the sandbox PATH " WR_EXEC_PATH);
+    bool shown = false;
+    for (size_t i = 0; i < p->nops && !shown; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        shown = (op->kind == WR_OP_RO_BIND || op->kind == WR_OP_BIND) && !op->missing && op->src && op->dest &&
+                strcmp(op->origin, "cwd") != 0 && !strcmp(op->src, op->dest) && wr_path_within(res, op->dest);
+    }
+    int rc = shown ? add_op(p, WR_OP_EXE, res, res, NULL, "argv0", err)
+                   : wr_errorf(err, WR_E_DENIED, a0,
+                               "argv[0] %s is %s, outside the system and declared read or write paths", a0, res);
+    if (rc == WR_OK) {
+        wr_plan_op *op = &p->ops[p->nops - 1];
+        op->segment = seg;
+        struct stat st;
+        if (apply && (rc = open_checked(res, "argv[0]", a0, &op->fd, err)) == WR_OK &&
+            (fstat(op->fd, &st) != 0 || !S_ISREG(st.st_mode)))
+            rc = wr_errorf(err, WR_E_DENIED, a0, "argv[0] %s is %s, not a regular file", a0, res);
+    }
+    free(res);
+    return rc;
+}
+
+/* warrant-init, bound read-only into the sandbox root. */
+static int add_init(wr_plan *p, bool apply, wr_error *err)
+{
+    char path[PATH_MAX];
+    int rc = wr_exec_init_path(path, sizeof path, err);
+    if (rc == WR_OK)
+        rc = add_op(p, WR_OP_INIT, path, WR_INIT_SANDBOX_PATH, NULL, "system", err);
+    if (rc == WR_OK && apply)
+        rc = open_checked(path, "warrant-init", path, &p->ops[p->nops - 1].fd, err);
+    return rc;
+}
+
+int wr_exec_init_path(char *out, size_t len, wr_error *err)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return wr_errorf(err, WR_E_IO, "", "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    *slash = 0;
+    if ((size_t)snprintf(out, len, "%s/%s", self, WR_INIT_NAME) < len && access(out, X_OK) == 0)
+        return WR_OK;
+    /* The build tree's copy serves only binaries of that same build tree. */
+    if (wr_path_within(self, WR_BUILD_ROOT) && (size_t)snprintf(out, len, "%s", WR_INIT_BUILD_PATH) < len &&
+        access(out, X_OK) == 0)
+        return WR_OK;
+    if ((size_t)snprintf(out, len, "%s", WR_INIT_INSTALL_PATH) < len && access(out, X_OK) == 0)
+        return WR_OK;
+    return wr_errorf(err, WR_E_INTERNAL, "", "%s not found next to %s, nor in %s", WR_INIT_NAME, self,
+                     WR_INIT_INSTALL_PATH);
+}
+
 static int64_t mb(int64_t v)
 {
     return v > 0 && v < INT64_MAX / (1024 * 1024) ? v * 1024 * 1024 : v;
@@ -445,12 +530,27 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         p->rl.fsize_bytes = mb(lim->max_file_mb);
         p->rl.nofile = lim->max_open_files;
     }
+    rc = wr_cg_probe(req->cgroup_root, lim, &p->cg, err);
+    if (rc != WR_OK)
+        goto fail;
+    /* pids.max counts exactly this sandbox's tasks; RLIMIT_NPROC (per host
+     * uid) is only the fallback. */
+    if (p->cg.mode != WR_CG_NONE && p->cg.pids_max > 0)
+        p->rl.nproc = 0;
     p->seccomp_id = lim && lim->seccomp_strict ? WR_SECCOMP_STRICT_ID : WR_SECCOMP_DEFAULT_ID;
-    p->seccomp_unix_only = lim && lim->seccomp_strict && !p->share_net;
-    rc = wr_seccomp_bpf(p->seccomp_unix_only, &p->bpf, &p->bpf_len, err);
+    p->sock = !p->share_net ? WR_SOCK_UNIX : lim && lim->seccomp_strict ? WR_SOCK_INET : WR_SOCK_INET_ROUTE;
+    rc = wr_seccomp_bpf(p->sock, &p->bpf, &p->bpf_len, err);
     if (rc != WR_OK)
         goto fail;
     wr_sha256_hex(p->bpf, p->bpf_len, p->bpf_sha256);
+    p->landlock_abi = wr_landlock_abi(&p->landlock_note);
+    if (req->landlock < 0) {
+        p->landlock_abi = 0;
+        p->landlock_note = "Landlock switched off by the caller";
+    } else if (req->landlock > 0 && p->landlock_abi > req->landlock) {
+        p->landlock_abi = req->landlock;
+        p->landlock_note = "Landlock ABI capped by the caller";
+    }
 
     rc = add_system(p, p->share_net, err);
     if (rc != WR_OK)
@@ -466,9 +566,18 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
             goto fail;
         p->ops[p->nops - 1].size = mb(lim && lim->tmp_mb > 0 ? lim->tmp_mb : 64);
     }
+    /* bwrap's /dev is a tmpfs without a size, and tmpfs pages escape
+     * RLIMIT_AS: once its nodes and /dev/shm are in place, freeze it. */
+    rc = add_op(p, WR_OP_REMOUNT_RO, NULL, "/dev", NULL, "system", err);
+    if (rc != WR_OK)
+        goto fail;
 
+    if (!cmd->cwd || !*cmd->cwd) {
+        rc = wr_errorf(err, WR_E_DENIED, "cwd", "command %s has no cwd", cmd->id);
+        goto fail;
+    }
     size_t nd = cmd->read_paths.n + cmd->write_paths.n;
-    decl_ref *d = calloc(nd ? nd : 1, sizeof *d);
+    decl_ref *d = calloc(nd + 1, sizeof *d);
     if (!d) {
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         goto fail;
@@ -477,25 +586,26 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         d[i] = (decl_ref){cmd->read_paths.v[i], "read", i};
     for (size_t i = 0; i < cmd->write_paths.n; i++)
         d[cmd->read_paths.n + i] = (decl_ref){cmd->write_paths.v[i], "write", cmd->read_paths.n + i};
+    /* cwd stays visible (chdir works; Landlock grants it nothing unless a
+     * declared path covers it); mounted read-only unless a declared path
+     * already covers it (/, /proc and /dev are the sandbox's own). It takes
+     * its place in the depth order like any other bind, so a write path
+     * under it is mounted after it and stays writable. */
+    if (!within_any(cmd->cwd, &cmd->read_paths) && !within_any(cmd->cwd, &cmd->write_paths) &&
+        !wr_path_within(cmd->cwd, "/usr") && !reserved_path(cmd->cwd)) {
+        d[nd] = (decl_ref){cmd->cwd, "cwd", nd};
+        nd++;
+    }
     qsort(d, nd, sizeof *d, cmp_decl);
     for (size_t i = 0; i < nd && rc == WR_OK; i++)
         rc = add_declared(p, cmd, d[i].path, d[i].kind, apply, err);
     free(d);
+    for (size_t s = 0; s < cmd->nsegments && rc == WR_OK; s++)
+        rc = add_exe(p, cmd, s, apply, err);
+    if (rc == WR_OK)
+        rc = add_init(p, apply, err);
     if (rc != WR_OK)
         goto fail;
-
-    if (!cmd->cwd || !*cmd->cwd) {
-        rc = wr_errorf(err, WR_E_DENIED, "cwd", "command %s has no cwd", cmd->id);
-        goto fail;
-    }
-    /* cwd stays visible; read-only unless a declared path already covers it
-     * (/, /proc and /dev are the sandbox's own). */
-    if (!within_any(cmd->cwd, &cmd->read_paths) && !within_any(cmd->cwd, &cmd->write_paths) &&
-        !wr_path_within(cmd->cwd, "/usr") && !reserved_path(cmd->cwd)) {
-        rc = add_declared(p, cmd, cmd->cwd, "cwd", apply, err);
-        if (rc != WR_OK)
-            goto fail;
-    }
     rc = add_env(p, req, cmd, err);
     /* bwrap's root is a writable tmpfs holding the mount points (/etc for
      * the synthetic files, parents of declared paths): freeze it. */
@@ -526,6 +636,8 @@ static const struct {
     [WR_OP_SETENV] = {"setenv", NULL},
     [WR_OP_REMOUNT_RO] = {"remount-ro", "--remount-ro"},
     [WR_OP_CHDIR] = {"chdir", "--chdir"},
+    [WR_OP_EXE] = {"exe", "--ro-bind"},
+    [WR_OP_INIT] = {"init", "--ro-bind"},
 };
 
 static void set_str(json_object *o, const char *k, const char *v)
@@ -554,7 +666,8 @@ json_object *wr_plan_to_json(const wr_plan *p)
         const wr_plan_op *op = &p->ops[i];
         json_object *j = json_object_new_object();
         set_str(j, "op", op_table[op->kind].name);
-        set_str(j, "src", op->src);
+        if (op->kind != WR_OP_INIT) /* where warrant is installed is not part of the sandbox */
+            set_str(j, "src", op->src);
         set_str(j, "dest", op->dest);
         set_str(j, "origin", op->origin);
         if (op->kind == WR_OP_FILE)
@@ -567,6 +680,8 @@ json_object *wr_plan_to_json(const wr_plan *p)
             json_object_object_add(j, "missing", json_object_new_boolean(true));
         if (op->created)
             json_object_object_add(j, "created", json_object_new_boolean(true));
+        if (op->kind == WR_OP_EXE)
+            json_object_object_add(j, "segment", json_object_new_int64((int64_t)op->segment));
         json_object_array_add(ops, j);
     }
     json_object_object_add(o, "ops", ops);
@@ -588,11 +703,20 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(rl, "nofile", json_object_new_int64(p->rl.nofile));
     json_object_object_add(rl, "core_bytes", json_object_new_int64(0));
     json_object_object_add(o, "rlimits", rl);
+    json_object_object_add(o, "cgroup", wr_cg_plan_json(&p->cg));
     json_object *sc = json_object_new_object();
     set_str(sc, "profile", p->seccomp_id);
-    json_object_object_add(sc, "socket_families", json_object_new_string(p->seccomp_unix_only ? "unix" : "any"));
+    static const char *const families[] = {[WR_SOCK_UNIX] = "unix",
+                                           [WR_SOCK_INET] = "unix inet inet6",
+                                           [WR_SOCK_INET_ROUTE] = "unix inet inet6 netlink-route"};
+    json_object_object_add(sc, "socket_families", json_object_new_string(families[p->sock]));
+    json_object_object_add(sc, "io_uring", json_object_new_string("ENOSYS"));
     set_str(sc, "bpf_sha256", p->bpf_sha256);
     json_object_object_add(o, "seccomp", sc);
+    json_object_object_add(o, "pid1", json_object_new_string(WR_INIT_NAME));
+    json_object_object_add(o, "landlock_abi", json_object_new_int(p->landlock_abi));
+    if (p->landlock_note)
+        json_object_object_add(o, "landlock_note", json_object_new_string(p->landlock_note));
     return o;
 }
 
@@ -613,32 +737,60 @@ static int pushv(wr_strv *sv, wr_error *err, ...)
     return rc;
 }
 
-int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *const *argv, wr_strv *out, wr_error *err)
+int wr_plan_op_fd(const wr_plan_op *op, int flags, size_t segment)
+{
+    bool fds = flags & WR_RENDER_FDS;
+    switch (op->kind) {
+    case WR_OP_RO_BIND:
+    case WR_OP_BIND:
+        return fds && !op->missing && op->fd >= 0 ? op->fd : WR_OP_NO_FD;
+    case WR_OP_FILE:
+        return WR_OP_DATA_FD;
+    case WR_OP_EXE:
+        return op->segment == segment && (flags & WR_RENDER_INIT) && fds && op->fd >= 0 ? op->fd : WR_OP_NO_FD;
+    case WR_OP_INIT:
+        return (flags & WR_RENDER_INIT) && fds && op->fd >= 0 ? op->fd : WR_OP_NO_FD;
+    default:
+        return WR_OP_NO_FD;
+    }
+}
+
+int wr_plan_render(const wr_plan *p, int flags, size_t segment, char *const *argv, wr_strv *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
     char num[32], slotbuf[32];
+    const char *exe = argv ? argv[0] : NULL;
     int rc = pushv(out, err, WR_EXEC_BWRAP, "--unshare-all", "--die-with-parent", "--new-session", NULL);
     if (rc == WR_OK && p->share_net)
         rc = push(out, "--share-net", err);
     snprintf(num, sizeof num, "%d", WR_SLOT_SECCOMP);
-    if (rc == WR_OK && with_seccomp)
+    if (rc == WR_OK && (flags & WR_RENDER_SECCOMP))
         rc = pushv(out, err, "--seccomp", num, NULL);
+    snprintf(num, sizeof num, "%d", WR_SLOT_BWRAP_STATUS);
+    if (rc == WR_OK && (flags & WR_RENDER_INIT))
+        rc = pushv(out, err, "--as-pid-1", "--json-status-fd", num, NULL);
     int slot = WR_SLOT_FIRST;
     for (size_t i = 0; rc == WR_OK && i < p->nops; i++) {
         const wr_plan_op *op = &p->ops[i];
         const char *opt = op_table[op->kind].opt;
+        bool has_slot = wr_plan_op_fd(op, flags, segment) != WR_OP_NO_FD;
+        if (has_slot)
+            snprintf(slotbuf, sizeof slotbuf, "%d", slot++);
         switch (op->kind) {
+        case WR_OP_EXE:
+            if (op->segment != segment || !(flags & WR_RENDER_INIT))
+                break; /* without init, argv runs directly */
+            exe = op->dest;
+            /* fall through */
         case WR_OP_RO_BIND:
         case WR_OP_BIND:
-            if (op->missing)
+        case WR_OP_INIT:
+            if (op->missing || (op->kind == WR_OP_INIT && !(flags & WR_RENDER_INIT)))
                 break;
-            if (use_fds && op->fd >= 0) {
-                /* the fd checked in add_declared, not the path again */
-                snprintf(slotbuf, sizeof slotbuf, "%d", slot++);
+            if (has_slot) /* the fd checked when the plan was built, not the path again */
                 rc = pushv(out, err, op->kind == WR_OP_BIND ? "--bind-fd" : "--ro-bind-fd", slotbuf, op->dest, NULL);
-            } else {
+            else
                 rc = pushv(out, err, opt, op->src, op->dest, NULL);
-            }
             break;
         case WR_OP_RO_BIND_TRY:
         case WR_OP_SYMLINK:
@@ -649,11 +801,10 @@ int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *cons
             rc = pushv(out, err, "--size", num, opt, op->dest, NULL);
             break;
         case WR_OP_FILE:
-            snprintf(slotbuf, sizeof slotbuf, "%d", slot++);
             rc = pushv(out, err, "--perms", "0644", opt, slotbuf, op->dest, NULL);
             break;
         case WR_OP_SETENV:
-            break; /* through envp, see wr_plan_envp */
+            break; /* through init's config, see wr_plan_config */
         default:
             rc = pushv(out, err, opt, op->dest, NULL);
             break;
@@ -661,6 +812,12 @@ int wr_plan_render(const wr_plan *p, bool use_fds, bool with_seccomp, char *cons
     }
     if (rc == WR_OK)
         rc = push(out, "--", err);
+    if (rc == WR_OK && (flags & WR_RENDER_INIT)) {
+        char sfd[16], cfd[16];
+        snprintf(sfd, sizeof sfd, "%d", WR_SLOT_INIT_STATUS);
+        snprintf(cfd, sizeof cfd, "%d", WR_SLOT_INIT_CONFIG);
+        rc = pushv(out, err, WR_INIT_SANDBOX_PATH, sfd, cfd, exe ? exe : "", NULL);
+    }
     for (size_t i = 0; rc == WR_OK && argv && argv[i]; i++)
         rc = push(out, argv[i], err);
     if (rc != WR_OK)
@@ -691,4 +848,79 @@ int wr_plan_envp(const wr_plan *p, wr_strv *out, wr_error *err)
         }
     }
     return WR_OK;
+}
+
+/* One config record: tag byte, text, NUL. */
+static int record(wr_strv *sv, char tag, const char *a, const char *b, wr_error *err)
+{
+    size_t n = 1 + strlen(a) + (b ? 1 + strlen(b) : 0) + 1;
+    char *r = malloc(n);
+    if (!r)
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    snprintf(r, n, "%c%s%s%s", tag, a, b ? "=" : "", b ? b : "");
+    int rc = push(sv, r, err);
+    explicit_bzero(r, n);
+    free(r);
+    return rc;
+}
+
+/* Landlock's tag for an operation: what the command may do beneath its
+ * destination. cwd, symlinks, init and the remounts grant nothing. */
+static char landlock_tag(const wr_plan_op *op)
+{
+    switch (op->kind) {
+    case WR_OP_RO_BIND:
+        return op->missing || !strcmp(op->origin, "cwd") ? 0 : WR_CFG_READ;
+    case WR_OP_BIND:
+        return WR_CFG_WRITE;
+    case WR_OP_RO_BIND_TRY:
+    case WR_OP_FILE:
+    case WR_OP_EXE:
+        return WR_CFG_READ;
+    case WR_OP_TMPFS:
+        return WR_CFG_WRITE;
+    case WR_OP_DEV:
+        return WR_CFG_DEVICES;
+    case WR_OP_PROC:
+        return WR_CFG_PROC;
+    default:
+        return 0;
+    }
+}
+
+int wr_plan_config(const wr_plan *p, char **buf, size_t *len, wr_error *err)
+{
+    *buf = NULL;
+    *len = 0;
+    wr_strv recs = {0};
+    char abi[16];
+    snprintf(abi, sizeof abi, "%d", p->landlock_abi);
+    int rc = record(&recs, WR_CFG_LANDLOCK_ABI, abi, NULL, err);
+    if (rc == WR_OK)
+        rc = record(&recs, WR_CFG_TCP, p->share_net ? "1" : "0", NULL, err);
+    for (size_t i = 0; rc == WR_OK && i < p->nops; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        char tag = landlock_tag(op);
+        if (op->kind == WR_OP_SETENV)
+            rc = record(&recs, WR_CFG_ENV, op->dest, op->data, err);
+        else if (tag && p->landlock_abi > 0)
+            rc = record(&recs, tag, op->dest, NULL, err);
+    }
+    size_t total = 0;
+    for (size_t i = 0; rc == WR_OK && i < recs.n; i++)
+        total += strlen(recs.v[i]) + 1;
+    if (rc == WR_OK && total > WR_INIT_CONFIG_MAX)
+        rc = wr_errorf(err, WR_E_LIMIT, "env_allow", "the command's environment and paths take %zu bytes (limit %d)",
+                       total, WR_INIT_CONFIG_MAX);
+    if (rc == WR_OK && !(*buf = malloc(total ? total : 1)))
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    for (size_t i = 0; rc == WR_OK && i < recs.n; i++) {
+        size_t n = strlen(recs.v[i]) + 1;
+        memcpy(*buf + *len, recs.v[i], n);
+        *len += n;
+    }
+    for (size_t i = 0; i < recs.n; i++) /* env records may hold secret values */
+        explicit_bzero(recs.v[i], strlen(recs.v[i]));
+    wr_strv_free(&recs);
+    return rc;
 }

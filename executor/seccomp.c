@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -92,7 +93,37 @@ static int deny(scmp_filter_ctx ctx, int errno_val, const char *name, unsigned n
     return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(errno_val), nr, n, a);
 }
 
-scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err)
+/* The socket families a run may create: everything else fails with
+ * EAFNOSUPPORT. Deny rules (the filter allows by default): every family
+ * below AF_MAX that is not allowed, and anything at or above AF_MAX, which
+ * also catches a family with high bits set (the kernel reads an int). */
+static int socket_rules(scmp_filter_ctx ctx, wr_sock_families fam)
+{
+    int rc = 0;
+    for (int af = 0; rc == 0 && af < AF_MAX; af++) {
+        bool allowed = af == AF_UNIX || (fam != WR_SOCK_UNIX && (af == AF_INET || af == AF_INET6)) ||
+                       (fam == WR_SOCK_INET_ROUTE && af == AF_NETLINK);
+        if (allowed)
+            continue;
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)af);
+        rc = deny(ctx, EAFNOSUPPORT, "socket", 1, &a);
+    }
+    struct scmp_arg_cmp high = SCMP_A0(SCMP_CMP_GE, AF_MAX);
+    if (rc == 0)
+        rc = deny(ctx, EAFNOSUPPORT, "socket", 1, &high);
+    if (rc == 0 && fam == WR_SOCK_INET_ROUTE) {
+        /* Netlink for getaddrinfo's address checks only: NETLINK_ROUTE. */
+        struct scmp_arg_cmp nl[2] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_NE, NETLINK_ROUTE)};
+        rc = deny(ctx, EAFNOSUPPORT, "socket", 2, nl);
+    }
+    /* socketpair only ever makes unix sockets. */
+    struct scmp_arg_cmp not_unix = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
+    if (rc == 0)
+        rc = deny(ctx, EAFNOSUPPORT, "socketpair", 1, &not_unix);
+    return rc;
+}
+
+scmp_filter_ctx wr_seccomp_filter(wr_sock_families fam, wr_error *err)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx) {
@@ -103,9 +134,12 @@ scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err)
     for (size_t i = 0; rc == 0 && i < sizeof denied / sizeof *denied; i++)
         rc = deny(ctx, EPERM, denied[i], 0, NULL);
     /* clone3 passes its flags in memory a filter cannot read: refuse it with
-     * ENOSYS so libc falls back to clone(), whose flags are checked. */
-    if (rc == 0)
-        rc = deny(ctx, ENOSYS, "clone3", 0, NULL);
+     * ENOSYS so libc falls back to clone(), whose flags are checked. io_uring
+     * runs socket, open and connect operations no filter sees (IORING_OP_SOCKET
+     * made any socket family): ENOSYS, so programs fall back to syscalls. */
+    static const char *const absent[] = {"clone3", "io_uring_setup", "io_uring_enter", "io_uring_register"};
+    for (size_t i = 0; rc == 0 && i < sizeof absent / sizeof *absent; i++)
+        rc = deny(ctx, ENOSYS, absent[i], 0, NULL);
     static const unsigned long ns_flags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,    CLONE_NEWUSER,
                                              CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME};
     for (size_t i = 0; rc == 0 && i < sizeof ns_flags / sizeof *ns_flags; i++) {
@@ -124,14 +158,8 @@ scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err)
         struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, personality_flags[i], personality_flags[i]);
         rc = deny(ctx, EPERM, "personality", 1, &a);
     }
-    if (rc == 0 && unix_only) {
-        /* strict, network denied: the net namespace already has no route
-         * out; this also closes netlink, packet and vsock sockets. */
-        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_NE, AF_UNIX);
-        rc = deny(ctx, EAFNOSUPPORT, "socket", 1, &a);
-        if (rc == 0)
-            rc = deny(ctx, EAFNOSUPPORT, "socketpair", 1, &a);
-    }
+    if (rc == 0)
+        rc = socket_rules(ctx, fam);
     if (rc != 0) {
         wr_errorf(err, WR_E_INTERNAL, "", "seccomp rule: %s", strerror(-rc));
         seccomp_release(ctx);
@@ -140,11 +168,11 @@ scmp_filter_ctx wr_seccomp_filter(bool unix_only, wr_error *err)
     return ctx;
 }
 
-int wr_seccomp_bpf(bool unix_only, unsigned char **bpf, size_t *len, wr_error *err)
+int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err)
 {
     *bpf = NULL;
     *len = 0;
-    scmp_filter_ctx ctx = wr_seccomp_filter(unix_only, err);
+    scmp_filter_ctx ctx = wr_seccomp_filter(fam, err);
     if (!ctx)
         return err ? err->code : WR_E_INTERNAL;
     int rc = WR_OK;

@@ -582,6 +582,7 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         in.secrets_used = x->secrets_used;
         in.sandbox_profile_id = x->sandbox_profile_id[0] ? x->sandbox_profile_id : NULL;
         in.sandbox_profile_sha256 = x->sandbox_profile_sha256[0] ? x->sandbox_profile_sha256 : NULL;
+        in.isolation = x->isolation;
         if (x->nartifacts) {
             arts = calloc(x->nartifacts, sizeof *arts);
             if (!arts)

@@ -87,6 +87,8 @@ json_object *wr_policy_describe(const wr_policy *p)
     add_int(o, "decision_ttl_sec", p->decision_ttl_sec);
 
     add_int(sb, "cpu_sec", p->sandbox.cpu_sec);
+    add_int(sb, "cpu_percent", p->sandbox.cpu_percent);
+    add_int(sb, "min_strength", p->sandbox.min_strength);
     add_int(sb, "memory_mb", p->sandbox.memory_mb);
     add_int(sb, "max_processes", p->sandbox.max_processes);
     add_int(sb, "max_file_mb", p->sandbox.max_file_mb);

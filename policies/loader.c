@@ -212,6 +212,8 @@ static int build(wr_policy *p, wr_error *err)
     if ((rc = dup_str(sb, "run_as", "nobody", &p->sandbox.run_as, err)))
         return rc;
     p->sandbox.cpu_sec = get_int(sb, "cpu_sec", 60);
+    p->sandbox.cpu_percent = get_int(sb, "cpu_percent", 0);
+    p->sandbox.min_strength = get_int(sb, "min_strength", 0);
     p->sandbox.memory_mb = get_int(sb, "memory_mb", 1024);
     p->sandbox.max_processes = get_int(sb, "max_processes", 128);
     p->sandbox.max_file_mb = get_int(sb, "max_file_mb", 512);

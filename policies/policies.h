@@ -11,6 +11,8 @@
 typedef struct wr_sandbox_limits {
     char *run_as;              /* user commands run as when we are root (default "nobody") */
     int64_t cpu_sec;           /* RLIMIT_CPU */
+    int64_t cpu_percent;       /* cgroup CPU bandwidth, percent of one CPU; 0 = none */
+    int64_t min_strength;      /* block runs whose isolation score is lower (0 = any) */
     int64_t memory_mb;         /* RLIMIT_AS */
     int64_t max_processes;     /* RLIMIT_NPROC */
     int64_t max_file_mb;       /* RLIMIT_FSIZE */

@@ -122,6 +122,9 @@ json_object *wr_receipt_build(const wr_receipt_input *in)
         json_object_object_add(r, "stderr_bytes", json_object_new_int64((int64_t)in->stderr_bytes));
     }
     put_str(r, "sandbox_profile_sha256", in->sandbox_profile_sha256);
+    json_object *iso = NULL; /* a copy: json-c reference counts are not atomic */
+    if (in->isolation && json_object_deep_copy(in->isolation, &iso, NULL) == 0)
+        json_object_object_add(r, "isolation", iso);
     put_str(r, "decision", in->decision);
     put_str(r, "reason_code", in->reason_code);
     json_object *aps = json_object_new_array();

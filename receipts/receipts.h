@@ -70,6 +70,7 @@ typedef struct wr_receipt_input {
     const char *policy_sha256;
     const char *sandbox_profile_id; /* NULL when nothing ran */
     const char *sandbox_profile_sha256;
+    json_object *isolation; /* wr_exec_isolation facts, or NULL when nothing was planned (borrowed) */
     const char *decision; /* allow | deny | needs_approval */
     const char *reason_code;
     const wr_receipt_approval *approvals;

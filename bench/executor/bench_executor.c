@@ -1,8 +1,11 @@
 /* Median wall time of the executor running /bin/true in its sandbox
- * (plan, path checks, seccomp export, privilege drop, bwrap, supervision,
- * artifact walk) against a bare bwrap with the same mounts and namespaces,
- * started with posix_spawn and waited for. Runs alternate so that drift in
- * machine load hits both sides alike. */
+ * (plan, path checks, seccomp export, privilege drop, cgroup, bwrap,
+ * warrant-init, Landlock, supervision, artifact walk) against a bare bwrap
+ * with the same mounts and namespaces, started with fork/exec and waited
+ * for; and the layers one by one: the executor without Landlock, without a
+ * cgroup, and bare bwrap plus warrant-init (with and without its Landlock
+ * rules) or plus the seccomp filter. Runs alternate so that drift in
+ * machine load hits every variant alike. */
 #include "executor/executor_internal.h"
 
 #include <fcntl.h>
@@ -36,14 +39,29 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* fd at slot in the child, inheritable (dup2 onto itself would keep
+ * close-on-exec). */
+static void install(int fd, int slot)
+{
+    if (fd == slot)
+        fcntl(fd, F_SETFD, 0);
+    else
+        dup2(fd, slot);
+}
+
 /* Bare bwrap, started like the executor starts it (fork, exec) but with
  * nothing else: no seccomp, rlimits, pipes or supervision. drop: as root,
  * become the sandbox user first (what `setpriv --reuid --regid
  * --clear-groups bwrap ...` does), because bwrap costs more unprivileged.
- * The synthetic /etc files travel as data fds, as in the executor. */
-static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool drop)
+ * The synthetic /etc files travel as data fds, as in the executor. cfg:
+ * warrant-init's configuration when argv runs it (status to /dev/null).
+ * seccomp: the plan's BPF program at its slot, for argv with --seccomp. */
+static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool drop, const wr_strv *cfg, bool seccomp)
 {
-    int fds[8], nfds = 0;
+    int fds[8], nfds = 0, cp[2] = {-1, -1}, bpf = -1;
+    if (seccomp && ((bpf = memfd_create("bench-bpf", MFD_CLOEXEC)) < 0 ||
+                    write(bpf, p->bpf, p->bpf_len) != (ssize_t)p->bpf_len || lseek(bpf, 0, SEEK_SET) != 0))
+        return -1;
     for (size_t i = 0; i < p->nops && nfds < 8; i++) {
         if (p->ops[i].kind != WR_OP_FILE)
             continue;
@@ -53,13 +71,28 @@ static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool
             return -1;
         fds[nfds++] = fd;
     }
+    if (cfg) {
+        if (pipe2(cp, O_CLOEXEC) != 0)
+            return -1;
+        for (size_t i = 0; i < cfg->n; i++)
+            if (write(cp[1], cfg->v[i], strlen(cfg->v[i]) + 1) < 0)
+                return -1;
+        close(cp[1]);
+    }
     pid_t pid = fork();
     if (pid == 0) {
         int null = open("/dev/null", O_RDWR);
         dup2(null, 0);
         dup2(null, 1);
+        if (cfg) {
+            install(null, WR_SLOT_BWRAP_STATUS);
+            install(null, WR_SLOT_INIT_STATUS);
+            install(cp[0], WR_SLOT_INIT_CONFIG);
+        }
+        if (bpf >= 0)
+            install(bpf, WR_SLOT_SECCOMP);
         for (int i = 0; i < nfds; i++)
-            dup2(fds[i], WR_SLOT_FIRST + i);
+            install(fds[i], WR_SLOT_FIRST + i);
         if (drop && (setgroups(0, NULL) || setresgid(p->gid, p->gid, p->gid) || setresuid(p->uid, p->uid, p->uid)))
             _exit(126);
         execve(argv[0], argv, envp);
@@ -67,10 +100,40 @@ static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool
     }
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
+    if (cp[0] >= 0)
+        close(cp[0]);
+    if (bpf >= 0)
+        close(bpf);
     int st = 0;
     if (pid < 0 || waitpid(pid, &st, 0) != pid)
         return -1;
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* init's configuration as records (the bench writes them one by one). */
+static int config_records(const wr_plan *p, wr_strv *out, wr_error *err)
+{
+    char *buf;
+    size_t len;
+    memset(out, 0, sizeof *out);
+    if (wr_plan_config(p, &buf, &len, err) != WR_OK)
+        return -1;
+    for (size_t at = 0; at < len; at += strlen(buf + at) + 1)
+        wr_strv_push(out, buf + at);
+    free(buf);
+    return 0;
+}
+
+static int exec_run(wr_exec_request *req, wr_error *err)
+{
+    wr_exec_result *r = NULL;
+    if (wr_exec_run(req, &r, err) != WR_OK || r->status != WR_EXEC_SUCCESS) {
+        fprintf(stderr, "bench: executor run failed: %s\n%.*s\n", r && r->error ? r->error : err->message,
+                r ? (int)r->err.captured_len : 0, r ? (const char *)r->err.captured : "");
+        return -1;
+    }
+    wr_exec_result_free(r);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -107,58 +170,91 @@ int main(int argc, char **argv)
     wr_error err = {0};
 
     /* The bare command: the executor's own plan, rendered with plain paths
-     * and without seccomp, privilege drop or supervision. */
-    wr_plan plan;
-    wr_strv bargv, benv;
-    if (wr_plan_build(&req, 0, false, &plan, &err) != WR_OK ||
-        wr_plan_render(&plan, false, false, true_argv, &bargv, &err) != WR_OK ||
-        wr_plan_envp(&plan, &benv, &err) != WR_OK) {
+     * and without seccomp, privilege drop or supervision; then the same
+     * with warrant-init as pid 1 (with and without its Landlock rules). */
+    wr_plan plan, plan_noll;
+    wr_strv bargv, sargv, iargv, benv, cfg, cfg_noll;
+    wr_exec_request noll = req, nocg = req;
+    noll.landlock = -1;
+    nocg.cgroup_root = "/nonexistent-warrant-bench"; /* rlimits only */
+    if (wr_plan_build(&req, 0, false, &plan, &err) != WR_OK || wr_plan_build(&noll, 0, false, &plan_noll, &err) ||
+        wr_plan_render(&plan, 0, 0, true_argv, &bargv, &err) != WR_OK ||
+        wr_plan_render(&plan, WR_RENDER_SECCOMP, 0, true_argv, &sargv, &err) != WR_OK ||
+        wr_plan_render(&plan, WR_RENDER_INIT, 0, true_argv, &iargv, &err) != WR_OK ||
+        wr_plan_envp(&plan, &benv, &err) != WR_OK || config_records(&plan, &cfg, &err) ||
+        config_records(&plan_noll, &cfg_noll, &err)) {
         fprintf(stderr, "bench: %s\n", err.message);
         return 2;
     }
     bool root = geteuid() == 0;
-    double *te = calloc((size_t)runs, sizeof *te), *tb = calloc((size_t)runs, sizeof *tb),
-           *tr = calloc((size_t)runs, sizeof *tr);
+    enum {
+        EXEC,
+        EXEC_NOLL,
+        EXEC_NOCG,
+        BARE_INIT,
+        BARE_INIT_NOLL,
+        BARE_SECCOMP,
+        BARE,
+        BARE_ROOT,
+        NV
+    };
+    static const char *const names[NV] = {
+        [EXEC] = "executor, every layer",
+        [EXEC_NOLL] = "executor, Landlock off",
+        [EXEC_NOCG] = "executor, no cgroup (rlimits)",
+        [BARE_INIT] = "bare bwrap + warrant-init + Landlock",
+        [BARE_INIT_NOLL] = "bare bwrap + warrant-init",
+        [BARE_SECCOMP] = "bare bwrap + seccomp",
+        [BARE] = "bare bwrap (same user, same mounts)",
+        [BARE_ROOT] = "bare bwrap as root (reference)",
+    };
+    double *t[NV];
+    for (int v = 0; v < NV; v++)
+        t[v] = calloc((size_t)runs, sizeof *t[v]);
     for (int i = -3; i < runs; i++) { /* 3 warm-up rounds */
-        double t0 = now_ms();
-        wr_exec_result *r = NULL;
-        if (wr_exec_run(&req, &r, &err) != WR_OK || r->status != WR_EXEC_SUCCESS) {
-            fprintf(stderr, "bench: executor run failed: %s\n%.*s\n", r && r->error ? r->error : err.message,
-                    r ? (int)r->err.captured_len : 0, r ? (const char *)r->err.captured : "");
-            return 1;
-        }
-        wr_exec_result_free(r);
-        double t1 = now_ms();
-        if (bare_run(&plan, bargv.v, benv.v, root) != 0) {
-            fprintf(stderr, "bench: bare bwrap failed\n");
-            return 1;
-        }
-        double t2 = now_ms();
-        if (root && bare_run(&plan, bargv.v, benv.v, false) != 0) {
-            fprintf(stderr, "bench: bare bwrap as root failed\n");
-            return 1;
-        }
-        double t3 = now_ms();
-        if (i >= 0) {
-            te[i] = t1 - t0;
-            tb[i] = t2 - t1;
-            tr[i] = t3 - t2;
+        for (int v = 0; v < NV; v++) {
+            if (v == BARE_ROOT && !root)
+                continue;
+            double t0 = now_ms();
+            int rc = v == EXEC             ? exec_run(&req, &err)
+                     : v == EXEC_NOLL      ? exec_run(&noll, &err)
+                     : v == EXEC_NOCG      ? exec_run(&nocg, &err)
+                     : v == BARE_INIT      ? bare_run(&plan, iargv.v, benv.v, root, &cfg, false)
+                     : v == BARE_INIT_NOLL ? bare_run(&plan, iargv.v, benv.v, root, &cfg_noll, false)
+                     : v == BARE_SECCOMP   ? bare_run(&plan, sargv.v, benv.v, root, NULL, true)
+                                           : bare_run(&plan, bargv.v, benv.v, v == BARE && root, NULL, false);
+            if (rc != 0) {
+                fprintf(stderr, "bench: %s failed\n", names[v]);
+                return 1;
+            }
+            if (i >= 0)
+                t[v][i] = now_ms() - t0;
         }
     }
-    double me = median(te, runs), mb = median(tb, runs);
-    printf("runs: %d, interleaved; sandbox user uid %u%s\n", runs, (unsigned)plan.uid,
-           root ? " (executor and bare bwrap drop from root)" : "");
-    printf("executor /bin/true median:   %.2f ms\n", me);
-    printf("bare bwrap /bin/true median: %.2f ms (same user, same mounts)\n", mb);
-    if (root)
-        printf("bare bwrap as root median:   %.2f ms (for reference: no privilege drop)\n", median(tr, runs));
-    printf("ratio executor/bare: %.3f (target <= 1.15)\n", me / mb);
-    free(te);
-    free(tr);
-    free(tb);
+    double m[NV];
+    printf("runs: %d, interleaved; sandbox user uid %u%s; Landlock ABI %d\n", runs, (unsigned)plan.uid,
+           root ? " (executor and bare bwrap drop from root)" : "", plan.landlock_abi);
+    for (int v = 0; v < NV; v++) {
+        if (v == BARE_ROOT && !root)
+            continue;
+        m[v] = median(t[v], runs);
+        printf("%-40s median %7.2f ms\n", names[v], m[v]);
+    }
+    printf("layers over bare bwrap: warrant-init as pid 1 %+.2f ms, its Landlock rules %+.2f ms, seccomp %+.2f ms; "
+           "cgroup %+.2f ms\n",
+           m[BARE_INIT_NOLL] - m[BARE], m[BARE_INIT] - m[BARE_INIT_NOLL], m[BARE_SECCOMP] - m[BARE],
+           m[EXEC] - m[EXEC_NOCG]);
+    printf("ratio executor/bare: %.3f (target <= 1.15)\n", m[EXEC] / m[BARE]);
+    for (int v = 0; v < NV; v++)
+        free(t[v]);
     wr_strv_free(&bargv);
+    wr_strv_free(&sargv);
+    wr_strv_free(&iargv);
     wr_strv_free(&benv);
+    wr_strv_free(&cfg);
+    wr_strv_free(&cfg_noll);
     wr_plan_free(&plan);
+    wr_plan_free(&plan_noll);
     rmdir(dir);
     return 0;
 }

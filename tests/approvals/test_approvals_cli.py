@@ -342,6 +342,43 @@ class RunWithApproval(unittest.TestCase):
         self.assertEqual((p.returncode, r["status"]), (1, "blocked"))
         self.assertIn("has already been used", r["error"])
 
+    def test_secret_printed_as_bwrap_stays_out_of_receipt_and_store(self):
+        # Issue 9: the first stderr bytes were kept raw to detect bwrap's own
+        # errors, so "bwrap: <secret>" put the released secret, unredacted,
+        # into the signed receipt's error and the store.
+        secret = "tok-" + hashlib.sha256(b"issue 9").hexdigest()[:24]
+        with open(self.w.policy) as f:
+            pol = f.read()
+        with open(self.w.policy, "w") as f:
+            f.write(pol.replace("allow_commands: [git, cat]", "allow_commands: [git, cat, sh]\nallow_indirect_exec: [sh]")
+                    .replace("allow_secret_refs: false", "allow_secret_refs: true"))
+        script = os.path.join(self.w.ws, "leak.sh")
+        with open(script, "w") as f:
+            f.write('echo "bwrap: $TOKEN" >&2\nexit 1\n')
+        os.chmod(script, 0o644)
+        doc = contract("contract-leak")
+        doc["commands"][0].update({"exec": {"argv": ["sh", script]}, "cwd": self.w.ws, "read_paths": [self.w.ws],
+                                   "secret_refs": ["TOKEN"]})
+        self.contract = self.write("leak.json", doc)
+        p, r = self.run_contract()
+        self.assertEqual(r["status"], "blocked", p.stderr)
+        self.assertIn("approval", r["error"])
+        os.makedirs(os.path.join(self.w.state, "secrets"), mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.w.state, "secrets", "TOKEN"), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, secret.encode())
+        os.close(fd)
+        self.approve()
+        p, r = self.run_contract()
+        self.assertEqual(r["status"], "failed", p.stderr + json.dumps(r))
+        self.assertEqual(r["error"], "command cmd_1 exited with status 1")
+        self.assertNotIn(secret, json.dumps(r))
+        self.assertNotIn(secret, p.stdout + p.stderr)
+        for name in os.listdir(self.w.state):  # the store (and its WAL) never holds it either
+            path = os.path.join(self.w.state, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    self.assertNotIn(secret.encode(), f.read(), name)
+
     def test_time_window_reusable_and_not_consumed(self):
         with open(self.w.policy) as f:
             text = f.read()

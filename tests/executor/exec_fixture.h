@@ -109,6 +109,8 @@ static inline char *fx_subdir(const char *parent, const char *name, bool writabl
 {
     size_t n = strlen(parent) + strlen(name) + 2;
     char *p = malloc(n);
+    if (!p)
+        abort(); /* a test without memory has nothing to report */
     snprintf(p, n, "%s/%s", parent, name);
     mkdir(p, 0755);
     if (writable && geteuid() == 0 && chown(p, 65534, 65534) != 0)

@@ -3,6 +3,7 @@
  * child of the test itself). */
 #include "exec_fixture.h"
 #include "executor/executor_internal.h"
+#include "executor/landlock.h"
 
 #include <errno.h>
 #include <pty.h>
@@ -18,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/netlink.h>
 
 #include <cmocka.h>
 
@@ -98,6 +101,82 @@ static void test_scope_order(void **state)
     json_object_put(p);
     fx_rmtree(d);
     free(d), free(r), free(w), free(rr);
+}
+
+/* The layers added for issue 9, as recorded in the plan: the cwd bind in
+ * the depth order, /dev frozen after /dev/shm, argv[0]'s checked file,
+ * warrant-init, the Landlock ABI; and init's config: environment and one
+ * Landlock rule per bind, cwd granted nothing. */
+static void test_init_layers(void **state)
+{
+    (void)state;
+    char *d = fx_tmpdir();
+    char *w = fx_subdir(d, "w", false);
+    char *out = fx_subdir(w, "out", true);
+    wr_secret sec[] = {{"API_KEY", "s3cr3t-value"}};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1",
+                                 .seg = {(const char *const[]){"sh", "-c", "true", NULL}},
+                                 .cwd = w,
+                                 .writes = {out},
+                                 .secrets = {"API_KEY"}},
+                                {0}});
+    f.req.secrets = sec;
+    f.req.nsecrets = 1;
+    wr_error e = {0};
+    json_object *p = plan_json(&f, 0, &e);
+    assert_non_null(p);
+    int cwd = find_op(p, "ro-bind", w), wb = find_op(p, "bind", out);
+    assert_true(cwd >= 0 && wb > cwd); /* the write path is mounted over the cwd bind */
+    assert_true(find_op(p, "remount-ro", "/dev") > find_op(p, "tmpfs", "/dev/shm"));
+    int exe = find_op(p, "exe", NULL);
+    assert_true(exe > wb);
+    char sh[4096];
+    assert_non_null(realpath("/bin/sh", sh));
+    assert_string_equal(op_field(p, exe, "src"), sh);
+    assert_true(find_op(p, "init", WR_INIT_SANDBOX_PATH) > exe);
+    const char *why;
+    assert_int_equal(json_object_get_int(json_object_object_get(p, "landlock_abi")), wr_landlock_abi(&why));
+    assert_string_equal(json_object_get_string(json_object_object_get(p, "pid1")), WR_INIT_NAME);
+    json_object_put(p);
+
+    wr_plan pl;
+    assert_int_equal(wr_plan_build(&f.req, 0, false, &pl, &e), WR_OK);
+    char *cfg;
+    size_t len;
+    assert_int_equal(wr_plan_config(&pl, &cfg, &len, &e), WR_OK);
+    wr_strv recs = {0};
+    for (size_t at = 0; at < len; at += strlen(cfg + at) + 1)
+        assert_int_equal(wr_strv_push(&recs, cfg + at), WR_OK);
+    assert_true(wr_strv_contains(&recs, "eAPI_KEY=s3cr3t-value"));
+    assert_true(wr_strv_contains(&recs, "t0"));
+    char rule[4200];
+    if (pl.landlock_abi > 0) {
+        snprintf(rule, sizeof rule, "w%s", out);
+        assert_true(wr_strv_contains(&recs, rule));
+        assert_true(wr_strv_contains(&recs, "r/usr") && wr_strv_contains(&recs, "w/tmp") &&
+                    wr_strv_contains(&recs, "d/dev") && wr_strv_contains(&recs, "p/proc"));
+        snprintf(rule, sizeof rule, "r%s", w);
+        assert_false(wr_strv_contains(&recs, rule)); /* cwd: chdir only */
+    }
+    wr_strv_free(&recs);
+    free(cfg);
+    /* the secret reaches neither bwrap's argv nor its environment */
+    wr_strv argv;
+    assert_int_equal(
+        wr_plan_render(&pl, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, 0, f.cmds[0].segments[0].v, &argv, &e),
+        WR_OK);
+    for (size_t i = 0; i < argv.n; i++)
+        assert_null(strstr(argv.v[i], "s3cr3t"));
+    wr_strv_free(&argv);
+    wr_plan_free(&pl);
+
+    /* argv[0] outside what the sandbox shows is refused */
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {(const char *const[]){"/etc/hostname", NULL}}}, {0}});
+    assert_int_equal(wr_plan_build(&f.req, 0, false, &pl, &e), WR_E_DENIED);
+    assert_non_null(strstr(e.message, "outside the system and declared read or write paths"));
+    fx_rmtree(d);
+    free(d), free(w), free(out);
 }
 
 static void test_cwd_readonly_and_hash(void **state)
@@ -252,11 +331,17 @@ static void test_env_and_user(void **state)
     assert_null(strstr(s, "Europe/Paris"));
     assert_non_null(strstr(s, "\"API_KEY\""));
     wr_strv argv;
-    assert_int_equal(wr_plan_render(&p, true, true, (char *const *)ARGV_TRUE, &argv, &e), WR_OK);
+    assert_int_equal(
+        wr_plan_render(&p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, 0, (char *const *)ARGV_TRUE, &argv, &e),
+        WR_OK);
     for (size_t i = 0; i < argv.n; i++)
         assert_null(strstr(argv.v[i], "s3cr3t"));
+    /* init is pid 1 and execs the checked file; argv[0] stays as written */
     assert_string_equal(argv.v[argv.n - 1], "/bin/true");
-    assert_string_equal(argv.v[argv.n - 2], "--");
+    assert_string_equal(argv.v[argv.n - 2], "/usr/bin/true");
+    assert_string_equal(argv.v[argv.n - 5], WR_INIT_SANDBOX_PATH);
+    assert_string_equal(argv.v[argv.n - 6], "--");
+    assert_true(wr_strv_contains(&argv, "--as-pid-1"));
     assert_true(wr_strv_contains(&argv, "--unshare-all") && wr_strv_contains(&argv, "--die-with-parent") &&
                 wr_strv_contains(&argv, "--new-session") && !wr_strv_contains(&argv, "--share-net"));
     wr_strv_free(&argv);
@@ -286,10 +371,10 @@ static void test_env_and_user(void **state)
 
 /* Loads the filter into a forked child and probes the refused calls; as
  * root, every one of them would succeed without the filter. */
-static int seccomp_child(bool strict)
+static int seccomp_child(wr_sock_families fam)
 {
     wr_error e = {0};
-    scmp_filter_ctx ctx = wr_seccomp_filter(strict, &e);
+    scmp_filter_ctx ctx = wr_seccomp_filter(fam, &e);
     if (!ctx || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || seccomp_load(ctx))
         return 10;
     seccomp_release(ctx);
@@ -314,12 +399,26 @@ static int seccomp_child(bool strict)
     if (syscall(SYS_bpf, 0, NULL, 0) != -1 || errno != EPERM)
         return 18;
     int sock = socket(AF_INET, SOCK_STREAM, 0);
-    if (strict && (sock != -1 || errno != EAFNOSUPPORT))
+    if (fam == WR_SOCK_UNIX && (sock != -1 || errno != EAFNOSUPPORT))
         return 19;
-    if (!strict && sock < 0)
+    if (fam != WR_SOCK_UNIX && sock < 0)
         return 20;
     if (socket(AF_UNIX, SOCK_STREAM, 0) < 0)
         return 21;
+    /* never: vsock, packet; netlink only NETLINK_ROUTE in the default profile with network */
+    if (socket(AF_VSOCK, SOCK_STREAM, 0) != -1 || errno != EAFNOSUPPORT)
+        return 23;
+    if (socket(AF_PACKET, SOCK_RAW, 0) != -1 || errno != EAFNOSUPPORT)
+        return 24;
+    int nl = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+    if ((fam == WR_SOCK_INET_ROUTE) != (nl >= 0))
+        return 25;
+    if (socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT) != -1 || errno != EAFNOSUPPORT)
+        return 26;
+    if (syscall(SYS_socket, 0x100000000ULL | AF_VSOCK, SOCK_STREAM, 0) != -1 || errno != EAFNOSUPPORT)
+        return 27; /* high bits the kernel ignores do not slip a family past the filter */
+    if (syscall(SYS_io_uring_setup, 4, NULL) != -1 || errno != ENOSYS)
+        return 28;
     pid_t p = fork(); /* plain fork (clone without namespace flags) still works */
     if (p == 0)
         _exit(0);
@@ -332,10 +431,10 @@ static int seccomp_child(bool strict)
 static void test_seccomp_filter(void **state)
 {
     (void)state;
-    for (int strict = 0; strict < 2; strict++) {
+    for (int fam = WR_SOCK_UNIX; fam <= WR_SOCK_INET_ROUTE; fam++) {
         pid_t pid = fork();
         if (pid == 0)
-            _exit(seccomp_child(strict));
+            _exit(seccomp_child((wr_sock_families)fam));
         int st;
         assert_int_equal(waitpid(pid, &st, 0), pid);
         assert_true(WIFEXITED(st));
@@ -344,8 +443,8 @@ static void test_seccomp_filter(void **state)
     unsigned char *a, *b;
     size_t la, lb;
     wr_error e = {0};
-    assert_int_equal(wr_seccomp_bpf(false, &a, &la, &e), WR_OK);
-    assert_int_equal(wr_seccomp_bpf(true, &b, &lb, &e), WR_OK);
+    assert_int_equal(wr_seccomp_bpf(WR_SOCK_INET, &a, &la, &e), WR_OK);
+    assert_int_equal(wr_seccomp_bpf(WR_SOCK_INET_ROUTE, &b, &lb, &e), WR_OK);
     assert_true(la > 0 && lb > la);
     free(a);
     free(b);
@@ -477,15 +576,11 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),
-        cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_symlink_escape),
-        cmocka_unit_test(test_missing_write_paths),
-        cmocka_unit_test(test_env_and_user),
-        cmocka_unit_test(test_seccomp_filter),
-        cmocka_unit_test(test_capture_redaction),
-        cmocka_unit_test(test_argv_limits),
-        cmocka_unit_test(test_argv_nul_refused_at_parse),
+        cmocka_unit_test(test_scope_order),         cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_init_layers),         cmocka_unit_test(test_symlink_escape),
+        cmocka_unit_test(test_missing_write_paths), cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),      cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),         cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

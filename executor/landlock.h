@@ -1,0 +1,38 @@
+/* Landlock, the sandbox's second file-system layer: the host probes the
+ * ABI (recorded in the plan), warrant-init applies the rules inside the
+ * sandbox. Compiled into both, so the rights each kind of path gets have
+ * one home. Constants newer than the build host's <linux/landlock.h> are
+ * spelled out here (they are kernel ABI and never change). */
+#ifndef WR_LANDLOCK_H
+#define WR_LANDLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WR_LANDLOCK_ABI_MAX 7 /* the newest ABI warrant knows the rights of */
+
+typedef enum wr_ll_kind {
+    WR_LL_READ,    /* system binds, declared read paths: read, list, execute */
+    WR_LL_WRITE,   /* declared write paths, private /tmp and /dev/shm: everything */
+    WR_LL_DEVICES, /* /dev: read, write and ioctl of device files; no execute */
+    WR_LL_PROC,    /* /proc: read and list only */
+} wr_ll_kind;
+
+/* The best ABI the running kernel offers, capped at WR_LANDLOCK_ABI_MAX; 0
+ * when Landlock is absent or disabled (*why then says which). */
+int wr_landlock_abi(const char **why);
+
+typedef struct wr_ll_rule {
+    wr_ll_kind kind;
+    const char *path;
+} wr_ll_rule;
+
+/* Restricts the calling thread (and what it execs) to the rules, with the
+ * given ABI (1..WR_LANDLOCK_ABI_MAX). allow_tcp=false on ABI >= 4 refuses
+ * every TCP bind and connect; ABI >= 6 also scopes abstract unix sockets
+ * and signals to the sandbox. A rule path that does not exist is skipped
+ * (an absent optional system file). Returns 0, or -1 with errno set and
+ * *stage naming the failing step. Needs no_new_privs. */
+int wr_landlock_apply(int abi, const wr_ll_rule *rules, int nrules, bool allow_tcp, const char **stage);
+
+#endif
