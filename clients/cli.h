@@ -17,6 +17,12 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail_err(int code, const char *what, const wr_error *err);
 /* Pretty JSON on stdout, "/" unescaped, newline-terminated. */
 void cli_print_json(json_object *obj);
+/* Writes len bytes of hostile text (agent or command output) to f with
+ * every terminal control, bidi and zero-width character escaped as \uXXXX
+ * and invalid UTF-8 as \xNN (safe_text.c); ASCII controls in keep (e.g.
+ * "\n\t") pass. Unless final, a UTF-8 sequence cut at the end is not
+ * written: returns the bytes consumed, the caller keeps the rest. */
+size_t cli_put_safe(FILE *f, const unsigned char *s, size_t len, const char *keep, bool final);
 /* The state dir: --state-dir, else warrantd's default (gate.h), written
  * into buf (CLI_PATH_MAX bytes); NULL when there is none. */
 #define CLI_PATH_MAX 4096

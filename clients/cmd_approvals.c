@@ -94,50 +94,11 @@ static int open_store(const opts *o, wr_store **st)
 
 /* ---- hostile text -------------------------------------------------------------- */
 
-/* Characters that change how the rest of a line renders: C0/C1 controls,
- * DEL, bidi embeddings/overrides/isolates, zero-width and BOM. */
-static bool deceptive(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
-           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff || cp == 0x061c;
-}
-
-/* Decodes one UTF-8 sequence; returns its length, 0 if invalid. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
-{
-    if (s[0] < 0x80)
-        return *cp = s[0], 1;
-    size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (!n)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0; /* also stops at the terminating NUL */
-    if (!wr_utf8_valid((const char *)s, n))
-        return 0;
-    *cp = s[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++)
-        *cp = (*cp << 6) | (s[i] & 0x3f);
-    return n;
-}
-
-/* Writes s with deceptive characters as \uXXXX (valid inside JSON strings,
- * where json-c already escaped C0) and invalid bytes as \xNN. */
+/* s as hostile text (cli_put_safe); inside pretty JSON, where json-c
+ * already escaped C0, its newlines stay. */
 static void put_safe(FILE *f, const char *s, bool json_text)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        uint32_t cp;
-        size_t n = utf8_decode(p, &cp);
-        if (!n) {
-            fprintf(f, "\\x%02x", *p++);
-            continue;
-        }
-        if (deceptive(cp) && !(json_text && (cp == '\n' || cp == ' ')))
-            fprintf(f, "\\u%04" PRIx32, cp);
-        else
-            fwrite(p, 1, n, f);
-        p += n;
-    }
+    cli_put_safe(f, (const unsigned char *)s, strlen(s), json_text ? "\n" : "", true);
 }
 
 static void print_json_safe(json_object *obj)

@@ -121,6 +121,14 @@ int wr_exec_strength(json_object *plan, json_object **breakdown);
  * weakest command), cgroup, limits in force, landlock_abi}. */
 json_object *wr_exec_isolation(json_object *profile, int *score);
 
+/* What the sandbox layer enforces on this host under lim: {best_score
+ * (a contract with no paths and no network), breakdown, cgroup (mode,
+ * limits, or the fallback and why), landlock_abi, min_strength, rubric}.
+ * With reaped non-NULL, also kills and removes the run cgroups that
+ * warrant processes which died left behind (a start-up duty). */
+json_object *wr_exec_host_isolation(const wr_sandbox_limits *lim, const char *cgroup_root, const wr_ctx *ctx,
+                                    size_t *reaped, wr_error *err);
+
 /* The sandbox plan for one command, as JSON (for tests and the receipt). */
 int wr_exec_plan_json(const wr_exec_request *req, size_t command_index, json_object **out, wr_error *err);
 

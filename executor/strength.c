@@ -196,3 +196,34 @@ json_object *wr_exec_isolation(json_object *profile, int *score_out)
         *score_out = score;
     return o;
 }
+
+/* The best a contract can get under these limits on this host: one
+ * command, no declared paths, no network. */
+json_object *wr_exec_host_isolation(const wr_sandbox_limits *lim, const char *cgroup_root, const wr_ctx *ctx,
+                                    size_t *reaped, wr_error *err)
+{
+    char *argv[] = {"/bin/true", NULL};
+    wr_strv seg = {argv, 1};
+    wr_command cmd = {.id = "probe", .segments = &seg, .nsegments = 1, .cwd = "/usr", .network = WR_NET_DENY};
+    wr_contract ct = {.contract_id = "probe", .commands = &cmd, .ncommands = 1};
+    wr_exec_request req = {.contract = &ct, .limits = lim, .cancel_fd = -1, .cgroup_root = cgroup_root, .ctx = ctx};
+    wr_plan p;
+    int rc = wr_plan_build(&req, 0, false, &p, err);
+    if (rc != WR_OK)
+        return NULL;
+    json_object *plan = wr_plan_to_json(&p), *o = json_object_new_object();
+    if (reaped)
+        wr_cg_reap_orphans(&p.cg, reaped);
+    wr_plan_free(&p);
+    json_object *breakdown = NULL, *cg = NULL, *abi = NULL;
+    json_object_object_add(o, "best_score", json_object_new_int(wr_exec_strength(plan, &breakdown)));
+    json_object_object_add(o, "breakdown", breakdown);
+    json_object_object_get_ex(plan, "cgroup", &cg);
+    json_object_object_get_ex(plan, "landlock_abi", &abi);
+    json_object_object_add(o, "cgroup", json_object_get(cg));
+    json_object_object_add(o, "landlock_abi", json_object_get(abi));
+    json_object_object_add(o, "min_strength", json_object_new_int64(lim ? lim->min_strength : 0));
+    json_object_object_add(o, "rubric", json_object_new_string("docs/isolation.md"));
+    json_object_put(plan);
+    return o;
+}

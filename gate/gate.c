@@ -32,6 +32,7 @@ struct wr_gate {
     char *state_dir;
     char *policy_pack; /* bundled pack loaded when no policy path is given */
     char *const *host_env;
+    char *cgroup_root; /* NULL: /sys/fs/cgroup */
     wr_store *store;
     wr_contracts *contracts;
     wr_schema *receipt_schema; /* compiled once: every outcome is sealed */
@@ -218,6 +219,40 @@ int wr_gate_default_state_dir(char *buf, size_t len)
     return n > 0 && (size_t)n < len ? WR_OK : WR_E_LIMIT;
 }
 
+/* Said once at start: what isolates runs on this host (never a silent
+ * fallback), after killing what dead predecessors left in their cgroups. */
+static void log_isolation(wr_gate *g)
+{
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    size_t reaped = 0;
+    wr_error e = {0};
+    json_object *iso = wr_exec_host_isolation(&p->sandbox, g->cgroup_root, &g->ctx, &reaped, &e);
+    wr_gate_policy_release(g, p);
+    if (!iso) {
+        wr_log(&g->ctx, WR_LOG_WARNING, "sandbox", "cannot tell what isolates runs on this host: %s", e.message);
+        return;
+    }
+    json_object *cg = NULL, *mode = NULL, *why = NULL, *abi = NULL, *best = NULL;
+    json_object_object_get_ex(iso, "cgroup", &cg);
+    json_object_object_get_ex(cg, "mode", &mode);
+    json_object_object_get_ex(cg, "fallback", &why);
+    json_object_object_get_ex(iso, "landlock_abi", &abi);
+    json_object_object_get_ex(iso, "best_score", &best);
+    wr_log(&g->ctx, why ? WR_LOG_NOTICE : WR_LOG_INFO, "sandbox",
+           "cgroup %s%s%s; Landlock ABI %d; best isolation strength %d/100%s", json_object_get_string(mode),
+           why ? ": " : "", why ? json_object_get_string(why) : "", json_object_get_int(abi), json_object_get_int(best),
+           reaped ? "; killed the run cgroups a dead warrant left" : "");
+    json_object_put(iso);
+}
+
+json_object *wr_gate_isolation(wr_gate *g)
+{
+    const wr_policy *p = wr_gate_policy_acquire(g);
+    json_object *iso = wr_exec_host_isolation(&p->sandbox, g->cgroup_root, &g->ctx, NULL, NULL);
+    wr_gate_policy_release(g, p);
+    return iso;
+}
+
 int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
 {
     *out = NULL;
@@ -252,6 +287,12 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
         goto fail;
     if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK)
         goto fail;
+    const char *cg = cfg->cgroup_root ? cfg->cgroup_root : getenv("WARRANT_CGROUP_ROOT");
+    if (cg && *cg && !(g->cgroup_root = strdup(cg))) {
+        rc = WR_E_NOMEM;
+        goto fail;
+    }
+    log_isolation(g);
     *out = g;
     return WR_OK;
 fail:
@@ -282,6 +323,7 @@ void wr_gate_close(wr_gate *g)
     pthread_mutex_destroy(&g->mu);
     free(g->state_dir);
     free(g->policy_pack);
+    free(g->cgroup_root);
     free(g);
 }
 
@@ -927,6 +969,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         .on_output = req->on_output,
         .ud = req->ud,
         .cancel_fd = req->cancel_fd,
+        .cgroup_root = g->cgroup_root,
         .ctx = &g->ctx,
     };
     rc = wr_exec_run(&xr, &rs.exec, &e);

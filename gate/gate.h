@@ -46,6 +46,9 @@ typedef struct wr_gate_config {
     const char *const *protected_paths;
     void (*observer)(void *ud, const wr_gate_event *ev); /* NULL: none */
     void *observer_ud;
+    /* Where per-command cgroups go: a delegated v2 parent or a v1 mount
+     * base; NULL: $WARRANT_CGROUP_ROOT, else /sys/fs/cgroup. */
+    const char *cgroup_root;
 } wr_gate_config;
 
 /* The state dir when none is given: $WARRANT_STATE_DIR, else
@@ -64,6 +67,9 @@ int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err);
 const wr_policy *wr_gate_policy_acquire(wr_gate *g);
 void wr_gate_policy_release(wr_gate *g, const wr_policy *p);
 
+/* What the sandbox enforces on this host under the active policy
+ * (wr_exec_host_isolation): for describe_policy. New reference or NULL. */
+json_object *wr_gate_isolation(wr_gate *g);
 const wr_contracts *wr_gate_contracts(wr_gate *g);
 const wr_ctx *wr_gate_ctx(wr_gate *g);
 

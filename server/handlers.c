@@ -372,6 +372,9 @@ static json_object *t_describe_policy(tool_call *tc, json_object *args, tool_sta
     json_object *o = json_object_new_object();
     json_object_object_add(o, "agent_id", json_object_new_string(identity_of(tc)));
     json_object_object_add(o, "policy", d ? d : json_object_new_object());
+    json_object *iso = wr_gate_isolation(g);
+    if (iso)
+        json_object_object_add(o, "isolation", iso);
     return wr_tool_result(o, text, false);
 }
 

@@ -313,6 +313,85 @@ class GateTest(unittest.TestCase):
         self.assertEqual(r["status"], "success")
         self.assertEqual(r["stdout_hash"], "sha256:" + hashlib.sha256(b"the note\n").hexdigest())
 
+    def test_isolation_recorded_and_min_strength_blocks(self):
+        # The receipt says what isolated the run; a policy asking for more
+        # than this host gives is blocked before anything runs.
+        p, r = self.run_contract(contract(self.ws, ["true"]))
+        self.assertEqual(r["status"], "success", p.stderr)
+        iso = r["isolation"]
+        self.assertIn(iso["cgroup"], ("v1", "v2", "none"))
+        self.assertTrue(0 < iso["score"] <= 100)
+        self.assertIn("sandbox: cgroup " + iso["cgroup"], p.stderr)  # said once at start
+        path = self.write_contract(r, "receipt.json")
+        self.assertEqual(self.run_warrant("verify", "receipt", path, "--pubkey", self.pubkey()).returncode, 0)
+        with open(self.policy, "a") as f:
+            f.write("sandbox:\n  min_strength: %d\n" % (iso["score"] + 1))
+        marker = os.path.join(self.ws, "out", "ran")
+        p, r = self.run_contract(contract(self.ws, ["touch", marker], write=[os.path.join(self.ws, "out")]))
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(r["status"], "blocked")
+        self.assertIn("below the policy's min_strength", r["error"])
+        self.assertFalse(os.path.exists(marker))
+
+    def run_on_terminal(self, c, *extra):
+        # warrant run with stderr on a terminal (it echoes output only there)
+        import pty
+        master, slave = pty.openpty()
+        path = self.write_contract(c)
+        p = subprocess.Popen([WARRANT, "run", "--policy", self.policy, "--state-dir", self.state, *extra, path],
+                             stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        p.wait(timeout=60)
+        os.close(master)
+        return shown
+
+    def test_terminal_injection_escaped(self):
+        # OSC 52 (clipboard write), a title change, a cursor erase and a bidi
+        # override in the command's output never reach the operator's
+        # terminal as such, unless --raw.
+        evil = os.path.join(self.ws, "evil.txt")
+        with open(evil, "wb") as f:
+            f.write(b"ok \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]0;pwned\x07 \x1b[2K \xe2\x80\xae gnp.exe \xc2\x9b\n")
+        os.chmod(evil, 0o644)
+        shown = self.run_on_terminal(contract(self.ws, ["cat", evil]))
+        self.assertIn(b"ok ", shown)
+        for raw in (b"\x1b", b"\x07", b"\xe2\x80\xae", b"\xc2\x9b"):
+            self.assertNotIn(raw, shown)
+        self.assertIn(b"\\u001b]52;c;cm0gLXJmIH4=\\u0007", shown)
+        self.assertIn(b"\\u202e", shown)
+        self.assertIn(b"\x1b]52;", self.run_on_terminal(contract(self.ws, ["cat", evil]), "--raw"))
+
+    def test_interrupt_seals_a_cancelled_receipt(self):
+        # Ctrl-C / SIGTERM cancel the run: the command dies, a receipt is
+        # sealed (failed, "cancelled") and the chain still verifies.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            marker = "28.%06d" % ((os.getpid() + sig) % 1000000)
+            path = self.write_contract(contract(self.ws, ["sleep", marker]))
+            p = subprocess.Popen([WARRANT, "run", "--policy", self.policy, "--state-dir", self.state, path],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.time() + 10
+            while not live_processes_with(marker.encode()) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(live_processes_with(marker.encode()), "the command never started")
+            p.send_signal(sig)
+            out, err = p.communicate(timeout=20)
+            self.assertEqual(p.returncode, 1, err)
+            r = json.loads(out)
+            self.assertEqual(r["status"], "failed")
+            self.assertEqual(r["error"], "cancelled")
+            self.assertEqual(live_processes_with(marker.encode()), [])
+        v = self.run_warrant("verify", "chain", "--state-dir", self.state, "--pubkey", self.pubkey())
+        self.assertEqual(v.returncode, 0, v.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
