@@ -87,7 +87,7 @@ static double seal_rate(const char *parent, long n, char *dir_out, size_t dir_le
         char id[WR_ID_MAX];
         snprintf(id, sizeof id, "exe_%08ld", i);
         json_object *r = sample(&ctx, id), *s = NULL;
-        if (wr_receipt_seal(st, &kp, &ctx, schema, r, id, &s, &err)) {
+        if (wr_receipt_seal(st, &kp, &ctx, schema, r, id, NULL, &s, &err)) {
             fprintf(stderr, "seal: %s\n", err.message);
             exit(1);
         }
