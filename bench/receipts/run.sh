@@ -3,10 +3,12 @@
 # rate; then the Merkle tree's cost on sealing, against the same benchmark built from BASELINE (the commit
 # before the tree, "today's seal rate"), both run interleaved in this run with the same arguments.
 # usage: run.sh [CHAIN_LEN [DURABLE_DIR [SEALS]]]   env: WARRANT_BUILD (required), WARRANT_TLOG_BASELINE,
-#        WARRANT_TLOG_ROUNDS (3), WARRANT_TLOG_SEALS (5000 on tmpfs per round)
+#        WARRANT_TLOG_ROUNDS (3), WARRANT_TLOG_SEALS (5000 on tmpfs per round), WARRANT_SEALERS_SEALS (2000)
 set -euo pipefail
 new="${WARRANT_BUILD:?}/bench/receipts/bench_receipts"
 "$new" "$@"
+# Durable seals with 1, 8 and 32 concurrent sealers on one store (group commit).
+"$new" sealers "${2:-/tmp}" "${WARRANT_SEALERS_SEALS:-2000}"
 
 baseline="${WARRANT_TLOG_BASELINE:-fc83000}"
 rounds="${WARRANT_TLOG_ROUNDS:-3}"
