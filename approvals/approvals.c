@@ -26,6 +26,23 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
+bool wr_approval_interactive_allowed(const wr_policy *p, const char *risk_class, const wr_strv *effects, char *why,
+                                     size_t len)
+{
+    if (!wr_strv_contains(&p->approval.interactive_risk_classes, risk_class)) {
+        snprintf(why, len, "in-band approval (elicitation) is not enabled by policy %s for risk class %s", p->name,
+                 risk_class);
+        return false;
+    }
+    for (size_t i = 0; effects && i < effects->n; i++)
+        if (!wr_strv_contains(&p->approval.interactive_effect_types, effects->v[i])) {
+            snprintf(why, len, "in-band approval (elicitation) is not enabled by policy %s for effect type %.64s",
+                     p->name, effects->v[i]);
+            return false;
+        }
+    return true;
+}
+
 static const char *jstr(json_object *o, const char *key)
 {
     json_object *v = NULL;
@@ -176,11 +193,24 @@ static int load_stored(wr_store *st, const char *sha256, stored_list *l, wr_erro
 typedef struct subject {
     const wr_policy *p;
     const char *sha256;
-    const char *risk_class;
+    const char *risk_class; /* the decision's: raised by classification, never lowered */
     const wr_strv *effects; /* effect types that need approval */
+    const char *agent_id;   /* the requesting agent (the gate checked it is the connection's identity) */
     const char *initiating_user;
     const unsigned char *server_pk; /* may be NULL */
 } subject;
+
+static subject subject_of(const wr_policy *p, const wr_contract *ct, const wr_decision *d,
+                          const unsigned char *server_pk)
+{
+    return (subject){p,
+                     ct->sha256,
+                     d->risk_class ? d->risk_class : ct->risk_class,
+                     &d->approval_effects,
+                     ct->actor.agent_id,
+                     ct->actor.initiating_user,
+                     server_pk};
+}
 
 /* A checked artifact; strings point into the artifact. */
 typedef struct checked {
@@ -188,6 +218,7 @@ typedef struct checked {
     const char *approval_id, *identity, *method;
     char key_id[WR_KEY_ID_LEN];
     bool single_use;
+    bool client_attested; /* in-band: the server recorded a client's answer, no human key signed */
     int64_t approved_ms, expires_ms;
 } checked;
 
@@ -278,11 +309,10 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
         if (strcmp(c->method, "elicitation") != 0)
             return wr_errorf(err, WR_E_DENIED, "/signature/key_id",
                              "approval %s is signed with the server's receipt key, which is not an approver's key", id);
-        if (!wr_strv_contains(&s->p->approval.interactive_risk_classes, s->risk_class))
-            return wr_errorf(
-                err, WR_E_DENIED, "/approver/method",
-                "approval %s: in-band approval (elicitation) is not enabled by the policy for risk class %s", id,
-                s->risk_class);
+        char why[256];
+        if (!wr_approval_interactive_allowed(s->p, s->risk_class, s->effects, why, sizeof why))
+            return wr_errorf(err, WR_E_DENIED, "/approver/method", "approval %s: %s", id, why);
+        c->client_attested = true;
     } else {
         if (strcmp(c->method, "elicitation") == 0)
             return wr_errorf(err, WR_E_DENIED, "/approver/method",
@@ -311,6 +341,11 @@ static int check_one(wr_store *st, const wr_schema *schema, const subject *s, js
                                  "approval %s: approver %s may not approve effect type %s", id, who->identity,
                                  s->effects->v[i]);
     }
+    /* Whoever asks never approves, by any channel (issue 11). */
+    if (s->agent_id && strcmp(c->identity, s->agent_id) == 0)
+        return wr_errorf(err, WR_E_DENIED, "/approver/identity",
+                         "approval %s: self-approval refused: %s is the agent that requests this contract", id,
+                         c->identity);
     if (s->initiating_user && strcmp(c->identity, s->initiating_user) == 0)
         return wr_errorf(err, WR_E_DENIED, "/approver/identity",
                          "approval %s: self-approval refused: %s is the initiating user of this contract", id,
@@ -662,6 +697,7 @@ static int fill_uses(wr_authz *out, const candidate *cands, const size_t *picked
         u->method = strdup(c->method);
         u->key_id = strdup(c->key_id);
         u->single_use = c->single_use;
+        u->client_attested = c->client_attested;
         if (!u->approval_id || !u->identity || !u->method || !u->key_id)
             return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
@@ -698,12 +734,7 @@ int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         goto done;
     }
-    subject s = {p,
-                 ct->sha256,
-                 ct->risk_class,
-                 &d->approval_effects,
-                 ct->actor.initiating_user,
-                 server_key ? server_key->pk : NULL};
+    subject s = subject_of(p, ct, d, server_key ? server_key->pk : NULL);
     int64_t now = wr_now_ms(ctx);
     size_t nc = 0, nexpired = 0;
     char expired_why[512] = "", skipped_why[512] = "";
@@ -869,7 +900,7 @@ int wr_approval_accept(wr_store *st, const wr_policy *p, json_object *artifact, 
                        d->reason_code, d->reason ? d->reason : "");
         goto done;
     }
-    subject s = {p, ct->sha256, ct->risk_class, &d->approval_effects, ct->actor.initiating_user, server_pk};
+    subject s = subject_of(p, ct, d, server_pk);
     checked c;
     bool expired = false;
     if ((rc = check_one(st, schema, &s, artifact, now, &c, &expired, err)) != WR_OK)
@@ -974,6 +1005,69 @@ int wr_approval_sign(const wr_keypair *key, const wr_approval_params *ap, const 
     free(b64);
     *artifact_out = a;
     return WR_OK;
+}
+
+/* ---- the approver's view ------------------------------------------------------- */
+
+static json_object *commands_json(const wr_contract *ct)
+{
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < ct->ncommands; i++) {
+        const wr_command *c = &ct->commands[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(c->id));
+        if (c->is_pipeline) {
+            json_object *segs = json_object_new_array();
+            for (size_t k = 0; k < c->nsegments; k++)
+                json_object_array_add(segs, wr_strv_to_json(&c->segments[k]));
+            json_object_object_add(o, "pipeline", segs);
+        } else {
+            json_object_object_add(o, "argv", wr_strv_to_json(&c->segments[0]));
+        }
+        json_object_object_add(o, "cwd", c->cwd ? json_object_new_string(c->cwd) : NULL);
+        json_object_object_add(o, "read_paths", wr_strv_to_json(&c->read_paths));
+        json_object_object_add(o, "write_paths", wr_strv_to_json(&c->write_paths));
+        json_object_object_add(o, "network", json_object_new_string(wr_network_mode_name(c->network)));
+        json_object_object_add(o, "secret_refs", wr_strv_to_json(&c->secret_refs));
+        json_object_object_add(o, "env_allow", wr_strv_to_json(&c->env_allow));
+        json_object_object_add(o, "timeout_sec", json_object_new_int64(c->timeout_sec));
+        if (c->proposed_effect_type)
+            json_object_object_add(o, "proposed_effect_type", json_object_new_string(c->proposed_effect_type));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+json_object *wr_approval_state_json(const wr_approval_state *s, const wr_contract *ct, int64_t now)
+{
+    const wr_approval_request *r = &s->request;
+    char at[WR_TIME_LEN], until[WR_TIME_LEN];
+    wr_time_format(r->requested_at_ms, at);
+    wr_time_format(r->expires_at_ms, until);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "request_id", json_object_new_string(r->request_id));
+    json_object_object_add(o, "contract_sha256", json_object_new_string(r->contract_sha256));
+    json_object_object_add(o, "status", json_object_new_string(s->status));
+    json_object_object_add(o, "contract_id", json_object_new_string(r->contract_id ? r->contract_id : ""));
+    json_object_object_add(o, "agent_id", json_object_new_string(r->agent_id ? r->agent_id : ""));
+    json_object_object_add(o, "required_approvals", json_object_new_int(r->required_approvals));
+    json_object_object_add(o, "approvals", json_object_new_int(s->approvals_valid));
+    json_object_object_add(o, "requested_at", json_object_new_string(at));
+    json_object_object_add(o, "expires_at", json_object_new_string(until));
+    json_object_object_add(o, "age_sec", json_object_new_int64((now - r->requested_at_ms) / 1000));
+    if (r->reason)
+        json_object_object_add(o, "reason", json_object_new_string(r->reason));
+    if (ct) {
+        json_object_object_add(o, "intent", json_object_new_string(ct->intent ? ct->intent : ""));
+        json_object_object_add(o, "risk_class", json_object_new_string(ct->risk_class));
+        json_object_object_add(o, "approval_mode", json_object_new_string(ct->approval_mode));
+        json_object_object_add(o, "initiating_user",
+                               json_object_new_string(ct->actor.initiating_user ? ct->actor.initiating_user : ""));
+        json_object_object_add(o, "commands", commands_json(ct));
+        if (ct->justification)
+            json_object_object_add(o, "justification", json_object_new_string(ct->justification));
+    }
+    return o;
 }
 
 /* ---- human decisions ------------------------------------------------------------- */

@@ -44,7 +44,8 @@ typedef struct wr_approval_use {
     char *identity;
     char *method;
     char *key_id;
-    bool single_use; /* scope single_execution: must be consumed atomically */
+    bool single_use;      /* scope single_execution: must be consumed atomically */
+    bool client_attested; /* in-band (elicitation): a client's answer recorded by the server, no human key */
 } wr_approval_use;
 
 typedef enum wr_authz_status {
@@ -61,16 +62,24 @@ typedef struct wr_authz {
     char reason[512]; /* for PENDING/EXPIRED/REFUSED: precise reason */
 } wr_authz;
 
+/* Whether the policy lets an in-band answer (MCP elicitation on a token
+ * marked elicitation:human) approve this risk class and these effect types;
+ * if not, why (one line) says which is missing. */
+bool wr_approval_interactive_allowed(const wr_policy *p, const char *risk_class, const wr_strv *effects, char *why,
+                                     size_t len);
+
 /* Checks supplied artifacts (from run's approvals[] / --approval) and those
  * stored for this contract hash: signature by a declared approver allowed
- * for the contract's risk class and the decision's approval effects, bound
- * to ct->sha256, approved_at <= now < expires_at, lifetime within policy,
- * not revoked, not already consumed (single use), approver != initiating
- * user, window scope only if policy allows it, and the number of distinct
- * approver identities and keys the decision requires. Valid supplied
- * artifacts are stored. server_key, when given, is refused as an approver
- * key unless the artifact's method is "elicitation" and the policy allows
- * interactive approval for the risk class. */
+ * for the decision's risk class (the contract's raised by classification)
+ * and approval effects, bound to ct->sha256, approved_at <= now <
+ * expires_at, lifetime within policy, not revoked, not already consumed
+ * (single use), approver neither the requesting agent (actor.agent_id,
+ * which the gate has matched to the connection's identity) nor the
+ * initiating user, window scope only if policy allows it, and the number
+ * of distinct approver identities and keys the decision requires. Valid
+ * supplied artifacts are stored. server_key, when given, is refused as an
+ * approver key unless the artifact's method is "elicitation" and
+ * wr_approval_interactive_allowed holds (the use is then client_attested). */
 int wr_approvals_authorize(wr_store *st, const wr_policy *p, const wr_contract *ct, const wr_decision *d,
                            json_object *const *supplied, size_t nsupplied, const wr_keypair *server_key,
                            const wr_ctx *ctx, wr_authz *out, wr_error *err);
@@ -104,6 +113,12 @@ typedef struct wr_approval_state {
 int wr_approval_state_get(wr_store *st, const char *request_id, const wr_ctx *ctx, wr_approval_state *out,
                           wr_error *err);
 void wr_approval_state_clear(wr_approval_state *s);
+/* What approvers see of a request (warrant approvals --json, the console):
+ * ids, status, approvals in and required, times, and when the stored
+ * contract parses (ct non-NULL) its intent, justification, actor, risk,
+ * mode and every command's argv, cwd, paths, network, secrets and effect.
+ * Agent-written strings are copied as they are: callers escape them. */
+json_object *wr_approval_state_json(const wr_approval_state *s, const wr_contract *ct, int64_t now);
 
 /* The policy a request was decided under, from the store (for approvers
  * who do not name one). WR_E_NOTFOUND if it is not stored. */

@@ -164,63 +164,6 @@ static void format_age(int64_t ms, char *buf, size_t len)
 
 /* ---- one request, as text or JSON ---------------------------------------------- */
 
-static json_object *commands_json(const wr_contract *ct)
-{
-    json_object *arr = json_object_new_array();
-    for (size_t i = 0; i < ct->ncommands; i++) {
-        const wr_command *c = &ct->commands[i];
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "id", json_object_new_string(c->id));
-        if (c->is_pipeline) {
-            json_object *segs = json_object_new_array();
-            for (size_t k = 0; k < c->nsegments; k++)
-                json_object_array_add(segs, wr_strv_to_json(&c->segments[k]));
-            json_object_object_add(o, "pipeline", segs);
-        } else {
-            json_object_object_add(o, "argv", wr_strv_to_json(&c->segments[0]));
-        }
-        json_object_object_add(o, "cwd", c->cwd ? json_object_new_string(c->cwd) : NULL);
-        json_object_object_add(o, "read_paths", wr_strv_to_json(&c->read_paths));
-        json_object_object_add(o, "write_paths", wr_strv_to_json(&c->write_paths));
-        json_object_object_add(o, "network", json_object_new_string(wr_network_mode_name(c->network)));
-        json_object_object_add(o, "secret_refs", wr_strv_to_json(&c->secret_refs));
-        if (c->proposed_effect_type)
-            json_object_object_add(o, "proposed_effect_type", json_object_new_string(c->proposed_effect_type));
-        json_object_array_add(arr, o);
-    }
-    return arr;
-}
-
-static json_object *request_json(const wr_approval_state *s, const wr_contract *ct, int64_t now)
-{
-    const wr_approval_request *r = &s->request;
-    char at[WR_TIME_LEN], until[WR_TIME_LEN];
-    wr_time_format(r->requested_at_ms, at);
-    wr_time_format(r->expires_at_ms, until);
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "request_id", json_object_new_string(r->request_id));
-    json_object_object_add(o, "contract_sha256", json_object_new_string(r->contract_sha256));
-    json_object_object_add(o, "status", json_object_new_string(s->status));
-    json_object_object_add(o, "contract_id", json_object_new_string(r->contract_id ? r->contract_id : ""));
-    json_object_object_add(o, "agent_id", json_object_new_string(r->agent_id ? r->agent_id : ""));
-    json_object_object_add(o, "required_approvals", json_object_new_int(r->required_approvals));
-    json_object_object_add(o, "approvals", json_object_new_int(s->approvals_valid));
-    json_object_object_add(o, "requested_at", json_object_new_string(at));
-    json_object_object_add(o, "expires_at", json_object_new_string(until));
-    json_object_object_add(o, "age_sec", json_object_new_int64((now - r->requested_at_ms) / 1000));
-    if (r->reason)
-        json_object_object_add(o, "reason", json_object_new_string(r->reason));
-    if (ct) {
-        json_object_object_add(o, "intent", json_object_new_string(ct->intent ? ct->intent : ""));
-        json_object_object_add(o, "risk_class", json_object_new_string(ct->risk_class));
-        json_object_object_add(o, "approval_mode", json_object_new_string(ct->approval_mode));
-        json_object_object_add(o, "initiating_user",
-                               json_object_new_string(ct->actor.initiating_user ? ct->actor.initiating_user : ""));
-        json_object_object_add(o, "commands", commands_json(ct));
-    }
-    return o;
-}
-
 static void print_request_text(const wr_approval_state *s, const wr_contract *ct, int64_t now)
 {
     const wr_approval_request *r = &s->request;
@@ -306,7 +249,7 @@ static int do_list(wr_store *st, const opts *o, const wr_ctx *ctx)
         if (o->all || !strcmp(s.status, "pending")) {
             wr_contract *ct = parse_stored(cs, &s.request);
             if (o->json)
-                json_object_array_add(arr, request_json(&s, ct, now));
+                json_object_array_add(arr, wr_approval_state_json(&s, ct, now));
             else
                 print_request_text(&s, ct, now);
             shown++;
@@ -341,7 +284,7 @@ static int do_show(wr_store *st, const opts *o, const wr_ctx *ctx)
     wr_contract *ct = cs ? parse_stored(cs, &s.request) : NULL;
     int64_t now = wr_now_ms(ctx);
     if (o->json) {
-        json_object *out = request_json(&s, ct, now);
+        json_object *out = wr_approval_state_json(&s, ct, now);
         json_object_object_add(out, "contract", json_object_get(contract));
         json_object_object_add(out, "decision", json_object_get(decision));
         json_object_object_add(out, "artifacts", json_object_get(s.approvals));

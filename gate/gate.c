@@ -2,6 +2,7 @@
  * sealed receipt; the executor is reached only after a fresh policy
  * evaluation and, where needed, an atomic consumption of approvals. */
 #include "gate/gate.h"
+#include "gate/gate_internal.h"
 
 #include "approvals/approvals.h"
 #include "executor/executor.h"
@@ -336,6 +337,16 @@ const wr_ctx *wr_gate_ctx(wr_gate *g)
     return &g->ctx;
 }
 
+wr_store *wr_gate__store(wr_gate *g)
+{
+    return g->store;
+}
+
+const wr_keypair *wr_gate__key(wr_gate *g)
+{
+    return &g->key;
+}
+
 static int count_one(void *ud, const wr_approval_request *r)
 {
     (void)r;
@@ -608,7 +619,8 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     wr_receipt_approval approvals[8];
     for (size_t i = 0; i < rs->authz.nuses && i < 8; i++) {
         const wr_approval_use *u = &rs->authz.uses[i];
-        approvals[i] = (wr_receipt_approval){u->approval_id, u->identity, u->method, u->key_id};
+        approvals[i] = (wr_receipt_approval){u->approval_id, u->identity, u->method, u->key_id,
+                                             u->client_attested ? "client" : "approver_key"};
         in.napprovals = i + 1;
     }
     in.approvals = approvals;
@@ -701,17 +713,18 @@ static bool cancel_requested(int fd, int timeout_ms)
     return poll(&p, 1, timeout_ms) > 0;
 }
 
-/* The human answered in the client (MCP elicitation): the server signs an
- * artifact recording exactly that, which counts only where the policy
- * allows interactive approval for this risk class (approvals/ checks). */
-static int record_elicitation(run_state *rs, const char *request_id, wr_error *err)
+/* The person behind a client the operator marked elicitation:human
+ * answered (MCP elicitation): the server signs an artifact recording exactly
+ * that, under that person's identity; approvals/ counts it only where the
+ * policy allows in-band approval, flagged client-attested. */
+static int record_elicitation(run_state *rs, const char *human, const char *request_id, wr_error *err)
 {
     int64_t now = wr_now_ms(&rs->g->ctx);
     int64_t life = rs->policy->approval.max_lifetime_sec > 0 ? rs->policy->approval.max_lifetime_sec : 300;
     if (life > 300)
         life = 300; /* an in-band answer is for this run, not for later */
     wr_approval_params ap = {
-        .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
+        .identity = human,
         .method = "elicitation",
         .contract_sha256 = rs->ct->sha256,
         .approved_at_ms = now,
@@ -744,6 +757,7 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
     if (limit > max_wait)
         limit = max_wait;
     bool asked = false;
+    char inband[300] = "";
     for (;;) {
         wr_authz_clear(&rs->authz);
         wr_error aerr = {0};
@@ -764,11 +778,18 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
         case WR_AUTHZ_PENDING:
             break;
         }
-        if (!asked && req->ask_human &&
-            wr_strv_contains(&rs->policy->approval.interactive_risk_classes, rs->ct->risk_class)) {
+        if (!asked && req->ask_human) {
             asked = true;
-            if (req->ask_human(req->ud, rs->ct, rs->decision, out->request_id) == 1) {
-                if (record_elicitation(rs, out->request_id, err) != WR_OK) {
+            char off[256];
+            if (!req->elicitation_human)
+                snprintf(inband, sizeof inband,
+                         "; in-band approval (MCP elicitation) on the agent's own session is not an approval: an "
+                         "agent never approves its own request");
+            else if (!wr_approval_interactive_allowed(rs->policy, rs->decision->risk_class,
+                                                      &rs->decision->approval_effects, off, sizeof off))
+                snprintf(inband, sizeof inband, "; %s", off);
+            else if (req->ask_human(req->ud, rs->ct, rs->decision, out->request_id) == 1) {
+                if (record_elicitation(rs, req->elicitation_human, out->request_id, err) != WR_OK) {
                     snprintf(why, whylen, "could not record the in-band approval: %s", err->message);
                     return "blocked";
                 }
@@ -787,10 +808,10 @@ static const char *authorize(run_state *rs, const wr_run_request *req, wr_run_ou
     }
     out->pending = true;
     snprintf(why, whylen,
-             "approval pending: request %s needs %d approval(s) (%s); an approver runs "
-             "`warrant approvals approve %s`",
+             "approval pending: request %s needs %d approval(s) (%s)%s; an approver runs "
+             "`warrant approvals approve %s` or uses the console",
              out->request_id, rs->decision->required_approvals, rs->authz.reason[0] ? rs->authz.reason : "none yet",
-             out->request_id);
+             inband, out->request_id);
     return "blocked";
 }
 

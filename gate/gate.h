@@ -144,6 +144,37 @@ void wr_gate_approval_clear(wr_gate_approval *a);
  * into the artifact). */
 int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err);
 
+/* ---- the approver's side (the web console; docs/approvals.md) ----------
+ * JSON views for approvers, and their decisions. Agent-written strings are
+ * copied as they are: the console escapes them. */
+
+/* Requests an approver can still act on (pending, or approved and unused),
+ * newest first, at most 100: wr_approval_state_json objects. */
+int wr_gate_approver_queue(wr_gate *g, json_object **out, wr_error *err);
+/* One request in full: that view plus the whole stored contract, the
+ * decision made afresh under the active policy (with the gating risk class
+ * and the effects needing approval), the stored artifacts (revoked,
+ * consumed), the policy's max_lifetime_sec and the server's time. */
+int wr_gate_approver_request(wr_gate *g, const char *request_id, json_object **out, wr_error *err);
+/* approve: artifact must name approver and be bound to the request's
+ * contract; then wr_gate_submit_approval. deny, revoke: approver must be
+ * declared in the active policy; the reason recorded names them; revoke
+ * takes one approval_id (of this request) or NULL for the whole request.
+ * *state_out: the request's view afterwards. */
+int wr_gate_approver_approve(wr_gate *g, const char *approver, const char *request_id, json_object *artifact,
+                             json_object **state_out, wr_error *err);
+int wr_gate_approver_deny(wr_gate *g, const char *approver, const char *request_id, const char *reason,
+                          json_object **state_out, wr_error *err);
+int wr_gate_approver_revoke(wr_gate *g, const char *approver, const char *request_id, const char *approval_id,
+                            const char *reason, json_object **state_out, wr_error *err);
+/* The newest receipts (at most WR_GATE_RECENT_RECEIPTS), newest first:
+ * {seq, receipt, verified, verify_error?, linked?} (signature checked with
+ * the server key; linked: the receipt before it hashes to its prev). */
+#define WR_GATE_RECENT_RECEIPTS 20
+int wr_gate_recent_receipts(wr_gate *g, json_object **out, wr_error *err);
+/* seq of the newest receipt (0: none yet). */
+int wr_gate_receipt_head(wr_gate *g, int64_t *seq, wr_error *err);
+
 /* A file and its sha256 (bare hex). */
 typedef struct wr_gate_digest {
     const char *path;
@@ -175,10 +206,14 @@ typedef struct wr_run_request {
     int64_t wait_for_approval_ms; /* 0: return pending at once; bounded by policy */
     /* Called about once a second while waiting for approval; may be NULL. */
     void (*on_wait)(void *ud, int64_t waited_ms, const char *request_id);
-    /* In-band human approval (MCP elicitation). Called only when the policy
-     * allows interactive approval for the risk class. Returns 1 for an
-     * explicit accept, 0 otherwise. NULL: not available. */
+    /* In-band approval (MCP elicitation) on the requesting agent's own
+     * session. An agent never approves itself: this is asked only when the
+     * connection's token is marked elicitation:human (elicitation_human is
+     * the person the operator says answers there) and the policy allows it
+     * (wr_approval_interactive_allowed). Returns 1 for an explicit accept,
+     * 0 otherwise. NULL: not available. */
     int (*ask_human)(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
+    const char *elicitation_human; /* NULL: elicitation is never an approval */
     wr_gate_output_fn on_output;
     void *ud;
     int cancel_fd; /* readable => cancel; -1: none */

@@ -102,6 +102,7 @@ json_object *wr_policy_describe(const wr_policy *p)
     add_int(ap, "max_lifetime_sec", p->approval.max_lifetime_sec);
     json_object_object_add(ap, "allow_time_window", json_object_new_boolean(p->approval.allow_time_window));
     add_strv(ap, "interactive_risk_classes", &p->approval.interactive_risk_classes);
+    add_strv(ap, "interactive_effect_types", &p->approval.interactive_effect_types);
     add_int(ap, "request_ttl_sec", p->approval.request_ttl_sec);
     add_int(ap, "max_wait_sec", p->approval.max_wait_sec);
     json_object_object_add(o, "approval", ap);

@@ -441,6 +441,50 @@ static int finish(eval *e, wr_decision_kind kind, const char *code, const char *
     return d->reason_code && d->reason ? WR_OK : WR_E_NOMEM;
 }
 
+/* ---- the risk class that gates approval ----------------------------------- */
+
+static const char *const risk_ranks[] = {"low", "medium", "high", "critical"};
+#define NRISK (sizeof risk_ranks / sizeof risk_ranks[0])
+
+static size_t risk_rank(const char *risk_class)
+{
+    for (size_t i = 0; i < NRISK; i++)
+        if (risk_class && !strcmp(risk_ranks[i], risk_class))
+            return i;
+    return 0;
+}
+
+/* What an effect can do bounds how lightly it may be approved, whatever
+ * risk_class the agent wrote (issue 11). */
+static const struct {
+    const char *effect, *min;
+} default_effect_risk[] = {
+    {"observe", "low"},      {"transform_local", "medium"}, {"fetch_external", "medium"},
+    {"mutate_repo", "high"}, {"deploy", "critical"},        {"touch_secrets", "critical"},
+};
+
+const char *wr_policy_effect_risk(const wr_policy *p, const char *effect_type)
+{
+    for (size_t i = 0; i < p->approval.risk_effects.n; i++)
+        if (!strcmp(p->approval.risk_effects.v[i], effect_type))
+            return risk_ranks[risk_rank(p->approval.risk_minimums.v[i])];
+    for (size_t i = 0; i < sizeof default_effect_risk / sizeof default_effect_risk[0]; i++)
+        if (!strcmp(default_effect_risk[i].effect, effect_type))
+            return default_effect_risk[i].min;
+    return NULL;
+}
+
+static const char *effective_risk(const wr_policy *p, const wr_contract *ct, const wr_decision *d)
+{
+    size_t r = risk_rank(ct->risk_class);
+    for (size_t i = 0; i < d->neffects; i++) {
+        const char *min = wr_policy_effect_risk(p, d->effects[i].effect_type);
+        if (min && risk_rank(min) > r)
+            r = risk_rank(min);
+    }
+    return risk_ranks[r];
+}
+
 int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out, wr_error *err)
 {
     *out = NULL;
@@ -462,6 +506,7 @@ int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *
         check_command(&e, &approvals, &rc);
     }
     e.cmd = NULL;
+    d->risk_class = effective_risk(p, ct, d);
     if (!rc) {
         bool dual = !strcmp(ct->approval_mode, "dual_control_required");
         bool human = dual || !strcmp(ct->approval_mode, "human_required");

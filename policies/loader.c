@@ -230,6 +230,17 @@ static int build(wr_policy *p, wr_error *err)
     p->approval.max_wait_sec = get_int(ap, "max_wait_sec", 300);
     if ((rc = strv_at(ap, "interactive_risk_classes", "/approval", &p->approval.interactive_risk_classes, err)))
         return rc;
+    if ((rc = strv_at(ap, "interactive_effect_types", "/approval", &p->approval.interactive_effect_types, err)))
+        return rc;
+    json_object *risks = get(ap, "effect_risk_classes");
+    if (risks) {
+        json_object_object_foreach(risks, effect, risk)
+        {
+            if (wr_strv_push(&p->approval.risk_effects, effect) ||
+                wr_strv_push(&p->approval.risk_minimums, json_object_get_string(risk)))
+                return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        }
+    }
 
     if ((rc = load_classify(p, get(doc, "classify"), err)))
         return rc;
@@ -307,7 +318,10 @@ void wr_policy_free(wr_policy *p)
                         &p->allowed_egress_hosts,
                         &p->allow_indirect_exec,
                         &p->allowed_env,
-                        &p->approval.interactive_risk_classes};
+                        &p->approval.interactive_risk_classes,
+                        &p->approval.interactive_effect_types,
+                        &p->approval.risk_effects,
+                        &p->approval.risk_minimums};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         wr_strv_free(lists[i]);
     for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)

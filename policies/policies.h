@@ -35,6 +35,12 @@ typedef struct wr_approval_config {
     int64_t max_lifetime_sec; /* upper bound on expires_at - approved_at */
     bool allow_time_window;
     wr_strv interactive_risk_classes;
+    /* In-band (elicitation) approval from a token marked elicitation:human
+     * also needs every effect type that needs approval listed here. */
+    wr_strv interactive_effect_types;
+    /* effect_risk_classes overrides: risk_effects[i] has at least
+     * risk_minimums[i] (parallel lists; the rest keep the built-in map). */
+    wr_strv risk_effects, risk_minimums;
     int64_t request_ttl_sec; /* how long an approval request stays pending */
     int64_t max_wait_sec;    /* bound on run's wait_for_approval_sec */
 } wr_approval_config;
@@ -123,7 +129,13 @@ typedef struct wr_decision {
     int required_approvals; /* 0, 1, or 2 (dual control) */
     /* effect types needing approval (for approver permission checks) */
     wr_strv approval_effects;
+    /* The risk class that gates approval: the contract's, raised to each
+     * classified effect's minimum (never lowered). A static string. */
+    const char *risk_class;
 } wr_decision;
+
+/* The minimum risk class of a classified effect type under p (NULL: none). */
+const char *wr_policy_effect_risk(const wr_policy *p, const char *effect_type);
 
 /* Always a fresh evaluation: no stored decision is trusted. */
 int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out, wr_error *err);

@@ -134,6 +134,7 @@ json_object *wr_receipt_build(const wr_receipt_input *in)
         put_str(a, "identity", in->approvals[i].identity);
         put_str(a, "method", in->approvals[i].method);
         put_str(a, "key_id", in->approvals[i].key_id);
+        put_str(a, "attestation", in->approvals[i].attestation);
         json_object_array_add(aps, a);
     }
     json_object_object_add(r, "approvals", aps);

@@ -23,6 +23,9 @@ typedef struct wr_receipt_approval {
     const char *identity;
     const char *method; /* cli | api | manual | ticket | elicitation */
     const char *key_id;
+    /* "approver_key" (signed by the approver's own key) or "client" (an
+     * in-band answer the server recorded: no human key signed it) */
+    const char *attestation;
 } wr_receipt_approval;
 
 typedef struct wr_receipt_artifact {

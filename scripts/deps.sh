@@ -15,6 +15,8 @@ if [ "${1:-}" = "--test" ]; then
   # /metrics is scraped with a real Prometheus text parser
   pkgs+=(python3-prometheus-client)
   command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+  # the approval console's browser test (tests/sdk/console.test.mjs)
+  pkgs+=(chromium)
   python3 -c 'import cryptography' 2>/dev/null || pkgs+=(python3-cryptography)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -14,6 +14,8 @@
 typedef struct token_entry {
     char *identity;
     wr_token_kind kind;
+    /* agent tokens marked elicitation:human=PERSON: who answers there */
+    char *elicitation_human;
     unsigned char digest[32]; /* sha256(token): compared in constant time */
 } token_entry;
 
@@ -27,7 +29,12 @@ static const struct {
 } token_kinds[] = {
     {"agent", WR_TOKEN_AGENT},
     {"metrics", WR_TOKEN_METRICS},
+    {"approver", WR_TOKEN_APPROVER},
 };
+
+/* The option that marks an agent token whose client shows elicitations to
+ * a person (docs/approvals.md). */
+#define ELICIT_HUMAN_OPTION "elicitation:human="
 
 static bool token_kind_parse(const char *name, wr_token_kind *out)
 {
@@ -51,8 +58,10 @@ void wr_tokens_free(wr_tokens *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < t->n; i++)
+    for (size_t i = 0; i < t->n; i++) {
         free(t->v[i].identity);
+        free(t->v[i].elicitation_human);
+    }
     sodium_memzero(t->v, t->n * sizeof *t->v);
     free(t->v);
     free(t);
@@ -60,10 +69,36 @@ void wr_tokens_free(wr_tokens *t)
 
 static bool identity_ok(const char *s)
 {
+    if (!*s)
+        return false;
     for (; *s; s++)
         if (!isgraph((unsigned char)*s))
             return false;
     return true;
+}
+
+/* A token listed twice, or one name in two roles that would let an agent
+ * approve its own requests: an agent that is also an approver, or that is
+ * a marked token's person. */
+static int check_roles(const wr_tokens *t, const token_entry *e, const char *path, int lineno, wr_error *err)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const token_entry *o = &t->v[i];
+        if (sodium_memcmp(o->digest, e->digest, 32) == 0)
+            return wr_errorf(err, WR_E_INVALID, path, "%s:%d: the same token is listed twice", path, lineno);
+        bool agent_approver = (e->kind == WR_TOKEN_AGENT && o->kind == WR_TOKEN_APPROVER) ||
+                              (e->kind == WR_TOKEN_APPROVER && o->kind == WR_TOKEN_AGENT);
+        bool clash =
+            (agent_approver && !strcmp(e->identity, o->identity)) ||
+            (e->kind == WR_TOKEN_AGENT && o->elicitation_human && !strcmp(e->identity, o->elicitation_human)) ||
+            (o->kind == WR_TOKEN_AGENT && e->elicitation_human && !strcmp(o->identity, e->elicitation_human));
+        if (clash)
+            return wr_errorf(err, WR_E_INVALID, path,
+                             "%s:%d: \"%s\" is both an agent and an approver (or a marked token's person): an agent "
+                             "never approves",
+                             path, lineno, e->identity);
+    }
+    return WR_OK;
 }
 
 int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
@@ -98,11 +133,21 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             continue;
         char *id = strtok_r(p, " \t", &p);
         char *tok = strtok_r(NULL, " \t", &p);
-        char *kind_name = strtok_r(NULL, " \t", &p);
-        char *extra = strtok_r(NULL, " \t", &p);
+        char *kind_name = NULL;
+        const char *human = NULL;
+        bool bad = !id || !tok;
+        for (char *w; !bad && (w = strtok_r(NULL, " \t", &p));) {
+            if (!human && !strncmp(w, ELICIT_HUMAN_OPTION, strlen(ELICIT_HUMAN_OPTION)))
+                human = w + strlen(ELICIT_HUMAN_OPTION);
+            else if (!kind_name)
+                kind_name = w;
+            else
+                bad = true;
+        }
         wr_token_kind kind = WR_TOKEN_AGENT;
-        if (!id || !tok || extra) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: expected \"ID TOKEN [KIND]\"", path, lineno);
+        if (bad) {
+            rc = wr_errorf(err, WR_E_INVALID, path,
+                           "%s:%d: expected \"ID TOKEN [KIND] [" ELICIT_HUMAN_OPTION "PERSON]\"", path, lineno);
             break;
         }
         char *colon = strchr(id, ':');
@@ -119,29 +164,34 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             break;
         }
         if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id)) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad agent id", path,
+            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: token shorter than %d characters or bad identity", path,
                            lineno, WR_TOKEN_MIN_LEN);
             break;
         }
-        unsigned char d[32];
-        crypto_hash_sha256(d, (const unsigned char *)tok, strlen(tok));
-        bool dup = false;
-        for (size_t i = 0; i < t->n; i++)
-            dup |= sodium_memcmp(t->v[i].digest, d, 32) == 0;
-        if (dup) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: the same token is listed twice", path, lineno);
+        if (human && (kind != WR_TOKEN_AGENT || !identity_ok(human) || !strcmp(human, id))) {
+            rc =
+                wr_errorf(err, WR_E_INVALID, path,
+                          "%s:%d: " ELICIT_HUMAN_OPTION " marks an agent token and names a person other than the agent",
+                          path, lineno);
             break;
         }
-        token_entry *nv = realloc(t->v, (t->n + 1) * sizeof *nv);
-        if (!nv) {
+        token_entry e = {.kind = kind};
+        crypto_hash_sha256(e.digest, (const unsigned char *)tok, strlen(tok));
+        e.identity = strdup(id);
+        e.elicitation_human = human ? strdup(human) : NULL;
+        token_entry *nv = NULL;
+        if (!e.identity || (human && !e.elicitation_human))
             rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+        else if ((rc = check_roles(t, &e, path, lineno, err)) == WR_OK &&
+                 !(nv = realloc(t->v, (t->n + 1) * sizeof *nv)))
+            rc = wr_errorf(err, WR_E_NOMEM, path, "out of memory");
+        if (rc != WR_OK) {
+            free(e.identity);
+            free(e.elicitation_human);
             break;
         }
         t->v = nv;
-        t->v[t->n].identity = strdup(id);
-        t->v[t->n].kind = kind;
-        memcpy(t->v[t->n].digest, d, 32);
-        t->n++;
+        t->v[t->n++] = e;
     }
     sodium_memzero(buf, len);
     free(buf);
@@ -165,6 +215,14 @@ const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len
         if (sodium_memcmp(t->v[i].digest, d, 32) == 0 && t->v[i].kind == kind)
             found = t->v[i].identity;
     return found;
+}
+
+const char *wr_tokens_elicitation_human(const wr_tokens *t, const char *identity)
+{
+    for (size_t i = 0; t && identity && i < t->n; i++)
+        if (t->v[i].identity == identity)
+            return t->v[i].elicitation_human;
+    return NULL;
 }
 
 bool wr_tokens_known(const wr_tokens *t, const char *token, size_t len)

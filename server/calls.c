@@ -204,6 +204,7 @@ static void *worker(void *arg)
         .wait_for_approval_ms = c->wait_ms,
         .on_wait = wr_call_on_wait,
         .ask_human = wr_call_ask_human,
+        .elicitation_human = c->elicitation_human[0] ? c->elicitation_human : NULL,
         .on_output = wr_call_on_output,
         .ud = c,
         .cancel_fd = c->cancel_pipe[0],
@@ -314,6 +315,7 @@ static tool_status start_call(tool_call *tc, wr_contract *ct, char *capsule_path
     c->id_json = strdup(tc->id_json);
     c->progress_token = tc->progress_token ? strdup(tc->progress_token) : NULL;
     snprintf(c->identity, sizeof c->identity, "%s", who);
+    snprintf(c->elicitation_human, sizeof c->elicitation_human, "%s", tc->ss->elicitation_human);
     /* No server requests before notifications/initialized (A/basic/lifecycle.mdx). */
     c->elicitation_ok = tc->ss->client_elicitation && tc->ss->initialized;
     c->started_ms = c->last_emit_ms = wr_now_ms(s->ctx);

@@ -25,12 +25,13 @@ typedef struct wr_msg {
 typedef struct wr_call wr_call;
 struct wr_call {
     wr_server *srv;
-    wr_session *ss;       /* holds a reference */
-    wr_outlet *out;       /* loop thread only; NULL once the outlet is gone */
-    char *id_json;        /* serialized request id, echoed verbatim */
-    char *progress_token; /* serialized progressToken or NULL */
-    char identity[256];   /* copy: workers never read the session */
-    bool elicitation_ok;  /* the client declared elicitation */
+    wr_session *ss;              /* holds a reference */
+    wr_outlet *out;              /* loop thread only; NULL once the outlet is gone */
+    char *id_json;               /* serialized request id, echoed verbatim */
+    char *progress_token;        /* serialized progressToken or NULL */
+    char identity[256];          /* copy: workers never read the session */
+    char elicitation_human[256]; /* copy of the session's, or "" */
+    bool elicitation_ok;         /* the client declared elicitation */
     _Atomic int state;
     int cancel_pipe[2]; /* wr_run_request.cancel_fd = [0] */
     pthread_t thread;
@@ -78,6 +79,7 @@ struct wr_session {
     int refs; /* loop thread only: the transport + each call */
     bool closed;
     char identity[256];
+    char elicitation_human[256]; /* its token's elicitation:human person, or "" */
     wr_outlet *default_out;
     bool initialize_seen, initialized;
     char version[16];

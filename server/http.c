@@ -63,6 +63,8 @@ static void http_reset(conn *c)
     q_free(&c->q);
     c->body = c->err_body = NULL;
     c->body_type = NULL;
+    c->console = false;
+    c->human[0] = '\0';
     c->body_len = 0;
     c->status = 0;
     c->hstate = H_IDLE;
@@ -173,6 +175,7 @@ static void http_post_body(conn *c)
             http_refuse(c, 500, WR_RPC_INTERNAL, "out of memory");
             return;
         }
+        wr_session_set_elicitation_human(ss, c->human[0] ? c->human : NULL);
         json_object *peek = wr_json_parse(c->body ? c->body : "", c->body_len, NULL, NULL);
         json_object *m = NULL;
         bool is_init = peek && json_object_is_type(peek, json_type_object) &&
@@ -258,7 +261,14 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
         !add_hdr(c, cors && c->preflight, "access-control-allow-methods:", "GET, POST, DELETE", &p, end) ||
         !add_hdr(c, cors && c->preflight, "access-control-allow-headers:",
                  "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID", &p, end) ||
-        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end))
+        !add_hdr(c, cors && c->preflight, "access-control-max-age:", "600", &p, end) ||
+        /* the console shows agent-written text: nothing but its own files
+         * may load or run, and it may not be framed */
+        !add_hdr(c, c->console, "content-security-policy:", WR_CONSOLE_CSP, &p, end) ||
+        !add_hdr(c, c->console, "x-content-type-options:", "nosniff", &p, end) ||
+        !add_hdr(c, c->console, "x-frame-options:", "DENY", &p, end) ||
+        !add_hdr(c, c->console, "referrer-policy:", "no-referrer", &p, end) ||
+        !add_hdr(c, c->console && !sse, "cache-control:", "no-store", &p, end))
         return -1;
     if (lws_finalize_write_http_header(c->wsi, start, &p, end))
         return -1;
@@ -340,8 +350,9 @@ static int http_writeable(conn *c)
 }
 
 /* /mcp: the MCP endpoint (POST, GET, DELETE, OPTIONS). */
-static int route_mcp(conn *c)
+static int route_mcp(conn *c, const char *uri)
 {
+    (void)uri;
     net *n = c->n;
     const char *who = NULL, *why = NULL;
     c->preflight = lws_hdr_total_length(c->wsi, WSI_TOKEN_OPTIONS_URI) > 0;
@@ -356,6 +367,8 @@ static int route_mcp(conn *c)
         return 0;
     }
     snprintf(c->who, sizeof c->who, "%s", who);
+    const char *human = wr_tokens_elicitation_human(n->tokens, who);
+    snprintf(c->human, sizeof c->human, "%s", human ? human : "");
     bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
     bool del = lws_hdr_total_length(c->wsi, WSI_TOKEN_DELETE_URI) > 0;
     bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
@@ -437,8 +450,9 @@ static int route_mcp(conn *c)
 
 /* /metrics: the Prometheus text format, for a metrics token (or, with
  * --metrics-auth loopback, any loopback peer). */
-static int route_metrics(conn *c)
+static int route_metrics(conn *c, const char *uri)
 {
+    (void)uri;
     net *n = c->n;
     if (!n->o->metrics) {
         http_refuse(c, 404, 0, NULL);
@@ -472,16 +486,123 @@ static int route_metrics(conn *c)
     return 0;
 }
 
+/* ---- /console: the approval console (console.c, docs/approvals.md) ---------- */
+
+static void console_send(conn *c, wr_console_reply *r)
+{
+    free(c->err_body);
+    c->err_body = malloc(r->len + 1);
+    c->status = c->err_body ? r->status : 500;
+    c->body_type = r->content_type;
+    if (c->err_body) {
+        memcpy(c->err_body, r->body ? r->body : r->static_body, r->len);
+        c->err_body[r->len] = '\0';
+    }
+    wr_console_reply_clear(r);
+    c->hstate = H_JSON;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void console_refuse(conn *c, int status, const char *why)
+{
+    wr_console_reply r;
+    wr_console_error(&r, status, why);
+    if (!c->body)
+        c->close_after = true; /* refused before the body was read */
+    console_send(c, &r);
+}
+
+static void console_answer(conn *c, const char *method)
+{
+    wr_console_reply r;
+    wr_console_handle(c->n->console, method, c->console_uri, c->who, c->body, c->body_len, &r);
+    console_send(c, &r);
+}
+
+/* The same Host/Origin checks as /mcp; the API takes approver tokens only
+ * (an agent token gets 403, as an approver's does on /mcp and /ws). */
+static int route_console(conn *c, const char *uri)
+{
+    net *n = c->n;
+    c->console = true;
+    const char *who = NULL, *why = NULL;
+    int st = !n->console ? 404
+             : strlen(uri) >= sizeof c->console_uri
+                 ? 404
+                 : net_check_access(n, c->wsi, WR_TOKEN_APPROVER, false, wr_console_is_api(uri), NULL, &who, &why);
+    if (st) {
+        wr_log(n->ctx, WR_LOG_WARNING, "server", "console: refused (%d): %s", st, why ? why : "not found");
+        console_refuse(c, st, why ? why : "not found");
+        return 0;
+    }
+    snprintf(c->console_uri, sizeof c->console_uri, "%s", uri);
+    snprintf(c->who, sizeof c->who, "%s", who ? who : "");
+    bool get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
+    bool post = lws_hdr_total_length(c->wsi, WSI_TOKEN_POST_URI) > 0;
+    if (get && !strcmp(uri, WR_CONSOLE_EVENTS)) {
+        memset(&c->console_seen, 0, sizeof c->console_seen);
+        http_begin_stream(&c->outlet);
+        return 0;
+    }
+    if (get) {
+        console_answer(c, "GET");
+        return 0;
+    }
+    if (!post) {
+        console_refuse(c, 405, "the console takes GET and POST only");
+        return 0;
+    }
+    char clen_s[32], ctype[200];
+    long long clen = net_hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clen_s, sizeof clen_s) ? atoll(clen_s) : -1;
+    net_hdr(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+    if (strncasecmp(ctype, "application/json", 16) != 0)
+        console_refuse(c, 415, "Content-Type must be application/json");
+    else if (clen < 0)
+        console_refuse(c, 411, "send the body with Content-Length");
+    else if (clen > (long long)WR_CONSOLE_MAX_BODY)
+        console_refuse(c, 413, "payload too large");
+    else if (clen == 0)
+        console_answer(c, "POST");
+    else if (!(c->body = malloc((size_t)clen + 1)))
+        console_refuse(c, 500, "out of memory");
+    else
+        c->hstate = H_BODY;
+    return 0;
+}
+
+void http_console_tick(net *n)
+{
+    for (conn *c = n->sse; c; c = c->sse_next) {
+        if (!c->console || c->ended)
+            continue;
+        char *ev = wr_console_next_event(n->console, &c->console_seen);
+        if (ev) {
+            q_push(&c->q, qmsg_new(ev, strlen(ev), "", 0, "", 0, false));
+            c->last_write_ms = net_now_ms(n);
+            lws_callback_on_writable(c->wsi);
+            free(ev);
+        }
+    }
+}
+
 typedef struct route {
     const char *path;
-    int (*handle)(conn *c); /* LWS_CALLBACK_HTTP for this path: returns the callback's result */
+    bool subtree;                            /* also every path below it ("/console/...") */
+    int (*handle)(conn *c, const char *uri); /* LWS_CALLBACK_HTTP for this path: returns the callback's result */
 } route;
 
 /* Every HTTP path the server answers; anything else is 404. */
 static const route routes[] = {
-    {"/mcp", route_mcp},
-    {"/metrics", route_metrics},
+    {"/mcp", false, route_mcp},
+    {"/metrics", false, route_metrics},
+    {WR_CONSOLE_PREFIX, true, route_console},
 };
+
+static bool route_matches(const route *r, const char *uri)
+{
+    size_t n = strlen(r->path);
+    return !strncmp(uri, r->path, n) && (uri[n] == '\0' || (r->subtree && uri[n] == '/'));
+}
 
 /* LWS_CALLBACK_HTTP: the request line and headers are in. */
 static int http_request(conn *c, const char *uri)
@@ -496,8 +617,8 @@ static int http_request(conn *c, const char *uri)
         return 0;
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(uri, routes[i].path))
-            return routes[i].handle(c);
+        if (route_matches(&routes[i], uri))
+            return routes[i].handle(c, uri);
     http_refuse(c, 404, 0, NULL);
     return 0;
 }
@@ -525,7 +646,9 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (c->hstate == H_BODY)
+        if (c->hstate == H_BODY && c->console)
+            console_answer(c, "POST");
+        else if (c->hstate == H_BODY)
             http_post_body(c);
         return 0;
 

@@ -203,6 +203,7 @@ static const timer timers[] = {
     {TICK_MS, tick_runs},
     {TICK_MS, http_tick},
     {CHECKPOINT_POLL_MS, publish_checkpoint},
+    {WR_CONSOLE_EVENT_CHECK_MS, http_console_tick},
 };
 #define NTIMERS (sizeof timers / sizeof timers[0])
 
@@ -321,10 +322,13 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     }
     if (o->listen_host) {
         n->port = lws_get_vhost_listen_port(n->vh);
+        if (!(n->console = wr_console_new(wr_server_gate(srv))))
+            goto out;
         const char *sch = o->tls_cert ? "s" : "";
         const char *h = info.iface;
         bool v6 = strchr(h, ':') != NULL;
-        wr_log(n->ctx, WR_LOG_NOTICE, "server", "listening on %s%s%s:%d: http%s://…/mcp and ws%s://…/ws (auth: %s)",
+        wr_log(n->ctx, WR_LOG_NOTICE, "server",
+               "listening on %s%s%s:%d: http%s://…/mcp, ws%s://…/ws and the console at /console (auth: %s)",
                v6 ? "[" : "", h, v6 ? "]" : "", n->port, sch, sch, o->auth_none ? "none" : "bearer token");
         if (o->auth_none)
             wr_log(n->ctx, WR_LOG_WARNING, "server",
@@ -368,6 +372,7 @@ out:
     }
     wr_server_drain(srv);
     q_free(&n->out);
+    wr_console_free(n->console);
     wr_tokens_free(n->reloaded);
     free(n->line);
     close(sig_pipe[0]);

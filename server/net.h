@@ -8,6 +8,7 @@
 #ifndef WR_SERVER_NET_H
 #define WR_SERVER_NET_H
 
+#include "server/console_internal.h"
 #include "server/loop.h"
 
 #include <libwebsockets.h>
@@ -81,7 +82,13 @@ typedef struct conn {
     bool ended; /* final message queued */
     bool add_session_header;
     int64_t last_write_ms;
-    char who[256];         /* the authenticated identity of this request */
+    char who[256];   /* the authenticated identity of this request */
+    char human[256]; /* its token's elicitation:human person, or "" */
+    /* the approval console (http.c route_console): its replies carry their
+     * own security headers; its event stream polls the queue */
+    bool console;
+    char console_uri[128];
+    wr_console_seen console_seen;
     char origin[300];      /* an allowed Origin, echoed for CORS; "" if none */
     bool preflight;        /* OPTIONS */
     struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
@@ -130,6 +137,7 @@ struct net {
     conn *sse;
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
+    wr_console *console; /* network only */
 };
 
 /* Starts the shutdown: no new work, every run cancelled (receipts say so). */
@@ -178,6 +186,8 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len);
 /* http.c: timers (idle sessions, SSE keepalives) and the shutdown. */
 void http_tick(net *n);
+/* The console's open event streams look at the queue (loop.c's timers). */
+void http_console_tick(net *n);
 void http_drop_all(net *n);
 
 #endif

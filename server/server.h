@@ -83,6 +83,9 @@ wr_gate *wr_server_gate(wr_server *s);
  * actor.agent_id must equal it). default_outlet (may be NULL) receives
  * messages not tied to a request (logging). */
 wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *default_outlet);
+/* The person behind a token marked elicitation:human (NULL: none): only
+ * then may an elicitation answered on this session approve a run. */
+void wr_session_set_elicitation_human(wr_session *ss, const char *person);
 /* Ends the session: with cancel_runs its runs are cancelled (their receipts
  * say so), otherwise they finish. It is freed once its last run finished. */
 void wr_session_close(wr_session *ss, bool cancel_runs);
@@ -151,15 +154,21 @@ typedef struct wr_tokens wr_tokens;
 typedef enum wr_token_kind {
     WR_TOKEN_AGENT = 0, /* an MCP client: /mcp and /ws */
     WR_TOKEN_METRICS,   /* a scraper: GET /metrics only */
+    WR_TOKEN_APPROVER,  /* a person: the approval console (/console) only */
 } wr_token_kind;
-/* "ID TOKEN [KIND]" per line (KIND defaults to agent), '#' comments;
- * refuses a group/world readable file, duplicate tokens and tokens shorter
- * than 16 bytes. */
+/* "ID TOKEN [KIND] [elicitation:human=PERSON]" or "KIND:ID TOKEN" per line
+ * (KIND defaults to agent), '#' comments; refuses a group/world readable
+ * file, duplicate tokens, tokens shorter than 16 bytes, and one name in two
+ * roles that would let an agent approve itself (an agent that is an
+ * approver or a marked token's person; docs/approvals.md). */
 int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err);
 void wr_tokens_free(wr_tokens *t);
 /* The identity bound to a token of that kind, compared in constant time;
  * NULL if none. */
 const char *wr_tokens_identity(const wr_tokens *t, const char *token, size_t len, wr_token_kind kind);
+/* For identity as wr_tokens_identity returned it (the entry's own string):
+ * the person its elicitation:human mark names, or NULL. */
+const char *wr_tokens_elicitation_human(const wr_tokens *t, const char *identity);
 /* The token is in the file, of whatever kind (a wrong-kind token is 403). */
 bool wr_tokens_known(const wr_tokens *t, const char *token, size_t len);
 

@@ -91,6 +91,11 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
     return ss;
 }
 
+void wr_session_set_elicitation_human(wr_session *ss, const char *person)
+{
+    snprintf(ss->elicitation_human, sizeof ss->elicitation_human, "%s", person ? person : "");
+}
+
 void wr_session_unref(wr_session *ss)
 {
     if (--ss->refs > 0)

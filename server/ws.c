@@ -85,6 +85,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
         c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
+        wr_session_set_elicitation_human(c->ss, wr_tokens_elicitation_human(n->tokens, who));
         wr_log(n->ctx, WR_LOG_DEBUG, "server", "websocket: connection for agent \"%s\"", who);
         n->nws++;
         net_conn_count(c);

@@ -38,7 +38,7 @@ static json_object *sample(const wr_ctx *ctx, const char *id)
     wr_strv done = {0};
     wr_strv_push(&done, "cmd_1");
     int64_t t = wr_now_ms(ctx);
-    wr_receipt_approval ap = {"apr_bench", "alice@example.com", "cli", "0123456789abcdef"};
+    wr_receipt_approval ap = {"apr_bench", "alice@example.com", "cli", "0123456789abcdef", "approver_key"};
     wr_receipt_input in = {
         .execution_id = id,
         .contract_id = "contract_bench",

@@ -634,6 +634,56 @@ static void test_self_approval(void **state)
     wr_contract_free(ct);
 }
 
+/* Issue 11: the agent that asks never approves, even holding a declared
+ * approver's key under its own name. */
+static void test_agent_never_approves_itself(void **state)
+{
+    fx *f = *state;
+    char *mk = b64(&f->mallory), extra[256];
+    snprintf(extra, sizeof extra,
+             "  - identity: agent-1\n    public_key: \"%s\"\n"
+             "    may_approve: {risk_classes: [low, medium, high], effect_types: [observe]}\n",
+             mk);
+    free(mk);
+    wr_policy *p = make_policy(f, false, "", 3600, extra);
+    wr_contract *ct = plain_contract(f);
+    json_object *a = sign(f, &f->mallory, "agent-1", ct);
+    expect(f, p, ct, &a, 1, WR_AUTHZ_REFUSED,
+           "self-approval refused: agent-1 is the agent that requests this contract");
+    json_object_put(a);
+    wr_contract_free(ct);
+    wr_policy_free(p);
+}
+
+/* Issue 11: the risk class that gates approval is the contract's raised to
+ * its classified effects' minimum (configurable), never lowered. */
+static void test_risk_class_from_classification(void **state)
+{
+    fx *f = *state;
+    wr_contract *ct = plain_contract(f); /* risk medium, effect observe */
+    wr_policy *raised =
+        make_policy(f, false, "]\n  effect_risk_classes: {observe: critical}\n  interactive_effect_types: [", 3600, "");
+    wr_decision *d = decide(f, raised, ct);
+    assert_string_equal(d->risk_class, "critical");
+    wr_decision_free(d);
+    json_object *a = sign(f, &f->alice, "alice@example.com", ct);
+    expect(f, raised, ct, &a, 1, WR_AUTHZ_REFUSED, "approver alice@example.com may not approve risk class critical");
+    wr_policy_free(raised);
+
+    /* a lower minimum never lowers what the agent declared */
+    wr_policy *lower =
+        make_policy(f, false, "]\n  effect_risk_classes: {observe: low}\n  interactive_effect_types: [", 3600, "");
+    d = decide(f, lower, ct);
+    assert_string_equal(d->risk_class, "medium");
+    wr_decision_free(d);
+    json_object *c = sign(f, &f->carol, "carol@example.com", ct);
+    expect(f, lower, ct, &c, 1, WR_AUTHZ_REFUSED, "approver carol@example.com may not approve risk class medium");
+    wr_policy_free(lower);
+    json_object_put(a);
+    json_object_put(c);
+    wr_contract_free(ct);
+}
+
 static void test_dual_control(void **state)
 {
     fx *f = *state;
@@ -701,12 +751,23 @@ static void test_server_key(void **state)
     json_object *e =
         sign_full(f, &f->server, "agent-1-user", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
     expect(f, f->policy, ct, &e, 1, WR_AUTHZ_REFUSED,
-           "in-band approval (elicitation) is not enabled by the policy for risk class medium");
-    wr_policy *interactive = make_policy(f, false, "medium", 3600, "");
+           "in-band approval (elicitation) is not enabled by policy approvals-test for risk class medium");
+    /* the risk class alone is not enough: every effect type must be listed too */
+    wr_policy *risk_only = make_policy(f, false, "medium", 3600, "");
+    expect(f, risk_only, ct, &e, 1, WR_AUTHZ_REFUSED,
+           "in-band approval (elicitation) is not enabled by policy approvals-test for effect type observe");
+    wr_policy_free(risk_only);
+    wr_policy *interactive = make_policy(f, false, "medium]\n  interactive_effect_types: [observe", 3600, "");
     wr_authz az;
     assert_int_equal(authorize(f, interactive, ct, &e, 1, &az), WR_AUTHZ_GRANTED);
     assert_string_equal(az.uses[0].method, "elicitation");
+    assert_true(az.uses[0].client_attested);
     wr_authz_clear(&az);
+    /* recorded under the requesting agent's own name, it never counts */
+    json_object *own = sign_full(f, &f->server, "agent-1", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
+    expect(f, interactive, ct, &own, 1, WR_AUTHZ_REFUSED,
+           "self-approval refused: agent-1 is the agent that requests this contract");
+    json_object_put(own);
     /* a human's key cannot pose as an in-band approval */
     json_object *h =
         sign_full(f, &f->alice, "alice@example.com", "elicitation", ct->sha256, NOW - MIN, NOW + 5 * MIN, false);
@@ -921,6 +982,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_approver_not_allowed_for_risk_or_effect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self_approval, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_never_approves_itself, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_risk_class_from_classification, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dual_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_time_window, setup, teardown),

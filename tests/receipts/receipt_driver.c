@@ -232,7 +232,7 @@ static int do_fixture(const char *dir)
         wr_store_begin_execution(st, "exe_fixture_run", contract_sha, &consume, now, &err) ||
         wr_store_put_output(st, "exe_fixture_run", out, sizeof out - 1, errb, sizeof errb - 1, &err))
         rc = fail("fixture", &err);
-    wr_receipt_approval used = {"apr_driver", "alice@example.com", "cli", alice.key_id};
+    wr_receipt_approval used = {"apr_driver", "alice@example.com", "cli", alice.key_id, "approver_key"};
     const char *ids[] = {"exe_fixture_run", "exe_fixture_blocked"};
     for (int i = 0; rc == WR_OK && i < 2; i++) {
         json_object *r = sample(&ctx, ids[i], i ? "blocked" : "success", i ? NULL : &used, i ? 0 : 1, out_hex, err_hex);

@@ -73,7 +73,7 @@ static json_object *build(fixture *f, const char *execution_id, const char *stat
 {
     wr_strv done = {0};
     wr_strv_push(&done, "cmd_1");
-    wr_receipt_approval ap = {"apr_1", "alice@example.com", "cli", "0123456789abcdef"};
+    wr_receipt_approval ap = {"apr_1", "alice@example.com", "cli", "0123456789abcdef", "approver_key"};
     wr_receipt_input in = {
         .execution_id = execution_id,
         .contract_id = "contract_1",

@@ -40,6 +40,7 @@ allowed_write_prefixes: []
 approval:
   max_lifetime_sec: 3600
   interactive_risk_classes: [low]
+  interactive_effect_types: [observe]
   request_ttl_sec: 3600
   max_wait_sec: 5
 """
@@ -77,7 +78,9 @@ class Fixture:
             f.write(POLICY.format(ws=self.ws))
         self.tokens = os.path.join(self.tmp, "tokens")
         with open(self.tokens, "w") as f:
-            f.write("# agent token\ntester tok-tester-0123456789abcdef\nother tok-other-0123456789abcdefgh\n")
+            # tester's client shows elicitations to carol (docs/approvals.md)
+            f.write("# agent token\ntester tok-tester-0123456789abcdef elicitation:human=carol@example.com\n"
+                    "other tok-other-0123456789abcdefgh\n")
         os.chmod(self.tokens, 0o600)
 
     def cleanup(self):

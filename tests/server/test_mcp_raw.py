@@ -312,13 +312,18 @@ class StreamCases:
         c.send(call(2, "get_approval", {"request_id": rid}))
         self.assertEqual(c.recv()["result"]["structuredContent"]["status"], "pending")
 
-    def elicit(self, answer):
+    def open_eliciting(self):
+        """A client that declares elicitation, initialized."""
         c = self.open()
         m = dict(INIT)
         m["params"] = dict(INIT["params"], capabilities={"elicitation": {}})
         c.send(m)
         c.recv()
         c.send(INITIALIZED)
+        return c
+
+    def elicit(self, answer):
+        c = self.open_eliciting()
         c.send(call(1, "run", {"contract": contract(self.fx.ws, ["echo", "approved"], mode="human_required")}))
         e = c.recv(30)
         self.assertEqual(e["method"], "elicitation/create")
@@ -335,7 +340,25 @@ class StreamCases:
         r = self.elicit({"action": "accept", "content": {"approve": True}})
         self.assertNotIn("isError", r, r)
         self.assertEqual(r["structuredContent"]["stdout"], "approved\n")
-        self.assertIn("elicitation", json.dumps(r["structuredContent"]["receipt"]))
+        [a] = r["structuredContent"]["receipt"]["approvals"]
+        # recorded for the person the token file names, never for the agent
+        self.assertEqual((a["identity"], a["method"], a["attestation"]),
+                         ("carol@example.com", "elicitation", "client"))
+
+    def own_session_never_approves(self):
+        """Issue 11: without a token marked elicitation:human (stdio has no
+        token at all), the agent's own session is never asked, and the run
+        stays blocked with the reason."""
+        c = self.open_eliciting()
+        c.send(call(1, "run", {"contract": contract(self.fx.ws, ["echo", "self"], mode="human_required")}))
+        m = c.recv(30)
+        self.assertNotEqual(m.get("method"), "elicitation/create")
+        while "id" not in m:
+            m = c.recv(30)
+        sc = m["result"]["structuredContent"]
+        self.assertEqual(sc["status"], "blocked")
+        self.assertEqual(sc["receipt"]["approvals"], [])
+        self.assertIn("agent's own session is not an approval", sc["receipt"]["error"])
 
     def test_elicitation_decline_stays_pending(self):
         r = self.elicit({"action": "accept", "content": {"approve": False}})
@@ -344,6 +367,9 @@ class StreamCases:
 
 
 class StdioTest(StreamCases, unittest.TestCase):
+    test_elicitation_accept_runs = StreamCases.own_session_never_approves
+    test_elicitation_decline_stays_pending = StreamCases.own_session_never_approves
+
     def setUp(self):
         self.fx = mcpraw.Fixture()
         self.clients = []

@@ -316,6 +316,72 @@ static void test_envelopes(void **state)
     free(m);
 }
 
+/* Loads text as a token file; returns the load's code (t set on WR_OK). */
+static int load_tokens_text(const char *text, wr_tokens **t, wr_error *err)
+{
+    char path[] = "/tmp/wr-tokens-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    int rc = wr_tokens_load(path, t, err);
+    unlink(path);
+    return rc;
+}
+
+/* Issue 11: agent and approver tokens, and the elicitation:human mark. */
+static void test_token_kinds(void **state)
+{
+    (void)state;
+    wr_tokens *t = NULL;
+    wr_error err;
+    assert_int_equal(load_tokens_text("agent-1 aaaaaaaaaaaaaaaa\n"
+                                      "approver:alice bbbbbbbbbbbbbbbb\n"
+                                      "agent-2 cccccccccccccccc elicitation:human=carol@example.com\n",
+                                      &t, &err),
+                     WR_OK);
+    const char *a = wr_tokens_identity(t, "aaaaaaaaaaaaaaaa", 16, WR_TOKEN_AGENT);
+    assert_string_equal(a, "agent-1");
+    assert_null(wr_tokens_elicitation_human(t, a));
+    assert_null(wr_tokens_identity(t, "aaaaaaaaaaaaaaaa", 16, WR_TOKEN_APPROVER));
+    assert_string_equal(wr_tokens_identity(t, "bbbbbbbbbbbbbbbb", 16, WR_TOKEN_APPROVER), "alice");
+    assert_null(wr_tokens_identity(t, "bbbbbbbbbbbbbbbb", 16, WR_TOKEN_AGENT));
+    const char *c = wr_tokens_identity(t, "cccccccccccccccc", 16, WR_TOKEN_AGENT);
+    assert_string_equal(c, "agent-2");
+    assert_string_equal(wr_tokens_elicitation_human(t, c), "carol@example.com");
+    /* the kind column and the mark in either order */
+    wr_tokens_free(t);
+    assert_int_equal(load_tokens_text("agent-2 cccccccccccccccc agent elicitation:human=carol\n"
+                                      "agent-3 dddddddddddddddd elicitation:human=carol agent\n",
+                                      &t, &err),
+                     WR_OK);
+    wr_tokens_free(t);
+
+    /* Each of these would let an agent approve its own requests, or is malformed. */
+    static const struct {
+        const char *text, *says;
+    } bad[] = {
+        {"alice aaaaaaaaaaaaaaaa\napprover:alice bbbbbbbbbbbbbbbb\n", "both an agent and an approver"},
+        {"approver:alice bbbbbbbbbbbbbbbb\nalice aaaaaaaaaaaaaaaa\n", "both an agent and an approver"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-2\nagent-2 cccccccccccccccc\n", "both an agent"},
+        {"agent-2 cccccccccccccccc\nagent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-2\n", "both an agent"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=agent-1\n", "other than the agent"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:human=\n", "other than the agent"},
+        {"approver:alice bbbbbbbbbbbbbbbb elicitation:human=carol\n", "marks an agent token"},
+        {"agent-1 aaaaaaaaaaaaaaaa elicitation:machine\n", "unknown token kind"},
+        {"agent-1 aaaaaaaaaaaaaaaa metrics elicitation:human=carol\n", "marks an agent token"},
+        {"approver: bbbbbbbbbbbbbbbb\n", "bad identity"},
+        {"agent-1 aaaaaaaaaaaaaaaa\napprover:alice aaaaaaaaaaaaaaaa\n", "listed twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = NULL;
+        assert_int_equal(load_tokens_text(bad[i].text, &t, &err), WR_E_INVALID);
+        assert_null(t);
+        if (!strstr(err.message, bad[i].says))
+            fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].text, err.message, bad[i].says);
+    }
+}
+
 static void test_tokens_and_origins(void **state)
 {
     (void)state;
@@ -389,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_utf8_helpers),
         cmocka_unit_test(test_envelopes),
         cmocka_unit_test(test_tokens_and_origins),
+        cmocka_unit_test(test_token_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
