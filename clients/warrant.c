@@ -15,20 +15,11 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } commands[] = {
-    {"keygen", cmd_keygen},
-    {"validate", cmd_validate},
-    {"hash", cmd_hash},
-    {"check", cmd_check},
-    {"run", cmd_run},
-    {"approvals", cmd_approvals},
-    {"pubkey", cmd_pubkey},
-    {"receipts", cmd_receipts},
-    {"verify", cmd_verify},
-    {"export", cmd_export},
-    {"checkpoint", cmd_checkpoint},
-    {"doctor", cmd_doctor},
-    {"capsule", cmd_capsule},
-    {"reproduce", cmd_reproduce},
+    {"keygen", cmd_keygen},         {"validate", cmd_validate}, {"hash", cmd_hash},
+    {"check", cmd_check},           {"run", cmd_run},           {"approvals", cmd_approvals},
+    {"pubkey", cmd_pubkey},         {"receipts", cmd_receipts}, {"verify", cmd_verify},
+    {"export", cmd_export},         {"capsule", cmd_capsule},   {"reproduce", cmd_reproduce},
+    {"checkpoint", cmd_checkpoint}, {"doctor", cmd_doctor},
 };
 
 static bool documented(const char *name)

@@ -669,8 +669,8 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     if (x)
         output = (wr_store_output){x->out.captured, x->err.captured, x->out.captured_len, x->err.captured_len};
     if (rc == WR_OK)
-        rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
-                             rs->execution_id, x ? &output : NULL, receipt_out, err);
+        rc = wr_receipt_seal_output(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
+                                    rs->execution_id, x ? &output : NULL, receipt_out, err);
     json_object_put(unsigned_receipt);
     if (rc == WR_OK) {
         wr_gate_event ev = {.kind = WR_GATE_SEALED,

@@ -26,8 +26,10 @@
  * in parallel; the order-dependent checks then run in seq order on the
  * results, so the first problem reported is the same as in a serial walk. */
 typedef struct item {
-    char *json; /* owned */
+    char *json; /* owned; with `file`, the path to read it from (workers read in parallel) */
     size_t len;
+    bool file;
+    int read_rc;      /* of reading the file */
     int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
     char where[64];   /* names it in messages */
     bool parsed;
@@ -89,6 +91,14 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
 
 static void check_item(const wr_receipt_verifier *v, item *it)
 {
+    if (it->file) {
+        char *path = it->json;
+        it->json = NULL;
+        it->read_rc = wr_read_file(path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
+        free(path);
+        if (it->read_rc)
+            return;
+    }
     json_object *r = wr_json_parse(it->json, it->len, NULL, &it->err);
     it->parsed = r != NULL;
     if (!r)
@@ -167,6 +177,8 @@ static int decide(chain_walk *w, const item *it)
     wr_error *err = w->err;
     const char *where = it->where;
     long long seq = (long long)it->seq, last = (long long)w->last;
+    if (it->read_rc)
+        return wr_errorf(err, it->read_rc, where, "%s", it->err.message);
     if (!it->parsed)
         return wr_errorf(err, WR_E_INVALID, where, "%s: not a valid JSON receipt: %s", where, it->err.message);
     if (seq < 1)
@@ -231,12 +243,13 @@ static int run_batch(chain_walk *w)
 }
 
 /* Queues one receipt (taking json), checking a batch when it is full. */
-static int walk_add(chain_walk *w, char *json, size_t len, int64_t position, const char *where)
+static int walk_add(chain_walk *w, char *json, size_t len, bool file, int64_t position, const char *where)
 {
     item *it = &w->items[w->n++];
     memset(it, 0, sizeof *it);
     it->json = json;
     it->len = len;
+    it->file = file;
     it->position = position;
     snprintf(it->where, sizeof it->where, "%s", where);
     return w->n == BATCH ? run_batch(w) : WR_OK;
@@ -258,8 +271,8 @@ static int store_step(void *ud, int64_t seq, const char *json)
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
     char *copy = strdup(json);
-    s->rc =
-        copy ? walk_add(s->w, copy, strlen(copy), seq, where) : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
+    s->rc = copy ? walk_add(s->w, copy, strlen(copy), false, seq, where)
+                 : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
 }
 
@@ -286,51 +299,59 @@ static int collect_checkpoint(void *ud, int64_t size, const char *note)
 }
 
 /* The store's own tree, node by node, against the tree of the receipts
- * just walked (a wrong inner node would only show in some proofs). Stored
- * rows come by level, then index; each level is computed from the one
- * below as the rows arrive. */
+ * just walked (a wrong inner node would only show in some proofs). Rows
+ * come in append order: leaf m, then the subtrees it completes; each is
+ * recomputed from the leaf or from the node before it and its left
+ * sibling, the newest even-indexed node of the level below. */
 typedef struct tree_check {
-    wr_merkle_hash *level; /* the level being compared, computed */
-    int64_t n;             /* its length */
-    int depth;             /* its number */
-    int64_t next;          /* the row expected next */
+    const wr_merkle_hash *leaves;
+    int64_t n;
+    int64_t leaf; /* the append being checked */
+    int level;    /* the node of it expected next */
+    wr_merkle_hash prev;
+    wr_merkle_hash left[WR_MERKLE_MAX_PROOF]; /* per level */
     int rc;
     wr_error *err;
 } tree_check;
 
-static void next_level(tree_check *t)
-{
-    for (int64_t i = 0; i + 1 < t->n; i += 2)
-        wr_merkle_node_hash(t->level[i], t->level[i + 1], t->level[i / 2]);
-    t->n /= 2;
-    t->depth++;
-    t->next = 0;
-}
-
 static int compare_node(void *ud, int level, int64_t index, const wr_merkle_hash h)
 {
     tree_check *t = ud;
-    while (level > t->depth && t->next == t->n && t->n > 1)
-        next_level(t);
-    if (level != t->depth || index != t->next || index >= t->n || memcmp(h, t->level[index], WR_MERKLE_HASH_LEN)) {
+    /* After leaf m's hash come one node per trailing 1 bit of m. */
+    if (t->level > 0 && !((t->leaf >> (t->level - 1)) & 1)) {
+        t->leaf++;
+        t->level = 0;
+    }
+    wr_merkle_hash want;
+    bool expected = t->leaf < t->n && level == t->level && index == t->leaf >> level && level < WR_MERKLE_MAX_PROOF;
+    if (expected && level == 0)
+        memcpy(want, t->leaves[index], sizeof want);
+    else if (expected)
+        wr_merkle_node_hash(t->left[level - 1], t->prev, want);
+    if (!expected || memcmp(h, want, sizeof want) != 0) {
         t->rc = wr_errorf(t->err, WR_E_INVALID, "",
                           "tree: the stored Merkle tree differs from the tree of the receipts at level %d, index %lld",
                           level, (long long)index);
         return 1;
     }
-    t->next++;
+    if (!(index & 1))
+        memcpy(t->left[level], want, sizeof want);
+    memcpy(t->prev, want, sizeof want);
+    t->level++;
     return 0;
 }
 
 static int check_store_tree(wr_store *st, wr_merkle_hash *leaves, int64_t n, wr_error *err)
 {
-    tree_check t = {.level = leaves, .n = n, .err = err};
+    tree_check t = {.leaves = leaves, .n = n, .err = err};
     int rc = wr_store_iter_tree(st, compare_node, &t, err);
     if (rc == WR_OK)
         rc = t.rc;
-    if (rc == WR_OK && (t.next != t.n || t.n > 1))
-        rc = wr_errorf(err, WR_E_INVALID, "", "tree: the stored Merkle tree lacks nodes at level %d (of %lld receipts)",
-                       t.depth, (long long)n);
+    /* Complete: the last leaf was reached and its append ended. */
+    bool ended = n == 0 ? t.level == 0 : t.leaf == n - 1 && t.level > 0 && !((t.leaf >> (t.level - 1)) & 1);
+    if (rc == WR_OK && !ended)
+        rc = wr_errorf(err, WR_E_INVALID, "", "tree: the stored Merkle tree lacks nodes (of %lld receipts)",
+                       (long long)n);
     return rc;
 }
 
@@ -485,11 +506,9 @@ int wr_chain_verify_dir_anchored(const char *dir, const unsigned char pk[WR_PK_L
             rc = wr_errorf(err, WR_E_INVALID, files[i].name, "path too long in %s", dir);
             break;
         }
-        char *buf;
-        size_t len;
-        rc = wr_read_file(path, RECEIPT_FILE_MAX, &buf, &len, err);
-        if (rc == WR_OK)
-            rc = walk_add(w, buf, len, files[i].position, files[i].name);
+        char *copy = strdup(path);
+        rc = copy ? walk_add(w, copy, 0, true, files[i].position, files[i].name)
+                  : wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
     }
     if (rc == WR_OK)
         rc = run_batch(w);

@@ -387,8 +387,14 @@ static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], ch
 }
 
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
-                    json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
-                    json_object **signed_out, wr_error *err)
+                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err)
+{
+    return wr_receipt_seal_output(st, kp, ctx, schema, unsigned_receipt, execution_id, NULL, signed_out, err);
+}
+
+int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
+                           json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
+                           json_object **signed_out, wr_error *err)
 {
     if (signed_out)
         *signed_out = NULL;

@@ -92,12 +92,15 @@ wr_schema *wr_receipt_schema_new(wr_error *err);
 /* Assigns seq and prev_receipt_sha256, signs with kp, checks the result
  * against schema (NULL: compiled for this call), and appends it to the
  * store durably (one transaction, shared with concurrent seals: group
- * commit), with the run's captured output if given. On success
- * *signed_out is the signed receipt (new reference) — only then may a
- * caller show it to anyone. */
+ * commit). On success *signed_out is the signed receipt (new reference) —
+ * only then may a caller show it to anyone. */
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
-                    json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
-                    json_object **signed_out, wr_error *err);
+                    json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err);
+/* The same, with the run's captured output stored in the receipt's
+ * transaction (NULL: none). */
+int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
+                           json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
+                           json_object **signed_out, wr_error *err);
 
 /* Signs a receipt object in place (adds "signature"); no store involved. */
 int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err);

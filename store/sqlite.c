@@ -101,14 +101,12 @@ static const char *const migrations[] = {
     "  seq INTEGER NOT NULL,"
     "  sha256 TEXT NOT NULL);"
     "INSERT INTO chain_head VALUES (1, 0, '" ZERO_SHA256 "');",
-    /* 2: the receipts' Merkle tree (every complete aligned subtree: level,
-     * index) and the signed checkpoints. Filled for older databases by
+    /* 2: the receipts' Merkle tree (every complete aligned subtree, by
+     * hash_id) and the signed checkpoints. Filled for older databases by
      * catch_up_tree on open (SQL has no SHA-256). */
     "CREATE TABLE tlog_hashes("
-    "  level INTEGER NOT NULL CHECK (level >= 0),"
-    "  idx INTEGER NOT NULL CHECK (idx >= 0),"
-    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
-    "  PRIMARY KEY (level, idx)) WITHOUT ROWID;"
+    "  id INTEGER PRIMARY KEY CHECK (id >= 0),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32));"
     "CREATE TABLE checkpoints("
     "  tree_size INTEGER PRIMARY KEY CHECK (tree_size >= 0),"
     "  root BLOB NOT NULL CHECK (length(root) = 32),"
@@ -892,12 +890,41 @@ static int each_row(sq *q, const char *what, row_fn fn, void *ud, wr_error *err,
 
 /* ---- the Merkle tree ------------------------------------------------------ */
 
+/* Hashes are stored in the order appends write them: leaf n, then the
+ * subtrees it completes (one per trailing 1 bit of n). A hash's row id is
+ * the number written before it, so each append adds rows at the end of one
+ * B-tree (one page, mostly) and reads its siblings from recent pages. */
+static int64_t written_before_leaf(int64_t n)
+{
+    return 2 * n - __builtin_popcountll((unsigned long long)n);
+}
+
+static int64_t hash_id(int level, int64_t index)
+{
+    int64_t n = ((index + 1) << level) - 1; /* the leaf whose append completes it */
+    return written_before_leaf(n) + level;
+}
+
+/* The last leaf whose append wrote at most `id` rows before it. */
+static int64_t leaf_at(int64_t id)
+{
+    int64_t lo = 0, hi = id;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo + 1) / 2;
+        if (written_before_leaf(mid) <= id)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 static int tree_read(void *ud, int level, int64_t index, wr_merkle_hash out, wr_error *err)
 {
     sq *q = ud;
     sqlite3_stmt *st;
-    int rc = prep(q, &st, "read tree hash", err, "SELECT hash FROM tlog_hashes WHERE level = ? AND idx = ?", "ii",
-                  (int64_t)level, index);
+    int rc =
+        prep(q, &st, "read tree hash", err, "SELECT hash FROM tlog_hashes WHERE id = ?", "i", hash_id(level, index));
     if (rc)
         return rc;
     bool row;
@@ -913,19 +940,26 @@ static int tree_read(void *ud, int level, int64_t index, wr_merkle_hash out, wr_
 
 static int tree_write(void *ud, int level, int64_t index, const wr_merkle_hash h, wr_error *err)
 {
-    return run(ud, "write tree hash", err, "INSERT INTO tlog_hashes(level, idx, hash) VALUES (?,?,?)", "iib",
-               (int64_t)level, index, (const void *)h, (size_t)WR_MERKLE_HASH_LEN);
+    return run(ud, "write tree hash", err, "INSERT INTO tlog_hashes(id, hash) VALUES (?,?)", "ib",
+               hash_id(level, index), (const void *)h, (size_t)WR_MERKLE_HASH_LEN);
 }
 
-#define TREE_SIZE_SQL "(SELECT COALESCE(MAX(idx) + 1, 0) FROM tlog_hashes WHERE level = 0)"
+/* The number of leaves whose appends wrote exactly `rows` rows, or -1
+ * (rows missing at the end: someone edited the file). */
+static int64_t leaves_in(int64_t rows)
+{
+    int64_t n = leaf_at(rows);
+    return written_before_leaf(n) == rows ? n : -1;
+}
 
 static int tree_size(sq *q, int64_t *size, wr_error *err)
 {
     sqlite3_stmt *st;
-    int rc = prep(q, &st, "tree size", err, "SELECT " TREE_SIZE_SQL, NULL);
+    int rc = prep(q, &st, "tree size", err, "SELECT COALESCE(MAX(id) + 1, 0) FROM tlog_hashes", NULL);
     bool row = false;
-    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK)
-        *size = sqlite3_column_int64(st, 0);
+    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK &&
+        (*size = leaves_in(sqlite3_column_int64(st, 0))) < 0)
+        rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the Merkle tree ends inside an append: its last rows are gone");
     release(q, st);
     return rc;
 }
@@ -994,15 +1028,16 @@ typedef struct tree_rows {
 static int tree_row(void *ud, sqlite3_stmt *st)
 {
     tree_rows *t = ud;
-    return t->fn(t->ud, sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2));
+    int64_t id = sqlite3_column_int64(st, 0), n = leaf_at(id);
+    int level = (int)(id - written_before_leaf(n));
+    return t->fn(t->ud, level, n >> level, sqlite3_column_blob(st, 1));
 }
 
 static int sq_iter_tree(void *impl, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
                         wr_error *err)
 {
     tree_rows t = {fn, ud};
-    return each_row(impl, "iterate tree", tree_row, &t, err,
-                    "SELECT level, idx, hash FROM tlog_hashes ORDER BY level, idx", NULL);
+    return each_row(impl, "iterate tree", tree_row, &t, err, "SELECT id, hash FROM tlog_hashes ORDER BY id", NULL);
 }
 
 /* ---- checkpoints ------------------------------------------------------------ */
@@ -1106,8 +1141,7 @@ static int append_one(sq *q, wr_seal_request *r)
     int64_t head = 0, max_seq = 0, tree = 0;
     char prev[WR_SHA256_HEX_LEN] = "";
     int rc = prep(q, &st, "append receipt", err,
-                  "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts), " TREE_SIZE_SQL
-                  " FROM chain_head h WHERE id = 1",
+                  "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts) FROM chain_head h WHERE id = 1",
                   NULL);
     if (rc == WR_OK) {
         bool row;
@@ -1117,13 +1151,14 @@ static int append_one(sq *q, wr_seal_request *r)
         if (rc == WR_OK) {
             head = sqlite3_column_int64(st, 0);
             max_seq = sqlite3_column_int64(st, 2);
-            tree = sqlite3_column_int64(st, 3);
             const char *h = (const char *)sqlite3_column_text(st, 1);
             if (h && strlen(h) == WR_SHA256_HEX_LEN - 1)
                 memcpy(prev, h, WR_SHA256_HEX_LEN);
         }
         release(q, st);
     }
+    if (rc == WR_OK)
+        rc = tree_size(q, &tree, err);
     /* All three move in one transaction; disagreement means someone edited the file. */
     if (rc == WR_OK && (head != max_seq || head != tree || !prev[0]))
         rc = wr_errorf(err, WR_E_INTERNAL, q->path,

@@ -156,7 +156,8 @@ typedef struct wr_tree_head {
  * proof may be NULL for WR_TREE_ROOT. A size beyond the tree is WR_E_NOTFOUND. */
 int wr_store_tree(wr_store *s, wr_tree_query what, int64_t arg, int64_t size, wr_tree_head *head,
                   wr_merkle_proof *proof, wr_error *err);
-/* Every stored hash, by level then index (a check against the receipts);
+/* Every stored hash in the order appends wrote them (leaf n, then the
+ * subtrees it completed, lowest first), for a check against the receipts;
  * fn returns non-zero to stop. */
 int wr_store_iter_tree(wr_store *s, int (*fn)(void *ud, int level, int64_t index, const wr_merkle_hash h), void *ud,
                        wr_error *err);

@@ -328,7 +328,7 @@ def running(tmp, capsule, signed):
     check("reproduce prints reproduced", out.strip() == "reproduced", out)
     ex = os.path.join(tmp, "exported")
     warrant("receipts", "export", "--state-dir", state, "--dir", ex)
-    rs = [json.load(open(os.path.join(ex, f))) for f in sorted(os.listdir(ex))]
+    rs = [json.load(open(os.path.join(ex, f))) for f in sorted(os.listdir(ex)) if f.endswith(".json")]
     rep = [x for x in rs if x.get("reproduces")]
     check("reproduce seals its own receipt pointing at the original",
           len(rep) == 1 and rep[0]["reproduces"] == r["execution_id"] and rep[0]["reproduced"] is True

@@ -143,7 +143,7 @@ static int do_seal(const char *dir, const char *count)
         char id[WR_ID_MAX];
         wr_random_id(&ctx, "exe_", id, sizeof id);
         json_object *r = sample(&ctx, id, "success", NULL, 0, empty, empty), *signed_r = NULL;
-        if (wr_receipt_seal(st, &kp, &ctx, NULL, r, id, NULL, &signed_r, &err) != WR_OK) {
+        if (wr_receipt_seal(st, &kp, &ctx, NULL, r, id, &signed_r, &err) != WR_OK) {
             rc = fail("seal", &err);
         } else {
             /* Printed only after seal returned: the receipt is durable now. */
@@ -240,7 +240,7 @@ static int do_fixture(const char *dir)
         json_object_object_add(r, "policy_sha256", json_object_new_string(policy_sha));
         json_object_object_add(r, "decision", json_object_new_string("needs_approval"));
         json_object *signed_r = NULL;
-        if (wr_receipt_seal(st, &kp, &ctx, NULL, r, ids[i], NULL, &signed_r, &err) != WR_OK)
+        if (wr_receipt_seal(st, &kp, &ctx, NULL, r, ids[i], &signed_r, &err) != WR_OK)
             rc = fail("seal", &err);
         else
             puts(ids[i]);

@@ -109,7 +109,7 @@ static json_object *seal(fixture *f, const char *execution_id)
 {
     json_object *r = build(f, execution_id, "success"), *s = NULL;
     wr_error err = {0};
-    int rc = wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, execution_id, NULL, &s, &err);
+    int rc = wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, execution_id, &s, &err);
     if (rc)
         fprintf(stderr, "seal: %s\n", err.message);
     assert_int_equal(rc, WR_OK);
@@ -278,10 +278,10 @@ static void test_seal_refuses_incomplete_receipt(void **state)
     json_object *r = build(f, "exe_bad", "success"), *s = NULL;
     json_object_object_del(r, "exit_code"); /* required for success by CSC */
     wr_error err = {0};
-    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_bad", NULL, &s, &err), WR_E_INVALID);
+    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_bad", &s, &err), WR_E_INVALID);
     assert_null(s);
     assert_non_null(strstr(err.message, "refusing to seal"));
-    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_other", NULL, &s, &err), WR_E_INVALID);
+    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_other", &s, &err), WR_E_INVALID);
     assert_non_null(strstr(err.message, "execution_id does not match"));
     json_object_put(r);
     int64_t head;
@@ -298,7 +298,7 @@ static void test_seal_refuses_incomplete_receipt(void **state)
                            .policy_profile = "default",
                            .error = "denied: ARGV_PREFIX_DENIED"};
     r = wr_receipt_build(&in);
-    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_blocked", NULL, &s, &err), WR_OK);
+    assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, "exe_blocked", &s, &err), WR_OK);
     assert_null(json_object_object_get(s, "exit_code"));
     assert_int_equal(wr_receipt_verify(s, f->kp.pk, &err), WR_OK);
     json_object_put(r);
@@ -581,7 +581,7 @@ static void test_disk_full(void **state)
             snprintf(id, sizeof id, "exe_full_%d", i);
             json_object *r = build(f, id, "success"), *s = NULL;
             wr_error err = {0};
-            if (wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, id, NULL, &s, &err) == WR_OK)
+            if (wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, id, &s, &err) == WR_OK)
                 ok++;
             else
                 code = err.code;

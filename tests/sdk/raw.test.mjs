@@ -124,7 +124,7 @@ async function malformedScript(send, inbox, { lines }) {
   send(JSON.stringify({ jsonrpc: '2.0', id: 10, method: 'tools/list' }));
   m = await inbox.next();
   assert.equal(m.id, 10);
-  assert.equal(m.result.tools.length, 8);
+  assert.equal(m.result.tools.length, 9);
 }
 
 /** warrantd --stdio with raw pipes: send(text) writes one line. */

@@ -87,8 +87,8 @@ class StreamCases:
         tools = c.recv()
         self.assertEqual(tools["id"], "4")
         names = [t["name"] for t in tools["result"]["tools"]]
-        self.assertEqual(names, ["check", "propose_contract", "run", "run_capsule", "get_receipt", "get_checkpoint", "get_approval",
-                                 "submit_approval", "describe_policy"])
+        self.assertEqual(names, ["check", "propose_contract", "run", "run_capsule", "get_receipt", "get_checkpoint",
+                                 "get_approval", "submit_approval", "describe_policy"])
         for t in tools["result"]["tools"]:
             self.assertTrue(t["description"])
             self.assertEqual(t["inputSchema"]["type"], "object")
