@@ -47,13 +47,14 @@ typedef struct wr_plan_op {
     wr_op_kind kind;
     char *src;
     char *dest;
-    char *data;         /* FILE content; SETENV value */
-    const char *origin; /* SETENV: "fixed" | "host" | "secret"; binds: "system" | "read" | "write" | "cwd" */
-    int64_t size;       /* TMPFS */
-    int fd;             /* declared path binds: O_PATH fd of the checked path, else -1 */
-    bool missing;       /* declared read path that does not exist: not mounted */
-    bool created;       /* write path created under an existing write root */
-    size_t segment;     /* EXE: the pipeline segment it belongs to */
+    char *data; /* FILE content; SETENV value */
+    const char
+        *origin;    /* SETENV: "fixed" | "host" | "secret"; binds: "system" | "read" | "write" | "cwd"; EXE: "argv0" */
+    int64_t size;   /* TMPFS */
+    int fd;         /* declared path binds: O_PATH fd of the checked path, else -1 */
+    bool missing;   /* declared read path that does not exist: not mounted */
+    bool created;   /* write path created under an existing write root */
+    size_t segment; /* EXE: the pipeline segment it belongs to */
 } wr_plan_op;
 
 /* ---- cgroups (cgroup.c) -------------------------------------------------- */
@@ -110,8 +111,9 @@ typedef struct wr_plan {
     size_t nops, cap;
     wr_network_mode network; /* allowlisted shares the host network: hosts are checked by policy, not here */
     bool share_net;
-    bool drop_root; /* we are root: drop to uid/gid before bwrap */
-    char *run_as;   /* user name when drop_root */
+    bool drop_root;          /* we are root: drop to uid/gid before bwrap */
+    char *run_as;            /* user name when drop_root */
+    const char *run_as_note; /* the default user was missing: what was used instead */
     uid_t uid;
     gid_t gid;
     struct {

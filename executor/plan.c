@@ -407,10 +407,19 @@ static int set_user(wr_plan *p, const wr_sandbox_limits *lim, wr_error *err)
             p->run_as = strdup(pw.pw_name);
         return WR_OK;
     }
-    const char *name = lim && lim->run_as && *lim->run_as ? lim->run_as : "nobody";
+    const char *name = lim && lim->run_as && *lim->run_as ? lim->run_as : WR_DEFAULT_RUN_AS;
     struct passwd pw, *res = NULL;
     char buf[4096];
-    if (getpwnam_r(name, &pw, buf, sizeof buf, &res) != 0 || !res)
+    if ((getpwnam_r(name, &pw, buf, sizeof buf, &res) != 0 || !res) && !strcmp(name, WR_DEFAULT_RUN_AS)) {
+        /* The documented fallback: a uid shared with other services, which
+         * the plan shows (and the isolation score counts). */
+        p->run_as_note =
+            "run_as " WR_DEFAULT_RUN_AS " does not exist (scripts/run-user.sh creates it): " WR_FALLBACK_RUN_AS;
+        name = WR_FALLBACK_RUN_AS;
+        res = NULL;
+        getpwnam_r(name, &pw, buf, sizeof buf, &res);
+    }
+    if (!res)
         return wr_errorf(err, WR_E_DENIED, "sandbox.run_as", "run_as user %s does not exist", name);
     if (pw.pw_uid == 0)
         return wr_errorf(err, WR_E_DENIED, "sandbox.run_as", "run_as user %s is root: commands never run as root",
@@ -706,6 +715,7 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(u, "gid", json_object_new_int64(p->gid));
     json_object_object_add(u, "supplementary_groups", json_object_new_array());
     json_object_object_add(u, "dropped_from_root", json_object_new_boolean(p->drop_root));
+    set_str(u, "note", p->run_as_note);
     json_object_object_add(o, "user", u);
     json_object_object_add(o, "no_new_privs", json_object_new_boolean(true));
     json_object_object_add(o, "capability_bounding_set", json_object_new_array());

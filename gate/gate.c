@@ -10,12 +10,15 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <unistd.h>
@@ -220,6 +223,8 @@ int wr_gate_default_state_dir(char *buf, size_t len)
     return n > 0 && (size_t)n < len ? WR_OK : WR_E_LIMIT;
 }
 
+static void seal_interrupted(wr_gate *g);
+
 /* Said once at start: what isolates runs on this host (never a silent
  * fallback), after killing what dead predecessors left in their cgroups. */
 static void log_isolation(wr_gate *g)
@@ -294,6 +299,7 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
         goto fail;
     }
     log_isolation(g);
+    seal_interrupted(g);
     *out = g;
     return WR_OK;
 fail:
@@ -713,6 +719,104 @@ static bool cancel_requested(int fd, int timeout_ms)
     return poll(&p, 1, timeout_ms) > 0;
 }
 
+/* ---- runs interrupted by a crash -------------------------------------------
+ * A run holds an flock on STATE_DIR/running/EXECUTION_ID from before its
+ * execution row exists until its receipt is sealed. An execution still
+ * "running" in the store whose lock nobody holds belonged to a warrant
+ * that died: the next start seals it failed, "interrupted". */
+#define RUNNING_DIR "running"
+
+static void running_path(const wr_gate *g, const char *execution_id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/" RUNNING_DIR "/%s", g->state_dir, execution_id);
+}
+
+/* The lock fd (held until unmark_running), or -1 with err set. */
+static int mark_running(wr_gate *g, const char *execution_id, wr_error *err)
+{
+    char path[PATH_MAX];
+    running_path(g, execution_id, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd;
+    wr_errorf(err, WR_E_IO, path, "cannot mark the run live in %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd), unlink(path);
+    return -1;
+}
+
+static void unmark_running(wr_gate *g, const char *execution_id, int fd)
+{
+    char path[PATH_MAX];
+    running_path(g, execution_id, path, sizeof path);
+    unlink(path);
+    close(fd);
+}
+
+/* Whether the run's lock is free (its process is gone): then it is ours. */
+static bool run_abandoned(wr_gate *g, const char *execution_id)
+{
+    char path[PATH_MAX];
+    running_path(g, execution_id, path, sizeof path);
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT; /* crashed before it could be marked */
+    bool free_lock = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (free_lock)
+        unlink(path);
+    close(fd);
+    return free_lock;
+}
+
+static void seal_interrupted(wr_gate *g)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/" RUNNING_DIR, g->state_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        wr_log(&g->ctx, WR_LOG_WARNING, "gate", "cannot create %s: %s", dir, strerror(errno));
+    wr_strv ids, shas;
+    wr_error e = {0};
+    if (wr_store_list_running(g->store, &ids, &shas, &e) != WR_OK) {
+        wr_log(&g->ctx, WR_LOG_WARNING, "gate", "cannot list interrupted runs: %s", e.message);
+        return;
+    }
+    size_t sealed = 0;
+    for (size_t i = 0; i < ids.n; i++) {
+        wr_contract *ct = NULL;
+        if (!run_abandoned(g, ids.v[i]) || wr_gate_load_contract(g, shas.v[i], &ct, &e) != WR_OK) {
+            wr_error_clear(&e);
+            continue;
+        }
+        /* What is known: its sandbox was SIGKILLed with its warrant (parent-
+         * death signal, or the run cgroups killed at this start) and the
+         * output went with it: nothing captured, marked truncated. */
+        wr_exec_result lost = {.status = WR_EXEC_FAILED, .exit_code = 128 + SIGKILL};
+        wr_exec_stream *streams[] = {&lost.out, &lost.err};
+        for (size_t k = 0; k < 2; k++) {
+            streams[k]->truncated = true;
+            wr_sha256_hex("", 0, streams[k]->captured_sha256);
+            wr_sha256_hex("", 0, streams[k]->stream_sha256);
+        }
+        run_state rs = {.g = g, .ct = ct, .started_ms = wr_now_ms(&g->ctx), .exec = &lost};
+        snprintf(rs.execution_id, sizeof rs.execution_id, "%s", ids.v[i]);
+        rs.policy = wr_gate_policy_acquire(g);
+        json_object *receipt = NULL;
+        if (seal(&rs, "failed", "interrupted: the warrant process running it ended before it finished", &receipt, &e) ==
+            WR_OK)
+            sealed++;
+        else
+            wr_log(&g->ctx, WR_LOG_WARNING, "gate", "execution %s: %s", ids.v[i], e.message);
+        json_object_put(receipt);
+        wr_gate_policy_release(g, rs.policy);
+        wr_contract_free(ct);
+    }
+    if (sealed)
+        wr_log(&g->ctx, WR_LOG_NOTICE, "gate", "sealed %zu interrupted run%s as failed", sealed,
+               sealed == 1 ? "" : "s");
+    wr_strv_free(&ids);
+    wr_strv_free(&shas);
+}
+
 /* The person behind a client the operator marked elicitation:human
  * answered (MCP elicitation): the server signs an artifact recording exactly
  * that, under that person's identity; approvals/ counts it only where the
@@ -924,7 +1028,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
     rs.policy = wr_gate_policy_acquire(g);
     char why[1024] = "";
-    int rc;
+    int rc, live = -1;
     wr_error e = {0};
 
     if (identity_mismatch(rs.ct, req->client_identity, &e) != WR_OK) {
@@ -974,11 +1078,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
             rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
             goto done;
         }
+    live = mark_running(g, rs.execution_id, &e);
     /* A time-window approval stays usable: its request is not consumed. */
     wr_run_record rec = {.execution_id = rs.execution_id,
                          .consume_ids = &consume,
                          .consumed_request_id = out->request_id[0] && consume.n ? out->request_id : NULL};
-    rc = store_contract_and_decision(g, rs.ct, rs.decision, &rec, &e);
+    rc = live < 0 ? e.code : store_contract_and_decision(g, rs.ct, rs.decision, &rec, &e);
     wr_strv_free(&consume);
     if (rc == WR_E_CONFLICT) {
         snprintf(why, sizeof why, "approval already used: %s", e.message);
@@ -1039,6 +1144,8 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         take_stream(&rs.exec->err, &out->err);
     }
 done:
+    if (live >= 0)
+        unmark_running(g, rs.execution_id, live);
     wr_exec_result_free(rs.exec);
     free(rs.written);
     wr_authz_clear(&rs.authz);

@@ -209,7 +209,7 @@ static int build(wr_policy *p, wr_error *err)
     p->decision_ttl_sec = get_int(doc, "decision_ttl_sec", 300);
 
     /* Sandbox defaults: design.md "Policy extensions". */
-    if ((rc = dup_str(sb, "run_as", "nobody", &p->sandbox.run_as, err)))
+    if ((rc = dup_str(sb, "run_as", WR_DEFAULT_RUN_AS, &p->sandbox.run_as, err)))
         return rc;
     p->sandbox.cpu_sec = get_int(sb, "cpu_sec", 60);
     p->sandbox.cpu_percent = get_int(sb, "cpu_percent", 0);

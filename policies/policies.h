@@ -8,8 +8,13 @@
 
 #define WR_POLICY_MAX_BYTES (256u * 1024u)
 
+/* The dedicated system user of the sandbox (scripts/run-user.sh); where it
+ * does not exist the executor falls back to nobody, and the plan says so. */
+#define WR_DEFAULT_RUN_AS  "warrant-run"
+#define WR_FALLBACK_RUN_AS "nobody"
+
 typedef struct wr_sandbox_limits {
-    char *run_as;              /* user commands run as when we are root (default "nobody") */
+    char *run_as;              /* user commands run as when we are root (default WR_DEFAULT_RUN_AS) */
     int64_t cpu_sec;           /* RLIMIT_CPU */
     int64_t cpu_percent;       /* cgroup CPU bandwidth, percent of one CPU; 0 = none */
     int64_t min_strength;      /* block runs whose isolation score is lower (0 = any) */

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/run-user.sh
 
 build=${BUILD_DIR:-build}
 [ -f "$build/build.ninja" ] || meson setup "$build" -Dtests=false >/dev/null

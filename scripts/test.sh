@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
+scripts/run-user.sh
 
 if [ -f tests/sdk/package-lock.json ]; then
   npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error

@@ -173,7 +173,9 @@ static int prepare(sq *q, sqlite3_stmt **st, const char *sql)
 }
 
 /* Done with a statement from prep: a cached one is reset and its bindings
- * (pointers into the caller's memory) dropped; others are finalised. */
+ * (pointers into the caller's memory) dropped; others are finalised. Every
+ * statement from prep ends here, never in sqlite3_finalize (the cache
+ * would keep a freed statement). */
 static void release(sq *q, sqlite3_stmt *st)
 {
     for (size_t i = 0; st && i < q->ncache; i++)
@@ -793,6 +795,29 @@ static int sq_record_run(void *impl, const wr_run_record *r, wr_error *err)
     return finish(q, rc, err);
 }
 
+static int sq_list_running(void *impl, wr_strv *ids, wr_strv *shas, wr_error *err)
+{
+    sq *q = impl;
+    int rc = begin(q, false, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    rc = prep(q, &st, "list running executions", err,
+              "SELECT execution_id, COALESCE(contract_sha256, '') FROM executions WHERE status = 'running'"
+              " ORDER BY started_ms, rowid",
+              "");
+    for (bool row = true; rc == WR_OK && row;) {
+        rc = step(q, st, &row, "list running executions", err);
+        if (rc || !row)
+            break;
+        if (wr_strv_push(ids, (const char *)sqlite3_column_text(st, 0)) != WR_OK ||
+            wr_strv_push(shas, (const char *)sqlite3_column_text(st, 1)) != WR_OK)
+            rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    release(q, st);
+    return finish(q, rc, err);
+}
+
 /* Output and receipts may exist without begin_execution (a run blocked
  * before anything started), so they create the execution row if needed. */
 static int ensure_execution(sq *q, const char *execution_id, const char *status, wr_error *err)
@@ -1320,6 +1345,7 @@ const wr_store_ops wr_store_sqlite_ops = {
     .approval_consumed = sq_approval_consumed,
     .begin_execution = sq_begin_execution,
     .record_run = sq_record_run,
+    .list_running = sq_list_running,
     .put_output = sq_put_output,
     .get_output = sq_get_output,
     .append_receipts = sq_append_receipts,

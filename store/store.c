@@ -348,6 +348,22 @@ bool wr_store_approval_consumed(wr_store *s, const char *approval_id)
 
 /* ---- executions and output ---------------------------------------------- */
 
+int wr_store_list_running(wr_store *s, wr_strv *ids_out, wr_strv *contract_sha256_out, wr_error *err)
+{
+    memset(ids_out, 0, sizeof *ids_out);
+    memset(contract_sha256_out, 0, sizeof *contract_sha256_out);
+    if (!s)
+        return missing(err, "list running executions", "store");
+    lock(s);
+    int rc = s->ops->list_running(s->impl, ids_out, contract_sha256_out, err);
+    unlock(s);
+    if (rc != WR_OK) {
+        wr_strv_free(ids_out);
+        wr_strv_free(contract_sha256_out);
+    }
+    return rc;
+}
+
 int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *contract_sha256,
                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err)
 {

@@ -106,6 +106,9 @@ typedef struct wr_run_record {
     int64_t now_ms;
 } wr_run_record;
 int wr_store_record_run(wr_store *s, const wr_run_record *r, wr_error *err);
+/* Executions still "running" (no receipt yet), oldest first, with their
+ * contract sha256 ("" when unknown): parallel lists, caller frees. */
+int wr_store_list_running(wr_store *s, wr_strv *ids_out, wr_strv *contract_sha256_out, wr_error *err);
 /* Captured output kept for evidence bundles; once per execution
  * (WR_E_CONFLICT otherwise). get returns NUL-terminated malloc'd buffers. */
 int wr_store_put_output(wr_store *s, const char *execution_id, const unsigned char *out, size_t out_len,

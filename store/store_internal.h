@@ -61,6 +61,7 @@ typedef struct wr_store_ops {
     int (*begin_execution)(void *impl, const char *execution_id, const char *contract_sha256,
                            const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
     int (*record_run)(void *impl, const wr_run_record *r, wr_error *err);
+    int (*list_running)(void *impl, wr_strv *ids_out, wr_strv *contract_sha256_out, wr_error *err);
     int (*put_output)(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
                       const unsigned char *errb, size_t err_len, wr_error *err);
     int (*get_output)(void *impl, const char *execution_id, unsigned char **out, size_t *out_len, unsigned char **errb,

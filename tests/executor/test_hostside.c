@@ -6,6 +6,7 @@
 #include "exec_fixture.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -394,6 +395,40 @@ static void test_strength(void **s)
     free(marker), free(nocg), free(w);
 }
 
+/* ---- the sandbox user -------------------------------------------------------- */
+
+/* The default run_as is the dedicated warrant-run; where it was not
+ * created the run falls back to nobody and the plan says so; a missing
+ * user the policy names explicitly blocks the run. */
+static void test_run_as_default(void **s)
+{
+    (void)s;
+    if (geteuid() != 0)
+        skip();
+    const char *argv[] = {"/usr/bin/id", "-un", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    f.lim.run_as = WR_DEFAULT_RUN_AS;
+    json_object *plan = NULL, *u, *name, *note = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_plan_json(&f.req, 0, &plan, &e), WR_OK);
+    assert_true(json_object_object_get_ex(plan, "user", &u));
+    assert_true(json_object_object_get_ex(u, "name", &name));
+    bool exists_user = getpwnam(WR_DEFAULT_RUN_AS) != NULL;
+    assert_string_equal(json_object_get_string(name), exists_user ? WR_DEFAULT_RUN_AS : WR_FALLBACK_RUN_AS);
+    assert_true(json_object_object_get_ex(u, "note", &note) == !exists_user);
+    json_object_put(plan);
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    assert_string_equal(OUT(r), exists_user ? WR_DEFAULT_RUN_AS "\n" : "nobody\n");
+    wr_exec_result_free(r);
+    f.lim.run_as = "warrant-no-such-user";
+    r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_BLOCKED);
+    assert_non_null(strstr(r->error, "run_as user warrant-no-such-user does not exist"));
+    wr_exec_result_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -402,7 +437,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cancel_during_setup), cmocka_unit_test(test_cgroup_lifecycle),
         cmocka_unit_test(test_reap_orphans),        cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_artifact_walk_race),  cmocka_unit_test(test_strength),
-        cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_run_as_default),      cmocka_unit_test(test_unprivileged),
     };
     /* As uid 65534 without delegation: no cgroup, the same walks. */
     const struct CMUnitTest unpriv[] = {

@@ -55,6 +55,17 @@ def contract(ws, argv, cid="gate-test-contract-1", effect="observe", write=(), r
     }
 
 
+def uid_processes(uid):
+    """Processes of uid now; one may exit between listing and stat."""
+    n = 0
+    for d in os.listdir("/proc"):
+        try:
+            n += d.isdigit() and os.stat("/proc/" + d).st_uid == uid
+        except FileNotFoundError:
+            pass
+    return n
+
+
 class GateTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="warrant-gate-")
@@ -294,8 +305,7 @@ class GateTest(unittest.TestCase):
                                 start_new_session=True)
         try:
             deadline = time.time() + 10
-            while sum(1 for d in os.listdir("/proc") if d.isdigit() and os.stat("/proc/" + d).st_uid == 65534
-                      ) < 150 and time.time() < deadline:
+            while uid_processes(65534) < 150 and time.time() < deadline:
                 time.sleep(0.05)
             p, r = self.run_contract(contract(self.ws, ["cat", os.path.join(self.ws, "note.txt")]), user=65534)
             self.assertEqual(r["status"], "success", r.get("error"))
@@ -391,6 +401,39 @@ class GateTest(unittest.TestCase):
             self.assertEqual(live_processes_with(marker.encode()), [])
         v = self.run_warrant("verify", "chain", "--state-dir", self.state, "--pubkey", self.pubkey())
         self.assertEqual(v.returncode, 0, v.stderr)
+
+    def test_crashed_run_sealed_interrupted_at_next_start(self):
+        # A warrant killed mid-run (no chance to seal) leaves its execution
+        # "running"; the next start seals it failed, "interrupted" — but
+        # never a run that another live warrant is still executing.
+        markers = ["27.%06d" % ((os.getpid() + k) % 1000000) for k in (1, 2)]
+        procs = []
+        for i, marker in enumerate(markers):
+            path = self.write_contract(contract(self.ws, ["sleep", marker]), "c%d.json" % i)
+            procs.append(subprocess.Popen([WARRANT, "run", "--policy", self.policy, "--state-dir", self.state, path],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+            deadline = time.time() + 10
+            while not live_processes_with(marker.encode()) and time.time() < deadline:
+                time.sleep(0.05)
+        procs[0].kill()  # the crash
+        procs[0].wait()
+        p, r = self.run_contract(contract(self.ws, ["true"]))
+        self.assertEqual(r["status"], "success", p.stderr)
+        self.assertIn("sealed 1 interrupted run as failed", p.stderr)
+        listed = self.run_warrant("receipts", "list", "--state-dir", self.state).stdout
+        self.assertEqual(listed.count("failed"), 1, listed)
+        procs[1].send_signal(signal.SIGTERM)  # the live one seals its own receipt
+        out, _ = procs[1].communicate(timeout=20)
+        self.assertEqual(json.loads(out)["error"], "cancelled")
+        listed = self.run_warrant("receipts", "list", "--state-dir", self.state).stdout
+        self.assertEqual(len(listed.strip().splitlines()), 3, listed)
+        v = self.run_warrant("verify", "chain", "--state-dir", self.state, "--pubkey", self.pubkey())
+        self.assertEqual(v.returncode, 0, v.stderr)
+        exported = os.path.join(self.tmp, "exported")
+        self.run_warrant("receipts", "export", "--state-dir", self.state, "--dir", exported)
+        errors = [json.load(open(os.path.join(exported, f))).get("error", "") for f in sorted(os.listdir(exported))
+                  if f.endswith(".json")]
+        self.assertTrue(any(e.startswith("interrupted") for e in errors), errors)
 
 
 if __name__ == "__main__":

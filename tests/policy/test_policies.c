@@ -65,7 +65,7 @@ static void test_loader_types_and_defaults(void **state)
     /* prefixes are normalised */
     assert_string_equal(p->allowed_cwd_prefixes.v[0], "/workspace");
     /* design.md defaults for the extension keys */
-    assert_string_equal(p->sandbox.run_as, "nobody");
+    assert_string_equal(p->sandbox.run_as, WR_DEFAULT_RUN_AS);
     assert_int_equal(p->sandbox.cpu_sec, 60);
     assert_int_equal(p->sandbox.output_cap_bytes, 1048576);
     assert_int_equal(p->approval.max_lifetime_sec, 3600);
