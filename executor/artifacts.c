@@ -73,6 +73,9 @@ typedef struct walk {
     wr_snapshot *s;
     const wr_snapshot *before;
     wr_exec_result *r;
+    const wr_plan *handback; /* or: giving the dynamic uid's files to the owner */
+    bool handback_truncated;
+    size_t handback_failed;
     size_t files;
     char path[PATH_MAX];
     wr_error *err;
@@ -137,7 +140,18 @@ static int visit_file(walk *w, int dirfd, const char *name)
 
 static bool *truncated_flag(walk *w)
 {
-    return w->before ? &w->r->artifacts_truncated : &w->s->truncated;
+    return w->handback ? &w->handback_truncated : w->before ? &w->r->artifacts_truncated : &w->s->truncated;
+}
+
+/* name in dirfd, whatever it is (symlinks too, never followed), passes
+ * from the run's dynamic uid to its owner. */
+static void hand_back(walk *w, int dirfd, const char *name)
+{
+    const wr_plan *p = w->handback;
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid == p->uid &&
+        fchownat(dirfd, name, p->owner_uid, p->owner_gid, AT_SYMLINK_NOFOLLOW) != 0)
+        w->handback_failed++;
 }
 
 /* Lists the directory dirfd (whose host path is w->path) and descends. */
@@ -156,6 +170,8 @@ static int walk_dir(walk *w, int dirfd, int depth)
     while (rc == WR_OK && (de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
+        if (w->handback)
+            hand_back(w, dirfd, de->d_name);
         if (de->d_type != DT_DIR && de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
             continue; /* symlinks, FIFOs, sockets: not artifacts, never followed */
         if (snprintf(w->path + base, sizeof w->path - base, "/%s", de->d_name) >= (int)(sizeof w->path - base)) {
@@ -165,7 +181,9 @@ static int walk_dir(walk *w, int dirfd, int depth)
         int fd = wr_open_beneath(dirfd, de->d_name, O_PATH);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0) {
-            if (S_ISREG(st.st_mode)) {
+            if (S_ISREG(st.st_mode) && w->handback) {
+                /* handed back above */
+            } else if (S_ISREG(st.st_mode)) {
                 if (w->files++ >= WR_ARTIFACT_MAX_FILES) {
                     *truncated_flag(w) = true;
                     close(fd);
@@ -194,7 +212,8 @@ static int walk_dir(walk *w, int dirfd, int depth)
  * sandbox user when we are root (fsuid is per thread). */
 static int walk_roots(const wr_plan *p, walk *w)
 {
-    if (p->drop_root) {
+    bool as_user = p->drop_root && !w->handback; /* giving files away needs CAP_CHOWN */
+    if (as_user) {
         setfsgid(p->gid);
         setfsuid(p->uid);
     }
@@ -207,10 +226,14 @@ static int walk_roots(const wr_plan *p, walk *w)
         if (root < 0)
             continue; /* a write path that is a file: not walked, as before */
         snprintf(w->path, sizeof w->path, "%s", strcmp(op->src, "/") ? op->src : "");
+        struct stat st;
+        if (w->handback && fstat(root, &st) == 0 && st.st_uid == p->uid &&
+            fchown(root, p->owner_uid, p->owner_gid) != 0) /* a write path created for this run */
+            w->handback_failed++;
         rc = walk_dir(w, root, 0);
         close(root);
     }
-    if (p->drop_root) {
+    if (as_user) {
         setfsuid(0);
         setfsgid(0);
     }
@@ -279,4 +302,14 @@ int wr_snapshot_diff(const wr_snapshot *before, const wr_plan *p, wr_exec_result
         r->artifacts_truncated = true;
     walk w = {.before = before, .r = r, .err = err};
     return walk_roots(p, &w);
+}
+
+int wr_uid_handback(const wr_plan *p, wr_error *err)
+{
+    walk w = {.handback = p, .err = err};
+    int rc = walk_roots(p, &w);
+    if (rc == WR_OK && (w.handback_failed || w.handback_truncated))
+        rc = wr_errorf(err, WR_E_IO, "", "dynamic uid %u: %zu entries could not be handed back to %s%s",
+                       (unsigned)p->uid, w.handback_failed, p->run_as, w.handback_truncated ? " (walk truncated)" : "");
+    return rc;
 }

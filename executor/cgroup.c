@@ -121,13 +121,20 @@ static bool dir_writable(const char *dir)
     return access(dir, W_OK | X_OK) == 0;
 }
 
-/* A v2 parent usable as is: memory and pids enabled for its children and
- * writable by us (root, or a delegated subtree). */
+/* A v2 parent we may use: writable by us (root, or a delegated subtree),
+ * memory and pids available to it and, unless it already enables them for
+ * its children, no process of its own (the kernel's no-internal-process
+ * rule: wr_cgroup_create enables them then). */
 static bool v2_parent_ok(const char *dir)
 {
-    char ctl[CG_FILE_MAX];
-    return read_file(dir, "cgroup.subtree_control", ctl, sizeof ctl) >= 0 && has_word(ctl, "memory") &&
-           has_word(ctl, "pids") && dir_writable(dir);
+    char ctl[CG_FILE_MAX], procs[64];
+    if (!dir_writable(dir) || read_file(dir, "cgroup.controllers", ctl, sizeof ctl) < 0 || !has_word(ctl, "memory") ||
+        !has_word(ctl, "pids"))
+        return false;
+    if (read_file(dir, "cgroup.subtree_control", ctl, sizeof ctl) >= 0 && has_word(ctl, "memory") &&
+        has_word(ctl, "pids"))
+        return true;
+    return read_file(dir, "cgroup.procs", procs, sizeof procs) == 0;
 }
 
 static int set_parent(wr_cg_plan *cg, int i, const char *path, wr_error *err)
@@ -148,11 +155,19 @@ static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_err
             snprintf(dir, sizeof dir, "%s%s", unified, strcmp(own, "/") ? own : "") >= (int)sizeof dir)
             return WR_OK;
     }
-    if (!v2_parent_ok(dir))
-        return WR_OK;
+    if (!v2_parent_ok(dir)) {
+        /* systemd's Delegate=yes with DelegateSubgroup= runs us in a leaf
+         * of the delegated cgroup: runs go beside it */
+        char *slash = explicit_root ? NULL : strrchr(dir, '/');
+        if (!slash || slash == dir)
+            return WR_OK;
+        *slash = 0;
+        if (!v2_parent_ok(dir))
+            return WR_OK;
+    }
     cg->mode = WR_CG_V2;
     cg->swap_limited = true; /* memory.swap.max is set to 0 when present, else there is no swap accounting */
-    cg->cpu = read_file(dir, "cgroup.subtree_control", ctl, sizeof ctl) >= 0 && has_word(ctl, "cpu");
+    cg->cpu = read_file(dir, "cgroup.controllers", ctl, sizeof ctl) >= 0 && has_word(ctl, "cpu");
     return set_parent(cg, 0, dir, err);
 }
 
@@ -209,6 +224,12 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
     }
     if (!cg->memory_bytes)
         cg->swap_limited = false;
+    /* Joining a v1 hierarchy costs the child an attach (the first one
+     * waits for an RCU grace period): cpu only when it limits something. */
+    if (cg->mode == WR_CG_V1 && !cg->cpu_percent) {
+        free(cg->parent[WR_CG_CPU]);
+        cg->parent[WR_CG_CPU] = NULL;
+    }
     return WR_OK;
 }
 
@@ -314,7 +335,18 @@ int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_e
             rc = wr_errorf(err, WR_E_IO, "", "cgroup path too long under %s", sub);
             break;
         }
-        if (cg->mode == WR_CG_V2 && mkdir(sub, 0755) == 0) {
+        if (cg->mode == WR_CG_V2) {
+            char ctl[CG_FILE_MAX];
+            if (read_file(cg->parent[i], "cgroup.subtree_control", ctl, sizeof ctl) < 0 || !has_word(ctl, "memory") ||
+                !has_word(ctl, "pids") || (cg->cpu && !has_word(ctl, "cpu"))) {
+                int e = write_file(cg->parent[i], "cgroup.subtree_control",
+                                   cg->cpu ? "+memory +pids +cpu" : "+memory +pids");
+                if (e)
+                    rc =
+                        wr_errorf(err, WR_E_IO, "", "cgroup %s: enabling controllers: %s", cg->parent[i], strerror(-e));
+            }
+        }
+        if (rc == WR_OK && cg->mode == WR_CG_V2 && mkdir(sub, 0755) == 0) {
             /* the intermediate directory passes the controllers on */
             const char *want = cg->cpu ? "+memory +pids +cpu" : "+memory +pids";
             int e = write_file(sub, "cgroup.subtree_control", want);

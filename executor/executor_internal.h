@@ -114,6 +114,10 @@ typedef struct wr_plan {
     bool drop_root;          /* we are root: drop to uid/gid before bwrap */
     char *run_as;            /* user name when drop_root */
     const char *run_as_note; /* the default user was missing: what was used instead */
+    bool dynamic;            /* uid/gid leased from the dynamic range (uids.c) */
+    int uid_lock;            /* the lease, held until wr_plan_free; -1: none */
+    uid_t owner_uid;         /* dynamic: run_as, who gets what the run leaves */
+    gid_t owner_gid;         /* and whose group is the run's supplementary group */
     uid_t uid;
     gid_t gid;
     struct {
@@ -172,6 +176,14 @@ int wr_plan_config(const wr_plan *plan, char **buf, size_t *len, wr_error *err);
 /* Where warrant-init is: next to the running binary, or (when running from
  * the build tree) in the build tree. */
 int wr_exec_init_path(char *out, size_t len, wr_error *err);
+
+/* ---- dynamic uids (uids.c) --------------------------------------------------- */
+/* Leases a uid in lo..hi that no account uses and no other run holds;
+ * *lock is held until closed. */
+int wr_uid_lease(int64_t lo, int64_t hi, const wr_ctx *ctx, uid_t *uid, int *lock, wr_error *err);
+/* Gives everything the dynamic uid left in the write roots to the owner
+ * (artifacts.c: the same fd-relative walk, no symlink followed). */
+int wr_uid_handback(const wr_plan *p, wr_error *err);
 
 /* ---- seccomp --------------------------------------------------------------- */
 /* The filter: deny-list with EPERM (clone3 and io_uring: ENOSYS, so libc

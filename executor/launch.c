@@ -52,6 +52,8 @@ typedef struct spawn {
     bool drop_root;
     uid_t uid;
     gid_t gid;
+    gid_t groups[1]; /* a dynamic uid's one supplementary group: its owner's */
+    int ngroups;
     struct {
         int res;
         rlim_t v;
@@ -125,7 +127,7 @@ static int child_exec(void *arg)
             }
         /* Raw syscalls: glibc's wrappers would broadcast the change to
          * every thread of the process whose memory this child shares. */
-        if (syscall(SYS_setgroups, 0, NULL) != 0)
+        if (syscall(SYS_setgroups, s->ngroups, s->groups) != 0)
             child_fail("setgroups");
         if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) != 0)
             child_fail("setresgid");
@@ -134,7 +136,10 @@ static int child_exec(void *arg)
         if (getuid() == 0 || geteuid() == 0)
             child_fail("still root");
     }
-    umask(022); /* not the server's: files the command creates get the usual modes */
+    /* not the server's: files the command creates get the usual modes;
+     * group-writable under a dynamic uid, whose files go to its owner with
+     * the owner's group, so the owner's later runs can still edit them */
+    umask(s->ngroups ? 002 : 022);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail("no_new_privs");
@@ -279,6 +284,8 @@ static int start_segment(const wr_plan *p, const wr_cgroup *cg, size_t segment, 
     s.argv = argv;
     s.envp = no_env; /* bwrap needs none; the command's comes through init */
     s.drop_root = p->drop_root;
+    s.groups[0] = p->owner_gid;
+    s.ngroups = p->dynamic ? 1 : 0;
     s.uid = p->uid;
     s.gid = p->gid;
     set_rlimits(&s, p);
@@ -1069,6 +1076,8 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
             rc = wr_capture_flush(&cerr, err);
         if (rc == WR_OK)
             rc = wr_snapshot_diff(before, &plans[i], r, err);
+        if (rc == WR_OK && plans[i].dynamic)
+            rc = wr_uid_handback(&plans[i], err);
         wr_snapshot_free(before);
         if (rc != WR_OK)
             break;

@@ -63,6 +63,8 @@ void wr_plan_free(wr_plan *p)
     free(p->run_as);
     free(p->bpf);
     wr_cg_plan_free(&p->cg);
+    if (p->dynamic && p->uid_lock >= 0)
+        close(p->uid_lock); /* the uid is free again */
     memset(p, 0, sizeof *p);
 }
 
@@ -323,7 +325,7 @@ static int add_system(wr_plan *p, bool network, wr_error *err)
         return rc;
 
     char passwd[512], group[256];
-    const char *name = p->run_as ? p->run_as : "sandbox";
+    const char *name = p->run_as && !p->dynamic ? p->run_as : "sandbox";
     if (p->uid == 0) {
         snprintf(passwd, sizeof passwd, "root:x:0:0:root:/tmp:/usr/sbin/nologin\n");
         snprintf(group, sizeof group, "root:x:0:\n");
@@ -395,7 +397,7 @@ static int add_env(wr_plan *p, const wr_exec_request *req, const wr_command *cmd
     return rc;
 }
 
-static int set_user(wr_plan *p, const wr_sandbox_limits *lim, wr_error *err)
+static int set_user(wr_plan *p, const wr_sandbox_limits *lim, bool apply, const wr_ctx *ctx, wr_error *err)
 {
     if (geteuid() != 0) {
         /* Already unprivileged: bwrap maps our own uid into the sandbox. */
@@ -430,6 +432,22 @@ static int set_user(wr_plan *p, const wr_sandbox_limits *lim, wr_error *err)
     p->run_as = strdup(name);
     if (!p->run_as)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (lim && lim->dynamic_uid) {
+        /* A uid of the run's own; run_as keeps what it leaves, and lends
+         * its group so group-writable write paths stay writable. An
+         * inspected plan shows the range's first uid. */
+        p->dynamic = true;
+        p->owner_uid = pw.pw_uid;
+        p->owner_gid = pw.pw_gid;
+        uid_t u = (uid_t)lim->uid_min;
+        if (apply) {
+            int rc = wr_uid_lease(lim->uid_min, lim->uid_max, ctx, &u, &p->uid_lock, err);
+            if (rc != WR_OK)
+                return rc;
+        }
+        p->uid = u;
+        p->gid = (gid_t)u;
+    }
     return WR_OK;
 }
 
@@ -542,7 +560,8 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         return wr_errorf(err, WR_E_INVALID, "", "no such command %zu", ci);
     const wr_command *cmd = &req->contract->commands[ci];
     const wr_sandbox_limits *lim = req->limits;
-    int rc = set_user(p, lim, err);
+    p->uid_lock = -1;
+    int rc = set_user(p, lim, apply, req->ctx, err);
     if (rc != WR_OK)
         goto fail;
     p->network = cmd->network;
@@ -716,6 +735,13 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object_object_add(u, "supplementary_groups", json_object_new_array());
     json_object_object_add(u, "dropped_from_root", json_object_new_boolean(p->drop_root));
     set_str(u, "note", p->run_as_note);
+    if (p->dynamic) {
+        json_object_object_add(u, "dynamic", json_object_new_boolean(true));
+        json_object_object_add(u, "owner_uid", json_object_new_int64(p->owner_uid));
+        json_object *sg = NULL;
+        if (json_object_object_get_ex(u, "supplementary_groups", &sg))
+            json_object_array_add(sg, json_object_new_int64(p->owner_gid));
+    }
     json_object_object_add(o, "user", u);
     json_object_object_add(o, "no_new_privs", json_object_new_boolean(true));
     json_object_object_add(o, "capability_bounding_set", json_object_new_array());

@@ -97,6 +97,7 @@ json_object *wr_policy_describe(const wr_policy *p)
     add_int(sb, "output_cap_bytes", p->sandbox.output_cap_bytes);
     add_int(sb, "output_kill_bytes", p->sandbox.output_kill_bytes);
     add_str(sb, "seccomp", p->sandbox.seccomp_strict ? "strict" : "default");
+    add_str(sb, "uid", p->sandbox.dynamic_uid ? "dynamic" : "run_as");
     json_object_object_add(o, "sandbox", sb);
 
     add_int(ap, "max_lifetime_sec", p->approval.max_lifetime_sec);

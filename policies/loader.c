@@ -223,6 +223,13 @@ static int build(wr_policy *p, wr_error *err)
     p->sandbox.output_kill_bytes = get_int(sb, "output_kill_bytes", 0);
     json_object *sc = get(sb, "seccomp");
     p->sandbox.seccomp_strict = sc && !strcmp(json_object_get_string(sc), "strict");
+    json_object *uid = get(sb, "uid"), *range = get(sb, "dynamic_uid_range");
+    p->sandbox.dynamic_uid = uid && !strcmp(json_object_get_string(uid), "dynamic");
+    p->sandbox.uid_min = range ? json_object_get_int64(json_object_array_get_idx(range, 0)) : WR_DYNAMIC_UID_MIN;
+    p->sandbox.uid_max = range ? json_object_get_int64(json_object_array_get_idx(range, 1)) : WR_DYNAMIC_UID_MAX;
+    if (p->sandbox.uid_min > p->sandbox.uid_max)
+        return wr_errorf(err, WR_E_INVALID, "sandbox.dynamic_uid_range",
+                         "/sandbox/dynamic_uid_range: first uid above the last");
 
     p->approval.max_lifetime_sec = get_int(ap, "max_lifetime_sec", 3600);
     p->approval.allow_time_window = get_bool(ap, "allow_time_window", false);

@@ -12,6 +12,8 @@
  * does not exist the executor falls back to nobody, and the plan says so. */
 #define WR_DEFAULT_RUN_AS  "warrant-run"
 #define WR_FALLBACK_RUN_AS "nobody"
+#define WR_DYNAMIC_UID_MIN 61184 /* systemd's DynamicUser range */
+#define WR_DYNAMIC_UID_MAX 65519
 
 typedef struct wr_sandbox_limits {
     char *run_as;              /* user commands run as when we are root (default WR_DEFAULT_RUN_AS) */
@@ -26,6 +28,8 @@ typedef struct wr_sandbox_limits {
     int64_t output_cap_bytes;  /* captured bytes per stream */
     int64_t output_kill_bytes; /* 0 = never; else kill the command past this many bytes per stream */
     bool seccomp_strict;       /* "strict" profile: also only AF_UNIX sockets when network is denied */
+    bool dynamic_uid;          /* sandbox.uid: dynamic */
+    int64_t uid_min, uid_max;  /* sandbox.dynamic_uid_range */
 } wr_sandbox_limits;
 
 typedef struct wr_approver {

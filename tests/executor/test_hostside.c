@@ -263,6 +263,127 @@ static void test_fallback(void **s)
     free(root);
 }
 
+/* This host has no v2 controllers to test with: a directory that looks
+ * like a delegated v2 parent checks the probe's reading of one, and that a
+ * cgroup that then cannot be made fails the run rather than running it
+ * without (never fail open). */
+static void test_v2_parent_fails_closed(void **s)
+{
+    (void)s;
+    char *fake = fx_subdir(g_dir, "fake-v2", false);
+    char *f1 = path_in(fake, "cgroup.controllers"), *f2 = path_in(fake, "cgroup.subtree_control"),
+         *f3 = path_in(fake, "cgroup.procs");
+    fx_write(f1, "cpu memory pids\n");
+    fx_write(f2, "memory pids\n");
+    fx_write(f3, "");
+    const char *argv[] = {"/bin/true", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    f.req.cgroup_root = fake;
+    assert_string_equal(plan_cgroup_mode(&f, NULL, 0), "v2");
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    assert_int_not_equal(wr_exec_run(&f.req, &r, &e), WR_OK);
+    assert_null(r);
+    assert_non_null(strstr(e.message, "cgroup"));
+    free(f1), free(f2), free(f3), free(fake);
+}
+
+/* ---- dynamic uids ------------------------------------------------------------ */
+
+typedef struct dyn_run {
+    fx_cmd_spec spec[2]; /* fx keeps pointers into its spec */
+    fx f;
+    char out[64];
+} dyn_run;
+
+static void *run_dyn(void *arg)
+{
+    dyn_run *d = arg;
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    if (wr_exec_run(&d->f.req, &r, &e) == WR_OK && r->out.captured_len < sizeof d->out)
+        memcpy(d->out, r->out.captured, r->out.captured_len);
+    wr_exec_result_free(r);
+    return NULL;
+}
+
+static void dyn_init(dyn_run *d, const char *const *argv, const char *w)
+{
+    memset(d, 0, sizeof *d);
+    d->spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .writes = {w}};
+    fx_init(&d->f, d->spec);
+    d->f.lim.dynamic_uid = true;
+    /* three uids for three concurrent runs: each must get its own */
+    d->f.lim.uid_min = WR_DYNAMIC_UID_MIN;
+    d->f.lim.uid_max = WR_DYNAMIC_UID_MIN + 2;
+}
+
+/* sandbox.uid: dynamic — each run its own uid from the range, never two
+ * runs alike at once, in one process or two; what a run leaves in its
+ * write paths (files, directories, symlinks: none followed) belongs to
+ * run_as afterwards, and a later run can still edit it. */
+static void test_dynamic_uid(void **s)
+{
+    (void)s;
+    if (geteuid() != 0)
+        skip();
+    char *w = fx_subdir(g_dir, "dyn", true);
+    chmod(w, 0775); /* run_as's group may write: the dynamic run has it */
+    char sh[1024];
+    snprintf(sh, sizeof sh,
+             "id -u; echo hi > %s/f && mkdir %s/d && echo x > %s/d/g && ln -s /etc/passwd %s/l && sleep 1", w, w, w, w);
+    const char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    const char *idle[] = {"/bin/sh", "-c", "id -u; sleep 1", NULL};
+    dyn_run a, b, c;
+    dyn_init(&a, argv, w);
+    dyn_init(&b, idle, w);
+    dyn_init(&c, idle, w);
+    int pp[2];
+    assert_int_equal(pipe(pp), 0);
+    pid_t other = fork(); /* another warrant process at the same time */
+    if (other == 0) {
+        run_dyn(&c);
+        _exit(write(pp[1], c.out, strlen(c.out)) > 0 ? 0 : 1);
+    }
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_dyn, &b), 0);
+    run_dyn(&a);
+    pthread_join(t, NULL);
+    int st;
+    assert_int_equal(waitpid(other, &st, 0), other);
+    char cout[64] = {0};
+    assert_true(read(pp[0], cout, sizeof cout - 1) > 0);
+    close(pp[0]), close(pp[1]);
+    long ua = atol(a.out), ub = atol(b.out), uc = atol(cout);
+    print_message("dynamic uids: %ld %ld %ld\n", ua, ub, uc);
+    for (long u = 0, *v[] = {&ua, &ub, &uc}; u < 3; u++)
+        assert_true(*v[u] >= WR_DYNAMIC_UID_MIN && *v[u] <= WR_DYNAMIC_UID_MIN + 2);
+    assert_true(ua != ub && ub != uc && ua != uc);
+    const char *names[] = {"f", "d", "d/g", "l"};
+    for (size_t i = 0; i < 4; i++) {
+        char *p = path_in(w, names[i]);
+        struct stat sb;
+        assert_int_equal(lstat(p, &sb), 0);
+        assert_int_equal(sb.st_uid, 65534); /* handed back to run_as */
+        free(p);
+    }
+    struct stat pw;
+    assert_int_equal(stat("/etc/passwd", &pw), 0);
+    assert_int_equal(pw.st_uid, 0); /* the symlink was not followed */
+    char edit[512];
+    snprintf(edit, sizeof edit, "echo again >> %s/f && echo y > %s/d/g", w, w);
+    const char *again[] = {"/bin/sh", "-c", edit, NULL};
+    dyn_run e;
+    dyn_init(&e, again, w);
+    wr_exec_result *r = run(&e.f);
+    if (r->status != WR_EXEC_SUCCESS)
+        dump(r);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    wr_exec_result_free(r);
+    free(w);
+}
+
 /* ---- host walks of agent-writable trees ------------------------------------- */
 
 typedef struct swapper {
@@ -437,7 +558,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cancel_during_setup), cmocka_unit_test(test_cgroup_lifecycle),
         cmocka_unit_test(test_reap_orphans),        cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_artifact_walk_race),  cmocka_unit_test(test_strength),
-        cmocka_unit_test(test_run_as_default),      cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_run_as_default),      cmocka_unit_test(test_v2_parent_fails_closed),
+        cmocka_unit_test(test_dynamic_uid),         cmocka_unit_test(test_unprivileged),
     };
     /* As uid 65534 without delegation: no cgroup, the same walks. */
     const struct CMUnitTest unpriv[] = {
