@@ -185,7 +185,7 @@ static void release(sq *q, sqlite3_stmt *st)
             q->cache[i].in_use = false;
             return;
         }
-    release(q, st);
+    sqlite3_finalize(st);
 }
 
 /* Prepares sql (a literal: the cache key is its address) and binds its

@@ -92,6 +92,36 @@ static void test_open_modes_and_pragmas(void **state)
     free(res);
 }
 
+static int no_checkpoint(void *ud, int64_t size, const char *note)
+{
+    (void)ud, (void)size, (void)note;
+    return 0;
+}
+
+/* A statement that cannot be kept (it fails to prepare) is finalised and
+ * its error returned: tables gone from under the store are an error, never
+ * a hang (release() once called itself on this path). The first call sees
+ * the change (SQLite re-reads the schema); the next ones fail to prepare. */
+static void test_statement_that_fails_to_prepare(void **state)
+{
+    fixture *f = *state;
+    char db[256];
+    snprintf(db, sizeof db, "%s/warrant.db", f->dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE decisions; DROP TABLE checkpoints", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    wr_error err = {0};
+    assert_int_equal(wr_store_put_decision(f->st, SHA_A, "{}", 1, &err), WR_E_IO);
+    assert_non_null(strstr(err.message, "no such table: decisions"));
+    char *json = NULL;
+    assert_int_equal(wr_store_get_decision(f->st, SHA_A, &json, &err), WR_E_IO);
+    assert_null(json);
+    /* a walk over rows releases its statement, made or not */
+    assert_int_equal(wr_store_iter_checkpoints(f->st, no_checkpoint, NULL, &err), WR_E_IO);
+    assert_non_null(strstr(err.message, "no such table: checkpoints"));
+}
+
 static void test_newer_schema_refused(void **state)
 {
     fixture *f = *state;
@@ -630,6 +660,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_approval_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approvals_and_consumption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statement_that_fails_to_prepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_a_store, setup, teardown),
