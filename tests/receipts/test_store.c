@@ -92,6 +92,17 @@ static void test_open_modes_and_pragmas(void **state)
     free(res);
 }
 
+/* Runs sql on the store's file over a connection of its own. */
+static void exec_sql(fixture *f, const char *sql)
+{
+    char db[256];
+    snprintf(db, sizeof db, "%s/warrant.db", f->dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
 static int no_checkpoint(void *ud, int64_t size, const char *note)
 {
     (void)ud, (void)size, (void)note;
@@ -105,12 +116,7 @@ static int no_checkpoint(void *ud, int64_t size, const char *note)
 static void test_statement_that_fails_to_prepare(void **state)
 {
     fixture *f = *state;
-    char db[256];
-    snprintf(db, sizeof db, "%s/warrant.db", f->dir);
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "DROP TABLE decisions; DROP TABLE checkpoints", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(h);
+    exec_sql(f, "DROP TABLE decisions; DROP TABLE checkpoints");
     wr_error err = {0};
     assert_int_equal(wr_store_put_decision(f->st, SHA_A, "{}", 1, &err), WR_E_IO);
     assert_non_null(strstr(err.message, "no such table: decisions"));
@@ -125,12 +131,7 @@ static void test_statement_that_fails_to_prepare(void **state)
 static void test_newer_schema_refused(void **state)
 {
     fixture *f = *state;
-    char db[256];
-    snprintf(db, sizeof db, "%s/warrant.db", f->dir);
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(h);
+    exec_sql(f, "PRAGMA user_version = 99");
     wr_store *other = NULL;
     wr_error err = {0};
     assert_int_equal(wr_store_open(f->dir, &other, &err), WR_E_VERSION);
