@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The run path end to end against bare bubblewrap (issue 14).
 
-  e2e.py latency [RUNS]   `warrant run` of a policy-allowed /bin/true contract and MCP `run`
+  e2e.py latency [RUNS [REPEAT]]
+                          `warrant run` of a policy-allowed /bin/true contract and MCP `run`
                           over stdio (request written -> response with the signed, durable
                           receipt read), each interleaved with bare bwrap of the same minimal
                           profile; medians and ratios; then where the time goes (phase
                           timestamps from strace, fsync/fdatasync per run, CPU instructions).
+                          REPEAT (5) times, each with a fresh server; the median of the
+                          REPEAT medians and ratios is the figure.
   e2e.py concurrent [N]   N (50) MCP runs of /bin/true in flight at once on one stdio
                           connection: runs/s and p99 latency, median of 3 rounds.
 
@@ -112,26 +115,34 @@ def median_ratio(name, mine, bare):
     return m / b
 
 
-def latency(runs):
+def latency(runs, repeat):
     tmp, fx, cli_args = fixture()
     try:
         bare = bare_argv(fx.ws)
         cli = [WARRANT, "run", "--quiet"] + cli_args
         timed(cli)  # creates the key and the database
-        srv = Mcp(fx, fx.ws)
-        t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": []}
-        for i in range(-WARMUP, runs):
-            row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare)}
-            if i >= 0:
-                for k, v in row.items():
-                    t[k].append(v)
-        srv.close()
-        print("runs: %d, interleaved (cli, bare, mcp, bare), %d warm-up rounds" % (runs, WARMUP))
-        rc = median_ratio("warrant run (CLI, whole process)", t["cli"], t["bare_cli"])
-        rm = median_ratio("MCP run over stdio", t["mcp"], t["bare_mcp"])
-        print("RESULT cli_ms=%.2f cli_bare_ms=%.2f cli_ratio=%.3f mcp_ms=%.2f mcp_bare_ms=%.2f mcp_ratio=%.3f" % (
-            statistics.median(t["cli"]), statistics.median(t["bare_cli"]), rc, statistics.median(t["mcp"]),
-            statistics.median(t["bare_mcp"]), rm))
+        results = []
+        for r in range(repeat):
+            srv = Mcp(fx, fx.ws)
+            t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": []}
+            for i in range(-WARMUP, runs):
+                row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare)}
+                if i >= 0:
+                    for k, v in row.items():
+                        t[k].append(v)
+            srv.close()
+            print("run %d of %d: %d runs each, interleaved (cli, bare, mcp, bare) after %d warm-up rounds" % (
+                r + 1, repeat, runs, WARMUP))
+            m = {k: statistics.median(v) for k, v in t.items()}
+            m["cli_ratio"] = median_ratio("  warrant run (CLI, whole process)", t["cli"], t["bare_cli"])
+            m["mcp_ratio"] = median_ratio("  MCP run over stdio", t["mcp"], t["bare_mcp"])
+            results.append(m)
+        med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        print("median of %d runs: warrant run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.3); "
+              "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15)" % (
+                  repeat, med["cli"], med["bare_cli"], med["cli_ratio"], med["mcp"], med["bare_mcp"],
+                  med["mcp_ratio"]))
+        print("RESULT " + " ".join("%s=%.3f" % kv for kv in sorted(med.items())))
         breakdown(fx, cli, bare)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -242,7 +253,7 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "latency"
     arg = int(sys.argv[2]) if len(sys.argv) > 2 else None
     if what == "latency":
-        latency(arg or 30)
+        latency(arg or 30, int(sys.argv[3]) if len(sys.argv) > 3 else 5)
     elif what == "concurrent":
         concurrent(arg or 50)
     else:
