@@ -417,9 +417,8 @@ int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity
     return rc;
 }
 
-/* Stores the contract and the decision made for it (evidence for bundles). */
-/* The contract and its decision, with the execution when rec names one:
- * one durable transaction. */
+/* Stores the contract and the decision made for it (evidence for bundles)
+ * and, when rec names one, the execution: one durable transaction. */
 static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_run_record *rec,
                                        wr_error *err)
 {
