@@ -15,7 +15,9 @@
 Bare bwrap: `setpriv --reuid=65534 --regid=65534 --clear-groups bwrap --unshare-all
 --die-with-parent --new-session` with /usr read-only, /proc, /dev, tmpfs /tmp, the workspace
 read-only, started by the same Python process the same way (fork/exec, wait). Needs root (the
-sandbox drops to nobody). WARRANT_BUILD: the build dir (default ./build).
+sandbox drops to nobody). WARRANT_BUILD: the build dir (default ./build). WARRANT_E2E_DIR: where the
+state dir and workspace go (default $TMPDIR; on a tmpfs, e.g. `mount -t tmpfs -o mode=755 tmpfs DIR`, the runs
+show what their fsyncs cost).
 """
 import json
 import os
@@ -100,7 +102,7 @@ class Mcp:
 
 
 def fixture():
-    tmp = tempfile.mkdtemp(prefix="wr-e2e-")
+    tmp = tempfile.mkdtemp(prefix="wr-e2e-", dir=os.environ.get("WARRANT_E2E_DIR"))
     os.chmod(tmp, 0o755)
     cli_args = write_truerun(tmp, "e2e")
     fx = mcpraw.Fixture.__new__(mcpraw.Fixture)
