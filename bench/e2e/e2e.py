@@ -179,6 +179,21 @@ def phases(lines, t_start):
     return marks
 
 
+def fdatasync_ms(where, n):
+    """What one durable commit's flush costs on this file system."""
+    path = os.path.join(where, "sync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    for _ in range(n):
+        os.write(fd, b"x" * 4096)
+        t0 = time.perf_counter()
+        os.fdatasync(fd)
+        times.append((time.perf_counter() - t0) * 1e3)
+    os.close(fd)
+    os.unlink(path)
+    return statistics.median(times)
+
+
 def breakdown(fx, cli, bare):
     print("\nwhere the time goes (one run under strace -f: absolute times are inflated, the order is not)")
     out = os.path.join(fx.tmp, "trace")
@@ -207,6 +222,7 @@ def breakdown(fx, cli, bare):
     srv.close()
     syncs = sum(1 for ln in open(out) if re.search(r"\b(fsync|fdatasync)\(", ln))
     print("  MCP run: %.1f fsync+fdatasync per run (mean of %d)" % (syncs / n, n))
+    print("  one fdatasync of a 4 KiB append here: median %.2f ms (of 50)" % fdatasync_ms(fx.tmp, 50))
     # CPU in the warrant process itself (not bwrap's), as instructions: stable under load.
     for argv, name in ((cli, "warrant run"), ([WARRANT, "check", "--policy", fx.policy, cli[-1]], "warrant check")):
         r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv,
