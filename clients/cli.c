@@ -61,6 +61,7 @@ int cli_parse_opts(int argc, char **argv, cli_opts *o, const char *usage)
         {"witness", required_argument, NULL, 'w'},
         {"proof", required_argument, NULL, 'P'},
         {"key", required_argument, NULL, 'k'},
+        {"key-id", required_argument, NULL, 'K'},
         {"execution", required_argument, NULL, 'e'},
         {"old", required_argument, NULL, 'O'},
         {0, 0, 0, 0},
@@ -98,6 +99,9 @@ int cli_parse_opts(int argc, char **argv, cli_opts *o, const char *usage)
             break;
         case 'k':
             o->key = optarg;
+            break;
+        case 'K':
+            o->key_id = optarg;
             break;
         case 'e':
             o->execution = optarg;

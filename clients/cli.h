@@ -33,7 +33,8 @@ const char *cli_state_dir(const char *opt, char *buf);
 typedef struct cli_opts {
     const char *state_dir, *dir, *pubkey, *out;
     const char *checkpoint, *witness, *proof, *key, *execution;
-    int64_t old_size; /* --old, -1 when absent */
+    const char *key_id; /* verify receipt: the signer's own id for the key (CSC) */
+    int64_t old_size;   /* --old, -1 when absent */
     bool json;
     const char *pos[2]; /* positional arguments after the verb */
     int npos;
@@ -65,6 +66,7 @@ int cli_verify_consistency(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 int cmd_validate(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_pubkey(int argc, char **argv);

@@ -205,12 +205,12 @@ int cmd_receipts(int argc, char **argv)
 static int verify_receipt(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 {
     if (o->npos != 1)
-        return cli_fail("usage: warrant verify receipt FILE --pubkey PUB");
+        return cli_fail("usage: warrant verify receipt FILE --pubkey PUB [--key-id ID]");
     wr_error err = {0};
     json_object *r = wr_json_read_file(o->pos[0], NULL, &err);
     if (!r)
         return cli_fail_at(cli_exit_for(err.code), o->pos[0], &err);
-    int rc = wr_receipt_verify(r, pk, &err);
+    int rc = wr_receipt_verify_key_id(r, pk, o->key_id, &err);
     if (rc) {
         json_object_put(r);
         return cli_fail_at(cli_exit_for(rc), o->pos[0], &err);
@@ -288,7 +288,7 @@ static int verify_bundle(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 int cmd_verify(int argc, char **argv)
 {
     static const char usage[] =
-        "verify receipt FILE | chain (--state-dir DIR | --dir DIR [--checkpoint CP]) | bundle FILE "
+        "verify receipt FILE [--key-id ID] | chain (--state-dir DIR | --dir DIR [--checkpoint CP]) | bundle FILE "
         "| inclusion RECEIPT --proof PROOF --checkpoint CP | consistency OLD_CP NEW_CP "
         "(--dir DIR | --proof PROOF)  --pubkey PUB [--witness PUB]";
     if (argc < 2)
@@ -308,6 +308,8 @@ int cmd_verify(int argc, char **argv)
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (strcmp(argv[1], kinds[i].name) != 0)
             continue;
+        if (o.key_id && strcmp(argv[1], "receipt"))
+            return cli_fail("verify %s: --key-id applies to verify receipt only", argv[1]);
         unsigned char pk[WR_PK_LEN];
         if ((rc = cli_load_pubkey(o.pubkey, pk, "verify")) != CLI_OK)
             return rc;

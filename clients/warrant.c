@@ -15,11 +15,11 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } commands[] = {
-    {"keygen", cmd_keygen},         {"validate", cmd_validate}, {"hash", cmd_hash},
-    {"check", cmd_check},           {"run", cmd_run},           {"approvals", cmd_approvals},
-    {"pubkey", cmd_pubkey},         {"receipts", cmd_receipts}, {"verify", cmd_verify},
-    {"export", cmd_export},         {"capsule", cmd_capsule},   {"reproduce", cmd_reproduce},
-    {"checkpoint", cmd_checkpoint}, {"doctor", cmd_doctor},
+    {"keygen", cmd_keygen},       {"validate", cmd_validate},     {"hash", cmd_hash},
+    {"check", cmd_check},         {"policy", cmd_policy},         {"run", cmd_run},
+    {"approvals", cmd_approvals}, {"pubkey", cmd_pubkey},         {"receipts", cmd_receipts},
+    {"verify", cmd_verify},       {"export", cmd_export},         {"capsule", cmd_capsule},
+    {"reproduce", cmd_reproduce}, {"checkpoint", cmd_checkpoint}, {"doctor", cmd_doctor},
 };
 
 static bool documented(const char *name)

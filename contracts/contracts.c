@@ -42,9 +42,27 @@ int wr_contract_validate_json(const wr_contracts *c, json_object *obj, wr_error 
     return wr_schema_validate(c->schema, obj, err);
 }
 
+/* The contract as CSC's model holds it: an absent expected_outputs is the
+ * default []. Hashed, stored and bundled in this form, so that a contract
+ * without it (the README's own example) has CSC's contract_sha256 and the
+ * stored document hashes to it. A new reference; obj is not changed. */
+static json_object *csc_model(json_object *obj)
+{
+    json_object *have = NULL;
+    if (!json_object_is_type(obj, json_type_object) || json_object_object_get_ex(obj, "expected_outputs", &have))
+        return json_object_get(obj);
+    json_object *filled = json_object_new_object();
+    json_object_object_foreach(obj, k, v) json_object_object_add(filled, k, json_object_get(v));
+    json_object_object_add(filled, "expected_outputs", json_object_new_array());
+    return filled;
+}
+
 int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err)
 {
-    return wr_canonical_sha256(obj, true, out, err);
+    json_object *model = csc_model(obj);
+    int rc = wr_canonical_sha256(model, true, out, err);
+    json_object_put(model);
+    return rc;
 }
 
 /* ---- building the typed contract --------------------------------------- */
@@ -103,7 +121,9 @@ static int at(wr_error *err, const char *ptr, int rc)
     return rc;
 }
 
-static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err)
+/* globs: read paths may be CSC globs ("/workspace/" "**" "/" "*.py");
+ * write paths and cwd are literal (but for a last component "**"). */
+static int path_array(json_object *arr, const char *ptr, bool globs, wr_strv *out, wr_error *err)
 {
     size_t n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
@@ -114,7 +134,7 @@ static int path_array(json_object *arr, const char *ptr, wr_strv *out, wr_error 
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
         if (rc)
             return rc;
-        if ((rc = wr_path_normalize(s, &norm, err)))
+        if ((rc = (globs ? wr_path_normalize_glob : wr_path_normalize)(s, &norm, err)))
             return at(err, p, rc);
         rc = wr_strv_push(out, norm);
         free(norm);
@@ -218,19 +238,19 @@ static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error 
 
     static const struct {
         const char *key;
-        bool paths;
+        bool paths, globs;
         size_t off;
     } lists[] = {
-        {"read_paths", true, offsetof(wr_command, read_paths)},
-        {"write_paths", true, offsetof(wr_command, write_paths)},
-        {"env_allow", false, offsetof(wr_command, env_allow)},
-        {"secret_refs", false, offsetof(wr_command, secret_refs)},
+        {"read_paths", true, true, offsetof(wr_command, read_paths)},
+        {"write_paths", true, false, offsetof(wr_command, write_paths)},
+        {"env_allow", false, false, offsetof(wr_command, env_allow)},
+        {"secret_refs", false, false, offsetof(wr_command, secret_refs)},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         json_object_object_get_ex(jc, lists[i].key, &v);
         wr_strv *dst = (wr_strv *)((char *)cmd + lists[i].off);
         snprintf(p, sizeof p, "%s/%s", ptr, lists[i].key);
-        rc = lists[i].paths ? path_array(v, p, dst, err) : str_array(v, p, dst, err);
+        rc = lists[i].paths ? path_array(v, p, lists[i].globs, dst, err) : str_array(v, p, dst, err);
         if (rc)
             return rc;
     }
@@ -303,8 +323,8 @@ int wr_contract_from_json(const wr_contracts *c, json_object *obj, wr_contract *
     wr_contract *ct = calloc(1, sizeof *ct);
     if (!ct)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    ct->json = json_object_get(obj);
-    if ((rc = build(obj, ct, err))) {
+    ct->json = csc_model(obj);
+    if ((rc = build(ct->json, ct, err))) {
         wr_contract_free(ct);
         return rc;
     }

@@ -52,10 +52,11 @@ typedef struct wr_contract {
     wr_actor actor;
     wr_command *commands;
     size_t ncommands;
-    /* Bare lowercase hex sha256 of the canonical JSON of the contract as
-     * submitted, nulls dropped (byte-identical to the CSC reference). */
+    /* Bare lowercase hex sha256 of the canonical JSON of json, nulls
+     * dropped (byte-identical to the CSC reference). */
     char sha256[WR_SHA256_HEX_LEN];
-    /* The validated document as submitted (owned reference). */
+    /* The validated document as CSC's model holds it: as submitted, with the
+     * default expected_outputs [] filled in when absent (owned reference). */
     json_object *json;
 } wr_contract;
 
@@ -74,7 +75,8 @@ void wr_contract_free(wr_contract *ct);
 /* Only the schema check (for `warrant validate contract`). */
 int wr_contract_validate_json(const wr_contracts *c, json_object *obj, wr_error *err);
 
-/* contract_sha256 of a JSON document (canonical JSON, nulls dropped). */
+/* contract_sha256 of a JSON document (its CSC model: expected_outputs
+ * defaults to []; canonical JSON, nulls dropped). */
 int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *err);
 
 /* Lexical normalisation of an absolute POSIX path: collapses "//" and ".",
@@ -82,9 +84,22 @@ int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *er
  * absolute, is too long, or holds NUL/control bytes or invalid UTF-8 is
  * WR_E_INVALID. A last component "**" (subtree glob) is kept. */
 int wr_path_normalize(const char *in, char **out, wr_error *err);
+/* The same for a CSC read path, which may be a glob: components may hold
+ * "*", "?" and "[...]", and a "**" component (any number of directories)
+ * may occur anywhere: "/workspace/" "**" "/" "*.py", "/workspace/repo/" "*". */
+int wr_path_normalize_glob(const char *in, char **out, wr_error *err);
 /* Component-wise containment of normalised paths: "/a/b" is within "/a" and
- * "/a", "/ab" is not within "/a". A prefix whose last component is "**" means its root. */
+ * "/a", "/ab" is not within "/a". A glob stands for its literal root, the
+ * components before the first one holding a pattern ("/a/" "**" and
+ * "/a/" "*.py" both mean "/a"): what policy scope compares. */
 bool wr_path_within(const char *path, const char *prefix);
+/* Whether a normalised path is one a glob names ("**" matches any number of
+ * components, other components match as fnmatch(3) with FNM_PERIOD: "*"
+ * does not match a leading dot). A plain path names itself and, with a
+ * last component "**", its subtree. */
+bool wr_path_glob_match(const char *glob, const char *path);
+/* Whether a component holds a glob pattern. */
+bool wr_path_is_glob(const char *path);
 
 const char *wr_network_mode_name(wr_network_mode m);
 

@@ -4,6 +4,7 @@
  * not pass as being under "/workspace", and "/workspacex" is not under
  * "/workspace" (a plain string prefix test would say it is). Symlinks are a
  * run-time matter for the executor; here we only reason about text. */
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,12 @@ static bool has_glob_suffix(const char *p, size_t len)
     return len >= 3 && memcmp(p + len - 3, "/**", 3) == 0;
 }
 
-int wr_path_normalize(const char *in, char **out, wr_error *err)
+#define GLOB_CHARS "*?["
+/* "**" components allowed in one glob: each may match any depth, so the
+ * matcher's work grows with their number. */
+#define GLOB_MAX_DOUBLESTARS 4
+
+static int normalize(const char *in, bool globs, char **out, wr_error *err)
 {
     *out = NULL;
     size_t len = strlen(in);
@@ -40,6 +46,7 @@ int wr_path_normalize(const char *in, char **out, wr_error *err)
     if (!buf)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     size_t n = 0;
+    int doublestars = 0;
     const char *p = in, *end = in + body_len;
     while (p < end) {
         while (p < end && *p == '/')
@@ -61,12 +68,17 @@ int wr_path_normalize(const char *in, char **out, wr_error *err)
                 n--; /* drop the separator too */
             continue;
         }
-        /* "*" is only meaningful as the trailing subtree glob; anywhere else
-         * it would be a pattern we do not evaluate, so refuse it rather than
-         * let the executor and the policy read it differently. */
-        if (memchr(s, '*', cl)) {
+        /* Outside read paths "*" is only the last component "**"; anywhere
+         * else it would be a pattern nobody evaluates, so it is refused
+         * rather than read differently by the executor and the policy. */
+        if (!globs && memchr(s, '*', cl)) {
             free(buf);
             return wr_errorf(err, WR_E_INVALID, "", "path '%.200s': '*' is only allowed as a trailing '/**'", in);
+        }
+        if (globs && cl == 2 && s[0] == '*' && s[1] == '*' && ++doublestars > GLOB_MAX_DOUBLESTARS) {
+            free(buf);
+            return wr_errorf(err, WR_E_INVALID, "", "path '%.200s': more than %d '**' components", in,
+                             GLOB_MAX_DOUBLESTARS);
         }
         buf[n++] = '/';
         memcpy(buf + n, s, cl);
@@ -83,16 +95,35 @@ int wr_path_normalize(const char *in, char **out, wr_error *err)
     return WR_OK;
 }
 
-/* Length of the directory a path names, without a trailing glob or the
- * root's lone "/": for "/a", "/a" + glob, "/" and the root glob: 2, 2, 0, 0. */
+int wr_path_normalize(const char *in, char **out, wr_error *err)
+{
+    return normalize(in, false, out, err);
+}
+
+int wr_path_normalize_glob(const char *in, char **out, wr_error *err)
+{
+    return normalize(in, true, out, err);
+}
+
+bool wr_path_is_glob(const char *path)
+{
+    return strpbrk(path, GLOB_CHARS) != NULL;
+}
+
+/* Length of the literal root a path names: up to the component before the
+ * first one holding a pattern (so without a trailing glob), 0 for the root:
+ * for "/a", "/a" + "/" "**", "/a/b" + "/" "*.c", "/" and "/" "*": 2, 2, 4, 0, 0. */
 static size_t root_len(const char *p)
 {
-    size_t len = strlen(p);
-    if (has_glob_suffix(p, len))
-        len -= 3;
-    if (len == 1 && p[0] == '/')
-        len = 0;
-    return len;
+    size_t len = strlen(p), lit = 0;
+    for (size_t i = 0; i < len;) {
+        size_t e = i + 1 + strcspn(p + i + 1, "/");
+        if (memchr(p + i, '*', e - i) || memchr(p + i, '?', e - i) || memchr(p + i, '[', e - i))
+            break;
+        lit = e;
+        i = e;
+    }
+    return lit == 1 && p[0] == '/' ? 0 : lit;
 }
 
 bool wr_path_within(const char *path, const char *prefix)
@@ -103,6 +134,53 @@ bool wr_path_within(const char *path, const char *prefix)
     if (ql < pl || memcmp(path, prefix, pl) != 0)
         return false;
     return ql == pl || path[pl] == '/';
+}
+
+/* Splits a normalised path into its components (pointers into a copy). */
+static char **components(const char *path, char **copy, size_t *n)
+{
+    *n = 0;
+    if (!(*copy = strdup(path)))
+        return NULL;
+    size_t cap = 1;
+    for (const char *c = path; *c; c++)
+        cap += *c == '/';
+    char **v = calloc(cap, sizeof *v);
+    if (!v)
+        return NULL;
+    for (char *save = NULL, *t = strtok_r(*copy, "/", &save); t; t = strtok_r(NULL, "/", &save))
+        v[(*n)++] = t;
+    return v;
+}
+
+/* Matching by dynamic programming over (pattern component, path
+ * component): linear in their product, however many "**" there are. */
+bool wr_path_glob_match(const char *glob, const char *path)
+{
+    char *gc = NULL, *pc = NULL;
+    size_t ng, np;
+    char **g = components(glob, &gc, &ng), **q = components(path, &pc, &np);
+    bool *row = g && q ? calloc(np + 1, sizeof *row) : NULL, ok = false;
+    if (row) {
+        /* row[j]: the first i pattern components match the first j path components */
+        row[0] = true;
+        for (size_t i = 0; i < ng; i++) {
+            bool star = !strcmp(g[i], "**"), prev_diag = row[0];
+            row[0] = row[0] && star;
+            for (size_t j = 1; j <= np; j++) {
+                bool diag = prev_diag;
+                prev_diag = row[j];
+                row[j] = star ? row[j] || row[j - 1] : diag && fnmatch(g[i], q[j - 1], FNM_PERIOD) == 0;
+            }
+        }
+        ok = row[np];
+    }
+    free(row);
+    free(g);
+    free(q);
+    free(gc);
+    free(pc);
+    return ok;
 }
 
 const char *wr_network_mode_name(wr_network_mode m)

@@ -138,6 +138,9 @@ typedef struct wr_plan {
  * missing write root, hostile path) is WR_E_DENIED; the caller reports it as
  * a BLOCKED result. uid/gid/run_as describe the sandbox user. */
 int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *plan, wr_error *err);
+/* globs.c: read paths with each CSC glob replaced by the entries it matches
+ * now (sorted, no duplicates); plain paths and a last "**" stay as they are. */
+int wr_read_globs_expand(const wr_strv *read_paths, wr_strv *out, wr_error *err);
 void wr_plan_free(wr_plan *plan);
 json_object *wr_plan_to_json(const wr_plan *plan);
 

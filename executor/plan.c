@@ -619,16 +619,23 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         rc = wr_errorf(err, WR_E_DENIED, "cwd", "command %s has no cwd", cmd->id);
         goto fail;
     }
-    size_t nd = cmd->read_paths.n + cmd->write_paths.n;
+    /* a glob read path shows exactly what it matches now (globs.c) */
+    wr_strv reads = {0};
+    if ((rc = wr_read_globs_expand(&cmd->read_paths, &reads, err)) != WR_OK) {
+        wr_strv_free(&reads);
+        goto fail;
+    }
+    size_t nd = reads.n + cmd->write_paths.n;
     decl_ref *d = calloc(nd + 1, sizeof *d);
     if (!d) {
+        wr_strv_free(&reads);
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < cmd->read_paths.n; i++)
-        d[i] = (decl_ref){cmd->read_paths.v[i], "read", i};
+    for (size_t i = 0; i < reads.n; i++)
+        d[i] = (decl_ref){reads.v[i], "read", i};
     for (size_t i = 0; i < cmd->write_paths.n; i++)
-        d[cmd->read_paths.n + i] = (decl_ref){cmd->write_paths.v[i], "write", cmd->read_paths.n + i};
+        d[reads.n + i] = (decl_ref){cmd->write_paths.v[i], "write", reads.n + i};
     /* cwd stays visible (chdir works; Landlock grants it nothing unless a
      * declared path covers it); mounted read-only unless a declared path
      * already covers it (/, /proc and /dev are the sandbox's own). It takes
@@ -643,6 +650,7 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
     for (size_t i = 0; i < nd && rc == WR_OK; i++)
         rc = add_declared(p, cmd, d[i].path, d[i].kind, apply, err);
     free(d);
+    wr_strv_free(&reads);
     for (size_t s = 0; s < cmd->nsegments && rc == WR_OK; s++)
         rc = add_exe(p, cmd, s, apply, err);
     if (rc == WR_OK)

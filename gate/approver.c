@@ -199,6 +199,8 @@ int wr_gate_approver_deny(wr_gate *g, const char *approver, const char *request_
     int rc = declared(g, approver, err);
     if (rc == WR_OK)
         rc = wr_approval_deny(wr_gate__store(g), request_id, why, wr_gate_ctx(g), err);
+    if (rc == WR_OK)
+        wr_gate__observe_approval(g, approver, request_id, "denied");
     return rc == WR_OK ? state_view(g, request_id, state_out, err) : rc;
 }
 
@@ -226,6 +228,8 @@ int wr_gate_approver_revoke(wr_gate *g, const char *approver, const char *reques
     char why[700];
     reason_of(why, sizeof why, "revoked", approver, reason);
     rc = wr_approval_revoke(wr_gate__store(g), approval_id ? approval_id : request_id, why, wr_gate_ctx(g), err);
+    if (rc == WR_OK)
+        wr_gate__observe_approval(g, approver, request_id, "revoked");
     return rc == WR_OK ? state_view(g, request_id, state_out, err) : rc;
 }
 

@@ -540,12 +540,26 @@ void wr_gate_approval_clear(wr_gate_approval *a)
     memset(a, 0, sizeof *a);
 }
 
+void wr_gate__observe_approval(wr_gate *g, const char *identity, const char *request_id, const char *outcome)
+{
+    observe(g, &(wr_gate_event){.kind = WR_GATE_APPROVAL, .identity = identity, .outcome = outcome});
+    wr_log_event(
+        &g->ctx, WR_LOG_INFO, "gate",
+        &(wr_log_fields){.event = "approval", .identity = identity, .request_id = request_id, .outcome = outcome},
+        "approval %s", outcome);
+}
+
 int wr_gate_submit_approval(wr_gate *g, json_object *artifact, char request_id[WR_ID_MAX], wr_error *err)
 {
     request_id[0] = '\0';
     const wr_policy *p = wr_gate_policy_acquire(g);
     int rc = wr_approval_accept(g->store, p, artifact, g->key.pk, &g->ctx, request_id, err);
     wr_gate_policy_release(g, p);
+    json_object *approver = NULL, *identity = NULL;
+    json_object_object_get_ex(artifact, "approver", &approver);
+    json_object_object_get_ex(approver, "identity", &identity);
+    wr_gate__observe_approval(g, json_object_get_string(identity), request_id[0] ? request_id : NULL,
+                              rc == WR_OK ? "accepted" : "refused");
     return rc;
 }
 
@@ -1166,6 +1180,20 @@ void wr_run_outcome_clear(wr_run_outcome *o)
 }
 
 /* ---- the transparency log ------------------------------------------------ */
+
+int wr_gate_checkpoint_size(wr_gate *g, int64_t *size, wr_error *err)
+{
+    char *note = NULL;
+    *size = 0;
+    int rc = wr_store_get_checkpoint(g->store, -1, size, &note, err);
+    free(note);
+    if (rc == WR_E_NOTFOUND) {
+        wr_error_clear(err);
+        *size = 0;
+        return WR_OK;
+    }
+    return rc;
+}
 
 int wr_gate_publish_checkpoint(wr_gate *g, bool *published, wr_error *err)
 {

@@ -23,6 +23,7 @@ typedef struct wr_gate wr_gate;
 typedef enum wr_gate_event_kind {
     WR_GATE_DECISION, /* a policy evaluation: outcome = allow|deny|needs_approval, reason = its code */
     WR_GATE_SEALED,   /* a receipt stored: outcome = its status, execution_id set */
+    WR_GATE_APPROVAL, /* an approval decision: outcome = accepted|refused|denied|revoked */
 } wr_gate_event_kind;
 
 typedef struct wr_gate_event {
@@ -110,6 +111,8 @@ int wr_gate_get_receipt(wr_gate *g, const char *client_identity, const char *exe
 /* Signs and keeps a checkpoint when the log grew past the newest one
  * (*published says whether it did; may be NULL). */
 int wr_gate_publish_checkpoint(wr_gate *g, bool *published, wr_error *err);
+/* The tree size of the newest stored checkpoint (0: none yet); signs nothing. */
+int wr_gate_checkpoint_size(wr_gate *g, int64_t *size, wr_error *err);
 
 typedef struct wr_gate_checkpoint {
     char *note;         /* the newest checkpoint, a signed note */

@@ -7,5 +7,7 @@
 
 wr_store *wr_gate__store(wr_gate *g);
 const wr_keypair *wr_gate__key(wr_gate *g);
+/* Tells the observer about an approval decision (accepted, refused, denied, revoked). */
+void wr_gate__observe_approval(wr_gate *g, const char *identity, const char *request_id, const char *outcome);
 
 #endif

@@ -15,6 +15,8 @@
 /* Deeper trees than this only come from code building objects by hand
  * (parsed documents are limited far below); it keeps the recursion bounded. */
 #define CANON_MAX_DEPTH 1000
+/* An integral double written out: DBL_MAX has 309 digits, plus sign and NUL. */
+#define CANON_INTEGRAL_DIGITS 320
 
 typedef struct buf {
     char *p;
@@ -250,10 +252,23 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
         puts_(b, num);
         break;
     }
-    case json_type_double:
-        if (put_double(b, json_object_get_double(o)) != 0)
+    case json_type_double: {
+        /* 10.0, 1e1 and 1E+1 are the integer 10 to JSON Schema and to the
+         * CSC models (pydantic int fields), so every document is hashed
+         * the way CSC hashes its filled-in model: an integral value is
+         * written as that integer, exactly ("%.0f" of an integral double is
+         * exact, like Python's int()); -0.0 is 0. */
+        double d = json_object_get_double(o);
+        if (isfinite(d) && d == trunc(d)) {
+            char num[CANON_INTEGRAL_DIGITS];
+            snprintf(num, sizeof num, "%.0f", d == 0 ? 0.0 : d);
+            puts_(b, num);
+            break;
+        }
+        if (put_double(b, d) != 0)
             return wr_errorf(err, WR_E_INVALID, "", "NaN or infinity has no JSON form");
         break;
+    }
     case json_type_string:
         put_string(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
         break;

@@ -325,6 +325,13 @@ int wr_pubkey_load(const char *path, unsigned char pk[WR_PK_LEN], wr_error *err)
     int rc = wr_read_file(path, KEY_FILE_MAX, &text, &len, err);
     if (rc != WR_OK)
         return rc;
+    /* CSC's tools keep a public key as its 32 raw bytes; no text form of a
+     * key (PEM, base64) is that short. */
+    if (len == WR_PK_LEN) {
+        memcpy(pk, text, WR_PK_LEN);
+        free(text);
+        return WR_OK;
+    }
     if (strlen(text) != len)
         rc = wr_errorf(err, WR_E_CRYPTO, path, "key file %s contains a NUL byte", path);
     else

@@ -208,6 +208,7 @@ int wr_key_write_secret(const wr_keypair *kp, const char *path, wr_error *err);
 int wr_key_load_secret(const char *path, bool refuse_loose_perms, wr_keypair *kp, wr_error *err);
 /* Parses a public key given as PEM text or raw base64. */
 int wr_pubkey_parse(const char *text, unsigned char pk[WR_PK_LEN], wr_error *err);
+/* A public key file: PEM, base64, or the 32 raw bytes (as CSC keeps them). */
 int wr_pubkey_load(const char *path, unsigned char pk[WR_PK_LEN], wr_error *err);
 char *wr_pubkey_pem(const unsigned char pk[WR_PK_LEN]);
 /* Detached signature, base64-encoded. */

@@ -1,6 +1,7 @@
 /* describe_policy: everything an agent needs to propose a contract this
  * policy can allow, without the approvers' keys. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policies/policies_internal.h"
@@ -70,6 +71,9 @@ json_object *wr_policy_describe(const wr_policy *p)
         json_object_array_add(deny, wr_strv_to_json(&p->deny_argv_prefixes[i]));
     json_object_object_add(o, "deny_argv_prefixes", deny);
     add_strv(o, "allow_indirect_exec", &p->allow_indirect_exec);
+    add_strv(o, "allowed_modules", &p->allowed_modules);
+    /* allowed commands that no grammar describes: only the CSC rules apply */
+    add_strv(o, "commands_without_grammar", &p->without_grammar);
     add_strv(o, "allowed_effect_types", &p->allowed_effect_types);
     add_strv(o, "manual_approval_for_classified_effect_types", &p->manual_approval_effect_types);
     add_strv(o, "allowed_risk_classes", &p->allowed_risk_classes);
@@ -130,9 +134,11 @@ json_object *wr_policy_describe(const wr_policy *p)
     json_object_object_add(o, "classification_rules", rules);
 
     static const char *const rules_text[] = {
-        "argv only: no shell strings. Shells, inline code (python3 -c, node -e, perl -e, ...) and tools that run "
-        "other programs (find -exec, xargs, env, timeout, git -c core.*, tar --to-command, ...) are denied unless "
-        "the tool is in allow_indirect_exec.",
+        "argv only: no shell strings. Each allowed command is parsed by its argument grammar the way the tool "
+        "parses it; an option or subcommand the grammar does not know is indirect execution. Shells, inline code "
+        "(python3 -c, node -e, ...), scripts outside the command's read paths, python3 -m modules not in "
+        "allowed_modules and tools that run other programs (find -exec, git -c core.*, tar --to-command, ...) are "
+        "denied unless the tool is in allow_indirect_exec.",
         "argv[0] is a bare name from allow_commands; a path is accepted only if it is the file that name resolves "
         "to on the sandbox PATH " WR_SANDBOX_PATH ".",
         "Paths are absolute POSIX paths, normalised ('.', '..', '//') and compared component-wise with the allowed "
@@ -149,4 +155,49 @@ json_object *wr_policy_describe(const wr_policy *p)
     json_object_object_add(o, "rules", notes);
     json_object_object_add(o, "contract_template", contract_template(p));
     return o;
+}
+
+json_object *wr_policy_explain_argv(const wr_policy *p, const wr_strv *argv)
+{
+    json_object *o = json_object_new_object();
+    const char *cwd = p->allowed_cwd_prefixes.n ? p->allowed_cwd_prefixes.v[0] : "/";
+    char glob[WR_CONTRACT_MAX_PATH_BYTES + 8];
+    snprintf(glob, sizeof glob, "%s%s**", cwd, strcmp(cwd, "/") ? "/" : "");
+    char *reads_v[] = {glob};
+    wr_command cmd = {.id = "cmd_1", .cwd = (char *)cwd, .read_paths = {reads_v, 1}};
+    const wr_grammar *g = argv->n ? wr__grammar_for(p, wr__exe_name(argv->v[0])) : NULL;
+    add_str(o, "tool", argv->n ? wr__exe_name(argv->v[0]) : "");
+    json_object_object_add(o, "grammar", json_object_new_boolean(g != NULL));
+    if (!g)
+        return o;
+    wr_parsed *pa = malloc(sizeof *pa);
+    if (!pa)
+        return o;
+    wr_grammar_env env = {p, &cmd};
+    wr__grammar_parse(g, argv, &env, pa);
+    add_str(o, "effect", pa->indirect ? WR_EFFECT_INDIRECT : pa->effect);
+    add_str(o, "why", pa->indirect ? pa->ind.why : pa->effect_why);
+    add_int(o, "elem", (int64_t)(pa->indirect ? pa->ind.elem : pa->effect_elem));
+    json_object *subs = json_object_new_array(), *opts = json_object_new_array(), *ops = json_object_new_array();
+    for (size_t i = 0; i < pa->nsubs; i++)
+        json_object_array_add(subs, json_object_new_string(argv->v[pa->subs[i]]));
+    for (size_t i = 0; i < pa->nopts; i++) {
+        char sh[3] = {'-', pa->opts[i].short_name, 0};
+        json_object_array_add(opts, json_object_new_string(pa->opts[i].long_name ? pa->opts[i].long_name : sh));
+    }
+    for (size_t i = 0; i < pa->noperands; i++)
+        json_object_array_add(ops, json_object_new_string(argv->v[pa->operands[i]]));
+    json_object_object_add(o, "subcommands", subs);
+    json_object_object_add(o, "options", opts);
+    json_object_object_add(o, "operands", ops);
+    free(pa);
+    return o;
+}
+
+json_object *wr_policy_grammar_json(const wr_policy *p, const char *tool)
+{
+    json_object *tools = NULL, *own = NULL;
+    if (json_object_object_get_ex(p->json, "tools", &tools) && json_object_object_get_ex(tools, tool, &own))
+        return json_object_get(own);
+    return wr__grammar_bundled_doc(tool);
 }

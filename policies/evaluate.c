@@ -83,22 +83,57 @@ static wr_strv rest_of(const wr_strv *argv, size_t from, char **buf)
     return (wr_strv){buf, n};
 }
 
+/* One argv as the policy sees it: parsed by its tool's grammar when there
+ * is one (then pa is set), else only the CSC rules and the fallback
+ * recognition of programs that run programs (indirect.c) apply. */
+typedef struct view {
+    const wr_grammar *g;
+    wr_parsed pa;
+    bool indirect;
+    wr_indirect ind;
+} view;
+
+static void look(const eval *e, const wr_strv *argv, view *v)
+{
+    v->g = wr__grammar_for(e->p, wr__exe_name(argv->v[0]));
+    if (v->g) {
+        wr_grammar_env env = {e->p, e->cmd};
+        wr__grammar_parse(v->g, argv, &env, &v->pa);
+        v->indirect = v->pa.indirect;
+        v->ind = v->pa.ind;
+    } else {
+        v->indirect = wr__indirect_exec(argv, &v->ind);
+    }
+}
+
+static bool rule_matches(const wr_strv *rule, const wr_strv *argv, const view *v)
+{
+    return v->g ? wr__parsed_rule_matches(rule, argv, &v->pa) : wr__argv_rule_matches(rule, argv);
+}
+
 /* Deny prefixes and indirect execution of one argv; a program that the
  * policy lets a wrapper run (allow_indirect_exec) is checked in turn,
  * allowlist included, and so is the rest of the wrapper's own argv. */
 static bool check_argv_rules(eval *e, const wr_strv *argv, int depth)
 {
     const wr_policy *p = e->p;
-    for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
-        if (wr__argv_rule_matches(&p->deny_argv_prefixes[i], argv)) {
+    view *v = malloc(sizeof *v);
+    if (!v)
+        return deny(e, "ARGV_PREFIX_DENIED", "out of memory");
+    look(e, argv, v);
+    bool ok = true;
+    const char *name = wr__exe_name(argv->v[0]);
+    for (size_t i = 0; ok && i < p->ndeny_argv_prefixes; i++)
+        if (rule_matches(&p->deny_argv_prefixes[i], argv, v)) {
             char pre[256];
             join_argv(&p->deny_argv_prefixes[i], pre, sizeof pre);
-            return deny(e, "ARGV_PREFIX_DENIED", "argv matches denied prefix [%s]", pre);
+            ok = deny(e, "ARGV_PREFIX_DENIED", "argv matches denied prefix [%s]", pre);
         }
-    wr_indirect ind;
-    if (!wr__indirect_exec(argv, &ind))
-        return true;
-    const char *name = wr__exe_name(argv->v[0]);
+    wr_indirect ind = v->ind;
+    bool indirect = v->indirect;
+    free(v);
+    if (!ok || !indirect)
+        return ok;
     if (!wr_strv_contains(&p->allow_indirect_exec, name))
         return deny(
             e, "ARGV_PREFIX_DENIED",
@@ -121,24 +156,52 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth)
     return check_argv_rules(e, &rest, depth + 1);
 }
 
-/* Raises *effect to what the trusted rules give argv (and the programs
- * it wraps); records each raise for the reasons. */
+static void raise_to(eval *e, const char **effect, const char *to, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void raise_to(eval *e, const char **effect, const char *to, const char *fmt, ...)
+{
+    if (wr__effect_severity(to) <= wr__effect_severity(*effect))
+        return;
+    size_t n = strlen(e->note);
+    n += (size_t)snprintf(e->note + n, sizeof e->note - n, "%s%s reclassified from %s to %s (", n ? "; " : "",
+                          e->cmd->id, *effect, to);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n < sizeof e->note)
+        n += (size_t)vsnprintf(e->note + n, sizeof e->note - n, fmt, ap);
+    va_end(ap);
+    if (n + 1 < sizeof e->note)
+        strcat(e->note, ")");
+    *effect = to;
+}
+
+/* Raises *effect to what the grammar and the trusted rules give argv (and
+ * the programs it wraps); records each raise for the reasons. */
 static void classify(eval *e, const wr_strv *argv, const char **effect, int depth)
 {
+    view *v = malloc(sizeof *v);
+    if (!v) {
+        *effect = WR_EFFECT_INDIRECT; /* never allowed: fail closed */
+        return;
+    }
+    look(e, argv, v);
+    if (v->g) {
+        size_t at = v->pa.effect_elem;
+        raise_to(e, effect, v->pa.effect, "grammar %s: argv[%zu] '%.60s'", wr__grammar_tool(v->g), at, argv->v[at]);
+    }
     const wr_classify_rule *rule = NULL;
-    const char *c = wr__classify_argv(e->p, argv, &rule);
-    if (c && wr__effect_severity(c) > wr__effect_severity(*effect)) {
+    const char *c = wr__classify_argv(e->p, argv, v->g ? &v->pa : NULL, &rule);
+    if (c) {
         char pre[160] = "";
         if (rule->argv_prefix.n)
             join_argv(&rule->argv_prefix, pre, sizeof pre);
-        size_t n = strlen(e->note);
-        snprintf(e->note + n, sizeof e->note - n, "%s%s reclassified from %s to %s (rule: %s%s%s)", n ? "; " : "",
-                 e->cmd->id, *effect, c, pre, rule->host_pattern ? (pre[0] ? " host " : "host ") : "",
+        raise_to(e, effect, c, "rule: %s%s%s", pre, rule->host_pattern ? (pre[0] ? " host " : "host ") : "",
                  rule->host_pattern ? rule->host_pattern : "");
-        *effect = c;
     }
-    wr_indirect ind;
-    if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV || !wr__indirect_exec(argv, &ind))
+    wr_indirect ind = v->ind;
+    bool indirect = v->indirect;
+    free(v);
+    if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV || !indirect)
         return;
     if (ind.wrapped >= 0) {
         wr_strv inner = {argv->v + ind.wrapped, ind.wrapped_end - (size_t)ind.wrapped};
@@ -378,13 +441,12 @@ static bool check_command(eval *e, size_t *approvals, int *rc)
     }
     if ((*rc = add_effect(e->d, cmd->id, effect)))
         return false;
-    /* CSC: allowed_effect_types bounds the proposed type; a classified type
-     * is either allowed, or listed for manual approval, or the command is
-     * denied as reclassified. A type listed for manual approval is never
-     * denied just for being proposed honestly. */
+    /* CSC registry: allowed_effect_types bounds the proposed type, even one
+     * listed for manual approval (only a *classified* effect routes to a
+     * human); a classified type is either allowed, or listed for manual
+     * approval, or the command is denied as reclassified. */
     const char *proposed = cmd->proposed_effect_type;
-    if (!wr_strv_contains(&p->allowed_effect_types, proposed) &&
-        !wr_strv_contains(&p->manual_approval_effect_types, proposed))
+    if (!wr_strv_contains(&p->allowed_effect_types, proposed))
         return deny(e, "EFFECT_TYPE_NOT_ALLOWED", "effect type '%s' is not allowed by policy %s", proposed, p->name);
     if (wr_strv_contains(&p->manual_approval_effect_types, effect)) {
         (*approvals)++;

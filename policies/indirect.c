@@ -1,5 +1,6 @@
-/* Indirect execution: argv that makes an allowed program run another
- * program or program text. argv-only contracts are pointless if `find
+/* Indirect execution of tools that have no argument grammar (the tools
+ * with one, policies/grammars/, are parsed by grammar.c instead): argv
+ * that makes an allowed program run another program or program text. argv-only contracts are pointless if `find
  * -exec sh -c …`, `python3 -Ic …` or `git -c core.sshCommand=…` slip through
  * an allowlist of "find", "python3" and "git", so every argv is parsed the
  * way the tool itself parses it (option clusters, attached and detached
@@ -423,73 +424,6 @@ static bool sed(scan *s)
     return false;
 }
 
-/* ---- git: configuration that names programs, and options that run them. */
-static bool git_config_runs(const char *kv)
-{
-    /* Only presentation and identity settings are harmless; every other
-     * section has keys that name commands (core.sshCommand, core.pager,
-     * core.fsmonitor, alias.x=!…, filter.*.clean, diff.external,
-     * credential.helper, protocol.ext.allow, include.path, …). */
-    static const char *const safe[] = {"color.",  "user.", "advice.", "log.",   "init.",   "safe.", "status.",
-                                       "column.", "i18n.", "grep.",   "blame.", "pretty.", NULL};
-    for (const char *const *p = safe; *p; p++)
-        if (!strncasecmp(kv, *p, strlen(*p)))
-            return false;
-    return true;
-}
-
-static bool git(scan *s)
-{
-    const wr_strv *a = s->argv;
-    static const char *const run_opts[] = {"--upload-pack", "--receive-pack", "--exec", "--exec-path",    "--extcmd",
-                                           "--template",    "--config-env",   "--tool", "--sendmail-cmd", NULL};
-    static const char *const run_subcommands[] = {"filter-branch", "difftool", "mergetool",  "instaweb",
-                                                  "web--browse",   "daemon",   "send-email", NULL};
-    const char *sub = NULL;
-    for (size_t i = 1; i < a->n; i++) {
-        const char *arg = a->v[i];
-        /* -c KEY=VALUE before the subcommand, and clone's -c/--config
-         * (after other subcommands -c is e.g. log's combined diff) */
-        if ((!strcmp(arg, "-c") && (!sub || !strcmp(sub, "clone"))) || !strcmp(arg, "--config")) {
-            if (i + 1 < a->n && git_config_runs(a->v[i + 1]))
-                return hit(s, i + 1, "configuration can run a program", -1);
-            i++;
-            continue;
-        }
-        if (starts(arg, "--config=") && git_config_runs(arg + 9))
-            return hit(s, i, "configuration can run a program", -1);
-        for (const char *const *o = run_opts; *o; o++)
-            if (wr__long_opt(arg, *o))
-                return hit(s, i, "option runs a program", -1);
-        if (starts(arg, "ext::") || starts(arg, "fd::"))
-            return hit(s, i, "transport runs a program", -1);
-        if (arg[0] == '-') {
-            /* -u <upload-pack> of clone/fetch/ls-remote/archive; -x <cmd> of rebase */
-            if (sub && (!strcmp(arg, "-u") || starts(arg, "--upload")) &&
-                (!strcmp(sub, "clone") || !strcmp(sub, "fetch") || !strcmp(sub, "ls-remote") || !strcmp(sub, "pull") ||
-                 !strcmp(sub, "archive")))
-                return hit(s, i, "option runs a program", -1);
-            if (sub && !strcmp(sub, "grep") && (starts(arg, "-O") || wr__long_opt(arg, "--open-files-in-pager")))
-                return hit(s, i, "option runs a pager command", -1);
-            if (sub && !strcmp(sub, "rebase") && arg[1] != '-' && strchr(arg + 1, 'x'))
-                return hit(s, i, "rebase option runs a command", -1);
-            if (!sub && (!strcmp(arg, "-C") || !strcmp(arg, "--git-dir") || !strcmp(arg, "--work-tree") ||
-                         !strcmp(arg, "--namespace")))
-                i++;
-            continue;
-        }
-        if (!sub) {
-            sub = arg;
-            if (in_set(sub, run_subcommands))
-                return hit(s, i, "subcommand runs programs", -1);
-            continue;
-        }
-        if ((!strcmp(sub, "bisect") && !strcmp(arg, "run")) || (!strcmp(sub, "submodule") && !strcmp(arg, "foreach")))
-            return hit(s, i, "subcommand runs commands", -1);
-    }
-    return false;
-}
-
 /* ---- tools whose options name programs to run ---------------------------- */
 static bool tar(scan *s)
 {
@@ -524,12 +458,9 @@ static const struct program_option {
     {{"rsync"}, {"--rsh", "--rsync-path"}, NULL, "e"},
     {{"zip"}, {"--unzip-command"}, "-TT", ""},
     {{"scp", "sftp"}, {NULL}, NULL, "SoF"}, /* -S program, -o ProxyCommand=…, -F config */
-    {{"rg"}, {"--pre"}, NULL, ""},
-    {{"sort"}, {"--compress-program"}, NULL, ""},
-    {{"make", "gmake"}, {"--eval", "-E"}, NULL, ""},
+    {{"gmake"}, {"--eval", "-E"}, NULL, ""},
     {{"go"}, {"-exec", "--exec", "-toolexec", "--toolexec"}, NULL, ""},
     {{"cargo"}, {"--config"}, NULL, ""}, /* target.*.runner */
-    {{"npm"}, {"--script-shell", "--node-options"}, NULL, ""},
     {{"meson"}, {"--wrapper", "--wrap"}, NULL, ""},
     /* a wrapper program, a plugin, a specs file, or a directory searched for as/ld/cc1 */
     {{"gcc", "cc", "c++", "g++", "clang", "clang++"},
@@ -645,26 +576,6 @@ static bool env(scan *s)
     return hit(s, i, "runs another program", (long)i);
 }
 
-/* Each -exec/-execdir/-ok/-okdir runs the program after it up to ";" (or
- * "{} +"); further actions follow, so the caller checks the rest too. */
-static bool find(scan *s)
-{
-    const wr_strv *a = s->argv;
-    static const char *const run[] = {"-exec", "-execdir", "-ok", "-okdir", NULL};
-    for (size_t i = 1; i < a->n; i++) {
-        if (!in_set(a->v[i], run))
-            continue;
-        size_t end = i + 1;
-        while (end < a->n && strcmp(a->v[end], ";") && !(!strcmp(a->v[end], "+") && !strcmp(a->v[end - 1], "{}")))
-            end++;
-        hit(s, i, "action runs a program", end > i + 1 ? (long)i + 1 : -1);
-        s->r.wrapped_end = end;
-        s->r.resume = end + 1 < a->n ? (long)end + 1 : -1;
-        return true;
-    }
-    return false;
-}
-
 typedef struct wrapper {
     const char *name;
     const char *opts_with_arg;
@@ -743,8 +654,7 @@ static bool runs_via_subcommand(scan *s, const char *name)
         if (!strcmp(name, "kubectl") && in_set(a->v[i], cluster))
             return hit(s, i, "runs a program in a container or cluster", -1);
     sub = a->v[1];
-    if ((!strcmp(name, "npm") && (!strcmp(sub, "exec") || !strcmp(sub, "x"))) ||
-        ((!strcmp(name, "yarn") || !strcmp(name, "pnpm")) && (!strcmp(sub, "dlx") || !strcmp(sub, "exec"))) ||
+    if (((!strcmp(name, "yarn") || !strcmp(name, "pnpm")) && (!strcmp(sub, "dlx") || !strcmp(sub, "exec"))) ||
         (!strcmp(name, "uv") && (!strcmp(sub, "run") || !strcmp(sub, "tool"))) ||
         (!strcmp(name, "deno") && (!strcmp(sub, "eval") || !strcmp(sub, "repl"))) ||
         (!strcmp(name, "meson") && !strcmp(sub, "devenv")))
@@ -769,14 +679,10 @@ bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out)
         found = awk(&s);
     else if (!strcmp(name, "sed") || !strcmp(name, "gsed"))
         found = sed(&s);
-    else if (!strcmp(name, "git"))
-        found = git(&s);
-    else if (!strcmp(name, "tar") || !strcmp(name, "gtar") || !strcmp(name, "bsdtar"))
+    else if (!strcmp(name, "gtar") || !strcmp(name, "bsdtar"))
         found = tar(&s);
     else if (!strcmp(name, "env"))
         found = env(&s);
-    else if (!strcmp(name, "find"))
-        found = find(&s);
     else if (!strcmp(name, "cmake"))
         found = cmake(&s);
     else if (runs_via_subcommand(&s, name))

@@ -188,6 +188,7 @@ static int build(wr_policy *p, wr_error *err)
         {"allowed_egress_hosts", offsetof(wr_policy, allowed_egress_hosts)},
         {"allow_indirect_exec", offsetof(wr_policy, allow_indirect_exec)},
         {"allowed_env", offsetof(wr_policy, allowed_env)},
+        {"allowed_modules", offsetof(wr_policy, allowed_modules)},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if ((rc = strv_at(doc, lists[i].key, "", (wr_strv *)((char *)p + lists[i].off), err)))
@@ -199,6 +200,8 @@ static int build(wr_policy *p, wr_error *err)
     if ((rc = prefixes(doc, "allowed_write_prefixes", &p->allowed_write_prefixes, err)))
         return rc;
     if ((rc = load_deny_prefixes(p, get(doc, "deny_argv_prefixes"), err)))
+        return rc;
+    if ((rc = wr__grammars_load(p, get(doc, "tools"), err)))
         return rc;
 
     p->max_timeout_sec = get_int(doc, "max_timeout_sec", 1);
@@ -254,7 +257,7 @@ static int build(wr_policy *p, wr_error *err)
     return load_approvers(p, get(doc, "approvers"), err);
 }
 
-int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err)
+int wr_policy_from_json_untested(json_object *doc, wr_policy **out, wr_error *err)
 {
     *out = NULL;
     wr_schema *schema = wr_schema_embedded(POLICY_SCHEMA, err);
@@ -276,6 +279,31 @@ int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err)
     }
     *out = p;
     return WR_OK;
+}
+
+int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err)
+{
+    int rc = wr_policy_from_json_untested(doc, out, err);
+    json_object *report = NULL;
+    size_t failures = 0;
+    if (!rc && get(doc, "examples"))
+        rc = wr_policy_test_examples(*out, &report, &failures, err);
+    for (size_t i = 0; !rc && failures && i < json_object_array_length(report); i++) {
+        json_object *r = json_object_array_get_idx(report, i);
+        if (json_object_get_boolean(get(r, "ok")))
+            continue;
+        rc = wr_errorf(err, WR_E_INVALID, "/examples",
+                       "policy %s: %zu example(s) fail (warrant policy test shows all); first: %s %s gives %s %s",
+                       (*out)->name, failures, json_object_get_string(get(r, "expected")),
+                       wr_json_compact(get(r, "argv")), json_object_get_string(get(r, "got")),
+                       json_object_get_string(get(r, "reason_code")));
+    }
+    json_object_put(report);
+    if (rc) {
+        wr_policy_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err)
@@ -325,6 +353,8 @@ void wr_policy_free(wr_policy *p)
                         &p->allowed_egress_hosts,
                         &p->allow_indirect_exec,
                         &p->allowed_env,
+                        &p->allowed_modules,
+                        &p->without_grammar,
                         &p->approval.interactive_risk_classes,
                         &p->approval.interactive_effect_types,
                         &p->approval.risk_effects,
@@ -334,6 +364,9 @@ void wr_policy_free(wr_policy *p)
     for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
         wr_strv_free(&p->deny_argv_prefixes[i]);
     free(p->deny_argv_prefixes);
+    for (size_t i = 0; i < p->ngrammars; i++)
+        wr__grammar_free(p->grammars[i]);
+    free(p->grammars);
     free(p->sandbox.run_as);
     for (size_t i = 0; i < p->nclassify; i++)
         wr__classify_rule_free(&p->classify[i]);

@@ -60,6 +60,8 @@ typedef struct wr_classify_rule {
     char *effect;
 } wr_classify_rule;
 
+struct wr_grammar;
+
 typedef struct wr_policy {
     char *name;
     char *schema_version;           /* policy_schema_version */
@@ -81,8 +83,12 @@ typedef struct wr_policy {
     wr_strv allowed_write_prefixes;
     wr_strv allowed_egress_hosts;
     /* warrant extensions */
-    wr_strv allow_indirect_exec; /* tools allowed to run other programs (find -exec, xargs…) */
-    wr_strv allowed_env;         /* env_allow names a command may import; "NAME*" is a prefix */
+    wr_strv allow_indirect_exec;  /* tools allowed to run other programs (find -exec, xargs…) */
+    wr_strv allowed_env;          /* env_allow names a command may import; "NAME*" is a prefix */
+    wr_strv allowed_modules;      /* python3 -m NAME */
+    struct wr_grammar **grammars; /* of the allowed commands: the policy's `tools`, else bundled */
+    size_t ngrammars;
+    wr_strv without_grammar; /* allowed commands no grammar describes (CSC rules only) */
     wr_sandbox_limits sandbox;
     wr_classify_rule *classify; /* policy rules first, then the bundled pack */
     size_t nclassify;
@@ -102,8 +108,16 @@ int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *
  * object (no schema check). For callers that must tell unparsable input
  * from a policy that breaks the schema. */
 int wr_policy_yaml_to_json(const char *buf, size_t len, json_object **out, wr_error *err);
-/* From an already-parsed JSON document (conformance fixtures). */
+/* From an already-parsed JSON document (conformance fixtures). Every
+ * loader runs the policy's `examples` and fails on the first that the
+ * policy does not decide as stated. */
 int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err);
+/* The same without running the examples (warrant policy test reports them). */
+int wr_policy_from_json_untested(json_object *doc, wr_policy **out, wr_error *err);
+/* Runs the policy's examples: a JSON array with one object per example
+ * ({expected, argv, got, reason_code, reason, ok}); *failures counts those
+ * decided otherwise. */
+int wr_policy_test_examples(const wr_policy *p, json_object **report, size_t *failures, wr_error *err);
 void wr_policy_free(wr_policy *p);
 
 /* Bundled policy packs (the YAML files in policies/, embedded at build time): "default",
@@ -113,6 +127,14 @@ const char *const *wr_policy_bundled_names(void); /* NULL-terminated */
 int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err);
 /* The policy for agents (describe_policy): limits, allowed commands, prefixes. */
 json_object *wr_policy_describe(const wr_policy *p);
+/* How the policy reads one argv, run in its first cwd prefix with that
+ * subtree as read path: {tool, grammar, effect, indirect_exec, why, elem,
+ * subcommands, options, operands}. For `warrant policy explain` and the
+ * tests that compare grammars with the real tools. */
+json_object *wr_policy_explain_argv(const wr_policy *p, const wr_strv *argv);
+/* The grammar the policy uses for a tool (its `tools` entry, else the
+ * bundled file) as JSON, or NULL when there is none. */
+json_object *wr_policy_grammar_json(const wr_policy *p, const char *tool);
 
 typedef enum wr_decision_kind {
     WR_ALLOW = 0,

@@ -19,9 +19,12 @@ int wr__effect_severity(const char *effect);
  * "--opt" matches "--opt=value". Looser than a literal prefix on purpose:
  * `git -C dir push` must still be `git push`. */
 bool wr__argv_rule_matches(const wr_strv *rule, const wr_strv *argv);
-/* The effect the trusted rules give one argv, or NULL (first match wins).
- * rule_out (may be NULL) receives the matching rule. */
-const char *wr__classify_argv(const wr_policy *p, const wr_strv *argv, const wr_classify_rule **rule_out);
+/* The effect the trusted rules give one argv, or NULL (first match wins);
+ * with pa (a tool that has a grammar) rules match the parsed argv. rule_out (may be NULL) receives the matching rule.
+ */
+struct wr_parsed;
+const char *wr__classify_argv(const wr_policy *p, const wr_strv *argv, const struct wr_parsed *pa,
+                              const wr_classify_rule **rule_out);
 
 /* The host named by a URL-ish argument ("scheme://[user@]host[:port]/...",
  * "user@host:path", "host.tld/path"): its length at *start, 0 if none (a
@@ -43,6 +46,54 @@ typedef struct wr_indirect {
 /* True when argv runs another program or program text; *out says how, so
  * the caller can check a wrapped program in turn. */
 bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out);
+
+/* grammar.c: argument grammars (see policies/README.md "Argument grammars"). */
+#define WR_EFFECT_INDIRECT   "indirect_exec"
+#define WR_GRAMMAR_MAX_DEPTH 8 /* subcommand levels recorded per argv */
+
+typedef struct wr_grammar wr_grammar;
+/* Loads p->grammars for p->allow_commands (tools: the policy's `tools`). */
+int wr__grammars_load(wr_policy *p, json_object *tools, wr_error *err);
+void wr__grammar_free(wr_grammar *g);
+const char *wr__grammar_tool(const wr_grammar *g);
+/* The policy's grammar for a tool name (its own `tools:` first, then the
+ * bundled one), or NULL: then the CSC rules alone apply. */
+const wr_grammar *wr__grammar_for(const wr_policy *p, const char *name);
+/* The bundled grammars (policies/grammars/TOOL.yaml, checked and turned
+ * into JSON at build time by grammar_compile.c): the JSON text, or NULL. */
+const char *wr__grammar_bundled_json(const char *tool);
+/* The same parsed (new reference), or NULL. */
+json_object *wr__grammar_bundled_doc(const char *tool);
+
+/* What a script or module operand is checked against. */
+typedef struct wr_grammar_env {
+    const wr_policy *p;
+    const wr_command *cmd;
+} wr_grammar_env;
+
+typedef struct wr_parsed_opt {
+    char short_name;
+    const char *long_name;
+} wr_parsed_opt;
+
+/* argv as the tool reads it. */
+typedef struct wr_parsed {
+    const char *effect; /* highest effect other than indirect_exec */
+    size_t effect_elem; /* the element that raised it (0: the tool itself) */
+    const char *effect_why;
+    bool indirect; /* ind describes the first indirect execution */
+    wr_indirect ind;
+    wr_parsed_opt opts[WR_CONTRACT_MAX_ARGV];
+    size_t nopts;
+    size_t subs[WR_GRAMMAR_MAX_DEPTH]; /* argv indexes of the subcommands */
+    size_t nsubs;
+    size_t operands[WR_CONTRACT_MAX_ARGV]; /* argv indexes */
+    size_t noperands;
+} wr_parsed;
+
+void wr__grammar_parse(const wr_grammar *g, const wr_strv *argv, const wr_grammar_env *env, wr_parsed *out);
+/* Whether a deny_argv_prefixes or classify rule matches argv as parsed. */
+bool wr__parsed_rule_matches(const wr_strv *rule, const wr_strv *argv, const wr_parsed *pa);
 
 /* The basename of argv[0]: what allow_commands names are compared with. */
 const char *wr__exe_name(const char *argv0);

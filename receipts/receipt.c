@@ -192,7 +192,7 @@ int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ct
 
 /* The signature object's algorithm and key id, before any hashing. On
  * WR_OK *b64 is the signature value. */
-static int signature_header(json_object *obj, const unsigned char pk[WR_PK_LEN], const char **b64, wr_error *err)
+static int signature_header(json_object *obj, const char *want, const char **b64, wr_error *err)
 {
     json_object *sig = NULL;
     if (!json_object_object_get_ex(obj, "signature", &sig) || !json_object_is_type(sig, json_type_object))
@@ -200,8 +200,6 @@ static int signature_header(json_object *obj, const unsigned char pk[WR_PK_LEN],
     const char *alg = wr_receipt_str(sig, "algorithm");
     if (!alg || strcmp(alg, "ed25519") != 0)
         return wr_errorf(err, WR_E_CRYPTO, "/signature/algorithm", "signature algorithm is not ed25519");
-    char want[WR_KEY_ID_LEN];
-    wr_key_id(pk, want);
     const char *key_id = wr_receipt_str(sig, "key_id");
     if (!key_id || strcmp(key_id, want) != 0)
         return wr_errorf(err, WR_E_CRYPTO, "/signature/key_id",
@@ -222,7 +220,9 @@ static int bad_signature(wr_error *err)
 int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN], wr_error *err)
 {
     const char *b64;
-    int rc = signature_header(obj, pk, &b64, err);
+    char want[WR_KEY_ID_LEN];
+    wr_key_id(pk, want);
+    int rc = signature_header(obj, want, &b64, err);
     if (rc)
         return rc;
     size_t len;
@@ -328,7 +328,7 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
         return rc;
     }
     const char *b64;
-    if ((rc = signature_header(receipt, v->pk, &b64, err)) != WR_OK)
+    if ((rc = signature_header(receipt, v->key_id, &b64, err)) != WR_OK)
         return rc;
     if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, leaf_out, err)) != WR_OK)
         return rc;
@@ -340,14 +340,23 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
     return WR_OK;
 }
 
-int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err)
+int wr_receipt_verify_key_id(json_object *receipt, const unsigned char pk[WR_PK_LEN], const char *key_id, wr_error *err)
 {
+    if (key_id && (!key_id[0] || strlen(key_id) > WR_RECEIPT_KEY_ID_MAX))
+        return wr_errorf(err, WR_E_INVALID, "", "a key id has 1 to %d characters", WR_RECEIPT_KEY_ID_MAX);
     wr_receipt_verifier v;
     int rc = wr_receipt_verifier_init(&v, pk, err);
+    if (rc == WR_OK && key_id)
+        snprintf(v.key_id, sizeof v.key_id, "%s", key_id);
     if (rc == WR_OK)
         rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, NULL, err);
     wr_receipt_verifier_clear(&v);
     return rc;
+}
+
+int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err)
+{
+    return wr_receipt_verify_key_id(receipt, pk, NULL, err);
 }
 
 int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error *err)

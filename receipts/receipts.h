@@ -106,6 +106,12 @@ int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx
 int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err);
 /* Checks schema, key id and signature. WR_OK or WR_E_CRYPTO/WR_E_INVALID. */
 int wr_receipt_verify(json_object *receipt, const unsigned char pk[WR_PK_LEN], wr_error *err);
+/* The same for a key known by another id (a CSC signer names its keys as it
+ * likes; CSC's verifier takes that id with --key-id): signature.key_id and
+ * signing_key_id must equal key_id instead of pk's warrant key id. */
+#define WR_RECEIPT_KEY_ID_MAX 128
+int wr_receipt_verify_key_id(json_object *receipt, const unsigned char pk[WR_PK_LEN], const char *key_id,
+                             wr_error *err);
 /* sha256 (bare hex) of the canonical signed form: what the next receipt links to. */
 int wr_receipt_hash(json_object *receipt, char out[WR_SHA256_HEX_LEN], wr_error *err);
 

@@ -11,7 +11,7 @@
 typedef struct wr_receipt_verifier {
     wr_schema *schema;
     unsigned char pk[WR_PK_LEN];
-    char key_id[WR_KEY_ID_LEN];
+    char key_id[WR_RECEIPT_KEY_ID_MAX + 1]; /* the signature's key_id must be this */
 } wr_receipt_verifier;
 
 int wr_receipt_verifier_init(wr_receipt_verifier *v, const unsigned char pk[WR_PK_LEN], wr_error *err);

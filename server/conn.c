@@ -99,6 +99,9 @@ void net_update_gauges(net *n)
     wr_error_clear(&err);
     if (wr_gate_count_pending_approvals(wr_server_gate(n->srv), &pending, &err) == WR_OK)
         wr_metrics_set(m, WR_M_PENDING_APPROVALS, NULL, (double)pending);
+    int64_t size = 0;
+    if (wr_gate_checkpoint_size(wr_server_gate(n->srv), &size, &err) == WR_OK)
+        wr_metrics_set(m, WR_M_CHECKPOINT_SIZE, NULL, (double)size);
 }
 
 int net_check_access(net *n, struct lws *wsi, wr_token_kind kind, bool allow_query_token, bool need_token,

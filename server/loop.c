@@ -202,8 +202,8 @@ typedef struct timer {
 static const timer timers[] = {
     {TICK_MS, tick_runs},
     {TICK_MS, http_tick},
-    {CHECKPOINT_POLL_MS, publish_checkpoint},
     {WR_CONSOLE_EVENT_CHECK_MS, http_console_tick},
+    {CHECKPOINT_POLL_MS, publish_checkpoint},
 };
 #define NTIMERS (sizeof timers / sizeof timers[0])
 

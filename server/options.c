@@ -134,6 +134,8 @@ static void observe_gate(void *ud, const wr_gate_event *ev)
         wr_metrics_add(m, WR_M_RECEIPTS, NULL, 1);
         wr_metrics_add(m, WR_M_RUNS, (const char *const[]){ev->outcome}, 1);
         wr_metrics_observe(m, WR_M_RUN_SECONDS, ev->seconds);
+    } else if (ev->kind == WR_GATE_APPROVAL) {
+        wr_metrics_add(m, WR_M_APPROVALS, (const char *const[]){ev->outcome}, 1);
     }
 }
 

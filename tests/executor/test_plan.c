@@ -264,6 +264,72 @@ static void test_symlink_escape(void **state)
     free(d), free(w), free(real);
 }
 
+/* A CSC glob read path shows exactly the entries it matches, found without
+ * following symlinks: not the whole root, not a symlinked file or directory,
+ * not a dotfile for "*". */
+static void test_glob_read_paths(void **state)
+{
+    (void)state;
+    char *d = fx_tmpdir();
+    char *w = fx_subdir(d, "w", true), *sub = fx_subdir(w, "sub", false);
+    char path[600], glob[600];
+    static const char *const files[] = {"a.py", "b.txt", ".hidden.py", "sub/c.py", "sub/d.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", w, files[i]);
+        fx_write(path, "x\n");
+    }
+    snprintf(path, sizeof path, "%s/link.py", w);
+    assert_int_equal(symlink("/etc/passwd", path), 0);
+    snprintf(path, sizeof path, "%s/etc", w);
+    assert_int_equal(symlink("/etc", path), 0);
+    fx f;
+    wr_error e = {0};
+
+    snprintf(glob, sizeof glob, "%s/**/*.py", w);
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .cwd = w, .reads = {glob}}, {0}});
+    json_object *p = plan_json(&f, 0, &e);
+    assert_non_null(p);
+    static const struct {
+        const char *rel;
+        bool bound;
+    } want[] = {{"a.py", true},     {"sub/c.py", true}, {"b.txt", false}, {".hidden.py", false},
+                {"link.py", false}, {"sub", false},     {"etc", false},   {"sub/d.txt", false}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", w, want[i].rel);
+        if ((find_op(p, "ro-bind", path) >= 0) != want[i].bound)
+            fail_msg("%s: bound %d, want %d", want[i].rel, !want[i].bound, want[i].bound);
+    }
+    assert_int_equal(find_op(p, "ro-bind", w), -1); /* not the whole root */
+    json_object_put(p);
+
+    /* "*" one level: files and the real directory, no symlinks, no dotfiles */
+    snprintf(glob, sizeof glob, "%s/*", w);
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .cwd = w, .reads = {glob}}, {0}});
+    p = plan_json(&f, 0, &e);
+    assert_non_null(p);
+    snprintf(path, sizeof path, "%s/sub", w);
+    assert_true(find_op(p, "ro-bind", path) >= 0);
+    snprintf(path, sizeof path, "%s/b.txt", w);
+    assert_true(find_op(p, "ro-bind", path) >= 0);
+    snprintf(path, sizeof path, "%s/etc", w);
+    assert_int_equal(find_op(p, "ro-bind", path), -1);
+    snprintf(path, sizeof path, "%s/.hidden.py", w);
+    assert_int_equal(find_op(p, "ro-bind", path), -1);
+    json_object_put(p);
+
+    /* a literal root that is itself a symlink shows nothing */
+    snprintf(glob, sizeof glob, "%s/etc/*", w);
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}, .cwd = w, .reads = {glob}}, {0}});
+    p = plan_json(&f, 0, &e);
+    assert_non_null(p);
+    assert_int_equal(find_op(p, "ro-bind", "/etc/passwd"), -1);
+    snprintf(path, sizeof path, "%s/etc/passwd", w);
+    assert_int_equal(find_op(p, "ro-bind", path), -1);
+    json_object_put(p);
+    fx_rmtree(d);
+    free(d), free(w), free(sub);
+}
+
 static void test_missing_write_paths(void **state)
 {
     (void)state;
@@ -586,11 +652,17 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),         cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_init_layers),         cmocka_unit_test(test_symlink_escape),
-        cmocka_unit_test(test_missing_write_paths), cmocka_unit_test(test_env_and_user),
-        cmocka_unit_test(test_seccomp_filter),      cmocka_unit_test(test_capture_redaction),
-        cmocka_unit_test(test_argv_limits),         cmocka_unit_test(test_argv_nul_refused_at_parse),
+        cmocka_unit_test(test_scope_order),
+        cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_init_layers),
+        cmocka_unit_test(test_symlink_escape),
+        cmocka_unit_test(test_glob_read_paths),
+        cmocka_unit_test(test_missing_write_paths),
+        cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),
+        cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),
+        cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,6 +127,23 @@ class GateTest(unittest.TestCase):
         v = self.run_warrant("verify", "receipt", path, "--pubkey", self.pubkey())
         self.assertEqual(v.returncode, 0, v.stderr)
 
+    def test_glob_read_path_shows_only_its_matches(self):
+        # CSC read paths are globs: the sandbox binds the matching entries,
+        # not the whole root, and no symlink out of it
+        with open(os.path.join(self.ws, "secret.key"), "w") as f:
+            f.write("k\n")
+        os.chmod(os.path.join(self.ws, "secret.key"), 0o644)
+        os.symlink("/etc/hostname", os.path.join(self.ws, "host.txt"))
+        c = contract(self.ws, ["cat", os.path.join(self.ws, "note.txt")])
+        c["commands"][0]["read_paths"] = [self.ws + "/**/*.txt"]
+        p, r = self.run_contract(c)
+        self.assertEqual(r["status"], "success", p.stderr + json.dumps(r))
+        for hidden in ("secret.key", "host.txt"):
+            c = contract(self.ws, ["cat", os.path.join(self.ws, hidden)], cid="gate-test-glob-" + hidden[:6])
+            c["commands"][0]["read_paths"] = [self.ws + "/**/*.txt"]
+            p, r = self.run_contract(c)
+            self.assertEqual(r["status"], "failed", hidden + ": " + json.dumps(r))
+
     def test_denied_command_never_runs(self):
         marker = os.path.join(self.ws, "out", "marker")
         c = contract(self.ws, ["rm", "-f", marker], effect="transform_local", write=[self.ws + "/out"])

@@ -13,8 +13,19 @@ JSON that Python accepts and prints identically.
 usage: canonical_xcheck.py CANON_TOOL [SEED]"""
 import glob, hashlib, json, math, os, random, struct, subprocess, sys
 
+def model(o):
+    """The document as a CSC model holds it: integral floats (10.0, 1e1) are
+    ints, as pydantic's int fields and JSON Schema's "integer" make them."""
+    if isinstance(o, float) and math.isfinite(o) and o == int(o):
+        return int(o)
+    if isinstance(o, dict):
+        return {k: model(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [model(v) for v in o]
+    return o
+
 def canon(o):
-    return json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(model(o), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 def drop_nulls(o):
     if isinstance(o, dict):

@@ -79,6 +79,41 @@ static void test_normalize(void **state)
     free(longp);
 }
 
+/* CSC read paths are globs; cwd and write paths stay literal. */
+static void test_globs(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    wr_error err = {0};
+    assert_int_equal(wr_path_normalize_glob("/workspace//**/./*.py", &out, &err), WR_OK);
+    assert_string_equal(out, "/workspace/**/*.py");
+    free(out);
+    assert_int_equal(wr_path_normalize_glob("/workspace/repo/*", &out, &err), WR_OK);
+    assert_string_equal(out, "/workspace/repo/*");
+    free(out);
+    assert_int_not_equal(wr_path_normalize_glob("/a/**/**/**/**/**/x", &out, &err), WR_OK);
+    assert_non_null(strstr(err.message, "'**' components"));
+    assert_int_not_equal(wr_path_normalize_glob("/*/../..", &out, &err), WR_OK);
+    /* policy scope: the literal root */
+    assert_true(wr_path_within("/workspace/**/*.py", "/workspace"));
+    assert_true(wr_path_within("/workspace/repo/*", "/workspace/repo"));
+    assert_false(wr_path_within("/*", "/workspace"));
+    assert_false(wr_path_within("/etc/*.conf", "/workspace"));
+    assert_false(wr_path_within("/work*/x", "/workspace"));
+    /* matching */
+    assert_true(wr_path_glob_match("/workspace/**/*.py", "/workspace/a.py"));
+    assert_true(wr_path_glob_match("/workspace/**/*.py", "/workspace/x/y/a.py"));
+    assert_false(wr_path_glob_match("/workspace/**/*.py", "/workspace/a.txt"));
+    assert_false(wr_path_glob_match("/workspace/**/*.py", "/workspace/.a.py"));
+    assert_false(wr_path_glob_match("/workspace/**/*.py", "/etc/a.py"));
+    assert_true(wr_path_glob_match("/workspace/repo/*", "/workspace/repo/f"));
+    assert_false(wr_path_glob_match("/workspace/repo/*", "/workspace/repo/d/f"));
+    assert_true(wr_path_glob_match("/workspace/**", "/workspace"));
+    assert_true(wr_path_glob_match("/workspace/**", "/workspace/d/f"));
+    assert_true(wr_path_glob_match("/w/f[0-9].c", "/w/f7.c"));
+    assert_false(wr_path_glob_match("/w/f?.c", "/w/f10.c"));
+}
+
 static void test_within(void **state)
 {
     (void)state;
@@ -287,8 +322,9 @@ static void test_hash_ignores_form(void **state)
     assert_int_equal(wr_contract_hash(a, ha, &err), WR_OK);
     assert_int_equal(wr_contract_hash(b, hb, &err), WR_OK);
     assert_string_equal(ha, hb);
-    /* sha256('{"a":[1,2],"b":1}') */
-    assert_string_equal(ha, "94a786c3662bc7beeb598efa7d8cb58d7bea25d6c275ea9785a0230ff1f8c2ba");
+    /* CSC's model fills the default expected_outputs: []:
+     * sha256('{"a":[1,2],"b":1,"expected_outputs":[]}') */
+    assert_string_equal(ha, "00a7053c2a3a5ec70688171b8e5ab00cf3af5c603fee4a09bad4b5907ab79718");
     json_object_put(a);
     json_object_put(b);
 }
@@ -296,9 +332,13 @@ static void test_hash_ignores_form(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalize),        cmocka_unit_test(test_within),
-        cmocka_unit_test(test_parse_normalises), cmocka_unit_test(test_limits_and_hostile_strings),
-        cmocka_unit_test(test_parse_bytes),      cmocka_unit_test(test_hash_ignores_form),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_globs),
+        cmocka_unit_test(test_within),
+        cmocka_unit_test(test_parse_normalises),
+        cmocka_unit_test(test_limits_and_hostile_strings),
+        cmocka_unit_test(test_parse_bytes),
+        cmocka_unit_test(test_hash_ignores_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -275,7 +275,7 @@ static void test_reasons_name_the_element(void **state)
     expect(p, "[\"/workspace/git\",\"status\"]", NULL, NULL, WR_DENY, "COMMAND_NOT_ALLOWED",
            "is not the 'git' found on the sandbox PATH");
     expect(p, "[\"git\",\"push\"]", NULL, NULL, WR_DENY, "EFFECT_RECLASSIFIED",
-           "cmd_1 reclassified from observe to mutate_repo (rule: git push)");
+           "cmd_1 reclassified from observe to mutate_repo (grammar git: argv[1] 'push')");
     expect(p, "[\"cp\",\"a\",\"b\"]", NULL, NULL, WR_DENY, "EFFECT_RECLASSIFIED", "to transform_local");
     expect(p, "[\"ls\"]", ",\"proposed_effect_type\":\"deploy\"", NULL, WR_DENY, "EFFECT_TYPE_NOT_ALLOWED",
            "effect type 'deploy' is not allowed");
@@ -358,6 +358,15 @@ static void test_default_pack(void **state)
     expect(p, "[\"ls\"]", ",\"env_allow\":[\"AWS_SECRET_ACCESS_KEY\"]", NULL, WR_DENY, "SECRET_REF_NOT_ALLOWED",
            "env_allow name 'AWS_SECRET_ACCESS_KEY'");
     expect(p, "[\"ls\"]", ",\"env_allow\":[\"TZ\",\"LC_ALL\"]", NULL, WR_ALLOW, "ALLOW", NULL);
+    /* CSC read-path globs: scoped by their literal root */
+    expect(p, "[\"cat\",\"a.py\"]", ",\"read_paths\":[\"/workspace/**/*.py\"]", NULL, WR_ALLOW, "ALLOW", NULL);
+    expect(p, "[\"cat\",\"x\"]", ",\"read_paths\":[\"/*\"]", NULL, WR_DENY, "READ_SCOPE_DENIED", NULL);
+    expect(p, "[\"cat\",\"x\"]", ",\"read_paths\":[\"/etc/*.conf\"]", NULL, WR_DENY, "READ_SCOPE_DENIED", NULL);
+    /* a script must be one the glob names */
+    expect(p, "[\"python3\",\"tools/r.py\"]", ",\"read_paths\":[\"/workspace/**/*.py\"]", NULL, WR_ALLOW, "ALLOW",
+           NULL);
+    expect(p, "[\"python3\",\"tools/r.sh\"]", ",\"read_paths\":[\"/workspace/**/*.py\"]", NULL, WR_DENY,
+           "ARGV_PREFIX_DENIED", "outside the command's declared read paths");
     wr_policy_free(p);
 }
 
@@ -369,12 +378,19 @@ static void test_dev_write_pack(void **state)
     expect(p, "[\"cp\",\"a\",\"b\"]", ",\"write_paths\":[\"/workspace/b\"]", NULL, WR_NEEDS_APPROVAL,
            "APPROVAL_REQUIRED", "transform_local");
     /* writes need approval even when the tool looks harmless */
-    expect(p, "[\"make\"]", ",\"write_paths\":[\"/workspace/build\"]", NULL, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED",
-           "it declares write paths");
+    expect(p, "[\"cat\",\"x\"]", ",\"write_paths\":[\"/workspace/build\"]", NULL, WR_NEEDS_APPROVAL,
+           "APPROVAL_REQUIRED", "it declares write paths");
     expect(p, "[\"git\",\"commit\",\"-m\",\"x\"]", NULL, NULL, WR_NEEDS_APPROVAL, "APPROVAL_REQUIRED", NULL);
     /* ... but never outside the workspace */
     expect(p, "[\"cp\",\"a\",\"/etc/b\"]", ",\"write_paths\":[\"/etc/b\"]", NULL, WR_DENY, "WRITE_SCOPE_DENIED", NULL);
     expect(p, "[\"rm\",\"-rf\",\"/\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    /* deny prefixes match the parsed options: a flag buried in a cluster too
+     * long to record cannot hide -r and -f from [rm, -rf, /] */
+    char argv_json[1200] = "[\"rm\",\"-";
+    memset(argv_json + strlen(argv_json), 'v', 600);
+    strcpy(argv_json + strlen("[\"rm\",\"-") + 600, "rf\",\"/\"]");
+    expect(p, argv_json, NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
+    expect(p, "[\"rm\",\"-r\",\"-v\",\"-f\",\"/\"]", NULL, NULL, WR_DENY, "ARGV_PREFIX_DENIED", NULL);
     wr_policy_free(p);
 }
 
@@ -406,6 +422,9 @@ static void test_describe(void **state)
     assert_true(json_object_object_get_ex(j, "policy_sha256", &v));
     assert_string_equal(json_object_get_string(v), p->sha256);
     assert_false(strstr(wr_json_compact(j), "public_key"));
+    /* every command the pack allows has a grammar */
+    assert_true(json_object_object_get_ex(j, "commands_without_grammar", &v));
+    assert_int_equal(json_object_array_length(v), 0);
     /* the template, with its placeholders filled in, is allowed */
     assert_true(json_object_object_get_ex(j, "contract_template", &tmpl));
     wr_error err = {0};
@@ -418,6 +437,21 @@ static void test_describe(void **state)
     wr_decision_free(d);
     wr_contract_free(ct);
     wr_contracts_free(cs);
+    json_object_put(j);
+    wr_policy_free(p);
+    /* a CSC policy allowing tools no grammar describes: they are named */
+    p = load(base_yaml);
+    j = wr_policy_describe(p);
+    assert_true(json_object_object_get_ex(j, "commands_without_grammar", &v));
+    assert_string_equal(wr_json_compact(v), "[]");
+    json_object_put(j);
+    wr_policy_free(p);
+    char yaml[1024];
+    subst(yaml, sizeof yaml, base_yaml, "[git, ls, cat, python3, cp]", "[git, ls, kubectl, perl]");
+    p = load(yaml);
+    j = wr_policy_describe(p);
+    assert_true(json_object_object_get_ex(j, "commands_without_grammar", &v));
+    assert_string_equal(wr_json_compact(v), "[\"kubectl\",\"perl\"]");
     json_object_put(j);
     wr_policy_free(p);
 }

@@ -129,3 +129,28 @@ with tempfile.TemporaryDirectory() as tmp:
     if r.returncode != 1 or b"signature does not verify" not in r.stderr:
         fail("altered python-signed receipt: exit %d, %s" % (r.returncode, r.stderr.decode()))
     print("ok 3 - the same receipt with one character changed is rejected (exit 1)")
+
+    # 4. A CSC signer names its key as it likes and keeps the public key as
+    # 32 raw bytes; CSC's verifier takes that id with --key-id, and so does
+    # warrant (the id is signed: another id is refused).
+    csc = copy.deepcopy(RECEIPT)
+    csc["execution_id"] = "exe_signed_by_csc"
+    csc.pop("signing_key_id", None)
+    csc["signature"] = {"algorithm": "ed25519", "key_id": "csc-runner-2026", "signed_at": SIGNED_AT}
+    csc["signature"]["signature"] = base64.b64encode(sk.sign(payload(csc))).decode()
+    with open(rec, "w") as f:
+        json.dump(csc, f)
+    raw = os.path.join(tmp, "csc.key.pub")
+    with open(raw, "wb") as f:
+        f.write(pk_raw)
+    r = subprocess.run([WARRANT, "verify", "receipt", rec, "--pubkey", raw, "--key-id", "csc-runner-2026"],
+                       capture_output=True)
+    if r.returncode != 0:
+        fail("CSC-signed receipt with --key-id and a raw key file: " + r.stderr.decode())
+    r = subprocess.run([WARRANT, "verify", "receipt", rec, "--pubkey", raw], capture_output=True)
+    if r.returncode != 1 or b"csc-runner-2026" not in r.stderr:
+        fail("without --key-id the CSC key id must be named and refused: " + r.stderr.decode())
+    r = subprocess.run([WARRANT, "verify", "receipt", rec, "--pubkey", raw, "--key-id", "other"], capture_output=True)
+    if r.returncode != 1:
+        fail("a different --key-id must be refused: exit %d" % r.returncode)
+    print("ok 4 - a CSC signer's key id (--key-id) and a raw 32-byte public key file verify")

@@ -46,7 +46,10 @@ function writeContract(world, name, risk = 'low') {
     commands: [{
       id: 'cmd_1', exec: { argv: ['touch', target] }, cwd: world.ws,
       read_paths: [world.ws], write_paths: [world.ws], network: 'deny', env_allow: [], secret_refs: [],
-      timeout_sec: 30, proposed_effect_type: 'transform_local',
+      // dev-write does not allow transform_local as a *proposed* type (CSC:
+      // EFFECT_TYPE_NOT_ALLOWED); touch is *classified* transform_local,
+      // which is what routes the contract to a human.
+      timeout_sec: 30, proposed_effect_type: 'observe',
     }],
     risk_class: risk,
     approval_mode: 'policy_only',

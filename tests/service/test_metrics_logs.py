@@ -163,11 +163,22 @@ class MetricsAndLogs(unittest.TestCase):
         req = subprocess.run([WARRANT, "approvals", "list", "--json", "--state-dir", self.fx.state],
                              check=True, capture_output=True, text=True)
         request_id = json.loads(req.stdout)[0]["request_id"]
-        subprocess.run([WARRANT, "approvals", "approve", request_id, "--key", key + ".key", "--identity",
-                        "alice@example.com", "--state-dir", self.fx.state], check=True, capture_output=True)
+        signed = subprocess.run([WARRANT, "approvals", "approve", request_id, "--key", key + ".key", "--identity",
+                                 "alice@example.com", "--state-dir", self.fx.state],
+                                check=True, capture_output=True, text=True)
         second = self.call(h, "run", {"contract": c})
         self.assertEqual(second["receipt"]["status"], "success", second)
         self.assertNotIn(SECRET, second["stdout"])  # redacted
+        # An artifact altered after signing is refused, and counted so.
+        forged = json.loads(signed.stdout)
+        forged["reason"] = "altered after signing"
+        h.calls += 1
+        h.post({"jsonrpc": "2.0", "id": 100 + h.calls, "method": "tools/call",
+                "params": {"name": "submit_approval", "arguments": {"artifact": forged}}})
+        self.call(h, "get_checkpoint", {})
+        m = self.scrape()
+        self.assertGreaterEqual(val(m, "warrant_approvals_total", outcome="refused"), 1)
+        self.assertGreaterEqual(val(m, "warrant_checkpoint_size"), 2)
         self.get("/mcp", AGENT_TOKEN + "x")  # a near-miss token is refused and logged
         self.get("/metrics", METRICS_TOKEN)
         self.srv.stop()
