@@ -626,7 +626,7 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         goto fail;
     }
     size_t nd = reads.n + cmd->write_paths.n;
-    decl_ref *d = calloc(nd + 1, sizeof *d);
+    decl_ref *d = calloc(nd + 1, sizeof *d); /* + cwd */
     if (!d) {
         wr_strv_free(&reads);
         rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");

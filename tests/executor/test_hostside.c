@@ -182,7 +182,8 @@ static void test_cgroup_lifecycle(void **s)
         skip();
     size_t before = run_cgroups();
     const char *show[] = {"/bin/sh", "-c", "cat /proc/self/cgroup", NULL};
-    const char *stuck[] = {"/bin/sh", "-c", "setsid sleep 40 & trap '' TERM; sleep 40", NULL};
+    /* a sleep length no other test on this host uses: found by it */
+    const char *stuck[] = {"/bin/sh", "-c", "setsid sleep 39.713 & trap '' TERM; sleep 39.713", NULL};
     fx f;
     fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {show}}, {.id = "c2", .seg = {stuck}, .timeout = 1}, {0}});
     wr_exec_result *r = run(&f);
@@ -191,7 +192,7 @@ static void test_cgroup_lifecycle(void **s)
     assert_non_null(strstr(OUT(r), ":memory:/\n"));
     wr_exec_result_free(r);
     assert_int_equal(run_cgroups(), before);
-    assert_false(process_alive("sleep 40"));
+    assert_false(process_alive("sleep 39.713"));
 }
 
 /* The cgroups of a warrant that died (SIGKILL: no clean-up ran) are found
