@@ -37,6 +37,10 @@ typedef struct wr_exec_request {
     int landlock;            /* 0: the best Landlock ABI the kernel offers; N > 0: at most ABI N; < 0: none
                                 (tests and benchmarks of the fallback) */
     const wr_ctx *ctx;
+    const wr_strv *allowed_egress_hosts; /* the policy's, for network: allowlisted (NULL: none) */
+    /* Tests only: a hosts(5) file the egress proxy consults before DNS, so
+     * tests can give names to 127.0.0.1 services. The server never sets it. */
+    const char *egress_test_hosts;
 } wr_exec_request;
 
 typedef struct wr_exec_stream {
@@ -75,7 +79,10 @@ typedef struct wr_exec_result {
     json_object *sandbox_profile; /* {"version":1,"commands":[{"id","plan"}]} (owned); its canonical
                                      sha256 is sandbox_profile_sha256 */
     int64_t started_ms, ended_ms;
-    bool network_used;
+    int64_t sandbox_start_ms; /* the first command: bwrap forked to it running in its sandbox; -1: none ran */
+    bool network_used;        /* bytes actually left a command's network namespace */
+    json_object *network;     /* allowlisted: {"hosts":[...],"refused":[...],"refused_total"} from the egress proxy
+                                 (owned), or NULL when no command had a proxy */
     int secrets_used;
     bool timed_out, cancelled;
     bool artifacts_truncated; /* a write path held more than WR_ARTIFACT_MAX_FILES files */
@@ -90,8 +97,9 @@ typedef struct wr_exec_result {
  * paths re-resolved: a symlink leading out of the declared paths, a write
  * path missing outside an existing declared write root, a reserved path
  * (/, /proc, /dev), an unknown or root run_as user, a missing secret, an
- * argv over the contract limits, or an argv[0] that does not exist or lies
- * outside what the sandbox shows gives WR_EXEC_BLOCKED and nothing runs.
+ * argv over the contract limits, a network mode that cannot be built here
+ * (docs/egress.md), or an argv[0] that does not exist or lies outside what
+ * the sandbox shows gives WR_EXEC_BLOCKED and nothing runs.
  *
  * Exit codes: the command's own; 128+N when signal N killed it, as told by
  * the real wait status that warrant-init reports, never guessed from the

@@ -3,6 +3,7 @@
 #ifndef WR_EXECUTOR_INTERNAL_H
 #define WR_EXECUTOR_INTERNAL_H
 
+#include "egress/egress.h"
 #include "executor/executor.h"
 #include "executor/init_proto.h"
 
@@ -109,8 +110,8 @@ int wr_cg_reap_orphans(const wr_cg_plan *cg, size_t *reaped);
 typedef struct wr_plan {
     wr_plan_op *ops;
     size_t nops, cap;
-    wr_network_mode network; /* allowlisted shares the host network: hosts are checked by policy, not here */
-    bool share_net;
+    wr_network_mode network; /* every mode has a private namespace, see network.c */
+    bool share_net;          /* bwrap --share-net: allowlisted and full join the namespace network.c made */
     bool drop_root;          /* we are root: drop to uid/gid before bwrap */
     char *run_as;            /* user name when drop_root */
     const char *run_as_note; /* the default user was missing: what was used instead */
@@ -187,6 +188,25 @@ int wr_uid_lease(int64_t lo, int64_t hi, const wr_ctx *ctx, uid_t *uid, int *loc
 /* Gives everything the dynamic uid left in the write roots to the owner
  * (artifacts.c: the same fd-relative walk, no symlink followed). */
 int wr_uid_handback(const wr_plan *p, wr_error *err);
+
+/* ---- network (network.c) ------------------------------------------------------ */
+typedef struct wr_run_net {
+    wr_network_mode mode;
+    bool active; /* a namespace of ours exists */
+    wr_netns ns;
+    wr_egress_proxy *proxy;
+    wr_slirp slirp;
+} wr_run_net;
+
+/* Before anything runs: the command's namespace (WR_E_DENIED when it
+ * cannot be built here: the run is refused, never widened). */
+int wr_run_net_prepare(const wr_plan *p, wr_run_net *n, wr_error *err);
+/* Right before the command: the proxy (allowlisted) or slirp4netns (full). */
+int wr_run_net_start(wr_run_net *n, const wr_exec_request *req, wr_error *err);
+/* After it: stops them, adds the proxy's record to r->network and sets
+ * r->network_used when bytes flowed. */
+void wr_run_net_finish(wr_run_net *n, wr_exec_result *r);
+void wr_run_net_free(wr_run_net *n);
 
 /* ---- seccomp --------------------------------------------------------------- */
 /* The filter: deny-list with EPERM (clone3 and io_uring: ENOSYS, so libc

@@ -59,8 +59,9 @@ typedef struct spawn {
         rlim_t v;
     } rl[6];
     int nrl;
-    pid_t parent;      /* warrant's pid, to notice it died before PDEATHSIG was armed */
-    const int *cg_fds; /* the command's cgroup.procs files, or -1 */
+    pid_t parent;        /* warrant's pid, to notice it died before PDEATHSIG was armed */
+    const wr_netns *net; /* the network namespace to join (allowlisted, full), or NULL */
+    const int *cg_fds;   /* the command's cgroup.procs files, or -1 */
 } spawn;
 
 /* Reports a launch failure on the command's stderr with nothing but
@@ -89,6 +90,10 @@ static int child_exec(void *arg)
     for (int i = 0; s->cg_fds && i < WR_CG_NCTRL; i++)
         if (s->cg_fds[i] >= 0 && write(s->cg_fds[i], "0", 1) != 1)
             child_fail("join cgroup");
+    /* Then, while its fds are still where they were and we are still
+     * privileged (as root, setns needs CAP_SYS_ADMIN). */
+    if (s->net && wr_netns_enter(s->net) != 0)
+        child_fail("join the run's network namespace");
     /* Move every fd above the slot range first so that installing slot i
      * cannot clobber a source still needed for slot j. */
     int *tmp = s->tmp;
@@ -184,13 +189,14 @@ typedef struct seg {
     int statfd; /* read end of the status pipe (bwrap's and init's lines) */
     char sbuf[1024];
     size_t slen;
-    pid_t ns_init;   /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
-    int init_pidfd;  /* pins it: reaped by us if bwrap dies before it */
-    ino_t pidns;     /* its pid namespace */
-    init_state init; /* what init reported */
-    int wait_status; /* INIT_EXITED: the command's raw wait status */
-    int init_errno;  /* INIT_EXEC_FAILED, INIT_SETUP_FAILED */
-    char stage[32];  /* INIT_SETUP_FAILED */
+    pid_t ns_init;                  /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
+    int init_pidfd;                 /* pins it: reaped by us if bwrap dies before it */
+    ino_t pidns;                    /* its pid namespace */
+    init_state init;                /* what init reported */
+    int wait_status;                /* INIT_EXITED: the command's raw wait status */
+    int init_errno;                 /* INIT_EXEC_FAILED, INIT_SETUP_FAILED */
+    char stage[32];                 /* INIT_SETUP_FAILED */
+    int64_t spawned_ms, running_ms; /* bwrap forked; init reported the command started (0: not yet) */
 } seg;
 
 /* Threads on the whole system, from /proc/loadavg ("0.1 0.2 0.3 1/82 99").
@@ -274,12 +280,13 @@ static int config_fd(const char *cfg, size_t len, wr_error *err)
 
 /* Starts one segment. fds in/out/errw become 0/1/2 in the child; statw is
  * the write end of its status pipe (bwrap's and init's lines). */
-static int start_segment(const wr_plan *p, const wr_cgroup *cg, size_t segment, char *const *argv, const char *cfg,
-                         size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
+static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *net, size_t segment, char *const *argv,
+                         const char *cfg, size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
 {
     static char *const no_env[] = {NULL};
     spawn s;
     memset(&s, 0, sizeof s);
+    s.net = net;
     s.cg_fds = cg->procs_fd;
     s.argv = argv;
     s.envp = no_env; /* bwrap needs none; the command's comes through init */
@@ -540,6 +547,7 @@ static void reap_init(seg *sg)
 }
 
 typedef struct cmd_outcome {
+    int64_t sandbox_start_ms; /* the first segment: bwrap forked to its command running; -1: never ran */
     int exit_code;
     char error[512];
     bool failed;
@@ -645,11 +653,13 @@ static int read_stream(int *fd, wr_capture *c, unsigned char *buf, wr_error *err
 typedef struct run_io {
     const wr_exec_request *req;
     wr_capture *cout, *cerr;
+    const wr_run_net *net; /* of the current command */
 } run_io;
 
 static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p, cmd_outcome *oc, wr_error *err)
 {
     memset(oc, 0, sizeof *oc);
+    oc->sandbox_start_ms = -1;
     size_t n = cmd->nsegments;
     seg *segs = calloc(n, sizeof *segs);
     char *cfg = NULL;
@@ -691,8 +701,9 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, &cg, i, argv.v, cfg, cfglen, i == 0 ? devnull : prev_read,
-                               i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
+            rc = start_segment(p, &cg, io->net->active ? &io->net->ns : NULL, i, argv.v, cfg, cfglen,
+                               i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
+        segs[i].spawned_ms = wr_now_ms(io->req->ctx);
         wr_strv_free(&argv);
         close(ep[1]);
         close(sp[1]);
@@ -795,6 +806,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
             }
             if (owner && owner->statfd == fd) {
                 read_status(owner);
+                if (!owner->running_ms && (owner->init == INIT_STARTED || owner->init == INIT_EXITED))
+                    owner->running_ms = wr_now_ms(io->req->ctx);
                 continue;
             }
             int *fdp = owner ? &owner->errfd : &outp[0];
@@ -908,6 +921,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         }
         oc->failed = oc->killed != KILL_NONE || oc->error[0];
     }
+    if (n && segs[0].running_ms)
+        oc->sandbox_start_ms = segs[0].running_ms - segs[0].spawned_ms;
     free(segs);
     return rc;
 }
@@ -950,6 +965,7 @@ void wr_exec_result_free(wr_exec_result *r)
         free(r->artifacts[i].path);
     free(r->artifacts);
     json_object_put(r->sandbox_profile);
+    json_object_put(r->network);
     json_object_put(r->isolation);
     free(r);
 }
@@ -1014,6 +1030,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     if (!r)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     r->started_ms = wr_now_ms(req->ctx);
+    r->sandbox_start_ms = -1;
     /* A sandbox's pid 1 whose bwrap was killed comes back to us, not to the
      * host's init (which, in a container, may never reap it): reap_init. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -1021,8 +1038,9 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     wr_capture cout, cerr;
     memset(&cout, 0, sizeof cout);
     memset(&cerr, 0, sizeof cerr);
-    size_t nplans = 0;
-    int rc = plans ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    wr_run_net *nets = calloc(ct->ncommands ? ct->ncommands : 1, sizeof *nets);
+    size_t nplans = 0, nnets = 0;
+    int rc = plans && nets ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     if (rc == WR_OK)
         rc = wr_capture_init(&cout, &r->out, WR_STDOUT, req, err);
     if (rc == WR_OK)
@@ -1037,6 +1055,14 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         int prc = check_argv(&ct->commands[i], &e);
         if (prc == WR_OK)
             prc = wr_plan_build(req, i, true, &plans[i], &e);
+        if (prc == WR_OK) {
+            nplans++;
+            /* Its network namespace too: a mode that cannot be built here
+             * (no user namespaces, no slirp4netns) is refused, not widened.
+             * nets[i] is safe to free whatever this returns. */
+            prc = wr_run_net_prepare(&plans[i], &nets[i], &e);
+            nnets++;
+        }
         if (prc == WR_E_DENIED || prc == WR_E_INVALID) {
             r->status = WR_EXEC_BLOCKED;
             char msg[900];
@@ -1049,7 +1075,6 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
             rc = prc;
             goto done;
         }
-        nplans++;
     }
     if (ct->ncommands == 0) {
         r->status = WR_EXEC_BLOCKED;
@@ -1061,15 +1086,21 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         rc = check_strength(r, req, err);
     if (rc != WR_OK || r->status == WR_EXEC_BLOCKED)
         goto done;
-    run_io io = {req, &cout, &cerr};
+    run_io io = {req, &cout, &cerr, NULL};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];
         wr_snapshot *before = NULL;
         rc = wr_snapshot_take(&plans[i], &before, err);
         if (rc != WR_OK)
             break;
-        cmd_outcome oc;
-        rc = run_command(&io, cmd, &plans[i], &oc, err);
+        cmd_outcome oc = {.sandbox_start_ms = -1};
+        io.net = &nets[i];
+        rc = wr_run_net_start(&nets[i], req, err);
+        if (rc == WR_OK)
+            rc = run_command(&io, cmd, &plans[i], &oc, err);
+        if (r->sandbox_start_ms < 0)
+            r->sandbox_start_ms = oc.sandbox_start_ms;
+        wr_run_net_finish(&nets[i], r);
         if (rc == WR_OK)
             rc = wr_capture_flush(&cout, err);
         if (rc == WR_OK)
@@ -1081,7 +1112,6 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         wr_snapshot_free(before);
         if (rc != WR_OK)
             break;
-        r->network_used |= plans[i].share_net;
         for (size_t k = 0; k < plans[i].nops; k++)
             if (plans[i].ops[k].kind == WR_OP_SETENV && !strcmp(plans[i].ops[k].origin, "secret"))
                 r->secrets_used++;
@@ -1105,6 +1135,9 @@ done:
         wr_capture_finish(&cerr);
     wr_capture_free(&cout);
     wr_capture_free(&cerr);
+    for (size_t i = 0; i < nnets; i++)
+        wr_run_net_free(&nets[i]);
+    free(nets);
     for (size_t i = 0; i < nplans; i++)
         wr_plan_free(&plans[i]);
     free(plans);

@@ -365,6 +365,26 @@ static bool env_name_ok(const char *s)
     return true;
 }
 
+/* network: allowlisted — every common client finds the proxy from these;
+ * "localhost" stays the sandbox's own loopback. socks5h: names are
+ * resolved by the proxy (the sandbox has no DNS). */
+#define PROXY_URL(scheme) scheme "://" WR_EGRESS_PROXY_ADDR
+static const struct {
+    const char *name, *value;
+} proxy_env[] = {
+    {"HTTP_PROXY", PROXY_URL("http")},    {"http_proxy", PROXY_URL("http")},    {"HTTPS_PROXY", PROXY_URL("http")},
+    {"https_proxy", PROXY_URL("http")},   {"ALL_PROXY", PROXY_URL("socks5h")},  {"all_proxy", PROXY_URL("socks5h")},
+    {"NO_PROXY", "localhost,.localhost"}, {"no_proxy", "localhost,.localhost"},
+};
+
+static bool is_proxy_env(const char *name)
+{
+    for (size_t i = 0; i < sizeof proxy_env / sizeof *proxy_env; i++)
+        if (!strcmp(name, proxy_env[i].name))
+            return true;
+    return false;
+}
+
 static int add_env(wr_plan *p, const wr_exec_request *req, const wr_command *cmd, wr_error *err)
 {
     int rc = add_op(p, WR_OP_SETENV, NULL, "PATH", WR_EXEC_PATH, "fixed", err);
@@ -372,11 +392,14 @@ static int add_env(wr_plan *p, const wr_exec_request *req, const wr_command *cmd
         rc = add_op(p, WR_OP_SETENV, NULL, "HOME", WR_EXEC_HOME, "fixed", err);
     if (rc == WR_OK)
         rc = add_op(p, WR_OP_SETENV, NULL, "LANG", WR_EXEC_LANG, "fixed", err);
+    for (size_t i = 0; rc == WR_OK && p->network == WR_NET_ALLOWLISTED && i < sizeof proxy_env / sizeof *proxy_env; i++)
+        rc = add_op(p, WR_OP_SETENV, NULL, proxy_env[i].name, proxy_env[i].value, "fixed", err);
     for (size_t i = 0; rc == WR_OK && i < cmd->env_allow.n; i++) {
         const char *name = cmd->env_allow.v[i];
         if (!env_name_ok(name))
             return wr_errorf(err, WR_E_DENIED, "env_allow", "env_allow name \"%s\" is not a valid variable name", name);
-        if (!strcmp(name, "PATH") || !strcmp(name, "HOME") || !strcmp(name, "LANG"))
+        if (!strcmp(name, "PATH") || !strcmp(name, "HOME") || !strcmp(name, "LANG") ||
+            (p->network == WR_NET_ALLOWLISTED && is_proxy_env(name)))
             continue; /* fixed values win */
         const char *v = env_lookup(req->host_env, name);
         if (v)
@@ -702,13 +725,15 @@ json_object *wr_plan_to_json(const wr_plan *p)
     json_object *o = json_object_new_object();
     json_object *ns = json_object_new_array();
     static const char *const spaces[] = {"user", "mount", "pid", "ipc", "uts", "cgroup", "net"};
-    for (size_t i = 0; i < 7; i++)
-        if (i < 6 || !p->share_net)
-            json_object_array_add(ns, json_object_new_string(spaces[i]));
+    for (size_t i = 0; i < 7; i++) /* net: bwrap's, or (share_net) the one network.c made */
+        json_object_array_add(ns, json_object_new_string(spaces[i]));
     json_object_object_add(o, "launcher", json_object_new_string("bwrap"));
     json_object_object_add(o, "unshare", ns);
     json_object_object_add(o, "share_net", json_object_new_boolean(p->share_net));
     json_object_object_add(o, "network", json_object_new_string(wr_network_mode_name(p->network)));
+    static const char *const egress[] = {
+        [WR_NET_DENY] = "none", [WR_NET_ALLOWLISTED] = "proxy " WR_EGRESS_PROXY_ADDR, [WR_NET_FULL] = "slirp4netns"};
+    json_object_object_add(o, "egress", json_object_new_string(egress[p->network]));
     json_object_object_add(o, "die_with_parent", json_object_new_boolean(true));
     json_object_object_add(o, "new_session", json_object_new_boolean(true));
     json_object_object_add(o, "clearenv", json_object_new_boolean(true));

@@ -44,6 +44,7 @@ struct wr_gate {
     /* The state dir (signing key, database, secrets) and the server's own
      * secrets, lexically normalised and with symlinks resolved. */
     wr_strv protected_paths;
+    int64_t max_contracts, max_contract_bytes, max_pending; /* per agent: wr_gate_config */
     void (*observer)(void *ud, const wr_gate_event *ev);
     void *observer_ud;
     pthread_mutex_t mu; /* guards active and retired */
@@ -52,6 +53,12 @@ struct wr_gate {
 };
 
 #define SECRET_MAX_BYTES (64u * 1024u)
+
+/* Default quotas per agent (wr_gate_config); contracts count for a day. */
+#define QUOTA_CONTRACTS 1000
+#define QUOTA_BYTES     (16LL * 1024 * 1024)
+#define QUOTA_PENDING   64
+#define QUOTA_WINDOW_MS (24LL * 60 * 60 * 1000)
 
 /* ---- policy lifecycle --------------------------------------------------- */
 
@@ -272,6 +279,9 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     g->observer = cfg->observer;
     g->observer_ud = cfg->observer_ud;
     g->host_env = cfg->host_env;
+    g->max_contracts = cfg->max_contracts_per_agent > 0 ? cfg->max_contracts_per_agent : QUOTA_CONTRACTS;
+    g->max_contract_bytes = cfg->max_contract_bytes_per_agent > 0 ? cfg->max_contract_bytes_per_agent : QUOTA_BYTES;
+    g->max_pending = cfg->max_pending_per_agent > 0 ? cfg->max_pending_per_agent : QUOTA_PENDING;
     int rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
         goto fail;
@@ -417,6 +427,40 @@ int wr_gate_check(wr_gate *g, const wr_contract *ct, const char *client_identity
     return rc;
 }
 
+/* An agent's quotas (the local CLI, without identity, has none): a new
+ * contract must fit the day's count and bytes; a new approval request the
+ * pending count. Contracts stored before (same hash) cost nothing. */
+static int check_quota(wr_gate *g, const wr_contract *ct, const char *client_identity, bool new_request, wr_error *err)
+{
+    if (!client_identity)
+        return WR_OK;
+    int64_t now = wr_now_ms(&g->ctx);
+    wr_agent_usage u = {0};
+    int rc = wr_store_agent_usage(g->store, client_identity, now - QUOTA_WINDOW_MS, now, &u, err);
+    if (rc != WR_OK)
+        return rc;
+    if (new_request && u.pending_requests >= g->max_pending)
+        return wr_errorf(err, WR_E_LIMIT, "",
+                         "quota exceeded: agent \"%.100s\" has %lld approval requests pending (limit %lld); they "
+                         "expire after the policy's request_ttl_sec, or a human decides them",
+                         client_identity, (long long)u.pending_requests, (long long)g->max_pending);
+    int64_t size = (int64_t)strlen(wr_json_compact(ct->json));
+    if (u.contracts < g->max_contracts && u.contract_bytes + size <= g->max_contract_bytes)
+        return WR_OK;
+    char *stored = NULL;
+    wr_error e;
+    wr_error_clear(&e);
+    if (wr_store_get_contract(g->store, ct->sha256, &stored, &e) == WR_OK) {
+        free(stored);
+        return WR_OK;
+    }
+    return wr_errorf(err, WR_E_LIMIT, "",
+                     "quota exceeded: agent \"%.100s\" stored %lld contracts (%lld bytes) in the last 24 h "
+                     "(limit %lld contracts, %lld bytes); run stored contracts by contract_id, or wait",
+                     client_identity, (long long)u.contracts, (long long)u.contract_bytes, (long long)g->max_contracts,
+                     (long long)g->max_contract_bytes);
+}
+
 /* Stores the contract and the decision made for it (evidence for bundles)
  * and, when rec names one, the execution: one durable transaction. */
 static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_run_record *rec,
@@ -456,6 +500,8 @@ int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identi
     }
     const wr_policy *p = wr_gate_policy_acquire(g);
     rc = evaluate(g, "propose", p, ct, client_identity, &out->decision, err);
+    if (rc == WR_OK)
+        rc = check_quota(g, ct, client_identity, out->decision->kind == WR_NEEDS_APPROVAL, err);
     if (rc == WR_OK)
         rc = store_contract_and_decision(g, ct, out->decision, NULL, err);
     if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
@@ -661,6 +707,7 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
         in.completed_command_ids = &x->completed_command_ids;
         in.failed_command_id = x->failed_command_id;
         in.network_used = x->network_used;
+        in.network_egress = x->network;
         in.secrets_used = x->secrets_used;
         in.sandbox_profile_id = x->sandbox_profile_id[0] ? x->sandbox_profile_id : NULL;
         in.sandbox_profile_sha256 = x->sandbox_profile_sha256[0] ? x->sandbox_profile_sha256 : NULL;
@@ -697,7 +744,10 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
                             .execution_id = rs->execution_id,
                             .outcome = status,
                             .reason = in.reason_code,
-                            .seconds = seconds_since(rs->g, rs->started_ms)};
+                            .seconds = seconds_since(rs->g, rs->started_ms),
+                            .sandbox_start_sec = rs->exec && rs->exec->sandbox_start_ms >= 0
+                                                     ? (double)rs->exec->sandbox_start_ms / 1000.0
+                                                     : -1};
         observe(rs->g, &ev);
         wr_log_event(
             &rs->g->ctx, WR_LOG_INFO, "gate",
@@ -1052,6 +1102,15 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     if ((rc = evaluate(g, "run", rs.policy, rs.ct, req->client_identity, &out->decision, err)) != WR_OK)
         goto done;
     rs.decision = out->decision;
+    if (check_quota(g, rs.ct, req->client_identity, false, &e) != WR_OK) {
+        if (e.code != WR_E_LIMIT) {
+            *err = e;
+            rc = e.code;
+            goto done;
+        }
+        rc = finish(&rs, "blocked", e.message, out, err);
+        goto done;
+    }
     /* Stored with the execution row below, in one commit (or when sealing,
      * if the run stops before). */
     rs.unrecorded = true;
@@ -1121,6 +1180,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     wr_exec_request xr = {
         .contract = rs.ct,
         .limits = &limits,
+        .allowed_egress_hosts = &rs.policy->allowed_egress_hosts,
         .host_env = g->host_env,
         .secrets = secrets,
         .nsecrets = nsecrets,

@@ -32,8 +32,9 @@ typedef struct wr_gate_event {
     const char *execution_id;
     const char *outcome;
     const char *reason;
-    const char *operation; /* decision: "check", "propose" or "run" */
-    double seconds;        /* decision: evaluation; sealed: request to durable receipt */
+    const char *operation;    /* decision: "check", "propose" or "run" */
+    double sandbox_start_sec; /* sealed: launch to the first command running in its sandbox; < 0: none ran */
+    double seconds;           /* decision: evaluation; sealed: request to durable receipt */
 } wr_gate_event;
 
 typedef struct wr_gate_config {
@@ -45,6 +46,11 @@ typedef struct wr_gate_config {
     /* Besides the state dir, paths no contract may expose whatever the
      * policy allows (token file, TLS key, config); NULL-terminated or NULL. */
     const char *const *protected_paths;
+    /* Quotas per client identity, so that one agent cannot fill the state
+     * dir: contracts stored in the last 24 h (count and bytes) and approval
+     * requests pending at once; 0: the defaults (1000, 16 MiB, 64). The
+     * local CLI (no client identity) is not held to them. */
+    int64_t max_contracts_per_agent, max_contract_bytes_per_agent, max_pending_per_agent;
     void (*observer)(void *ud, const wr_gate_event *ev); /* NULL: none */
     void *observer_ud;
     /* Where per-command cgroups go: a delegated v2 parent or a v1 mount

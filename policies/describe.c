@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "egress/egress.h"
 #include "policies/policies_internal.h"
 
 static void add_str(json_object *o, const char *k, const char *v)
@@ -58,6 +59,20 @@ static json_object *contract_template(const wr_policy *p)
     return t;
 }
 
+/* What each network mode lets a command reach (enforced by the executor,
+ * docs/egress.md). */
+static const char *const network_modes[][2] = {
+    {"deny", "a private network namespace with only its own loopback: no host service, no host abstract socket, "
+             "nothing outside"},
+    {"allowlisted", "a private network namespace whose only way out is warrant's egress proxy at " WR_EGRESS_PROXY_ADDR
+                    " (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY are set; HTTP, CONNECT and SOCKS5): "
+                    "connections only to allowed_egress_hosts (exact name, '*.domain', IP, optional :port); names "
+                    "resolving to loopback, private, link-local or this host's addresses are refused unless that "
+                    "literal IP:port is listed; the receipt's network_egress lists hosts, bytes and refusals"},
+    {"full", "a private network namespace with user-mode NAT (slirp4netns): the internet, but not the host's "
+             "loopback services or abstract sockets; refused where slirp4netns cannot run"},
+};
+
 json_object *wr_policy_describe(const wr_policy *p)
 {
     json_object *o = json_object_new_object(), *deny = json_object_new_array(), *sb = json_object_new_object(),
@@ -79,6 +94,10 @@ json_object *wr_policy_describe(const wr_policy *p)
     add_strv(o, "allowed_risk_classes", &p->allowed_risk_classes);
     add_int(o, "max_timeout_sec", p->max_timeout_sec);
     add_str(o, "network", wr_network_mode_name(p->network));
+    json_object *modes = json_object_new_object();
+    for (size_t i = 0; i < sizeof network_modes / sizeof *network_modes; i++)
+        add_str(modes, network_modes[i][0], network_modes[i][1]);
+    json_object_object_add(o, "network_modes", modes);
     json_object_object_add(o, "allow_secret_refs", json_object_new_boolean(p->allow_secret_refs));
     json_object_object_add(o, "require_write_paths_empty", json_object_new_boolean(p->require_write_paths_empty));
     add_strv(o, "allowed_cwd_prefixes", &p->allowed_cwd_prefixes);

@@ -10,12 +10,12 @@
  * stop the walk: every later rule still runs, so a contract that any deny
  * rule rejects is denied and never sent to a human (an approval must never
  * cover an out-of-scope contract). */
-#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "egress/egress.h"
 #include "policies/policies_internal.h"
 
 /* timeout 5 nice xargs …: a wrapped program is checked like any argv, up
@@ -225,12 +225,21 @@ static int add_effect(wr_decision *d, const char *cmd_id, const char *effect)
     return ne[d->neffects - 1].command_id && ne[d->neffects - 1].effect_type ? WR_OK : WR_E_NOMEM;
 }
 
+/* The rule the egress proxy enforces (egress/), on the host alone: argv
+ * rarely says the port, and the proxy checks it at run time. */
 static bool host_allowed(const wr_policy *p, const char *host)
 {
-    for (size_t i = 0; i < p->allowed_egress_hosts.n; i++)
-        if (fnmatch(p->allowed_egress_hosts.v[i], host, FNM_CASEFOLD) == 0)
-            return true;
-    return false;
+    char name[WR_EGRESS_NAME_MAX + 1];
+    int family;
+    unsigned char addr[16];
+    wr_egress_allow allow;
+    wr_error e = {0};
+    if (wr_egress_host_normalize(host, name, &family, addr, &e) != WR_OK ||
+        wr_egress_allow_init(&p->allowed_egress_hosts, &allow, &e) != WR_OK)
+        return false;
+    bool ok = wr_egress_allowed(&allow, name, WR_EGRESS_ANY_PORT);
+    wr_egress_allow_free(&allow);
+    return ok;
 }
 
 /* "user@host:path" as scp, rsync and git take it (a bare "a:b" is too

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "egress/egress.h"
 #include "policies/policies_internal.h"
 #include "schemas/schemas.h"
 
@@ -164,6 +165,23 @@ static int load_deny_prefixes(wr_policy *p, json_object *arr, wr_error *err)
     return WR_OK;
 }
 
+/* allowed_egress_hosts: each entry must be a host, "*.domain" or an IP,
+ * with an optional port (egress/ holds the rule the proxy enforces). */
+static int check_egress_hosts(const wr_policy *p, wr_error *err)
+{
+    for (size_t i = 0; i < p->allowed_egress_hosts.n; i++) {
+        wr_egress_rule r;
+        int rc = wr_egress_rule_parse(p->allowed_egress_hosts.v[i], &r, err);
+        if (rc != WR_OK && err) {
+            snprintf(err->path, sizeof err->path, "/allowed_egress_hosts/%zu", i);
+            wr_error_prefix(err, "allowed_egress_hosts");
+        }
+        if (rc != WR_OK)
+            return rc;
+    }
+    return WR_OK;
+}
+
 static int build(wr_policy *p, wr_error *err)
 {
     json_object *doc = p->json, *sb = get(doc, "sandbox"), *ap = get(doc, "approval");
@@ -193,6 +211,8 @@ static int build(wr_policy *p, wr_error *err)
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if ((rc = strv_at(doc, lists[i].key, "", (wr_strv *)((char *)p + lists[i].off), err)))
             return rc;
+    if ((rc = check_egress_hosts(p, err)))
+        return rc;
     if ((rc = prefixes(doc, "allowed_cwd_prefixes", &p->allowed_cwd_prefixes, err)))
         return rc;
     if ((rc = prefixes(doc, "allowed_read_prefixes", &p->allowed_read_prefixes, err)))

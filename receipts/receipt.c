@@ -122,6 +122,8 @@ json_object *wr_receipt_build(const wr_receipt_input *in)
         json_object_object_add(r, "stderr_bytes", json_object_new_int64((int64_t)in->stderr_bytes));
     }
     put_str(r, "sandbox_profile_sha256", in->sandbox_profile_sha256);
+    if (in->network_egress)
+        json_object_object_add(r, "network_egress", json_object_get(in->network_egress));
     json_object *iso = NULL; /* a copy: json-c reference counts are not atomic */
     if (in->isolation && json_object_deep_copy(in->isolation, &iso, NULL) == 0)
         json_object_object_add(r, "isolation", iso);

@@ -67,6 +67,7 @@ typedef struct wr_receipt_input {
     const wr_strv *completed_command_ids;
     const char *failed_command_id;
     bool network_used;
+    json_object *network_egress; /* the egress proxy's record of hosts and refusals, or NULL */
     int secrets_used;
     const char *policy_profile;
     const char *policy_schema_version;

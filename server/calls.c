@@ -42,8 +42,9 @@ int wr_server_active_runs(wr_server *s)
 
 /* ---- the session's calls ------------------------------------------------------ */
 
-static void link_call(wr_session *ss, wr_call *c)
+void wr_call_link(wr_session *ss, wr_call *c)
 {
+    json_object_object_add(ss->inflight, c->id_json, NULL);
     c->prev = NULL;
     c->next = ss->calls;
     if (ss->calls)
@@ -53,6 +54,7 @@ static void link_call(wr_session *ss, wr_call *c)
 
 static void unlink_call(wr_session *ss, wr_call *c)
 {
+    json_object_object_del(ss->inflight, c->id_json);
     if (c->prev)
         c->prev->next = c->next;
     else if (ss->calls == c)
@@ -64,14 +66,14 @@ static void unlink_call(wr_session *ss, wr_call *c)
 
 /* ---- queue (worker side) ---------------------------------------------------- */
 
-static void wake(wr_server *s)
+void wr_server_wake(wr_server *s)
 {
     if (s->wake)
         s->wake(s->wake_ud);
 }
 
 /* Under s->mu. */
-static void mark_ready(wr_call *c)
+void wr_call_mark_ready(wr_call *c)
 {
     if (!c->queued) {
         c->queued = true;
@@ -94,9 +96,9 @@ void wr_call_enqueue(wr_call *c, char *json)
     else
         c->q_head = m;
     c->q_tail = m;
-    mark_ready(c);
+    wr_call_mark_ready(c);
     pthread_mutex_unlock(&c->srv->mu);
-    wake(c->srv);
+    wr_server_wake(c->srv);
 }
 
 /* ---- the worker ------------------------------------------------------------- */
@@ -233,14 +235,15 @@ static void *worker(void *arg)
     else
         free(final); /* cancelled: the request gets no response (A/basic/utilities/cancellation.mdx) */
     c->done = true;
-    mark_ready(c);
+    wr_call_mark_ready(c);
     pthread_mutex_unlock(&c->srv->mu);
-    wake(c->srv);
+    wr_server_wake(c->srv);
     return NULL;
 }
 
-static void call_free(wr_call *c)
+void wr_call_free(wr_call *c)
 {
+    free(c->sbuf);
     wr_contract_free(c->contract);
     free(c->capsule_path);
     free(c->capsule_out);
@@ -311,7 +314,9 @@ static tool_status start_call(tool_call *tc, wr_contract *ct, char *capsule_path
     capsule_path = capsule_out = NULL;
     approvals = NULL;
     c->wait_ms = wait_ms;
-    c->out = tc->out;
+    /* A task's request is answered at once: on HTTP its messages go to the
+     * session's GET stream (wr_call_outlet), on a message stream as usual. */
+    c->out = tc->task && !(tc->out && tc->out->may_reorder) ? NULL : tc->out;
     c->id_json = strdup(tc->id_json);
     c->progress_token = tc->progress_token ? strdup(tc->progress_token) : NULL;
     snprintf(c->identity, sizeof c->identity, "%s", who);
@@ -321,24 +326,30 @@ static tool_status start_call(tool_call *tc, wr_contract *ct, char *capsule_path
     c->started_ms = c->last_emit_ms = wr_now_ms(s->ctx);
     atomic_init(&c->state, CALL_RUNNING);
     /* O_CLOEXEC: commands never inherit server descriptors. */
-    if (!c->id_json || pipe2(c->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        call_free(c);
+    if (!c->id_json || pipe2(c->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
+        (tc->task && !(c->task = wr_task_new(tc->ss, c, tc->task_ttl_ms)))) {
+        wr_call_free(c);
         goto fail;
     }
     c->ss = tc->ss;
     tc->ss->refs++;
-    link_call(tc->ss, c);
-    if (tc->out && tc->out->begin_stream)
+    wr_call_link(tc->ss, c);
+    if (!c->task && tc->out && tc->out->begin_stream)
         tc->out->begin_stream(tc->out);
     if (pthread_create(&c->thread, NULL, worker, c) != 0) {
         /* Never started: finish it as an internal error through the normal path. */
         pthread_mutex_lock(&s->mu);
         c->final_json = wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL, "cannot start a worker thread", NULL);
         c->done = true;
-        mark_ready(c);
+        wr_call_mark_ready(c);
         pthread_mutex_unlock(&s->mu);
     } else {
         c->thread_started = true;
+    }
+    if (c->task) { /* CreateTaskResult: the run goes on, the client polls */
+        *result = json_object_new_object();
+        json_object_object_add(*result, "task", wr_task_json(c->task));
+        return TOOL_DONE;
     }
     *result = NULL;
     return TOOL_ASYNC;
@@ -391,128 +402,6 @@ void wr_server_cancel_all(wr_server *s, const char *reason)
             wr_call_cancel(c, reason);
 }
 
-/* ---- quick calls on the pool ------------------------------------------------ */
-
-/* The pool thread's side of a quick call: the whole tool (arguments check
- * included) on the call's own arguments, then the serialized response
- * handed to the loop like a run's. */
-static void run_quick(wr_call *c)
-{
-    tool_call tc = {.ss = c->ss, .id_json = c->id_json}; /* ss: only its immutable identity and srv are read */
-    json_object *result = NULL;
-    wr_error rpc_err;
-    wr_error_clear(&rpc_err);
-    /* The arguments are freed by the loop thread that allocated them
-     * (call_free): freeing them here would contend for its malloc arena. */
-    wr_tools_call(c->tool_idx, &tc, c->args, &result, &rpc_err);
-    char *final = result ? wr_rpc_result_msg(c->id_json, wr_json_compact(result))
-                         : wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL,
-                                            rpc_err.message[0] ? rpc_err.message : "internal error", NULL);
-    json_object_put(result);
-    int expect = CALL_RUNNING;
-    bool completed = atomic_compare_exchange_strong(&c->state, &expect, CALL_COMPLETED);
-    wr_server *s = c->srv;
-    pthread_mutex_lock(&s->mu);
-    if (completed)
-        c->final_json = final;
-    else
-        free(final);
-    c->done = true;
-    /* One wake per batch: a non-empty ready list already has one pending. */
-    bool first = s->ready == NULL;
-    mark_ready(c);
-    pthread_mutex_unlock(&s->mu);
-    if (first)
-        wake(s);
-}
-
-static void *pool_main(void *arg)
-{
-    wr_server *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->jobs && !s->pool_stop)
-            pthread_cond_wait(&s->pool_cv, &s->mu);
-        wr_call *c = s->jobs;
-        if (!c)
-            break; /* stopping, and nothing left to answer */
-        s->jobs = c->job_next;
-        if (!s->jobs)
-            s->jobs_tail = NULL;
-        pthread_mutex_unlock(&s->mu);
-        run_quick(c);
-        pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-int wr_server_start_pool(wr_server *s, wr_error *err)
-{
-    int n = s->cfg.quick_workers;
-    if (n <= 0)
-        return WR_OK;
-    if (!(s->pool = calloc((size_t)n, sizeof *s->pool)))
-        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    for (; s->npool < n; s->npool++)
-        if (pthread_create(&s->pool[s->npool], NULL, pool_main, s) != 0)
-            break; /* fewer workers still work; none means inline */
-    return WR_OK;
-}
-
-void wr_server_stop_pool(wr_server *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->pool_stop = true;
-    pthread_cond_broadcast(&s->pool_cv);
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->npool; i++)
-        pthread_join(s->pool[i], NULL);
-    free(s->pool);
-    s->pool = NULL;
-    s->npool = 0;
-}
-
-wr_call *wr_quick_new(tool_call *tc, int idx)
-{
-    wr_server *s = tc->ss->srv;
-    if (!s->npool || !tc->out || !tc->out->may_reorder)
-        return NULL;
-    wr_call *c = calloc(1, sizeof *c);
-    if (!c || !(c->id_json = strdup(tc->id_json))) {
-        free(c);
-        return NULL;
-    }
-    c->cancel_pipe[0] = c->cancel_pipe[1] = -1;
-    pthread_cond_init(&c->cv, NULL);
-    c->srv = s;
-    c->tool_idx = idx;
-    c->out = tc->out;
-    snprintf(c->identity, sizeof c->identity, "%s", tc->ss->identity);
-    atomic_init(&c->state, CALL_RUNNING);
-    c->ss = tc->ss;
-    tc->ss->refs++;
-    link_call(tc->ss, c);
-    pthread_mutex_lock(&s->mu);
-    s->quick_pending++;
-    pthread_mutex_unlock(&s->mu);
-    return c;
-}
-
-void wr_quick_submit(wr_call *c, json_object *args)
-{
-    wr_server *s = c->srv;
-    pthread_mutex_lock(&s->mu);
-    c->args = args;
-    if (s->jobs_tail)
-        s->jobs_tail->job_next = c;
-    else
-        s->jobs = c;
-    s->jobs_tail = c;
-    pthread_cond_signal(&s->pool_cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* ---- loop side ------------------------------------------------------------ */
 
 static void finish(wr_call *c)
@@ -520,8 +409,12 @@ static void finish(wr_call *c)
     wr_server *s = c->srv;
     if (c->thread_started)
         pthread_join(c->thread, NULL);
-    if (c->final_json && c->out)
+    if (c->task)
+        wr_task_complete(s, c->task, c->final_json);
+    else if (c->final_json && c->out)
         c->out->send(c->out, c->final_json, strlen(c->final_json), true);
+    else if (c->out && c->out->end)
+        c->out->end(c->out); /* cancelled: no response, but the stream ends */
     if (c->summary)
         wr_session_log(c->ss, 1 /* info */, c->summary);
     wr_session *ss = c->ss;
@@ -536,7 +429,7 @@ static void finish(wr_call *c)
         s->quick_pending--;
     }
     pthread_mutex_unlock(&s->mu);
-    call_free(c);
+    wr_call_free(c);
     wr_session_unref(ss);
 }
 
@@ -566,7 +459,7 @@ void wr_server_drain(wr_server *s)
     for (wr_call *c = list; c; c = c->ready_next) {
         c->queued = false;
         if (!items) {
-            mark_ready(c); /* retry on the next wake */
+            wr_call_mark_ready(c); /* retry on the next wake */
             continue;
         }
         items[k].c = c;
@@ -582,8 +475,9 @@ void wr_server_drain(wr_server *s)
         for (wr_msg *m = items[i].msgs; m;) {
             wr_msg *next = m->next;
             if (m->json[0] == '{') {
-                if (c->out)
-                    c->out->send(c->out, m->json, strlen(m->json), false);
+                wr_outlet *o = wr_call_outlet(c);
+                if (o)
+                    o->send(o, m->json, strlen(m->json), false);
             } else {
                 wr_call_send_progress(c, m->json); /* a waiting-for-approval heartbeat */
             }
@@ -594,7 +488,7 @@ void wr_server_drain(wr_server *s)
         if (items[i].done) {
             /* flush output that arrived after the last tick */
             pthread_mutex_lock(&s->mu);
-            bool dirty = c->chunk_dirty;
+            bool dirty = c->stream_dirty;
             pthread_mutex_unlock(&s->mu);
             if (dirty)
                 wr_server_tick(s);

@@ -9,6 +9,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* Past its streaming budget a run streams the newest output only: at most
+ * this much per progress notification, after a marker naming what was
+ * skipped, so the end of the output is always seen. */
+#define WR_STREAM_TAIL_BYTES (16u * 1024u)
+
 /* A run's life: exactly one of complete / cancel wins (one CAS), so a
  * cancelled request never gets a response and a completed one always does. */
 enum {
@@ -23,6 +28,7 @@ typedef struct wr_msg {
 } wr_msg;
 
 typedef struct wr_call wr_call;
+typedef struct wr_task wr_task;
 struct wr_call {
     wr_server *srv;
     wr_session *ss;              /* holds a reference */
@@ -56,15 +62,23 @@ struct wr_call {
     bool done;
     bool queued; /* on srv->ready */
     wr_call *ready_next;
-    char chunk[4096]; /* newest output since the last progress */
-    size_t chunk_len;
-    uint64_t out_bytes; /* cumulative output */
-    bool chunk_dirty;
+    /* streamed output (progress.c): in order and lossless up to the run's
+     * streaming budget, then the newest bytes after a marker */
+    unsigned char *sbuf; /* accepted, not yet sent */
+    size_t slen, scap;
+    uint64_t out_bytes; /* everything the commands wrote */
+    uint64_t accepted;  /* bytes taken into sbuf so far */
+    bool over_budget;   /* from now on only the newest output is streamed */
+    uint64_t dropped;   /* past the budget since the last marker, tail included */
+    unsigned char tail[WR_STREAM_TAIL_BYTES];
+    size_t tail_len;
+    bool stream_dirty;
 
     /* loop thread only */
     int64_t last_emit_ms;
     uint64_t progress_seq;
     wr_call *next, *prev; /* session's list (doubly linked: thousands may be pending) */
+    wr_task *task;        /* a task-augmented run: its answer goes to the task (tasks.c) */
 
     /* elicitation (ask_human): the worker waits on cv, the loop answers */
     pthread_cond_t cv;
@@ -85,7 +99,8 @@ struct wr_session {
     char version[16];
     bool client_elicitation;
     json_object *client_caps;
-    int log_level; /* -1: not set by logging/setLevel */
+    json_object *inflight; /* ids (serialized) of requests in progress: a duplicate is refused */
+    int log_level;         /* -1: not set by logging/setLevel */
     wr_call *calls;
     wr_session *next; /* server's list */
 };
@@ -120,6 +135,8 @@ struct wr_server {
     bool pool_stop;
     int quick_pending;
     wr_session *sessions; /* loop thread only */
+    wr_task *tasks;       /* loop thread only, newest first */
+    size_t task_bytes;    /* results kept by ended tasks */
 };
 
 /* ---- tools (tools.c: the machinery; handlers.c: the table and the tools) ---- */
@@ -132,6 +149,8 @@ typedef struct tool_call {
     wr_outlet *out;
     const char *id_json;
     const char *progress_token; /* serialized, or NULL */
+    bool task;                  /* task-augmented (params.task): answer with a task at once */
+    int64_t task_ttl_ms;        /* params.task.ttl; 0: the default */
 } tool_call;
 
 /* A tool: TOOL_DONE with a CallToolResult (or NULL with *rpc_err set for a
@@ -144,6 +163,8 @@ typedef struct tool_row {
     /* Pure computation on the arguments (no store, no session state): on
      * message-stream transports it runs on the pool, off the loop. */
     bool quick;
+    /* MCP tasks: "optional" lets a client run it as a task; NULL: forbidden. */
+    const char *task_support;
     tool_fn fn;
 } tool_row;
 
@@ -164,6 +185,33 @@ json_object *wr_tool_result(json_object *structured, const char *summary, bool i
  * text only (clients validate structuredContent against outputSchema). */
 json_object *wr_tool_error(const char *message, const char *pointer);
 json_object *wr_tool_error_details(json_object *details, const char *summary);
+
+/* ---- tasks (tasks.c) ---- */
+/* A task for run c (the tool answers with wr_task_json at once); NULL: no memory. */
+wr_task *wr_task_new(wr_session *ss, wr_call *c, int64_t ttl_ms);
+json_object *wr_task_json(const wr_task *t);
+/* The task named task_id if it belongs to the session's identity. */
+wr_task *wr_task_find(wr_session *ss, const char *task_id);
+bool wr_task_ended(const wr_task *t);
+/* The tasks/result response (malloc'd) of an ended task. */
+char *wr_task_result_msg(const wr_task *t, const char *id_json);
+/* tasks/result before the end: answered on out when the task ends. */
+int wr_task_wait(wr_task *t, wr_session *ss, wr_outlet *out, const char *id_json);
+/* The run ended: final_json is its response, NULL when cancelled. */
+void wr_task_complete(wr_server *s, wr_task *t, const char *final_json);
+/* WR_E_CONFLICT when it already ended. */
+int wr_task_cancel(wr_task *t, wr_server *s);
+void wr_tasks_outlet_gone(wr_server *s, wr_outlet *o);
+/* Tick: ended tasks past their ttl are forgotten. */
+void wr_tasks_expire(wr_server *s);
+void wr_tasks_free(wr_server *s);
+
+/* Where a call's messages go: its request's outlet, or for a task whose
+ * request was answered at once (HTTP), the session's GET stream. */
+static inline wr_outlet *wr_call_outlet(const wr_call *c)
+{
+    return c->out ? c->out : c->task && !c->ss->closed ? c->ss->default_out : NULL;
+}
 
 /* ---- calls (calls.c; elicit.c) ---- */
 /* Starts ct (ownership taken) in a worker: TOOL_ASYNC, or TOOL_DONE with an
@@ -188,6 +236,12 @@ void wr_call_on_wait(void *ud, int64_t waited_ms, const char *request_id);
 void wr_call_send_progress(wr_call *c, const char *message);
 /* In-band approval (elicit.c): the gate's ask_human callback, on the worker. */
 int wr_call_ask_human(void *ud, const wr_contract *ct, const wr_decision *d, const char *request_id);
+/* The call machinery pool.c shares (calls.c): a call joins its session's
+ * list; under srv->mu it is marked for wr_server_drain; the waker; free. */
+void wr_call_link(wr_session *ss, wr_call *c);
+void wr_call_mark_ready(wr_call *c);
+void wr_server_wake(wr_server *s);
+void wr_call_free(wr_call *c);
 /* Queues a message for the loop to send (worker side; takes json). */
 void wr_call_enqueue(wr_call *c, char *json);
 /* Routes a response to one of our elicitation requests; true if it matched. */

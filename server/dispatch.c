@@ -127,6 +127,13 @@ static void do_initialize(req *r, json_object *params)
     json_object_object_add(tools, "listChanged", json_object_new_boolean(false));
     json_object_object_add(sc, "tools", tools);
     json_object_object_add(sc, "logging", json_object_new_object());
+    /* MCP tasks: task-augmented tools/call (run), tasks/get, tasks/result, tasks/cancel */
+    json_object *tasks = json_object_new_object(), *treq = json_object_new_object(), *ttools = json_object_new_object();
+    json_object_object_add(ttools, "call", json_object_new_object());
+    json_object_object_add(treq, "tools", ttools);
+    json_object_object_add(tasks, "cancel", json_object_new_object());
+    json_object_object_add(tasks, "requests", treq);
+    json_object_object_add(sc, "tasks", tasks);
     json_object_object_add(res, "capabilities", sc);
     json_object *si = json_object_new_object();
     json_object_object_add(si, "name", json_object_new_string("warrantd"));
@@ -180,7 +187,20 @@ static void do_tools_call(req *r, json_object *params)
         (json_object_is_type(tok, json_type_string) || json_object_is_type(tok, json_type_int)) &&
         strlen(wr_json_compact(tok)) <= 256) /* echoed in every notification: keep it small */
         token = strdup(wr_json_compact(tok));
-    tool_call tc = {.ss = r->ss, .out = r->out, .id_json = r->id_json, .progress_token = token};
+    /* Task-augmented (MCP tasks) where the tool allows it; elsewhere the
+     * field is ignored and the call runs as usual. */
+    json_object *task = NULL, *ttl = NULL;
+    bool as_task = wr_tool_table[idx].task_support && json_object_object_get_ex(params, "task", &task) &&
+                   json_object_is_type(task, json_type_object);
+    int64_t ttl_ms = as_task && json_object_object_get_ex(task, "ttl", &ttl) && json_object_is_type(ttl, json_type_int)
+                         ? json_object_get_int64(ttl)
+                         : 0;
+    tool_call tc = {.ss = r->ss,
+                    .out = r->out,
+                    .id_json = r->id_json,
+                    .progress_token = token,
+                    .task = as_task,
+                    .task_ttl_ms = ttl_ms};
     wr_call *quick = wr_tool_table[idx].quick ? wr_quick_new(&tc, idx) : NULL;
     if (quick) {
         /* Detached from the message, the arguments are the call's alone:
@@ -238,6 +258,62 @@ static void do_tools_list(req *r, json_object *params)
     r->res->kind = WR_RPC_REPLIED;
 }
 
+/* tasks/get, tasks/result, tasks/cancel: the task named by params.taskId,
+ * or NULL after answering "unknown task". */
+static wr_task *task_of(req *r, json_object *params)
+{
+    json_object *id = NULL;
+    wr_task *t = params && json_object_object_get_ex(params, "taskId", &id) && json_object_is_type(id, json_type_string)
+                     ? wr_task_find(r->ss, json_object_get_string(id))
+                     : NULL;
+    if (!t)
+        reply_error(r, WR_RPC_INVALID_PARAMS, WR_RPC_FAULT_NONE, "unknown task: params.taskId names no task of yours",
+                    NULL);
+    return t;
+}
+
+static void do_tasks_get(req *r, json_object *params)
+{
+    wr_task *t = task_of(r, params);
+    if (t)
+        reply_result(r, wr_task_json(t));
+}
+
+static void do_tasks_result(req *r, json_object *params)
+{
+    wr_task *t = task_of(r, params);
+    if (!t)
+        return;
+    if (wr_task_ended(t)) {
+        char *m = wr_task_result_msg(t, r->id_json);
+        outlet_send(r->out, m, true);
+        free(m);
+        r->res->kind = WR_RPC_REPLIED;
+        return;
+    }
+    /* The answer waits for the end of the task (HTTP: on an SSE stream). */
+    if (wr_task_wait(t, r->ss, r->out, r->id_json) != WR_OK) {
+        reply_error(r, WR_RPC_INTERNAL, WR_RPC_FAULT_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    if (r->out && r->out->begin_stream)
+        r->out->begin_stream(r->out);
+    r->res->kind = WR_RPC_ASYNC;
+}
+
+static void do_tasks_cancel(req *r, json_object *params)
+{
+    wr_task *t = task_of(r, params);
+    if (!t)
+        return;
+    if (wr_task_cancel(t, r->ss->srv) != WR_OK) {
+        reply_error(r, WR_RPC_INVALID_PARAMS, WR_RPC_FAULT_NONE, "the task already ended: it cannot be cancelled",
+                    NULL);
+        return;
+    }
+    reply_result(r, wr_task_json(t));
+}
+
 /* Every request method the server answers. Adding one: a row here. */
 typedef struct method_row {
     const char *name;
@@ -252,10 +328,20 @@ static const method_row methods[] = {
     {"tools/list", false, do_tools_list},
     {"tools/call", false, do_tools_call},
     {"logging/setLevel", false, do_set_level},
+    {"tasks/get", false, do_tasks_get},
+    {"tasks/result", false, do_tasks_result},
+    {"tasks/cancel", false, do_tasks_cancel},
 };
 
 static void do_request(req *r, const char *method, json_object *params)
 {
+    /* Responses are matched by id: a second request with the id of one in
+     * progress could never be told apart (nor cancelled alone). */
+    if (json_object_object_get_ex(r->ss->inflight, r->id_json, NULL)) {
+        reply_error(r, WR_RPC_INVALID_REQUEST, WR_RPC_FAULT_BAD_MESSAGE,
+                    "invalid request: a request with this id is still in progress", NULL);
+        return;
+    }
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         if (strcmp(method, methods[i].name))
             continue;

@@ -381,7 +381,8 @@ static json_object *t_describe_policy(tool_call *tc, json_object *args, tool_sta
 /* Every tool. Adding one: a handler above, a row here, and its schemas
  * schemas/tools/NAME.input.json and NAME.output.json. Columns: name, title,
  * description, annotations (read_only, destructive, idempotent,
- * open_world), quick (pure: may run on the pool), handler. */
+ * open_world), quick (pure: may run on the pool), task_support (MCP
+ * tasks: "optional" or NULL), handler. */
 const tool_row wr_tool_table[] = {
     {"check", "Check a command contract",
      "Dry-run the policy on a command contract and return the decision (allow, deny or needs_approval) "
@@ -389,47 +390,47 @@ const tool_row wr_tool_table[] = {
      "(csc.v0.1) declares argv per command (no shell), cwd, every read and write path, network need, "
      "timeout, risk_class and approval_mode; actor.agent_id must be your client identity "
      "(describe_policy tells you).",
-     true, false, true, false, true, t_check},
+     true, false, true, false, true, NULL, t_check},
     {"propose_contract", "Propose a command contract",
      "Store a command contract and its policy decision. If the decision is needs_approval, an approval "
      "request is queued for a human and its request_id returned (poll it with get_approval). Returns "
      "contract_id and contract_sha256 for run. A deny is an error result naming the reason codes.",
-     false, false, true, false, false, t_propose},
+     false, false, true, false, false, NULL, t_propose},
     {"run", "Run a command contract",
      "Execute a stored contract ({contract_id}) or a new one ({contract}) in the sandbox, after a fresh "
      "policy decision and approval check. Output streams as progress notifications when you send a "
      "progressToken; the result holds capped stdout/stderr and the signed receipt. Pending approval, "
      "denial, failure or cancellation is an error result with the receipt. Optional approvals[] are signed "
      "artifacts; wait_for_approval_sec waits (bounded by policy) for a human decision.",
-     false, true, false, true, false, t_run},
+     false, true, false, true, false, "optional", t_run},
     {"run_capsule", "Run a capsule",
      "Verify a capsule (a signed code + data bundle, docs/capsules.md) at capsule_path, which must lie under "
      "the policy's read prefixes, and run it in the sandbox like a contract built from its manifest: the "
      "unpacked capsule read-only, out_dir (under the write prefixes; default a fresh private directory) the "
      "only writable path. The signed receipt records the capsule, its files (materials) and the files the "
      "run wrote (products). Same result shape and approval handling as run.",
-     false, true, false, true, false, t_run_capsule},
+     false, true, false, true, false, NULL, t_run_capsule},
     {"get_receipt", "Get an execution receipt",
      "Fetch the signed, hash-chained receipt of an execution by execution_id (from a run result), with the "
      "receipt log's newest signed checkpoint and the receipt's Merkle inclusion proof against it.",
-     true, false, true, false, false, t_get_receipt},
+     true, false, true, false, false, NULL, t_get_receipt},
     {"get_checkpoint", "Get the receipt log's checkpoint",
      "Return the newest signed checkpoint of the receipt log (a C2SP tlog-checkpoint: origin, tree size, "
      "root hash, Ed25519 signature). Given old_size (the size of a checkpoint you hold), also the consistency "
      "proof that the log only grew since.",
-     true, false, false, false, false, t_get_checkpoint},
+     true, false, false, false, false, NULL, t_get_checkpoint},
     {"get_approval", "Get an approval request's status",
      "Report the status of an approval request (pending, approved, denied, expired, consumed, revoked) "
      "and the approvals recorded for it. Use after propose_contract returned a request_id.",
-     true, false, true, false, false, t_get_approval},
+     true, false, true, false, false, NULL, t_get_approval},
     {"submit_approval", "Submit a signed approval",
      "Hand in a signed csc.approval.v0.1 artifact a human approver gave you. It is verified (trusted "
      "approver key, bound to the contract hash, not expired or revoked) and stored for the next run; "
      "a refusal names the precise reason.",
-     false, false, true, false, false, t_submit_approval},
+     false, false, true, false, false, NULL, t_submit_approval},
     {"describe_policy", "Describe the active policy",
      "Return the active policy and its limits (allowed commands, path prefixes, network, effect types, "
      "risk classes, timeouts, sandbox limits) and your agent_id, so you can propose contracts that pass.",
-     true, false, true, false, false, t_describe_policy},
+     true, false, true, false, false, NULL, t_describe_policy},
 };
 const size_t wr_tool_count = sizeof wr_tool_table / sizeof wr_tool_table[0];

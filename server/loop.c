@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,12 @@
 
 #define TICK_MS           100
 #define DRAIN_DEADLINE_MS 30000
+#define SESSION_EXPIRY_MS 1000
+#define HEAP_TRIM_MS      5000
+/* Blocks from this size on (request bodies, outputs) are mapped on their
+ * own and go back to the system when freed; glibc's default threshold
+ * grows after such frees, so memory a burst took would stay. */
+#define MMAP_THRESHOLD_BYTES (256 * 1024)
 
 static int sig_pipe[2] = {-1, -1}; /* the only process-global: signal handlers need it */
 
@@ -173,6 +180,14 @@ static void tick_runs(net *n)
     wr_server_tick(n->srv);
 }
 
+/* Returns freed heap to the system: after a burst (hostile or not) the
+ * memory it took must not stay with the process. */
+static void trim_heap(net *n)
+{
+    (void)n;
+    malloc_trim(0);
+}
+
 /* The receipt log's checkpoint, at least every --checkpoint-interval while
  * it grows (a read of two rows when it did not; docs/transparency-log.md). */
 static void publish_checkpoint(net *n)
@@ -202,6 +217,8 @@ typedef struct timer {
 static const timer timers[] = {
     {TICK_MS, tick_runs},
     {TICK_MS, http_tick},
+    {SESSION_EXPIRY_MS, hsess_expire},
+    {HEAP_TRIM_MS, trim_heap},
     {WR_CONSOLE_EVENT_CHECK_MS, http_console_tick},
     {CHECKPOINT_POLL_MS, publish_checkpoint},
 };
@@ -252,6 +269,7 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
     n->tokens = o->tokens;
     int rc = 1;
 
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     lws_set_log_level(getenv("WR_LWS_DEBUG") ? 0x7ff : (LLL_ERR | LLL_WARN), lws_log_stderr);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         wr_log(n->ctx, WR_LOG_ERROR, "server", "pipe: %s", strerror(errno));
@@ -362,7 +380,7 @@ out:
         /* the wsis are gone: late messages only queue (and are dropped) */
         n->w_in = n->w_out = NULL;
     }
-    http_drop_all(n);
+    hsess_drop_all(n);
     if (n->stdio_ss)
         wr_session_close(n->stdio_ss, true);
     /* Runs cancelled above still seal their receipts before we return. */

@@ -40,6 +40,7 @@ void q_free(mq *q);
 /* ---- connections ------------------------------------------------------------ */
 typedef struct net net;
 typedef struct hsess hsess;
+typedef struct net_client net_client;
 
 enum {
     CONN_NONE = 0,
@@ -49,6 +50,7 @@ enum {
 enum {
     H_IDLE = 0,
     H_BODY,
+    H_DRAIN, /* a refused body, read and discarded before the answer */
     H_JSON,
     H_SSE,
     H_DONE
@@ -76,22 +78,27 @@ typedef struct conn {
     size_t body_len;
     int status; /* a refusal decided before the body */
     char *err_body;
+    bool body_done;        /* BODY_COMPLETION seen */
     const char *body_type; /* err_body's Content-Type; NULL: application/json */
-    bool close_after;
     bool headers_sent;
     bool ended; /* final message queued */
     bool add_session_header;
     int64_t last_write_ms;
-    char who[256];   /* the authenticated identity of this request */
-    char human[256]; /* its token's elicitation:human person, or "" */
+    char who[256];        /* the authenticated identity of this request */
+    char human[256];      /* its token's elicitation:human person, or "" */
+    net_client *cl;       /* its share (limits.c), once authenticated */
+    size_t body_reserved; /* announced body bytes (reserved in its share when cl is set) */
+    size_t body_cap;      /* allocated for body (grows as bytes arrive) */
+    int64_t body_start_ms;
     /* the approval console (http.c route_console): its replies carry their
      * own security headers; its event stream polls the queue */
     bool console;
     char console_uri[128];
     wr_console_seen console_seen;
-    char origin[300];      /* an allowed Origin, echoed for CORS; "" if none */
-    bool preflight;        /* OPTIONS */
-    struct conn *sse_next; /* net's list of open SSE streams (keepalives) */
+    char origin[300];                /* an allowed Origin, echoed for CORS; "" if none */
+    bool preflight;                  /* OPTIONS */
+    struct conn *open_next;          /* net's list of open HTTP transactions (timers) */
+    void (*on_body)(struct conn *c); /* the route's handler once the body is in */
 } conn;
 
 /* ---- the loop's state (loop.c) ------------------------------------------------- */
@@ -131,10 +138,12 @@ struct net {
     const wr_tokens *tokens; /* o->tokens, or the last reload (owned then) */
     wr_tokens *reloaded;
     int conns;
+    net_client *clients; /* shares in use, per identity (limits.c) */
+    size_t body_bytes;   /* request bytes reserved in total */
     hsess *hsessions;
     int nhsessions;
-    int nws; /* open WebSocket sessions */
-    conn *sse;
+    int nws;            /* open WebSocket sessions */
+    conn *open;         /* HTTP transactions in progress (bodies, streams) */
     uint64_t event_seq; /* SSE event ids: unique in every session */
     int64_t drain_deadline_ms;
     wr_console *console; /* network only */
@@ -170,6 +179,30 @@ void net_set_nonblocking_if_pipe(int fd);
 /* Watches fd in the loop as a raw file ("wr-raw" protocol) tagged with r. */
 struct lws *net_adopt_fd(net *n, int fd, raw *r);
 
+/* ---- shares per identity and HTTP sessions (limits.c) --------------------- */
+const char *net_client_identity(const net_client *cl);
+/* A connection slot for identity; NULL and *why at the identity's cap. */
+net_client *net_client_acquire_conn(net *n, const char *identity, const char **why);
+void net_client_release_conn(net *n, net_client *cl);
+/* Whether identity may open one more connection (a check before a handshake). */
+bool net_client_has_room(net *n, const char *identity);
+/* Request body bytes in flight: reserved when announced, released when done. */
+bool net_body_reserve(net *n, net_client *cl, size_t bytes, const char **why);
+void net_body_release(net *n, net_client *cl, size_t bytes);
+/* The session named id if it belongs to identity, else NULL. */
+hsess *hsess_find(net *n, const char *id, const char *identity);
+/* A new session for ss (taking the transport's reference); NULL and *why
+ * at the caps, after the identity's least recently used idle session
+ * was given up. */
+hsess *hsess_create(net *n, wr_session *ss, const char **why);
+wr_session *hsess_session(hsess *h);
+const char *hsess_id(const hsess *h);
+void hsess_touch(net *n, hsess *h);
+void hsess_drop(net *n, hsess *h);
+/* Timer: idle sessions (no run in flight, no GET stream) expire. */
+void hsess_expire(net *n);
+void hsess_drop_all(net *n);
+
 /* ---- transports ------------------------------------------------------------------ */
 /* stdio.c: attaches stdin/stdout (raw descriptors) and serves them. */
 int stdio_attach(net *n);
@@ -184,10 +217,9 @@ void stdio_flush(net *n);
 #define NET_UNHANDLED INT_MIN
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len);
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len);
-/* http.c: timers (idle sessions, SSE keepalives) and the shutdown. */
+/* http.c: timer (SSE keepalives, body deadlines). */
 void http_tick(net *n);
 /* The console's open event streams look at the queue (loop.c's timers). */
 void http_console_tick(net *n);
-void http_drop_all(net *n);
 
 #endif

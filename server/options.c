@@ -13,12 +13,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define DEFAULT_MAX_CONNECTIONS      1024
+#define DEFAULT_MAX_SESSIONS         1024
+#define DEFAULT_CLIENT_SHARE_DIVISOR 8 /* one identity: an eighth of the total by default */
+#define DEFAULT_SESSION_IDLE_SEC     300
+#define DEFAULT_BODY_TIMEOUT_SEC     30
+#define BODY_BUDGET_MESSAGES         8 /* request bytes in flight: this many maximal messages */
+
 typedef struct opts {
     char *config, *policy, *state_dir, *agent_id, *listen, *token_file, *auth, *tls_cert, *tls_key, *log_level,
         *log_format, *metrics_auth;
     bool stdio;
     long long max_message_bytes, max_runs, max_runs_per_client, max_connections, max_sessions, heartbeat_sec,
         checkpoint_interval_sec;
+    long long max_connections_per_client, max_sessions_per_client, session_idle_sec, body_timeout_sec;
+    long long stream_budget_bytes, max_contracts_per_client, max_pending_per_client;
     wr_strv origins, hosts;
 } opts;
 
@@ -45,6 +54,13 @@ enum {
     O_MAXRUNSC,
     O_MAXCONN,
     O_MAXSESS,
+    O_MAXCONNC,
+    O_MAXSESSC,
+    O_IDLE,
+    O_BODYTO,
+    O_STREAMBUDGET,
+    O_MAXCONTRACTSC,
+    O_MAXPENDINGC,
     O_HEARTBEAT,
     O_LOGLEVEL,
     O_LOGFORMAT,
@@ -72,6 +88,13 @@ static const struct option longopts[] = {
     {"max-runs-per-client", required_argument, NULL, O_MAXRUNSC},
     {"max-connections", required_argument, NULL, O_MAXCONN},
     {"max-sessions", required_argument, NULL, O_MAXSESS},
+    {"max-connections-per-client", required_argument, NULL, O_MAXCONNC},
+    {"max-sessions-per-client", required_argument, NULL, O_MAXSESSC},
+    {"session-idle-sec", required_argument, NULL, O_IDLE},
+    {"body-timeout-sec", required_argument, NULL, O_BODYTO},
+    {"stream-budget-bytes", required_argument, NULL, O_STREAMBUDGET},
+    {"max-contracts-per-client", required_argument, NULL, O_MAXCONTRACTSC},
+    {"max-pending-per-client", required_argument, NULL, O_MAXPENDINGC},
     {"heartbeat-sec", required_argument, NULL, O_HEARTBEAT},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"log-format", required_argument, NULL, O_LOGFORMAT},
@@ -134,6 +157,8 @@ static void observe_gate(void *ud, const wr_gate_event *ev)
         wr_metrics_add(m, WR_M_RECEIPTS, NULL, 1);
         wr_metrics_add(m, WR_M_RUNS, (const char *const[]){ev->outcome}, 1);
         wr_metrics_observe(m, WR_M_RUN_SECONDS, ev->seconds);
+        if (ev->sandbox_start_sec >= 0)
+            wr_metrics_observe(m, WR_M_SANDBOX_START, ev->sandbox_start_sec);
     } else if (ev->kind == WR_GATE_APPROVAL) {
         wr_metrics_add(m, WR_M_APPROVALS, (const char *const[]){ev->outcome}, 1);
     }
@@ -178,6 +203,20 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->max_connections, name, v, 1, 100000);
     case O_MAXSESS:
         return set_num(&o->max_sessions, name, v, 1, 100000);
+    case O_MAXCONNC:
+        return set_num(&o->max_connections_per_client, name, v, 1, 100000);
+    case O_MAXSESSC:
+        return set_num(&o->max_sessions_per_client, name, v, 1, 100000);
+    case O_IDLE:
+        return set_num(&o->session_idle_sec, name, v, 1, 86400);
+    case O_BODYTO:
+        return set_num(&o->body_timeout_sec, name, v, 1, 3600);
+    case O_MAXCONTRACTSC:
+        return set_num(&o->max_contracts_per_client, name, v, 1, 1000000);
+    case O_MAXPENDINGC:
+        return set_num(&o->max_pending_per_client, name, v, 1, 100000);
+    case O_STREAMBUDGET:
+        return set_num(&o->stream_budget_bytes, name, v, 4096, 1LL << 30);
     case O_HEARTBEAT:
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_CHECKPOINT:
@@ -374,8 +413,20 @@ int wr_server_main(int argc, char **argv)
     no.stdio = o.stdio || !o.listen;
     no.allowed_origins = &o.origins;
     no.allowed_hosts = &o.hosts;
-    no.max_connections = o.max_connections ? (int)o.max_connections : 1024;
-    no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : 1024;
+    no.max_connections = o.max_connections ? (int)o.max_connections : DEFAULT_MAX_CONNECTIONS;
+    no.max_http_sessions = o.max_sessions ? (int)o.max_sessions : DEFAULT_MAX_SESSIONS;
+    /* A client's share: what it asked for, at most half of the total. */
+    no.max_connections_per_client = wr_limit_per_client(
+        no.max_connections, o.max_connections_per_client ? (int)o.max_connections_per_client
+                                                         : no.max_connections / DEFAULT_CLIENT_SHARE_DIVISOR);
+    no.max_sessions_per_client = wr_limit_per_client(
+        no.max_http_sessions, o.max_sessions_per_client ? (int)o.max_sessions_per_client
+                                                        : no.max_http_sessions / DEFAULT_CLIENT_SHARE_DIVISOR);
+    no.session_idle_ms = (o.session_idle_sec ? o.session_idle_sec : DEFAULT_SESSION_IDLE_SEC) * 1000;
+    no.body_timeout_ms = (o.body_timeout_sec ? o.body_timeout_sec : DEFAULT_BODY_TIMEOUT_SEC) * 1000;
+    size_t msg = o.max_message_bytes ? (size_t)o.max_message_bytes : WR_JSON_DEFAULT_MAX_BYTES;
+    no.max_body_bytes = msg * BODY_BUDGET_MESSAGES;
+    no.max_body_bytes_per_client = no.max_body_bytes / 2;
     no.policy_path = o.policy;
     if (o.listen) {
         if (parse_listen(o.listen, &host, &no.listen_port) != 0) {
@@ -454,6 +505,8 @@ int wr_server_main(int argc, char **argv)
                          .ctx = &ctx,
                          .host_env = environ,
                          .protected_paths = protected_paths,
+                         .max_contracts_per_agent = o.max_contracts_per_client,
+                         .max_pending_per_agent = o.max_pending_per_client,
                          .observer = observe_gate,
                          .observer_ud = metrics};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {
@@ -467,6 +520,7 @@ int wr_server_main(int argc, char **argv)
         /* check evaluated beside the loop, one thread per CPU (measured best on 2 cores) */
         .quick_workers = quick_workers(),
         .heartbeat_ms = o.heartbeat_sec * 1000,
+        .stream_budget_bytes = (size_t)o.stream_budget_bytes,
     };
     if (wr_server_new(g, &sc, &srv, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);

@@ -1,6 +1,11 @@
 /* Progress of running calls: command output and waiting heartbeats as
  * notifications/progress (A/basic/utilities/progress.mdx). Workers buffer
- * output under srv->mu; the loop's tick sends it, rate-limited. */
+ * output under srv->mu; the loop's tick sends it.
+ *
+ * Output streams in order and without loss up to the run's streaming
+ * budget (--stream-budget-bytes, 1 MiB by default); past it, each tick
+ * says how many bytes were not streamed and sends the newest output, so
+ * the end is always seen. Text is never cut inside a UTF-8 character. */
 #include "server/core.h"
 
 #include <stdio.h>
@@ -25,6 +30,21 @@ static char *progress_msg(const char *token, uint64_t progress, const char *mess
     return s;
 }
 
+/* Worker side, under srv->mu: bytes past the budget only feed the tail. */
+static void overflow(wr_call *c, const unsigned char *data, size_t len)
+{
+    c->dropped += len;
+    if (len >= sizeof c->tail) {
+        memcpy(c->tail, data + len - sizeof c->tail, sizeof c->tail);
+        c->tail_len = sizeof c->tail;
+        return;
+    }
+    size_t keep = c->tail_len + len > sizeof c->tail ? sizeof c->tail - len : c->tail_len;
+    memmove(c->tail, c->tail + c->tail_len - keep, keep);
+    memcpy(c->tail + keep, data, len);
+    c->tail_len = keep + len;
+}
+
 void wr_call_on_output(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len)
 {
     (void)command_id;
@@ -32,15 +52,39 @@ void wr_call_on_output(void *ud, const char *command_id, int stream, const unsig
     wr_call *c = ud;
     if (!c->progress_token)
         return;
+    size_t budget = c->srv->cfg.stream_budget_bytes;
     pthread_mutex_lock(&c->srv->mu);
     c->out_bytes += len;
-    size_t room = sizeof c->chunk - c->chunk_len;
-    size_t take = len < room ? len : room;
-    memcpy(c->chunk + c->chunk_len, data, take);
-    c->chunk_len += take;
-    c->chunk_dirty = true;
+    size_t take = 0;
+    if (!c->over_budget) {
+        take = budget - c->accepted < len ? budget - c->accepted : len;
+        if (take < len) {
+            /* the budget ends here: on a character boundary */
+            take = wr_utf8_cut(data, take);
+            c->over_budget = true;
+        }
+        if (c->slen + take > c->scap) {
+            size_t cap = c->scap ? c->scap : 4096;
+            while (cap < c->slen + take)
+                cap *= 2;
+            unsigned char *nb = realloc(c->sbuf, cap);
+            if (!nb) {
+                take = 0;
+                c->over_budget = true;
+            } else {
+                c->sbuf = nb;
+                c->scap = cap;
+            }
+        }
+        memcpy(c->sbuf + c->slen, data, take);
+        c->slen += take;
+        c->accepted += take;
+    }
+    if (take < len)
+        overflow(c, data + take, len - take);
+    c->stream_dirty = true;
     pthread_mutex_unlock(&c->srv->mu);
-    /* The loop's tick emits it, rate-limited; no wake per chunk. */
+    /* The loop's tick emits it; no wake per chunk. */
 }
 
 void wr_call_on_wait(void *ud, int64_t waited_ms, const char *request_id)
@@ -58,40 +102,86 @@ void wr_call_on_wait(void *ud, int64_t waited_ms, const char *request_id)
 
 void wr_call_send_progress(wr_call *c, const char *message)
 {
-    if (!c->progress_token || !c->out || atomic_load(&c->state) == CALL_CANCELLED)
+    wr_outlet *o = wr_call_outlet(c);
+    if (!c->progress_token || !o || atomic_load(&c->state) == CALL_CANCELLED)
         return;
     c->progress_seq++;
     char *m = progress_msg(c->progress_token, c->out_bytes + c->progress_seq, message);
-    c->out->send(c->out, m, strlen(m), false);
+    o->send(o, m, strlen(m), false);
     free(m);
     c->last_emit_ms = wr_now_ms(c->srv->ctx);
+}
+
+/* Sends text (valid UTF-8 or not: sanitized) as progress messages of at
+ * most WR_STREAM_TAIL_BYTES each, cut between characters. */
+static void send_text(wr_call *c, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        size_t n = len > WR_STREAM_TAIL_BYTES ? wr_utf8_cut(p, WR_STREAM_TAIL_BYTES) : len;
+        if (n == 0)
+            n = len < WR_STREAM_TAIL_BYTES ? len : WR_STREAM_TAIL_BYTES; /* not UTF-8 at all */
+        char *text = wr_utf8_sanitize(p, n);
+        wr_call_send_progress(c, text ? text : "");
+        free(text);
+        p += n;
+        len -= n;
+    }
+}
+
+/* Loop side: what the worker buffered goes out in order. Unless the run is
+ * done, an incomplete UTF-8 sequence at the end waits for its rest. */
+static void flush_output(wr_server *s, wr_call *c)
+{
+    pthread_mutex_lock(&s->mu);
+    bool done = c->done;
+    size_t n = done ? c->slen : wr_utf8_cut(c->sbuf, c->slen);
+    unsigned char *head = n ? malloc(n) : NULL;
+    if (head) {
+        memcpy(head, c->sbuf, n);
+        memmove(c->sbuf, c->sbuf + n, c->slen - n);
+        c->slen -= n;
+    } else {
+        n = 0;
+    }
+    unsigned char tail[WR_STREAM_TAIL_BYTES];
+    size_t tlen = done ? c->tail_len : wr_utf8_cut(c->tail, c->tail_len);
+    memcpy(tail, c->tail, tlen);
+    uint64_t dropped = c->dropped - (c->tail_len - tlen);
+    memmove(c->tail, c->tail + tlen, c->tail_len - tlen);
+    c->tail_len -= tlen;
+    c->dropped -= dropped;
+    c->stream_dirty = c->slen > 0 || c->tail_len > 0;
+    pthread_mutex_unlock(&s->mu);
+
+    send_text(c, head, n);
+    free(head);
+    /* The newest output starts on a character: a cut-off lead is skipped. */
+    size_t skip = 0;
+    while (skip < tlen && (tail[skip] & 0xC0) == 0x80)
+        skip++;
+    if (dropped - (tlen - skip) > 0) {
+        char marker[200];
+        snprintf(marker, sizeof marker,
+                 "[… %llu bytes not streamed; the full output is in the result and the store …]\n",
+                 (unsigned long long)(dropped - (tlen - skip)));
+        wr_call_send_progress(c, marker);
+    }
+    send_text(c, tail + skip, tlen - skip);
 }
 
 void wr_server_tick(wr_server *s)
 {
     int64_t now = wr_now_ms(s->ctx);
+    wr_tasks_expire(s);
     for (wr_session *ss = s->sessions; ss; ss = ss->next)
         for (wr_call *c = ss->calls; c; c = c->next) {
             if (!c->progress_token)
                 continue;
-            char chunk[sizeof c->chunk + 1];
-            size_t len = 0;
             pthread_mutex_lock(&s->mu);
-            bool due = c->chunk_dirty && now - c->last_emit_ms >= s->cfg.progress_interval_ms;
-            if (due || (c->done && c->chunk_dirty)) {
-                len = wr_utf8_cut((unsigned char *)c->chunk, c->chunk_len);
-                memcpy(chunk, c->chunk, len);
-                /* keep an incomplete UTF-8 tail for the next chunk */
-                memmove(c->chunk, c->chunk + len, c->chunk_len - len);
-                c->chunk_len -= len;
-                c->chunk_dirty = c->chunk_len > 0 && !c->done;
-                due = true;
-            }
+            bool due = c->stream_dirty && (c->done || now - c->last_emit_ms >= s->cfg.progress_interval_ms);
             pthread_mutex_unlock(&s->mu);
             if (due) {
-                char *text = wr_utf8_sanitize((unsigned char *)chunk, len);
-                wr_call_send_progress(c, text);
-                free(text);
+                flush_output(s, c);
             } else if (now - c->last_emit_ms >= s->cfg.heartbeat_ms) {
                 char text[100];
                 snprintf(text, sizeof text, "running (%llds)", (long long)((now - c->started_ms) / 1000));

@@ -32,18 +32,27 @@ int wr_server_main(int argc, char **argv);
 typedef struct wr_server wr_server;
 typedef struct wr_session wr_session;
 
+/* Output a run streams losslessly as progress before only its newest
+ * output is (the result and the store hold all of it). */
+#define WR_STREAM_DEFAULT_BUDGET (1024u * 1024u)
+
 /* MCP protocol versions: we negotiate 2025-11-25, 2025-06-18 and 2025-03-26. */
 #define WR_MCP_LATEST "2025-11-25"
 bool wr_mcp_version_known(const char *v);
+
+/* The share of `total` one client identity may hold: `wanted` (if > 0) up
+ * to half of total, so that one token holder never takes everything. */
+int wr_limit_per_client(int total, int wanted);
 
 typedef struct wr_server_config {
     size_t max_message_bytes;       /* one JSON-RPC message; 0: 4 MiB */
     int max_depth;                  /* JSON nesting; 0: 64 */
     int max_runs;                   /* concurrent runs in total; 0: 32 */
-    int max_runs_per_client;        /* per client identity; 0: 16 */
+    int max_runs_per_client;        /* per client identity; 0 or more: half of max_runs */
     int64_t elicitation_timeout_ms; /* our elicitation/create requests; 0: 120 s */
     int64_t heartbeat_ms;           /* progress while silent; 0: 15 s (must stay <= 30 s) */
     int64_t progress_interval_ms;   /* minimum gap between output progress; 0: 200 ms */
+    size_t stream_budget_bytes;     /* output streamed losslessly per run; 0: 1 MiB */
     int quick_workers;              /* threads that evaluate check off the loop; 0: inline */
 } wr_server_config;
 
@@ -55,6 +64,9 @@ typedef struct wr_outlet wr_outlet;
 struct wr_outlet {
     void (*send)(wr_outlet *o, const char *json, size_t len, bool final);
     void (*begin_stream)(wr_outlet *o);
+    /* The request ended without a response (cancelled); may be NULL.
+     * Streamable HTTP ends the request's stream. */
+    void (*end)(wr_outlet *o);
     /* Responses may go out in any order (a message stream: stdio, WebSocket),
      * so quick calls may be answered from the pool. Not a batch, not HTTP. */
     bool may_reorder;

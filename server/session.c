@@ -23,14 +23,15 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         s->cfg.max_depth = WR_JSON_DEFAULT_MAX_DEPTH;
     if (s->cfg.max_runs <= 0)
         s->cfg.max_runs = 32;
-    if (s->cfg.max_runs_per_client <= 0)
-        s->cfg.max_runs_per_client = 16;
+    s->cfg.max_runs_per_client = wr_limit_per_client(s->cfg.max_runs, s->cfg.max_runs_per_client);
     if (s->cfg.elicitation_timeout_ms <= 0)
         s->cfg.elicitation_timeout_ms = 120000;
     if (s->cfg.heartbeat_ms <= 0 || s->cfg.heartbeat_ms > 30000)
         s->cfg.heartbeat_ms = 15000;
     if (s->cfg.progress_interval_ms <= 0)
         s->cfg.progress_interval_ms = 200;
+    if (s->cfg.stream_budget_bytes == 0)
+        s->cfg.stream_budget_bytes = WR_STREAM_DEFAULT_BUDGET;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     if (wr_tools_build(s, err) != WR_OK || wr_server_start_pool(s, err) != WR_OK) {
@@ -41,15 +42,23 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
     return WR_OK;
 }
 
+int wr_limit_per_client(int total, int wanted)
+{
+    int half = total / 2 > 0 ? total / 2 : 1;
+    return wanted > 0 && wanted <= half ? wanted : half;
+}
+
 void wr_server_free(wr_server *s)
 {
     if (!s)
         return;
     wr_server_stop_pool(s);
+    wr_tasks_free(s);
     while (s->sessions) {
         wr_session *ss = s->sessions;
         s->sessions = ss->next;
         json_object_put(ss->client_caps);
+        json_object_put(ss->inflight);
         free(ss);
     }
     wr_tools_free(s);
@@ -86,6 +95,10 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
     snprintf(ss->identity, sizeof ss->identity, "%s", identity ? identity : "");
     ss->default_out = default_outlet;
     ss->log_level = -1;
+    if (!(ss->inflight = json_object_new_object())) {
+        free(ss);
+        return NULL;
+    }
     ss->next = s->sessions;
     s->sessions = ss;
     return ss;
@@ -106,6 +119,7 @@ void wr_session_unref(wr_session *ss)
     if (*pp)
         *pp = ss->next;
     json_object_put(ss->client_caps);
+    json_object_put(ss->inflight);
     free(ss);
 }
 
@@ -116,8 +130,8 @@ void wr_session_close(wr_session *ss, bool cancel_runs)
     ss->closed = true;
     ss->default_out = NULL;
     for (wr_call *c = ss->calls; c; c = c->next) {
-        c->out = NULL; /* the connection is gone: results stay in the receipts */
-        if (cancel_runs)
+        c->out = NULL;               /* the connection is gone: results stay in the receipts */
+        if (cancel_runs && !c->task) /* a task outlives its connection */
             wr_call_cancel(c, "session closed");
     }
     wr_session_unref(ss);
@@ -130,6 +144,7 @@ void wr_session_outlet_gone(wr_session *ss, wr_outlet *o)
     for (wr_call *c = ss->calls; c; c = c->next)
         if (c->out == o)
             c->out = NULL;
+    wr_tasks_outlet_gone(ss->srv, o);
 }
 
 void wr_session_set_default_outlet(wr_session *ss, wr_outlet *o)

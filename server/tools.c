@@ -5,6 +5,7 @@
 
 #include "schemas/schemas.h"
 
+#include <json-c/json_pointer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ int wr_tools_find(const char *name)
             return (int)i;
     return -1;
 }
+
+#define CONTRACT_DESCRIPTIONS "tools/contract.descriptions.json"
 
 /* Replaces $defs members of the form {"$ref": "FILE.schema.json"} by that
  * embedded schema (its own $defs hoisted to the root, where its local
@@ -64,6 +67,32 @@ static int load_tool_schema(const char *file, json_object **out, wr_error *err)
     return WR_OK;
 }
 
+/* Adds the descriptions of tools/contract.descriptions.json (JSON pointers
+ * into the CSC contract schema) to the contract embedded in a tool's input
+ * schema, where the schema has none of its own. */
+static int describe_contract(json_object *doc, wr_error *err)
+{
+    json_object *defs = NULL, *contract = NULL;
+    if (!json_object_object_get_ex(doc, "$defs", &defs) || !json_object_object_get_ex(defs, "contract", &contract))
+        return WR_OK;
+    const char *text = wr_schema_text(CONTRACT_DESCRIPTIONS);
+    json_object *map = text ? wr_json_parse(text, strlen(text), NULL, err) : NULL;
+    if (!map)
+        return wr_errorf(err, WR_E_INTERNAL, CONTRACT_DESCRIPTIONS, "embedded %s is missing or invalid",
+                         CONTRACT_DESCRIPTIONS);
+    json_object_object_foreach(map, ptr, desc)
+    {
+        json_object *node = NULL;
+        if (ptr[0] == '$' || json_pointer_get(contract, ptr, &node) != 0 ||
+            !json_object_is_type(node, json_type_object))
+            continue;
+        if (!json_object_object_get_ex(node, "description", NULL))
+            json_object_object_add(node, "description", json_object_get(desc));
+    }
+    json_object_put(map);
+    return WR_OK;
+}
+
 /* The arguments check leaves the contract to contracts/, which validates
  * it anyway (with the same JSON pointers): checking it twice would halve
  * the throughput of check. */
@@ -97,6 +126,10 @@ int wr_tools_build(wr_server *s, wr_error *err)
         snprintf(file, sizeof file, "tools/%s.input.json", t->name);
         if (load_tool_schema(file, &in, err) != WR_OK)
             goto fail;
+        if (describe_contract(in, err) != WR_OK) {
+            json_object_put(in);
+            goto fail;
+        }
         snprintf(file, sizeof file, "tools/%s.output.json", t->name);
         if (load_tool_schema(file, &outs, err) != WR_OK) {
             json_object_put(in);
@@ -122,6 +155,11 @@ int wr_tools_build(wr_server *s, wr_error *err)
         json_object_object_add(ann, "idempotentHint", json_object_new_boolean(t->idempotent));
         json_object_object_add(ann, "openWorldHint", json_object_new_boolean(t->open_world));
         json_object_object_add(row, "annotations", ann);
+        if (t->task_support) {
+            json_object *ex = json_object_new_object();
+            json_object_object_add(ex, "taskSupport", json_object_new_string(t->task_support));
+            json_object_object_add(row, "execution", ex);
+        }
         json_object_array_add(list, row);
     }
     json_object *res = json_object_new_object();
@@ -155,14 +193,10 @@ json_object *wr_tool_result(json_object *structured, const char *summary, bool i
     json_object_object_add(t, "text", json_object_new_string(clean ? clean : ""));
     free(clean);
     json_object_array_add(content, t);
-    if (structured) {
-        /* Clients that drop structuredContent still get the data (A/server/tools.mdx). */
-        json_object *j = json_object_new_object();
-        json_object_object_add(j, "type", json_object_new_string("text"));
-        json_object_object_add(j, "text", json_object_new_string(wr_json_compact(structured)));
-        json_object_array_add(content, j);
+    /* The text is a short human summary, not a copy of the structured
+     * content: a run's 1 MiB of output would otherwise travel twice. */
+    if (structured)
         json_object_object_add(r, "structuredContent", structured);
-    }
     json_object_object_add(r, "content", content);
     if (is_error)
         json_object_object_add(r, "isError", json_object_new_boolean(true));
@@ -175,8 +209,12 @@ json_object *wr_tool_result(json_object *structured, const char *summary, bool i
  * by the caller. */
 json_object *wr_tool_error_details(json_object *details, const char *summary)
 {
-    json_object *r = wr_tool_result(json_object_get(details), summary, true);
-    json_object_object_del(r, "structuredContent");
+    json_object *r = wr_tool_result(NULL, summary, true);
+    json_object *content = NULL, *j = json_object_new_object();
+    json_object_object_get_ex(r, "content", &content);
+    json_object_object_add(j, "type", json_object_new_string("text"));
+    json_object_object_add(j, "text", json_object_new_string(wr_json_compact(details)));
+    json_object_array_add(content, j);
     return r;
 }
 

@@ -59,8 +59,11 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
         else if (n->draining || n->conns >= n->o->max_connections) {
             st = 503;
             why = "too many connections";
-        } else
-            st = net_check_access(n, wsi, WR_TOKEN_AGENT, true, true, NULL, &who, &why);
+        } else if (!(st = net_check_access(n, wsi, WR_TOKEN_AGENT, true, true, NULL, &who, &why)) &&
+                   !net_client_has_room(n, who)) {
+            st = 429;
+            why = "too many connections for this client";
+        }
         if (st) {
             wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused (%d): %s", st, why);
             net_count_refusal(n, wr_metrics_http_cause(st));
@@ -82,6 +85,8 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
         c->kind = CONN_WS;
         c->outlet.send = ws_send;
         c->outlet.may_reorder = true;
+        if (!(c->cl = net_client_acquire_conn(n, who, &why)))
+            return -1;
         c->ss = wr_session_new(n->srv, who, &c->outlet);
         if (!c->ss)
             return -1;
@@ -143,6 +148,9 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
             c->ss = NULL;
             n->nws--;
         }
+        if (c->cl)
+            net_client_release_conn(n, c->cl);
+        c->cl = NULL;
         q_free(&c->q);
         free(c->rx);
         c->rx = NULL;

@@ -511,6 +511,29 @@ static int sq_get_decision(void *impl, const char *contract_sha256, char **json_
                     "SELECT json FROM decisions WHERE contract_sha256 = ? ORDER BY id DESC LIMIT 1");
 }
 
+static int sq_agent_usage(void *impl, const char *agent_id, int64_t since_ms, int64_t now_ms, wr_agent_usage *out,
+                          wr_error *err)
+{
+    sq *q = impl;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(q, &st, "agent usage", err,
+                  "SELECT (SELECT COUNT(*) FROM contracts WHERE agent_id = ?1 AND created_ms >= ?2),"
+                  " (SELECT COALESCE(SUM(LENGTH(json)), 0) FROM contracts WHERE agent_id = ?1 AND created_ms >= ?2),"
+                  " (SELECT COUNT(*) FROM approval_requests"
+                  "  WHERE agent_id = ?1 AND status = 'pending' AND expires_ms > ?3)",
+                  "tii", agent_id, since_ms, now_ms);
+    bool row = false;
+    if (rc == WR_OK)
+        rc = step(q, st, &row, "agent usage", err);
+    if (rc == WR_OK && row) {
+        out->contracts = sqlite3_column_int64(st, 0);
+        out->contract_bytes = sqlite3_column_int64(st, 1);
+        out->pending_requests = sqlite3_column_int64(st, 2);
+    }
+    release(q, st);
+    return rc;
+}
+
 static int sq_put_policy(void *impl, const char *sha256, const char *policy_json, wr_error *err)
 {
     sq *q = impl;
@@ -1331,6 +1354,7 @@ const wr_store_ops wr_store_sqlite_ops = {
     .get_contract = sq_get_contract,
     .put_decision = sq_put_decision,
     .get_decision = sq_get_decision,
+    .agent_usage = sq_agent_usage,
     .put_policy = sq_put_policy,
     .get_policy = sq_get_policy,
     .put_approval_request = sq_put_approval_request,

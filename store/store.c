@@ -171,6 +171,17 @@ int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *
     return rc;
 }
 
+int wr_store_agent_usage(wr_store *s, const char *agent_id, int64_t since_ms, int64_t now_ms, wr_agent_usage *out,
+                         wr_error *err)
+{
+    if (!s || blank(agent_id) || !out)
+        return missing(err, "agent usage", "store, agent id or output");
+    lock(s);
+    int rc = s->ops->agent_usage(s->impl, agent_id, since_ms, now_ms, out, err);
+    unlock(s);
+    return rc;
+}
+
 int wr_store_get_decision(wr_store *s, const char *contract_sha256, char **json_out, wr_error *err)
 {
     if (!s || blank(contract_sha256) || !json_out)

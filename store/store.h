@@ -34,6 +34,13 @@ int wr_store_put_decision(wr_store *s, const char *contract_sha256, const char *
 /* Policies by canonical sha256 (idempotent), so bundles carry the exact policy. */
 int wr_store_put_policy(wr_store *s, const char *sha256, const char *policy_json, wr_error *err);
 int wr_store_get_policy(wr_store *s, const char *sha256, char **json_out, wr_error *err);
+/* What one agent holds: contracts stored since since_ms (count and JSON
+ * bytes) and approval requests still pending at now_ms. The gate's quotas. */
+typedef struct wr_agent_usage {
+    int64_t contracts, contract_bytes, pending_requests;
+} wr_agent_usage;
+int wr_store_agent_usage(wr_store *s, const char *agent_id, int64_t since_ms, int64_t now_ms, wr_agent_usage *out,
+                         wr_error *err);
 /* The newest decision stored for a contract hash. */
 int wr_store_get_decision(wr_store *s, const char *contract_sha256, char **json_out, wr_error *err);
 

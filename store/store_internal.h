@@ -36,6 +36,8 @@ typedef struct wr_store_ops {
     int (*put_decision)(void *impl, const char *contract_sha256, const char *decision_json, int64_t now_ms,
                         wr_error *err);
     int (*get_decision)(void *impl, const char *contract_sha256, char **json_out, wr_error *err);
+    int (*agent_usage)(void *impl, const char *agent_id, int64_t since_ms, int64_t now_ms, wr_agent_usage *out,
+                       wr_error *err);
     int (*put_policy)(void *impl, const char *sha256, const char *policy_json, wr_error *err);
     int (*get_policy)(void *impl, const char *sha256, char **json_out, wr_error *err);
 

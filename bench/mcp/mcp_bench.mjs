@@ -1,9 +1,11 @@
 // MCP benchmarks for warrantd: `check` round-trip latency and throughput over
-// stdio and WebSocket (1 and 32 clients), pipelined check/s over one stdio
-// connection, and resident memory idle and with 1 000 idle WebSocket sessions.
+// stdio and WebSocket (1, 32 and 200 clients), pipelined check/s over one
+// stdio connection, resident memory idle and with 1 000 idle WebSocket
+// sessions, and resident memory before and after a hostile-load round.
 // Raw newline/frame JSON-RPC clients, so that SDK overhead is not measured.
 // Prints figures; it is not a test. Run through bench/mcp/run.sh.
 import fs from 'node:fs';
+import net from 'node:net';
 
 import {
   contract, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl, WsWebSocket,
@@ -14,6 +16,8 @@ const SEQ_N = env('BENCH_SEQ_N', 3000);       // requests per single client
 const MULTI_N = env('BENCH_MULTI_N', 300);    // requests per client with 32 clients
 const PIPE_N = env('BENCH_PIPE_N', 50000);    // pipelined requests on one stdio connection
 const IDLE_WS = env('BENCH_IDLE_WS', 1000);   // idle WebSocket sessions for the RSS figure
+const MANY_WS = env('BENCH_MANY_WS', 200);    // concurrent WebSocket clients for the p99 figure
+const MANY_N = env('BENCH_MANY_N', 100);      // checks per client with MANY_WS clients
 const QUIET = ['--log-level', 'warning'];
 const INIT = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } };
 
@@ -174,6 +178,45 @@ function rssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(s)[1]);
 }
 
+/** Raw HTTP/1.1 bytes to the daemon; resolves with what came back when it closes or after ms. */
+function rawHttp(daemon, bytes, ms) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port: daemon.port, host: '127.0.0.1' });
+    let got = '';
+    const done = () => { s.destroy(); resolve(got); };
+    const t = setTimeout(done, ms);
+    s.on('data', (d) => { got += d.toString('latin1'); });
+    s.on('error', () => {});
+    s.on('close', () => { clearTimeout(t); resolve(got); });
+    s.write(bytes);
+  });
+}
+
+function post(daemon, token, body, extra = {}) {
+  const h = { Host: `127.0.0.1:${daemon.port}`, Authorization: `Bearer ${token}`, 'Content-Type': 'application/json',
+    Accept: 'application/json, text/event-stream', 'Content-Length': String(Buffer.byteLength(body)), ...extra };
+  return `POST /mcp HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`;
+}
+
+/** The issue-13 attacks at once, from one token: trickled 4 MiB bodies,
+ * HTTP sessions never deleted, WebSocket connections held, pipelined
+ * requests. Returns how the server answered. */
+async function hostileRound(daemon, token) {
+  const init = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT });
+  const statuses = {};
+  const count = (text) => { const st = /^HTTP\/1\.1 (\d+)/.exec(text)?.[1] ?? 'closed'; statuses[st] = (statuses[st] ?? 0) + 1; };
+  const trickles = Array.from({ length: 100 }, () => rawHttp(daemon,
+    post(daemon, token, '', { 'Content-Length': String(4 * 1024 * 1024) }) + '[' + ' '.repeat(512 * 1024), 15_000));
+  const sessions = [];
+  for (let i = 0; i < 300; i++) sessions.push(rawHttp(daemon, post(daemon, token, init), 5000));
+  const pipes = Array.from({ length: 20 }, () => rawHttp(daemon, post(daemon, token, init) + post(daemon, token, init), 3000));
+  const held = (await Promise.allSettled(Array.from({ length: 200 }, () => wsClient(daemon, token))))
+    .filter((r) => r.status === 'fulfilled').map((r) => r.value);
+  for (const t of await Promise.all([...trickles, ...sessions, ...pipes])) count(t);
+  held.forEach((c) => c.close());
+  return { statuses, held: held.length };
+}
+
 const fmt = (x, d = 2) => (x === undefined ? '-' : x.toFixed(d));
 const rows = [];
 function row(name, clients, r) {
@@ -214,8 +257,11 @@ async function main() {
     }
 
     // WebSocket: one warrantd, many connections.
+    // One identity may hold half the connections: room for IDLE_WS of its own.
+    const cap = 2 * (Math.max(IDLE_WS, MANY_WS) + 64);
     const daemon = await startNetworkDaemon(world, {
-      extraArgs: [...QUIET, '--max-connections', String(IDLE_WS + 64), '--max-sessions', String(IDLE_WS + 64)],
+      extraArgs: [...QUIET, '--max-connections', String(cap), '--max-connections-per-client', String(cap / 2),
+        '--max-sessions', String(cap), '--max-sessions-per-client', String(cap / 2)],
     });
     try {
       const token = world.tokens[world.agent];
@@ -231,6 +277,12 @@ async function main() {
         const cs = await Promise.all(Array.from({ length: 32 }, () => wsClient(daemon, token)));
         await Promise.all(cs.map((c) => c.rpc.initialize()));
         row('ws check', 32, await roundTrips(cs.map((c) => c.rpc), MULTI_N, params));
+        cs.forEach((c) => c.close());
+      }
+      {
+        const cs = await Promise.all(Array.from({ length: MANY_WS }, () => wsClient(daemon, token)));
+        await Promise.all(cs.map((c) => c.rpc.initialize()));
+        row('ws check', MANY_WS, await roundTrips(cs.map((c) => c.rpc), MANY_N, params));
         cs.forEach((c) => c.close());
       }
       {
@@ -255,6 +307,30 @@ async function main() {
     } finally {
       await daemon.stop();
     }
+
+    // Hostile load against the default limits: memory must come back.
+    const hostile = await startNetworkDaemon(world, { extraArgs: [...QUIET, '--body-timeout-sec', '3'] });
+    try {
+      const token = world.tokens[world.agent];
+      const c = await wsClient(hostile, token);
+      await c.rpc.initialize();
+      await roundTrips([c.rpc], 200, params);
+      c.close();
+      await new Promise((r) => setTimeout(r, 300));
+      const before = rssKiB(hostile.pid);
+      let peak = before;
+      const sampler = setInterval(() => { peak = Math.max(peak, rssKiB(hostile.pid)); }, 50);
+      const round = await hostileRound(hostile, token);
+      clearInterval(sampler);
+      await new Promise((r) => setTimeout(r, 6000)); // past the server's 5 s heap trim
+      const after = rssKiB(hostile.pid);
+      extra.push(['hostile round (100 trickled 4 MiB POSTs, 300 sessions never deleted, 200 WebSockets held, 20 pipelined pairs)',
+        `answers ${JSON.stringify(round.statuses)}, ${round.held} WebSockets admitted`]);
+      extra.push(['warrantd RSS before / peak / after the hostile round',
+        `${(before / 1024).toFixed(1)} / ${(peak / 1024).toFixed(1)} / ${(after / 1024).toFixed(1)} MiB`]);
+    } finally {
+      await hostile.stop();
+    }
   } finally {
     world.cleanup();
   }
@@ -266,7 +342,8 @@ async function main() {
   for (const r of rows) console.log(line(r));
   console.log();
   for (const [k, v] of extra) console.log(`${k}: ${v}`);
-  console.log('targets: pipelined stdio >= 40000 check/s; p99 < 5 ms at 32 WebSocket clients; idle RSS < 16 MiB');
+  console.log('targets: pipelined stdio >= 40000 check/s; p99 < 5 ms at 32 WebSocket clients; idle RSS < 16 MiB;'
+    + ' RSS after the hostile round within 2 MiB of before');
 }
 
 await main();

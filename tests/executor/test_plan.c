@@ -92,11 +92,13 @@ static void test_scope_order(void **state)
     assert_int_equal(json_object_array_length(un), 7);
     json_object_put(p);
 
-    /* network full: the net namespace is shared, DNS files appear */
+    /* network full: bwrap joins the private namespace the executor made
+     * (slirp4netns NAT), DNS files appear */
     f.cmds[0].network = WR_NET_FULL;
     p = plan_json(&f, 0, &e);
     assert_true(json_object_get_boolean(json_object_object_get(p, "share_net")));
-    assert_int_equal(json_object_array_length(json_object_object_get(p, "unshare")), 6);
+    assert_int_equal(json_object_array_length(json_object_object_get(p, "unshare")), 7);
+    assert_string_equal(json_object_get_string(json_object_object_get(p, "egress")), "slirp4netns");
     assert_true(find_op(p, "ro-bind-try", "/etc/resolv.conf") >= 0);
     json_object_put(p);
     fx_rmtree(d);

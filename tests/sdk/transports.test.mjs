@@ -185,6 +185,34 @@ for (const kind of kinds.length ? kinds : ['stdio', 'ws', 'http']) {
       assert.equal(f.code, 1, 'tampered receipt rejected');
     });
 
+    test('run: output streams losslessly and in order up to the budget, then a marker and the newest output', async () => {
+      // ~1.6 MB of multi-byte text: past the 1 MiB default streaming budget.
+      let text = '';
+      for (let i = 1; i <= 60000; i++) text += `line ${i}: é€😀 ${'x'.repeat(i % 7)}\n`;
+      fs.writeFileSync(`${world.ws}/big.txt`, text);
+      const bytes = Buffer.from(text);
+      const progress = [];
+      const r = await client.callTool({ name: 'run', arguments: { contract: contract(world, ['cat', 'big.txt']) } },
+        undefined, { onprogress: (n) => progress.push(n), resetTimeoutOnProgress: true, timeout: 60_000 });
+      assert.notEqual(r.isError, true, resultText(r));
+      const messages = progress.map((n) => n.message ?? '').filter((m) => !/^running \(\d+s\)$/.test(m));
+      const streamed = messages.join('');
+      assert.doesNotMatch(streamed, /\uFFFD/, 'no character was cut');
+      const at = messages.findIndex((m) => m.startsWith('[… '));
+      assert.ok(at > 0, 'a marker says where streaming stopped being lossless');
+      const head = Buffer.from(messages.slice(0, at).join(''));
+      assert.ok(head.length > 1024 * 1024 - 4 && head.length <= 1024 * 1024, `lossless up to the budget (${head.length})`);
+      assert.ok(bytes.subarray(0, head.length).equals(head), 'in order and without loss');
+      const skipped = Number(/^\[… (\d+) bytes not streamed; the full output is in the result and the store …\]/.exec(messages[at])[1]);
+      const rest = Buffer.from(messages.slice(at).filter((m) => !m.startsWith('[… ')).join(''));
+      assert.equal(head.length + skipped + rest.length, bytes.length, 'every byte is streamed or counted');
+      assert.ok(bytes.subarray(bytes.length - rest.length).equals(rest), 'the newest output, up to the end');
+      assert.ok(streamed.endsWith('line 60000: é€😀 ' + 'x'.repeat(60000 % 7) + '\n'), 'the end is seen');
+      // the result text is a short summary, not a copy of the output
+      assert.equal(r.content.length, 1);
+      assert.ok(r.content[0].text.length < 300, r.content[0].text);
+    });
+
     test('run with an inline contract: a failing command is isError with a failed receipt', async () => {
       const r = await client.callTool({ name: 'run', arguments: { contract: contract(world, ['cat', 'missing.txt']) } });
       assert.equal(r.isError, true);

@@ -126,6 +126,7 @@ class MetricsAndLogs(unittest.TestCase):
         self.assertEqual(moved("warrant_receipts_sealed_total"), 2)
         self.assertGreaterEqual(moved("warrant_check_duration_seconds_count"), 2)
         self.assertEqual(moved("warrant_run_duration_seconds_count"), 2)
+        self.assertEqual(moved("warrant_sandbox_start_seconds_count"), 2)  # both ran; the denied check did not
         self.assertGreaterEqual(sum(v for k, v in after.items() if k.startswith("warrant_refused_total"))
                                 - sum(v for k, v in before.items() if k.startswith("warrant_refused_total")), 1)
         self.assertGreaterEqual(val(after, "warrant_sessions", transport="http"), 1)
