@@ -9,7 +9,7 @@ build=${BUILD_DIR:-build-bench}
 ninja -C "$build" >/dev/null
 export WARRANT_BUILD=$(cd "$build" && pwd)
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-for b in executor receipts policy mcp capsules egress; do
+for b in executor receipts e2e policy mcp capsules egress; do
   if [ -x "bench/$b/run.sh" ]; then
     echo; echo "== $b"; "bench/$b/run.sh"
   fi

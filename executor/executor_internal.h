@@ -213,7 +213,18 @@ void wr_run_net_free(wr_run_net *n);
  * and runtimes fall back to calls the filter can check) plus the socket
  * family rules. Caller releases with seccomp_release. */
 scmp_filter_ctx wr_seccomp_filter(wr_sock_families fam, wr_error *err);
-/* Exported BPF program of the filter. */
+/* The filter's BPF program as libseccomp exports it now. */
+int wr_seccomp_export(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err);
+/* The same programs exported once at build time (seccomp_gen.c writes
+ * them, indexed by wr_sock_families): compiling one costs libseccomp
+ * ~3.5 M instructions, more than the rest of a run's set-up. */
+typedef struct wr_bpf_program {
+    const unsigned char *code;
+    size_t len;
+} wr_bpf_program;
+extern const wr_bpf_program wr_seccomp_programs[];
+extern const size_t wr_seccomp_nprograms;
+/* A copy (malloc'd) of the build-time program for fam. */
 int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err);
 
 /* ---- output capture ------------------------------------------------------- */

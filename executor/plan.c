@@ -561,6 +561,21 @@ static int64_t mb(int64_t v)
     return v > 0 && v < INT64_MAX / (1024 * 1024) ? v * 1024 * 1024 : v;
 }
 
+/* Exported at build time (seccomp_gen.c); wr_seccomp_export makes the same. */
+int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err)
+{
+    *bpf = NULL;
+    *len = 0;
+    if ((size_t)fam >= wr_seccomp_nprograms)
+        return wr_errorf(err, WR_E_INTERNAL, "", "no seccomp program for socket families %d", (int)fam);
+    const wr_bpf_program *prog = &wr_seccomp_programs[fam];
+    if (!(*bpf = malloc(prog->len)))
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    memcpy(*bpf, prog->code, prog->len);
+    *len = prog->len;
+    return WR_OK;
+}
+
 int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p, wr_error *err)
 {
     memset(p, 0, sizeof *p);

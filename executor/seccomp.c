@@ -168,7 +168,7 @@ scmp_filter_ctx wr_seccomp_filter(wr_sock_families fam, wr_error *err)
     return ctx;
 }
 
-int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err)
+int wr_seccomp_export(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_error *err)
 {
     *bpf = NULL;
     *len = 0;

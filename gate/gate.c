@@ -461,20 +461,27 @@ static int check_quota(wr_gate *g, const wr_contract *ct, const char *client_ide
                      (long long)g->max_contract_bytes);
 }
 
-/* Stores the contract and the decision made for it (evidence for bundles). */
-static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_error *err)
+/* Stores the contract and the decision made for it (evidence for bundles)
+ * and, when rec names one, the execution: one durable transaction. */
+static int store_contract_and_decision(wr_gate *g, const wr_contract *ct, const wr_decision *d, wr_run_record *rec,
+                                       wr_error *err)
 {
-    int64_t now = wr_now_ms(&g->ctx);
     char *canon = wr_canonical_json(ct->json, false, NULL, err);
     if (!canon)
         return err->code ? err->code : WR_E_INTERNAL;
-    int rc = wr_store_put_contract(g->store, ct->contract_id, ct->sha256, ct->actor.agent_id, canon, now, err);
-    free(canon);
-    if (rc != WR_OK || !d)
-        return rc;
-    json_object *dj = wr_decision_to_json(d);
-    rc = wr_store_put_decision(g->store, ct->sha256, wr_json_compact(dj), now, err);
+    json_object *dj = d ? wr_decision_to_json(d) : NULL;
+    wr_run_record plain = {0};
+    if (!rec)
+        rec = &plain;
+    rec->contract_id = ct->contract_id;
+    rec->contract_sha256 = ct->sha256;
+    rec->agent_id = ct->actor.agent_id;
+    rec->contract_json = canon;
+    rec->decision_json = dj ? wr_json_compact(dj) : NULL;
+    rec->now_ms = wr_now_ms(&g->ctx);
+    int rc = wr_store_record_run(g->store, rec, err);
     json_object_put(dj);
+    free(canon);
     return rc;
 }
 
@@ -496,7 +503,7 @@ int wr_gate_propose(wr_gate *g, const wr_contract *ct, const char *client_identi
     if (rc == WR_OK)
         rc = check_quota(g, ct, client_identity, out->decision->kind == WR_NEEDS_APPROVAL, err);
     if (rc == WR_OK)
-        rc = store_contract_and_decision(g, ct, out->decision, err);
+        rc = store_contract_and_decision(g, ct, out->decision, NULL, err);
     if (rc == WR_OK && out->decision->kind == WR_NEEDS_APPROVAL) {
         rc = wr_approval_request_open(g->store, ct, out->decision, p, &g->ctx, out->request_id, err);
         out->has_request = rc == WR_OK;
@@ -617,6 +624,7 @@ typedef struct run_state {
     wr_authz authz;
     const wr_gate_provenance *provenance;
     wr_gate_digest *written; /* the run's artifacts, as handed to collect_products */
+    bool unrecorded;         /* evaluated, contract and decision not stored yet */
 } run_state;
 
 /* receipts/ has its own plain types: one list holds materials, then products. */
@@ -719,8 +727,16 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     free(prov_list);
     if (!unsigned_receipt)
         return wr_errorf(err, WR_E_NOMEM, "", "could not build the receipt");
-    int rc = wr_receipt_seal(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
-                             rs->execution_id, receipt_out, err);
+    /* A run stopped before its execution was recorded still leaves its
+     * contract and decision behind. */
+    int rc = rs->unrecorded ? store_contract_and_decision(rs->g, rs->ct, rs->decision, NULL, err) : WR_OK;
+    /* The captured output commits with the receipt (one transaction). */
+    wr_store_output output = {0};
+    if (x)
+        output = (wr_store_output){x->out.captured, x->err.captured, x->out.captured_len, x->err.captured_len};
+    if (rc == WR_OK)
+        rc = wr_receipt_seal_output(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
+                                    rs->execution_id, x ? &output : NULL, receipt_out, err);
     json_object_put(unsigned_receipt);
     if (rc == WR_OK) {
         wr_gate_event ev = {.kind = WR_GATE_SEALED,
@@ -1095,8 +1111,9 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         rc = finish(&rs, "blocked", e.message, out, err);
         goto done;
     }
-    if ((rc = store_contract_and_decision(g, rs.ct, rs.decision, err)) != WR_OK)
-        goto done;
+    /* Stored with the execution row below, in one commit (or when sealing,
+     * if the run stops before). */
+    rs.unrecorded = true;
 
     if (rs.decision->kind == WR_DENY) {
         snprintf(why, sizeof why, "denied by policy %s: %s: %s", rs.policy->name, rs.decision->reason_code,
@@ -1134,11 +1151,11 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
             goto done;
         }
     live = mark_running(g, rs.execution_id, &e);
-    rc = live < 0
-             ? e.code
-             : wr_store_begin_execution(g->store, rs.execution_id, rs.ct->sha256, &consume, wr_now_ms(&g->ctx), &e);
     /* A time-window approval stays usable: its request is not consumed. */
-    bool consumed_single_use = consume.n > 0;
+    wr_run_record rec = {.execution_id = rs.execution_id,
+                         .consume_ids = &consume,
+                         .consumed_request_id = out->request_id[0] && consume.n ? out->request_id : NULL};
+    rc = live < 0 ? e.code : store_contract_and_decision(g, rs.ct, rs.decision, &rec, &e);
     wr_strv_free(&consume);
     if (rc == WR_E_CONFLICT) {
         snprintf(why, sizeof why, "approval already used: %s", e.message);
@@ -1149,8 +1166,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         *err = e;
         goto done;
     }
-    if (out->request_id[0] && consumed_single_use)
-        wr_store_set_approval_request_status(g->store, out->request_id, NULL, "consumed", NULL, &e);
+    rs.unrecorded = false;
 
     wr_secret *secrets = NULL;
     size_t nsecrets = 0;
@@ -1181,8 +1197,6 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         rc = finish(&rs, "failed", why, out, err);
         goto done;
     }
-    wr_store_put_output(g->store, rs.execution_id, rs.exec->out.captured, rs.exec->out.captured_len,
-                        rs.exec->err.captured, rs.exec->err.captured_len, &e);
     if (req->provenance && req->collect_products && rs.exec->status != WR_EXEC_BLOCKED) {
         const wr_exec_result *x = rs.exec;
         if (!(rs.written = calloc(x->nartifacts + 1, sizeof *rs.written))) {

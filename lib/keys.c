@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,21 +206,32 @@ static int parse_secret(const char *text, wr_keypair *kp, wr_error *err)
     char why[256];
     int rc;
     if (strstr(text, "-----BEGIN")) {
+        /* PKCS#8 through libcrypto's ASN.1 templates, not PEM_read_bio_PrivateKey:
+         * its decoder framework tries every provider's decoders and costs
+         * ~11 M instructions, most of a `warrant run`'s start-up. */
         BIO *bio = BIO_new_mem_buf(text, -1);
-        EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+        PKCS8_PRIV_KEY_INFO *p8 = bio ? PEM_read_bio_PKCS8_PRIV_KEY_INFO(bio, NULL, no_passphrase, NULL) : NULL;
         BIO_free(bio);
+        const ASN1_OBJECT *alg = NULL;
+        const unsigned char *inner = NULL;
+        int inner_len = 0;
+        ASN1_OCTET_STRING *seed = NULL;
         n = SEED_LEN;
-        if (!pkey)
+        if (!p8 || !PKCS8_pkey_get0(&alg, &inner, &inner_len, NULL, p8))
             rc = wr_errorf(err, WR_E_CRYPTO, "", "not a readable unencrypted PEM private key: %s",
                            ossl_reason(why, sizeof why));
-        else if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_ED25519)
+        else if (OBJ_obj2nid(alg) != NID_ED25519)
             rc = wr_errorf(err, WR_E_CRYPTO, "", "the PEM private key is not an Ed25519 key");
-        else if (EVP_PKEY_get_raw_private_key(pkey, raw, &n) != 1 || n != SEED_LEN)
+        /* RFC 8410: the private key is an OCTET STRING holding the 32-byte seed. */
+        else if (!(seed = d2i_ASN1_OCTET_STRING(NULL, &inner, inner_len)) || ASN1_STRING_length(seed) != SEED_LEN)
             rc = wr_errorf(err, WR_E_CRYPTO, "", "cannot extract the Ed25519 private key: %s",
                            ossl_reason(why, sizeof why));
-        else
+        else {
+            memcpy(raw, ASN1_STRING_get0_data(seed), SEED_LEN);
             rc = WR_OK;
-        EVP_PKEY_free(pkey);
+        }
+        ASN1_OCTET_STRING_free(seed); /* libcrypto cleanses key material on free */
+        PKCS8_PRIV_KEY_INFO_free(p8);
     } else {
         rc = decode_trimmed_b64(text, raw, sizeof raw, &n, err);
         if (rc == WR_OK && n != SEED_LEN && n != WR_SK_LEN)
@@ -279,19 +292,22 @@ int wr_pubkey_parse(const char *text, unsigned char pk[WR_PK_LEN], wr_error *err
 {
     char why[256];
     if (strstr(text, "-----BEGIN")) {
+        /* SubjectPublicKeyInfo through the ASN.1 templates (see parse_secret). */
         BIO *bio = BIO_new_mem_buf(text, -1);
-        EVP_PKEY *pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL) : NULL;
+        X509_PUBKEY *spki = bio ? PEM_read_bio_X509_PUBKEY(bio, NULL, no_passphrase, NULL) : NULL;
         BIO_free(bio);
-        size_t n = WR_PK_LEN;
-        int rc = WR_OK;
-        if (!pkey)
+        ASN1_OBJECT *alg = NULL;
+        const unsigned char *bits = NULL;
+        int n = 0, rc = WR_OK;
+        if (!spki || !X509_PUBKEY_get0_param(&alg, &bits, &n, NULL, spki))
             rc = wr_errorf(err, WR_E_CRYPTO, "", "not a PEM public key: %s", ossl_reason(why, sizeof why));
-        else if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_ED25519)
+        else if (OBJ_obj2nid(alg) != NID_ED25519)
             rc = wr_errorf(err, WR_E_CRYPTO, "", "the PEM public key is not an Ed25519 key");
-        else if (EVP_PKEY_get_raw_public_key(pkey, pk, &n) != 1 || n != WR_PK_LEN)
-            rc = wr_errorf(err, WR_E_CRYPTO, "", "cannot extract the Ed25519 public key: %s",
-                           ossl_reason(why, sizeof why));
-        EVP_PKEY_free(pkey);
+        else if (n != WR_PK_LEN)
+            rc = wr_errorf(err, WR_E_CRYPTO, "", "an Ed25519 public key is 32 bytes, not %d", n);
+        else
+            memcpy(pk, bits, WR_PK_LEN);
+        X509_PUBKEY_free(spki);
         return rc;
     }
     unsigned char raw[WR_PK_LEN + 1];

@@ -400,6 +400,13 @@ static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], ch
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
                     json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err)
 {
+    return wr_receipt_seal_output(st, kp, ctx, schema, unsigned_receipt, execution_id, NULL, signed_out, err);
+}
+
+int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
+                           json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
+                           json_object **signed_out, wr_error *err)
+{
     if (signed_out)
         *signed_out = NULL;
     if (!st || !kp || !ctx || !signed_out || !json_object_is_type(unsigned_receipt, json_type_object))
@@ -421,8 +428,8 @@ int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const
     s.schema = schema ? schema : own;
     int rc = s.schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
     if (rc == WR_OK)
-        rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, seal_cb, &s,
-                                     NULL, err);
+        rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, output,
+                                     seal_cb, &s, NULL, err);
     wr_schema_free(own);
     if (rc) {
         json_object_put(s.receipt);

@@ -75,7 +75,7 @@ typedef struct wr_receipt_input {
     const char *sandbox_profile_id; /* NULL when nothing ran */
     const char *sandbox_profile_sha256;
     json_object *isolation; /* wr_exec_isolation facts, or NULL when nothing was planned (borrowed) */
-    const char *decision; /* allow | deny | needs_approval */
+    const char *decision;   /* allow | deny | needs_approval */
     const char *reason_code;
     const wr_receipt_approval *approvals;
     size_t napprovals;
@@ -92,10 +92,16 @@ wr_schema *wr_receipt_schema_new(wr_error *err);
 
 /* Assigns seq and prev_receipt_sha256, signs with kp, checks the result
  * against schema (NULL: compiled for this call), and appends it to the
- * store durably (one transaction). On success *signed_out is the signed
- * receipt (new reference) — only then may a caller show it to anyone. */
+ * store durably (one transaction, shared with concurrent seals: group
+ * commit). On success *signed_out is the signed receipt (new reference) —
+ * only then may a caller show it to anyone. */
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
                     json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err);
+/* The same, with the run's captured output stored in the receipt's
+ * transaction (NULL: none). */
+int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
+                           json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
+                           json_object **signed_out, wr_error *err);
 
 /* Signs a receipt object in place (adds "signature"); no store involved. */
 int wr_receipt_sign(json_object *receipt, const wr_keypair *kp, const wr_ctx *ctx, wr_error *err);

@@ -115,12 +115,21 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
+/* Statements are kept prepared for the connection's life: preparing costs
+ * as much as running most of them, and a server runs the same few per run.
+ * Keyed by the SQL literal's address (every statement here is one). */
+#define STMT_CACHE_MAX 64
+typedef struct cached_stmt {
+    const char *sql;
+    sqlite3_stmt *st;
+    bool in_use;
+} cached_stmt;
+
 typedef struct sq {
     sqlite3 *db;
     char path[PATH_MAX];
-    /* Kept prepared: every seal reads and writes tree hashes, and preparing
-     * costs as much as running them. */
-    sqlite3_stmt *tree_get, *tree_put, *tree_rows;
+    cached_stmt cache[STMT_CACHE_MAX];
+    size_t ncache;
 } sq;
 
 static int fail(sq *q, int rc, const char *what, wr_error *err)
@@ -147,14 +156,47 @@ static int nomem(wr_error *err)
     return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
 }
 
-/* Prepares sql and binds its parameters from fmt: 't' text (NULL binds
- * NULL), 'i' int64, 'b' blob (pointer, size_t). Bound memory must outlive
- * the statement (SQLITE_STATIC): every statement here is finalised in the
- * call that made it. */
+/* A statement from the cache, or a new one (cached while there is room;
+ * a statement already in use, e.g. by an outer loop, gets a fresh copy). */
+static int prepare(sq *q, sqlite3_stmt **st, const char *sql)
+{
+    for (size_t i = 0; i < q->ncache; i++)
+        if (q->cache[i].sql == sql && !q->cache[i].in_use) {
+            q->cache[i].in_use = true;
+            *st = q->cache[i].st;
+            return SQLITE_OK;
+        }
+    int rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (rc == SQLITE_OK && q->ncache < STMT_CACHE_MAX)
+        q->cache[q->ncache++] = (cached_stmt){sql, *st, true};
+    return rc;
+}
+
+/* Done with a statement from prep: a cached one is reset and its bindings
+ * (pointers into the caller's memory) dropped; others are finalised. Every
+ * statement from prep ends here, never in sqlite3_finalize (the cache
+ * would keep a freed statement). */
+static void release(sq *q, sqlite3_stmt *st)
+{
+    for (size_t i = 0; st && i < q->ncache; i++)
+        if (q->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            q->cache[i].in_use = false;
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
+/* Prepares sql (a literal: the cache key is its address) and binds its
+ * parameters from fmt: 't' text (NULL binds NULL), 'i' int64, 'b' blob
+ * (pointer, size_t). Bound memory must outlive the statement
+ * (SQLITE_STATIC): every statement here is released in the call that made
+ * it. */
 static int vprep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, const char *sql, const char *fmt,
                  va_list ap)
 {
-    int rc = sqlite3_prepare_v2(q->db, sql, -1, st, NULL);
+    int rc = prepare(q, st, sql);
     if (rc != SQLITE_OK)
         return fail(q, rc, what, err);
     for (int i = 1; fmt && fmt[i - 1]; i++) {
@@ -173,7 +215,7 @@ static int vprep(sq *q, sqlite3_stmt **st, const char *what, wr_error *err, cons
         }
         if (rc != SQLITE_OK) {
             rc = fail(q, rc, what, err);
-            sqlite3_finalize(*st);
+            release(q, *st);
             *st = NULL;
             return rc;
         }
@@ -212,7 +254,7 @@ static int run(sq *q, const char *what, wr_error *err, const char *sql, const ch
         return rc;
     bool row;
     rc = step(q, st, &row, what, err);
-    sqlite3_finalize(st);
+    release(q, st);
     return rc;
 }
 
@@ -267,7 +309,7 @@ static int lookup(sq *q, const char *what, const char *notfound, const char *sql
             rc = wr_errorf(err, WR_E_NOTFOUND, "", "%s '%s'", notfound, key);
         if (rc == WR_OK)
             rc = rd(st, out, err);
-        sqlite3_finalize(st);
+        release(q, st);
     }
     return finish(q, rc, err);
 }
@@ -316,7 +358,7 @@ static int read_version(sq *q, int *version, wr_error *err)
     bool row;
     rc = step(q, st, &row, "read schema version", err);
     *version = row ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_finalize(st);
+    release(q, st);
     return rc;
 }
 
@@ -351,6 +393,10 @@ static int configure(sq *q, wr_error *err)
     /* Defensive mode: no writable_schema tricks can corrupt the file. */
     sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     sqlite3_db_config(q->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+    /* Every commit is already durable in the WAL: checkpointing it into the
+     * database on close (each CLI command) would cost two more fsyncs per
+     * process. The automatic checkpoint (every 1000 pages) bounds the WAL. */
+    sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
     sqlite3_stmt *st;
     int rc = prep(q, &st, "enable WAL", err, "PRAGMA journal_mode = WAL", NULL);
@@ -360,7 +406,7 @@ static int configure(sq *q, wr_error *err)
     rc = step(q, st, &row, "enable WAL", err);
     if (rc == WR_OK && (!row || sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0))
         rc = wr_errorf(err, WR_E_IO, q->path, "enable WAL: the database refused journal_mode=WAL");
-    sqlite3_finalize(st);
+    release(q, st);
     if (rc)
         return rc;
     int src = sqlite3_exec(q->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
@@ -374,9 +420,8 @@ static void sq_close(void *impl)
     sq *q = impl;
     if (!q)
         return;
-    sqlite3_finalize(q->tree_get);
-    sqlite3_finalize(q->tree_put);
-    sqlite3_finalize(q->tree_rows);
+    for (size_t i = 0; i < q->ncache; i++)
+        sqlite3_finalize(q->cache[i].st);
     sqlite3_close(q->db);
     free(q);
 }
@@ -417,16 +462,22 @@ static int sq_open(const char *state_dir, void **impl, wr_error *err)
 
 /* ---- contracts, decisions, policies ------------------------------------- */
 
+static int insert_contract(sq *q, const char *contract_id, const char *sha256, const char *agent_id,
+                           const char *contract_json, int64_t now_ms, wr_error *err)
+{
+    return run(q, "put contract", err,
+               "INSERT INTO contracts(sha256, contract_id, agent_id, json, created_ms) VALUES (?,?,?,?,?)"
+               " ON CONFLICT(sha256) DO NOTHING",
+               "tttti", sha256, contract_id, agent_id, contract_json, now_ms);
+}
+
 static int sq_put_contract(void *impl, const char *contract_id, const char *sha256, const char *agent_id,
                            const char *contract_json, int64_t now_ms, wr_error *err)
 {
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
-        rc = run(q, "put contract", err,
-                 "INSERT INTO contracts(sha256, contract_id, agent_id, json, created_ms) VALUES (?,?,?,?,?)"
-                 " ON CONFLICT(sha256) DO NOTHING",
-                 "tttti", sha256, contract_id, agent_id, contract_json, now_ms);
+        rc = insert_contract(q, contract_id, sha256, agent_id, contract_json, now_ms, err);
     return finish(q, rc, err);
 }
 
@@ -438,14 +489,19 @@ static int sq_get_contract(void *impl, const char *id_or_sha256, char **json_out
                     " ORDER BY sha256 = ?1 DESC, created_ms DESC, rowid DESC LIMIT 1");
 }
 
+static int insert_decision(sq *q, const char *contract_sha256, const char *decision_json, int64_t now_ms, wr_error *err)
+{
+    return run(q, "put decision", err, "INSERT INTO decisions(contract_sha256, json, created_ms) VALUES (?,?,?)", "tti",
+               contract_sha256, decision_json, now_ms);
+}
+
 static int sq_put_decision(void *impl, const char *contract_sha256, const char *decision_json, int64_t now_ms,
                            wr_error *err)
 {
     sq *q = impl;
     int rc = begin(q, true, err);
     if (rc == WR_OK)
-        rc = run(q, "put decision", err, "INSERT INTO decisions(contract_sha256, json, created_ms) VALUES (?,?,?)",
-                 "tti", contract_sha256, decision_json, now_ms);
+        rc = insert_decision(q, contract_sha256, decision_json, now_ms, err);
     return finish(q, rc, err);
 }
 
@@ -474,7 +530,7 @@ static int sq_agent_usage(void *impl, const char *agent_id, int64_t since_ms, in
         out->contract_bytes = sqlite3_column_int64(st, 1);
         out->pending_requests = sqlite3_column_int64(st, 2);
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return rc;
 }
 
@@ -535,7 +591,7 @@ static int sq_put_approval_request(void *impl, const wr_approval_request *r, cha
             rc = step(q, st, &row, "put approval request", err);
         if (rc == WR_OK && row && existing_id_out)
             rc = col_dup(st, 0, existing_id_out, err);
-        sqlite3_finalize(st);
+        release(q, st);
     }
     if (rc == WR_OK && !row) {
         rc = run(q, "put approval request", err,
@@ -587,7 +643,7 @@ static int sq_list_approval_requests(void *impl, const char *status, int (*fn)(v
         if (stop)
             break;
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -615,7 +671,7 @@ static int sq_set_approval_request_status(void *impl, const char *request_id, co
         else if (rc == WR_OK)
             rc = wr_errorf(err, WR_E_CONFLICT, "", "approval request '%s' is %s, not %s", request_id,
                            (const char *)sqlite3_column_text(st, 0), from_status);
-        sqlite3_finalize(st);
+        release(q, st);
     } else if (rc == WR_E_CONFLICT) {
         rc = wr_errorf(err, WR_E_CONFLICT, "", "another request for the same contract is already pending");
     }
@@ -663,7 +719,7 @@ static int sq_list_approvals(void *impl, const char *contract_sha256,
                sqlite3_column_int(st, 2) != 0))
             break;
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -688,7 +744,7 @@ static int exists(sq *q, const char *what, const char *sql, const char *key, boo
     rc = prep(q, &st, what, err, sql, "t", key);
     if (rc == WR_OK)
         rc = step(q, st, yes, what, err);
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -705,16 +761,12 @@ static int sq_approval_consumed(void *impl, const char *approval_id, bool *yes, 
 
 /* ---- executions ---------------------------------------------------------- */
 
-static int sq_begin_execution(void *impl, const char *execution_id, const char *contract_sha256,
-                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err)
+static int insert_execution(sq *q, const char *execution_id, const char *contract_sha256, const wr_strv *consume_ids,
+                            int64_t now_ms, wr_error *err)
 {
-    sq *q = impl;
-    int rc = begin(q, true, err);
-    if (rc)
-        return rc;
-    rc = run(q, "begin execution", err,
-             "INSERT INTO executions(execution_id, contract_sha256, status, started_ms) VALUES (?,?,'running',?)",
-             "tti", execution_id, contract_sha256, now_ms);
+    int rc = run(q, "begin execution", err,
+                 "INSERT INTO executions(execution_id, contract_sha256, status, started_ms) VALUES (?,?,'running',?)",
+                 "tti", execution_id, contract_sha256, now_ms);
     if (rc == WR_E_CONFLICT)
         rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already exists", execution_id);
     for (size_t i = 0; rc == WR_OK && consume_ids && i < consume_ids->n; i++) {
@@ -724,7 +776,7 @@ static int sq_begin_execution(void *impl, const char *execution_id, const char *
         rc = prep(q, &st, "begin execution", err, "SELECT 1 FROM revocations WHERE approval_id = ?", "t", id);
         if (rc == WR_OK)
             rc = step(q, st, &revoked, "begin execution", err);
-        sqlite3_finalize(st);
+        release(q, st);
         if (rc == WR_OK && revoked)
             rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' has been revoked", id);
         if (rc)
@@ -736,6 +788,33 @@ static int sq_begin_execution(void *impl, const char *execution_id, const char *
         if (rc == WR_E_CONFLICT)
             rc = wr_errorf(err, WR_E_CONFLICT, "", "approval '%s' was already consumed", id);
     }
+    return rc;
+}
+
+static int sq_begin_execution(void *impl, const char *execution_id, const char *contract_sha256,
+                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err)
+{
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = insert_execution(q, execution_id, contract_sha256, consume_ids, now_ms, err);
+    return finish(q, rc, err);
+}
+
+/* Everything a run records before its command starts, one commit. */
+static int sq_record_run(void *impl, const wr_run_record *r, wr_error *err)
+{
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    if (rc == WR_OK)
+        rc = insert_contract(q, r->contract_id, r->contract_sha256, r->agent_id, r->contract_json, r->now_ms, err);
+    if (rc == WR_OK && r->decision_json)
+        rc = insert_decision(q, r->contract_sha256, r->decision_json, r->now_ms, err);
+    if (rc == WR_OK && r->execution_id)
+        rc = insert_execution(q, r->execution_id, r->contract_sha256, r->consume_ids, r->now_ms, err);
+    if (rc == WR_OK && r->execution_id && r->consumed_request_id)
+        rc = run(q, "record run", err, "UPDATE approval_requests SET status = 'consumed' WHERE request_id = ?", "t",
+                 r->consumed_request_id);
     return finish(q, rc, err);
 }
 
@@ -758,7 +837,7 @@ static int sq_list_running(void *impl, wr_strv *ids, wr_strv *shas, wr_error *er
             wr_strv_push(shas, (const char *)sqlite3_column_text(st, 1)) != WR_OK)
             rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -772,6 +851,16 @@ static int ensure_execution(sq *q, const char *execution_id, const char *status,
                "tt", execution_id, status);
 }
 
+static int insert_output(sq *q, const char *execution_id, const unsigned char *out, size_t out_len,
+                         const unsigned char *errb, size_t err_len, wr_error *err)
+{
+    int rc = run(q, "put output", err, "INSERT INTO outputs(execution_id, stdout, stderr) VALUES (?,?,?)", "tbb",
+                 execution_id, (const void *)out, out_len, (const void *)errb, err_len);
+    if (rc == WR_E_CONFLICT)
+        rc = wr_errorf(err, WR_E_CONFLICT, "", "output of execution '%s' is already stored", execution_id);
+    return rc;
+}
+
 static int sq_put_output(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
                          const unsigned char *errb, size_t err_len, wr_error *err)
 {
@@ -781,10 +870,7 @@ static int sq_put_output(void *impl, const char *execution_id, const unsigned ch
         return rc;
     rc = ensure_execution(q, execution_id, NULL, err);
     if (rc == WR_OK)
-        rc = run(q, "put output", err, "INSERT INTO outputs(execution_id, stdout, stderr) VALUES (?,?,?)", "tbb",
-                 execution_id, (const void *)out, out_len, (const void *)errb, err_len);
-    if (rc == WR_E_CONFLICT)
-        rc = wr_errorf(err, WR_E_CONFLICT, "", "output of execution '%s' is already stored", execution_id);
+        rc = insert_output(q, execution_id, out, out_len, errb, err_len, err);
     return finish(q, rc, err);
 }
 
@@ -846,19 +932,11 @@ static int each_row(sq *q, const char *what, row_fn fn, void *ud, wr_error *err,
         if (rc || !row || fn(ud, st))
             break;
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
 /* ---- the Merkle tree ------------------------------------------------------ */
-
-static int cached(sq *q, sqlite3_stmt **st, const char *sql, wr_error *err)
-{
-    if (*st)
-        return sqlite3_reset(*st) == SQLITE_OK ? WR_OK : fail(q, sqlite3_errcode(q->db), "tree", err);
-    int rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
-    return rc == SQLITE_OK ? WR_OK : fail(q, rc, "tree", err);
-}
 
 /* Hashes are stored in the order appends write them: leaf n, then the
  * subtrees it completes (one per trailing 1 bit of n). A hash's row id is
@@ -892,33 +970,26 @@ static int64_t leaf_at(int64_t id)
 static int tree_read(void *ud, int level, int64_t index, wr_merkle_hash out, wr_error *err)
 {
     sq *q = ud;
-    int rc = cached(q, &q->tree_get, "SELECT hash FROM tlog_hashes WHERE id = ?", err);
+    sqlite3_stmt *st;
+    int rc =
+        prep(q, &st, "read tree hash", err, "SELECT hash FROM tlog_hashes WHERE id = ?", "i", hash_id(level, index));
     if (rc)
         return rc;
-    sqlite3_bind_int64(q->tree_get, 1, hash_id(level, index));
     bool row;
-    rc = step(q, q->tree_get, &row, "read tree hash", err);
-    if (rc == WR_OK && (!row || sqlite3_column_bytes(q->tree_get, 0) != WR_MERKLE_HASH_LEN))
+    rc = step(q, st, &row, "read tree hash", err);
+    if (rc == WR_OK && (!row || sqlite3_column_bytes(st, 0) != WR_MERKLE_HASH_LEN))
         rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the Merkle tree has no hash at level %d, index %lld", level,
                        (long long)index);
     if (rc == WR_OK)
-        memcpy(out, sqlite3_column_blob(q->tree_get, 0), WR_MERKLE_HASH_LEN);
-    sqlite3_reset(q->tree_get);
+        memcpy(out, sqlite3_column_blob(st, 0), WR_MERKLE_HASH_LEN);
+    release(q, st);
     return rc;
 }
 
 static int tree_write(void *ud, int level, int64_t index, const wr_merkle_hash h, wr_error *err)
 {
-    sq *q = ud;
-    int rc = cached(q, &q->tree_put, "INSERT INTO tlog_hashes(id, hash) VALUES (?,?)", err);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(q->tree_put, 1, hash_id(level, index));
-    sqlite3_bind_blob(q->tree_put, 2, h, WR_MERKLE_HASH_LEN, SQLITE_STATIC);
-    bool row;
-    rc = step(q, q->tree_put, &row, "write tree hash", err);
-    sqlite3_reset(q->tree_put);
-    return rc;
+    return run(ud, "write tree hash", err, "INSERT INTO tlog_hashes(id, hash) VALUES (?,?)", "ib",
+               hash_id(level, index), (const void *)h, (size_t)WR_MERKLE_HASH_LEN);
 }
 
 /* The number of leaves whose appends wrote exactly `rows` rows, or -1
@@ -931,12 +1002,13 @@ static int64_t leaves_in(int64_t rows)
 
 static int tree_size(sq *q, int64_t *size, wr_error *err)
 {
-    int rc = cached(q, &q->tree_rows, "SELECT COALESCE(MAX(id) + 1, 0) FROM tlog_hashes", err);
+    sqlite3_stmt *st;
+    int rc = prep(q, &st, "tree size", err, "SELECT COALESCE(MAX(id) + 1, 0) FROM tlog_hashes", NULL);
     bool row = false;
-    if (rc == WR_OK && (rc = step(q, q->tree_rows, &row, "tree size", err)) == WR_OK &&
-        (*size = leaves_in(sqlite3_column_int64(q->tree_rows, 0))) < 0)
+    if (rc == WR_OK && (rc = step(q, st, &row, "tree size", err)) == WR_OK &&
+        (*size = leaves_in(sqlite3_column_int64(st, 0))) < 0)
         rc = wr_errorf(err, WR_E_INTERNAL, q->path, "the Merkle tree ends inside an append: its last rows are gone");
-    sqlite3_reset(q->tree_rows);
+    release(q, st);
     return rc;
 }
 
@@ -971,7 +1043,7 @@ static int catch_up_tree(sq *q, wr_error *err)
         else
             rc = tree_append(q, seq, (const char *)sqlite3_column_text(st, 1), err);
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -1064,7 +1136,7 @@ static int sq_get_checkpoint(void *impl, int64_t size, int64_t *size_out, char *
         *size_out = sqlite3_column_int64(st, 0);
         rc = col_dup(st, 1, note_out, err);
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -1109,19 +1181,16 @@ static int sq_list_executions(void *impl, const char *status,
 
 /* ---- receipts and the chain head ---------------------------------------- */
 
-static int sq_append_receipt(void *impl, const char *execution_id, const char *contract_id, const char *status,
-                             wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err)
+/* One receipt (and its run's output) inside the batch's transaction. */
+static int append_one(sq *q, wr_seal_request *r)
 {
-    sq *q = impl;
-    int rc = begin(q, true, err);
-    if (rc)
-        return rc;
+    wr_error *err = r->err;
     sqlite3_stmt *st;
     int64_t head = 0, max_seq = 0, tree = 0;
     char prev[WR_SHA256_HEX_LEN] = "";
-    rc = prep(q, &st, "append receipt", err,
-              "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts) FROM chain_head h WHERE id = 1",
-              NULL);
+    int rc = prep(q, &st, "append receipt", err,
+                  "SELECT h.seq, h.sha256, (SELECT COALESCE(MAX(seq), 0) FROM receipts) FROM chain_head h WHERE id = 1",
+                  NULL);
     if (rc == WR_OK) {
         bool row;
         rc = step(q, st, &row, "append receipt", err);
@@ -1134,7 +1203,7 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
             if (h && strlen(h) == WR_SHA256_HEX_LEN - 1)
                 memcpy(prev, h, WR_SHA256_HEX_LEN);
         }
-        sqlite3_finalize(st);
+        release(q, st);
     }
     if (rc == WR_OK)
         rc = tree_size(q, &tree, err);
@@ -1146,15 +1215,18 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
     char *json = NULL;
     char sha[WR_SHA256_HEX_LEN] = "";
     if (rc == WR_OK)
-        rc = seal(ud, head + 1, prev, &json, sha, err);
+        rc = r->seal(r->ud, head + 1, prev, &json, sha, err);
     if (rc == WR_OK)
-        rc = ensure_execution(q, execution_id, status, err);
+        rc = ensure_execution(q, r->execution_id, r->status, err);
+    if (rc == WR_OK && r->output)
+        rc = insert_output(q, r->execution_id, r->output->out, r->output->out_len, r->output->err, r->output->err_len,
+                           err);
     if (rc == WR_OK) {
         rc = run(q, "append receipt", err,
                  "INSERT INTO receipts(seq, execution_id, contract_id, status, sha256, json) VALUES (?,?,?,?,?,?)",
-                 "ittttt", head + 1, execution_id, contract_id, status, sha, json);
+                 "ittttt", head + 1, r->execution_id, r->contract_id, r->status, sha, json);
         if (rc == WR_E_CONFLICT)
-            rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already has a receipt", execution_id);
+            rc = wr_errorf(err, WR_E_CONFLICT, "", "execution '%s' already has a receipt", r->execution_id);
     }
     if (rc == WR_OK)
         rc = tree_append(q, head + 1, json, err);
@@ -1162,10 +1234,29 @@ static int sq_append_receipt(void *impl, const char *execution_id, const char *c
         rc = run(q, "append receipt", err, "UPDATE chain_head SET seq = ?, sha256 = ? WHERE id = 1", "it", head + 1,
                  sha);
     free(json);
-    rc = finish(q, rc, err);
-    if (rc == WR_OK && seq_out)
-        *seq_out = head + 1;
+    if (rc == WR_OK)
+        r->seq = head + 1;
     return rc;
+}
+
+/* Group commit: the batch shares one transaction, so one fsync. Each
+ * receipt sits in a savepoint: one that fails (its seal function, a second
+ * receipt for an execution) is rolled back alone and the others commit.
+ * Returns the commit's outcome; each request's own in r->rc. */
+static int sq_append_receipts(void *impl, wr_seal_request *batch, wr_error *err)
+{
+    sq *q = impl;
+    int rc = begin(q, true, err);
+    for (wr_seal_request *r = batch; rc == WR_OK && r; r = r->next) {
+        if ((rc = run(q, "append receipt", err, "SAVEPOINT seal", NULL)) != WR_OK)
+            break;
+        r->rc = append_one(q, r);
+        if (r->rc != WR_OK)
+            rc = run(q, "append receipt", err, "ROLLBACK TO seal", NULL);
+        if (rc == WR_OK)
+            rc = run(q, "append receipt", err, "RELEASE seal", NULL);
+    }
+    return finish(q, rc, err);
 }
 
 static int sq_get_receipt(void *impl, const char *execution_id, char **json_out, wr_error *err)
@@ -1212,7 +1303,7 @@ static int sq_iter_receipts(void *impl, int (*fn)(void *ud, int64_t seq, const c
         if (fn(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1)))
             break;
     }
-    sqlite3_finalize(st);
+    release(q, st);
     return finish(q, rc, err);
 }
 
@@ -1241,7 +1332,7 @@ static int sq_integrity_check(void *impl, char **result_out, wr_error *err)
         len += n;
         p[len] = 0;
     }
-    sqlite3_finalize(st);
+    release(q, st);
     if (rc == WR_OK && !*result_out)
         rc = wr_errorf(err, WR_E_IO, q->path, "integrity check returned nothing");
     if (rc) {
@@ -1277,10 +1368,11 @@ const wr_store_ops wr_store_sqlite_ops = {
     .approval_revoked = sq_approval_revoked,
     .approval_consumed = sq_approval_consumed,
     .begin_execution = sq_begin_execution,
+    .record_run = sq_record_run,
     .list_running = sq_list_running,
     .put_output = sq_put_output,
     .get_output = sq_get_output,
-    .append_receipt = sq_append_receipt,
+    .append_receipts = sq_append_receipts,
     .get_receipt = sq_get_receipt,
     .chain_head = sq_chain_head,
     .iter_receipts = sq_iter_receipts,

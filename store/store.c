@@ -14,7 +14,12 @@ struct wr_store {
     const wr_store_ops *ops;
     void *impl;
     char *dir;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* the backend connection */
+    /* Group commit: seals queue here while one caller commits a batch. */
+    pthread_mutex_t seal_mu;
+    pthread_cond_t sealed;
+    wr_seal_request *queue, **queue_tail;
+    bool sealing;
 };
 
 static int missing(wr_error *err, const char *fn, const char *what)
@@ -26,6 +31,14 @@ static int missing(wr_error *err, const char *fn, const char *what)
 static bool blank(const char *s)
 {
     return !s || !*s;
+}
+
+static bool blank_ids(const wr_strv *ids)
+{
+    for (size_t i = 0; ids && i < ids->n; i++)
+        if (blank(ids->v[i]))
+            return true;
+    return false;
 }
 
 static bool valid_request_status(const char *s)
@@ -100,6 +113,9 @@ int wr_store_open(const char *state_dir, wr_store **out, wr_error *err)
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->seal_mu, NULL);
+    pthread_cond_init(&s->sealed, NULL);
+    s->queue_tail = &s->queue;
     *out = s;
     return WR_OK;
 }
@@ -110,6 +126,8 @@ void wr_store_close(wr_store *s)
         return;
     s->ops->close(s->impl);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->seal_mu);
+    pthread_cond_destroy(&s->sealed);
     free(s->dir);
     free(s);
 }
@@ -362,11 +380,21 @@ int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *
 {
     if (!s || blank(execution_id) || blank(contract_sha256))
         return missing(err, "begin execution", "store, execution id or contract sha256");
-    for (size_t i = 0; consume_ids && i < consume_ids->n; i++)
-        if (blank(consume_ids->v[i]))
-            return missing(err, "begin execution", "approval id");
+    if (blank_ids(consume_ids))
+        return missing(err, "begin execution", "approval id");
     lock(s);
     int rc = s->ops->begin_execution(s->impl, execution_id, contract_sha256, consume_ids, now_ms, err);
+    unlock(s);
+    return rc;
+}
+
+int wr_store_record_run(wr_store *s, const wr_run_record *r, wr_error *err)
+{
+    if (!s || !r || blank(r->contract_id) || blank(r->contract_sha256) || !r->contract_json ||
+        (r->execution_id && !*r->execution_id) || blank_ids(r->consume_ids))
+        return missing(err, "record run", "store, contract id, sha256, json, execution id or approval id");
+    lock(s);
+    int rc = s->ops->record_run(s->impl, r, err);
     unlock(s);
     return rc;
 }
@@ -397,15 +425,63 @@ int wr_store_get_output(wr_store *s, const char *execution_id, unsigned char **o
 
 /* ---- receipts ------------------------------------------------------------ */
 
+/* Group commit. A caller queues its request; if no batch is being
+ * committed it becomes the leader: it takes the whole queue, seals it in
+ * one transaction (the connection's mutex held, the queue's released so
+ * that others keep queueing), marks every request done and wakes the
+ * waiters. A waiter whose request is still queued leads the next batch. */
 int wr_store_append_receipt(wr_store *s, const char *execution_id, const char *contract_id, const char *status,
-                            wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err)
+                            const wr_store_output *output, wr_receipt_seal_fn seal, void *ud, int64_t *seq_out,
+                            wr_error *err)
 {
-    if (!s || blank(execution_id) || blank(status) || !seal)
-        return missing(err, "append receipt", "store, execution id, status or seal function");
-    lock(s);
-    int rc = s->ops->append_receipt(s->impl, execution_id, contract_id, status, seal, ud, seq_out, err);
-    unlock(s);
-    return rc;
+    if (!s || blank(execution_id) || blank(status) || !seal ||
+        (output && ((!output->out && output->out_len) || (!output->err && output->err_len))))
+        return missing(err, "append receipt", "store, execution id, status, seal function or output buffer");
+    wr_seal_request me = {
+        .execution_id = execution_id,
+        .contract_id = contract_id,
+        .status = status,
+        .output = output,
+        .seal = seal,
+        .ud = ud,
+        .err = err,
+    };
+    pthread_mutex_lock(&s->seal_mu);
+    *s->queue_tail = &me;
+    s->queue_tail = &me.next;
+    while (!me.done) {
+        if (s->sealing) {
+            pthread_cond_wait(&s->sealed, &s->seal_mu);
+            continue;
+        }
+        wr_seal_request *batch = s->queue;
+        s->queue = NULL;
+        s->queue_tail = &s->queue;
+        s->sealing = true;
+        pthread_mutex_unlock(&s->seal_mu);
+
+        wr_error commit_err = {0};
+        lock(s);
+        int rc = s->ops->append_receipts(s->impl, batch, &commit_err);
+        unlock(s);
+
+        pthread_mutex_lock(&s->seal_mu);
+        for (wr_seal_request *r = batch, *next; r; r = next) {
+            next = r->next; /* r belongs to a waiter that may return once done */
+            if (rc != WR_OK && r->rc == WR_OK) {
+                r->rc = rc;
+                if (r->err)
+                    *r->err = commit_err;
+            }
+            r->done = true;
+        }
+        s->sealing = false;
+        pthread_cond_broadcast(&s->sealed);
+    }
+    pthread_mutex_unlock(&s->seal_mu);
+    if (me.rc == WR_OK && seq_out)
+        *seq_out = me.seq;
+    return me.rc;
 }
 
 int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out, wr_error *err)

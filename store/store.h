@@ -99,6 +99,20 @@ bool wr_store_approval_consumed(wr_store *s, const char *approval_id);
  * (status "running"). Two racing callers with the same id: exactly one wins. */
 int wr_store_begin_execution(wr_store *s, const char *execution_id, const char *contract_sha256,
                              const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
+/* Everything a run records before its command starts, in one durable
+ * transaction (one fsync): the contract, the decision and, when
+ * execution_id is set, the execution row with consume_ids consumed exactly
+ * as wr_store_begin_execution does. Without execution_id (a proposal, a run
+ * refused before it starts): contract and decision only. */
+typedef struct wr_run_record {
+    const char *contract_id, *contract_sha256, *agent_id, *contract_json;
+    const char *decision_json; /* NULL: no decision */
+    const char *execution_id;  /* NULL: no execution */
+    const wr_strv *consume_ids;
+    const char *consumed_request_id; /* with execution_id: this approval request becomes "consumed" */
+    int64_t now_ms;
+} wr_run_record;
+int wr_store_record_run(wr_store *s, const wr_run_record *r, wr_error *err);
 /* Executions still "running" (no receipt yet), oldest first, with their
  * contract sha256 ("" when unknown): parallel lists, caller frees. */
 int wr_store_list_running(wr_store *s, wr_strv *ids_out, wr_strv *contract_sha256_out, wr_error *err);
@@ -113,11 +127,22 @@ int wr_store_get_output(wr_store *s, const char *execution_id, unsigned char **o
  * seal is called inside the transaction with the next seq and the previous
  * receipt's sha256 (64 zeros for the first); it returns the signed receipt's
  * canonical JSON (malloc'd) and its sha256. The row and the new chain head
- * are committed together, durably, before wr_store_append_receipt returns. */
+ * are committed together, durably, before wr_store_append_receipt returns,
+ * with the run's captured output when output is given (as put_output).
+ * Group commit: seals from threads sharing the wr_store that arrive while
+ * one commits are sealed together in the next transaction, one fsync for
+ * all; each caller returns only once its own receipt is durable, and one
+ * that fails does not fail the others. seal may run on another caller's
+ * thread (while this one waits). */
 typedef int (*wr_receipt_seal_fn)(void *ud, int64_t seq, const char prev_sha256[WR_SHA256_HEX_LEN],
                                   char **signed_json_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err);
+typedef struct wr_store_output {
+    const unsigned char *out, *err;
+    size_t out_len, err_len;
+} wr_store_output;
 int wr_store_append_receipt(wr_store *s, const char *execution_id, const char *contract_id, const char *status,
-                            wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);
+                            const wr_store_output *output, wr_receipt_seal_fn seal, void *ud, int64_t *seq_out,
+                            wr_error *err);
 int wr_store_get_receipt(wr_store *s, const char *execution_id, char **json_out, wr_error *err);
 /* The chain head: seq of the newest receipt (0 when there is none) and its
  * sha256 (64 zeros then). Lets a verifier notice receipts cut off the end. */

@@ -3,14 +3,27 @@
  * store.c is the front: it validates arguments, creates the state dir and
  * serialises calls on one wr_store with a mutex, then forwards each call to
  * a backend through this table. Each backend call is exactly one
- * transaction (writes take the write lock up front). All SQL lives in the
- * backend file (sqlite.c); a PostgreSQL backend for several servers sharing
- * one queue is one more table like wr_store_sqlite_ops (e.g. selected by a
- * "postgresql://" state URL in wr_store_open) and no caller changes. */
+ * transaction (append_receipts: one for a whole batch of seals) (writes take the write lock up front). All SQL lives in
+ * the backend file (sqlite.c); a PostgreSQL backend for several servers sharing one queue is one more table like
+ * wr_store_sqlite_ops (e.g. selected by a "postgresql://" state URL in wr_store_open) and no caller changes. */
 #ifndef WR_STORE_INTERNAL_H
 #define WR_STORE_INTERNAL_H
 
 #include "store/store.h"
+
+/* One receipt waiting to be sealed; the front queues them so that seals
+ * arriving together share one transaction (group commit). */
+typedef struct wr_seal_request {
+    const char *execution_id, *contract_id, *status;
+    const wr_store_output *output; /* NULL: none */
+    wr_receipt_seal_fn seal;
+    void *ud;
+    wr_error *err; /* this request's error */
+    int rc;        /* this request's outcome (the commit's is the batch's) */
+    int64_t seq;
+    bool done; /* committed or failed: the waiting caller may return */
+    struct wr_seal_request *next;
+} wr_seal_request;
 
 typedef struct wr_store_ops {
     const char *name;
@@ -49,14 +62,16 @@ typedef struct wr_store_ops {
 
     int (*begin_execution)(void *impl, const char *execution_id, const char *contract_sha256,
                            const wr_strv *consume_ids, int64_t now_ms, wr_error *err);
+    int (*record_run)(void *impl, const wr_run_record *r, wr_error *err);
     int (*list_running)(void *impl, wr_strv *ids_out, wr_strv *contract_sha256_out, wr_error *err);
     int (*put_output)(void *impl, const char *execution_id, const unsigned char *out, size_t out_len,
                       const unsigned char *errb, size_t err_len, wr_error *err);
     int (*get_output)(void *impl, const char *execution_id, unsigned char **out, size_t *out_len, unsigned char **errb,
                       size_t *err_len, wr_error *err);
 
-    int (*append_receipt)(void *impl, const char *execution_id, const char *contract_id, const char *status,
-                          wr_receipt_seal_fn seal, void *ud, int64_t *seq_out, wr_error *err);
+    /* Every request of the list in one transaction; each one's outcome in
+     * its rc, the commit's returned. */
+    int (*append_receipts)(void *impl, wr_seal_request *batch, wr_error *err);
     int (*get_receipt)(void *impl, const char *execution_id, char **json_out, wr_error *err);
     int (*chain_head)(void *impl, int64_t *seq_out, char sha256_out[WR_SHA256_HEX_LEN], wr_error *err);
     int (*iter_receipts)(void *impl, int (*fn)(void *ud, int64_t seq, const char *json), void *ud, wr_error *err);

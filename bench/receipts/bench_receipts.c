@@ -12,6 +12,7 @@
  * The long chain is built on /dev/shm (tmpfs): building it with an fsync
  * per receipt on a disk would only measure the disk. Sealing is measured
  * both on DURABLE_DIR (what a server pays) and on tmpfs (the CPU cost). */
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@
 #include <unistd.h>
 
 #include "receipts/receipts_internal.h" /* the worker-count knob */
+
+#define MAX_SEALERS 32
 
 static double now_s(void)
 {
@@ -149,8 +152,81 @@ static void rm_rf(const char *dir)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* Durable seals per second with `threads` sealers sharing one store (as a
+ * server's run workers do): group commit lets seals that arrive together
+ * share one transaction and one fsync. */
+typedef struct sealer_job {
+    wr_store *st;
+    const wr_keypair *kp;
+    const wr_schema *schema;
+    int index;
+    long n;
+} sealer_job;
+
+static void *sealer_thread(void *arg)
+{
+    sealer_job *j = arg;
+    wr_ctx ctx = wr_ctx_system();
+    wr_error err = {0};
+    for (long i = 0; i < j->n; i++) {
+        char id[WR_ID_MAX];
+        snprintf(id, sizeof id, "exe_%03d_%08ld", j->index, i);
+        json_object *r = sample(&ctx, id), *s = NULL;
+        if (wr_receipt_seal(j->st, j->kp, &ctx, j->schema, r, id, &s, &err)) {
+            fprintf(stderr, "seal: %s\n", err.message);
+            exit(1);
+        }
+        json_object_put(r);
+        json_object_put(s);
+    }
+    return NULL;
+}
+
+static double concurrent_seal_rate(const char *parent, int threads, long total)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/wr-bench-XXXXXX", parent);
+    if (!mkdtemp(dir))
+        return perror(dir), 0;
+    wr_ctx ctx = wr_ctx_system();
+    wr_error err = {0};
+    wr_keypair kp;
+    wr_store *st;
+    wr_schema *schema = NULL;
+    if (wr_server_key_load_or_create(dir, &ctx, &kp, &err) || wr_store_open(dir, &st, &err) ||
+        !(schema = wr_receipt_schema_new(&err))) {
+        fprintf(stderr, "bench: %s\n", err.message);
+        exit(1);
+    }
+    sealer_job jobs[MAX_SEALERS];
+    pthread_t t[MAX_SEALERS];
+    double t0 = now_s();
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (sealer_job){st, &kp, schema, i, total / threads};
+        pthread_create(&t[i], NULL, sealer_thread, &jobs[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    double rate = (double)(total / threads * threads) / (now_s() - t0);
+    wr_schema_free(schema);
+    wr_store_close(st);
+    wr_keypair_wipe(&kp);
+    rm_rf(dir);
+    return rate;
+}
+
 int main(int argc, char **argv)
 {
+    /* bench_receipts sealers [DURABLE_DIR=/tmp [SEALS=2000]]: only the concurrent seal rates. */
+    if (argc > 1 && !strcmp(argv[1], "sealers")) {
+        const char *dir = argc > 2 ? argv[2] : "/tmp";
+        long total = argc > 3 ? atol(argv[3]) : 2000;
+        static const int counts[] = {1, 8, MAX_SEALERS};
+        for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
+            printf("seal, durable (%s), %2d concurrent sealers %8.0f receipts/s  (%ld seals, group commit)\n", dir,
+                   counts[i], concurrent_seal_rate(dir, counts[i], total), total);
+        return 0;
+    }
     long chain = argc > 1 ? atol(argv[1]) : 100000;
     const char *durable = argc > 2 ? argv[2] : "/tmp";
     long seals = argc > 3 ? atol(argv[3]) : 300;

@@ -4,9 +4,13 @@
 # before the tree, "today's seal rate"), both run interleaved in this run with the same arguments.
 # usage: run.sh [CHAIN_LEN [DURABLE_DIR [SEALS]]]   env: WARRANT_BUILD (required), WARRANT_TLOG_BASELINE
 #        (fc83000), WARRANT_TLOG_ROUNDS (5), WARRANT_TLOG_SEALS (3000 on tmpfs per run), WARRANT_TLOG_ONLY=1
-#        (the sealing comparison only)
+#        (the sealing comparison only), WARRANT_SEALERS_SEALS (2000)
 set -euo pipefail
-[ -n "${WARRANT_TLOG_ONLY:-}" ] || "${WARRANT_BUILD:?}/bench/receipts/bench_receipts" "$@"
+if [ -z "${WARRANT_TLOG_ONLY:-}" ]; then
+  "${WARRANT_BUILD:?}/bench/receipts/bench_receipts" "$@"
+  # Durable seals with 1, 8 and 32 concurrent sealers on one store (group commit).
+  "$WARRANT_BUILD/bench/receipts/bench_receipts" sealers "${2:-/tmp}" "${WARRANT_SEALERS_SEALS:-2000}"
+fi
 
 baseline="${WARRANT_TLOG_BASELINE:-fc83000}"
 rounds="${WARRANT_TLOG_ROUNDS:-5}"

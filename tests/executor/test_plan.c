@@ -516,6 +516,16 @@ static void test_seccomp_filter(void **state)
     assert_true(la > 0 && lb > la);
     free(a);
     free(b);
+    /* The programs exported at build time are what libseccomp makes here now. */
+    for (wr_sock_families fam = WR_SOCK_UNIX; fam <= WR_SOCK_INET_ROUTE; fam++) {
+        assert_int_equal(wr_seccomp_bpf(fam, &a, &la, &e), WR_OK);
+        assert_int_equal(wr_seccomp_export(fam, &b, &lb, &e), WR_OK);
+        assert_int_equal(la, lb);
+        assert_memory_equal(a, b, la);
+        free(a);
+        free(b);
+    }
+    assert_int_equal(wr_seccomp_bpf(WR_SOCK_INET_ROUTE + 1, &a, &la, &e), WR_E_INTERNAL);
 }
 
 typedef struct chunks {

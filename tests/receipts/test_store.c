@@ -92,15 +92,46 @@ static void test_open_modes_and_pragmas(void **state)
     free(res);
 }
 
-static void test_newer_schema_refused(void **state)
+/* Runs sql on the store's file over a connection of its own. */
+static void exec_sql(fixture *f, const char *sql)
 {
-    fixture *f = *state;
     char db[256];
     snprintf(db, sizeof db, "%s/warrant.db", f->dir);
     sqlite3 *h;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
+}
+
+static int no_checkpoint(void *ud, int64_t size, const char *note)
+{
+    (void)ud, (void)size, (void)note;
+    return 0;
+}
+
+/* A statement that cannot be kept (it fails to prepare) is finalised and
+ * its error returned: tables gone from under the store are an error, never
+ * a hang (release() once called itself on this path). The first call sees
+ * the change (SQLite re-reads the schema); the next ones fail to prepare. */
+static void test_statement_that_fails_to_prepare(void **state)
+{
+    fixture *f = *state;
+    exec_sql(f, "DROP TABLE decisions; DROP TABLE checkpoints");
+    wr_error err = {0};
+    assert_int_equal(wr_store_put_decision(f->st, SHA_A, "{}", 1, &err), WR_E_IO);
+    assert_non_null(strstr(err.message, "no such table: decisions"));
+    char *json = NULL;
+    assert_int_equal(wr_store_get_decision(f->st, SHA_A, &json, &err), WR_E_IO);
+    assert_null(json);
+    /* a walk over rows releases its statement, made or not */
+    assert_int_equal(wr_store_iter_checkpoints(f->st, no_checkpoint, NULL, &err), WR_E_IO);
+    assert_non_null(strstr(err.message, "no such table: checkpoints"));
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture *f = *state;
+    exec_sql(f, "PRAGMA user_version = 99");
     wr_store *other = NULL;
     wr_error err = {0};
     assert_int_equal(wr_store_open(f->dir, &other, &err), WR_E_VERSION);
@@ -272,6 +303,49 @@ static void test_approvals_and_consumption(void **state)
     wr_strv_free(&ids);
 }
 
+/* A run's records before exec are one transaction: a consumed approval
+ * refuses the execution and leaves neither its contract nor its decision. */
+static void test_record_run(void **state)
+{
+    fixture *f = *state;
+    wr_error err = {0};
+    wr_approval_request req = {.request_id = "r1", .contract_sha256 = SHA_A, .status = "approved"};
+    assert_int_equal(wr_store_put_approval_request(f->st, &req, NULL, &err), WR_OK);
+    wr_strv ids = {0};
+    wr_strv_push(&ids, "a1");
+    wr_run_record rec = {.contract_id = "c1",
+                         .contract_sha256 = SHA_A,
+                         .agent_id = "agent",
+                         .contract_json = "{\"v\":1}",
+                         .decision_json = "{\"d\":1}",
+                         .execution_id = "e1",
+                         .consume_ids = &ids,
+                         .consumed_request_id = "r1",
+                         .now_ms = 10};
+    assert_int_equal(wr_store_record_run(f->st, &rec, &err), WR_OK);
+    assert_true(wr_store_approval_consumed(f->st, "a1"));
+    wr_approval_request got = {0};
+    assert_int_equal(wr_store_get_approval_request(f->st, "r1", &got, &err), WR_OK);
+    assert_string_equal(got.status, "consumed");
+    wr_approval_request_clear(&got);
+    char *json = NULL;
+    assert_int_equal(wr_store_get_decision(f->st, SHA_A, &json, &err), WR_OK);
+    assert_string_equal(json, "{\"d\":1}");
+    free(json);
+
+    rec.contract_sha256 = SHA_B;
+    rec.execution_id = "e2";
+    assert_int_equal(wr_store_record_run(f->st, &rec, &err), WR_E_CONFLICT);
+    assert_string_equal(err.message, "approval 'a1' was already consumed");
+    assert_int_equal(wr_store_get_contract(f->st, SHA_B, &json, &err), WR_E_NOTFOUND);
+    assert_int_equal(wr_store_get_decision(f->st, SHA_B, &json, &err), WR_E_NOTFOUND);
+    rec.execution_id = NULL; /* contract and decision only */
+    assert_int_equal(wr_store_record_run(f->st, &rec, &err), WR_OK);
+    assert_int_equal(wr_store_get_contract(f->st, SHA_B, &json, &err), WR_OK);
+    free(json);
+    wr_strv_free(&ids);
+}
+
 static void test_output(void **state)
 {
     fixture *f = *state;
@@ -330,7 +404,7 @@ static void test_receipt_chain(void **state)
     char zeros[65];
     memset(zeros, '0', 64);
     zeros[64] = 0;
-    assert_int_equal(wr_store_append_receipt(f->st, "e1", "c1", "success", seal_fn, &s, &seq, &err), WR_OK);
+    assert_int_equal(wr_store_append_receipt(f->st, "e1", "c1", "success", NULL, seal_fn, &s, &seq, &err), WR_OK);
     assert_int_equal(seq, 1);
     assert_string_equal(s.prev, zeros);
     char *first = NULL;
@@ -340,16 +414,17 @@ static void test_receipt_chain(void **state)
     free(first);
 
     s.fail = true;
-    assert_int_equal(wr_store_append_receipt(f->st, "e2", "c1", "failed", seal_fn, &s, &seq, &err), WR_E_CRYPTO);
+    assert_int_equal(wr_store_append_receipt(f->st, "e2", "c1", "failed", NULL, seal_fn, &s, &seq, &err), WR_E_CRYPTO);
     assert_int_equal(wr_store_get_receipt(f->st, "e2", &first, &err), WR_E_NOTFOUND);
     assert_null(first);
     s.fail = false;
-    assert_int_equal(wr_store_append_receipt(f->st, "e2", "c1", "failed", seal_fn, &s, &seq, &err), WR_OK);
+    assert_int_equal(wr_store_append_receipt(f->st, "e2", "c1", "failed", NULL, seal_fn, &s, &seq, &err), WR_OK);
     assert_int_equal(seq, 2); /* the failed seal did not use up a seq */
     assert_string_equal(s.prev, want);
-    assert_int_equal(wr_store_append_receipt(f->st, "e2", "c1", "failed", seal_fn, &s, &seq, &err), WR_E_CONFLICT);
+    assert_int_equal(wr_store_append_receipt(f->st, "e2", "c1", "failed", NULL, seal_fn, &s, &seq, &err),
+                     WR_E_CONFLICT);
     assert_non_null(strstr(err.message, "already has a receipt"));
-    assert_int_equal(wr_store_append_receipt(f->st, "e3", NULL, "blocked", seal_fn, &s, &seq, &err), WR_OK);
+    assert_int_equal(wr_store_append_receipt(f->st, "e3", NULL, "blocked", NULL, seal_fn, &s, &seq, &err), WR_OK);
     assert_int_equal(seq, 3);
 
     char seen[128] = "";
@@ -423,10 +498,80 @@ static void *append_thread(void *arg)
         snprintf(exec_id, sizeof exec_id, "x%d-%d", r->index, i);
         sealer s = {0};
         wr_error err = {0};
-        if (wr_store_append_receipt(r->st, exec_id, "c", "success", seal_fn, &s, NULL, &err) == WR_OK)
+        if (wr_store_append_receipt(r->st, exec_id, "c", "success", NULL, seal_fn, &s, NULL, &err) == WR_OK)
             r->wins++;
     }
     return NULL;
+}
+
+/* Group commit: 16 threads seal at once, so seals queue while one commits
+ * and later batches carry several (the sealing callback of a queued
+ * receipt then runs on the batch leader's thread). In every batch some
+ * seals fail (the callback, a second receipt for one execution): they are
+ * rolled back alone, the others commit, and the chain has no gap. */
+#define GROUP_THREADS 16
+#define GROUP_SEALS   12
+typedef struct group_sealer {
+    sealer s;
+    pthread_t owner;
+    bool foreign; /* sealed on another caller's thread */
+} group_sealer;
+
+static int group_seal_fn(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], char **json_out,
+                         char sha_out[WR_SHA256_HEX_LEN], wr_error *err)
+{
+    group_sealer *g = ud;
+    g->foreign = !pthread_equal(g->owner, pthread_self());
+    usleep(500); /* a slow signer: the others queue meanwhile */
+    return seal_fn(&g->s, seq, prev, json_out, sha_out, err);
+}
+
+typedef struct group_racer {
+    wr_store *st;
+    int index, sealed, failed, conflicts, foreign;
+} group_racer;
+
+static void *group_thread(void *arg)
+{
+    group_racer *r = arg;
+    for (int i = 0; i < GROUP_SEALS; i++) {
+        char exec_id[32];
+        /* every fourth seal reuses the previous execution id: a conflict */
+        snprintf(exec_id, sizeof exec_id, "g%d-%d", r->index, i % 4 == 3 ? i - 1 : i);
+        group_sealer g = {.s.fail = i % 4 == 1, .owner = pthread_self()};
+        wr_error err = {0};
+        int rc = wr_store_append_receipt(r->st, exec_id, "c", "success", NULL, group_seal_fn, &g, NULL, &err);
+        r->sealed += rc == WR_OK;
+        r->failed += rc == WR_E_CRYPTO;
+        r->conflicts += rc == WR_E_CONFLICT;
+        r->foreign += g.foreign;
+    }
+    return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+    fixture *f = *state;
+    group_racer r[GROUP_THREADS];
+    pthread_t t[GROUP_THREADS];
+    for (int i = 0; i < GROUP_THREADS; i++) {
+        r[i] = (group_racer){.st = f->st, .index = i};
+        assert_int_equal(pthread_create(&t[i], NULL, group_thread, &r[i]), 0);
+    }
+    int foreign = 0;
+    for (int i = 0; i < GROUP_THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(r[i].sealed, GROUP_SEALS / 2);
+        assert_int_equal(r[i].failed, GROUP_SEALS / 4);
+        assert_int_equal(r[i].conflicts, GROUP_SEALS / 4);
+        foreign += r[i].foreign;
+    }
+    assert_true(foreign > 0); /* batches of several happened */
+    assert_chain(f->st, GROUP_THREADS * GROUP_SEALS / 2);
+    wr_error err = {0};
+    wr_tree_head head;
+    assert_int_equal(wr_store_tree(f->st, WR_TREE_ROOT, 0, -1, &head, NULL, &err), WR_OK);
+    assert_int_equal(head.size, GROUP_THREADS * GROUP_SEALS / 2);
 }
 
 static void test_threads_share_a_store(void **state)
@@ -515,9 +660,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_contracts_decisions_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approvals_and_consumption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statement_that_fails_to_prepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_a_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processes_share_a_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
