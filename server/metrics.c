@@ -48,8 +48,9 @@ static const struct family_def {
 };
 
 typedef struct series {
-    char *labels; /* rendered: outcome="allow",reason="ALLOW" (may be "") */
-    double value; /* counter, gauge; histogram: sum */
+    char *vals[2]; /* the label values, compared on every update (cheaper than rendering) */
+    char *labels;  /* rendered once: outcome="allow",reason="ALLOW" (may be "") */
+    double value;  /* counter, gauge; histogram: sum */
     uint64_t count;
     uint64_t bucket[NBUCKETS]; /* not cumulative; summed when rendered */
 } series;
@@ -73,8 +74,11 @@ void wr_metrics_free(wr_metrics *m)
     if (!m)
         return;
     for (int f = 0; f < WR_M_COUNT; f++) {
-        for (size_t i = 0; i < m->n[f]; i++)
+        for (size_t i = 0; i < m->n[f]; i++) {
             free(m->s[f][i].labels);
+            free(m->s[f][i].vals[0]);
+            free(m->s[f][i].vals[1]);
+        }
         free(m->s[f]);
     }
     pthread_mutex_destroy(&m->mu);
@@ -98,7 +102,7 @@ static void append_escaped(char *out, size_t cap, size_t *used, const char *v)
     out[*used] = '\0';
 }
 
-static void render_labels(const struct family_def *d, const char *const *values, bool other, char *out, size_t cap)
+static void render_labels(const struct family_def *d, const char *const *values, char *out, size_t cap)
 {
     size_t used = 0;
     out[0] = '\0';
@@ -107,7 +111,7 @@ static void render_labels(const struct family_def *d, const char *const *values,
         if (k < 0 || (size_t)k >= cap - used)
             return;
         used += (size_t)k;
-        append_escaped(out, cap, &used, other ? "other" : values && values[i] ? values[i] : "");
+        append_escaped(out, cap, &used, values && values[i] ? values[i] : "");
         if (used + 2 < cap) {
             out[used++] = '"';
             out[used] = '\0';
@@ -115,31 +119,54 @@ static void render_labels(const struct family_def *d, const char *const *values,
     }
 }
 
-/* The series for these labels, created on first use; under m->mu. */
+static const char *value_at(const char *const *values, int i)
+{
+    return values && values[i] ? values[i] : "";
+}
+
+static bool same_values(const struct family_def *d, const series *x, const char *const *values)
+{
+    for (int i = 0; i < 2 && d->labels[i]; i++)
+        if (strcmp(x->vals[i] ? x->vals[i] : "", value_at(values, i)))
+            return false;
+    return true;
+}
+
+/* The series for these labels, created on first use; under m->mu. The last
+ * slot of a family is kept for "other", so a full family never misfiles. */
 static series *find(wr_metrics *m, wr_metric id, const char *const *values)
 {
-    char labels[256];
-    render_labels(&defs[id], values, false, labels, sizeof labels);
-    for (size_t i = 0; i < m->n[id]; i++)
-        if (!strcmp(m->s[id][i].labels, labels))
-            return &m->s[id][i];
-    if (m->n[id] >= WR_METRICS_MAX_SERIES) {
-        render_labels(&defs[id], values, true, labels, sizeof labels);
+    static const char *const other[2] = {"other", "other"};
+    const struct family_def *d = &defs[id];
+    for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < m->n[id]; i++)
-            if (!strcmp(m->s[id][i].labels, labels))
+            if (same_values(d, &m->s[id][i], values))
                 return &m->s[id][i];
-        return &m->s[id][m->n[id] - 1]; /* the cap is reached only through "other" */
+        if (m->n[id] < WR_METRICS_MAX_SERIES - 1 || (pass == 1 && m->n[id] < WR_METRICS_MAX_SERIES))
+            break;
+        values = other;
     }
+    if (m->n[id] >= WR_METRICS_MAX_SERIES)
+        return NULL;
     series *grown = realloc(m->s[id], (m->n[id] + 1) * sizeof *grown);
     if (!grown)
         return NULL;
     m->s[id] = grown;
-    series *s = &grown[m->n[id]];
-    memset(s, 0, sizeof *s);
-    if (!(s->labels = strdup(labels)))
+    series *x = &grown[m->n[id]];
+    memset(x, 0, sizeof *x);
+    char labels[256];
+    render_labels(d, values, labels, sizeof labels);
+    x->labels = strdup(labels);
+    for (int i = 0; i < 2 && d->labels[i]; i++)
+        x->vals[i] = strdup(value_at(values, i));
+    if (!x->labels || (d->labels[0] && !x->vals[0]) || (d->labels[1] && !x->vals[1])) {
+        free(x->labels);
+        free(x->vals[0]);
+        free(x->vals[1]);
         return NULL;
+    }
     m->n[id]++;
-    return s;
+    return x;
 }
 
 void wr_metrics_add(wr_metrics *m, wr_metric id, const char *const *label_values, double n)
