@@ -191,21 +191,39 @@ void wr_metrics_set(wr_metrics *m, wr_metric id, const char *const *label_values
     pthread_mutex_unlock(&m->mu);
 }
 
+static void observe_locked(wr_metrics *m, wr_metric id, double seconds)
+{
+    series *s = find(m, id, NULL);
+    if (!s)
+        return;
+    s->value += seconds;
+    s->count++;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        if (seconds <= buckets[b]) {
+            s->bucket[b]++;
+            break;
+        }
+}
+
 void wr_metrics_observe(wr_metrics *m, wr_metric id, double seconds)
 {
     if (!m || id >= WR_M_COUNT || defs[id].kind != HISTOGRAM)
         return;
     pthread_mutex_lock(&m->mu);
-    series *s = find(m, id, NULL);
-    if (s) {
-        s->value += seconds;
-        s->count++;
-        for (size_t b = 0; b < NBUCKETS; b++)
-            if (seconds <= buckets[b]) {
-                s->bucket[b]++;
-                break;
-            }
-    }
+    observe_locked(m, id, seconds);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void wr_metrics_add_observe(wr_metrics *m, wr_metric id, const char *const *label_values, double n, wr_metric hid,
+                            double seconds)
+{
+    if (!m || id >= WR_M_COUNT || hid >= WR_M_COUNT || defs[hid].kind != HISTOGRAM)
+        return;
+    pthread_mutex_lock(&m->mu);
+    series *s = find(m, id, label_values);
+    if (s)
+        s->value += n;
+    observe_locked(m, hid, seconds);
     pthread_mutex_unlock(&m->mu);
 }
 

@@ -39,6 +39,10 @@ void wr_metrics_free(wr_metrics *m);
 void wr_metrics_add(wr_metrics *m, wr_metric id, const char *const *label_values, double n);
 void wr_metrics_set(wr_metrics *m, wr_metric id, const char *const *label_values, double v);
 void wr_metrics_observe(wr_metrics *m, wr_metric id, double seconds);
+/* Adds n to counter id and observes seconds in histogram hid under one lock
+ * (the per-check path: a decision and its latency). */
+void wr_metrics_add_observe(wr_metrics *m, wr_metric id, const char *const *label_values, double n, wr_metric hid,
+                            double seconds);
 
 /* The refusal cause named by an HTTP status (a closed set of names). */
 const char *wr_metrics_http_cause(int status);

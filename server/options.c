@@ -150,9 +150,11 @@ static void observe_gate(void *ud, const wr_gate_event *ev)
 {
     wr_metrics *m = ud;
     if (ev->kind == WR_GATE_DECISION) {
-        wr_metrics_add(m, WR_M_DECISIONS, (const char *const[]){ev->outcome, ev->reason}, 1);
+        const char *const labels[] = {ev->outcome, ev->reason};
         if (ev->operation && !strcmp(ev->operation, "check"))
-            wr_metrics_observe(m, WR_M_CHECK_SECONDS, ev->seconds);
+            wr_metrics_add_observe(m, WR_M_DECISIONS, labels, 1, WR_M_CHECK_SECONDS, ev->seconds);
+        else
+            wr_metrics_add(m, WR_M_DECISIONS, labels, 1);
     } else if (ev->kind == WR_GATE_SEALED) {
         wr_metrics_add(m, WR_M_RECEIPTS, NULL, 1);
         wr_metrics_add(m, WR_M_RUNS, (const char *const[]){ev->outcome}, 1);
