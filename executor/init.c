@@ -35,7 +35,7 @@ typedef struct config {
     wr_ll_rule rules[MAX_RULES];
     int nrules;
     int abi;
-    bool tcp;
+    int tcp; /* WR_LL_TCP_ANY, WR_LL_TCP_NONE or a port (landlock.h) */
 } config;
 
 static void report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -93,7 +93,7 @@ static int read_config(int fd, config *c)
         else if (tag == WR_CFG_LANDLOCK_ABI)
             c->abi = atoi(v);
         else if (tag == WR_CFG_TCP)
-            c->tcp = *v == '1';
+            c->tcp = atoi(v);
         else if (c->nrules < MAX_RULES &&
                  (tag == WR_CFG_READ || tag == WR_CFG_WRITE || tag == WR_CFG_DEVICES || tag == WR_CFG_PROC))
             c->rules[c->nrules++] = (wr_ll_rule){tag == WR_CFG_READ      ? WR_LL_READ

@@ -21,7 +21,7 @@
 /* config record tags */
 #define WR_CFG_ENV          'e' /* NAME=VALUE */
 #define WR_CFG_LANDLOCK_ABI 'a' /* decimal; 0: no Landlock */
-#define WR_CFG_TCP          't' /* "1": TCP bind/connect allowed */
+#define WR_CFG_TCP          't' /* TCP under Landlock: "-1" any, "0" none, else the one port it may connect to */
 #define WR_CFG_READ         'r' /* path: read and execute beneath */
 #define WR_CFG_WRITE        'w' /* path: every file-system right beneath */
 #define WR_CFG_DEVICES      'd' /* path: read, write and ioctl of device files, no exec */

@@ -30,6 +30,13 @@ struct ll_path_beneath {
     int32_t parent_fd;
 } __attribute__((packed));
 
+/* struct landlock_net_port_attr and LANDLOCK_RULE_NET_PORT (ABI 4). */
+#define LL_RULE_NET_PORT 2
+struct ll_net_port {
+    uint64_t allowed_access;
+    uint64_t port;
+};
+
 #define LL_READ (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
 /* Rights that apply to a non-directory (path_beneath on a file refuses the rest). */
 #define LL_FILE_RIGHTS                                                                                                 \
@@ -79,12 +86,12 @@ static uint64_t rights(wr_ll_kind kind, uint64_t handled)
     return 0;
 }
 
-int wr_landlock_apply(int abi, const wr_ll_rule *rules, int nrules, bool allow_tcp, const char **stage)
+int wr_landlock_apply(int abi, const wr_ll_rule *rules, int nrules, int tcp, const char **stage)
 {
     struct ll_ruleset_attr attr = {.handled_access_fs = fs_handled(abi)};
     size_t size = offsetof(struct ll_ruleset_attr, handled_access_net);
     if (abi >= 4) {
-        attr.handled_access_net = allow_tcp ? 0 : LL_NET_BIND_TCP | LL_NET_CONNECT_TCP;
+        attr.handled_access_net = tcp == WR_LL_TCP_ANY ? 0 : LL_NET_BIND_TCP | LL_NET_CONNECT_TCP;
         size = offsetof(struct ll_ruleset_attr, scoped);
     }
     if (abi >= 6) {
@@ -114,6 +121,16 @@ int wr_landlock_apply(int abi, const wr_ll_rule *rules, int nrules, bool allow_t
         close(fd);
         if (r != 0) {
             *stage = "landlock rule";
+            close(rs);
+            errno = e;
+            return -1;
+        }
+    }
+    if (abi >= 4 && tcp > 0) {
+        struct ll_net_port np = {.allowed_access = LL_NET_CONNECT_TCP, .port = (uint64_t)tcp};
+        if (syscall(SYS_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0) != 0) {
+            int e = errno;
+            *stage = "landlock port rule";
             close(rs);
             errno = e;
             return -1;

@@ -27,12 +27,18 @@ typedef struct wr_ll_rule {
     const char *path;
 } wr_ll_rule;
 
+/* TCP under Landlock ABI >= 4: any bind and connect, none, or (a port
+ * number) connect to that one port only, as an allowlisted run's egress
+ * proxy: even inside its own network namespace it reaches nothing else. */
+#define WR_LL_TCP_ANY  (-1)
+#define WR_LL_TCP_NONE 0
+
 /* Restricts the calling thread (and what it execs) to the rules, with the
- * given ABI (1..WR_LANDLOCK_ABI_MAX). allow_tcp=false on ABI >= 4 refuses
- * every TCP bind and connect; ABI >= 6 also scopes abstract unix sockets
- * and signals to the sandbox. A rule path that does not exist is skipped
- * (an absent optional system file). Returns 0, or -1 with errno set and
- * *stage naming the failing step. Needs no_new_privs. */
-int wr_landlock_apply(int abi, const wr_ll_rule *rules, int nrules, bool allow_tcp, const char **stage);
+ * given ABI (1..WR_LANDLOCK_ABI_MAX) and TCP as tcp says (above; ABI >= 4);
+ * ABI >= 6 also scopes abstract unix sockets and signals to the sandbox. A
+ * rule path that does not exist is skipped (an absent optional system
+ * file). Returns 0, or -1 with errno set and *stage naming the failing
+ * step. Needs no_new_privs. */
+int wr_landlock_apply(int abi, const wr_ll_rule *rules, int nrules, int tcp, const char **stage);
 
 #endif

@@ -980,8 +980,14 @@ int wr_plan_config(const wr_plan *p, char **buf, size_t *len, wr_error *err)
     char abi[16];
     snprintf(abi, sizeof abi, "%d", p->landlock_abi);
     int rc = record(&recs, WR_CFG_LANDLOCK_ABI, abi, NULL, err);
+    /* allowlisted: the proxy's port only; full: any; deny: none */
+    char tcp[16];
+    snprintf(tcp, sizeof tcp, "%d",
+             p->network == WR_NET_ALLOWLISTED ? WR_EGRESS_PROXY_PORT
+             : p->share_net                   ? WR_LL_TCP_ANY
+                                              : WR_LL_TCP_NONE);
     if (rc == WR_OK)
-        rc = record(&recs, WR_CFG_TCP, p->share_net ? "1" : "0", NULL, err);
+        rc = record(&recs, WR_CFG_TCP, tcp, NULL, err);
     for (size_t i = 0; rc == WR_OK && i < p->nops; i++) {
         const wr_plan_op *op = &p->ops[i];
         char tag = landlock_tag(op);

@@ -412,6 +412,42 @@ static void test_landlock(void **s)
     free(cwd);
 }
 
+/* Landlock's TCP rules (ABI >= 4): an allowlisted run may connect to its
+ * egress proxy's port only, so even inside its own network namespace a
+ * listener of its own making or any other port is out of reach; and it binds
+ * nothing. seccomp lets AF_INET through in this mode, so this is Landlock's
+ * own refusal (EACCES), not the socket's (EAFNOSUPPORT) nor a missing peer
+ * (ECONNREFUSED, as with Landlock switched off). */
+static void test_landlock_tcp(void **s)
+{
+    (void)s;
+    const char *why = NULL;
+    if (wr_landlock_abi(&why) < 4)
+        skip();
+    static const char py[] = "import errno, socket\n"
+                             "def attempt(f):\n"
+                             "    try:\n"
+                             "        f(); return 'ok'\n"
+                             "    except OSError as e:\n"
+                             "        return errno.errorcode.get(e.errno, str(e.errno))\n"
+                             "def conn(port):\n"
+                             "    return lambda: socket.create_connection(('127.0.0.1', port), timeout=3).close()\n"
+                             "def bind():\n"
+                             "    s = socket.socket(); s.bind(('127.0.0.1', 8080)); s.listen(); s.close()\n"
+                             "print(attempt(conn(9)), attempt(bind), attempt(conn(3128)))\n";
+    const char *argv[] = {"python3", "-c", py, NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "t", .seg = {argv}, .net = WR_NET_ALLOWLISTED}, {0}});
+    wr_exec_result *r = run(&f);
+    assert_string_equal(OUT(r), "EACCES EACCES ok\n");
+    wr_exec_result_free(r);
+
+    f.req.landlock = -1; /* the same run without Landlock: the port is merely closed */
+    r = run(&f);
+    assert_string_equal(OUT(r), "ECONNREFUSED ok ok\n");
+    wr_exec_result_free(r);
+}
+
 /* ---- seccomp: io_uring and socket families -------------------------------- */
 
 /* Issue 9: IORING_OP_SOCKET made AF_INET and AF_VSOCK sockets under strict
@@ -1245,6 +1281,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_no_zombie_pid1),
         cmocka_unit_test(test_secrets_not_in_host_environ),
         cmocka_unit_test(test_landlock),
+        cmocka_unit_test(test_landlock_tcp),
         cmocka_unit_test(test_io_uring_and_sockets),
         cmocka_unit_test(test_write_under_cwd_or_read),
         cmocka_unit_test(test_dev_not_writable),
@@ -1265,6 +1302,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_no_zombie_pid1),
         cmocka_unit_test(test_secrets_not_in_host_environ),
         cmocka_unit_test(test_landlock),
+        cmocka_unit_test(test_landlock_tcp),
         cmocka_unit_test(test_io_uring_and_sockets),
         cmocka_unit_test(test_write_under_cwd_or_read),
         cmocka_unit_test(test_dev_not_writable),
