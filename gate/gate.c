@@ -393,9 +393,10 @@ static void observe(const wr_gate *g, const wr_gate_event *ev)
 static int evaluate(wr_gate *g, const char *operation, const wr_policy *p, const wr_contract *ct, const char *identity,
                     wr_decision **out, wr_error *err)
 {
-    int64_t start = wr_now_ms(&g->ctx);
+    /* check is the hot path: read the clock only for an observer */
+    int64_t start = g->observer ? wr_now_ms(&g->ctx) : 0;
     int rc = wr_policy_evaluate(p, ct, &g->ctx, out, err);
-    if (rc == WR_OK)
+    if (rc == WR_OK && g->observer)
         observe(g, &(wr_gate_event){.kind = WR_GATE_DECISION,
                                     .identity = identity ? identity : ct->actor.agent_id,
                                     .outcome = wr_decision_kind_name((*out)->kind),
@@ -1241,35 +1242,40 @@ void wr_run_outcome_clear(wr_run_outcome *o)
 
 /* ---- the transparency log ------------------------------------------------ */
 
-int wr_gate_checkpoint_size(wr_gate *g, int64_t *size, wr_error *err)
+/* The tree size of the newest stored checkpoint, -1 when there is none. */
+static int newest_checkpoint_size(wr_gate *g, int64_t *size, wr_error *err)
 {
     char *note = NULL;
-    *size = 0;
+    *size = -1;
     int rc = wr_store_get_checkpoint(g->store, -1, size, &note, err);
     free(note);
     if (rc == WR_E_NOTFOUND) {
         wr_error_clear(err);
-        *size = 0;
+        *size = -1;
         return WR_OK;
     }
     return rc;
 }
 
+int wr_gate_checkpoint_size(wr_gate *g, int64_t *size, wr_error *err)
+{
+    int rc = newest_checkpoint_size(g, size, err);
+    if (*size < 0)
+        *size = 0;
+    return rc;
+}
+
 int wr_gate_publish_checkpoint(wr_gate *g, bool *published, wr_error *err)
 {
-    int64_t before = -1, after = 0;
-    char *note = NULL;
-    int rc = wr_store_get_checkpoint(g->store, -1, &before, &note, err);
-    free(note);
-    note = NULL;
-    if (rc != WR_OK && rc != WR_E_NOTFOUND)
+    int64_t before = -1, after = -1;
+    int rc = newest_checkpoint_size(g, &before, err);
+    if (rc != WR_OK)
         return rc;
-    wr_error_clear(err);
+    char *note = NULL;
     rc = wr_checkpoint_publish(g->store, &g->key, &g->ctx, &note, err);
     free(note);
     if (rc == WR_OK)
-        rc = wr_store_get_checkpoint(g->store, -1, &after, &note, err);
-    free(note);
+        rc = newest_checkpoint_size(g, &after, err);
     if (published)
         *published = rc == WR_OK && after > before;
     return rc;
