@@ -160,7 +160,9 @@ int wr_tokens_load(const char *path, wr_tokens **out, wr_error *err)
             id = colon + 1;
         }
         if (kind_name && !token_kind_parse(kind_name, &kind)) {
-            rc = wr_errorf(err, WR_E_INVALID, path, "%s:%d: unknown token kind \"%.40s\"", path, lineno, kind_name);
+            /* Not echoed: a line split in the wrong place puts a token here. */
+            rc = wr_errorf(err, WR_E_INVALID, path,
+                           "%s:%d: unknown token kind in the third column (agent, approver, metrics)", path, lineno);
             break;
         }
         if (strlen(tok) < WR_TOKEN_MIN_LEN || !identity_ok(id)) {

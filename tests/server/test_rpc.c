@@ -380,6 +380,12 @@ static void test_token_kinds(void **state)
         if (!strstr(err.message, bad[i].says))
             fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].text, err.message, bad[i].says);
     }
+    /* An identity with a space pushes the token into the kind column: the
+     * refusal must not print it (it reaches the server's log). */
+    t = NULL;
+    assert_int_equal(load_tokens_text("metrics:prom etheus tok-secret-0123456789\n", &t, &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "unknown token kind"));
+    assert_null(strstr(err.message, "tok-secret-0123456789"));
 }
 
 static void test_tokens_and_origins(void **state)

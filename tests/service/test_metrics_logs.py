@@ -92,6 +92,16 @@ class MetricsAndLogs(unittest.TestCase):
         self.assertEqual(len(final), 1, msgs)
         return final[0]["result"]["structuredContent"]
 
+    def test_bad_option_values_are_refused(self):
+        for args, says in ((["--log-format", "xml"], "--log-format: expected text or json"),
+                           (["--log-format", ""], "--log-format: expected text or json"),
+                           (["--metrics-auth", "open"], "--metrics-auth: expected token or loopback")):
+            r = subprocess.run([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state] + args,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(says, r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
     def test_metrics_need_their_own_token(self):
         self.assertEqual(self.get("/metrics")[0], 401)
         self.assertEqual(self.get("/metrics", AGENT_TOKEN)[0], 403)
