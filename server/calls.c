@@ -244,6 +244,7 @@ static void *worker(void *arg)
 void wr_call_free(wr_call *c)
 {
     free(c->sbuf);
+    free(c->tail);
     wr_contract_free(c->contract);
     free(c->capsule_path);
     free(c->capsule_out);

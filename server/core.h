@@ -66,11 +66,11 @@ struct wr_call {
      * streaming budget, then the newest bytes after a marker */
     unsigned char *sbuf; /* accepted, not yet sent */
     size_t slen, scap;
-    uint64_t out_bytes; /* everything the commands wrote */
-    uint64_t accepted;  /* bytes taken into sbuf so far */
-    bool over_budget;   /* from now on only the newest output is streamed */
-    uint64_t dropped;   /* past the budget since the last marker, tail included */
-    unsigned char tail[WR_STREAM_TAIL_BYTES];
+    uint64_t out_bytes;  /* everything the commands wrote */
+    uint64_t accepted;   /* bytes taken into sbuf so far */
+    bool over_budget;    /* from now on only the newest output is streamed */
+    uint64_t dropped;    /* past the budget since the last marker, tail included */
+    unsigned char *tail; /* WR_STREAM_TAIL_BYTES, on the first overflow: most calls never stream */
     size_t tail_len;
     bool stream_dirty;
 
