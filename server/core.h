@@ -115,6 +115,7 @@ struct wr_server {
     const wr_ctx *ctx;
     wr_server_config cfg;
     char *tools_list_json;    /* the tools/list result, built once */
+    wr_json_parser *parser;   /* loop thread only: every message of every session */
     wr_schema **tool_schemas; /* compiled input schemas, by tool index */
 
     pthread_mutex_t mu; /* guards the worker -> loop queues below and in calls */

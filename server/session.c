@@ -34,7 +34,9 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         s->cfg.stream_budget_bytes = WR_STREAM_DEFAULT_BUDGET;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
-    if (wr_tools_build(s, err) != WR_OK || wr_server_start_pool(s, err) != WR_OK) {
+    wr_json_limits lim = {.max_bytes = s->cfg.max_message_bytes, .max_depth = s->cfg.max_depth};
+    if (!(s->parser = wr_json_parser_new(&lim, err)) || wr_tools_build(s, err) != WR_OK ||
+        wr_server_start_pool(s, err) != WR_OK) {
         wr_server_free(s);
         return err ? err->code : WR_E_INTERNAL;
     }
@@ -62,6 +64,7 @@ void wr_server_free(wr_server *s)
         free(ss);
     }
     wr_tools_free(s);
+    wr_json_parser_free(s->parser);
     free(s->clients);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->mu);
