@@ -2,7 +2,9 @@
 # MCP benchmarks of warrantd (latency, throughput, memory); prints a table.
 # Uses $WARRANT_BUILD (set by bench/run.sh) or ./build; the Node clients come
 # from tests/sdk (installed here with npm ci when missing).
-# Knobs: BENCH_SEQ_N, BENCH_MULTI_N, BENCH_PIPE_N, BENCH_IDLE_WS.
+# Knobs: BENCH_SEQ_N, BENCH_MULTI_N, BENCH_PIPE_N, BENCH_PIPE_RUNS, BENCH_IDLE_WS;
+# BENCH_BASELINE=<build dir> measures that build too, interleaved (ratio);
+# BENCH_INSTRUCTIONS=1 adds instructions per check (callgrind); BENCH_ONLY=pipelined.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
