@@ -99,8 +99,8 @@ struct wr_session {
     char version[16];
     bool client_elicitation;
     json_object *client_caps;
-    json_object *inflight; /* ids (serialized) of requests in progress: a duplicate is refused */
-    int log_level;         /* -1: not set by logging/setLevel */
+    void *inflight; /* tsearch tree of the ids (serialized) of requests in progress: a duplicate is refused */
+    int log_level;  /* -1: not set by logging/setLevel */
     wr_call *calls;
     wr_session *next; /* server's list */
 };
@@ -244,6 +244,8 @@ int wr_call_ask_human(void *ud, const wr_contract *ct, const wr_decision *d, con
 /* The call machinery pool.c shares (calls.c): a call joins its session's
  * list; under srv->mu it is marked for wr_server_drain; the waker; free. */
 void wr_call_link(wr_session *ss, wr_call *c);
+/* Whether a request with this id (serialized) is in progress on ss. */
+bool wr_call_in_progress(const wr_session *ss, const char *id_json);
 void wr_call_mark_ready(wr_call *c);
 void wr_server_wake(wr_server *s);
 void wr_call_free(wr_call *c);

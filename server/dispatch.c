@@ -337,7 +337,7 @@ static void do_request(req *r, const char *method, json_object *params)
 {
     /* Responses are matched by id: a second request with the id of one in
      * progress could never be told apart (nor cancelled alone). */
-    if (json_object_object_get_ex(r->ss->inflight, r->id_json, NULL)) {
+    if (wr_call_in_progress(r->ss, r->id_json)) {
         reply_error(r, WR_RPC_INVALID_REQUEST, WR_RPC_FAULT_BAD_MESSAGE,
                     "invalid request: a request with this id is still in progress", NULL);
         return;

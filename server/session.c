@@ -2,9 +2,23 @@
  * What a session does with a message is dispatch.c's. */
 #include "server/core.h"
 
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The ids in the tree belong to the calls. */
+static void id_not_owned(void *id)
+{
+    (void)id;
+}
+
+static void session_destroy(wr_session *ss)
+{
+    json_object_put(ss->client_caps);
+    tdestroy(ss->inflight, id_not_owned);
+    free(ss);
+}
 
 /* ------------------------------------------------------------------------ */
 
@@ -59,9 +73,7 @@ void wr_server_free(wr_server *s)
     while (s->sessions) {
         wr_session *ss = s->sessions;
         s->sessions = ss->next;
-        json_object_put(ss->client_caps);
-        json_object_put(ss->inflight);
-        free(ss);
+        session_destroy(ss);
     }
     wr_tools_free(s);
     wr_json_parser_free(s->parser);
@@ -98,10 +110,6 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
     snprintf(ss->identity, sizeof ss->identity, "%s", identity ? identity : "");
     ss->default_out = default_outlet;
     ss->log_level = -1;
-    if (!(ss->inflight = json_object_new_object())) {
-        free(ss);
-        return NULL;
-    }
     ss->next = s->sessions;
     s->sessions = ss;
     return ss;
@@ -121,9 +129,7 @@ void wr_session_unref(wr_session *ss)
         pp = &(*pp)->next;
     if (*pp)
         *pp = ss->next;
-    json_object_put(ss->client_caps);
-    json_object_put(ss->inflight);
-    free(ss);
+    session_destroy(ss);
 }
 
 void wr_session_close(wr_session *ss, bool cancel_runs)
