@@ -121,6 +121,7 @@ typedef struct cnode {
     json_object *resource;     /* the resource it resolves "#..." in when it has its own $id, else NULL */
     json_object *kw[KW_COUNT]; /* keyword values (json-c's NULL is also JSON null) */
     uint32_t present;          /* bit k: keyword k is present */
+    unsigned types;            /* "type" as a set of type_bit()s: no name compared per value */
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
@@ -203,6 +204,27 @@ static const char *type_name(json_object *o)
         return "integer";
     int r = type_rank(o);
     return r < 6 ? names[r] : "unknown";
+}
+
+/* JSON Schema's type names as bits, in the order of type_names. */
+enum {
+    T_NULL = 1u << 0,
+    T_BOOLEAN = 1u << 1,
+    T_INTEGER = 1u << 2,
+    T_NUMBER = 1u << 3,
+    T_STRING = 1u << 4,
+    T_ARRAY = 1u << 5,
+    T_OBJECT = 1u << 6,
+};
+
+/* A type name as its bit; a name that is no JSON Schema type matches nothing. */
+static unsigned type_bit(const char *name)
+{
+    static const char *const type_names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+    for (unsigned i = 0; name && i < sizeof type_names / sizeof type_names[0]; i++)
+        if (!strcmp(name, type_names[i]))
+            return 1u << i;
+    return 0;
 }
 
 static int cmp_strp(const void *a, const void *b)
@@ -645,6 +667,12 @@ static void fill_cnode(cnode *c, json_object *node)
         if (json_object_object_get_ex(node, kw_names[k], &c->kw[k]))
             c->present |= 1u << k;
     }
+    json_object *t = c->kw[KW_TYPE];
+    c->types = 0;
+    if (json_object_is_type(t, json_type_string))
+        c->types = type_bit(json_object_get_string(t));
+    for (size_t i = 0; json_object_is_type(t, json_type_array) && i < json_object_array_length(t); i++)
+        c->types |= type_bit(json_object_get_string(json_object_array_get_idx(t, i)));
 }
 
 static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
@@ -815,26 +843,35 @@ static int validate_at(eval *ev, json_object *schema, json_object *inst, const c
     return rc;
 }
 
-static bool type_matches(json_object *t, json_object *inst)
+/* The types an instance has: an int is also a number, an integral double
+ * also an integer (2020-12: 1.0 is an integer). */
+static unsigned types_of(json_object *inst)
 {
-    const char *n = json_object_get_string(t);
-    if (strcmp(n, "integer") == 0)
-        return is_integer(inst);
-    if (strcmp(n, "number") == 0)
-        return is_number(inst);
-    return strcmp(n, type_name(inst)) == 0;
+    switch (json_object_get_type(inst)) {
+    case json_type_null:
+        return T_NULL;
+    case json_type_boolean:
+        return T_BOOLEAN;
+    case json_type_int:
+        return T_INTEGER | T_NUMBER;
+    case json_type_double:
+        return T_NUMBER | (is_integer(inst) ? T_INTEGER : 0);
+    case json_type_string:
+        return T_STRING;
+    case json_type_array:
+        return T_ARRAY;
+    case json_type_object:
+        return T_OBJECT;
+    }
+    return 0;
 }
 
-static int check_type(eval *ev, json_object *t, json_object *inst)
+static int check_type(eval *ev, const cnode *sn, json_object *t, json_object *inst)
 {
-    if (json_object_is_type(t, json_type_string)) {
-        if (type_matches(t, inst))
-            return WR_OK;
+    if (sn->types & types_of(inst))
+        return WR_OK;
+    if (json_object_is_type(t, json_type_string))
         return fail(ev, WR_E_INVALID, "expected type %s, got %s", json_object_get_string(t), type_name(inst));
-    }
-    for (size_t i = 0; i < json_object_array_length(t); i++)
-        if (type_matches(json_object_array_get_idx(t, i), inst))
-            return WR_OK;
     char d[120];
     describe(t, d, sizeof d);
     return fail(ev, WR_E_INVALID, "type %s is not one of %s", type_name(inst), d);
@@ -1044,18 +1081,21 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
     return WR_OK;
 }
 
-/* Runs each alternative with its own error; returns how many matched and
- * keeps the error of the failing alternative whose failure lies deepest in
- * the instance (usually the one the author meant). */
-static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, wr_error *best, size_t *first,
-                         size_t *second)
+/* Runs each alternative with its own error until `enough` matched (the
+ * verdict cannot change after: anyOf needs one, oneOf fails at two);
+ * returns how many matched and keeps the error of the failing alternative
+ * whose failure lies deepest in the instance (usually the one the author
+ * meant). Quietly, only the verdict is kept. */
+static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, int enough, wr_error *best,
+                         size_t *first, size_t *second)
 {
     int matched = 0;
     wr_error *outer = ev->err;
     best->code = WR_OK;
-    best->path[0] = '\0';
-    for (size_t i = 0, n = json_object_array_length(alts); i < n; i++) {
-        wr_error e = {0};
+    best->path[0] = best->message[0] = '\0';
+    for (size_t i = 0, n = json_object_array_length(alts); i < n && matched < enough; i++) {
+        wr_error e;
+        wr_error_clear(&e);
         ev->err = &e;
         int rc = validate(ev, json_object_array_get_idx(alts, i), inst, depth + 1);
         ev->err = outer;
@@ -1069,8 +1109,8 @@ static int count_matches(eval *ev, json_object *alts, json_object *inst, int dep
             *best = e;       /* resource limits are not "does not match" */
             best->code = rc; /* e is left empty when evaluating quietly */
             return -1;
-        } else if (best->code == WR_OK || strlen(e.path) > strlen(best->path)) {
-            *best = e;
+        } else if (!ev->quiet && (best->code == WR_OK || strlen(e.path) > strlen(best->path))) {
+            *best = e; /* quietly there is no error to keep */
         }
     }
     return matched;
@@ -1089,14 +1129,14 @@ static int check_combinators(eval *ev, const cnode *sn, json_object *inst, int d
         }
     }
     if (kw_get(sn, KW_ANYOF, &v)) {
-        int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
+        int m = count_matches(ev, v, inst, depth, 1, &inner, &first, &second);
         if (m < 0)
             return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
         if (m == 0)
             return fail(ev, WR_E_INVALID, "matches none of the anyOf alternatives; closest: %s", inner.message);
     }
     if (kw_get(sn, KW_ONEOF, &v)) {
-        int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
+        int m = count_matches(ev, v, inst, depth, 2, &inner, &first, &second);
         if (m < 0)
             return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
         if (m == 0)
@@ -1172,7 +1212,7 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
         if (rc != WR_OK)
             return rc;
     }
-    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, v, inst)) != WR_OK)
+    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, sn, v, inst)) != WR_OK)
         return rc;
     if (kw_get(sn, KW_CONST, &v) && json_cmp(v, inst) != 0) {
         char d[80];
