@@ -28,6 +28,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <math.h>
+#include <stddef.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -814,7 +815,39 @@ typedef struct eval {
     /* One match block for every pattern of this validation: only whether a
      * pattern matches is asked, so one ovector pair is enough for any. */
     pcre2_match_data *md;
+    pcre2_general_context *gc; /* md's allocator: lent_alloc, or NULL for pcre2's own */
 } eval;
+
+/* pcre2_match keeps its backtracking frames (20 KiB to start) in the match
+ * block, allocated through the block's general context. A validation lends
+ * it this much of its own stack, so checking a document allocates no large
+ * block per call (each one made malloc consolidate its free lists); small
+ * blocks and larger frames still come from malloc. */
+#define LENT_FRAMES_BYTES (24u * 1024u)
+#define LENT_MIN_BYTES    1024u
+
+typedef struct lent {
+    _Alignas(max_align_t) unsigned char buf[LENT_FRAMES_BYTES];
+    bool busy;
+} lent;
+
+static void *lent_alloc(size_t n, void *ud)
+{
+    lent *l = ud;
+    if (l->busy || n < LENT_MIN_BYTES || n > sizeof l->buf)
+        return malloc(n);
+    l->busy = true;
+    return l->buf;
+}
+
+static void lent_free(void *p, void *ud)
+{
+    lent *l = ud;
+    if (p == l->buf)
+        l->busy = false;
+    else
+        free(p);
+}
 
 static int validate(eval *ev, json_object *schema, json_object *inst, int depth);
 
@@ -879,7 +912,7 @@ static int check_type(eval *ev, const cnode *sn, json_object *t, json_object *in
 
 static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const char *str, size_t len, bool *matched)
 {
-    if (!ev->md && !(ev->md = pcre2_match_data_create(1, NULL)))
+    if (!ev->md && !(ev->md = pcre2_match_data_create(1, ev->gc)))
         return fail(ev, WR_E_NOMEM, "out of memory");
     /* 0 means "matched, ovector too small": still a match. */
     int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, ev->md, ev->s->mctx);
@@ -1254,14 +1287,20 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
 
 int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err)
 {
-    wr_error quiet_err = {0};
-    eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err};
+    lent frames; /* buf is only written by pcre2 */
+    frames.busy = false;
+    /* NULL (no memory for it): pcre2 allocates as usual */
+    pcre2_general_context *gc = pcre2_general_context_create(lent_alloc, lent_free, &frames);
+    wr_error quiet_err;
+    wr_error_clear(&quiet_err);
+    eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err, .gc = gc};
     int rc = validate(&ev, s->root, instance, 0);
     if (rc != WR_OK) {
         pcre2_match_data *md = ev.md;
-        ev = (eval){.s = s, .resource = s->root, .err = err, .md = md};
+        ev = (eval){.s = s, .resource = s->root, .err = err, .md = md, .gc = gc};
         rc = validate(&ev, s->root, instance, 0);
     }
-    pcre2_match_data_free(ev.md);
+    pcre2_match_data_free(ev.md); /* before the context and frames it uses */
+    pcre2_general_context_free(gc);
     return rc;
 }
