@@ -449,6 +449,38 @@ class StdioTest(StreamCases, unittest.TestCase):
         self.assertEqual(replies[0]["id"], 0)  # initialize is answered inline, first
         self.assertTrue(all("result" in m and not m["result"].get("isError") for m in replies))
 
+    def test_pipelined_slow_reader_gets_whole_lines(self):
+        # Responses leave in batches (one writev of many lines): a reader that
+        # takes a few bytes at a time makes every write short, ending inside
+        # a line; each line must still arrive whole, once, in one piece.
+        ct = contract(self.fx.ws, ["echo", "hi"])
+        n = 600
+        msgs = [INIT] + [call(i, "check", {"contract": ct}) for i in range(1, n + 1)]
+        p = subprocess.Popen([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state, "--policy", self.fx.policy,
+                              "--agent-id", "tester"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        err = mcpraw.StderrDrain(p.stderr)
+        feeder = threading.Thread(target=lambda: (p.stdin.write("".join(json.dumps(m) + "\n" for m in msgs).encode()),
+                                                  p.stdin.close()))
+        feeder.start()
+        time.sleep(1.0)  # let replies pile up against the full pipe
+        out = b""
+        while True:
+            chunk = os.read(p.stdout.fileno(), 997)  # odd sizes: writes end anywhere
+            if not chunk:
+                break
+            out += chunk
+            if len(out) < 200000:
+                time.sleep(0.001)
+        feeder.join(30)
+        self.assertEqual(p.wait(60), 0)
+        self.assertNotIn("Sanitizer", err.text(wait=True))
+        lines = out.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        replies = [json.loads(line) for line in lines[:-1]]
+        self.assertEqual(sorted(m["id"] for m in replies), list(range(0, n + 1)))
+        self.assertTrue(all(m["result"]["structuredContent"]["decision"] == "allow" for m in replies[1:]))
+
     def test_eof_finishes_running_command(self):
         c = self.open()
         self.init(c)
