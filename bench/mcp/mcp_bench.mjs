@@ -180,18 +180,27 @@ async function pipelined(world, n, build = BUILD) {
   return { n, rate: n / (ms / 1000), ms };
 }
 
-/** The same requests from a file to /dev/null: warrantd alone, no client. */
+/** The same requests from a file to /dev/null: warrantd alone, no client.
+ * Also its CPU time (user + system, all threads; the shell's `times`),
+ * which a busy machine inflates far less than the wall clock. */
 async function pipelinedFromFile(world, n, build = BUILD) {
   const file = `${world.root}/pipelined-${n}.jsonl`;
   if (!fs.existsSync(file)) fs.writeFileSync(file, pipelinedLines(world, n));
   const fd = fs.openSync(file, 'r');
   const t0 = performance.now();
-  const child = spawnBuild(world, build, [fd, 'ignore', 'inherit']);
-  const code = await new Promise((r) => child.once('exit', r));
+  const child = spawn('sh', ['-c', '"$@" >/dev/null; s=$?; times; exit $s', 'sh',
+    path.join(build, 'server', 'warrantd'), '--stdio', '--policy', world.policy, '--state-dir', world.state,
+    '--agent-id', world.agent, ...QUIET], { stdio: [fd, 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const code = await new Promise((r) => child.once('close', r));
   const ms = performance.now() - t0;
   fs.closeSync(fd);
   if (code !== 0) throw new Error(`warrantd exited ${code}`);
-  return { n, rate: n / (ms / 1000) };
+  // times: the shell's user/system, then its children's: "0m1.540s 0m0.050s"
+  const secs = (out.trim().split('\n')[1] ?? '').split(/\s+/)
+    .map((t) => /^(\d+)m([\d.]+)s$/.exec(t)).map((m) => (m ? Number(m[1]) * 60 + Number(m[2]) : NaN));
+  return { n, rate: n / (ms / 1000), cpuUs: ((secs[0] + secs[1]) * 1e6) / n };
 }
 
 /** CPU instructions per check (all threads; callgrind): n checks less none. */
@@ -212,13 +221,14 @@ function instructionsPerCheck(world, n, build) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const spread = (xs) => `${fmt(Math.min(...xs), 0)}–${fmt(Math.max(...xs), 0)}`;
 
-/** PIPE_RUNS runs of fn(build) per build, the builds interleaved. */
+/** PIPE_RUNS runs of fn(build) per build, the builds interleaved: each
+ * build's results. */
 async function interleaved(fn, builds) {
-  const rates = builds.map(() => []);
+  const results = builds.map(() => []);
   for (let r = 0; r < PIPE_RUNS; r++) {
-    for (const [i, b] of builds.entries()) rates[i].push((await fn(b)).rate);
+    for (const [i, b] of builds.entries()) results[i].push(await fn(b));
   }
-  return rates;
+  return results;
 }
 
 /** The pipelined figures (and the baseline's, interleaved). */
@@ -227,20 +237,27 @@ async function pipelinedFigures(world, extra) {
   const names = ['stdio check pipelined', 'stdio check pipelined, file→/dev/null'];
   const scenarios = [(b) => pipelined(world, PIPE_N, b), (b) => pipelinedFromFile(world, PIPE_N, b)];
   for (const [k, fn] of scenarios.entries()) {
-    let rates;
+    let results;
     try {
-      rates = await interleaved(fn, builds);
+      results = await interleaved(fn, builds);
     } catch (e) {
       rows.push([`${names[k]} (failed)`, '1', String(PIPE_N), '-', '-', e.rate ? fmt(e.rate, 0) : 'n/a']);
       extra.push([names[k], e.message]);
       continue;
     }
+    const rates = results.map((rs) => rs.map((x) => x.rate));
     rows.push([names[k], '1', `${PIPE_RUNS}×${PIPE_N}`, '-', '-', fmt(median(rates[0]), 0)]);
     extra.push([`${names[k]}: check/s over ${PIPE_RUNS} runs`, `median ${fmt(median(rates[0]), 0)}, ${spread(rates[0])}`]);
     if (BASELINE) {
       rows.push([`${names[k]} (baseline)`, '1', `${PIPE_RUNS}×${PIPE_N}`, '-', '-', fmt(median(rates[1]), 0)]);
       extra.push([`${names[k]}: baseline ${builds[1]}`, `median ${fmt(median(rates[1]), 0)}, ${spread(rates[1])}; `
         + `this build / baseline = ${fmt(median(rates[0]) / median(rates[1]))}`]);
+    }
+    if (results[0][0].cpuUs !== undefined) {
+      const cpu = results.map((rs) => median(rs.map((x) => x.cpuUs)));
+      extra.push([`${names[k]}: CPU time per check (user + system, median)`, BASELINE
+        ? `${fmt(cpu[0], 1)} µs, baseline ${fmt(cpu[1], 1)} µs (${fmt(cpu[0] / cpu[1])} ×)`
+        : `${fmt(cpu[0], 1)} µs`]);
     }
   }
   if (process.env.BENCH_INSTRUCTIONS === '1') {
