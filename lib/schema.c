@@ -117,12 +117,21 @@ static const char *const kw_names[KW_COUNT] = {
     "else",
 };
 
+#define REQ_BY_SUB_MAX 32
+
 typedef struct cnode {
     json_object *schema;       /* key: the schema object */
     json_object *resource;     /* the resource it resolves "#..." in when it has its own $id, else NULL */
     json_object *kw[KW_COUNT]; /* keyword values (json-c's NULL is also JSON null) */
     uint32_t present;          /* bit k: keyword k is present */
     unsigned types;            /* "type" as a set of type_bit()s: no name compared per value */
+    /* Compiled nodes whose required names are all properties, each with a
+     * subschema of its own: those subschemas, so that a quiet check counts
+     * the required members while matching members to properties instead
+     * of looking every name up again (compile_required). */
+    bool req_by_sub;
+    unsigned nreq_subs;
+    json_object *req_subs[REQ_BY_SUB_MAX];
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
@@ -668,12 +677,45 @@ static void fill_cnode(cnode *c, json_object *node)
         if (json_object_object_get_ex(node, kw_names[k], &c->kw[k]))
             c->present |= 1u << k;
     }
+    c->req_by_sub = false;
+    c->nreq_subs = 0;
     json_object *t = c->kw[KW_TYPE];
     c->types = 0;
     if (json_object_is_type(t, json_type_string))
         c->types = type_bit(json_object_get_string(t));
     for (size_t i = 0; json_object_is_type(t, json_type_array) && i < json_object_array_length(t); i++)
         c->types |= type_bit(json_object_get_string(json_object_array_get_idx(t, i)));
+}
+
+/* See cnode.req_by_sub. A subschema shared by two properties could stand
+ * for the wrong name, so then (or past REQ_BY_SUB_MAX names) the names are
+ * looked up as usual. */
+static void compile_required(cnode *c)
+{
+    json_object *req = c->kw[KW_REQUIRED], *props = c->kw[KW_PROPERTIES];
+    if (!json_object_is_type(req, json_type_array) || !json_object_is_type(props, json_type_object))
+        return;
+    for (size_t i = 0, n = json_object_array_length(req); i < n; i++) {
+        json_object *sub = NULL;
+        if (!json_object_object_get_ex(props, json_object_get_string(json_object_array_get_idx(req, i)), &sub) || !sub)
+            return;
+        int holders = 0;
+        json_object_object_foreach(props, k, v)
+        {
+            (void)k;
+            holders += v == sub;
+        }
+        if (holders != 1)
+            return;
+        bool seen = false;
+        for (unsigned j = 0; j < c->nreq_subs; j++)
+            seen |= c->req_subs[j] == sub; /* a name listed twice */
+        if (!seen && c->nreq_subs == REQ_BY_SUB_MAX)
+            return;
+        if (!seen)
+            c->req_subs[c->nreq_subs++] = sub;
+    }
+    c->req_by_sub = true;
 }
 
 static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
@@ -686,7 +728,9 @@ static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
         s->nodes = nn;
         s->nodecap = ncap;
     }
-    fill_cnode(&s->nodes[s->nnodes++], node);
+    cnode *c = &s->nodes[s->nnodes++];
+    fill_cnode(c, node);
+    compile_required(c);
     return WR_OK;
 }
 
@@ -1070,7 +1114,9 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
         return fail(ev, WR_E_INVALID, "object has fewer than minProperties %lld members", (long long)count_of(v));
     if (kw_get(sn, KW_MAXPROPERTIES, &v) && n > count_of(v))
         return fail(ev, WR_E_INVALID, "object has more than maxProperties %lld members", (long long)count_of(v));
-    if (kw_get(sn, KW_REQUIRED, &v)) {
+    bool count_required = ev->quiet && sn->req_by_sub; /* counted below instead */
+    uint64_t required_seen = 0;
+    if (kw_get(sn, KW_REQUIRED, &v) && !count_required) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             const char *name = json_object_get_string(json_object_array_get_idx(v, i));
             if (!json_object_object_get_ex(inst, name, NULL))
@@ -1086,6 +1132,9 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
         json_object *sub;
         if (props && json_object_object_get_ex(props, key, &sub)) {
             covered = true;
+            for (unsigned i = 0; count_required && i < sn->nreq_subs; i++)
+                if (sn->req_subs[i] == sub)
+                    required_seen |= UINT64_C(1) << i;
             int rc = validate_at(ev, sub, val, key, depth);
             if (rc != WR_OK)
                 return rc;
@@ -1111,6 +1160,8 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
                 return rc;
         }
     }
+    if (count_required && required_seen != (UINT64_C(1) << sn->nreq_subs) - 1)
+        return fail(ev, WR_E_INVALID, "a required property is missing"); /* quiet: the loud pass names it */
     return WR_OK;
 }
 
