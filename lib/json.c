@@ -366,15 +366,12 @@ wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
         p->max_bytes = max_bytes;
         p->max_depth = max_depth;
         p->stack = calloc((size_t)max_depth + 1, sizeof *p->stack);
-        /* json-c counts the top-level value as one level of its depth. */
-        p->tok = json_tokener_new_ex(max_depth + 1);
     }
-    if (!p || !p->stack || !p->tok) {
+    if (!p || !p->stack) {
         wr_json_parser_free(p);
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         return NULL;
     }
-    json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
     return p;
 }
 
@@ -394,6 +391,13 @@ void wr_json_parser_free(wr_json_parser *p)
 static json_object *tree_of(wr_json_parser *p, const scan *sc, wr_error *err)
 {
     p->copy[sc->out] = '\0';
+    /* json-c counts the top-level value as one level of its depth. */
+    if (!p->tok && (p->tok = json_tokener_new_ex(p->max_depth + 1)))
+        json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
+    if (!p->tok) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
     json_tokener_reset(p->tok);
     /* Feeding the terminating NUL tells json-c the text ends here (a bare
      * number at the end is otherwise "continue"). */
@@ -462,6 +466,10 @@ json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len
         free(p->copy);
         p->copy = NULL;
         p->copy_cap = 0;
+        if (p->tok) { /* its string buffer grew with the document's strings */
+            json_tokener_free(p->tok);
+            p->tok = NULL;
+        }
     }
     if (p->keys_cap * sizeof *p->keys > PARSER_KEEP_BYTES) {
         free(p->keys);
