@@ -17,6 +17,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,12 @@ bool wr_utf8_valid(const char *s, size_t len)
         unsigned c = *p;
         if (c < 0x80) {
             p++;
+            /* ASCII, the common case: eight bytes at a time */
+            for (uint64_t w; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
+                memcpy(&w, p, sizeof w);
+                if (w & UINT64_C(0x8080808080808080))
+                    break;
+            }
             continue;
         }
         size_t n;

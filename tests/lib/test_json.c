@@ -112,6 +112,31 @@ static void test_invalid_utf8(void **state)
     assert_false(wr_utf8_valid("\xf0\x9f\x98", 3));
 }
 
+/* The ASCII fast path reads eight bytes at a time: a bad byte (or a good
+ * multi-byte character) at every offset and alignment is still seen. */
+static void test_utf8_at_every_offset(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"\x80", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"};
+    static const char *const good[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    char buf[64];
+    for (size_t at = 0; at < 24; at++)
+        for (size_t tail = 0; tail < 10; tail++) {
+            for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                size_t k = (size_t)snprintf(buf, sizeof buf, "%.*s%s%.*s", (int)at, "abcdefghijklmnopqrstuvwxyz",
+                                            bad[i], (int)tail, "0123456789");
+                if (wr_utf8_valid(buf, k))
+                    fail_msg("accepted bad sequence %zu at offset %zu, tail %zu", i, at, tail);
+            }
+            for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                size_t k = (size_t)snprintf(buf, sizeof buf, "%.*s%s%.*s", (int)at, "abcdefghijklmnopqrstuvwxyz",
+                                            good[i], (int)tail, "0123456789");
+                if (!wr_utf8_valid(buf, k))
+                    fail_msg("refused good character %zu at offset %zu, tail %zu", i, at, tail);
+            }
+        }
+}
+
 static void test_nul(void **state)
 {
     (void)state;
@@ -281,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_nul),
+        cmocka_unit_test(test_utf8_at_every_offset),
         cmocka_unit_test(test_trailing_and_grammar),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_files),
