@@ -29,7 +29,9 @@ typedef struct buf {
     EVP_MD_CTX *md; /* hashing: p is a window of cap bytes, flushed into md */
 } buf;
 
-static void put(buf *b, const char *s, size_t n)
+/* put's slow path: flushes the hash window, or grows the text (room is
+ * kept for the NUL that wr_canonical_json writes at the end). */
+static void put_slow(buf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
@@ -61,7 +63,17 @@ static void put(buf *b, const char *s, size_t n)
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
-    b->p[b->len] = '\0';
+}
+
+/* A canonical form is some 200 small pieces: most fit where the text ends. */
+static inline void put(buf *b, const char *s, size_t n)
+{
+    if (b->len + n < b->cap && !b->oom) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    } else {
+        put_slow(b, s, n);
+    }
 }
 
 static void puts_(buf *b, const char *s)
@@ -349,6 +361,7 @@ char *wr_canonical_json(json_object *obj, bool drop_nulls, size_t *len_out, wr_e
         free(b.p);
         return NULL;
     }
+    b.p[b.len] = '\0'; /* every value wrote something, and put keeps room for this */
     if (len_out)
         *len_out = b.len;
     return b.p;
