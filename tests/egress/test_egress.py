@@ -11,6 +11,7 @@ proxy's record in the signed receipt, and a redirect to an unlisted port
 refused there.
 """
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -26,6 +27,7 @@ DRIVER = sys.argv[1]
 WARRANT = sys.argv[2] if len(sys.argv) > 2 else None
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 BODY = b"egress-test-body\n"
+BIG_MIB = 16
 results = {"passed": 0, "failed": 0}
 
 
@@ -224,6 +226,10 @@ def main():
     os.mkdir(www)
     with open(os.path.join(www, "index.html"), "wb") as f:
         f.write(BODY)
+    big = os.urandom(BIG_MIB << 20)
+    with open(os.path.join(www, "big"), "wb") as f:
+        f.write(big)
+    big_sha = hashlib.sha256(big).hexdigest()
     # a repository git can clone over plain ("dumb") HTTP
     src = os.path.join(tmp, "src")
     subprocess.run(["git", "init", "-q", src], check=True)
@@ -248,6 +254,7 @@ def main():
     port, other = allowed_srv.server_address[1], other_srv.server_address[1]
     lit = "127.0.0.1:%d" % port
     url = "http://%s/index.html" % lit
+    big_url = "http://%s/big" % lit
     abstract_name = "warrant-egress-test-%d" % os.getpid()
     abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     abstract.bind("\0" + abstract_name)
@@ -283,6 +290,19 @@ def main():
         check(t + "allowlisted: proxy variables set, upper and lower case",
               all(env.get(k) for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
                                         "all_proxy", "NO_PROXY", "no_proxy")), env)
+
+        # A bulk download: every byte relayed and counted exactly (curl's
+        # header and body sizes), over the namespace's congestion control
+        # (reno: no pacing on a loopback-only leg, see docs/egress.md).
+        r = A(["sh", "-c", 'cat /proc/sys/net/ipv4/tcp_congestion_control && curl -sS -f -m 30 -o /tmp/big '
+               '-w "%{size_header} %{size_download}\\n" "$0" && sha256sum /tmp/big', big_url], allow=[lit])
+        out = r["stdout"].split()
+        h = hosts_of(r).get(("127.0.0.1", port))
+        check(t + "allowlisted: the namespace's TCP runs reno, not the host's default",
+              r["status"] == "success" and out[:1] == ["reno"], r)
+        check(t + "allowlisted: a %d MiB download arrives intact, its bytes counted exactly" % BIG_MIB,
+              r["status"] == "success" and out[2:4] == [str(BIG_MIB << 20), big_sha]
+              and h and h["bytes_received"] == int(out[1]) + int(out[2]), r)
 
         r = A(["curl", "-sS", "-f", "-m", "10", "http://127.0.0.1:%d/index.html" % other], allow=[lit])
         check(t + "allowlisted: another local port is refused (403) and recorded",
