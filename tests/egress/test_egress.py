@@ -78,7 +78,8 @@ def run(mode, argv, allow=(), hosts=None, as_nobody=False, timeout=None):
         cmd += ["--hosts", hosts]
     p = subprocess.run(cmd + ["--"] + argv, capture_output=True, text=True, errors="replace", timeout=120)
     if p.returncode != 0:
-        return {"status": "driver-error", "error": p.stderr, "stdout": "", "stderr": p.stderr,
+        return {"status": "driver-error", "error": "exit %d: %s" % (p.returncode, p.stderr), "stdout": "",
+                "stderr": p.stderr,
                 "network_used": None, "network": None, "plan": {}}
     return json.loads(p.stdout)
 
@@ -157,6 +158,13 @@ def warrant_run(tmp, lit, url, redirect, other):
           r.get("status") == "success" and r.get("effect_summary", {}).get("network_used") is True
           and [(h["host"], h["port"]) for h in eg.get("hosts", [])] == [("127.0.0.1", int(lit.split(":")[1]))]
           and eg["hosts"][0]["bytes_received"] > 0 and "signature" in r, r)
+    # curl refuses each body as too large and closes with the body unread:
+    # a reset to the proxy in the middle of its writes, RESETS times.
+    r = contract("e2e-reset", ["curl", "-sS", "--max-filesize", "1000"] + ["http://%s/big" % lit] * RESETS)
+    eg = r.get("network_egress") or {}
+    check("warrant run: downloads the command resets mid-way still end in a signed receipt",
+          "signature" in r and r.get("exit_code") == 63 and eg.get("hosts")
+          and eg["hosts"][0]["connections"] == RESETS, r)
     r = contract("e2e-redirect", ["curl", "-sS", "-f", "-L", "-m", "10", redirect])
     eg = r.get("network_egress") or {}
     check("warrant run: a redirect to an unlisted port is refused and recorded",
@@ -213,6 +221,23 @@ s.recv(2)
 s.sendall(bytes([5, 1, 0, 4]) + socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1") + struct.pack(">H", int(sys.argv[1])))
 print("REPLY", s.recv(10)[1])
 """
+
+
+# The command resets its own connections in the middle of downloads: the
+# proxy's next write to it fails (EPIPE once the other direction has taken
+# the reset), which must end that connection only, never the process that
+# runs the proxy (SIGPIPE) and with it the run's receipt.
+RESETS = 20
+PY_RESET = """
+import socket, struct, sys
+for i in range(%d):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"GET http://%%s/big HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" %% sys.argv[1].encode())
+    s.recv(65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+print("RESET")
+""" % RESETS
 
 
 def main():
@@ -303,6 +328,11 @@ def main():
         check(t + "allowlisted: a %d MiB download arrives intact, its bytes counted exactly" % BIG_MIB,
               r["status"] == "success" and out[2:4] == [str(BIG_MIB << 20), big_sha]
               and h and h["bytes_received"] == int(out[1]) + int(out[2]), r)
+
+        r = A(["python3", "-c", PY_RESET, lit], allow=[lit])
+        h = hosts_of(r).get(("127.0.0.1", port))
+        check(t + "allowlisted: %d downloads reset by the command mid-way: the run survives, each recorded" % RESETS,
+              r["status"] == "success" and r["stdout"].strip() == "RESET" and h and h["connections"] == RESETS, r)
 
         r = A(["curl", "-sS", "-f", "-m", "10", "http://127.0.0.1:%d/index.html" % other], allow=[lit])
         check(t + "allowlisted: another local port is refused (403) and recorded",
