@@ -321,7 +321,9 @@ typedef struct pump_arg {
 } pump_arg;
 
 /* Moves bytes from -> to until EOF, then half-closes `to`. An error ends
- * both directions. */
+ * both directions. Every byte `to` accepts is counted as it is accepted,
+ * so a connection cut off in the middle of a chunk still counts at least
+ * what reached the other side. */
 static void *pump(void *arg)
 {
     pump_arg *a = arg;
@@ -345,14 +347,15 @@ static void *pump(void *arg)
             ssize_t w = splice(pp[0], NULL, a->to, NULL, (size_t)left, SPLICE_F_MOVE);
             if (w < 0 && errno == EINTR)
                 continue;
-            if (w <= 0)
+            if (w <= 0) {
                 failed = true;
-            else
+            } else {
                 left -= w;
+                a->bytes += (uint64_t)w;
+            }
         }
         if (failed)
             break;
-        a->bytes += (uint64_t)n;
     }
     if (failed) {
         shutdown(a->from, SHUT_RDWR);

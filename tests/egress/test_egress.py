@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -223,6 +224,27 @@ print("REPLY", s.recv(10)[1])
 """
 
 
+# Through CONNECT, the command uploads 8 MiB to each of UPLOADS servers that
+# read UPLOAD_READ bytes and then reset the connection: the receipt must
+# count at least what each server received (exfiltration is never
+# under-reported when a write fails half-way).
+UPLOADS = 5
+UPLOAD_READ = 256 * 1024
+PY_UPLOAD = """
+import socket, sys
+for target in sys.argv[1:]:
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"CONNECT %s HTTP/1.1\\r\\n\\r\\n" % target.encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    try:
+        s.sendall(b"x" * (8 << 20))
+        s.recv(1)
+    except OSError:
+        pass
+print("SENT")
+"""
+
+
 # The command resets its own connections in the middle of downloads: the
 # proxy's next write to it fails (EPIPE once the other direction has taken
 # the reset), which must end that connection only, never the process that
@@ -238,6 +260,35 @@ for i in range(%d):
     s.close()
 print("RESET")
 """ % RESETS
+
+
+def reset_after(n):
+    """A TCP server on 127.0.0.1 with a small receive window: it reads n
+    bytes of each connection, then resets it. Returns (socket, counts)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    counts = []
+
+    def serve_forever():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            got = 0
+            while got < n:
+                b = c.recv(min(65536, n - got))
+                if not b:
+                    break
+                got += len(b)
+            counts.append(got)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+
+    threading.Thread(target=serve_forever, daemon=True).start()
+    return srv, counts
 
 
 def main():
@@ -329,6 +380,16 @@ def main():
               r["status"] == "success" and out[2:4] == [str(BIG_MIB << 20), big_sha]
               and h and h["bytes_received"] == int(out[1]) + int(out[2]), r)
 
+        resets = [reset_after(UPLOAD_READ) for _ in range(UPLOADS)]
+        lits = ["127.0.0.1:%d" % srv.getsockname()[1] for srv, _ in resets]
+        r = A(["python3", "-c", PY_UPLOAD] + lits, allow=lits)
+        sent = [hosts_of(r).get(("127.0.0.1", srv.getsockname()[1]), {}).get("bytes_sent", -1) for srv, _ in resets]
+        got = [counts[0] if counts else None for _, counts in resets]
+        check(t + "allowlisted: uploads cut off by a reset count at least what each server received (%s of %s)"
+              % (sent, got), r["status"] == "success" and r["stdout"].strip() == "SENT"
+              and got == [UPLOAD_READ] * UPLOADS and all(s >= g for s, g in zip(sent, got)), r)
+        for srv, _ in resets:
+            srv.close()
         r = A(["python3", "-c", PY_RESET, lit], allow=[lit])
         h = hosts_of(r).get(("127.0.0.1", port))
         check(t + "allowlisted: %d downloads reset by the command mid-way: the run survives, each recorded" % RESETS,
