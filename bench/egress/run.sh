@@ -32,4 +32,6 @@ if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v ip >/dev/nu
     echo "-- again in a private network namespace, reno on both paths:"
     unshare --net sh -c 'ip link set lo up &&
         echo reno > /proc/sys/net/ipv4/tcp_congestion_control && exec python3 "$@"' sh "$bench" "${args[@]}"
+else
+    echo "-- (the relay's own cost, with reno on both paths, needs root, unshare and ip)"
 fi

@@ -29,6 +29,7 @@ WARRANT = sys.argv[2] if len(sys.argv) > 2 else None
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 BODY = b"egress-test-body\n"
 BIG_MIB = 16
+CC_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
 results = {"passed": 0, "failed": 0}
 
 
@@ -370,12 +371,15 @@ def main():
         # A bulk download: every byte relayed and counted exactly (curl's
         # header and body sizes), over the namespace's congestion control
         # (reno: no pacing on a loopback-only leg, see docs/egress.md).
-        r = A(["sh", "-c", 'cat /proc/sys/net/ipv4/tcp_congestion_control && curl -sS -f -m 30 -o /tmp/big '
-               '-w "%{size_header} %{size_download}\\n" "$0" && sha256sum /tmp/big', big_url], allow=[lit])
+        r = A(["sh", "-c", 'cat "$1" && curl -sS -f -m 30 -o /tmp/big -w "%{size_header} %{size_download}\\n" "$0" '
+               '&& sha256sum /tmp/big', big_url, CC_SYSCTL], allow=[lit])
         out = r["stdout"].split()
         h = hosts_of(r).get(("127.0.0.1", port))
-        check(t + "allowlisted: the namespace's TCP runs reno, not the host's default",
-              r["status"] == "success" and out[:1] == ["reno"], r)
+        if os.access(CC_SYSCTL, os.W_OK):
+            check(t + "allowlisted: the namespace's TCP runs reno, not the host's default",
+                  r["status"] == "success" and out[:1] == ["reno"], r)
+        else:
+            print("note: %s is read-only here, so the proxy's namespace keeps the host's default" % CC_SYSCTL)
         check(t + "allowlisted: a %d MiB download arrives intact, its bytes counted exactly" % BIG_MIB,
               r["status"] == "success" and out[2:4] == [str(BIG_MIB << 20), big_sha]
               and h and h["bytes_received"] == int(out[1]) + int(out[2]), r)
