@@ -2,7 +2,7 @@
 
 wr_schema *wr_schema_embedded(const char *name, wr_error *err)
 {
-    const char *text = wr_schema_text(name);
+    const char *text = wr_schema_bare_text(name);
     if (!text) {
         wr_errorf(err, WR_E_INTERNAL, "", "schema %s is not embedded", name);
         return NULL;
