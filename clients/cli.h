@@ -11,6 +11,8 @@ enum {
     CLI_USAGE = 2
 };
 
+/* First thing in main: libraries set up for a short-lived command. */
+void cli_init(void);
 /* One line "warrant: message" on stderr; returns CLI_USAGE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One line naming the file and the error; returns code. */

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
     }
     if (archive_command(argc, argv))
         return exec_archive(argv);
+    cli_init();
     for (size_t i = 0; i < COUNT(commands); i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);

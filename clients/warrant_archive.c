@@ -19,6 +19,7 @@ int main(int argc, char **argv)
         {"export", cmd_export},
         {"verify", cmd_verify_bundle},
     };
+    cli_init();
     for (size_t i = 0; argc > 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
