@@ -60,7 +60,7 @@ typedef struct wr_classify_rule {
     char *effect;
 } wr_classify_rule;
 
-struct wr_grammar;
+struct wr_grammars;
 
 typedef struct wr_policy {
     char *name;
@@ -86,9 +86,8 @@ typedef struct wr_policy {
     wr_strv allow_indirect_exec;  /* tools allowed to run other programs (find -exec, xargs…) */
     wr_strv allowed_env;          /* env_allow names a command may import; "NAME*" is a prefix */
     wr_strv allowed_modules;      /* python3 -m NAME */
-    struct wr_grammar **grammars; /* of the allowed commands: the policy's `tools`, else bundled */
-    size_t ngrammars;
-    wr_strv without_grammar; /* allowed commands no grammar describes (CSC rules only) */
+    struct wr_grammars *grammars; /* of the allowed commands: the policy's `tools`, else bundled (grammar.c) */
+    wr_strv without_grammar;      /* allowed commands no grammar describes (CSC rules only) */
     wr_sandbox_limits sandbox;
     wr_classify_rule *classify; /* policy rules first, then the bundled pack */
     size_t nclassify;
@@ -121,7 +120,9 @@ int wr_policy_test_examples(const wr_policy *p, json_object **report, size_t *fa
 void wr_policy_free(wr_policy *p);
 
 /* Bundled policy packs (the YAML files in policies/, embedded at build time): "default",
- * "dev-write", "ci". wr_policy_bundled_text is NULL for an unknown name. */
+ * "dev-write", "ci". wr_policy_bundled_text is NULL for an unknown name.
+ * wr_policy_load_bundled does not run a pack's examples: the build did
+ * (policies/pack_check.c). */
 const char *wr_policy_bundled_text(const char *name);
 const char *const *wr_policy_bundled_names(void); /* NULL-terminated */
 int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err);

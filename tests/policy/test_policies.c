@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,12 @@ static void test_bundled_packs(void **state)
         if (wr_policy_load_bundled(names[count], &p, &err))
             fail_msg("%s: %s", names[count], err.message);
         assert_string_equal(p->name, names[count]);
+        /* loaded without its examples (the build ran them): they pass here too */
+        json_object *report = NULL;
+        size_t failures = 0;
+        assert_int_equal(wr_policy_test_examples(p, &report, &failures, &err), WR_OK);
+        assert_int_equal(failures, 0);
+        json_object_put(report);
         wr_policy_free(p);
     }
     assert_int_equal(count, 4);
@@ -370,6 +377,74 @@ static void test_default_pack(void **state)
     wr_policy_free(p);
 }
 
+/* Bundled grammars are built on the first argv that names their tool
+ * (grammar.c): threads deciding at once on a fresh policy race to build
+ * them and must all get the decisions a sequential run gets. */
+#define RACE_THREADS 8
+#define RACE_ROUNDS  20
+
+static const struct {
+    const char *argv;
+    wr_decision_kind kind;
+} race_cases[] = {
+    {"[\"git\",\"log\",\"--oneline\"]", WR_ALLOW},
+    {"[\"git\",\"commit\",\"-m\",\"x\"]", WR_DENY},
+    {"[\"rg\",\"-n\",\"TODO\",\"src\"]", WR_ALLOW},
+    {"[\"find\",\".\",\"-name\",\"*.c\"]", WR_ALLOW},
+    {"[\"find\",\".\",\"-execdir\",\"cat\",\"{}\",\";\"]", WR_DENY},
+    {"[\"sort\",\"-o\",\"out\",\"in\"]", WR_DENY},
+    {"[\"python3\",\"-Ic\",\"1\"]", WR_DENY},
+    {"[\"python3\",\"tools/report.py\"]", WR_ALLOW},
+};
+#define RACE_CASES (sizeof race_cases / sizeof race_cases[0])
+
+typedef struct race {
+    const wr_policy *p;
+    wr_contract *const *cts;
+    size_t first; /* each thread starts at a different case */
+    int wrong;
+} race;
+
+static void *race_thread(void *arg)
+{
+    race *r = arg;
+    wr_ctx ctx = wr_ctx_system();
+    ctx.now_ms = fixed_now;
+    for (size_t i = 0; i < RACE_ROUNDS * RACE_CASES; i++) {
+        size_t c = (r->first + i) % RACE_CASES;
+        wr_decision *d = NULL;
+        wr_error err = {0};
+        if (wr_policy_evaluate(r->p, r->cts[c], &ctx, &d, &err) != WR_OK || d->kind != race_cases[c].kind)
+            r->wrong++;
+        wr_decision_free(d);
+    }
+    return NULL;
+}
+
+static void test_lazy_grammars_race(void **state)
+{
+    (void)state;
+    wr_contract *cts[RACE_CASES];
+    for (size_t c = 0; c < RACE_CASES; c++)
+        cts[c] = contract(race_cases[c].argv, NULL, NULL);
+    for (int round = 0; round < 5; round++) {
+        wr_policy *p = bundled("default"); /* no grammar built yet */
+        pthread_t t[RACE_THREADS];
+        race r[RACE_THREADS];
+        for (size_t i = 0; i < RACE_THREADS; i++) {
+            r[i] = (race){.p = p, .cts = cts, .first = i % RACE_CASES};
+            assert_int_equal(pthread_create(&t[i], NULL, race_thread, &r[i]), 0);
+        }
+        for (size_t i = 0; i < RACE_THREADS; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(r[i].wrong, 0);
+        }
+        wr_policy_free(p);
+    }
+    for (size_t c = 0; c < RACE_CASES; c++)
+        wr_contract_free(cts[c]);
+}
+
 static void test_dev_write_pack(void **state)
 {
     (void)state;
@@ -553,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_argv0_symlink),
         cmocka_unit_test(test_approval_counts),
         cmocka_unit_test(test_default_pack),
+        cmocka_unit_test(test_lazy_grammars_race),
         cmocka_unit_test(test_dev_write_pack),
         cmocka_unit_test(test_ci_pack),
         cmocka_unit_test(test_describe),
