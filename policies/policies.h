@@ -102,6 +102,19 @@ typedef struct wr_policy {
  * "invalid YAML", "duplicate key", "must contain a YAML mapping", and schema
  * errors with the JSON pointer. Anchors/aliases are refused. */
 int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err);
+/* Where the policies whose examples passed are recorded (examples_cache.c):
+ * one owner-only file per policy sha256 in dir (created 0700), holding a
+ * MAC with key over that sha256 and this binary's build id. */
+#define WR_EXAMPLES_CACHE_KEY_LEN 32
+typedef struct wr_examples_cache {
+    const char *dir;
+    unsigned char key[WR_EXAMPLES_CACHE_KEY_LEN];
+} wr_examples_cache;
+/* wr_policy_load_file, but the examples are not run again when cache holds
+ * a record that verifies for this policy and this build; a pass is
+ * recorded. A record that does not verify (tampered, foreign, stale) is
+ * ignored: the examples run, and failing ones refuse the policy. */
+int wr_policy_load_file_cached(const char *path, const wr_examples_cache *cache, wr_policy **out, wr_error *err);
 int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err);
 /* Only the YAML stage: one document whose root is a mapping -> a new JSON
  * object (no schema check). For callers that must tell unparsable input

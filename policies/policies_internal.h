@@ -47,6 +47,11 @@ typedef struct wr_indirect {
  * the caller can check a wrapped program in turn. */
 bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out);
 
+/* examples_cache.c: whether cache records that this build's examples
+ * passed on the policy with this sha256; records that they did. */
+bool wr__examples_cached(const wr_examples_cache *c, const char *sha256);
+void wr__examples_cache_put(const wr_examples_cache *c, const char *sha256);
+
 /* grammar.c: argument grammars (see policies/README.md "Argument grammars"). */
 #define WR_EFFECT_INDIRECT   "indirect_exec"
 #define WR_GRAMMAR_MAX_DEPTH 8 /* subcommand levels recorded per argv */

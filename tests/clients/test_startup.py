@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What `warrant` does at start-up (docs/performance.md, "The CLI's start-up"):
 only warrant-archive links libarchive and the archive commands reach it; a
-libcrypto configuration named by OPENSSL_CONF is never read."""
+libcrypto configuration named by OPENSSL_CONF is never read; a policy file's
+examples run once per policy and build (the cache's attacks: tests/policy)."""
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ def run(*argv, **kw):
 class Startup(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="wr-startup-")
+        os.chmod(self.tmp, 0o755)  # the sandbox runs as an unprivileged user
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -64,6 +66,31 @@ class Startup(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 self.fail("warrant %s opened OPENSSL_CONF" % argv[0])
             self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_policy_examples_cache(self):
+        """`warrant run --policy FILE` runs a policy's examples once per policy and build: a pass is recorded
+        owner-only in the state dir; an edited policy whose examples fail is refused although a record exists."""
+        args = write_truerun(self.tmp, "cache")
+        policy, state = args[1], args[3]
+        text = open(policy).read()
+        failing = text + "examples:\n  deny: [[\"true\"]]\n"  # true is allowed: the example fails
+        passing = text + "examples:\n  allow: [[\"true\"]]\n"
+        for body, ok in ((failing, False), (passing, True), (passing, True), (failing, False)):
+            with open(policy, "w") as f:
+                f.write(body)
+            r = run(WARRANT, "run", "--quiet", *args)
+            if ok:
+                if "could not start" in r.stderr:
+                    self.skipTest("no sandbox on this host: " + r.stderr.strip().splitlines()[-1])
+                self.assertEqual(r.returncode, 0, r.stderr)
+            else:
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("example(s) fail", r.stderr)
+        cache = os.path.join(state, "policy-examples")
+        self.assertEqual(os.stat(cache).st_mode & 0o777, 0o700)
+        records = os.listdir(cache)
+        self.assertEqual(len(records), 1, records)  # the passing policy only
+        self.assertEqual(os.stat(os.path.join(cache, records[0])).st_mode & 0o777, 0o600)
 
 
 if __name__ == "__main__":
