@@ -223,14 +223,68 @@ def breakdown(fx, cli, bare):
     syncs = sum(1 for ln in open(out) if re.search(r"\b(fsync|fdatasync)\(", ln))
     print("  MCP run: %.1f fsync+fdatasync per run (mean of %d)" % (syncs / n, n))
     print("  one fdatasync of a 4 KiB append here: median %.2f ms (of 50)" % fdatasync_ms(fx.tmp, 50))
-    # CPU in the warrant process itself (not bwrap's), as instructions: stable under load.
-    for argv, name in ((cli, "warrant run"), ([WARRANT, "check", "--policy", fx.policy, cli[-1]], "warrant check")):
-        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        m = re.search(r"Collected : (\d+)", r.stderr)
-        if m:
-            print("  %-13s %6.1f M instructions in the warrant process (valgrind --tool=callgrind)" % (
-                name, int(m.group(1)) / 1e6))
+    cli_instructions(fx, cli)
+
+
+# Parts of `warrant run`'s own CPU, by the function that does each (inclusive counts: the policy load
+# includes its schema's compilation).
+CLI_PARTS = (("dynamic loading and relocation", "_dl_start"),
+             ("signing key (incl. libcrypto init, first digest fetch)", "wr_server_key_load_or_create"),
+             ("embedded schemas compiled (contract, policy, receipt)", "wr_schema_embedded"),
+             ("policy load (YAML, schema, examples, store)", "wr_gate_reload_policy"),
+             ("store open (SQLite)", "wr_store_open"),
+             ("the run (contract, decision, sandbox, seal)", "wr_gate_run"))
+
+
+def callgrind(argv, out_dir):
+    """The callgrind profile of the warrant process itself: valgrind follows the fork into the sandbox
+    launcher too, which writes its own file (a higher pid), left out."""
+    for f in os.listdir(out_dir):
+        os.unlink(os.path.join(out_dir, f))
+    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(out_dir, "cg.%p")] + argv,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files = sorted(os.listdir(out_dir), key=lambda f: int(f.split(".")[1]))
+    return os.path.join(out_dir, files[0]) if files else None
+
+
+def cli_instructions(fx, cli):
+    """Instructions executed by the warrant process (valgrind --tool=callgrind): stable whatever the load,
+    so they compare builds on a busy machine. `warrant run` is also broken down by part."""
+    if not shutil.which("valgrind"):
+        print("  (valgrind not installed: no instruction counts)")
+        return
+    out_dir = os.path.join(fx.tmp, "callgrind")
+    os.mkdir(out_dir)
+    # The default pack as a policy file (its workspace prefixes pointed at ours): a policy with examples
+    # and a grammar per allowed tool; the first run records its examples, the measured one uses the record.
+    default = os.path.join(fx.tmp, "default.yaml")
+    with open(default, "w") as f:
+        f.write(open(os.path.join(ROOT, "policies", "default.yaml")).read().replace("/workspace", fx.ws))
+    with_default = [a if a != fx.policy else default for a in cli]
+    timed(with_default)
+    runs = ((cli, "warrant run"), (with_default, "warrant run, default pack as --policy file"),
+            ([WARRANT, "check", "--policy", fx.policy, cli[-1]], "warrant check"),
+            ([WARRANT, "check", cli[-1]], "warrant check, bundled default pack"),
+            ([WARRANT, "--version"], "warrant --version"))
+    for argv, name in runs:
+        prof = callgrind(argv, out_dir)
+        total = None
+        for ln in open(prof) if prof else ():
+            if ln.startswith(("summary:", "totals:")):
+                total = int(ln.split()[1])
+        if total is None:
+            continue
+        print("  %-42s %6.1f M instructions in the warrant process (valgrind --tool=callgrind)" % (name, total / 1e6))
+        if argv is not cli:
+            continue
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", prof],
+                             capture_output=True, text=True).stdout
+        incl = {}
+        for m in re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+\S*?:(\w+) \[", ann, re.M):
+            incl.setdefault(m.group(2), int(m.group(1).replace(",", "")))
+        for label, fn in CLI_PARTS:
+            if fn in incl:
+                print("      %-56s %5.1f M" % (label, incl[fn] / 1e6))
 
 
 def concurrent(n, rounds=3):
