@@ -9,6 +9,10 @@
                           timestamps from strace, fsync/fdatasync per run, CPU instructions).
                           REPEAT (5) times, each with a fresh server; the median of the
                           REPEAT medians and ratios is the figure.
+  e2e.py startup [N]      the CLI without the sandbox: wall time of `warrant --version` and
+                          `warrant check` (the one-command policy, the bundled default pack),
+                          median of N (200) interleaved runs; with WARRANT_BASELINE=BUILD_DIR the
+                          same commands of that build are interleaved too, and the ratios printed.
   e2e.py concurrent [N]   N (50) MCP runs of /bin/true in flight at once on one stdio
                           connection: runs/s and p99 latency, median of 3 rounds.
 
@@ -319,6 +323,36 @@ def concurrent(n, rounds=3):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def startup(n):
+    tmp, fx, cli_args = fixture()
+    try:
+        contract = cli_args[-1]
+        builds = [("now", WARRANT)]
+        if os.environ.get("WARRANT_BASELINE"):
+            builds.insert(0, ("baseline", os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "clients",
+                                                       "warrant")))
+        cmds = (("warrant --version", ["--version"]), ("warrant check", ["check", "--policy", fx.policy, contract]),
+                ("warrant check, bundled default pack", ["check", contract]))
+        t = {(b, c): [] for b, _ in builds for c, _ in cmds}
+        for i in range(-WARMUP, n):
+            for c, args in cmds:
+                for b, exe in builds:
+                    t0 = time.perf_counter()
+                    subprocess.run([exe] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    if i >= 0:
+                        t[(b, c)].append((time.perf_counter() - t0) * 1e3)
+        print("CLI start-up, median of %d interleaved runs (wall, fork/exec to exit; load %s)" % (
+            n, open("/proc/loadavg").read().split()[0]))
+        for c, _ in cmds:
+            m = {b: statistics.median(t[(b, c)]) for b, _ in builds}
+            line = "  %-36s %s" % (c, "   ".join("%s %.2f ms" % (b, m[b]) for b, _ in builds))
+            if "baseline" in m:
+                line += "   now/baseline %.2f" % (m["now"] / m["baseline"])
+            print(line)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("bench: needs root (the sandbox and bare bwrap drop to nobody)")
@@ -326,6 +360,8 @@ if __name__ == "__main__":
     arg = int(sys.argv[2]) if len(sys.argv) > 2 else None
     if what == "latency":
         latency(arg or 30, int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+    elif what == "startup":
+        startup(arg or 200)
     elif what == "concurrent":
         concurrent(arg or 50)
     else:
