@@ -8,7 +8,9 @@
                           profile; medians and ratios; then where the time goes (phase
                           timestamps from strace, fsync/fdatasync per run, CPU instructions).
                           REPEAT (5) times, each with a fresh server; the median of the
-                          REPEAT medians and ratios is the figure.
+                          REPEAT medians and ratios is the figure. With WARRANT_BASELINE=BUILD_DIR,
+                          that build's `warrant run` is interleaved too (before/after on a busy
+                          machine).
   e2e.py startup [N]      the CLI without the sandbox: wall time of `warrant --version` and
                           `warrant check` (the one-command policy, the bundled default pack),
                           median of N (200) interleaved runs; with WARRANT_BASELINE=BUILD_DIR the
@@ -127,12 +129,17 @@ def latency(runs, repeat):
         bare = bare_argv(fx.ws)
         cli = [WARRANT, "run", "--quiet"] + cli_args
         timed(cli)  # creates the key and the database
+        base = [baseline_warrant(), "run", "--quiet"] + cli_args if baseline_warrant() else None
         results = []
         for r in range(repeat):
             srv = Mcp(fx, fx.ws)
             t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": []}
+            if base:
+                t["base_cli"] = []
             for i in range(-WARMUP, runs):
                 row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare)}
+                if base:
+                    row["base_cli"] = timed(base)
                 if i >= 0:
                     for k, v in row.items():
                         t[k].append(v)
@@ -142,12 +149,17 @@ def latency(runs, repeat):
             m = {k: statistics.median(v) for k, v in t.items()}
             m["cli_ratio"] = median_ratio("  warrant run (CLI, whole process)", t["cli"], t["bare_cli"])
             m["mcp_ratio"] = median_ratio("  MCP run over stdio", t["mcp"], t["bare_mcp"])
+            if base:
+                m["base_cli_ratio"] = median_ratio("  warrant run of WARRANT_BASELINE", t["base_cli"], t["bare_cli"])
             results.append(m)
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         print("median of %d runs: warrant run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.3); "
               "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15)" % (
                   repeat, med["cli"], med["bare_cli"], med["cli_ratio"], med["mcp"], med["bare_mcp"],
                   med["mcp_ratio"]))
+        if base:
+            print("  WARRANT_BASELINE's warrant run %.2f ms = %.2f x bare (median of %d runs)" % (
+                med["base_cli"], med["base_cli_ratio"], repeat))
         print("RESULT " + " ".join("%s=%.3f" % kv for kv in sorted(med.items())))
         breakdown(fx, cli, bare)
     finally:
@@ -323,14 +335,19 @@ def concurrent(n, rounds=3):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def baseline_warrant():
+    """The warrant binary of the build dir WARRANT_BASELINE names, to interleave with this build's."""
+    b = os.environ.get("WARRANT_BASELINE")
+    return os.path.join(os.path.abspath(b), "clients", "warrant") if b else None
+
+
 def startup(n):
     tmp, fx, cli_args = fixture()
     try:
         contract = cli_args[-1]
         builds = [("now", WARRANT)]
-        if os.environ.get("WARRANT_BASELINE"):
-            builds.insert(0, ("baseline", os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "clients",
-                                                       "warrant")))
+        if baseline_warrant():
+            builds.insert(0, ("baseline", baseline_warrant()))
         cmds = (("warrant --version", ["--version"]), ("warrant check", ["check", "--policy", fx.policy, contract]),
                 ("warrant check, bundled default pack", ["check", contract]))
         t = {(b, c): [] for b, _ in builds for c, _ in cmds}
