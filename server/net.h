@@ -66,13 +66,14 @@ typedef struct conn {
     bool counted;
     wr_session *ss;
     mq q;
-    bool rx_paused;
+    bool rx_paused; /* lws_rx_flow_control(wsi, 0) applied: we read nothing from the peer */
     /* WebSocket reassembly */
     char *rx;
     size_t rx_len;
     bool rx_overflow;
     /* HTTP */
     int hstate;
+    bool get;            /* the request is a GET: its stream takes nothing from the client */
     char sid[WR_ID_MAX]; /* Mcp-Session-Id to announce (set by initialize) */
     char *body;
     size_t body_len;
