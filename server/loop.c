@@ -132,13 +132,18 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             stdio_on_readable(r->n);
         else if (r->kind == RAW_SIGNAL)
             handle_signals(r->n);
+        else if (r->kind == RAW_WS)
+            return ws_on_readable(r);
         break;
     case LWS_CALLBACK_RAW_WRITEABLE_FILE:
         if (r->kind == RAW_STDOUT)
             return stdio_on_writeable(r->n);
         break;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
-        stdio_on_closed(r->n, r->kind);
+        if (r->kind == RAW_WS)
+            ws_on_watch_closed(r);
+        else
+            stdio_on_closed(r->n, r->kind);
         break;
     default:
         break; /* EVENT_WAIT_CANCELLED is handled once, by the "mcp" protocol */
