@@ -300,7 +300,8 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (o->listen_host && rl.rlim_cur < (rlim_t)o->max_connections + 64)
+    /* a WebSocket connection takes two (ws.c reads a duplicate) */
+    if (o->listen_host && rl.rlim_cur < (rlim_t)o->max_connections * 2 + 64)
         wr_log(n->ctx, WR_LOG_WARNING, "server", "only %llu descriptors for --max-connections %d",
                (unsigned long long)rl.rlim_cur, o->max_connections);
 
