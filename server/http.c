@@ -68,7 +68,7 @@ static void http_reset(conn *c)
         wr_session_unref(c->ss);
         c->ss = NULL;
     }
-    c->body_done = c->headers_sent = c->ended = c->add_session_header = c->preflight = c->get = false;
+    c->body_done = c->headers_sent = c->ended = c->add_session_header = c->preflight = c->get = c->rx_paused = false;
     c->origin[0] = '\0';
 }
 

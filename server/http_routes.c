@@ -335,7 +335,8 @@ static int route_console(conn *c, const char *uri)
 
 void http_console_tick(net *n)
 {
-    for (conn *c = n->open; c; c = c->open_next) {
+    for (conn *c = n->open, *next; c; c = next) {
+        next = c->open_next; /* writing may close (and unlink) a stream */
         if (!c->console || c->hstate != H_SSE || c->ended)
             continue;
         char *ev = wr_console_next_event(n->console, &c->console_seen);
