@@ -3,6 +3,7 @@ well-behaved SDKs never do, pushed past every bound. Each test states the
 finding it reproduces; it failed on the code before the fix."""
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -434,6 +435,50 @@ class Quotas(Listening):
         r = self.call(h, "propose_contract", {"contract": contract(self.fx.ws, ["echo", "3"], mode="human_required")})
         self.assertTrue(r["isError"])
         self.assertIn("approval requests pending", r["content"][0]["text"])
+
+
+class HostileWebSocket(unittest.TestCase):
+    def setUp(self):
+        self.fx = Fixture()
+        self.srv = Listener(self.fx, "--max-message-bytes", "4096")
+
+    def tearDown(self):
+        self.srv.stop()
+        self.assertNotIn("Sanitizer", self.srv.stderr)
+        self.assertNotIn("runtime error", self.srv.stderr)
+        self.fx.cleanup()
+
+    def test_random_frames(self):
+        """ws.c parses frames itself (lws 4.1 ignores the mask bit): 300
+        connections of random frames (unmasked, reserved bits, bad opcodes,
+        fragments, lengths over the cap, garbage), written in random pieces,
+        never crash it; it still serves."""
+        rnd = random.Random(13)
+        for _ in range(300):
+            c = WS(self.srv.port, token=TOKEN)
+            data = b""
+            for _ in range(rnd.randint(1, 6)):
+                if rnd.random() < 0.15:
+                    data += rnd.randbytes(rnd.randint(1, 40))
+                    continue
+                payload = rpc(rnd.randint(0, 9), "ping") if rnd.random() < 0.6 else rnd.randbytes(rnd.randint(0, 300))
+                if rnd.random() < 0.05:
+                    payload = b" " * rnd.randint(4000, 70000)
+                data += c.frame_bytes(rnd.choice([0, 1, 1, 1, 2, 3, 8, 9, 10, 11]) | rnd.choice([0, 0, 0, 0x40]),
+                                      payload, fin=rnd.random() < 0.8, masked=rnd.random() < 0.9)
+            try:
+                while data:
+                    k = rnd.randint(1, 2000)
+                    c.s.sendall(data[:k])
+                    data = data[k:]
+                read_all(c.s, 0.05)
+            except OSError:
+                pass  # closed on us: that is an answer
+            c.s.close()
+            self.assertIsNone(self.srv.p.poll(), "warrantd died")
+        c = WS(self.srv.port, token=TOKEN)
+        c.send(INIT)
+        self.assertIn("result", c.recv())
 
 
 if __name__ == "__main__":
