@@ -51,7 +51,7 @@ typedef struct ws_rx {
     raw r;             /* first: loop.c hands the watcher's tag back as raw * */
     conn *c;           /* NULL once the connection is gone */
     struct lws *watch; /* the duplicate socket, a raw file in the loop */
-    bool paused;       /* the peer is not read (its answers are not read either) */
+    bool paused;       /* nothing is read: its answers wait to be sent, or it is closing */
     bool in_payload;   /* else collecting a header */
     unsigned char hdr[WS_MAX_HEADER];
     size_t hlen, hneed;
