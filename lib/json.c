@@ -8,7 +8,9 @@
  * tree, a pass over the bytes (`scan_*`) enforces the RFC 8259 grammar for
  * tokens, the depth limit, and counts each object's keys; json-c then checks
  * the structure, and comparing the key counts with json-c's objects finds
- * duplicate keys. */
+ * duplicate keys. The same pass tells whether the text is already in the
+ * canonical form (lib/canonical.c), so that signed documents stored that way
+ * are hashed and verified as read, without being serialised again. */
 #include "lib/lib.h"
 #include "lib/lib_internal.h"
 
@@ -17,6 +19,8 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +45,22 @@ void wr_json_ptr_append(char *ptr, size_t cap, const char *key)
     ptr[n] = '\0';
 }
 
+/* Eight bytes at a time while they are ASCII (high bits clear), the bulk of
+ * any JSON text. */
+#define ASCII_WORD_HIGH_BITS 0x8080808080808080ull
+
 bool wr_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
+        uint64_t word;
+        for (; end - p >= (ptrdiff_t)sizeof word; p += sizeof word) {
+            memcpy(&word, p, sizeof word);
+            if (word & ASCII_WORD_HIGH_BITS)
+                break;
+        }
+        if (p == end)
+            break;
         unsigned c = *p;
         if (c < 0x80) {
             p++;
@@ -82,6 +98,12 @@ typedef struct scan {
     size_t out;   /* end of the compacted text, never beyond pos */
     size_t *keys; /* key count per object, in order of their '{' */
     size_t nobj, cap;
+    /* Still possibly byte for byte wr_canonical_json(document, false)?
+     * Cleared at the first token that shows otherwise, and conservatively
+     * at some that would need decoding to tell (a fraction or an exponent,
+     * an escape in a key): a false "no" only costs a re-serialisation, a
+     * false "yes" would hash bytes other than the canonical ones. */
+    bool canonical;
     wr_error *err;
 } scan;
 
@@ -106,11 +128,27 @@ static int hex4(const char *p)
     return v;
 }
 
-/* Moves buf[from, to) to the end of the compacted text. */
+/* Moves buf[from, to) to the end of the compacted text (in place until
+ * the first surrogate pair is rewritten). */
 static void emit(scan *sc, size_t from, size_t to)
 {
-    memmove(sc->buf + sc->out, sc->buf + from, to - from);
+    if (sc->out != from)
+        memmove(sc->buf + sc->out, sc->buf + from, to - from);
     sc->out += to - from;
+}
+
+/* Is the escape at p (a backslash, with at least 6 bytes when it is \u)
+ * the one the canonical form writes? It escapes only '"', '\\' and the C0
+ * controls: \b \f \n \r \t short, the others as \u00xx in lower case. */
+static bool canonical_escape(const char *p, int u)
+{
+    if (p[1] != 'u')
+        return p[1] && strchr("\"\\bfnrt", p[1]);
+    if (u <= 0 || u >= 0x20 || strchr("\b\f\n\r\t", u))
+        return false;
+    char want[8];
+    snprintf(want, sizeof want, "\\u%04x", (unsigned)u & 0x1f);
+    return memcmp(p, want, 6) == 0;
 }
 
 /* At the opening quote; leaves pos after the closing one. A surrogate pair
@@ -132,12 +170,14 @@ static int scan_string(scan *sc)
         if (sc->pos + 1 >= sc->len)
             return scan_fail(sc, "truncated escape");
         if (b[sc->pos + 1] != 'u') {
+            sc->canonical = sc->canonical && canonical_escape(b + sc->pos, 0);
             sc->pos += 2;
             continue;
         }
         int u = sc->pos + 6 <= sc->len ? hex4(b + sc->pos + 2) : -1;
         if (u < 0)
             return scan_fail(sc, "bad \\u escape");
+        sc->canonical = sc->canonical && canonical_escape(b + sc->pos, u);
         /* A NUL would silently cut the string wherever C code reads it. */
         if (u == 0)
             return scan_fail(sc, "string contains \\u0000");
@@ -200,6 +240,8 @@ static int scan_number(scan *sc)
         if (scan_digits(sc) == 0)
             return scan_fail(sc, "malformed number");
     }
+    /* Integers print as they read, except -0 (json-c's 0). */
+    sc->canonical = sc->canonical && integer && !(neg && sc->buf[int_start] == '0');
     if (integer) {
         const char *lim = neg ? "9223372036854775808" : "18446744073709551615";
         size_t ll = strlen(lim);
@@ -211,13 +253,36 @@ static int scan_number(scan *sc)
     return WR_OK;
 }
 
+/* The canonical form sorts an object's keys by code point, which is the
+ * byte order of their UTF-8 (strcmp). Compared as written, so a key with
+ * an escape is not vouched for. The key just scanned starts at the quote
+ * at start; while the text is canonical nothing was compacted, so offsets
+ * are the same in buf and the original. */
+static bool key_in_order(const scan *sc, size_t *prev_at, size_t *prev_len, size_t start)
+{
+    size_t at = start + 1, len = sc->pos - 1 - at;
+    const char *k = sc->buf + at;
+    if (memchr(k, '\\', len))
+        return false;
+    if (*prev_at != 0) {
+        size_t n = len < *prev_len ? len : *prev_len;
+        int c = memcmp(sc->buf + *prev_at, k, n);
+        if (c > 0 || (c == 0 && *prev_len >= len))
+            return false;
+    }
+    *prev_at = at;
+    *prev_len = len;
+    return true;
+}
+
 static int scan_doc(scan *sc, int max_depth)
 {
     /* Per nesting level: is it an object, and is the next string a key? */
     struct level {
         bool object, want_key;
         size_t obj;
-    } *stack = calloc((size_t)max_depth + 1, sizeof *stack);
+        size_t key_at, key_len; /* the object's previous key; key_at 0 before the first (no key starts at 0) */
+    } *stack = malloc(((size_t)max_depth + 1) * sizeof *stack); /* each level is set when entered */
     if (!stack)
         return wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
     int depth = 0, rc = WR_OK;
@@ -227,6 +292,7 @@ static int scan_doc(scan *sc, int max_depth)
         size_t start = sc->pos;
         struct level *top = depth > 0 ? &stack[depth - 1] : NULL;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            sc->canonical = false;
             sc->pos++;
         } else if (c == '{' || c == '[') {
             if (depth >= max_depth) { /* json-c lets an object's value nest one deeper */
@@ -259,9 +325,12 @@ static int scan_doc(scan *sc, int max_depth)
                 top->want_key = c == ',';
             sc->pos++;
         } else if (c == '"') {
-            if (top && top->object && top->want_key)
+            bool key = top && top->object && top->want_key;
+            if (key)
                 sc->keys[top->obj]++;
             rc = scan_string(sc);
+            if (key && rc == WR_OK && sc->canonical)
+                sc->canonical = key_in_order(sc, &top->key_at, &top->key_len, start);
             continue; /* emitted its own text */
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             rc = scan_number(sc);
@@ -336,6 +405,14 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
 
 json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err)
 {
+    return wr_json_parse_canonical(buf, len, limits, NULL, err);
+}
+
+json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_limits *limits, bool *canonical,
+                                     wr_error *err)
+{
+    if (canonical)
+        *canonical = false;
     size_t max_bytes = limits ? limits->max_bytes : WR_JSON_DEFAULT_MAX_BYTES;
     int max_depth = limits ? limits->max_depth : WR_JSON_DEFAULT_MAX_DEPTH;
     if (len > max_bytes) {
@@ -361,7 +438,7 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
         return NULL;
     }
     memcpy(copy, buf, len);
-    scan sc = {.buf = copy, .len = len, .err = err};
+    scan sc = {.buf = copy, .len = len, .canonical = true, .err = err};
     json_object *obj = NULL;
     struct json_tokener *tok = NULL;
     if (scan_doc(&sc, max_depth) != WR_OK)
@@ -400,6 +477,8 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
             obj = NULL;
         }
     }
+    if (obj && canonical)
+        *canonical = sc.canonical;
 out:
     if (tok)
         json_tokener_free(tok);

@@ -110,6 +110,13 @@ typedef struct wr_json_limits {
  * silently keep the last one: a parser differential an attacker could use).
  * limits may be NULL for the defaults. Returns a new reference or NULL. */
 json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err);
+/* wr_json_parse that also sets *canonical when buf is byte for byte
+ * wr_canonical_json(result, false), so that a signed document kept in that
+ * form can be hashed and verified as read. Decided from the tokens and
+ * conservatively: "false" may also mean "not proven" (a fraction, an
+ * escape in a key), never the other way round. */
+json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_limits *limits, bool *canonical,
+                                     wr_error *err);
 /* Reads a file (refusing more than limits->max_bytes) and parses it. */
 json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, wr_error *err);
 /* Reads a whole file into a NUL-terminated buffer, refusing more than max_bytes. */
