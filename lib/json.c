@@ -92,6 +92,7 @@ bool wr_utf8_valid(const char *s, size_t len)
 }
 
 /* ---- the token pass ---------------------------------------------------- */
+#define SCAN_LEVELS 8 /* nesting levels the token pass allocates first */
 typedef struct scan {
     char *buf; /* a private copy: compacted in place, see emit() */
     size_t len, pos;
@@ -104,6 +105,7 @@ typedef struct scan {
      * an escape in a key): a false "no" only costs a re-serialisation, a
      * false "yes" would hash bytes other than the canonical ones. */
     bool canonical;
+    int deepest; /* nesting reached */
     wr_error *err;
 } scan;
 
@@ -282,10 +284,8 @@ static int scan_doc(scan *sc, int max_depth)
         bool object, want_key;
         size_t obj;
         size_t key_at, key_len; /* the object's previous key; key_at 0 before the first (no key starts at 0) */
-    } *stack = malloc(((size_t)max_depth + 1) * sizeof *stack); /* each level is set when entered */
-    if (!stack)
-        return wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
-    int depth = 0, rc = WR_OK;
+    } *stack = NULL;
+    int depth = 0, cap = 0, rc = WR_OK;
     const char *b = sc->buf;
     while (rc == WR_OK && sc->pos < sc->len) {
         char c = b[sc->pos];
@@ -298,6 +298,16 @@ static int scan_doc(scan *sc, int max_depth)
             if (depth >= max_depth) { /* json-c lets an object's value nest one deeper */
                 rc = wr_errorf(sc->err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
                 break;
+            }
+            if (depth == cap) { /* grown as documents nest, most hardly at all */
+                int ncap = cap ? 2 * cap : SCAN_LEVELS;
+                void *more = realloc(stack, (size_t)ncap * sizeof *stack);
+                if (!more) {
+                    rc = wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
+                    break;
+                }
+                stack = more;
+                cap = ncap;
             }
             stack[depth] = (struct level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
             if (c == '{') {
@@ -313,7 +323,8 @@ static int scan_doc(scan *sc, int max_depth)
                 }
                 sc->keys[sc->nobj++] = 0;
             }
-            depth++;
+            if (++depth > sc->deepest)
+                sc->deepest = depth;
             sc->pos++;
         } else if (c == '}' || c == ']') {
             if (depth == 0)
@@ -444,8 +455,9 @@ json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_
     if (scan_doc(&sc, max_depth) != WR_OK)
         goto out;
     copy[sc.out] = '\0';
-    /* json-c counts the top-level value as one level of its depth. */
-    tok = json_tokener_new_ex(max_depth + 1);
+    /* json-c counts the top-level value as one level of its depth; sized
+     * to the document (its stack is allocated whole), within the limit. */
+    tok = json_tokener_new_ex(sc.deepest + 2 < max_depth + 1 ? sc.deepest + 2 : max_depth + 1);
     if (!tok) {
         wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         goto out;
@@ -468,7 +480,7 @@ json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_
         wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
     } else if (!obj) {
         wr_errorf(err, WR_E_INVALID, "", "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(jerr));
-    } else {
+    } else if (!sc.canonical) { /* canonical text has sorted, so distinct, keys and no fractions */
         char ptr[sizeof err->path] = "";
         size_t next = 0;
         if (check_tree(obj, &sc, &next, NULL, 0, NULL) != WR_OK &&

@@ -121,9 +121,31 @@ typedef struct cnode {
     json_object *resource;     /* the resource it resolves "#..." in when it has its own $id, else NULL */
     json_object *kw[KW_COUNT]; /* keyword values (json-c's NULL is also JSON null) */
     uint32_t present;          /* bit k: keyword k is present */
+    unsigned types;            /* the "type" keyword's names as TYPE_* bits, so checking it compares no strings */
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
+
+/* JSON Schema's type names as bits; an integer is also a number. */
+static const char *const type_names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+enum {
+    TYPE_INTEGER = 1u << 2,
+    TYPE_NUMBER = 1u << 3
+};
+
+static unsigned type_bits(json_object *t)
+{
+    unsigned bits = 0;
+    size_t n = json_object_is_type(t, json_type_array) ? json_object_array_length(t) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *name =
+            json_object_get_string(json_object_is_type(t, json_type_array) ? json_object_array_get_idx(t, i) : t);
+        for (unsigned k = 0; name && k < sizeof type_names / sizeof *type_names; k++)
+            if (strcmp(name, type_names[k]) == 0)
+                bits |= 1u << k;
+    }
+    return bits;
+}
 
 static bool kw_get(const cnode *sn, enum kw k, json_object **v)
 {
@@ -508,8 +530,7 @@ static int compile_array_of_schemas(wr_schema *s, json_object *arr, char *ptr, s
 
 static bool valid_type_name(json_object *t)
 {
-    static const char *const types[] = {"null", "boolean", "object", "array", "number", "string", "integer", NULL};
-    return json_object_is_type(t, json_type_string) && in_list(types, json_object_get_string(t));
+    return json_object_is_type(t, json_type_string) && type_bits(t) != 0;
 }
 
 static int check_keyword(wr_schema *s, const char *kw, json_object *v, char *ptr, size_t cap, int depth, wr_error *err)
@@ -649,6 +670,7 @@ static void fill_cnode(cnode *c, json_object *node)
         if (json_object_object_get_ex(node, kw_names[k], &c->kw[k]))
             c->present |= 1u << k;
     }
+    c->types = (c->present >> KW_TYPE) & 1u ? type_bits(c->kw[KW_TYPE]) : 0;
 }
 
 static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
@@ -819,26 +841,34 @@ static int validate_at(eval *ev, json_object *schema, json_object *inst, const c
     return rc;
 }
 
-static bool type_matches(json_object *t, json_object *inst)
+/* The TYPE_* bits an instance satisfies. */
+static unsigned instance_types(json_object *inst)
 {
-    const char *n = json_object_get_string(t);
-    if (strcmp(n, "integer") == 0)
-        return is_integer(inst);
-    if (strcmp(n, "number") == 0)
-        return is_number(inst);
-    return strcmp(n, type_name(inst)) == 0;
+    switch (json_object_get_type(inst)) {
+    case json_type_null:
+        return 1u << 0;
+    case json_type_boolean:
+        return 1u << 1;
+    case json_type_int:
+    case json_type_double:
+        return TYPE_NUMBER | (is_integer(inst) ? TYPE_INTEGER : 0);
+    case json_type_string:
+        return 1u << 4;
+    case json_type_array:
+        return 1u << 5;
+    case json_type_object:
+        return 1u << 6;
+    }
+    return 0;
 }
 
-static int check_type(eval *ev, json_object *t, json_object *inst)
+static int check_type(eval *ev, const cnode *sn, json_object *inst)
 {
-    if (json_object_is_type(t, json_type_string)) {
-        if (type_matches(t, inst))
-            return WR_OK;
+    if (sn->types & instance_types(inst))
+        return WR_OK;
+    json_object *t = sn->kw[KW_TYPE];
+    if (json_object_is_type(t, json_type_string))
         return fail(ev, WR_E_INVALID, "expected type %s, got %s", json_object_get_string(t), type_name(inst));
-    }
-    for (size_t i = 0; i < json_object_array_length(t); i++)
-        if (type_matches(json_object_array_get_idx(t, i), inst))
-            return WR_OK;
     char d[120];
     describe(t, d, sizeof d);
     return fail(ev, WR_E_INVALID, "type %s is not one of %s", type_name(inst), d);
@@ -1176,7 +1206,7 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
         if (rc != WR_OK)
             return rc;
     }
-    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, v, inst)) != WR_OK)
+    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, sn, inst)) != WR_OK)
         return rc;
     if (kw_get(sn, KW_CONST, &v) && json_cmp(v, inst) != 0) {
         char d[80];
