@@ -552,11 +552,17 @@ int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *l
 
 int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
 {
+    return wr_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
+}
+
+int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
+                    wr_error *err)
+{
     *buf = NULL;
     *len = 0;
     /* O_NONBLOCK: opening a FIFO with no writer must not hang before the
      * regular-file check can refuse it. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, path, "cannot open %s: %s", path,
                          strerror(errno));

@@ -121,6 +121,10 @@ json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_
 json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, wr_error *err);
 /* Reads a whole file into a NUL-terminated buffer, refusing more than max_bytes. */
 int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err);
+/* The same for name in the directory open as dirfd (no walk down the
+ * directory's own path for each of many files); errors name it as path. */
+int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
+                    wr_error *err);
 /* Writes a file atomically: temp file in the same directory, fsync, rename,
  * fsync of the directory. mode is the new file's permission bits. */
 int wr_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode, wr_error *err);

@@ -8,6 +8,7 @@
  * fails. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,9 +29,9 @@
  * order-dependent checks then run in seq order on the results, so the
  * first problem reported is the same as in a serial walk. */
 typedef struct item {
-    char *json; /* owned; with `file`, the path to read it from (workers read in parallel) */
+    char *json; /* owned */
     size_t len;
-    bool file;
+    const char *file; /* else: the name of the file to read it from (workers read in parallel) */
     int read_rc;      /* of reading the file */
     int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
     char where[64];   /* names it in messages */
@@ -57,6 +58,8 @@ typedef struct chain_walk {
     bool keep_leaves;
     wr_tree_head *anchors;        /* owned, sorted by size */
     size_t nanchors, next_anchor; /* the first anchor not yet reached */
+    const char *dir;              /* of a directory walk, open as dirfd (else -1) */
+    int dirfd;
     wr_error *err;
 } chain_walk;
 
@@ -68,6 +71,8 @@ static void walk_free(chain_walk *w)
         free(w->items[i].json);
     free(w->anchors);
     free(w->leaves);
+    if (w->dirfd >= 0)
+        close(w->dirfd);
     free(w);
 }
 
@@ -78,6 +83,7 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     if (!w)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
+    w->dirfd = -1;
     w->err = err;
     long cpus = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
     int want = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (int)cpus;
@@ -92,13 +98,12 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     return WR_OK;
 }
 
-static void prepare_item(const wr_receipt_verifier *v, item *it)
+static void prepare_item(const chain_walk *w, const wr_receipt_verifier *v, item *it)
 {
     if (it->file) {
-        char *path = it->json;
-        it->json = NULL;
-        it->read_rc = wr_read_file(path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
-        free(path);
+        char path[PATH_MAX]; /* for messages; its length was checked when listed */
+        snprintf(path, sizeof path, "%s/%s", w->dir, it->file);
+        it->read_rc = wr_read_file_at(w->dirfd, it->file, path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
         if (it->read_rc)
             return;
     }
@@ -131,7 +136,7 @@ static void *work(void *arg)
     const wr_receipt_verifier *v = &k->w->v[k->index];
     size_t step = (size_t)k->w->nworkers;
     for (size_t i = (size_t)k->index; i < k->w->n; i += step)
-        prepare_item(v, &k->w->items[i]);
+        prepare_item(k->w, v, &k->w->items[i]);
     for (size_t i = (size_t)k->index; i < k->w->n; i += step) {
         item *it = &k->w->items[i];
         if (it->parsed && it->rc == WR_OK)
@@ -257,7 +262,7 @@ static int run_batch(chain_walk *w)
 }
 
 /* Queues one receipt (taking json), checking a batch when it is full. */
-static int walk_add(chain_walk *w, char *json, size_t len, bool file, int64_t position, const char *where)
+static int walk_add(chain_walk *w, char *json, size_t len, const char *file, int64_t position, const char *where)
 {
     item *it = &w->items[w->n++];
     memset(it, 0, sizeof *it);
@@ -285,7 +290,7 @@ static int store_step(void *ud, int64_t seq, const char *json)
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
     char *copy = strdup(json);
-    s->rc = copy ? walk_add(s->w, copy, strlen(copy), false, seq, where)
+    s->rc = copy ? walk_add(s->w, copy, strlen(copy), NULL, seq, where)
                  : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
 }
@@ -521,15 +526,17 @@ int wr_chain_verify_dir_workers(const char *dir, const unsigned char pk[WR_PK_LE
     rc = walk_new(&w, pk, workers, err);
     if (rc == WR_OK)
         rc = set_anchors(w, anchors, nanchors);
+    if (rc == WR_OK) {
+        w->dir = dir;
+        if ((w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            rc = wr_errorf(err, WR_E_IO, dir, "cannot open %s: %s", dir, strerror(errno));
+    }
     for (size_t i = 0; rc == WR_OK && i < n; i++) {
-        char path[PATH_MAX];
-        if (snprintf(path, sizeof path, "%s/%s", dir, files[i].name) >= (int)sizeof path) {
+        if (strlen(dir) + 1 + strlen(files[i].name) >= PATH_MAX) {
             rc = wr_errorf(err, WR_E_INVALID, files[i].name, "path too long in %s", dir);
             break;
         }
-        char *copy = strdup(path);
-        rc = copy ? walk_add(w, copy, 0, true, files[i].position, files[i].name)
-                  : wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
+        rc = walk_add(w, NULL, 0, files[i].name, files[i].position, files[i].name);
     }
     if (rc == WR_OK)
         rc = run_batch(w);

@@ -496,6 +496,13 @@ static void test_chain_dir_resigned_and_relinked(void **state)
 {
     fixture *f = *state;
     export_dir(f, 3);
+    /* not a regular file: refused by its path, without blocking on it */
+    assert_int_equal(mkfifo(out_path(f, "000004.json"), 0600), 0);
+    char fifo_msg[300];
+    snprintf(fifo_msg, sizeof fifo_msg, "%s is not a regular file", out_path(f, "000004.json"));
+    expect_dir(f, f->kp.pk, WR_E_INVALID, fifo_msg);
+    assert_int_equal(unlink(out_path(f, "000004.json")), 0);
+
     /* Re-sign receipt 2 with another key after changing it: caught by key. */
     wr_keypair other;
     wr_error err = {0};
