@@ -94,7 +94,8 @@ bool wr_utf8_valid(const char *s, size_t len)
 /* ---- the token pass ---------------------------------------------------- */
 #define SCAN_LEVELS 8 /* nesting levels the token pass allocates first */
 typedef struct scan {
-    char *buf; /* a private copy: compacted in place, see emit() */
+    const char *in; /* the text, read from only */
+    char *buf;      /* the compacted text, once it differs from in[0, out) (NULL before), see emit() */
     size_t len, pos;
     size_t out;   /* end of the compacted text, never beyond pos */
     size_t *keys; /* key count per object, in order of their '{' */
@@ -130,13 +131,23 @@ static int hex4(const char *p)
     return v;
 }
 
-/* Moves buf[from, to) to the end of the compacted text (in place until
- * the first surrogate pair is rewritten). */
+/* Appends in[from, to) to the compacted text. Until the first rewrite
+ * (a surrogate pair) that text is in[0, out) itself and nothing is copied. */
 static void emit(scan *sc, size_t from, size_t to)
 {
-    if (sc->out != from)
-        memmove(sc->buf + sc->out, sc->buf + from, to - from);
+    if (sc->buf)
+        memcpy(sc->buf + sc->out, sc->in + from, to - from);
     sc->out += to - from;
+}
+
+/* Before the first rewrite: the compacted text so far into a copy. */
+static int own_copy(scan *sc)
+{
+    if (!sc->buf && !(sc->buf = malloc(sc->len + 1)))
+        return wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
+    if (sc->out)
+        memcpy(sc->buf, sc->in, sc->out);
+    return WR_OK;
 }
 
 /* Is the escape at p (a backslash, with at least 6 bytes when it is \u)
@@ -158,7 +169,7 @@ static bool canonical_escape(const char *p, int u)
  * decodes some valid pairs (e.g. \udab6\udec7) to U+FFFD. */
 static int scan_string(scan *sc)
 {
-    const char *b = sc->buf;
+    const char *b = sc->in;
     size_t seg = sc->pos;
     sc->pos++;
     while (sc->pos < sc->len && b[sc->pos] != '"') {
@@ -197,6 +208,8 @@ static int scan_string(scan *sc)
         emit(sc, seg, sc->pos);
         char utf8[4] = {(char)(0xF0 | cp >> 18), (char)(0x80 | (cp >> 12 & 0x3F)), (char)(0x80 | (cp >> 6 & 0x3F)),
                         (char)(0x80 | (cp & 0x3F))};
+        if (!sc->buf && own_copy(sc) != WR_OK)
+            return WR_E_NOMEM;
         memcpy(sc->buf + sc->out, utf8, 4); /* 12 bytes read, 4 written: out stays behind pos */
         sc->out += 4;
         sc->pos += 12;
@@ -212,7 +225,7 @@ static int scan_string(scan *sc)
 static size_t scan_digits(scan *sc)
 {
     size_t start = sc->pos;
-    while (sc->pos < sc->len && sc->buf[sc->pos] >= '0' && sc->buf[sc->pos] <= '9')
+    while (sc->pos < sc->len && sc->in[sc->pos] >= '0' && sc->in[sc->pos] <= '9')
         sc->pos++;
     return sc->pos - start;
 }
@@ -222,32 +235,32 @@ static size_t scan_digits(scan *sc)
 static int scan_number(scan *sc)
 {
     size_t start = sc->pos;
-    bool neg = sc->buf[sc->pos] == '-', integer = true;
+    bool neg = sc->in[sc->pos] == '-', integer = true;
     if (neg)
         sc->pos++;
     size_t int_start = sc->pos, nd = scan_digits(sc);
-    if (nd == 0 || (nd > 1 && sc->buf[int_start] == '0'))
+    if (nd == 0 || (nd > 1 && sc->in[int_start] == '0'))
         return scan_fail(sc, "malformed number");
-    if (sc->pos < sc->len && sc->buf[sc->pos] == '.') {
+    if (sc->pos < sc->len && sc->in[sc->pos] == '.') {
         sc->pos++;
         integer = false;
         if (scan_digits(sc) == 0)
             return scan_fail(sc, "malformed number");
     }
-    if (sc->pos < sc->len && (sc->buf[sc->pos] == 'e' || sc->buf[sc->pos] == 'E')) {
+    if (sc->pos < sc->len && (sc->in[sc->pos] == 'e' || sc->in[sc->pos] == 'E')) {
         sc->pos++;
         integer = false;
-        if (sc->pos < sc->len && (sc->buf[sc->pos] == '+' || sc->buf[sc->pos] == '-'))
+        if (sc->pos < sc->len && (sc->in[sc->pos] == '+' || sc->in[sc->pos] == '-'))
             sc->pos++;
         if (scan_digits(sc) == 0)
             return scan_fail(sc, "malformed number");
     }
     /* Integers print as they read, except -0 (json-c's 0). */
-    sc->canonical = sc->canonical && integer && !(neg && sc->buf[int_start] == '0');
+    sc->canonical = sc->canonical && integer && !(neg && sc->in[int_start] == '0');
     if (integer) {
         const char *lim = neg ? "9223372036854775808" : "18446744073709551615";
         size_t ll = strlen(lim);
-        if (nd > ll || (nd == ll && memcmp(sc->buf + int_start, lim, ll) > 0)) {
+        if (nd > ll || (nd == ll && memcmp(sc->in + int_start, lim, ll) > 0)) {
             sc->pos = start;
             return wr_errorf(sc->err, WR_E_LIMIT, "", "integer at byte %zu is out of the 64-bit range", start);
         }
@@ -263,12 +276,12 @@ static int scan_number(scan *sc)
 static bool key_in_order(const scan *sc, size_t *prev_at, size_t *prev_len, size_t start)
 {
     size_t at = start + 1, len = sc->pos - 1 - at;
-    const char *k = sc->buf + at;
+    const char *k = sc->in + at;
     if (memchr(k, '\\', len))
         return false;
     if (*prev_at != 0) {
         size_t n = len < *prev_len ? len : *prev_len;
-        int c = memcmp(sc->buf + *prev_at, k, n);
+        int c = memcmp(sc->in + *prev_at, k, n);
         if (c > 0 || (c == 0 && *prev_len >= len))
             return false;
     }
@@ -286,7 +299,7 @@ static int scan_doc(scan *sc, int max_depth)
         size_t key_at, key_len; /* the object's previous key; key_at 0 before the first (no key starts at 0) */
     } *stack = NULL;
     int depth = 0, cap = 0, rc = WR_OK;
-    const char *b = sc->buf;
+    const char *b = sc->in;
     while (rc == WR_OK && sc->pos < sc->len) {
         char c = b[sc->pos];
         size_t start = sc->pos;
@@ -443,18 +456,12 @@ json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_
         wr_errorf(err, WR_E_INVALID, "", "JSON text is not valid UTF-8");
         return NULL;
     }
-    char *copy = malloc(len + 1);
-    if (!copy) {
-        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-        return NULL;
-    }
-    memcpy(copy, buf, len);
-    scan sc = {.buf = copy, .len = len, .canonical = true, .err = err};
+    scan sc = {.in = buf, .len = len, .canonical = true, .err = err};
     json_object *obj = NULL;
     struct json_tokener *tok = NULL;
     if (scan_doc(&sc, max_depth) != WR_OK)
         goto out;
-    copy[sc.out] = '\0';
+    const char *text = sc.buf ? sc.buf : buf;
     /* json-c counts the top-level value as one level of its depth; sized
      * to the document (its stack is allocated whole), within the limit. */
     tok = json_tokener_new_ex(sc.deepest + 2 < max_depth + 1 ? sc.deepest + 2 : max_depth + 1);
@@ -463,11 +470,15 @@ json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_
         goto out;
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    /* Feeding the terminating NUL tells json-c the text ends here (a bare
-     * number at the end is otherwise "continue"). */
-    obj = json_tokener_parse_ex(tok, copy, (int)sc.out + 1);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    obj = json_tokener_parse_ex(tok, text, (int)sc.out);
     size_t end = json_tokener_get_parse_end(tok);
+    if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+        /* A NUL tells json-c the text ends here (a bare number at the end
+         * is otherwise "continue"). */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        end = sc.out + json_tokener_get_parse_end(tok);
+    }
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
     if (obj && end < sc.out) { /* json-c's strict mode already refuses this */
         json_object_put(obj);
         obj = NULL;
@@ -495,7 +506,7 @@ out:
     if (tok)
         json_tokener_free(tok);
     free(sc.keys);
-    free(copy);
+    free(sc.buf);
     return obj;
 }
 
