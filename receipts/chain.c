@@ -31,7 +31,7 @@
 typedef struct item {
     char *json; /* owned */
     size_t len;
-    const char *file; /* else: the name of the file to read it from (workers read in parallel) */
+    const char *file; /* without json: its file's name in the walk's directory (workers read in parallel) */
     int read_rc;      /* of reading the file */
     int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
     char where[64];   /* names it in messages */
