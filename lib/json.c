@@ -8,7 +8,9 @@
  * tree, a pass over the bytes (`scan_*`) enforces the RFC 8259 grammar for
  * tokens, the depth limit, and counts each object's keys; json-c then checks
  * the structure, and comparing the key counts with json-c's objects finds
- * duplicate keys. */
+ * duplicate keys. The same pass tells whether the text is already in the
+ * canonical form (lib/canonical.c), so that signed documents stored that way
+ * are hashed and verified as read, without being serialised again. */
 #include "lib/lib.h"
 #include "lib/lib_internal.h"
 
@@ -17,6 +19,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,19 +45,25 @@ void wr_json_ptr_append(char *ptr, size_t cap, const char *key)
     ptr[n] = '\0';
 }
 
+/* Eight bytes at a time while they are ASCII (high bits clear), the bulk of
+ * any JSON text. */
+#define ASCII_WORD_HIGH_BITS 0x8080808080808080ull
+
 bool wr_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
+        uint64_t word;
+        for (; end - p >= (ptrdiff_t)sizeof word; p += sizeof word) {
+            memcpy(&word, p, sizeof word);
+            if (word & ASCII_WORD_HIGH_BITS)
+                break;
+        }
+        if (p == end)
+            break;
         unsigned c = *p;
         if (c < 0x80) {
             p++;
-            /* ASCII, the common case: eight bytes at a time */
-            for (uint64_t w; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
-                memcpy(&w, p, sizeof w);
-                if (w & UINT64_C(0x8080808080808080))
-                    break;
-            }
             continue;
         }
         size_t n;
@@ -83,12 +92,34 @@ bool wr_utf8_valid(const char *s, size_t len)
 }
 
 /* ---- the token pass ---------------------------------------------------- */
+#define SCAN_LEVELS 8 /* nesting levels the token pass allocates first */
+/* Per nesting level: is it an object, and is the next string a key? */
+typedef struct scan_level {
+    bool object, want_key;
+    size_t obj;
+    size_t key_at, key_len; /* the object's previous key; key_at 0 before the first (no key starts at 0) */
+} scan_level;
+
+/* A document's token pass. Its buffers belong to the parser that runs it
+ * (wr_json_parser) and are kept for the next document. */
 typedef struct scan {
-    char *buf; /* a private copy: compacted in place, see emit() */
+    const char *in; /* the text, read from only */
+    char *buf;      /* the compacted text, once it differs from in[0, out) (NULL before), see emit() */
+    char *spare;    /* where buf goes when it is needed (the parser's, grown to len + 1) */
+    size_t spare_cap;
+    scan_level *levels;
+    int levels_cap;
     size_t len, pos;
     size_t out;   /* end of the compacted text, never beyond pos */
     size_t *keys; /* key count per object, in order of their '{' */
     size_t nobj, cap;
+    /* Still possibly byte for byte wr_canonical_json(document, false)?
+     * Cleared at the first token that shows otherwise, and conservatively
+     * at some that would need decoding to tell (a fraction or an exponent,
+     * an escape in a key): a false "no" only costs a re-serialisation, a
+     * false "yes" would hash bytes other than the canonical ones. */
+    bool canonical;
+    int deepest; /* nesting reached */
     wr_error *err;
 } scan;
 
@@ -113,13 +144,43 @@ static int hex4(const char *p)
     return v;
 }
 
-/* Moves buf[from, to) to the end of the compacted text (in place until
- * something was dropped, which is the common case: no move then). */
+/* Appends in[from, to) to the compacted text. Until the first rewrite
+ * (a surrogate pair) that text is in[0, out) itself and nothing is copied. */
 static void emit(scan *sc, size_t from, size_t to)
 {
-    if (sc->out != from)
-        memmove(sc->buf + sc->out, sc->buf + from, to - from);
+    if (sc->buf)
+        memcpy(sc->buf + sc->out, sc->in + from, to - from);
     sc->out += to - from;
+}
+
+/* Before the first rewrite: the compacted text so far into a copy. */
+static int own_copy(scan *sc)
+{
+    if (sc->spare_cap < sc->len + 1) {
+        char *more = realloc(sc->spare, sc->len + 1);
+        if (!more)
+            return wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
+        sc->spare = more;
+        sc->spare_cap = sc->len + 1;
+    }
+    sc->buf = sc->spare;
+    if (sc->out)
+        memcpy(sc->buf, sc->in, sc->out);
+    return WR_OK;
+}
+
+/* Is the escape at p (a backslash, with at least 6 bytes when it is \u)
+ * the one the canonical form writes? It escapes only '"', '\\' and the C0
+ * controls: \b \f \n \r \t short, the others as \u00xx in lower case. */
+static bool canonical_escape(const char *p, int u)
+{
+    if (p[1] != 'u')
+        return p[1] && strchr("\"\\bfnrt", p[1]);
+    if (u <= 0 || u >= 0x20 || strchr("\b\f\n\r\t", u))
+        return false;
+    char want[8];
+    snprintf(want, sizeof want, "\\u%04x", (unsigned)u & 0x1f);
+    return memcmp(p, want, 6) == 0;
 }
 
 /* At the opening quote; leaves pos after the closing one. A surrogate pair
@@ -127,7 +188,7 @@ static void emit(scan *sc, size_t from, size_t to)
  * decodes some valid pairs (e.g. \udab6\udec7) to U+FFFD. */
 static int scan_string(scan *sc)
 {
-    const char *b = sc->buf;
+    const char *b = sc->in;
     size_t seg = sc->pos;
     sc->pos++;
     while (sc->pos < sc->len && b[sc->pos] != '"') {
@@ -141,12 +202,14 @@ static int scan_string(scan *sc)
         if (sc->pos + 1 >= sc->len)
             return scan_fail(sc, "truncated escape");
         if (b[sc->pos + 1] != 'u') {
+            sc->canonical = sc->canonical && canonical_escape(b + sc->pos, 0);
             sc->pos += 2;
             continue;
         }
         int u = sc->pos + 6 <= sc->len ? hex4(b + sc->pos + 2) : -1;
         if (u < 0)
             return scan_fail(sc, "bad \\u escape");
+        sc->canonical = sc->canonical && canonical_escape(b + sc->pos, u);
         /* A NUL would silently cut the string wherever C code reads it. */
         if (u == 0)
             return scan_fail(sc, "string contains \\u0000");
@@ -164,6 +227,8 @@ static int scan_string(scan *sc)
         emit(sc, seg, sc->pos);
         char utf8[4] = {(char)(0xF0 | cp >> 18), (char)(0x80 | (cp >> 12 & 0x3F)), (char)(0x80 | (cp >> 6 & 0x3F)),
                         (char)(0x80 | (cp & 0x3F))};
+        if (!sc->buf && own_copy(sc) != WR_OK)
+            return WR_E_NOMEM;
         memcpy(sc->buf + sc->out, utf8, 4); /* 12 bytes read, 4 written: out stays behind pos */
         sc->out += 4;
         sc->pos += 12;
@@ -179,7 +244,7 @@ static int scan_string(scan *sc)
 static size_t scan_digits(scan *sc)
 {
     size_t start = sc->pos;
-    while (sc->pos < sc->len && sc->buf[sc->pos] >= '0' && sc->buf[sc->pos] <= '9')
+    while (sc->pos < sc->len && sc->in[sc->pos] >= '0' && sc->in[sc->pos] <= '9')
         sc->pos++;
     return sc->pos - start;
 }
@@ -189,30 +254,32 @@ static size_t scan_digits(scan *sc)
 static int scan_number(scan *sc)
 {
     size_t start = sc->pos;
-    bool neg = sc->buf[sc->pos] == '-', integer = true;
+    bool neg = sc->in[sc->pos] == '-', integer = true;
     if (neg)
         sc->pos++;
     size_t int_start = sc->pos, nd = scan_digits(sc);
-    if (nd == 0 || (nd > 1 && sc->buf[int_start] == '0'))
+    if (nd == 0 || (nd > 1 && sc->in[int_start] == '0'))
         return scan_fail(sc, "malformed number");
-    if (sc->pos < sc->len && sc->buf[sc->pos] == '.') {
+    if (sc->pos < sc->len && sc->in[sc->pos] == '.') {
         sc->pos++;
         integer = false;
         if (scan_digits(sc) == 0)
             return scan_fail(sc, "malformed number");
     }
-    if (sc->pos < sc->len && (sc->buf[sc->pos] == 'e' || sc->buf[sc->pos] == 'E')) {
+    if (sc->pos < sc->len && (sc->in[sc->pos] == 'e' || sc->in[sc->pos] == 'E')) {
         sc->pos++;
         integer = false;
-        if (sc->pos < sc->len && (sc->buf[sc->pos] == '+' || sc->buf[sc->pos] == '-'))
+        if (sc->pos < sc->len && (sc->in[sc->pos] == '+' || sc->in[sc->pos] == '-'))
             sc->pos++;
         if (scan_digits(sc) == 0)
             return scan_fail(sc, "malformed number");
     }
+    /* Integers print as they read, except -0 (json-c's 0). */
+    sc->canonical = sc->canonical && integer && !(neg && sc->in[int_start] == '0');
     if (integer) {
         const char *lim = neg ? "9223372036854775808" : "18446744073709551615";
         size_t ll = strlen(lim);
-        if (nd > ll || (nd == ll && memcmp(sc->buf + int_start, lim, ll) > 0)) {
+        if (nd > ll || (nd == ll && memcmp(sc->in + int_start, lim, ll) > 0)) {
             sc->pos = start;
             return wr_errorf(sc->err, WR_E_LIMIT, "", "integer at byte %zu is out of the 64-bit range", start);
         }
@@ -220,29 +287,55 @@ static int scan_number(scan *sc)
     return WR_OK;
 }
 
-/* Per nesting level: is it an object, and is the next string a key? */
-typedef struct scan_level {
-    bool object, want_key;
-    size_t obj;
-} scan_level;
+/* The canonical form sorts an object's keys by code point, which is the
+ * byte order of their UTF-8 (strcmp). Compared as written, so a key with
+ * an escape is not vouched for. The key just scanned starts at the quote
+ * at start; while the text is canonical nothing was compacted, so offsets
+ * are the same in buf and the original. */
+static bool key_in_order(const scan *sc, size_t *prev_at, size_t *prev_len, size_t start)
+{
+    size_t at = start + 1, len = sc->pos - 1 - at;
+    const char *k = sc->in + at;
+    if (memchr(k, '\\', len))
+        return false;
+    if (*prev_at != 0) {
+        size_t n = len < *prev_len ? len : *prev_len;
+        int c = memcmp(sc->in + *prev_at, k, n);
+        if (c > 0 || (c == 0 && *prev_len >= len))
+            return false;
+    }
+    *prev_at = at;
+    *prev_len = len;
+    return true;
+}
 
-/* stack: max_depth + 1 levels */
-static int scan_doc(scan *sc, int max_depth, scan_level *stack)
+static int scan_doc(scan *sc, int max_depth)
 {
     int depth = 0, rc = WR_OK;
-    const char *b = sc->buf;
+    const char *b = sc->in;
     while (rc == WR_OK && sc->pos < sc->len) {
         char c = b[sc->pos];
         size_t start = sc->pos;
-        scan_level *top = depth > 0 ? &stack[depth - 1] : NULL;
+        scan_level *top = depth > 0 ? &sc->levels[depth - 1] : NULL;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            sc->canonical = false;
             sc->pos++;
         } else if (c == '{' || c == '[') {
             if (depth >= max_depth) { /* json-c lets an object's value nest one deeper */
                 rc = wr_errorf(sc->err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
                 break;
             }
-            stack[depth] = (scan_level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
+            if (depth == sc->levels_cap) { /* grown as documents nest, most hardly at all */
+                int ncap = sc->levels_cap ? 2 * sc->levels_cap : SCAN_LEVELS;
+                void *more = realloc(sc->levels, (size_t)ncap * sizeof *sc->levels);
+                if (!more) {
+                    rc = wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
+                    break;
+                }
+                sc->levels = more;
+                sc->levels_cap = ncap;
+            }
+            sc->levels[depth] = (scan_level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
             if (c == '{') {
                 if (sc->nobj == sc->cap) {
                     size_t ncap = sc->cap ? sc->cap * 2 : 16;
@@ -256,7 +349,8 @@ static int scan_doc(scan *sc, int max_depth, scan_level *stack)
                 }
                 sc->keys[sc->nobj++] = 0;
             }
-            depth++;
+            if (++depth > sc->deepest)
+                sc->deepest = depth;
             sc->pos++;
         } else if (c == '}' || c == ']') {
             if (depth == 0)
@@ -268,9 +362,12 @@ static int scan_doc(scan *sc, int max_depth, scan_level *stack)
                 top->want_key = c == ',';
             sc->pos++;
         } else if (c == '"') {
-            if (top && top->object && top->want_key)
+            bool key = top && top->object && top->want_key;
+            if (key)
                 sc->keys[top->obj]++;
             rc = scan_string(sc);
+            if (key && rc == WR_OK && sc->canonical)
+                sc->canonical = key_in_order(sc, &top->key_at, &top->key_len, start);
             continue; /* emitted its own text */
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             rc = scan_number(sc);
@@ -343,40 +440,54 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
 }
 
 /* What one document's parse needs, kept for the next: a session parses
- * every message with one parser, without a heap allocation of its own
- * per message (large ones made malloc consolidate its free lists). */
-/* Buffers above this are not kept for the next document: one huge message
- * must not stay resident. */
-#define PARSER_KEEP_BYTES (64u * 1024u)
-
+ * every message with one parser, without heap allocations of its own per
+ * message (large ones made malloc consolidate its free lists). */
 struct wr_json_parser {
     size_t max_bytes;
     int max_depth;
     struct json_tokener *tok;
-    scan_level *stack; /* max_depth + 1 */
-    char *copy;        /* the document, compacted by the token pass */
+    int tok_depth; /* the nesting tok was made for */
+    char *copy;    /* a document's compacted text, when it needed one */
     size_t copy_cap;
     size_t *keys; /* key count per object */
     size_t keys_cap;
+    scan_level *levels; /* the token pass's nesting */
+    int levels_cap;
 };
+
+/* Buffers above this are not kept for the next document: one huge message
+ * must not stay resident. */
+#define PARSER_KEEP_BYTES (64u * 1024u)
+
+static int parser_init(wr_json_parser *p, const wr_json_limits *limits, wr_error *err)
+{
+    *p = (wr_json_parser){
+        .max_bytes = limits ? limits->max_bytes : WR_JSON_DEFAULT_MAX_BYTES,
+        .max_depth = limits ? limits->max_depth : WR_JSON_DEFAULT_MAX_DEPTH,
+    };
+    if (p->max_depth < 1 || p->max_depth > 100000)
+        return wr_errorf(err, WR_E_LIMIT, "", "JSON limits out of range");
+    return WR_OK;
+}
+
+static void parser_release(wr_json_parser *p)
+{
+    if (p->tok)
+        json_tokener_free(p->tok);
+    free(p->copy);
+    free(p->keys);
+    free(p->levels);
+}
 
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
 {
-    size_t max_bytes = limits ? limits->max_bytes : WR_JSON_DEFAULT_MAX_BYTES;
-    int max_depth = limits ? limits->max_depth : WR_JSON_DEFAULT_MAX_DEPTH;
-    if (max_depth < 1 || max_depth > 100000) {
-        wr_errorf(err, WR_E_LIMIT, "", "JSON limits out of range");
+    wr_json_parser *p = malloc(sizeof *p);
+    if (!p) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         return NULL;
     }
-    wr_json_parser *p = calloc(1, sizeof *p);
-    if (p) {
-        p->max_bytes = max_bytes;
-        p->max_depth = max_depth;
-        p->stack = calloc((size_t)max_depth + 1, sizeof *p->stack);
-    }
-    if (!p || !p->stack) {
-        wr_json_parser_free(p);
-        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (parser_init(p, limits, err) != WR_OK) {
+        free(p);
         return NULL;
     }
     return p;
@@ -386,31 +497,48 @@ void wr_json_parser_free(wr_json_parser *p)
 {
     if (!p)
         return;
-    if (p->tok)
-        json_tokener_free(p->tok);
-    free(p->stack);
-    free(p->copy);
-    free(p->keys);
+    parser_release(p);
     free(p);
 }
 
-/* json-c builds the tree of the scanned text; duplicate keys are refused. */
-static json_object *tree_of(wr_json_parser *p, const scan *sc, wr_error *err)
+/* A tokener for a document nesting `deepest` levels. json-c allocates its
+ * stack whole, so it is sized to the documents seen, within the limit, and
+ * counts the top-level value as one level of its depth. */
+static struct json_tokener *tokener_for(wr_json_parser *p, int deepest, wr_error *err)
 {
-    p->copy[sc->out] = '\0';
-    /* json-c counts the top-level value as one level of its depth. */
-    if (!p->tok && (p->tok = json_tokener_new_ex(p->max_depth + 1)))
-        json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
+    int want = deepest + 2 < p->max_depth + 1 ? deepest + 2 : p->max_depth + 1;
+    if (p->tok && p->tok_depth < want) {
+        json_tokener_free(p->tok);
+        p->tok = NULL;
+    }
     if (!p->tok) {
-        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-        return NULL;
+        if (!(p->tok = json_tokener_new_ex(want))) {
+            wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            return NULL;
+        }
+        json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
+        p->tok_depth = want;
     }
     json_tokener_reset(p->tok);
-    /* Feeding the terminating NUL tells json-c the text ends here (a bare
-     * number at the end is otherwise "continue"). */
-    json_object *obj = json_tokener_parse_ex(p->tok, p->copy, (int)sc->out + 1);
-    enum json_tokener_error jerr = json_tokener_get_error(p->tok);
-    size_t end = json_tokener_get_parse_end(p->tok);
+    return p->tok;
+}
+
+/* json-c builds the tree of the scanned text; duplicate keys are refused. */
+static json_object *tree_of(wr_json_parser *p, const char *buf, scan *sc, wr_error *err)
+{
+    struct json_tokener *tok = tokener_for(p, sc->deepest, err);
+    if (!tok)
+        return NULL;
+    const char *text = sc->buf ? sc->buf : buf;
+    json_object *obj = json_tokener_parse_ex(tok, text, (int)sc->out);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+        /* A NUL tells json-c the text ends here (a bare number at the end
+         * is otherwise "continue"). */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        end = sc->out + json_tokener_get_parse_end(tok);
+    }
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
     if (obj && end < sc->out) { /* json-c's strict mode already refuses this */
         json_object_put(obj);
         obj = NULL;
@@ -423,7 +551,7 @@ static json_object *tree_of(wr_json_parser *p, const scan *sc, wr_error *err)
         wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", p->max_depth);
     } else if (!obj) {
         wr_errorf(err, WR_E_INVALID, "", "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(jerr));
-    } else {
+    } else if (!sc->canonical) { /* canonical text has sorted, so distinct, keys and no fractions */
         char ptr[sizeof err->path] = "";
         size_t next = 0;
         if (check_tree(obj, sc, &next, NULL, 0, NULL) != WR_OK &&
@@ -435,8 +563,10 @@ static json_object *tree_of(wr_json_parser *p, const scan *sc, wr_error *err)
     return obj;
 }
 
-json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err)
+static json_object *parse_with(wr_json_parser *p, const char *buf, size_t len, bool *canonical, wr_error *err)
 {
+    if (canonical)
+        *canonical = false;
     if (len > p->max_bytes) {
         wr_errorf(err, WR_E_LIMIT, "", "JSON document of %zu bytes exceeds the limit of %zu", len, p->max_bytes);
         return NULL;
@@ -454,29 +584,41 @@ json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len
         wr_errorf(err, WR_E_INVALID, "", "JSON text is not valid UTF-8");
         return NULL;
     }
-    if (len + 1 > p->copy_cap) {
-        char *nc = realloc(p->copy, len + 1);
-        if (!nc) {
-            wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-            return NULL;
-        }
-        p->copy = nc;
-        p->copy_cap = len + 1;
-    }
-    memcpy(p->copy, buf, len);
-    scan sc = {.buf = p->copy, .len = len, .err = err, .keys = p->keys, .cap = p->keys_cap};
-    int rc = scan_doc(&sc, p->max_depth, p->stack);
-    p->keys = sc.keys; /* grown or not, kept for the next document */
+    scan sc = {.in = buf,
+               .len = len,
+               .canonical = true,
+               .err = err,
+               .spare = p->copy,
+               .spare_cap = p->copy_cap,
+               .keys = p->keys,
+               .cap = p->keys_cap,
+               .levels = p->levels,
+               .levels_cap = p->levels_cap};
+    int rc = scan_doc(&sc, p->max_depth);
+    /* grown or not, kept for the next document */
+    p->copy = sc.spare;
+    p->copy_cap = sc.spare_cap;
+    p->keys = sc.keys;
     p->keys_cap = sc.cap;
-    json_object *obj = rc == WR_OK ? tree_of(p, &sc, err) : NULL;
+    p->levels = sc.levels;
+    p->levels_cap = sc.levels_cap;
+    json_object *obj = rc == WR_OK ? tree_of(p, buf, &sc, err) : NULL;
+    if (obj && canonical)
+        *canonical = sc.canonical;
+    return obj;
+}
+
+json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err)
+{
+    json_object *obj = parse_with(p, buf, len, NULL, err);
     if (p->copy_cap > PARSER_KEEP_BYTES) {
         free(p->copy);
         p->copy = NULL;
         p->copy_cap = 0;
-        if (p->tok) { /* its string buffer grew with the document's strings */
-            json_tokener_free(p->tok);
-            p->tok = NULL;
-        }
+    }
+    if (p->tok && len > PARSER_KEEP_BYTES) { /* its string buffer grew with the document's strings */
+        json_tokener_free(p->tok);
+        p->tok = NULL;
     }
     if (p->keys_cap * sizeof *p->keys > PARSER_KEEP_BYTES) {
         free(p->keys);
@@ -488,14 +630,19 @@ json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len
 
 json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err)
 {
-    size_t max_bytes = limits ? limits->max_bytes : WR_JSON_DEFAULT_MAX_BYTES;
-    if (len > max_bytes) { /* before allocating a parser for it */
-        wr_errorf(err, WR_E_LIMIT, "", "JSON document of %zu bytes exceeds the limit of %zu", len, max_bytes);
+    return wr_json_parse_canonical(buf, len, limits, NULL, err);
+}
+
+json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_limits *limits, bool *canonical,
+                                     wr_error *err)
+{
+    if (canonical)
+        *canonical = false;
+    wr_json_parser p;
+    if (parser_init(&p, limits, err) != WR_OK)
         return NULL;
-    }
-    wr_json_parser *p = wr_json_parser_new(limits, err);
-    json_object *obj = p ? wr_json_parser_parse(p, buf, len, err) : NULL;
-    wr_json_parser_free(p);
+    json_object *obj = parse_with(&p, buf, len, canonical, err);
+    parser_release(&p);
     return obj;
 }
 
@@ -552,11 +699,17 @@ int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *l
 
 int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
 {
+    return wr_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
+}
+
+int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
+                    wr_error *err)
+{
     *buf = NULL;
     *len = 0;
     /* O_NONBLOCK: opening a FIFO with no writer must not hang before the
      * regular-file check can refuse it. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, path, "cannot open %s: %s", path,
                          strerror(errno));

@@ -116,10 +116,21 @@ typedef struct wr_json_parser wr_json_parser;
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err);
 json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err);
 void wr_json_parser_free(wr_json_parser *p);
+/* wr_json_parse that also sets *canonical when buf is byte for byte
+ * wr_canonical_json(result, false), so that a signed document kept in that
+ * form can be hashed and verified as read. Decided from the tokens and
+ * conservatively: "false" may also mean "not proven" (a fraction, an
+ * escape in a key), never the other way round. */
+json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_limits *limits, bool *canonical,
+                                     wr_error *err);
 /* Reads a file (refusing more than limits->max_bytes) and parses it. */
 json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, wr_error *err);
 /* Reads a whole file into a NUL-terminated buffer, refusing more than max_bytes. */
 int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err);
+/* The same for name in the directory open as dirfd (no walk down the
+ * directory's own path for each of many files); errors name it as path. */
+int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
+                    wr_error *err);
 /* Writes a file atomically: temp file in the same directory, fsync, rename,
  * fsync of the directory. mode is the new file's permission bits. */
 int wr_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode, wr_error *err);

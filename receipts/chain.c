@@ -8,6 +8,7 @@
  * fails. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,17 +24,20 @@
 
 /* One receipt of a batch. Parsing, the schema and the signature (nearly
  * all the work) need nothing from the other receipts, so workers do them
- * in parallel; the order-dependent checks then run in seq order on the
- * results, so the first problem reported is the same as in a serial walk. */
+ * in parallel, each first preparing its share of the batch, then verifying
+ * their signatures back to back (wr_receipt_verifier_prepare says why); the
+ * order-dependent checks then run in seq order on the results, so the
+ * first problem reported is the same as in a serial walk. */
 typedef struct item {
-    char *json; /* owned; with `file`, the path to read it from (workers read in parallel) */
+    char *json; /* owned */
     size_t len;
-    bool file;
+    const char *file; /* without json: its file's name in the walk's directory (workers read in parallel) */
     int read_rc;      /* of reading the file */
     int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
     char where[64];   /* names it in messages */
     bool parsed;
-    int rc; /* of the schema/signature check */
+    int rc;                     /* of the schema/signature check */
+    wr_receipt_pending pending; /* its signature, once prepared */
     wr_error err;
     int64_t seq;
     char prev[WR_SHA256_HEX_LEN]; /* "" when absent */
@@ -54,6 +58,8 @@ typedef struct chain_walk {
     bool keep_leaves;
     wr_tree_head *anchors;        /* owned, sorted by size */
     size_t nanchors, next_anchor; /* the first anchor not yet reached */
+    const char *dir;              /* of a directory walk, open as dirfd (else -1) */
+    int dirfd;
     wr_error *err;
 } chain_walk;
 
@@ -65,6 +71,8 @@ static void walk_free(chain_walk *w)
         free(w->items[i].json);
     free(w->anchors);
     free(w->leaves);
+    if (w->dirfd >= 0)
+        close(w->dirfd);
     free(w);
 }
 
@@ -75,6 +83,7 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     if (!w)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
+    w->dirfd = -1;
     w->err = err;
     long cpus = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
     int want = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (int)cpus;
@@ -89,17 +98,17 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     return WR_OK;
 }
 
-static void check_item(const wr_receipt_verifier *v, item *it)
+static void prepare_item(const chain_walk *w, const wr_receipt_verifier *v, item *it)
 {
     if (it->file) {
-        char *path = it->json;
-        it->json = NULL;
-        it->read_rc = wr_read_file(path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
-        free(path);
+        char path[PATH_MAX]; /* for messages; its length was checked when listed */
+        snprintf(path, sizeof path, "%s/%s", w->dir, it->file);
+        it->read_rc = wr_read_file_at(w->dirfd, it->file, path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
         if (it->read_rc)
             return;
     }
-    json_object *r = wr_json_parse(it->json, it->len, NULL, &it->err);
+    bool canonical;
+    json_object *r = wr_json_parse_canonical(it->json, it->len, NULL, &canonical, &it->err);
     it->parsed = r != NULL;
     if (!r)
         return;
@@ -109,7 +118,10 @@ static void check_item(const wr_receipt_verifier *v, item *it)
                   : 0;
     const char *prev = wr_receipt_str(r, "prev_receipt_sha256");
     snprintf(it->prev, sizeof it->prev, "%s", prev && strlen(prev) == WR_SHA256_HEX_LEN - 1 ? prev : "");
-    it->rc = wr_receipt_verifier_check(v, r, it->json, it->len, it->hash, it->leaf, &it->err);
+    it->rc = wr_receipt_verifier_prepare(v, r, canonical ? it->json : NULL, it->len, it->hash, it->leaf, &it->pending,
+                                         &it->err);
+    if (it->rc)
+        wr_receipt_pending_clear(&it->pending);
     json_object_put(r);
 }
 
@@ -121,8 +133,15 @@ typedef struct worker {
 static void *work(void *arg)
 {
     worker *k = arg;
-    for (size_t i = (size_t)k->index; i < k->w->n; i += (size_t)k->w->nworkers)
-        check_item(&k->w->v[k->index], &k->w->items[i]);
+    const wr_receipt_verifier *v = &k->w->v[k->index];
+    size_t step = (size_t)k->w->nworkers;
+    for (size_t i = (size_t)k->index; i < k->w->n; i += step)
+        prepare_item(k->w, v, &k->w->items[i]);
+    for (size_t i = (size_t)k->index; i < k->w->n; i += step) {
+        item *it = &k->w->items[i];
+        if (it->parsed && it->rc == WR_OK)
+            it->rc = wr_receipt_pending_finish(v, &it->pending, &it->err);
+    }
     return NULL;
 }
 
@@ -243,7 +262,7 @@ static int run_batch(chain_walk *w)
 }
 
 /* Queues one receipt (taking json), checking a batch when it is full. */
-static int walk_add(chain_walk *w, char *json, size_t len, bool file, int64_t position, const char *where)
+static int walk_add(chain_walk *w, char *json, size_t len, const char *file, int64_t position, const char *where)
 {
     item *it = &w->items[w->n++];
     memset(it, 0, sizeof *it);
@@ -271,7 +290,7 @@ static int store_step(void *ud, int64_t seq, const char *json)
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
     char *copy = strdup(json);
-    s->rc = copy ? walk_add(s->w, copy, strlen(copy), false, seq, where)
+    s->rc = copy ? walk_add(s->w, copy, strlen(copy), NULL, seq, where)
                  : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
     return s->rc != WR_OK;
 }
@@ -409,7 +428,8 @@ int wr_chain_verify_store_workers(wr_store *st, const unsigned char pk[WR_PK_LEN
 
 typedef struct rfile {
     char *name;
-    int64_t position; /* seq from a name of digits + ".json", else 0 */
+    int64_t position;        /* seq from a name of digits + ".json", else 0 */
+    unsigned long long lead; /* the number the name starts with, to sort by */
 } rfile;
 
 static int64_t name_position(const char *name)
@@ -425,9 +445,8 @@ static int64_t name_position(const char *name)
 static int rfile_cmp(const void *a, const void *b)
 {
     const rfile *x = a, *y = b;
-    unsigned long long nx = strtoull(x->name, NULL, 10), ny = strtoull(y->name, NULL, 10);
-    if (nx != ny)
-        return nx < ny ? -1 : 1;
+    if (x->lead != y->lead)
+        return x->lead < y->lead ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 
@@ -462,6 +481,7 @@ static int list_dir(const char *dir, rfile **out, size_t *n_out, wr_error *err)
         }
         f[n].name = strdup(e->d_name);
         f[n].position = name_position(e->d_name);
+        f[n].lead = strtoull(e->d_name, NULL, 10);
         if (!f[n].name)
             rc = wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
         else
@@ -487,6 +507,12 @@ int wr_chain_verify_dir(const char *dir, const unsigned char pk[WR_PK_LEN], int6
 int wr_chain_verify_dir_anchored(const char *dir, const unsigned char pk[WR_PK_LEN], const wr_tree_head *anchors,
                                  size_t nanchors, int64_t *count_out, wr_error *err)
 {
+    return wr_chain_verify_dir_workers(dir, pk, anchors, nanchors, 0, count_out, err);
+}
+
+int wr_chain_verify_dir_workers(const char *dir, const unsigned char pk[WR_PK_LEN], const wr_tree_head *anchors,
+                                size_t nanchors, int workers, int64_t *count_out, wr_error *err)
+{
     if (count_out)
         *count_out = 0;
     if (!dir || !*dir || !pk)
@@ -497,18 +523,20 @@ int wr_chain_verify_dir_anchored(const char *dir, const unsigned char pk[WR_PK_L
     if (rc)
         return rc;
     chain_walk *w = NULL;
-    rc = walk_new(&w, pk, 0, err);
+    rc = walk_new(&w, pk, workers, err);
     if (rc == WR_OK)
         rc = set_anchors(w, anchors, nanchors);
+    if (rc == WR_OK) {
+        w->dir = dir;
+        if ((w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            rc = wr_errorf(err, WR_E_IO, dir, "cannot open %s: %s", dir, strerror(errno));
+    }
     for (size_t i = 0; rc == WR_OK && i < n; i++) {
-        char path[PATH_MAX];
-        if (snprintf(path, sizeof path, "%s/%s", dir, files[i].name) >= (int)sizeof path) {
+        if (strlen(dir) + 1 + strlen(files[i].name) >= PATH_MAX) {
             rc = wr_errorf(err, WR_E_INVALID, files[i].name, "path too long in %s", dir);
             break;
         }
-        char *copy = strdup(path);
-        rc = copy ? walk_add(w, copy, 0, true, files[i].position, files[i].name)
-                  : wr_errorf(err, WR_E_NOMEM, dir, "out of memory");
+        rc = walk_add(w, NULL, 0, files[i].name, files[i].position, files[i].name);
     }
     if (rc == WR_OK)
         rc = run_batch(w);

@@ -3,12 +3,15 @@
  * Ed25519 over the canonical JSON (lib's wr_canonical_json = Python's
  * json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False))
  * of the receipt with only signature.signature removed. */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "receipts/receipts_internal.h"
 #include "schemas/schemas.h"
+
+_Static_assert(WR_ED25519_SIG_LEN == crypto_sign_BYTES, "an Ed25519 signature");
 
 const char *wr_receipt_str(json_object *obj, const char *key)
 {
@@ -236,65 +239,29 @@ int wr_signed_object_verify(json_object *obj, const unsigned char pk[WR_PK_LEN],
     return ok ? WR_OK : bad_signature(err);
 }
 
-/* The signing payload is `text` with the member "signature":"<b64>" cut
- * out, when text is a receipt's canonical signed form (after the schema
- * passed, the cut is exact: signature.signature is base64, an unescaped
- * '"' cannot occur inside a JSON string and every other object in the
- * schema is closed, so that member occurs once, in the signature object,
- * where sorted keys put it before "signed_at"). Returns false when the
- * member is not found as such or the signature does not verify. */
-static bool verify_cut(const char *text, size_t len, const unsigned char pk[WR_PK_LEN], const char *b64)
+/* Cuts the member "signature":"<b64>" (and one comma beside it) out of a
+ * receipt's canonical text in place, leaving the signing payload. In
+ * canonical text a match that follows '{' or ',' is a member, not bytes
+ * inside a string: its quotes are unescaped (a '"' in a string is written
+ * \"), so the first opens a key. Of a schema-valid receipt only the
+ * signature object has a "signature" string member (the others are
+ * closed); were the cut anywhere else, the payload would hold the very
+ * signature made over it. False when the member is not found as such. */
+static bool cut_signature(char *text, size_t *len, const char *b64)
 {
     char member[128];
     int mlen = snprintf(member, sizeof member, "\"signature\":\"%s\"", b64);
-    const char *at = mlen > 0 && (size_t)mlen < sizeof member ? memmem(text, len, member, (size_t)mlen) : NULL;
-    if (!at)
+    char *at = mlen > 0 && (size_t)mlen < sizeof member ? memmem(text, *len, member, (size_t)mlen) : NULL;
+    if (!at || at == text || (at[-1] != '{' && at[-1] != ','))
         return false;
     size_t start = (size_t)(at - text), cut = (size_t)mlen;
-    if (start + cut < len && text[start + cut] == ',')
+    if (start + cut < *len && text[start + cut] == ',')
         cut++; /* "signature":"…","signed_at":… */
-    else if (start > 0 && text[start - 1] == ',')
+    else if (text[start - 1] == ',')
         start--, cut++; /* …,"signature":"…" last */
-    char *payload = malloc(len - cut + 1);
-    if (!payload)
-        return false;
-    memcpy(payload, text, start);
-    memcpy(payload + start, text + start + cut, len - start - cut);
-    bool ok = wr_verify_b64(pk, payload, len - cut, b64);
-    free(payload);
-    return ok;
-}
-
-/* Signature and chain hash of a schema-valid receipt. Stored and exported
- * receipts are canonical already, so their own text is tried first: a
- * valid signature over it shows it is the signed canonical form (nobody
- * without the key can make one verify), and its sha256 is the chain hash.
- * Anything else (another serialisation, or a bad signature, to report it
- * precisely) goes through one canonicalization. */
-static void hashes(const char *canon, size_t len, char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out)
-{
-    if (hash_out)
-        wr_sha256_hex(canon, len, hash_out);
-    if (leaf_out)
-        wr_merkle_leaf_hash(canon, len, leaf_out);
-}
-
-static int verify_receipt_signature(json_object *r, const char *text, size_t text_len,
-                                    const unsigned char pk[WR_PK_LEN], const char *b64,
-                                    char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out, wr_error *err)
-{
-    if (text && verify_cut(text, text_len, pk, b64)) {
-        hashes(text, text_len, hash_out, leaf_out);
-        return WR_OK;
-    }
-    size_t len;
-    char *canon = wr_canonical_json(r, false, &len, err);
-    if (!canon)
-        return err && err->code ? err->code : WR_E_INTERNAL;
-    hashes(canon, len, hash_out, leaf_out);
-    bool ok = verify_cut(canon, len, pk, b64);
-    free(canon);
-    return ok ? WR_OK : bad_signature(err);
+    memmove(text + start, text + start + cut, *len - start - cut);
+    *len -= cut;
+    return true;
 }
 
 /* ---- verification ----------------------------------------------------- */
@@ -319,9 +286,16 @@ void wr_receipt_verifier_clear(wr_receipt_verifier *v)
     v->schema = NULL;
 }
 
-int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, const char *text, size_t text_len,
-                              char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out, wr_error *err)
+/* Signature, chain hash and leaf hash are all over the canonical form: the
+ * text the receipt was parsed from when the parser proved that text
+ * canonical (stored and exported receipts are), else one serialisation. A
+ * signature over non-canonical bytes never counts, even by the log's key:
+ * another verifier would not accept it. */
+int wr_receipt_verifier_prepare(const wr_receipt_verifier *v, json_object *receipt, char *text, size_t text_len,
+                                char hash_out[WR_SHA256_HEX_LEN], unsigned char *leaf_out, wr_receipt_pending *p,
+                                wr_error *err)
 {
+    memset(p, 0, sizeof *p);
     if (!json_object_is_type(receipt, json_type_object))
         return wr_errorf(err, WR_E_INVALID, "", "a receipt is a JSON object");
     int rc = wr_schema_validate(v->schema, receipt, err);
@@ -332,14 +306,53 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
     const char *b64;
     if ((rc = signature_header(receipt, v->key_id, &b64, err)) != WR_OK)
         return rc;
-    if ((rc = verify_receipt_signature(receipt, text, text_len, v->pk, b64, hash_out, leaf_out, err)) != WR_OK)
-        return rc;
+    size_t len = text_len;
+    if (!text && !(text = p->owned = wr_canonical_json(receipt, false, &len, err)))
+        return err && err->code ? err->code : WR_E_INTERNAL;
+    if (hash_out)
+        wr_sha256_hex(text, len, hash_out);
+    if (leaf_out)
+        wr_merkle_leaf_hash(text, len, leaf_out);
+    size_t n = 0;
+    p->decoded = wr_base64_decode(b64, p->sig, sizeof p->sig, &n, NULL) == WR_OK && n == WR_ED25519_SIG_LEN;
+    if (cut_signature(text, &len, b64)) {
+        p->payload = (const unsigned char *)text;
+        p->len = len;
+    }
     /* signing_key_id is signed too; it must name the same key. */
     const char *sk = wr_receipt_str(receipt, "signing_key_id");
     if (sk && strcmp(sk, v->key_id) != 0)
-        return wr_errorf(err, WR_E_CRYPTO, "/signing_key_id", "signing_key_id %.64s differs from signature.key_id %s",
-                         sk, v->key_id);
+        snprintf(p->stray_key_id, sizeof p->stray_key_id, "%.64s", sk);
     return WR_OK;
+}
+
+int wr_receipt_pending_finish(const wr_receipt_verifier *v, wr_receipt_pending *p, wr_error *err)
+{
+    bool ok = p->payload && p->decoded && crypto_sign_verify_detached(p->sig, p->payload, p->len, v->pk) == 0;
+    wr_receipt_pending_clear(p);
+    if (!ok)
+        return bad_signature(err);
+    if (p->stray_key_id[0])
+        return wr_errorf(err, WR_E_CRYPTO, "/signing_key_id", "signing_key_id %s differs from signature.key_id %s",
+                         p->stray_key_id, v->key_id);
+    return WR_OK;
+}
+
+void wr_receipt_pending_clear(wr_receipt_pending *p)
+{
+    free(p->owned);
+    p->owned = NULL;
+    p->payload = NULL;
+}
+
+int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt, wr_error *err)
+{
+    wr_receipt_pending p;
+    int rc = wr_receipt_verifier_prepare(v, receipt, NULL, 0, NULL, NULL, &p, err);
+    if (rc == WR_OK)
+        return wr_receipt_pending_finish(v, &p, err);
+    wr_receipt_pending_clear(&p);
+    return rc;
 }
 
 int wr_receipt_verify_key_id(json_object *receipt, const unsigned char pk[WR_PK_LEN], const char *key_id, wr_error *err)
@@ -351,7 +364,7 @@ int wr_receipt_verify_key_id(json_object *receipt, const unsigned char pk[WR_PK_
     if (rc == WR_OK && key_id)
         snprintf(v.key_id, sizeof v.key_id, "%s", key_id);
     if (rc == WR_OK)
-        rc = wr_receipt_verifier_check(&v, receipt, NULL, 0, NULL, NULL, err);
+        rc = wr_receipt_verifier_check(&v, receipt, err);
     wr_receipt_verifier_clear(&v);
     return rc;
 }

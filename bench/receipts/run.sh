@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Receipts signed and verified per second (a chain of 100 000 with a checkpoint) beside libsodium's raw
-# rate; then the Merkle tree's cost on sealing: bench_seal.c built against BASELINE (the commit
-# before the tree, "today's seal rate"), both run interleaved in this run with the same arguments.
+# Receipts signed and verified per second (a chain of 100 000 with a checkpoint), each walk on one
+# thread beside one thread of libsodium verifying the same signatures, by CPU time: bench_receipts
+# prints both rates and the ratio (target >= 70 %). Then the Merkle tree's cost on sealing:
+# bench_seal.c built against BASELINE (the commit before the tree, "today's seal rate"), both run
+# interleaved in this run with the same arguments. The machine's load is printed first and last.
 # usage: run.sh [CHAIN_LEN [DURABLE_DIR [SEALS]]]   env: WARRANT_BUILD (required), WARRANT_TLOG_BASELINE
 #        (fc83000), WARRANT_TLOG_ROUNDS (5), WARRANT_TLOG_SEALS (3000 on tmpfs per run), WARRANT_TLOG_ONLY=1
 #        (the sealing comparison only), WARRANT_SEALERS_SEALS (2000)
 set -euo pipefail
+echo "load before: $(uptime)"
+trap 'echo "load after: $(uptime)"' EXIT
 if [ -z "${WARRANT_TLOG_ONLY:-}" ]; then
   "${WARRANT_BUILD:?}/bench/receipts/bench_receipts" "$@"
   # Durable seals with 1, 8 and 32 concurrent sealers on one store (group commit).
@@ -18,7 +22,7 @@ seals="${WARRANT_TLOG_SEALS:-3000}"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; echo "load after: $(uptime)"' EXIT
 mkdir "$work/src"
 git -C "$root" archive "$baseline" | tar -x -C "$work/src"
 # The same benchmark source in both trees: only the library code differs.
@@ -53,8 +57,4 @@ for label, where, what in (("seal", "shm", "of CPU time"), ("seal", "shm", "wall
     print("%-20s %-5s %-12s baseline %s %7.0f /s, with the tree %7.0f /s: cost %+5.1f %% (median of %d "
           "interleaved runs)" % (label, "tmpfs" if where == "shm" else "disk", what, baseline, old, new,
                                  100 * (old / new - 1), rounds))
-raw = med("new.shm", "raw libsodium verify", "of CPU time")
-for label in ("verify chain, store", "verify chain, dir"):
-    print("%-20s with the tree: %.0f %% of raw libsodium verify, by CPU time summed over threads (target >= 70 %%)"
-          % (label, 100 * med("new.shm", label, "of CPU time") / raw))
 PY

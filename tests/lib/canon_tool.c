@@ -1,7 +1,8 @@
 /* The C side of canonical_xcheck.py: reads one JSON document per line and
  * prints, tab-separated, its canonical form, its canonical form with null
- * members dropped and the sha256 of the first; or "ERR <code>" when
- * wr_json_parse refuses the line. */
+ * members dropped, the sha256 of the first and whether the parser vouched
+ * for the line being canonical already ("canonical" or "-"); or
+ * "ERR <code>" when wr_json_parse refuses the line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@ int main(void)
         if (line[n - 1] == '\n')
             n--;
         wr_error err = {0};
-        json_object *o = wr_json_parse(line, (size_t)n, NULL, &err);
+        bool canonical;
+        json_object *o = wr_json_parse_canonical(line, (size_t)n, NULL, &canonical, &err);
         if (!o) {
             printf("ERR %s\n", wr_code_name(err.code));
             continue;
@@ -34,7 +36,7 @@ int main(void)
             fwrite(c, 1, len, stdout);
             putchar('\t');
             fwrite(d, 1, dlen, stdout);
-            printf("\t%s\n", hex);
+            printf("\t%s\t%s\n", hex, canonical ? "canonical" : "-");
         }
         free(c);
         free(d);

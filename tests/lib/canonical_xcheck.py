@@ -8,7 +8,10 @@ random bit patterns and short decimals). Each document is written in a
 randomly chosen but equivalent textual form (ASCII escapes or literal UTF-8,
 spacing, key order), so the parser is exercised too. Finally randomly
 mutated (mostly broken) documents: anything wr_json_parse accepts must be
-JSON that Python accepts and prints identically.
+JSON that Python accepts and prints identically. Whenever the parser vouches
+for a text being canonical already (wr_json_parse_canonical), it must be
+exactly Python's canonical form; and it must vouch for every canonical text
+without a fraction, an exponent or an escaped key (the receipts' fast path).
 
 usage: canonical_xcheck.py CANON_TOOL [SEED]"""
 import glob, hashlib, json, math, os, random, struct, subprocess, sys
@@ -118,6 +121,27 @@ def mutate(r, seeds):
             s[i:i] = s[r.randrange(len(s)):][:r.randint(1, 5)]
     return "".join(s).replace("\n", " ")
 
+def vouchable(o):
+    """Canonical text the parser must recognise as such: integers only, and
+    keys written without escapes."""
+    if isinstance(o, float):
+        return False
+    if isinstance(o, dict):
+        return all(not any(c in '"\\' or c < " " for c in k) and vouchable(v) for k, v in o.items())
+    if isinstance(o, list):
+        return all(vouchable(v) for v in o)
+    return True
+
+def in_range(o):
+    """Integers the parser takes (int64 or uint64)."""
+    if isinstance(o, int) and not isinstance(o, bool):
+        return -2**63 <= o < 2**64
+    if isinstance(o, dict):
+        return all(in_range(v) for v in o.values())
+    if isinstance(o, list):
+        return all(in_range(v) for v in o)
+    return True
+
 def python_canon(doc):
     try:
         return canon(json.loads(doc))
@@ -147,6 +171,9 @@ def main():
         if v is not None:  # a bare null document is refused (NULL is the error return)
             randoms.append(text_of(v, r))
     docs += randoms
+    # the canonical forms themselves, for the parser to vouch for
+    canonical_docs = [canon(o) for o in map(json.loads, FIXED + randoms) if vouchable(model(o)) and in_range(model(o))]
+    docs += canonical_docs
     docs += REFUSED
     # mutated documents: whatever the C side accepts, Python must accept and
     # print the same way (the C side may refuse more: duplicates, NUL, ...)
@@ -157,8 +184,17 @@ def main():
     lines = out.split("\n")[:-1]
     assert len(lines) == len(docs), f"{len(lines)} outputs for {len(docs)} inputs"
     failures = 0
-    mutated_set, accepted = set(mutated), 0
+    mutated_set, accepted, vouched = set(mutated), 0, 0
     for doc, line in zip(docs, lines):
+        if not line.startswith("ERR "):
+            line, flag = line.rsplit("\t", 1)
+            vouched += flag == "canonical"
+            if flag == "canonical" and doc != python_canon(doc):
+                failures += 1
+                print(f"FAIL: vouched for as canonical: {doc!r}\n  Python: {python_canon(doc)!r}")
+            if flag != "canonical" and doc == python_canon(doc) and vouchable(model(json.loads(doc))):
+                failures += 1
+                print(f"FAIL: canonical but not vouched for: {doc!r}")
         if doc in mutated_set:
             if line.startswith("ERR "):
                 continue
@@ -181,8 +217,9 @@ def main():
             if failures <= 10:
                 print(f"FAIL: input {doc!r}\n  C:      {line!r}\n  Python: {want!r}")
     print(f"{len(docs)} documents compared ({len(FIXED) + 1} fixed, {len(REFUSED)} refused, "
-          f"{len(docs) - len(FIXED) - 1 - len(REFUSED) - 3000 - len(mutated)} CSC, 3000 random, "
-          f"{len(mutated)} mutated of which {accepted} accepted; seed {seed}); {failures} differences")
+          f"{len(docs) - len(FIXED) - 1 - len(REFUSED) - 3000 - len(canonical_docs) - len(mutated)} CSC, "
+          f"3000 random, {len(canonical_docs)} canonical forms, {len(mutated)} mutated of which {accepted} "
+          f"accepted; {vouched} vouched for as canonical; seed {seed}); {failures} differences")
     sys.exit(1 if failures else 0)
 
 main()

@@ -187,6 +187,50 @@ static void test_duplicate_keys(void **state)
     json_object_put(o);
 }
 
+/* Whether the parser vouches for a text being canonical already: only when
+ * it is, byte for byte (canonical_xcheck.py checks this at random too). */
+static void test_canonical_flag(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        bool canonical;
+    } cases[] = {
+        {"{\"a\":[1,-2,true,null,\"x\"],\"b\":{}}", true},
+        {"{\"a\":1,\"ab\":2,\"b\":3}", true},
+        {"\"\\\"\\\\\\b\\f\\n\\r\\t\\u0001\\u001f\u00e9/\x7f\"", true},
+        {"[18446744073709551615,-9223372036854775808,0]", true},
+        {"{\"b\":1,\"a\":2}", false},  /* key order */
+        {"{\"ab\":1,\"a\":2}", false}, /* a prefix sorts first */
+        {"{\"a\": 1}", false},         /* white space */
+        {"{\"a\":1} ", false},
+        {"[-0]", false},        /* prints as 0 */
+        {"[1.0]", false},       /* prints as 1 */
+        {"[2.5]", false},       /* canonical, but a fraction is not vouched for */
+        {"\"\\u00e9\"", false}, /* written literally */
+        {"\"\\/\"", false},
+        {"\"\\u001F\"", false}, /* lower-case hex */
+        {"\"\\u000a\"", false}, /* \n */
+        {"{\"\\n\":1}", false}, /* an escaped key is not vouched for */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        wr_error err = {0};
+        bool canonical = !cases[i].canonical;
+        json_object *o = wr_json_parse_canonical(cases[i].text, strlen(cases[i].text), NULL, &canonical, &err);
+        if (!o || canonical != cases[i].canonical)
+            fail_msg("%s: parsed %d, canonical %d", cases[i].text, o != NULL, canonical);
+        char *c = wr_canonical_json(o, false, NULL, &err);
+        if (cases[i].canonical)
+            assert_string_equal(c, cases[i].text);
+        free(c);
+        json_object_put(o);
+    }
+    bool canonical = true;
+    wr_error err = {0};
+    assert_null(wr_json_parse_canonical("{\"a\":1,\"a\":1}", 13, NULL, &canonical, &err));
+    assert_false(canonical);
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -309,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_utf8_at_every_offset),
         cmocka_unit_test(test_trailing_and_grammar),
         cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_canonical_flag),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_parser_reuse),
     };

@@ -321,16 +321,22 @@ static void sql(fixture *f, const char *stmt)
     sqlite3_close(h);
 }
 
+/* A verification's result: code, and msg within its message (unless NULL). */
+static void expect_result(int rc, const wr_error *err, int code, const char *msg)
+{
+    if (rc != code || (msg && !strstr(err->message, msg)))
+        fprintf(stderr, "got %d: %s\n", rc, err->message);
+    assert_int_equal(rc, code);
+    if (msg)
+        assert_non_null(strstr(err->message, msg));
+}
+
 static void expect_store(fixture *f, int code, const char *msg)
 {
     wr_error err = {0};
     int64_t n = -1;
     int rc = wr_chain_verify_store(f->st, f->kp.pk, &n, &err);
-    if (rc != code || (msg && !strstr(err.message, msg)))
-        fprintf(stderr, "got %d: %s\n", rc, err.message);
-    assert_int_equal(rc, code);
-    if (msg)
-        assert_non_null(strstr(err.message, msg));
+    expect_result(rc, &err, code, msg);
 }
 
 static void test_chain_store_ok_and_deleted(void **state)
@@ -431,11 +437,7 @@ static void expect_dir(fixture *f, const unsigned char *pk, int code, const char
     wr_error err = {0};
     int64_t n = -1;
     int rc = wr_chain_verify_dir(f->out, pk, &n, &err);
-    if (rc != code || (msg && !strstr(err.message, msg)))
-        fprintf(stderr, "got %d: %s\n", rc, err.message);
-    assert_int_equal(rc, code);
-    if (msg)
-        assert_non_null(strstr(err.message, msg));
+    expect_result(rc, &err, code, msg);
 }
 
 static void test_chain_dir(void **state)
@@ -494,6 +496,13 @@ static void test_chain_dir_resigned_and_relinked(void **state)
 {
     fixture *f = *state;
     export_dir(f, 3);
+    /* not a regular file: refused by its path, without blocking on it */
+    assert_int_equal(mkfifo(out_path(f, "000004.json"), 0600), 0);
+    char fifo_msg[300];
+    snprintf(fifo_msg, sizeof fifo_msg, "%s is not a regular file", out_path(f, "000004.json"));
+    expect_dir(f, f->kp.pk, WR_E_INVALID, fifo_msg);
+    assert_int_equal(unlink(out_path(f, "000004.json")), 0);
+
     /* Re-sign receipt 2 with another key after changing it: caught by key. */
     wr_keypair other;
     wr_error err = {0};
@@ -520,6 +529,117 @@ static void test_chain_dir_resigned_and_relinked(void **state)
     assert_int_equal(wr_write_file_atomic(out_path(f, "000001.json"), "{\"seq\":", 7, 0644, &err), WR_OK);
     expect_dir(f, f->kp.pk, WR_E_INVALID, "000001.json: not a valid JSON receipt");
     assert_int_equal(wr_chain_verify_dir("/nonexistent/x", f->kp.pk, NULL, &err), WR_E_NOTFOUND);
+}
+
+/* Replaces the first `from` in an exported receipt file by `to`. */
+static void rewrite(fixture *f, const char *name, const char *from, const char *to)
+{
+    char *buf;
+    size_t len;
+    wr_error err = {0};
+    assert_int_equal(wr_read_file(out_path(f, name), 1 << 20, &buf, &len, &err), WR_OK);
+    char *at = strstr(buf, from);
+    assert_non_null(at);
+    size_t flen = strlen(from), tlen = strlen(to);
+    char *next = malloc(len - flen + tlen + 1);
+    size_t head = (size_t)(at - buf);
+    memcpy(next, buf, head);
+    memcpy(next + head, to, tlen);
+    memcpy(next + head + tlen, at + flen, len - head - flen + 1);
+    assert_int_equal(wr_write_file_atomic(out_path(f, name), next, len - flen + tlen, 0644, &err), WR_OK);
+    free(next);
+    free(buf);
+}
+
+/* The store's tree head, as a signed checkpoint gives it to an auditor. */
+static wr_tree_head head_of(fixture *f)
+{
+    char *note = NULL;
+    wr_checkpoint cp;
+    wr_error err = {0};
+    assert_int_equal(wr_checkpoint_publish(f->st, &f->kp, &f->ctx, &note, &err), WR_OK);
+    assert_int_equal(wr_checkpoint_verify(note, f->kp.pk, NULL, &cp, &err), WR_OK);
+    free(note);
+    wr_tree_head h = {.size = cp.size};
+    memcpy(h.root, cp.root, sizeof h.root);
+    return h;
+}
+
+static void expect_anchored(fixture *f, const wr_tree_head *head, int code, const char *msg)
+{
+    wr_error err = {0};
+    int rc = wr_chain_verify_dir_anchored(f->out, f->kp.pk, head, 1, NULL, &err);
+    expect_result(rc, &err, code, msg);
+}
+
+/* Receipt files that are not the canonical bytes the log hashed: a valid
+ * signature over the file's own text must not make it the leaf. */
+static void test_chain_dir_not_canonical(void **state)
+{
+    fixture *f = *state;
+    export_dir(f, 4);
+    wr_tree_head head = head_of(f);
+    char *orig;
+    size_t orig_len;
+    wr_error err = {0};
+    assert_int_equal(wr_read_file(out_path(f, "000003.json"), 1 << 20, &orig, &orig_len, &err), WR_OK);
+
+    /* The same signed receipt with its signature object's members in
+     * another order: the chain and the tree are over its canonical form. */
+    json_object *r = wr_json_parse(orig, orig_len, NULL, &err), *sig = NULL;
+    assert_true(json_object_object_get_ex(r, "signature", &sig));
+    const char *b64 = wr_receipt_str(sig, "signature");
+    char member[160];
+    snprintf(member, sizeof member, "\"signature\":\"%s\",", b64);
+    rewrite(f, "000003.json", member, "");
+    char moved[200];
+    snprintf(moved, sizeof moved, "{%s\"algorithm\"", member);
+    rewrite(f, "000003.json", "{\"algorithm\"", moved);
+    expect_dir(f, f->kp.pk, WR_OK, NULL);
+    expect_anchored(f, &head, WR_OK, NULL);
+
+    /* A string written with an escape, trailing white space: the same receipt. */
+    rewrite(f, "000003.json", "\"agent-1\"", "\"\\u0061gent-1\"");
+    expect_anchored(f, &head, WR_OK, NULL);
+    char *longer = malloc(orig_len + 4);
+    memcpy(longer, orig, orig_len);
+    memcpy(longer + orig_len, "\n\t ", 3);
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000003.json"), longer, orig_len + 3, 0644, &err), WR_OK);
+    expect_anchored(f, &head, WR_OK, NULL);
+    /* Trailing bytes that are not white space: not a JSON receipt. */
+    longer[orig_len] = 'x';
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000003.json"), longer, orig_len + 1, 0644, &err), WR_OK);
+    expect_anchored(f, &head, WR_E_INVALID, "000003.json: not a valid JSON receipt");
+    free(longer);
+
+    /* Signed by the log's key, but over bytes that are not canonical (the
+     * members of "effect_summary" out of order): another implementation
+     * verifies the canonical form, so this one must not accept it either.
+     * Receipt 4 is the last, so no later link would tell. */
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000003.json"), orig, orig_len, 0644, &err), WR_OK);
+    char *buf;
+    size_t len;
+    assert_int_equal(wr_read_file(out_path(f, "000004.json"), 1 << 20, &buf, &len, &err), WR_OK);
+    json_object *r4 = wr_json_parse(buf, len, NULL, &err), *eff = NULL;
+    assert_true(json_object_object_get_ex(r4, "effect_summary", &eff));
+    char *eff_text = wr_canonical_json(eff, false, NULL, &err);
+    json_object_object_get_ex(r4, "signature", &sig);
+    snprintf(member, sizeof member, "\"signature\":\"%s\",", wr_receipt_str(sig, "signature"));
+    rewrite(f, "000004.json", member, "");
+    rewrite(f, "000004.json", eff_text, "{\"secrets_used\":0,\"network_used\":false,\"files_written\":0}");
+    free(buf);
+    assert_int_equal(wr_read_file(out_path(f, "000004.json"), 1 << 20, &buf, &len, &err), WR_OK);
+    char *forged = wr_sign_b64(&f->kp, buf, len);
+    char signed_member[160];
+    snprintf(signed_member, sizeof signed_member, "\"signature\":\"%s\",\"signed_at\"", forged);
+    rewrite(f, "000004.json", "\"signed_at\"", signed_member);
+    expect_dir(f, f->kp.pk, WR_E_CRYPTO, "seq 4: altered: /signature/signature: signature does not verify");
+    free(forged);
+    free(buf);
+    free(eff_text);
+    json_object_put(r4);
+    json_object_put(r);
+    free(orig);
 }
 
 /* ---- bundle --------------------------------------------------------------- */
@@ -669,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_store_resigned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir_resigned_and_relinked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_dir_not_canonical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle_export_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test(test_schema_csc_fixtures),
