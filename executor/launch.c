@@ -3,14 +3,12 @@
  * dropping privileges, and watches output, exits, the wall clock and the
  * cancel fd in one poll loop. */
 #include "executor/executor_internal.h"
+#include "executor/launch_proto.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +25,10 @@
 #define KILL_GRACE_MS 1000 /* SIGTERM -> SIGKILL */
 #define DRAIN_MS      2000 /* output still open after every segment exited */
 #define READ_CHUNK    65536
-#define MAX_SLOTS     256
-#define STOP_POLLS    200 /* ms to wait for a SIGSTOPped bwrap */
+/* the seccomp, config and status slots, and one per declared path: one
+ * message to the launcher carries them all, with the namespaces to join */
+#define MAX_SLOTS  (WR_LAUNCH_MAX_FDS - 2)
+#define STOP_POLLS 200 /* ms to wait for a SIGSTOPped bwrap */
 
 /* Deadlines follow CLOCK_MONOTONIC, not wr_ctx: a timeout must measure
  * real elapsed time even when a test fixes the wall clock. */
@@ -37,127 +37,6 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Everything the child needs, prepared before it starts. The child shares
- * our memory until it execs bwrap (CLONE_VM | CLONE_VFORK: no page-table
- * copy of a large server process), so it may only make plain syscalls:
- * no malloc, no locks, nothing that touches other threads. */
-typedef struct spawn {
-    char *const *argv;
-    char *const *envp;
-    int src[MAX_SLOTS]; /* parent fds, installed at slot index */
-    int tmp[MAX_SLOTS];
-    int nslots;
-    bool drop_root;
-    uid_t uid;
-    gid_t gid;
-    gid_t groups[1]; /* a dynamic uid's one supplementary group: its owner's */
-    int ngroups;
-    struct {
-        int res;
-        rlim_t v;
-    } rl[6];
-    int nrl;
-    pid_t parent;        /* warrant's pid, to notice it died before PDEATHSIG was armed */
-    const wr_netns *net; /* the network namespace to join (allowlisted, full), or NULL */
-    const int *cg_fds;   /* the command's cgroup.procs files, or -1 */
-} spawn;
-
-/* Reports a launch failure on the command's stderr with nothing but
- * write(): this runs in the CLONE_VM child (no stdio, no allocation). */
-static void child_fail(const char *what)
-{
-    char num[16];
-    int e = errno, n = 0;
-    do
-        num[sizeof num - 1 - n++] = (char)('0' + e % 10);
-    while ((e /= 10) && n < 15);
-    const char *parts[] = {"warrant: sandbox launch failed: ", what, ": errno ", num + sizeof num - n, "\n"};
-    for (size_t i = 0; i < 5; i++) {
-        size_t len = i == 3 ? (size_t)n : strlen(parts[i]);
-        if (write(2, parts[i], len) < 0)
-            break;
-    }
-    _exit(127);
-}
-
-static int child_exec(void *arg)
-{
-    spawn *s = arg;
-    /* Join the command's cgroup before anything else, so bwrap and all it
-     * starts are counted and killed with it. */
-    for (int i = 0; s->cg_fds && i < WR_CG_NCTRL; i++)
-        if (s->cg_fds[i] >= 0 && write(s->cg_fds[i], "0", 1) != 1)
-            child_fail("join cgroup");
-    /* Then, while its fds are still where they were and we are still
-     * privileged (as root, setns needs CAP_SYS_ADMIN). */
-    if (s->net && wr_netns_enter(s->net) != 0)
-        child_fail("join the run's network namespace");
-    /* Move every fd above the slot range first so that installing slot i
-     * cannot clobber a source still needed for slot j. */
-    int *tmp = s->tmp;
-    for (int i = 0; i < s->nslots; i++)
-        if ((tmp[i] = fcntl(s->src[i], F_DUPFD_CLOEXEC, s->nslots)) < 0)
-            child_fail("dup");
-    for (int i = 0; i < s->nslots; i++)
-        if (dup2(tmp[i], i) < 0)
-            child_fail("dup2");
-    syscall(SYS_close_range, (unsigned)s->nslots, ~0U, 0);
-
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    /* Ignored signals stay ignored across exec (SIGPIPE in servers); the
-     * handled ones are reset by exec itself. */
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-            signal(sig, SIG_DFL);
-    }
-
-    for (int i = 0; i < s->nrl; i++) {
-        struct rlimit r = {s->rl[i].v, s->rl[i].v};
-        if (setrlimit(s->rl[i].res, &r) != 0)
-            child_fail("setrlimit");
-    }
-    if (s->drop_root) {
-        /* Empty the bounding set while we still hold CAP_SETPCAP, then
-         * become the run_as user with no supplementary groups. */
-        for (int cap = 0; cap <= 63; cap++)
-            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-                if (errno == EINVAL)
-                    break; /* past the kernel's last capability */
-                child_fail("drop capability bounding set");
-            }
-        /* Raw syscalls: glibc's wrappers would broadcast the change to
-         * every thread of the process whose memory this child shares. */
-        if (syscall(SYS_setgroups, s->ngroups, s->groups) != 0)
-            child_fail("setgroups");
-        if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) != 0)
-            child_fail("setresgid");
-        if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) != 0)
-            child_fail("setresuid");
-        if (getuid() == 0 || geteuid() == 0)
-            child_fail("still root");
-    }
-    /* not the server's: files the command creates get the usual modes;
-     * group-writable under a dynamic uid, whose files go to its owner with
-     * the owner's group, so the owner's later runs can still edit them */
-    umask(s->ngroups ? 002 : 022);
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        child_fail("no_new_privs");
-    /* If warrant is killed, bwrap dies with it, and the sandbox with bwrap
-     * (--die-with-parent): no orphaned command keeps running unsupervised.
-     * Armed last, since a uid change clears it; bwrap is not setuid. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-        child_fail("parent-death signal");
-    if (getppid() != s->parent)
-        child_fail("warrant exited");
-    execve(s->argv[0], s->argv, s->envp);
-    child_fail("exec " WR_EXEC_BWRAP);
-    return 127;
 }
 
 static int data_fd(const char *name, const void *data, size_t len, wr_error *err)
@@ -223,7 +102,7 @@ static int64_t system_threads(void)
     return slash ? strtoll(slash + 1, NULL, 10) : 0;
 }
 
-static void set_rlimits(spawn *s, const wr_plan *p)
+static void set_rlimits(wr_launch_spec *s, const wr_plan *p)
 {
     const struct {
         int res;
@@ -278,31 +157,37 @@ static int config_fd(const char *cfg, size_t len, wr_error *err)
     return pp[0];
 }
 
-/* Starts one segment. fds in/out/errw become 0/1/2 in the child; statw is
- * the write end of its status pipe (bwrap's and init's lines). */
-static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *net, size_t segment, char *const *argv,
-                         const char *cfg, size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
+/* Starts one segment through the command's launcher (the last one in the
+ * launcher itself, the others in children it forks). fds in/out/errw
+ * become 0/1/2 in bwrap; statw is the write end of its status pipe
+ * (bwrap's and init's lines). */
+static int start_segment(const wr_plan *p, wr_launcher *l, const wr_netns *net, size_t segment, bool last,
+                         char *const *argv, const char *cfg, size_t cfglen, int in, int out, int errw, int statw,
+                         seg *sg, wr_error *err)
 {
-    static char *const no_env[] = {NULL};
-    spawn s;
+    wr_launch_spec s;
+    int src[WR_LAUNCH_MAX_FDS];
     memset(&s, 0, sizeof s);
     s.net = net;
-    s.cg_fds = cg->procs_fd;
     s.argv = argv;
-    s.envp = no_env; /* bwrap needs none; the command's comes through init */
+    s.slots = src;
     s.drop_root = p->drop_root;
-    s.groups[0] = p->owner_gid;
+    s.group = p->owner_gid;
     s.ngroups = p->dynamic ? 1 : 0;
     s.uid = p->uid;
     s.gid = p->gid;
+    /* not the server's: files the command creates get the usual modes;
+     * group-writable under a dynamic uid, whose files go to its owner with
+     * the owner's group, so the owner's later runs can still edit them */
+    s.umask = p->dynamic ? 002 : 022;
     set_rlimits(&s, p);
-    int owned[MAX_SLOTS];
+    int owned[WR_LAUNCH_MAX_FDS];
     int nowned = 0, rc = WR_OK;
-    s.src[0] = in;
-    s.src[1] = out;
-    s.src[2] = errw;
-    s.src[WR_SLOT_BWRAP_STATUS] = statw;
-    s.src[WR_SLOT_INIT_STATUS] = statw;
+    src[0] = in;
+    src[1] = out;
+    src[2] = errw;
+    src[WR_SLOT_BWRAP_STATUS] = statw;
+    src[WR_SLOT_INIT_STATUS] = statw;
     /* Each bwrap reads the seccomp program and the file data from its own
      * fresh descriptor: a shared file offset would leave the next segment
      * an empty read. */
@@ -310,13 +195,13 @@ static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *
     if (fd < 0)
         return err ? err->code : WR_E_IO;
     owned[nowned++] = fd;
-    s.src[WR_SLOT_SECCOMP] = fd;
+    src[WR_SLOT_SECCOMP] = fd;
     if ((fd = config_fd(cfg, cfglen, err)) < 0) {
         close(owned[0]);
         return err ? err->code : WR_E_IO;
     }
     owned[nowned++] = fd;
-    s.src[WR_SLOT_INIT_CONFIG] = fd;
+    src[WR_SLOT_INIT_CONFIG] = fd;
     s.nslots = WR_SLOT_FIRST;
     for (size_t i = 0; i < p->nops && rc == WR_OK; i++) {
         const wr_plan_op *op = &p->ops[i];
@@ -335,24 +220,14 @@ static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *
             }
             owned[nowned++] = f;
         }
-        s.src[s.nslots++] = f;
+        src[s.nslots++] = f;
     }
+    pid_t pid = -1;
+    if (rc == WR_OK)
+        rc = wr_launcher_launch(l, &s, !last, &pid, err);
     if (rc == WR_OK) {
-        s.parent = getpid();
-        const size_t stack_size = 256 * 1024;
-        void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        pid_t pid = stack == MAP_FAILED
-                        ? -1
-                        : clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
-        int e = errno;
-        if (stack != MAP_FAILED)
-            munmap(stack, stack_size);
-        if (pid < 0)
-            rc = wr_errorf(err, WR_E_IO, "", "clone: %s", strerror(e));
-        else {
-            sg->pid = pid;
-            sg->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        }
+        sg->pid = pid;
+        sg->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     }
     for (int i = 0; i < nowned; i++)
         close(owned[i]);
@@ -669,11 +544,19 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
         segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = -1, segs[i].pid = -1;
-    wr_cgroup cg;
-    wr_cgroup_init(&cg);
-    rc = wr_plan_config(p, &cfg, &cfglen, err);
+    /* A launcher already in fresh cgroups (or one started now); the limits
+     * go in before it is told anything, so they hold from bwrap's first
+     * instruction. */
+    wr_launcher l;
+    rc = wr_launcher_take(io->req->launchers, &p->cg, io->req->ctx, &l, err);
+    if (rc != WR_OK) {
+        free(segs);
+        return rc;
+    }
+    const wr_cgroup *cg = &l.cg;
+    rc = wr_cgroup_limit(&l.cg, &p->cg, err);
     if (rc == WR_OK)
-        rc = wr_cgroup_create(&p->cg, io->req->ctx, &cg, err);
+        rc = wr_plan_config(p, &cfg, &cfglen, err);
     if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 || (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
         rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
     io->cout->command_id = io->cerr->command_id = cmd->id;
@@ -701,7 +584,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, &cg, io->net->active ? &io->net->ns : NULL, i, argv.v, cfg, cfglen,
+            rc = start_segment(p, &l, io->net->active ? &io->net->ns : NULL, i, i + 1 == n, argv.v, cfg, cfglen,
                                i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
         segs[i].spawned_ms = wr_now_ms(io->req->ctx);
         wr_strv_free(&argv);
@@ -849,7 +732,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                 if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
                     kill_setup(&segs[i]);
             if (setting_up)
-                wr_cgroup_kill(&cg); /* and whatever they forked meanwhile */
+                wr_cgroup_kill(cg); /* and whatever they forked meanwhile */
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
@@ -864,7 +747,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                     if (segs[i].pid > 0)
                         kill(segs[i].pid, SIGKILL);
                 }
-            wr_cgroup_kill(&cg);
+            wr_cgroup_kill(cg);
             killed_hard = true;
         }
         if (all_exited && now >= drain_until) {
@@ -889,7 +772,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (segs[i].statfd >= 0)
             close(segs[i].statfd);
     }
-    wr_cgroup_destroy(&cg); /* whatever outlived the segments dies here */
+    wr_launcher_discard(&l, false); /* still waiting only when a launch failed */
+    wr_cgroup_destroy(&l.cg);       /* whatever outlived the segments dies here */
 
     if (rc == WR_OK) {
         char why[256];
