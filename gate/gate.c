@@ -37,6 +37,7 @@ struct wr_gate {
     char *policy_pack; /* bundled pack loaded when no policy path is given */
     char *const *host_env;
     char *cgroup_root; /* NULL: /sys/fs/cgroup */
+    wr_launch_pool *launchers;
     wr_store *store;
     wr_contracts *contracts;
     wr_schema *receipt_schema; /* compiled once: every outcome is sealed */
@@ -51,6 +52,8 @@ struct wr_gate {
     policy_ref *active;
     policy_ref *retired;
 };
+
+_Static_assert(WR_GATE_LAUNCHERS_MAX == WR_LAUNCH_POOL_MAX, "gate.h and executor.h disagree");
 
 #define SECRET_MAX_BYTES (64u * 1024u)
 
@@ -283,6 +286,15 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     g->max_contract_bytes = cfg->max_contract_bytes_per_agent > 0 ? cfg->max_contract_bytes_per_agent : QUOTA_BYTES;
     g->max_pending = cfg->max_pending_per_agent > 0 ? cfg->max_pending_per_agent : QUOTA_PENDING;
     int rc = WR_E_NOMEM;
+    const char *cg = cfg->cgroup_root ? cfg->cgroup_root : getenv("WARRANT_CGROUP_ROOT");
+    if (cg && *cg && !(g->cgroup_root = strdup(cg)))
+        goto fail;
+    /* First: the launchers join their cgroups while the rest starts up. */
+    size_t nl = cfg->launchers < 0 ? WR_LAUNCH_POOL_DEFAULT : (size_t)cfg->launchers;
+    if (nl &&
+        (rc = wr_launch_pool_new(g->cgroup_root, nl, cfg->launchers_refill, &g->ctx, &g->launchers, err)) != WR_OK)
+        goto fail;
+    rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
         goto fail;
     if (cfg->policy_pack && !(g->policy_pack = strdup(cfg->policy_pack)))
@@ -303,11 +315,6 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
         goto fail;
     if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK)
         goto fail;
-    const char *cg = cfg->cgroup_root ? cfg->cgroup_root : getenv("WARRANT_CGROUP_ROOT");
-    if (cg && *cg && !(g->cgroup_root = strdup(cg))) {
-        rc = WR_E_NOMEM;
-        goto fail;
-    }
     log_isolation(g);
     seal_interrupted(g);
     *out = g;
@@ -332,6 +339,7 @@ void wr_gate_close(wr_gate *g)
         wr_policy_free(r->policy);
         free(r);
     }
+    wr_launch_pool_free(g->launchers);
     wr_contracts_free(g->contracts);
     wr_schema_free(g->receipt_schema);
     wr_store_close(g->store);
@@ -1189,6 +1197,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         .ud = req->ud,
         .cancel_fd = req->cancel_fd,
         .cgroup_root = g->cgroup_root,
+        .launchers = g->launchers,
         .ctx = &g->ctx,
     };
     rc = wr_exec_run(&xr, &rs.exec, &e);
