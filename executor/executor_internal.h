@@ -226,8 +226,13 @@ int wr_launcher_launch(wr_launcher *l, const wr_launch_spec *s, bool fork, pid_t
  * are the caller's (l->cg) unless destroy_cg. */
 void wr_launcher_discard(wr_launcher *l, bool destroy_cg);
 /* A launcher for plan cg: a warm one from pool when it has one for these
- * cgroups, else one started now (the synchronous path). */
+ * cgroups, else one started now (the synchronous path). Its cgroups end
+ * with wr_cgroup_retire(pool, ...): the pool is refilled once no taken
+ * launcher's command is still running (or when it is empty). */
 int wr_launcher_take(wr_launch_pool *pool, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err);
+/* The end of a command's cgroups: what is left in them is killed now, the
+ * directories are removed by the pool's worker (at once without one). */
+void wr_cgroup_retire(wr_launch_pool *pool, wr_cgroup *c);
 /* Tests: the pids of the launchers the pool holds now (ready or not). */
 size_t wr_launch_pool_pids(wr_launch_pool *pool, pid_t *pids, size_t max);
 /* Where a helper binary (warrant-init, warrant-launch) is: next to the

@@ -772,8 +772,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (segs[i].statfd >= 0)
             close(segs[i].statfd);
     }
-    wr_launcher_discard(&l, false); /* still waiting only when a launch failed */
-    wr_cgroup_destroy(&l.cg);       /* whatever outlived the segments dies here */
+    wr_launcher_discard(&l, false);              /* still waiting only when a launch failed */
+    wr_cgroup_retire(io->req->launchers, &l.cg); /* whatever outlived the segments dies here */
 
     if (rc == WR_OK) {
         char why[256];

@@ -353,6 +353,9 @@ struct wr_launch_pool {
     wr_ctx ctx;
     wr_launcher *held; /* oldest first */
     size_t n, size;
+    wr_cgroup *retired; /* ended runs' cgroups, emptied, for the worker to remove */
+    size_t nretired, cap_retired;
+    size_t active; /* commands between take and retire */
     bool refill, stop, has_worker, warned;
     pthread_t worker;
 };
@@ -362,7 +365,19 @@ static void *refill_worker(void *arg)
     wr_launch_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
-        if (p->n >= p->size) {
+        if (p->nretired) {
+            wr_cgroup c = p->retired[--p->nretired];
+            pthread_mutex_unlock(&p->mu);
+            wr_cgroup_destroy(&c);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
+        /* A launcher joining its cgroups holds the kernel's cgroup_mutex
+         * through an RCU grace period and then blocks every fork and exit
+         * on the host for a moment: done while a command starts, it slows
+         * that command. So the pool is refilled once no command is running,
+         * unless it is empty. */
+        if (p->n >= p->size || (p->active && p->n)) {
             pthread_cond_wait(&p->cv, &p->mu);
             continue;
         }
@@ -446,6 +461,9 @@ void wr_launch_pool_free(wr_launch_pool *p)
         pthread_join(p->worker, NULL);
     for (size_t i = 0; i < p->n; i++)
         wr_launcher_discard(&p->held[i], true);
+    for (size_t i = 0; i < p->nretired; i++)
+        wr_cgroup_destroy(&p->retired[i]);
+    free(p->retired);
     wr_cg_plan_free(&p->cg);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
@@ -463,11 +481,46 @@ size_t wr_launch_pool_pids(wr_launch_pool *p, pid_t *pids, size_t max)
     return n;
 }
 
+void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
+{
+    /* What outlived the run dies now; only the directories' removal waits.
+     * It takes the kernel's cgroup_mutex, which a launcher being put into
+     * its cgroups holds for an RCU grace period: off the run's path. */
+    if (c->mode != WR_CG_NONE && !wr_cgroup_empty(c))
+        wr_cgroup_kill(c);
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        p->active--;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (p && p->has_worker && c->mode != WR_CG_NONE) {
+        pthread_mutex_lock(&p->mu);
+        if (p->nretired == p->cap_retired) {
+            size_t cap = p->cap_retired ? 2 * p->cap_retired : p->size + 1;
+            wr_cgroup *r = realloc(p->retired, cap * sizeof *r);
+            if (r)
+                p->retired = r, p->cap_retired = cap;
+        }
+        bool queued = p->nretired < p->cap_retired && !p->stop;
+        if (queued) {
+            p->retired[p->nretired++] = *c;
+            wr_cgroup_init(c);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (queued)
+            return;
+    }
+    wr_cgroup_destroy(c);
+}
+
 int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err)
 {
     pthread_mutex_t *mu = p ? &p->mu : NULL;
-    if (mu)
+    if (mu) {
         pthread_mutex_lock(mu);
+        p->active++; /* until wr_cgroup_retire */
+    }
     while (p && p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
         wr_launcher c = p->held[0];
         memmove(p->held, p->held + 1, --p->n * sizeof *p->held);
@@ -487,5 +540,11 @@ int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx,
     int rc = wr_launcher_start(cg, ctx, l, err);
     if (rc == WR_OK && (rc = wr_launcher_ready(l, err)) != WR_OK)
         wr_launcher_discard(l, true);
+    if (rc != WR_OK && mu) {
+        pthread_mutex_lock(mu);
+        p->active--;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(mu);
+    }
     return rc;
 }

@@ -8,7 +8,11 @@
                           profile; medians and ratios; then where the time goes (phase
                           timestamps from strace, fsync/fdatasync per run, CPU instructions).
                           REPEAT (5) times, each with a fresh server; the median of the
-                          REPEAT medians and ratios is the figure.
+                          REPEAT medians and ratios is the figure. Every timed run follows a
+                          pause of GAP_S, as agent runs seconds apart do: the kernel's cgroup
+                          attach is cheap only right after another one, which back-to-back
+                          runs would hide. A second server without warm launchers
+                          (--launchers 0) shows what the pool saves.
   e2e.py concurrent [N]   N (50) MCP runs of /bin/true in flight at once on one stdio
                           connection: runs/s and p99 latency, median of 3 rounds.
 
@@ -42,6 +46,7 @@ WARRANT = os.path.join(BUILD, "clients", "warrant")
 mcpraw.WARRANTD = os.path.join(BUILD, "server", "warrantd")
 NOBODY = "65534"
 WARMUP = 3
+GAP_S = 0.06  # longer than the RCU grace period a cold cgroup attach waits for
 
 
 def bare_argv(ws):
@@ -55,6 +60,7 @@ def bare_argv(ws):
 
 
 def timed(argv):
+    time.sleep(GAP_S)
     t0 = time.perf_counter()
     p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t0
@@ -90,6 +96,7 @@ class Mcp:
 
     def run(self):
         req = json.dumps(self.request()).encode()
+        time.sleep(GAP_S)
         t0 = time.perf_counter()
         self.c.send_raw(req)
         msg = self.c.recv(60)
@@ -125,25 +132,28 @@ def latency(runs, repeat):
         timed(cli)  # creates the key and the database
         results = []
         for r in range(repeat):
-            srv = Mcp(fx, fx.ws)
-            t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": []}
+            srv, cold = Mcp(fx, fx.ws), Mcp(fx, fx.ws, "--launchers", "0")
+            t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": [], "mcp_nopool": []}
             for i in range(-WARMUP, runs):
-                row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare)}
+                row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare),
+                       "mcp_nopool": cold.run()}
                 if i >= 0:
                     for k, v in row.items():
                         t[k].append(v)
             srv.close()
-            print("run %d of %d: %d runs each, interleaved (cli, bare, mcp, bare) after %d warm-up rounds" % (
-                r + 1, repeat, runs, WARMUP))
+            cold.close()
+            print("run %d of %d: %d runs each, interleaved (cli, bare, mcp, bare, mcp without launchers), "
+                  "%.0f ms apart, after %d warm-up rounds" % (r + 1, repeat, runs, GAP_S * 1e3, WARMUP))
             m = {k: statistics.median(v) for k, v in t.items()}
             m["cli_ratio"] = median_ratio("  warrant run (CLI, whole process)", t["cli"], t["bare_cli"])
             m["mcp_ratio"] = median_ratio("  MCP run over stdio", t["mcp"], t["bare_mcp"])
+            m["mcp_nopool_ratio"] = median_ratio("  MCP run, --launchers 0", t["mcp_nopool"], t["bare_mcp"])
             results.append(m)
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         print("median of %d runs: warrant run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.3); "
-              "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15)" % (
+              "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15); without warm launchers %.2f ms = %.2f x" % (
                   repeat, med["cli"], med["bare_cli"], med["cli_ratio"], med["mcp"], med["bare_mcp"],
-                  med["mcp_ratio"]))
+                  med["mcp_ratio"], med["mcp_nopool"], med["mcp_nopool_ratio"]))
         print("RESULT " + " ".join("%s=%.3f" % kv for kv in sorted(med.items())))
         breakdown(fx, cli, bare)
     finally:
@@ -169,7 +179,9 @@ def phases(lines, t_start):
             continue
         pid, ts, call, rest = int(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
         ms = (ts - t_start) * 1e3
-        if call == "execve" and "bwrap" in rest.split(",")[0] and bwrap_pid is None:
+        if call == "execve" and "warrant-launch" in rest.split(",")[0]:
+            marks.append((ms, "exec warrant-launch"))
+        elif call == "execve" and "bwrap" in rest.split(",")[0] and bwrap_pid is None:
             bwrap_pid = pid
             marks.append((ms, "exec bwrap"))
         elif call == "wait4" and bwrap_pid and rest.startswith(str(bwrap_pid)):
