@@ -58,6 +58,16 @@ typedef struct wr_exec_request {
     int landlock;              /* 0: the best Landlock ABI the kernel offers; N > 0: at most ABI N; < 0: none
                                   (tests and benchmarks of the fallback) */
     const wr_ctx *ctx;
+    /* The caller's durable pre-exec commit (NULL: none). Called exactly
+     * once per wr_exec_run that gets past its arguments: while the first
+     * command's sandbox is being set up, before anything of the command
+     * runs (its configuration is sent only after this returned WR_OK), so
+     * the commit's fsync overlaps bwrap's work; or, when nothing is started
+     * (blocked, an error), before wr_exec_run returns. Its failure stops
+     * the sandbox before the command starts, and wr_exec_run returns that
+     * failure (code and err) rather than a result. */
+    int (*before_run)(void *ud, wr_error *err);
+    void *before_run_ud;
     const wr_strv *allowed_egress_hosts; /* the policy's, for network: allowlisted (NULL: none) */
     /* Tests only: a hosts(5) file the egress proxy consults before DNS, so
      * tests can give names to 127.0.0.1 services. The server never sets it. */

@@ -66,6 +66,8 @@ typedef struct seg {
     int code; /* bwrap's exit code, 128+N for a signal, -1 unknown */
     int errfd;
     int statfd; /* read end of the status pipe (bwrap's and init's lines) */
+    int cfgw;   /* init's configuration pipe while it is held back: write end */
+    int cfgr;   /* and a read end, so that a sandbox already gone cannot make the write raise SIGPIPE */
     char sbuf[1024];
     size_t slen;
     pid_t ns_init;                  /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
@@ -134,26 +136,32 @@ static void set_rlimits(wr_launch_spec *s, const wr_plan *p)
 }
 
 /* The command's configuration for warrant-init (environment, Landlock
- * rules) in a pipe that init drains at start: unlike a memfd or a file,
- * nothing of it stays readable once the sandbox is up, and it never
- * appears in an environ. The pipe is sized to hold it all, so it is
- * written before bwrap starts. */
-static int config_fd(const char *cfg, size_t len, wr_error *err)
+ * rules) goes through a pipe that init drains at start: unlike a memfd or
+ * a file, nothing of it stays readable once the sandbox is up, and it
+ * never appears in an environ. The pipe is sized to hold it all, so the
+ * write never blocks. The read end is returned; *wfd gets the write end
+ * when the configuration is held back (hold: the run's pre-exec commit is
+ * still to come, docs/performance.md), else it is written and closed. */
+static int config_fd(const char *cfg, size_t len, bool hold, int *wfd, wr_error *err)
 {
     int pp[2];
+    *wfd = -1;
     if (pipe2(pp, O_CLOEXEC) != 0)
         return wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno)), -1;
     int cap = fcntl(pp[1], F_GETPIPE_SZ);
     if (cap >= 0 && (size_t)cap < len)
         cap = fcntl(pp[1], F_SETPIPE_SZ, (int)len);
-    if (cap < 0 || (size_t)cap < len || (len && write(pp[1], cfg, len) != (ssize_t)len)) {
+    if (cap < 0 || (size_t)cap < len || (!hold && len && write(pp[1], cfg, len) != (ssize_t)len)) {
         wr_errorf(err, WR_E_LIMIT, "", "the command's environment (%zu bytes) does not fit in a pipe: %s", len,
                   strerror(errno));
         close(pp[0]);
         close(pp[1]);
         return -1;
     }
-    close(pp[1]);
+    if (hold)
+        *wfd = pp[1];
+    else
+        close(pp[1]);
     return pp[0];
 }
 
@@ -162,8 +170,8 @@ static int config_fd(const char *cfg, size_t len, wr_error *err)
  * become 0/1/2 in bwrap; statw is the write end of its status pipe
  * (bwrap's and init's lines). */
 static int start_segment(const wr_plan *p, wr_launcher *l, const wr_netns *net, size_t segment, bool last,
-                         char *const *argv, const char *cfg, size_t cfglen, int in, int out, int errw, int statw,
-                         seg *sg, wr_error *err)
+                         char *const *argv, const char *cfg, size_t cfglen, bool hold, int in, int out, int errw,
+                         int statw, seg *sg, wr_error *err)
 {
     wr_launch_spec s;
     int src[WR_LAUNCH_MAX_FDS];
@@ -196,12 +204,17 @@ static int start_segment(const wr_plan *p, wr_launcher *l, const wr_netns *net, 
         return err ? err->code : WR_E_IO;
     owned[nowned++] = fd;
     src[WR_SLOT_SECCOMP] = fd;
-    if ((fd = config_fd(cfg, cfglen, err)) < 0) {
+    if ((fd = config_fd(cfg, cfglen, hold, &sg->cfgw, err)) < 0) {
         close(owned[0]);
         return err ? err->code : WR_E_IO;
     }
     owned[nowned++] = fd;
     src[WR_SLOT_INIT_CONFIG] = fd;
+    if (hold && (sg->cfgr = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        for (int i = 0; i < nowned; i++)
+            close(owned[i]);
+        return wr_errorf(err, WR_E_IO, "", "dup: %s", strerror(errno));
+    }
     s.nslots = WR_SLOT_FIRST;
     for (size_t i = 0; i < p->nops && rc == WR_OK; i++) {
         const wr_plan_op *op = &p->ops[i];
@@ -529,7 +542,31 @@ typedef struct run_io {
     const wr_exec_request *req;
     wr_capture *cout, *cerr;
     const wr_run_net *net; /* of the current command */
+    bool *before_run_due;  /* req->before_run is still to be called */
 } run_io;
+
+/* The first command's sandboxes are setting up and wait for their
+ * configuration: the caller's pre-exec commit (req->before_run) runs now,
+ * overlapping bwrap's work, and only once it is done is the configuration
+ * written. If it fails, the pipes close unwritten and warrant-init runs
+ * nothing (a configuration without its end record). */
+static int release_config(const run_io *io, seg *segs, size_t n, const char *cfg, size_t cfglen, int rc, wr_error *err)
+{
+    if (rc == WR_OK && *io->before_run_due) {
+        *io->before_run_due = false;
+        rc = io->req->before_run(io->req->before_run_ud, err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (segs[i].cfgw >= 0 && rc == WR_OK && cfglen && write(segs[i].cfgw, cfg, cfglen) != (ssize_t)cfglen)
+            rc = wr_errorf(err, WR_E_IO, "", "writing the command's configuration: %s", strerror(errno));
+        if (segs[i].cfgw >= 0)
+            close(segs[i].cfgw);
+        if (segs[i].cfgr >= 0)
+            close(segs[i].cfgr);
+        segs[i].cfgw = segs[i].cfgr = -1;
+    }
+    return rc;
+}
 
 static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p, cmd_outcome *oc, wr_error *err)
 {
@@ -543,7 +580,9 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     if (!segs)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
-        segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = -1, segs[i].pid = -1;
+        segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = segs[i].cfgw = segs[i].cfgr = -1,
+        segs[i].pid = -1;
+    bool hold = io->req->before_run && *io->before_run_due;
     /* A launcher already in fresh cgroups (or one started now); the limits
      * go in before it is told anything, so they hold from bwrap's first
      * instruction. */
@@ -584,7 +623,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, &l, io->net->active ? &io->net->ns : NULL, i, i + 1 == n, argv.v, cfg, cfglen,
+            rc = start_segment(p, &l, io->net->active ? &io->net->ns : NULL, i, i + 1 == n, argv.v, cfg, cfglen, hold,
                                i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
         segs[i].spawned_ms = wr_now_ms(io->req->ctx);
         wr_strv_free(&argv);
@@ -604,6 +643,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         set_nonblock(outp[0]);
     if (devnull >= 0)
         close(devnull);
+    if (hold)
+        rc = release_config(io, segs, n, cfg, cfglen, rc, err);
     if (cfg) /* may hold secret values; the pipes have their copies */
         explicit_bzero(cfg, cfglen);
     free(cfg);
@@ -924,6 +965,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     memset(&cerr, 0, sizeof cerr);
     wr_run_net *nets = calloc(ct->ncommands ? ct->ncommands : 1, sizeof *nets);
     size_t nplans = 0, nnets = 0;
+    bool before_run_due = req->before_run != NULL;
     int rc = plans && nets ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     if (rc == WR_OK)
         rc = wr_capture_init(&cout, &r->out, WR_STDOUT, req, err);
@@ -970,7 +1012,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         rc = check_strength(r, req, err);
     if (rc != WR_OK || r->status == WR_EXEC_BLOCKED)
         goto done;
-    run_io io = {req, &cout, &cerr, NULL};
+    run_io io = {req, &cout, &cerr, NULL, &before_run_due};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];
         wr_snapshot *before = NULL;
@@ -1025,6 +1067,17 @@ done:
     for (size_t i = 0; i < nplans; i++)
         wr_plan_free(&plans[i]);
     free(plans);
+    if (before_run_due) {
+        /* Nothing ran (blocked, or the sandbox could not start): the
+         * caller's commit still happens, and its failure is what counts. */
+        wr_error e = {0};
+        int brc = req->before_run(req->before_run_ud, &e);
+        if (brc != WR_OK) {
+            if (err)
+                *err = e;
+            rc = brc;
+        }
+    }
     r->ended_ms = wr_now_ms(req->ctx);
     if (rc != WR_OK) {
         wr_exec_result_free(r);

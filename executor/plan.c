@@ -995,6 +995,8 @@ int wr_plan_config(const wr_plan *p, char **buf, size_t *len, wr_error *err)
         else if (tag && p->landlock_abi > 0)
             rc = record(&recs, tag, op->dest, NULL, err);
     }
+    if (rc == WR_OK)
+        rc = record(&recs, WR_CFG_END, "", NULL, err);
     size_t total = 0;
     for (size_t i = 0; rc == WR_OK && i < recs.n; i++)
         total += strlen(recs.v[i]) + 1;

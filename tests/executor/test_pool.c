@@ -1,9 +1,12 @@
-/* Attacks on the warm launchers (executor/pool.c, launcher.c): a launcher
- * must never carry anything from one run to the next, limits must hold
- * from a command's first instruction though its cgroup was made long
- * before, a killed launcher must not cost a run, and nothing of the pool
- * may outlive its process. Real bwrap, real cgroups (v1 here), and a real
- * cgroup2 for CLONE_INTO_CGROUP. CI runs it as root. */
+/* Attacks on the way a command is started ahead of its run: the warm
+ * launchers (executor/pool.c, launcher.c) — a launcher must never carry
+ * anything from one run to the next, limits must hold from a command's
+ * first instruction though its cgroup was made long before, a killed
+ * launcher must not cost a run, and nothing of the pool may outlive its
+ * process — and the caller's pre-exec commit overlapping bwrap's set-up
+ * (before_run): nothing of the command runs before it succeeded, nothing at
+ * all when it fails. Real bwrap, real cgroups (v1 here), and a real cgroup2
+ * for CLONE_INTO_CGROUP. CI runs it as root. */
 #include "exec_fixture.h"
 
 #include <errno.h>
@@ -366,6 +369,158 @@ static void test_clone_into_cgroup(void **s)
     assert_int_equal(rmdir(top), 0);
 }
 
+/* ---- the pre-exec commit overlapping the sandbox's set-up ------------------ */
+
+typedef struct commit_probe {
+    const char *marker; /* the command creates it */
+    int calls;
+    bool marker_seen;
+    bool fail;
+} commit_probe;
+
+/* Plays the gate's durable commit: a slow fsync, during which the command
+ * must not have run; or a conflict (an approval already used). */
+static int slow_commit(void *ud, wr_error *err)
+{
+    commit_probe *c = ud;
+    c->calls++;
+    usleep(300 * 1000);
+    c->marker_seen = exists(c->marker);
+    return c->fail ? wr_errorf(err, WR_E_CONFLICT, "", "approval already used (test)") : WR_OK;
+}
+
+/* spec: the caller's (fx keeps pointers into it). */
+static void commit_fixture(fx *f, fx_cmd_spec spec[2], const char *const *argv, const char *dir, commit_probe *c)
+{
+    memset(spec, 0, 2 * sizeof *spec);
+    spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .cwd = dir, .writes = {dir}};
+    fx_init(f, spec);
+    f->req.before_run = slow_commit;
+    f->req.before_run_ud = c;
+    f->req.launchers = g_pool;
+}
+
+/* The command is held until the commit returns: its side effect is not
+ * there while the commit runs, and is there after. */
+static void test_commit_before_command(void **s)
+{
+    (void)s;
+    char *dir = fx_subdir(g_dir, "commit-ok", true), *marker = path_in(dir, "ran");
+    const char *argv[] = {"/usr/bin/touch", marker, NULL};
+    commit_probe c = {.marker = marker};
+    fx f;
+    fx_cmd_spec spec[2];
+    commit_fixture(&f, spec, argv, dir, &c);
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    assert_int_equal(c.calls, 1);
+    assert_false(c.marker_seen);
+    assert_true(exists(marker));
+    wr_exec_result_free(r);
+    free(marker);
+    free(dir);
+}
+
+/* The commit fails while bwrap is already setting up: the run is that
+ * failure, the command never ran, nothing of the sandbox is left. */
+static void test_commit_fails(void **s)
+{
+    (void)s;
+    char *dir = fx_subdir(g_dir, "commit-fail", true), *marker = path_in(dir, "ran");
+    const char *argv[] = {"/bin/sh", "-c", "touch ran; exec sleep 37.913", NULL};
+    commit_probe c = {.marker = marker, .fail = true};
+    fx f;
+    fx_cmd_spec spec[2];
+    commit_fixture(&f, spec, argv, dir, &c);
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_run(&f.req, &r, &e), WR_E_CONFLICT);
+    assert_null(r);
+    assert_non_null(strstr(e.message, "approval already used"));
+    assert_int_equal(c.calls, 1);
+    usleep(200 * 1000);
+    assert_false(exists(marker));
+    assert_false(process_alive("sleep 37.913"));
+    free(marker);
+    free(dir);
+}
+
+/* Blocked before anything starts (argv[0] missing): the commit still
+ * happens, once; when it fails, its failure is the outcome. */
+static void test_commit_when_blocked(void **s)
+{
+    (void)s;
+    char *dir = fx_subdir(g_dir, "commit-blocked", true), *marker = path_in(dir, "ran");
+    const char *argv[] = {"/nonexistent/warrant-test-tool", NULL};
+    for (int fail = 0; fail < 2; fail++) {
+        commit_probe c = {.marker = marker, .fail = fail};
+        fx f;
+        fx_cmd_spec spec[2];
+        commit_fixture(&f, spec, argv, dir, &c);
+        wr_exec_result *r = NULL;
+        wr_error e = {0};
+        int rc = wr_exec_run(&f.req, &r, &e);
+        assert_int_equal(c.calls, 1);
+        if (fail) {
+            assert_int_equal(rc, WR_E_CONFLICT);
+            assert_null(r);
+            continue;
+        }
+        assert_int_equal(rc, WR_OK);
+        assert_int_equal(r->status, WR_EXEC_BLOCKED);
+        wr_exec_result_free(r);
+    }
+    free(marker);
+    free(dir);
+}
+
+/* warrant-init itself never runs a command from a configuration without
+ * its end record (a pipe closed unwritten, or cut short): it reports a
+ * set-up failure instead. */
+static void test_init_needs_complete_config(void **s)
+{
+    (void)s;
+    char init[4096];
+    wr_error e = {0};
+    assert_int_equal(wr_exec_helper_path(WR_INIT_NAME, init, sizeof init, &e), WR_OK);
+    char *marker = path_in(g_dir, "init-ran");
+    const char *cases[] = {"", "a0\0t0\0", "a0\0t0\0z\0"};
+    const size_t lens[] = {0, 6, 8};
+    for (int i = 0; i < 3; i++) {
+        int cp[2], sp[2];
+        assert_int_equal(pipe(cp), 0);
+        assert_int_equal(pipe(sp), 0);
+        assert_int_equal(write(cp[1], cases[i], lens[i]), (ssize_t)lens[i]);
+        close(cp[1]);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char sfd[16], cfd[16];
+            snprintf(sfd, sizeof sfd, "%d", sp[1]);
+            snprintf(cfd, sizeof cfd, "%d", cp[0]);
+            execl(init, init, sfd, cfd, "/usr/bin/touch", "touch", marker, (char *)NULL);
+            _exit(126);
+        }
+        close(cp[0]);
+        close(sp[1]);
+        char status[512] = "";
+        ssize_t n = 0, k;
+        while ((k = read(sp[0], status + n, sizeof status - 1 - (size_t)n)) > 0)
+            n += k;
+        status[n] = 0;
+        close(sp[0]);
+        waitpid(pid, NULL, 0);
+        if (i < 2) {
+            assert_non_null(strstr(status, "\"setup-failed\", \"stage\": \"config\""));
+            assert_false(exists(marker));
+        } else {
+            assert_non_null(strstr(status, "\"started\""));
+            assert_true(exists(marker));
+        }
+    }
+    unlink(marker);
+    free(marker);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -375,12 +530,17 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_launcher_replaced),
         cmocka_unit_test(test_exit_leaves_nothing),
         cmocka_unit_test(test_clone_into_cgroup),
+        cmocka_unit_test(test_commit_before_command),
+        cmocka_unit_test(test_commit_fails),
+        cmocka_unit_test(test_commit_when_blocked),
+        cmocka_unit_test(test_init_needs_complete_config),
         cmocka_unit_test(test_unprivileged),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {
-        cmocka_unit_test(test_killed_launcher_replaced),
-        cmocka_unit_test(test_exit_leaves_nothing),
+        cmocka_unit_test(test_killed_launcher_replaced),   cmocka_unit_test(test_exit_leaves_nothing),
+        cmocka_unit_test(test_commit_before_command),      cmocka_unit_test(test_commit_fails),
+        cmocka_unit_test(test_init_needs_complete_config),
     };
     if (g_unpriv)
         return cmocka_run_group_tests_name("pool_unprivileged", unpriv, setup_pool, teardown);
