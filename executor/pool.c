@@ -140,12 +140,19 @@ int wr_launcher_start(const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, w
     snprintf(parent, sizeof parent, "%d", (int)a.parent);
     pid_t pid = -1;
     if (l->cg.mode == WR_CG_V2) {
-        snprintf(ncg, sizeof ncg, "0");
+        snprintf(ncg, sizeof ncg, "0"); /* born inside: nothing to join */
         pid = clone_into(l->cg.procs_fd[0], &a);
         if (pid < 0 && (errno == ENOSYS || errno == E2BIG || errno == EINVAL)) {
             /* before Linux 5.7: the launcher joins through cgroup.procs */
-            a.cg[0] = openat(l->cg.procs_fd[0], "cgroup.procs", O_WRONLY | O_CLOEXEC);
-            a.ncg = a.cg[0] >= 0;
+            if ((a.cg[0] = openat(l->cg.procs_fd[0], "cgroup.procs", O_WRONLY | O_CLOEXEC)) < 0) {
+                rc = wr_errorf(err, WR_E_IO, "", "cgroup %s/cgroup.procs: %s", l->cg.dir[0], strerror(errno));
+                goto out;
+            }
+            a.ncg = 1;
+        } else if (pid < 0) {
+            /* never started outside its cgroup */
+            rc = wr_errorf(err, WR_E_IO, "", "clone3 into %s: %s", l->cg.dir[0], strerror(errno));
+            goto out;
         }
     } else {
         for (int i = 0; i < WR_CG_NCTRL; i++)
