@@ -34,9 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READY_TIMEOUT_MS 10000 /* a join waits for one grace period; far less than this */
-#define RETRY_MS         1000  /* after a failed start: the worker does not spin */
-#define SPAWN_STACK      (64 * 1024)
+#define READY_TIMEOUT_MS 10000        /* a join waits for one grace period; far less than this */
+#define RETRY_MS         1000         /* after a failed start: the worker does not spin */
+#define SPAWN_STACK      (256 * 1024) /* room for a sanitizer build's frames */
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
