@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define CAP_LAST_GUESS 63 /* the loop stops at the kernel's last capability (EINVAL) */
+#define MAX_CGROUPS    8  /* one per hierarchy the executor uses */
 
 /* A launch failure on the command's stderr (or, before its fds are in
  * place, on the server's), like the executor's own launch errors. */
@@ -70,8 +71,8 @@ typedef struct launch {
 } launch;
 
 /* One message: the header with its fds, then the argv bytes. false: EOF
- * (the pool closed) or a malformed message. */
-static bool receive(int sock, launch *l)
+ * before a header (the pool closed: *eof) or a malformed message. */
+static bool receive(int sock, launch *l, bool *eof)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int) * WR_LAUNCH_MAX_FDS)];
@@ -83,6 +84,7 @@ static bool receive(int sock, launch *l)
     do
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
+    *eof = n == 0;
     if (n <= 0 || (mh.msg_flags & MSG_CTRUNC))
         return false;
     l->nfds = 0;
@@ -201,6 +203,8 @@ int main(int argc, char **argv)
         return 2;
     pid_t parent = (pid_t)strtol(argv[1], NULL, 10);
     int ncg = (int)strtol(argv[2], NULL, 10);
+    if (ncg < 0 || ncg > MAX_CGROUPS)
+        return 2;
     /* The spawner armed it before exec; a launcher outliving warrant
      * would hold a cgroup no one removes. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent)
@@ -216,8 +220,13 @@ int main(int argc, char **argv)
         return 1;
     for (;;) {
         launch l = {0};
-        if (!receive(WR_LAUNCH_SOCK_FD, &l))
-            return 0;
+        bool eof = false;
+        if (!receive(WR_LAUNCH_SOCK_FD, &l, &eof)) {
+            if (eof)
+                return 0; /* the pool is closing */
+            errno = EPROTO;
+            fail("malformed launch message");
+        }
         if (!(l.m.flags & WR_LAUNCH_FORK))
             become(&l, parent);
         /* The child is the executor's, like the launcher: it waits for it
