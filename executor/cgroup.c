@@ -91,18 +91,12 @@ static bool has_word(const char *list, const char *word)
 }
 
 /* Our own cgroup path in the hierarchy of ctrl (v1), or the unified one
- * (ctrl NULL) from /proc/self/cgroup: "ID:controllers:/path". */
-static bool own_path(const char *ctrl, char *out, size_t len)
+ * (ctrl NULL), from self: /proc/self/cgroup's text, read once per probe
+ * ("ID:controllers:/path" lines). */
+static bool own_path(const char *self, const char *ctrl, char *out, size_t len)
 {
     char buf[CG_FILE_MAX];
-    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = 0;
+    snprintf(buf, sizeof buf, "%s", self);
     char *save = NULL;
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -143,7 +137,7 @@ static int set_parent(wr_cg_plan *cg, int i, const char *path, wr_error *err)
     return cg->parent[i] ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
 }
 
-static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_error *err)
+static int probe_v2(wr_cg_plan *cg, const char *self, const char *base, bool explicit_root, wr_error *err)
 {
     char dir[PATH_MAX], own[PATH_MAX], ctl[CG_FILE_MAX];
     if (explicit_root) {
@@ -151,7 +145,7 @@ static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_err
     } else {
         char unified[PATH_MAX];
         snprintf(unified, sizeof unified, "%s%s", base, file_exists(base, "cgroup.controllers") ? "" : "/unified");
-        if (!own_path(NULL, own, sizeof own) ||
+        if (!own_path(self, NULL, own, sizeof own) ||
             snprintf(dir, sizeof dir, "%s%s", unified, strcmp(own, "/") ? own : "") >= (int)sizeof dir)
             return WR_OK;
     }
@@ -173,14 +167,14 @@ static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_err
 
 /* v1: the memory, pids and freezer hierarchies must all be ours to write;
  * cpu is used when present. Runs go under our own cgroup in each. */
-static int probe_v1(wr_cg_plan *cg, const char *base, wr_error *err)
+static int probe_v1(wr_cg_plan *cg, const char *self, const char *base, wr_error *err)
 {
     char dir[WR_CG_NCTRL][PATH_MAX];
     bool ok[WR_CG_NCTRL] = {0};
     for (int i = 0; i < WR_CG_NCTRL; i++) {
         char own[PATH_MAX], top[PATH_MAX];
         snprintf(top, sizeof top, "%s/%s", base, v1_ctrl[i]);
-        if (!file_exists(top, "cgroup.procs") || !own_path(v1_ctrl[i], own, sizeof own))
+        if (!file_exists(top, "cgroup.procs") || !own_path(self, v1_ctrl[i], own, sizeof own))
             continue;
         if (snprintf(dir[i], sizeof dir[i], "%s%s", top, strcmp(own, "/") ? own : "") >= (int)sizeof dir[i])
             continue;
@@ -202,10 +196,13 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
 {
     memset(cg, 0, sizeof *cg);
     const char *base = root && *root ? root : CG_DEFAULT_BASE;
+    char self[CG_FILE_MAX];
+    if (read_file("/proc/self", "cgroup", self, sizeof self) < 0)
+        self[0] = 0; /* no cgroup of ours is known: none is usable, said below */
     /* An operator's root is either a v2 parent itself or a v1 mount base. */
-    int rc = probe_v2(cg, base, root && *root && file_exists(base, "cgroup.subtree_control"), err);
+    int rc = probe_v2(cg, self, base, root && *root && file_exists(base, "cgroup.subtree_control"), err);
     if (rc == WR_OK && cg->mode == WR_CG_NONE)
-        rc = probe_v1(cg, base, err);
+        rc = probe_v1(cg, self, base, err);
     if (rc != WR_OK) {
         wr_cg_plan_free(cg);
         return rc;
