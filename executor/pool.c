@@ -33,6 +33,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 #define READY_TIMEOUT_MS 10000        /* a join waits for one grace period; far less than this */
 #define RETRY_MS         1000         /* after a failed start: the worker does not spin */
@@ -108,6 +111,12 @@ static pid_t clone_vfork(spawn_args *a)
         return -1;
     pid_t pid = clone(spawn_child, (char *)stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
     int e = errno;
+#ifdef __SANITIZE_ADDRESS__
+    /* The child's frames, which never returned, left their redzones
+     * poisoned in the (shared) shadow: a later mapping at this address
+     * would inherit them. */
+    ASAN_UNPOISON_MEMORY_REGION(stack, SPAWN_STACK);
+#endif
     munmap(stack, SPAWN_STACK);
     errno = e;
     return pid;
