@@ -215,12 +215,12 @@ static void test_limits_before_start(void **s)
     assert_non_null(x.r);
     assert_int_equal(mem, 64LL * 1024 * 1024);
     assert_int_equal(pmax, 16);
-    const char *o = strstr(OUT(x.r), "forked ");
-    if (!o || strstr(OUT(x.r), "pinned"))
+    const char *out = OUT(x.r), *o = strstr(out, "forked ");
+    if (!o || strstr(out, "pinned"))
         dump(x.r);
     assert_non_null(o);
     assert_true(atoi(o + 7) <= 16 - 3);
-    assert_null(strstr(OUT(x.r), "pinned"));
+    assert_null(strstr(out, "pinned"));
     assert_int_equal(x.r->status, WR_EXEC_FAILED);
     wr_exec_result_free(x.r);
 }
