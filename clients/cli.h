@@ -11,6 +11,8 @@ enum {
     CLI_USAGE = 2
 };
 
+/* First thing in main: libraries set up for a short-lived command. */
+void cli_init(void);
 /* One line "warrant: message" on stderr; returns CLI_USAGE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One line naming the file and the error; returns code. */
@@ -72,11 +74,15 @@ int cmd_keygen(int argc, char **argv);
 int cmd_pubkey(int argc, char **argv);
 int cmd_receipts(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
-int cmd_export(int argc, char **argv);
 int cmd_approvals(int argc, char **argv);
-int cmd_capsule(int argc, char **argv);
-int cmd_reproduce(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+
+/* The commands that read or write archives, in warrant-archive only
+ * (warrant_archive.c): `warrant` execs it for them. */
+int cmd_capsule(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_verify_bundle(int argc, char **argv); /* verify bundle */
 
 #endif

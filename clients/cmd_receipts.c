@@ -1,5 +1,5 @@
-/* warrant keygen | pubkey | receipts list|export | verify receipt|chain|bundle
- * | export — keys and offline verification for approvers and auditors.
+/* warrant keygen | pubkey | receipts list|export | verify receipt|chain — keys
+ * and offline verification for approvers and auditors (bundles: cmd_bundle.c).
  * Results are JSON (or one line per receipt) on stdout; a rejection is one
  * line on stderr and exit 1; usage or unreadable input is exit 2. */
 #include <errno.h>
@@ -200,7 +200,7 @@ int cmd_receipts(int argc, char **argv)
     return CLI_OK;
 }
 
-/* ---- verify receipt | chain | bundle ------------------------------------ */
+/* ---- verify receipt | chain ------------------------------------------------ */
 
 static int verify_receipt(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
 {
@@ -268,23 +268,6 @@ static int verify_chain(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
     return CLI_OK;
 }
 
-static int verify_bundle(const cli_opts *o, const unsigned char pk[WR_PK_LEN])
-{
-    if (o->npos != 1)
-        return cli_fail("usage: warrant verify bundle BUNDLE.tar.gz --pubkey PUB");
-    wr_error err = {0};
-    int rc = wr_bundle_verify(o->pos[0], pk, &err);
-    if (rc) { /* the message names the member; say which bundle */
-        fprintf(stderr, "warrant: %s: %s\n", o->pos[0], err.message);
-        return cli_exit_for(rc);
-    }
-    json_object *res = json_object_new_object();
-    json_object_object_add(res, "valid", json_object_new_boolean(true));
-    json_object_object_add(res, "bundle", json_object_new_string(o->pos[0]));
-    cli_print_compact(res);
-    return CLI_OK;
-}
-
 int cmd_verify(int argc, char **argv)
 {
     static const char usage[] =
@@ -302,7 +285,6 @@ int cmd_verify(int argc, char **argv)
         int (*fn)(const cli_opts *, const unsigned char *);
     } kinds[] = {{"receipt", verify_receipt},
                  {"chain", verify_chain},
-                 {"bundle", verify_bundle},
                  {"inclusion", cli_verify_inclusion},
                  {"consistency", cli_verify_consistency}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -316,34 +298,4 @@ int cmd_verify(int argc, char **argv)
         return kinds[i].fn(&o, pk);
     }
     return cli_fail("usage: warrant %s", usage);
-}
-
-/* ---- export ---------------------------------------------------------------- */
-
-int cmd_export(int argc, char **argv)
-{
-    static const char usage[] = "export EXECUTION_ID --state-dir DIR -o BUNDLE.tar.gz";
-    cli_opts o;
-    int rc = cli_parse_opts(argc, argv, &o, usage);
-    if (rc)
-        return rc;
-    if (o.npos != 1 || !o.out)
-        return cli_fail("usage: warrant %s", usage);
-    char buf[CLI_PATH_MAX];
-    const char *state_dir = cli_state_dir(o.state_dir, buf);
-    if (!state_dir)
-        return CLI_USAGE;
-    wr_store *st = NULL;
-    wr_error err = {0};
-    if (cli_open_existing(state_dir, &st, &err) != WR_OK)
-        return cli_fail_at(CLI_USAGE, state_dir, &err);
-    rc = wr_bundle_export(st, o.pos[0], o.out, &err);
-    wr_store_close(st);
-    if (rc)
-        return cli_fail_at(CLI_USAGE, o.pos[0], &err);
-    json_object *res = json_object_new_object();
-    json_object_object_add(res, "execution_id", json_object_new_string(o.pos[0]));
-    json_object_object_add(res, "bundle", json_object_new_string(o.out));
-    cli_print_compact(res);
-    return CLI_OK;
 }

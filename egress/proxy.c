@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,7 +321,9 @@ typedef struct pump_arg {
 } pump_arg;
 
 /* Moves bytes from -> to until EOF, then half-closes `to`. An error ends
- * both directions. */
+ * both directions. Every byte `to` accepts is counted as it is accepted,
+ * so a connection cut off in the middle of a chunk still counts at least
+ * what reached the other side. */
 static void *pump(void *arg)
 {
     pump_arg *a = arg;
@@ -344,14 +347,15 @@ static void *pump(void *arg)
             ssize_t w = splice(pp[0], NULL, a->to, NULL, (size_t)left, SPLICE_F_MOVE);
             if (w < 0 && errno == EINTR)
                 continue;
-            if (w <= 0)
+            if (w <= 0) {
                 failed = true;
-            else
+            } else {
                 left -= w;
+                a->bytes += (uint64_t)w;
+            }
         }
         if (failed)
             break;
-        a->bytes += (uint64_t)n;
     }
     if (failed) {
         shutdown(a->from, SHUT_RDWR);
@@ -729,8 +733,22 @@ int wr_egress_proxy_start(int listen_fd, const wr_egress_proxy_config *cfg, wr_e
         size_t len;
         rc = wr_read_file(cfg->test_hosts_file, PROXY_HOSTS_FILE_MAX, &p->test_hosts, &len, err);
     }
-    if (rc == WR_OK && pthread_create(&p->acceptor, NULL, accept_main, p) != 0)
-        rc = wr_errorf(err, WR_E_IO, "", "egress proxy: cannot start its thread");
+    if (rc == WR_OK) {
+        /* splice(2) has no MSG_NOSIGNAL: writing to a connection that has
+         * been reset raises SIGPIPE on the writing thread, and a command
+         * can reset its own. Unhandled, that ends the process running the
+         * proxy (warrant run) and the run with no receipt. The proxy's
+         * threads keep it blocked (each inherits the mask of the thread
+         * that creates it, the acceptor this one); a thread's own pending
+         * signals are discarded when it exits. */
+        sigset_t sigpipe, old;
+        sigemptyset(&sigpipe);
+        sigaddset(&sigpipe, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &sigpipe, &old);
+        if (pthread_create(&p->acceptor, NULL, accept_main, p) != 0)
+            rc = wr_errorf(err, WR_E_IO, "", "egress proxy: cannot start its thread");
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     if (rc != WR_OK) {
         wr_egress_allow_free(&p->allow);
         free(p->test_hosts);

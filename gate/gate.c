@@ -57,6 +57,12 @@ _Static_assert(WR_GATE_LAUNCHERS_MAX == WR_LAUNCH_POOL_MAX, "gate.h and executor
 
 #define SECRET_MAX_BYTES (64u * 1024u)
 
+/* The policy examples cache: a subdirectory of the state dir, and the
+ * libsodium KDF subkey of the signing key's seed that keys its MACs. */
+#define EXAMPLES_CACHE_DIR     "policy-examples"
+#define EXAMPLES_CACHE_KDF_ID  1
+#define EXAMPLES_CACHE_KDF_CTX "wrpolexa"
+
 /* Default quotas per agent (wr_gate_config); contracts count for a day. */
 #define QUOTA_CONTRACTS 1000
 #define QUOTA_BYTES     (16LL * 1024 * 1024)
@@ -65,9 +71,24 @@ _Static_assert(WR_GATE_LAUNCHERS_MAX == WR_LAUNCH_POOL_MAX, "gate.h and executor
 
 /* ---- policy lifecycle --------------------------------------------------- */
 
+/* A policy file's examples run once per policy and build, not at every
+ * start: passes are recorded in the state dir, under a MAC key derived
+ * from the signing key (policies/examples_cache.c). */
+static int load_policy_file(wr_gate *g, const char *path, wr_policy **out, wr_error *err)
+{
+    char dir[PATH_MAX];
+    wr_examples_cache cache = {.dir = dir};
+    if (snprintf(dir, sizeof dir, "%s/" EXAMPLES_CACHE_DIR, g->state_dir) >= (int)sizeof dir)
+        return wr_policy_load_file(path, out, err);
+    crypto_kdf_derive_from_key(cache.key, sizeof cache.key, EXAMPLES_CACHE_KDF_ID, EXAMPLES_CACHE_KDF_CTX, g->key.sk);
+    int rc = wr_policy_load_file_cached(path, &cache, out, err);
+    sodium_memzero(cache.key, sizeof cache.key);
+    return rc;
+}
+
 static int load_policy(wr_gate *g, const char *path, wr_policy **out, wr_error *err)
 {
-    int rc = path ? wr_policy_load_file(path, out, err)
+    int rc = path ? load_policy_file(g, path, out, err)
                   : wr_policy_load_bundled(g->policy_pack ? g->policy_pack : "default", out, err);
     if (rc != WR_OK)
         return rc;

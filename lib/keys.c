@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/asn1t.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -22,6 +23,8 @@
 
 #define KEY_FILE_MAX 16384
 #define SEED_LEN     32
+/* ASN1_STRING flags of a decoded BIT STRING: its count of unused bits. */
+#define BIT_STRING_UNUSED_BITS 0x07
 
 void wr_key_id(const unsigned char pk[WR_PK_LEN], char out[WR_KEY_ID_LEN])
 {
@@ -288,28 +291,52 @@ int wr_key_load_secret(const char *path, bool refuse_loose_perms, wr_keypair *kp
     return rc;
 }
 
-int wr_pubkey_parse(const char *text, unsigned char pk[WR_PK_LEN], wr_error *err)
+/* SubjectPublicKeyInfo (RFC 5280) as a plain ASN.1 template: X509_PUBKEY's
+ * d2i also builds an EVP_PKEY through the providers' decoders (~2 M
+ * instructions at every CLI start, since the state dir's .pub is read),
+ * where only the algorithm and the key's bits are wanted. */
+typedef struct {
+    X509_ALGOR *algor;
+    ASN1_BIT_STRING *key;
+} spki;
+ASN1_SEQUENCE(spki) =
+    {
+        ASN1_SIMPLE(spki, algor, X509_ALGOR),
+        ASN1_SIMPLE(spki, key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(spki)
+
+        static int parse_spki_pem(const char *text, unsigned char pk[WR_PK_LEN], wr_error *err)
 {
     char why[256];
-    if (strstr(text, "-----BEGIN")) {
-        /* SubjectPublicKeyInfo through the ASN.1 templates (see parse_secret). */
-        BIO *bio = BIO_new_mem_buf(text, -1);
-        X509_PUBKEY *spki = bio ? PEM_read_bio_X509_PUBKEY(bio, NULL, no_passphrase, NULL) : NULL;
-        BIO_free(bio);
-        ASN1_OBJECT *alg = NULL;
-        const unsigned char *bits = NULL;
-        int n = 0, rc = WR_OK;
-        if (!spki || !X509_PUBKEY_get0_param(&alg, &bits, &n, NULL, spki))
-            rc = wr_errorf(err, WR_E_CRYPTO, "", "not a PEM public key: %s", ossl_reason(why, sizeof why));
-        else if (OBJ_obj2nid(alg) != NID_ED25519)
-            rc = wr_errorf(err, WR_E_CRYPTO, "", "the PEM public key is not an Ed25519 key");
-        else if (n != WR_PK_LEN)
-            rc = wr_errorf(err, WR_E_CRYPTO, "", "an Ed25519 public key is 32 bytes, not %d", n);
-        else
-            memcpy(pk, bits, WR_PK_LEN);
-        X509_PUBKEY_free(spki);
-        return rc;
-    }
+    unsigned char *der = NULL;
+    long len = 0;
+    BIO *bio = BIO_new_mem_buf(text, -1);
+    int ok = bio && PEM_bytes_read_bio(&der, &len, NULL, PEM_STRING_PUBLIC, bio, no_passphrase, NULL);
+    BIO_free(bio);
+    const unsigned char *p = der;
+    spki *k = ok ? (spki *)ASN1_item_d2i(NULL, &p, len, ASN1_ITEM_rptr(spki)) : NULL;
+    const ASN1_OBJECT *alg = NULL;
+    int ptype = 0, rc = WR_OK;
+    if (k)
+        X509_ALGOR_get0(&alg, &ptype, NULL, k->algor);
+    if (!k || p != der + len)
+        rc = wr_errorf(err, WR_E_CRYPTO, "", "not a PEM public key: %s", ossl_reason(why, sizeof why));
+    /* RFC 8410: the algorithm identifier of an Ed25519 key has no parameters. */
+    else if (OBJ_obj2nid(alg) != NID_ED25519 || ptype != V_ASN1_UNDEF)
+        rc = wr_errorf(err, WR_E_CRYPTO, "", "the PEM public key is not an Ed25519 key");
+    else if (ASN1_STRING_length(k->key) != WR_PK_LEN || (k->key->flags & BIT_STRING_UNUSED_BITS))
+        rc = wr_errorf(err, WR_E_CRYPTO, "", "an Ed25519 public key is 32 bytes, not %d", ASN1_STRING_length(k->key));
+    else
+        memcpy(pk, ASN1_STRING_get0_data(k->key), WR_PK_LEN);
+    ASN1_item_free((ASN1_VALUE *)k, ASN1_ITEM_rptr(spki));
+    OPENSSL_free(der);
+    return rc;
+}
+
+int wr_pubkey_parse(const char *text, unsigned char pk[WR_PK_LEN], wr_error *err)
+{
+    if (strstr(text, "-----BEGIN"))
+        return parse_spki_pem(text, pk, err);
     unsigned char raw[WR_PK_LEN + 1];
     size_t n = 0;
     if (decode_trimmed_b64(text, raw, sizeof raw, &n, err) != WR_OK || n != WR_PK_LEN)

@@ -640,10 +640,18 @@ static void fill_cnode(cnode *c, json_object *node)
     c->schema = node;
     c->resource = resource_of(node, NULL);
     c->present = 0;
-    for (int k = 0; k < KW_COUNT; k++) {
-        c->kw[k] = NULL;
-        if (json_object_object_get_ex(node, kw_names[k], &c->kw[k]))
-            c->present |= 1u << k;
+    memset(c->kw, 0, sizeof c->kw);
+    /* The node's few keys matched against the keyword table: cheaper than
+     * looking every keyword up in the node (schemas compile at every start). */
+    json_object_object_foreach(node, key, v)
+    {
+        for (int k = 0; k < KW_COUNT; k++) {
+            if (strcmp(key, kw_names[k]) == 0) {
+                c->kw[k] = v;
+                c->present |= 1u << k;
+                break;
+            }
+        }
     }
 }
 

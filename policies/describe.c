@@ -184,8 +184,11 @@ json_object *wr_policy_explain_argv(const wr_policy *p, const wr_strv *argv)
     snprintf(glob, sizeof glob, "%s%s**", cwd, strcmp(cwd, "/") ? "/" : "");
     char *reads_v[] = {glob};
     wr_command cmd = {.id = "cmd_1", .cwd = (char *)cwd, .read_paths = {reads_v, 1}};
-    const wr_grammar *g = argv->n ? wr__grammar_for(p, wr__exe_name(argv->v[0])) : NULL;
+    const wr_grammar *g = NULL;
+    wr_error err = {0};
     add_str(o, "tool", argv->n ? wr__exe_name(argv->v[0]) : "");
+    if (argv->n && wr__grammar_for(p, wr__exe_name(argv->v[0]), &g, &err) != WR_OK)
+        add_str(o, "error", err.message);
     json_object_object_add(o, "grammar", json_object_new_boolean(g != NULL));
     if (!g)
         return o;

@@ -93,9 +93,10 @@ typedef struct view {
     wr_indirect ind;
 } view;
 
-static void look(const eval *e, const wr_strv *argv, view *v)
+static bool look(const eval *e, const wr_strv *argv, view *v)
 {
-    v->g = wr__grammar_for(e->p, wr__exe_name(argv->v[0]));
+    if (wr__grammar_for(e->p, wr__exe_name(argv->v[0]), &v->g, NULL) != WR_OK)
+        return false; /* out of memory building it: the callers fail closed */
     if (v->g) {
         wr_grammar_env env = {e->p, e->cmd};
         wr__grammar_parse(v->g, argv, &env, &v->pa);
@@ -104,6 +105,7 @@ static void look(const eval *e, const wr_strv *argv, view *v)
     } else {
         v->indirect = wr__indirect_exec(argv, &v->ind);
     }
+    return true;
 }
 
 static bool rule_matches(const wr_strv *rule, const wr_strv *argv, const view *v)
@@ -118,9 +120,10 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth)
 {
     const wr_policy *p = e->p;
     view *v = malloc(sizeof *v);
-    if (!v)
+    if (!v || !look(e, argv, v)) {
+        free(v);
         return deny(e, "ARGV_PREFIX_DENIED", "out of memory");
-    look(e, argv, v);
+    }
     bool ok = true;
     const char *name = wr__exe_name(argv->v[0]);
     for (size_t i = 0; ok && i < p->ndeny_argv_prefixes; i++)
@@ -180,11 +183,11 @@ static void raise_to(eval *e, const char **effect, const char *to, const char *f
 static void classify(eval *e, const wr_strv *argv, const char **effect, int depth)
 {
     view *v = malloc(sizeof *v);
-    if (!v) {
+    if (!v || !look(e, argv, v)) {
+        free(v);
         *effect = WR_EFFECT_INDIRECT; /* never allowed: fail closed */
         return;
     }
-    look(e, argv, v);
     if (v->g) {
         size_t at = v->pa.effect_elem;
         raise_to(e, effect, v->pa.effect, "grammar %s: argv[%zu] '%.60s'", wr__grammar_tool(v->g), at, argv->v[at]);

@@ -13,6 +13,8 @@
  * observe, which is what a list of dangerous spellings could never do. */
 #include <fnmatch.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,43 +279,99 @@ const char *wr__grammar_tool(const wr_grammar *g)
     return g->tool;
 }
 
-const wr_grammar *wr__grammar_for(const wr_policy *p, const char *name)
+/* A policy's grammars, one slot per allowed command. The policy's own
+ * (`tools`) are built at load, where their errors belong; a bundled one
+ * (checked when it was compiled into the binary) on the first argv that
+ * names its tool: a policy allows dozens of tools, a contract names a few,
+ * and building them all was most of a policy load (~16 M instructions for
+ * the default pack, at every CLI start). */
+typedef struct gr_slot {
+    const char *tool;        /* the policy's allow_commands entry */
+    bool bundled;            /* built from the bundled grammar on first use */
+    _Atomic(wr_grammar *) g; /* NULL until built; never changes after */
+} gr_slot;
+
+struct wr_grammars {
+    pthread_mutex_t mu; /* one builder at a time: a policy serves concurrent checks */
+    size_t n;
+    gr_slot slots[];
+};
+
+int wr__grammar_for(const wr_policy *p, const char *name, const wr_grammar **out, wr_error *err)
 {
-    for (size_t i = 0; i < p->ngrammars; i++)
-        if (!strcmp(p->grammars[i]->tool, name))
-            return p->grammars[i];
-    return NULL;
+    *out = NULL;
+    wr_grammars *gs = p->grammars;
+    gr_slot *s = NULL;
+    for (size_t i = 0; gs && i < gs->n && !s; i++)
+        if (!strcmp(gs->slots[i].tool, name))
+            s = &gs->slots[i];
+    if (!s)
+        return WR_OK;
+    if ((*out = atomic_load_explicit(&s->g, memory_order_acquire)) || !s->bundled)
+        return WR_OK;
+    pthread_mutex_lock(&gs->mu);
+    int rc = WR_OK;
+    wr_grammar *g = atomic_load_explicit(&s->g, memory_order_relaxed);
+    if (!g) {
+        json_object *doc = wr__grammar_bundled_doc(name);
+        rc = doc ? grammar_from_json(name, doc, &g, err) : oom(err);
+        json_object_put(doc);
+        if (rc == WR_OK)
+            atomic_store_explicit(&s->g, g, memory_order_release);
+    }
+    pthread_mutex_unlock(&gs->mu);
+    if (rc != WR_OK)
+        wr_error_prefix(err, "bundled grammar %s", name);
+    *out = g;
+    return rc;
 }
 
-/* One grammar per allowed command: the policy's `tools` entry (checked
- * against the grammar schema), else the bundled one (checked when it was
- * compiled into the binary); the names without one are kept for
- * describe_policy and `warrant policy test`. */
+/* The policy's own grammars (`tools`, checked against the grammar schema)
+ * are built now; a bundled one is only noted; the names with neither are
+ * kept for describe_policy and `warrant policy test`. */
 int wr__grammars_load(wr_policy *p, json_object *tools, wr_error *err)
 {
+    size_t n = p->allow_commands.n;
+    wr_grammars *gs = calloc(1, sizeof *gs + n * sizeof gs->slots[0]);
+    if (!gs)
+        return oom(err);
+    pthread_mutex_init(&gs->mu, NULL);
+    p->grammars = gs;
     wr_schema *schema = NULL;
     int rc = WR_OK;
-    if (p->allow_commands.n && !(p->grammars = calloc(p->allow_commands.n, sizeof *p->grammars)))
-        rc = oom(err);
-    for (size_t i = 0; !rc && i < p->allow_commands.n; i++) {
+    for (size_t i = 0; !rc && i < n; i++) {
         const char *name = p->allow_commands.v[i];
-        json_object *doc = wr__grammar_bundled_doc(name), *own = get(tools, name);
+        json_object *own = get(tools, name);
+        gr_slot *s = &gs->slots[gs->n++];
+        s->tool = name;
+        atomic_init(&s->g, NULL);
         if (own) {
-            json_object_put(doc);
-            doc = json_object_get(own);
+            wr_grammar *g = NULL;
             if (!schema && !(schema = wr_schema_embedded(GRAMMAR_SCHEMA, err)))
                 rc = err ? err->code : WR_E_INTERNAL;
-            if (!rc && (rc = wr_schema_validate(schema, doc, err)))
+            if (!rc && (rc = wr_schema_validate(schema, own, err)))
                 wr_error_prefix(err, "/tools/%s: grammar does not match %s", name, GRAMMAR_SCHEMA);
-        }
-        if (!rc && doc && (rc = grammar_from_json(name, doc, &p->grammars[p->ngrammars++], err)))
-            wr_error_prefix(err, "%s%s", own ? "/tools/" : "bundled grammar ", name);
-        if (!rc && !doc && wr_strv_push(&p->without_grammar, name))
+            if (!rc && (rc = grammar_from_json(name, own, &g, err)))
+                wr_error_prefix(err, "/tools/%s", name);
+            atomic_init(&s->g, g);
+        } else if (wr__grammar_bundled_json(name)) {
+            s->bundled = true;
+        } else if (wr_strv_push(&p->without_grammar, name)) {
             rc = oom(err);
-        json_object_put(doc);
+        }
     }
     wr_schema_free(schema);
     return rc;
+}
+
+void wr__grammars_free(wr_grammars *gs)
+{
+    if (!gs)
+        return;
+    for (size_t i = 0; i < gs->n; i++)
+        wr__grammar_free(atomic_load_explicit(&gs->slots[i].g, memory_order_relaxed));
+    pthread_mutex_destroy(&gs->mu);
+    free(gs);
 }
 
 json_object *wr__grammar_bundled_doc(const char *tool)

@@ -301,44 +301,64 @@ int wr_policy_from_json_untested(json_object *doc, wr_policy **out, wr_error *er
     return WR_OK;
 }
 
-int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err)
+/* The policy's examples: the first one it decides otherwise is the error. */
+static int check_examples(const wr_policy *p, wr_error *err)
 {
-    int rc = wr_policy_from_json_untested(doc, out, err);
     json_object *report = NULL;
     size_t failures = 0;
-    if (!rc && get(doc, "examples"))
-        rc = wr_policy_test_examples(*out, &report, &failures, err);
+    int rc = wr_policy_test_examples(p, &report, &failures, err);
     for (size_t i = 0; !rc && failures && i < json_object_array_length(report); i++) {
         json_object *r = json_object_array_get_idx(report, i);
         if (json_object_get_boolean(get(r, "ok")))
             continue;
         rc = wr_errorf(err, WR_E_INVALID, "/examples",
                        "policy %s: %zu example(s) fail (warrant policy test shows all); first: %s %s gives %s %s",
-                       (*out)->name, failures, json_object_get_string(get(r, "expected")),
-                       wr_json_compact(get(r, "argv")), json_object_get_string(get(r, "got")),
-                       json_object_get_string(get(r, "reason_code")));
+                       p->name, failures, json_object_get_string(get(r, "expected")), wr_json_compact(get(r, "argv")),
+                       json_object_get_string(get(r, "got")), json_object_get_string(get(r, "reason_code")));
     }
     json_object_put(report);
-    if (rc) {
-        wr_policy_free(*out);
-        *out = NULL;
-    }
     return rc;
 }
 
-int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err)
+/* From the document to a policy whose examples passed: run here, or found
+ * in cache (NULL: always run). */
+static int from_json_checked(json_object *doc, const wr_examples_cache *cache, wr_policy **out, wr_error *err)
+{
+    int rc = wr_policy_from_json_untested(doc, out, err);
+    if (rc || !get(doc, "examples") || wr__examples_cached(cache, (*out)->sha256))
+        return rc;
+    if ((rc = check_examples(*out, err)) == WR_OK) {
+        wr__examples_cache_put(cache, (*out)->sha256);
+        return WR_OK;
+    }
+    wr_policy_free(*out);
+    *out = NULL;
+    return rc;
+}
+
+int wr_policy_from_json(json_object *doc, wr_policy **out, wr_error *err)
+{
+    return from_json_checked(doc, NULL, out, err);
+}
+
+static int load_yaml(const char *buf, size_t len, const wr_examples_cache *cache, wr_policy **out, wr_error *err)
 {
     json_object *doc;
     *out = NULL;
     int rc = wr_policy_yaml_to_json(buf, len, &doc, err);
     if (rc)
         return rc;
-    rc = wr_policy_from_json(doc, out, err);
+    rc = from_json_checked(doc, cache, out, err);
     json_object_put(doc);
     return rc;
 }
 
-int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err)
+int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err)
+{
+    return load_yaml(buf, len, NULL, out, err);
+}
+
+int wr_policy_load_file_cached(const char *path, const wr_examples_cache *cache, wr_policy **out, wr_error *err)
 {
     char *buf;
     size_t len;
@@ -348,11 +368,16 @@ int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err)
         wr_error_prefix(err, "failed to read policy file %s", path);
         return rc;
     }
-    rc = wr_policy_load_yaml(buf, len, out, err);
+    rc = load_yaml(buf, len, cache, out, err);
     free(buf);
     if (rc)
         wr_error_prefix(err, "%s", path);
     return rc;
+}
+
+int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err)
+{
+    return wr_policy_load_file_cached(path, NULL, out, err);
 }
 
 void wr_policy_free(wr_policy *p)
@@ -384,9 +409,7 @@ void wr_policy_free(wr_policy *p)
     for (size_t i = 0; i < p->ndeny_argv_prefixes; i++)
         wr_strv_free(&p->deny_argv_prefixes[i]);
     free(p->deny_argv_prefixes);
-    for (size_t i = 0; i < p->ngrammars; i++)
-        wr__grammar_free(p->grammars[i]);
-    free(p->grammars);
+    wr__grammars_free(p->grammars);
     free(p->sandbox.run_as);
     for (size_t i = 0; i < p->nclassify; i++)
         wr__classify_rule_free(&p->classify[i]);
@@ -407,7 +430,14 @@ int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err)
     *out = NULL;
     if (!text)
         return wr_errorf(err, WR_E_NOTFOUND, "", "no bundled policy named '%.100s'", name);
-    int rc = wr_policy_load_yaml(text, strlen(text), out, err);
+    /* Without its examples: they ran when this binary was built
+     * (pack_check.c), on this very text. */
+    json_object *doc;
+    int rc = wr_policy_yaml_to_json(text, strlen(text), &doc, err);
+    if (!rc) {
+        rc = wr_policy_from_json_untested(doc, out, err);
+        json_object_put(doc);
+    }
     if (rc)
         wr_error_prefix(err, "bundled policy %s", name);
     return rc;

@@ -60,7 +60,7 @@ typedef struct wr_classify_rule {
     char *effect;
 } wr_classify_rule;
 
-struct wr_grammar;
+struct wr_grammars;
 
 typedef struct wr_policy {
     char *name;
@@ -86,9 +86,8 @@ typedef struct wr_policy {
     wr_strv allow_indirect_exec;  /* tools allowed to run other programs (find -exec, xargs…) */
     wr_strv allowed_env;          /* env_allow names a command may import; "NAME*" is a prefix */
     wr_strv allowed_modules;      /* python3 -m NAME */
-    struct wr_grammar **grammars; /* of the allowed commands: the policy's `tools`, else bundled */
-    size_t ngrammars;
-    wr_strv without_grammar; /* allowed commands no grammar describes (CSC rules only) */
+    struct wr_grammars *grammars; /* of the allowed commands: the policy's `tools`, else bundled (grammar.c) */
+    wr_strv without_grammar;      /* allowed commands no grammar describes (CSC rules only) */
     wr_sandbox_limits sandbox;
     wr_classify_rule *classify; /* policy rules first, then the bundled pack */
     size_t nclassify;
@@ -103,6 +102,19 @@ typedef struct wr_policy {
  * "invalid YAML", "duplicate key", "must contain a YAML mapping", and schema
  * errors with the JSON pointer. Anchors/aliases are refused. */
 int wr_policy_load_file(const char *path, wr_policy **out, wr_error *err);
+/* Where the policies whose examples passed are recorded (examples_cache.c):
+ * one owner-only file per policy sha256 in dir (created 0700), holding a
+ * MAC with key over that sha256 and this binary's build id. */
+#define WR_EXAMPLES_CACHE_KEY_LEN 32
+typedef struct wr_examples_cache {
+    const char *dir;
+    unsigned char key[WR_EXAMPLES_CACHE_KEY_LEN];
+} wr_examples_cache;
+/* wr_policy_load_file, but the examples are not run again when cache holds
+ * a record that verifies for this policy and this build; a pass is
+ * recorded. A record that does not verify (tampered, foreign, stale) is
+ * ignored: the examples run, and failing ones refuse the policy. */
+int wr_policy_load_file_cached(const char *path, const wr_examples_cache *cache, wr_policy **out, wr_error *err);
 int wr_policy_load_yaml(const char *buf, size_t len, wr_policy **out, wr_error *err);
 /* Only the YAML stage: one document whose root is a mapping -> a new JSON
  * object (no schema check). For callers that must tell unparsable input
@@ -121,7 +133,9 @@ int wr_policy_test_examples(const wr_policy *p, json_object **report, size_t *fa
 void wr_policy_free(wr_policy *p);
 
 /* Bundled policy packs (the YAML files in policies/, embedded at build time): "default",
- * "dev-write", "ci". wr_policy_bundled_text is NULL for an unknown name. */
+ * "dev-write", "ci". wr_policy_bundled_text is NULL for an unknown name.
+ * wr_policy_load_bundled does not run a pack's examples: the build did
+ * (policies/pack_check.c). */
 const char *wr_policy_bundled_text(const char *name);
 const char *const *wr_policy_bundled_names(void); /* NULL-terminated */
 int wr_policy_load_bundled(const char *name, wr_policy **out, wr_error *err);

@@ -47,18 +47,26 @@ typedef struct wr_indirect {
  * the caller can check a wrapped program in turn. */
 bool wr__indirect_exec(const wr_strv *argv, wr_indirect *out);
 
+/* examples_cache.c: whether cache records that this build's examples
+ * passed on the policy with this sha256; records that they did. */
+bool wr__examples_cached(const wr_examples_cache *c, const char *sha256);
+void wr__examples_cache_put(const wr_examples_cache *c, const char *sha256);
+
 /* grammar.c: argument grammars (see policies/README.md "Argument grammars"). */
 #define WR_EFFECT_INDIRECT   "indirect_exec"
 #define WR_GRAMMAR_MAX_DEPTH 8 /* subcommand levels recorded per argv */
 
 typedef struct wr_grammar wr_grammar;
-/* Loads p->grammars for p->allow_commands (tools: the policy's `tools`). */
+typedef struct wr_grammars wr_grammars;
+/* Sets p->grammars for p->allow_commands (tools: the policy's `tools`). */
 int wr__grammars_load(wr_policy *p, json_object *tools, wr_error *err);
+void wr__grammars_free(wr_grammars *gs);
 void wr__grammar_free(wr_grammar *g);
 const char *wr__grammar_tool(const wr_grammar *g);
 /* The policy's grammar for a tool name (its own `tools:` first, then the
- * bundled one), or NULL: then the CSC rules alone apply. */
-const wr_grammar *wr__grammar_for(const wr_policy *p, const char *name);
+ * bundled one, built on first use) in *out, or NULL: then the CSC rules
+ * alone apply. An error (out of memory building it) must fail closed. */
+int wr__grammar_for(const wr_policy *p, const char *name, const wr_grammar **out, wr_error *err);
 /* The bundled grammars (policies/grammars/TOOL.yaml, checked and turned
  * into JSON at build time by grammar_compile.c): the JSON text, or NULL. */
 const char *wr__grammar_bundled_json(const char *tool);

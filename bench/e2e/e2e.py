@@ -12,7 +12,13 @@
                           pause of GAP_S, as agent runs seconds apart do: the kernel's cgroup
                           attach is cheap only right after another one, which back-to-back
                           runs would hide. A second server without warm launchers
-                          (--launchers 0) shows what the pool saves.
+                          (--launchers 0) shows what the pool saves. With
+                          WARRANT_BASELINE=BUILD_DIR, that build's `warrant run` is interleaved
+                          too (before/after on a busy machine).
+  e2e.py startup [N]      the CLI without the sandbox: wall time of `warrant --version` and
+                          `warrant check` (the one-command policy, the bundled default pack),
+                          median of N (200) interleaved runs; with WARRANT_BASELINE=BUILD_DIR the
+                          same commands of that build are interleaved too, and the ratios printed.
   e2e.py concurrent [N]   N (50) MCP runs of /bin/true in flight at once on one stdio
                           connection: runs/s and p99 latency, median of 3 rounds.
 
@@ -130,13 +136,18 @@ def latency(runs, repeat):
         bare = bare_argv(fx.ws)
         cli = [WARRANT, "run", "--quiet"] + cli_args
         timed(cli)  # creates the key and the database
+        base = [baseline_warrant(), "run", "--quiet"] + cli_args if baseline_warrant() else None
         results = []
         for r in range(repeat):
             srv, cold = Mcp(fx, fx.ws), Mcp(fx, fx.ws, "--launchers", "0")
             t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": [], "mcp_nopool": []}
+            if base:
+                t["base_cli"] = []
             for i in range(-WARMUP, runs):
                 row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare),
                        "mcp_nopool": cold.run()}
+                if base:
+                    row["base_cli"] = timed(base)
                 if i >= 0:
                     for k, v in row.items():
                         t[k].append(v)
@@ -148,12 +159,17 @@ def latency(runs, repeat):
             m["cli_ratio"] = median_ratio("  warrant run (CLI, whole process)", t["cli"], t["bare_cli"])
             m["mcp_ratio"] = median_ratio("  MCP run over stdio", t["mcp"], t["bare_mcp"])
             m["mcp_nopool_ratio"] = median_ratio("  MCP run, --launchers 0", t["mcp_nopool"], t["bare_mcp"])
+            if base:
+                m["base_cli_ratio"] = median_ratio("  warrant run of WARRANT_BASELINE", t["base_cli"], t["bare_cli"])
             results.append(m)
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         print("median of %d runs: warrant run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.3); "
               "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15); without warm launchers %.2f ms = %.2f x" % (
                   repeat, med["cli"], med["bare_cli"], med["cli_ratio"], med["mcp"], med["bare_mcp"],
                   med["mcp_ratio"], med["mcp_nopool"], med["mcp_nopool_ratio"]))
+        if base:
+            print("  WARRANT_BASELINE's warrant run %.2f ms = %.2f x bare (median of %d runs)" % (
+                med["base_cli"], med["base_cli_ratio"], repeat))
         print("RESULT " + " ".join("%s=%.3f" % kv for kv in sorted(med.items())))
         breakdown(fx, cli, bare)
     finally:
@@ -235,14 +251,68 @@ def breakdown(fx, cli, bare):
     syncs = sum(1 for ln in open(out) if re.search(r"\b(fsync|fdatasync)\(", ln))
     print("  MCP run: %.1f fsync+fdatasync per run (mean of %d)" % (syncs / n, n))
     print("  one fdatasync of a 4 KiB append here: median %.2f ms (of 50)" % fdatasync_ms(fx.tmp, 50))
-    # CPU in the warrant process itself (not bwrap's), as instructions: stable under load.
-    for argv, name in ((cli, "warrant run"), ([WARRANT, "check", "--policy", fx.policy, cli[-1]], "warrant check")):
-        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        m = re.search(r"Collected : (\d+)", r.stderr)
-        if m:
-            print("  %-13s %6.1f M instructions in the warrant process (valgrind --tool=callgrind)" % (
-                name, int(m.group(1)) / 1e6))
+    cli_instructions(fx, cli)
+
+
+# Parts of `warrant run`'s own CPU, by the function that does each (inclusive counts: the policy load
+# includes its schema's compilation).
+CLI_PARTS = (("dynamic loading and relocation", "_dl_start"),
+             ("signing key (incl. libcrypto init, first digest fetch)", "wr_server_key_load_or_create"),
+             ("embedded schemas compiled (contract, policy, receipt)", "wr_schema_embedded"),
+             ("policy load (YAML, schema, examples, store)", "wr_gate_reload_policy"),
+             ("store open (SQLite)", "wr_store_open"),
+             ("the run (contract, decision, sandbox, seal)", "wr_gate_run"))
+
+
+def callgrind(argv, out_dir):
+    """The callgrind profile of the warrant process itself: valgrind follows the fork into the sandbox
+    launcher too, which writes its own file (a higher pid), left out."""
+    for f in os.listdir(out_dir):
+        os.unlink(os.path.join(out_dir, f))
+    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(out_dir, "cg.%p")] + argv,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files = sorted(os.listdir(out_dir), key=lambda f: int(f.split(".")[1]))
+    return os.path.join(out_dir, files[0]) if files else None
+
+
+def cli_instructions(fx, cli):
+    """Instructions executed by the warrant process (valgrind --tool=callgrind): stable whatever the load,
+    so they compare builds on a busy machine. `warrant run` is also broken down by part."""
+    if not shutil.which("valgrind"):
+        print("  (valgrind not installed: no instruction counts)")
+        return
+    out_dir = os.path.join(fx.tmp, "callgrind")
+    os.mkdir(out_dir)
+    # The default pack as a policy file (its workspace prefixes pointed at ours): a policy with examples
+    # and a grammar per allowed tool; the first run records its examples, the measured one uses the record.
+    default = os.path.join(fx.tmp, "default.yaml")
+    with open(default, "w") as f:
+        f.write(open(os.path.join(ROOT, "policies", "default.yaml")).read().replace("/workspace", fx.ws))
+    with_default = [a if a != fx.policy else default for a in cli]
+    timed(with_default)
+    runs = ((cli, "warrant run"), (with_default, "warrant run, default pack as --policy file"),
+            ([WARRANT, "check", "--policy", fx.policy, cli[-1]], "warrant check"),
+            ([WARRANT, "check", cli[-1]], "warrant check, bundled default pack"),
+            ([WARRANT, "--version"], "warrant --version"))
+    for argv, name in runs:
+        prof = callgrind(argv, out_dir)
+        total = None
+        for ln in open(prof) if prof else ():
+            if ln.startswith(("summary:", "totals:")):
+                total = int(ln.split()[1])
+        if total is None:
+            continue
+        print("  %-42s %6.1f M instructions in the warrant process (valgrind --tool=callgrind)" % (name, total / 1e6))
+        if argv is not cli:
+            continue
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", prof],
+                             capture_output=True, text=True).stdout
+        incl = {}
+        for m in re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+\S*?:(\w+) \[", ann, re.M):
+            incl.setdefault(m.group(2), int(m.group(1).replace(",", "")))
+        for label, fn in CLI_PARTS:
+            if fn in incl:
+                print("      %-56s %5.1f M" % (label, incl[fn] / 1e6))
 
 
 def concurrent(n, rounds=3):
@@ -277,6 +347,41 @@ def concurrent(n, rounds=3):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def baseline_warrant():
+    """The warrant binary of the build dir WARRANT_BASELINE names, to interleave with this build's."""
+    b = os.environ.get("WARRANT_BASELINE")
+    return os.path.join(os.path.abspath(b), "clients", "warrant") if b else None
+
+
+def startup(n):
+    tmp, fx, cli_args = fixture()
+    try:
+        contract = cli_args[-1]
+        builds = [("now", WARRANT)]
+        if baseline_warrant():
+            builds.insert(0, ("baseline", baseline_warrant()))
+        cmds = (("warrant --version", ["--version"]), ("warrant check", ["check", "--policy", fx.policy, contract]),
+                ("warrant check, bundled default pack", ["check", contract]))
+        t = {(b, c): [] for b, _ in builds for c, _ in cmds}
+        for i in range(-WARMUP, n):
+            for c, args in cmds:
+                for b, exe in builds:
+                    t0 = time.perf_counter()
+                    subprocess.run([exe] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    if i >= 0:
+                        t[(b, c)].append((time.perf_counter() - t0) * 1e3)
+        print("CLI start-up, median of %d interleaved runs (wall, fork/exec to exit; load %s)" % (
+            n, open("/proc/loadavg").read().split()[0]))
+        for c, _ in cmds:
+            m = {b: statistics.median(t[(b, c)]) for b, _ in builds}
+            line = "  %-36s %s" % (c, "   ".join("%s %.2f ms" % (b, m[b]) for b, _ in builds))
+            if "baseline" in m:
+                line += "   now/baseline %.2f" % (m["now"] / m["baseline"])
+            print(line)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("bench: needs root (the sandbox and bare bwrap drop to nobody)")
@@ -284,6 +389,8 @@ if __name__ == "__main__":
     arg = int(sys.argv[2]) if len(sys.argv) > 2 else None
     if what == "latency":
         latency(arg or 30, int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+    elif what == "startup":
+        startup(arg or 200)
     elif what == "concurrent":
         concurrent(arg or 50)
     else:

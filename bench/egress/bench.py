@@ -1,6 +1,6 @@
 """bench/egress/run.sh's measuring part: see that script.
 
-    bench.py EGRESS_DRIVER RUNS
+    bench.py EGRESS_DRIVER RUNS [BASELINE_EGRESS_DRIVER]
 """
 import json
 import os
@@ -12,6 +12,7 @@ import tempfile
 
 SIZE_MIB = 100
 MIB = 1024 * 1024
+CC = "/proc/sys/net/ipv4/tcp_congestion_control"
 
 
 def child_cpu():
@@ -19,8 +20,31 @@ def child_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def load():
+    return "%.2f" % os.getloadavg()[0]
+
+
+def proxied(driver, port, curl):
+    """curl's rate through the egress proxy of an allowlisted run, and the
+    CPU time of the driver's process (the proxy and the supervision)."""
+    p = subprocess.run([driver, "allowlisted", "--allow", "127.0.0.1:%d" % port, "--"] + curl,
+                       capture_output=True, text=True)
+    r = json.loads(p.stdout) if p.returncode == 0 else {"status": "driver failed", "error": p.stderr.strip()}
+    if r["status"] != "success":
+        sys.exit("egress bench: proxied download through %s failed: %s %s" % (driver, r["status"], r.get("error")))
+    return float(r["stdout"]) / MIB, r["cpu_ms"] / 1000
+
+
+def rates(name, values):
+    return "%s %.0f MiB/s (%.0f - %.0f)" % (name, statistics.median(values), min(values), max(values))
+
+
 def main():
     driver, runs = sys.argv[1], int(sys.argv[2])
+    baseline = sys.argv[3] if len(sys.argv) > 3 else None
+    with open(CC) as f:
+        cc = f.read().strip()
+    print("load average %s; TCP congestion control here: %s" % (load(), cc))
     with tempfile.TemporaryDirectory(prefix="wr-egress-bench-") as d:
         blob = os.path.join(d, "blob")
         with open(blob, "wb") as f:
@@ -30,28 +54,29 @@ def main():
                                stdout=subprocess.PIPE, text=True)
         try:
             port = int(srv.stdout.readline())
-            url = "http://127.0.0.1:%d/blob" % port
-            curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", url]
-            direct, proxied, curl_cpu, proxy_cpu = [], [], [], []
+            curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", "http://127.0.0.1:%d/blob" % port]
+            direct, through, base, curl_cpu, proxy_cpu = [], [], [], [], []
             for _ in range(runs):
                 before = child_cpu()
-                direct.append(float(subprocess.run(curl, capture_output=True, text=True, check=True).stdout))
+                direct.append(float(subprocess.run(curl, capture_output=True, text=True, check=True).stdout) / MIB)
                 curl_cpu.append(child_cpu() - before)
-                out = subprocess.run([driver, "allowlisted", "--allow", "127.0.0.1:%d" % port, "--"] + curl,
-                                     capture_output=True, text=True, check=True).stdout
-                r = json.loads(out)
-                if r["status"] != "success":
-                    sys.exit("egress bench: proxied download failed: %r" % r)
-                proxied.append(float(r["stdout"]))
-                proxy_cpu.append(r["cpu_ms"] / 1000)
+                rate, cpu = proxied(driver, port, curl)
+                through.append(rate)
+                proxy_cpu.append(cpu)
+                if baseline:
+                    base.append(proxied(baseline, port, curl)[0])
         finally:
             srv.kill()
             srv.wait()
-    d, p = statistics.median(direct) / MIB, statistics.median(proxied) / MIB
-    print("%d MiB download, median of %d: direct %.0f MiB/s, through the egress proxy %.0f MiB/s: "
-          "%.0f %% of direct (goal >= 80 %%)" % (SIZE_MIB, runs, d, p, 100 * p / d))
-    print("CPU per download, median: the proxy process %.0f ms; curl itself, direct, %.0f ms"
-          % (1000 * statistics.median(proxy_cpu), 1000 * statistics.median(curl_cpu)))
+    dm, pm = statistics.median(direct), statistics.median(through)
+    print("%d MiB download, median of %d interleaved rounds: %s, %s: %.0f %% of direct (goal >= 80 %%)"
+          % (SIZE_MIB, runs, rates("direct", direct), rates("through the egress proxy", through), 100 * pm / dm))
+    if baseline:
+        bm = statistics.median(base)
+        print("baseline %s: %s: %.0f %% of direct; this build / baseline %.2fx"
+              % (baseline, rates("through its proxy", base), 100 * bm / dm, pm / bm))
+    print("CPU per download, median: the proxy process %.0f ms; curl itself, direct, %.0f ms; load average %s"
+          % (1000 * statistics.median(proxy_cpu), 1000 * statistics.median(curl_cpu), load()))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,13 @@ proxy's record in the signed receipt, and a redirect to an unlisted port
 refused there.
 """
 import functools
+import hashlib
 import http.server
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,8 @@ DRIVER = sys.argv[1]
 WARRANT = sys.argv[2] if len(sys.argv) > 2 else None
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 BODY = b"egress-test-body\n"
+BIG_MIB = 16
+CC_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
 results = {"passed": 0, "failed": 0}
 
 
@@ -76,7 +80,8 @@ def run(mode, argv, allow=(), hosts=None, as_nobody=False, timeout=None):
         cmd += ["--hosts", hosts]
     p = subprocess.run(cmd + ["--"] + argv, capture_output=True, text=True, errors="replace", timeout=120)
     if p.returncode != 0:
-        return {"status": "driver-error", "error": p.stderr, "stdout": "", "stderr": p.stderr,
+        return {"status": "driver-error", "error": "exit %d: %s" % (p.returncode, p.stderr), "stdout": "",
+                "stderr": p.stderr,
                 "network_used": None, "network": None, "plan": {}}
     return json.loads(p.stdout)
 
@@ -155,6 +160,13 @@ def warrant_run(tmp, lit, url, redirect, other):
           r.get("status") == "success" and r.get("effect_summary", {}).get("network_used") is True
           and [(h["host"], h["port"]) for h in eg.get("hosts", [])] == [("127.0.0.1", int(lit.split(":")[1]))]
           and eg["hosts"][0]["bytes_received"] > 0 and "signature" in r, r)
+    # curl refuses each body as too large and closes with the body unread:
+    # a reset to the proxy in the middle of its writes, RESETS times.
+    r = contract("e2e-reset", ["curl", "-sS", "--max-filesize", "1000"] + ["http://%s/big" % lit] * RESETS)
+    eg = r.get("network_egress") or {}
+    check("warrant run: downloads the command resets mid-way still end in a signed receipt",
+          "signature" in r and r.get("exit_code") == 63 and eg.get("hosts")
+          and eg["hosts"][0]["connections"] == RESETS, r)
     r = contract("e2e-redirect", ["curl", "-sS", "-f", "-L", "-m", "10", redirect])
     eg = r.get("network_egress") or {}
     check("warrant run: a redirect to an unlisted port is refused and recorded",
@@ -213,6 +225,73 @@ print("REPLY", s.recv(10)[1])
 """
 
 
+# Through CONNECT, the command uploads 8 MiB to each of UPLOADS servers that
+# read UPLOAD_READ bytes and then reset the connection: the receipt must
+# count at least what each server received (exfiltration is never
+# under-reported when a write fails half-way).
+UPLOADS = 5
+UPLOAD_READ = 256 * 1024
+PY_UPLOAD = """
+import socket, sys
+for target in sys.argv[1:]:
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"CONNECT %s HTTP/1.1\\r\\n\\r\\n" % target.encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    try:
+        s.sendall(b"x" * (8 << 20))
+        s.recv(1)
+    except OSError:
+        pass
+print("SENT")
+"""
+
+
+# The command resets its own connections in the middle of downloads: the
+# proxy's next write to it fails (EPIPE once the other direction has taken
+# the reset), which must end that connection only, never the process that
+# runs the proxy (SIGPIPE) and with it the run's receipt.
+RESETS = 20
+PY_RESET = """
+import socket, struct, sys
+for i in range(%d):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"GET http://%%s/big HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" %% sys.argv[1].encode())
+    s.recv(65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+print("RESET")
+""" % RESETS
+
+
+def reset_after(n):
+    """A TCP server on 127.0.0.1 with a small receive window: it reads n
+    bytes of each connection, then resets it. Returns (socket, counts)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    counts = []
+
+    def serve_forever():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            got = 0
+            while got < n:
+                b = c.recv(min(65536, n - got))
+                if not b:
+                    break
+                got += len(b)
+            counts.append(got)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+
+    threading.Thread(target=serve_forever, daemon=True).start()
+    return srv, counts
+
+
 def main():
     if not shutil.which("bwrap") or not shutil.which("curl"):
         skip("bwrap and curl are needed")
@@ -224,6 +303,10 @@ def main():
     os.mkdir(www)
     with open(os.path.join(www, "index.html"), "wb") as f:
         f.write(BODY)
+    big = os.urandom(BIG_MIB << 20)
+    with open(os.path.join(www, "big"), "wb") as f:
+        f.write(big)
+    big_sha = hashlib.sha256(big).hexdigest()
     # a repository git can clone over plain ("dumb") HTTP
     src = os.path.join(tmp, "src")
     subprocess.run(["git", "init", "-q", src], check=True)
@@ -248,6 +331,7 @@ def main():
     port, other = allowed_srv.server_address[1], other_srv.server_address[1]
     lit = "127.0.0.1:%d" % port
     url = "http://%s/index.html" % lit
+    big_url = "http://%s/big" % lit
     abstract_name = "warrant-egress-test-%d" % os.getpid()
     abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     abstract.bind("\0" + abstract_name)
@@ -283,6 +367,37 @@ def main():
         check(t + "allowlisted: proxy variables set, upper and lower case",
               all(env.get(k) for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
                                         "all_proxy", "NO_PROXY", "no_proxy")), env)
+
+        # A bulk download: every byte relayed and counted exactly (curl's
+        # header and body sizes), over the namespace's congestion control
+        # (reno: no pacing on a loopback-only leg, see docs/egress.md).
+        r = A(["sh", "-c", 'cat "$1" && curl -sS -f -m 30 -o /tmp/big -w "%{size_header} %{size_download}\\n" "$0" '
+               '&& sha256sum /tmp/big', big_url, CC_SYSCTL], allow=[lit])
+        out = r["stdout"].split()
+        h = hosts_of(r).get(("127.0.0.1", port))
+        if os.access(CC_SYSCTL, os.W_OK):
+            check(t + "allowlisted: the namespace's TCP runs reno, not the host's default",
+                  r["status"] == "success" and out[:1] == ["reno"], r)
+        else:
+            print("note: %s is read-only here, so the proxy's namespace keeps the host's default" % CC_SYSCTL)
+        check(t + "allowlisted: a %d MiB download arrives intact, its bytes counted exactly" % BIG_MIB,
+              r["status"] == "success" and out[2:4] == [str(BIG_MIB << 20), big_sha]
+              and h and h["bytes_received"] == int(out[1]) + int(out[2]), r)
+
+        resets = [reset_after(UPLOAD_READ) for _ in range(UPLOADS)]
+        lits = ["127.0.0.1:%d" % srv.getsockname()[1] for srv, _ in resets]
+        r = A(["python3", "-c", PY_UPLOAD] + lits, allow=lits)
+        sent = [hosts_of(r).get(("127.0.0.1", srv.getsockname()[1]), {}).get("bytes_sent", -1) for srv, _ in resets]
+        got = [counts[0] if counts else None for _, counts in resets]
+        check(t + "allowlisted: uploads cut off by a reset count at least what each server received",
+              r["status"] == "success" and r["stdout"].strip() == "SENT" and got == [UPLOAD_READ] * UPLOADS
+              and all(s >= g for s, g in zip(sent, got)), ("recorded", sent, "received", got, r))
+        for srv, _ in resets:
+            srv.close()
+        r = A(["python3", "-c", PY_RESET, lit], allow=[lit])
+        h = hosts_of(r).get(("127.0.0.1", port))
+        check(t + "allowlisted: %d downloads reset by the command mid-way: the run survives, each recorded" % RESETS,
+              r["status"] == "success" and r["stdout"].strip() == "RESET" and h and h["connections"] == RESETS, r)
 
         r = A(["curl", "-sS", "-f", "-m", "10", "http://127.0.0.1:%d/index.html" % other], allow=[lit])
         check(t + "allowlisted: another local port is refused (403) and recorded",

@@ -204,6 +204,42 @@ static void test_raw_base64(void **state)
     free(pem);
 }
 
+/* An Ed25519 SubjectPublicKeyInfo, DER, around key bytes 0x01..0x20 (RFC 8410). */
+static int spki_pem(const unsigned char *der, size_t len, unsigned char pk[WR_PK_LEN], wr_error *err)
+{
+    char *b64 = wr_base64_encode(der, len);
+    char pem[512];
+    snprintf(pem, sizeof pem, "-----BEGIN PUBLIC KEY-----\n%s\n-----END PUBLIC KEY-----\n", b64);
+    free(b64);
+    return wr_pubkey_parse(pem, pk, err);
+}
+
+/* The SPKI template accepts exactly RFC 8410's form: no algorithm
+ * parameters, no unused bits, nothing after the structure. */
+static void test_spki_strict(void **state)
+{
+    (void)state;
+    static const unsigned char head[] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+    static const unsigned char with_null[] = {0x30, 0x2c, 0x30, 0x07, 0x06, 0x03, 0x2b,
+                                              0x65, 0x70, 0x05, 0x00, 0x03, 0x21, 0x00};
+    unsigned char der[64], pk[WR_PK_LEN], want[WR_PK_LEN];
+    for (size_t i = 0; i < WR_PK_LEN; i++)
+        want[i] = (unsigned char)(i + 1);
+    wr_error err = {0};
+    memcpy(der, head, sizeof head);
+    memcpy(der + sizeof head, want, WR_PK_LEN);
+    assert_int_equal(spki_pem(der, sizeof head + WR_PK_LEN, pk, &err), WR_OK);
+    assert_memory_equal(pk, want, WR_PK_LEN);
+    der[sizeof head + WR_PK_LEN] = 0; /* a trailing byte */
+    assert_int_equal(spki_pem(der, sizeof head + WR_PK_LEN + 1, pk, &err), WR_E_CRYPTO);
+    der[sizeof head - 1] = 1; /* one unused bit */
+    assert_int_equal(spki_pem(der, sizeof head + WR_PK_LEN, pk, &err), WR_E_CRYPTO);
+    memcpy(der, with_null, sizeof with_null); /* parameters: NULL */
+    memcpy(der + sizeof with_null, want, WR_PK_LEN);
+    assert_int_equal(spki_pem(der, sizeof with_null + WR_PK_LEN, pk, &err), WR_E_CRYPTO);
+    assert_non_null(strstr(err.message, "not an Ed25519 key"));
+}
+
 static void test_loose_permissions(void **state)
 {
     fx *f = *state;
@@ -260,6 +296,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generate_write_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_openssl_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_base64, setup, teardown),
+        cmocka_unit_test(test_spki_strict),
         cmocka_unit_test_setup_teardown(test_loose_permissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_verify_tamper, setup, teardown),
     };

@@ -5,10 +5,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include <cmocka.h>
 
@@ -171,6 +175,12 @@ static void test_bundled_packs(void **state)
         if (wr_policy_load_bundled(names[count], &p, &err))
             fail_msg("%s: %s", names[count], err.message);
         assert_string_equal(p->name, names[count]);
+        /* loaded without its examples (the build ran them): they pass here too */
+        json_object *report = NULL;
+        size_t failures = 0;
+        assert_int_equal(wr_policy_test_examples(p, &report, &failures, &err), WR_OK);
+        assert_int_equal(failures, 0);
+        json_object_put(report);
         wr_policy_free(p);
     }
     assert_int_equal(count, 4);
@@ -370,6 +380,186 @@ static void test_default_pack(void **state)
     wr_policy_free(p);
 }
 
+/* ---- the examples cache (examples_cache.c) ------------------------------- */
+static ino_t record_ino(const char *dir, const char *sha256)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, sha256);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+    return st.st_ino;
+}
+
+static int load_cached(const char *yaml, const wr_examples_cache *c, wr_error *err)
+{
+    char path[] = "/tmp/wr-policy-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    wr_policy *p = NULL;
+    int rc = wr_policy_load_file_cached(path, c, &p, err);
+    unlink(path);
+    wr_policy_free(p);
+    return rc;
+}
+
+static void sha_of(const char *yaml, char out[WR_SHA256_HEX_LEN])
+{
+    json_object *doc = NULL;
+    wr_policy *p = NULL;
+    wr_error err = {0};
+    assert_int_equal(wr_policy_yaml_to_json(yaml, strlen(yaml), &doc, &err), WR_OK);
+    assert_int_equal(wr_policy_from_json_untested(doc, &p, &err), WR_OK);
+    memcpy(out, p->sha256, WR_SHA256_HEX_LEN);
+    wr_policy_free(p);
+    json_object_put(doc);
+}
+
+/* A record is trusted only as written by this key for this policy: a
+ * record moved to another policy's name, altered, readable by others or a
+ * symlink is ignored, the examples run again, and failing ones still
+ * refuse the policy. */
+static void test_examples_cache(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/wr-excache-XXXXXX", dir[256], path[512], good_sha[WR_SHA256_HEX_LEN],
+         bad_sha[WR_SHA256_HEX_LEN], good[2048], bad[2048], valid[128] = "";
+    assert_non_null(mkdtemp(root));
+    snprintf(dir, sizeof dir, "%s/cache", root);
+    snprintf(good, sizeof good, "%sexamples:\n  allow: [[ls, -l]]\n", base_yaml);
+    snprintf(bad, sizeof bad, "%sexamples:\n  deny: [[ls, -l]]\n", base_yaml); /* ls is allowed */
+    sha_of(good, good_sha);
+    sha_of(bad, bad_sha);
+    wr_examples_cache c = {.dir = dir};
+    randombytes_buf(c.key, sizeof c.key);
+    wr_error err = {0};
+
+    /* a pass is recorded, owner-only; the next load uses the record as is */
+    assert_int_equal(load_cached(good, &c, &err), WR_OK);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    ino_t ino = record_ino(dir, good_sha);
+    assert_int_equal(load_cached(good, &c, &err), WR_OK);
+    assert_int_equal(record_ino(dir, good_sha), ino);
+    snprintf(path, sizeof path, "%s/%s", dir, good_sha);
+    FILE *f = fopen(path, "r");
+    assert_non_null(fgets(valid, sizeof valid, f));
+    fclose(f);
+
+    /* the good policy's record under the failing policy's name */
+    char moved[512];
+    snprintf(moved, sizeof moved, "%s/%s", dir, bad_sha);
+    assert_int_equal(link(path, moved), 0);
+    assert_int_equal(load_cached(bad, &c, &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "example(s) fail"));
+
+    /* altered, loose, a symlink, another key: ignored, and replaced after the examples pass */
+    static const char *const attacks[] = {"altered", "loose", "symlink", "key"};
+    for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++) {
+        unlink(path);
+        if (!strcmp(attacks[i], "symlink")) {
+            char target[512];
+            snprintf(target, sizeof target, "%s/elsewhere", root);
+            f = fopen(target, "w");
+            fputs(valid, f);
+            fclose(f);
+            chmod(target, 0600);
+            assert_int_equal(symlink(target, path), 0);
+        } else {
+            f = fopen(path, "w");
+            fputs(valid, f);
+            fclose(f);
+            chmod(path, !strcmp(attacks[i], "loose") ? 0644 : 0600);
+            if (!strcmp(attacks[i], "altered"))
+                assert_int_equal(truncate(path, 10), 0);
+        }
+        wr_examples_cache other = c;
+        if (!strcmp(attacks[i], "key"))
+            other.key[0] ^= 1;
+        assert_int_equal(lstat(path, &st), 0);
+        ino = st.st_ino;
+        assert_int_equal(load_cached(good, &other, &err), WR_OK);
+        if (ino == record_ino(dir, good_sha))
+            fail_msg("%s record was trusted", attacks[i]);
+        other.key[0] = c.key[0];
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Bundled grammars are built on the first argv that names their tool
+ * (grammar.c): threads deciding at once on a fresh policy race to build
+ * them and must all get the decisions a sequential run gets. */
+#define RACE_THREADS 8
+#define RACE_ROUNDS  20
+
+static const struct {
+    const char *argv;
+    wr_decision_kind kind;
+} race_cases[] = {
+    {"[\"git\",\"log\",\"--oneline\"]", WR_ALLOW},
+    {"[\"git\",\"commit\",\"-m\",\"x\"]", WR_DENY},
+    {"[\"rg\",\"-n\",\"TODO\",\"src\"]", WR_ALLOW},
+    {"[\"find\",\".\",\"-name\",\"*.c\"]", WR_ALLOW},
+    {"[\"find\",\".\",\"-execdir\",\"cat\",\"{}\",\";\"]", WR_DENY},
+    {"[\"sort\",\"-o\",\"out\",\"in\"]", WR_DENY},
+    {"[\"python3\",\"-Ic\",\"1\"]", WR_DENY},
+    {"[\"python3\",\"tools/report.py\"]", WR_ALLOW},
+};
+#define RACE_CASES (sizeof race_cases / sizeof race_cases[0])
+
+typedef struct race {
+    const wr_policy *p;
+    wr_contract *const *cts;
+    size_t first; /* each thread starts at a different case */
+    int wrong;
+} race;
+
+static void *race_thread(void *arg)
+{
+    race *r = arg;
+    wr_ctx ctx = wr_ctx_system();
+    ctx.now_ms = fixed_now;
+    for (size_t i = 0; i < RACE_ROUNDS * RACE_CASES; i++) {
+        size_t c = (r->first + i) % RACE_CASES;
+        wr_decision *d = NULL;
+        wr_error err = {0};
+        if (wr_policy_evaluate(r->p, r->cts[c], &ctx, &d, &err) != WR_OK || d->kind != race_cases[c].kind)
+            r->wrong++;
+        wr_decision_free(d);
+    }
+    return NULL;
+}
+
+static void test_lazy_grammars_race(void **state)
+{
+    (void)state;
+    wr_contract *cts[RACE_CASES];
+    for (size_t c = 0; c < RACE_CASES; c++)
+        cts[c] = contract(race_cases[c].argv, NULL, NULL);
+    for (int round = 0; round < 5; round++) {
+        wr_policy *p = bundled("default"); /* no grammar built yet */
+        pthread_t t[RACE_THREADS];
+        race r[RACE_THREADS];
+        for (size_t i = 0; i < RACE_THREADS; i++) {
+            r[i] = (race){.p = p, .cts = cts, .first = i % RACE_CASES};
+            assert_int_equal(pthread_create(&t[i], NULL, race_thread, &r[i]), 0);
+        }
+        for (size_t i = 0; i < RACE_THREADS; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(r[i].wrong, 0);
+        }
+        wr_policy_free(p);
+    }
+    for (size_t c = 0; c < RACE_CASES; c++)
+        wr_contract_free(cts[c]);
+}
+
 static void test_dev_write_pack(void **state)
 {
     (void)state;
@@ -553,6 +743,8 @@ int main(void)
         cmocka_unit_test(test_argv0_symlink),
         cmocka_unit_test(test_approval_counts),
         cmocka_unit_test(test_default_pack),
+        cmocka_unit_test(test_lazy_grammars_race),
+        cmocka_unit_test(test_examples_cache),
         cmocka_unit_test(test_dev_write_pack),
         cmocka_unit_test(test_ci_pack),
         cmocka_unit_test(test_describe),

@@ -48,6 +48,10 @@ for p in /usr/share/warrant/policies/default.yaml /usr/lib/systemd/system/warran
   [ -f "$p" ] || { echo "missing $p"; exit 1; }
 done
 warrant validate policy /usr/share/warrant/policies/default.yaml
+# The archive commands run the installed warrant-archive (libexec), which alone links libarchive.
+[ -x /usr/libexec/warrant/warrant-archive ] || { echo "missing /usr/libexec/warrant/warrant-archive"; exit 1; }
+out=$(warrant verify bundle 2>&1 || true)
+grep -q 'usage: warrant verify bundle' <<<"$out" || { echo "warrant verify bundle not routed: $out"; exit 1; }
 
 # The installed server answers MCP on stdio...
 reply=$(printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"deb-test","version":"1"}}}' |
