@@ -43,6 +43,13 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+#define MAX_DATA_FDS 8 /* synthetic /etc files, at WR_SLOT_FIRST.. */
+
+static int above_slots(int fd)
+{
+    return fd < 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, WR_SLOT_FIRST + MAX_DATA_FDS);
+}
+
 /* fd at slot in the child, inheritable (dup2 onto itself would keep
  * close-on-exec). */
 static void install(int fd, int slot)
@@ -62,11 +69,11 @@ static void install(int fd, int slot)
  * seccomp: the plan's BPF program at its slot, for argv with --seccomp. */
 static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool drop, const wr_strv *cfg, bool seccomp)
 {
-    int fds[8], nfds = 0, cp[2] = {-1, -1}, bpf = -1;
+    int fds[MAX_DATA_FDS], nfds = 0, cp[2] = {-1, -1}, bpf = -1;
     if (seccomp && ((bpf = memfd_create("bench-bpf", MFD_CLOEXEC)) < 0 ||
                     write(bpf, p->bpf, p->bpf_len) != (ssize_t)p->bpf_len || lseek(bpf, 0, SEEK_SET) != 0))
         return -1;
-    for (size_t i = 0; i < p->nops && nfds < 8; i++) {
+    for (size_t i = 0; i < p->nops && nfds < MAX_DATA_FDS; i++) {
         if (p->ops[i].kind != WR_OP_FILE)
             continue;
         int fd = memfd_create("bench", MFD_CLOEXEC);
@@ -85,13 +92,20 @@ static int bare_run(const wr_plan *p, char *const *argv, char *const *envp, bool
     }
     pid_t pid = fork();
     if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
+        /* Every source above the slots first: installing one slot must not
+         * close a source still to be installed (init then read /dev/null
+         * as its configuration whenever the config pipe had fd 4 or 5). */
+        int null = above_slots(open("/dev/null", O_RDWR));
+        int cfgfd = above_slots(cp[0]);
+        bpf = above_slots(bpf);
+        for (int i = 0; i < nfds; i++)
+            fds[i] = above_slots(fds[i]);
         dup2(null, 0);
         dup2(null, 1);
         if (cfg) {
             install(null, WR_SLOT_BWRAP_STATUS);
             install(null, WR_SLOT_INIT_STATUS);
-            install(cp[0], WR_SLOT_INIT_CONFIG);
+            install(cfgfd, WR_SLOT_INIT_CONFIG);
         }
         if (bpf >= 0)
             install(bpf, WR_SLOT_SECCOMP);
