@@ -1,6 +1,7 @@
-/* Launcher and supervisor: checks every command's sandbox plan before
- * anything runs, then starts each pipeline segment as its own bwrap after
- * dropping privileges, and watches output, exits, the wall clock and the
+/* Launch and supervision: checks every command's sandbox plan before
+ * anything runs, then has each pipeline segment started as its own bwrap
+ * by the command's warm launcher (pool.c, launcher.c: the privilege drop
+ * happens there), and watches output, exits, the wall clock and the
  * cancel fd in one poll loop. */
 #include "executor/executor_internal.h"
 #include "executor/launch_proto.h"
