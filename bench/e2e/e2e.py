@@ -322,7 +322,8 @@ def cli_instructions(fx, cli):
 def concurrent(n, rounds=3):
     tmp, fx, _ = fixture()
     try:
-        srv = Mcp(fx, fx.ws, "--max-runs", str(n), "--max-runs-per-client", str(n))
+        # a client may hold at most half of --max-runs
+        srv = Mcp(fx, fx.ws, "--max-runs", str(2 * n), "--max-runs-per-client", str(n))
         srv.run()
         rates, p99s = [], []
         for _ in range(rounds):
