@@ -67,79 +67,92 @@ int wr_contract_hash(json_object *obj, char out[WR_SHA256_HEX_LEN], wr_error *er
 
 /* ---- building the typed contract --------------------------------------- */
 
+/* The JSON Pointer of the field being built, kept in one buffer: each
+ * level appends its part and cuts it off again. Formatting a pointer per
+ * field cost more than checking the field; errors only read it. Parts are
+ * our own member names and indices, which need no RFC 6901 escaping. */
+typedef struct ptr {
+    char s[sizeof((wr_error *)0)->path];
+    size_t len;
+} ptr;
+
+static size_t ptr_push(ptr *p, const char *part)
+{
+    size_t at = p->len, n = strlen(part);
+    if (at + 1 + n < sizeof p->s) {
+        p->s[at] = '/';
+        memcpy(p->s + at + 1, part, n + 1);
+        p->len = at + 1 + n;
+    }
+    return at;
+}
+
+static size_t ptr_push_index(ptr *p, size_t i)
+{
+    char digits[24], *d = digits + sizeof digits;
+    *--d = '\0';
+    do
+        *--d = (char)('0' + i % 10);
+    while ((i /= 10) > 0);
+    return ptr_push(p, d);
+}
+
+static void ptr_pop(ptr *p, size_t at)
+{
+    p->len = at;
+    p->s[at] = '\0';
+}
+
 /* A JSON string as a C string, refusing what C and execve cannot carry
  * faithfully: embedded NUL (json-c keeps "\u0000") and invalid UTF-8. */
-static int get_str(json_object *o, const char *ptr, const char **out, wr_error *err)
+static int get_str(json_object *o, const ptr *p, const char **out, wr_error *err)
 {
     const char *s = json_object_get_string(o);
     size_t len = (size_t)json_object_get_string_len(o);
     if (strlen(s) != len)
-        return wr_errorf(err, WR_E_INVALID, ptr, "string contains a NUL byte");
+        return wr_errorf(err, WR_E_INVALID, p->s, "string contains a NUL byte");
     if (!wr_utf8_valid(s, len))
-        return wr_errorf(err, WR_E_INVALID, ptr, "string is not valid UTF-8");
+        return wr_errorf(err, WR_E_INVALID, p->s, "string is not valid UTF-8");
     *out = s;
     return WR_OK;
 }
 
-static int dup_field(json_object *parent, const char *key, const char *ptr, char **out, wr_error *err)
+static int dup_field(json_object *parent, const char *key, ptr *p, char **out, wr_error *err)
 {
     json_object *v;
     *out = NULL;
     if (!json_object_object_get_ex(parent, key, &v) || !json_object_is_type(v, json_type_string))
         return WR_OK;
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", ptr, key);
+    size_t at = ptr_push(p, key);
     const char *s = NULL;
     int rc = get_str(v, p, &s, err);
-    if (rc)
-        return rc;
-    *out = strdup(s);
-    return *out ? WR_OK : wr_errorf(err, WR_E_NOMEM, p, "out of memory");
-}
-
-static int str_array(json_object *arr, const char *ptr, wr_strv *out, wr_error *err)
-{
-    size_t n = json_object_array_length(arr);
-    for (size_t i = 0; i < n; i++) {
-        char p[256];
-        snprintf(p, sizeof p, "%s/%zu", ptr, i);
-        const char *s = NULL;
-        int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
-        if (rc)
-            return rc;
-        if (wr_strv_push(out, s))
-            return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
-    }
-    return WR_OK;
-}
-
-/* wr_path_normalize reports no pointer: name the field it came from. */
-static int at(wr_error *err, const char *ptr, int rc)
-{
-    if (err)
-        snprintf(err->path, sizeof err->path, "%s", ptr);
+    if (rc == WR_OK && !(*out = strdup(s)))
+        rc = wr_errorf(err, WR_E_NOMEM, p->s, "out of memory");
+    if (rc == WR_OK)
+        ptr_pop(p, at);
     return rc;
 }
 
-/* globs: read paths may be CSC globs ("/workspace/" "**" "/" "*.py");
- * write paths and cwd are literal (but for a last component "**"). */
-static int path_array(json_object *arr, const char *ptr, bool globs, wr_strv *out, wr_error *err)
+/* Each element of arr, at p's index i: a C string (get_str), or with
+ * normalize a normalised path (wr_path_normalize[_glob] reports no pointer,
+ * so the field's is set here). */
+static int str_array(json_object *arr, ptr *p, int (*normalize)(const char *, char **, wr_error *), wr_strv *out,
+                     wr_error *err)
 {
     size_t n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
-        char p[256];
-        snprintf(p, sizeof p, "%s/%zu", ptr, i);
+        size_t at = ptr_push_index(p, i);
         const char *s = NULL;
-        char *norm;
+        char *norm = NULL;
         int rc = get_str(json_object_array_get_idx(arr, i), p, &s, err);
-        if (rc)
-            return rc;
-        if ((rc = (globs ? wr_path_normalize_glob : wr_path_normalize)(s, &norm, err)))
-            return at(err, p, rc);
-        rc = wr_strv_push(out, norm);
+        if (rc == WR_OK && normalize && (rc = normalize(s, &norm, err)) != WR_OK && err)
+            snprintf(err->path, sizeof err->path, "%s", p->s);
+        if (rc == WR_OK && wr_strv_push(out, norm ? norm : s))
+            rc = wr_errorf(err, WR_E_NOMEM, p->s, "out of memory");
         free(norm);
         if (rc)
-            return wr_errorf(err, WR_E_NOMEM, p, "out of memory");
+            return rc;
+        ptr_pop(p, at);
     }
     return WR_OK;
 }
@@ -147,20 +160,20 @@ static int path_array(json_object *arr, const char *ptr, bool globs, wr_strv *ou
 /* argv[0] names the program: NUL or control bytes there could make the
  * name we check differ from the file the kernel runs (or from what a human
  * approver sees), so they are refused outright. */
-static int check_argv(json_object *argv, const char *ptr, wr_strv *out, wr_error *err)
+static int check_argv(json_object *argv, ptr *p, wr_strv *out, wr_error *err)
 {
     size_t n = json_object_array_length(argv);
     if (n > WR_CONTRACT_MAX_ARGV)
-        return wr_errorf(err, WR_E_LIMIT, ptr, "argv has %zu elements, more than %u", n, WR_CONTRACT_MAX_ARGV);
-    int rc = str_array(argv, ptr, out, err);
+        return wr_errorf(err, WR_E_LIMIT, p->s, "argv has %zu elements, more than %u", n, WR_CONTRACT_MAX_ARGV);
+    int rc = str_array(argv, p, NULL, out, err);
     if (rc)
         return rc;
     for (size_t i = 0; i < out->n; i++)
         if (strlen(out->v[i]) > WR_CONTRACT_MAX_ARG_BYTES)
-            return wr_errorf(err, WR_E_LIMIT, ptr, "argv[%zu] is longer than %u bytes", i, WR_CONTRACT_MAX_ARG_BYTES);
+            return wr_errorf(err, WR_E_LIMIT, p->s, "argv[%zu] is longer than %u bytes", i, WR_CONTRACT_MAX_ARG_BYTES);
     for (const unsigned char *c = (const unsigned char *)out->v[0]; *c; c++)
         if (*c < 0x20 || *c == 0x7f)
-            return wr_errorf(err, WR_E_INVALID, ptr, "executable name contains control character 0x%02x", *c);
+            return wr_errorf(err, WR_E_INVALID, p->s, "executable name contains control character 0x%02x", *c);
     return WR_OK;
 }
 
@@ -188,81 +201,95 @@ static wr_network_mode network_mode(const char *s)
     return WR_NET_DENY;
 }
 
-static int build_command(json_object *jc, size_t idx, wr_command *cmd, wr_error *err)
+/* The command at p ("/commands/N"); p is left as it was on success. */
+static int build_command(json_object *jc, ptr *p, wr_command *cmd, wr_error *err)
 {
-    char ptr[64], p[128];
-    snprintf(ptr, sizeof ptr, "/commands/%zu", idx);
     json_object *v, *exec, *pipe;
+    size_t at;
     int rc;
-    if ((rc = dup_field(jc, "id", ptr, &cmd->id, err)))
+    if ((rc = dup_field(jc, "id", p, &cmd->id, err)))
         return rc;
     if (json_object_object_get_ex(jc, "exec", &exec)) {
         json_object_object_get_ex(exec, "argv", &v);
         cmd->segments = calloc(1, sizeof *cmd->segments);
         if (!cmd->segments)
-            return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
+            return wr_errorf(err, WR_E_NOMEM, p->s, "out of memory");
         cmd->nsegments = 1;
-        snprintf(p, sizeof p, "%s/exec/argv", ptr);
+        at = ptr_push(p, "exec");
+        ptr_push(p, "argv");
         if ((rc = check_argv(v, p, &cmd->segments[0], err)))
             return rc;
+        ptr_pop(p, at);
     } else {
         json_object_object_get_ex(jc, "pipeline", &pipe);
         json_object_object_get_ex(pipe, "segments", &v);
         size_t n = json_object_array_length(v);
         if (n > WR_CONTRACT_MAX_SEGMENTS)
-            return wr_errorf(err, WR_E_LIMIT, ptr, "pipeline has %zu segments, more than %u", n,
+            return wr_errorf(err, WR_E_LIMIT, p->s, "pipeline has %zu segments, more than %u", n,
                              WR_CONTRACT_MAX_SEGMENTS);
         cmd->is_pipeline = true;
         cmd->segments = calloc(n, sizeof *cmd->segments);
         if (!cmd->segments)
-            return wr_errorf(err, WR_E_NOMEM, ptr, "out of memory");
+            return wr_errorf(err, WR_E_NOMEM, p->s, "out of memory");
         cmd->nsegments = n;
+        at = ptr_push(p, "pipeline");
+        ptr_push(p, "segments");
         for (size_t i = 0; i < n; i++) {
             json_object *argv;
             json_object_object_get_ex(json_object_array_get_idx(v, i), "argv", &argv);
-            snprintf(p, sizeof p, "%s/pipeline/segments/%zu/argv", ptr, i);
+            size_t seg = ptr_push_index(p, i);
+            ptr_push(p, "argv");
             if ((rc = check_argv(argv, p, &cmd->segments[i], err)))
                 return rc;
+            ptr_pop(p, seg);
         }
+        ptr_pop(p, at);
     }
 
     const char *s = NULL;
     json_object_object_get_ex(jc, "cwd", &v);
-    snprintf(p, sizeof p, "%s/cwd", ptr);
+    at = ptr_push(p, "cwd");
     if ((rc = get_str(v, p, &s, err)))
         return rc;
-    if ((rc = wr_path_normalize(s, &cmd->cwd, err)))
-        return at(err, p, rc);
+    if ((rc = wr_path_normalize(s, &cmd->cwd, err))) {
+        if (err)
+            snprintf(err->path, sizeof err->path, "%s", p->s);
+        return rc;
+    }
     if (strstr(cmd->cwd, "*"))
-        return wr_errorf(err, WR_E_INVALID, p, "cwd cannot be a glob");
+        return wr_errorf(err, WR_E_INVALID, p->s, "cwd cannot be a glob");
+    ptr_pop(p, at);
 
+    /* Read paths may be CSC globs ("/workspace/" "**" "/" "*.py"); write
+     * paths and cwd are literal (but for a last component "**"). */
     static const struct {
         const char *key;
-        bool paths, globs;
+        int (*normalize)(const char *, char **, wr_error *);
         size_t off;
     } lists[] = {
-        {"read_paths", true, true, offsetof(wr_command, read_paths)},
-        {"write_paths", true, false, offsetof(wr_command, write_paths)},
-        {"env_allow", false, false, offsetof(wr_command, env_allow)},
-        {"secret_refs", false, false, offsetof(wr_command, secret_refs)},
+        {"read_paths", wr_path_normalize_glob, offsetof(wr_command, read_paths)},
+        {"write_paths", wr_path_normalize, offsetof(wr_command, write_paths)},
+        {"env_allow", NULL, offsetof(wr_command, env_allow)},
+        {"secret_refs", NULL, offsetof(wr_command, secret_refs)},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         json_object_object_get_ex(jc, lists[i].key, &v);
         wr_strv *dst = (wr_strv *)((char *)cmd + lists[i].off);
-        snprintf(p, sizeof p, "%s/%s", ptr, lists[i].key);
-        rc = lists[i].paths ? path_array(v, p, lists[i].globs, dst, err) : str_array(v, p, dst, err);
-        if (rc)
+        at = ptr_push(p, lists[i].key);
+        if ((rc = str_array(v, p, lists[i].normalize, dst, err)))
             return rc;
+        ptr_pop(p, at);
     }
-    snprintf(p, sizeof p, "%s/env_allow", ptr);
-    if ((rc = check_env_names(&cmd->env_allow, p, err)))
+    at = ptr_push(p, "env_allow");
+    if ((rc = check_env_names(&cmd->env_allow, p->s, err)))
         return rc;
+    ptr_pop(p, at);
 
     json_object_object_get_ex(jc, "network", &v);
     cmd->network = network_mode(json_object_get_string(v));
     json_object_object_get_ex(jc, "timeout_sec", &v);
     cmd->timeout_sec = json_object_get_int64(v);
-    return dup_field(jc, "proposed_effect_type", ptr, &cmd->proposed_effect_type, err);
+    return dup_field(jc, "proposed_effect_type", p, &cmd->proposed_effect_type, err);
 }
 
 static int build(json_object *obj, wr_contract *ct, wr_error *err)
@@ -285,14 +312,17 @@ static int build(json_object *obj, wr_contract *ct, wr_error *err)
         {"delegation_scope", offsetof(wr_actor, delegation_scope)},
     };
     int rc;
+    ptr p = {.len = 0};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if ((rc = dup_field(obj, top[i].key, "", (char **)((char *)ct + top[i].off), err)))
+        if ((rc = dup_field(obj, top[i].key, &p, (char **)((char *)ct + top[i].off), err)))
             return rc;
     json_object *ja, *jcmds;
     json_object_object_get_ex(obj, "actor", &ja);
+    ptr_push(&p, "actor");
     for (size_t i = 0; i < sizeof actor / sizeof actor[0]; i++)
-        if ((rc = dup_field(ja, actor[i].key, "/actor", (char **)((char *)&ct->actor + actor[i].off), err)))
+        if ((rc = dup_field(ja, actor[i].key, &p, (char **)((char *)&ct->actor + actor[i].off), err)))
             return rc;
+    ptr_pop(&p, 0);
 
     json_object_object_get_ex(obj, "commands", &jcmds);
     size_t n = json_object_array_length(jcmds);
@@ -302,9 +332,12 @@ static int build(json_object *obj, wr_contract *ct, wr_error *err)
     if (!ct->commands)
         return wr_errorf(err, WR_E_NOMEM, "/commands", "out of memory");
     ct->ncommands = n;
+    ptr_push(&p, "commands");
     for (size_t i = 0; i < n; i++) {
-        if ((rc = build_command(json_object_array_get_idx(jcmds, i), i, &ct->commands[i], err)))
+        size_t at = ptr_push_index(&p, i);
+        if ((rc = build_command(json_object_array_get_idx(jcmds, i), &p, &ct->commands[i], err)))
             return rc;
+        ptr_pop(&p, at);
         /* Receipts and decisions name commands by id: two with the same id
          * would make "which one failed" ambiguous. */
         for (size_t j = 0; j < i; j++)

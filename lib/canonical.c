@@ -18,16 +18,37 @@
 /* An integral double written out: DBL_MAX has 309 digits, plus sign and NUL. */
 #define CANON_INTEGRAL_DIGITS 320
 
+/* Hashing streams the canonical text through a window of this size
+ * instead of building it whole: no heap block grows with the document. */
+#define CANON_HASH_WINDOW 4096
+
 typedef struct buf {
     char *p;
     size_t len, cap;
     bool oom;
+    EVP_MD_CTX *md; /* hashing: p is a window of cap bytes, flushed into md */
 } buf;
 
-static void put(buf *b, const char *s, size_t n)
+/* put's slow path: flushes the hash window, or grows the text (room is
+ * kept for the NUL that wr_canonical_json writes at the end). */
+static void put_slow(buf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
+    if (b->md) {
+        while (n > 0) {
+            size_t k = b->cap - b->len < n ? b->cap - b->len : n;
+            memcpy(b->p + b->len, s, k);
+            b->len += k;
+            s += k;
+            n -= k;
+            if (b->len == b->cap) {
+                b->oom |= EVP_DigestUpdate(b->md, b->p, b->len) != 1;
+                b->len = 0;
+            }
+        }
+        return;
+    }
     if (b->len + n + 1 > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
         while (ncap < b->len + n + 1)
@@ -42,7 +63,17 @@ static void put(buf *b, const char *s, size_t n)
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
-    b->p[b->len] = '\0';
+}
+
+/* A canonical form is some 200 small pieces: most fit where the text ends. */
+static inline void put(buf *b, const char *s, size_t n)
+{
+    if (b->len + n < b->cap && !b->oom) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    } else {
+        put_slow(b, s, n);
+    }
 }
 
 static void puts_(buf *b, const char *s)
@@ -223,10 +254,16 @@ static int put_double(buf *b, double d)
     return 0;
 }
 
-static int cmp_keys(const void *a, const void *b)
+/* An object's member, sorted by key (keys are unique: the parser refuses duplicates). */
+typedef struct member {
+    const char *key;
+    json_object *val;
+} member;
+
+static int cmp_members(const void *a, const void *b)
 {
     /* strcmp compares as unsigned char: UTF-8 byte order is code point order */
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    return strcmp(((const member *)a)->key, ((const member *)b)->key);
 }
 
 static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *err)
@@ -286,25 +323,25 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
     }
     case json_type_object: {
         size_t n = (size_t)json_object_object_length(o), k = 0;
-        const char **keys = malloc((n ? n : 1) * sizeof *keys);
-        if (!keys)
+        member *m = malloc((n ? n : 1) * sizeof *m);
+        if (!m)
             return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         json_object_object_foreach(o, key, val)
         {
             if (!(drop_nulls && val == NULL))
-                keys[k++] = key;
+                m[k++] = (member){key, val};
         }
-        qsort(keys, k, sizeof *keys, cmp_keys);
+        qsort(m, k, sizeof *m, cmp_members);
         put(b, "{", 1);
         int rc = WR_OK;
         for (size_t i = 0; i < k && rc == WR_OK; i++) {
             if (i)
                 put(b, ",", 1);
-            put_string(b, keys[i], strlen(keys[i]));
+            put_string(b, m[i].key, strlen(m[i].key));
             put(b, ":", 1);
-            rc = emit(b, json_object_object_get(o, keys[i]), drop_nulls, depth + 1, err);
+            rc = emit(b, m[i].val, drop_nulls, depth + 1, err);
         }
-        free(keys);
+        free(m);
         if (rc != WR_OK)
             return rc;
         put(b, "}", 1);
@@ -324,6 +361,7 @@ char *wr_canonical_json(json_object *obj, bool drop_nulls, size_t *len_out, wr_e
         free(b.p);
         return NULL;
     }
+    b.p[b.len] = '\0'; /* every value wrote something, and put keeps room for this */
     if (len_out)
         *len_out = b.len;
     return b.p;
@@ -345,13 +383,26 @@ void wr_sha256_hex(const void *data, size_t len, char out[WR_SHA256_HEX_LEN])
 
 int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HEX_LEN], wr_error *err)
 {
-    size_t len;
-    char *c = wr_canonical_json(obj, drop_nulls, &len, err);
-    if (!c)
-        return err ? err->code : WR_E_INVALID;
-    wr_sha256_hex(c, len, out);
-    free(c);
-    return WR_OK;
+    char window[CANON_HASH_WINDOW];
+    buf b = {.p = window, .cap = sizeof window, .md = EVP_MD_CTX_new()};
+    unsigned char h[32];
+    unsigned int hl = 0;
+    int rc = b.md && EVP_DigestInit_ex(b.md, EVP_sha256(), NULL) == 1 ? emit(&b, obj, drop_nulls, 0, err) : WR_E_NOMEM;
+    if (rc == WR_OK && !b.oom && EVP_DigestUpdate(b.md, b.p, b.len) == 1 && EVP_DigestFinal_ex(b.md, h, &hl) == 1 &&
+        hl == sizeof h) {
+        sodium_bin2hex(out, WR_SHA256_HEX_LEN, h, sizeof h);
+    } else if (rc == WR_OK || rc == WR_E_NOMEM) {
+        /* OpenSSL failed (only on allocation failure): the text whole, then
+         * wr_sha256_hex with its own fallback. */
+        size_t len;
+        char *c = wr_canonical_json(obj, drop_nulls, &len, err);
+        rc = c ? WR_OK : err ? err->code : WR_E_INVALID;
+        if (c)
+            wr_sha256_hex(c, len, out);
+        free(c);
+    }
+    EVP_MD_CTX_free(b.md);
+    return rc;
 }
 
 const char *wr_json_compact(json_object *obj)

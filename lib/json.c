@@ -17,6 +17,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,12 @@ bool wr_utf8_valid(const char *s, size_t len)
         unsigned c = *p;
         if (c < 0x80) {
             p++;
+            /* ASCII, the common case: eight bytes at a time */
+            for (uint64_t w; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
+                memcpy(&w, p, sizeof w);
+                if (w & UINT64_C(0x8080808080808080))
+                    break;
+            }
             continue;
         }
         size_t n;
@@ -106,10 +113,12 @@ static int hex4(const char *p)
     return v;
 }
 
-/* Moves buf[from, to) to the end of the compacted text. */
+/* Moves buf[from, to) to the end of the compacted text (in place until
+ * something was dropped, which is the common case: no move then). */
 static void emit(scan *sc, size_t from, size_t to)
 {
-    memmove(sc->buf + sc->out, sc->buf + from, to - from);
+    if (sc->out != from)
+        memmove(sc->buf + sc->out, sc->buf + from, to - from);
     sc->out += to - from;
 }
 
@@ -211,21 +220,21 @@ static int scan_number(scan *sc)
     return WR_OK;
 }
 
-static int scan_doc(scan *sc, int max_depth)
+/* Per nesting level: is it an object, and is the next string a key? */
+typedef struct scan_level {
+    bool object, want_key;
+    size_t obj;
+} scan_level;
+
+/* stack: max_depth + 1 levels */
+static int scan_doc(scan *sc, int max_depth, scan_level *stack)
 {
-    /* Per nesting level: is it an object, and is the next string a key? */
-    struct level {
-        bool object, want_key;
-        size_t obj;
-    } *stack = calloc((size_t)max_depth + 1, sizeof *stack);
-    if (!stack)
-        return wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
     int depth = 0, rc = WR_OK;
     const char *b = sc->buf;
     while (rc == WR_OK && sc->pos < sc->len) {
         char c = b[sc->pos];
         size_t start = sc->pos;
-        struct level *top = depth > 0 ? &stack[depth - 1] : NULL;
+        scan_level *top = depth > 0 ? &stack[depth - 1] : NULL;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
             sc->pos++;
         } else if (c == '{' || c == '[') {
@@ -233,7 +242,7 @@ static int scan_doc(scan *sc, int max_depth)
                 rc = wr_errorf(sc->err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
                 break;
             }
-            stack[depth] = (struct level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
+            stack[depth] = (scan_level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
             if (c == '{') {
                 if (sc->nobj == sc->cap) {
                     size_t ncap = sc->cap ? sc->cap * 2 : 16;
@@ -280,7 +289,6 @@ static int scan_doc(scan *sc, int max_depth)
         }
         emit(sc, start, sc->pos);
     }
-    free(stack);
     return rc;
 }
 
@@ -334,15 +342,106 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
     return rc;
 }
 
-json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err)
+/* What one document's parse needs, kept for the next: a session parses
+ * every message with one parser, without a heap allocation of its own
+ * per message (large ones made malloc consolidate its free lists). */
+/* Buffers above this are not kept for the next document: one huge message
+ * must not stay resident. */
+#define PARSER_KEEP_BYTES (64u * 1024u)
+
+struct wr_json_parser {
+    size_t max_bytes;
+    int max_depth;
+    struct json_tokener *tok;
+    scan_level *stack; /* max_depth + 1 */
+    char *copy;        /* the document, compacted by the token pass */
+    size_t copy_cap;
+    size_t *keys; /* key count per object */
+    size_t keys_cap;
+};
+
+wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
 {
     size_t max_bytes = limits ? limits->max_bytes : WR_JSON_DEFAULT_MAX_BYTES;
     int max_depth = limits ? limits->max_depth : WR_JSON_DEFAULT_MAX_DEPTH;
-    if (len > max_bytes) {
-        wr_errorf(err, WR_E_LIMIT, "", "JSON document of %zu bytes exceeds the limit of %zu", len, max_bytes);
+    if (max_depth < 1 || max_depth > 100000) {
+        wr_errorf(err, WR_E_LIMIT, "", "JSON limits out of range");
         return NULL;
     }
-    if (len > INT_MAX - 1 || max_depth < 1 || max_depth > 100000) {
+    wr_json_parser *p = calloc(1, sizeof *p);
+    if (p) {
+        p->max_bytes = max_bytes;
+        p->max_depth = max_depth;
+        p->stack = calloc((size_t)max_depth + 1, sizeof *p->stack);
+    }
+    if (!p || !p->stack) {
+        wr_json_parser_free(p);
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    return p;
+}
+
+void wr_json_parser_free(wr_json_parser *p)
+{
+    if (!p)
+        return;
+    if (p->tok)
+        json_tokener_free(p->tok);
+    free(p->stack);
+    free(p->copy);
+    free(p->keys);
+    free(p);
+}
+
+/* json-c builds the tree of the scanned text; duplicate keys are refused. */
+static json_object *tree_of(wr_json_parser *p, const scan *sc, wr_error *err)
+{
+    p->copy[sc->out] = '\0';
+    /* json-c counts the top-level value as one level of its depth. */
+    if (!p->tok && (p->tok = json_tokener_new_ex(p->max_depth + 1)))
+        json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
+    if (!p->tok) {
+        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    json_tokener_reset(p->tok);
+    /* Feeding the terminating NUL tells json-c the text ends here (a bare
+     * number at the end is otherwise "continue"). */
+    json_object *obj = json_tokener_parse_ex(p->tok, p->copy, (int)sc->out + 1);
+    enum json_tokener_error jerr = json_tokener_get_error(p->tok);
+    size_t end = json_tokener_get_parse_end(p->tok);
+    if (obj && end < sc->out) { /* json-c's strict mode already refuses this */
+        json_object_put(obj);
+        obj = NULL;
+        jerr = json_tokener_error_parse_unexpected;
+    }
+    if (!obj && jerr == json_tokener_success) {
+        /* NULL is our error return, so a bare null cannot be returned. */
+        wr_errorf(err, WR_E_INVALID, "", "JSON document is null");
+    } else if (!obj && jerr == json_tokener_error_depth) {
+        wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", p->max_depth);
+    } else if (!obj) {
+        wr_errorf(err, WR_E_INVALID, "", "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(jerr));
+    } else {
+        char ptr[sizeof err->path] = "";
+        size_t next = 0;
+        if (check_tree(obj, sc, &next, NULL, 0, NULL) != WR_OK &&
+            (next = 0, check_tree(obj, sc, &next, ptr, sizeof ptr, err)) != WR_OK) {
+            json_object_put(obj);
+            obj = NULL;
+        }
+    }
+    return obj;
+}
+
+json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err)
+{
+    if (len > p->max_bytes) {
+        wr_errorf(err, WR_E_LIMIT, "", "JSON document of %zu bytes exceeds the limit of %zu", len, p->max_bytes);
+        return NULL;
+    }
+    if (len > INT_MAX - 1) { /* json-c takes an int length */
         wr_errorf(err, WR_E_LIMIT, "", "JSON limits out of range");
         return NULL;
     }
@@ -355,56 +454,48 @@ json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *li
         wr_errorf(err, WR_E_INVALID, "", "JSON text is not valid UTF-8");
         return NULL;
     }
-    char *copy = malloc(len + 1);
-    if (!copy) {
-        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-        return NULL;
+    if (len + 1 > p->copy_cap) {
+        char *nc = realloc(p->copy, len + 1);
+        if (!nc) {
+            wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+            return NULL;
+        }
+        p->copy = nc;
+        p->copy_cap = len + 1;
     }
-    memcpy(copy, buf, len);
-    scan sc = {.buf = copy, .len = len, .err = err};
-    json_object *obj = NULL;
-    struct json_tokener *tok = NULL;
-    if (scan_doc(&sc, max_depth) != WR_OK)
-        goto out;
-    copy[sc.out] = '\0';
-    /* json-c counts the top-level value as one level of its depth. */
-    tok = json_tokener_new_ex(max_depth + 1);
-    if (!tok) {
-        wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-        goto out;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    /* Feeding the terminating NUL tells json-c the text ends here (a bare
-     * number at the end is otherwise "continue"). */
-    obj = json_tokener_parse_ex(tok, copy, (int)sc.out + 1);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    if (obj && end < sc.out) { /* json-c's strict mode already refuses this */
-        json_object_put(obj);
-        obj = NULL;
-        jerr = json_tokener_error_parse_unexpected;
-    }
-    if (!obj && jerr == json_tokener_success) {
-        /* NULL is our error return, so a bare null cannot be returned. */
-        wr_errorf(err, WR_E_INVALID, "", "JSON document is null");
-    } else if (!obj && jerr == json_tokener_error_depth) {
-        wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
-    } else if (!obj) {
-        wr_errorf(err, WR_E_INVALID, "", "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(jerr));
-    } else {
-        char ptr[sizeof err->path] = "";
-        size_t next = 0;
-        if (check_tree(obj, &sc, &next, NULL, 0, NULL) != WR_OK &&
-            (next = 0, check_tree(obj, &sc, &next, ptr, sizeof ptr, err)) != WR_OK) {
-            json_object_put(obj);
-            obj = NULL;
+    memcpy(p->copy, buf, len);
+    scan sc = {.buf = p->copy, .len = len, .err = err, .keys = p->keys, .cap = p->keys_cap};
+    int rc = scan_doc(&sc, p->max_depth, p->stack);
+    p->keys = sc.keys; /* grown or not, kept for the next document */
+    p->keys_cap = sc.cap;
+    json_object *obj = rc == WR_OK ? tree_of(p, &sc, err) : NULL;
+    if (p->copy_cap > PARSER_KEEP_BYTES) {
+        free(p->copy);
+        p->copy = NULL;
+        p->copy_cap = 0;
+        if (p->tok) { /* its string buffer grew with the document's strings */
+            json_tokener_free(p->tok);
+            p->tok = NULL;
         }
     }
-out:
-    if (tok)
-        json_tokener_free(tok);
-    free(sc.keys);
-    free(copy);
+    if (p->keys_cap * sizeof *p->keys > PARSER_KEEP_BYTES) {
+        free(p->keys);
+        p->keys = NULL;
+        p->keys_cap = 0;
+    }
+    return obj;
+}
+
+json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err)
+{
+    size_t max_bytes = limits ? limits->max_bytes : WR_JSON_DEFAULT_MAX_BYTES;
+    if (len > max_bytes) { /* before allocating a parser for it */
+        wr_errorf(err, WR_E_LIMIT, "", "JSON document of %zu bytes exceeds the limit of %zu", len, max_bytes);
+        return NULL;
+    }
+    wr_json_parser *p = wr_json_parser_new(limits, err);
+    json_object *obj = p ? wr_json_parser_parse(p, buf, len, err) : NULL;
+    wr_json_parser_free(p);
     return obj;
 }
 

@@ -110,6 +110,12 @@ typedef struct wr_json_limits {
  * silently keep the last one: a parser differential an attacker could use).
  * limits may be NULL for the defaults. Returns a new reference or NULL. */
 json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err);
+/* The same, for many documents in turn by one thread: the parser keeps its
+ * buffers and json-c tokener between documents (a session's messages). */
+typedef struct wr_json_parser wr_json_parser;
+wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err);
+json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err);
+void wr_json_parser_free(wr_json_parser *p);
 /* Reads a file (refusing more than limits->max_bytes) and parses it. */
 json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, wr_error *err);
 /* Reads a whole file into a NUL-terminated buffer, refusing more than max_bytes. */

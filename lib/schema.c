@@ -28,6 +28,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <math.h>
+#include <stddef.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,11 +117,21 @@ static const char *const kw_names[KW_COUNT] = {
     "else",
 };
 
+#define REQ_BY_SUB_MAX 32
+
 typedef struct cnode {
     json_object *schema;       /* key: the schema object */
     json_object *resource;     /* the resource it resolves "#..." in when it has its own $id, else NULL */
     json_object *kw[KW_COUNT]; /* keyword values (json-c's NULL is also JSON null) */
     uint32_t present;          /* bit k: keyword k is present */
+    unsigned types;            /* "type" as a set of type_bit()s: no name compared per value */
+    /* Compiled nodes whose required names are all properties, each with a
+     * subschema of its own: those subschemas, so that a quiet check counts
+     * the required members while matching members to properties instead
+     * of looking every name up again (compile_required). */
+    bool req_by_sub;
+    unsigned nreq_subs;
+    json_object *req_subs[REQ_BY_SUB_MAX];
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
@@ -203,6 +214,27 @@ static const char *type_name(json_object *o)
         return "integer";
     int r = type_rank(o);
     return r < 6 ? names[r] : "unknown";
+}
+
+/* JSON Schema's type names as bits, in the order of type_names. */
+enum {
+    T_NULL = 1u << 0,
+    T_BOOLEAN = 1u << 1,
+    T_INTEGER = 1u << 2,
+    T_NUMBER = 1u << 3,
+    T_STRING = 1u << 4,
+    T_ARRAY = 1u << 5,
+    T_OBJECT = 1u << 6,
+};
+
+/* A type name as its bit; a name that is no JSON Schema type matches nothing. */
+static unsigned type_bit(const char *name)
+{
+    static const char *const type_names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+    for (unsigned i = 0; name && i < sizeof type_names / sizeof type_names[0]; i++)
+        if (!strcmp(name, type_names[i]))
+            return 1u << i;
+    return 0;
 }
 
 static int cmp_strp(const void *a, const void *b)
@@ -653,6 +685,45 @@ static void fill_cnode(cnode *c, json_object *node)
             }
         }
     }
+    c->req_by_sub = false;
+    c->nreq_subs = 0;
+    json_object *t = c->kw[KW_TYPE];
+    c->types = 0;
+    if (json_object_is_type(t, json_type_string))
+        c->types = type_bit(json_object_get_string(t));
+    for (size_t i = 0; json_object_is_type(t, json_type_array) && i < json_object_array_length(t); i++)
+        c->types |= type_bit(json_object_get_string(json_object_array_get_idx(t, i)));
+}
+
+/* See cnode.req_by_sub. A subschema shared by two properties could stand
+ * for the wrong name, so then (or past REQ_BY_SUB_MAX names) the names are
+ * looked up as usual. */
+static void compile_required(cnode *c)
+{
+    json_object *req = c->kw[KW_REQUIRED], *props = c->kw[KW_PROPERTIES];
+    if (!json_object_is_type(req, json_type_array) || !json_object_is_type(props, json_type_object))
+        return;
+    for (size_t i = 0, n = json_object_array_length(req); i < n; i++) {
+        json_object *sub = NULL;
+        if (!json_object_object_get_ex(props, json_object_get_string(json_object_array_get_idx(req, i)), &sub) || !sub)
+            return;
+        int holders = 0;
+        json_object_object_foreach(props, k, v)
+        {
+            (void)k;
+            holders += v == sub;
+        }
+        if (holders != 1)
+            return;
+        bool seen = false;
+        for (unsigned j = 0; j < c->nreq_subs; j++)
+            seen |= c->req_subs[j] == sub; /* a name listed twice */
+        if (!seen && c->nreq_subs == REQ_BY_SUB_MAX)
+            return;
+        if (!seen)
+            c->req_subs[c->nreq_subs++] = sub;
+    }
+    c->req_by_sub = true;
 }
 
 static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
@@ -665,7 +736,9 @@ static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
         s->nodes = nn;
         s->nodecap = ncap;
     }
-    fill_cnode(&s->nodes[s->nnodes++], node);
+    cnode *c = &s->nodes[s->nnodes++];
+    fill_cnode(c, node);
+    compile_required(c);
     return WR_OK;
 }
 
@@ -794,7 +867,39 @@ typedef struct eval {
     /* One match block for every pattern of this validation: only whether a
      * pattern matches is asked, so one ovector pair is enough for any. */
     pcre2_match_data *md;
+    pcre2_general_context *gc; /* md's allocator: lent_alloc, or NULL for pcre2's own */
 } eval;
+
+/* pcre2_match keeps its backtracking frames (20 KiB to start) in the match
+ * block, allocated through the block's general context. A validation lends
+ * it this much of its own stack, so checking a document allocates no large
+ * block per call (each one made malloc consolidate its free lists); small
+ * blocks and larger frames still come from malloc. */
+#define LENT_FRAMES_BYTES (24u * 1024u)
+#define LENT_MIN_BYTES    1024u
+
+typedef struct lent {
+    _Alignas(max_align_t) unsigned char buf[LENT_FRAMES_BYTES];
+    bool busy;
+} lent;
+
+static void *lent_alloc(size_t n, void *ud)
+{
+    lent *l = ud;
+    if (l->busy || n < LENT_MIN_BYTES || n > sizeof l->buf)
+        return malloc(n);
+    l->busy = true;
+    return l->buf;
+}
+
+static void lent_free(void *p, void *ud)
+{
+    lent *l = ud;
+    if (p == l->buf)
+        l->busy = false;
+    else
+        free(p);
+}
 
 static int validate(eval *ev, json_object *schema, json_object *inst, int depth);
 
@@ -823,26 +928,35 @@ static int validate_at(eval *ev, json_object *schema, json_object *inst, const c
     return rc;
 }
 
-static bool type_matches(json_object *t, json_object *inst)
+/* The types an instance has: an int is also a number, an integral double
+ * also an integer (2020-12: 1.0 is an integer). */
+static unsigned types_of(json_object *inst)
 {
-    const char *n = json_object_get_string(t);
-    if (strcmp(n, "integer") == 0)
-        return is_integer(inst);
-    if (strcmp(n, "number") == 0)
-        return is_number(inst);
-    return strcmp(n, type_name(inst)) == 0;
+    switch (json_object_get_type(inst)) {
+    case json_type_null:
+        return T_NULL;
+    case json_type_boolean:
+        return T_BOOLEAN;
+    case json_type_int:
+        return T_INTEGER | T_NUMBER;
+    case json_type_double:
+        return T_NUMBER | (is_integer(inst) ? T_INTEGER : 0);
+    case json_type_string:
+        return T_STRING;
+    case json_type_array:
+        return T_ARRAY;
+    case json_type_object:
+        return T_OBJECT;
+    }
+    return 0;
 }
 
-static int check_type(eval *ev, json_object *t, json_object *inst)
+static int check_type(eval *ev, const cnode *sn, json_object *t, json_object *inst)
 {
-    if (json_object_is_type(t, json_type_string)) {
-        if (type_matches(t, inst))
-            return WR_OK;
+    if (sn->types & types_of(inst))
+        return WR_OK;
+    if (json_object_is_type(t, json_type_string))
         return fail(ev, WR_E_INVALID, "expected type %s, got %s", json_object_get_string(t), type_name(inst));
-    }
-    for (size_t i = 0; i < json_object_array_length(t); i++)
-        if (type_matches(json_object_array_get_idx(t, i), inst))
-            return WR_OK;
     char d[120];
     describe(t, d, sizeof d);
     return fail(ev, WR_E_INVALID, "type %s is not one of %s", type_name(inst), d);
@@ -850,7 +964,7 @@ static int check_type(eval *ev, json_object *t, json_object *inst)
 
 static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const char *str, size_t len, bool *matched)
 {
-    if (!ev->md && !(ev->md = pcre2_match_data_create(1, NULL)))
+    if (!ev->md && !(ev->md = pcre2_match_data_create(1, ev->gc)))
         return fail(ev, WR_E_NOMEM, "out of memory");
     /* 0 means "matched, ovector too small": still a match. */
     int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, ev->md, ev->s->mctx);
@@ -1008,7 +1122,9 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
         return fail(ev, WR_E_INVALID, "object has fewer than minProperties %lld members", (long long)count_of(v));
     if (kw_get(sn, KW_MAXPROPERTIES, &v) && n > count_of(v))
         return fail(ev, WR_E_INVALID, "object has more than maxProperties %lld members", (long long)count_of(v));
-    if (kw_get(sn, KW_REQUIRED, &v)) {
+    bool count_required = ev->quiet && sn->req_by_sub; /* counted below instead */
+    uint64_t required_seen = 0;
+    if (kw_get(sn, KW_REQUIRED, &v) && !count_required) {
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             const char *name = json_object_get_string(json_object_array_get_idx(v, i));
             if (!json_object_object_get_ex(inst, name, NULL))
@@ -1024,6 +1140,9 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
         json_object *sub;
         if (props && json_object_object_get_ex(props, key, &sub)) {
             covered = true;
+            for (unsigned i = 0; count_required && i < sn->nreq_subs; i++)
+                if (sn->req_subs[i] == sub)
+                    required_seen |= UINT64_C(1) << i;
             int rc = validate_at(ev, sub, val, key, depth);
             if (rc != WR_OK)
                 return rc;
@@ -1049,21 +1168,26 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
                 return rc;
         }
     }
+    if (count_required && required_seen != (UINT64_C(1) << sn->nreq_subs) - 1)
+        return fail(ev, WR_E_INVALID, "a required property is missing"); /* quiet: the loud pass names it */
     return WR_OK;
 }
 
-/* Runs each alternative with its own error; returns how many matched and
- * keeps the error of the failing alternative whose failure lies deepest in
- * the instance (usually the one the author meant). */
-static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, wr_error *best, size_t *first,
-                         size_t *second)
+/* Runs each alternative with its own error until `enough` matched (the
+ * verdict cannot change after: anyOf needs one, oneOf fails at two);
+ * returns how many matched and keeps the error of the failing alternative
+ * whose failure lies deepest in the instance (usually the one the author
+ * meant). Quietly, only the verdict is kept. */
+static int count_matches(eval *ev, json_object *alts, json_object *inst, int depth, int enough, wr_error *best,
+                         size_t *first, size_t *second)
 {
     int matched = 0;
     wr_error *outer = ev->err;
     best->code = WR_OK;
-    best->path[0] = '\0';
-    for (size_t i = 0, n = json_object_array_length(alts); i < n; i++) {
-        wr_error e = {0};
+    best->path[0] = best->message[0] = '\0';
+    for (size_t i = 0, n = json_object_array_length(alts); i < n && matched < enough; i++) {
+        wr_error e;
+        wr_error_clear(&e);
         ev->err = &e;
         int rc = validate(ev, json_object_array_get_idx(alts, i), inst, depth + 1);
         ev->err = outer;
@@ -1077,8 +1201,8 @@ static int count_matches(eval *ev, json_object *alts, json_object *inst, int dep
             *best = e;       /* resource limits are not "does not match" */
             best->code = rc; /* e is left empty when evaluating quietly */
             return -1;
-        } else if (best->code == WR_OK || strlen(e.path) > strlen(best->path)) {
-            *best = e;
+        } else if (!ev->quiet && (best->code == WR_OK || strlen(e.path) > strlen(best->path))) {
+            *best = e; /* quietly there is no error to keep */
         }
     }
     return matched;
@@ -1097,14 +1221,14 @@ static int check_combinators(eval *ev, const cnode *sn, json_object *inst, int d
         }
     }
     if (kw_get(sn, KW_ANYOF, &v)) {
-        int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
+        int m = count_matches(ev, v, inst, depth, 1, &inner, &first, &second);
         if (m < 0)
             return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
         if (m == 0)
             return fail(ev, WR_E_INVALID, "matches none of the anyOf alternatives; closest: %s", inner.message);
     }
     if (kw_get(sn, KW_ONEOF, &v)) {
-        int m = count_matches(ev, v, inst, depth, &inner, &first, &second);
+        int m = count_matches(ev, v, inst, depth, 2, &inner, &first, &second);
         if (m < 0)
             return wr_errorf(ev->err, inner.code, inner.path, "%s", inner.message);
         if (m == 0)
@@ -1180,7 +1304,7 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
         if (rc != WR_OK)
             return rc;
     }
-    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, v, inst)) != WR_OK)
+    if (kw_get(sn, KW_TYPE, &v) && (rc = check_type(ev, sn, v, inst)) != WR_OK)
         return rc;
     if (kw_get(sn, KW_CONST, &v) && json_cmp(v, inst) != 0) {
         char d[80];
@@ -1222,14 +1346,20 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
 
 int wr_schema_validate(const wr_schema *s, json_object *instance, wr_error *err)
 {
-    wr_error quiet_err = {0};
-    eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err};
+    lent frames; /* buf is only written by pcre2 */
+    frames.busy = false;
+    /* NULL (no memory for it): pcre2 allocates as usual */
+    pcre2_general_context *gc = pcre2_general_context_create(lent_alloc, lent_free, &frames);
+    wr_error quiet_err;
+    wr_error_clear(&quiet_err);
+    eval ev = {.s = s, .resource = s->root, .quiet = true, .err = &quiet_err, .gc = gc};
     int rc = validate(&ev, s->root, instance, 0);
     if (rc != WR_OK) {
         pcre2_match_data *md = ev.md;
-        ev = (eval){.s = s, .resource = s->root, .err = err, .md = md};
+        ev = (eval){.s = s, .resource = s->root, .err = err, .md = md, .gc = gc};
         rc = validate(&ev, s->root, instance, 0);
     }
-    pcre2_match_data_free(ev.md);
+    pcre2_match_data_free(ev.md); /* before the context and frames it uses */
+    pcre2_general_context_free(gc);
     return rc;
 }

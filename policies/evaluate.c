@@ -22,6 +22,13 @@
  * to this depth; deeper nesting is refused rather than left unchecked. */
 #define WRAP_DEPTH 8
 
+typedef struct view {
+    const wr_grammar *g;
+    wr_parsed pa;
+    bool indirect;
+    wr_indirect ind;
+} view;
+
 typedef struct eval {
     const wr_policy *p;
     const wr_command *cmd;
@@ -29,6 +36,10 @@ typedef struct eval {
     char reason[768];
     char note[512]; /* reclassifications, appended to the reason */
     wr_decision *d;
+    /* How the argv being checked reads: one for the whole evaluation, as
+     * no two are in use at once (each is done with before a wrapped
+     * program's turn); a few KiB, not allocated per argv. */
+    view *view;
 } eval;
 
 static bool deny(eval *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -86,13 +97,6 @@ static wr_strv rest_of(const wr_strv *argv, size_t from, char **buf)
 /* One argv as the policy sees it: parsed by its tool's grammar when there
  * is one (then pa is set), else only the CSC rules and the fallback
  * recognition of programs that run programs (indirect.c) apply. */
-typedef struct view {
-    const wr_grammar *g;
-    wr_parsed pa;
-    bool indirect;
-    wr_indirect ind;
-} view;
-
 static bool look(const eval *e, const wr_strv *argv, view *v)
 {
     if (wr__grammar_for(e->p, wr__exe_name(argv->v[0]), &v->g, NULL) != WR_OK)
@@ -119,11 +123,9 @@ static bool rule_matches(const wr_strv *rule, const wr_strv *argv, const view *v
 static bool check_argv_rules(eval *e, const wr_strv *argv, int depth)
 {
     const wr_policy *p = e->p;
-    view *v = malloc(sizeof *v);
-    if (!v || !look(e, argv, v)) {
-        free(v);
+    view *v = e->view;
+    if (!look(e, argv, v))
         return deny(e, "ARGV_PREFIX_DENIED", "out of memory");
-    }
     bool ok = true;
     const char *name = wr__exe_name(argv->v[0]);
     for (size_t i = 0; ok && i < p->ndeny_argv_prefixes; i++)
@@ -134,7 +136,6 @@ static bool check_argv_rules(eval *e, const wr_strv *argv, int depth)
         }
     wr_indirect ind = v->ind;
     bool indirect = v->indirect;
-    free(v);
     if (!ok || !indirect)
         return ok;
     if (!wr_strv_contains(&p->allow_indirect_exec, name))
@@ -182,9 +183,8 @@ static void raise_to(eval *e, const char **effect, const char *to, const char *f
  * the programs it wraps); records each raise for the reasons. */
 static void classify(eval *e, const wr_strv *argv, const char **effect, int depth)
 {
-    view *v = malloc(sizeof *v);
-    if (!v || !look(e, argv, v)) {
-        free(v);
+    view *v = e->view;
+    if (!look(e, argv, v)) {
         *effect = WR_EFFECT_INDIRECT; /* never allowed: fail closed */
         return;
     }
@@ -203,7 +203,6 @@ static void classify(eval *e, const wr_strv *argv, const char **effect, int dept
     }
     wr_indirect ind = v->ind;
     bool indirect = v->indirect;
-    free(v);
     if (depth >= WRAP_DEPTH || argv->n > WR_CONTRACT_MAX_ARGV || !indirect)
         return;
     if (ind.wrapped >= 0) {
@@ -565,7 +564,8 @@ int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *
     wr_decision *d = calloc(1, sizeof *d);
     if (!d)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    eval e = {.p = p, .d = d};
+    view v;
+    eval e = {.p = p, .d = d, .view = &v};
     d->contract_id = strdup(ct->contract_id);
     d->policy_profile = strdup(p->name);
     memcpy(d->contract_sha256, ct->sha256, sizeof d->contract_sha256);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,23 @@ int wr_server_active_runs(wr_server *s)
 
 /* ---- the session's calls ------------------------------------------------------ */
 
+/* The ids in progress are a balanced tree (tsearch), not a json-c object:
+ * json-c's table keeps a tombstone per deleted key and a lookup of an
+ * absent id (every new request) walks them, so after a burst of pipelined
+ * requests each later one cost a walk over the whole burst's table. */
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+bool wr_call_in_progress(const wr_session *ss, const char *id_json)
+{
+    return tfind(id_json, &ss->inflight, cmp_id) != NULL;
+}
+
 void wr_call_link(wr_session *ss, wr_call *c)
 {
-    json_object_object_add(ss->inflight, c->id_json, NULL);
+    tsearch(c->id_json, &ss->inflight, cmp_id); /* out of memory: no duplicate check for this id */
     c->prev = NULL;
     c->next = ss->calls;
     if (ss->calls)
@@ -54,7 +69,7 @@ void wr_call_link(wr_session *ss, wr_call *c)
 
 static void unlink_call(wr_session *ss, wr_call *c)
 {
-    json_object_object_del(ss->inflight, c->id_json);
+    tdelete(c->id_json, &ss->inflight, cmp_id);
     if (c->prev)
         c->prev->next = c->next;
     else if (ss->calls == c)
@@ -244,6 +259,7 @@ static void *worker(void *arg)
 void wr_call_free(wr_call *c)
 {
     free(c->sbuf);
+    free(c->tail);
     wr_contract_free(c->contract);
     free(c->capsule_path);
     free(c->capsule_out);

@@ -66,11 +66,11 @@ struct wr_call {
      * streaming budget, then the newest bytes after a marker */
     unsigned char *sbuf; /* accepted, not yet sent */
     size_t slen, scap;
-    uint64_t out_bytes; /* everything the commands wrote */
-    uint64_t accepted;  /* bytes taken into sbuf so far */
-    bool over_budget;   /* from now on only the newest output is streamed */
-    uint64_t dropped;   /* past the budget since the last marker, tail included */
-    unsigned char tail[WR_STREAM_TAIL_BYTES];
+    uint64_t out_bytes;  /* everything the commands wrote */
+    uint64_t accepted;   /* bytes taken into sbuf so far */
+    bool over_budget;    /* from now on only the newest output is streamed */
+    uint64_t dropped;    /* past the budget since the last marker, tail included */
+    unsigned char *tail; /* WR_STREAM_TAIL_BYTES, on the first overflow: most calls never stream */
     size_t tail_len;
     bool stream_dirty;
 
@@ -99,8 +99,8 @@ struct wr_session {
     char version[16];
     bool client_elicitation;
     json_object *client_caps;
-    json_object *inflight; /* ids (serialized) of requests in progress: a duplicate is refused */
-    int log_level;         /* -1: not set by logging/setLevel */
+    void *inflight; /* tsearch tree of the ids (serialized) of requests in progress: a duplicate is refused */
+    int log_level;  /* -1: not set by logging/setLevel */
     wr_call *calls;
     wr_session *next; /* server's list */
 };
@@ -115,6 +115,7 @@ struct wr_server {
     const wr_ctx *ctx;
     wr_server_config cfg;
     char *tools_list_json;    /* the tools/list result, built once */
+    wr_json_parser *parser;   /* loop thread only: every message of every session */
     wr_schema **tool_schemas; /* compiled input schemas, by tool index */
 
     pthread_mutex_t mu; /* guards the worker -> loop queues below and in calls */
@@ -133,6 +134,10 @@ struct wr_server {
     pthread_cond_t pool_cv;
     wr_call *jobs, *jobs_tail;
     bool pool_stop;
+    /* Loop thread only: between wr_server_batch_begin and _end, submitted
+     * quick calls wait here and reach the pool together. */
+    bool batching;
+    wr_call *held, *held_tail;
     int quick_pending;
     wr_session *sessions; /* loop thread only */
     wr_task *tasks;       /* loop thread only, newest first */
@@ -239,6 +244,8 @@ int wr_call_ask_human(void *ud, const wr_contract *ct, const wr_decision *d, con
 /* The call machinery pool.c shares (calls.c): a call joins its session's
  * list; under srv->mu it is marked for wr_server_drain; the waker; free. */
 void wr_call_link(wr_session *ss, wr_call *c);
+/* Whether a request with this id (serialized) is in progress on ss. */
+bool wr_call_in_progress(const wr_session *ss, const char *id_json);
 void wr_call_mark_ready(wr_call *c);
 void wr_server_wake(wr_server *s);
 void wr_call_free(wr_call *c);

@@ -337,7 +337,7 @@ static void do_request(req *r, const char *method, json_object *params)
 {
     /* Responses are matched by id: a second request with the id of one in
      * progress could never be told apart (nor cancelled alone). */
-    if (json_object_object_get_ex(r->ss->inflight, r->id_json, NULL)) {
+    if (wr_call_in_progress(r->ss, r->id_json)) {
         reply_error(r, WR_RPC_INVALID_REQUEST, WR_RPC_FAULT_BAD_MESSAGE,
                     "invalid request: a request with this id is still in progress", NULL);
         return;
@@ -510,10 +510,9 @@ void wr_session_handle(wr_session *ss, const char *buf, size_t len, wr_outlet *o
         reply_error(&r, WR_RPC_INVALID_REQUEST, WR_RPC_FAULT_TOO_LARGE, msg, NULL);
         return;
     }
-    wr_json_limits lim = {.max_bytes = cfg->max_message_bytes, .max_depth = cfg->max_depth};
     wr_error err;
     wr_error_clear(&err);
-    json_object *msg = wr_json_parse(buf, len, &lim, &err);
+    json_object *msg = wr_json_parser_parse(ss->srv->parser, buf, len, &err);
     if (!msg) {
         char text[900];
         snprintf(text, sizeof text, "parse error: %s", err.message[0] ? err.message : "invalid JSON");

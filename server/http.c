@@ -4,6 +4,7 @@
  * means is its route's business (http_routes.c: /mcp, /metrics, console). */
 #include "server/http.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,7 @@ static void http_reset(conn *c)
         wr_session_unref(c->ss);
         c->ss = NULL;
     }
-    c->body_done = c->headers_sent = c->ended = c->add_session_header = c->preflight = false;
+    c->body_done = c->headers_sent = c->ended = c->add_session_header = c->preflight = c->get = c->rx_paused = false;
     c->origin[0] = '\0';
 }
 
@@ -81,7 +82,7 @@ static void http_send(wr_outlet *o, const char *json, size_t len, bool final)
         q_push(&c->q, qmsg_new(head, (size_t)hl, json, len, "\n\n", 2, final));
         if (final)
             c->ended = true;
-        lws_callback_on_writable(c->wsi);
+        http_wake(c);
     } else {
         /* a quick request: exactly one JSON response, written after handle() */
         q_push(&c->q, qmsg_new(json, len, "", 0, "", 0, true));
@@ -93,7 +94,7 @@ static void http_end(wr_outlet *o)
 {
     conn *c = (conn *)o;
     c->ended = true;
-    lws_callback_on_writable(c->wsi);
+    http_wake(c);
 }
 
 void http_begin_stream(wr_outlet *o)
@@ -109,7 +110,7 @@ void http_begin_stream(wr_outlet *o)
         int hl = snprintf(head, sizeof head, "id: %llu\ndata: \n\n", (unsigned long long)++c->n->event_seq);
         q_push(&c->q, qmsg_new(head, (size_t)hl, "", 0, "", 0, false));
     }
-    lws_callback_on_writable(c->wsi);
+    http_wake(c);
 }
 
 /* A refusal with a JSON-RPC error body (no id). */
@@ -121,7 +122,7 @@ void http_refuse(conn *c, int status, int code, const char *message)
     free(c->err_body);
     c->err_body = code ? wr_rpc_error_msg(NULL, code, message, NULL) : NULL;
     c->hstate = H_JSON;
-    lws_callback_on_writable(c->wsi);
+    http_wake(c);
 }
 
 /* Refuses a POST whose body is still on its way. A client writing a body
@@ -154,8 +155,10 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
         !add_hdr(c, sse, "cache-control:", "no-cache", &p, end) ||
         !add_hdr(c, sse, "x-accel-buffering:", "no", &p, end) ||
         /* a refusal leaves the body unread: the connection cannot be reused */
-        /* HTTP/1.1 only: h2 has no Connection header (its streams end alone) */
-        !add_hdr(c, lws_get_network_wsi(c->wsi) == c->wsi, "connection:", "close", &p, end) ||
+        /* HTTP/1.1 only: h2 has no Connection header (its streams end alone);
+         * lws adds it itself to a response without a length (a stream) */
+        !add_hdr(c, lws_get_network_wsi(c->wsi) == c->wsi && clen != LWS_ILLEGAL_HTTP_CONTENT_LEN,
+                 "connection:", "close", &p, end) ||
         !add_hdr(c, status == 401, "www-authenticate:", "Bearer", &p, end) ||
         !add_hdr(c, status == 405, "allow:", "GET, POST, DELETE, OPTIONS", &p, end) ||
         /* CORS, only for an Origin that passed the allow-list */
@@ -179,6 +182,83 @@ static int http_headers(conn *c, int status, const char *ctype, lws_filepos_t cl
     c->headers_sent = true;
     c->last_write_ms = net_now_ms(c->n);
     return 0;
+}
+
+/* A GET stream on HTTP/1.1 only writes. Bytes its client sends behind
+ * the request (a pipelined request, or the FIN of a client that went
+ * away) are never consumed by lws 4.1 while the response is open: it
+ * re-services them in a busy loop (up to a core) until the stream ends.
+ * Stopping the reading (lws_rx_flow_control) ends that, but in lws 4.1 it
+ * also stops the connection's POLLOUT handling, and re-arms POLLOUT when
+ * bytes wait in its buffer (a loop again). So such a stream stops reading
+ * at its request, before lws buffers what follows, for good; it is written
+ * directly (lws_write when the socket takes it; the tick retries a choked
+ * one) instead of from WRITEABLE callbacks; and a client that sends
+ * anything on it, or does not take its messages, loses it (it may open
+ * another). h2 streams share their connection and lws ignores flow control
+ * there: they keep the callbacks. */
+static bool stream_writes_direct(const conn *c)
+{
+    return c->get && c->hstate == H_SSE && lws_get_network_wsi(c->wsi) == c->wsi;
+}
+
+static void stream_close(conn *c, const char *why)
+{
+    if (why)
+        wr_log(c->n->ctx, WR_LOG_NOTICE, "server", "http: agent \"%s\": GET stream closed: %s", c->who, why);
+    open_unlink(c);
+    c->hstate = H_DONE;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+static void stream_write_now(conn *c)
+{
+    if (!c->headers_sent) {
+        if (http_headers(c, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN) < 0) {
+            stream_close(c, "cannot write the response headers");
+            return;
+        }
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0); /* it lives as long as its session */
+        c->rx_paused = true;
+        lws_rx_flow_control(c->wsi, 0);
+    }
+    while (c->q.h && !lws_send_pipe_choked(c->wsi)) {
+        qmsg *m = q_pop(&c->q);
+        bool last = m->final;
+        int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+        free(m);
+        if (w < 0 || last) {
+            stream_close(c, NULL);
+            return;
+        }
+        /* lws would need POLLOUT to send the rest */
+        if (lws_partial_buffered(c->wsi)) {
+            stream_close(c, "the client does not read it");
+            return;
+        }
+        c->last_write_ms = net_now_ms(c->n);
+    }
+    if (c->q.bytes > WR_OUT_HIGH)
+        stream_close(c, "the client does not read it");
+    else if (c->ended && !c->q.h)
+        stream_close(c, NULL);
+}
+
+void http_wake(conn *c)
+{
+    if (c->hstate == H_DONE)
+        return;
+    if (stream_writes_direct(c))
+        stream_write_now(c);
+    else
+        lws_callback_on_writable(c->wsi);
+}
+
+/* Whether the client of a stream that reads nothing sent bytes or closed. */
+static bool stream_client_spoke(const conn *c)
+{
+    struct pollfd p = {.fd = lws_get_socket_fd(c->wsi), .events = POLLIN | POLLRDHUP};
+    return p.fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
 /* One request per connection: the response ends it (see http_request). */
@@ -218,6 +298,10 @@ static int http_writeable(conn *c)
         if (w < (int)blen)
             return -1;
         return http_done(c);
+    }
+    if (stream_writes_direct(c)) {
+        stream_write_now(c);
+        return 0;
     }
     if (c->hstate == H_SSE) {
         if (!c->headers_sent) {
@@ -280,6 +364,7 @@ static int http_request(conn *c, const char *uri)
     c->outlet.begin_stream = http_begin_stream;
     c->outlet.end = http_end;
     c->hstate = H_JSON;
+    c->get = lws_hdr_total_length(c->wsi, WSI_TOKEN_GET_URI) > 0;
     if (c->n->draining) {
         http_refuse(c, 503, WR_RPC_INTERNAL, "server is shutting down");
         return 0;
@@ -337,7 +422,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, vo
         open_unlink(c);
         if (c->hstate == H_DRAIN) {
             c->hstate = H_JSON; /* the refusal decided at the headers */
-            lws_callback_on_writable(wsi);
+            http_wake(c);
         } else if (c->hstate == H_BODY) {
             c->on_body(c);
         }
@@ -384,11 +469,15 @@ void http_tick(net *n)
             /* DELETE ended the session: end its streams too */
             c->ended = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        } else if (c->rx_paused && stream_client_spoke(c)) {
+            stream_close(c, "the client sent bytes behind its request, or closed");
+        } else if (stream_writes_direct(c) && c->q.h) {
+            stream_write_now(c); /* the socket was choked */
         } else if (c->hstate == H_SSE && c->headers_sent && !c->ended && now - c->last_write_ms >= SSE_KEEPALIVE_MS) {
             /* SSE comments keep proxies and clients from timing out a quiet run */
             q_push(&c->q, qmsg_new(": keepalive\n\n", 13, "", 0, "", 0, false));
             c->last_write_ms = now;
-            lws_callback_on_writable(c->wsi);
+            http_wake(c);
         }
     }
 }

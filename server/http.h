@@ -23,6 +23,9 @@ void http_refuse_body(conn *c, long long announced, int status, int code, const 
 void http_expect_body(conn *c, size_t announced, void (*on_body)(conn *c));
 /* Answers with an SSE stream (the outlet's begin_stream). */
 void http_begin_stream(wr_outlet *o);
+/* Asks for a WRITEABLE callback (every write of a response goes through
+ * it): resumes reading first if a GET stream had it stopped. */
+void http_wake(conn *c);
 /* Links c into the open transactions the tick looks at. */
 void http_open_link(conn *c);
 

@@ -103,7 +103,7 @@ static void mcp_body(conn *c)
     } else if (res.kind == WR_RPC_REPLIED && c->hstate == H_JSON) {
         c->status = fault_status(res.fault);
     }
-    lws_callback_on_writable(c->wsi);
+    http_wake(c);
 }
 
 /* /mcp: the MCP endpoint (POST, GET, DELETE, OPTIONS). */
@@ -242,7 +242,7 @@ static int route_metrics(conn *c, const char *uri)
     c->err_body = text;
     c->body_type = "text/plain; version=0.0.4; charset=utf-8";
     c->status = 200;
-    lws_callback_on_writable(c->wsi);
+    http_wake(c);
     return 0;
 }
 
@@ -260,7 +260,7 @@ static void console_send(conn *c, wr_console_reply *r)
     }
     wr_console_reply_clear(r);
     c->hstate = H_JSON;
-    lws_callback_on_writable(c->wsi);
+    http_wake(c);
 }
 
 static void console_refuse(conn *c, int status, const char *why)
@@ -335,14 +335,15 @@ static int route_console(conn *c, const char *uri)
 
 void http_console_tick(net *n)
 {
-    for (conn *c = n->open; c; c = c->open_next) {
+    for (conn *c = n->open, *next; c; c = next) {
+        next = c->open_next; /* writing may close (and unlink) a stream */
         if (!c->console || c->hstate != H_SSE || c->ended)
             continue;
         char *ev = wr_console_next_event(n->console, &c->console_seen);
         if (ev) {
             q_push(&c->q, qmsg_new(ev, strlen(ev), "", 0, "", 0, false));
             c->last_write_ms = net_now_ms(n);
-            lws_callback_on_writable(c->wsi);
+            http_wake(c);
             free(ev);
         }
     }

@@ -132,13 +132,18 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             stdio_on_readable(r->n);
         else if (r->kind == RAW_SIGNAL)
             handle_signals(r->n);
+        else if (r->kind == RAW_WS)
+            return ws_on_readable(r);
         break;
     case LWS_CALLBACK_RAW_WRITEABLE_FILE:
         if (r->kind == RAW_STDOUT)
             return stdio_on_writeable(r->n);
         break;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
-        stdio_on_closed(r->n, r->kind);
+        if (r->kind == RAW_WS)
+            ws_on_watch_closed(r);
+        else
+            stdio_on_closed(r->n, r->kind);
         break;
     default:
         break; /* EVENT_WAIT_CANCELLED is handled once, by the "mcp" protocol */
@@ -295,7 +300,8 @@ int wr_net_serve(wr_server *srv, const wr_net_options *o)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (o->listen_host && rl.rlim_cur < (rlim_t)o->max_connections + 64)
+    /* a WebSocket connection takes two (ws.c reads a duplicate) */
+    if (o->listen_host && rl.rlim_cur < (rlim_t)o->max_connections * 2 + 64)
         wr_log(n->ctx, WR_LOG_WARNING, "server", "only %llu descriptors for --max-connections %d",
                (unsigned long long)rl.rlim_cur, o->max_connections);
 

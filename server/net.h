@@ -66,13 +66,15 @@ typedef struct conn {
     bool counted;
     wr_session *ss;
     mq q;
-    bool rx_paused;
-    /* WebSocket reassembly */
+    bool rx_paused; /* lws_rx_flow_control(wsi, 0) applied: we read nothing from the peer */
+    /* WebSocket: its frames (ws.c reads them) and their reassembly */
+    struct ws_rx *wrx;
     char *rx;
     size_t rx_len;
     bool rx_overflow;
     /* HTTP */
     int hstate;
+    bool get;            /* the request is a GET: its stream takes nothing from the client */
     char sid[WR_ID_MAX]; /* Mcp-Session-Id to announce (set by initialize) */
     char *body;
     size_t body_len;
@@ -105,7 +107,8 @@ typedef struct conn {
 typedef enum {
     RAW_STDIN = 1,
     RAW_STDOUT,
-    RAW_SIGNAL
+    RAW_SIGNAL,
+    RAW_WS /* a WebSocket's socket, read by ws.c */
 } raw_kind;
 typedef struct raw {
     raw_kind kind;
@@ -217,6 +220,10 @@ void stdio_flush(net *n);
 #define NET_UNHANDLED INT_MIN
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len);
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void *in, size_t len);
+/* ws.c: a WebSocket's socket is readable (the callback's result), or its
+ * watcher was closed. */
+int ws_on_readable(raw *r);
+void ws_on_watch_closed(raw *r);
 /* http.c: timer (SSE keepalives, body deadlines). */
 void http_tick(net *n);
 /* The console's open event streams look at the queue (loop.c's timers). */

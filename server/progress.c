@@ -34,12 +34,14 @@ static char *progress_msg(const char *token, uint64_t progress, const char *mess
 static void overflow(wr_call *c, const unsigned char *data, size_t len)
 {
     c->dropped += len;
-    if (len >= sizeof c->tail) {
-        memcpy(c->tail, data + len - sizeof c->tail, sizeof c->tail);
-        c->tail_len = sizeof c->tail;
+    if (!c->tail && !(c->tail = malloc(WR_STREAM_TAIL_BYTES)))
+        return; /* no memory: only counted, the marker still says so */
+    if (len >= WR_STREAM_TAIL_BYTES) {
+        memcpy(c->tail, data + len - WR_STREAM_TAIL_BYTES, WR_STREAM_TAIL_BYTES);
+        c->tail_len = WR_STREAM_TAIL_BYTES;
         return;
     }
-    size_t keep = c->tail_len + len > sizeof c->tail ? sizeof c->tail - len : c->tail_len;
+    size_t keep = c->tail_len + len > WR_STREAM_TAIL_BYTES ? WR_STREAM_TAIL_BYTES - len : c->tail_len;
     memmove(c->tail, c->tail + c->tail_len - keep, keep);
     memcpy(c->tail + keep, data, len);
     c->tail_len = keep + len;
@@ -144,11 +146,15 @@ static void flush_output(wr_server *s, wr_call *c)
         n = 0;
     }
     unsigned char tail[WR_STREAM_TAIL_BYTES];
-    size_t tlen = done ? c->tail_len : wr_utf8_cut(c->tail, c->tail_len);
-    memcpy(tail, c->tail, tlen);
-    uint64_t dropped = c->dropped - (c->tail_len - tlen);
-    memmove(c->tail, c->tail + tlen, c->tail_len - tlen);
-    c->tail_len -= tlen;
+    size_t tlen = 0;
+    uint64_t dropped = c->dropped;
+    if (c->tail_len) {
+        tlen = done ? c->tail_len : wr_utf8_cut(c->tail, c->tail_len);
+        memcpy(tail, c->tail, tlen);
+        dropped -= c->tail_len - tlen;
+        memmove(c->tail, c->tail + tlen, c->tail_len - tlen);
+        c->tail_len -= tlen;
+    }
     c->dropped -= dropped;
     c->stream_dirty = c->slen > 0 || c->tail_len > 0;
     pthread_mutex_unlock(&s->mu);

@@ -2,9 +2,23 @@
  * What a session does with a message is dispatch.c's. */
 #include "server/core.h"
 
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The ids in the tree belong to the calls. */
+static void id_not_owned(void *id)
+{
+    (void)id;
+}
+
+static void session_destroy(wr_session *ss)
+{
+    json_object_put(ss->client_caps);
+    tdestroy(ss->inflight, id_not_owned);
+    free(ss);
+}
 
 /* ------------------------------------------------------------------------ */
 
@@ -34,7 +48,9 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         s->cfg.stream_budget_bytes = WR_STREAM_DEFAULT_BUDGET;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
-    if (wr_tools_build(s, err) != WR_OK || wr_server_start_pool(s, err) != WR_OK) {
+    wr_json_limits lim = {.max_bytes = s->cfg.max_message_bytes, .max_depth = s->cfg.max_depth};
+    if (!(s->parser = wr_json_parser_new(&lim, err)) || wr_tools_build(s, err) != WR_OK ||
+        wr_server_start_pool(s, err) != WR_OK) {
         wr_server_free(s);
         return err ? err->code : WR_E_INTERNAL;
     }
@@ -57,11 +73,10 @@ void wr_server_free(wr_server *s)
     while (s->sessions) {
         wr_session *ss = s->sessions;
         s->sessions = ss->next;
-        json_object_put(ss->client_caps);
-        json_object_put(ss->inflight);
-        free(ss);
+        session_destroy(ss);
     }
     wr_tools_free(s);
+    wr_json_parser_free(s->parser);
     free(s->clients);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->mu);
@@ -95,10 +110,6 @@ wr_session *wr_session_new(wr_server *s, const char *identity, wr_outlet *defaul
     snprintf(ss->identity, sizeof ss->identity, "%s", identity ? identity : "");
     ss->default_out = default_outlet;
     ss->log_level = -1;
-    if (!(ss->inflight = json_object_new_object())) {
-        free(ss);
-        return NULL;
-    }
     ss->next = s->sessions;
     s->sessions = ss;
     return ss;
@@ -118,9 +129,7 @@ void wr_session_unref(wr_session *ss)
         pp = &(*pp)->next;
     if (*pp)
         *pp = ss->next;
-    json_object_put(ss->client_caps);
-    json_object_put(ss->inflight);
-    free(ss);
+    session_destroy(ss);
 }
 
 void wr_session_close(wr_session *ss, bool cancel_runs)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* ======================================================================
@@ -71,6 +72,7 @@ void stdio_on_readable(net *n)
         return;
     }
     size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
+    wr_server_batch_begin(n->srv);
     for (ssize_t i = 0; i < r;) {
         char *nl = memchr(buf + i, '\n', (size_t)(r - i));
         size_t chunk = nl ? (size_t)(nl - (buf + i)) : (size_t)(r - i);
@@ -108,6 +110,7 @@ void stdio_on_readable(net *n)
             n->line_len = 0;
         }
     }
+    wr_server_batch_end(n->srv);
 }
 
 static void stdout_again(lws_sorted_usec_list_t *sul)
@@ -117,11 +120,21 @@ static void stdout_again(lws_sorted_usec_list_t *sul)
         lws_callback_on_writable(n->w_out);
 }
 
+/* Ready responses leave in one writev per batch, not one write each: a
+ * pipelined client gets its answers with a few system calls. */
+#define STDOUT_IOV_MAX 256
+
 int stdio_on_writeable(net *n)
 {
     while (n->out.h) {
-        qmsg *m = n->out.h;
-        ssize_t w = write(1, m->buf + LWS_PRE + m->off, m->len - m->off);
+        struct iovec iov[STDOUT_IOV_MAX];
+        int cnt = 0;
+        size_t want = 0;
+        for (qmsg *m = n->out.h; m && cnt < STDOUT_IOV_MAX; m = m->next, cnt++) {
+            iov[cnt] = (struct iovec){m->buf + LWS_PRE + m->off, m->len - m->off};
+            want += iov[cnt].iov_len;
+        }
+        ssize_t w = writev(1, iov, cnt);
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
@@ -132,10 +145,18 @@ int stdio_on_writeable(net *n)
             wr_server_cancel_all(n->srv, "stdout closed");
             return 0;
         }
-        m->off += (size_t)w;
-        if (m->off < m->len)
-            break;
-        free(q_pop(&n->out));
+        for (size_t left = (size_t)w; left > 0;) {
+            qmsg *m = n->out.h;
+            size_t rest = m->len - m->off;
+            if (left < rest) {
+                m->off += left;
+                break;
+            }
+            left -= rest;
+            free(q_pop(&n->out));
+        }
+        if ((size_t)w < want)
+            break; /* the pipe is full */
     }
     /* lws clears POLLOUT on a raw file after its writeable callback, so a
      * request made inside it would be lost: ask again from a timer. */

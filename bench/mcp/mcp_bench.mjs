@@ -4,11 +4,21 @@
 // sessions, and resident memory before and after a hostile-load round.
 // Raw newline/frame JSON-RPC clients, so that SDK overhead is not measured.
 // Prints figures; it is not a test. Run through bench/mcp/run.sh.
+//
+// The pipelined figures are the median of BENCH_PIPE_RUNS runs. With
+// BENCH_BASELINE=<build dir> (e.g. main's) each run of this build is
+// interleaved with one of the baseline's, and both medians and their ratio
+// are printed, so a busy machine skews both alike; BENCH_INSTRUCTIONS=1 adds
+// CPU instructions per check of each build (callgrind, independent of load).
+// BENCH_ONLY=pipelined skips the other scenarios.
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 import {
-  contract, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl, WsWebSocket,
+  BUILD, contract, makeWorld, onLines, spawnStdio, startNetworkDaemon, wsUrl, WsWebSocket,
 } from '../../tests/sdk/lib/harness.mjs';
 
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
@@ -18,6 +28,10 @@ const PIPE_N = env('BENCH_PIPE_N', 50000);    // pipelined requests on one stdio
 const IDLE_WS = env('BENCH_IDLE_WS', 1000);   // idle WebSocket sessions for the RSS figure
 const MANY_WS = env('BENCH_MANY_WS', 200);    // concurrent WebSocket clients for the p99 figure
 const MANY_N = env('BENCH_MANY_N', 100);      // checks per client with MANY_WS clients
+const PIPE_RUNS = env('BENCH_PIPE_RUNS', 5);  // pipelined runs per build (median)
+const INSN_N = env('BENCH_INSN_N', 2000);     // checks under callgrind for instructions per check
+const BASELINE = process.env.BENCH_BASELINE;  // another build directory, measured interleaved
+const ONLY = process.env.BENCH_ONLY ?? '';    // "pipelined": only the pipelined figures
 const QUIET = ['--log-level', 'warning'];
 const INIT = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } };
 
@@ -98,15 +112,27 @@ async function roundTrips(rpcs, n, params) {
   return { n: lat.length, median: quantile(lat, 0.5), p99: quantile(lat, 0.99), rate: lat.length / wall };
 }
 
-/** Writes n requests at once on one stdio connection and counts the replies. */
-async function pipelined(world, n) {
-  const child = spawnStdio(world, { stderr: 'inherit', extraArgs: QUIET });
+/** warrantd --stdio of build directory `build` (this one by default). */
+function spawnBuild(world, build, stdio) {
+  return spawn(path.join(build, 'server', 'warrantd'),
+    ['--stdio', '--policy', world.policy, '--state-dir', world.state, '--agent-id', world.agent, ...QUIET],
+    { stdio });
+}
+
+/** initialize, initialized, then n checks, one per line. */
+function pipelinedLines(world, n) {
   const lines = [];
   lines.push(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT }));
   lines.push(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   const body = JSON.stringify(checkParams(world));
   for (let i = 1; i <= n; i++) lines.push(`{"jsonrpc":"2.0","id":${i},"method":"tools/call","params":${body}}`);
-  const payload = Buffer.from(lines.join('\n') + '\n');
+  return lines.join('\n') + '\n';
+}
+
+/** Writes n requests at once on one stdio connection and counts the replies. */
+async function pipelined(world, n, build = BUILD) {
+  const child = spawnBuild(world, build, ['pipe', 'pipe', 'inherit']);
+  const payload = Buffer.from(pipelinedLines(world, n));
 
   let seen = 0;
   let lastAt = 0;
@@ -154,23 +180,93 @@ async function pipelined(world, n) {
   return { n, rate: n / (ms / 1000), ms };
 }
 
-/** The same requests from a file to /dev/null: warrantd alone, no client. */
-async function pipelinedFromFile(world, n) {
-  const file = `${world.root}/pipelined.jsonl`;
-  const body = JSON.stringify(checkParams(world));
-  const out = fs.createWriteStream(file);
-  out.write(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT }) + '\n');
-  out.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) + '\n');
-  for (let i = 1; i <= n; i++) out.write(`{"jsonrpc":"2.0","id":${i},"method":"tools/call","params":${body}}\n`);
-  await new Promise((r) => out.end(r));
+/** The same requests from a file to /dev/null: warrantd alone, no client.
+ * Also its CPU time (user + system, all threads; the shell's `times`),
+ * which a busy machine inflates far less than the wall clock. */
+async function pipelinedFromFile(world, n, build = BUILD) {
+  const file = `${world.root}/pipelined-${n}.jsonl`;
+  if (!fs.existsSync(file)) fs.writeFileSync(file, pipelinedLines(world, n));
   const fd = fs.openSync(file, 'r');
   const t0 = performance.now();
-  const child = spawnStdio(world, { stderr: 'inherit', extraArgs: QUIET, stdin: fd, stdout: 'ignore' });
-  const code = await new Promise((r) => child.once('exit', r));
+  const child = spawn('sh', ['-c', '"$@" >/dev/null; s=$?; times; exit $s', 'sh',
+    path.join(build, 'server', 'warrantd'), '--stdio', '--policy', world.policy, '--state-dir', world.state,
+    '--agent-id', world.agent, ...QUIET], { stdio: [fd, 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const code = await new Promise((r) => child.once('close', r));
   const ms = performance.now() - t0;
   fs.closeSync(fd);
   if (code !== 0) throw new Error(`warrantd exited ${code}`);
-  return { n, rate: n / (ms / 1000) };
+  // times: the shell's user/system, then its children's: "0m1.540s 0m0.050s"
+  const secs = (out.trim().split('\n')[1] ?? '').split(/\s+/)
+    .map((t) => /^(\d+)m([\d.]+)s$/.exec(t)).map((m) => (m ? Number(m[1]) * 60 + Number(m[2]) : NaN));
+  return { n, rate: n / (ms / 1000), cpuUs: ((secs[0] + secs[1]) * 1e6) / n };
+}
+
+/** CPU instructions per check (all threads; callgrind): n checks less none. */
+function instructionsPerCheck(world, n, build) {
+  const count = (k) => {
+    const file = `${world.root}/pipelined-${k}.jsonl`;
+    if (!fs.existsSync(file)) fs.writeFileSync(file, pipelinedLines(world, k));
+    const r = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null',
+      path.join(build, 'server', 'warrantd'), '--stdio', '--policy', world.policy, '--state-dir', world.state,
+      '--agent-id', world.agent, ...QUIET], { input: fs.readFileSync(file), encoding: 'utf8', maxBuffer: 1 << 26 });
+    const m = /Collected : (\d+)/.exec(r.stderr ?? '');
+    if (r.status !== 0 || !m) throw new Error(`callgrind of ${build} failed: ${(r.stderr ?? r.error ?? '').slice(-300)}`);
+    return Number(m[1]);
+  };
+  return (count(n) - count(0)) / n;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const spread = (xs) => `${fmt(Math.min(...xs), 0)}–${fmt(Math.max(...xs), 0)}`;
+
+/** PIPE_RUNS runs of fn(build) per build, the builds interleaved: each
+ * build's results. */
+async function interleaved(fn, builds) {
+  const results = builds.map(() => []);
+  for (let r = 0; r < PIPE_RUNS; r++) {
+    for (const [i, b] of builds.entries()) results[i].push(await fn(b));
+  }
+  return results;
+}
+
+/** The pipelined figures (and the baseline's, interleaved). */
+async function pipelinedFigures(world, extra) {
+  const builds = BASELINE ? [BUILD, path.resolve(BASELINE)] : [BUILD];
+  const names = ['stdio check pipelined', 'stdio check pipelined, file→/dev/null'];
+  const scenarios = [(b) => pipelined(world, PIPE_N, b), (b) => pipelinedFromFile(world, PIPE_N, b)];
+  for (const [k, fn] of scenarios.entries()) {
+    let results;
+    try {
+      results = await interleaved(fn, builds);
+    } catch (e) {
+      rows.push([`${names[k]} (failed)`, '1', String(PIPE_N), '-', '-', e.rate ? fmt(e.rate, 0) : 'n/a']);
+      extra.push([names[k], e.message]);
+      continue;
+    }
+    const rates = results.map((rs) => rs.map((x) => x.rate));
+    rows.push([names[k], '1', `${PIPE_RUNS}×${PIPE_N}`, '-', '-', fmt(median(rates[0]), 0)]);
+    extra.push([`${names[k]}: check/s over ${PIPE_RUNS} runs`, `median ${fmt(median(rates[0]), 0)}, ${spread(rates[0])}`]);
+    if (BASELINE) {
+      rows.push([`${names[k]} (baseline)`, '1', `${PIPE_RUNS}×${PIPE_N}`, '-', '-', fmt(median(rates[1]), 0)]);
+      extra.push([`${names[k]}: baseline ${builds[1]}`, `median ${fmt(median(rates[1]), 0)}, ${spread(rates[1])}; `
+        + `this build / baseline = ${fmt(median(rates[0]) / median(rates[1]))}`]);
+    }
+    if (results[0][0].cpuUs !== undefined) {
+      const cpu = results.map((rs) => median(rs.map((x) => x.cpuUs)));
+      extra.push([`${names[k]}: CPU time per check (user + system, median)`, BASELINE
+        ? `${fmt(cpu[0], 1)} µs, baseline ${fmt(cpu[1], 1)} µs (${fmt(cpu[0] / cpu[1])} ×)`
+        : `${fmt(cpu[0], 1)} µs`]);
+    }
+  }
+  if (process.env.BENCH_INSTRUCTIONS === '1') {
+    const insn = builds.map((b) => instructionsPerCheck(world, INSN_N, b));
+    extra.push(['instructions per check (callgrind, all threads)', BASELINE
+      ? `${fmt(insn[0] / 1000, 1)} k, baseline ${fmt(insn[1] / 1000, 1)} k (${fmt(insn[0] / insn[1])} ×)`
+      : `${fmt(insn[0] / 1000, 1)} k`]);
+  }
+  extra.push(['load average while measuring (1 min)', `${fmt(os.loadavg()[0])} on ${os.cpus().length} cores`]);
 }
 
 function rssKiB(pid) {
@@ -223,114 +319,107 @@ function row(name, clients, r) {
   rows.push([name, String(clients), String(r.n), fmt(r.median, 3), fmt(r.p99, 3), fmt(r.rate, 0)]);
 }
 
+/** Round trips over stdio and WebSocket, memory, and the hostile round. */
+async function otherFigures(world, params, extra) {
+  // stdio: one warrantd per client (stdio serves exactly one client).
+  {
+    const s = stdioServer(world);
+    await s.rpc.initialize();
+    const idle = rssKiB(s.child.pid);
+    row('stdio check', 1, await roundTrips([s.rpc], SEQ_N, params));
+    extra.push(['warrantd --stdio RSS idle (after initialize)', `${(idle / 1024).toFixed(1)} MiB`]);
+    await s.close();
+  }
+  {
+    const ss = Array.from({ length: 32 }, () => stdioServer(world));
+    await Promise.all(ss.map((s) => s.rpc.initialize()));
+    row('stdio check (32 processes)', 32, await roundTrips(ss.map((s) => s.rpc), MULTI_N, params));
+    await Promise.all(ss.map((s) => s.close()));
+  }
+  // WebSocket: one warrantd, many connections.
+  // One identity may hold half the connections: room for IDLE_WS of its own.
+  const cap = 2 * (Math.max(IDLE_WS, MANY_WS) + 64);
+  const daemon = await startNetworkDaemon(world, {
+    extraArgs: [...QUIET, '--max-connections', String(cap), '--max-connections-per-client', String(cap / 2),
+      '--max-sessions', String(cap), '--max-sessions-per-client', String(cap / 2)],
+  });
+  try {
+    const token = world.tokens[world.agent];
+    await new Promise((r) => setTimeout(r, 300));
+    extra.push(['warrantd --listen RSS idle', `${(rssKiB(daemon.pid) / 1024).toFixed(1)} MiB`]);
+    {
+      const c = await wsClient(daemon, token);
+      await c.rpc.initialize();
+      row('ws check', 1, await roundTrips([c.rpc], SEQ_N, params));
+      c.close();
+    }
+    {
+      const cs = await Promise.all(Array.from({ length: 32 }, () => wsClient(daemon, token)));
+      await Promise.all(cs.map((c) => c.rpc.initialize()));
+      row('ws check', 32, await roundTrips(cs.map((c) => c.rpc), MULTI_N, params));
+      cs.forEach((c) => c.close());
+    }
+    {
+      const cs = await Promise.all(Array.from({ length: MANY_WS }, () => wsClient(daemon, token)));
+      await Promise.all(cs.map((c) => c.rpc.initialize()));
+      row('ws check', MANY_WS, await roundTrips(cs.map((c) => c.rpc), MANY_N, params));
+      cs.forEach((c) => c.close());
+    }
+    {
+      const cs = [];
+      let refused = '';
+      for (let i = 0; i < IDLE_WS; i += 50) {
+        const batch = await Promise.allSettled(Array.from({ length: Math.min(50, IDLE_WS - i) }, async () => {
+          const c = await wsClient(daemon, token);
+          await c.rpc.initialize();
+          return c;
+        }));
+        for (const b of batch) {
+          if (b.status === 'fulfilled') cs.push(b.value);
+          else refused ||= String(b.reason?.message ?? b.reason);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      extra.push([`warrantd RSS with ${cs.length} idle WebSocket sessions`, `${(rssKiB(daemon.pid) / 1024).toFixed(1)} MiB`
+        + (cs.length < IDLE_WS ? ` (${IDLE_WS - cs.length} refused: ${refused})` : '')]);
+      cs.forEach((c) => c.close());
+    }
+  } finally {
+    await daemon.stop();
+  }
+
+  // Hostile load against the default limits: memory must come back.
+  const hostile = await startNetworkDaemon(world, { extraArgs: [...QUIET, '--body-timeout-sec', '3'] });
+  try {
+    const token = world.tokens[world.agent];
+    const c = await wsClient(hostile, token);
+    await c.rpc.initialize();
+    await roundTrips([c.rpc], 200, params);
+    c.close();
+    await new Promise((r) => setTimeout(r, 300));
+    const before = rssKiB(hostile.pid);
+    let peak = before;
+    const sampler = setInterval(() => { peak = Math.max(peak, rssKiB(hostile.pid)); }, 50);
+    const round = await hostileRound(hostile, token);
+    clearInterval(sampler);
+    await new Promise((r) => setTimeout(r, 6000)); // past the server's 5 s heap trim
+    const after = rssKiB(hostile.pid);
+    extra.push(['hostile round (100 trickled 4 MiB POSTs, 300 sessions never deleted, 200 WebSockets held, 20 pipelined pairs)',
+      `answers ${JSON.stringify(round.statuses)}, ${round.held} WebSockets admitted`]);
+    extra.push(['warrantd RSS before / peak / after the hostile round',
+      `${(before / 1024).toFixed(1)} / ${(peak / 1024).toFixed(1)} / ${(after / 1024).toFixed(1)} MiB`]);
+  } finally {
+    await hostile.stop();
+  }
+}
+
 async function main() {
   const world = makeWorld({ agents: ['agent-sdk'] });
   const params = checkParams(world);
   const extra = [];
   try {
-    // stdio: one warrantd per client (stdio serves exactly one client).
-    {
-      const s = stdioServer(world);
-      await s.rpc.initialize();
-      const idle = rssKiB(s.child.pid);
-      row('stdio check', 1, await roundTrips([s.rpc], SEQ_N, params));
-      extra.push(['warrantd --stdio RSS idle (after initialize)', `${(idle / 1024).toFixed(1)} MiB`]);
-      await s.close();
-    }
-    {
-      const ss = Array.from({ length: 32 }, () => stdioServer(world));
-      await Promise.all(ss.map((s) => s.rpc.initialize()));
-      row('stdio check (32 processes)', 32, await roundTrips(ss.map((s) => s.rpc), MULTI_N, params));
-      await Promise.all(ss.map((s) => s.close()));
-    }
-    try {
-      const p = await pipelined(world, PIPE_N);
-      rows.push(['stdio check pipelined', '1', String(p.n), '-', '-', fmt(p.rate, 0)]);
-    } catch (e) {
-      rows.push(['stdio check pipelined (partial)', '1', String(PIPE_N), '-', '-', e.rate ? fmt(e.rate, 0) : 'n/a']);
-      extra.push(['stdio pipelined', e.message]);
-    }
-
-    {
-      const p = await pipelinedFromFile(world, PIPE_N);
-      rows.push(['stdio check pipelined, file→/dev/null', '1', String(p.n), '-', '-', fmt(p.rate, 0)]);
-    }
-
-    // WebSocket: one warrantd, many connections.
-    // One identity may hold half the connections: room for IDLE_WS of its own.
-    const cap = 2 * (Math.max(IDLE_WS, MANY_WS) + 64);
-    const daemon = await startNetworkDaemon(world, {
-      extraArgs: [...QUIET, '--max-connections', String(cap), '--max-connections-per-client', String(cap / 2),
-        '--max-sessions', String(cap), '--max-sessions-per-client', String(cap / 2)],
-    });
-    try {
-      const token = world.tokens[world.agent];
-      await new Promise((r) => setTimeout(r, 300));
-      extra.push(['warrantd --listen RSS idle', `${(rssKiB(daemon.pid) / 1024).toFixed(1)} MiB`]);
-      {
-        const c = await wsClient(daemon, token);
-        await c.rpc.initialize();
-        row('ws check', 1, await roundTrips([c.rpc], SEQ_N, params));
-        c.close();
-      }
-      {
-        const cs = await Promise.all(Array.from({ length: 32 }, () => wsClient(daemon, token)));
-        await Promise.all(cs.map((c) => c.rpc.initialize()));
-        row('ws check', 32, await roundTrips(cs.map((c) => c.rpc), MULTI_N, params));
-        cs.forEach((c) => c.close());
-      }
-      {
-        const cs = await Promise.all(Array.from({ length: MANY_WS }, () => wsClient(daemon, token)));
-        await Promise.all(cs.map((c) => c.rpc.initialize()));
-        row('ws check', MANY_WS, await roundTrips(cs.map((c) => c.rpc), MANY_N, params));
-        cs.forEach((c) => c.close());
-      }
-      {
-        const cs = [];
-        let refused = '';
-        for (let i = 0; i < IDLE_WS; i += 50) {
-          const batch = await Promise.allSettled(Array.from({ length: Math.min(50, IDLE_WS - i) }, async () => {
-            const c = await wsClient(daemon, token);
-            await c.rpc.initialize();
-            return c;
-          }));
-          for (const b of batch) {
-            if (b.status === 'fulfilled') cs.push(b.value);
-            else refused ||= String(b.reason?.message ?? b.reason);
-          }
-        }
-        await new Promise((r) => setTimeout(r, 500));
-        extra.push([`warrantd RSS with ${cs.length} idle WebSocket sessions`, `${(rssKiB(daemon.pid) / 1024).toFixed(1)} MiB`
-          + (cs.length < IDLE_WS ? ` (${IDLE_WS - cs.length} refused: ${refused})` : '')]);
-        cs.forEach((c) => c.close());
-      }
-    } finally {
-      await daemon.stop();
-    }
-
-    // Hostile load against the default limits: memory must come back.
-    const hostile = await startNetworkDaemon(world, { extraArgs: [...QUIET, '--body-timeout-sec', '3'] });
-    try {
-      const token = world.tokens[world.agent];
-      const c = await wsClient(hostile, token);
-      await c.rpc.initialize();
-      await roundTrips([c.rpc], 200, params);
-      c.close();
-      await new Promise((r) => setTimeout(r, 300));
-      const before = rssKiB(hostile.pid);
-      let peak = before;
-      const sampler = setInterval(() => { peak = Math.max(peak, rssKiB(hostile.pid)); }, 50);
-      const round = await hostileRound(hostile, token);
-      clearInterval(sampler);
-      await new Promise((r) => setTimeout(r, 6000)); // past the server's 5 s heap trim
-      const after = rssKiB(hostile.pid);
-      extra.push(['hostile round (100 trickled 4 MiB POSTs, 300 sessions never deleted, 200 WebSockets held, 20 pipelined pairs)',
-        `answers ${JSON.stringify(round.statuses)}, ${round.held} WebSockets admitted`]);
-      extra.push(['warrantd RSS before / peak / after the hostile round',
-        `${(before / 1024).toFixed(1)} / ${(peak / 1024).toFixed(1)} / ${(after / 1024).toFixed(1)} MiB`]);
-    } finally {
-      await hostile.stop();
-    }
+    await pipelinedFigures(world, extra);
+    if (ONLY !== 'pipelined') await otherFigures(world, params, extra);
   } finally {
     world.cleanup();
   }

@@ -2,7 +2,10 @@
 # MCP benchmarks of warrantd (latency, throughput, memory); prints a table.
 # Uses $WARRANT_BUILD (set by bench/run.sh) or ./build; the Node clients come
 # from tests/sdk (installed here with npm ci when missing).
-# Knobs: BENCH_SEQ_N, BENCH_MULTI_N, BENCH_PIPE_N, BENCH_IDLE_WS.
+# Knobs: BENCH_SEQ_N, BENCH_MULTI_N, BENCH_PIPE_N, BENCH_PIPE_RUNS, BENCH_IDLE_WS;
+# BENCH_BASELINE=<build dir> measures that build too, interleaved (ratio);
+# BENCH_BASELINE_REF=<git ref> builds that commit (like WARRANT_BUILD) for it;
+# BENCH_INSTRUCTIONS=1 adds instructions per check (callgrind); BENCH_ONLY=pipelined.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -22,4 +25,18 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
   ulimit -Hn "$want" 2>/dev/null || want=$hard
 fi
 ulimit -n "$want"
-exec node "$here/mcp_bench.mjs"
+if [ -n "${BENCH_BASELINE_REF:-}" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir "$work/src"
+  git -C "$root" archive "$BENCH_BASELINE_REF" | tar -x -C "$work/src"
+  ln -s "$root/../shared" "$work/shared" 2>/dev/null || true
+  opt() { meson introspect --buildoptions "$WARRANT_BUILD" |
+          python3 -c "import json, sys; print(next(o['value'] for o in json.load(sys.stdin) if o['name'] == '$1'))"; }
+  meson setup "$work/build" "$work/src" --buildtype="$(opt buildtype)" -Db_sanitize="$(opt b_sanitize)" \
+    -Dtests=false >/dev/null
+  ninja -C "$work/build" server/warrantd executor/warrant-init >/dev/null
+  echo "baseline: $BENCH_BASELINE_REF ($(git -C "$root" rev-parse --short "$BENCH_BASELINE_REF"))"
+  export BENCH_BASELINE=$work/build
+fi
+node "$here/mcp_bench.mjs"

@@ -152,6 +152,47 @@ static void test_sha256(void **state)
     json_object_put(o);
 }
 
+/* The hash streams the canonical text through a fixed window: documents
+ * around and far past the window's size, with escapes and multi-byte
+ * characters astride its edges, hash exactly as their whole text does. */
+static void test_sha256_streamed(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {"a", "\"q\"", "\\", "\n\t", "é€😀", "\x01", "xyzw"};
+    for (size_t size = 1; size < 40000; size = size * 3 + 7) {
+        json_object *o = json_object_new_object();
+        json_object *arr = json_object_new_array();
+        char *text = malloc(size + 8);
+        assert_non_null(text);
+        size_t k = 0;
+        for (size_t i = 0; k < size; i++) {
+            const char *p = pieces[i % (sizeof pieces / sizeof pieces[0])];
+            memcpy(text + k, p, strlen(p));
+            k += strlen(p);
+        }
+        text[k] = '\0';
+        json_object_array_add(arr, json_object_new_string(text));
+        json_object_array_add(arr, json_object_new_int64((int64_t)size));
+        json_object_object_add(o, "z", arr);
+        json_object_object_add(o, text, json_object_new_double(0.5));
+        json_object_object_add(o, "n", NULL);
+        for (int drop = 0; drop < 2; drop++) {
+            wr_error err = {0};
+            size_t len;
+            char *c = wr_canonical_json(o, drop, &len, &err);
+            assert_non_null(c);
+            char want[WR_SHA256_HEX_LEN], got[WR_SHA256_HEX_LEN];
+            wr_sha256_hex(c, len, want);
+            assert_int_equal(wr_canonical_sha256(o, drop, got, &err), WR_OK);
+            if (strcmp(got, want))
+                fail_msg("%zu bytes, drop_nulls %d: streamed %s, whole %s", len, drop, got, want);
+            free(c);
+        }
+        free(text);
+        json_object_put(o);
+    }
+}
+
 static void test_compact(void **state)
 {
     (void)state;
@@ -189,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_drop_nulls),
         cmocka_unit_test(test_built_objects),
         cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_sha256_streamed),
         cmocka_unit_test(test_compact),
         cmocka_unit_test(test_base64),
     };

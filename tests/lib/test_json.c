@@ -112,6 +112,31 @@ static void test_invalid_utf8(void **state)
     assert_false(wr_utf8_valid("\xf0\x9f\x98", 3));
 }
 
+/* The ASCII fast path reads eight bytes at a time: a bad byte (or a good
+ * multi-byte character) at every offset and alignment is still seen. */
+static void test_utf8_at_every_offset(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"\x80", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"};
+    static const char *const good[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    char buf[64];
+    for (size_t at = 0; at < 24; at++)
+        for (size_t tail = 0; tail < 10; tail++) {
+            for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                size_t k = (size_t)snprintf(buf, sizeof buf, "%.*s%s%.*s", (int)at, "abcdefghijklmnopqrstuvwxyz",
+                                            bad[i], (int)tail, "0123456789");
+                if (wr_utf8_valid(buf, k))
+                    fail_msg("accepted bad sequence %zu at offset %zu, tail %zu", i, at, tail);
+            }
+            for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                size_t k = (size_t)snprintf(buf, sizeof buf, "%.*s%s%.*s", (int)at, "abcdefghijklmnopqrstuvwxyz",
+                                            good[i], (int)tail, "0123456789");
+                if (!wr_utf8_valid(buf, k))
+                    fail_msg("refused good character %zu at offset %zu, tail %zu", i, at, tail);
+            }
+        }
+}
+
 static void test_nul(void **state)
 {
     (void)state;
@@ -210,6 +235,69 @@ static void test_files(void **state)
     assert_int_equal(wr_write_file_atomic("/nonexistent-dir/x.json", "1", 1, 0600, &err), WR_E_IO);
 }
 
+/* One parser for many documents, as a session uses it: what one document
+ * left in its buffers (a failure half-way, a huge document, more objects)
+ * never changes the verdict on the next. */
+static void test_parser_reuse(void **state)
+{
+    (void)state;
+    wr_json_limits lim = {.max_bytes = 1u << 22, .max_depth = 8};
+    wr_error err = {0};
+    wr_json_parser *p = wr_json_parser_new(&lim, &err);
+    assert_non_null(p);
+    /* A big document (its buffers are dropped after it), many objects. */
+    size_t n = 100000;
+    char *big = malloc(n * 8 + 16);
+    assert_non_null(big);
+    size_t k = 0;
+    big[k++] = '[';
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)sprintf(big + k, "%s{\"a\":1}", i ? "," : "");
+    big[k++] = ']';
+    const struct {
+        const char *doc;
+        size_t len;
+        int code; /* WR_OK: accepted */
+        const char *msg;
+    } docs[] = {
+        {"{\"a\":{\"b\":1,\"c\":2}}", 0, WR_OK, ""},
+        {"{\"a\":1,\"a\":2}", 0, WR_E_INVALID, "duplicate key"},
+        {"{\"x\":[1,2,{\"y\":1}]}", 0, WR_OK, ""},
+        {"[[[[[[[[[1]]]]]]]]]", 0, WR_E_LIMIT, "deeper than 8"},
+        {"{\"a\": 1} x", 0, WR_E_INVALID, "invalid JSON"},
+        {big, k, WR_OK, ""},
+        {"{\"b\":1,\"c\":{\"d\":1,\"d\":1}}", 0, WR_E_INVALID, "duplicate key in the object at /c"},
+        {"{\"b\":1}", 0, WR_OK, ""},
+        {"\"\\ud800\"", 0, WR_E_INVALID, "lone high surrogate"},
+        {"{\"k\":\"\\ud83d\\ude00\"}", 0, WR_OK, ""},
+    };
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+            size_t len = docs[i].len ? docs[i].len : strlen(docs[i].doc);
+            wr_error e = {0}, e1 = {0};
+            json_object *o = wr_json_parser_parse(p, docs[i].doc, len, &e);
+            json_object *o1 = wr_json_parse(docs[i].doc, len, &lim, &e1);
+            if (docs[i].code == WR_OK) {
+                if (!o)
+                    fail_msg("document %zu refused: %s", i, e.message);
+                assert_non_null(o1);
+                assert_true(json_object_equal(o, o1));
+            } else {
+                assert_null(o);
+                assert_null(o1);
+                assert_int_equal(e.code, docs[i].code);
+                if (!strstr(e.message, docs[i].msg))
+                    fail_msg("document %zu: message '%s' lacks '%s'", i, e.message, docs[i].msg);
+                assert_string_equal(e.message, e1.message);
+                assert_string_equal(e.path, e1.path);
+            }
+            json_object_put(o);
+            json_object_put(o1);
+        }
+    free(big);
+    wr_json_parser_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,9 +306,11 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_nul),
+        cmocka_unit_test(test_utf8_at_every_offset),
         cmocka_unit_test(test_trailing_and_grammar),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_files),
+        cmocka_unit_test(test_parser_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -213,6 +213,49 @@ static void test_hostile(void **state)
     wr_schema_free(s);
 }
 
+/* required beside properties: valid documents are checked quietly by
+ * counting the required members while matching properties; every verdict
+ * and the loud pass's message must be the lookups' own. */
+static void test_required_with_properties(void **state)
+{
+    (void)state;
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{},\"b\":{\"type\":\"string\"},"
+                         "\"c\":{}},\"required\":[\"a\",\"b\",\"a\"]}";
+    wr_schema *s = compile(schema);
+    wr_error err;
+    assert_int_equal(check(s, "{\"a\":1,\"b\":\"x\"}", &err), WR_OK);
+    assert_int_equal(check(s, "{\"b\":\"x\",\"a\":null,\"c\":2,\"d\":1}", &err), WR_OK);
+    wr_schema_free(s);
+    expect_error(schema, "{\"a\":1,\"c\":1}", "", "required property 'b' is missing");
+    expect_error(schema, "{\"b\":\"x\",\"c\":1}", "", "required property 'a' is missing");
+    expect_error(schema, "{\"c\":1,\"d\":{\"a\":1,\"b\":\"x\"}}", "", "required property 'a' is missing");
+    expect_error(schema, "{}", "", "required property 'a' is missing");
+    /* a required name that is no property */
+    const char *beyond = "{\"properties\":{\"a\":{}},\"required\":[\"a\",\"z\"]}";
+    expect_error(beyond, "{\"a\":1}", "", "required property 'z' is missing");
+    s = compile(beyond);
+    assert_int_equal(check(s, "{\"a\":1,\"z\":1}", &err), WR_OK);
+    wr_schema_free(s);
+    /* two properties sharing one subschema object (built, not parsed): the
+     * member b must not stand in for the required a */
+    json_object *shared = json_object_new_object();
+    json_object *props = json_object_new_object();
+    json_object_object_add(props, "a", shared);
+    json_object_object_add(props, "b", json_object_get(shared));
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "properties", props);
+    json_object *req = json_object_new_array();
+    json_object_array_add(req, json_object_new_string("a"));
+    json_object_object_add(root, "required", req);
+    s = wr_schema_new(root, &err);
+    assert_non_null(s);
+    json_object_put(root);
+    assert_int_equal(check(s, "{\"b\":1}", &err), WR_E_INVALID);
+    assert_non_null(strstr(err.message, "required property 'a' is missing"));
+    assert_int_equal(check(s, "{\"a\":1,\"b\":1}", &err), WR_OK);
+    wr_schema_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_embedded_resource),
         cmocka_unit_test(test_schema_checks),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_required_with_properties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

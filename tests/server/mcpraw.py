@@ -190,8 +190,10 @@ class Listener:
 class WS:
     """Minimal WebSocket client (RFC 6455): text/binary frames, fragments."""
 
-    def __init__(self, port, path="/ws", token=None, headers=None, protocol="mcp", query_token=None):
+    def __init__(self, port, path="/ws", token=None, headers=None, protocol="mcp", query_token=None, tls=None):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls:  # an ssl.SSLContext for wss
+            self.s = tls.wrap_socket(self.s)
         key = base64.b64encode(os.urandom(16)).decode()
         url = path + ("?access_token=" + query_token if query_token else "")
         h = {"Host": "127.0.0.1:%d" % port, "Upgrade": "websocket", "Connection": "Upgrade",
@@ -212,18 +214,25 @@ class WS:
         head, _, self.buf = resp.partition(b"\r\n\r\n")
         self.status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0
 
-    def frame(self, opcode, payload, fin=True):
-        mask = os.urandom(4)
+    @staticmethod
+    def frame_bytes(opcode, payload, fin=True, masked=True):
+        """One frame as bytes; masked=False is what a client must never send."""
+        mask = os.urandom(4) if masked else b""
         b0 = (0x80 if fin else 0) | opcode
+        m = 0x80 if masked else 0
         n = len(payload)
         if n < 126:
-            hdr = struct.pack("!BB", b0, 0x80 | n)
+            hdr = struct.pack("!BB", b0, m | n)
         elif n < 65536:
-            hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+            hdr = struct.pack("!BBH", b0, m | 126, n)
         else:
-            hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-        masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-        self.s.sendall(hdr + mask + masked)
+            hdr = struct.pack("!BBQ", b0, m | 127, n)
+        if masked:
+            payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        return hdr + mask + payload
+
+    def frame(self, opcode, payload, fin=True, masked=True):
+        self.s.sendall(self.frame_bytes(opcode, payload, fin, masked))
 
     def send_raw(self, data):
         self.frame(1, data)

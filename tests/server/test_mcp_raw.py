@@ -449,6 +449,38 @@ class StdioTest(StreamCases, unittest.TestCase):
         self.assertEqual(replies[0]["id"], 0)  # initialize is answered inline, first
         self.assertTrue(all("result" in m and not m["result"].get("isError") for m in replies))
 
+    def test_pipelined_slow_reader_gets_whole_lines(self):
+        # Responses leave in batches (one writev of many lines): a reader that
+        # takes a few bytes at a time makes every write short, ending inside
+        # a line; each line must still arrive whole, once, in one piece.
+        ct = contract(self.fx.ws, ["echo", "hi"])
+        n = 600
+        msgs = [INIT] + [call(i, "check", {"contract": ct}) for i in range(1, n + 1)]
+        p = subprocess.Popen([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state, "--policy", self.fx.policy,
+                              "--agent-id", "tester"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        err = mcpraw.StderrDrain(p.stderr)
+        feeder = threading.Thread(target=lambda: (p.stdin.write("".join(json.dumps(m) + "\n" for m in msgs).encode()),
+                                                  p.stdin.close()))
+        feeder.start()
+        time.sleep(1.0)  # let replies pile up against the full pipe
+        out = b""
+        while True:
+            chunk = os.read(p.stdout.fileno(), 997)  # odd sizes: writes end anywhere
+            if not chunk:
+                break
+            out += chunk
+            if len(out) < 200000:
+                time.sleep(0.001)
+        feeder.join(30)
+        self.assertEqual(p.wait(60), 0)
+        self.assertNotIn("Sanitizer", err.text(wait=True))
+        lines = out.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        replies = [json.loads(line) for line in lines[:-1]]
+        self.assertEqual(sorted(m["id"] for m in replies), list(range(0, n + 1)))
+        self.assertTrue(all(m["result"]["structuredContent"]["decision"] == "allow" for m in replies[1:]))
+
     def test_eof_finishes_running_command(self):
         c = self.open()
         self.init(c)
@@ -592,6 +624,110 @@ class WebSocketTest(StreamCases, unittest.TestCase):
         self.assertEqual(op, 8)
         self.assertEqual(struct.unpack("!H", data[:2])[0], 1003)
 
+    def assert_fails_1002(self, c, why):
+        """A close frame with 1002 (and the reason), then the TCP close."""
+        op, data = c.recv_frame(5)
+        self.assertEqual(op, 8, data)
+        self.assertEqual(struct.unpack("!H", data[:2])[0], 1002, data)
+        self.assertIn(why, data[2:].decode())
+        c.s.settimeout(5)
+        self.assertEqual(c.s.recv(1), b"")
+
+    def test_unmasked_frames_close_the_connection(self):
+        """RFC 6455 5.1: a server MUST close the connection on an unmasked
+        client frame (1002); lws 4.1 accepted them. Every place a frame can
+        be: a message, a continuation, a control frame; other connections
+        keep serving, SIGTERM still stops the server at once."""
+        msg = json.dumps(req(7, "ping")).encode()
+        cases = [
+            [(1, msg, True, False)],
+            [(1, msg[:10], False, True), (0, msg[10:], True, False)],
+            [(9, b"hi", True, False)],
+        ]
+        for frames in cases:
+            with self.subTest(frames=[f[:1] + f[2:] for f in frames]):
+                c = self.open_ready()
+                c.s.sendall(b"".join(c.frame_bytes(*f) for f in frames))
+                self.assert_fails_1002(c, "unmasked frame")
+        self.assert_serving(self.open_ready())
+        self.assertIn("websocket: closing (1002): unmasked frame", self.srv.err.text())
+        kept = self.open_ready()
+        t0 = time.monotonic()
+        self.srv.p.terminate()
+        self.srv.p.wait(10)
+        self.assertLess(time.monotonic() - t0, 5)
+        kept.close()
+
+    def test_frame_rules(self):
+        """What a server must refuse (RFC 6455 5.2 - 5.5), and what it must
+        answer: a ping gets its pong, a close gets a close."""
+        for frames, why in [
+            ([(0x41, b"{}")], "reserved bits set"),                      # RSV1: no extension
+            ([(3, b"x")], "unknown opcode"),
+            ([(9, b"x", False)], "fragmented control frame"),
+            ([(9, b"x" * 126)], "control frame over 125 bytes"),
+            ([(0, b"{}")], "continuation frame outside a message"),
+            ([(1, b"{", False), (1, b"}")], "new message inside a fragmented one"),
+        ]:
+            with self.subTest(why=why):
+                c = self.open_ready()
+                c.s.sendall(b"".join(c.frame_bytes(*f) for f in frames))
+                self.assert_fails_1002(c, why)
+        c = self.open_ready()
+        c.frame(9, b"are you there")
+        self.assertEqual(c.recv_frame(), (10, b"are you there"))
+        # a ping between the fragments of a message, a frame split across
+        # reads byte by byte, 16- and 64-bit lengths (the last over the cap)
+        msg = json.dumps(req(8, "ping")).encode()
+        c.frame(1, msg[:5], fin=False)
+        c.frame(9, b"")
+        c.frame(0, msg[5:])
+        self.assertEqual(c.recv_frame(), (10, b""))
+        self.assertEqual(c.recv(), {"jsonrpc": "2.0", "id": 8, "result": {}})
+        for b in c.frame_bytes(1, json.dumps(req(9, "ping")).encode()):
+            c.s.sendall(bytes([b]))
+            time.sleep(0.002)
+        self.assertEqual(c.recv()["id"], 9)
+        big = json.dumps(req(10, "ping", {"pad": "x" * 300})).encode()
+        c.frame(1, big)
+        self.assertEqual(c.recv()["id"], 10)
+        c.frame(1, b" " * 70000)  # 64-bit length, over --max-message-bytes 65536
+        self.assert_error(c.recv(), -32600)
+        self.assert_serving(c)
+        c.frame(8, struct.pack("!H", 1000))
+        op, data = c.recv_frame()
+        self.assertEqual((op, struct.unpack("!H", data[:2])[0]), (8, 1000))
+
+    def test_unmasked_frame_over_tls(self):
+        """Under TLS only the server's TLS session sees the frames: they are
+        checked there too."""
+        import ssl
+        cert, key = os.path.join(self.fx.tmp, "c.pem"), os.path.join(self.fx.tmp, "k.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        srv = mcpraw.Listener(self.fx, "--tls-cert", cert, "--tls-key", key)
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            c = mcpraw.WS(srv.port, token=TOKEN, tls=ctx)
+            self.assertEqual(c.status, 101)
+            self.init(c)
+            self.assert_serving(c)
+            # a large message arrives in several TLS records
+            c.send(req(11, "ping", {"pad": "x" * 40000}))
+            self.assertEqual(c.recv()["id"], 11)
+            c.frame(1, json.dumps(req(12, "ping")).encode(), masked=False)
+            self.assert_fails_1002(c, "unmasked frame")
+        finally:
+            self.assertEqual(srv.stop(), 0)
+
+    def open_ready(self):
+        c = self.open()
+        self.init(c)
+        return c
+
     def test_fragments_reassembled(self):
         c = self.open()
         self.init(c)
@@ -609,7 +745,7 @@ class WebSocketTest(StreamCases, unittest.TestCase):
                 return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
         base = rss_kb()
         n = 2500  # ~20 KB of tools/list each: 50 MB queued if reading never paused
-        c.s.sendall(b"".join(self.frame_bytes(c, json.dumps(req(i, "tools/list")).encode()) for i in range(n)))
+        c.s.sendall(b"".join(c.frame_bytes(1, json.dumps(req(i, "tools/list")).encode()) for i in range(n)))
         time.sleep(1.5)
         grown = rss_kb() - base
         got = [c.recv(30)["id"] for _ in range(n)]
@@ -617,13 +753,6 @@ class WebSocketTest(StreamCases, unittest.TestCase):
         # ASan's quarantine keeps freed buffers resident: no RSS bound there
         if "libasan" not in subprocess.run(["ldd", mcpraw.WARRANTD], capture_output=True, text=True).stdout:
             self.assertLess(grown, 24 * 1024)
-
-    @staticmethod
-    def frame_bytes(c, payload):
-        mask = os.urandom(4)
-        n = len(payload)
-        hdr = struct.pack("!BB", 0x81, 0x80 | n) if n < 126 else struct.pack("!BBH", 0x81, 0x80 | 126, n)
-        return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
     def test_ten_concurrent_runs(self):
         c = self.open()
