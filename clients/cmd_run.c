@@ -127,6 +127,7 @@ int cmd_run(int argc, char **argv)
     char state_buf[CLI_PATH_MAX];
     wr_gate_config cfg = {
         .state_dir = cli_state_dir(state_dir, state_buf), .policy_path = policy, .ctx = &ctx, .host_env = environ};
+    cfg.launchers = 1; /* warm: its cgroup attach overlaps the start-up below */
     if (!cfg.state_dir)
         return CLI_USAGE;
     if (wr_gate_open(&cfg, &g, &err) != WR_OK) {

@@ -81,12 +81,10 @@ typedef struct wr_netns {
 
 /* Creates a network namespace with loopback up (as root a plain one;
  * unprivileged inside a new user namespace mapping only our uid and gid),
- * and with_proxy a listening socket on 127.0.0.1 inside it. A process
- * joins it with wr_netns_enter before exec'ing bwrap --share-net. */
+ * and with_proxy a listening socket on 127.0.0.1 inside it. The command's
+ * launcher (executor/launcher.c) joins it — userns_fd first, then
+ * netns_fd — before exec'ing bwrap --share-net. */
 int wr_netns_create(bool with_proxy, wr_netns *ns, wr_error *err);
-/* For a vfork child (plain syscalls only): joins the namespaces; returns
- * 0 or -1 with errno set. */
-int wr_netns_enter(const wr_netns *ns);
 void wr_netns_close(wr_netns *ns);
 /* Sum of TCP segments and UDP datagrams sent from inside the namespace. */
 uint64_t wr_netns_packets_out(const wr_netns *ns);

@@ -162,13 +162,6 @@ int wr_netns_create(bool with_proxy, wr_netns *ns, wr_error *err)
     return WR_OK;
 }
 
-int wr_netns_enter(const wr_netns *ns)
-{
-    if (ns->userns_fd >= 0 && setns(ns->userns_fd, CLONE_NEWUSER) != 0)
-        return -1;
-    return setns(ns->netns_fd, CLONE_NEWNET);
-}
-
 void wr_netns_close(wr_netns *ns)
 {
     int *fds[] = {&ns->userns_fd, &ns->netns_fd, &ns->listen_fd, &ns->snmp_fd};

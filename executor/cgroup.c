@@ -91,18 +91,12 @@ static bool has_word(const char *list, const char *word)
 }
 
 /* Our own cgroup path in the hierarchy of ctrl (v1), or the unified one
- * (ctrl NULL) from /proc/self/cgroup: "ID:controllers:/path". */
-static bool own_path(const char *ctrl, char *out, size_t len)
+ * (ctrl NULL), from self: /proc/self/cgroup's text, read once per probe
+ * ("ID:controllers:/path" lines). */
+static bool own_path(const char *self, const char *ctrl, char *out, size_t len)
 {
     char buf[CG_FILE_MAX];
-    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = 0;
+    snprintf(buf, sizeof buf, "%s", self);
     char *save = NULL;
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -124,7 +118,7 @@ static bool dir_writable(const char *dir)
 /* A v2 parent we may use: writable by us (root, or a delegated subtree),
  * memory and pids available to it and, unless it already enables them for
  * its children, no process of its own (the kernel's no-internal-process
- * rule: wr_cgroup_create enables them then). */
+ * rule: wr_cgroup_make enables them then). */
 static bool v2_parent_ok(const char *dir)
 {
     char ctl[CG_FILE_MAX], procs[64];
@@ -143,7 +137,7 @@ static int set_parent(wr_cg_plan *cg, int i, const char *path, wr_error *err)
     return cg->parent[i] ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
 }
 
-static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_error *err)
+static int probe_v2(wr_cg_plan *cg, const char *self, const char *base, bool explicit_root, wr_error *err)
 {
     char dir[PATH_MAX], own[PATH_MAX], ctl[CG_FILE_MAX];
     if (explicit_root) {
@@ -151,7 +145,7 @@ static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_err
     } else {
         char unified[PATH_MAX];
         snprintf(unified, sizeof unified, "%s%s", base, file_exists(base, "cgroup.controllers") ? "" : "/unified");
-        if (!own_path(NULL, own, sizeof own) ||
+        if (!own_path(self, NULL, own, sizeof own) ||
             snprintf(dir, sizeof dir, "%s%s", unified, strcmp(own, "/") ? own : "") >= (int)sizeof dir)
             return WR_OK;
     }
@@ -173,14 +167,14 @@ static int probe_v2(wr_cg_plan *cg, const char *base, bool explicit_root, wr_err
 
 /* v1: the memory, pids and freezer hierarchies must all be ours to write;
  * cpu is used when present. Runs go under our own cgroup in each. */
-static int probe_v1(wr_cg_plan *cg, const char *base, wr_error *err)
+static int probe_v1(wr_cg_plan *cg, const char *self, const char *base, wr_error *err)
 {
     char dir[WR_CG_NCTRL][PATH_MAX];
     bool ok[WR_CG_NCTRL] = {0};
     for (int i = 0; i < WR_CG_NCTRL; i++) {
         char own[PATH_MAX], top[PATH_MAX];
         snprintf(top, sizeof top, "%s/%s", base, v1_ctrl[i]);
-        if (!file_exists(top, "cgroup.procs") || !own_path(v1_ctrl[i], own, sizeof own))
+        if (!file_exists(top, "cgroup.procs") || !own_path(self, v1_ctrl[i], own, sizeof own))
             continue;
         if (snprintf(dir[i], sizeof dir[i], "%s%s", top, strcmp(own, "/") ? own : "") >= (int)sizeof dir[i])
             continue;
@@ -202,10 +196,13 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
 {
     memset(cg, 0, sizeof *cg);
     const char *base = root && *root ? root : CG_DEFAULT_BASE;
+    char self[CG_FILE_MAX];
+    if (read_file("/proc/self", "cgroup", self, sizeof self) < 0)
+        self[0] = 0; /* no cgroup of ours is known: none is usable, said below */
     /* An operator's root is either a v2 parent itself or a v1 mount base. */
-    int rc = probe_v2(cg, base, root && *root && file_exists(base, "cgroup.subtree_control"), err);
+    int rc = probe_v2(cg, self, base, root && *root && file_exists(base, "cgroup.subtree_control"), err);
     if (rc == WR_OK && cg->mode == WR_CG_NONE)
-        rc = probe_v1(cg, base, err);
+        rc = probe_v1(cg, self, base, err);
     if (rc != WR_OK) {
         wr_cg_plan_free(cg);
         return rc;
@@ -314,7 +311,53 @@ static int apply_v2(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
     return rc;
 }
 
-int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err)
+/* The v2 controllers to pass on to the run cgroups ("+memory +pids"):
+ * those the plan may limit that the parent offers (the probe made sure
+ * memory and pids are there; a plain cgroup2 with none gives ""). */
+static void v2_controllers(const wr_cg_plan *cg, const char *parent, char *out, size_t len)
+{
+    char ctl[CG_FILE_MAX];
+    const char *want[] = {"memory", "pids", cg->cpu ? "cpu" : NULL};
+    size_t n = 0;
+    out[0] = 0;
+    if (read_file(parent, "cgroup.controllers", ctl, sizeof ctl) < 0)
+        return;
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (want[i] && has_word(ctl, want[i]) && n < len)
+            n += (size_t)snprintf(out + n, len - n, "%s+%s", n ? " " : "", want[i]);
+}
+
+/* Whether dir's cgroup.subtree_control enables every "+name" of want. */
+static bool enables(const char *dir, const char *want)
+{
+    char ctl[CG_FILE_MAX], w[64];
+    if (read_file(dir, "cgroup.subtree_control", ctl, sizeof ctl) < 0)
+        return false;
+    snprintf(w, sizeof w, "%s", want);
+    char *save = NULL;
+    for (char *t = strtok_r(w, " ", &save); t; t = strtok_r(NULL, " ", &save))
+        if (!has_word(ctl, t + 1))
+            return false;
+    return true;
+}
+
+/* The parent's "warrant" directory, passing the controllers on (v2). */
+static int make_sub(const wr_cg_plan *cg, const char *parent, const char *sub, wr_error *err)
+{
+    char want[64] = "";
+    if (cg->mode == WR_CG_V2)
+        v2_controllers(cg, parent, want, sizeof want);
+    int e = want[0] && !enables(parent, want) ? write_file(parent, "cgroup.subtree_control", want) : 0;
+    if (e)
+        return wr_errorf(err, WR_E_IO, "", "cgroup %s: enabling controllers: %s", parent, strerror(-e));
+    if (mkdir(sub, 0755) != 0)
+        return errno == EEXIST ? WR_OK : wr_errorf(err, WR_E_IO, "", "cgroup %s: %s", sub, strerror(errno));
+    if (want[0] && (e = write_file(sub, "cgroup.subtree_control", want)) != 0)
+        return wr_errorf(err, WR_E_IO, "", "cgroup %s: enabling controllers: %s", sub, strerror(-e));
+    return WR_OK;
+}
+
+int wr_cgroup_make(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err)
 {
     wr_cgroup_init(c);
     c->mode = cg->mode;
@@ -335,26 +378,7 @@ int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_e
             rc = wr_errorf(err, WR_E_IO, "", "cgroup path too long under %s", sub);
             break;
         }
-        if (cg->mode == WR_CG_V2) {
-            char ctl[CG_FILE_MAX];
-            if (read_file(cg->parent[i], "cgroup.subtree_control", ctl, sizeof ctl) < 0 || !has_word(ctl, "memory") ||
-                !has_word(ctl, "pids") || (cg->cpu && !has_word(ctl, "cpu"))) {
-                int e = write_file(cg->parent[i], "cgroup.subtree_control",
-                                   cg->cpu ? "+memory +pids +cpu" : "+memory +pids");
-                if (e)
-                    rc =
-                        wr_errorf(err, WR_E_IO, "", "cgroup %s: enabling controllers: %s", cg->parent[i], strerror(-e));
-            }
-        }
-        if (rc == WR_OK && cg->mode == WR_CG_V2 && mkdir(sub, 0755) == 0) {
-            /* the intermediate directory passes the controllers on */
-            const char *want = cg->cpu ? "+memory +pids +cpu" : "+memory +pids";
-            int e = write_file(sub, "cgroup.subtree_control", want);
-            if (e)
-                rc = wr_errorf(err, WR_E_IO, "", "cgroup %s: enabling controllers: %s", sub, strerror(-e));
-        } else if (cg->mode == WR_CG_V1 && mkdir(sub, 0755) != 0 && errno != EEXIST) {
-            rc = wr_errorf(err, WR_E_IO, "", "cgroup %s: %s", sub, strerror(errno));
-        }
+        rc = make_sub(cg, cg->parent[i], sub, err);
         if (rc == WR_OK && mkdir(dir, 0755) != 0)
             rc = wr_errorf(err, WR_E_IO, "", "cgroup %s: %s", dir, strerror(errno));
         if (rc != WR_OK)
@@ -364,18 +388,40 @@ int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_e
             rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
             break;
         }
+        /* v1: the launcher joins through this file; v2: it is cloned into
+         * the directory (CLONE_INTO_CGROUP), which this fd names. */
         int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        c->procs_fd[i] = dfd < 0 ? -1 : openat(dfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        c->procs_fd[i] = dfd < 0 || cg->mode == WR_CG_V2 ? dfd : openat(dfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
         if (c->procs_fd[i] < 0)
             rc = wr_errorf(err, WR_E_IO, "", "cgroup %s/cgroup.procs: %s", dir, strerror(errno));
-        if (dfd >= 0)
+        if (dfd >= 0 && dfd != c->procs_fd[i])
             close(dfd);
     }
-    if (rc == WR_OK)
-        rc = cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
     if (rc != WR_OK)
         wr_cgroup_destroy(c);
     return rc;
+}
+
+bool wr_cgroup_under(const wr_cgroup *c, const wr_cg_plan *cg)
+{
+    if (c->mode != cg->mode)
+        return false;
+    for (int i = 0; i < WR_CG_NCTRL; i++) {
+        if (!cg->parent[i])
+            continue;
+        size_t n = strlen(cg->parent[i]);
+        if (!c->dir[i] || strncmp(c->dir[i], cg->parent[i], n) != 0 ||
+            strncmp(c->dir[i] + n, "/" CG_SUBDIR "/", 2 + strlen(CG_SUBDIR)) != 0)
+            return false;
+    }
+    return true;
+}
+
+int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
+{
+    if (cg->mode == WR_CG_NONE)
+        return WR_OK;
+    return cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
 }
 
 /* SIGKILLs each pid of a cgroup.procs listing. */

@@ -24,6 +24,26 @@ typedef struct wr_secret {
     const char *value; /* redacted from captured and streamed output */
 } wr_secret;
 
+/* Warm launchers (docs/sandbox.md): processes started ahead of the run,
+ * each already inside its own fresh cgroups, so that a run does not wait
+ * for the cgroup attach. Each serves one command, then is gone. */
+typedef struct wr_launch_pool wr_launch_pool;
+
+#define WR_LAUNCH_POOL_DEFAULT 2 /* a server's pool: runs seconds apart never find it empty */
+#define WR_LAUNCH_POOL_MAX     64
+
+/* Starts size launchers for the cgroups under cgroup_root (as
+ * wr_exec_request.cgroup_root). refill: a worker thread keeps the pool
+ * full (servers; the launchers' parent-death signal follows that thread);
+ * else the launchers are started now by the calling thread, which must
+ * outlive them, and never replaced (a one-shot CLI run: their cgroup
+ * attach overlaps the process's start-up). Launchers die with the process
+ * (parent-death signal) and with wr_launch_pool_free; cgroups left by a
+ * crash go at the next start (wr_exec_host_isolation's reaping). */
+int wr_launch_pool_new(const char *cgroup_root, size_t size, bool refill, const wr_ctx *ctx, wr_launch_pool **out,
+                       wr_error *err);
+void wr_launch_pool_free(wr_launch_pool *pool);
+
 typedef struct wr_exec_request {
     const wr_contract *contract;
     const wr_sandbox_limits *limits;
@@ -32,11 +52,22 @@ typedef struct wr_exec_request {
     size_t nsecrets;
     wr_output_fn on_output; /* may be NULL */
     void *ud;
-    int cancel_fd;           /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
-    const char *cgroup_root; /* NULL: /sys/fs/cgroup; else a v2 parent or v1 mount base (operators, tests) */
-    int landlock;            /* 0: the best Landlock ABI the kernel offers; N > 0: at most ABI N; < 0: none
-                                (tests and benchmarks of the fallback) */
+    int cancel_fd;             /* readable => cancel now (SIGTERM, grace, SIGKILL); -1: none */
+    const char *cgroup_root;   /* NULL: /sys/fs/cgroup; else a v2 parent or v1 mount base (operators, tests) */
+    wr_launch_pool *launchers; /* warm launchers for the same cgroup_root; NULL or empty: started per command */
+    int landlock;              /* 0: the best Landlock ABI the kernel offers; N > 0: at most ABI N; < 0: none
+                                  (tests and benchmarks of the fallback) */
     const wr_ctx *ctx;
+    /* The caller's durable pre-exec commit (NULL: none). Called exactly
+     * once per wr_exec_run that gets past its arguments: while the first
+     * command's sandbox is being set up, before anything of the command
+     * runs (its configuration is sent only after this returned WR_OK), so
+     * the commit's fsync overlaps bwrap's work; or, when nothing is started
+     * (blocked, an error), before wr_exec_run returns. Its failure stops
+     * the sandbox before the command starts, and wr_exec_run returns that
+     * failure (code and err) rather than a result. */
+    int (*before_run)(void *ud, wr_error *err);
+    void *before_run_ud;
     const wr_strv *allowed_egress_hosts; /* the policy's, for network: allowlisted (NULL: none) */
     /* Tests only: a hosts(5) file the egress proxy consults before DNS, so
      * tests can give names to 127.0.0.1 services. The server never sets it. */

@@ -8,6 +8,7 @@
 #include "executor/init_proto.h"
 
 #include <seccomp.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #define WR_EXEC_BWRAP         "/usr/bin/bwrap"
@@ -86,7 +87,7 @@ typedef struct wr_cg_plan {
 typedef struct wr_cgroup {
     wr_cg_mode mode;
     char *dir[WR_CG_NCTRL];
-    int procs_fd[WR_CG_NCTRL]; /* the child writes "0" here before exec */
+    int procs_fd[WR_CG_NCTRL]; /* v1: cgroup.procs, the launcher joins through it; v2: the directory */
 } wr_cgroup;
 
 const char *wr_cg_mode_name(wr_cg_mode m);
@@ -96,9 +97,13 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
 void wr_cg_plan_free(wr_cg_plan *cg);
 json_object *wr_cg_plan_json(const wr_cg_plan *cg);
 void wr_cgroup_init(wr_cgroup *c);
-/* Creates the command's cgroup with its limits; WR_OK with mode NONE when
- * the plan has none. */
-int wr_cgroup_create(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err);
+/* Creates a command's cgroups, without limits yet (a launcher joins them
+ * ahead of the run); WR_OK with mode NONE when the plan has none. */
+int wr_cgroup_make(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err);
+/* Whether c was made for the plan's parents (every controller it uses). */
+bool wr_cgroup_under(const wr_cgroup *c, const wr_cg_plan *cg);
+/* Writes the plan's limits into c: before its launcher is released. */
+int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err);
 /* SIGKILLs every task (cgroup.kill, or freeze-kill-thaw on v1). */
 void wr_cgroup_kill(const wr_cgroup *c);
 bool wr_cgroup_empty(const wr_cgroup *c);
@@ -177,9 +182,63 @@ int wr_plan_envp(const wr_plan *plan, wr_strv *out, wr_error *err);
  * rules, derived from the plan's operations. Secret values included: the
  * caller wipes and frees *buf. */
 int wr_plan_config(const wr_plan *plan, char **buf, size_t *len, wr_error *err);
-/* Where warrant-init is: next to the running binary, or (when running from
- * the build tree) in the build tree. */
-int wr_exec_init_path(char *out, size_t len, wr_error *err);
+
+/* ---- launchers (pool.c, launcher.c) ------------------------------------------- */
+/* A warrant-launch process waiting, in its own fresh cgroups, to become
+ * one command's bwrap (launch_proto.h). Never reused: one command each. */
+typedef struct wr_launcher {
+    pid_t pid;
+    int pidfd;
+    int sock;   /* our end of its control socket */
+    bool ready; /* it answered that it is in its cgroups */
+    wr_cgroup cg;
+} wr_launcher;
+
+/* Makes fresh cgroups for cg (no limits) and starts a launcher in them:
+ * on v2 cloned into them (CLONE_INTO_CGROUP), on v1 joining them itself
+ * as its first act, so this returns before the join's cost is paid. */
+int wr_launcher_start(const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err);
+/* Waits until it has joined its cgroups (or died). */
+int wr_launcher_ready(wr_launcher *l, wr_error *err);
+/* What one pipeline segment's bwrap gets (the launcher does the rest). */
+typedef struct wr_launch_spec {
+    char *const *argv;
+    const int *slots; /* installed at fds 0..nslots-1 */
+    int nslots;
+    const wr_netns *net; /* the namespace to join, or NULL */
+    bool drop_root;
+    uid_t uid;
+    gid_t gid;
+    gid_t group; /* the one supplementary group when ngroups is 1 */
+    int ngroups;
+    mode_t umask;
+    struct {
+        int res;
+        rlim_t v;
+    } rl[6];
+    int nrl;
+} wr_launch_spec;
+/* Sends one segment: fork starts it in a new child of ours (*pid is its
+ * pid), else the launcher itself becomes it (*pid = l->pid) and l's socket
+ * is closed. */
+int wr_launcher_launch(wr_launcher *l, const wr_launch_spec *s, bool fork, pid_t *pid, wr_error *err);
+/* Kills and reaps it if it is still waiting, closes its fds; its cgroups
+ * are the caller's (l->cg) unless destroy_cg. */
+void wr_launcher_discard(wr_launcher *l, bool destroy_cg);
+/* A launcher for plan cg: a warm one from pool when it has one for these
+ * cgroups, else one started now (the synchronous path). Its cgroups end
+ * with wr_cgroup_retire(pool, ...): the pool is refilled once no taken
+ * launcher's command is still running (or when it is empty). */
+int wr_launcher_take(wr_launch_pool *pool, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err);
+/* The end of a command's cgroups: what is left in them is killed now, the
+ * directories are removed by the pool's worker (at once without one). */
+void wr_cgroup_retire(wr_launch_pool *pool, wr_cgroup *c);
+/* Tests: the pids of the launchers the pool holds now (ready or not). */
+size_t wr_launch_pool_pids(wr_launch_pool *pool, pid_t *pids, size_t max);
+/* Where a helper binary (warrant-init, warrant-launch) is: next to the
+ * running binary, or (when running from the build tree) in the build
+ * tree, or where it is installed. */
+int wr_exec_helper_path(const char *name, char *out, size_t len, wr_error *err);
 
 /* ---- dynamic uids (uids.c) --------------------------------------------------- */
 /* Leases a uid in lo..hi that no account uses and no other run holds;

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +59,8 @@ static void fail_setup(int sfd, const char *stage, int e)
     _exit(EXIT_SETUP);
 }
 
-/* Reads the whole configuration pipe (the executor wrote it before bwrap
- * started and closed its end). */
+/* Reads the whole configuration pipe (the executor writes it once the
+ * run may start and closes its end); it must end with WR_CFG_END. */
 static int read_config(int fd, config *c)
 {
     size_t cap = 4096, len = 0;
@@ -85,10 +86,15 @@ static int read_config(int fd, config *c)
     close(fd);
     c->buf[len] = 0;
     c->len = len;
+    bool complete = false;
     for (char *p = c->buf; p < c->buf + len; p += strlen(p) + 1) {
         char tag = *p;
         const char *v = p + 1;
-        if (tag == WR_CFG_ENV && c->nenv < MAX_ENV)
+        if (complete)
+            return errno = EINVAL, -1; /* nothing after the end */
+        if (tag == WR_CFG_END)
+            complete = true;
+        else if (tag == WR_CFG_ENV && c->nenv < MAX_ENV)
             c->env[c->nenv++] = p + 1;
         else if (tag == WR_CFG_LANDLOCK_ABI)
             c->abi = atoi(v);
@@ -104,6 +110,8 @@ static int read_config(int fd, config *c)
         else
             return errno = EINVAL, -1; /* unknown tag or too many: never run half-configured */
     }
+    if (!complete)
+        return errno = ENODATA, -1; /* closed unwritten or cut short: the run was stopped */
     c->env[c->nenv] = NULL;
     return 0;
 }

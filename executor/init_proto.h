@@ -26,6 +26,10 @@
 #define WR_CFG_WRITE        'w' /* path: every file-system right beneath */
 #define WR_CFG_DEVICES      'd' /* path: read, write and ioctl of device files, no exec */
 #define WR_CFG_PROC         'p' /* path: read only, no exec */
+/* Always the last record: init never runs a command from a configuration
+ * without it. The executor may close the pipe unwritten to stop a sandbox
+ * that is already setting up (the run's pre-exec commit failed). */
+#define WR_CFG_END 'z'
 
 /* status lines written by init (bwrap's are "child-pid" and "exit-code") */
 #define WR_INIT_KEY          "warrant-init"

@@ -1,16 +1,15 @@
-/* Launcher and supervisor: checks every command's sandbox plan before
- * anything runs, then starts each pipeline segment as its own bwrap after
- * dropping privileges, and watches output, exits, the wall clock and the
+/* Launch and supervision: checks every command's sandbox plan before
+ * anything runs, then has each pipeline segment started as its own bwrap
+ * by the command's warm launcher (pool.c, launcher.c: the privilege drop
+ * happens there), and watches output, exits, the wall clock and the
  * cancel fd in one poll loop. */
 #include "executor/executor_internal.h"
+#include "executor/launch_proto.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +26,10 @@
 #define KILL_GRACE_MS 1000 /* SIGTERM -> SIGKILL */
 #define DRAIN_MS      2000 /* output still open after every segment exited */
 #define READ_CHUNK    65536
-#define MAX_SLOTS     256
-#define STOP_POLLS    200 /* ms to wait for a SIGSTOPped bwrap */
+/* the seccomp, config and status slots, and one per declared path: one
+ * message to the launcher carries them all, with the namespaces to join */
+#define MAX_SLOTS  (WR_LAUNCH_MAX_FDS - 2)
+#define STOP_POLLS 200 /* ms to wait for a SIGSTOPped bwrap */
 
 /* Deadlines follow CLOCK_MONOTONIC, not wr_ctx: a timeout must measure
  * real elapsed time even when a test fixes the wall clock. */
@@ -37,127 +38,6 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Everything the child needs, prepared before it starts. The child shares
- * our memory until it execs bwrap (CLONE_VM | CLONE_VFORK: no page-table
- * copy of a large server process), so it may only make plain syscalls:
- * no malloc, no locks, nothing that touches other threads. */
-typedef struct spawn {
-    char *const *argv;
-    char *const *envp;
-    int src[MAX_SLOTS]; /* parent fds, installed at slot index */
-    int tmp[MAX_SLOTS];
-    int nslots;
-    bool drop_root;
-    uid_t uid;
-    gid_t gid;
-    gid_t groups[1]; /* a dynamic uid's one supplementary group: its owner's */
-    int ngroups;
-    struct {
-        int res;
-        rlim_t v;
-    } rl[6];
-    int nrl;
-    pid_t parent;        /* warrant's pid, to notice it died before PDEATHSIG was armed */
-    const wr_netns *net; /* the network namespace to join (allowlisted, full), or NULL */
-    const int *cg_fds;   /* the command's cgroup.procs files, or -1 */
-} spawn;
-
-/* Reports a launch failure on the command's stderr with nothing but
- * write(): this runs in the CLONE_VM child (no stdio, no allocation). */
-static void child_fail(const char *what)
-{
-    char num[16];
-    int e = errno, n = 0;
-    do
-        num[sizeof num - 1 - n++] = (char)('0' + e % 10);
-    while ((e /= 10) && n < 15);
-    const char *parts[] = {"warrant: sandbox launch failed: ", what, ": errno ", num + sizeof num - n, "\n"};
-    for (size_t i = 0; i < 5; i++) {
-        size_t len = i == 3 ? (size_t)n : strlen(parts[i]);
-        if (write(2, parts[i], len) < 0)
-            break;
-    }
-    _exit(127);
-}
-
-static int child_exec(void *arg)
-{
-    spawn *s = arg;
-    /* Join the command's cgroup before anything else, so bwrap and all it
-     * starts are counted and killed with it. */
-    for (int i = 0; s->cg_fds && i < WR_CG_NCTRL; i++)
-        if (s->cg_fds[i] >= 0 && write(s->cg_fds[i], "0", 1) != 1)
-            child_fail("join cgroup");
-    /* Then, while its fds are still where they were and we are still
-     * privileged (as root, setns needs CAP_SYS_ADMIN). */
-    if (s->net && wr_netns_enter(s->net) != 0)
-        child_fail("join the run's network namespace");
-    /* Move every fd above the slot range first so that installing slot i
-     * cannot clobber a source still needed for slot j. */
-    int *tmp = s->tmp;
-    for (int i = 0; i < s->nslots; i++)
-        if ((tmp[i] = fcntl(s->src[i], F_DUPFD_CLOEXEC, s->nslots)) < 0)
-            child_fail("dup");
-    for (int i = 0; i < s->nslots; i++)
-        if (dup2(tmp[i], i) < 0)
-            child_fail("dup2");
-    syscall(SYS_close_range, (unsigned)s->nslots, ~0U, 0);
-
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    /* Ignored signals stay ignored across exec (SIGPIPE in servers); the
-     * handled ones are reset by exec itself. */
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-            signal(sig, SIG_DFL);
-    }
-
-    for (int i = 0; i < s->nrl; i++) {
-        struct rlimit r = {s->rl[i].v, s->rl[i].v};
-        if (setrlimit(s->rl[i].res, &r) != 0)
-            child_fail("setrlimit");
-    }
-    if (s->drop_root) {
-        /* Empty the bounding set while we still hold CAP_SETPCAP, then
-         * become the run_as user with no supplementary groups. */
-        for (int cap = 0; cap <= 63; cap++)
-            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-                if (errno == EINVAL)
-                    break; /* past the kernel's last capability */
-                child_fail("drop capability bounding set");
-            }
-        /* Raw syscalls: glibc's wrappers would broadcast the change to
-         * every thread of the process whose memory this child shares. */
-        if (syscall(SYS_setgroups, s->ngroups, s->groups) != 0)
-            child_fail("setgroups");
-        if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) != 0)
-            child_fail("setresgid");
-        if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) != 0)
-            child_fail("setresuid");
-        if (getuid() == 0 || geteuid() == 0)
-            child_fail("still root");
-    }
-    /* not the server's: files the command creates get the usual modes;
-     * group-writable under a dynamic uid, whose files go to its owner with
-     * the owner's group, so the owner's later runs can still edit them */
-    umask(s->ngroups ? 002 : 022);
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        child_fail("no_new_privs");
-    /* If warrant is killed, bwrap dies with it, and the sandbox with bwrap
-     * (--die-with-parent): no orphaned command keeps running unsupervised.
-     * Armed last, since a uid change clears it; bwrap is not setuid. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-        child_fail("parent-death signal");
-    if (getppid() != s->parent)
-        child_fail("warrant exited");
-    execve(s->argv[0], s->argv, s->envp);
-    child_fail("exec " WR_EXEC_BWRAP);
-    return 127;
 }
 
 static int data_fd(const char *name, const void *data, size_t len, wr_error *err)
@@ -187,6 +67,8 @@ typedef struct seg {
     int code; /* bwrap's exit code, 128+N for a signal, -1 unknown */
     int errfd;
     int statfd; /* read end of the status pipe (bwrap's and init's lines) */
+    int cfgw;   /* init's configuration pipe while it is held back: write end */
+    int cfgr;   /* and a read end, so that a sandbox already gone cannot make the write raise SIGPIPE */
     char sbuf[1024];
     size_t slen;
     pid_t ns_init;                  /* host pid of the sandbox's pid 1 (bwrap's "child-pid") */
@@ -223,7 +105,7 @@ static int64_t system_threads(void)
     return slash ? strtoll(slash + 1, NULL, 10) : 0;
 }
 
-static void set_rlimits(spawn *s, const wr_plan *p)
+static void set_rlimits(wr_launch_spec *s, const wr_plan *p)
 {
     const struct {
         int res;
@@ -255,54 +137,66 @@ static void set_rlimits(spawn *s, const wr_plan *p)
 }
 
 /* The command's configuration for warrant-init (environment, Landlock
- * rules) in a pipe that init drains at start: unlike a memfd or a file,
- * nothing of it stays readable once the sandbox is up, and it never
- * appears in an environ. The pipe is sized to hold it all, so it is
- * written before bwrap starts. */
-static int config_fd(const char *cfg, size_t len, wr_error *err)
+ * rules) goes through a pipe that init drains at start: unlike a memfd or
+ * a file, nothing of it stays readable once the sandbox is up, and it
+ * never appears in an environ. The pipe is sized to hold it all, so the
+ * write never blocks. The read end is returned; *wfd gets the write end
+ * when the configuration is held back (hold: the run's pre-exec commit is
+ * still to come, docs/performance.md), else it is written and closed. */
+static int config_fd(const char *cfg, size_t len, bool hold, int *wfd, wr_error *err)
 {
     int pp[2];
+    *wfd = -1;
     if (pipe2(pp, O_CLOEXEC) != 0)
         return wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno)), -1;
     int cap = fcntl(pp[1], F_GETPIPE_SZ);
     if (cap >= 0 && (size_t)cap < len)
         cap = fcntl(pp[1], F_SETPIPE_SZ, (int)len);
-    if (cap < 0 || (size_t)cap < len || (len && write(pp[1], cfg, len) != (ssize_t)len)) {
+    if (cap < 0 || (size_t)cap < len || (!hold && len && write(pp[1], cfg, len) != (ssize_t)len)) {
         wr_errorf(err, WR_E_LIMIT, "", "the command's environment (%zu bytes) does not fit in a pipe: %s", len,
                   strerror(errno));
         close(pp[0]);
         close(pp[1]);
         return -1;
     }
-    close(pp[1]);
+    if (hold)
+        *wfd = pp[1];
+    else
+        close(pp[1]);
     return pp[0];
 }
 
-/* Starts one segment. fds in/out/errw become 0/1/2 in the child; statw is
- * the write end of its status pipe (bwrap's and init's lines). */
-static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *net, size_t segment, char *const *argv,
-                         const char *cfg, size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
+/* Starts one segment through the command's launcher (the last one in the
+ * launcher itself, the others in children it forks). fds in/out/errw
+ * become 0/1/2 in bwrap; statw is the write end of its status pipe
+ * (bwrap's and init's lines). */
+static int start_segment(const wr_plan *p, wr_launcher *l, const wr_netns *net, size_t segment, bool last,
+                         char *const *argv, const char *cfg, size_t cfglen, bool hold, int in, int out, int errw,
+                         int statw, seg *sg, wr_error *err)
 {
-    static char *const no_env[] = {NULL};
-    spawn s;
+    wr_launch_spec s;
+    int src[WR_LAUNCH_MAX_FDS];
     memset(&s, 0, sizeof s);
     s.net = net;
-    s.cg_fds = cg->procs_fd;
     s.argv = argv;
-    s.envp = no_env; /* bwrap needs none; the command's comes through init */
+    s.slots = src;
     s.drop_root = p->drop_root;
-    s.groups[0] = p->owner_gid;
+    s.group = p->owner_gid;
     s.ngroups = p->dynamic ? 1 : 0;
     s.uid = p->uid;
     s.gid = p->gid;
+    /* not the server's: files the command creates get the usual modes;
+     * group-writable under a dynamic uid, whose files go to its owner with
+     * the owner's group, so the owner's later runs can still edit them */
+    s.umask = p->dynamic ? 002 : 022;
     set_rlimits(&s, p);
-    int owned[MAX_SLOTS];
+    int owned[WR_LAUNCH_MAX_FDS];
     int nowned = 0, rc = WR_OK;
-    s.src[0] = in;
-    s.src[1] = out;
-    s.src[2] = errw;
-    s.src[WR_SLOT_BWRAP_STATUS] = statw;
-    s.src[WR_SLOT_INIT_STATUS] = statw;
+    src[0] = in;
+    src[1] = out;
+    src[2] = errw;
+    src[WR_SLOT_BWRAP_STATUS] = statw;
+    src[WR_SLOT_INIT_STATUS] = statw;
     /* Each bwrap reads the seccomp program and the file data from its own
      * fresh descriptor: a shared file offset would leave the next segment
      * an empty read. */
@@ -310,13 +204,18 @@ static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *
     if (fd < 0)
         return err ? err->code : WR_E_IO;
     owned[nowned++] = fd;
-    s.src[WR_SLOT_SECCOMP] = fd;
-    if ((fd = config_fd(cfg, cfglen, err)) < 0) {
+    src[WR_SLOT_SECCOMP] = fd;
+    if ((fd = config_fd(cfg, cfglen, hold, &sg->cfgw, err)) < 0) {
         close(owned[0]);
         return err ? err->code : WR_E_IO;
     }
     owned[nowned++] = fd;
-    s.src[WR_SLOT_INIT_CONFIG] = fd;
+    src[WR_SLOT_INIT_CONFIG] = fd;
+    if (hold && (sg->cfgr = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        for (int i = 0; i < nowned; i++)
+            close(owned[i]);
+        return wr_errorf(err, WR_E_IO, "", "dup: %s", strerror(errno));
+    }
     s.nslots = WR_SLOT_FIRST;
     for (size_t i = 0; i < p->nops && rc == WR_OK; i++) {
         const wr_plan_op *op = &p->ops[i];
@@ -335,24 +234,14 @@ static int start_segment(const wr_plan *p, const wr_cgroup *cg, const wr_netns *
             }
             owned[nowned++] = f;
         }
-        s.src[s.nslots++] = f;
+        src[s.nslots++] = f;
     }
+    pid_t pid = -1;
+    if (rc == WR_OK)
+        rc = wr_launcher_launch(l, &s, !last, &pid, err);
     if (rc == WR_OK) {
-        s.parent = getpid();
-        const size_t stack_size = 256 * 1024;
-        void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        pid_t pid = stack == MAP_FAILED
-                        ? -1
-                        : clone(child_exec, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
-        int e = errno;
-        if (stack != MAP_FAILED)
-            munmap(stack, stack_size);
-        if (pid < 0)
-            rc = wr_errorf(err, WR_E_IO, "", "clone: %s", strerror(e));
-        else {
-            sg->pid = pid;
-            sg->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        }
+        sg->pid = pid;
+        sg->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     }
     for (int i = 0; i < nowned; i++)
         close(owned[i]);
@@ -654,7 +543,31 @@ typedef struct run_io {
     const wr_exec_request *req;
     wr_capture *cout, *cerr;
     const wr_run_net *net; /* of the current command */
+    bool *before_run_due;  /* req->before_run is still to be called */
 } run_io;
+
+/* The first command's sandboxes are setting up and wait for their
+ * configuration: the caller's pre-exec commit (req->before_run) runs now,
+ * overlapping bwrap's work, and only once it is done is the configuration
+ * written. If it fails, the pipes close unwritten and warrant-init runs
+ * nothing (a configuration without its end record). */
+static int release_config(const run_io *io, seg *segs, size_t n, const char *cfg, size_t cfglen, int rc, wr_error *err)
+{
+    if (rc == WR_OK && *io->before_run_due) {
+        *io->before_run_due = false;
+        rc = io->req->before_run(io->req->before_run_ud, err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (segs[i].cfgw >= 0 && rc == WR_OK && cfglen && write(segs[i].cfgw, cfg, cfglen) != (ssize_t)cfglen)
+            rc = wr_errorf(err, WR_E_IO, "", "writing the command's configuration: %s", strerror(errno));
+        if (segs[i].cfgw >= 0)
+            close(segs[i].cfgw);
+        if (segs[i].cfgr >= 0)
+            close(segs[i].cfgr);
+        segs[i].cfgw = segs[i].cfgr = -1;
+    }
+    return rc;
+}
 
 static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p, cmd_outcome *oc, wr_error *err)
 {
@@ -668,12 +581,22 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     if (!segs)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     for (size_t i = 0; i < n; i++)
-        segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = -1, segs[i].pid = -1;
-    wr_cgroup cg;
-    wr_cgroup_init(&cg);
-    rc = wr_plan_config(p, &cfg, &cfglen, err);
+        segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = segs[i].cfgw = segs[i].cfgr = -1,
+        segs[i].pid = -1;
+    bool hold = io->req->before_run && *io->before_run_due;
+    /* A launcher already in fresh cgroups (or one started now); the limits
+     * go in before it is told anything, so they hold from bwrap's first
+     * instruction. */
+    wr_launcher l;
+    rc = wr_launcher_take(io->req->launchers, &p->cg, io->req->ctx, &l, err);
+    if (rc != WR_OK) {
+        free(segs);
+        return rc;
+    }
+    const wr_cgroup *cg = &l.cg;
+    rc = wr_cgroup_limit(&l.cg, &p->cg, err);
     if (rc == WR_OK)
-        rc = wr_cgroup_create(&p->cg, io->req->ctx, &cg, err);
+        rc = wr_plan_config(p, &cfg, &cfglen, err);
     if (rc == WR_OK && (pipe2(outp, O_CLOEXEC) != 0 || (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0))
         rc = wr_errorf(err, WR_E_IO, "", "pipe: %s", strerror(errno));
     io->cout->command_id = io->cerr->command_id = cmd->id;
@@ -701,7 +624,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, &cg, io->net->active ? &io->net->ns : NULL, i, argv.v, cfg, cfglen,
+            rc = start_segment(p, &l, io->net->active ? &io->net->ns : NULL, i, i + 1 == n, argv.v, cfg, cfglen, hold,
                                i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
         segs[i].spawned_ms = wr_now_ms(io->req->ctx);
         wr_strv_free(&argv);
@@ -721,6 +644,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         set_nonblock(outp[0]);
     if (devnull >= 0)
         close(devnull);
+    if (hold)
+        rc = release_config(io, segs, n, cfg, cfglen, rc, err);
     if (cfg) /* may hold secret values; the pipes have their copies */
         explicit_bzero(cfg, cfglen);
     free(cfg);
@@ -849,7 +774,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                 if (!segs[i].exited && segs[i].pid > 0 && !segs[i].pidns)
                     kill_setup(&segs[i]);
             if (setting_up)
-                wr_cgroup_kill(&cg); /* and whatever they forked meanwhile */
+                wr_cgroup_kill(cg); /* and whatever they forked meanwhile */
             kill_at = now + KILL_GRACE_MS;
         }
         if (now >= kill_at && !killed_hard) {
@@ -864,7 +789,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
                     if (segs[i].pid > 0)
                         kill(segs[i].pid, SIGKILL);
                 }
-            wr_cgroup_kill(&cg);
+            wr_cgroup_kill(cg);
             killed_hard = true;
         }
         if (all_exited && now >= drain_until) {
@@ -889,7 +814,8 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         if (segs[i].statfd >= 0)
             close(segs[i].statfd);
     }
-    wr_cgroup_destroy(&cg); /* whatever outlived the segments dies here */
+    wr_launcher_discard(&l, false);              /* still waiting only when a launch failed */
+    wr_cgroup_retire(io->req->launchers, &l.cg); /* whatever outlived the segments dies here */
 
     if (rc == WR_OK) {
         char why[256];
@@ -1040,6 +966,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
     memset(&cerr, 0, sizeof cerr);
     wr_run_net *nets = calloc(ct->ncommands ? ct->ncommands : 1, sizeof *nets);
     size_t nplans = 0, nnets = 0;
+    bool before_run_due = req->before_run != NULL;
     int rc = plans && nets ? WR_OK : wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     if (rc == WR_OK)
         rc = wr_capture_init(&cout, &r->out, WR_STDOUT, req, err);
@@ -1086,7 +1013,7 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         rc = check_strength(r, req, err);
     if (rc != WR_OK || r->status == WR_EXEC_BLOCKED)
         goto done;
-    run_io io = {req, &cout, &cerr, NULL};
+    run_io io = {req, &cout, &cerr, NULL, &before_run_due};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];
         wr_snapshot *before = NULL;
@@ -1141,6 +1068,17 @@ done:
     for (size_t i = 0; i < nplans; i++)
         wr_plan_free(&plans[i]);
     free(plans);
+    if (before_run_due) {
+        /* Nothing ran (blocked, or the sandbox could not start): the
+         * caller's commit still happens, and its failure is what counts. */
+        wr_error e = {0};
+        int brc = req->before_run(req->before_run_ud, &e);
+        if (brc != WR_OK) {
+            if (err)
+                *err = e;
+            rc = brc;
+        }
+    }
     r->ended_ms = wr_now_ms(req->ctx);
     if (rc != WR_OK) {
         wr_exec_result_free(r);

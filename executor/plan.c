@@ -527,7 +527,7 @@ static int add_exe(wr_plan *p, const wr_command *cmd, size_t seg, bool apply, wr
 static int add_init(wr_plan *p, bool apply, wr_error *err)
 {
     char path[PATH_MAX];
-    int rc = wr_exec_init_path(path, sizeof path, err);
+    int rc = wr_exec_helper_path(WR_INIT_NAME, path, sizeof path, err);
     if (rc == WR_OK)
         rc = add_op(p, WR_OP_INIT, path, WR_INIT_SANDBOX_PATH, NULL, "system", err);
     if (rc == WR_OK && apply)
@@ -535,7 +535,7 @@ static int add_init(wr_plan *p, bool apply, wr_error *err)
     return rc;
 }
 
-int wr_exec_init_path(char *out, size_t len, wr_error *err)
+int wr_exec_helper_path(const char *name, char *out, size_t len, wr_error *err)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -544,16 +544,15 @@ int wr_exec_init_path(char *out, size_t len, wr_error *err)
     self[n] = 0;
     char *slash = strrchr(self, '/');
     *slash = 0;
-    if ((size_t)snprintf(out, len, "%s/%s", self, WR_INIT_NAME) < len && access(out, X_OK) == 0)
+    if ((size_t)snprintf(out, len, "%s/%s", self, name) < len && access(out, X_OK) == 0)
         return WR_OK;
     /* The build tree's copy serves only binaries of that same build tree. */
-    if (wr_path_within(self, WR_BUILD_ROOT) && (size_t)snprintf(out, len, "%s", WR_INIT_BUILD_PATH) < len &&
+    if (wr_path_within(self, WR_BUILD_ROOT) && (size_t)snprintf(out, len, "%s/%s", WR_HELPER_BUILD_DIR, name) < len &&
         access(out, X_OK) == 0)
         return WR_OK;
-    if ((size_t)snprintf(out, len, "%s", WR_INIT_INSTALL_PATH) < len && access(out, X_OK) == 0)
+    if ((size_t)snprintf(out, len, "%s/%s", WR_HELPER_INSTALL_DIR, name) < len && access(out, X_OK) == 0)
         return WR_OK;
-    return wr_errorf(err, WR_E_INTERNAL, "", "%s not found next to %s, nor in %s", WR_INIT_NAME, self,
-                     WR_INIT_INSTALL_PATH);
+    return wr_errorf(err, WR_E_INTERNAL, "", "%s not found next to %s, nor in %s", name, self, WR_HELPER_INSTALL_DIR);
 }
 
 static int64_t mb(int64_t v)
@@ -996,6 +995,8 @@ int wr_plan_config(const wr_plan *p, char **buf, size_t *len, wr_error *err)
         else if (tag && p->landlock_abi > 0)
             rc = record(&recs, tag, op->dest, NULL, err);
     }
+    if (rc == WR_OK)
+        rc = record(&recs, WR_CFG_END, "", NULL, err);
     size_t total = 0;
     for (size_t i = 0; rc == WR_OK && i < recs.n; i++)
         total += strlen(recs.v[i]) + 1;

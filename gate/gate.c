@@ -37,6 +37,7 @@ struct wr_gate {
     char *policy_pack; /* bundled pack loaded when no policy path is given */
     char *const *host_env;
     char *cgroup_root; /* NULL: /sys/fs/cgroup */
+    wr_launch_pool *launchers;
     wr_store *store;
     wr_contracts *contracts;
     wr_schema *receipt_schema; /* compiled once: every outcome is sealed */
@@ -51,6 +52,8 @@ struct wr_gate {
     policy_ref *active;
     policy_ref *retired;
 };
+
+_Static_assert(WR_GATE_LAUNCHERS_MAX == WR_LAUNCH_POOL_MAX, "gate.h and executor.h disagree");
 
 #define SECRET_MAX_BYTES (64u * 1024u)
 
@@ -304,6 +307,15 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     g->max_contract_bytes = cfg->max_contract_bytes_per_agent > 0 ? cfg->max_contract_bytes_per_agent : QUOTA_BYTES;
     g->max_pending = cfg->max_pending_per_agent > 0 ? cfg->max_pending_per_agent : QUOTA_PENDING;
     int rc = WR_E_NOMEM;
+    const char *cg = cfg->cgroup_root ? cfg->cgroup_root : getenv("WARRANT_CGROUP_ROOT");
+    if (cg && *cg && !(g->cgroup_root = strdup(cg)))
+        goto fail;
+    /* First: the launchers join their cgroups while the rest starts up. */
+    size_t nl = cfg->launchers < 0 ? WR_LAUNCH_POOL_DEFAULT : (size_t)cfg->launchers;
+    if (nl &&
+        (rc = wr_launch_pool_new(g->cgroup_root, nl, cfg->launchers_refill, &g->ctx, &g->launchers, err)) != WR_OK)
+        goto fail;
+    rc = WR_E_NOMEM;
     if (!(g->state_dir = strdup(cfg->state_dir)))
         goto fail;
     if (cfg->policy_pack && !(g->policy_pack = strdup(cfg->policy_pack)))
@@ -324,11 +336,6 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
         goto fail;
     if ((rc = wr_gate_reload_policy(g, cfg->policy_path, err)) != WR_OK)
         goto fail;
-    const char *cg = cfg->cgroup_root ? cfg->cgroup_root : getenv("WARRANT_CGROUP_ROOT");
-    if (cg && *cg && !(g->cgroup_root = strdup(cg))) {
-        rc = WR_E_NOMEM;
-        goto fail;
-    }
     log_isolation(g);
     seal_interrupted(g);
     *out = g;
@@ -353,6 +360,7 @@ void wr_gate_close(wr_gate *g)
         wr_policy_free(r->policy);
         free(r);
     }
+    wr_launch_pool_free(g->launchers);
     wr_contracts_free(g->contracts);
     wr_schema_free(g->receipt_schema);
     wr_store_close(g->store);
@@ -1104,6 +1112,50 @@ static void take_stream(wr_exec_stream *from, wr_run_stream *to)
     from->captured_len = 0;
 }
 
+/* The durable record before exec: contract, decision, execution row and
+ * the single-use approvals it consumes, in one commit. */
+typedef struct pre_exec {
+    run_state *rs;
+    int live; /* mark_running's result; < 0: live_err */
+    wr_error live_err;
+    wr_run_record rec;
+    int rc; /* the commit's outcome */
+    wr_error err;
+} pre_exec;
+
+static int record_pre_exec(pre_exec *pe, wr_error *err)
+{
+    run_state *rs = pe->rs;
+    pe->rc = pe->live < 0 ? pe->live_err.code : store_contract_and_decision(rs->g, rs->ct, rs->decision, &pe->rec, err);
+    if (pe->live < 0 && err)
+        *err = pe->live_err;
+    if (pe->rc == WR_OK)
+        rs->unrecorded = false;
+    else if (err)
+        pe->err = *err;
+    return pe->rc;
+}
+
+/* The executor's before_run: called while the first sandbox sets up. */
+static int record_pre_exec_cb(void *ud, wr_error *err)
+{
+    return record_pre_exec(ud, err);
+}
+
+/* The run stops when its pre-exec record fails: an approval that another
+ * run consumed first is a blocked run, anything else an error. */
+static int pre_exec_failed(run_state *rs, int rc, const wr_error *e, wr_run_outcome *out, wr_error *err)
+{
+    if (rc != WR_E_CONFLICT) {
+        if (err)
+            *err = *e;
+        return rc;
+    }
+    char why[1024];
+    snprintf(why, sizeof why, "approval already used: %s", e->message);
+    return finish(rs, "blocked", why, out, err);
+}
+
 int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -1174,31 +1226,29 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         }
     live = mark_running(g, rs.execution_id, &e);
     /* A time-window approval stays usable: its request is not consumed. */
-    wr_run_record rec = {.execution_id = rs.execution_id,
-                         .consume_ids = &consume,
-                         .consumed_request_id = out->request_id[0] && consume.n ? out->request_id : NULL};
-    rc = live < 0 ? e.code : store_contract_and_decision(g, rs.ct, rs.decision, &rec, &e);
-    wr_strv_free(&consume);
-    if (rc == WR_E_CONFLICT) {
-        snprintf(why, sizeof why, "approval already used: %s", e.message);
-        rc = finish(&rs, "blocked", why, out, err);
-        goto done;
-    }
-    if (rc != WR_OK) {
-        *err = e;
-        goto done;
-    }
-    rs.unrecorded = false;
+    pre_exec pe = {.rs = &rs,
+                   .live = live,
+                   .live_err = e,
+                   .rec = {.execution_id = rs.execution_id,
+                           .consume_ids = &consume,
+                           .consumed_request_id = out->request_id[0] && consume.n ? out->request_id : NULL}};
 
     wr_secret *secrets = NULL;
     size_t nsecrets = 0;
     if (load_secrets(&rs, &secrets, &nsecrets, why, sizeof why) != WR_OK) {
-        rc = finish(&rs, "blocked", why[0] ? why : "out of memory", out, err);
+        /* refused after the approvals were checked: recorded (and they are
+         * consumed) first, as for any run that got this far */
+        rc = record_pre_exec(&pe, &e);
+        wr_strv_free(&consume);
+        rc = rc != WR_OK ? pre_exec_failed(&rs, rc, &e, out, err)
+                         : finish(&rs, "blocked", why[0] ? why : "out of memory", out, err);
         goto done;
     }
     wr_sandbox_limits limits = rs.policy->sandbox;
     if (req->memory_mb > 0)
         limits.memory_mb = req->memory_mb;
+    /* The pre-exec commit runs while the sandbox sets up (before_run):
+     * nothing of the command runs before it is durable. */
     wr_exec_request xr = {
         .contract = rs.ct,
         .limits = &limits,
@@ -1210,10 +1260,18 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
         .ud = req->ud,
         .cancel_fd = req->cancel_fd,
         .cgroup_root = g->cgroup_root,
+        .launchers = g->launchers,
         .ctx = &g->ctx,
+        .before_run = record_pre_exec_cb,
+        .before_run_ud = &pe,
     };
     rc = wr_exec_run(&xr, &rs.exec, &e);
     free_secrets(secrets, nsecrets);
+    wr_strv_free(&consume);
+    if (pe.rc != WR_OK) {
+        rc = pre_exec_failed(&rs, pe.rc, &pe.err, out, err);
+        goto done;
+    }
     if (rc != WR_OK) {
         snprintf(why, sizeof why, "sandbox could not start: %s", e.message);
         rc = finish(&rs, "failed", why, out, err);

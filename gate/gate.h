@@ -37,6 +37,8 @@ typedef struct wr_gate_event {
     double seconds;           /* decision: evaluation; sealed: request to durable receipt */
 } wr_gate_event;
 
+#define WR_GATE_LAUNCHERS_MAX 64 /* the executor's WR_LAUNCH_POOL_MAX */
+
 typedef struct wr_gate_config {
     const char *state_dir;   /* required */
     const char *policy_path; /* NULL: the bundled pack policy_pack */
@@ -56,6 +58,13 @@ typedef struct wr_gate_config {
     /* Where per-command cgroups go: a delegated v2 parent or a v1 mount
      * base; NULL: $WARRANT_CGROUP_ROOT, else /sys/fs/cgroup. */
     const char *cgroup_root;
+    /* Warm launchers (wr_launch_pool_new), started first thing at open so
+     * their cgroup attach overlaps the rest of the start-up: 0 none (each
+     * command starts its own), < 0 the executor's default, at most
+     * WR_GATE_LAUNCHERS_MAX; refill keeps the pool full (servers), else
+     * the launchers serve the process's first runs (a one-shot CLI). */
+    int launchers;
+    bool launchers_refill;
 } wr_gate_config;
 
 /* The state dir when none is given: $WARRANT_STATE_DIR, else

@@ -28,6 +28,7 @@ typedef struct opts {
         checkpoint_interval_sec;
     long long max_connections_per_client, max_sessions_per_client, session_idle_sec, body_timeout_sec;
     long long stream_budget_bytes, max_contracts_per_client, max_pending_per_client;
+    long long launchers; /* -1: the default */
     wr_strv origins, hosts;
 } opts;
 
@@ -66,6 +67,7 @@ enum {
     O_LOGFORMAT,
     O_METRICSAUTH,
     O_CHECKPOINT,
+    O_LAUNCHERS,
     O_HELP,
     O_VERSION,
 };
@@ -100,6 +102,7 @@ static const struct option longopts[] = {
     {"log-format", required_argument, NULL, O_LOGFORMAT},
     {"metrics-auth", required_argument, NULL, O_METRICSAUTH},
     {"checkpoint-interval", required_argument, NULL, O_CHECKPOINT},
+    {"launchers", required_argument, NULL, O_LAUNCHERS},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {NULL, 0, NULL, 0},
@@ -223,6 +226,8 @@ static int apply(opts *o, int id, const char *name, const char *v)
         return set_num(&o->heartbeat_sec, name, v, 1, 30);
     case O_CHECKPOINT:
         return set_num(&o->checkpoint_interval_sec, name, v, 1, 86400);
+    case O_LAUNCHERS:
+        return set_num(&o->launchers, name, v, 0, WR_GATE_LAUNCHERS_MAX);
     case O_LOGLEVEL:
         return set_str(&o->log_level, v);
     case O_LOGFORMAT:
@@ -362,6 +367,7 @@ int wr_server_main(int argc, char **argv)
 {
     opts o;
     memset(&o, 0, sizeof o);
+    o.launchers = -1;
     int status = 2;
     wr_gate *g = NULL;
     wr_server *srv = NULL;
@@ -510,7 +516,9 @@ int wr_server_main(int argc, char **argv)
                          .max_contracts_per_agent = o.max_contracts_per_client,
                          .max_pending_per_agent = o.max_pending_per_client,
                          .observer = observe_gate,
-                         .observer_ud = metrics};
+                         .observer_ud = metrics,
+                         .launchers = (int)o.launchers,
+                         .launchers_refill = true};
     if (wr_gate_open(&gc, &g, &err) != WR_OK) {
         fprintf(stderr, "warrantd: %s\n", err.message);
         goto out;

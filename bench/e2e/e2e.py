@@ -8,9 +8,13 @@
                           profile; medians and ratios; then where the time goes (phase
                           timestamps from strace, fsync/fdatasync per run, CPU instructions).
                           REPEAT (5) times, each with a fresh server; the median of the
-                          REPEAT medians and ratios is the figure. With WARRANT_BASELINE=BUILD_DIR,
-                          that build's `warrant run` is interleaved too (before/after on a busy
-                          machine).
+                          REPEAT medians and ratios is the figure. Every timed run follows a
+                          pause of GAP_S, as agent runs seconds apart do: the kernel's cgroup
+                          attach is cheap only right after another one, which back-to-back
+                          runs would hide. A second server without warm launchers
+                          (--launchers 0) shows what the pool saves. With
+                          WARRANT_BASELINE=BUILD_DIR, that build's `warrant run` is interleaved
+                          too (before/after on a busy machine).
   e2e.py startup [N]      the CLI without the sandbox: wall time of `warrant --version` and
                           `warrant check` (the one-command policy, the bundled default pack),
                           median of N (200) interleaved runs; with WARRANT_BASELINE=BUILD_DIR the
@@ -48,6 +52,7 @@ WARRANT = os.path.join(BUILD, "clients", "warrant")
 mcpraw.WARRANTD = os.path.join(BUILD, "server", "warrantd")
 NOBODY = "65534"
 WARMUP = 3
+GAP_S = 0.06  # longer than the RCU grace period a cold cgroup attach waits for
 
 
 def bare_argv(ws):
@@ -61,6 +66,7 @@ def bare_argv(ws):
 
 
 def timed(argv):
+    time.sleep(GAP_S)
     t0 = time.perf_counter()
     p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t0
@@ -96,6 +102,7 @@ class Mcp:
 
     def run(self):
         req = json.dumps(self.request()).encode()
+        time.sleep(GAP_S)
         t0 = time.perf_counter()
         self.c.send_raw(req)
         msg = self.c.recv(60)
@@ -132,31 +139,34 @@ def latency(runs, repeat):
         base = [baseline_warrant(), "run", "--quiet"] + cli_args if baseline_warrant() else None
         results = []
         for r in range(repeat):
-            srv = Mcp(fx, fx.ws)
-            t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": []}
+            srv, cold = Mcp(fx, fx.ws), Mcp(fx, fx.ws, "--launchers", "0")
+            t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": [], "mcp_nopool": []}
             if base:
                 t["base_cli"] = []
             for i in range(-WARMUP, runs):
-                row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare)}
+                row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare),
+                       "mcp_nopool": cold.run()}
                 if base:
                     row["base_cli"] = timed(base)
                 if i >= 0:
                     for k, v in row.items():
                         t[k].append(v)
             srv.close()
-            print("run %d of %d: %d runs each, interleaved (cli, bare, mcp, bare) after %d warm-up rounds" % (
-                r + 1, repeat, runs, WARMUP))
+            cold.close()
+            print("run %d of %d: %d runs each, interleaved (cli, bare, mcp, bare, mcp without launchers), "
+                  "%.0f ms apart, after %d warm-up rounds" % (r + 1, repeat, runs, GAP_S * 1e3, WARMUP))
             m = {k: statistics.median(v) for k, v in t.items()}
             m["cli_ratio"] = median_ratio("  warrant run (CLI, whole process)", t["cli"], t["bare_cli"])
             m["mcp_ratio"] = median_ratio("  MCP run over stdio", t["mcp"], t["bare_mcp"])
+            m["mcp_nopool_ratio"] = median_ratio("  MCP run, --launchers 0", t["mcp_nopool"], t["bare_mcp"])
             if base:
                 m["base_cli_ratio"] = median_ratio("  warrant run of WARRANT_BASELINE", t["base_cli"], t["bare_cli"])
             results.append(m)
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         print("median of %d runs: warrant run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.3); "
-              "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15)" % (
+              "MCP run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.15); without warm launchers %.2f ms = %.2f x" % (
                   repeat, med["cli"], med["bare_cli"], med["cli_ratio"], med["mcp"], med["bare_mcp"],
-                  med["mcp_ratio"]))
+                  med["mcp_ratio"], med["mcp_nopool"], med["mcp_nopool_ratio"]))
         if base:
             print("  WARRANT_BASELINE's warrant run %.2f ms = %.2f x bare (median of %d runs)" % (
                 med["base_cli"], med["base_cli_ratio"], repeat))
@@ -185,7 +195,9 @@ def phases(lines, t_start):
             continue
         pid, ts, call, rest = int(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
         ms = (ts - t_start) * 1e3
-        if call == "execve" and "bwrap" in rest.split(",")[0] and bwrap_pid is None:
+        if call == "execve" and "warrant-launch" in rest.split(",")[0]:
+            marks.append((ms, "exec warrant-launch"))
+        elif call == "execve" and "bwrap" in rest.split(",")[0] and bwrap_pid is None:
             bwrap_pid = pid
             marks.append((ms, "exec bwrap"))
         elif call == "wait4" and bwrap_pid and rest.startswith(str(bwrap_pid)):
@@ -234,7 +246,11 @@ def breakdown(fx, cli, bare):
     for _ in range(n):
         srv.run()
     st.terminate()
-    st.wait(30)
+    try:
+        st.wait(30)
+    except subprocess.TimeoutExpired:  # detaching from a launcher blocked in recvmsg can hang; the kernel detaches
+        st.kill()
+        st.wait(30)
     srv.close()
     syncs = sum(1 for ln in open(out) if re.search(r"\b(fsync|fdatasync)\(", ln))
     print("  MCP run: %.1f fsync+fdatasync per run (mean of %d)" % (syncs / n, n))
@@ -306,7 +322,8 @@ def cli_instructions(fx, cli):
 def concurrent(n, rounds=3):
     tmp, fx, _ = fixture()
     try:
-        srv = Mcp(fx, fx.ws, "--max-runs", str(n), "--max-runs-per-client", str(n))
+        # a client may hold at most half of --max-runs
+        srv = Mcp(fx, fx.ws, "--max-runs", str(2 * n), "--max-runs-per-client", str(n))
         srv.run()
         rates, p99s = [], []
         for _ in range(rounds):

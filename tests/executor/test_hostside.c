@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "executor/executor_internal.h"
+#include "cgroup_util.h"
 #include "sandbox_util.h"
 
 /* The cgroup mode the plan of f's first command records. */
@@ -153,26 +154,6 @@ static void test_cancel_during_setup(void **s)
 
 /* ---- cgroups themselves ------------------------------------------------------ */
 
-static size_t run_cgroups(void)
-{
-    wr_cg_plan cg;
-    wr_error e = {0};
-    assert_int_equal(wr_cg_probe(NULL, NULL, &cg, &e), WR_OK);
-    size_t n = 0;
-    char sub[4200];
-    snprintf(sub, sizeof sub, "%s/warrant", cg.parent[cg.mode == WR_CG_V2 ? 0 : WR_CG_FREEZER]);
-    DIR *d = opendir(sub);
-    struct dirent *de;
-    char mine[32]; /* other tests' servers run beside this one */
-    snprintf(mine, sizeof mine, "run-%d-", (int)getpid());
-    while (d && (de = readdir(d)) != NULL)
-        n += strncmp(de->d_name, mine, strlen(mine)) == 0;
-    if (d)
-        closedir(d);
-    wr_cg_plan_free(&cg);
-    return n;
-}
-
 /* Each command gets its own cgroup holding the limits, and it is removed
  * at the end, whatever the outcome (success, timeout with stragglers). */
 static void test_cgroup_lifecycle(void **s)
@@ -180,7 +161,7 @@ static void test_cgroup_lifecycle(void **s)
     (void)s;
     if (!have_cgroup())
         skip();
-    size_t before = run_cgroups();
+    size_t before = run_cgroups_of(getpid());
     const char *show[] = {"/bin/sh", "-c", "cat /proc/self/cgroup", NULL};
     /* a sleep length no other test on this host uses: found by it */
     const char *stuck[] = {"/bin/sh", "-c", "setsid sleep 39.713 & trap '' TERM; sleep 39.713", NULL};
@@ -191,7 +172,7 @@ static void test_cgroup_lifecycle(void **s)
     /* bwrap unshares the cgroup namespace: inside, the run cgroup is "/" */
     assert_non_null(strstr(OUT(r), ":memory:/\n"));
     wr_exec_result_free(r);
-    assert_int_equal(run_cgroups(), before);
+    assert_int_equal(run_cgroups_of(getpid()), before);
     assert_false(process_alive("sleep 39.713"));
 }
 
@@ -387,20 +368,6 @@ static void test_dynamic_uid(void **s)
 
 /* ---- host walks of agent-writable trees ------------------------------------- */
 
-typedef struct swapper {
-    fx f;
-    wr_exec_result *r;
-} swapper;
-
-static void *run_swapper(void *arg)
-{
-    swapper *sw = arg;
-    wr_error e = {0};
-    if (wr_exec_run(&sw->f.req, &sw->r, &e) != WR_OK)
-        fprintf(stderr, "swapper: %s\n", e.message);
-    return NULL;
-}
-
 /* Two runs share a write path. One swaps a directory with a symlink to
  * the protected state dir (renameat2 RENAME_EXCHANGE, in a loop) while the
  * other writes a file and has its artifacts listed. A path-based walk (fts
@@ -426,11 +393,11 @@ static void test_artifact_walk_race(void **s)
              "    c.renameat2(-100, b'%s', -100, b'%s', 2)\n",
              d, l);
     const char *swap[] = {"/usr/bin/python3", "-c", loop, NULL};
-    swapper sw;
+    async_run sw;
     fx_init(&sw.f, (fx_cmd_spec[]){{.id = "swap", .seg = {swap}, .writes = {shared}}, {0}});
     sw.r = NULL;
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, run_swapper, &sw), 0);
+    assert_int_equal(pthread_create(&t, NULL, async_run_main, &sw), 0);
 
     int runs = 0, leaks = 0;
     int64_t end = now_ms() + 3500;
@@ -568,7 +535,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fallback),       cmocka_unit_test(test_artifact_walk_race),
         cmocka_unit_test(test_strength),
     };
+    /* The cgroup tests again through warm launchers. */
+    const struct CMUnitTest pooled[] = {
+        cmocka_unit_test(test_memory_pinning),
+        cmocka_unit_test(test_pids_exact),
+        cmocka_unit_test(test_cancel_during_setup),
+        cmocka_unit_test(test_fallback),
+    };
     if (g_unpriv)
-        return cmocka_run_group_tests_name("hostside_unprivileged", unpriv, setup, teardown);
-    return cmocka_run_group_tests_name("hostside", all, setup, teardown);
+        return cmocka_run_group_tests_name("hostside_unprivileged", unpriv, setup, teardown) |
+               cmocka_run_group_tests_name("hostside_unprivileged_pool", pooled, setup_pool, teardown);
+    return cmocka_run_group_tests_name("hostside", all, setup, teardown) |
+           cmocka_run_group_tests_name("hostside_pool", pooled, setup_pool, teardown);
 }

@@ -654,12 +654,17 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),         cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_init_layers),         cmocka_unit_test(test_symlink_escape),
+        cmocka_unit_test(test_scope_order),
+        cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_init_layers),
+        cmocka_unit_test(test_symlink_escape),
         cmocka_unit_test(test_glob_read_paths),
-        cmocka_unit_test(test_missing_write_paths), cmocka_unit_test(test_env_and_user),
-        cmocka_unit_test(test_seccomp_filter),      cmocka_unit_test(test_capture_redaction),
-        cmocka_unit_test(test_argv_limits),         cmocka_unit_test(test_argv_nul_refused_at_parse),
+        cmocka_unit_test(test_missing_write_paths),
+        cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),
+        cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),
+        cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1308,7 +1308,21 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dev_not_writable),
         cmocka_unit_test(test_argv0_swap_race),
     };
+    /* Limits, kills and pipelines again through warm launchers (each
+     * pipeline segment but the last forked by the command's launcher). */
+    const struct CMUnitTest pooled[] = {
+        cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_fork_bomb),
+        cmocka_unit_test(test_memory_and_tmp_limits),
+        cmocka_unit_test(test_timeout_kills_everything),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_pipelines),
+        cmocka_unit_test(test_setup_failure),
+        cmocka_unit_test(test_network_denied),
+    };
     if (g_unpriv)
-        return cmocka_run_group_tests_name("sandbox_unprivileged", unpriv, setup, teardown);
-    return cmocka_run_group_tests_name("sandbox", all, setup, teardown);
+        return cmocka_run_group_tests_name("sandbox_unprivileged", unpriv, setup, teardown) |
+               cmocka_run_group_tests_name("sandbox_unprivileged_pool", pooled, setup_pool, teardown);
+    return cmocka_run_group_tests_name("sandbox", all, setup, teardown) |
+           cmocka_run_group_tests_name("sandbox_pool", pooled, setup_pool, teardown);
 }

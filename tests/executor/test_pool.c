@@ -1,0 +1,548 @@
+/* Attacks on the way a command is started ahead of its run: the warm
+ * launchers (executor/pool.c, launcher.c) — a launcher must never carry
+ * anything from one run to the next, limits must hold from a command's
+ * first instruction though its cgroup was made long before, a killed
+ * launcher must not cost a run, and nothing of the pool may outlive its
+ * process — and the caller's pre-exec commit overlapping bwrap's set-up
+ * (before_run): nothing of the command runs before it succeeded, nothing at
+ * all when it fails. Real bwrap, real cgroups (v1 here), and a real cgroup2
+ * for CLONE_INTO_CGROUP. CI runs it as root. */
+#include "exec_fixture.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "executor/executor_internal.h"
+#include "cgroup_util.h"
+#include "sandbox_util.h"
+
+#define SETTLE_MS 5000
+
+static bool have_cgroup(void)
+{
+    wr_cg_plan cg;
+    wr_error e = {0};
+    assert_int_equal(wr_cg_probe(NULL, NULL, &cg, &e), WR_OK);
+    bool have = cg.mode != WR_CG_NONE;
+    wr_cg_plan_free(&cg);
+    return have;
+}
+
+/* Waits until the pool holds n launchers again (its worker refills it). */
+static void settle(wr_launch_pool *p, size_t n, pid_t *pids)
+{
+    pid_t tmp[WR_LAUNCH_POOL_MAX];
+    for (int i = 0; i < SETTLE_MS / 10 && wr_launch_pool_pids(p, tmp, WR_LAUNCH_POOL_MAX) < n; i++)
+        usleep(10000);
+    assert_int_equal(wr_launch_pool_pids(p, pids ? pids : tmp, WR_LAUNCH_POOL_MAX), n);
+}
+
+/* A process's cgroup in the v1 memory hierarchy ("" when none). */
+static void memory_cgroup(pid_t pid, char *out, size_t len)
+{
+    char p[64], buf[2048];
+    snprintf(p, sizeof p, "/proc/%d/cgroup", (int)pid);
+    out[0] = 0;
+    FILE *f = fopen(p, "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (strstr(buf, ":memory:"))
+            snprintf(out, len, "%s", strchr(strstr(buf, ":memory:") + 1, ':') + 1);
+    if (f)
+        fclose(f);
+}
+
+/* Gone, or a zombie waiting for us (wr_exec_run makes this process a
+ * subreaper: orphans come back to it), which is reaped here. */
+static bool gone(pid_t pid)
+{
+    char p[64], buf[256];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    int fd = open(p, O_RDONLY);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    const char *rp = strrchr(buf, ')');
+    if (rp && rp[1] == ' ' && rp[2] == 'Z') {
+        waitpid(pid, NULL, WNOHANG);
+        return true;
+    }
+    return false;
+}
+
+static bool all_gone(const pid_t *pids, size_t n)
+{
+    for (int round = 0; round < SETTLE_MS / 10; round++) {
+        bool any = false;
+        for (size_t i = 0; i < n; i++)
+            any = any || !gone(pids[i]);
+        if (!any)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Two runs in flight at once, each pinning 160 MiB (memfd pages, which
+ * only the memory cgroup counts) under a 200 MiB limit, then waiting: had
+ * they shared a cgroup, or a launcher kept the first one's, one would die.
+ * Seen from the host, their processes are in two different run cgroups,
+ * neither of them a launcher's still waiting in the pool, each with its
+ * own limit written before it started. */
+static void test_runs_isolated(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    const char *argv[] = {"/usr/bin/python3", "-c",
+                          "import os, time\nfd = os.memfd_create('x')\nb = bytes(1 << 20)\n"
+                          "for i in range(160): os.write(fd, b)\nprint('pinned', flush=True)\ntime.sleep(1.5)\n"
+                          "#pool-isolated",
+                          NULL};
+    async_run x[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&x[i], 0, sizeof x[i]);
+        x[i].spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
+        fx_init(&x[i].f, x[i].spec);
+        x[i].f.lim.memory_mb = 200;
+        x[i].f.req.launchers = g_pool;
+        assert_int_equal(pthread_create(&t[i], NULL, async_run_main, &x[i]), 0);
+    }
+    pid_t pids[8];
+    size_t n = 0;
+    for (int i = 0; i < 300 && (n = pids_of("#pool-isolated", true, pids, 8)) < 2; i++)
+        usleep(10000);
+    assert_int_equal(n, 2);
+    char cg[2][1024];
+    memory_cgroup(pids[0], cg[0], sizeof cg[0]);
+    memory_cgroup(pids[1], cg[1], sizeof cg[1]);
+    assert_non_null(strstr(cg[0], "/warrant/run-"));
+    assert_non_null(strstr(cg[1], "/warrant/run-"));
+    assert_string_not_equal(cg[0], cg[1]);
+    pid_t waiting[WR_LAUNCH_POOL_MAX];
+    size_t nw = wr_launch_pool_pids(g_pool, waiting, WR_LAUNCH_POOL_MAX);
+    for (size_t i = 0; i < nw; i++) {
+        char lc[1024];
+        memory_cgroup(waiting[i], lc, sizeof lc);
+        assert_string_not_equal(lc, cg[0]);
+        assert_string_not_equal(lc, cg[1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_non_null(x[i].r);
+        if (x[i].r->status != WR_EXEC_SUCCESS)
+            dump(x[i].r);
+        assert_int_equal(x[i].r->status, WR_EXEC_SUCCESS);
+        assert_string_equal(OUT(x[i].r), "pinned\n");
+        wr_exec_result_free(x[i].r);
+    }
+}
+
+/* One limit of the cgroup that pid is in, read from the host. */
+static long long cgroup_value(pid_t pid, const char *ctrl, const char *file)
+{
+    char p[64], buf[2048], key[32], path[2300], v[64] = "";
+    snprintf(p, sizeof p, "/proc/%d/cgroup", (int)pid);
+    snprintf(key, sizeof key, ":%s:", ctrl);
+    FILE *f = fopen(p, "r");
+    path[0] = 0;
+    while (f && fgets(buf, sizeof buf, f))
+        if (strstr(buf, key)) {
+            buf[strcspn(buf, "\n")] = 0;
+            snprintf(path, sizeof path, "/sys/fs/cgroup/%s%s/%s", ctrl, strstr(buf, key) + strlen(key), file);
+        }
+    if (f)
+        fclose(f);
+    if (path[0] && (f = fopen(path, "r"))) {
+        if (!fgets(v, sizeof v, f))
+            v[0] = 0;
+        fclose(f);
+    }
+    return v[0] ? atoll(v) : -1;
+}
+
+/* A launcher waits long in its unlimited cgroups; the run that takes it
+ * forks at once, then pins memory. pids.max and the memory limit are in
+ * its cgroups while it runs (read from the host) and felt by it. */
+static void test_limits_before_start(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    usleep(200 * 1000);
+    const char *argv[] = {"/usr/bin/python3", "-c",
+                          "import os, time\nn = 0\ntry:\n"
+                          "    while n < 40:\n"
+                          "        if os.fork() == 0:\n"
+                          "            time.sleep(2)\n"
+                          "            os._exit(0)\n"
+                          "        n += 1\n"
+                          "except OSError:\n"
+                          "    pass\n"
+                          "print('forked', n, flush=True)\n"
+                          "fd = os.memfd_create('x')\nb = bytes(1 << 20)\n"
+                          "for i in range(256): os.write(fd, b)\nprint('pinned', flush=True)\n"
+                          "#pool-limits",
+                          NULL};
+    async_run x;
+    memset(&x, 0, sizeof x);
+    x.spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
+    fx_init(&x.f, x.spec);
+    x.f.lim.memory_mb = 64;
+    x.f.lim.max_processes = 16;
+    x.f.req.launchers = g_pool;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, async_run_main, &x), 0);
+    pid_t pids[64];
+    size_t n = 0;
+    for (int i = 0; i < 300 && (n = pids_of("#pool-limits", true, pids, 64)) < 2; i++)
+        usleep(10000);
+    assert_true(n >= 2);
+    long long mem = cgroup_value(pids[n - 1], "memory", "memory.limit_in_bytes");
+    long long pmax = cgroup_value(pids[n - 1], "pids", "pids.max");
+    pthread_join(t, NULL);
+    assert_non_null(x.r);
+    assert_int_equal(mem, 64LL * 1024 * 1024);
+    assert_int_equal(pmax, 16);
+    const char *out = OUT(x.r), *o = strstr(out, "forked ");
+    if (!o || strstr(out, "pinned"))
+        dump(x.r);
+    assert_non_null(o);
+    assert_true(atoi(o + 7) <= 16 - 3);
+    assert_null(strstr(out, "pinned"));
+    assert_int_equal(x.r->status, WR_EXEC_FAILED);
+    wr_exec_result_free(x.r);
+}
+
+/* Launchers killed while they wait (an operator, the OOM killer): the run
+ * that comes next does not notice, they are replaced by new ones, and
+ * their cgroups are gone. */
+static void test_killed_launcher_replaced(void **s)
+{
+    (void)s;
+    pid_t old[WR_LAUNCH_POOL_MAX], now[WR_LAUNCH_POOL_MAX];
+    settle(g_pool, TEST_POOL_SIZE, old);
+    for (size_t i = 0; i < TEST_POOL_SIZE; i++)
+        assert_int_equal(kill(old[i], SIGKILL), 0);
+    for (int i = 0; i < 100; i++) { /* dead, not yet reaped by the pool */
+        char p[64], st[256] = "";
+        snprintf(p, sizeof p, "/proc/%d/stat", (int)old[0]);
+        FILE *f = fopen(p, "r");
+        if (f && fgets(st, sizeof st, f) && strstr(st, ") Z"))
+            i = 100;
+        if (f)
+            fclose(f);
+        usleep(5000);
+    }
+    const char *argv[] = {"/bin/echo", "after the kill", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    assert_string_equal(OUT(r), "after the kill\n");
+    wr_exec_result_free(r);
+    settle(g_pool, TEST_POOL_SIZE, now);
+    for (size_t i = 0; i < TEST_POOL_SIZE; i++)
+        for (size_t k = 0; k < TEST_POOL_SIZE; k++)
+            assert_int_not_equal(now[i], old[k]);
+    assert_true(all_gone(old, TEST_POOL_SIZE));
+    if (!have_cgroup())
+        return;
+    /* the run's cgroups are removed by the pool's worker, off the run's path */
+    for (int i = 0; i < SETTLE_MS / 10 && run_cgroups_of(getpid()) != TEST_POOL_SIZE; i++)
+        usleep(10000);
+    assert_int_equal(run_cgroups_of(getpid()), TEST_POOL_SIZE);
+}
+
+/* A process with a full pool ends: cleanly (the pool freed) or killed
+ * (SIGKILL, no clean-up). Either way no launcher survives it; the clean
+ * end leaves no cgroup, the crash's are reaped at the next start. */
+static void test_exit_leaves_nothing(void **s)
+{
+    (void)s;
+    for (int crash = 0; crash < 2; crash++) {
+        int pp[2];
+        assert_int_equal(pipe(pp), 0);
+        pid_t child = fork();
+        if (child == 0) {
+            wr_launch_pool *p = NULL;
+            wr_ctx ctx = wr_ctx_system();
+            wr_error e = {0};
+            pid_t pids[WR_LAUNCH_POOL_MAX];
+            if (wr_launch_pool_new(NULL, 3, true, &ctx, &p, &e) != WR_OK)
+                _exit(1);
+            for (int i = 0; i < SETTLE_MS / 10 && wr_launch_pool_pids(p, pids, 3) < 3; i++)
+                usleep(10000);
+            size_t n = wr_launch_pool_pids(p, pids, 3);
+            if (write(pp[1], pids, n * sizeof *pids) < 0)
+                _exit(1);
+            if (crash)
+                raise(SIGKILL);
+            wr_launch_pool_free(p);
+            _exit(0);
+        }
+        close(pp[1]);
+        pid_t pids[3];
+        ssize_t got = read(pp[0], pids, sizeof pids);
+        close(pp[0]);
+        int st;
+        assert_int_equal(waitpid(child, &st, 0), child);
+        assert_int_equal(got, (ssize_t)sizeof pids);
+        assert_true(all_gone(pids, 3));
+        if (!have_cgroup())
+            continue;
+        if (crash) {
+            wr_cg_plan cg;
+            wr_error e = {0};
+            size_t reaped = 0;
+            assert_int_equal(wr_cg_probe(NULL, NULL, &cg, &e), WR_OK);
+            assert_int_equal(wr_cg_reap_orphans(&cg, &reaped), WR_OK);
+            assert_true(reaped >= 3);
+            wr_cg_plan_free(&cg);
+        }
+        assert_int_equal(run_cgroups_of(child), 0);
+    }
+}
+
+/* On cgroup v2 the launcher is born in its cgroup (clone3
+ * CLONE_INTO_CGROUP): it never writes cgroup.procs (told to join 0
+ * cgroups), yet it and what it becomes are in the run cgroup. This host's
+ * cgroup2 (/sys/fs/cgroup/unified) has no controllers, so the plan here
+ * limits nothing; the clone is real. */
+static void test_clone_into_cgroup(void **s)
+{
+    (void)s;
+    const char *unified = "/sys/fs/cgroup/unified";
+    char top[256];
+    snprintf(top, sizeof top, "%s/wr-test-%d", unified, (int)getpid());
+    if (access(unified, W_OK) != 0 || mkdir(top, 0755) != 0)
+        skip(); /* no writable cgroup2 here */
+    wr_cg_plan cg = {.mode = WR_CG_V2};
+    cg.parent[0] = top;
+    wr_ctx ctx = wr_ctx_system();
+    wr_error e = {0};
+    wr_launcher l;
+    assert_int_equal(wr_launcher_start(&cg, &ctx, &l, &e), WR_OK);
+    assert_int_equal(wr_launcher_ready(&l, &e), WR_OK);
+    char p[64], cmd[256] = "", self[1024] = "";
+    snprintf(p, sizeof p, "/proc/%d/cmdline", (int)l.pid);
+    int fd = open(p, O_RDONLY);
+    ssize_t n = read(fd, cmd, sizeof cmd - 1);
+    close(fd);
+    assert_true(n > 0);
+    const char *a2 = cmd + strlen(cmd) + 1;
+    a2 += strlen(a2) + 1;
+    assert_string_equal(a2, "0"); /* no cgroup.procs to write: born inside */
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int slots[3] = {null, out[1], null};
+    char *argv[] = {"/bin/cat", "/proc/self/cgroup", NULL};
+    wr_launch_spec spec = {.argv = argv, .slots = slots, .nslots = 3, .umask = 022};
+    pid_t pid;
+    assert_int_equal(wr_launcher_launch(&l, &spec, false, &pid, &e), WR_OK);
+    close(out[1]);
+    n = read(out[0], self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    close(out[0]);
+    close(null);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    char want[1024];
+    snprintf(want, sizeof want, "0::%s\n", l.cg.dir[0] + strlen(unified));
+    assert_non_null(strstr(self, want));
+    wr_launcher_discard(&l, true);
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/warrant", top);
+    rmdir(sub);
+    assert_int_equal(rmdir(top), 0);
+}
+
+/* ---- the pre-exec commit overlapping the sandbox's set-up ------------------ */
+
+typedef struct commit_probe {
+    const char *marker; /* the command creates it */
+    int calls;
+    bool marker_seen;
+    bool fail;
+} commit_probe;
+
+/* Plays the gate's durable commit: a slow fsync, during which the command
+ * must not have run; or a conflict (an approval already used). */
+static int slow_commit(void *ud, wr_error *err)
+{
+    commit_probe *c = ud;
+    c->calls++;
+    usleep(300 * 1000);
+    c->marker_seen = exists(c->marker);
+    return c->fail ? wr_errorf(err, WR_E_CONFLICT, "", "approval already used (test)") : WR_OK;
+}
+
+/* spec: the caller's (fx keeps pointers into it). */
+static void commit_fixture(fx *f, fx_cmd_spec spec[2], const char *const *argv, const char *dir, commit_probe *c)
+{
+    memset(spec, 0, 2 * sizeof *spec);
+    spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .cwd = dir, .writes = {dir}};
+    fx_init(f, spec);
+    f->req.before_run = slow_commit;
+    f->req.before_run_ud = c;
+    f->req.launchers = g_pool;
+}
+
+/* The command is held until the commit returns: its side effect is not
+ * there while the commit runs, and is there after. */
+static void test_commit_before_command(void **s)
+{
+    (void)s;
+    char *dir = fx_subdir(g_dir, "commit-ok", true), *marker = path_in(dir, "ran");
+    const char *argv[] = {"/usr/bin/touch", marker, NULL};
+    commit_probe c = {.marker = marker};
+    fx f;
+    fx_cmd_spec spec[2];
+    commit_fixture(&f, spec, argv, dir, &c);
+    wr_exec_result *r = run(&f);
+    assert_int_equal(r->status, WR_EXEC_SUCCESS);
+    assert_int_equal(c.calls, 1);
+    assert_false(c.marker_seen);
+    assert_true(exists(marker));
+    wr_exec_result_free(r);
+    free(marker);
+    free(dir);
+}
+
+/* The commit fails while bwrap is already setting up: the run is that
+ * failure, the command never ran, nothing of the sandbox is left. */
+static void test_commit_fails(void **s)
+{
+    (void)s;
+    char *dir = fx_subdir(g_dir, "commit-fail", true), *marker = path_in(dir, "ran");
+    const char *argv[] = {"/bin/sh", "-c", "touch ran; exec sleep 37.913", NULL};
+    commit_probe c = {.marker = marker, .fail = true};
+    fx f;
+    fx_cmd_spec spec[2];
+    commit_fixture(&f, spec, argv, dir, &c);
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_run(&f.req, &r, &e), WR_E_CONFLICT);
+    assert_null(r);
+    assert_non_null(strstr(e.message, "approval already used"));
+    assert_int_equal(c.calls, 1);
+    usleep(200 * 1000);
+    assert_false(exists(marker));
+    assert_false(process_alive("sleep 37.913"));
+    free(marker);
+    free(dir);
+}
+
+/* Blocked before anything starts (argv[0] missing): the commit still
+ * happens, once; when it fails, its failure is the outcome. */
+static void test_commit_when_blocked(void **s)
+{
+    (void)s;
+    char *dir = fx_subdir(g_dir, "commit-blocked", true), *marker = path_in(dir, "ran");
+    const char *argv[] = {"/nonexistent/warrant-test-tool", NULL};
+    for (int fail = 0; fail < 2; fail++) {
+        commit_probe c = {.marker = marker, .fail = fail};
+        fx f;
+        fx_cmd_spec spec[2];
+        commit_fixture(&f, spec, argv, dir, &c);
+        wr_exec_result *r = NULL;
+        wr_error e = {0};
+        int rc = wr_exec_run(&f.req, &r, &e);
+        assert_int_equal(c.calls, 1);
+        if (fail) {
+            assert_int_equal(rc, WR_E_CONFLICT);
+            assert_null(r);
+            continue;
+        }
+        assert_int_equal(rc, WR_OK);
+        assert_int_equal(r->status, WR_EXEC_BLOCKED);
+        wr_exec_result_free(r);
+    }
+    free(marker);
+    free(dir);
+}
+
+/* warrant-init itself never runs a command from a configuration without
+ * its end record (a pipe closed unwritten, or cut short): it reports a
+ * set-up failure instead. */
+static void test_init_needs_complete_config(void **s)
+{
+    (void)s;
+    char init[4096];
+    wr_error e = {0};
+    assert_int_equal(wr_exec_helper_path(WR_INIT_NAME, init, sizeof init, &e), WR_OK);
+    char *marker = path_in(g_dir, "init-ran");
+    const char *cases[] = {"", "a0\0t0\0", "a0\0t0\0z\0"};
+    const size_t lens[] = {0, 6, 8};
+    for (int i = 0; i < 3; i++) {
+        int cp[2], sp[2];
+        assert_int_equal(pipe(cp), 0);
+        assert_int_equal(pipe(sp), 0);
+        assert_int_equal(write(cp[1], cases[i], lens[i]), (ssize_t)lens[i]);
+        close(cp[1]);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char sfd[16], cfd[16];
+            snprintf(sfd, sizeof sfd, "%d", sp[1]);
+            snprintf(cfd, sizeof cfd, "%d", cp[0]);
+            execl(init, init, sfd, cfd, "/usr/bin/touch", "touch", marker, (char *)NULL);
+            _exit(126);
+        }
+        close(cp[0]);
+        close(sp[1]);
+        char status[512] = "";
+        ssize_t n = 0, k;
+        while ((k = read(sp[0], status + n, sizeof status - 1 - (size_t)n)) > 0)
+            n += k;
+        status[n] = 0;
+        close(sp[0]);
+        waitpid(pid, NULL, 0);
+        if (i < 2) {
+            assert_non_null(strstr(status, "\"setup-failed\", \"stage\": \"config\""));
+            assert_false(exists(marker));
+        } else {
+            assert_non_null(strstr(status, "\"started\""));
+            assert_true(exists(marker));
+        }
+    }
+    unlink(marker);
+    free(marker);
+}
+
+int main(int argc, char **argv)
+{
+    g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
+    const struct CMUnitTest all[] = {
+        cmocka_unit_test(test_runs_isolated),
+        cmocka_unit_test(test_limits_before_start),
+        cmocka_unit_test(test_killed_launcher_replaced),
+        cmocka_unit_test(test_exit_leaves_nothing),
+        cmocka_unit_test(test_clone_into_cgroup),
+        cmocka_unit_test(test_commit_before_command),
+        cmocka_unit_test(test_commit_fails),
+        cmocka_unit_test(test_commit_when_blocked),
+        cmocka_unit_test(test_init_needs_complete_config),
+        cmocka_unit_test(test_unprivileged),
+    };
+    /* As uid 65534 without delegation: no cgroup; the pool still works. */
+    const struct CMUnitTest unpriv[] = {
+        cmocka_unit_test(test_killed_launcher_replaced),   cmocka_unit_test(test_exit_leaves_nothing),
+        cmocka_unit_test(test_commit_before_command),      cmocka_unit_test(test_commit_fails),
+        cmocka_unit_test(test_init_needs_complete_config),
+    };
+    if (g_unpriv)
+        return cmocka_run_group_tests_name("pool_unprivileged", unpriv, setup_pool, teardown);
+    return cmocka_run_group_tests_name("pool", all, setup_pool, teardown);
+}
