@@ -610,7 +610,13 @@ static json_object *parse_with(wr_json_parser *p, const char *buf, size_t len, b
 
 json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err)
 {
-    json_object *obj = parse_with(p, buf, len, NULL, err);
+    return wr_json_parser_parse_canonical(p, buf, len, NULL, err);
+}
+
+json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, size_t len, bool *canonical,
+                                            wr_error *err)
+{
+    json_object *obj = parse_with(p, buf, len, canonical, err);
     if (p->copy_cap > PARSER_KEEP_BYTES) {
         free(p->copy);
         p->copy = NULL;
@@ -646,9 +652,11 @@ json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_
     return obj;
 }
 
-int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
+/* Reads fd whole into *buf (of *cap bytes, grown as needed and kept for
+ * the next file: a walk over many files allocates once per size, not per
+ * file). The buffer is the caller's to free, whatever the outcome. */
+static int read_fd_into(int fd, const char *path, size_t max_bytes, char **buf, size_t *cap, size_t *len, wr_error *err)
 {
-    *buf = NULL;
     *len = 0;
     struct stat st;
     /* a FIFO or device could block forever or never end */
@@ -657,44 +665,49 @@ int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *l
     if ((uintmax_t)st.st_size > max_bytes)
         return wr_errorf(err, WR_E_LIMIT, path, "%s is %jd bytes, over the limit of %zu", path, (intmax_t)st.st_size,
                          max_bytes);
-    /* The size may change while we read: read up to one byte past the limit. */
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    char *b = malloc(cap + 1);
-    if (!b)
-        return wr_errorf(err, WR_E_NOMEM, path, "out of memory reading %s", path);
+    /* The size may change while we read: read up to one byte past the
+     * limit. Room for st_size + 1 bytes lets the read that meets the end
+     * tell a file that grew; one more byte holds the NUL. */
+    size_t want = (size_t)st.st_size + 1, n = 0;
     for (;;) {
-        if (n == cap) {
+        if (n == want) {
             if (n > max_bytes)
                 break;
-            size_t ncap = cap * 2 > max_bytes + 1 ? max_bytes + 1 : cap * 2;
-            char *nb = realloc(b, ncap + 1);
-            if (!nb) {
-                free(b);
-                return wr_errorf(err, WR_E_NOMEM, path, "out of memory reading %s", path);
-            }
-            b = nb;
-            cap = ncap;
+            want = want * 2 > max_bytes + 1 ? max_bytes + 1 : want * 2;
         }
-        ssize_t r = read(fd, b + n, cap - n);
+        if (*cap < want + 1) {
+            char *nb = realloc(*buf, want + 1);
+            if (!nb)
+                return wr_errorf(err, WR_E_NOMEM, path, "out of memory reading %s", path);
+            *buf = nb;
+            *cap = want + 1;
+        }
+        ssize_t r = read(fd, *buf + n, want - n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
-            int e = errno;
-            free(b);
-            return wr_errorf(err, WR_E_IO, path, "cannot read %s: %s", path, strerror(e));
-        }
+        if (r < 0)
+            return wr_errorf(err, WR_E_IO, path, "cannot read %s: %s", path, strerror(errno));
         if (r == 0)
             break;
         n += (size_t)r;
     }
-    if (n > max_bytes) {
-        free(b);
+    if (n > max_bytes)
         return wr_errorf(err, WR_E_LIMIT, path, "%s exceeds the limit of %zu bytes", path, max_bytes);
-    }
-    b[n] = '\0';
-    *buf = b;
+    (*buf)[n] = '\0';
     *len = n;
     return WR_OK;
+}
+
+int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
+{
+    size_t cap = 0;
+    *buf = NULL;
+    int rc = read_fd_into(fd, path, max_bytes, buf, &cap, len, err);
+    if (rc) {
+        free(*buf);
+        *buf = NULL;
+    }
+    return rc;
 }
 
 int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
@@ -702,18 +715,37 @@ int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr
     return wr_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
 }
 
+/* O_NONBLOCK: opening a FIFO with no writer must not hang before the
+ * regular-file check can refuse it. */
+static int open_at(int dirfd, const char *name, const char *path, int *fd, wr_error *err)
+{
+    *fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    return *fd >= 0 ? WR_OK
+                    : wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, path, "cannot open %s: %s", path,
+                                strerror(errno));
+}
+
 int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
                     wr_error *err)
 {
     *buf = NULL;
     *len = 0;
-    /* O_NONBLOCK: opening a FIFO with no writer must not hang before the
-     * regular-file check can refuse it. */
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return wr_errorf(err, errno == ENOENT ? WR_E_NOTFOUND : WR_E_IO, path, "cannot open %s: %s", path,
-                         strerror(errno));
-    int rc = wr_read_fd(fd, path, max_bytes, buf, len, err);
+    int fd, rc = open_at(dirfd, name, path, &fd, err);
+    if (rc)
+        return rc;
+    rc = wr_read_fd(fd, path, max_bytes, buf, len, err);
+    close(fd);
+    return rc;
+}
+
+int wr_read_file_into(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *cap,
+                      size_t *len, wr_error *err)
+{
+    *len = 0;
+    int fd, rc = open_at(dirfd, name, path, &fd, err);
+    if (rc)
+        return rc;
+    rc = read_fd_into(fd, path, max_bytes, buf, cap, len, err);
     close(fd);
     return rc;
 }

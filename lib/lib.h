@@ -116,6 +116,9 @@ typedef struct wr_json_parser wr_json_parser;
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err);
 json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err);
 void wr_json_parser_free(wr_json_parser *p);
+/* wr_json_parser_parse with wr_json_parse_canonical's *canonical (below). */
+json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, size_t len, bool *canonical,
+                                            wr_error *err);
 /* wr_json_parse that also sets *canonical when buf is byte for byte
  * wr_canonical_json(result, false), so that a signed document kept in that
  * form can be hashed and verified as read. Decided from the tokens and
@@ -131,6 +134,10 @@ int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr
  * directory's own path for each of many files); errors name it as path. */
 int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
                     wr_error *err);
+/* The same into *buf of *cap bytes, grown as needed and kept by the caller
+ * for the next file (who frees it, whatever the outcome). */
+int wr_read_file_into(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *cap,
+                      size_t *len, wr_error *err);
 /* Writes a file atomically: temp file in the same directory, fsync, rename,
  * fsync of the directory. mode is the new file's permission bits. */
 int wr_write_file_atomic(const char *path, const void *buf, size_t len, unsigned mode, wr_error *err);

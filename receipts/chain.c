@@ -29,8 +29,8 @@
  * order-dependent checks then run in seq order on the results, so the
  * first problem reported is the same as in a serial walk. */
 typedef struct item {
-    char *json; /* owned */
-    size_t len;
+    char *json; /* owned, kept with its capacity for the batches after (one allocation per item, not per receipt) */
+    size_t cap, len;
     const char *file; /* without json: its file's name in the walk's directory (workers read in parallel) */
     int read_rc;      /* of reading the file */
     int64_t position; /* seq its container claims for it (store row, file name), 0 when unknown */
@@ -46,7 +46,8 @@ typedef struct item {
 } item;
 
 typedef struct chain_walk {
-    wr_receipt_verifier v[MAX_WORKERS]; /* one each: compiled schemas are not shared across threads */
+    wr_receipt_verifier v[MAX_WORKERS];  /* one each: compiled schemas are not shared across threads */
+    wr_json_parser *parser[MAX_WORKERS]; /* one each, its tokener and buffers kept from receipt to receipt */
     int nworkers;
     item items[BATCH];
     size_t n;
@@ -65,9 +66,11 @@ typedef struct chain_walk {
 
 static void walk_free(chain_walk *w)
 {
-    for (int i = 0; i < w->nworkers; i++)
+    for (int i = 0; i < w->nworkers; i++) {
         wr_receipt_verifier_clear(&w->v[i]);
-    for (size_t i = 0; i < w->n; i++)
+        wr_json_parser_free(w->parser[i]);
+    }
+    for (size_t i = 0; i < BATCH; i++)
         free(w->items[i].json);
     free(w->anchors);
     free(w->leaves);
@@ -89,7 +92,10 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     int want = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (int)cpus;
     for (; w->nworkers < want; w->nworkers++) {
         int rc = wr_receipt_verifier_init(&w->v[w->nworkers], pk, err);
+        if (rc == WR_OK && !(w->parser[w->nworkers] = wr_json_parser_new(NULL, err)))
+            rc = err && err->code ? err->code : WR_E_NOMEM;
         if (rc) {
+            w->nworkers++; /* its verifier is cleared too */
             walk_free(w);
             *out = NULL;
             return rc;
@@ -98,17 +104,19 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
     return WR_OK;
 }
 
-static void prepare_item(const chain_walk *w, const wr_receipt_verifier *v, item *it)
+static void prepare_item(const chain_walk *w, int k, item *it)
 {
+    const wr_receipt_verifier *v = &w->v[k];
     if (it->file) {
         char path[PATH_MAX]; /* for messages; its length was checked when listed */
         snprintf(path, sizeof path, "%s/%s", w->dir, it->file);
-        it->read_rc = wr_read_file_at(w->dirfd, it->file, path, RECEIPT_FILE_MAX, &it->json, &it->len, &it->err);
+        it->read_rc =
+            wr_read_file_into(w->dirfd, it->file, path, RECEIPT_FILE_MAX, &it->json, &it->cap, &it->len, &it->err);
         if (it->read_rc)
             return;
     }
     bool canonical;
-    json_object *r = wr_json_parse_canonical(it->json, it->len, NULL, &canonical, &it->err);
+    json_object *r = wr_json_parser_parse_canonical(w->parser[k], it->json, it->len, &canonical, &it->err);
     it->parsed = r != NULL;
     if (!r)
         return;
@@ -136,7 +144,7 @@ static void *work(void *arg)
     const wr_receipt_verifier *v = &k->w->v[k->index];
     size_t step = (size_t)k->w->nworkers;
     for (size_t i = (size_t)k->index; i < k->w->n; i += step)
-        prepare_item(k->w, v, &k->w->items[i]);
+        prepare_item(k->w, k->index, &k->w->items[i]);
     for (size_t i = (size_t)k->index; i < k->w->n; i += step) {
         item *it = &k->w->items[i];
         if (it->parsed && it->rc == WR_OK)
@@ -252,21 +260,31 @@ static int run_batch(chain_walk *w)
         if (started[k])
             pthread_join(threads[k], NULL);
     int rc = WR_OK;
-    for (size_t i = 0; i < w->n; i++) {
-        if (rc == WR_OK)
-            rc = decide(w, &w->items[i]);
-        free(w->items[i].json);
-    }
+    for (size_t i = 0; i < w->n && rc == WR_OK; i++)
+        rc = decide(w, &w->items[i]);
     w->n = 0;
     return rc;
 }
 
-/* Queues one receipt (taking json), checking a batch when it is full. */
-static int walk_add(chain_walk *w, char *json, size_t len, const char *file, int64_t position, const char *where)
+/* Queues one receipt (a copy of json, or file to read), checking a batch
+ * when it is full. */
+static int walk_add(chain_walk *w, const char *json, const char *file, int64_t position, const char *where)
 {
-    item *it = &w->items[w->n++];
+    item *it = &w->items[w->n];
+    char *buf = it->json;
+    size_t cap = it->cap, len = json ? strlen(json) : 0;
     memset(it, 0, sizeof *it);
-    it->json = json;
+    it->json = buf;
+    it->cap = cap;
+    if (json && cap < len + 1) {
+        if (!(buf = realloc(buf, len + 1)))
+            return wr_errorf(w->err, WR_E_NOMEM, "", "out of memory");
+        it->json = buf;
+        it->cap = len + 1;
+    }
+    if (json)
+        memcpy(it->json, json, len + 1);
+    w->n++;
     it->len = len;
     it->file = file;
     it->position = position;
@@ -289,9 +307,7 @@ static int store_step(void *ud, int64_t seq, const char *json)
     store_walk *s = ud;
     char where[48];
     snprintf(where, sizeof where, "store row %lld", (long long)seq);
-    char *copy = strdup(json);
-    s->rc = copy ? walk_add(s->w, copy, strlen(copy), NULL, seq, where)
-                 : wr_errorf(s->w->err, WR_E_NOMEM, "", "out of memory");
+    s->rc = walk_add(s->w, json, NULL, seq, where);
     return s->rc != WR_OK;
 }
 
@@ -536,7 +552,7 @@ int wr_chain_verify_dir_workers(const char *dir, const unsigned char pk[WR_PK_LE
             rc = wr_errorf(err, WR_E_INVALID, files[i].name, "path too long in %s", dir);
             break;
         }
-        rc = walk_add(w, NULL, 0, files[i].name, files[i].position, files[i].name);
+        rc = walk_add(w, NULL, files[i].name, files[i].position, files[i].name);
     }
     if (rc == WR_OK)
         rc = run_batch(w);
