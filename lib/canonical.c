@@ -2,7 +2,7 @@
  * (design.md "Canonical JSON and hashes"): byte-identical to Python's
  * json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
  * which is what the CSC reference runner hashes and signs. */
-#include "lib/lib.h"
+#include "lib/lib_internal.h"
 
 #include <openssl/evp.h>
 
@@ -370,15 +370,67 @@ char *wr_canonical_json(json_object *obj, bool drop_nulls, size_t *len_out, wr_e
 /* OpenSSL's SHA-256 uses the CPU's SHA extensions where present: about 3x
  * libsodium's portable code on a contract-sized input, and every check,
  * receipt and artifact hashes. */
+struct wr_hasher {
+    EVP_MD *md;
+    EVP_MD_CTX *ctx;
+};
+
+wr_hasher *wr_hasher_new(void)
+{
+    wr_hasher *h = calloc(1, sizeof *h);
+    if (h) {
+        h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        h->ctx = EVP_MD_CTX_new();
+    }
+    if (h && (!h->md || !h->ctx)) {
+        wr_hasher_free(h);
+        h = NULL;
+    }
+    return h;
+}
+
+void wr_hasher_free(wr_hasher *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    EVP_MD_free(h->md);
+    free(h);
+}
+
+void wr_sha256_parts(wr_hasher *h, const void *a, size_t alen, const void *b, size_t blen, const void *c, size_t clen,
+                     unsigned char out[32])
+{
+    EVP_MD_CTX *ctx = h ? h->ctx : EVP_MD_CTX_new();
+    unsigned int n = 0;
+    bool ok = ctx && EVP_DigestInit_ex(ctx, h ? h->md : EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(ctx, a, alen) == 1 && (!blen || EVP_DigestUpdate(ctx, b, blen) == 1) &&
+              (!clen || EVP_DigestUpdate(ctx, c, clen) == 1) && EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32;
+    if (!h)
+        EVP_MD_CTX_free(ctx);
+    if (ok)
+        return;
+    /* Never return garbage. */
+    crypto_hash_sha256_state s;
+    crypto_hash_sha256_init(&s);
+    crypto_hash_sha256_update(&s, a, alen);
+    if (blen)
+        crypto_hash_sha256_update(&s, b, blen);
+    if (clen)
+        crypto_hash_sha256_update(&s, c, clen);
+    crypto_hash_sha256_final(&s, out);
+}
+
+void wr_hasher_sha256_hex(wr_hasher *h, const void *data, size_t len, char out[WR_SHA256_HEX_LEN])
+{
+    unsigned char d[32];
+    wr_sha256_parts(h, data, len, NULL, 0, NULL, 0, d);
+    sodium_bin2hex(out, WR_SHA256_HEX_LEN, d, sizeof d);
+}
+
 void wr_sha256_hex(const void *data, size_t len, char out[WR_SHA256_HEX_LEN])
 {
-    unsigned char h[32];
-    unsigned int hl = 0;
-    if (EVP_Digest(data, len, h, &hl, EVP_sha256(), NULL) != 1 || hl != sizeof h) {
-        /* Only on allocation failure inside OpenSSL: fall back, never return garbage. */
-        crypto_hash_sha256(h, data, len);
-    }
-    sodium_bin2hex(out, WR_SHA256_HEX_LEN, h, sizeof h);
+    wr_hasher_sha256_hex(NULL, data, len, out);
 }
 
 int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HEX_LEN], wr_error *err)

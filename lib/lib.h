@@ -152,6 +152,14 @@ bool wr_utf8_valid(const char *s, size_t len);
 char *wr_canonical_json(json_object *obj, bool drop_nulls, size_t *len_out, wr_error *err);
 #define WR_SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
 void wr_sha256_hex(const void *data, size_t len, char out[WR_SHA256_HEX_LEN]);
+/* SHA-256 for many inputs in turn by one thread: OpenSSL's digest fetched
+ * once and one context reused (EVP_sha256() makes OpenSSL 3 fetch it again
+ * on every call). Functions taking a wr_hasher accept NULL: a one-shot
+ * hash, as when wr_hasher_new found no memory. */
+typedef struct wr_hasher wr_hasher;
+wr_hasher *wr_hasher_new(void);
+void wr_hasher_free(wr_hasher *h);
+void wr_hasher_sha256_hex(wr_hasher *h, const void *data, size_t len, char out[WR_SHA256_HEX_LEN]);
 int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HEX_LEN], wr_error *err);
 /* Compact serialisation for the wire (json-c, no escaping of "/"). */
 const char *wr_json_compact(json_object *obj);
@@ -175,6 +183,7 @@ typedef int (*wr_merkle_read_fn)(void *ud, int level, int64_t index, wr_merkle_h
 typedef int (*wr_merkle_write_fn)(void *ud, int level, int64_t index, const wr_merkle_hash h, wr_error *err);
 
 void wr_merkle_leaf_hash(const void *leaf, size_t len, wr_merkle_hash out);
+void wr_hasher_merkle_leaf(wr_hasher *h, const void *leaf, size_t len, wr_merkle_hash out);
 void wr_merkle_node_hash(const wr_merkle_hash left, const wr_merkle_hash right, wr_merkle_hash out);
 /* Adds leaf number index (the tree holds leaves 0..index-1): writes its
  * hash and those of the subtrees it completes, at most log2(n) + 1 writes

@@ -13,4 +13,9 @@ int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *l
  * and '/'), truncating at cap. */
 void wr_json_ptr_append(char *ptr, size_t cap, const char *key);
 
+/* SHA-256 of a || b || c (any length may be 0) with h (may be NULL, see
+ * wr_hasher); libsodium if OpenSSL fails (only on allocation failure). */
+void wr_sha256_parts(wr_hasher *h, const void *a, size_t alen, const void *b, size_t blen, const void *c, size_t clen,
+                     unsigned char out[32]);
+
 #endif

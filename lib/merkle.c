@@ -6,45 +6,29 @@
  * power of two below its size into one complete subtree and a smaller
  * range starting at an aligned offset, so storage of complete subtrees is
  * enough for any size up to the current one. */
-#include <openssl/evp.h>
 #include <sodium.h>
 #include <string.h>
 
-#include "lib/lib.h"
+#include "lib/lib_internal.h"
 
 #define LEAF_PREFIX 0x00
 #define NODE_PREFIX 0x01
 
-/* Hash of prefix || a || b (b may be NULL); OpenSSL for the CPU's SHA
- * extensions, libsodium if OpenSSL cannot allocate a context. */
-static void hash3(unsigned char prefix, const void *a, size_t alen, const void *b, size_t blen, wr_merkle_hash out)
-{
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    unsigned int n = 0;
-    if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, &prefix, 1) == 1 &&
-        EVP_DigestUpdate(c, a, alen) == 1 && (!blen || EVP_DigestUpdate(c, b, blen) == 1) &&
-        EVP_DigestFinal_ex(c, out, &n) == 1 && n == WR_MERKLE_HASH_LEN) {
-        EVP_MD_CTX_free(c);
-        return;
-    }
-    EVP_MD_CTX_free(c);
-    crypto_hash_sha256_state s;
-    crypto_hash_sha256_init(&s);
-    crypto_hash_sha256_update(&s, &prefix, 1);
-    crypto_hash_sha256_update(&s, a, alen);
-    if (blen)
-        crypto_hash_sha256_update(&s, b, blen);
-    crypto_hash_sha256_final(&s, out);
-}
-
 void wr_merkle_leaf_hash(const void *leaf, size_t len, wr_merkle_hash out)
 {
-    hash3(LEAF_PREFIX, leaf, len, NULL, 0, out);
+    wr_hasher_merkle_leaf(NULL, leaf, len, out);
+}
+
+void wr_hasher_merkle_leaf(wr_hasher *h, const void *leaf, size_t len, wr_merkle_hash out)
+{
+    static const unsigned char prefix = LEAF_PREFIX;
+    wr_sha256_parts(h, &prefix, 1, leaf, len, NULL, 0, out);
 }
 
 void wr_merkle_node_hash(const wr_merkle_hash left, const wr_merkle_hash right, wr_merkle_hash out)
 {
-    hash3(NODE_PREFIX, left, WR_MERKLE_HASH_LEN, right, WR_MERKLE_HASH_LEN, out);
+    static const unsigned char prefix = NODE_PREFIX;
+    wr_sha256_parts(NULL, &prefix, 1, left, WR_MERKLE_HASH_LEN, right, WR_MERKLE_HASH_LEN, out);
 }
 
 /* MTH({}) = SHA-256 of the empty string. */

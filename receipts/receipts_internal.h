@@ -8,9 +8,11 @@
 #define WR_ED25519_SIG_LEN 64
 
 /* Everything needed to check many receipts against one key: the schema is
- * compiled once (a chain of 100 000 receipts must not recompile it). */
+ * compiled once (a chain of 100 000 receipts must not recompile it). One
+ * thread at a time: the hasher is reused from receipt to receipt. */
 typedef struct wr_receipt_verifier {
     wr_schema *schema;
+    wr_hasher *hasher;
     unsigned char pk[WR_PK_LEN];
     char key_id[WR_RECEIPT_KEY_ID_MAX + 1]; /* the signature's key_id must be this */
 } wr_receipt_verifier;

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +153,32 @@ static void test_sha256(void **state)
     json_object_put(o);
 }
 
+/* A reused hasher gives the one-shot digests (FIPS 180 vectors), input
+ * after input, and the RFC 9162 leaf hash SHA-256(0x00 || leaf). */
+static void test_hasher(void **state)
+{
+    (void)state;
+    wr_hasher *h = wr_hasher_new();
+    assert_non_null(h);
+    char hex[WR_SHA256_HEX_LEN];
+    for (int round = 0; round < 2; round++) {
+        wr_hasher_sha256_hex(h, "abc", 3, hex);
+        assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        wr_hasher_sha256_hex(h, "", 0, hex);
+        assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+    unsigned char a[WR_MERKLE_HASH_LEN], b[WR_MERKLE_HASH_LEN], want[WR_MERKLE_HASH_LEN];
+    wr_hasher_merkle_leaf(h, "leaf", 4, a);
+    wr_merkle_leaf_hash("leaf", 4, b);
+    crypto_hash_sha256(want, (const unsigned char *)"\0leaf", 5);
+    assert_memory_equal(a, want, sizeof want);
+    assert_memory_equal(b, want, sizeof want);
+    wr_hasher_merkle_leaf(NULL, "leaf", 4, a); /* NULL: one-shot */
+    assert_memory_equal(a, want, sizeof want);
+    wr_hasher_free(h);
+    wr_hasher_free(NULL);
+}
+
 /* The hash streams the canonical text through a fixed window: documents
  * around and far past the window's size, with escapes and multi-byte
  * characters astride its edges, hash exactly as their whole text does. */
@@ -231,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_built_objects),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_sha256_streamed),
+        cmocka_unit_test(test_hasher),
         cmocka_unit_test(test_compact),
         cmocka_unit_test(test_base64),
     };
