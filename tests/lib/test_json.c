@@ -137,6 +137,44 @@ static void test_utf8_at_every_offset(void **state)
         }
 }
 
+/* Strings are skipped eight bytes at a time up to the first quote,
+ * backslash or control character: each of them at every offset and
+ * alignment still ends the string, starts an escape or is refused. */
+static void test_string_bytes_at_every_offset(void **state)
+{
+    (void)state;
+    static const char fill[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    char doc[96], want[64];
+    for (int at = 0; at < 24; at++)
+        for (int tail = 0; tail < 10; tail++) {
+            wr_error err = {0};
+            /* a closing quote: the string is exactly the bytes before it */
+            size_t n = (size_t)snprintf(doc, sizeof doc, "[\"%.*s\"]", at, fill);
+            json_object *o = wr_json_parse(doc, n, NULL, &err);
+            assert_non_null(o);
+            assert_int_equal(json_object_get_string_len(json_object_array_get_idx(o, 0)), at);
+            json_object_put(o);
+            /* an escaped quote and a \n inside: decoded, the string goes on */
+            n = (size_t)snprintf(doc, sizeof doc, "[\"%.*s\\\"\\n%.*s\"]", at, fill, tail, fill);
+            snprintf(want, sizeof want, "%.*s\"\n%.*s", at, fill, tail, fill);
+            o = wr_json_parse(doc, n, NULL, &err);
+            assert_non_null(o);
+            assert_string_equal(json_object_get_string(json_object_array_get_idx(o, 0)), want);
+            json_object_put(o);
+            /* a raw control character (and DEL, which is allowed) */
+            n = (size_t)snprintf(doc, sizeof doc, "[\"%.*s\x1f%.*s\"]", at, fill, tail, fill);
+            assert_null(wr_json_parse(doc, n, NULL, &err));
+            assert_non_null(strstr(err.message, "control character"));
+            n = (size_t)snprintf(doc, sizeof doc, "[\"%.*s\x7f\x20%.*s\"]", at, fill, tail, fill);
+            o = wr_json_parse(doc, n, NULL, &err);
+            assert_non_null(o);
+            json_object_put(o);
+            /* unterminated */
+            n = (size_t)snprintf(doc, sizeof doc, "[\"%.*s", at + tail, fill);
+            assert_null(wr_json_parse(doc, n, NULL, &err));
+        }
+}
+
 static void test_nul(void **state)
 {
     (void)state;
@@ -273,7 +311,27 @@ static void test_files(void **state)
     assert_non_null(strstr(err.message, path));
     assert_non_null(strstr(err.message, "duplicate key"));
     unlink(path);
+    /* one buffer for many files: grown for a larger one, kept for a
+     * smaller one, each read whole and NUL-terminated; a file over the
+     * limit is refused and leaves the buffer the caller's to free */
     snprintf(path, sizeof path, "%s/doc.json", dir);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    char *reused = NULL;
+    size_t cap = 0;
+    static const char *const texts[] = {"[1]", "{\"longer\":\"document than the first\"}", "7", ""};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        assert_int_equal(wr_write_file_atomic(path, texts[i], strlen(texts[i]), 0600, &err), WR_OK);
+        assert_int_equal(wr_read_file_into(dfd, "doc.json", path, 100, &reused, &cap, &len, &err), WR_OK);
+        assert_int_equal(len, strlen(texts[i]));
+        assert_string_equal(reused, texts[i]);
+        assert_true(cap > len);
+    }
+    assert_int_equal(wr_write_file_atomic(path, texts[1], strlen(texts[1]), 0600, &err), WR_OK);
+    assert_int_equal(wr_read_file_into(dfd, "doc.json", path, 10, &reused, &cap, &len, &err), WR_E_LIMIT);
+    assert_int_equal(wr_read_file_into(dfd, "missing.json", path, 10, &reused, &cap, &len, &err), WR_E_NOTFOUND);
+    free(reused);
+    close(dfd);
     unlink(path);
     assert_int_equal(rmdir(dir), 0); /* fails if a temp file was left behind */
     assert_int_equal(wr_write_file_atomic("/nonexistent-dir/x.json", "1", 1, 0600, &err), WR_E_IO);
@@ -351,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_nul),
         cmocka_unit_test(test_utf8_at_every_offset),
+        cmocka_unit_test(test_string_bytes_at_every_offset),
         cmocka_unit_test(test_trailing_and_grammar),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_canonical_flag),
