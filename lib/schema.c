@@ -132,6 +132,15 @@ typedef struct cnode {
     bool req_by_sub;
     unsigned nreq_subs;
     json_object *req_subs[REQ_BY_SUB_MAX];
+    /* Compiled nodes: "properties" sorted by name (NULL when empty or not
+     * compiled). An instance's members come in name order when its text was
+     * canonical, so each is found by resuming where the last one matched,
+     * one or two strcmp, instead of hashing the name (find_property). */
+    struct prop {
+        const char *name;
+        json_object *sub;
+    } * props;
+    size_t nprops;
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
@@ -692,6 +701,8 @@ static void fill_cnode(cnode *c, json_object *node)
     }
     c->req_by_sub = false;
     c->nreq_subs = 0;
+    c->props = NULL;
+    c->nprops = 0;
     json_object *t = c->kw[KW_TYPE];
     c->types = 0;
     if (json_object_is_type(t, json_type_string))
@@ -731,6 +742,24 @@ static void compile_required(cnode *c)
     c->req_by_sub = true;
 }
 
+static int prop_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct prop *)a)->name, ((const struct prop *)b)->name);
+}
+
+static int index_properties(cnode *c, wr_error *err)
+{
+    json_object *props = c->kw[KW_PROPERTIES];
+    size_t n = json_object_is_type(props, json_type_object) ? (size_t)json_object_object_length(props) : 0;
+    if (!n)
+        return WR_OK;
+    if (!(c->props = malloc(n * sizeof *c->props)))
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    json_object_object_foreach(props, name, sub) c->props[c->nprops++] = (struct prop){name, sub};
+    qsort(c->props, c->nprops, sizeof *c->props, prop_cmp);
+    return WR_OK;
+}
+
 static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
 {
     if (s->nnodes == s->nodecap) {
@@ -744,7 +773,7 @@ static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
     cnode *c = &s->nodes[s->nnodes++];
     fill_cnode(c, node);
     compile_required(c);
-    return WR_OK;
+    return index_properties(c, err);
 }
 
 static int ptr_cmp(const void *a, const void *b)
@@ -864,6 +893,8 @@ void wr_schema_free(wr_schema *s)
     free(s->pats);
     free(s->ids);
     free(s->seen);
+    for (size_t i = 0; i < s->nnodes; i++)
+        free(s->nodes[i].props);
     free(s->nodes);
     free(s->by_ptr);
     pcre2_match_context_free(s->mctx);
@@ -1132,6 +1163,29 @@ static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth)
     return WR_OK;
 }
 
+/* The subschema "properties" gives the member named key, if any. *next is
+ * where the search resumes: past the name that matched last. A name that
+ * does not sort after that one (members not in name order) is searched
+ * for among the names before it. */
+static bool find_property(const cnode *sn, json_object *props, const char *key, size_t *next, json_object **sub)
+{
+    if (!sn->props)
+        return props && json_object_object_get_ex(props, key, sub);
+    size_t i = *next;
+    if (i > 0 && strcmp(key, sn->props[i - 1].name) <= 0) {
+        struct prop k = {.name = key};
+        const struct prop *p = bsearch(&k, sn->props, i, sizeof k, prop_cmp);
+        *sub = p ? p->sub : NULL;
+        return p != NULL;
+    }
+    int c = 1;
+    while (i < sn->nprops && (c = strcmp(sn->props[i].name, key)) < 0)
+        i++;
+    *next = i + (c == 0 && i < sn->nprops);
+    *sub = *next > i ? sn->props[i].sub : NULL;
+    return *next > i;
+}
+
 static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
 {
     json_object *v, *props = NULL, *pprops = NULL, *addl = NULL;
@@ -1152,11 +1206,12 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
     kw_get(sn, KW_PROPERTIES, &props);
     kw_get(sn, KW_PATTERNPROPERTIES, &pprops);
     kw_get(sn, KW_ADDITIONALPROPERTIES, &addl);
+    size_t next = 0;
     json_object_object_foreach(inst, key, val)
     {
         bool covered = false;
         json_object *sub;
-        if (props && json_object_object_get_ex(props, key, &sub)) {
+        if (find_property(sn, props, key, &next, &sub)) {
             covered = true;
             for (unsigned i = 0; count_required && i < sn->nreq_subs; i++)
                 if (sn->req_subs[i] == sub)

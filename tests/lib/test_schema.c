@@ -256,6 +256,37 @@ static void test_required_with_properties(void **state)
     wr_schema_free(s);
 }
 
+/* Members are matched to "properties" by resuming after the last match,
+ * which needs them in name order: in any other order (reversed, shuffled,
+ * repeated prefixes, names between and beyond the properties') each member
+ * still meets its own subschema, and no other. */
+static void test_properties_in_any_order(void **state)
+{
+    (void)state;
+    wr_schema *s = compile("{\"properties\":{\"a\":{\"const\":\"a\"},\"ab\":{\"const\":\"ab\"},"
+                           "\"b\":{\"const\":\"b\"},\"d\":{\"const\":\"d\"},\"e\":{\"const\":\"e\"}},"
+                           "\"additionalProperties\":{\"const\":0}}");
+    static const char *const valid[] = {
+        "{\"a\":\"a\",\"ab\":\"ab\",\"b\":\"b\",\"d\":\"d\",\"e\":\"e\"}",
+        "{\"e\":\"e\",\"d\":\"d\",\"b\":\"b\",\"ab\":\"ab\",\"a\":\"a\"}",
+        "{\"b\":\"b\",\"a\":\"a\",\"e\":\"e\",\"ab\":\"ab\",\"d\":\"d\"}",
+        "{\"\":0,\"a\":\"a\",\"aa\":0,\"ab\":\"ab\",\"c\":0,\"d\":\"d\",\"f\":0}",
+        "{\"f\":0,\"e\":\"e\",\"c\":0,\"a\":\"a\",\"\":0,\"d\":\"d\"}",
+    };
+    static const char *const invalid[] = {
+        "{\"a\":\"a\",\"ab\":\"a\"}", "{\"ab\":\"ab\",\"a\":\"ab\"}",          "{\"e\":\"e\",\"b\":\"e\"}",
+        "{\"d\":\"d\",\"c\":\"c\"}",  "{\"e\":\"e\",\"a\":\"a\",\"f\":\"f\"}", "{\"b\":\"b\",\"aa\":\"a\"}",
+    };
+    wr_error err;
+    for (size_t i = 0; i < sizeof valid / sizeof *valid; i++)
+        if (check(s, valid[i], &err) != WR_OK)
+            fail_msg("%s: %s", valid[i], err.message);
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++)
+        if (check(s, invalid[i], &err) != WR_E_INVALID)
+            fail_msg("accepted %s", invalid[i]);
+    wr_schema_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_schema_checks),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_required_with_properties),
+        cmocka_unit_test(test_properties_in_any_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
