@@ -703,7 +703,8 @@ static int read_fd_into(int fd, const char *path, size_t max_bytes, char **buf, 
             *buf = nb;
             *cap = want + 1;
         }
-        ssize_t r = read(fd, *buf + n, want - n);
+        size_t asked = want - n;
+        ssize_t r = read(fd, *buf + n, asked);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -711,6 +712,12 @@ static int read_fd_into(int fd, const char *path, size_t max_bytes, char **buf, 
         if (r == 0)
             break;
         n += (size_t)r;
+        /* A read of a regular file returns less than asked only at its end:
+         * the size fstat gave, met short of the byte past it, needs no
+         * second read to find the end (one syscall of five per receipt in
+         * a chain walk). A file that grew fills the request: read on. */
+        if ((size_t)r < asked && n == (size_t)st.st_size)
+            break;
     }
     if (n > max_bytes)
         return wr_errorf(err, WR_E_LIMIT, path, "%s exceeds the limit of %zu bytes", path, max_bytes);
