@@ -139,8 +139,15 @@ typedef struct cnode {
     struct prop {
         const char *name;
         json_object *sub;
+        const struct cnode *node; /* sub's compiled node, NULL for a boolean */
     } * props;
     size_t nprops;
+    /* Compiled nodes with "$ref": where it led from the resource the node
+     * was compiled in, so that evaluating it in that resource (always, bar
+     * a node reached from two resources) looks nothing up (link_nodes). */
+    json_object *lexical;
+    json_object *ref_target, *ref_base;
+    const struct cnode *ref_node;
 } cnode;
 
 _Static_assert(KW_COUNT <= 32, "present is a 32-bit set");
@@ -703,6 +710,8 @@ static void fill_cnode(cnode *c, json_object *node)
     c->nreq_subs = 0;
     c->props = NULL;
     c->nprops = 0;
+    c->lexical = c->ref_target = c->ref_base = NULL;
+    c->ref_node = NULL;
     json_object *t = c->kw[KW_TYPE];
     c->types = 0;
     if (json_object_is_type(t, json_type_string))
@@ -755,7 +764,7 @@ static int index_properties(cnode *c, wr_error *err)
         return WR_OK;
     if (!(c->props = malloc(n * sizeof *c->props)))
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
-    json_object_object_foreach(props, name, sub) c->props[c->nprops++] = (struct prop){name, sub};
+    json_object_object_foreach(props, name, sub) c->props[c->nprops++] = (struct prop){name, sub, NULL};
     qsort(c->props, c->nprops, sizeof *c->props, prop_cmp);
     return WR_OK;
 }
@@ -772,6 +781,7 @@ static int add_cnode(wr_schema *s, json_object *node, wr_error *err)
     }
     cnode *c = &s->nodes[s->nnodes++];
     fill_cnode(c, node);
+    c->lexical = s->resource;
     compile_required(c);
     return index_properties(c, err);
 }
@@ -829,6 +839,27 @@ static int compile_keywords(wr_schema *s, json_object *node, char *ptr, size_t c
     return WR_OK;
 }
 
+static const cnode *compiled_node(const wr_schema *s, json_object *schema)
+{
+    const json_object **at = s->nnodes ? bsearch(&schema, s->by_ptr, s->nnodes, sizeof *s->by_ptr, ptr_cmp) : NULL;
+    return at ? &s->nodes[at - s->by_ptr] : NULL;
+}
+
+/* Once the nodes are sorted (they move): each property's node, and where
+ * each "$ref" leads (it resolved when compiled, or compiling failed). */
+static void link_nodes(wr_schema *s)
+{
+    for (size_t i = 0; i < s->nnodes; i++) {
+        cnode *c = &s->nodes[i];
+        for (size_t k = 0; k < c->nprops; k++)
+            c->props[k].node = compiled_node(s, c->props[k].sub);
+        if (json_object_is_type(c->kw[KW_REF], json_type_string)) {
+            c->ref_target = find_ref(s, c->lexical, json_object_get_string(c->kw[KW_REF]), &c->ref_base);
+            c->ref_node = c->ref_target ? compiled_node(s, c->ref_target) : NULL;
+        }
+    }
+}
+
 wr_schema *wr_schema_new(json_object *root, wr_error *err)
 {
     wr_schema *s = calloc(1, sizeof *s);
@@ -868,6 +899,7 @@ wr_schema *wr_schema_new(json_object *root, wr_error *err)
     }
     for (size_t i = 0; i < s->nnodes; i++)
         s->by_ptr[i] = s->nodes[i].schema;
+    link_nodes(s);
     return s;
 }
 
@@ -950,7 +982,12 @@ static void lent_free(void *p, void *ud)
         free(p);
 }
 
-static int validate(eval *ev, json_object *schema, json_object *inst, int depth);
+static int validate_node(eval *ev, json_object *schema, const cnode *sn, json_object *inst, int depth);
+
+static int validate(eval *ev, json_object *schema, json_object *inst, int depth)
+{
+    return validate_node(ev, schema, NULL, inst, depth);
+}
 
 static int fail(eval *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(eval *ev, int code, const char *fmt, ...)
@@ -966,13 +1003,13 @@ static int fail(eval *ev, int code, const char *fmt, ...)
 }
 
 /* Validates a child value (member or element) under its own pointer. */
-static int validate_at(eval *ev, json_object *schema, json_object *inst, const char *tok, int depth)
+static int validate_at(eval *ev, json_object *schema, const cnode *sn, json_object *inst, const char *tok, int depth)
 {
     if (ev->quiet)
-        return validate(ev, schema, inst, depth + 1);
+        return validate_node(ev, schema, sn, inst, depth + 1);
     size_t plen = strlen(ev->ptr);
     wr_json_ptr_append(ev->ptr, sizeof ev->ptr, tok);
-    int rc = validate(ev, schema, inst, depth + 1);
+    int rc = validate_node(ev, schema, sn, inst, depth + 1);
     ev->ptr[plen] = '\0';
     return rc;
 }
@@ -1146,7 +1183,8 @@ static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth)
         for (size_t i = 0; i < prefix && i < n; i++) {
             if (!ev->quiet)
                 snprintf(idx, sizeof idx, "%zu", i);
-            int rc = validate_at(ev, json_object_array_get_idx(v, i), json_object_array_get_idx(inst, i), idx, depth);
+            int rc =
+                validate_at(ev, json_object_array_get_idx(v, i), NULL, json_object_array_get_idx(inst, i), idx, depth);
             if (rc != WR_OK)
                 return rc;
         }
@@ -1155,7 +1193,7 @@ static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth)
         for (size_t i = prefix; i < n; i++) {
             if (!ev->quiet)
                 snprintf(idx, sizeof idx, "%zu", i);
-            int rc = validate_at(ev, v, json_object_array_get_idx(inst, i), idx, depth);
+            int rc = validate_at(ev, v, NULL, json_object_array_get_idx(inst, i), idx, depth);
             if (rc != WR_OK)
                 return rc;
         }
@@ -1167,23 +1205,29 @@ static int check_array(eval *ev, const cnode *sn, json_object *inst, int depth)
  * where the search resumes: past the name that matched last. A name that
  * does not sort after that one (members not in name order) is searched
  * for among the names before it. */
-static bool find_property(const cnode *sn, json_object *props, const char *key, size_t *next, json_object **sub)
+static bool find_property(const cnode *sn, json_object *props, const char *key, size_t *next, json_object **sub,
+                          const cnode **node)
 {
+    *node = NULL;
     if (!sn->props)
         return props && json_object_object_get_ex(props, key, sub);
     size_t i = *next;
+    const struct prop *p = NULL;
     if (i > 0 && strcmp(key, sn->props[i - 1].name) <= 0) {
         struct prop k = {.name = key};
-        const struct prop *p = bsearch(&k, sn->props, i, sizeof k, prop_cmp);
-        *sub = p ? p->sub : NULL;
-        return p != NULL;
+        p = bsearch(&k, sn->props, i, sizeof k, prop_cmp);
+    } else {
+        int c = 1;
+        while (i < sn->nprops && (c = strcmp(sn->props[i].name, key)) < 0)
+            i++;
+        p = c == 0 && i < sn->nprops ? &sn->props[i] : NULL;
+        *next = p ? i + 1 : i;
     }
-    int c = 1;
-    while (i < sn->nprops && (c = strcmp(sn->props[i].name, key)) < 0)
-        i++;
-    *next = i + (c == 0 && i < sn->nprops);
-    *sub = *next > i ? sn->props[i].sub : NULL;
-    return *next > i;
+    if (p) {
+        *sub = p->sub;
+        *node = p->node;
+    }
+    return p != NULL;
 }
 
 static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
@@ -1211,12 +1255,13 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
     {
         bool covered = false;
         json_object *sub;
-        if (find_property(sn, props, key, &next, &sub)) {
+        const cnode *node;
+        if (find_property(sn, props, key, &next, &sub, &node)) {
             covered = true;
             for (unsigned i = 0; count_required && i < sn->nreq_subs; i++)
                 if (sn->req_subs[i] == sub)
                     required_seen |= UINT64_C(1) << i;
-            int rc = validate_at(ev, sub, val, key, depth);
+            int rc = validate_at(ev, sub, node, val, key, depth);
             if (rc != WR_OK)
                 return rc;
         }
@@ -1227,7 +1272,7 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
                 int rc = check_pattern(ev, find_pat(ev->s, re), re, key, strlen(key), &m);
                 if (rc == WR_OK && m) {
                     covered = true;
-                    rc = validate_at(ev, psub, val, key, depth);
+                    rc = validate_at(ev, psub, NULL, val, key, depth);
                 }
                 if (rc != WR_OK)
                     return rc;
@@ -1236,7 +1281,7 @@ static int check_object(eval *ev, const cnode *sn, json_object *inst, int depth)
         if (!covered && addl) {
             if (json_object_is_type(addl, json_type_boolean) && !json_object_get_boolean(addl))
                 return fail(ev, WR_E_INVALID, "property '%.100s' is not allowed (additionalProperties)", key);
-            int rc = validate_at(ev, addl, val, key, depth);
+            int rc = validate_at(ev, addl, NULL, val, key, depth);
             if (rc != WR_OK)
                 return rc;
         }
@@ -1339,14 +1384,15 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
  * (not reachable from the root) is read directly, which is only slower. */
 static const cnode *node_of(const wr_schema *s, json_object *schema, cnode *scratch)
 {
-    const json_object **at = s->nnodes ? bsearch(&schema, s->by_ptr, s->nnodes, sizeof *s->by_ptr, ptr_cmp) : NULL;
-    if (at)
-        return &s->nodes[at - s->by_ptr];
+    const cnode *c = compiled_node(s, schema);
+    if (c)
+        return c;
     fill_cnode(scratch, schema);
     return scratch;
 }
 
-static int validate(eval *ev, json_object *schema, json_object *inst, int depth)
+/* sn: schema's compiled node when the caller has it, else NULL. */
+static int validate_node(eval *ev, json_object *schema, const cnode *sn, json_object *inst, int depth)
 {
     if (depth > MAX_EVAL_DEPTH)
         return fail(ev, WR_E_LIMIT, "schema evaluation deeper than %d levels (recursive $ref?)", MAX_EVAL_DEPTH);
@@ -1354,7 +1400,8 @@ static int validate(eval *ev, json_object *schema, json_object *inst, int depth)
         return json_object_get_boolean(schema) ? WR_OK
                                                : fail(ev, WR_E_INVALID, "no value is allowed here (false schema)");
     cnode scratch;
-    const cnode *sn = node_of(ev->s, schema, &scratch);
+    if (!sn)
+        sn = node_of(ev->s, schema, &scratch);
     json_object *saved = ev->resource;
     if (sn->resource)
         ev->resource = sn->resource;
@@ -1368,10 +1415,14 @@ static int validate_here(eval *ev, const cnode *sn, json_object *inst, int depth
     json_object *v;
     int rc;
     if (kw_get(sn, KW_REF, &v)) {
-        json_object *saved = ev->resource, *base = NULL;
-        json_object *target = find_ref(ev->s, ev->resource, json_object_get_string(v), &base);
+        json_object *saved = ev->resource, *base = sn->ref_base, *target = sn->ref_target;
+        const cnode *node = sn->ref_node;
+        if (!target || ev->resource != sn->lexical) {
+            target = find_ref(ev->s, ev->resource, json_object_get_string(v), &base);
+            node = NULL;
+        }
         ev->resource = base; /* resolved at compile time: never NULL here */
-        rc = validate(ev, target, inst, depth + 1);
+        rc = validate_node(ev, target, node, inst, depth + 1);
         ev->resource = saved;
         if (rc != WR_OK)
             return rc;
