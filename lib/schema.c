@@ -1052,8 +1052,12 @@ static int check_pattern(eval *ev, const pcre2_code *code, const char *re, const
 {
     if (!ev->md && !(ev->md = pcre2_match_data_create(1, ev->gc)))
         return fail(ev, WR_E_NOMEM, "out of memory");
+    /* pcre2 checks a subject's UTF-8 a byte at a time; wr_utf8_valid takes
+     * ASCII eight bytes at a time (most of a receipt's subjects are hex).
+     * Invalid text is left to pcre2, which refuses it as before. */
+    uint32_t opts = wr_utf8_valid(str, len) ? PCRE2_NO_UTF_CHECK : 0;
     /* 0 means "matched, ovector too small": still a match. */
-    int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, 0, ev->md, ev->s->mctx);
+    int r = pcre2_match(code, (PCRE2_SPTR)str, len, 0, opts, ev->md, ev->s->mctx);
     *matched = r >= 0;
     if (r >= 0 || r == PCRE2_ERROR_NOMATCH)
         return WR_OK;

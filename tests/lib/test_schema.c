@@ -287,6 +287,30 @@ static void test_properties_in_any_order(void **state)
     wr_schema_free(s);
 }
 
+/* A pattern's subject skips pcre2's own UTF-8 check only once found valid:
+ * multi-byte text matches by characters, and a string built in memory with
+ * bytes that are no UTF-8 is still refused, never matched. */
+static void test_pattern_subject_utf8(void **state)
+{
+    (void)state;
+    wr_schema *s = compile("{\"pattern\":\"^.{3}$\"}");
+    wr_error err;
+    assert_int_equal(check(s, "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", &err),
+                     WR_OK); /* three characters, nine bytes */
+    assert_int_equal(check(s, "\"abcd\"", &err), WR_E_INVALID);
+    static const char *const bad[] = {"a\xff"
+                                      "b",
+                                      "\xc3(x", "ab\xed\xa0\x80", "abcdefgh\x80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_object *o = json_object_new_string(bad[i]);
+        wr_error_clear(&err);
+        if (wr_schema_validate(s, o, &err) == WR_OK)
+            fail_msg("matched invalid UTF-8 %zu", i);
+        json_object_put(o);
+    }
+    wr_schema_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_required_with_properties),
         cmocka_unit_test(test_properties_in_any_order),
+        cmocka_unit_test(test_pattern_subject_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
