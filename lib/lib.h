@@ -203,11 +203,13 @@ int wr_merkle_verify_consistency(int64_t old_size, int64_t size, const wr_merkle
                                  const wr_merkle_hash root, const wr_merkle_proof *p, wr_error *err);
 
 /* The root of leaves appended one by one, without storage (a verifier
- * walking an exported directory): one hash per set bit of the size. */
+ * walking an exported directory): one hash per set bit of the size.
+ * hasher (NULL: one-shot hashes) hashes the nodes, one per leaf on average. */
 typedef struct wr_merkle_range {
     int64_t size;
     int n;
     wr_merkle_hash h[WR_MERKLE_MAX_PROOF];
+    wr_hasher *hasher;
 } wr_merkle_range;
 void wr_merkle_range_append(wr_merkle_range *r, const wr_merkle_hash leaf);
 void wr_merkle_range_root(const wr_merkle_range *r, wr_merkle_hash out);

@@ -25,10 +25,15 @@ void wr_hasher_merkle_leaf(wr_hasher *h, const void *leaf, size_t len, wr_merkle
     wr_sha256_parts(h, &prefix, 1, leaf, len, NULL, 0, out);
 }
 
-void wr_merkle_node_hash(const wr_merkle_hash left, const wr_merkle_hash right, wr_merkle_hash out)
+static void node_hash(wr_hasher *h, const wr_merkle_hash left, const wr_merkle_hash right, wr_merkle_hash out)
 {
     static const unsigned char prefix = NODE_PREFIX;
-    wr_sha256_parts(NULL, &prefix, 1, left, WR_MERKLE_HASH_LEN, right, WR_MERKLE_HASH_LEN, out);
+    wr_sha256_parts(h, &prefix, 1, left, WR_MERKLE_HASH_LEN, right, WR_MERKLE_HASH_LEN, out);
+}
+
+void wr_merkle_node_hash(const wr_merkle_hash left, const wr_merkle_hash right, wr_merkle_hash out)
+{
+    node_hash(NULL, left, right, out);
 }
 
 /* MTH({}) = SHA-256 of the empty string. */
@@ -251,7 +256,7 @@ void wr_merkle_range_append(wr_merkle_range *r, const wr_merkle_hash leaf)
     memcpy(r->h[r->n++], leaf, WR_MERKLE_HASH_LEN);
     /* Each trailing 1 bit of the old size is a subtree the new leaf completes. */
     for (int64_t s = r->size; s & 1; s >>= 1, r->n--)
-        wr_merkle_node_hash(r->h[r->n - 2], r->h[r->n - 1], r->h[r->n - 2]);
+        node_hash(r->hasher, r->h[r->n - 2], r->h[r->n - 1], r->h[r->n - 2]);
     r->size++;
 }
 
@@ -263,5 +268,5 @@ void wr_merkle_range_root(const wr_merkle_range *r, wr_merkle_hash out)
     }
     memcpy(out, r->h[r->n - 1], WR_MERKLE_HASH_LEN);
     for (int i = r->n - 2; i >= 0; i--)
-        wr_merkle_node_hash(r->h[i], out, out);
+        node_hash(r->hasher, r->h[i], out, out);
 }

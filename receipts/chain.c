@@ -72,6 +72,7 @@ static void walk_free(chain_walk *w)
     }
     for (size_t i = 0; i < BATCH; i++)
         free(w->items[i].json);
+    wr_hasher_free(w->tree.hasher);
     free(w->anchors);
     free(w->leaves);
     if (w->dirfd >= 0)
@@ -87,6 +88,7 @@ static int walk_new(chain_walk **out, const unsigned char pk[WR_PK_LEN], int wor
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     memset(w->prev, '0', WR_SHA256_HEX_LEN - 1);
     w->dirfd = -1;
+    w->tree.hasher = wr_hasher_new(); /* NULL only costs speed */
     w->err = err;
     long cpus = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
     int want = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (int)cpus;

@@ -95,16 +95,21 @@ static void test_proofs_and_refusals(void **state)
     (void)state;
     wr_merkle_range r;
     mem *m = grow(MAX_LEAVES, &r);
+    wr_hasher *hasher = wr_hasher_new();
+    assert_non_null(hasher);
     for (int64_t n = 1; n <= MAX_LEAVES; n++) {
         wr_merkle_hash root, other, lh;
-        wr_merkle_range part = {0};
+        wr_merkle_range part = {0}, hashed = {.hasher = hasher};
         for (int i = 0; i < n; i++) {
             leaf(i, lh);
             wr_merkle_range_append(&part, lh);
+            wr_merkle_range_append(&hashed, lh);
         }
         assert_int_equal(wr_merkle_root(rd, m, n, root, NULL), WR_OK);
         wr_merkle_range_root(&part, other);
         assert_memory_equal(root, other, 32); /* range == stored tree */
+        wr_merkle_range_root(&hashed, other);
+        assert_memory_equal(root, other, 32); /* with a reused hasher too */
         for (int64_t i = 0; i < n; i += 7) {
             wr_merkle_proof p;
             leaf((int)i, lh);
@@ -149,6 +154,7 @@ static void test_proofs_and_refusals(void **state)
         assert_int_equal(wr_merkle_verify_consistency(n, n, root, forged, &none, NULL), WR_E_CRYPTO);
         assert_int_equal(wr_merkle_prove_consistency(rd, m, n + 1, n, &none, NULL), WR_E_INVALID);
     }
+    wr_hasher_free(hasher);
     free(m);
 }
 
