@@ -35,6 +35,7 @@ warrantd is starting on 127.0.0.1:$port with the bundled default policy.
   stdio            $bin/server/warrantd --stdio --agent-id demo-agent --state-dir $state
   agent identity   demo-agent   (contracts must say actor.agent_id = "demo-agent")
   demo workspace   $workspace
-  verify receipts  $bin/clients/warrant verify chain --state-dir $state --pubkey <($bin/clients/warrant pubkey --state-dir $state)
+  verify receipts  $bin/clients/warrant pubkey --state-dir $state > warrant.pub
+                   $bin/clients/warrant verify chain --state-dir $state --pubkey warrant.pub
 MSG
 exec "$bin/server/warrantd" --listen "127.0.0.1:$port" --token-file "$tokens" --state-dir "$state"
