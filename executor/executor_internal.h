@@ -57,6 +57,7 @@ typedef struct wr_plan_op {
     bool missing;   /* declared read path that does not exist: not mounted */
     bool created;   /* write path created under an existing write root */
     size_t segment; /* EXE: the pipeline segment it belongs to */
+    bool root_path; /* EXE: only root can change its path (root_only_path): exec'd there, not bound */
 } wr_plan_op;
 
 /* ---- cgroups (cgroup.c) -------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -134,31 +135,19 @@ int main(int argc, char **argv)
     if (c->abi > 0 && wr_landlock_apply(c->abi, c->rules, c->nrules, c->tcp, &stage) != 0)
         fail_setup(sfd, stage, errno);
 
-    int ep[2];
-    if (pipe2(ep, O_CLOEXEC) != 0)
-        fail_setup(sfd, "pipe", errno);
-    pid_t child = fork();
-    if (child < 0)
-        fail_setup(sfd, "fork", errno);
-    if (child == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(exe, argv + ARG_FIRST, c->env);
-        int e = errno;
-        /* If even this write fails, init reports a start and exit 127. */
-        if (write(ep[1], &e, sizeof e) != (ssize_t)sizeof e)
-            _exit(EXIT_SETUP);
-        _exit(EXIT_SETUP);
-    }
-    close(ep[1]);
-    int e = 0;
-    ssize_t got;
-    do
-        got = read(ep[0], &e, sizeof e);
-    while (got < 0 && errno == EINTR);
-    close(ep[0]);
-    if (got == (ssize_t)sizeof e)
+    /* posix_spawn starts the command with clone(CLONE_VM|CLONE_VFORK): no
+     * page tables copied, and its result is the exec's own errno once the
+     * command is running or could not be, with no pipe to wait on. */
+    posix_spawnattr_t attr;
+    sigset_t none;
+    sigemptyset(&none);
+    if (posix_spawnattr_init(&attr) != 0 || posix_spawnattr_setsigmask(&attr, &none) != 0 ||
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK) != 0)
+        fail_setup(sfd, "spawn", ENOMEM);
+    pid_t child = -1;
+    int e = posix_spawn(&child, exe, NULL, &attr, argv + ARG_FIRST, c->env);
+    posix_spawnattr_destroy(&attr);
+    if (e)
         report(sfd, "\"" WR_INIT_EXEC_FAILED "\", \"errno\": %d", e);
     else
         report(sfd, "\"" WR_INIT_STARTED "\"");
@@ -171,10 +160,10 @@ int main(int argc, char **argv)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            return EXIT_SETUP; /* cannot happen: the command is our child */
+            return EXIT_SETUP; /* no child left: the command never started */
         if (w != child)
             continue; /* an orphan of the namespace, reaped */
-        if (got != (ssize_t)sizeof e)
+        if (!e)
             report(sfd, "\"" WR_INIT_EXITED "\", \"wait-status\": %d", st);
         /* Leaving kills whatever the command left behind in the namespace. */
         return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

@@ -474,6 +474,46 @@ static int set_user(wr_plan *p, const wr_sandbox_limits *lim, bool apply, const 
     return WR_OK;
 }
 
+/* Whether only root can change what `path` names: every directory from
+ * "/" down to its parent is root's and writable by no one else (and the
+ * path is canonical, so no symlink is followed). Then nobody who could
+ * race the run can swap a component between the check and the exec. */
+static bool root_only_path(const char *path)
+{
+    char dir[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof dir || path[0] != '/')
+        return false;
+    memcpy(dir, path, len + 1);
+    for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+        slash[slash == dir] = 0; /* "/usr/bin/x" -> "/usr/bin" -> "/usr" -> "/" */
+        struct stat st;
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+            return false;
+        if (slash == dir)
+            return true;
+    }
+    return false;
+}
+
+/* Whether the sandbox shows the host's file at `path`: the last mount over
+ * it is a bind of the same host path (not a tmpfs, /dev, /proc or a
+ * synthetic file the sandbox could fill itself), among the first nops. */
+static bool host_view(const wr_plan *p, size_t nops, const char *path)
+{
+    bool host = false;
+    for (size_t i = 0; i < nops; i++) {
+        const wr_plan_op *op = &p->ops[i];
+        if (op->kind == WR_OP_SETENV || op->kind == WR_OP_REMOUNT_RO || op->kind == WR_OP_CHDIR || !op->dest ||
+            !wr_path_within(path, op->dest))
+            continue;
+        host = (op->kind == WR_OP_RO_BIND || op->kind == WR_OP_BIND || op->kind == WR_OP_RO_BIND_TRY ||
+                op->kind == WR_OP_EXE) &&
+               !op->missing && op->src && !strcmp(op->src, op->dest);
+    }
+    return host;
+}
+
 /* The file a segment's argv[0] names, found as the sandbox's exec would
  * find it (a path as is, relative to cwd; a bare name on WR_EXEC_PATH) and
  * resolved on the host, where the sandbox's binds show the same files. The
@@ -518,6 +558,9 @@ static int add_exe(wr_plan *p, const wr_command *cmd, size_t seg, bool apply, wr
         if (apply && (rc = open_checked(res, "argv[0]", a0, &op->fd, err)) == WR_OK &&
             (fstat(op->fd, &st) != 0 || !S_ISREG(st.st_mode)))
             rc = wr_errorf(err, WR_E_DENIED, a0, "argv[0] %s is %s, not a regular file", a0, res);
+        /* A system binary (/usr/bin/...) is already the checked file at its
+         * path: its bind would cost a mount per run and pin nothing more. */
+        op->root_path = rc == WR_OK && host_view(p, p->nops - 1, res) && root_only_path(res);
     }
     free(res);
     return rc;
@@ -757,6 +800,8 @@ json_object *wr_plan_to_json(const wr_plan *p)
             json_object_object_add(j, "created", json_object_new_boolean(true));
         if (op->kind == WR_OP_EXE)
             json_object_object_add(j, "segment", json_object_new_int64((int64_t)op->segment));
+        if (op->root_path)
+            json_object_object_add(j, "root_only_path", json_object_new_boolean(true));
         json_object_array_add(ops, j);
     }
     json_object_object_add(o, "ops", ops);
@@ -830,7 +875,8 @@ int wr_plan_op_fd(const wr_plan_op *op, int flags, size_t segment)
     case WR_OP_FILE:
         return WR_OP_DATA_FD;
     case WR_OP_EXE:
-        return op->segment == segment && (flags & WR_RENDER_INIT) && fds && op->fd >= 0 ? op->fd : WR_OP_NO_FD;
+        return op->segment == segment && !op->root_path && (flags & WR_RENDER_INIT) && fds && op->fd >= 0 ? op->fd
+                                                                                                          : WR_OP_NO_FD;
     case WR_OP_INIT:
         return (flags & WR_RENDER_INIT) && fds && op->fd >= 0 ? op->fd : WR_OP_NO_FD;
     default:
@@ -864,6 +910,8 @@ int wr_plan_render(const wr_plan *p, int flags, size_t segment, char *const *arg
             if (op->segment != segment || !(flags & WR_RENDER_INIT))
                 break; /* without init, argv runs directly */
             exe = op->dest;
+            if (op->root_path)
+                break; /* shown as is by the system bind: root_only_path */
             /* fall through */
         case WR_OP_RO_BIND:
         case WR_OP_BIND:

@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libc6-dev
       libjson-c-dev libyaml-dev libsodium-dev libseccomp-dev libwebsockets-dev
       libarchive-dev libsqlite3-dev libpcre2-dev libssl-dev libcmocka-dev
-      libidn2-dev bubblewrap slirp4netns util-linux openssl ca-certificates python3 scdoc)
+      libidn2-dev bubblewrap slirp4netns util-linux openssl ca-certificates python3 scdoc
+      musl-tools)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(sqlite3 json-schema-test-suite git procps iproute2 strace curl)
   # the Debian package test: build, lint, install; the unit test: systemd-analyze

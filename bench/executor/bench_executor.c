@@ -22,7 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GAP_MS 60 /* between runs: longer than the grace period a cold cgroup attach waits for */
+/* Between runs: past the grace period a cold cgroup attach waits for, and
+ * past the window after the pool's own refill (pool.c, SETTLE_MS after a
+ * run) in which another attach would be cheap. */
+#define GAP_MS 100
 
 static double now_ms(void)
 {

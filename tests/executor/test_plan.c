@@ -105,6 +105,55 @@ static void test_scope_order(void **state)
     free(d), free(r), free(w), free(rr);
 }
 
+/* Whether the rendered bwrap argv binds a checked fd over dest. */
+static bool binds_fd_at(const wr_strv *argv, const char *dest)
+{
+    for (size_t i = 0; i + 2 < argv->n; i++)
+        if (!strcmp(argv->v[i], "--ro-bind-fd") && !strcmp(argv->v[i + 2], dest))
+            return true;
+    return false;
+}
+
+/* argv[0]'s checked file is bound over its path unless only root can
+ * change that path: a system binary is exec'd where the system bind shows
+ * it (no mount per run), a program in a directory anyone else may write
+ * (here under /tmp, or the test user's own) is still pinned by its fd. */
+static void test_exe_bind_when_swappable(void **state)
+{
+    (void)state;
+    char *d = fx_tmpdir();
+    char tool[4096], sys[4096];
+    snprintf(tool, sizeof tool, "%s/tool", d);
+    fx_write(tool, "#!/bin/sh\n");
+    assert_int_equal(chmod(tool, 0755), 0);
+    assert_non_null(realpath("/bin/true", sys));
+    char real_tool[4096];
+    assert_non_null(realpath(tool, real_tool));
+    const char *const argv_tool[] = {tool, NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {ARGV_TRUE}}, {.id = "c2", .seg = {argv_tool}, .reads = {d}}, {0}});
+    wr_error e = {0};
+    for (size_t c = 0; c < 2; c++) {
+        wr_plan p;
+        wr_strv argv;
+        assert_int_equal(wr_plan_build(&f.req, c, true, &p, &e), WR_OK);
+        assert_int_equal(wr_plan_render(&p, WR_RENDER_FDS | WR_RENDER_INIT, 0, f.cmds[c].segments[0].v, &argv, &e),
+                         WR_OK);
+        const char *exe = c == 0 ? sys : real_tool;
+        assert_true(wr_strv_contains(&argv, exe)); /* what init execs */
+        assert_int_equal(binds_fd_at(&argv, exe), c == 1);
+        json_object *j = wr_plan_to_json(&p);
+        int i = find_op(j, "exe", exe);
+        assert_true(i >= 0);
+        assert_int_equal(op_field(j, i, "root_only_path") != NULL, c == 0);
+        json_object_put(j);
+        wr_strv_free(&argv);
+        wr_plan_free(&p);
+    }
+    fx_rmtree(d);
+    free(d);
+}
+
 /* The layers added for issue 9, as recorded in the plan: the cwd bind in
  * the depth order, /dev frozen after /dev/shm, argv[0]'s checked file,
  * warrant-init, the Landlock ABI; and init's config: environment and one
@@ -654,17 +703,12 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),
-        cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_init_layers),
-        cmocka_unit_test(test_symlink_escape),
-        cmocka_unit_test(test_glob_read_paths),
-        cmocka_unit_test(test_missing_write_paths),
-        cmocka_unit_test(test_env_and_user),
-        cmocka_unit_test(test_seccomp_filter),
-        cmocka_unit_test(test_capture_redaction),
-        cmocka_unit_test(test_argv_limits),
-        cmocka_unit_test(test_argv_nul_refused_at_parse),
+        cmocka_unit_test(test_scope_order),         cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_init_layers),         cmocka_unit_test(test_exe_bind_when_swappable),
+        cmocka_unit_test(test_symlink_escape),      cmocka_unit_test(test_glob_read_paths),
+        cmocka_unit_test(test_missing_write_paths), cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),      cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),         cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
