@@ -657,18 +657,10 @@ json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, 
 
 json_object *wr_json_parse(const char *buf, size_t len, const wr_json_limits *limits, wr_error *err)
 {
-    return wr_json_parse_canonical(buf, len, limits, NULL, err);
-}
-
-json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_limits *limits, bool *canonical,
-                                     wr_error *err)
-{
-    if (canonical)
-        *canonical = false;
     wr_json_parser p;
     if (parser_init(&p, limits, err) != WR_OK)
         return NULL;
-    json_object *obj = parse_with(&p, buf, len, canonical, err);
+    json_object *obj = parse_with(&p, buf, len, NULL, err);
     parser_release(&p);
     return obj;
 }

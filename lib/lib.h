@@ -116,16 +116,13 @@ typedef struct wr_json_parser wr_json_parser;
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err);
 json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err);
 void wr_json_parser_free(wr_json_parser *p);
-/* wr_json_parser_parse with wr_json_parse_canonical's *canonical (below). */
-json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, size_t len, bool *canonical,
-                                            wr_error *err);
-/* wr_json_parse that also sets *canonical when buf is byte for byte
- * wr_canonical_json(result, false), so that a signed document kept in that
- * form can be hashed and verified as read. Decided from the tokens and
+/* wr_json_parser_parse that also sets *canonical when buf is byte for
+ * byte wr_canonical_json(result, false), so that a signed document kept in
+ * that form can be hashed and verified as read. Decided from the tokens and
  * conservatively: "false" may also mean "not proven" (a fraction, an
  * escape in a key), never the other way round. */
-json_object *wr_json_parse_canonical(const char *buf, size_t len, const wr_json_limits *limits, bool *canonical,
-                                     wr_error *err);
+json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, size_t len, bool *canonical,
+                                            wr_error *err);
 /* Reads a file (refusing more than limits->max_bytes) and parses it. */
 json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, wr_error *err);
 /* Reads a whole file into a NUL-terminated buffer, refusing more than max_bytes. */

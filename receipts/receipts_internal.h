@@ -31,7 +31,7 @@ int wr_receipt_verifier_check(const wr_receipt_verifier *v, json_object *receipt
  * NULL) receives the receipt's chain hash (wr_receipt_hash), leaf_out (may
  * be NULL, else WR_MERKLE_HASH_LEN bytes) its Merkle leaf hash. text (may
  * be NULL) is the text receipt was parsed from, given only when
- * wr_json_parse_canonical found it canonical: it is hashed as it is and the
+ * wr_json_parser_parse_canonical found it canonical: it is hashed as it is and the
  * signing payload is cut out of it in place. */
 typedef struct wr_receipt_pending {
     const unsigned char *payload; /* the signing payload (in text or owned), NULL if the member was not found */

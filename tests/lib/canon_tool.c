@@ -2,7 +2,7 @@
  * prints, tab-separated, its canonical form, its canonical form with null
  * members dropped, the sha256 of the first and whether the parser vouched
  * for the line being canonical already ("canonical" or "-"); or
- * "ERR <code>" when wr_json_parse refuses the line. */
+ * "ERR <code>" when the parser refuses the line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +15,15 @@ int main(void)
     size_t cap = 0;
     ssize_t n;
     int rc = 0;
+    wr_json_parser *parser = wr_json_parser_new(NULL, NULL);
+    if (!parser)
+        return 1;
     while ((n = getline(&line, &cap, stdin)) > 0) {
         if (line[n - 1] == '\n')
             n--;
         wr_error err = {0};
         bool canonical;
-        json_object *o = wr_json_parse_canonical(line, (size_t)n, NULL, &canonical, &err);
+        json_object *o = wr_json_parser_parse_canonical(parser, line, (size_t)n, &canonical, &err);
         if (!o) {
             printf("ERR %s\n", wr_code_name(err.code));
             continue;
@@ -43,5 +46,6 @@ int main(void)
         json_object_put(o);
     }
     free(line);
+    wr_json_parser_free(parser);
     return rc;
 }

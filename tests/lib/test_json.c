@@ -251,10 +251,12 @@ static void test_canonical_flag(void **state)
         {"\"\\u000a\"", false}, /* \n */
         {"{\"\\n\":1}", false}, /* an escaped key is not vouched for */
     };
+    wr_json_parser *p = wr_json_parser_new(NULL, NULL);
+    assert_non_null(p);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         wr_error err = {0};
         bool canonical = !cases[i].canonical;
-        json_object *o = wr_json_parse_canonical(cases[i].text, strlen(cases[i].text), NULL, &canonical, &err);
+        json_object *o = wr_json_parser_parse_canonical(p, cases[i].text, strlen(cases[i].text), &canonical, &err);
         if (!o || canonical != cases[i].canonical)
             fail_msg("%s: parsed %d, canonical %d", cases[i].text, o != NULL, canonical);
         char *c = wr_canonical_json(o, false, NULL, &err);
@@ -265,8 +267,9 @@ static void test_canonical_flag(void **state)
     }
     bool canonical = true;
     wr_error err = {0};
-    assert_null(wr_json_parse_canonical("{\"a\":1,\"a\":1}", 13, NULL, &canonical, &err));
+    assert_null(wr_json_parser_parse_canonical(p, "{\"a\":1,\"a\":1}", 13, &canonical, &err));
     assert_false(canonical);
+    wr_json_parser_free(p);
 }
 
 static void test_files(void **state)
