@@ -730,11 +730,6 @@ int wr_read_fd(int fd, const char *path, size_t max_bytes, char **buf, size_t *l
     return rc;
 }
 
-int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
-{
-    return wr_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
-}
-
 /* O_NONBLOCK: opening a FIFO with no writer must not hang before the
  * regular-file check can refuse it. */
 static int open_at(int dirfd, const char *name, const char *path, int *fd, wr_error *err)
@@ -745,12 +740,11 @@ static int open_at(int dirfd, const char *name, const char *path, int *fd, wr_er
                                 strerror(errno));
 }
 
-int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
-                    wr_error *err)
+int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err)
 {
     *buf = NULL;
     *len = 0;
-    int fd, rc = open_at(dirfd, name, path, &fd, err);
+    int fd, rc = open_at(AT_FDCWD, path, path, &fd, err);
     if (rc)
         return rc;
     rc = wr_read_fd(fd, path, max_bytes, buf, len, err);

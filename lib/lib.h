@@ -128,11 +128,9 @@ json_object *wr_json_read_file(const char *path, const wr_json_limits *limits, w
 /* Reads a whole file into a NUL-terminated buffer, refusing more than max_bytes. */
 int wr_read_file(const char *path, size_t max_bytes, char **buf, size_t *len, wr_error *err);
 /* The same for name in the directory open as dirfd (no walk down the
- * directory's own path for each of many files); errors name it as path. */
-int wr_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *len,
-                    wr_error *err);
-/* The same into *buf of *cap bytes, grown as needed and kept by the caller
- * for the next file (who frees it, whatever the outcome). */
+ * directory's own path for each of many files; errors name it as path),
+ * into *buf of *cap bytes, grown as needed and kept by the caller for the
+ * next file (who frees it, whatever the outcome). */
 int wr_read_file_into(int dirfd, const char *name, const char *path, size_t max_bytes, char **buf, size_t *cap,
                       size_t *len, wr_error *err);
 /* Writes a file atomically: temp file in the same directory, fsync, rename,
