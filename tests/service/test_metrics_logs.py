@@ -95,7 +95,11 @@ class MetricsAndLogs(unittest.TestCase):
     def test_bad_option_values_are_refused(self):
         for args, says in ((["--log-format", "xml"], "--log-format: expected text or json"),
                            (["--log-format", ""], "--log-format: expected text or json"),
-                           (["--metrics-auth", "open"], "--metrics-auth: expected token or loopback")):
+                           (["--metrics-auth", "open"], "--metrics-auth: expected token or loopback"),
+                           (["--launchers", "-1"], "--launchers: expected an integer in [0, 64]"),
+                           (["--launchers", "65"], "--launchers: expected an integer in [0, 64]"),
+                           (["--launchers", "2x"], "--launchers: expected an integer in [0, 64]"),
+                           (["--launchers", "99999999999999999999"], "--launchers: expected an integer in [0, 64]")):
             r = subprocess.run([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state] + args,
                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
             self.assertEqual(r.returncode, 2, args)
