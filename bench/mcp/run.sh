@@ -26,17 +26,11 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
 fi
 ulimit -n "$want"
 if [ -n "${BENCH_BASELINE_REF:-}" ]; then
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  mkdir "$work/src"
-  git -C "$root" archive "$BENCH_BASELINE_REF" | tar -x -C "$work/src"
-  ln -s "$root/../shared" "$work/shared" 2>/dev/null || true
-  opt() { meson introspect --buildoptions "$WARRANT_BUILD" |
-          python3 -c "import json, sys; print(next(o['value'] for o in json.load(sys.stdin) if o['name'] == '$1'))"; }
-  meson setup "$work/build" "$work/src" --buildtype="$(opt buildtype)" -Db_sanitize="$(opt b_sanitize)" \
-    -Dtests=false >/dev/null
-  ninja -C "$work/build" server/warrantd executor/warrant-init >/dev/null
+  . "$here/../baseline.sh"
+  baseline_extract "$BENCH_BASELINE_REF"
+  trap 'rm -rf "$baseline_work"' EXIT
+  baseline_build server/warrantd executor/warrant-init
   echo "baseline: $BENCH_BASELINE_REF ($(git -C "$root" rev-parse --short "$BENCH_BASELINE_REF"))"
-  export BENCH_BASELINE=$work/build
+  export BENCH_BASELINE=$baseline_work/build
 fi
 node "$here/mcp_bench.mjs"

@@ -7,15 +7,9 @@
 set -euo pipefail
 baseline="${WARRANT_WS_BASELINE:-2ff97e7~1}"
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(git -C "$here" rev-parse --show-toplevel)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir "$work/src"
-git -C "$root" archive "$baseline" | tar -x -C "$work/src"
-ln -s "$root/../shared" "$work/shared" 2>/dev/null || true
-opt() { meson introspect --buildoptions "${WARRANT_BUILD:?}" |
-        python3 -c "import json, sys; print(next(o['value'] for o in json.load(sys.stdin) if o['name'] == '$1'))"; }
-meson setup "$work/build" "$work/src" --buildtype="$(opt buildtype)" -Db_sanitize="$(opt b_sanitize)" >/dev/null
-ninja -C "$work/build" server/warrantd >/dev/null
+. "$here/../baseline.sh"
+baseline_extract "$baseline"
+trap 'rm -rf "$baseline_work"' EXIT
+baseline_build server/warrantd
 echo "baseline: $baseline"
-python3 "$here/ws_frames.py" "$work/build" "$WARRANT_BUILD" "${1:-3}"
+python3 "$here/ws_frames.py" "$baseline_work/build" "$WARRANT_BUILD" "${1:-3}"

@@ -20,21 +20,15 @@ baseline="${WARRANT_TLOG_BASELINE:-fc83000}"
 rounds="${WARRANT_TLOG_ROUNDS:-5}"
 seals="${WARRANT_TLOG_SEALS:-3000}"
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(git -C "$here" rev-parse --show-toplevel)
-work=$(mktemp -d)
+. "$here/../baseline.sh"
+baseline_extract "$baseline"
+work=$baseline_work
 trap 'rm -rf "$work"; echo "load after: $(uptime)"' EXIT
-mkdir "$work/src"
-git -C "$root" archive "$baseline" | tar -x -C "$work/src"
 # The same benchmark source in both trees: only the library code differs.
 cp "$here/bench_seal.c" "$work/src/bench/receipts/"
 printf "executable('bench_seal', files('bench_seal.c'), dependencies : [wr_receipts_dep])\n" \
   >> "$work/src/bench/receipts/meson.build"
-ln -s "$root/../shared" "$work/shared" 2>/dev/null || true
-# Built like WARRANT_BUILD.
-opt() { meson introspect --buildoptions "$WARRANT_BUILD" |
-        python3 -c "import json, sys; print(next(o['value'] for o in json.load(sys.stdin) if o['name'] == '$1'))"; }
-meson setup "$work/build" "$work/src" --buildtype="$(opt buildtype)" -Db_sanitize="$(opt b_sanitize)" >/dev/null
-ninja -C "$work/build" bench/receipts/bench_seal >/dev/null
+baseline_build bench/receipts/bench_seal
 old="$work/build/bench/receipts/bench_seal" new="$WARRANT_BUILD/bench/receipts/bench_seal"
 
 # Interleaved runs on tmpfs (the CPU cost, where the tree shows; CPU time is
