@@ -544,13 +544,171 @@ static struct json_tokener *tokener_for(wr_json_parser *p, int deepest, wr_error
     return p->tok;
 }
 
-/* json-c builds the tree of the scanned text; duplicate keys are refused. */
+/* ---- canonical text, without json-c's tokenizer -------------------------
+ * Text the token pass found canonical, and that holds no escape, needs no
+ * tokenizing: its strings are their bytes (valid UTF-8 without controls),
+ * its numbers integers in range and its keys sorted, so distinct. Its tree
+ * is built with json-c's constructors directly, members added without a
+ * lookup for an earlier one with the same key. (json-c's tokenizer copies
+ * every byte through a buffer, one at a time: this halves the parse of an
+ * exported receipt in a chain walk.) The token pass checks tokens, not the
+ * order they come in: anything out of place there, an escape or nesting
+ * deeper than BUILD_MAX_DEPTH gives up (NULL) and json-c parses the text
+ * as it does any other, so json-c's verdict and message stand for every
+ * text this does not build. */
+#define BUILD_MAX_DEPTH 32 /* bounds the recursion (a receipt nests a few levels) */
+#define BUILD_KEY_MAX   256
+
+typedef struct build {
+    const char *b;
+    size_t len, pos;
+} build;
+
+static bool build_value(build *bd, int depth, json_object **out);
+
+static bool build_at(const build *bd, char c)
+{
+    return bd->pos < bd->len && bd->b[bd->pos] == c;
+}
+
+/* The string whose opening quote is at pos: its bytes, unless it holds an
+ * escape (the token pass found the quote that closes it). */
+static bool build_string(build *bd, const char **s, size_t *n)
+{
+    const char *start = bd->b + bd->pos + 1, *q = memchr(start, '"', bd->len - bd->pos - 1);
+    if (!q || memchr(start, '\\', (size_t)(q - start)))
+        return false;
+    *s = start;
+    *n = (size_t)(q - start);
+    bd->pos = (size_t)(q - bd->b) + 1;
+    return true;
+}
+
+/* An integer whose range the token pass checked: json-c's types for it. */
+static bool build_number(build *bd, json_object **out)
+{
+    bool neg = bd->b[bd->pos] == '-';
+    uint64_t v = 0;
+    size_t digits = bd->pos += neg;
+    for (; bd->pos < bd->len && bd->b[bd->pos] >= '0' && bd->b[bd->pos] <= '9'; bd->pos++)
+        v = v * 10 + (uint64_t)(bd->b[bd->pos] - '0');
+    if (bd->pos == digits) /* not a number where a value belongs, e.g. "[1,]" */
+        return false;
+    if (neg)
+        *out = json_object_new_int64(v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v);
+    else
+        *out = v > (uint64_t)INT64_MAX ? json_object_new_uint64(v) : json_object_new_int64((int64_t)v);
+    return *out != NULL;
+}
+
+static bool build_word(build *bd, const char *word)
+{
+    size_t n = strlen(word);
+    if (bd->len - bd->pos < n || memcmp(bd->b + bd->pos, word, n) != 0)
+        return false;
+    bd->pos += n;
+    return true;
+}
+
+/* After a member or element: true at ',' (another follows), false at the
+ * closing bracket or anything else (*ok tells which). */
+static bool build_next(build *bd, char close, bool *ok)
+{
+    char c = bd->pos < bd->len ? bd->b[bd->pos++] : '\0';
+    *ok = c == close;
+    return c == ',';
+}
+
+/* A member's key and its colon, the key NUL-terminated for json-c. */
+static bool build_key(build *bd, char key[BUILD_KEY_MAX])
+{
+    const char *k;
+    size_t n;
+    if (!build_at(bd, '"') || !build_string(bd, &k, &n) || n >= BUILD_KEY_MAX || !build_at(bd, ':'))
+        return false;
+    memcpy(key, k, n);
+    key[n] = '\0';
+    bd->pos++;
+    return true;
+}
+
+/* An object or an array, at its opening bracket. Keys come sorted and so
+ * distinct (the token pass vouched for it): json-c need not look for an
+ * earlier member with the same key. */
+static bool build_container(build *bd, int depth, json_object **out)
+{
+    bool object = bd->b[bd->pos++] == '{';
+    char close = object ? '}' : ']';
+    json_object *c = *out = object ? json_object_new_object() : json_object_new_array();
+    bool ok = c != NULL, more = ok;
+    if (ok && build_at(bd, close)) {
+        bd->pos++;
+        return true;
+    }
+    while (more) {
+        char key[BUILD_KEY_MAX];
+        json_object *v = NULL;
+        ok = (!object || build_key(bd, key)) && build_value(bd, depth + 1, &v);
+        if (ok && (object ? json_object_object_add_ex(c, key, v, JSON_C_OBJECT_ADD_KEY_IS_NEW)
+                          : json_object_array_add(c, v)) != 0) {
+            json_object_put(v);
+            ok = false;
+        }
+        more = ok && build_next(bd, close, &ok);
+    }
+    if (!ok) {
+        json_object_put(c);
+        *out = NULL;
+    }
+    return ok;
+}
+
+/* On false *out is NULL: what was built is freed. */
+static bool build_value(build *bd, int depth, json_object **out)
+{
+    *out = NULL;
+    if (bd->pos >= bd->len || depth >= BUILD_MAX_DEPTH)
+        return false;
+    const char *s;
+    size_t n;
+    switch (bd->b[bd->pos]) {
+    case '{':
+    case '[':
+        return build_container(bd, depth, out);
+    case '"':
+        return build_string(bd, &s, &n) && (*out = json_object_new_string_len(s, (int)n)) != NULL;
+    case 't':
+        return build_word(bd, "true") && (*out = json_object_new_boolean(1)) != NULL;
+    case 'f':
+        return build_word(bd, "false") && (*out = json_object_new_boolean(0)) != NULL;
+    case 'n':
+        return build_word(bd, "null");
+    default:
+        return build_number(bd, out);
+    }
+}
+
+static json_object *build_canonical(const char *text, size_t len)
+{
+    build bd = {text, len, 0};
+    json_object *obj;
+    if (build_value(&bd, 0, &obj) && bd.pos == len)
+        return obj;
+    json_object_put(obj);
+    return NULL;
+}
+
+/* The tree of the scanned text, built directly when it is canonical, else
+ * by json-c; duplicate keys are refused. */
 static json_object *tree_of(wr_json_parser *p, const char *buf, scan *sc, wr_error *err)
 {
+    const char *text = sc->buf ? sc->buf : buf;
+    json_object *built = sc->canonical ? build_canonical(text, sc->out) : NULL;
+    if (built)
+        return built;
     struct json_tokener *tok = tokener_for(p, sc->deepest, err);
     if (!tok)
         return NULL;
-    const char *text = sc->buf ? sc->buf : buf;
     json_object *obj = json_tokener_parse_ex(tok, text, (int)sc->out);
     size_t end = json_tokener_get_parse_end(tok);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {

@@ -176,8 +176,9 @@ def main():
     docs += canonical_docs
     docs += REFUSED
     # mutated documents: whatever the C side accepts, Python must accept and
-    # print the same way (the C side may refuse more: duplicates, NUL, ...)
-    mutated = [mutate(r, FIXED + randoms[:50]) for _ in range(5000)]
+    # print the same way (the C side may refuse more: duplicates, NUL, ...);
+    # canonical seeds stay canonical token by token, for the direct build
+    mutated = [mutate(r, FIXED + randoms[:50] + canonical_docs[:50]) for _ in range(5000)]
     docs += mutated
     inp = "".join(d + "\n" for d in docs).encode("utf-8")
     out = subprocess.run([tool], input=inp, capture_output=True, check=True).stdout.decode("utf-8")

@@ -272,6 +272,66 @@ static void test_canonical_flag(void **state)
     wr_json_parser_free(p);
 }
 
+/* Canonical text skips json-c's tokenizer (its tree is built directly):
+ * the tree must be the one json-c builds, and tokens that are each
+ * canonical but stand in the wrong order must still be refused, with
+ * json-c's message. */
+static void test_canonical_built_as_json_c(void **state)
+{
+    (void)state;
+    static const char *const same[] = {
+        "{\"a\":[1,-2,true,false,null,\"x\"],\"b\":{},\"c\":[]}",
+        "{\"\":0,\"a\":{\"b\":{\"c\":[[],[{}]]}},\"\u00e9\":\"\u00e9\U0001F600\"}",
+        "[18446744073709551615,9223372036854775808,9223372036854775807,-9223372036854775808,0,-1]",
+        "\"s\"",
+        "7",
+        "-9223372036854775808",
+        "true",
+        "[\"a\\\"b\",\"\\\\\",\"\\n\"]", /* escapes: json-c's tokenizer decodes them */
+    };
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        wr_error err = {0};
+        json_object *ours = wr_json_parse(same[i], strlen(same[i]), NULL, &err), *theirs = json_tokener_parse(same[i]);
+        if (!ours || !theirs || !json_object_equal(ours, theirs))
+            fail_msg("%s: parsed %d (%s), equal to json-c's tree %d", same[i], ours != NULL, err.message,
+                     ours && theirs && json_object_equal(ours, theirs));
+        char *c = wr_canonical_json(ours, false, NULL, &err);
+        assert_string_equal(c, same[i]);
+        free(c);
+        json_object_put(ours);
+        json_object_put(theirs);
+    }
+    /* the top-level integer types, which json_object_equal does not tell apart */
+    json_object *big = wr_json_parse("18446744073709551615", 20, NULL, NULL);
+    assert_int_equal(json_object_get_uint64(big), UINT64_MAX);
+    json_object_put(big);
+    static const char *const wrong_order[] = {
+        "{\"a\"1}",
+        "{\"a\":}",
+        "{\"a\":1\"b\":2}",
+        "{1:2}",
+        "[1:2]",
+        "[,1]",
+        "{\"a\":1}}",
+        "[1-2]",
+        "[1true]",
+        "{\"a\",1}",
+        "[\"a\":1]",
+        "{\"a\":1,}",
+        "[[]",
+        "[1,]",
+        "{\"a\":[}",
+        "]",
+        "{,}",
+        "[\"a\"\"b\"]",
+        "{\"a\":{\"b\":1}\"c\":2}",
+        "1]",
+        ":",
+    };
+    for (size_t i = 0; i < sizeof wrong_order / sizeof *wrong_order; i++)
+        expect_reject(wrong_order[i], strlen(wrong_order[i]), NULL, WR_E_INVALID, "invalid JSON");
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -420,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_trailing_and_grammar),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_canonical_flag),
+        cmocka_unit_test(test_canonical_built_as_json_c),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_parser_reuse),
     };
