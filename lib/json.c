@@ -474,6 +474,7 @@ struct wr_json_parser {
     size_t keys_cap;
     scan_level *levels; /* the token pass's nesting */
     int levels_cap;
+    json_object *spare; /* a tree given back (wr_json_parser_recycle), for the next document */
 };
 
 /* Buffers above this are not kept for the next document: one huge message
@@ -498,6 +499,7 @@ static void parser_release(wr_json_parser *p)
     free(p->copy);
     free(p->keys);
     free(p->levels);
+    json_object_put(p->spare);
 }
 
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
@@ -520,6 +522,16 @@ void wr_json_parser_free(wr_json_parser *p)
         return;
     parser_release(p);
     free(p);
+}
+
+void wr_json_parser_recycle(wr_json_parser *p, json_object *tree)
+{
+    if (!p) {
+        json_object_put(tree);
+        return;
+    }
+    json_object_put(p->spare);
+    p->spare = tree;
 }
 
 /* A tokener for a document nesting `deepest` levels. json-c allocates its
@@ -584,20 +596,35 @@ static bool build_string(build *bd, const char **s, size_t *n)
     return true;
 }
 
-/* An integer whose range the token pass checked: json-c's types for it. */
+/* An integer whose range the token pass checked: its sign and magnitude. */
+static bool build_integer(build *bd, bool *neg, uint64_t *v)
+{
+    *neg = bd->b[bd->pos] == '-';
+    *v = 0;
+    size_t digits = bd->pos += *neg;
+    for (; bd->pos < bd->len && bd->b[bd->pos] >= '0' && bd->b[bd->pos] <= '9'; bd->pos++)
+        *v = *v * 10 + (uint64_t)(bd->b[bd->pos] - '0');
+    return bd->pos > digits; /* none: not a number where a value belongs, e.g. "[1,]" */
+}
+
+/* json-c's types for an integer: int64, uint64 above INT64_MAX. */
+static bool is_uint64(bool neg, uint64_t v)
+{
+    return !neg && v > (uint64_t)INT64_MAX;
+}
+
+static int64_t as_int64(bool neg, uint64_t v)
+{
+    return !neg ? (int64_t)v : v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v;
+}
+
 static bool build_number(build *bd, json_object **out)
 {
-    bool neg = bd->b[bd->pos] == '-';
-    uint64_t v = 0;
-    size_t digits = bd->pos += neg;
-    for (; bd->pos < bd->len && bd->b[bd->pos] >= '0' && bd->b[bd->pos] <= '9'; bd->pos++)
-        v = v * 10 + (uint64_t)(bd->b[bd->pos] - '0');
-    if (bd->pos == digits) /* not a number where a value belongs, e.g. "[1,]" */
+    bool neg;
+    uint64_t v;
+    if (!build_integer(bd, &neg, &v))
         return false;
-    if (neg)
-        *out = json_object_new_int64(v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v);
-    else
-        *out = v > (uint64_t)INT64_MAX ? json_object_new_uint64(v) : json_object_new_int64((int64_t)v);
+    *out = is_uint64(neg, v) ? json_object_new_uint64(v) : json_object_new_int64(as_int64(neg, v));
     return *out != NULL;
 }
 
@@ -688,9 +715,128 @@ static bool build_value(build *bd, int depth, json_object **out)
     }
 }
 
-static json_object *build_canonical(const char *text, size_t len)
+/* Reading a document into the tree of the one before it (a tree given back
+ * with wr_json_parser_recycle): where the two have the same shape, the
+ * values are set in place, so no json-c object is allocated or freed. A
+ * value of another type is built and put in place of the old one; an
+ * object with other keys or an array of another length is built whole. */
+typedef enum fill_rc {
+    FILL_OK,
+    FILL_REPLACE,
+    FILL_FAIL
+} fill_rc;
+
+static fill_rc fill_value(build *bd, int depth, json_object *old);
+
+/* The key at pos is want (then past its colon). */
+static bool fill_key(build *bd, const char *want)
+{
+    const char *k;
+    size_t n;
+    if (!build_at(bd, '"') || !build_string(bd, &k, &n) || strncmp(want, k, n) != 0 || want[n] != '\0' ||
+        !build_at(bd, ':'))
+        return false;
+    bd->pos++;
+    return true;
+}
+
+/* The member or element of old that the next one of the text replaces. */
+static bool fill_replace(build *bd, int depth, json_object *old, struct lh_entry *e, size_t i)
+{
+    json_object *v;
+    if (!build_value(bd, depth, &v))
+        return false;
+    if ((e ? json_object_object_add_ex(old, lh_entry_k(e), v, 0) : json_object_array_put_idx(old, i, v)) == 0)
+        return true;
+    json_object_put(v);
+    return false;
+}
+
+static fill_rc fill_container(build *bd, int depth, json_object *old)
+{
+    size_t start = bd->pos;
+    bool object = bd->b[bd->pos++] == '{', ok = true;
+    char close = object ? '}' : ']';
+    if (!json_object_is_type(old, object ? json_type_object : json_type_array))
+        return bd->pos = start, FILL_REPLACE;
+    struct lh_entry *e = object ? lh_table_head(json_object_get_object(old)) : NULL;
+    size_t i = 0, n = object ? 0 : json_object_array_length(old);
+    bool more = !build_at(bd, close);
+    bd->pos += !more;
+    for (; more; i++) {
+        if (object ? !e || !fill_key(bd, lh_entry_k(e)) : i >= n)
+            return bd->pos = start, FILL_REPLACE; /* another key, or more elements */
+        json_object *cur = object ? (json_object *)lh_entry_v(e) : json_object_array_get_idx(old, i);
+        size_t at = bd->pos;
+        fill_rc rc = fill_value(bd, depth + 1, cur);
+        if (rc == FILL_REPLACE && (bd->pos = at, !fill_replace(bd, depth + 1, old, e, i)))
+            rc = FILL_FAIL;
+        if (rc == FILL_FAIL)
+            return FILL_FAIL;
+        e = object ? lh_entry_next(e) : NULL;
+        if (!(more = build_next(bd, close, &ok)) && !ok)
+            return FILL_FAIL;
+    }
+    if (object ? e != NULL : i != n) /* fewer members or elements */
+        return bd->pos = start, FILL_REPLACE;
+    return FILL_OK;
+}
+
+static fill_rc fill_value(build *bd, int depth, json_object *old)
+{
+    if (bd->pos >= bd->len || depth >= BUILD_MAX_DEPTH)
+        return FILL_FAIL;
+    const char *s;
+    size_t n;
+    bool neg, t;
+    uint64_t v;
+    switch (bd->b[bd->pos]) {
+    case '{':
+    case '[':
+        return fill_container(bd, depth, old);
+    case '"':
+        if (!json_object_is_type(old, json_type_string))
+            return FILL_REPLACE;
+        if (!build_string(bd, &s, &n))
+            return FILL_FAIL;
+        /* json-c 0.16 loses (leaks) a string's own buffer when it is set
+         * to "" (a length of 0 reads as "stored inline") */
+        if (n == 0)
+            return bd->pos -= 2, FILL_REPLACE;
+        return json_object_set_string_len(old, s, (int)n) ? FILL_OK : FILL_FAIL;
+    case 't':
+    case 'f':
+        if (!json_object_is_type(old, json_type_boolean))
+            return FILL_REPLACE;
+        t = bd->b[bd->pos] == 't';
+        return build_word(bd, t ? "true" : "false") && json_object_set_boolean(old, t) ? FILL_OK : FILL_FAIL;
+    case 'n':
+        return old ? FILL_REPLACE : build_word(bd, "null") ? FILL_OK : FILL_FAIL;
+    default:
+        if (!json_object_is_type(old, json_type_int))
+            return FILL_REPLACE;
+        if (!build_integer(bd, &neg, &v))
+            return FILL_FAIL;
+        return (is_uint64(neg, v) ? json_object_set_uint64(old, v) : json_object_set_int64(old, as_int64(neg, v)))
+                   ? FILL_OK
+                   : FILL_FAIL;
+    }
+}
+
+/* The tree of canonical text, in spare (then consumed) when it has the
+ * same shape. */
+static json_object *build_canonical(const char *text, size_t len, json_object *spare)
 {
     build bd = {text, len, 0};
+    if (spare) {
+        fill_rc rc = fill_value(&bd, 0, spare);
+        if (rc == FILL_OK && bd.pos == len)
+            return spare;
+        json_object_put(spare);
+        if (rc == FILL_FAIL)
+            return NULL;
+        bd.pos = 0;
+    }
     json_object *obj;
     if (build_value(&bd, 0, &obj) && bd.pos == len)
         return obj;
@@ -703,7 +849,9 @@ static json_object *build_canonical(const char *text, size_t len)
 static json_object *tree_of(wr_json_parser *p, const char *buf, scan *sc, wr_error *err)
 {
     const char *text = sc->buf ? sc->buf : buf;
-    json_object *built = sc->canonical ? build_canonical(text, sc->out) : NULL;
+    json_object *spare = p->spare;
+    p->spare = NULL; /* consumed by any parse */
+    json_object *built = sc->canonical ? build_canonical(text, sc->out, spare) : (json_object_put(spare), NULL);
     if (built)
         return built;
     struct json_tokener *tok = tokener_for(p, sc->deepest, err);
@@ -796,6 +944,8 @@ json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, 
                                             wr_error *err)
 {
     json_object *obj = parse_with(p, buf, len, canonical, err);
+    json_object_put(p->spare); /* unused when the text was refused before its tree */
+    p->spare = NULL;
     if (p->copy_cap > PARSER_KEEP_BYTES) {
         free(p->copy);
         p->copy = NULL;
