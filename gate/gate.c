@@ -767,7 +767,8 @@ static int seal(run_state *rs, const char *status, const char *error, json_objec
     if (rc == WR_OK)
         rc = wr_receipt_seal_output(rs->g->store, &rs->g->key, &rs->g->ctx, rs->g->receipt_schema, unsigned_receipt,
                                     rs->execution_id, x ? &output : NULL, receipt_out, err);
-    json_object_put(unsigned_receipt);
+    else
+        json_object_put(unsigned_receipt);
     if (rc == WR_OK) {
         wr_gate_event ev = {.kind = WR_GATE_SEALED,
                             .identity = rs->client_identity ? rs->client_identity : rs->ct->actor.agent_id,
