@@ -267,23 +267,20 @@ static int run(sq *q, const char *what, wr_error *err, const char *sql, const ch
     return rc;
 }
 
+/* BEGIN, COMMIT and ROLLBACK are kept prepared too: sqlite3_exec parsed
+ * them on every transaction, two per run. */
 static int begin(sq *q, bool write, wr_error *err)
 {
-    int rc = sqlite3_exec(q->db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
-    return rc == SQLITE_OK ? WR_OK : fail(q, rc, "begin transaction", err);
+    return run(q, "begin transaction", err, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL);
 }
 
 /* Commits when rc is WR_OK, otherwise rolls back; returns the outcome. */
 static int finish(sq *q, int rc, wr_error *err)
 {
-    if (rc == WR_OK) {
-        int src = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
-        if (src == SQLITE_OK)
-            return WR_OK;
-        rc = fail(q, src, "commit", err);
-    }
+    if (rc == WR_OK && (rc = run(q, "commit", err, "COMMIT", NULL)) == WR_OK)
+        return WR_OK;
     if (!sqlite3_get_autocommit(q->db))
-        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+        run(q, "rollback", NULL, "ROLLBACK", NULL);
     return rc;
 }
 
