@@ -51,6 +51,13 @@ struct wr_gate {
     pthread_mutex_t mu; /* guards active and retired */
     policy_ref *active;
     policy_ref *retired;
+    /* Live marks made ahead of runs (wr_gate_prepare_run), under marks_mu. */
+    pthread_mutex_t marks_mu;
+    struct live_mark {
+        char execution_id[WR_ID_MAX];
+        int fd;
+    } marks[WR_GATE_MARKS_AHEAD];
+    size_t nmarks;
 };
 
 _Static_assert(WR_GATE_LAUNCHERS_MAX == WR_LAUNCH_POOL_MAX, "gate.h and executor.h disagree");
@@ -255,6 +262,7 @@ int wr_gate_default_state_dir(char *buf, size_t len)
 }
 
 static void seal_interrupted(wr_gate *g);
+static void unmark_running(wr_gate *g, const char *execution_id, int fd);
 
 /* Said once at start: what isolates runs on this host (never a silent
  * fallback), after killing what dead predecessors left in their cgroups. */
@@ -299,6 +307,7 @@ int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err)
     if (!g)
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     pthread_mutex_init(&g->mu, NULL);
+    pthread_mutex_init(&g->marks_mu, NULL);
     g->ctx = cfg->ctx ? *cfg->ctx : wr_ctx_system();
     g->observer = cfg->observer;
     g->observer_ud = cfg->observer_ud;
@@ -360,6 +369,8 @@ void wr_gate_close(wr_gate *g)
         wr_policy_free(r->policy);
         free(r);
     }
+    for (size_t i = 0; i < g->nmarks; i++)
+        unmark_running(g, g->marks[i].execution_id, g->marks[i].fd);
     wr_launch_pool_free(g->launchers);
     wr_contracts_free(g->contracts);
     wr_schema_free(g->receipt_schema);
@@ -367,6 +378,7 @@ void wr_gate_close(wr_gate *g)
     wr_keypair_wipe(&g->key);
     wr_strv_free(&g->protected_paths);
     pthread_mutex_destroy(&g->mu);
+    pthread_mutex_destroy(&g->marks_mu);
     free(g->state_dir);
     free(g->policy_pack);
     free(g->cgroup_root);
@@ -847,6 +859,44 @@ static void unmark_running(wr_gate *g, const char *execution_id, int fd)
     close(fd);
 }
 
+/* Creating the mark is journal work on the state dir's file system (~0.1
+ * ms, up to 0.7 ms measured) that needs nothing of the request but a fresh
+ * execution id: a server makes the next runs' marks ahead, after a run. A
+ * mark that a crash leaves unused names no execution and is never read. */
+void wr_gate_prepare_run(wr_gate *g)
+{
+    pthread_mutex_lock(&g->marks_mu);
+    bool full = g->nmarks == WR_GATE_MARKS_AHEAD;
+    pthread_mutex_unlock(&g->marks_mu);
+    if (full)
+        return;
+    struct live_mark m;
+    wr_random_id(&g->ctx, "exe_", m.execution_id, sizeof m.execution_id);
+    if ((m.fd = mark_running(g, m.execution_id, NULL)) < 0)
+        return; /* the run makes its own, and reports why it cannot */
+    pthread_mutex_lock(&g->marks_mu);
+    full = g->nmarks == WR_GATE_MARKS_AHEAD;
+    if (!full)
+        g->marks[g->nmarks++] = m;
+    pthread_mutex_unlock(&g->marks_mu);
+    if (full)
+        unmark_running(g, m.execution_id, m.fd);
+}
+
+/* A mark made ahead (its fd, the id in execution_id), or -1. */
+static int take_mark(wr_gate *g, char execution_id[WR_ID_MAX])
+{
+    int fd = -1;
+    pthread_mutex_lock(&g->marks_mu);
+    if (g->nmarks) {
+        struct live_mark *m = &g->marks[--g->nmarks];
+        memcpy(execution_id, m->execution_id, WR_ID_MAX);
+        fd = m->fd;
+    }
+    pthread_mutex_unlock(&g->marks_mu);
+    return fd;
+}
+
 /* Whether the run's lock is free (its process is gone): then it is ours. */
 static bool run_abandoned(wr_gate *g, const char *execution_id)
 {
@@ -1163,10 +1213,12 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     run_state rs = {
         .g = g, .ct = req->contract, .client_identity = req->client_identity, .provenance = req->provenance};
     rs.started_ms = wr_now_ms(&g->ctx);
-    wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
+    int live = take_mark(g, rs.execution_id);
+    if (live < 0)
+        wr_random_id(&g->ctx, "exe_", rs.execution_id, sizeof rs.execution_id);
     rs.policy = wr_gate_policy_acquire(g);
     char why[1024] = "";
-    int rc, live = -1;
+    int rc;
     wr_error e = {0};
 
     if (identity_mismatch(rs.ct, req->client_identity, &e) != WR_OK) {
@@ -1225,7 +1277,8 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
             rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
             goto done;
         }
-    live = mark_running(g, rs.execution_id, &e);
+    if (live < 0)
+        live = mark_running(g, rs.execution_id, &e);
     /* A time-window approval stays usable: its request is not consumed. */
     pre_exec pe = {.rs = &rs,
                    .live = live,

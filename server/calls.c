@@ -275,6 +275,7 @@ static void *run_thread(void *arg)
             s->run_jobs_tail = NULL;
         pthread_mutex_unlock(&s->mu);
         run_call(c);
+        wr_gate_prepare_run(s->gate); /* the next run's file system work, while the loop answers */
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);

@@ -55,6 +55,7 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         wr_server_free(s);
         return err ? err->code : WR_E_INTERNAL;
     }
+    wr_gate_prepare_run(s->gate); /* the first run's live mark */
     *out = s;
     return WR_OK;
 }
