@@ -253,14 +253,16 @@ def breakdown(fx, cli, bare):
 # threads are kept across runs, so the ones the warm-up created are traced. Timestamps are CLOCK_MONOTONIC,
 # the clock of the client's time.monotonic().
 SERVER_EVENTS = (("syscalls:sys_enter_read", "fd == 0"), ("syscalls:sys_enter_sendmsg", None),
-                 ("syscalls:sys_enter_fcntl", None), ("syscalls:sys_enter_fdatasync", None),
+                 ("syscalls:sys_enter_prctl", "option == 36"), ("syscalls:sys_enter_fcntl", None),
+                 ("syscalls:sys_enter_fdatasync", None),
                  ("syscalls:sys_exit_fdatasync", None), ("syscalls:sys_enter_fsync", None),
                  ("syscalls:sys_exit_wait4", "ret > 0"), ("syscalls:sys_enter_write", "count == 8"),
                  ("syscalls:sys_enter_writev", "fd == 1"))
 # (label, from, to): marks found in each run's events, in this order.
 SERVER_PHASES = (
     ("request written -> read by the loop", "sent", "read"),
-    ("parse, checks, run thread, gate, plan -> launch", "read", "launch"),
+    ("parse, checks, run thread, gate -> executor", "read", "executor"),
+    ("executor: plan, launcher hand-off -> launch", "executor", "launch"),
     ("sandbox: launch -> bwrap reaped", "launch", "reaped"),
     ("executor's end, receipt built", "reaped", "seal_begin"),
     ("seal: sign, validate, append (SQL)", "seal_begin", "seal_sync"),
@@ -277,8 +279,10 @@ def run_marks(events, loop_tid):
     for tid, t, name, args in events:
         if name == "sys_enter_read" and tid == loop_tid:
             m.setdefault("read", t)
-        elif name == "sys_enter_sendmsg" and tid != loop_tid and "launch" not in m:
-            m["launch"], worker = t, tid
+        elif name == "sys_enter_prctl" and tid != loop_tid and "executor" not in m:
+            m["executor"], worker = t, tid  # wr_exec_run's first call: PR_SET_CHILD_SUBREAPER
+        elif name == "sys_enter_sendmsg" and tid == worker and "launch" not in m:
+            m["launch"] = t
         elif tid != worker:
             if name == "sys_enter_writev" and tid == loop_tid and "woken" in m:
                 m.setdefault("written", t)
@@ -337,10 +341,9 @@ def server_phases(fx, bare, n):
         mine = [e for e in events if t0 <= e[1] <= t1]
         m = run_marks(mine, loop_tid)
         m["sent"], m["received"] = t0, t1
-        if any(k not in m for _, a, b in SERVER_PHASES for k in (a, b)):
-            continue  # a mark missing (an automatic WAL checkpoint's extra syncs, say): left out
         for label, a, b in SERVER_PHASES:
-            per[label].append((m[b] - m[a]) * 1e3)
+            if a in m and b in m:
+                per[label].append((m[b] - m[a]) * 1e3)
         if "pre_durable" in m:
             pre.append((m["pre_durable"] - m["launch"]) * 1e3)
             pre_sync.append((m["pre_durable"] - m["pre_sync"]) * 1e3)
@@ -352,7 +355,10 @@ def server_phases(fx, bare, n):
     print("  MCP run, the server's side (perf record of warrantd's threads' system calls; medians of %d runs, "
           "load %s):" % (len(total), open("/proc/loadavg").read().split()[0]))
     for label, _, _ in SERVER_PHASES:
-        print("      %-52s %6.2f ms" % (label, statistics.median(per[label])))
+        if per[label]:
+            print("      %-52s %6.2f ms" % (label, statistics.median(per[label])))
+        else:
+            print("      %-52s (its marks were not found)" % label)
     print("      %-52s %6.2f ms   (bare bwrap, interleaved: %.2f ms)" % (
         "request written -> response read (whole run)", statistics.median(total), statistics.median(bare_ms)))
     if pre:
