@@ -134,15 +134,17 @@ def median_ratio(name, mine, bare):
 
 def latency(runs, repeat):
     tmp, fx, cli_args = fixture()
+    # The baseline's own state dir: a database is never opened by a build older than the one that wrote it.
+    btmp, bfx, bcli_args = fixture() if baseline_warrant() else (None, None, None)
     try:
         bare = bare_argv(fx.ws)
         cli = [WARRANT, "run", "--quiet"] + cli_args
         timed(cli)  # creates the key and the database
-        base = [baseline_warrant(), "run", "--quiet"] + cli_args if baseline_warrant() else None
+        base = [baseline_warrant(), "run", "--quiet"] + bcli_args if btmp else None
         results = []
         for r in range(repeat):
             srv, cold = Mcp(fx, fx.ws), Mcp(fx, fx.ws, "--launchers", "0")
-            base_srv = baseline_mcp(fx) if base else None
+            base_srv = baseline_mcp(bfx) if base else None
             t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": [], "mcp_nopool": []}
             if base:
                 t["base_cli"], t["base_mcp"] = [], []
@@ -182,6 +184,8 @@ def latency(runs, repeat):
         breakdown(fx, cli, bare)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if btmp:
+            shutil.rmtree(btmp, ignore_errors=True)
 
 
 SYNCS = ("fsync", "fdatasync")
