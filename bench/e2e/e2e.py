@@ -80,9 +80,9 @@ def timed(argv):
 class Mcp:
     """One warrantd --stdio session; run() is one `run` request to its response."""
 
-    def __init__(self, fx, ws, *extra):
+    def __init__(self, fx, ws, *extra, wrap=()):
         self.ws = ws
-        self.c = mcpraw.Stdio(fx, *extra)
+        self.c = mcpraw.Stdio(fx, *extra, wrap=wrap)
         self.c.send(mcpraw.INIT)
         self.c.recv()
         self.c.send(mcpraw.INITIALIZED)
@@ -250,6 +250,44 @@ def breakdown(fx, cli, bare):
     server_phases(fx, bare, 30)
     print("  one fdatasync of a 4 KiB append here: median %.2f ms (of 50)" % fdatasync_ms(fx.tmp, 50))
     cli_instructions(fx, cli)
+    server_instructions()
+
+
+SERVER_INSTR_RUNS = (5, 25)
+
+
+def server_run_instructions(warrantd):
+    """Instructions warrantd executes per MCP run (every thread of the server process; the sandbox's
+    processes are not followed): callgrind totals of a session with 25 runs less one with 5, over 20."""
+    totals = []
+    for runs in SERVER_INSTR_RUNS:
+        tmp, fx, _ = fixture()
+        out = os.path.join(tmp, "callgrind.out")
+        own, mcpraw.WARRANTD = mcpraw.WARRANTD, warrantd
+        try:
+            srv = Mcp(fx, fx.ws, wrap=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out])
+        finally:
+            mcpraw.WARRANTD = own
+        for _ in range(runs):
+            srv.run()
+        srv.close()
+        totals.append(next(int(ln.split()[1]) for ln in open(out) if ln.startswith(("summary:", "totals:"))))
+        shutil.rmtree(tmp, ignore_errors=True)
+    return (totals[1] - totals[0]) / (SERVER_INSTR_RUNS[1] - SERVER_INSTR_RUNS[0])
+
+
+def server_instructions():
+    """The server's instructions per run: stable whatever the load, so they compare builds (WARRANT_BASELINE)."""
+    if not shutil.which("valgrind"):
+        return
+    now = server_run_instructions(mcpraw.WARRANTD)
+    line = "  MCP run: %.0f k instructions in warrantd per run (valgrind --tool=callgrind, all its threads)" % (
+        now / 1e3)
+    if baseline_warrant():
+        base = server_run_instructions(os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "server",
+                                                    "warrantd"))
+        line += "; WARRANT_BASELINE's %.0f k, now/baseline %.3f" % (base / 1e3, now / base)
+    print(line)
 
 
 # The server's side of one MCP run, from system calls of warrantd's own threads (perf record -p --no-inherit:
