@@ -137,11 +137,11 @@ struct wr_server {
     bool batching;
     wr_call *held, *held_tail;
     int quick_pending;
-    /* Runs, under mu: threads kept across runs (calls.c), as many as the
-     * most runs ever in flight at once. run_idle counts the waiting threads
-     * no queued run has claimed yet. */
-    pthread_t *run_threads;
-    int nrun_threads, run_idle;
+    /* Runs, under mu: threads kept across runs (calls.c). run_idle counts
+     * the waiting threads no queued run has claimed yet; a thread that ends
+     * (too many idle) stays on run_threads, marked, until joined. */
+    struct run_thread *run_threads;
+    int run_idle;
     pthread_cond_t run_cv;
     wr_call *run_jobs, *run_jobs_tail;
     bool runs_stop;

@@ -1,8 +1,9 @@
-"""A run's live mark (STATE_DIR/running/ID, flocked until its receipt is
-sealed) made ahead by warrantd, off the run's path: the marks waiting for a
-run are locked, a run in flight is never sealed "interrupted" by another
-warrant starting on the same state dir, a SIGKILLed server's run is, and a
-clean exit leaves no mark behind."""
+"""What warrantd keeps across runs, off their path: a run's live mark
+(STATE_DIR/running/ID, flocked until its receipt is sealed) made ahead —
+the marks waiting for a run are locked, a run in flight is never sealed
+"interrupted" by another warrant starting on the same state dir, a
+SIGKILLed server's run is, a clean exit leaves no mark behind — and the run
+threads, of which a burst of runs leaves at most RUN_THREADS_IDLE_MAX idle."""
 import fcntl
 import json
 import os
@@ -20,6 +21,8 @@ from procs import live_processes_with  # noqa: E402
 
 WARRANT = os.path.join(mcpraw.BUILD, "clients", "warrant")
 MARKS_AHEAD = 4  # WR_GATE_MARKS_AHEAD
+IDLE_RUN_THREADS = 4  # RUN_THREADS_IDLE_MAX
+BURST = 16
 
 
 def locked(path):
@@ -74,6 +77,10 @@ class LiveMarks(unittest.TestCase):
             self.call_run(c, rid, ["true"])
             receipt = c.recv(30)["result"]["structuredContent"]["receipt"]
             self.assertEqual(receipt["status"], "success")
+        # made after the answer, while the client reads it
+        deadline = time.monotonic() + 10
+        while not os.listdir(self.running) and time.monotonic() < deadline:
+            time.sleep(0.02)
         marks = os.listdir(self.running)
         self.assertTrue(1 <= len(marks) <= MARKS_AHEAD, marks)
         self.assertTrue(all(locked(os.path.join(self.running, m)) for m in marks), marks)
@@ -104,6 +111,29 @@ class LiveMarks(unittest.TestCase):
             f.close()
         self.assertIn("sealed 1 interrupted run as failed", self.cli_run())
         self.assertEqual(len([r for r in self.receipts() if "failed" in r]), 1)
+
+    def test_burst_leaves_few_idle_threads(self):
+        c = mcpraw.Stdio(self.fx, "--max-runs", str(2 * BURST), "--max-runs-per-client", str(BURST))
+        c.send(INIT)
+        c.recv()
+        c.send(INITIALIZED)
+        self.call_run(c, 1, ["true"])
+        c.recv(30)
+        before = len(os.listdir("/proc/%d/task" % c.p.pid))  # one run thread, idle
+        for rid in range(2, 2 + BURST):
+            self.call_run(c, rid, ["sleep", "0.3"])
+        done = 0
+        while done < BURST:
+            msg = c.recv(60)
+            if "id" in msg:
+                self.assertEqual(msg["result"]["structuredContent"]["receipt"]["status"], "success")
+                done += 1
+        deadline = time.monotonic() + 10
+        while len(os.listdir("/proc/%d/task" % c.p.pid)) > before - 1 + IDLE_RUN_THREADS and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(len(os.listdir("/proc/%d/task" % c.p.pid)), before - 1 + IDLE_RUN_THREADS)
+        self.assertEqual(c.close(), 0)
 
 
 if __name__ == "__main__":
