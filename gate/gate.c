@@ -31,6 +31,9 @@ typedef struct policy_ref {
     struct policy_ref *next; /* retired, still referenced */
 } policy_ref;
 
+/* Released marks whose files wait for the next wr_gate_prepare_run. */
+#define SPENT_MARKS_MAX 16
+
 struct wr_gate {
     wr_ctx ctx;
     char *state_dir;
@@ -51,13 +54,17 @@ struct wr_gate {
     pthread_mutex_t mu; /* guards active and retired */
     policy_ref *active;
     policy_ref *retired;
-    /* Live marks made ahead of runs (wr_gate_prepare_run), under marks_mu. */
+    /* Live marks made ahead of runs (wr_gate_prepare_run), and the files of
+     * released ones it removes, under marks_mu. */
     pthread_mutex_t marks_mu;
     struct live_mark {
         char execution_id[WR_ID_MAX];
         int fd;
     } marks[WR_GATE_MARKS_AHEAD];
     size_t nmarks;
+    bool marks_ahead; /* wr_gate_prepare_run is called: it removes spent files */
+    char spent[SPENT_MARKS_MAX][WR_ID_MAX];
+    size_t nspent;
 };
 
 _Static_assert(WR_GATE_LAUNCHERS_MAX == WR_LAUNCH_POOL_MAX, "gate.h and executor.h disagree");
@@ -263,6 +270,7 @@ int wr_gate_default_state_dir(char *buf, size_t len)
 
 static void seal_interrupted(wr_gate *g);
 static void unmark_running(wr_gate *g, const char *execution_id, int fd);
+static void remove_spent(wr_gate *g);
 
 /* Said once at start: what isolates runs on this host (never a silent
  * fallback), after killing what dead predecessors left in their cgroups. */
@@ -371,6 +379,7 @@ void wr_gate_close(wr_gate *g)
     }
     for (size_t i = 0; i < g->nmarks; i++)
         unmark_running(g, g->marks[i].execution_id, g->marks[i].fd);
+    remove_spent(g);
     wr_launch_pool_free(g->launchers);
     wr_contracts_free(g->contracts);
     wr_schema_free(g->receipt_schema);
@@ -865,7 +874,9 @@ static void unmark_running(wr_gate *g, const char *execution_id, int fd)
  * mark that a crash leaves unused names no execution and is never read. */
 void wr_gate_prepare_run(wr_gate *g)
 {
+    remove_spent(g);
     pthread_mutex_lock(&g->marks_mu);
+    g->marks_ahead = true;
     bool full = g->nmarks == WR_GATE_MARKS_AHEAD;
     pthread_mutex_unlock(&g->marks_mu);
     if (full)
@@ -881,6 +892,38 @@ void wr_gate_prepare_run(wr_gate *g)
     pthread_mutex_unlock(&g->marks_mu);
     if (full)
         unmark_running(g, m.execution_id, m.fd);
+}
+
+/* A run's mark once its receipt is sealed: its lock goes at once. Where
+ * marks are made ahead, its file goes with the next one: the unlink and the
+ * inode's eviction at its last close are journal work too (~35 µs). A file
+ * that a crash leaves names a sealed execution and is never read. */
+static void release_mark(wr_gate *g, const char *execution_id, int fd)
+{
+    pthread_mutex_lock(&g->marks_mu);
+    bool later = g->marks_ahead && g->nspent < SPENT_MARKS_MAX;
+    if (later)
+        snprintf(g->spent[g->nspent++], WR_ID_MAX, "%s", execution_id);
+    pthread_mutex_unlock(&g->marks_mu);
+    if (later)
+        close(fd);
+    else
+        unmark_running(g, execution_id, fd);
+}
+
+static void remove_spent(wr_gate *g)
+{
+    char spent[SPENT_MARKS_MAX][WR_ID_MAX];
+    pthread_mutex_lock(&g->marks_mu);
+    size_t n = g->nspent;
+    memcpy(spent, g->spent, n * sizeof spent[0]);
+    g->nspent = 0;
+    pthread_mutex_unlock(&g->marks_mu);
+    for (size_t i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        running_path(g, spent[i], path, sizeof path);
+        unlink(path);
+    }
 }
 
 /* A mark made ahead (its fd, the id in execution_id), or -1. */
@@ -1352,7 +1395,7 @@ int wr_gate_run(wr_gate *g, const wr_run_request *req, wr_run_outcome *out, wr_e
     }
 done:
     if (live >= 0)
-        unmark_running(g, rs.execution_id, live);
+        release_mark(g, rs.execution_id, live);
     wr_exec_result_free(rs.exec);
     free(rs.written);
     wr_authz_clear(&rs.authz);

@@ -27,7 +27,10 @@ BURST = 16
 
 def locked(path):
     """Whether another open file description holds an flock on path."""
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # a released mark, removed meanwhile
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
@@ -66,6 +69,9 @@ class LiveMarks(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         return p.stderr
 
+    def waiting_marks(self):
+        return [m for m in os.listdir(self.running) if locked(os.path.join(self.running, m))]
+
     def receipts(self):
         out = subprocess.run([WARRANT, "receipts", "list", "--state-dir", self.fx.state], capture_output=True,
                              text=True, timeout=30).stdout
@@ -77,18 +83,24 @@ class LiveMarks(unittest.TestCase):
             self.call_run(c, rid, ["true"])
             receipt = c.recv(30)["result"]["structuredContent"]["receipt"]
             self.assertEqual(receipt["status"], "success")
-        # made after the answer, while the client reads it
+        # made after the answer, while the client reads it; unlocked files are
+        # released marks, removed by the next one
         deadline = time.monotonic() + 10
-        while not os.listdir(self.running) and time.monotonic() < deadline:
+        while not self.waiting_marks() and time.monotonic() < deadline:
             time.sleep(0.02)
-        marks = os.listdir(self.running)
+        marks = self.waiting_marks()
         self.assertTrue(1 <= len(marks) <= MARKS_AHEAD, marks)
-        self.assertTrue(all(locked(os.path.join(self.running, m)) for m in marks), marks)
         # a mark made ahead is the next run's: its execution id
         self.call_run(c, 4, ["true"])
         receipt = c.recv(30)["result"]["structuredContent"]["receipt"]
         self.assertIn(receipt["execution_id"], marks)
-        self.assertNotIn(receipt["execution_id"], os.listdir(self.running))
+        # released before the answer (its file goes with the next mark)
+        used = os.path.join(self.running, receipt["execution_id"])
+        self.assertFalse(os.path.exists(used) and locked(used))
+        deadline = time.monotonic() + 10
+        while os.path.exists(used) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertFalse(os.path.exists(used))
         self.assertEqual(c.close(), 0)
         self.assertEqual(os.listdir(self.running), [])
 
