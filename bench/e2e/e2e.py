@@ -80,9 +80,9 @@ def timed(argv):
 class Mcp:
     """One warrantd --stdio session; run() is one `run` request to its response."""
 
-    def __init__(self, fx, ws, *extra, wrap=()):
+    def __init__(self, fx, ws, *extra, wrap=(), warrantd=None):
         self.ws = ws
-        self.c = mcpraw.Stdio(fx, *extra, wrap=wrap)
+        self.c = mcpraw.Stdio(fx, *extra, wrap=wrap, warrantd=warrantd)
         self.c.send(mcpraw.INIT)
         self.c.recv()
         self.c.send(mcpraw.INITIALIZED)
@@ -144,7 +144,7 @@ def latency(runs, repeat):
         results = []
         for r in range(repeat):
             srv, cold = Mcp(fx, fx.ws), Mcp(fx, fx.ws, "--launchers", "0")
-            base_srv = baseline_mcp(bfx) if base else None
+            base_srv = Mcp(bfx, bfx.ws, warrantd=baseline_warrantd()) if base else None
             t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": [], "mcp_nopool": []}
             if base:
                 t["base_cli"], t["base_mcp"] = [], []
@@ -263,11 +263,7 @@ def server_run_instructions(warrantd):
     for runs in SERVER_INSTR_RUNS:
         tmp, fx, _ = fixture()
         out = os.path.join(tmp, "callgrind.out")
-        own, mcpraw.WARRANTD = mcpraw.WARRANTD, warrantd
-        try:
-            srv = Mcp(fx, fx.ws, wrap=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out])
-        finally:
-            mcpraw.WARRANTD = own
+        srv = Mcp(fx, fx.ws, wrap=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out], warrantd=warrantd)
         for _ in range(runs):
             srv.run()
         srv.close()
@@ -284,8 +280,7 @@ def server_instructions():
     line = "  MCP run: %.0f k instructions in warrantd per run (valgrind --tool=callgrind, all its threads)" % (
         now / 1e3)
     if baseline_warrant():
-        base = server_run_instructions(os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "server",
-                                                    "warrantd"))
+        base = server_run_instructions(baseline_warrantd())
         line += "; WARRANT_BASELINE's %.0f k, now/baseline %.3f" % (base / 1e3, now / base)
     print(line)
 
@@ -386,7 +381,7 @@ def server_phases(fx, bare, n):
         for label, a, b in SERVER_PHASES:
             if a in m and b in m:
                 per[label].append((m[b] - m[a]) * 1e3)
-        if "pre_durable" in m:
+        if "pre_durable" in m and "launch" in m:
             pre.append((m["pre_durable"] - m["launch"]) * 1e3)
             pre_sync.append((m["pre_durable"] - m["pre_sync"]) * 1e3)
         syncs.append(sum(1 for e in mine if e[2] in ("sys_enter_fdatasync", "sys_enter_fsync")))
@@ -503,14 +498,9 @@ def concurrent(n, rounds=3):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def baseline_mcp(fx):
-    """A warrantd --stdio session of WARRANT_BASELINE's build."""
-    own, mcpraw.WARRANTD = mcpraw.WARRANTD, os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "server",
-                                                          "warrantd")
-    try:
-        return Mcp(fx, fx.ws)
-    finally:
-        mcpraw.WARRANTD = own
+def baseline_warrantd():
+    """The warrantd of the build dir WARRANT_BASELINE names."""
+    return os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "server", "warrantd")
 
 
 def baseline_warrant():
