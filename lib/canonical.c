@@ -4,6 +4,7 @@
  * which is what the CSC reference runner hashes and signs. */
 #include "lib/lib_internal.h"
 
+#include <json-c/printbuf.h>
 #include <openssl/evp.h>
 
 #include <math.h>
@@ -460,4 +461,64 @@ int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HE
 const char *wr_json_compact(json_object *obj)
 {
     return json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* ---- JSON text written directly ---------------------------------------- */
+
+/* A wr_jtext is a buf that never hashes: the same growth and escaping. */
+static buf jtext_buf(const wr_jtext *t)
+{
+    return (buf){.p = t->p, .len = t->len, .cap = t->cap, .oom = t->oom};
+}
+
+static void jtext_keep(wr_jtext *t, const buf *b)
+{
+    *t = (wr_jtext){.p = b->p, .len = b->len, .cap = b->cap, .oom = b->oom};
+}
+
+void wr_jtext_put(wr_jtext *t, const char *s, size_t n)
+{
+    buf b = jtext_buf(t);
+    put(&b, s, n);
+    jtext_keep(t, &b);
+}
+
+void wr_jtext_lit(wr_jtext *t, const char *s)
+{
+    wr_jtext_put(t, s, strlen(s));
+}
+
+void wr_jtext_str(wr_jtext *t, const char *s)
+{
+    buf b = jtext_buf(t);
+    put_string(&b, s, strlen(s));
+    jtext_keep(t, &b);
+}
+
+char *wr_jtext_take(wr_jtext *t)
+{
+    char *p = t->p;
+    if (t->oom || !p) { /* nothing written is no text either */
+        free(p);
+        p = NULL;
+    } else {
+        p[t->len] = '\0'; /* put keeps room for it */
+    }
+    *t = (wr_jtext){0};
+    return p;
+}
+
+static int raw_to_json_string(json_object *o, struct printbuf *pb, int level, int flags)
+{
+    (void)level;
+    (void)flags;
+    return printbuf_memappend(pb, json_object_get_string(o), json_object_get_string_len(o)) < 0 ? -1 : 0;
+}
+
+json_object *wr_json_raw(const char *text)
+{
+    json_object *o = json_object_new_string(text);
+    if (o)
+        json_object_set_serializer(o, raw_to_json_string, NULL, NULL);
+    return o;
 }

@@ -186,6 +186,9 @@ int wr_tools_find(const char *name);
 tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object **result, wr_error *rpc_err);
 /* CallToolResult: a short human summary as text + the structured content. */
 json_object *wr_tool_result(json_object *structured, const char *summary, bool is_error);
+/* The same with the structured content already compact JSON text. Both
+ * give a value that is only to be serialised (wr_json_raw). */
+json_object *wr_tool_result_text(const char *structured, const char *summary, bool is_error);
 /* An isError result without the tool's output shape: details go in the
  * text only (clients validate structuredContent against outputSchema). */
 json_object *wr_tool_error(const char *message, const char *pointer);

@@ -228,6 +228,49 @@ static void test_compact(void **state)
     json_object_put(o);
 }
 
+/* Text written directly must be what json-c's compact form of the same
+ * value is: every byte value in a string (the escapes), and a raw value
+ * inside a json-c tree. */
+static void test_jtext(void **state)
+{
+    (void)state;
+    char all[256];
+    for (int i = 1; i < 256; i++)
+        all[i - 1] = (char)i;
+    all[255] = '\0';
+    json_object *s = json_object_new_string(all);
+    wr_jtext t = {0};
+    wr_jtext_lit(&t, "[");
+    wr_jtext_str(&t, all);
+    wr_jtext_put(&t, ",1]", 3);
+    char *text = wr_jtext_take(&t);
+    assert_non_null(text);
+    assert_null(t.p);
+    json_object *arr = json_object_new_array();
+    json_object_array_add(arr, s);
+    json_object_array_add(arr, json_object_new_int(1));
+    assert_string_equal(text, wr_json_compact(arr));
+
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "raw", wr_json_raw(text));
+    json_object_object_add(o, "n", json_object_new_null());
+    char *want = NULL;
+    assert_true(asprintf(&want, "{\"raw\":%s,\"n\":null}", wr_json_compact(arr)) > 0);
+    assert_string_equal(wr_json_compact(o), want);
+    free(want);
+    free(text);
+    json_object_put(arr);
+    json_object_put(o);
+
+    /* growth past the first block, and nothing written is no text */
+    for (int i = 0; i < 1000; i++)
+        wr_jtext_str(&t, "0123456789");
+    text = wr_jtext_take(&t);
+    assert_int_equal(strlen(text), 12000);
+    free(text);
+    assert_null(wr_jtext_take(&t));
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -260,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_sha256_streamed),
         cmocka_unit_test(test_hasher),
         cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_jtext),
         cmocka_unit_test(test_base64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
