@@ -89,7 +89,7 @@ static void put_string(buf *b, const char *s, size_t n)
 {
     put(b, "\"", 1);
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = wr_json_plain_run(s, 0, n); i < n; i = wr_json_plain_run(s, i + 1, n)) {
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
         char u[8];

@@ -183,27 +183,6 @@ static bool canonical_escape(const char *p, int u)
     return memcmp(p, want, 6) == 0;
 }
 
-/* Skips, eight bytes at a time as wr_utf8_valid does, the words of a
- * string that hold no byte its scan must look at ('"', '\\', a control
- * character); returns where the first word holding one, or the tail
- * shorter than a word, starts. A byte equal to c is zero in w ^ c, and
- * subtracting 0x20 borrows from a byte only when it is below 0x20. */
-#define WORD_ONES 0x0101010101010101ull
-
-static size_t plain_run(const char *b, size_t pos, size_t len)
-{
-    uint64_t w;
-    for (; len - pos >= sizeof w; pos += sizeof w) {
-        memcpy(&w, b + pos, sizeof w);
-        uint64_t quote = w ^ (WORD_ONES * '"'), bslash = w ^ (WORD_ONES * '\\');
-        uint64_t hit =
-            ((quote - WORD_ONES) & ~quote) | ((bslash - WORD_ONES) & ~bslash) | ((w - WORD_ONES * 0x20) & ~w);
-        if (hit & ASCII_WORD_HIGH_BITS)
-            break;
-    }
-    return pos;
-}
-
 /* At the opening quote; leaves pos after the closing one. A surrogate pair
  * escape is replaced by the UTF-8 of its code point, because json-c 0.16
  * decodes some valid pairs (e.g. \udab6\udec7) to U+FFFD. */
@@ -211,7 +190,7 @@ static int scan_string(scan *sc)
 {
     const char *b = sc->in;
     size_t seg = sc->pos;
-    sc->pos = plain_run(b, sc->pos + 1, sc->len);
+    sc->pos = wr_json_plain_run(b, sc->pos + 1, sc->len);
     while (sc->pos < sc->len && b[sc->pos] != '"') {
         unsigned char c = (unsigned char)b[sc->pos];
         if (c < 0x20)
