@@ -267,6 +267,26 @@ static int cmp_members(const void *a, const void *b)
     return strcmp(((const member *)a)->key, ((const member *)b)->key);
 }
 
+/* Most objects have a handful of members: those are sorted on the stack
+ * by insertion (no allocation, no qsort call per comparison); larger ones
+ * by qsort, which stays O(n log n) whatever the document. */
+#define CANON_FEW_MEMBERS 16
+
+static void sort_members(member *m, size_t n)
+{
+    if (n > CANON_FEW_MEMBERS) {
+        qsort(m, n, sizeof *m, cmp_members);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        member x = m[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
+            m[j] = m[j - 1];
+        m[j] = x;
+    }
+}
+
 static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *err)
 {
     if (depth > CANON_MAX_DEPTH)
@@ -324,7 +344,8 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
     }
     case json_type_object: {
         size_t n = (size_t)json_object_object_length(o), k = 0;
-        member *m = malloc((n ? n : 1) * sizeof *m);
+        member few[CANON_FEW_MEMBERS];
+        member *m = n <= CANON_FEW_MEMBERS ? few : malloc(n * sizeof *m);
         if (!m)
             return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         json_object_object_foreach(o, key, val)
@@ -332,7 +353,7 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
             if (!(drop_nulls && val == NULL))
                 m[k++] = (member){key, val};
         }
-        qsort(m, k, sizeof *m, cmp_members);
+        sort_members(m, k);
         put(b, "{", 1);
         int rc = WR_OK;
         for (size_t i = 0; i < k && rc == WR_OK; i++) {
@@ -342,7 +363,8 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
             put(b, ":", 1);
             rc = emit(b, m[i].val, drop_nulls, depth + 1, err);
         }
-        free(m);
+        if (m != few)
+            free(m);
         if (rc != WR_OK)
             return rc;
         put(b, "}", 1);

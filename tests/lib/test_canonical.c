@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,21 @@ static void test_key_order_and_nesting(void **state)
            "{\"Z\":5,\"a\":4,\"\xC3\xA9\":3,\"\xE2\x82\xAC\":2,\"\xF0\x9F\x98\x80\":1}");
     /* a prefix sorts first */
     expect("{\"ab\":1,\"a\":2}", "{\"a\":2,\"ab\":1}");
+    /* objects sorted on the stack (up to 16 members) and by qsort (more),
+     * each given in reverse order */
+    for (int n = 15; n <= 18; n++) {
+        char in[512] = "{", want[512] = "{";
+        for (int i = 0; i < n; i++) {
+            char m[32];
+            snprintf(m, sizeof m, "%s\"k%02d\":%d", i ? "," : "", n - 1 - i, i);
+            strcat(in, m);
+            snprintf(m, sizeof m, "%s\"k%02d\":%d", i ? "," : "", i, n - 1 - i);
+            strcat(want, m);
+        }
+        strcat(in, "}");
+        strcat(want, "}");
+        expect(in, want);
+    }
 }
 
 static void test_empty_containers(void **state)
