@@ -96,7 +96,7 @@ void wr_server_stop_pool(wr_server *s)
 wr_call *wr_quick_new(tool_call *tc, int idx)
 {
     wr_server *s = tc->ss->srv;
-    if (!s->npool || !tc->out || !tc->out->may_reorder)
+    if (!s->npool || !tc->out || !tc->out->may_reorder || !tc->out->quick_on_pool)
         return NULL;
     wr_call *c = calloc(1, sizeof *c);
     if (!c || !(c->id_json = strdup(tc->id_json))) {

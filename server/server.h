@@ -70,6 +70,11 @@ struct wr_outlet {
     /* Responses may go out in any order (a message stream: stdio, WebSocket),
      * so quick calls may be answered from the pool. Not a batch, not HTTP. */
     bool may_reorder;
+    /* ...and they are (with may_reorder): the loop serves other clients
+     * meanwhile (WebSocket). stdio's one client gains nothing from it but
+     * handoffs between cores, which doubled the CPU time of a pipelined
+     * check (docs/performance.md): its checks run inline. */
+    bool quick_on_pool;
 };
 
 /* The gate is borrowed and must outlive the server. */
