@@ -534,13 +534,17 @@ static int raw_to_json_string(json_object *o, struct printbuf *pb, int level, in
 {
     (void)level;
     (void)flags;
-    return printbuf_memappend(pb, json_object_get_string(o), json_object_get_string_len(o)) < 0 ? -1 : 0;
+    const char *text = json_object_get_userdata(o);
+    return printbuf_memappend(pb, text, (int)strlen(text)) < 0 ? -1 : 0;
 }
 
-json_object *wr_json_raw(const char *text)
+json_object *wr_json_raw(char *text)
 {
-    json_object *o = json_object_new_string(text);
-    if (o)
-        json_object_set_serializer(o, raw_to_json_string, NULL, NULL);
+    json_object *o = json_object_new_string("");
+    if (!o) {
+        free(text);
+        return NULL;
+    }
+    json_object_set_serializer(o, raw_to_json_string, text, json_object_free_userdata);
     return o;
 }

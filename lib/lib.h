@@ -176,9 +176,11 @@ void wr_jtext_str(wr_jtext *t, const char *s); /* s as a JSON string */
  * allocation; t is empty again either way. */
 char *wr_jtext_take(wr_jtext *t);
 /* A json-c value that wr_json_compact (and any json-c serialisation)
- * writes as text, which is compact JSON already; NULL without memory. For
- * answers that are only sent: its type and contents are not the JSON's. */
-json_object *wr_json_raw(const char *text);
+ * writes as text, which is compact JSON already (from wr_jtext_take; the
+ * value owns it from here on, a run's output is not copied again); NULL
+ * without memory (text freed). For answers that are only sent: its type
+ * and contents are not the JSON's. */
+json_object *wr_json_raw(char *text);
 
 /* ---- Merkle tree (RFC 9162 §2.1) ---------------------------------------
  * Leaf hash SHA-256(0x00 || leaf), node hash SHA-256(0x01 || left || right),

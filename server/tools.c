@@ -209,9 +209,7 @@ static json_object *result_text(const char *structured, const char *summary, con
     }
     wr_jtext_lit(&t, is_error ? "}],\"isError\":true}" : "}]}");
     char *text = wr_jtext_take(&t);
-    json_object *r = text ? wr_json_raw(text) : NULL;
-    free(text);
-    return r;
+    return text ? wr_json_raw(text) : NULL;
 }
 
 json_object *wr_tool_result_text(const char *structured, const char *summary, bool is_error)

@@ -268,7 +268,7 @@ static void test_jtext(void **state)
     assert_string_equal(text, wr_json_compact(arr));
 
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "raw", wr_json_raw(text));
+    json_object_object_add(o, "raw", wr_json_raw(strdup(text)));
     json_object_object_add(o, "n", json_object_new_null());
     char *want = NULL;
     assert_true(asprintf(&want, "{\"raw\":%s,\"n\":null}", wr_json_compact(arr)) > 0);
