@@ -629,47 +629,31 @@ const char *wr_decision_kind_name(wr_decision_kind k)
     return "deny";
 }
 
-/* A member's key and its colon, after a comma unless it is the first. */
-static void member(wr_jtext *t, const char *key)
-{
-    wr_jtext_lit(t, t->len && t->p[t->len - 1] != '{' ? "," : "");
-    wr_jtext_str(t, key);
-    wr_jtext_put(t, ":", 1);
-}
-
 void wr_decision_write(const wr_decision *d, wr_jtext *t)
 {
     char ts[WR_TIME_LEN];
     wr_time_format(d->expires_at_ms, ts);
-    wr_jtext_put(t, "{", 1);
-    member(t, "contract_id");
+    wr_jtext_lit(t, "{\"contract_id\":");
     wr_jtext_str(t, d->contract_id);
-    member(t, "contract_sha256");
+    wr_jtext_lit(t, ",\"contract_sha256\":");
     wr_jtext_str(t, d->contract_sha256);
-    member(t, "decision");
+    wr_jtext_lit(t, ",\"decision\":");
     wr_jtext_str(t, wr_decision_kind_name(d->kind));
-    member(t, "policy_profile");
+    wr_jtext_lit(t, ",\"policy_profile\":");
     wr_jtext_str(t, d->policy_profile);
-    member(t, "classified_effects");
-    wr_jtext_put(t, "[", 1);
+    wr_jtext_lit(t, ",\"classified_effects\":[");
     for (size_t i = 0; i < d->neffects; i++) {
-        wr_jtext_lit(t, i ? ",{" : "{");
-        member(t, "command_id");
+        wr_jtext_lit(t, i ? ",{\"command_id\":" : "{\"command_id\":");
         wr_jtext_str(t, d->effects[i].command_id);
-        member(t, "effect_type");
+        wr_jtext_lit(t, ",\"effect_type\":");
         wr_jtext_str(t, d->effects[i].effect_type);
         wr_jtext_put(t, "}", 1);
     }
-    wr_jtext_put(t, "]", 1);
-    member(t, "reasons");
-    wr_jtext_put(t, "[", 1);
+    wr_jtext_lit(t, "],\"reasons\":[");
     wr_jtext_str(t, d->reason);
-    wr_jtext_put(t, "]", 1);
-    member(t, "reason_codes");
-    wr_jtext_put(t, "[", 1);
+    wr_jtext_lit(t, "],\"reason_codes\":[");
     wr_jtext_str(t, d->reason_code);
-    wr_jtext_put(t, "]", 1);
-    member(t, "expires_at");
+    wr_jtext_lit(t, "],\"expires_at\":");
     wr_jtext_str(t, ts);
     wr_jtext_put(t, "}", 1);
 }
