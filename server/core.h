@@ -134,10 +134,6 @@ struct wr_server {
     pthread_cond_t pool_cv;
     wr_call *jobs, *jobs_tail;
     bool pool_stop;
-    /* Loop thread only: between wr_server_batch_begin and _end, submitted
-     * quick calls wait here and reach the pool together. */
-    bool batching;
-    wr_call *held, *held_tail;
     int quick_pending;
     wr_session *sessions; /* loop thread only */
     wr_task *tasks;       /* loop thread only, newest first */
