@@ -686,6 +686,11 @@ json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, 
         p->keys = NULL;
         p->keys_cap = 0;
     }
+    if (p->spans_cap * sizeof *p->spans > PARSER_KEEP_BYTES) { /* DISTINCT_MAX_KEYS per level of a deep one */
+        free(p->spans);
+        p->spans = NULL;
+        p->spans_cap = 0;
+    }
     return obj;
 }
 
