@@ -161,7 +161,7 @@ const char *wr_json_compact(json_object *obj);
 
 /* Compact JSON text written piece by piece: answers that are only ever
  * sent are written so, not built as a json-c tree that is then printed
- * and freed (that was a third of a `check`). Strings are escaped as the
+ * and freed (that was a tenth of a `check`). Strings are escaped as the
  * canonical form and wr_json_compact both escape them. A failed
  * allocation sets oom; the writes after it do nothing. */
 typedef struct wr_jtext {
