@@ -19,6 +19,10 @@
 /* An integral double written out: DBL_MAX has 309 digits, plus sign and NUL. */
 #define CANON_INTEGRAL_DIGITS 320
 
+/* A text's first block: a check's answer fits, one block under the 1 KiB
+ * from which glibc's malloc consolidates its fast bins. */
+#define TEXT_FIRST_BLOCK 512
+
 /* Hashing streams the canonical text through a window of this size
  * instead of building it whole: no heap block grows with the document. */
 #define CANON_HASH_WINDOW 4096
@@ -51,7 +55,7 @@ static void put_slow(buf *b, const char *s, size_t n)
         return;
     }
     if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 256;
+        size_t ncap = b->cap ? b->cap : TEXT_FIRST_BLOCK;
         while (ncap < b->len + n + 1)
             ncap *= 2;
         char *np = realloc(b->p, ncap);
@@ -482,7 +486,10 @@ int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HE
 
 const char *wr_json_compact(json_object *obj)
 {
-    return json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    /* A raw value (wr_json_raw) is its text: not copied through a printbuf.
+     * json-c gives no string userdata of its own (only doubles carry some). */
+    const char *raw = json_object_is_type(obj, json_type_string) ? json_object_get_userdata(obj) : NULL;
+    return raw ? raw : json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 /* ---- JSON text written directly ---------------------------------------- */

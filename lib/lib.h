@@ -177,9 +177,9 @@ void wr_jtext_str(wr_jtext *t, const char *s); /* s as a JSON string */
 char *wr_jtext_take(wr_jtext *t);
 /* A json-c value that wr_json_compact (and any json-c serialisation)
  * writes as text, which is compact JSON already (from wr_jtext_take; the
- * value owns it from here on, a run's output is not copied again); NULL
- * without memory (text freed). For answers that are only sent: its type
- * and contents are not the JSON's. */
+ * value owns it from here on, a run's output is not copied again, and
+ * wr_json_compact returns it as is); NULL without memory (text freed). For
+ * answers that are only sent: its type and contents are not the JSON's. */
 json_object *wr_json_raw(char *text);
 
 /* ---- Merkle tree (RFC 9162 §2.1) ---------------------------------------

@@ -278,6 +278,13 @@ static void test_jtext(void **state)
     json_object_put(arr);
     json_object_put(o);
 
+    /* a raw value alone is its text; a json-c string stays a string */
+    json_object *r = wr_json_raw(strdup("{\"a\":[1,\"x\"]}")), *plain = json_object_new_string("{}");
+    assert_string_equal(wr_json_compact(r), "{\"a\":[1,\"x\"]}");
+    assert_string_equal(wr_json_compact(plain), "\"{}\"");
+    json_object_put(r);
+    json_object_put(plain);
+
     /* growth past the first block, and nothing written is no text */
     for (int i = 0; i < 1000; i++)
         wr_jtext_str(&t, "0123456789");
