@@ -1,7 +1,6 @@
 /* JSON-RPC 2.0 envelopes and UTF-8 hygiene for everything we send. */
 #include "server/core.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
