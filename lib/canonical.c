@@ -4,6 +4,7 @@
  * which is what the CSC reference runner hashes and signs. */
 #include "lib/lib_internal.h"
 
+#include <json-c/printbuf.h>
 #include <openssl/evp.h>
 
 #include <math.h>
@@ -17,6 +18,10 @@
 #define CANON_MAX_DEPTH 1000
 /* An integral double written out: DBL_MAX has 309 digits, plus sign and NUL. */
 #define CANON_INTEGRAL_DIGITS 320
+
+/* A text's first block: a check's answer fits, one block under the 1 KiB
+ * from which glibc's malloc consolidates its fast bins. */
+#define TEXT_FIRST_BLOCK 512
 
 /* Hashing streams the canonical text through a window of this size
  * instead of building it whole: no heap block grows with the document. */
@@ -50,7 +55,7 @@ static void put_slow(buf *b, const char *s, size_t n)
         return;
     }
     if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 256;
+        size_t ncap = b->cap ? b->cap : TEXT_FIRST_BLOCK;
         while (ncap < b->len + n + 1)
             ncap *= 2;
         char *np = realloc(b->p, ncap);
@@ -88,7 +93,7 @@ static void put_string(buf *b, const char *s, size_t n)
 {
     put(b, "\"", 1);
     size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = wr_json_plain_run(s, 0, n); i < n; i = wr_json_plain_run(s, i + 1, n)) {
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
         char u[8];
@@ -266,6 +271,26 @@ static int cmp_members(const void *a, const void *b)
     return strcmp(((const member *)a)->key, ((const member *)b)->key);
 }
 
+/* Most objects have a handful of members: those are sorted on the stack
+ * by insertion (no allocation, no qsort call per comparison); larger ones
+ * by qsort, which stays O(n log n) whatever the document. */
+#define CANON_FEW_MEMBERS 16
+
+static void sort_members(member *m, size_t n)
+{
+    if (n > CANON_FEW_MEMBERS) {
+        qsort(m, n, sizeof *m, cmp_members);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        member x = m[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
+            m[j] = m[j - 1];
+        m[j] = x;
+    }
+}
+
 static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *err)
 {
     if (depth > CANON_MAX_DEPTH)
@@ -323,7 +348,8 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
     }
     case json_type_object: {
         size_t n = (size_t)json_object_object_length(o), k = 0;
-        member *m = malloc((n ? n : 1) * sizeof *m);
+        member few[CANON_FEW_MEMBERS];
+        member *m = n <= CANON_FEW_MEMBERS ? few : malloc(n * sizeof *m);
         if (!m)
             return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
         json_object_object_foreach(o, key, val)
@@ -331,7 +357,7 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
             if (!(drop_nulls && val == NULL))
                 m[k++] = (member){key, val};
         }
-        qsort(m, k, sizeof *m, cmp_members);
+        sort_members(m, k);
         put(b, "{", 1);
         int rc = WR_OK;
         for (size_t i = 0; i < k && rc == WR_OK; i++) {
@@ -341,7 +367,8 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
             put(b, ":", 1);
             rc = emit(b, m[i].val, drop_nulls, depth + 1, err);
         }
-        free(m);
+        if (m != few)
+            free(m);
         if (rc != WR_OK)
             return rc;
         put(b, "}", 1);
@@ -459,5 +486,72 @@ int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HE
 
 const char *wr_json_compact(json_object *obj)
 {
-    return json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    /* A raw value (wr_json_raw) is its text: not copied through a printbuf.
+     * json-c gives no string userdata of its own (only doubles carry some). */
+    const char *raw = json_object_is_type(obj, json_type_string) ? json_object_get_userdata(obj) : NULL;
+    return raw ? raw : json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* ---- JSON text written directly ---------------------------------------- */
+
+/* A wr_jtext is a buf that never hashes: the same growth and escaping. */
+static buf jtext_buf(const wr_jtext *t)
+{
+    return (buf){.p = t->p, .len = t->len, .cap = t->cap, .oom = t->oom};
+}
+
+static void jtext_keep(wr_jtext *t, const buf *b)
+{
+    *t = (wr_jtext){.p = b->p, .len = b->len, .cap = b->cap, .oom = b->oom};
+}
+
+void wr_jtext_put(wr_jtext *t, const char *s, size_t n)
+{
+    buf b = jtext_buf(t);
+    put(&b, s, n);
+    jtext_keep(t, &b);
+}
+
+void wr_jtext_lit(wr_jtext *t, const char *s)
+{
+    wr_jtext_put(t, s, strlen(s));
+}
+
+void wr_jtext_str(wr_jtext *t, const char *s)
+{
+    buf b = jtext_buf(t);
+    put_string(&b, s, strlen(s));
+    jtext_keep(t, &b);
+}
+
+char *wr_jtext_take(wr_jtext *t)
+{
+    char *p = t->p;
+    if (t->oom || !p) { /* nothing written is no text either */
+        free(p);
+        p = NULL;
+    } else {
+        p[t->len] = '\0'; /* put keeps room for it */
+    }
+    *t = (wr_jtext){0};
+    return p;
+}
+
+static int raw_to_json_string(json_object *o, struct printbuf *pb, int level, int flags)
+{
+    (void)level;
+    (void)flags;
+    const char *text = json_object_get_userdata(o);
+    return printbuf_memappend(pb, text, (int)strlen(text)) < 0 ? -1 : 0;
+}
+
+json_object *wr_json_raw(char *text)
+{
+    json_object *o = json_object_new_string("");
+    if (!o) {
+        free(text);
+        return NULL;
+    }
+    json_object_set_serializer(o, raw_to_json_string, text, json_object_free_userdata);
+    return o;
 }

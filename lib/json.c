@@ -98,7 +98,18 @@ typedef struct scan_level {
     bool object, want_key;
     size_t obj;
     size_t key_at, key_len; /* the object's previous key; key_at 0 before the first (no key starts at 0) */
+    size_t span_base;       /* where the object's keys start in scan.spans */
 } scan_level;
+
+/* A key as written: its bytes are in[at, at + len). */
+typedef struct key_span {
+    size_t at, len;
+} key_span;
+
+/* Keys of one object compared pairwise in the token pass; an object with
+ * more is left to check_tree (a walk of json-c's tree), so that the pass
+ * stays linear in the document. */
+#define DISTINCT_MAX_KEYS 16
 
 /* A document's token pass. Its buffers belong to the parser that runs it
  * (wr_json_parser) and are kept for the next document. */
@@ -119,6 +130,12 @@ typedef struct scan {
      * an escape in a key): a false "no" only costs a re-serialisation, a
      * false "yes" would hash bytes other than the canonical ones. */
     bool canonical;
+    /* Every object's keys proven distinct as written (none with an escape,
+     * none with more than DISTINCT_MAX_KEYS), and no number with a fraction
+     * or an exponent: then check_tree has nothing to find. */
+    bool keys_distinct, fraction;
+    key_span *spans; /* the keys of the objects open, outermost first */
+    size_t nspans, spans_cap;
     int deepest; /* nesting reached */
     wr_error *err;
 } scan;
@@ -183,27 +200,6 @@ static bool canonical_escape(const char *p, int u)
     return memcmp(p, want, 6) == 0;
 }
 
-/* Skips, eight bytes at a time as wr_utf8_valid does, the words of a
- * string that hold no byte its scan must look at ('"', '\\', a control
- * character); returns where the first word holding one, or the tail
- * shorter than a word, starts. A byte equal to c is zero in w ^ c, and
- * subtracting 0x20 borrows from a byte only when it is below 0x20. */
-#define WORD_ONES 0x0101010101010101ull
-
-static size_t plain_run(const char *b, size_t pos, size_t len)
-{
-    uint64_t w;
-    for (; len - pos >= sizeof w; pos += sizeof w) {
-        memcpy(&w, b + pos, sizeof w);
-        uint64_t quote = w ^ (WORD_ONES * '"'), bslash = w ^ (WORD_ONES * '\\');
-        uint64_t hit =
-            ((quote - WORD_ONES) & ~quote) | ((bslash - WORD_ONES) & ~bslash) | ((w - WORD_ONES * 0x20) & ~w);
-        if (hit & ASCII_WORD_HIGH_BITS)
-            break;
-    }
-    return pos;
-}
-
 /* At the opening quote; leaves pos after the closing one. A surrogate pair
  * escape is replaced by the UTF-8 of its code point, because json-c 0.16
  * decodes some valid pairs (e.g. \udab6\udec7) to U+FFFD. */
@@ -211,7 +207,7 @@ static int scan_string(scan *sc)
 {
     const char *b = sc->in;
     size_t seg = sc->pos;
-    sc->pos = plain_run(b, sc->pos + 1, sc->len);
+    sc->pos = wr_json_plain_run(b, sc->pos + 1, sc->len);
     while (sc->pos < sc->len && b[sc->pos] != '"') {
         unsigned char c = (unsigned char)b[sc->pos];
         if (c < 0x20)
@@ -297,6 +293,7 @@ static int scan_number(scan *sc)
     }
     /* Integers print as they read, except -0 (json-c's 0). */
     sc->canonical = sc->canonical && integer && !(neg && sc->in[int_start] == '0');
+    sc->fraction |= !integer;
     if (integer) {
         const char *lim = neg ? "9223372036854775808" : "18446744073709551615";
         size_t ll = strlen(lim);
@@ -330,6 +327,29 @@ static bool key_in_order(const scan *sc, size_t *prev_at, size_t *prev_len, size
     return true;
 }
 
+/* Is the key just scanned (its quote at start) unlike the object's earlier
+ * ones? Compared as written, so only a key without escapes is vouched for;
+ * a "no" only means check_tree looks. */
+static bool key_distinct(scan *sc, const scan_level *top, size_t start)
+{
+    size_t at = start + 1, len = sc->pos - 1 - at;
+    if (sc->nspans - top->span_base >= DISTINCT_MAX_KEYS || memchr(sc->in + at, '\\', len))
+        return false;
+    for (size_t i = top->span_base; i < sc->nspans; i++)
+        if (sc->spans[i].len == len && memcmp(sc->in + sc->spans[i].at, sc->in + at, len) == 0)
+            return false;
+    if (sc->nspans == sc->spans_cap) { /* at most DISTINCT_MAX_KEYS per level open */
+        size_t ncap = sc->spans_cap ? 2 * sc->spans_cap : 2 * DISTINCT_MAX_KEYS;
+        key_span *more = realloc(sc->spans, ncap * sizeof *more);
+        if (!more)
+            return false;
+        sc->spans = more;
+        sc->spans_cap = ncap;
+    }
+    sc->spans[sc->nspans++] = (key_span){at, len};
+    return true;
+}
+
 static int scan_doc(scan *sc, int max_depth)
 {
     int depth = 0, rc = WR_OK;
@@ -356,7 +376,8 @@ static int scan_doc(scan *sc, int max_depth)
                 sc->levels = more;
                 sc->levels_cap = ncap;
             }
-            sc->levels[depth] = (scan_level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj};
+            sc->levels[depth] =
+                (scan_level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj, .span_base = sc->nspans};
             if (c == '{') {
                 if (sc->nobj == sc->cap) {
                     size_t ncap = sc->cap ? sc->cap * 2 : 16;
@@ -376,6 +397,8 @@ static int scan_doc(scan *sc, int max_depth)
         } else if (c == '}' || c == ']') {
             if (depth == 0)
                 rc = scan_fail(sc, "unbalanced bracket");
+            else if (top->object)
+                sc->nspans = top->span_base;
             depth--;
             sc->pos++;
         } else if (c == ',' || c == ':') {
@@ -389,6 +412,8 @@ static int scan_doc(scan *sc, int max_depth)
             rc = scan_string(sc);
             if (key && rc == WR_OK && sc->canonical)
                 sc->canonical = key_in_order(sc, &top->key_at, &top->key_len, start);
+            if (key && rc == WR_OK && sc->keys_distinct)
+                sc->keys_distinct = key_distinct(sc, top, start);
             continue; /* emitted its own text */
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             rc = scan_number(sc);
@@ -475,6 +500,8 @@ struct wr_json_parser {
     scan_level *levels; /* the token pass's nesting */
     int levels_cap;
     json_object *spare; /* a tree given back (wr_json_parser_recycle), for the next document */
+    key_span *spans;    /* the token pass's keys of open objects */
+    size_t spans_cap;
 };
 
 /* Buffers above this are not kept for the next document: one huge message
@@ -500,6 +527,7 @@ static void parser_release(wr_json_parser *p)
     free(p->keys);
     free(p->levels);
     json_object_put(p->spare);
+    free(p->spans);
 }
 
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
@@ -878,7 +906,8 @@ static json_object *tree_of(wr_json_parser *p, const char *buf, scan *sc, wr_err
         wr_errorf(err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", p->max_depth);
     } else if (!obj) {
         wr_errorf(err, WR_E_INVALID, "", "invalid JSON near byte %zu: %s", end, json_tokener_error_desc(jerr));
-    } else if (!sc->canonical) { /* canonical text has sorted, so distinct, keys and no fractions */
+    } else if (!sc->canonical && (!sc->keys_distinct || sc->fraction)) {
+        /* canonical text has sorted, so distinct, keys and no fractions */
         char ptr[sizeof err->path] = "";
         size_t next = 0;
         if (check_tree(obj, sc, &next, NULL, 0, NULL) != WR_OK &&
@@ -914,6 +943,9 @@ static json_object *parse_with(wr_json_parser *p, const char *buf, size_t len, b
     scan sc = {.in = buf,
                .len = len,
                .canonical = true,
+               .keys_distinct = true,
+               .spans = p->spans,
+               .spans_cap = p->spans_cap,
                .err = err,
                .spare = p->copy,
                .spare_cap = p->copy_cap,
@@ -929,6 +961,8 @@ static json_object *parse_with(wr_json_parser *p, const char *buf, size_t len, b
     p->keys_cap = sc.cap;
     p->levels = sc.levels;
     p->levels_cap = sc.levels_cap;
+    p->spans = sc.spans;
+    p->spans_cap = sc.spans_cap;
     json_object *obj = rc == WR_OK ? tree_of(p, buf, &sc, err) : NULL;
     if (obj && canonical)
         *canonical = sc.canonical;
@@ -959,6 +993,11 @@ json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, 
         free(p->keys);
         p->keys = NULL;
         p->keys_cap = 0;
+    }
+    if (p->spans_cap * sizeof *p->spans > PARSER_KEEP_BYTES) { /* DISTINCT_MAX_KEYS per level of a deep one */
+        free(p->spans);
+        p->spans = NULL;
+        p->spans_cap = 0;
     }
     return obj;
 }

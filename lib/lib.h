@@ -166,6 +166,29 @@ int wr_canonical_sha256(json_object *obj, bool drop_nulls, char out[WR_SHA256_HE
 /* Compact serialisation for the wire (json-c, no escaping of "/"). */
 const char *wr_json_compact(json_object *obj);
 
+/* Compact JSON text written piece by piece: answers that are only ever
+ * sent are written so, not built as a json-c tree that is then printed
+ * and freed (that was a tenth of a `check`). Strings are escaped as the
+ * canonical form and wr_json_compact both escape them. A failed
+ * allocation sets oom; the writes after it do nothing. */
+typedef struct wr_jtext {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} wr_jtext;
+void wr_jtext_put(wr_jtext *t, const char *s, size_t n);
+void wr_jtext_lit(wr_jtext *t, const char *s); /* JSON text (syntax, a value) as it is */
+void wr_jtext_str(wr_jtext *t, const char *s); /* s as a JSON string */
+/* The NUL-terminated text for the caller to free, or NULL after a failed
+ * allocation; t is empty again either way. */
+char *wr_jtext_take(wr_jtext *t);
+/* A json-c value that wr_json_compact (and any json-c serialisation)
+ * writes as text, which is compact JSON already (from wr_jtext_take; the
+ * value owns it from here on, a run's output is not copied again, and
+ * wr_json_compact returns it as is); NULL without memory (text freed). For
+ * answers that are only sent: its type and contents are not the JSON's. */
+json_object *wr_json_raw(char *text);
+
 /* ---- Merkle tree (RFC 9162 §2.1) ---------------------------------------
  * Leaf hash SHA-256(0x00 || leaf), node hash SHA-256(0x01 || left || right),
  * the empty tree's hash SHA-256(""). Leaves are numbered from 0. Storage is

@@ -344,10 +344,12 @@ static size_t count_of(json_object *v)
     return d >= (long double)SIZE_MAX ? SIZE_MAX : (size_t)d;
 }
 
-static size_t utf8_chars(const char *s, size_t len)
+/* Characters (code points) in s, counted up to `enough`: a length limit
+ * needs no more, and every contract string has one. */
+static size_t utf8_chars(const char *s, size_t len, size_t enough)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len; i++)
+    for (size_t i = 0; i < len && n < enough; i++)
         n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
 }
@@ -1072,9 +1074,10 @@ static int check_string(eval *ev, const cnode *sn, json_object *inst)
     const char *str = json_object_get_string(inst);
     size_t len = (size_t)json_object_get_string_len(inst);
     json_object *v;
-    if (kw_get(sn, KW_MINLENGTH, &v) && utf8_chars(str, len) < count_of(v))
+    if (kw_get(sn, KW_MINLENGTH, &v) && utf8_chars(str, len, count_of(v)) < count_of(v))
         return fail(ev, WR_E_INVALID, "string is shorter than minLength %lld", (long long)count_of(v));
-    if (kw_get(sn, KW_MAXLENGTH, &v) && utf8_chars(str, len) > count_of(v))
+    /* no more characters than bytes */
+    if (kw_get(sn, KW_MAXLENGTH, &v) && len > count_of(v) && utf8_chars(str, len, count_of(v) + 1) > count_of(v))
         return fail(ev, WR_E_INVALID, "string is longer than maxLength %lld", (long long)count_of(v));
     if (kw_get(sn, KW_PATTERN, &v)) {
         const char *re = json_object_get_string(v);

@@ -629,28 +629,45 @@ const char *wr_decision_kind_name(wr_decision_kind k)
     return "deny";
 }
 
-json_object *wr_decision_to_json(const wr_decision *d)
+void wr_decision_write(const wr_decision *d, wr_jtext *t)
 {
-    json_object *o = json_object_new_object(), *effects = json_object_new_array(), *reasons = json_object_new_array(),
-                *codes = json_object_new_array();
     char ts[WR_TIME_LEN];
     wr_time_format(d->expires_at_ms, ts);
-    json_object_object_add(o, "contract_id", json_object_new_string(d->contract_id));
-    json_object_object_add(o, "contract_sha256", json_object_new_string(d->contract_sha256));
-    json_object_object_add(o, "decision", json_object_new_string(wr_decision_kind_name(d->kind)));
-    json_object_object_add(o, "policy_profile", json_object_new_string(d->policy_profile));
+    wr_jtext_lit(t, "{\"contract_id\":");
+    wr_jtext_str(t, d->contract_id);
+    wr_jtext_lit(t, ",\"contract_sha256\":");
+    wr_jtext_str(t, d->contract_sha256);
+    wr_jtext_lit(t, ",\"decision\":");
+    wr_jtext_str(t, wr_decision_kind_name(d->kind));
+    wr_jtext_lit(t, ",\"policy_profile\":");
+    wr_jtext_str(t, d->policy_profile);
+    wr_jtext_lit(t, ",\"classified_effects\":[");
     for (size_t i = 0; i < d->neffects; i++) {
-        json_object *e = json_object_new_object();
-        json_object_object_add(e, "command_id", json_object_new_string(d->effects[i].command_id));
-        json_object_object_add(e, "effect_type", json_object_new_string(d->effects[i].effect_type));
-        json_object_array_add(effects, e);
+        wr_jtext_lit(t, i ? ",{\"command_id\":" : "{\"command_id\":");
+        wr_jtext_str(t, d->effects[i].command_id);
+        wr_jtext_lit(t, ",\"effect_type\":");
+        wr_jtext_str(t, d->effects[i].effect_type);
+        wr_jtext_put(t, "}", 1);
     }
-    json_object_object_add(o, "classified_effects", effects);
-    json_object_array_add(reasons, json_object_new_string(d->reason));
-    json_object_object_add(o, "reasons", reasons);
-    json_object_array_add(codes, json_object_new_string(d->reason_code));
-    json_object_object_add(o, "reason_codes", codes);
-    json_object_object_add(o, "expires_at", json_object_new_string(ts));
+    wr_jtext_lit(t, "],\"reasons\":[");
+    wr_jtext_str(t, d->reason);
+    wr_jtext_lit(t, "],\"reason_codes\":[");
+    wr_jtext_str(t, d->reason_code);
+    wr_jtext_lit(t, "],\"expires_at\":");
+    wr_jtext_str(t, ts);
+    wr_jtext_put(t, "}", 1);
+}
+
+json_object *wr_decision_to_json(const wr_decision *d)
+{
+    /* Read back with json-c's own tokener, not wr_json_parse: the text is
+     * ours, and a reason cut inside a UTF-8 sequence must come back as the
+     * same bytes (json-c passes them through), not as a parse error. */
+    wr_jtext t = {0};
+    wr_decision_write(d, &t);
+    char *text = wr_jtext_take(&t);
+    json_object *o = text ? json_tokener_parse(text) : NULL;
+    free(text);
     return o;
 }
 

@@ -184,7 +184,10 @@ const char *wr_policy_effect_risk(const wr_policy *p, const char *effect_type);
 
 /* Always a fresh evaluation: no stored decision is trusted. */
 int wr_policy_evaluate(const wr_policy *p, const wr_contract *ct, const wr_ctx *ctx, wr_decision **out, wr_error *err);
-/* CSC PolicyDecision JSON (validates against csc.policy-decision.v0.1). */
+/* CSC PolicyDecision JSON (validates against csc.policy-decision.v0.1):
+ * written as compact text (its one definition), and as a json-c tree read
+ * back from that text (NULL without memory). */
+void wr_decision_write(const wr_decision *d, wr_jtext *t);
 json_object *wr_decision_to_json(const wr_decision *d);
 void wr_decision_free(wr_decision *d);
 const char *wr_decision_kind_name(wr_decision_kind k);

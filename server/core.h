@@ -132,10 +132,6 @@ struct wr_server {
     pthread_cond_t pool_cv;
     wr_call *jobs, *jobs_tail;
     bool pool_stop;
-    /* Loop thread only: between wr_server_batch_begin and _end, submitted
-     * quick calls wait here and reach the pool together. */
-    bool batching;
-    wr_call *held, *held_tail;
     int quick_pending;
     /* Runs, under mu: threads kept across runs (calls.c). run_idle counts
      * the waiting threads no queued run has claimed yet; a thread that ends
@@ -192,6 +188,9 @@ int wr_tools_find(const char *name);
 tool_status wr_tools_call(int idx, tool_call *tc, json_object *args, json_object **result, wr_error *rpc_err);
 /* CallToolResult: a short human summary as text + the structured content. */
 json_object *wr_tool_result(json_object *structured, const char *summary, bool is_error);
+/* The same with the structured content already compact JSON text. Both
+ * give a value that is only to be serialised (wr_json_raw). */
+json_object *wr_tool_result_text(const char *structured, const char *summary, bool is_error);
 /* An isError result without the tool's output shape: details go in the
  * text only (clients validate structuredContent against outputSchema). */
 json_object *wr_tool_error(const char *message, const char *pointer);

@@ -86,11 +86,14 @@ static json_object *t_check(tool_call *tc, json_object *args, tool_status *st, w
     if (wr_gate_check(gate_of(tc), ct, identity_of(tc), &d, &err) != WR_OK) {
         res = gate_failure(&err, "check failed", "/contract", rpc_err);
     } else {
-        json_object *dj = wr_decision_to_json(d);
+        wr_jtext dj = {0};
+        wr_decision_write(d, &dj);
+        char *decision = wr_jtext_take(&dj);
         char text[1200];
         snprintf(text, sizeof text, "decision: %s (%s)%s%s", wr_decision_kind_name(d->kind),
                  d->reason_code ? d->reason_code : "", d->reason ? ": " : "", d->reason ? d->reason : "");
-        res = wr_tool_result(dj, text, d->kind == WR_DENY);
+        res = decision ? wr_tool_result_text(decision, text, d->kind == WR_DENY) : NULL;
+        free(decision);
         wr_decision_free(d);
     }
     wr_contract_free(ct);

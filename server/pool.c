@@ -96,7 +96,7 @@ void wr_server_stop_pool(wr_server *s)
 wr_call *wr_quick_new(tool_call *tc, int idx)
 {
     wr_server *s = tc->ss->srv;
-    if (!s->npool || !tc->out || !tc->out->may_reorder)
+    if (!s->npool || !tc->out || !tc->out->may_reorder || !tc->out->quick_on_pool)
         return NULL;
     wr_call *c = calloc(1, sizeof *c);
     if (!c || !(c->id_json = strdup(tc->id_json))) {
@@ -123,14 +123,6 @@ void wr_quick_submit(wr_call *c, json_object *args)
 {
     wr_server *s = c->srv;
     c->args = args;
-    if (s->batching) { /* the pool sees it at wr_server_batch_end */
-        if (s->held_tail)
-            s->held_tail->job_next = c;
-        else
-            s->held = c;
-        s->held_tail = c;
-        return;
-    }
     pthread_mutex_lock(&s->mu);
     if (s->jobs_tail)
         s->jobs_tail->job_next = c;
@@ -139,25 +131,4 @@ void wr_quick_submit(wr_call *c, json_object *args)
     s->jobs_tail = c;
     pthread_cond_signal(&s->pool_cv);
     pthread_mutex_unlock(&s->mu);
-}
-
-void wr_server_batch_begin(wr_server *s)
-{
-    s->batching = true;
-}
-
-void wr_server_batch_end(wr_server *s)
-{
-    s->batching = false;
-    if (!s->held)
-        return;
-    pthread_mutex_lock(&s->mu);
-    if (s->jobs_tail)
-        s->jobs_tail->job_next = s->held;
-    else
-        s->jobs = s->held;
-    s->jobs_tail = s->held_tail;
-    pthread_cond_broadcast(&s->pool_cv);
-    pthread_mutex_unlock(&s->mu);
-    s->held = s->held_tail = NULL;
 }

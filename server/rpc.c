@@ -1,30 +1,30 @@
 /* JSON-RPC 2.0 envelopes and UTF-8 hygiene for everything we send. */
 #include "server/core.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *join3(const char *a, const char *b, const char *c)
+/* The n parts one after the other, in one new string (every response
+ * passes here: no printf). */
+static char *join(const char *const *parts, size_t n)
 {
-    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    char *s = malloc(la + lb + lc + 1);
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(parts[i]);
+    char *s = malloc(total);
     if (!s)
         return NULL;
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb);
-    memcpy(s + la + lb, c, lc + 1);
+    char *p = s;
+    for (size_t i = 0; i < n; i++)
+        p = stpcpy(p, parts[i]);
     return s;
 }
 
 char *wr_rpc_result_msg(const char *id_json, const char *result_json)
 {
     /* Built as text so worker threads never share json-c objects. */
-    size_t n = strlen(id_json) + strlen(result_json) + 40;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":%s}", id_json, result_json);
-    return s;
+    const char *parts[] = {"{\"jsonrpc\":\"2.0\",\"id\":", id_json, ",\"result\":", result_json, "}"};
+    return join(parts, sizeof parts / sizeof parts[0]);
 }
 
 char *wr_rpc_error_msg(const char *id_json, int code, const char *message, json_object *data)
@@ -39,12 +39,12 @@ char *wr_rpc_error_msg(const char *id_json, int code, const char *message, json_
     const char *etext = wr_json_compact(e);
     char *s;
     if (id_json) {
-        char *head = join3("{\"jsonrpc\":\"2.0\",\"id\":", id_json, ",\"error\":");
-        s = head ? join3(head, etext, "}") : NULL;
-        free(head);
+        const char *parts[] = {"{\"jsonrpc\":\"2.0\",\"id\":", id_json, ",\"error\":", etext, "}"};
+        s = join(parts, sizeof parts / sizeof parts[0]);
     } else {
         /* SA makes id optional when it could not be read; the SDK rejects null. */
-        s = join3("{\"jsonrpc\":\"2.0\",\"error\":", etext, "}");
+        const char *parts[] = {"{\"jsonrpc\":\"2.0\",\"error\":", etext, "}"};
+        s = join(parts, sizeof parts / sizeof parts[0]);
     }
     json_object_put(e);
     return s;

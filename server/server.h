@@ -70,6 +70,11 @@ struct wr_outlet {
     /* Responses may go out in any order (a message stream: stdio, WebSocket),
      * so quick calls may be answered from the pool. Not a batch, not HTTP. */
     bool may_reorder;
+    /* ...and they are (with may_reorder): the loop serves other clients
+     * meanwhile (WebSocket). stdio's one client gains nothing from it but
+     * handoffs between cores, which doubled the CPU time of a pipelined
+     * check (docs/performance.md): its checks run inline. */
+    bool quick_on_pool;
 };
 
 /* The gate is borrowed and must outlive the server. */
@@ -84,11 +89,6 @@ void wr_server_drain(wr_server *s);
  * (rate-limited) and heartbeats. */
 void wr_server_tick(wr_server *s);
 int wr_server_active_runs(wr_server *s);
-/* Loop thread: the quick calls of the messages handled between begin and
- * end reach the worker pool at end, with one lock and one wake for all
- * (a transport brackets each batch of messages it read at once). */
-void wr_server_batch_begin(wr_server *s);
-void wr_server_batch_end(wr_server *s);
 /* Shutdown: cancels every running call (receipts record the cancellation)
  * and refuses new runs from now on. */
 void wr_server_cancel_all(wr_server *s, const char *reason);

@@ -72,7 +72,6 @@ void stdio_on_readable(net *n)
         return;
     }
     size_t cap = wr_server_get_config(n->srv)->max_message_bytes;
-    wr_server_batch_begin(n->srv);
     for (ssize_t i = 0; i < r;) {
         char *nl = memchr(buf + i, '\n', (size_t)(r - i));
         size_t chunk = nl ? (size_t)(nl - (buf + i)) : (size_t)(r - i);
@@ -110,7 +109,6 @@ void stdio_on_readable(net *n)
             n->line_len = 0;
         }
     }
-    wr_server_batch_end(n->srv);
 }
 
 static void stdout_again(lws_sorted_usec_list_t *sul)

@@ -183,23 +183,44 @@ void wr_tools_free(wr_server *s)
 
 /* ---- results ------------------------------------------------------------ */
 
-json_object *wr_tool_result(json_object *structured, const char *summary, bool is_error)
+/* {"structuredContent":…,"content":[{"type":"text","text":…}…],"isError":true},
+ * written as text: a result is only ever sent. The summary and details are
+ * text items; structured (compact JSON) and details may be NULL. */
+static json_object *result_text(const char *structured, const char *summary, const char *details, bool is_error)
 {
-    json_object *r = json_object_new_object();
-    json_object *content = json_object_new_array();
-    json_object *t = json_object_new_object();
-    char *clean = wr_utf8_sanitize((const unsigned char *)summary, strlen(summary));
-    json_object_object_add(t, "type", json_object_new_string("text"));
-    json_object_object_add(t, "text", json_object_new_string(clean ? clean : ""));
-    free(clean);
-    json_object_array_add(content, t);
+    size_t n = strlen(summary);
+    bool valid = wr_utf8_valid(summary, n);
+    char *clean = valid ? NULL : wr_utf8_sanitize((const unsigned char *)summary, n);
+    wr_jtext t = {0};
+    wr_jtext_put(&t, "{", 1);
+    if (structured) {
+        wr_jtext_lit(&t, "\"structuredContent\":");
+        wr_jtext_lit(&t, structured);
+        wr_jtext_put(&t, ",", 1);
+    }
     /* The text is a short human summary, not a copy of the structured
      * content: a run's 1 MiB of output would otherwise travel twice. */
-    if (structured)
-        json_object_object_add(r, "structuredContent", structured);
-    json_object_object_add(r, "content", content);
-    if (is_error)
-        json_object_object_add(r, "isError", json_object_new_boolean(true));
+    wr_jtext_lit(&t, "\"content\":[{\"type\":\"text\",\"text\":");
+    wr_jtext_str(&t, valid ? summary : clean ? clean : "");
+    free(clean);
+    if (details) {
+        wr_jtext_lit(&t, "},{\"type\":\"text\",\"text\":");
+        wr_jtext_str(&t, details);
+    }
+    wr_jtext_lit(&t, is_error ? "}],\"isError\":true}" : "}]}");
+    char *text = wr_jtext_take(&t);
+    return text ? wr_json_raw(text) : NULL;
+}
+
+json_object *wr_tool_result_text(const char *structured, const char *summary, bool is_error)
+{
+    return result_text(structured, summary, NULL, is_error);
+}
+
+json_object *wr_tool_result(json_object *structured, const char *summary, bool is_error)
+{
+    json_object *r = result_text(structured ? wr_json_compact(structured) : NULL, summary, NULL, is_error);
+    json_object_put(structured);
     return r;
 }
 
@@ -209,13 +230,7 @@ json_object *wr_tool_result(json_object *structured, const char *summary, bool i
  * by the caller. */
 json_object *wr_tool_error_details(json_object *details, const char *summary)
 {
-    json_object *r = wr_tool_result(NULL, summary, true);
-    json_object *content = NULL, *j = json_object_new_object();
-    json_object_object_get_ex(r, "content", &content);
-    json_object_object_add(j, "type", json_object_new_string("text"));
-    json_object_object_add(j, "text", json_object_new_string(wr_json_compact(details)));
-    json_object_array_add(content, j);
-    return r;
+    return result_text(NULL, summary, wr_json_compact(details), true);
 }
 
 json_object *wr_tool_error(const char *message, const char *pointer)

@@ -510,6 +510,7 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, conn *c, void
         c->kind = CONN_WS;
         c->outlet.send = ws_send;
         c->outlet.may_reorder = true;
+        c->outlet.quick_on_pool = true;
         if (lws_get_network_wsi(wsi) != wsi) {
             /* a stream of an HTTP/2 connection has no socket of its own to read */
             wr_log(n->ctx, WR_LOG_WARNING, "server", "websocket: refused: WebSocket over HTTP/2 is not supported");

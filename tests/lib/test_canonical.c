@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,21 @@ static void test_key_order_and_nesting(void **state)
            "{\"Z\":5,\"a\":4,\"\xC3\xA9\":3,\"\xE2\x82\xAC\":2,\"\xF0\x9F\x98\x80\":1}");
     /* a prefix sorts first */
     expect("{\"ab\":1,\"a\":2}", "{\"a\":2,\"ab\":1}");
+    /* objects sorted on the stack (up to 16 members) and by qsort (more),
+     * each given in reverse order */
+    for (int n = 15; n <= 18; n++) {
+        char in[512] = "{", want[512] = "{";
+        for (int i = 0; i < n; i++) {
+            char m[32];
+            snprintf(m, sizeof m, "%s\"k%02d\":%d", i ? "," : "", n - 1 - i, i);
+            strcat(in, m);
+            snprintf(m, sizeof m, "%s\"k%02d\":%d", i ? "," : "", i, n - 1 - i);
+            strcat(want, m);
+        }
+        strcat(in, "}");
+        strcat(want, "}");
+        expect(in, want);
+    }
 }
 
 static void test_empty_containers(void **state)
@@ -228,6 +244,56 @@ static void test_compact(void **state)
     json_object_put(o);
 }
 
+/* Text written directly must be what json-c's compact form of the same
+ * value is: every byte value in a string (the escapes), and a raw value
+ * inside a json-c tree. */
+static void test_jtext(void **state)
+{
+    (void)state;
+    char all[256];
+    for (int i = 1; i < 256; i++)
+        all[i - 1] = (char)i;
+    all[255] = '\0';
+    json_object *s = json_object_new_string(all);
+    wr_jtext t = {0};
+    wr_jtext_lit(&t, "[");
+    wr_jtext_str(&t, all);
+    wr_jtext_put(&t, ",1]", 3);
+    char *text = wr_jtext_take(&t);
+    assert_non_null(text);
+    assert_null(t.p);
+    json_object *arr = json_object_new_array();
+    json_object_array_add(arr, s);
+    json_object_array_add(arr, json_object_new_int(1));
+    assert_string_equal(text, wr_json_compact(arr));
+
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "raw", wr_json_raw(strdup(text)));
+    json_object_object_add(o, "n", json_object_new_null());
+    char *want = NULL;
+    assert_true(asprintf(&want, "{\"raw\":%s,\"n\":null}", wr_json_compact(arr)) > 0);
+    assert_string_equal(wr_json_compact(o), want);
+    free(want);
+    free(text);
+    json_object_put(arr);
+    json_object_put(o);
+
+    /* a raw value alone is its text; a json-c string stays a string */
+    json_object *r = wr_json_raw(strdup("{\"a\":[1,\"x\"]}")), *plain = json_object_new_string("{}");
+    assert_string_equal(wr_json_compact(r), "{\"a\":[1,\"x\"]}");
+    assert_string_equal(wr_json_compact(plain), "\"{}\"");
+    json_object_put(r);
+    json_object_put(plain);
+
+    /* growth past the first block, and nothing written is no text */
+    for (int i = 0; i < 1000; i++)
+        wr_jtext_str(&t, "0123456789");
+    text = wr_jtext_take(&t);
+    assert_int_equal(strlen(text), 12000);
+    free(text);
+    assert_null(wr_jtext_take(&t));
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -260,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_sha256_streamed),
         cmocka_unit_test(test_hasher),
         cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_jtext),
         cmocka_unit_test(test_base64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -223,6 +223,28 @@ static void test_duplicate_keys(void **state)
     json_object *o = wr_json_parse("[{\"a\":1},{\"a\":2}]", 17, NULL, &err);
     assert_non_null(o);
     json_object_put(o);
+    /* the token pass proves small objects' keys distinct; past its bound,
+     * after a closed inner object and beside a fraction it leaves the
+     * proof to the tree walk, which must still catch each of these */
+    char wide[400] = "{", *w = wide + 1;
+    for (int i = 0; i < 20; i++)
+        w += sprintf(w, "\"k%02d\":%d,", i, i);
+    strcpy(w, "\"z\":0}");
+    o = wr_json_parse(wide, strlen(wide), NULL, &err);
+    assert_non_null(o);
+    json_object_put(o);
+    strcpy(w, "\"k00\":0}");
+    expect_reject(wide, strlen(wide), NULL, WR_E_INVALID, "duplicate key");
+    const char *inner = "{\"a\":{\"b\":1,\"c\":2},\"b\":2,\"c\":3,\"a\":4}";
+    expect_reject(inner, strlen(inner), NULL, WR_E_INVALID, "duplicate key");
+    o = wr_json_parse(inner, strlen(inner) - 7, NULL, &err);
+    assert_null(o); /* cut: not a document */
+    const char *fine = "{\"a\":{\"b\":1,\"c\":2},\"b\":2,\"c\":3}";
+    o = wr_json_parse(fine, strlen(fine), NULL, &err);
+    assert_non_null(o);
+    json_object_put(o);
+    expect_reject("{\"a\":1,\"b\":1.5,\"a\":2}", 21, NULL, WR_E_INVALID, "duplicate key");
+    expect_reject("{\"a\":[1e400]}", 13, NULL, WR_E_INVALID, "out of the double range");
 }
 
 /* Whether the parser vouches for a text being canonical already: only when

@@ -9,6 +9,9 @@
 
 #include "lib/lib.h"
 
+#include <stdio.h>
+#include <time.h>
+
 static int64_t parse_ok(const char *s)
 {
     int64_t ms = 0;
@@ -43,6 +46,21 @@ static void test_format(void **state)
     assert_string_equal(out, "2000-02-29T00:00:00.000Z");
     wr_time_format(253402300799999, out);
     assert_string_equal(out, "9999-12-31T23:59:59.999Z");
+    wr_time_format(253402300800000, out); /* five digits, and a sign, as printf pads them */
+    assert_string_equal(out, "10000-01-01T00:00:00.000Z");
+    wr_time_format(-62198755200000, out);
+    assert_string_equal(out, "-001-01-01T00:00:00.000Z");
+    /* against gmtime_r over years 0 to 9999 */
+    for (int64_t ms = -62167219200000; ms < 253402300800000; ms += 7919999999123) {
+        struct tm tm;
+        time_t secs = (time_t)(ms / 1000 - (ms % 1000 < 0));
+        assert_non_null(gmtime_r(&secs, &tm));
+        char want[64];
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((ms % 1000 + 1000) % 1000));
+        wr_time_format(ms, out);
+        assert_string_equal(out, want);
+    }
 }
 
 static void test_parse(void **state)

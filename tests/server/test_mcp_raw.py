@@ -437,7 +437,7 @@ class StdioTest(StreamCases, unittest.TestCase):
     def test_pipelined_burst_then_eof(self):
         # more output than a pipe holds (stdout hits EAGAIN) and stdin closed
         # with requests still unread: every request gets exactly one answer
-        # (check runs on worker threads, so the order may vary)
+        # (the order is not promised: a message stream may answer from the pool)
         ct = contract(self.fx.ws, ["echo", "hi"])
         msgs = [INIT] + [call(i, "check", {"contract": ct}) for i in range(1, 3001)]
         p = subprocess.run([mcpraw.WARRANTD, "--stdio", "--state-dir", self.fx.state, "--policy", self.fx.policy,
