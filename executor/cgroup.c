@@ -192,7 +192,7 @@ static int probe_v1(wr_cg_plan *cg, const char *self, const char *base, wr_error
     return rc;
 }
 
-int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err)
+int wr_cg_layout(const char *root, wr_cg_plan *cg, wr_error *err)
 {
     memset(cg, 0, sizeof *cg);
     const char *base = root && *root ? root : CG_DEFAULT_BASE;
@@ -207,13 +207,26 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
         wr_cg_plan_free(cg);
         return rc;
     }
-    if (cg->mode == WR_CG_NONE) {
+    if (cg->mode == WR_CG_NONE)
         snprintf(cg->fallback, sizeof cg->fallback,
                  "no writable cgroup under %s (v2 parent with memory+pids delegated, or v1 memory, pids and "
                  "freezer): rlimits only",
                  base);
+    return WR_OK;
+}
+
+int wr_cg_plan_for(const wr_cg_plan *layout, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err)
+{
+    *cg = *layout;
+    for (int i = 0; i < WR_CG_NCTRL; i++)
+        if (layout->parent[i] && !(cg->parent[i] = strdup(layout->parent[i]))) {
+            while (i-- > 0)
+                free(cg->parent[i]);
+            memset(cg, 0, sizeof *cg);
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        }
+    if (cg->mode == WR_CG_NONE)
         return WR_OK;
-    }
     if (lim) {
         cg->memory_bytes = lim->memory_mb > 0 ? lim->memory_mb * 1024 * 1024 : 0;
         cg->pids_max = lim->max_processes;
@@ -228,6 +241,16 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
         cg->parent[WR_CG_CPU] = NULL;
     }
     return WR_OK;
+}
+
+int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err)
+{
+    wr_cg_plan layout;
+    int rc = wr_cg_layout(root, &layout, err);
+    if (rc == WR_OK)
+        rc = wr_cg_plan_for(&layout, lim, cg, err);
+    wr_cg_plan_free(&layout);
+    return rc;
 }
 
 void wr_cg_plan_free(wr_cg_plan *cg)

@@ -365,8 +365,9 @@ static bool waiting(const wr_launcher *l)
 
 struct wr_launch_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* a launcher was taken, or stop */
-    wr_cg_plan cg;     /* the shape every launcher's cgroups have */
+    pthread_cond_t cv;   /* a launcher was taken, or stop */
+    wr_cg_plan cg;       /* the shape every launcher's cgroups have */
+    wr_host_facts facts; /* probed once, for every run's plan */
     wr_ctx ctx;
     wr_launcher *held; /* oldest first */
     size_t n, size;
@@ -458,9 +459,11 @@ int wr_launch_pool_new(const char *cgroup_root, size_t size, bool refill, const 
     p->ctx = *ctx;
     p->size = size;
     p->refill = refill;
-    /* Every controller the host offers (cpu too): which limits apply is
-     * the run's plan, written when it takes a launcher. */
-    int rc = wr_cg_probe(cgroup_root, NULL, &p->cg, err);
+    /* The launchers' cgroups: which limits apply is the run's plan,
+     * written when it takes a launcher. */
+    int rc = wr_host_facts_probe(cgroup_root, &p->facts, err);
+    if (rc == WR_OK)
+        rc = wr_cg_plan_for(&p->facts.cg, NULL, &p->cg, err);
     if (rc == WR_OK && refill) {
         p->has_worker = pthread_create(&p->worker, NULL, refill_worker, p) == 0;
         if (!p->has_worker)
@@ -494,10 +497,20 @@ void wr_launch_pool_free(wr_launch_pool *p)
         wr_cgroup_destroy(&p->retired[i]);
     free(p->retired);
     wr_cg_plan_free(&p->cg);
+    wr_host_facts_free(&p->facts);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p->held);
     free(p);
+}
+
+const wr_host_facts *wr_launch_pool_facts(const wr_launch_pool *p, const char *cgroup_root)
+{
+    if (!p)
+        return NULL;
+    const char *mine = p->facts.cgroup_root;
+    bool same = (!mine || !*mine) ? !cgroup_root || !*cgroup_root : cgroup_root && !strcmp(mine, cgroup_root);
+    return same ? &p->facts : NULL;
 }
 
 size_t wr_launch_pool_pids(wr_launch_pool *p, pid_t *pids, size_t max)

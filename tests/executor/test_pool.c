@@ -521,6 +521,54 @@ static void test_init_needs_complete_config(void **s)
     free(marker);
 }
 
+/* The cgroup mode of command 0's plan, as the run would record it. */
+static const char *plan_cgroup_mode(fx *f, char *out, size_t len)
+{
+    json_object *j = NULL, *cg = NULL, *mode = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_plan_json(&f->req, 0, &j, &e), WR_OK);
+    assert_true(json_object_object_get_ex(j, "cgroup", &cg) && json_object_object_get_ex(cg, "mode", &mode));
+    snprintf(out, len, "%s", json_object_get_string(mode));
+    json_object_put(j);
+    return out;
+}
+
+/* A pool keeps the host facts every plan needs (cgroup layout, Landlock
+ * ABI, the root's /bin links, warrant-init): a plan built with them is the
+ * plan built without a pool, and a pool made for another cgroup root never
+ * lends its layout, which would leave the run without its cgroups (or put
+ * it in the wrong ones) while the receipt said otherwise. */
+static void test_pool_host_facts(void **s)
+{
+    (void)s;
+    static const char *const argv[] = {"/bin/true", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    json_object *with = NULL, *without = NULL;
+    wr_error e = {0};
+    f.req.launchers = g_pool;
+    assert_int_equal(wr_exec_plan_json(&f.req, 0, &with, &e), WR_OK);
+    f.req.launchers = NULL;
+    assert_int_equal(wr_exec_plan_json(&f.req, 0, &without, &e), WR_OK);
+    assert_string_equal(json_object_to_json_string(with), json_object_to_json_string(without));
+    json_object_put(with);
+    json_object_put(without);
+
+    const char *elsewhere = "/nonexistent-warrant-test-root";
+    wr_launch_pool *other = NULL;
+    wr_ctx ctx = wr_ctx_system();
+    assert_int_equal(wr_launch_pool_new(elsewhere, 1, false, &ctx, &other, &e), WR_OK);
+    char host[16], got[16];
+    snprintf(host, sizeof host, "%s", have_cgroup() ? "v" : "none");
+    f.req.launchers = other; /* the run's root is the default one */
+    plan_cgroup_mode(&f, got, sizeof got);
+    assert_int_equal(strncmp(got, host, strlen(host)), 0);
+    f.req.launchers = g_pool;
+    f.req.cgroup_root = elsewhere; /* and the other way round */
+    assert_string_equal(plan_cgroup_mode(&f, got, sizeof got), "none");
+    wr_launch_pool_free(other);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -535,12 +583,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_commit_when_blocked),
         cmocka_unit_test(test_init_needs_complete_config),
         cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_pool_host_facts),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {
         cmocka_unit_test(test_killed_launcher_replaced),   cmocka_unit_test(test_exit_leaves_nothing),
         cmocka_unit_test(test_commit_before_command),      cmocka_unit_test(test_commit_fails),
-        cmocka_unit_test(test_init_needs_complete_config),
+        cmocka_unit_test(test_init_needs_complete_config), cmocka_unit_test(test_pool_host_facts),
     };
     if (g_unpriv)
         return cmocka_run_group_tests_name("pool_unprivileged", unpriv, setup_pool, teardown);
