@@ -8,6 +8,7 @@
  * bwrap plus warrant-init (with and without its Landlock rules) or plus the
  * seccomp filter. Runs alternate so that drift in machine load hits every
  * variant alike. */
+#include "bench_util.h"
 #include "executor/executor_internal.h"
 
 #include <fcntl.h>
@@ -26,25 +27,6 @@
  * past the window after the pool's own refill (pool.c, SETTLE_MS after a
  * run) in which another attach would be cheap. */
 #define GAP_MS 100
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 #define MAX_DATA_FDS 8 /* synthetic /etc files, at WR_SLOT_FIRST.. */
 
@@ -255,7 +237,7 @@ int main(int argc, char **argv)
              * right after another one (the RCU grace period it waits for
              * has just passed), which back-to-back runs would hide. */
             nanosleep(&gap, NULL);
-            double t0 = now_ms();
+            double t0 = bench_now_ms();
             int rc = v == EXEC             ? exec_run(&req, &err)
                      : v == EXEC_SYNC      ? exec_run(&sync, &err)
                      : v == EXEC_NOLL      ? exec_run(&noll, &err)
@@ -269,7 +251,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             if (i >= 0)
-                t[v][i] = now_ms() - t0;
+                t[v][i] = bench_now_ms() - t0;
         }
     }
     double m[NV];
@@ -278,7 +260,7 @@ int main(int argc, char **argv)
     for (int v = 0; v < NV; v++) {
         if (v == BARE_ROOT && !root)
             continue;
-        m[v] = median(t[v], runs);
+        m[v] = bench_median(t[v], runs);
         printf("%-40s median %7.2f ms\n", names[v], m[v]);
     }
     printf("layers over bare bwrap: warrant-init as pid 1 %+.2f ms, its Landlock rules %+.2f ms, seccomp %+.2f ms; "
