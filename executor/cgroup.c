@@ -440,11 +440,30 @@ bool wr_cgroup_under(const wr_cgroup *c, const wr_cg_plan *cg)
     return true;
 }
 
+static bool same_limits(const wr_cgroup *c, const wr_cg_plan *cg)
+{
+    return c->written.memory_bytes == cg->memory_bytes && c->written.swap_limited == cg->swap_limited &&
+           c->written.pids_max == cg->pids_max && c->written.cpu_percent == cg->cpu_percent;
+}
+
+bool wr_cgroup_limits_fit(const wr_cgroup *c, const wr_cg_plan *cg)
+{
+    return !c->limited || same_limits(c, cg);
+}
+
 int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
 {
-    if (cg->mode == WR_CG_NONE)
+    if (cg->mode == WR_CG_NONE || (c->limited && same_limits(c, cg)))
         return WR_OK;
-    return cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
+    if (c->limited) /* a limit the plan lacks would stay: never reuse */
+        return wr_errorf(err, WR_E_INTERNAL, "", "cgroup %s already holds other limits", c->dir[0]);
+    int rc = cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
+    c->limited = rc == WR_OK;
+    c->written.memory_bytes = cg->memory_bytes;
+    c->written.swap_limited = cg->swap_limited;
+    c->written.pids_max = cg->pids_max;
+    c->written.cpu_percent = cg->cpu_percent;
+    return rc;
 }
 
 /* SIGKILLs each pid of a cgroup.procs listing. */

@@ -89,6 +89,11 @@ typedef struct wr_cgroup {
     wr_cg_mode mode;
     char *dir[WR_CG_NCTRL];
     int procs_fd[WR_CG_NCTRL]; /* v1: cgroup.procs, the launcher joins through it; v2: the directory */
+    bool limited;              /* every limit of `written` is in force (wr_cgroup_limit) */
+    struct {
+        int64_t memory_bytes, pids_max, cpu_percent;
+        bool swap_limited;
+    } written;
 } wr_cgroup;
 
 const char *wr_cg_mode_name(wr_cg_mode m);
@@ -109,8 +114,11 @@ void wr_cgroup_init(wr_cgroup *c);
 int wr_cgroup_make(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_error *err);
 /* Whether c was made for the plan's parents (every controller it uses). */
 bool wr_cgroup_under(const wr_cgroup *c, const wr_cg_plan *cg);
-/* Writes the plan's limits into c: before its launcher is released. */
+/* Writes the plan's limits into c: before its launcher is released. Once
+ * they are all in, c remembers them: writing the same again is free. */
 int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err);
+/* Whether c holds no limit, or exactly the plan's. */
+bool wr_cgroup_limits_fit(const wr_cgroup *c, const wr_cg_plan *cg);
 /* SIGKILLs every task (cgroup.kill, or freeze-kill-thaw on v1). */
 void wr_cgroup_kill(const wr_cgroup *c);
 bool wr_cgroup_empty(const wr_cgroup *c);

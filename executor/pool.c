@@ -368,6 +368,8 @@ struct wr_launch_pool {
     pthread_cond_t cv;   /* a launcher was taken, or stop */
     wr_cg_plan cg;       /* the shape every launcher's cgroups have */
     wr_host_facts facts; /* probed once, for every run's plan */
+    wr_cg_plan last;     /* the limits of the last run that took a launcher (no parents) */
+    bool has_last;       /* written into new launchers' cgroups ahead: the next run's are likely the same */
     wr_ctx ctx;
     wr_launcher *held; /* oldest first */
     size_t n, size;
@@ -411,12 +413,19 @@ static void *refill_worker(void *arg)
             pthread_cond_wait(&p->cv, &p->mu);
             continue;
         }
+        wr_cg_plan last = p->last;
+        bool limit = p->has_last;
         pthread_mutex_unlock(&p->mu);
         wr_launcher l;
         wr_error e = {0};
         int rc = wr_launcher_start(&p->cg, &p->ctx, &l, &e);
-        if (rc == WR_OK && (rc = wr_launcher_ready(&l, &e)) != WR_OK)
-            wr_launcher_discard(&l, true);
+        if (rc == WR_OK) {
+            rc = wr_launcher_ready(&l, &e);
+            if (rc == WR_OK && limit)
+                rc = wr_cgroup_limit(&l.cg, &last, &e); /* the run then finds them in place */
+            if (rc != WR_OK)
+                wr_launcher_discard(&l, true);
+        }
         pthread_mutex_lock(&p->mu);
         if (rc == WR_OK && !p->stop) {
             p->held[p->n++] = l;
@@ -572,10 +581,14 @@ int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx,
     while (p && p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
         wr_launcher c = p->held[0];
         memmove(p->held, p->held + 1, --p->n * sizeof *p->held);
+        p->last = *cg; /* its limits, for the launchers to come */
+        memset(p->last.parent, 0, sizeof p->last.parent);
+        p->has_last = true;
         pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(mu);
-        /* One that died meanwhile (killed, OOM) is replaced, not used. */
-        if ((c.ready ? waiting(&c) : wr_launcher_ready(&c, NULL) == WR_OK)) {
+        /* One that died meanwhile (killed, OOM) is replaced, not used; so
+         * is one limited ahead for other limits than this run's. */
+        if (wr_cgroup_limits_fit(&c.cg, cg) && (c.ready ? waiting(&c) : wr_launcher_ready(&c, NULL) == WR_OK)) {
             *l = c;
             return WR_OK;
         }

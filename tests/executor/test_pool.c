@@ -521,6 +521,64 @@ static void test_init_needs_complete_config(void **s)
     free(marker);
 }
 
+/* The memory limit and pids.max in force around one run of a command
+ * that waits a moment, read from the host while it runs. */
+static void limits_seen(int64_t memory_mb, int64_t pids, long long *mem, long long *pmax)
+{
+    const char *argv[] = {"/bin/sh", "-c", "sleep 1 #pool-ahead", NULL};
+    async_run x;
+    memset(&x, 0, sizeof x);
+    x.spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
+    fx_init(&x.f, x.spec);
+    x.f.lim.memory_mb = memory_mb;
+    x.f.lim.max_processes = pids;
+    x.f.req.launchers = g_pool;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, async_run_main, &x), 0);
+    pid_t pid[4];
+    size_t n = 0;
+    for (int i = 0; i < 300 && (n = pids_of("#pool-ahead", true, pid, 4)) < 1; i++)
+        usleep(10000);
+    assert_true(n >= 1);
+    *mem = cgroup_value(pid[0], "memory", "memory.limit_in_bytes");
+    *pmax = cgroup_value(pid[0], "pids", "pids.max");
+    pthread_join(t, NULL);
+    assert_non_null(x.r);
+    if (x.r->status != WR_EXEC_SUCCESS)
+        dump(x.r);
+    assert_int_equal(x.r->status, WR_EXEC_SUCCESS);
+    wr_exec_result_free(x.r);
+}
+
+/* The pool writes the last run's limits into its new launchers' cgroups
+ * ahead (the same policy's next run then writes nothing). A run with other
+ * limits, or with none, must never inherit them: its cgroups hold exactly
+ * its plan's, as the receipt records. */
+static void test_limits_written_ahead(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    long long mem, pmax, unlimited_mem, unlimited_pids;
+    limits_seen(96, 32, &mem, &pmax);
+    assert_int_equal(mem, 96LL << 20);
+    assert_int_equal(pmax, 32);
+    pid_t waiting[WR_LAUNCH_POOL_MAX];
+    settle(g_pool, TEST_POOL_SIZE, waiting);
+    assert_int_equal(cgroup_value(waiting[TEST_POOL_SIZE - 1], "memory", "memory.limit_in_bytes"), 96LL << 20);
+    limits_seen(96, 32, &mem, &pmax); /* written ahead, found in place */
+    assert_int_equal(mem, 96LL << 20);
+    assert_int_equal(pmax, 32);
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    limits_seen(128, 24, &mem, &pmax);
+    assert_int_equal(mem, 128LL << 20);
+    assert_int_equal(pmax, 24);
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    limits_seen(0, 0, &unlimited_mem, &unlimited_pids); /* the plan limits nothing: nothing may be left */
+    assert_true(unlimited_mem > 1LL << 40);
+    assert_int_equal(unlimited_pids, 0); /* the file says "max" */
+}
+
 /* The cgroup mode of command 0's plan, as the run would record it. */
 static const char *plan_cgroup_mode(fx *f, char *out, size_t len)
 {
@@ -584,6 +642,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_init_needs_complete_config),
         cmocka_unit_test(test_unprivileged),
         cmocka_unit_test(test_pool_host_facts),
+        cmocka_unit_test(test_limits_written_ahead),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {
