@@ -171,6 +171,32 @@ static long long cgroup_value(pid_t pid, const char *ctrl, const char *file)
     return v[0] ? atoll(v) : -1;
 }
 
+/* Runs argv (its cmdline holds marker) under these limits through the
+ * pool and reads from the host, once `want` of its processes run, the
+ * memory limit and pids.max of the last one's cgroups; x->r is the
+ * result. */
+static void run_limited(async_run *x, const char *const *argv, const char *marker, size_t want, int64_t memory_mb,
+                        int64_t pids, long long *mem, long long *pmax)
+{
+    memset(x, 0, sizeof *x);
+    x->spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
+    fx_init(&x->f, x->spec);
+    x->f.lim.memory_mb = memory_mb;
+    x->f.lim.max_processes = pids;
+    x->f.req.launchers = g_pool;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, async_run_main, x), 0);
+    pid_t found[64];
+    size_t n = 0;
+    for (int i = 0; i < 300 && (n = pids_of(marker, true, found, 64)) < want; i++)
+        usleep(10000);
+    assert_true(n >= want);
+    *mem = cgroup_value(found[n - 1], "memory", "memory.limit_in_bytes");
+    *pmax = cgroup_value(found[n - 1], "pids", "pids.max");
+    pthread_join(t, NULL);
+    assert_non_null(x->r);
+}
+
 /* A launcher waits long in its unlimited cgroups; the run that takes it
  * forks at once, then pins memory. pids.max and the memory limit are in
  * its cgroups while it runs (read from the host) and felt by it. */
@@ -196,23 +222,8 @@ static void test_limits_before_start(void **s)
                           "#pool-limits",
                           NULL};
     async_run x;
-    memset(&x, 0, sizeof x);
-    x.spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
-    fx_init(&x.f, x.spec);
-    x.f.lim.memory_mb = 64;
-    x.f.lim.max_processes = 16;
-    x.f.req.launchers = g_pool;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, async_run_main, &x), 0);
-    pid_t pids[64];
-    size_t n = 0;
-    for (int i = 0; i < 300 && (n = pids_of("#pool-limits", true, pids, 64)) < 2; i++)
-        usleep(10000);
-    assert_true(n >= 2);
-    long long mem = cgroup_value(pids[n - 1], "memory", "memory.limit_in_bytes");
-    long long pmax = cgroup_value(pids[n - 1], "pids", "pids.max");
-    pthread_join(t, NULL);
-    assert_non_null(x.r);
+    long long mem, pmax;
+    run_limited(&x, argv, "#pool-limits", 2, 64, 16, &mem, &pmax);
     assert_int_equal(mem, 64LL * 1024 * 1024);
     assert_int_equal(pmax, 16);
     const char *out = OUT(x.r), *o = strstr(out, "forked ");
@@ -527,23 +538,7 @@ static void limits_seen(int64_t memory_mb, int64_t pids, long long *mem, long lo
 {
     const char *argv[] = {"/bin/sh", "-c", "sleep 1 #pool-ahead", NULL};
     async_run x;
-    memset(&x, 0, sizeof x);
-    x.spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
-    fx_init(&x.f, x.spec);
-    x.f.lim.memory_mb = memory_mb;
-    x.f.lim.max_processes = pids;
-    x.f.req.launchers = g_pool;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, async_run_main, &x), 0);
-    pid_t pid[4];
-    size_t n = 0;
-    for (int i = 0; i < 300 && (n = pids_of("#pool-ahead", true, pid, 4)) < 1; i++)
-        usleep(10000);
-    assert_true(n >= 1);
-    *mem = cgroup_value(pid[0], "memory", "memory.limit_in_bytes");
-    *pmax = cgroup_value(pid[0], "pids", "pids.max");
-    pthread_join(t, NULL);
-    assert_non_null(x.r);
+    run_limited(&x, argv, "#pool-ahead", 1, memory_mb, pids, mem, pmax);
     if (x.r->status != WR_EXEC_SUCCESS)
         dump(x.r);
     assert_int_equal(x.r->status, WR_EXEC_SUCCESS);
