@@ -144,6 +144,9 @@ int main(int argc, char **argv)
     int runs = argc > 1 ? atoi(argv[1]) : 50;
     if (runs < 1)
         runs = 50;
+    /* "exec-only": the executor with warm launchers alone, no warm-up (what
+     * syscalls.sh counts with strace on this thread) */
+    bool exec_only = argc > 2 && !strcmp(argv[2], "exec-only");
     char dir[] = "/tmp/wr-bench-XXXXXX";
     if (!mkdtemp(dir))
         return perror("mkdtemp"), 2;
@@ -229,9 +232,9 @@ int main(int argc, char **argv)
     double *t[NV];
     for (int v = 0; v < NV; v++)
         t[v] = calloc((size_t)runs, sizeof *t[v]);
-    for (int i = -3; i < runs; i++) { /* 3 warm-up rounds */
+    for (int i = exec_only ? 0 : -3; i < runs; i++) { /* 3 warm-up rounds */
         for (int v = 0; v < NV; v++) {
-            if (v == BARE_ROOT && !root)
+            if ((v == BARE_ROOT && !root) || (exec_only && v != EXEC))
                 continue;
             /* Agent runs come seconds apart: a cgroup attach is cheap only
              * right after another one (the RCU grace period it waits for
@@ -254,21 +257,26 @@ int main(int argc, char **argv)
                 t[v][i] = bench_now_ms() - t0;
         }
     }
-    double m[NV];
-    printf("runs: %d, interleaved, %d ms apart; sandbox user uid %u%s; Landlock ABI %d\n", runs, GAP_MS,
-           (unsigned)plan.uid, root ? " (executor and bare bwrap drop from root)" : "", plan.landlock_abi);
-    for (int v = 0; v < NV; v++) {
-        if (v == BARE_ROOT && !root)
-            continue;
-        m[v] = bench_median(t[v], runs);
-        printf("%-40s median %7.2f ms\n", names[v], m[v]);
+    if (exec_only) {
+        printf("executor, every layer (warm launcher): median %.2f ms over %d runs\n", bench_median(t[EXEC], runs),
+               runs);
+    } else {
+        double m[NV];
+        printf("runs: %d, interleaved, %d ms apart; sandbox user uid %u%s; Landlock ABI %d\n", runs, GAP_MS,
+               (unsigned)plan.uid, root ? " (executor and bare bwrap drop from root)" : "", plan.landlock_abi);
+        for (int v = 0; v < NV; v++) {
+            if (v == BARE_ROOT && !root)
+                continue;
+            m[v] = bench_median(t[v], runs);
+            printf("%-40s median %7.2f ms\n", names[v], m[v]);
+        }
+        printf("layers over bare bwrap: warrant-init as pid 1 %+.2f ms, its Landlock rules %+.2f ms, seccomp %+.2f ms; "
+               "cgroup %+.2f ms with a warm launcher, %+.2f ms with one started per run\n",
+               m[BARE_INIT_NOLL] - m[BARE], m[BARE_INIT] - m[BARE_INIT_NOLL], m[BARE_SECCOMP] - m[BARE],
+               m[EXEC] - m[EXEC_NOCG], m[EXEC_SYNC] - m[EXEC_NOCG]);
+        printf("ratio executor/bare: %.3f (target <= 1.15); without the pool %.3f\n", m[EXEC] / m[BARE],
+               m[EXEC_SYNC] / m[BARE]);
     }
-    printf("layers over bare bwrap: warrant-init as pid 1 %+.2f ms, its Landlock rules %+.2f ms, seccomp %+.2f ms; "
-           "cgroup %+.2f ms with a warm launcher, %+.2f ms with one started per run\n",
-           m[BARE_INIT_NOLL] - m[BARE], m[BARE_INIT] - m[BARE_INIT_NOLL], m[BARE_SECCOMP] - m[BARE],
-           m[EXEC] - m[EXEC_NOCG], m[EXEC_SYNC] - m[EXEC_NOCG]);
-    printf("ratio executor/bare: %.3f (target <= 1.15); without the pool %.3f\n", m[EXEC] / m[BARE],
-           m[EXEC_SYNC] / m[BARE]);
     wr_launch_pool_free(pool);
     wr_launch_pool_free(pool_nocg);
     for (int v = 0; v < NV; v++)
