@@ -45,7 +45,7 @@ static int data_fd(const char *name, const void *data, size_t len, wr_error *err
     int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0)
         return wr_errorf(err, WR_E_IO, "", "memfd_create: %s", strerror(errno)), -1;
-    if (write(fd, data, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
+    if (pwrite(fd, data, len, 0) != (ssize_t)len) { /* the offset stays at 0 for bwrap's read */
         close(fd);
         return wr_errorf(err, WR_E_IO, "", "memfd write: %s", strerror(errno)), -1;
     }
