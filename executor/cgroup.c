@@ -285,12 +285,17 @@ void wr_cgroup_init(wr_cgroup *c)
         c->procs_fd[i] = -1;
 }
 
+static int set_value(const char *dir, const char *file, const char *val, wr_error *err)
+{
+    int e = write_file(dir, file, val);
+    return e ? wr_errorf(err, WR_E_IO, file, "cgroup %s/%s: %s", dir, file, strerror(-e)) : WR_OK;
+}
+
 static int limit(const char *dir, const char *file, int64_t v, wr_error *err)
 {
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)v);
-    int e = write_file(dir, file, num);
-    return e ? wr_errorf(err, WR_E_IO, file, "cgroup %s/%s: %s", dir, file, strerror(-e)) : WR_OK;
+    return set_value(dir, file, num, err);
 }
 
 static int apply_v1(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
@@ -327,10 +332,37 @@ static int apply_v2(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
     if (rc == WR_OK && cg->cpu_percent > 0) {
         char v[64];
         snprintf(v, sizeof v, "%lld %d", (long long)(cg->cpu_percent * CPU_PERIOD_US / 100), CPU_PERIOD_US);
-        int e = write_file(d, "cpu.max", v);
-        if (e)
-            rc = wr_errorf(err, WR_E_IO, "cpu.max", "cgroup %s/cpu.max: %s", d, strerror(-e));
+        rc = set_value(d, "cpu.max", v, err);
     }
+    return rc;
+}
+
+/* Lifts every limit written into c, for a plan without them: on v1 memsw
+ * before memory, so that memsw >= memory holds throughout. */
+static int lift(const wr_cgroup *c, wr_error *err)
+{
+    int rc = WR_OK;
+    const char *d = c->dir[c->mode == WR_CG_V1 ? WR_CG_MEMORY : 0];
+    if (c->mode == WR_CG_V1) {
+        if (c->written.memory_bytes && c->written.swap_limited)
+            rc = limit(d, "memory.memsw.limit_in_bytes", -1, err);
+        if (rc == WR_OK && c->written.memory_bytes)
+            rc = limit(d, "memory.limit_in_bytes", -1, err);
+        if (rc == WR_OK && c->written.pids_max > 0)
+            rc = set_value(c->dir[WR_CG_PIDS], "pids.max", "max", err);
+        if (rc == WR_OK && c->written.cpu_percent > 0)
+            rc = limit(c->dir[WR_CG_CPU], "cpu.cfs_quota_us", -1, err);
+        return rc;
+    }
+    if (c->written.memory_bytes) {
+        rc = set_value(d, "memory.max", "max", err);
+        if (rc == WR_OK && file_exists(d, "memory.swap.max"))
+            rc = set_value(d, "memory.swap.max", "max", err);
+    }
+    if (rc == WR_OK && c->written.pids_max > 0)
+        rc = set_value(d, "pids.max", "max", err);
+    if (rc == WR_OK && c->written.cpu_percent > 0)
+        rc = set_value(d, "cpu.max", "max", err);
     return rc;
 }
 
@@ -446,18 +478,15 @@ static bool same_limits(const wr_cgroup *c, const wr_cg_plan *cg)
            c->written.pids_max == cg->pids_max && c->written.cpu_percent == cg->cpu_percent;
 }
 
-bool wr_cgroup_limits_fit(const wr_cgroup *c, const wr_cg_plan *cg)
-{
-    return !c->limited || same_limits(c, cg);
-}
-
 int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
 {
     if (cg->mode == WR_CG_NONE || (c->limited && same_limits(c, cg)))
         return WR_OK;
-    if (c->limited) /* a limit the plan lacks would stay: never reuse */
-        return wr_errorf(err, WR_E_INTERNAL, "", "cgroup %s already holds other limits", c->dir[0]);
-    int rc = cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
+    /* Written ahead for another run's limits (pool.c): lifted first, so
+     * that no limit this plan lacks stays, stricter than it records. */
+    int rc = c->limited ? lift(c, err) : WR_OK;
+    if (rc == WR_OK)
+        rc = cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
     c->limited = rc == WR_OK;
     c->written.memory_bytes = cg->memory_bytes;
     c->written.swap_limited = cg->swap_limited;

@@ -115,10 +115,9 @@ int wr_cgroup_make(const wr_cg_plan *cg, const wr_ctx *ctx, wr_cgroup *c, wr_err
 /* Whether c was made for the plan's parents (every controller it uses). */
 bool wr_cgroup_under(const wr_cgroup *c, const wr_cg_plan *cg);
 /* Writes the plan's limits into c: before its launcher is released. Once
- * they are all in, c remembers them: writing the same again is free. */
+ * they are all in, c remembers them: the same again writes nothing, other
+ * ones replace them (a limit the new plan lacks is lifted). */
 int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err);
-/* Whether c holds no limit, or exactly the plan's. */
-bool wr_cgroup_limits_fit(const wr_cgroup *c, const wr_cg_plan *cg);
 /* SIGKILLs every task (cgroup.kill, or freeze-kill-thaw on v1). */
 void wr_cgroup_kill(const wr_cgroup *c);
 bool wr_cgroup_empty(const wr_cgroup *c);

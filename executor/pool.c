@@ -586,9 +586,8 @@ int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx,
         p->has_last = true;
         pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(mu);
-        /* One that died meanwhile (killed, OOM) is replaced, not used; so
-         * is one limited ahead for other limits than this run's. */
-        if (wr_cgroup_limits_fit(&c.cg, cg) && (c.ready ? waiting(&c) : wr_launcher_ready(&c, NULL) == WR_OK)) {
+        /* One that died meanwhile (killed, OOM) is replaced, not used. */
+        if ((c.ready ? waiting(&c) : wr_launcher_ready(&c, NULL) == WR_OK)) {
             *l = c;
             return WR_OK;
         }

@@ -547,8 +547,8 @@ static void limits_seen(int64_t memory_mb, int64_t pids, long long *mem, long lo
 
 /* The pool writes the last run's limits into its new launchers' cgroups
  * ahead (the same policy's next run then writes nothing). A run with other
- * limits, or with none, must never inherit them: its cgroups hold exactly
- * its plan's, as the receipt records. */
+ * limits, higher or lower, or with none, must never inherit them: its
+ * cgroups hold exactly its plan's, as the receipt records. */
 static void test_limits_written_ahead(void **s)
 {
     (void)s;
@@ -565,9 +565,13 @@ static void test_limits_written_ahead(void **s)
     assert_int_equal(mem, 96LL << 20);
     assert_int_equal(pmax, 32);
     settle(g_pool, TEST_POOL_SIZE, NULL);
-    limits_seen(128, 24, &mem, &pmax);
+    limits_seen(128, 24, &mem, &pmax); /* raised over 96 MiB written ahead */
     assert_int_equal(mem, 128LL << 20);
     assert_int_equal(pmax, 24);
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    limits_seen(64, 16, &mem, &pmax); /* lowered under 128 MiB */
+    assert_int_equal(mem, 64LL << 20);
+    assert_int_equal(pmax, 16);
     settle(g_pool, TEST_POOL_SIZE, NULL);
     limits_seen(0, 0, &unlimited_mem, &unlimited_pids); /* the plan limits nothing: nothing may be left */
     assert_true(unlimited_mem > 1LL << 40);
