@@ -145,8 +145,11 @@ int main(int argc, char **argv)
     if (runs < 1)
         runs = 50;
     /* "exec-only": the executor with warm launchers alone, no warm-up (what
-     * syscalls.sh counts with strace on this thread) */
+     * syscalls.sh counts with strace on this thread); "exec-bare": it and
+     * bare bwrap only, alternating (the ratio, with less time for the
+     * machine's load to drift between the two) */
     bool exec_only = argc > 2 && !strcmp(argv[2], "exec-only");
+    bool exec_bare = argc > 2 && !strcmp(argv[2], "exec-bare");
     char dir[] = "/tmp/wr-bench-XXXXXX";
     if (!mkdtemp(dir))
         return perror("mkdtemp"), 2;
@@ -234,7 +237,7 @@ int main(int argc, char **argv)
         t[v] = calloc((size_t)runs, sizeof *t[v]);
     for (int i = exec_only ? 0 : -3; i < runs; i++) { /* 3 warm-up rounds */
         for (int v = 0; v < NV; v++) {
-            if ((v == BARE_ROOT && !root) || (exec_only && v != EXEC))
+            if ((v == BARE_ROOT && !root) || (exec_only && v != EXEC) || (exec_bare && v != EXEC && v != BARE))
                 continue;
             /* Agent runs come seconds apart: a cgroup attach is cheap only
              * right after another one (the RCU grace period it waits for
@@ -260,6 +263,11 @@ int main(int argc, char **argv)
     if (exec_only) {
         printf("executor, every layer (warm launcher): median %.2f ms over %d runs\n", bench_median(t[EXEC], runs),
                runs);
+    } else if (exec_bare) {
+        double e = bench_median(t[EXEC], runs), b = bench_median(t[BARE], runs);
+        printf("executor, every layer (warm launcher) median %.2f ms; bare bwrap median %.2f ms; ratio %.3f over %d "
+               "runs\n",
+               e, b, e / b, runs);
     } else {
         double m[NV];
         printf("runs: %d, interleaved, %d ms apart; sandbox user uid %u%s; Landlock ABI %d\n", runs, GAP_MS,
