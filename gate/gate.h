@@ -76,6 +76,12 @@ int wr_gate_default_state_dir(char *buf, size_t len);
 int wr_gate_open(const wr_gate_config *cfg, wr_gate **out, wr_error *err);
 void wr_gate_close(wr_gate *g);
 
+/* Makes a run's live mark (STATE_DIR/running/ID) ahead of the request, up
+ * to WR_GATE_MARKS_AHEAD of them: a server calls it between runs, so that
+ * the file system work is off the runs' path. Thread-safe. */
+#define WR_GATE_MARKS_AHEAD 4
+void wr_gate_prepare_run(wr_gate *g);
+
 /* Loads a new policy and swaps it in atomically; on any error the active
  * policy stays and err says why. Runs in progress keep the policy they began with. */
 int wr_gate_reload_policy(wr_gate *g, const char *path, wr_error *err);

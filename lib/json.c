@@ -474,6 +474,7 @@ struct wr_json_parser {
     size_t keys_cap;
     scan_level *levels; /* the token pass's nesting */
     int levels_cap;
+    json_object *spare; /* a tree given back (wr_json_parser_recycle), for the next document */
 };
 
 /* Buffers above this are not kept for the next document: one huge message
@@ -498,6 +499,7 @@ static void parser_release(wr_json_parser *p)
     free(p->copy);
     free(p->keys);
     free(p->levels);
+    json_object_put(p->spare);
 }
 
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
@@ -522,6 +524,16 @@ void wr_json_parser_free(wr_json_parser *p)
     free(p);
 }
 
+void wr_json_parser_recycle(wr_json_parser *p, json_object *tree)
+{
+    if (!p) {
+        json_object_put(tree);
+        return;
+    }
+    json_object_put(p->spare);
+    p->spare = tree;
+}
+
 /* A tokener for a document nesting `deepest` levels. json-c allocates its
  * stack whole, so it is sized to the documents seen, within the limit, and
  * counts the top-level value as one level of its depth. */
@@ -544,13 +556,307 @@ static struct json_tokener *tokener_for(wr_json_parser *p, int deepest, wr_error
     return p->tok;
 }
 
-/* json-c builds the tree of the scanned text; duplicate keys are refused. */
+/* ---- canonical text, without json-c's tokenizer -------------------------
+ * Text the token pass found canonical, and that holds no escape, needs no
+ * tokenizing: its strings are their bytes (valid UTF-8 without controls),
+ * its numbers integers in range and its keys sorted, so distinct. Its tree
+ * is built with json-c's constructors directly, members added without a
+ * lookup for an earlier one with the same key. (json-c's tokenizer copies
+ * every byte through a buffer, one at a time: this halves the parse of an
+ * exported receipt in a chain walk.) The token pass checks tokens, not the
+ * order they come in: anything out of place there, an escape or nesting
+ * deeper than BUILD_MAX_DEPTH gives up (NULL) and json-c parses the text
+ * as it does any other, so json-c's verdict and message stand for every
+ * text this does not build. */
+#define BUILD_MAX_DEPTH 32 /* bounds the recursion (a receipt nests a few levels) */
+#define BUILD_KEY_MAX   256
+
+typedef struct build {
+    const char *b;
+    size_t len, pos;
+} build;
+
+static bool build_value(build *bd, int depth, json_object **out);
+
+static bool build_at(const build *bd, char c)
+{
+    return bd->pos < bd->len && bd->b[bd->pos] == c;
+}
+
+/* The string whose opening quote is at pos: its bytes, unless it holds an
+ * escape (the token pass found the quote that closes it). */
+static bool build_string(build *bd, const char **s, size_t *n)
+{
+    const char *start = bd->b + bd->pos + 1, *q = memchr(start, '"', bd->len - bd->pos - 1);
+    if (!q || memchr(start, '\\', (size_t)(q - start)))
+        return false;
+    *s = start;
+    *n = (size_t)(q - start);
+    bd->pos = (size_t)(q - bd->b) + 1;
+    return true;
+}
+
+/* An integer whose range the token pass checked: its sign and magnitude. */
+static bool build_integer(build *bd, bool *neg, uint64_t *v)
+{
+    *neg = bd->b[bd->pos] == '-';
+    *v = 0;
+    size_t digits = bd->pos += *neg;
+    for (; bd->pos < bd->len && bd->b[bd->pos] >= '0' && bd->b[bd->pos] <= '9'; bd->pos++)
+        *v = *v * 10 + (uint64_t)(bd->b[bd->pos] - '0');
+    return bd->pos > digits; /* none: not a number where a value belongs, e.g. "[1,]" */
+}
+
+/* json-c's types for an integer: int64, uint64 above INT64_MAX. */
+static bool is_uint64(bool neg, uint64_t v)
+{
+    return !neg && v > (uint64_t)INT64_MAX;
+}
+
+static int64_t as_int64(bool neg, uint64_t v)
+{
+    return !neg ? (int64_t)v : v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v;
+}
+
+static bool build_number(build *bd, json_object **out)
+{
+    bool neg;
+    uint64_t v;
+    if (!build_integer(bd, &neg, &v))
+        return false;
+    *out = is_uint64(neg, v) ? json_object_new_uint64(v) : json_object_new_int64(as_int64(neg, v));
+    return *out != NULL;
+}
+
+static bool build_word(build *bd, const char *word)
+{
+    size_t n = strlen(word);
+    if (bd->len - bd->pos < n || memcmp(bd->b + bd->pos, word, n) != 0)
+        return false;
+    bd->pos += n;
+    return true;
+}
+
+/* After a member or element: true at ',' (another follows), false at the
+ * closing bracket or anything else (*ok tells which). */
+static bool build_next(build *bd, char close, bool *ok)
+{
+    char c = bd->pos < bd->len ? bd->b[bd->pos++] : '\0';
+    *ok = c == close;
+    return c == ',';
+}
+
+/* A member's key and its colon, the key NUL-terminated for json-c. */
+static bool build_key(build *bd, char key[BUILD_KEY_MAX])
+{
+    const char *k;
+    size_t n;
+    if (!build_at(bd, '"') || !build_string(bd, &k, &n) || n >= BUILD_KEY_MAX || !build_at(bd, ':'))
+        return false;
+    memcpy(key, k, n);
+    key[n] = '\0';
+    bd->pos++;
+    return true;
+}
+
+/* An object or an array, at its opening bracket. Keys come sorted and so
+ * distinct (the token pass vouched for it): json-c need not look for an
+ * earlier member with the same key. */
+static bool build_container(build *bd, int depth, json_object **out)
+{
+    bool object = bd->b[bd->pos++] == '{';
+    char close = object ? '}' : ']';
+    json_object *c = *out = object ? json_object_new_object() : json_object_new_array();
+    bool ok = c != NULL, more = ok;
+    if (ok && build_at(bd, close)) {
+        bd->pos++;
+        return true;
+    }
+    while (more) {
+        char key[BUILD_KEY_MAX];
+        json_object *v = NULL;
+        ok = (!object || build_key(bd, key)) && build_value(bd, depth + 1, &v);
+        if (ok && (object ? json_object_object_add_ex(c, key, v, JSON_C_OBJECT_ADD_KEY_IS_NEW)
+                          : json_object_array_add(c, v)) != 0) {
+            json_object_put(v);
+            ok = false;
+        }
+        more = ok && build_next(bd, close, &ok);
+    }
+    if (!ok) {
+        json_object_put(c);
+        *out = NULL;
+    }
+    return ok;
+}
+
+/* On false *out is NULL: what was built is freed. */
+static bool build_value(build *bd, int depth, json_object **out)
+{
+    *out = NULL;
+    if (bd->pos >= bd->len || depth >= BUILD_MAX_DEPTH)
+        return false;
+    const char *s;
+    size_t n;
+    switch (bd->b[bd->pos]) {
+    case '{':
+    case '[':
+        return build_container(bd, depth, out);
+    case '"':
+        return build_string(bd, &s, &n) && (*out = json_object_new_string_len(s, (int)n)) != NULL;
+    case 't':
+        return build_word(bd, "true") && (*out = json_object_new_boolean(1)) != NULL;
+    case 'f':
+        return build_word(bd, "false") && (*out = json_object_new_boolean(0)) != NULL;
+    case 'n':
+        return build_word(bd, "null");
+    default:
+        return build_number(bd, out);
+    }
+}
+
+/* Reading a document into the tree of the one before it (a tree given back
+ * with wr_json_parser_recycle): where the two have the same shape, the
+ * values are set in place, so no json-c object is allocated or freed. A
+ * value of another type is built and put in place of the old one; an
+ * object with other keys or an array of another length is built whole. */
+typedef enum fill_rc {
+    FILL_OK,
+    FILL_REPLACE,
+    FILL_FAIL
+} fill_rc;
+
+static fill_rc fill_value(build *bd, int depth, json_object *old);
+
+/* The key at pos is want (then past its colon). */
+static bool fill_key(build *bd, const char *want)
+{
+    const char *k;
+    size_t n;
+    if (!build_at(bd, '"') || !build_string(bd, &k, &n) || strncmp(want, k, n) != 0 || want[n] != '\0' ||
+        !build_at(bd, ':'))
+        return false;
+    bd->pos++;
+    return true;
+}
+
+/* The member or element of old that the next one of the text replaces. */
+static bool fill_replace(build *bd, int depth, json_object *old, struct lh_entry *e, size_t i)
+{
+    json_object *v;
+    if (!build_value(bd, depth, &v))
+        return false;
+    if ((e ? json_object_object_add_ex(old, lh_entry_k(e), v, 0) : json_object_array_put_idx(old, i, v)) == 0)
+        return true;
+    json_object_put(v);
+    return false;
+}
+
+static fill_rc fill_container(build *bd, int depth, json_object *old)
+{
+    size_t start = bd->pos;
+    bool object = bd->b[bd->pos++] == '{', ok = true;
+    char close = object ? '}' : ']';
+    if (!json_object_is_type(old, object ? json_type_object : json_type_array))
+        return bd->pos = start, FILL_REPLACE;
+    struct lh_entry *e = object ? lh_table_head(json_object_get_object(old)) : NULL;
+    size_t i = 0, n = object ? 0 : json_object_array_length(old);
+    bool more = !build_at(bd, close);
+    bd->pos += !more;
+    for (; more; i++) {
+        if (object ? !e || !fill_key(bd, lh_entry_k(e)) : i >= n)
+            return bd->pos = start, FILL_REPLACE; /* another key, or more elements */
+        json_object *cur = object ? (json_object *)lh_entry_v(e) : json_object_array_get_idx(old, i);
+        size_t at = bd->pos;
+        fill_rc rc = fill_value(bd, depth + 1, cur);
+        if (rc == FILL_REPLACE && (bd->pos = at, !fill_replace(bd, depth + 1, old, e, i)))
+            rc = FILL_FAIL;
+        if (rc == FILL_FAIL)
+            return FILL_FAIL;
+        e = object ? lh_entry_next(e) : NULL;
+        if (!(more = build_next(bd, close, &ok)) && !ok)
+            return FILL_FAIL;
+    }
+    if (object ? e != NULL : i != n) /* fewer members or elements */
+        return bd->pos = start, FILL_REPLACE;
+    return FILL_OK;
+}
+
+static fill_rc fill_value(build *bd, int depth, json_object *old)
+{
+    if (bd->pos >= bd->len || depth >= BUILD_MAX_DEPTH)
+        return FILL_FAIL;
+    const char *s;
+    size_t n;
+    bool neg, t;
+    uint64_t v;
+    switch (bd->b[bd->pos]) {
+    case '{':
+    case '[':
+        return fill_container(bd, depth, old);
+    case '"':
+        if (!json_object_is_type(old, json_type_string))
+            return FILL_REPLACE;
+        if (!build_string(bd, &s, &n))
+            return FILL_FAIL;
+        /* json-c 0.16 loses (leaks) a string's own buffer when it is set
+         * to "" (a length of 0 reads as "stored inline") */
+        if (n == 0)
+            return bd->pos -= 2, FILL_REPLACE;
+        return json_object_set_string_len(old, s, (int)n) ? FILL_OK : FILL_FAIL;
+    case 't':
+    case 'f':
+        if (!json_object_is_type(old, json_type_boolean))
+            return FILL_REPLACE;
+        t = bd->b[bd->pos] == 't';
+        return build_word(bd, t ? "true" : "false") && json_object_set_boolean(old, t) ? FILL_OK : FILL_FAIL;
+    case 'n':
+        return old ? FILL_REPLACE : build_word(bd, "null") ? FILL_OK : FILL_FAIL;
+    default:
+        if (!json_object_is_type(old, json_type_int))
+            return FILL_REPLACE;
+        if (!build_integer(bd, &neg, &v))
+            return FILL_FAIL;
+        return (is_uint64(neg, v) ? json_object_set_uint64(old, v) : json_object_set_int64(old, as_int64(neg, v)))
+                   ? FILL_OK
+                   : FILL_FAIL;
+    }
+}
+
+/* The tree of canonical text, in spare (then consumed) when it has the
+ * same shape. */
+static json_object *build_canonical(const char *text, size_t len, json_object *spare)
+{
+    build bd = {text, len, 0};
+    if (spare) {
+        fill_rc rc = fill_value(&bd, 0, spare);
+        if (rc == FILL_OK && bd.pos == len)
+            return spare;
+        json_object_put(spare);
+        if (rc == FILL_FAIL)
+            return NULL;
+        bd.pos = 0;
+    }
+    json_object *obj;
+    if (build_value(&bd, 0, &obj) && bd.pos == len)
+        return obj;
+    json_object_put(obj);
+    return NULL;
+}
+
+/* The tree of the scanned text, built directly when it is canonical, else
+ * by json-c; duplicate keys are refused. */
 static json_object *tree_of(wr_json_parser *p, const char *buf, scan *sc, wr_error *err)
 {
+    const char *text = sc->buf ? sc->buf : buf;
+    json_object *spare = p->spare;
+    p->spare = NULL; /* consumed by any parse */
+    json_object *built = sc->canonical ? build_canonical(text, sc->out, spare) : (json_object_put(spare), NULL);
+    if (built)
+        return built;
     struct json_tokener *tok = tokener_for(p, sc->deepest, err);
     if (!tok)
         return NULL;
-    const char *text = sc->buf ? sc->buf : buf;
     json_object *obj = json_tokener_parse_ex(tok, text, (int)sc->out);
     size_t end = json_tokener_get_parse_end(tok);
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
@@ -638,6 +944,8 @@ json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, 
                                             wr_error *err)
 {
     json_object *obj = parse_with(p, buf, len, canonical, err);
+    json_object_put(p->spare); /* unused when the text was refused before its tree */
+    p->spare = NULL;
     if (p->copy_cap > PARSER_KEEP_BYTES) {
         free(p->copy);
         p->copy = NULL;

@@ -116,6 +116,13 @@ typedef struct wr_json_parser wr_json_parser;
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err);
 json_object *wr_json_parser_parse(wr_json_parser *p, const char *buf, size_t len, wr_error *err);
 void wr_json_parser_free(wr_json_parser *p);
+/* Gives back a tree that p returned, for p to read its next document into
+ * where the two have the same shape (keys, types, lengths) instead of
+ * building another: a chain walk parses thousands of receipts alike, and
+ * building and freeing json-c's objects was most of each parse. The caller
+ * must hold the only reference to tree and keep no pointer into it; the
+ * next parse (or wr_json_parser_free) consumes it, used or not. */
+void wr_json_parser_recycle(wr_json_parser *p, json_object *tree);
 /* wr_json_parser_parse that also sets *canonical when buf is byte for
  * byte wr_canonical_json(result, false), so that a signed document kept in
  * that form can be hashed and verified as read. Decided from the tokens and

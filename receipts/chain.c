@@ -132,7 +132,7 @@ static void prepare_item(const chain_walk *w, int k, item *it)
                                          &it->err);
     if (it->rc)
         wr_receipt_pending_clear(&it->pending);
-    json_object_put(r);
+    wr_json_parser_recycle(w->parser[k], r); /* nothing above keeps a pointer into r */
 }
 
 typedef struct worker {

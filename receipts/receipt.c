@@ -416,7 +416,29 @@ static int seal_cb(void *ud, int64_t seq, const char prev[WR_SHA256_HEX_LEN], ch
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
                     json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err)
 {
-    return wr_receipt_seal_output(st, kp, ctx, schema, unsigned_receipt, execution_id, NULL, signed_out, err);
+    json_object *own = NULL;
+    if (json_object_is_type(unsigned_receipt, json_type_object) &&
+        json_object_deep_copy(unsigned_receipt, &own, NULL) != 0) {
+        if (signed_out)
+            *signed_out = NULL;
+        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    }
+    return wr_receipt_seal_output(st, kp, ctx, schema, own, execution_id, NULL, signed_out, err);
+}
+
+/* The checks before a seal: the receipt is the one for execution_id. */
+static int seal_args(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, json_object *receipt,
+                     const char *execution_id, json_object **signed_out, wr_error *err)
+{
+    if (!st || !kp || !ctx || !signed_out || !json_object_is_type(receipt, json_type_object))
+        return wr_errorf(err, WR_E_INVALID, "", "seal receipt: missing store, key, context or receipt");
+    const char *rid = wr_receipt_str(receipt, "execution_id");
+    if (!execution_id || !rid || strcmp(rid, execution_id) != 0)
+        return wr_errorf(err, WR_E_INVALID, "/execution_id", "seal receipt: execution_id does not match '%s'",
+                         execution_id ? execution_id : "(null)");
+    if (!wr_receipt_str(receipt, "status"))
+        return wr_errorf(err, WR_E_INVALID, "/status", "seal receipt: the receipt has no status");
+    return WR_OK;
 }
 
 int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
@@ -425,24 +447,19 @@ int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx
 {
     if (signed_out)
         *signed_out = NULL;
-    if (!st || !kp || !ctx || !signed_out || !json_object_is_type(unsigned_receipt, json_type_object))
-        return wr_errorf(err, WR_E_INVALID, "", "seal receipt: missing store, key, context or receipt");
-    const char *rid = wr_receipt_str(unsigned_receipt, "execution_id");
-    const char *status = wr_receipt_str(unsigned_receipt, "status");
-    if (!execution_id || !rid || strcmp(rid, execution_id) != 0)
-        return wr_errorf(err, WR_E_INVALID, "/execution_id", "seal receipt: execution_id does not match '%s'",
-                         execution_id ? execution_id : "(null)");
-    if (!status)
-        return wr_errorf(err, WR_E_INVALID, "/status", "seal receipt: the receipt has no status");
-    seal_state s = {.kp = kp, .ctx = ctx};
-    if (json_object_deep_copy(unsigned_receipt, &s.receipt, NULL) != 0)
-        return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    int rc = seal_args(st, kp, ctx, unsigned_receipt, execution_id, signed_out, err);
+    if (rc != WR_OK) {
+        json_object_put(unsigned_receipt);
+        return rc;
+    }
+    seal_state s = {.receipt = unsigned_receipt, .kp = kp, .ctx = ctx};
+    const char *status = wr_receipt_str(s.receipt, "status");
     /* A receipt is sealed once: stale chain or signature members from a
      * caller's copy would otherwise be signed as if they were ours. */
     json_object_object_del(s.receipt, "signature");
     wr_schema *own = schema ? NULL : wr_receipt_schema_new(err);
     s.schema = schema ? schema : own;
-    int rc = s.schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
+    rc = s.schema ? WR_OK : (err && err->code ? err->code : WR_E_INTERNAL);
     if (rc == WR_OK)
         rc = wr_store_append_receipt(st, execution_id, wr_receipt_str(s.receipt, "contract_id"), status, output,
                                      seal_cb, &s, NULL, err);

@@ -98,7 +98,9 @@ wr_schema *wr_receipt_schema_new(wr_error *err);
 int wr_receipt_seal(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
                     json_object *unsigned_receipt, const char *execution_id, json_object **signed_out, wr_error *err);
 /* The same, with the run's captured output stored in the receipt's
- * transaction (NULL: none). */
+ * transaction (NULL: none), signing unsigned_receipt itself: it takes the
+ * caller's reference, which on success is *signed_out (no copy on the run's
+ * path). */
 int wr_receipt_seal_output(wr_store *st, const wr_keypair *kp, const wr_ctx *ctx, const wr_schema *schema,
                            json_object *unsigned_receipt, const char *execution_id, const wr_store_output *output,
                            json_object **signed_out, wr_error *err);

@@ -1,4 +1,4 @@
-/* `run` in a worker thread: the gate call blocks only the worker; output,
+/* `run` on a run thread: the gate call blocks only that thread; output,
  * progress, elicitation requests and the final response travel back to the
  * loop thread through the call's queue (srv->mu) and the waker. */
 #include "server/core.h"
@@ -116,7 +116,7 @@ void wr_call_enqueue(wr_call *c, char *json)
     wr_server_wake(c->srv);
 }
 
-/* ---- the worker ------------------------------------------------------------- */
+/* ---- the run threads ---------------------------------------------------------- */
 
 static json_object *stream_text(const wr_run_stream *s)
 {
@@ -203,9 +203,11 @@ static char *run_capsule(wr_call *c, const wr_run_request *rq, char **summary)
     return final;
 }
 
-static void *worker(void *arg)
+/* One run on a run thread. Once it marks the call done, the loop may free
+ * it: nothing here touches c after that. */
+static void run_call(wr_call *c)
 {
-    wr_call *c = arg;
+    wr_server *s = c->srv;
     json_object **apps = NULL;
     size_t napps = c->approvals ? json_object_array_length(c->approvals) : 0;
     if (napps) {
@@ -243,7 +245,7 @@ static void *worker(void *arg)
 
     int expect = CALL_RUNNING;
     bool completed = atomic_compare_exchange_strong(&c->state, &expect, CALL_COMPLETED);
-    pthread_mutex_lock(&c->srv->mu);
+    pthread_mutex_lock(&s->mu);
     c->summary = summary;
     if (completed)
         c->final_json = final;
@@ -251,9 +253,110 @@ static void *worker(void *arg)
         free(final); /* cancelled: the request gets no response (A/basic/utilities/cancellation.mdx) */
     c->done = true;
     wr_call_mark_ready(c);
-    pthread_mutex_unlock(&c->srv->mu);
-    wr_server_wake(c->srv);
+    s->run_idle++; /* this thread takes the next run from here on */
+    pthread_mutex_unlock(&s->mu);
+    wr_server_wake(s);
+}
+
+/* Run threads are kept across runs: a thread created per run cost a clone,
+ * and the loop joined it (waiting for its exit) before it could answer.
+ * Idle ones beyond RUN_THREADS_IDLE_MAX end: a burst of runs leaves no crowd
+ * of idle threads, each holding the stack pages its run touched (+3.9 MiB
+ * after 50 at once). */
+#define RUN_THREADS_IDLE_MAX 4
+
+struct run_thread {
+    pthread_t t;
+    wr_server *s;
+    bool ended; /* under s->mu: returned or returning, to be joined */
+    struct run_thread *next;
+};
+
+static void *run_thread(void *arg)
+{
+    struct run_thread *self = arg;
+    wr_server *s = self->s;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->run_jobs && !s->runs_stop)
+            pthread_cond_wait(&s->run_cv, &s->mu);
+        wr_call *c = s->run_jobs;
+        if (!c)
+            break; /* stopping: every run has finished */
+        s->run_jobs = c->job_next;
+        if (!s->run_jobs)
+            s->run_jobs_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        run_call(c);
+        wr_gate_prepare_run(s->gate); /* the next run's file system work, while the loop answers */
+        pthread_mutex_lock(&s->mu);
+        if (s->run_idle > RUN_THREADS_IDLE_MAX) {
+            s->run_idle--; /* unclaimed: the others serve what is queued */
+            break;
+        }
+    }
+    self->ended = true;
+    pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+/* Joins the threads that ended. Under s->mu (an ended thread needs it no more). */
+static void reap_run_threads(wr_server *s)
+{
+    for (struct run_thread **p = &s->run_threads; *p;) {
+        struct run_thread *r = *p;
+        if (!r->ended) {
+            p = &r->next;
+            continue;
+        }
+        pthread_join(r->t, NULL);
+        *p = r->next;
+        free(r);
+    }
+}
+
+/* Queues c for a waiting run thread, or a new one. Under s->mu. */
+static bool submit_run(wr_server *s, wr_call *c)
+{
+    reap_run_threads(s);
+    if (!s->run_idle) {
+        struct run_thread *r = calloc(1, sizeof *r);
+        if (!r)
+            return false;
+        r->s = s;
+        if (pthread_create(&r->t, NULL, run_thread, r) != 0) {
+            free(r);
+            return false;
+        }
+        r->next = s->run_threads;
+        s->run_threads = r;
+    } else {
+        s->run_idle--;
+    }
+    c->job_next = NULL;
+    if (s->run_jobs_tail)
+        s->run_jobs_tail->job_next = c;
+    else
+        s->run_jobs = c;
+    s->run_jobs_tail = c;
+    pthread_cond_signal(&s->run_cv);
+    return true;
+}
+
+void wr_server_stop_runs(wr_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->runs_stop = true;
+    pthread_cond_broadcast(&s->run_cv);
+    struct run_thread *all = s->run_threads;
+    s->run_threads = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (all) {
+        struct run_thread *r = all;
+        all = r->next;
+        pthread_join(r->t, NULL);
+        free(r);
+    }
 }
 
 void wr_call_free(wr_call *c)
@@ -352,16 +455,14 @@ static tool_status start_call(tool_call *tc, wr_contract *ct, char *capsule_path
     wr_call_link(tc->ss, c);
     if (!c->task && tc->out && tc->out->begin_stream)
         tc->out->begin_stream(tc->out);
-    if (pthread_create(&c->thread, NULL, worker, c) != 0) {
+    pthread_mutex_lock(&s->mu);
+    if (!submit_run(s, c)) {
         /* Never started: finish it as an internal error through the normal path. */
-        pthread_mutex_lock(&s->mu);
         c->final_json = wr_rpc_error_msg(c->id_json, WR_RPC_INTERNAL, "cannot start a worker thread", NULL);
         c->done = true;
         wr_call_mark_ready(c);
-        pthread_mutex_unlock(&s->mu);
-    } else {
-        c->thread_started = true;
     }
+    pthread_mutex_unlock(&s->mu);
     if (c->task) { /* CreateTaskResult: the run goes on, the client polls */
         *result = json_object_new_object();
         json_object_object_add(*result, "task", wr_task_json(c->task));
@@ -423,8 +524,6 @@ void wr_server_cancel_all(wr_server *s, const char *reason)
 static void finish(wr_call *c)
 {
     wr_server *s = c->srv;
-    if (c->thread_started)
-        pthread_join(c->thread, NULL);
     if (c->task)
         wr_task_complete(s, c->task, c->final_json);
     else if (c->final_json && c->out)

@@ -40,14 +40,12 @@ struct wr_call {
     bool elicitation_ok;         /* the client declared elicitation */
     _Atomic int state;
     int cancel_pipe[2]; /* wr_run_request.cancel_fd = [0] */
-    pthread_t thread;
-    bool thread_started;
 
     /* the work (owned by the worker once started) */
     bool is_run;            /* counts against the run limits (a quick call does not) */
     int tool_idx;           /* quick call: the tool */
     json_object *args;      /* quick call: its arguments, owned by the call alone */
-    wr_call *job_next;      /* quick call: srv->jobs */
+    wr_call *job_next;      /* srv->jobs (quick call) or srv->run_jobs (run) */
     wr_contract *contract;  /* run; NULL for a capsule run */
     char *capsule_path;     /* run_capsule: the .capsule file (checked against the policy) */
     char *capsule_out;      /* run_capsule: the output directory, or NULL for a fresh one */
@@ -139,6 +137,14 @@ struct wr_server {
     bool batching;
     wr_call *held, *held_tail;
     int quick_pending;
+    /* Runs, under mu: threads kept across runs (calls.c). run_idle counts
+     * the waiting threads no queued run has claimed yet; a thread that ends
+     * (too many idle) stays on run_threads, marked, until joined. */
+    struct run_thread *run_threads;
+    int run_idle;
+    pthread_cond_t run_cv;
+    wr_call *run_jobs, *run_jobs_tail;
+    bool runs_stop;
     wr_session *sessions; /* loop thread only */
     wr_task *tasks;       /* loop thread only, newest first */
     size_t task_bytes;    /* results kept by ended tasks */
@@ -234,6 +240,8 @@ wr_call *wr_quick_new(tool_call *tc, int idx);
 void wr_quick_submit(wr_call *c, json_object *args);
 int wr_server_start_pool(wr_server *s, wr_error *err);
 void wr_server_stop_pool(wr_server *s);
+/* Ends the run threads (calls.c): every run has finished. */
+void wr_server_stop_runs(wr_server *s);
 /* Progress (progress.c): the gate's on_output / on_wait callbacks (worker
  * side) and one notifications/progress with message (loop side). */
 void wr_call_on_output(void *ud, const char *command_id, int stream, const unsigned char *data, size_t len);

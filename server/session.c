@@ -48,12 +48,14 @@ int wr_server_new(wr_gate *g, const wr_server_config *cfg, wr_server **out, wr_e
         s->cfg.stream_budget_bytes = WR_STREAM_DEFAULT_BUDGET;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
+    pthread_cond_init(&s->run_cv, NULL);
     wr_json_limits lim = {.max_bytes = s->cfg.max_message_bytes, .max_depth = s->cfg.max_depth};
     if (!(s->parser = wr_json_parser_new(&lim, err)) || wr_tools_build(s, err) != WR_OK ||
         wr_server_start_pool(s, err) != WR_OK) {
         wr_server_free(s);
         return err ? err->code : WR_E_INTERNAL;
     }
+    wr_gate_prepare_run(s->gate); /* the first run's live mark */
     *out = s;
     return WR_OK;
 }
@@ -69,6 +71,7 @@ void wr_server_free(wr_server *s)
     if (!s)
         return;
     wr_server_stop_pool(s);
+    wr_server_stop_runs(s);
     wr_tasks_free(s);
     while (s->sessions) {
         wr_session *ss = s->sessions;
@@ -79,6 +82,7 @@ void wr_server_free(wr_server *s)
     wr_json_parser_free(s->parser);
     free(s->clients);
     pthread_cond_destroy(&s->pool_cv);
+    pthread_cond_destroy(&s->run_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -13,8 +13,10 @@
                           attach is cheap only right after another one, which back-to-back
                           runs would hide. A second server without warm launchers
                           (--launchers 0) shows what the pool saves. With
-                          WARRANT_BASELINE=BUILD_DIR, that build's `warrant run` is interleaved
-                          too (before/after on a busy machine).
+                          WARRANT_BASELINE=BUILD_DIR, that build's `warrant run` and MCP `run`
+                          are interleaved too (before/after on a busy machine). Then the
+                          server's side of one MCP run, phase by phase (perf record of its
+                          threads' system calls, with linux-perf installed).
   e2e.py startup [N]      the CLI without the sandbox: wall time of `warrant --version` and
                           `warrant check` (the one-command policy, the bundled default pack),
                           median of N (200) interleaved runs; with WARRANT_BASELINE=BUILD_DIR the
@@ -78,9 +80,9 @@ def timed(argv):
 class Mcp:
     """One warrantd --stdio session; run() is one `run` request to its response."""
 
-    def __init__(self, fx, ws, *extra):
+    def __init__(self, fx, ws, *extra, wrap=(), warrantd=None):
         self.ws = ws
-        self.c = mcpraw.Stdio(fx, *extra)
+        self.c = mcpraw.Stdio(fx, *extra, wrap=wrap, warrantd=warrantd)
         self.c.send(mcpraw.INIT)
         self.c.recv()
         self.c.send(mcpraw.INITIALIZED)
@@ -132,27 +134,31 @@ def median_ratio(name, mine, bare):
 
 def latency(runs, repeat):
     tmp, fx, cli_args = fixture()
+    # The baseline's own state dir: a database is never opened by a build older than the one that wrote it.
+    btmp, bfx, bcli_args = fixture() if baseline_warrant() else (None, None, None)
     try:
         bare = bare_argv(fx.ws)
         cli = [WARRANT, "run", "--quiet"] + cli_args
         timed(cli)  # creates the key and the database
-        base = [baseline_warrant(), "run", "--quiet"] + cli_args if baseline_warrant() else None
+        base = [baseline_warrant(), "run", "--quiet"] + bcli_args if btmp else None
         results = []
         for r in range(repeat):
             srv, cold = Mcp(fx, fx.ws), Mcp(fx, fx.ws, "--launchers", "0")
+            base_srv = Mcp(bfx, bfx.ws, warrantd=baseline_warrantd()) if base else None
             t = {"cli": [], "bare_cli": [], "mcp": [], "bare_mcp": [], "mcp_nopool": []}
             if base:
-                t["base_cli"] = []
+                t["base_cli"], t["base_mcp"] = [], []
             for i in range(-WARMUP, runs):
                 row = {"cli": timed(cli), "bare_cli": timed(bare), "mcp": srv.run(), "bare_mcp": timed(bare),
                        "mcp_nopool": cold.run()}
                 if base:
-                    row["base_cli"] = timed(base)
+                    row["base_cli"], row["base_mcp"] = timed(base), base_srv.run()
                 if i >= 0:
                     for k, v in row.items():
                         t[k].append(v)
-            srv.close()
-            cold.close()
+            for s in (srv, cold, base_srv):
+                if s:
+                    s.close()
             print("run %d of %d: %d runs each, interleaved (cli, bare, mcp, bare, mcp without launchers), "
                   "%.0f ms apart, after %d warm-up rounds" % (r + 1, repeat, runs, GAP_S * 1e3, WARMUP))
             m = {k: statistics.median(v) for k, v in t.items()}
@@ -161,6 +167,8 @@ def latency(runs, repeat):
             m["mcp_nopool_ratio"] = median_ratio("  MCP run, --launchers 0", t["mcp_nopool"], t["bare_mcp"])
             if base:
                 m["base_cli_ratio"] = median_ratio("  warrant run of WARRANT_BASELINE", t["base_cli"], t["bare_cli"])
+                m["base_mcp_ratio"] = median_ratio("  MCP run of WARRANT_BASELINE", t["base_mcp"], t["bare_mcp"])
+                m["mcp_vs_base"] = statistics.median(t["mcp"]) / statistics.median(t["base_mcp"])
             results.append(m)
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         print("median of %d runs: warrant run %.2f ms vs bare %.2f ms = %.2f x (target <= 1.3); "
@@ -168,12 +176,16 @@ def latency(runs, repeat):
                   repeat, med["cli"], med["bare_cli"], med["cli_ratio"], med["mcp"], med["bare_mcp"],
                   med["mcp_ratio"], med["mcp_nopool"], med["mcp_nopool_ratio"]))
         if base:
-            print("  WARRANT_BASELINE's warrant run %.2f ms = %.2f x bare (median of %d runs)" % (
-                med["base_cli"], med["base_cli_ratio"], repeat))
+            print("  WARRANT_BASELINE's warrant run %.2f ms = %.2f x bare, its MCP run %.2f ms = %.2f x bare; "
+                  "MCP run now / WARRANT_BASELINE's %.3f (medians of %d runs)" % (
+                      med["base_cli"], med["base_cli_ratio"], med["base_mcp"], med["base_mcp_ratio"],
+                      med["mcp_vs_base"], repeat))
         print("RESULT " + " ".join("%s=%.3f" % kv for kv in sorted(med.items())))
         breakdown(fx, cli, bare)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if btmp:
+            shutil.rmtree(btmp, ignore_errors=True)
 
 
 SYNCS = ("fsync", "fdatasync")
@@ -235,27 +247,161 @@ def breakdown(fx, cli, bare):
         lines = strace(cli, out, ",".join(SYNCS))
         syncs += sum(1 for ln in lines if re.search(r"\b(fsync|fdatasync)\(", ln))
     print("  warrant run: %.1f fsync+fdatasync per run (mean of %d)" % (syncs / n, n))
-    # The server: strace attached to every thread after start-up, over n runs.
-    srv = Mcp(fx, fx.ws)
-    srv.run()
-    pid = srv.c.p.pid
-    tids = sum((["-p", t] for t in os.listdir("/proc/%d/task" % pid)), [])
-    st = subprocess.Popen(["strace", "-f", "-qq", "-o", out, "-e", "trace=" + ",".join(SYNCS)] + tids,
-                          stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # attached
-    for _ in range(n):
-        srv.run()
-    st.terminate()
-    try:
-        st.wait(30)
-    except subprocess.TimeoutExpired:  # detaching from a launcher blocked in recvmsg can hang; the kernel detaches
-        st.kill()
-        st.wait(30)
-    srv.close()
-    syncs = sum(1 for ln in open(out) if re.search(r"\b(fsync|fdatasync)\(", ln))
-    print("  MCP run: %.1f fsync+fdatasync per run (mean of %d)" % (syncs / n, n))
+    server_phases(fx, bare, 30)
     print("  one fdatasync of a 4 KiB append here: median %.2f ms (of 50)" % fdatasync_ms(fx.tmp, 50))
     cli_instructions(fx, cli)
+    server_instructions()
+
+
+SERVER_INSTR_RUNS = (5, 25)
+
+
+def server_run_instructions(warrantd):
+    """Instructions warrantd executes per MCP run (every thread of the server process; the sandbox's
+    processes are not followed): callgrind totals of a session with 25 runs less one with 5, over 20."""
+    totals = []
+    for runs in SERVER_INSTR_RUNS:
+        tmp, fx, _ = fixture()
+        out = os.path.join(tmp, "callgrind.out")
+        srv = Mcp(fx, fx.ws, wrap=["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out], warrantd=warrantd)
+        for _ in range(runs):
+            srv.run()
+        srv.close()
+        totals.append(next(int(ln.split()[1]) for ln in open(out) if ln.startswith(("summary:", "totals:"))))
+        shutil.rmtree(tmp, ignore_errors=True)
+    return (totals[1] - totals[0]) / (SERVER_INSTR_RUNS[1] - SERVER_INSTR_RUNS[0])
+
+
+def server_instructions():
+    """The server's instructions per run: stable whatever the load, so they compare builds (WARRANT_BASELINE)."""
+    if not shutil.which("valgrind"):
+        return
+    now = server_run_instructions(mcpraw.WARRANTD)
+    line = "  MCP run: %.0f k instructions in warrantd per run (valgrind --tool=callgrind, all its threads)" % (
+        now / 1e3)
+    if baseline_warrant():
+        base = server_run_instructions(baseline_warrantd())
+        line += "; WARRANT_BASELINE's %.0f k, now/baseline %.3f" % (base / 1e3, now / base)
+    print(line)
+
+
+# The server's side of one MCP run, from system calls of warrantd's own threads (perf record -p --no-inherit:
+# tracepoints, no stop per call, the sandbox's processes untraced, so the runs keep their speed). The run
+# threads are kept across runs, so the ones the warm-up created are traced. Timestamps are CLOCK_MONOTONIC,
+# the clock of the client's time.monotonic().
+SERVER_EVENTS = (("syscalls:sys_enter_read", "fd == 0"), ("syscalls:sys_enter_sendmsg", None),
+                 ("syscalls:sys_enter_prctl", "option == 36"), ("syscalls:sys_enter_fcntl", None),
+                 ("syscalls:sys_enter_fdatasync", None),
+                 ("syscalls:sys_exit_fdatasync", None), ("syscalls:sys_enter_fsync", None),
+                 ("syscalls:sys_exit_wait4", "ret > 0"), ("syscalls:sys_enter_write", "count == 8"),
+                 ("syscalls:sys_enter_writev", "fd == 1"))
+# (label, from, to): marks found in each run's events, in this order.
+SERVER_PHASES = (
+    ("request written -> read by the loop", "sent", "read"),
+    ("parse, checks, run thread, gate -> executor", "read", "executor"),
+    ("executor: plan, launcher hand-off -> launch", "executor", "launch"),
+    ("sandbox: launch -> bwrap reaped", "launch", "reaped"),
+    ("executor's end, receipt built", "reaped", "seal_begin"),
+    ("seal: sign, validate, append (SQL)", "seal_begin", "seal_sync"),
+    ("seal's fdatasync", "seal_sync", "seal_durable"),
+    ("response built, loop woken", "seal_durable", "woken"),
+    ("loop writes the response", "woken", "written"),
+    ("response written -> read by the client", "written", "received"),
+)
+
+
+def run_marks(events, loop_tid):
+    """The marks of one run from its events [(tid, t, name, args)] (request read to response written)."""
+    m, worker = {}, None
+    for tid, t, name, args in events:
+        if name == "sys_enter_read" and tid == loop_tid:
+            m.setdefault("read", t)
+        elif name == "sys_enter_prctl" and tid != loop_tid and "executor" not in m:
+            m["executor"], worker = t, tid  # wr_exec_run's first call: PR_SET_CHILD_SUBREAPER
+        elif name == "sys_enter_sendmsg" and tid == worker and "launch" not in m:
+            m["launch"] = t
+        elif tid != worker:
+            if name == "sys_enter_writev" and tid == loop_tid and "woken" in m:
+                m.setdefault("written", t)
+        elif name == "sys_enter_fdatasync" and "reaped" not in m:
+            m.setdefault("pre_sync", t)
+        elif name == "sys_exit_fdatasync" and "reaped" not in m:
+            m.setdefault("pre_durable", t)
+        elif name == "sys_exit_wait4":
+            m.setdefault("reaped", t)
+        elif name == "sys_enter_fcntl" and "reaped" in m:
+            m.setdefault("seal_begin", t)
+        elif name == "sys_enter_fdatasync" and "seal_begin" in m:
+            m.setdefault("seal_sync", t)
+        elif name == "sys_exit_fdatasync" and "seal_sync" in m:
+            m.setdefault("seal_durable", t)
+        elif name == "sys_enter_write" and "seal_durable" in m:
+            m.setdefault("woken", t)
+    return m
+
+
+def server_phases(fx, bare, n):
+    if not shutil.which("perf"):
+        print("  (perf not installed, apt-get install linux-perf: no breakdown of the server's side)")
+        return
+    srv = Mcp(fx, fx.ws)
+    for _ in range(WARMUP):
+        srv.run()
+    data = os.path.join(fx.tmp, "perf.data")
+    ev = sum((["-e", e] + (["--filter", f] if f else []) for e, f in SERVER_EVENTS), [])
+    rec = subprocess.Popen(["perf", "record", "-q", "-k", "monotonic", "--no-inherit", "-p", str(srv.c.p.pid),
+                            "-o", data] + ev, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached
+    client, bare_ms = [], []
+    for _ in range(n):
+        bare_ms.append(timed(bare))
+        req = json.dumps(srv.request()).encode()
+        time.sleep(GAP_S)
+        t0 = time.monotonic()
+        srv.c.send_raw(req)
+        Mcp.check(srv.c.recv(60))
+        client.append((t0, time.monotonic()))
+    rec.send_signal(2)
+    rec.wait(60)
+    loop_tid = srv.c.p.pid
+    srv.close()
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "tid,time,event,trace"], capture_output=True,
+                            text=True).stdout
+    events = []
+    for ln in script.splitlines():
+        m = re.match(r"\s*(\d+)\s+([\d.]+):\s+syscalls:(\w+):\s*(.*)", ln)
+        if m:
+            events.append((int(m.group(1)), float(m.group(2)), m.group(3), m.group(4)))
+    per = {label: [] for label, _, _ in SERVER_PHASES}
+    pre, pre_sync, syncs, total = [], [], [], []
+    for t0, t1 in client:
+        mine = [e for e in events if t0 <= e[1] <= t1]
+        m = run_marks(mine, loop_tid)
+        m["sent"], m["received"] = t0, t1
+        for label, a, b in SERVER_PHASES:
+            if a in m and b in m:
+                per[label].append((m[b] - m[a]) * 1e3)
+        if "pre_durable" in m and "launch" in m:
+            pre.append((m["pre_durable"] - m["launch"]) * 1e3)
+            pre_sync.append((m["pre_durable"] - m["pre_sync"]) * 1e3)
+        syncs.append(sum(1 for e in mine if e[2] in ("sys_enter_fdatasync", "sys_enter_fsync")))
+        total.append((t1 - t0) * 1e3)
+    if not total:
+        print("  (no complete run in the perf record: no breakdown of the server's side)")
+        return
+    print("  MCP run, the server's side (perf record of warrantd's threads' system calls; medians of %d runs, "
+          "load %s):" % (len(total), open("/proc/loadavg").read().split()[0]))
+    for label, _, _ in SERVER_PHASES:
+        if per[label]:
+            print("      %-52s %6.2f ms" % (label, statistics.median(per[label])))
+        else:
+            print("      %-52s (its marks were not found)" % label)
+    print("      %-52s %6.2f ms   (bare bwrap, interleaved: %.2f ms)" % (
+        "request written -> response read (whole run)", statistics.median(total), statistics.median(bare_ms)))
+    if pre:
+        print("      pre-exec commit, overlapping the sandbox's set-up: durable %.2f ms after the launch "
+              "(its fdatasync %.2f ms)" % (statistics.median(pre), statistics.median(pre_sync)))
+    print("  MCP run: %.1f fsync+fdatasync per run (mean of %d)" % (sum(syncs) / len(syncs), len(syncs)))
 
 
 # Parts of `warrant run`'s own CPU, by the function that does each (inclusive counts: the policy load
@@ -350,6 +496,11 @@ def concurrent(n, rounds=3):
                                                                   statistics.median(p99s)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def baseline_warrantd():
+    """The warrantd of the build dir WARRANT_BASELINE names."""
+    return os.path.join(os.path.abspath(os.environ["WARRANT_BASELINE"]), "server", "warrantd")
 
 
 def baseline_warrant():

@@ -234,6 +234,59 @@ static void rm_rf(const char *dir)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* The store of a chain of n receipts sealed on tmpfs (dir, open as *st,
+ * its key in spk) and its export with a checkpoint of it (out, anchor). */
+typedef struct exported {
+    char dir[256], out[300];
+    wr_store *st;
+    unsigned char spk[WR_PK_LEN];
+    wr_tree_head anchor;
+    double seal_rate;
+} exported;
+
+static int export_chain(long n, exported *x)
+{
+    wr_error err = {0};
+    x->seal_rate = seal_rate("/dev/shm", n, x->dir, sizeof x->dir);
+    if (wr_store_open(x->dir, &x->st, &err) || wr_server_pubkey_load(x->dir, x->spk, &err))
+        return fprintf(stderr, "bench: %s\n", err.message), 1;
+    snprintf(x->out, sizeof x->out, "%s-export", x->dir);
+    if (mkdir(x->out, 0700) != 0 || checkpoint_and_export(x->st, x->dir, x->out, &x->anchor))
+        return perror(x->out), 1;
+    return 0;
+}
+
+static void exported_free(exported *x)
+{
+    wr_store_close(x->st);
+    rm_rf(x->dir);
+    rm_rf(x->out);
+}
+
+/* bench_receipts walk [CHAIN_LEN=2000]: one walk of an exported chain on
+ * one thread, for a profiler. `valgrind --tool=callgrind
+ * --toggle-collect=wr_chain_verify_dir_workers bench_receipts walk 2000`
+ * counts the walk's instructions alone (libsodium's under
+ * crypto_sign_verify_detached among them). */
+static int walk_once(long n)
+{
+    exported x;
+    if (export_chain(n, &x))
+        return 1;
+    wr_error err = {0};
+    int64_t count = 0;
+    double t = cpu_s();
+    int rc = wr_chain_verify_dir_workers(x.out, x.spk, &x.anchor, 1, 1, &count, &err);
+    double took = cpu_s() - t;
+    if (rc != WR_OK)
+        fprintf(stderr, "verify chain --dir: %s\n", err.message);
+    else
+        printf("verify chain --dir --checkpoint, 1 thread, one walk: %lld receipts, %.1f us of CPU time each\n",
+               (long long)count, 1e6 * took / (double)count);
+    exported_free(&x);
+    return rc != WR_OK;
+}
+
 /* Durable seals per second with `threads` sealers sharing one store (as a
  * server's run workers do): group commit lets seals that arrive together
  * share one transaction and one fsync. */
@@ -309,6 +362,8 @@ int main(int argc, char **argv)
                    counts[i], concurrent_seal_rate(dir, counts[i], total), total);
         return 0;
     }
+    if (argc > 1 && !strcmp(argv[1], "walk"))
+        return walk_once(argc > 2 ? atol(argv[2]) : 2000);
     long chain = argc > 1 ? atol(argv[1]) : 100000;
     const char *durable = argc > 2 ? argv[2] : "/tmp";
     long seals = argc > 3 ? atol(argv[3]) : 300;
@@ -332,20 +387,15 @@ int main(int argc, char **argv)
     char dir[256];
     double durable_rate = seal_rate(durable, seals, dir, sizeof dir);
     rm_rf(dir);
-    double shm_rate = seal_rate("/dev/shm", chain, dir, sizeof dir);
-
-    wr_error err = {0};
-    wr_store *st;
-    unsigned char spk[WR_PK_LEN];
-    if (wr_store_open(dir, &st, &err) || wr_server_pubkey_load(dir, spk, &err)) {
-        fprintf(stderr, "bench: %s\n", err.message);
+    exported x;
+    if (export_chain(chain, &x))
         return 1;
-    }
-    char out[300];
-    snprintf(out, sizeof out, "%s-export", dir);
-    wr_tree_head anchor;
-    if (mkdir(out, 0700) != 0 || checkpoint_and_export(st, dir, out, &anchor))
-        return perror(out), 1;
+    double shm_rate = x.seal_rate;
+    wr_error err = {0};
+    wr_store *st = x.st;
+    const unsigned char *spk = x.spk;
+    const char *out = x.out;
+    wr_tree_head anchor = x.anchor;
     signatures raw_set;
     if (load_signatures(out, anchor.size, &raw_set))
         return 1;
@@ -376,9 +426,7 @@ int main(int argc, char **argv)
     double par_wall = (double)count / (now_s() - t_wall), par_cpu = (double)count / (cpu_s() - t_cpu);
     signatures_free(&raw_set);
     free(payload);
-    wr_store_close(st);
-    rm_rf(dir);
-    rm_rf(out);
+    exported_free(&x);
 
     printf("payload                 %zu bytes (canonical receipt without signature.signature)\n", plen);
     printf("libsodium raw sign      %10.0f /s\n", raw_sign);

@@ -4,14 +4,55 @@
 # prints both rates and the ratio (target >= 70 %). Then the Merkle tree's cost on sealing:
 # bench_seal.c built against BASELINE (the commit before the tree, "today's seal rate"), both run
 # interleaved in this run with the same arguments. The machine's load is printed first and last.
+# With WARRANT_VERIFY_BASELINE_REF=<git ref> (e.g. main), bench_receipts.c is built against that commit
+# too and the two run alternately, WARRANT_VERIFY_ROUNDS (2) times each, then the verify ratios of both
+# are printed side by side (each run puts its walks against its own libsodium rounds, so the ratios
+# compare across the machine's load).
 # usage: run.sh [CHAIN_LEN [DURABLE_DIR [SEALS]]]   env: WARRANT_BUILD (required), WARRANT_TLOG_BASELINE
 #        (fc83000), WARRANT_TLOG_ROUNDS (5), WARRANT_TLOG_SEALS (3000 on tmpfs per run), WARRANT_TLOG_ONLY=1
-#        (the sealing comparison only), WARRANT_SEALERS_SEALS (2000)
+#        (the sealing comparison only), WARRANT_SEALERS_SEALS (2000), WARRANT_VERIFY_BASELINE_REF,
+#        WARRANT_VERIFY_ROUNDS
 set -euo pipefail
 echo "load before: $(uptime)"
 trap 'echo "load after: $(uptime)"' EXIT
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../baseline.sh"
+
+# bench_receipts of this build and of the baseline's, alternately; the
+# medians of their ratios to raw verify side by side.
+verify_against_baseline() {
+  baseline_extract "$WARRANT_VERIFY_BASELINE_REF"
+  vwork=$baseline_work # global: the EXIT trap reads it
+  trap 'rm -rf "$vwork"; echo "load after: $(uptime)"' EXIT
+  cp "$here/bench_receipts.c" "$vwork/src/bench/receipts/"
+  baseline_build bench/receipts/bench_receipts
+  local i v
+  for i in $(seq "${WARRANT_VERIFY_ROUNDS:-2}"); do
+    for v in old new; do
+      local bin="$WARRANT_BUILD/bench/receipts/bench_receipts"
+      [ "$v" = old ] && bin="$vwork/build/bench/receipts/bench_receipts"
+      "$bin" "$@" | tee -a "$vwork/$v.out" | sed "s/^/$v: /"
+    done
+  done
+  python3 - "$vwork" "$WARRANT_VERIFY_BASELINE_REF" <<'PY'
+import re, statistics, sys
+work, ref = sys.argv[1], sys.argv[2]
+for label in ("verify chain --dir --checkpoint, 1 thread", "verify chain (store), 1 thread"):
+    med = {v: statistics.median(float(re.search(r"([0-9.]+) % of raw verify", l).group(1))
+                                for l in open(f"{work}/{v}.out") if l.startswith(label)) for v in ("old", "new")}
+    print(f"{label}: {med['old']:.1f} % of raw verify at {ref}, {med['new']:.1f} % with this build "
+          f"(medians of the alternating runs)")
+PY
+  rm -rf "$vwork"
+  trap 'echo "load after: $(uptime)"' EXIT
+}
+
 if [ -z "${WARRANT_TLOG_ONLY:-}" ]; then
-  "${WARRANT_BUILD:?}/bench/receipts/bench_receipts" "$@"
+  if [ -n "${WARRANT_VERIFY_BASELINE_REF:-}" ]; then
+    verify_against_baseline "$@"
+  else
+    "${WARRANT_BUILD:?}/bench/receipts/bench_receipts" "$@"
+  fi
   # Durable seals with 1, 8 and 32 concurrent sealers on one store (group commit).
   "$WARRANT_BUILD/bench/receipts/bench_receipts" sealers "${2:-/tmp}" "${WARRANT_SEALERS_SEALS:-2000}"
 fi
@@ -19,8 +60,6 @@ fi
 baseline="${WARRANT_TLOG_BASELINE:-fc83000}"
 rounds="${WARRANT_TLOG_ROUNDS:-5}"
 seals="${WARRANT_TLOG_SEALS:-3000}"
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../baseline.sh"
 baseline_extract "$baseline"
 work=$baseline_work
 trap 'rm -rf "$work"; echo "load after: $(uptime)"' EXIT

@@ -2,7 +2,9 @@
  * prints, tab-separated, its canonical form, its canonical form with null
  * members dropped, the sha256 of the first and whether the parser vouched
  * for the line being canonical already ("canonical" or "-"); or
- * "ERR <code>" when the parser refuses the line. */
+ * "ERR <code>" when the parser refuses the line. Each tree is given back to
+ * the parser for the next line to be read into, and must equal the tree a
+ * fresh parse builds. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,12 @@ int main(void)
             printf("ERR %s\n", wr_code_name(err.code));
             continue;
         }
+        json_object *fresh = wr_json_parse(line, (size_t)n, NULL, &err);
+        if (!json_object_equal(o, fresh)) {
+            fprintf(stderr, "read into the tree before it, unlike a fresh parse: %.*s\n", (int)n, line);
+            rc = 1;
+        }
+        json_object_put(fresh);
         size_t len, dlen;
         char *c = wr_canonical_json(o, false, &len, &err);
         char *d = wr_canonical_json(o, true, &dlen, &err);
@@ -43,7 +51,7 @@ int main(void)
         }
         free(c);
         free(d);
-        json_object_put(o);
+        wr_json_parser_recycle(parser, o);
     }
     free(line);
     wr_json_parser_free(parser);

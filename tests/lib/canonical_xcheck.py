@@ -91,6 +91,15 @@ def shuffled(o, r):
         return [shuffled(v, r) for v in o]
     return o
 
+def revalued(o, r):
+    """The same shape with some values of other types or lengths, for the
+    parser to read into the tree of the document before it."""
+    if isinstance(o, dict):
+        return {k: revalued(v, r) for k, v in o.items()}
+    if isinstance(o, list):
+        return [revalued(v, r) for v in o] + ([rand_value(r, 5)] if r.random() < 0.1 else [])
+    return rand_value(r, 4) if r.random() < 0.5 else o
+
 def text_of(o, r):
     return json.dumps(shuffled(o, r), ensure_ascii=r.random() < 0.5,
                       separators=r.choice([(",", ":"), (", ", ": "), (" ,", " : ")]))
@@ -173,11 +182,15 @@ def main():
     docs += randoms
     # the canonical forms themselves, for the parser to vouch for
     canonical_docs = [canon(o) for o in map(json.loads, FIXED + randoms) if vouchable(model(o)) and in_range(model(o))]
+    # each followed by one of the same shape, read into the tree before it
+    canonical_docs = [d for c in canonical_docs for d in (c, canon(revalued(json.loads(c), r)))]
+    canonical_docs = [c for c in canonical_docs if vouchable(model(json.loads(c))) and in_range(model(json.loads(c)))]
     docs += canonical_docs
     docs += REFUSED
     # mutated documents: whatever the C side accepts, Python must accept and
-    # print the same way (the C side may refuse more: duplicates, NUL, ...)
-    mutated = [mutate(r, FIXED + randoms[:50]) for _ in range(5000)]
+    # print the same way (the C side may refuse more: duplicates, NUL, ...);
+    # canonical seeds stay canonical token by token, for the direct build
+    mutated = [mutate(r, FIXED + randoms[:50] + canonical_docs[:50]) for _ in range(5000)]
     docs += mutated
     inp = "".join(d + "\n" for d in docs).encode("utf-8")
     out = subprocess.run([tool], input=inp, capture_output=True, check=True).stdout.decode("utf-8")

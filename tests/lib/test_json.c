@@ -272,6 +272,122 @@ static void test_canonical_flag(void **state)
     wr_json_parser_free(p);
 }
 
+/* ours, parsed from the canonical text, is the tree json-c builds of it
+ * and prints as that text again; returns it. */
+static json_object *expect_as_json_c(json_object *ours, const char *text, const wr_error *err)
+{
+    json_object *theirs = json_tokener_parse(text);
+    if (!ours || !theirs || !json_object_equal(ours, theirs))
+        fail_msg("%s: parsed %d (%s), equal to json-c's tree %d", text, ours != NULL, err->message,
+                 ours && theirs && json_object_equal(ours, theirs));
+    json_object_put(theirs);
+    char *c = wr_canonical_json(ours, false, NULL, NULL);
+    assert_string_equal(c, text);
+    free(c);
+    return ours;
+}
+
+/* Canonical text skips json-c's tokenizer (its tree is built directly):
+ * the tree must be the one json-c builds, and tokens that are each
+ * canonical but stand in the wrong order must still be refused, with
+ * json-c's message. */
+static void test_canonical_built_as_json_c(void **state)
+{
+    (void)state;
+    static const char *const same[] = {
+        "{\"a\":[1,-2,true,false,null,\"x\"],\"b\":{},\"c\":[]}",
+        "{\"\":0,\"a\":{\"b\":{\"c\":[[],[{}]]}},\"\u00e9\":\"\u00e9\U0001F600\"}",
+        "[18446744073709551615,9223372036854775808,9223372036854775807,-9223372036854775808,0,-1]",
+        "\"s\"",
+        "7",
+        "-9223372036854775808",
+        "true",
+        "[\"a\\\"b\",\"\\\\\",\"\\n\"]", /* escapes: json-c's tokenizer decodes them */
+    };
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        wr_error err = {0};
+        json_object_put(expect_as_json_c(wr_json_parse(same[i], strlen(same[i]), NULL, &err), same[i], &err));
+    }
+    /* the top-level integer types, which json_object_equal does not tell apart */
+    json_object *big = wr_json_parse("18446744073709551615", 20, NULL, NULL);
+    assert_int_equal(json_object_get_uint64(big), UINT64_MAX);
+    json_object_put(big);
+    static const char *const wrong_order[] = {
+        "{\"a\"1}",
+        "{\"a\":}",
+        "{\"a\":1\"b\":2}",
+        "{1:2}",
+        "[1:2]",
+        "[,1]",
+        "{\"a\":1}}",
+        "[1-2]",
+        "[1true]",
+        "{\"a\",1}",
+        "[\"a\":1]",
+        "{\"a\":1,}",
+        "[[]",
+        "[1,]",
+        "{\"a\":[}",
+        "]",
+        "{,}",
+        "[\"a\"\"b\"]",
+        "{\"a\":{\"b\":1}\"c\":2}",
+        "1]",
+        ":",
+    };
+    for (size_t i = 0; i < sizeof wrong_order / sizeof *wrong_order; i++)
+        expect_reject(wrong_order[i], strlen(wrong_order[i]), NULL, WR_E_INVALID, "invalid JSON");
+}
+
+/* A tree given back to the parser is read into by the next document: each
+ * must come out as a fresh parse does, whatever changed between the two
+ * (value types, keys, lengths, nesting), and text that is no JSON must
+ * still be refused with json-c's message. */
+static void test_recycled_tree(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{\"a\":1,\"b\":\"x\",\"c\":[true,null,{\"d\":-5}]}",
+        "{\"a\":2,\"b\":\"a longer string than before\",\"c\":[false,null,{\"d\":18446744073709551615}]}",
+        "{\"a\":-9223372036854775808,\"b\":\"\",\"c\":[false,null,{\"d\":7}]}",
+        "{\"a\":\"now a string\",\"b\":null,\"c\":[1,\"two\",{\"d\":{}}]}",
+        "{\"a\":[],\"b\":{\"x\":1},\"c\":[1,\"two\",{\"e\":1}]}", /* other key in a nested object */
+        "{\"a\":[1,2,3],\"b\":{\"x\":1,\"y\":2},\"c\":[1]}",      /* longer, then shorter */
+        "{\"a\":[1,2],\"b\":{},\"c\":[1],\"d\":true}",            /* more members */
+        "{\"a\":[1,2]}",                                          /* fewer */
+        "[{\"a\":[1,2]}]",                                        /* another type at the top */
+        "[{\"a\":[1,2]}]",
+        "\"top\"",
+        "{\"a\":[1,2],\"b\":\"\\n\"}", /* an escape: json-c's tokenizer */
+        "{\"a\":[1,2],\"b\":\"y\"}",
+    };
+    wr_json_parser *p = wr_json_parser_new(NULL, NULL);
+    assert_non_null(p);
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        wr_error err = {0};
+        wr_json_parser_recycle(
+            p, expect_as_json_c(wr_json_parser_parse(p, docs[i], strlen(docs[i]), &err), docs[i], &err));
+    }
+    /* the same shape as the tree given back, but no JSON (or not canonical) */
+    static const char *const refused[] = {"{\"a\":[1,2],\"b\":\"y\"", "{\"a\":[1,2],\"b\":\"y\"}}",
+                                          "{\"a\":[1,2]\"b\":\"y\"}", "{\"a\":[1,2,],\"b\":\"y\"}",
+                                          "{\"a\":[1,2],\"a\":\"y\"}"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        wr_error err = {0};
+        const char *same = "{\"a\":[1,2],\"b\":\"y\"}";
+        json_object *o = wr_json_parser_parse(p, same, strlen(same), &err);
+        assert_non_null(o);
+        wr_json_parser_recycle(p, o);
+        assert_null(wr_json_parser_parse(p, refused[i], strlen(refused[i]), &err));
+        if (!strstr(err.message, i == 4 ? "duplicate key" : "invalid JSON"))
+            fail_msg("%s: %s", refused[i], err.message);
+    }
+    json_object *o = wr_json_parser_parse(p, "[1]", 3, NULL);
+    wr_json_parser_recycle(p, o);
+    wr_json_parser_free(p); /* frees the tree given back */
+    wr_json_parser_recycle(NULL, json_object_new_object());
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -420,6 +536,8 @@ int main(void)
         cmocka_unit_test(test_trailing_and_grammar),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_canonical_flag),
+        cmocka_unit_test(test_canonical_built_as_json_c),
+        cmocka_unit_test(test_recycled_tree),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_parser_reuse),
     };

@@ -52,6 +52,9 @@ def canonical_sha256(obj, drop_nulls):
 
 
 with tempfile.TemporaryDirectory() as tmp:
+    # The CLI's state (policy-examples records) goes here, never to ~/.local/state.
+    os.environ["WARRANT_STATE_DIR"] = os.path.join(tmp, "state")
+
     def write(name, data):
         path = os.path.join(tmp, name)
         with open(path, "wb") as f:

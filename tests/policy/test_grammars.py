@@ -419,6 +419,9 @@ examples:
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
+        # `warrant check` keeps its policy-examples record in the state dir:
+        # never the user's own (~/.local/state/warrant) from a test.
+        os.environ["WARRANT_STATE_DIR"] = os.path.join(tmp, "cli-state")
         self_tests(tmp)
         attacks(tmp)
         arity(tmp)

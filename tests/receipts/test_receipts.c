@@ -492,6 +492,47 @@ static void test_chain_dir(void **state)
     expect_dir(f, f->kp.pk, WR_E_INVALID, "seq 10: gap: seq 10 is missing (seq 11 follows seq 9)");
 }
 
+/* The walk reads each receipt into the tree of the one before it: a chain
+ * whose receipts change shape (blocked ones lack the exit code, the output
+ * hashes and the approvals, and carry an error) verifies, and a change in
+ * a receipt of the same shape as the one before it is still caught. */
+static void test_chain_dir_changing_shapes(void **state)
+{
+    fixture *f = *state;
+    for (int i = 1; i <= 9; i++) {
+        char id[32], error[64];
+        snprintf(id, sizeof id, "exe_%d", i);
+        snprintf(error, sizeof error, "denied: rule %d of %s", i, i % 2 ? "a" : "a longer policy");
+        wr_receipt_input blocked = {.execution_id = id,
+                                    .contract_id = "c",
+                                    .contract_sha256 = EMPTY_SHA,
+                                    .status = "blocked",
+                                    .policy_profile = "default",
+                                    .error = error};
+        json_object *r = i % 3 == 0 ? build(f, id, "success") : wr_receipt_build(&blocked), *s = NULL;
+        wr_error err = {0};
+        assert_int_equal(wr_receipt_seal(f->st, &f->kp, &f->ctx, NULL, r, id, &s, &err), WR_OK);
+        json_object_put(r);
+        json_object_put(s);
+    }
+    export_dir(f, 0);
+    wr_error err = {0};
+    int64_t n = 0;
+    assert_int_equal(wr_chain_verify_dir(f->out, f->kp.pk, &n, &err), WR_OK);
+    assert_int_equal(n, 9);
+    expect_store(f, WR_OK, NULL);
+    /* 000005.json follows a blocked receipt of its shape */
+    char *buf;
+    size_t len;
+    assert_int_equal(wr_read_file(out_path(f, "000005.json"), 1 << 20, &buf, &len, &err), WR_OK);
+    char *p = strstr(buf, "rule 5");
+    assert_non_null(p);
+    p[5] = '6';
+    assert_int_equal(wr_write_file_atomic(out_path(f, "000005.json"), buf, len, 0644, &err), WR_OK);
+    expect_dir(f, f->kp.pk, WR_E_CRYPTO, "seq 5: altered: /signature/signature: signature does not verify");
+    free(buf);
+}
+
 static void test_chain_dir_resigned_and_relinked(void **state)
 {
     fixture *f = *state;
@@ -788,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_store_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_store_resigned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_dir_changing_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir_resigned_and_relinked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_dir_not_canonical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle_export_errors, setup, teardown),

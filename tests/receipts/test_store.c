@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -81,7 +82,7 @@ static void test_open_modes_and_pragmas(void **state)
     sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 2); /* 2: the Merkle tree and checkpoints */
+    assert_int_equal(sqlite3_column_int(q, 0), 3); /* 3: the quota's indexes */
     sqlite3_finalize(q);
     sqlite3_close(h);
 
@@ -202,6 +203,78 @@ static int count_req(void *ud, const wr_approval_request *r)
 {
     strcat(ud, r->request_id);
     return 0;
+}
+
+/* An agent's quota usage counts what it stored in the window, in bytes, and
+ * its pending requests; and it costs the same however much every agent
+ * stored before: one agent flooding the store (1 000 contracts a day is
+ * within its quota) must not make every other agent's runs slower. */
+#define FLOOD_CONTRACTS   30000
+#define STR_(x)           #x
+#define STR(x)            STR_(x)
+#define USAGE_CALLS       15
+#define USAGE_BUDGET_NSEC (5 * 1000 * 1000) /* the median call; an index seek takes microseconds */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_agent_usage(void **state)
+{
+    fixture *f = *state;
+    wr_error err = {0};
+    assert_int_equal(wr_store_put_contract(f->st, "c1", SHA_A, "agent", "{\"v\":\"\xc3\xa9\"}", 5000, &err), WR_OK);
+    assert_int_equal(wr_store_put_contract(f->st, "c2", SHA_B, "agent", "{\"v\":2}", 6000, &err), WR_OK);
+    assert_int_equal(wr_store_put_contract(f->st, "c0", "cc", "agent", "{\"old\":1}", 1000, &err), WR_OK);
+    assert_int_equal(wr_store_put_contract(f->st, "c3", "dd", "other", "{\"v\":3}", 6000, &err), WR_OK);
+    wr_approval_request pending = mkreq("r1", SHA_A, "pending", 5000), done = mkreq("r2", SHA_B, "approved", 5000),
+                        stale = mkreq("r3", "cc", "pending", 1000);
+    assert_int_equal(wr_store_put_approval_request(f->st, &pending, NULL, &err), WR_OK);
+    assert_int_equal(wr_store_put_approval_request(f->st, &done, NULL, &err), WR_OK);
+    assert_int_equal(wr_store_put_approval_request(f->st, &stale, NULL, &err), WR_OK);
+    wr_agent_usage u;
+    assert_int_equal(wr_store_agent_usage(f->st, "agent", 2000, 5500, &u, &err), WR_OK);
+    assert_int_equal(u.contracts, 2);
+    assert_int_equal(u.contract_bytes, 10 + 7); /* bytes: é is two */
+    assert_int_equal(u.pending_requests, 1);
+
+    exec_sql(
+        f, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " STR(
+               FLOOD_CONTRACTS) ")"
+                                " INSERT INTO contracts(sha256, contract_id, agent_id, json, created_ms)"
+                                " SELECT printf('%064x', i), 'flood', 'flooder', printf('%.1000c', 'x'), 7000 FROM n");
+    int64_t ns[USAGE_CALLS];
+    for (int i = 0; i < USAGE_CALLS; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(wr_store_agent_usage(f->st, "agent", 2000, 5500, &u, &err), WR_OK);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        ns[i] = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    }
+    assert_int_equal(u.contracts, 2);
+    qsort(ns, USAGE_CALLS, sizeof ns[0], cmp_i64);
+    if (ns[USAGE_CALLS / 2] > USAGE_BUDGET_NSEC)
+        fail_msg("agent usage takes %.1f ms with %d contracts of another agent stored", ns[USAGE_CALLS / 2] / 1e6,
+                 FLOOD_CONTRACTS);
+}
+
+/* A version 2 database (before the quota's indexes) gets its contracts'
+ * sizes when it is opened. */
+static void test_migration_sizes_contracts(void **state)
+{
+    fixture *f = *state;
+    wr_error err = {0};
+    assert_int_equal(wr_store_put_contract(f->st, "c1", SHA_A, "agent", "{\"v\":\"\xc3\xa9\"}", 5000, &err), WR_OK);
+    wr_store_close(f->st);
+    exec_sql(f, "DROP INDEX contracts_by_agent; DROP INDEX approval_requests_pending_by_agent;"
+                "ALTER TABLE contracts DROP COLUMN bytes; PRAGMA user_version = 2");
+    assert_int_equal(wr_store_open(f->dir, &f->st, &err), WR_OK);
+    wr_agent_usage u;
+    assert_int_equal(wr_store_agent_usage(f->st, "agent", 0, 5000, &u, &err), WR_OK);
+    assert_int_equal(u.contracts, 1);
+    assert_int_equal(u.contract_bytes, 10);
 }
 
 static void test_approval_requests(void **state)
@@ -659,6 +732,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loose_dir_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contracts_decisions_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_sizes_contracts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approvals_and_consumption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_that_fails_to_prepare, setup, teardown),

@@ -107,9 +107,11 @@ class StderrDrain:
 
 
 class Stdio:
-    def __init__(self, fx, *extra, agent="tester"):
+    """wrap: argv put before warrantd's (a tracer that runs it, say); warrantd: another build's."""
+
+    def __init__(self, fx, *extra, agent="tester", wrap=(), warrantd=None):
         self.p = subprocess.Popen(
-            [WARRANTD, "--stdio", "--state-dir", fx.state, "--policy", fx.policy, "--agent-id", agent, *extra],
+            [*wrap, warrantd or WARRANTD, "--stdio", "--state-dir", fx.state, "--policy", fx.policy, "--agent-id", agent, *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.err = StderrDrain(self.p.stderr)
         self.buf = b""
