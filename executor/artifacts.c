@@ -209,19 +209,22 @@ static int walk_dir(walk *w, int dirfd, int depth)
 }
 
 /* Walks every write root of the plan from the fd the plan checked, as the
- * sandbox user when we are root (fsuid is per thread). */
+ * sandbox user when we are root (fsuid is per thread; switched only when
+ * there is a root to walk). */
 static int walk_roots(const wr_plan *p, walk *w)
 {
     bool as_user = p->drop_root && !w->handback; /* giving files away needs CAP_CHOWN */
-    if (as_user) {
-        setfsgid(p->gid);
-        setfsuid(p->uid);
-    }
+    bool switched = false;
     int rc = WR_OK;
     for (size_t i = 0; rc == WR_OK && i < p->nops; i++) {
         const wr_plan_op *op = &p->ops[i];
         if (op->kind != WR_OP_BIND || !op->src || op->fd < 0)
             continue;
+        if (as_user && !switched) {
+            setfsgid(p->gid);
+            setfsuid(p->uid);
+            switched = true;
+        }
         int root = openat(op->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root < 0)
             continue; /* a write path that is a file: not walked, as before */
@@ -233,7 +236,7 @@ static int walk_roots(const wr_plan *p, walk *w)
         rc = walk_dir(w, root, 0);
         close(root);
     }
-    if (as_user) {
+    if (switched) {
         setfsuid(0);
         setfsgid(0);
     }

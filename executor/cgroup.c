@@ -192,7 +192,7 @@ static int probe_v1(wr_cg_plan *cg, const char *self, const char *base, wr_error
     return rc;
 }
 
-int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err)
+int wr_cg_layout(const char *root, wr_cg_plan *cg, wr_error *err)
 {
     memset(cg, 0, sizeof *cg);
     const char *base = root && *root ? root : CG_DEFAULT_BASE;
@@ -207,13 +207,26 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
         wr_cg_plan_free(cg);
         return rc;
     }
-    if (cg->mode == WR_CG_NONE) {
+    if (cg->mode == WR_CG_NONE)
         snprintf(cg->fallback, sizeof cg->fallback,
                  "no writable cgroup under %s (v2 parent with memory+pids delegated, or v1 memory, pids and "
                  "freezer): rlimits only",
                  base);
+    return WR_OK;
+}
+
+int wr_cg_plan_for(const wr_cg_plan *layout, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err)
+{
+    *cg = *layout;
+    for (int i = 0; i < WR_CG_NCTRL; i++)
+        if (layout->parent[i] && !(cg->parent[i] = strdup(layout->parent[i]))) {
+            while (i-- > 0)
+                free(cg->parent[i]);
+            memset(cg, 0, sizeof *cg);
+            return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        }
+    if (cg->mode == WR_CG_NONE)
         return WR_OK;
-    }
     if (lim) {
         cg->memory_bytes = lim->memory_mb > 0 ? lim->memory_mb * 1024 * 1024 : 0;
         cg->pids_max = lim->max_processes;
@@ -228,6 +241,16 @@ int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, 
         cg->parent[WR_CG_CPU] = NULL;
     }
     return WR_OK;
+}
+
+int wr_cg_probe(const char *root, const wr_sandbox_limits *lim, wr_cg_plan *cg, wr_error *err)
+{
+    wr_cg_plan layout;
+    int rc = wr_cg_layout(root, &layout, err);
+    if (rc == WR_OK)
+        rc = wr_cg_plan_for(&layout, lim, cg, err);
+    wr_cg_plan_free(&layout);
+    return rc;
 }
 
 void wr_cg_plan_free(wr_cg_plan *cg)
@@ -262,12 +285,17 @@ void wr_cgroup_init(wr_cgroup *c)
         c->procs_fd[i] = -1;
 }
 
+static int set_value(const char *dir, const char *file, const char *val, wr_error *err)
+{
+    int e = write_file(dir, file, val);
+    return e ? wr_errorf(err, WR_E_IO, file, "cgroup %s/%s: %s", dir, file, strerror(-e)) : WR_OK;
+}
+
 static int limit(const char *dir, const char *file, int64_t v, wr_error *err)
 {
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)v);
-    int e = write_file(dir, file, num);
-    return e ? wr_errorf(err, WR_E_IO, file, "cgroup %s/%s: %s", dir, file, strerror(-e)) : WR_OK;
+    return set_value(dir, file, num, err);
 }
 
 static int apply_v1(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
@@ -304,10 +332,37 @@ static int apply_v2(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
     if (rc == WR_OK && cg->cpu_percent > 0) {
         char v[64];
         snprintf(v, sizeof v, "%lld %d", (long long)(cg->cpu_percent * CPU_PERIOD_US / 100), CPU_PERIOD_US);
-        int e = write_file(d, "cpu.max", v);
-        if (e)
-            rc = wr_errorf(err, WR_E_IO, "cpu.max", "cgroup %s/cpu.max: %s", d, strerror(-e));
+        rc = set_value(d, "cpu.max", v, err);
     }
+    return rc;
+}
+
+/* Lifts every limit written into c, for a plan without them: on v1 memsw
+ * before memory, so that memsw >= memory holds throughout. */
+static int lift(const wr_cgroup *c, wr_error *err)
+{
+    int rc = WR_OK;
+    const char *d = c->dir[c->mode == WR_CG_V1 ? WR_CG_MEMORY : 0];
+    if (c->mode == WR_CG_V1) {
+        if (c->written.memory_bytes && c->written.swap_limited)
+            rc = limit(d, "memory.memsw.limit_in_bytes", -1, err);
+        if (rc == WR_OK && c->written.memory_bytes)
+            rc = limit(d, "memory.limit_in_bytes", -1, err);
+        if (rc == WR_OK && c->written.pids_max > 0)
+            rc = set_value(c->dir[WR_CG_PIDS], "pids.max", "max", err);
+        if (rc == WR_OK && c->written.cpu_percent > 0)
+            rc = limit(c->dir[WR_CG_CPU], "cpu.cfs_quota_us", -1, err);
+        return rc;
+    }
+    if (c->written.memory_bytes) {
+        rc = set_value(d, "memory.max", "max", err);
+        if (rc == WR_OK && file_exists(d, "memory.swap.max"))
+            rc = set_value(d, "memory.swap.max", "max", err);
+    }
+    if (rc == WR_OK && c->written.pids_max > 0)
+        rc = set_value(d, "pids.max", "max", err);
+    if (rc == WR_OK && c->written.cpu_percent > 0)
+        rc = set_value(d, "cpu.max", "max", err);
     return rc;
 }
 
@@ -417,11 +472,27 @@ bool wr_cgroup_under(const wr_cgroup *c, const wr_cg_plan *cg)
     return true;
 }
 
+static bool same_limits(const wr_cgroup *c, const wr_cg_plan *cg)
+{
+    return c->written.memory_bytes == cg->memory_bytes && c->written.swap_limited == cg->swap_limited &&
+           c->written.pids_max == cg->pids_max && c->written.cpu_percent == cg->cpu_percent;
+}
+
 int wr_cgroup_limit(wr_cgroup *c, const wr_cg_plan *cg, wr_error *err)
 {
-    if (cg->mode == WR_CG_NONE)
+    if (cg->mode == WR_CG_NONE || (c->limited && same_limits(c, cg)))
         return WR_OK;
-    return cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
+    /* Written ahead for another run's limits (pool.c): lifted first, so
+     * that no limit this plan lacks stays, stricter than it records. */
+    int rc = c->limited ? lift(c, err) : WR_OK;
+    if (rc == WR_OK)
+        rc = cg->mode == WR_CG_V2 ? apply_v2(c, cg, err) : apply_v1(c, cg, err);
+    c->limited = rc == WR_OK;
+    c->written.memory_bytes = cg->memory_bytes;
+    c->written.swap_limited = cg->swap_limited;
+    c->written.pids_max = cg->pids_max;
+    c->written.cpu_percent = cg->cpu_percent;
+    return rc;
 }
 
 /* SIGKILLs each pid of a cgroup.procs listing. */

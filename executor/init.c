@@ -91,6 +91,7 @@ static int read_config(int fd, config *c)
     for (char *p = c->buf; p < c->buf + len; p += strlen(p) + 1) {
         char tag = *p;
         const char *v = p + 1;
+        wr_ll_kind kind;
         if (complete)
             return errno = EINVAL, -1; /* nothing after the end */
         if (tag == WR_CFG_END)
@@ -101,13 +102,8 @@ static int read_config(int fd, config *c)
             c->abi = atoi(v);
         else if (tag == WR_CFG_TCP)
             c->tcp = atoi(v);
-        else if (c->nrules < MAX_RULES &&
-                 (tag == WR_CFG_READ || tag == WR_CFG_WRITE || tag == WR_CFG_DEVICES || tag == WR_CFG_PROC))
-            c->rules[c->nrules++] = (wr_ll_rule){tag == WR_CFG_READ      ? WR_LL_READ
-                                                 : tag == WR_CFG_WRITE   ? WR_LL_WRITE
-                                                 : tag == WR_CFG_DEVICES ? WR_LL_DEVICES
-                                                                         : WR_LL_PROC,
-                                                 v};
+        else if (c->nrules < MAX_RULES && wr_ll_kind_of(tag, &kind))
+            c->rules[c->nrules++] = (wr_ll_rule){kind, v};
         else
             return errno = EINVAL, -1; /* unknown tag or too many: never run half-configured */
     }

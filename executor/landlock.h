@@ -6,6 +6,8 @@
 #ifndef WR_LANDLOCK_H
 #define WR_LANDLOCK_H
 
+#include "executor/init_proto.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -32,6 +34,24 @@ typedef struct wr_ll_rule {
  * proxy: even inside its own network namespace it reaches nothing else. */
 #define WR_LL_TCP_ANY  (-1)
 #define WR_LL_TCP_NONE 0
+
+/* The kind of an init configuration record's tag (init_proto.h); false:
+ * the tag is not a Landlock rule. */
+static inline bool wr_ll_kind_of(char tag, wr_ll_kind *kind)
+{
+    switch (tag) {
+    case WR_CFG_READ:
+        return *kind = WR_LL_READ, true;
+    case WR_CFG_WRITE:
+        return *kind = WR_LL_WRITE, true;
+    case WR_CFG_DEVICES:
+        return *kind = WR_LL_DEVICES, true;
+    case WR_CFG_PROC:
+        return *kind = WR_LL_PROC, true;
+    default:
+        return false;
+    }
+}
 
 /* Restricts the calling thread (and what it execs) to the rules, with the
  * given ABI (1..WR_LANDLOCK_ABI_MAX) and TCP as tcp says (above; ABI >= 4);

@@ -45,7 +45,7 @@ static int data_fd(const char *name, const void *data, size_t len, wr_error *err
     int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0)
         return wr_errorf(err, WR_E_IO, "", "memfd_create: %s", strerror(errno)), -1;
-    if (write(fd, data, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
+    if (pwrite(fd, data, len, 0) != (ssize_t)len) { /* the offset stays at 0 for bwrap's read */
         close(fd);
         return wr_errorf(err, WR_E_IO, "", "memfd write: %s", strerror(errno)), -1;
     }
@@ -140,10 +140,10 @@ static void set_rlimits(wr_launch_spec *s, const wr_plan *p)
  * rules) goes through a pipe that init drains at start: unlike a memfd or
  * a file, nothing of it stays readable once the sandbox is up, and it
  * never appears in an environ. The pipe is sized to hold it all, so the
- * write never blocks. The read end is returned; *wfd gets the write end
- * when the configuration is held back (hold: the run's pre-exec commit is
- * still to come, docs/performance.md), else it is written and closed. */
-static int config_fd(const char *cfg, size_t len, bool hold, int *wfd, wr_error *err)
+ * write never blocks. The read end is returned; *wfd gets the write end:
+ * the configuration is written once the work due before the command
+ * (release_config) is done, while bwrap sets the sandbox up. */
+static int config_fd(size_t len, int *wfd, wr_error *err)
 {
     int pp[2];
     *wfd = -1;
@@ -152,17 +152,14 @@ static int config_fd(const char *cfg, size_t len, bool hold, int *wfd, wr_error 
     int cap = fcntl(pp[1], F_GETPIPE_SZ);
     if (cap >= 0 && (size_t)cap < len)
         cap = fcntl(pp[1], F_SETPIPE_SZ, (int)len);
-    if (cap < 0 || (size_t)cap < len || (!hold && len && write(pp[1], cfg, len) != (ssize_t)len)) {
+    if (cap < 0 || (size_t)cap < len) {
         wr_errorf(err, WR_E_LIMIT, "", "the command's environment (%zu bytes) does not fit in a pipe: %s", len,
                   strerror(errno));
         close(pp[0]);
         close(pp[1]);
         return -1;
     }
-    if (hold)
-        *wfd = pp[1];
-    else
-        close(pp[1]);
+    *wfd = pp[1];
     return pp[0];
 }
 
@@ -171,8 +168,7 @@ static int config_fd(const char *cfg, size_t len, bool hold, int *wfd, wr_error 
  * become 0/1/2 in bwrap; statw is the write end of its status pipe
  * (bwrap's and init's lines). */
 static int start_segment(const wr_plan *p, wr_launcher *l, const wr_netns *net, size_t segment, bool last,
-                         char *const *argv, const char *cfg, size_t cfglen, bool hold, int in, int out, int errw,
-                         int statw, seg *sg, wr_error *err)
+                         char *const *argv, size_t cfglen, int in, int out, int errw, int statw, seg *sg, wr_error *err)
 {
     wr_launch_spec s;
     int src[WR_LAUNCH_MAX_FDS];
@@ -205,13 +201,13 @@ static int start_segment(const wr_plan *p, wr_launcher *l, const wr_netns *net, 
         return err ? err->code : WR_E_IO;
     owned[nowned++] = fd;
     src[WR_SLOT_SECCOMP] = fd;
-    if ((fd = config_fd(cfg, cfglen, hold, &sg->cfgw, err)) < 0) {
+    if ((fd = config_fd(cfglen, &sg->cfgw, err)) < 0) {
         close(owned[0]);
         return err ? err->code : WR_E_IO;
     }
     owned[nowned++] = fd;
     src[WR_SLOT_INIT_CONFIG] = fd;
-    if (hold && (sg->cfgr = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+    if ((sg->cfgr = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         for (int i = 0; i < nowned; i++)
             close(owned[i]);
         return wr_errorf(err, WR_E_IO, "", "dup: %s", strerror(errno));
@@ -539,20 +535,56 @@ static int read_stream(int *fd, wr_capture *c, unsigned char *buf, wr_error *err
     return WR_OK;
 }
 
+/* What is due before a command runs but not before its sandbox is set
+ * up (release_config): the run's sandbox profile and its min_strength
+ * check (with the first command), the snapshot of the command's write
+ * paths. */
+typedef struct pre_exec {
+    wr_exec_result *r;
+    const wr_plan *plans; /* every command's */
+    size_t nplans;
+    size_t command;
+    wr_snapshot *before; /* taken here, the caller's to free */
+} pre_exec;
+
 typedef struct run_io {
     const wr_exec_request *req;
     wr_capture *cout, *cerr;
     const wr_run_net *net; /* of the current command */
     bool *before_run_due;  /* req->before_run is still to be called */
+    pre_exec *pre;
 } run_io;
 
-/* The first command's sandboxes are setting up and wait for their
- * configuration: the caller's pre-exec commit (req->before_run) runs now,
- * overlapping bwrap's work, and only once it is done is the configuration
- * written. If it fails, the pipes close unwritten and warrant-init runs
- * nothing (a configuration without its end record). */
+static int profile(wr_exec_result *r, const wr_exec_request *req, const wr_plan *plans, size_t nplans, wr_error *err);
+static int check_strength(wr_exec_result *r, const wr_exec_request *req, wr_error *err);
+
+/* A run below its policy's min_strength: blocked, never run (r says why). */
+#define BLOCKED_BY_STRENGTH WR_E_DENIED
+
+static int pre_exec_work(const run_io *io, wr_error *err)
+{
+    pre_exec *pe = io->pre;
+    int rc = WR_OK;
+    if (pe->command == 0) {
+        rc = profile(pe->r, io->req, pe->plans, pe->nplans, err);
+        if (rc == WR_OK)
+            rc = check_strength(pe->r, io->req, err);
+        if (rc == WR_OK && pe->r->status == WR_EXEC_BLOCKED)
+            return BLOCKED_BY_STRENGTH;
+    }
+    return rc == WR_OK ? wr_snapshot_take(&pe->plans[pe->command], &pe->before, err) : rc;
+}
+
+/* The command's sandboxes are setting up and wait for their configuration:
+ * what is due before the command runs is done now, overlapping bwrap's
+ * work (pre_exec, then the caller's pre-exec commit, req->before_run, with
+ * the first command), and only once it is done is the configuration
+ * written. If anything fails, the pipes close unwritten and warrant-init
+ * runs nothing (a configuration without its end record). */
 static int release_config(const run_io *io, seg *segs, size_t n, const char *cfg, size_t cfglen, int rc, wr_error *err)
 {
+    if (rc == WR_OK)
+        rc = pre_exec_work(io, err);
     if (rc == WR_OK && *io->before_run_due) {
         *io->before_run_due = false;
         rc = io->req->before_run(io->req->before_run_ud, err);
@@ -583,7 +615,6 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
     for (size_t i = 0; i < n; i++)
         segs[i].pidfd = segs[i].errfd = segs[i].statfd = segs[i].init_pidfd = segs[i].cfgw = segs[i].cfgr = -1,
         segs[i].pid = -1;
-    bool hold = io->req->before_run && *io->before_run_due;
     /* A launcher already in fresh cgroups (or one started now); the limits
      * go in before it is told anything, so they hold from bwrap's first
      * instruction. */
@@ -624,7 +655,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         wr_strv argv = {0};
         rc = wr_plan_render(p, WR_RENDER_FDS | WR_RENDER_SECCOMP | WR_RENDER_INIT, i, cmd->segments[i].v, &argv, err);
         if (rc == WR_OK)
-            rc = start_segment(p, &l, io->net->active ? &io->net->ns : NULL, i, i + 1 == n, argv.v, cfg, cfglen, hold,
+            rc = start_segment(p, &l, io->net->active ? &io->net->ns : NULL, i, i + 1 == n, argv.v, cfglen,
                                i == 0 ? devnull : prev_read, i + 1 < n ? np[1] : outp[1], ep[1], sp[1], &segs[i], err);
         segs[i].spawned_ms = wr_now_ms(io->req->ctx);
         wr_strv_free(&argv);
@@ -644,8 +675,7 @@ static int run_command(const run_io *io, const wr_command *cmd, const wr_plan *p
         set_nonblock(outp[0]);
     if (devnull >= 0)
         close(devnull);
-    if (hold)
-        rc = release_config(io, segs, n, cfg, cfglen, rc, err);
+    rc = release_config(io, segs, n, cfg, cfglen, rc, err);
     if (cfg) /* may hold secret values; the pipes have their copies */
         explicit_bzero(cfg, cfglen);
     free(cfg);
@@ -905,7 +935,7 @@ static int set_error(wr_exec_result *r, const char *msg, wr_error *err)
 
 /* The sandbox profile of the run: every command's plan; its canonical
  * sha256 is what the receipt records. */
-static int profile(wr_exec_result *r, const wr_exec_request *req, wr_plan *plans, size_t nplans, wr_error *err)
+static int profile(wr_exec_result *r, const wr_exec_request *req, const wr_plan *plans, size_t nplans, wr_error *err)
 {
     json_object *o = json_object_new_object(), *cmds = json_object_new_array();
     json_object_object_add(o, "version", json_object_new_int(1));
@@ -1008,23 +1038,25 @@ int wr_exec_run(const wr_exec_request *req, wr_exec_result **out, wr_error *err)
         rc = set_error(r, "contract has no commands", err);
         goto done;
     }
-    rc = profile(r, req, plans, nplans, err);
-    if (rc == WR_OK)
-        rc = check_strength(r, req, err);
-    if (rc != WR_OK || r->status == WR_EXEC_BLOCKED)
-        goto done;
-    run_io io = {req, &cout, &cerr, NULL, &before_run_due};
+    pre_exec pre = {r, plans, nplans, 0, NULL};
+    run_io io = {req, &cout, &cerr, NULL, &before_run_due, &pre};
     for (size_t i = 0; rc == WR_OK && i < ct->ncommands; i++) {
         const wr_command *cmd = &ct->commands[i];
-        wr_snapshot *before = NULL;
-        rc = wr_snapshot_take(&plans[i], &before, err);
-        if (rc != WR_OK)
-            break;
         cmd_outcome oc = {.sandbox_start_ms = -1};
         io.net = &nets[i];
+        pre.command = i;
+        pre.before = NULL;
         rc = wr_run_net_start(&nets[i], req, err);
         if (rc == WR_OK)
             rc = run_command(&io, cmd, &plans[i], &oc, err);
+        wr_snapshot *before = pre.before;
+        if (rc == BLOCKED_BY_STRENGTH && r->status == WR_EXEC_BLOCKED) {
+            /* its sandbox was set up but got no configuration: nothing ran */
+            rc = WR_OK;
+            wr_run_net_finish(&nets[i], r);
+            wr_snapshot_free(before);
+            break;
+        }
         if (r->sandbox_start_ms < 0)
             r->sandbox_start_ms = oc.sandbox_start_ms;
         wr_run_net_finish(&nets[i], r);

@@ -289,26 +289,18 @@ static int cmp_decl(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static int add_system(wr_plan *p, bool network, wr_error *err)
+/* Debian merged-usr: /bin, /lib... are symlinks into /usr; the sandbox
+ * keeps the same layout, or binds the directory on a non-merged host. */
+static const char *const top_dirs[WR_HOST_TOP_DIRS] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
+
+static int add_system(wr_plan *p, const wr_host_facts *hf, bool network, wr_error *err)
 {
     int rc = add_op(p, WR_OP_RO_BIND, "/usr", "/usr", NULL, "system", err);
-    /* Debian merged-usr: /bin, /lib... are symlinks into /usr; keep the same
-     * layout, or bind the directory on a non-merged host. */
-    static const char *const top[] = {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"};
-    for (size_t i = 0; rc == WR_OK && i < sizeof top / sizeof *top; i++) {
-        struct stat st;
-        if (lstat(top[i], &st) != 0)
-            continue;
-        if (S_ISLNK(st.st_mode)) {
-            char tgt[PATH_MAX];
-            ssize_t n = readlink(top[i], tgt, sizeof tgt - 1);
-            if (n <= 0)
-                continue;
-            tgt[n] = 0;
-            rc = add_op(p, WR_OP_SYMLINK, tgt, top[i], NULL, "system", err);
-        } else if (S_ISDIR(st.st_mode)) {
-            rc = add_op(p, WR_OP_RO_BIND, top[i], top[i], NULL, "system", err);
-        }
+    for (size_t i = 0; rc == WR_OK && i < WR_HOST_TOP_DIRS; i++) {
+        if (hf->top_link[i])
+            rc = add_op(p, WR_OP_SYMLINK, hf->top_link[i], top_dirs[i], NULL, "system", err);
+        else if (hf->top_dir[i])
+            rc = add_op(p, WR_OP_RO_BIND, top_dirs[i], top_dirs[i], NULL, "system", err);
     }
     /* The few /etc files a dynamically linked program needs; passwd and
      * group are synthetic so host accounts are not disclosed. alternatives
@@ -566,16 +558,59 @@ static int add_exe(wr_plan *p, const wr_command *cmd, size_t seg, bool apply, wr
     return rc;
 }
 
-/* warrant-init, bound read-only into the sandbox root. */
-static int add_init(wr_plan *p, bool apply, wr_error *err)
+/* warrant-init, bound read-only into the sandbox root from the fd the
+ * host facts checked. */
+static int add_init(wr_plan *p, const wr_host_facts *hf, bool apply, wr_error *err)
 {
-    char path[PATH_MAX];
-    int rc = wr_exec_helper_path(WR_INIT_NAME, path, sizeof path, err);
-    if (rc == WR_OK)
-        rc = add_op(p, WR_OP_INIT, path, WR_INIT_SANDBOX_PATH, NULL, "system", err);
-    if (rc == WR_OK && apply)
-        rc = open_checked(path, "warrant-init", path, &p->ops[p->nops - 1].fd, err);
+    int rc = add_op(p, WR_OP_INIT, hf->init_path, WR_INIT_SANDBOX_PATH, NULL, "system", err);
+    if (rc == WR_OK && apply && (p->ops[p->nops - 1].fd = fcntl(hf->init_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        rc = wr_errorf(err, WR_E_IO, "", "warrant-init: dup: %s", strerror(errno));
     return rc;
+}
+
+int wr_host_facts_probe(const char *cgroup_root, wr_host_facts *f, wr_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->init_fd = -1;
+    char path[PATH_MAX];
+    int rc = wr_cg_layout(cgroup_root, &f->cg, err);
+    if (rc == WR_OK && cgroup_root && !(f->cgroup_root = strdup(cgroup_root)))
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    f->landlock_abi = wr_landlock_abi(&f->landlock_note);
+    for (size_t i = 0; rc == WR_OK && i < WR_HOST_TOP_DIRS; i++) {
+        struct stat st;
+        ssize_t n;
+        if (lstat(top_dirs[i], &st) != 0)
+            continue;
+        f->top_dir[i] = S_ISDIR(st.st_mode);
+        if (S_ISLNK(st.st_mode) && (n = readlink(top_dirs[i], path, sizeof path - 1)) > 0) {
+            path[n] = 0;
+            if (!(f->top_link[i] = strdup(path)))
+                rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+        }
+    }
+    if (rc == WR_OK)
+        rc = wr_exec_helper_path(WR_INIT_NAME, path, sizeof path, err);
+    if (rc == WR_OK && !(f->init_path = strdup(path)))
+        rc = wr_errorf(err, WR_E_NOMEM, "", "out of memory");
+    if (rc == WR_OK)
+        rc = open_checked(path, "warrant-init", path, &f->init_fd, err);
+    if (rc != WR_OK)
+        wr_host_facts_free(f);
+    return rc;
+}
+
+void wr_host_facts_free(wr_host_facts *f)
+{
+    wr_cg_plan_free(&f->cg);
+    free(f->cgroup_root);
+    for (size_t i = 0; i < WR_HOST_TOP_DIRS; i++)
+        free(f->top_link[i]);
+    free(f->init_path);
+    if (f->init_fd >= 0)
+        close(f->init_fd);
+    memset(f, 0, sizeof *f);
+    f->init_fd = -1;
 }
 
 int wr_exec_helper_path(const char *name, char *out, size_t len, wr_error *err)
@@ -618,11 +653,8 @@ int wr_seccomp_bpf(wr_sock_families fam, unsigned char **bpf, size_t *len, wr_er
     return WR_OK;
 }
 
-int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p, wr_error *err)
+static int build(const wr_exec_request *req, size_t ci, bool apply, const wr_host_facts *hf, wr_plan *p, wr_error *err)
 {
-    memset(p, 0, sizeof *p);
-    if (!req || !req->contract || ci >= req->contract->ncommands)
-        return wr_errorf(err, WR_E_INVALID, "", "no such command %zu", ci);
     const wr_command *cmd = &req->contract->commands[ci];
     const wr_sandbox_limits *lim = req->limits;
     p->uid_lock = -1;
@@ -638,7 +670,7 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         p->rl.fsize_bytes = mb(lim->max_file_mb);
         p->rl.nofile = lim->max_open_files;
     }
-    rc = wr_cg_probe(req->cgroup_root, lim, &p->cg, err);
+    rc = wr_cg_plan_for(&hf->cg, lim, &p->cg, err);
     if (rc != WR_OK)
         goto fail;
     /* pids.max counts exactly this sandbox's tasks; RLIMIT_NPROC (per host
@@ -651,7 +683,8 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
     if (rc != WR_OK)
         goto fail;
     wr_sha256_hex(p->bpf, p->bpf_len, p->bpf_sha256);
-    p->landlock_abi = wr_landlock_abi(&p->landlock_note);
+    p->landlock_abi = hf->landlock_abi;
+    p->landlock_note = hf->landlock_note;
     if (req->landlock < 0) {
         p->landlock_abi = 0;
         p->landlock_note = "Landlock switched off by the caller";
@@ -660,7 +693,7 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         p->landlock_note = "Landlock ABI capped by the caller";
     }
 
-    rc = add_system(p, p->share_net, err);
+    rc = add_system(p, hf, p->share_net, err);
     if (rc != WR_OK)
         goto fail;
     /* The private /tmp comes before the declared paths, so a declared path
@@ -719,7 +752,7 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
     for (size_t s = 0; s < cmd->nsegments && rc == WR_OK; s++)
         rc = add_exe(p, cmd, s, apply, err);
     if (rc == WR_OK)
-        rc = add_init(p, apply, err);
+        rc = add_init(p, hf, apply, err);
     if (rc != WR_OK)
         goto fail;
     rc = add_env(p, req, cmd, err);
@@ -733,6 +766,22 @@ int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p,
         return WR_OK;
 fail:
     wr_plan_free(p);
+    return rc;
+}
+
+int wr_plan_build(const wr_exec_request *req, size_t ci, bool apply, wr_plan *p, wr_error *err)
+{
+    memset(p, 0, sizeof *p);
+    if (!req || !req->contract || ci >= req->contract->ncommands)
+        return wr_errorf(err, WR_E_INVALID, "", "no such command %zu", ci);
+    const wr_host_facts *hf = wr_launch_pool_facts(req->launchers, req->cgroup_root);
+    if (hf)
+        return build(req, ci, apply, hf, p, err);
+    wr_host_facts own;
+    int rc = wr_host_facts_probe(req->cgroup_root, &own, err);
+    if (rc == WR_OK)
+        rc = build(req, ci, apply, &own, p, err);
+    wr_host_facts_free(&own);
     return rc;
 }
 

@@ -365,8 +365,11 @@ static bool waiting(const wr_launcher *l)
 
 struct wr_launch_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* a launcher was taken, or stop */
-    wr_cg_plan cg;     /* the shape every launcher's cgroups have */
+    pthread_cond_t cv;   /* a launcher was taken, or stop */
+    wr_cg_plan cg;       /* the shape every launcher's cgroups have */
+    wr_host_facts facts; /* probed once, for every run's plan */
+    wr_cg_plan last;     /* the limits of the last run that took a launcher (no parents) */
+    bool has_last;       /* written into new launchers' cgroups ahead: the next run's are likely the same */
     wr_ctx ctx;
     wr_launcher *held; /* oldest first */
     size_t n, size;
@@ -410,12 +413,19 @@ static void *refill_worker(void *arg)
             pthread_cond_wait(&p->cv, &p->mu);
             continue;
         }
+        wr_cg_plan last = p->last;
+        bool limit = p->has_last;
         pthread_mutex_unlock(&p->mu);
         wr_launcher l;
         wr_error e = {0};
         int rc = wr_launcher_start(&p->cg, &p->ctx, &l, &e);
-        if (rc == WR_OK && (rc = wr_launcher_ready(&l, &e)) != WR_OK)
-            wr_launcher_discard(&l, true);
+        if (rc == WR_OK) {
+            rc = wr_launcher_ready(&l, &e);
+            if (rc == WR_OK && limit)
+                rc = wr_cgroup_limit(&l.cg, &last, &e); /* the run then finds them in place */
+            if (rc != WR_OK)
+                wr_launcher_discard(&l, true);
+        }
         pthread_mutex_lock(&p->mu);
         if (rc == WR_OK && !p->stop) {
             p->held[p->n++] = l;
@@ -458,9 +468,11 @@ int wr_launch_pool_new(const char *cgroup_root, size_t size, bool refill, const 
     p->ctx = *ctx;
     p->size = size;
     p->refill = refill;
-    /* Every controller the host offers (cpu too): which limits apply is
-     * the run's plan, written when it takes a launcher. */
-    int rc = wr_cg_probe(cgroup_root, NULL, &p->cg, err);
+    /* The launchers' cgroups: which limits apply is the run's plan,
+     * written when it takes a launcher. */
+    int rc = wr_host_facts_probe(cgroup_root, &p->facts, err);
+    if (rc == WR_OK)
+        rc = wr_cg_plan_for(&p->facts.cg, NULL, &p->cg, err);
     if (rc == WR_OK && refill) {
         p->has_worker = pthread_create(&p->worker, NULL, refill_worker, p) == 0;
         if (!p->has_worker)
@@ -494,10 +506,20 @@ void wr_launch_pool_free(wr_launch_pool *p)
         wr_cgroup_destroy(&p->retired[i]);
     free(p->retired);
     wr_cg_plan_free(&p->cg);
+    wr_host_facts_free(&p->facts);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p->held);
     free(p);
+}
+
+const wr_host_facts *wr_launch_pool_facts(const wr_launch_pool *p, const char *cgroup_root)
+{
+    if (!p)
+        return NULL;
+    const char *mine = p->facts.cgroup_root;
+    bool same = (!mine || !*mine) ? !cgroup_root || !*cgroup_root : cgroup_root && !strcmp(mine, cgroup_root);
+    return same ? &p->facts : NULL;
 }
 
 size_t wr_launch_pool_pids(wr_launch_pool *p, pid_t *pids, size_t max)
@@ -559,6 +581,9 @@ int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx,
     while (p && p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
         wr_launcher c = p->held[0];
         memmove(p->held, p->held + 1, --p->n * sizeof *p->held);
+        p->last = *cg; /* its limits, for the launchers to come */
+        memset(p->last.parent, 0, sizeof p->last.parent);
+        p->has_last = true;
         pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(mu);
         /* One that died meanwhile (killed, OOM) is replaced, not used. */

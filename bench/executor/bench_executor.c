@@ -8,6 +8,7 @@
  * bwrap plus warrant-init (with and without its Landlock rules) or plus the
  * seccomp filter. Runs alternate so that drift in machine load hits every
  * variant alike. */
+#include "bench_util.h"
 #include "executor/executor_internal.h"
 
 #include <fcntl.h>
@@ -26,25 +27,6 @@
  * past the window after the pool's own refill (pool.c, SETTLE_MS after a
  * run) in which another attach would be cheap. */
 #define GAP_MS 100
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 #define MAX_DATA_FDS 8 /* synthetic /etc files, at WR_SLOT_FIRST.. */
 
@@ -162,6 +144,12 @@ int main(int argc, char **argv)
     int runs = argc > 1 ? atoi(argv[1]) : 50;
     if (runs < 1)
         runs = 50;
+    /* "exec-only": the executor with warm launchers alone, no warm-up (what
+     * syscalls.sh counts with strace on this thread); "exec-bare": it and
+     * bare bwrap only, alternating (the ratio, with less time for the
+     * machine's load to drift between the two) */
+    bool exec_only = argc > 2 && !strcmp(argv[2], "exec-only");
+    bool exec_bare = argc > 2 && !strcmp(argv[2], "exec-bare");
     char dir[] = "/tmp/wr-bench-XXXXXX";
     if (!mkdtemp(dir))
         return perror("mkdtemp"), 2;
@@ -247,15 +235,15 @@ int main(int argc, char **argv)
     double *t[NV];
     for (int v = 0; v < NV; v++)
         t[v] = calloc((size_t)runs, sizeof *t[v]);
-    for (int i = -3; i < runs; i++) { /* 3 warm-up rounds */
+    for (int i = exec_only ? 0 : -3; i < runs; i++) { /* 3 warm-up rounds */
         for (int v = 0; v < NV; v++) {
-            if (v == BARE_ROOT && !root)
+            if ((v == BARE_ROOT && !root) || (exec_only && v != EXEC) || (exec_bare && v != EXEC && v != BARE))
                 continue;
             /* Agent runs come seconds apart: a cgroup attach is cheap only
              * right after another one (the RCU grace period it waits for
              * has just passed), which back-to-back runs would hide. */
             nanosleep(&gap, NULL);
-            double t0 = now_ms();
+            double t0 = bench_now_ms();
             int rc = v == EXEC             ? exec_run(&req, &err)
                      : v == EXEC_SYNC      ? exec_run(&sync, &err)
                      : v == EXEC_NOLL      ? exec_run(&noll, &err)
@@ -269,24 +257,34 @@ int main(int argc, char **argv)
                 return 1;
             }
             if (i >= 0)
-                t[v][i] = now_ms() - t0;
+                t[v][i] = bench_now_ms() - t0;
         }
     }
-    double m[NV];
-    printf("runs: %d, interleaved, %d ms apart; sandbox user uid %u%s; Landlock ABI %d\n", runs, GAP_MS,
-           (unsigned)plan.uid, root ? " (executor and bare bwrap drop from root)" : "", plan.landlock_abi);
-    for (int v = 0; v < NV; v++) {
-        if (v == BARE_ROOT && !root)
-            continue;
-        m[v] = median(t[v], runs);
-        printf("%-40s median %7.2f ms\n", names[v], m[v]);
+    if (exec_only) {
+        printf("executor, every layer (warm launcher): median %.2f ms over %d runs\n", bench_median(t[EXEC], runs),
+               runs);
+    } else if (exec_bare) {
+        double e = bench_median(t[EXEC], runs), b = bench_median(t[BARE], runs);
+        printf("executor, every layer (warm launcher) median %.2f ms; bare bwrap median %.2f ms; ratio %.3f over %d "
+               "runs\n",
+               e, b, e / b, runs);
+    } else {
+        double m[NV];
+        printf("runs: %d, interleaved, %d ms apart; sandbox user uid %u%s; Landlock ABI %d\n", runs, GAP_MS,
+               (unsigned)plan.uid, root ? " (executor and bare bwrap drop from root)" : "", plan.landlock_abi);
+        for (int v = 0; v < NV; v++) {
+            if (v == BARE_ROOT && !root)
+                continue;
+            m[v] = bench_median(t[v], runs);
+            printf("%-40s median %7.2f ms\n", names[v], m[v]);
+        }
+        printf("layers over bare bwrap: warrant-init as pid 1 %+.2f ms, its Landlock rules %+.2f ms, seccomp %+.2f ms; "
+               "cgroup %+.2f ms with a warm launcher, %+.2f ms with one started per run\n",
+               m[BARE_INIT_NOLL] - m[BARE], m[BARE_INIT] - m[BARE_INIT_NOLL], m[BARE_SECCOMP] - m[BARE],
+               m[EXEC] - m[EXEC_NOCG], m[EXEC_SYNC] - m[EXEC_NOCG]);
+        printf("ratio executor/bare: %.3f (target <= 1.15); without the pool %.3f\n", m[EXEC] / m[BARE],
+               m[EXEC_SYNC] / m[BARE]);
     }
-    printf("layers over bare bwrap: warrant-init as pid 1 %+.2f ms, its Landlock rules %+.2f ms, seccomp %+.2f ms; "
-           "cgroup %+.2f ms with a warm launcher, %+.2f ms with one started per run\n",
-           m[BARE_INIT_NOLL] - m[BARE], m[BARE_INIT] - m[BARE_INIT_NOLL], m[BARE_SECCOMP] - m[BARE],
-           m[EXEC] - m[EXEC_NOCG], m[EXEC_SYNC] - m[EXEC_NOCG]);
-    printf("ratio executor/bare: %.3f (target <= 1.15); without the pool %.3f\n", m[EXEC] / m[BARE],
-           m[EXEC_SYNC] / m[BARE]);
     wr_launch_pool_free(pool);
     wr_launch_pool_free(pool_nocg);
     for (int v = 0; v < NV; v++)

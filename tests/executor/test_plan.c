@@ -20,7 +20,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 
 #include <cmocka.h>
 
@@ -545,18 +547,27 @@ static int seccomp_child(wr_sock_families fam)
     return 0;
 }
 
-static void test_seccomp_filter(void **state)
+/* Runs child(profile) in a forked child for each socket-family profile;
+ * each must exit 0 (else its code says which probe failed). */
+static void each_profile(int (*child)(wr_sock_families))
 {
-    (void)state;
     for (int fam = WR_SOCK_UNIX; fam <= WR_SOCK_INET_ROUTE; fam++) {
         pid_t pid = fork();
         if (pid == 0)
-            _exit(seccomp_child((wr_sock_families)fam));
+            _exit(child((wr_sock_families)fam));
         int st;
         assert_int_equal(waitpid(pid, &st, 0), pid);
         assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st))
+            print_error("profile %d: probe %d failed\n", fam, WEXITSTATUS(st));
         assert_int_equal(WEXITSTATUS(st), 0);
     }
+}
+
+static void test_seccomp_filter(void **state)
+{
+    (void)state;
+    each_profile(seccomp_child);
     unsigned char *a, *b;
     size_t la, lb;
     wr_error e = {0};
@@ -575,6 +586,54 @@ static void test_seccomp_filter(void **state)
         free(b);
     }
     assert_int_equal(wr_seccomp_bpf(WR_SOCK_INET_ROUTE + 1, &a, &la, &e), WR_E_INTERNAL);
+}
+
+/* The socket families each profile lets through, decided by the filter
+ * itself (not by what this kernel supports): a witness filter under the
+ * profile refuses every socket() with EDOM, so a call the profile allows
+ * ends in EDOM and one it refuses in its EAFNOSUPPORT (the most recently
+ * attached filter's errno wins among equal actions). */
+#define WITNESS_ERRNO EDOM
+#define FAMILIES_PAST 70 /* every family the kernel knows (AF_MAX), and past it */
+
+static int family_child(wr_sock_families fam)
+{
+    scmp_filter_ctx w = seccomp_init(SCMP_ACT_ALLOW);
+    unsigned char *bpf;
+    size_t len;
+    wr_error e = {0};
+    if (!w || seccomp_rule_add(w, SCMP_ACT_ERRNO(WITNESS_ERRNO), SCMP_SYS(socket), 0) || seccomp_load(w) ||
+        wr_seccomp_bpf(fam, &bpf, &len, &e) != WR_OK)
+        return 100;
+    seccomp_release(w);
+    struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)), .filter = (void *)bpf};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0)
+        return 101;
+    for (unsigned long long af = 0; af < FAMILIES_PAST; af++) {
+        bool allowed = af == AF_UNIX || (fam != WR_SOCK_UNIX && (af == AF_INET || af == AF_INET6)) ||
+                       (fam == WR_SOCK_INET_ROUTE && af == AF_NETLINK);
+        int proto = af == AF_NETLINK ? NETLINK_ROUTE : 0;
+        if (syscall(SYS_socket, af, SOCK_RAW, proto) != -1 || errno != (allowed ? WITNESS_ERRNO : EAFNOSUPPORT))
+            return (int)af + 1;
+        /* high bits the kernel ignores never make a refused family pass */
+        if (syscall(SYS_socket, 0x100000000ULL | af, SOCK_RAW, proto) != -1 || errno != EAFNOSUPPORT)
+            return (int)af + 1;
+    }
+    static const unsigned long long odd[] = {0xffffffffULL, 0x80000000ULL, 0xffffffff00000001ULL, 1ULL << 63};
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
+        if (syscall(SYS_socket, odd[i], SOCK_STREAM, 0) != -1 || errno != EAFNOSUPPORT)
+            return 90 + (int)i;
+    if (fam == WR_SOCK_INET_ROUTE &&
+        (syscall(SYS_socket, AF_NETLINK, SOCK_RAW, NETLINK_AUDIT) != -1 || errno != EAFNOSUPPORT))
+        return 95;
+    free(bpf);
+    return 0;
+}
+
+static void test_seccomp_socket_families(void **state)
+{
+    (void)state;
+    each_profile(family_child); /* a failing probe's code is its family + 1 */
 }
 
 typedef struct chunks {
@@ -703,12 +762,19 @@ static void test_argv_nul_refused_at_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scope_order),         cmocka_unit_test(test_cwd_readonly_and_hash),
-        cmocka_unit_test(test_init_layers),         cmocka_unit_test(test_exe_bind_when_swappable),
-        cmocka_unit_test(test_symlink_escape),      cmocka_unit_test(test_glob_read_paths),
-        cmocka_unit_test(test_missing_write_paths), cmocka_unit_test(test_env_and_user),
-        cmocka_unit_test(test_seccomp_filter),      cmocka_unit_test(test_capture_redaction),
-        cmocka_unit_test(test_argv_limits),         cmocka_unit_test(test_argv_nul_refused_at_parse),
+        cmocka_unit_test(test_scope_order),
+        cmocka_unit_test(test_cwd_readonly_and_hash),
+        cmocka_unit_test(test_init_layers),
+        cmocka_unit_test(test_exe_bind_when_swappable),
+        cmocka_unit_test(test_symlink_escape),
+        cmocka_unit_test(test_glob_read_paths),
+        cmocka_unit_test(test_missing_write_paths),
+        cmocka_unit_test(test_env_and_user),
+        cmocka_unit_test(test_seccomp_filter),
+        cmocka_unit_test(test_seccomp_socket_families),
+        cmocka_unit_test(test_capture_redaction),
+        cmocka_unit_test(test_argv_limits),
+        cmocka_unit_test(test_argv_nul_refused_at_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

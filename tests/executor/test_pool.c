@@ -171,6 +171,32 @@ static long long cgroup_value(pid_t pid, const char *ctrl, const char *file)
     return v[0] ? atoll(v) : -1;
 }
 
+/* Runs argv (its cmdline holds marker) under these limits through the
+ * pool and reads from the host, once `want` of its processes run, the
+ * memory limit and pids.max of the last one's cgroups; x->r is the
+ * result. */
+static void run_limited(async_run *x, const char *const *argv, const char *marker, size_t want, int64_t memory_mb,
+                        int64_t pids, long long *mem, long long *pmax)
+{
+    memset(x, 0, sizeof *x);
+    x->spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
+    fx_init(&x->f, x->spec);
+    x->f.lim.memory_mb = memory_mb;
+    x->f.lim.max_processes = pids;
+    x->f.req.launchers = g_pool;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, async_run_main, x), 0);
+    pid_t found[64];
+    size_t n = 0;
+    for (int i = 0; i < 300 && (n = pids_of(marker, true, found, 64)) < want; i++)
+        usleep(10000);
+    assert_true(n >= want);
+    *mem = cgroup_value(found[n - 1], "memory", "memory.limit_in_bytes");
+    *pmax = cgroup_value(found[n - 1], "pids", "pids.max");
+    pthread_join(t, NULL);
+    assert_non_null(x->r);
+}
+
 /* A launcher waits long in its unlimited cgroups; the run that takes it
  * forks at once, then pins memory. pids.max and the memory limit are in
  * its cgroups while it runs (read from the host) and felt by it. */
@@ -196,23 +222,8 @@ static void test_limits_before_start(void **s)
                           "#pool-limits",
                           NULL};
     async_run x;
-    memset(&x, 0, sizeof x);
-    x.spec[0] = (fx_cmd_spec){.id = "c1", .seg = {argv}, .timeout = 30};
-    fx_init(&x.f, x.spec);
-    x.f.lim.memory_mb = 64;
-    x.f.lim.max_processes = 16;
-    x.f.req.launchers = g_pool;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, async_run_main, &x), 0);
-    pid_t pids[64];
-    size_t n = 0;
-    for (int i = 0; i < 300 && (n = pids_of("#pool-limits", true, pids, 64)) < 2; i++)
-        usleep(10000);
-    assert_true(n >= 2);
-    long long mem = cgroup_value(pids[n - 1], "memory", "memory.limit_in_bytes");
-    long long pmax = cgroup_value(pids[n - 1], "pids", "pids.max");
-    pthread_join(t, NULL);
-    assert_non_null(x.r);
+    long long mem, pmax;
+    run_limited(&x, argv, "#pool-limits", 2, 64, 16, &mem, &pmax);
     assert_int_equal(mem, 64LL * 1024 * 1024);
     assert_int_equal(pmax, 16);
     const char *out = OUT(x.r), *o = strstr(out, "forked ");
@@ -521,6 +532,100 @@ static void test_init_needs_complete_config(void **s)
     free(marker);
 }
 
+/* The memory limit and pids.max in force around one run of a command
+ * that waits a moment, read from the host while it runs. */
+static void limits_seen(int64_t memory_mb, int64_t pids, long long *mem, long long *pmax)
+{
+    const char *argv[] = {"/bin/sh", "-c", "sleep 1 #pool-ahead", NULL};
+    async_run x;
+    run_limited(&x, argv, "#pool-ahead", 1, memory_mb, pids, mem, pmax);
+    if (x.r->status != WR_EXEC_SUCCESS)
+        dump(x.r);
+    assert_int_equal(x.r->status, WR_EXEC_SUCCESS);
+    wr_exec_result_free(x.r);
+}
+
+/* The pool writes the last run's limits into its new launchers' cgroups
+ * ahead (the same policy's next run then writes nothing). A run with other
+ * limits, higher or lower, or with none, must never inherit them: its
+ * cgroups hold exactly its plan's, as the receipt records. */
+static void test_limits_written_ahead(void **s)
+{
+    (void)s;
+    if (!have_cgroup())
+        skip();
+    long long mem, pmax, unlimited_mem, unlimited_pids;
+    limits_seen(96, 32, &mem, &pmax);
+    assert_int_equal(mem, 96LL << 20);
+    assert_int_equal(pmax, 32);
+    pid_t waiting[WR_LAUNCH_POOL_MAX];
+    settle(g_pool, TEST_POOL_SIZE, waiting);
+    assert_int_equal(cgroup_value(waiting[TEST_POOL_SIZE - 1], "memory", "memory.limit_in_bytes"), 96LL << 20);
+    limits_seen(96, 32, &mem, &pmax); /* written ahead, found in place */
+    assert_int_equal(mem, 96LL << 20);
+    assert_int_equal(pmax, 32);
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    limits_seen(128, 24, &mem, &pmax); /* raised over 96 MiB written ahead */
+    assert_int_equal(mem, 128LL << 20);
+    assert_int_equal(pmax, 24);
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    limits_seen(64, 16, &mem, &pmax); /* lowered under 128 MiB */
+    assert_int_equal(mem, 64LL << 20);
+    assert_int_equal(pmax, 16);
+    settle(g_pool, TEST_POOL_SIZE, NULL);
+    limits_seen(0, 0, &unlimited_mem, &unlimited_pids); /* the plan limits nothing: nothing may be left */
+    assert_true(unlimited_mem > 1LL << 40);
+    assert_int_equal(unlimited_pids, 0); /* the file says "max" */
+}
+
+/* The cgroup mode of command 0's plan, as the run would record it. */
+static const char *plan_cgroup_mode(fx *f, char *out, size_t len)
+{
+    json_object *j = NULL, *cg = NULL, *mode = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_plan_json(&f->req, 0, &j, &e), WR_OK);
+    assert_true(json_object_object_get_ex(j, "cgroup", &cg) && json_object_object_get_ex(cg, "mode", &mode));
+    snprintf(out, len, "%s", json_object_get_string(mode));
+    json_object_put(j);
+    return out;
+}
+
+/* A pool keeps the host facts every plan needs (cgroup layout, Landlock
+ * ABI, the root's /bin links, warrant-init): a plan built with them is the
+ * plan built without a pool, and a pool made for another cgroup root never
+ * lends its layout, which would leave the run without its cgroups (or put
+ * it in the wrong ones) while the receipt said otherwise. */
+static void test_pool_host_facts(void **s)
+{
+    (void)s;
+    static const char *const argv[] = {"/bin/true", NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}}, {0}});
+    json_object *with = NULL, *without = NULL;
+    wr_error e = {0};
+    f.req.launchers = g_pool;
+    assert_int_equal(wr_exec_plan_json(&f.req, 0, &with, &e), WR_OK);
+    f.req.launchers = NULL;
+    assert_int_equal(wr_exec_plan_json(&f.req, 0, &without, &e), WR_OK);
+    assert_string_equal(json_object_to_json_string(with), json_object_to_json_string(without));
+    json_object_put(with);
+    json_object_put(without);
+
+    const char *elsewhere = "/nonexistent-warrant-test-root";
+    wr_launch_pool *other = NULL;
+    wr_ctx ctx = wr_ctx_system();
+    assert_int_equal(wr_launch_pool_new(elsewhere, 1, false, &ctx, &other, &e), WR_OK);
+    char host[16], got[16];
+    snprintf(host, sizeof host, "%s", have_cgroup() ? "v" : "none");
+    f.req.launchers = other; /* the run's root is the default one */
+    plan_cgroup_mode(&f, got, sizeof got);
+    assert_int_equal(strncmp(got, host, strlen(host)), 0);
+    f.req.launchers = g_pool;
+    f.req.cgroup_root = elsewhere; /* and the other way round */
+    assert_string_equal(plan_cgroup_mode(&f, got, sizeof got), "none");
+    wr_launch_pool_free(other);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -535,12 +640,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_commit_when_blocked),
         cmocka_unit_test(test_init_needs_complete_config),
         cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_pool_host_facts),
+        cmocka_unit_test(test_limits_written_ahead),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {
         cmocka_unit_test(test_killed_launcher_replaced),   cmocka_unit_test(test_exit_leaves_nothing),
         cmocka_unit_test(test_commit_before_command),      cmocka_unit_test(test_commit_fails),
-        cmocka_unit_test(test_init_needs_complete_config),
+        cmocka_unit_test(test_init_needs_complete_config), cmocka_unit_test(test_pool_host_facts),
     };
     if (g_unpriv)
         return cmocka_run_group_tests_name("pool_unprivileged", unpriv, setup_pool, teardown);
