@@ -278,14 +278,11 @@ static void *run_thread(void *arg)
     wr_server *s = self->s;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->run_jobs && !s->runs_stop)
+        while (!s->run_jobs.head && !s->runs_stop)
             pthread_cond_wait(&s->run_cv, &s->mu);
-        wr_call *c = s->run_jobs;
+        wr_call *c = wr_call_queue_pop(&s->run_jobs);
         if (!c)
             break; /* stopping: every run has finished */
-        s->run_jobs = c->job_next;
-        if (!s->run_jobs)
-            s->run_jobs_tail = NULL;
         pthread_mutex_unlock(&s->mu);
         run_call(c);
         wr_gate_prepare_run(s->gate); /* the next run's file system work, while the loop answers */
@@ -333,12 +330,7 @@ static bool submit_run(wr_server *s, wr_call *c)
     } else {
         s->run_idle--;
     }
-    c->job_next = NULL;
-    if (s->run_jobs_tail)
-        s->run_jobs_tail->job_next = c;
-    else
-        s->run_jobs = c;
-    s->run_jobs_tail = c;
+    wr_call_queue_push(&s->run_jobs, c);
     pthread_cond_signal(&s->run_cv);
     return true;
 }

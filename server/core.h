@@ -28,6 +28,9 @@ typedef struct wr_msg {
 } wr_msg;
 
 typedef struct wr_call wr_call;
+typedef struct wr_call_queue {
+    wr_call *head, *tail;
+} wr_call_queue;
 typedef struct wr_task wr_task;
 struct wr_call {
     wr_server *srv;
@@ -130,7 +133,7 @@ struct wr_server {
     pthread_t *pool;
     int npool;
     pthread_cond_t pool_cv;
-    wr_call *jobs, *jobs_tail;
+    wr_call_queue jobs;
     bool pool_stop;
     int quick_pending;
     /* Runs, under mu: threads kept across runs (calls.c). run_idle counts
@@ -139,7 +142,7 @@ struct wr_server {
     struct run_thread *run_threads;
     int run_idle;
     pthread_cond_t run_cv;
-    wr_call *run_jobs, *run_jobs_tail;
+    wr_call_queue run_jobs;
     bool runs_stop;
     wr_session *sessions; /* loop thread only */
     wr_task *tasks;       /* loop thread only, newest first */
@@ -254,6 +257,9 @@ void wr_call_link(wr_session *ss, wr_call *c);
 /* Whether a request with this id (serialized) is in progress on ss. */
 bool wr_call_in_progress(const wr_session *ss, const char *id_json);
 void wr_call_mark_ready(wr_call *c);
+/* First in, first out, through wr_call.job_next; under the server's mu. */
+void wr_call_queue_push(wr_call_queue *q, wr_call *c);
+wr_call *wr_call_queue_pop(wr_call_queue *q);
 void wr_server_wake(wr_server *s);
 void wr_call_free(wr_call *c);
 /* Queues a message for the loop to send (worker side; takes json). */

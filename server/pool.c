@@ -46,19 +46,34 @@ static void run_quick(wr_call *c)
         wr_server_wake(s);
 }
 
+void wr_call_queue_push(wr_call_queue *q, wr_call *c)
+{
+    c->job_next = NULL;
+    if (q->tail)
+        q->tail->job_next = c;
+    else
+        q->head = c;
+    q->tail = c;
+}
+
+wr_call *wr_call_queue_pop(wr_call_queue *q)
+{
+    wr_call *c = q->head;
+    if (c && !(q->head = c->job_next))
+        q->tail = NULL;
+    return c;
+}
+
 static void *pool_main(void *arg)
 {
     wr_server *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->jobs && !s->pool_stop)
+        while (!s->jobs.head && !s->pool_stop)
             pthread_cond_wait(&s->pool_cv, &s->mu);
-        wr_call *c = s->jobs;
+        wr_call *c = wr_call_queue_pop(&s->jobs);
         if (!c)
             break; /* stopping, and nothing left to answer */
-        s->jobs = c->job_next;
-        if (!s->jobs)
-            s->jobs_tail = NULL;
         pthread_mutex_unlock(&s->mu);
         run_quick(c);
         pthread_mutex_lock(&s->mu);
@@ -124,11 +139,7 @@ void wr_quick_submit(wr_call *c, json_object *args)
     wr_server *s = c->srv;
     c->args = args;
     pthread_mutex_lock(&s->mu);
-    if (s->jobs_tail)
-        s->jobs_tail->job_next = c;
-    else
-        s->jobs = c;
-    s->jobs_tail = c;
+    wr_call_queue_push(&s->jobs, c);
     pthread_cond_signal(&s->pool_cv);
     pthread_mutex_unlock(&s->mu);
 }
