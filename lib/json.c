@@ -92,13 +92,14 @@ bool wr_utf8_valid(const char *s, size_t len)
 }
 
 /* ---- the token pass ---------------------------------------------------- */
-#define SCAN_LEVELS 8 /* nesting levels the token pass allocates first */
+#define SCAN_LEVELS  8  /* nesting levels the token pass allocates first */
+#define SCAN_OBJECTS 16 /* objects' key counts it allocates first */
 /* Per nesting level: is it an object, and is the next string a key? */
 typedef struct scan_level {
     bool object, want_key;
     size_t obj;
     size_t key_at, key_len; /* the object's previous key; key_at 0 before the first (no key starts at 0) */
-    size_t span_base;       /* where the object's keys start in scan.spans */
+    size_t span_base;       /* where the object's keys start in scan_bufs.spans */
 } scan_level;
 
 /* A key as written: its bytes are in[at, at + len). */
@@ -111,19 +112,38 @@ typedef struct key_span {
  * stays linear in the document. */
 #define DISTINCT_MAX_KEYS 16
 
-/* A document's token pass. Its buffers belong to the parser that runs it
- * (wr_json_parser) and are kept for the next document. */
+/* The token pass's buffers: the parser's (wr_json_parser), kept for its
+ * next document. */
+typedef struct scan_bufs {
+    char *copy; /* a document's compacted text, when it needed one (grown to len + 1) */
+    size_t copy_cap;
+    size_t *keys; /* key count per object, in order of their '{' */
+    size_t keys_cap;
+    scan_level *levels; /* per nesting level */
+    size_t levels_cap;
+    key_span *spans; /* the keys of the objects open, outermost first */
+    size_t spans_cap;
+} scan_bufs;
+
+/* The block p of *cap elements of elem bytes, doubled (first elements when
+ * empty) with *cap updated; NULL without memory, p then unchanged. */
+static void *grow(void *p, size_t *cap, size_t elem, size_t first)
+{
+    size_t ncap = *cap ? 2 * *cap : first;
+    void *more = realloc(p, ncap * elem);
+    if (more)
+        *cap = ncap;
+    return more;
+}
+
+/* A document's token pass, in the buffers of the parser that runs it. */
 typedef struct scan {
     const char *in; /* the text, read from only */
     char *buf;      /* the compacted text, once it differs from in[0, out) (NULL before), see emit() */
-    char *spare;    /* where buf goes when it is needed (the parser's, grown to len + 1) */
-    size_t spare_cap;
-    scan_level *levels;
-    int levels_cap;
+    scan_bufs *b;
     size_t len, pos;
-    size_t out;   /* end of the compacted text, never beyond pos */
-    size_t *keys; /* key count per object, in order of their '{' */
-    size_t nobj, cap;
+    size_t out;  /* end of the compacted text, never beyond pos */
+    size_t nobj; /* objects opened, counted in b->keys */
     /* Still possibly byte for byte wr_canonical_json(document, false)?
      * Cleared at the first token that shows otherwise, and conservatively
      * at some that would need decoding to tell (a fraction or an exponent,
@@ -134,9 +154,8 @@ typedef struct scan {
      * none with more than DISTINCT_MAX_KEYS), and no number with a fraction
      * or an exponent: then check_tree has nothing to find. */
     bool keys_distinct, fraction;
-    key_span *spans; /* the keys of the objects open, outermost first */
-    size_t nspans, spans_cap;
-    int deepest; /* nesting reached */
+    size_t nspans; /* in b->spans */
+    int deepest;   /* nesting reached */
     wr_error *err;
 } scan;
 
@@ -173,14 +192,14 @@ static void emit(scan *sc, size_t from, size_t to)
 /* Before the first rewrite: the compacted text so far into a copy. */
 static int own_copy(scan *sc)
 {
-    if (sc->spare_cap < sc->len + 1) {
-        char *more = realloc(sc->spare, sc->len + 1);
+    if (sc->b->copy_cap < sc->len + 1) {
+        char *more = realloc(sc->b->copy, sc->len + 1);
         if (!more)
             return wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
-        sc->spare = more;
-        sc->spare_cap = sc->len + 1;
+        sc->b->copy = more;
+        sc->b->copy_cap = sc->len + 1;
     }
-    sc->buf = sc->spare;
+    sc->buf = sc->b->copy;
     if (sc->out)
         memcpy(sc->buf, sc->in, sc->out);
     return WR_OK;
@@ -335,18 +354,17 @@ static bool key_distinct(scan *sc, const scan_level *top, size_t start)
     size_t at = start + 1, len = sc->pos - 1 - at;
     if (sc->nspans - top->span_base >= DISTINCT_MAX_KEYS || memchr(sc->in + at, '\\', len))
         return false;
+    scan_bufs *bf = sc->b;
     for (size_t i = top->span_base; i < sc->nspans; i++)
-        if (sc->spans[i].len == len && memcmp(sc->in + sc->spans[i].at, sc->in + at, len) == 0)
+        if (bf->spans[i].len == len && memcmp(sc->in + bf->spans[i].at, sc->in + at, len) == 0)
             return false;
-    if (sc->nspans == sc->spans_cap) { /* at most DISTINCT_MAX_KEYS per level open */
-        size_t ncap = sc->spans_cap ? 2 * sc->spans_cap : 2 * DISTINCT_MAX_KEYS;
-        key_span *more = realloc(sc->spans, ncap * sizeof *more);
+    if (sc->nspans == bf->spans_cap) { /* at most DISTINCT_MAX_KEYS per level open */
+        key_span *more = grow(bf->spans, &bf->spans_cap, sizeof *more, 2 * DISTINCT_MAX_KEYS);
         if (!more)
             return false;
-        sc->spans = more;
-        sc->spans_cap = ncap;
+        bf->spans = more;
     }
-    sc->spans[sc->nspans++] = (key_span){at, len};
+    bf->spans[sc->nspans++] = (key_span){at, len};
     return true;
 }
 
@@ -354,10 +372,11 @@ static int scan_doc(scan *sc, int max_depth)
 {
     int depth = 0, rc = WR_OK;
     const char *b = sc->in;
+    scan_bufs *bf = sc->b;
     while (rc == WR_OK && sc->pos < sc->len) {
         char c = b[sc->pos];
         size_t start = sc->pos;
-        scan_level *top = depth > 0 ? &sc->levels[depth - 1] : NULL;
+        scan_level *top = depth > 0 ? &bf->levels[depth - 1] : NULL;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
             sc->canonical = false;
             sc->pos++;
@@ -366,30 +385,26 @@ static int scan_doc(scan *sc, int max_depth)
                 rc = wr_errorf(sc->err, WR_E_LIMIT, "", "JSON nesting deeper than %d levels", max_depth);
                 break;
             }
-            if (depth == sc->levels_cap) { /* grown as documents nest, most hardly at all */
-                int ncap = sc->levels_cap ? 2 * sc->levels_cap : SCAN_LEVELS;
-                void *more = realloc(sc->levels, (size_t)ncap * sizeof *sc->levels);
+            if ((size_t)depth == bf->levels_cap) { /* grown as documents nest, most hardly at all */
+                scan_level *more = grow(bf->levels, &bf->levels_cap, sizeof *more, SCAN_LEVELS);
                 if (!more) {
                     rc = wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
                     break;
                 }
-                sc->levels = more;
-                sc->levels_cap = ncap;
+                bf->levels = more;
             }
-            sc->levels[depth] =
+            bf->levels[depth] =
                 (scan_level){.object = c == '{', .want_key = c == '{', .obj = sc->nobj, .span_base = sc->nspans};
             if (c == '{') {
-                if (sc->nobj == sc->cap) {
-                    size_t ncap = sc->cap ? sc->cap * 2 : 16;
-                    size_t *nk = realloc(sc->keys, ncap * sizeof *nk);
-                    if (!nk) {
+                if (sc->nobj == bf->keys_cap) {
+                    size_t *more = grow(bf->keys, &bf->keys_cap, sizeof *more, SCAN_OBJECTS);
+                    if (!more) {
                         rc = wr_errorf(sc->err, WR_E_NOMEM, "", "out of memory");
                         break;
                     }
-                    sc->keys = nk;
-                    sc->cap = ncap;
+                    bf->keys = more;
                 }
-                sc->keys[sc->nobj++] = 0;
+                bf->keys[sc->nobj++] = 0;
             }
             if (++depth > sc->deepest)
                 sc->deepest = depth;
@@ -408,7 +423,7 @@ static int scan_doc(scan *sc, int max_depth)
         } else if (c == '"') {
             bool key = top && top->object && top->want_key;
             if (key)
-                sc->keys[top->obj]++;
+                bf->keys[top->obj]++;
             rc = scan_string(sc);
             if (key && rc == WR_OK && sc->canonical)
                 sc->canonical = key_in_order(sc, &top->key_at, &top->key_len, start);
@@ -447,7 +462,7 @@ static int check_tree(json_object *o, const scan *sc, size_t *next, char *ptr, s
     switch (json_object_get_type(o)) {
     case json_type_object: {
         size_t idx = (*next)++;
-        if (idx >= sc->nobj || sc->keys[idx] != (size_t)json_object_object_length(o))
+        if (idx >= sc->nobj || sc->b->keys[idx] != (size_t)json_object_object_length(o))
             return wr_errorf(err, WR_E_INVALID, ptr ? ptr : "", "duplicate key in the object at %s",
                              ptr && ptr[0] ? ptr : "(root)");
         json_object_object_foreach(o, k, v)
@@ -493,20 +508,24 @@ struct wr_json_parser {
     int max_depth;
     struct json_tokener *tok;
     int tok_depth; /* the nesting tok was made for */
-    char *copy;    /* a document's compacted text, when it needed one */
-    size_t copy_cap;
-    size_t *keys; /* key count per object */
-    size_t keys_cap;
-    scan_level *levels; /* the token pass's nesting */
-    int levels_cap;
+    scan_bufs bufs;
     json_object *spare; /* a tree given back (wr_json_parser_recycle), for the next document */
-    key_span *spans;    /* the token pass's keys of open objects */
-    size_t spans_cap;
 };
 
 /* Buffers above this are not kept for the next document: one huge message
  * must not stay resident. */
 #define PARSER_KEEP_BYTES (64u * 1024u)
+
+/* p (of *cap elements of elem bytes), or NULL (freed, *cap 0) when it is
+ * over PARSER_KEEP_BYTES. */
+static void *kept_small(void *p, size_t *cap, size_t elem)
+{
+    if (*cap * elem <= PARSER_KEEP_BYTES)
+        return p;
+    free(p);
+    *cap = 0;
+    return NULL;
+}
 
 static int parser_init(wr_json_parser *p, const wr_json_limits *limits, wr_error *err)
 {
@@ -523,11 +542,11 @@ static void parser_release(wr_json_parser *p)
 {
     if (p->tok)
         json_tokener_free(p->tok);
-    free(p->copy);
-    free(p->keys);
-    free(p->levels);
+    free(p->bufs.copy);
+    free(p->bufs.keys);
+    free(p->bufs.levels);
     json_object_put(p->spare);
-    free(p->spans);
+    free(p->bufs.spans);
 }
 
 wr_json_parser *wr_json_parser_new(const wr_json_limits *limits, wr_error *err)
@@ -940,29 +959,8 @@ static json_object *parse_with(wr_json_parser *p, const char *buf, size_t len, b
         wr_errorf(err, WR_E_INVALID, "", "JSON text is not valid UTF-8");
         return NULL;
     }
-    scan sc = {.in = buf,
-               .len = len,
-               .canonical = true,
-               .keys_distinct = true,
-               .spans = p->spans,
-               .spans_cap = p->spans_cap,
-               .err = err,
-               .spare = p->copy,
-               .spare_cap = p->copy_cap,
-               .keys = p->keys,
-               .cap = p->keys_cap,
-               .levels = p->levels,
-               .levels_cap = p->levels_cap};
+    scan sc = {.in = buf, .b = &p->bufs, .len = len, .canonical = true, .keys_distinct = true, .err = err};
     int rc = scan_doc(&sc, p->max_depth);
-    /* grown or not, kept for the next document */
-    p->copy = sc.spare;
-    p->copy_cap = sc.spare_cap;
-    p->keys = sc.keys;
-    p->keys_cap = sc.cap;
-    p->levels = sc.levels;
-    p->levels_cap = sc.levels_cap;
-    p->spans = sc.spans;
-    p->spans_cap = sc.spans_cap;
     json_object *obj = rc == WR_OK ? tree_of(p, buf, &sc, err) : NULL;
     if (obj && canonical)
         *canonical = sc.canonical;
@@ -980,25 +978,14 @@ json_object *wr_json_parser_parse_canonical(wr_json_parser *p, const char *buf, 
     json_object *obj = parse_with(p, buf, len, canonical, err);
     json_object_put(p->spare); /* unused when the text was refused before its tree */
     p->spare = NULL;
-    if (p->copy_cap > PARSER_KEEP_BYTES) {
-        free(p->copy);
-        p->copy = NULL;
-        p->copy_cap = 0;
-    }
     if (p->tok && len > PARSER_KEEP_BYTES) { /* its string buffer grew with the document's strings */
         json_tokener_free(p->tok);
         p->tok = NULL;
     }
-    if (p->keys_cap * sizeof *p->keys > PARSER_KEEP_BYTES) {
-        free(p->keys);
-        p->keys = NULL;
-        p->keys_cap = 0;
-    }
-    if (p->spans_cap * sizeof *p->spans > PARSER_KEEP_BYTES) { /* DISTINCT_MAX_KEYS per level of a deep one */
-        free(p->spans);
-        p->spans = NULL;
-        p->spans_cap = 0;
-    }
+    scan_bufs *b = &p->bufs; /* levels stay: max_depth bounds them */
+    b->copy = kept_small(b->copy, &b->copy_cap, sizeof *b->copy);
+    b->keys = kept_small(b->keys, &b->keys_cap, sizeof *b->keys);
+    b->spans = kept_small(b->spans, &b->spans_cap, sizeof *b->spans); /* DISTINCT_MAX_KEYS per level of a deep one */
     return obj;
 }
 
