@@ -332,6 +332,10 @@ static int emit(buf *b, json_object *o, bool drop_nulls, int depth, wr_error *er
         break;
     }
     case json_type_string:
+        /* Only wr_json_raw sets a string's userdata: its string is "", its
+         * text is not the value's, so it is never hashed or signed. */
+        if (json_object_get_userdata(o))
+            return wr_errorf(err, WR_E_INVALID, "", "a raw JSON text (wr_json_raw) has no canonical form");
         put_string(b, json_object_get_string(o), (size_t)json_object_get_string_len(o));
         break;
     case json_type_array: {

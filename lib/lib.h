@@ -186,7 +186,8 @@ char *wr_jtext_take(wr_jtext *t);
  * writes as text, which is compact JSON already (from wr_jtext_take; the
  * value owns it from here on, a run's output is not copied again, and
  * wr_json_compact returns it as is); NULL without memory (text freed). For
- * answers that are only sent: its type and contents are not the JSON's. */
+ * answers that are only sent: its type and contents are not the JSON's
+ * (wr_canonical_json refuses it). */
 json_object *wr_json_raw(char *text);
 
 /* ---- Merkle tree (RFC 9162 §2.1) ---------------------------------------

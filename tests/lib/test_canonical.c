@@ -274,6 +274,13 @@ static void test_jtext(void **state)
     assert_true(asprintf(&want, "{\"raw\":%s,\"n\":null}", wr_json_compact(arr)) > 0);
     assert_string_equal(wr_json_compact(o), want);
     free(want);
+    /* its string is "": were it hashed or signed, the text would be lost */
+    wr_error err = {0};
+    char hex[WR_SHA256_HEX_LEN];
+    assert_null(wr_canonical_json(o, false, NULL, &err));
+    assert_int_equal(err.code, WR_E_INVALID);
+    assert_non_null(strstr(err.message, "no canonical form"));
+    assert_int_equal(wr_canonical_sha256(o, false, hex, &err), WR_E_INVALID);
     free(text);
     json_object_put(arr);
     json_object_put(o);
