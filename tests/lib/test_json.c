@@ -490,6 +490,13 @@ static void test_parser_reuse(void **state)
     (void)state;
     wr_json_limits lim = {.max_bytes = 1u << 22, .max_depth = 8};
     wr_error err = {0};
+    /* limits no parser takes */
+    for (int i = 0; i < 2; i++) {
+        wr_json_limits bad = {.max_bytes = 1000, .max_depth = i ? 100001 : 0};
+        assert_null(wr_json_parser_new(&bad, &err));
+        assert_int_equal(err.code, WR_E_LIMIT);
+        assert_string_equal(err.message, "JSON limits out of range");
+    }
     wr_json_parser *p = wr_json_parser_new(&lim, &err);
     assert_non_null(p);
     /* A big document (its buffers are dropped after it), many objects. */
