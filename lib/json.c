@@ -947,7 +947,7 @@ static json_object *parse_with(wr_json_parser *p, const char *buf, size_t len, b
         return NULL;
     }
     if (len > INT_MAX - 1) { /* json-c takes an int length */
-        wr_errorf(err, WR_E_LIMIT, "", "JSON limits out of range");
+        wr_errorf(err, WR_E_LIMIT, "", "JSON document of %zu bytes exceeds json-c's limit of %d", len, INT_MAX - 1);
         return NULL;
     }
     const char *nul = memchr(buf, '\0', len);

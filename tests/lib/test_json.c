@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <cmocka.h>
 
@@ -497,6 +498,12 @@ static void test_parser_reuse(void **state)
         assert_int_equal(err.code, WR_E_LIMIT);
         assert_string_equal(err.message, "JSON limits out of range");
     }
+    /* a configured max_bytes past what json-c reads: the length is refused
+     * before a byte is read, with its own reason */
+    wr_json_limits huge = {.max_bytes = SIZE_MAX, .max_depth = 8};
+    assert_null(wr_json_parse("1", (size_t)INT_MAX, &huge, &err));
+    assert_int_equal(err.code, WR_E_LIMIT);
+    assert_string_equal(err.message, "JSON document of 2147483647 bytes exceeds json-c's limit of 2147483646");
     wr_json_parser *p = wr_json_parser_new(&lim, &err);
     assert_non_null(p);
     /* A big document (its buffers are dropped after it), many objects. */
