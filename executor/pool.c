@@ -320,15 +320,8 @@ int wr_launcher_launch(wr_launcher *l, const wr_launch_spec *s, bool fork, pid_t
         return WR_OK;
     }
     int32_t answer = 0;
-    size_t got = 0;
-    while (got < sizeof answer) {
-        ssize_t n = read(l->sock, (char *)&answer + got, sizeof answer - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return wr_errorf(err, WR_E_IO, "", "warrant-launch exited before starting a pipeline segment");
-        got += (size_t)n;
-    }
+    if (!wr_launch_read_full(l->sock, &answer, sizeof answer))
+        return wr_errorf(err, WR_E_IO, "", "warrant-launch exited before starting a pipeline segment");
     if (answer <= 0)
         return wr_errorf(err, WR_E_IO, "", "warrant-launch: clone: %s", strerror(-answer));
     *pid = (pid_t)answer;
