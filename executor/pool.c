@@ -525,6 +525,24 @@ size_t wr_launch_pool_pids(wr_launch_pool *p, pid_t *pids, size_t max)
     return n;
 }
 
+/* Queues c for the worker to remove (p->mu held); false when there is no
+ * worker to do it, or no room. */
+static bool hand_over(wr_launch_pool *p, wr_cgroup *c)
+{
+    if (!p->has_worker || p->stop || c->mode == WR_CG_NONE)
+        return false;
+    if (p->nretired == p->cap_retired) {
+        size_t cap = p->cap_retired ? 2 * p->cap_retired : p->size + 1;
+        wr_cgroup *r = realloc(p->retired, cap * sizeof *r);
+        if (!r)
+            return false;
+        p->retired = r, p->cap_retired = cap;
+    }
+    p->retired[p->nretired++] = *c;
+    wr_cgroup_init(c);
+    return true;
+}
+
 void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
 {
     /* What outlived the run dies now; only the directories' removal waits.
@@ -532,6 +550,7 @@ void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
      * its cgroups holds for an RCU grace period: off the run's path. */
     if (c->mode != WR_CG_NONE && !wr_cgroup_empty(c))
         wr_cgroup_kill(c);
+    bool queued = false;
     if (p) {
         pthread_mutex_lock(&p->mu);
         p->active--;
@@ -541,27 +560,12 @@ void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
             p->settle_until.tv_sec++;
             p->settle_until.tv_nsec -= 1000000000L;
         }
+        queued = hand_over(p, c);
         pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
-    if (p && p->has_worker && c->mode != WR_CG_NONE) {
-        pthread_mutex_lock(&p->mu);
-        if (p->nretired == p->cap_retired) {
-            size_t cap = p->cap_retired ? 2 * p->cap_retired : p->size + 1;
-            wr_cgroup *r = realloc(p->retired, cap * sizeof *r);
-            if (r)
-                p->retired = r, p->cap_retired = cap;
-        }
-        bool queued = p->nretired < p->cap_retired && !p->stop;
-        if (queued) {
-            p->retired[p->nretired++] = *c;
-            wr_cgroup_init(c);
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (queued)
-            return;
-    }
-    wr_cgroup_destroy(c);
+    if (!queued)
+        wr_cgroup_destroy(c);
 }
 
 int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err)
