@@ -41,6 +41,8 @@
 #define RETRY_MS         1000         /* after a failed start: the worker does not spin */
 #define SETTLE_MS        20           /* after a command: its result is still being sealed and sent */
 #define SPAWN_STACK      (256 * 1024) /* room for a sanitizer build's frames */
+#define NS_PER_MS        1000000L
+#define NS_PER_S         1000000000L
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -369,10 +371,32 @@ struct wr_launch_pool {
     wr_cgroup *retired; /* ended runs' cgroups, emptied, for the worker to remove */
     size_t nretired, cap_retired;
     size_t active;                /* commands between take and retire */
-    struct timespec settle_until; /* CLOCK_REALTIME: the worker stays idle until then while it holds launchers */
+    struct timespec settle_until; /* after_ms: the worker stays idle until then while it holds launchers */
     bool refill, stop, has_worker, warned;
     pthread_t worker;
 };
+
+/* The pool's deadlines, on its condition variable's clock: monotonic, so
+ * that a step of the wall clock cannot hold the worker idle. */
+static struct timespec after_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += ms % 1000 * NS_PER_MS;
+    if (t.tv_nsec >= NS_PER_S) {
+        t.tv_sec++;
+        t.tv_nsec -= NS_PER_S;
+    }
+    return t;
+}
+
+static bool passed(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
 
 static void *refill_worker(void *arg)
 {
@@ -383,10 +407,7 @@ static void *refill_worker(void *arg)
          * refill or rmdir now would take the CPU from it (the woken worker
          * preempted the run's thread for 0.4-1.1 ms). Unless the pool is
          * empty, the work waits a moment. */
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        if (p->n && (now.tv_sec < p->settle_until.tv_sec ||
-                     (now.tv_sec == p->settle_until.tv_sec && now.tv_nsec < p->settle_until.tv_nsec))) {
+        if (p->n && !passed(&p->settle_until)) {
             pthread_cond_timedwait(&p->cv, &p->mu, &p->settle_until);
             continue;
         }
@@ -436,9 +457,7 @@ static void *refill_worker(void *arg)
             wr_log(&p->ctx, WR_LOG_WARNING, "sandbox", "warm launchers unavailable, runs start their own: %s",
                    e.message);
         p->warned = true;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += RETRY_MS / 1000;
+        struct timespec until = after_ms(RETRY_MS);
         pthread_cond_timedwait(&p->cv, &p->mu, &until);
     }
     pthread_mutex_unlock(&p->mu);
@@ -457,7 +476,11 @@ int wr_launch_pool_new(const char *cgroup_root, size_t size, bool refill, const 
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
     p->ctx = *ctx;
     p->size = size;
     p->refill = refill;
@@ -554,12 +577,7 @@ void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
     if (p) {
         pthread_mutex_lock(&p->mu);
         p->active--;
-        clock_gettime(CLOCK_REALTIME, &p->settle_until);
-        p->settle_until.tv_nsec += SETTLE_MS * 1000000L;
-        if (p->settle_until.tv_nsec >= 1000000000L) {
-            p->settle_until.tv_sec++;
-            p->settle_until.tv_nsec -= 1000000000L;
-        }
+        p->settle_until = after_ms(SETTLE_MS);
         queued = hand_over(p, c);
         pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
