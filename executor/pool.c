@@ -48,6 +48,10 @@
 #define P_PIDFD 3
 #endif
 
+/* Every rlimit of a segment goes in its message: none can be left out. */
+_Static_assert(sizeof((wr_launch_spec *)0)->rl / sizeof((wr_launch_spec *)0)->rl[0] <= WR_LAUNCH_MAX_RL,
+               "wr_launch_spec holds more rlimits than a launch message");
+
 /* ---- one launcher --------------------------------------------------------- */
 
 /* What the child between clone and exec needs: plain syscalls only (it
@@ -284,7 +288,7 @@ int wr_launcher_launch(wr_launcher *l, const wr_launch_spec *s, bool fork, pid_t
         m.userns = nfds, fds[nfds++] = s->net->userns_fd;
     if (s->net)
         m.netns = nfds, fds[nfds++] = s->net->netns_fd;
-    for (int i = 0; i < s->nrl && i < WR_LAUNCH_MAX_RL; i++) {
+    for (int i = 0; i < s->nrl; i++) {
         m.rl[i].res = s->rl[i].res;
         m.rl[i].v = (uint64_t)s->rl[i].v;
         m.nrl++;
