@@ -626,6 +626,24 @@ static void test_pool_host_facts(void **s)
     wr_launch_pool_free(other);
 }
 
+/* A pool of no launchers, or of more than the bound: refused in one line,
+ * no pool and nothing started. */
+static void test_pool_size_bounds(void **s)
+{
+    (void)s;
+    const size_t bad[] = {0, WR_LAUNCH_POOL_MAX + 1, SIZE_MAX};
+    wr_ctx ctx = wr_ctx_system();
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        wr_launch_pool *p = (wr_launch_pool *)&ctx;
+        wr_error e = {0};
+        char want[96];
+        assert_int_equal(wr_launch_pool_new(NULL, bad[i], true, &ctx, &p, &e), WR_E_INVALID);
+        assert_null(p);
+        snprintf(want, sizeof want, "launcher pool size %zu: 1..%d", bad[i], WR_LAUNCH_POOL_MAX);
+        assert_string_equal(e.message, want);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -642,6 +660,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unprivileged),
         cmocka_unit_test(test_pool_host_facts),
         cmocka_unit_test(test_limits_written_ahead),
+        cmocka_unit_test(test_pool_size_bounds),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {
