@@ -376,7 +376,7 @@ struct wr_launch_pool {
     size_t nretired, cap_retired;
     size_t active;                /* commands between take and retire */
     struct timespec settle_until; /* after_ms: the worker stays idle until then while it holds launchers */
-    bool refill, stop, has_worker, warned;
+    bool stop, has_worker, warned;
     pthread_t worker;
 };
 
@@ -487,7 +487,6 @@ int wr_launch_pool_new(const char *cgroup_root, size_t size, bool refill, const 
     pthread_condattr_destroy(&ca);
     p->ctx = *ctx;
     p->size = size;
-    p->refill = refill;
     /* The launchers' cgroups: which limits apply is the run's plan,
      * written when it takes a launcher. */
     int rc = wr_host_facts_probe(cgroup_root, &p->facts, err);
