@@ -798,6 +798,41 @@ static void test_launcher_refuses_malformed(void **s)
     }
 }
 
+/* More declared paths than one launch message has descriptors for: the
+ * run is refused in one line and its command never runs. */
+static void test_too_many_paths(void **s)
+{
+    (void)s;
+    enum {
+        NPATHS = WR_LAUNCH_MAX_FDS + 1
+    };
+    char *dir = fx_subdir(g_dir, "many-paths", true), *marker = path_in(dir, "ran");
+    char *paths[NPATHS];
+    for (int i = 0; i < NPATHS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        paths[i] = path_in(dir, name);
+        FILE *f = fopen(paths[i], "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    const char *argv[] = {"/usr/bin/touch", marker, NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .writes = {dir}}, {0}});
+    f.cmds[0].read_paths = (wr_strv){paths, NPATHS};
+    f.req.launchers = g_pool;
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_run(&f.req, &r, &e), WR_E_LIMIT);
+    assert_null(r);
+    assert_string_equal(e.message, "too many declared paths for one sandbox");
+    assert_false(exists(marker));
+    for (int i = 0; i < NPATHS; i++)
+        free(paths[i]);
+    free(marker);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -816,6 +851,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_limits_written_ahead),
         cmocka_unit_test(test_pool_size_bounds),
         cmocka_unit_test(test_launcher_refuses_malformed),
+        cmocka_unit_test(test_too_many_paths),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {
