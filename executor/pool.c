@@ -589,40 +589,46 @@ void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
         wr_cgroup_destroy(c);
 }
 
-int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err)
+/* The pool's oldest launcher into *l when it was made for cg's cgroups and
+ * is still alive; counts the command as active either way (p->active,
+ * until wr_cgroup_retire). */
+static bool take_warm(wr_launch_pool *p, const wr_cg_plan *cg, wr_launcher *l)
 {
-    pthread_mutex_t *mu = p ? &p->mu : NULL;
-    if (mu) {
-        pthread_mutex_lock(mu);
-        p->active++; /* until wr_cgroup_retire */
-    }
-    while (p && p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
+    pthread_mutex_lock(&p->mu);
+    p->active++;
+    while (p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
         wr_launcher c = p->held[0];
         memmove(p->held, p->held + 1, --p->n * sizeof *p->held);
         p->last = *cg; /* its limits, for the launchers to come */
         memset(p->last.parent, 0, sizeof p->last.parent);
         p->has_last = true;
         pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(mu);
+        pthread_mutex_unlock(&p->mu);
         /* One that died meanwhile (killed, OOM) is replaced, not used. */
         if ((c.ready ? waiting(&c) : wr_launcher_ready(&c, NULL) == WR_OK)) {
             *l = c;
-            return WR_OK;
+            return true;
         }
         wr_launcher_discard(&c, true);
-        pthread_mutex_lock(mu);
+        pthread_mutex_lock(&p->mu);
     }
-    if (mu)
-        pthread_mutex_unlock(mu);
+    pthread_mutex_unlock(&p->mu);
+    return false;
+}
+
+int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err)
+{
+    if (p && take_warm(p, cg, l))
+        return WR_OK;
     /* The synchronous path: correct, only slower by the attach. */
     int rc = wr_launcher_start(cg, ctx, l, err);
     if (rc == WR_OK && (rc = wr_launcher_ready(l, err)) != WR_OK)
         wr_launcher_discard(l, true);
-    if (rc != WR_OK && mu) {
-        pthread_mutex_lock(mu);
+    if (rc != WR_OK && p) { /* no command to retire */
+        pthread_mutex_lock(&p->mu);
         p->active--;
         pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(mu);
+        pthread_mutex_unlock(&p->mu);
     }
     return rc;
 }
