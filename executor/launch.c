@@ -115,7 +115,7 @@ static void set_rlimits(wr_launch_spec *s, const wr_plan *p)
         {RLIMIT_FSIZE, p->rl.fsize_bytes}, {RLIMIT_NOFILE, p->rl.nofile},
     };
     s->nrl = 0;
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (want[i].v <= 0)
             continue;
         struct rlimit cur;

@@ -17,7 +17,11 @@
 #ifndef WR_LAUNCH_PROTO_H
 #define WR_LAUNCH_PROTO_H
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #define WR_LAUNCH_NAME    "warrant-launch"
 #define WR_LAUNCH_SOCK_FD 3
@@ -54,5 +58,20 @@ typedef struct wr_launch_msg {
     uint32_t argc;
     uint32_t argv_bytes;
 } wr_launch_msg;
+
+/* Reads exactly len bytes of the control socket: the launcher a message's
+ * header and argv, the executor a pid answer. false on EOF or an error. */
+static inline bool wr_launch_read_full(int fd, void *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
 
 #endif

@@ -36,19 +36,6 @@ static _Noreturn void fail(const char *what)
     _exit(127);
 }
 
-static bool read_full(int fd, void *buf, size_t len)
-{
-    for (size_t got = 0; got < len;) {
-        ssize_t n = read(fd, (char *)buf + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        got += (size_t)n;
-    }
-    return true;
-}
-
 static bool write_full(int fd, const void *buf, size_t len)
 {
     for (size_t put = 0; put < len;) {
@@ -95,7 +82,7 @@ static bool receive(int sock, launch *l, bool *eof)
             l->nfds += k;
         }
     const wr_launch_msg *m = &l->m;
-    if ((size_t)n < sizeof l->m && !read_full(sock, (char *)&l->m + n, sizeof l->m - (size_t)n))
+    if ((size_t)n < sizeof l->m && !wr_launch_read_full(sock, (char *)&l->m + n, sizeof l->m - (size_t)n))
         return false;
     int extra = (m->userns >= 0) + (m->netns >= 0);
     if (m->magic != WR_LAUNCH_MAGIC || m->nslots > WR_LAUNCH_MAX_FDS || (int)m->nslots + extra != l->nfds ||
@@ -105,7 +92,7 @@ static bool receive(int sock, launch *l, bool *eof)
         return false;
     l->args = malloc(m->argv_bytes + 1);
     l->argv = calloc(m->argc + 1, sizeof *l->argv);
-    if (!l->args || !l->argv || !read_full(sock, l->args, m->argv_bytes))
+    if (!l->args || !l->argv || !wr_launch_read_full(sock, l->args, m->argv_bytes))
         return false;
     l->args[m->argv_bytes] = 0;
     char *p = l->args, *end = l->args + m->argv_bytes;

@@ -41,10 +41,16 @@
 #define RETRY_MS         1000         /* after a failed start: the worker does not spin */
 #define SETTLE_MS        20           /* after a command: its result is still being sealed and sent */
 #define SPAWN_STACK      (256 * 1024) /* room for a sanitizer build's frames */
+#define NS_PER_MS        1000000L
+#define NS_PER_S         1000000000L
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+
+/* Every rlimit of a segment goes in its message: none can be left out. */
+_Static_assert(sizeof((wr_launch_spec *)0)->rl / sizeof((wr_launch_spec *)0)->rl[0] <= WR_LAUNCH_MAX_RL,
+               "wr_launch_spec holds more rlimits than a launch message");
 
 /* ---- one launcher --------------------------------------------------------- */
 
@@ -282,7 +288,7 @@ int wr_launcher_launch(wr_launcher *l, const wr_launch_spec *s, bool fork, pid_t
         m.userns = nfds, fds[nfds++] = s->net->userns_fd;
     if (s->net)
         m.netns = nfds, fds[nfds++] = s->net->netns_fd;
-    for (int i = 0; i < s->nrl && i < WR_LAUNCH_MAX_RL; i++) {
+    for (int i = 0; i < s->nrl; i++) {
         m.rl[i].res = s->rl[i].res;
         m.rl[i].v = (uint64_t)s->rl[i].v;
         m.nrl++;
@@ -320,15 +326,8 @@ int wr_launcher_launch(wr_launcher *l, const wr_launch_spec *s, bool fork, pid_t
         return WR_OK;
     }
     int32_t answer = 0;
-    size_t got = 0;
-    while (got < sizeof answer) {
-        ssize_t n = read(l->sock, (char *)&answer + got, sizeof answer - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return wr_errorf(err, WR_E_IO, "", "warrant-launch exited before starting a pipeline segment");
-        got += (size_t)n;
-    }
+    if (!wr_launch_read_full(l->sock, &answer, sizeof answer))
+        return wr_errorf(err, WR_E_IO, "", "warrant-launch exited before starting a pipeline segment");
     if (answer <= 0)
         return wr_errorf(err, WR_E_IO, "", "warrant-launch: clone: %s", strerror(-answer));
     *pid = (pid_t)answer;
@@ -376,10 +375,32 @@ struct wr_launch_pool {
     wr_cgroup *retired; /* ended runs' cgroups, emptied, for the worker to remove */
     size_t nretired, cap_retired;
     size_t active;                /* commands between take and retire */
-    struct timespec settle_until; /* CLOCK_REALTIME: the worker stays idle until then while it holds launchers */
-    bool refill, stop, has_worker, warned;
+    struct timespec settle_until; /* after_ms: the worker stays idle until then while it holds launchers */
+    bool stop, has_worker, warned;
     pthread_t worker;
 };
+
+/* The pool's deadlines, on its condition variable's clock: monotonic, so
+ * that a step of the wall clock cannot hold the worker idle. */
+static struct timespec after_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += ms % 1000 * NS_PER_MS;
+    if (t.tv_nsec >= NS_PER_S) {
+        t.tv_sec++;
+        t.tv_nsec -= NS_PER_S;
+    }
+    return t;
+}
+
+static bool passed(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
 
 static void *refill_worker(void *arg)
 {
@@ -390,10 +411,7 @@ static void *refill_worker(void *arg)
          * refill or rmdir now would take the CPU from it (the woken worker
          * preempted the run's thread for 0.4-1.1 ms). Unless the pool is
          * empty, the work waits a moment. */
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        if (p->n && (now.tv_sec < p->settle_until.tv_sec ||
-                     (now.tv_sec == p->settle_until.tv_sec && now.tv_nsec < p->settle_until.tv_nsec))) {
+        if (p->n && !passed(&p->settle_until)) {
             pthread_cond_timedwait(&p->cv, &p->mu, &p->settle_until);
             continue;
         }
@@ -443,9 +461,7 @@ static void *refill_worker(void *arg)
             wr_log(&p->ctx, WR_LOG_WARNING, "sandbox", "warm launchers unavailable, runs start their own: %s",
                    e.message);
         p->warned = true;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += RETRY_MS / 1000;
+        struct timespec until = after_ms(RETRY_MS);
         pthread_cond_timedwait(&p->cv, &p->mu, &until);
     }
     pthread_mutex_unlock(&p->mu);
@@ -464,10 +480,13 @@ int wr_launch_pool_new(const char *cgroup_root, size_t size, bool refill, const 
         return wr_errorf(err, WR_E_NOMEM, "", "out of memory");
     }
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
     p->ctx = *ctx;
     p->size = size;
-    p->refill = refill;
     /* The launchers' cgroups: which limits apply is the run's plan,
      * written when it takes a launcher. */
     int rc = wr_host_facts_probe(cgroup_root, &p->facts, err);
@@ -532,6 +551,24 @@ size_t wr_launch_pool_pids(wr_launch_pool *p, pid_t *pids, size_t max)
     return n;
 }
 
+/* Queues c for the worker to remove (p->mu held); false when there is no
+ * worker to do it, or no room. */
+static bool hand_over(wr_launch_pool *p, wr_cgroup *c)
+{
+    if (!p->has_worker || p->stop || c->mode == WR_CG_NONE)
+        return false;
+    if (p->nretired == p->cap_retired) {
+        size_t cap = p->cap_retired ? 2 * p->cap_retired : p->size + 1;
+        wr_cgroup *r = realloc(p->retired, cap * sizeof *r);
+        if (!r)
+            return false;
+        p->retired = r, p->cap_retired = cap;
+    }
+    p->retired[p->nretired++] = *c;
+    wr_cgroup_init(c);
+    return true;
+}
+
 void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
 {
     /* What outlived the run dies now; only the directories' removal waits.
@@ -539,72 +576,59 @@ void wr_cgroup_retire(wr_launch_pool *p, wr_cgroup *c)
      * its cgroups holds for an RCU grace period: off the run's path. */
     if (c->mode != WR_CG_NONE && !wr_cgroup_empty(c))
         wr_cgroup_kill(c);
+    bool queued = false;
     if (p) {
         pthread_mutex_lock(&p->mu);
         p->active--;
-        clock_gettime(CLOCK_REALTIME, &p->settle_until);
-        p->settle_until.tv_nsec += SETTLE_MS * 1000000L;
-        if (p->settle_until.tv_nsec >= 1000000000L) {
-            p->settle_until.tv_sec++;
-            p->settle_until.tv_nsec -= 1000000000L;
-        }
+        p->settle_until = after_ms(SETTLE_MS);
+        queued = hand_over(p, c);
         pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
-    if (p && p->has_worker && c->mode != WR_CG_NONE) {
-        pthread_mutex_lock(&p->mu);
-        if (p->nretired == p->cap_retired) {
-            size_t cap = p->cap_retired ? 2 * p->cap_retired : p->size + 1;
-            wr_cgroup *r = realloc(p->retired, cap * sizeof *r);
-            if (r)
-                p->retired = r, p->cap_retired = cap;
-        }
-        bool queued = p->nretired < p->cap_retired && !p->stop;
-        if (queued) {
-            p->retired[p->nretired++] = *c;
-            wr_cgroup_init(c);
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (queued)
-            return;
-    }
-    wr_cgroup_destroy(c);
+    if (!queued)
+        wr_cgroup_destroy(c);
 }
 
-int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err)
+/* The pool's oldest launcher into *l when it was made for cg's cgroups and
+ * is still alive; counts the command as active either way (p->active,
+ * until wr_cgroup_retire). */
+static bool take_warm(wr_launch_pool *p, const wr_cg_plan *cg, wr_launcher *l)
 {
-    pthread_mutex_t *mu = p ? &p->mu : NULL;
-    if (mu) {
-        pthread_mutex_lock(mu);
-        p->active++; /* until wr_cgroup_retire */
-    }
-    while (p && p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
+    pthread_mutex_lock(&p->mu);
+    p->active++;
+    while (p->n && wr_cgroup_under(&p->held[0].cg, cg)) {
         wr_launcher c = p->held[0];
         memmove(p->held, p->held + 1, --p->n * sizeof *p->held);
         p->last = *cg; /* its limits, for the launchers to come */
         memset(p->last.parent, 0, sizeof p->last.parent);
         p->has_last = true;
         pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(mu);
+        pthread_mutex_unlock(&p->mu);
         /* One that died meanwhile (killed, OOM) is replaced, not used. */
         if ((c.ready ? waiting(&c) : wr_launcher_ready(&c, NULL) == WR_OK)) {
             *l = c;
-            return WR_OK;
+            return true;
         }
         wr_launcher_discard(&c, true);
-        pthread_mutex_lock(mu);
+        pthread_mutex_lock(&p->mu);
     }
-    if (mu)
-        pthread_mutex_unlock(mu);
+    pthread_mutex_unlock(&p->mu);
+    return false;
+}
+
+int wr_launcher_take(wr_launch_pool *p, const wr_cg_plan *cg, const wr_ctx *ctx, wr_launcher *l, wr_error *err)
+{
+    if (p && take_warm(p, cg, l))
+        return WR_OK;
     /* The synchronous path: correct, only slower by the attach. */
     int rc = wr_launcher_start(cg, ctx, l, err);
     if (rc == WR_OK && (rc = wr_launcher_ready(l, err)) != WR_OK)
         wr_launcher_discard(l, true);
-    if (rc != WR_OK && mu) {
-        pthread_mutex_lock(mu);
+    if (rc != WR_OK && p) { /* no command to retire */
+        pthread_mutex_lock(&p->mu);
         p->active--;
         pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(mu);
+        pthread_mutex_unlock(&p->mu);
     }
     return rc;
 }

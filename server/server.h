@@ -71,9 +71,10 @@ struct wr_outlet {
      * so quick calls may be answered from the pool. Not a batch, not HTTP. */
     bool may_reorder;
     /* ...and they are (with may_reorder): the loop serves other clients
-     * meanwhile (WebSocket). stdio's one client gains nothing from it but
-     * handoffs between cores, which doubled the CPU time of a pipelined
-     * check (docs/performance.md): its checks run inline. */
+     * meanwhile (WebSocket; stdio beside listeners). A server with stdio
+     * alone gains nothing from it but handoffs between cores, which doubled
+     * the CPU time of a pipelined check (docs/performance.md): its checks
+     * run inline. */
     bool quick_on_pool;
 };
 

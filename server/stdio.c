@@ -182,6 +182,9 @@ int stdio_attach(net *n)
 {
     n->stdio_outlet.send = stdio_send;
     n->stdio_outlet.may_reorder = true;
+    /* Alone, stdio's checks run inline (server.h); beside listeners, the
+     * loop also serves their clients, which a pipelined burst would delay. */
+    n->stdio_outlet.quick_on_pool = n->o->listen_host != NULL;
     n->r_in = (raw){RAW_STDIN, n};
     n->r_out = (raw){RAW_STDOUT, n};
     n->stdio_ss = wr_session_new(n->srv, n->o->agent_id, &n->stdio_outlet);

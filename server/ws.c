@@ -54,7 +54,7 @@ typedef struct ws_rx {
     bool paused;       /* nothing is read: its answers wait to be sent, or it is closing */
     bool in_payload;   /* else collecting a header */
     unsigned char hdr[WS_MAX_HEADER];
-    size_t hlen, hneed;
+    size_t hlen;
     uint64_t left; /* payload bytes left in the current frame */
     unsigned char key[WS_KEY_BYTES];
     size_t kpos;
@@ -217,6 +217,13 @@ static const char *first_bytes_refused(const ws_rx *x, int *status)
     return NULL;
 }
 
+/* The extended payload length's bytes, from a frame's second byte. */
+static size_t ext_len_bytes(unsigned char b1)
+{
+    size_t l7 = b1 & WS_LEN7;
+    return l7 == WS_LEN16 ? 2 : l7 == WS_LEN64 ? 8 : 0;
+}
+
 /* One header byte; false once the connection is being failed. */
 static bool header_byte(ws_rx *x, unsigned char b)
 {
@@ -230,25 +237,18 @@ static bool header_byte(ws_rx *x, unsigned char b)
             ws_fail(x, status, why);
             return false;
         }
-        size_t l7 = x->hdr[1] & WS_LEN7;
-        x->hneed = 2 + (l7 == WS_LEN16 ? 2 : l7 == WS_LEN64 ? 8 : 0) + WS_KEY_BYTES;
     }
-    if (x->hlen < 2 || x->hlen < x->hneed)
+    size_t ext = x->hlen < 2 ? 0 : ext_len_bytes(x->hdr[1]);
+    if (x->hlen < 2 + ext + WS_KEY_BYTES)
         return true;
-    size_t l7 = x->hdr[1] & WS_LEN7, at = 2;
-    uint64_t len = l7;
-    if (l7 == WS_LEN16 || l7 == WS_LEN64) {
-        size_t n = l7 == WS_LEN16 ? 2 : 8;
-        len = 0;
-        for (size_t i = 0; i < n; i++)
-            len = len << 8 | x->hdr[at + i];
-        at += n;
-        if (len >> 63) {
-            ws_fail(x, LWS_CLOSE_STATUS_PROTOCOL_ERR, "frame length over 2^63");
-            return false;
-        }
+    uint64_t len = ext ? 0 : x->hdr[1] & WS_LEN7;
+    for (size_t i = 0; i < ext; i++)
+        len = len << 8 | x->hdr[2 + i];
+    if (len >> 63) {
+        ws_fail(x, LWS_CLOSE_STATUS_PROTOCOL_ERR, "frame length over 2^63");
+        return false;
     }
-    memcpy(x->key, x->hdr + at, WS_KEY_BYTES);
+    memcpy(x->key, x->hdr + 2 + ext, WS_KEY_BYTES);
     x->kpos = 0;
     x->hlen = 0;
     x->left = len;
@@ -292,15 +292,19 @@ static size_t ws_feed(ws_rx *x, unsigned char *p, size_t n)
     return used;
 }
 
-/* Keeps what reading left unparsed (it paused mid-chunk). */
-static bool ws_stash(ws_rx *x, const unsigned char *p, size_t n)
+/* Parses p[0..n) and keeps what reading left unparsed (it paused
+ * mid-chunk) for later; false when that cannot be kept. */
+static bool ws_feed_keep(ws_rx *x, unsigned char *p, size_t n)
 {
-    unsigned char *s = malloc(n);
+    size_t used = ws_feed(x, p, n);
+    if (used == n || x->close_code)
+        return true;
+    unsigned char *s = malloc(n - used);
     if (!s)
         return false;
-    memcpy(s, p, n);
+    memcpy(s, p + used, n - used);
     x->stash = s;
-    x->stash_len = n;
+    x->stash_len = n - used;
     return true;
 }
 
@@ -344,9 +348,8 @@ static int ws_pump(ws_rx *x)
 {
     if (x->stash) {
         unsigned char *s = x->stash;
-        size_t n = x->stash_len, used = ws_feed(x, s, n);
         x->stash = NULL;
-        bool kept = used == n || x->close_code || ws_stash(x, s + used, n - used);
+        bool kept = ws_feed_keep(x, s, x->stash_len);
         free(s);
         if (!kept)
             return -1;
@@ -359,8 +362,7 @@ static int ws_pump(ws_rx *x)
             return -1;
         if (r == READ_AGAIN)
             return 0;
-        size_t used = ws_feed(x, buf, got);
-        if (used < got && !x->close_code && !ws_stash(x, buf + used, got - used))
+        if (!ws_feed_keep(x, buf, got))
             return -1;
         /* plain sockets: one read per wakeup, like lws; TLS: drain what
          * the session already decrypted (the socket will not wake us) */

@@ -1,6 +1,7 @@
 /* Policy decisions per CPU second under the bundled default pack, for a few
  * argv (the tool's grammar parses each), and the cost of loading a pack
- * (grammars built, examples run). CPU time of this process, so that other
+ * (parsed and checked; its examples ran at build time, its grammars are
+ * built on the first argv naming their tool). CPU time of this process, so that other
  * load on a shared machine does not count; the MCP figure (bench/mcp) adds
  * JSON-RPC, schema validation and I/O around each decision.
  * usage: bench_policy [ITERATIONS] */

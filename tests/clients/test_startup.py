@@ -92,6 +92,48 @@ class Startup(unittest.TestCase):
         self.assertEqual(len(records), 1, records)  # the passing policy only
         self.assertEqual(os.stat(os.path.join(cache, records[0])).st_mode & 0o777, 0o600)
 
+    def test_policy_examples_record_is_bound_to_the_build(self):
+        """A record written by one build of warrant is not trusted by another (its GNU build id differs): the
+        examples run again and the record is rewritten, each build's in turn; a build keeps its own record."""
+        if not shutil.which("readelf"):
+            self.skipTest("readelf (binutils) not installed")
+        args = write_truerun(self.tmp, "build")
+        with open(args[1], "a") as f:
+            f.write("examples:\n  allow: [[\"true\"]]\n")
+        notes = run("readelf", "-n", WARRANT).stdout
+        ids = [ln.split(":", 1)[1].strip() for ln in notes.splitlines() if "Build ID:" in ln]
+        if not ids:
+            self.skipTest("warrant has no GNU build id: nothing is cached")
+        build_id = bytes.fromhex(ids[0])
+        with open(WARRANT, "rb") as f:
+            image = f.read()
+        self.assertEqual(image.count(build_id), 1)
+        # The same program with another build id, beside copies of the helpers it runs (found next to it).
+        other = os.path.join(self.tmp, "other")
+        os.mkdir(other)
+        os.chmod(other, 0o755)
+        other_warrant = os.path.join(other, "warrant")
+        with open(other_warrant, "wb") as f:
+            f.write(image.replace(build_id, bytes([build_id[0] ^ 1]) + build_id[1:]))
+        os.chmod(other_warrant, 0o755)
+        helpers = os.path.join(os.path.dirname(WARRANT), "..", "executor")
+        for helper in ("warrant-init", "warrant-launch"):
+            shutil.copy(os.path.join(helpers, helper), other)
+        cache = os.path.join(args[3], "policy-examples")
+        inodes = []
+        for warrant in (WARRANT, WARRANT, other_warrant, other_warrant, WARRANT):
+            r = run(warrant, "run", "--quiet", *args)
+            if "could not start" in r.stderr:
+                self.skipTest("no sandbox on this host: " + r.stderr.strip().splitlines()[-1])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            records = os.listdir(cache)
+            self.assertEqual(len(records), 1, records)
+            inodes.append(os.stat(os.path.join(cache, records[0])).st_ino)
+        self.assertEqual(inodes[0], inodes[1], "a build did not keep its own record")
+        self.assertNotEqual(inodes[1], inodes[2], "another build trusted the record")
+        self.assertEqual(inodes[2], inodes[3], "a build did not keep its own record")
+        self.assertNotEqual(inodes[3], inodes[4], "another build trusted the record")
+
 
 if __name__ == "__main__":
     result = unittest.main(exit=False).result

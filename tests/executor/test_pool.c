@@ -15,11 +15,13 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
 
 #include "executor/executor_internal.h"
+#include "executor/launch_proto.h"
 #include "cgroup_util.h"
 #include "sandbox_util.h"
 
@@ -626,6 +628,211 @@ static void test_pool_host_facts(void **s)
     wr_launch_pool_free(other);
 }
 
+/* A pool of no launchers, or of more than the bound: refused in one line,
+ * no pool and nothing started. */
+static void test_pool_size_bounds(void **s)
+{
+    (void)s;
+    const size_t bad[] = {0, WR_LAUNCH_POOL_MAX + 1, SIZE_MAX};
+    wr_ctx ctx = wr_ctx_system();
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        wr_launch_pool *p = (wr_launch_pool *)&ctx;
+        wr_error e = {0};
+        char want[96];
+        assert_int_equal(wr_launch_pool_new(NULL, bad[i], true, &ctx, &p, &e), WR_E_INVALID);
+        assert_null(p);
+        snprintf(want, sizeof want, "launcher pool size %zu: 1..%d", bad[i], WR_LAUNCH_POOL_MAX);
+        assert_string_equal(e.message, want);
+    }
+}
+
+/* warrant-launch started by hand, READY read: *sock is our end of its
+ * control socket, *errr its stderr. */
+static pid_t launch_by_hand(int *sock, int *errr)
+{
+    char path[PATH_MAX], parent[24];
+    wr_error e = {0};
+    assert_int_equal(wr_exec_helper_path(WR_LAUNCH_NAME, path, sizeof path, &e), WR_OK);
+    int sp[2], ep[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    assert_int_equal(pipe2(ep, O_CLOEXEC), 0);
+    snprintf(parent, sizeof parent, "%d", (int)getpid());
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int high = fcntl(sp[1], F_DUPFD, WR_LAUNCH_CG_FD + 1); /* dup2 below clears its close-on-exec */
+        if (high < 0 || dup2(high, WR_LAUNCH_SOCK_FD) < 0 || dup2(ep[1], 2) < 0)
+            _exit(126);
+        char *argv[] = {path, parent, "0", NULL};
+        execv(path, argv);
+        _exit(126);
+    }
+    close(sp[1]);
+    close(ep[1]);
+    unsigned char ready = 1;
+    assert_int_equal(read(sp[0], &ready, 1), 1);
+    assert_int_equal(ready, 0);
+    *sock = sp[0];
+    *errr = ep[0];
+    return pid;
+}
+
+/* Sends a header (cut to hlen), argv bytes and at most one fd, then
+ * closes our end; returns the launcher's wait status and its stderr. */
+static int launch_message(const wr_launch_msg *m, size_t hlen, const char *args, size_t alen, int fd, char *errbuf,
+                          size_t errlen)
+{
+    int sock, errr;
+    pid_t pid = launch_by_hand(&sock, &errr);
+    char buf[sizeof *m + 256];
+    assert_true(alen <= sizeof buf - hlen);
+    memcpy(buf, m, hlen);
+    memcpy(buf + hlen, args, alen);
+    struct iovec iov = {buf, hlen + alen};
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        mh.msg_control = ctl.b;
+        mh.msg_controllen = sizeof ctl.b;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)(hlen + alen));
+    close(sock);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    ssize_t n = read(errr, errbuf, errlen - 1);
+    errbuf[n > 0 ? n : 0] = 0;
+    close(errr);
+    return st;
+}
+
+/* The launcher's own input, pushed past every bound its reader checks:
+ * each malformed message is refused in one line (exit 127), nothing is
+ * exec'd; a well-formed one runs, and EOF before a header is a clean exit. */
+static void test_launcher_refuses_malformed(void **s)
+{
+    (void)s;
+    static const char ok_args[] = "/bin/sh\0-c\0exit 7";
+    wr_launch_msg ok;
+    memset(&ok, 0, sizeof ok);
+    ok.magic = WR_LAUNCH_MAGIC;
+    ok.userns = ok.netns = -1;
+    ok.umask = 022;
+    ok.argc = 3;
+    ok.argv_bytes = sizeof ok_args;
+    char err[512];
+    int st = launch_message(&ok, sizeof ok, ok_args, sizeof ok_args, -1, err, sizeof err);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 7);
+    st = launch_message(&ok, 0, "", 0, -1, err, sizeof err);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    enum {
+        MAGIC,
+        SLOTS_NO_FD,
+        FD_NO_SLOT,
+        NS_IN_SLOTS,
+        NO_ARGS,
+        TOO_MANY_ARGS,
+        ARGV_TOO_LONG,
+        ARGC_ABOVE_STRINGS,
+        ARGV_CUT,
+        RLIMITS,
+        GROUPS,
+        HEADER_CUT,
+        NCASES
+    };
+    for (int c = 0; c < NCASES; c++) {
+        wr_launch_msg m = ok;
+        size_t hlen = sizeof m, alen = sizeof ok_args;
+        int fd = -1;
+        switch (c) {
+        case MAGIC:
+            m.magic ^= 1;
+            break;
+        case SLOTS_NO_FD:
+            m.nslots = 1;
+            break;
+        case FD_NO_SLOT:
+            fd = 0;
+            break;
+        case NS_IN_SLOTS:
+            m.nslots = 1, m.netns = 0, fd = 0;
+            break;
+        case NO_ARGS:
+            m.argc = 0;
+            break;
+        case TOO_MANY_ARGS:
+            m.argc = WR_LAUNCH_MAX_ARGS + 1;
+            break;
+        case ARGV_TOO_LONG:
+            m.argv_bytes = WR_LAUNCH_MAX_ARGV_BYTES + 1;
+            break;
+        case ARGC_ABOVE_STRINGS:
+            m.argc = 4;
+            break;
+        case ARGV_CUT:
+            m.argv_bytes = sizeof ok_args + 1;
+            break;
+        case RLIMITS:
+            m.nrl = WR_LAUNCH_MAX_RL + 1;
+            break;
+        case GROUPS:
+            m.ngroups = 2;
+            break;
+        case HEADER_CUT:
+            hlen = sizeof m / 2, alen = 0;
+            break;
+        }
+        st = launch_message(&m, hlen, ok_args, alen, fd, err, sizeof err);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 127 || !strstr(err, "malformed launch message"))
+            fail_msg("case %d: status %d, stderr %s", c, st, err);
+    }
+}
+
+/* More declared paths than one launch message has descriptors for: the
+ * run is refused in one line and its command never runs. */
+static void test_too_many_paths(void **s)
+{
+    (void)s;
+    enum {
+        NPATHS = WR_LAUNCH_MAX_FDS + 1
+    };
+    char *dir = fx_subdir(g_dir, "many-paths", true), *marker = path_in(dir, "ran");
+    char *paths[NPATHS];
+    for (int i = 0; i < NPATHS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        paths[i] = path_in(dir, name);
+        FILE *f = fopen(paths[i], "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    const char *argv[] = {"/usr/bin/touch", marker, NULL};
+    fx f;
+    fx_init(&f, (fx_cmd_spec[]){{.id = "c1", .seg = {argv}, .writes = {dir}}, {0}});
+    f.cmds[0].read_paths = (wr_strv){paths, NPATHS};
+    f.req.launchers = g_pool;
+    wr_exec_result *r = NULL;
+    wr_error e = {0};
+    assert_int_equal(wr_exec_run(&f.req, &r, &e), WR_E_LIMIT);
+    assert_null(r);
+    assert_string_equal(e.message, "too many declared paths for one sandbox");
+    assert_false(exists(marker));
+    for (int i = 0; i < NPATHS; i++)
+        free(paths[i]);
+    free(marker);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_unpriv = argc > 1 && !strcmp(argv[1], "--unpriv");
@@ -642,6 +849,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unprivileged),
         cmocka_unit_test(test_pool_host_facts),
         cmocka_unit_test(test_limits_written_ahead),
+        cmocka_unit_test(test_pool_size_bounds),
+        cmocka_unit_test(test_launcher_refuses_malformed),
+        cmocka_unit_test(test_too_many_paths),
     };
     /* As uid 65534 without delegation: no cgroup; the pool still works. */
     const struct CMUnitTest unpriv[] = {

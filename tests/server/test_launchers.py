@@ -125,7 +125,9 @@ class Launchers(unittest.TestCase):
         self.assertEqual(launchers_of(c.p.pid), [])
         self.assertEqual(c.close(), 0)
 
-    def test_server_killed(self):
+    def kill_server(self):
+        """A server with its pool of 2, SIGKILLed: its pid and the run
+        cgroups it had."""
         c = self.start()
         pid = c.p.pid
         pool = wait_for(lambda: len(launchers_of(pid)) == 2 and launchers_of(pid))
@@ -137,8 +139,15 @@ class Launchers(unittest.TestCase):
         self.assertTrue(wait_for(lambda: not [p for p in pool if alive(p)]), pool)
         for f in (c.p.stdin, c.p.stdout, c.p.stderr):
             f.close()
+        return pid, left
+
+    def test_server_killed(self):
+        self.kill_server()
+
+    def test_killed_servers_cgroups_removed(self):
         if not freezer_warrant_dir():
-            return
+            self.skipTest("run cgroups are listed here only in a writable cgroup v1 freezer hierarchy (root)")
+        pid, left = self.kill_server()
         self.assertEqual(len(left), 2)
         # the next start kills and removes what the dead server left
         c2 = self.start("--launchers", "0")

@@ -673,6 +673,10 @@ class WebSocketTest(StreamCases, unittest.TestCase):
                 c = self.open_ready()
                 c.s.sendall(b"".join(c.frame_bytes(*f) for f in frames))
                 self.assert_fails_1002(c, why)
+        with self.subTest(why="frame length over 2^63"):  # RFC 6455 5.2: the top bit is 0
+            c = self.open_ready()
+            c.s.sendall(struct.pack("!BBQ", 0x81, 0x80 | 127, 1 << 63) + os.urandom(4))
+            self.assert_fails_1002(c, "frame length over 2^63")
         c = self.open_ready()
         c.frame(9, b"are you there")
         self.assertEqual(c.recv_frame(), (10, b"are you there"))
